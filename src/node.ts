@@ -1,0 +1,17 @@
+/**
+ * WPC for Node: WebGPU through Dawn (the `webgpu` package), loaded on the first `init()`.
+ */
+import { dawnGpu, NO_ADAPTER_HINT_NODE } from './runtime/dawn.js';
+import { initFromGpu, type InitOptions, type Runtime } from './runtime/runtime.js';
+
+export * from './api.js';
+
+/**
+ * Creates a runtime that owns a new device: `navigator.gpu` when the host provides one, else Dawn.
+ * Fails with an explanation (and, on Linux, the lavapipe install command) when there is no adapter.
+ */
+export async function init(options: InitOptions = {}): Promise<Runtime> {
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+  const gpu = nav?.gpu ?? (await dawnGpu(options.dawnOptions ?? []));
+  return initFromGpu(gpu, options, NO_ADAPTER_HINT_NODE);
+}

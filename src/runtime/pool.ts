@@ -1,0 +1,76 @@
+/**
+ * A pool of GPU buffers keyed by (rounded size, usage).
+ *
+ * Transient tensors (results handed to the caller, readback staging) come from here, so that a training loop
+ * reaches a steady state with no `createBuffer` per step. Reusing a released buffer right away is safe
+ * because every use goes through the same queue in order: later writes cannot overtake earlier reads.
+ */
+
+/** Sizes are rounded up to a power of two (at least 256 B) below 16 MiB and to whole MiB above. */
+export function bucketSize(byteSize: number): number {
+  const min = 256;
+  if (byteSize <= min) return min;
+  if (byteSize <= 16 * 2 ** 20) return 2 ** Math.ceil(Math.log2(byteSize));
+  return Math.ceil(byteSize / 2 ** 20) * 2 ** 20;
+}
+
+export interface PoolStats {
+  /** Buffers created since the pool was made. */
+  created: number;
+  /** Acquisitions served from the free lists. */
+  reused: number;
+  /** Buffers currently handed out. */
+  inUse: number;
+  /** Bytes sitting in the free lists. */
+  pooledBytes: number;
+}
+
+export class BufferPool {
+  private readonly free = new Map<string, GPUBuffer[]>();
+  private readonly sizes = new WeakMap<GPUBuffer, { key: string; size: number }>();
+  readonly stats: PoolStats = { created: 0, reused: 0, inUse: 0, pooledBytes: 0 };
+
+  /** @param maxPooledBytes free buffers beyond this many bytes are destroyed instead of kept. */
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly maxPooledBytes = 256 * 2 ** 20,
+  ) {}
+
+  acquire(byteSize: number, usage: number, label = 'wpc.pooled'): GPUBuffer {
+    const size = bucketSize(byteSize);
+    const key = `${size}:${usage}`;
+    const list = this.free.get(key);
+    const reused = list?.pop();
+    this.stats.inUse++;
+    if (reused) {
+      this.stats.reused++;
+      this.stats.pooledBytes -= size;
+      return reused;
+    }
+    const buffer = this.device.createBuffer({ size, usage, label });
+    this.stats.created++;
+    this.sizes.set(buffer, { key, size });
+    return buffer;
+  }
+
+  release(buffer: GPUBuffer): void {
+    const info = this.sizes.get(buffer);
+    if (!info) throw new Error('BufferPool.release: this buffer did not come from this pool');
+    this.stats.inUse--;
+    if (this.stats.pooledBytes + info.size > this.maxPooledBytes) {
+      buffer.destroy();
+      return;
+    }
+    let list = this.free.get(info.key);
+    if (!list) this.free.set(info.key, (list = []));
+    list.push(buffer);
+    this.stats.pooledBytes += info.size;
+  }
+
+  /** Destroys every pooled (free) buffer. Buffers still handed out stay valid. */
+  trim(): void {
+    for (const list of this.free.values()) for (const b of list) b.destroy();
+    this.free.clear();
+    this.stats.pooledBytes = 0;
+  }
+}
