@@ -1,0 +1,77 @@
+// Layer predictions f_l(z_{l-1}) = s_l · (W_l φ(z_{l-1}) + b_l), fused with what follows them.
+//
+// FORWARD (feedforward initialisation, one layer per dispatch):
+//   c ← pred (the activity z_l);  d ← φ(pred) if WRITE_PHI;  e ← pred if WRITE_PRED (the first layer's
+//   prediction, constant during inference because the input is clamped).
+// ERRORS (all layers in one dispatch), the prediction errors the energy and every gradient are made of:
+//   hidden:  c ← e_l = z_l − pred                      (z_l read at d)
+//   first:   c ← e_1 = z_1 − pred_1, pred_1 read at e (no matmul: k = 0)
+//   output:  c ← e_L = y − pred (mse, y read at d), or c ← pred (the logits, ce; see output.wgsl)
+//   partial sums of e² per tile → the pair at part_off + 2·tile (the layer energy is ½Σe²/B).
+// A = φ(z_{l-1}) [B × in] (or the input x), B = W_l stored [out × in] (JPC's layout), so this is A·Wᵀ.
+// coef0 = s_l (the layer's parameter scaling).
+
+const FLAG_BIAS: u32 = 1u;
+const FLAG_FIRST: u32 = 2u;
+const FLAG_OUTPUT: u32 = 4u;
+const FLAG_WRITE_PHI: u32 = 8u;
+const FLAG_WRITE_PRED: u32 = 16u;
+const FLAG_LOGITS: u32 = 32u;
+
+@group(0) @binding(1) var<storage, read> params: array<f32>;
+@group(0) @binding(2) var<storage, read_write> work: array<f32>;
+#if GATED
+// Solver state (solver.wgsl): a finished solve turns the remaining steps' dispatches into no-ops.
+@group(0) @binding(3) var<storage, read> state: SolverState;
+#endif
+
+fn skip_dispatch() -> bool {
+#if GATED
+  return state.done != 0u;
+#else
+  return false;
+#endif
+}
+
+fn load_a(job: Job, row: u32, kk: u32) -> f32 {
+  return work[job.a_off + row * job.k + kk];
+}
+
+fn load_b(job: Job, kk: u32, col: u32) -> f32 {
+  return params[job.b_off + col * job.k + kk];
+}
+
+fn prediction(job: Job, row: u32, col: u32, acc: f32) -> f32 {
+  if ((job.flags & FLAG_FIRST) != 0u) { return work[job.e_off + row * job.n + col]; }
+  var v = acc;
+  if ((job.flags & FLAG_BIAS) != 0u) { v += params[job.bias_off + col]; }
+  return job.coef0 * v;
+}
+
+fn epilogue(job: Job, row: u32, col: u32, acc: f32) -> vec2<f32> {
+  let at = row * job.n + col;
+  let pred = prediction(job, row, col, acc);
+#if ERRORS
+  if ((job.flags & FLAG_LOGITS) != 0u) {
+    work[job.c_off + at] = pred;
+    return vec2<f32>(0.0, 0.0);
+  }
+  let e = work[job.d_off + at] - pred;
+  work[job.c_off + at] = e;
+  return vec2<f32>(e * e, 0.0);
+#else
+  work[job.c_off + at] = pred;
+  if ((job.flags & FLAG_WRITE_PHI) != 0u) { work[job.d_off + at] = act(pred); }
+  if ((job.flags & FLAG_WRITE_PRED) != 0u) { work[job.e_off + at] = pred; }
+  return vec2<f32>(0.0, 0.0);
+#endif
+}
+
+fn finish_tile(job: Job, tile: u32, partial: vec2<f32>) {
+#if ERRORS
+  if ((job.flags & FLAG_LOGITS) == 0u) {
+    work[job.part_off + 2u * tile] = partial.x;
+    work[job.part_off + 2u * tile + 1u] = partial.y;
+  }
+#endif
+}

@@ -1,0 +1,89 @@
+// Grouped, register-tiled matmul: one dispatch computes C = A·B for every layer ("job") listed in `jobs`,
+// so that a whole network's forward errors, activity gradients or parameter gradients cost one dispatch.
+//
+// Each invocation owns a TM×TN block of one job's output and keeps it in registers; there is no workgroup
+// memory and no barrier (barriers are slow on CPU adapters such as lavapipe, where this layout measured
+// 13–17 GFLOP/s against 0.6 for 16×16 shared-memory tiles). Consecutive invocations take consecutive column
+// blocks of the same rows, so the A loads are shared across a workgroup's lanes.
+//
+// The including kernel file provides the bindings and five hooks:
+//   fn skip_dispatch() -> bool                              whole dispatch is a no-op (e.g. solver finished)
+//   fn load_a(job: Job, row: u32, kk: u32) -> f32            A[row, kk]
+//   fn load_b(job: Job, kk: u32, col: u32) -> f32            B[kk, col]
+//   fn epilogue(job: Job, row: u32, col: u32, acc: f32) -> vec2<f32>   writes outputs, returns partial sums
+//   fn finish_tile(job: Job, tile: u32, partial: vec2<f32>)  stores the tile's partial sums
+// Partial sums are per tile and summed later in a fixed order, so every reduction is deterministic.
+
+const WG: u32 = {{WG}}u;
+const TM: u32 = {{TM}}u;
+const TN: u32 = {{TN}}u;
+
+// One matmul of the group (80 bytes; mirrored by JOB_WORDS in layer-jobs.ts). Offsets are in f32 elements;
+// each kernel file documents what its d/e/f offsets, flags and coefficients mean.
+struct Job {
+  wg_start: u32,  // first workgroup of this job in the dispatch
+  tiles_n: u32,   // column blocks
+  tiles: u32,     // row blocks × column blocks
+  m: u32,
+  n: u32,
+  k: u32,
+  a_off: u32,     // operand A
+  b_off: u32,     // operand B
+  c_off: u32,     // main output
+  d_off: u32,     // extra operands / outputs, per kernel
+  e_off: u32,
+  f_off: u32,
+  bias_off: u32,
+  part_off: u32,  // first partial-sum slot (a pair of f32 per tile)
+  flags: u32,
+  coef0: f32,
+  coef1: f32,
+  pad0: u32,
+  pad1: u32,
+  pad2: u32,
+}
+
+@group(0) @binding(0) var<storage, read> jobs: array<Job>;
+
+fn find_job(wg: u32) -> u32 {
+  var j = 0u;
+  let count = arrayLength(&jobs);
+  for (var i = 1u; i < count; i++) {
+    if (jobs[i].wg_start <= wg) { j = i; }
+  }
+  return j;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lane: u32) {
+  if (skip_dispatch()) { return; }
+  let wg = wid.x + wid.y * nwg.x;
+  let job = jobs[find_job(wg)];
+  let tile = (wg - job.wg_start) * WG + lane;
+  if (tile >= job.tiles) { return; }
+  let m0 = (tile / job.tiles_n) * TM;
+  let n0 = (tile % job.tiles_n) * TN;
+  // Rows/columns past the edge are clamped for loading and skipped when storing, so any shape works.
+  let m_last = job.m - 1u;
+  let n_last = job.n - 1u;
+
+  var acc: array<array<f32, TN>, TM>;
+  var a: array<f32, TM>;
+  var b: array<f32, TN>;
+  for (var kk = 0u; kk < job.k; kk++) {
+    for (var i = 0u; i < TM; i++) { a[i] = load_a(job, min(m0 + i, m_last), kk); }
+    for (var j = 0u; j < TN; j++) { b[j] = load_b(job, kk, min(n0 + j, n_last)); }
+    for (var i = 0u; i < TM; i++) {
+      for (var j = 0u; j < TN; j++) { acc[i][j] = fma(a[i], b[j], acc[i][j]); }
+    }
+  }
+
+  var partial = vec2<f32>(0.0, 0.0);
+  for (var i = 0u; i < TM; i++) {
+    for (var j = 0u; j < TN; j++) {
+      if (m0 + i < job.m && n0 + j < job.n) { partial += epilogue(job, m0 + i, n0 + j, acc[i][j]); }
+    }
+  }
+  finish_tile(job, tile, partial);
+}

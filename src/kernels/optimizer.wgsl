@@ -1,0 +1,61 @@
+// First-order optimisers with optax's semantics, elementwise over a flat range of parameters (or activities).
+//   SGD       p ← p − lr·g
+//   MOMENTUM  t ← g + μ·t;  p ← p − lr·(nesterov ? g + μ·t : t)                       (optax.trace)
+//   ADAM      m ← (1−b1)g + b1·m;  v ← (1−b2)g² + b2·v;  p ← p − lr·(m/bc1) / (sqrt(v/bc2 + eps_root) + eps)
+// with bc = 1 − β^count computed by the host (the step count lives on the host, so no readback).
+// GRADS_IN_TARGET reads the gradient from the target buffer itself (activities and their gradients share the
+// workspace, and a buffer cannot be bound writable and read-only at once).
+
+struct Opt {
+  n: u32,
+  p_off: u32,
+  g_off: u32,
+  s_off: u32,   // optimiser state: trace, or m then v (n each)
+  lr: f32,
+  b1: f32,      // adam b1, or the momentum μ
+  b2: f32,
+  eps: f32,
+  eps_root: f32,
+  bc1: f32,
+  bc2: f32,
+  nesterov: u32,
+}
+
+const OPT_WG: u32 = 64u;
+
+@group(0) @binding(0) var<uniform> opt: Opt;
+@group(0) @binding(1) var<storage, read_write> target: array<f32>;
+#if !GRADS_IN_TARGET
+@group(0) @binding(2) var<storage, read> grads: array<f32>;
+#endif
+#if HAS_STATE
+@group(0) @binding(3) var<storage, read_write> moments: array<f32>;
+#endif
+
+fn grad(i: u32) -> f32 {
+#if GRADS_IN_TARGET
+  return target[opt.g_off + i];
+#else
+  return grads[opt.g_off + i];
+#endif
+}
+
+@compute @workgroup_size(OPT_WG)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * OPT_WG;
+  if (i >= opt.n) { return; }
+  let g = grad(i);
+  var update = g;
+#if MOMENTUM
+  let trace = g + opt.b1 * moments[opt.s_off + i];
+  moments[opt.s_off + i] = trace;
+  update = select(trace, g + opt.b1 * trace, opt.nesterov != 0u);
+#elif ADAM
+  let m = (1.0 - opt.b1) * g + opt.b1 * moments[opt.s_off + i];
+  let v = (1.0 - opt.b2) * g * g + opt.b2 * moments[opt.s_off + opt.n + i];
+  moments[opt.s_off + i] = m;
+  moments[opt.s_off + opt.n + i] = v;
+  update = (m / opt.bc1) / (sqrt(v / opt.bc2 + opt.eps_root) + opt.eps);
+#endif
+  target[opt.p_off + i] = target[opt.p_off + i] - opt.lr * update;
+}
