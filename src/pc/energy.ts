@@ -1,0 +1,167 @@
+/**
+ * The PC energy and its gradients (JPC's `pc_energy_fn`, `compute_pc_activity_grad`,
+ * `compute_pc_param_grads`) and the feedforward initialisation of the activities.
+ *
+ * For activities z_1..z_L (z_L, the output layer's, is a dummy the energy never reads), input x and target y:
+ *
+ *   F = (1/B) Σ_l E_l,   E_l = ½ Σ_b ‖z_l − f_l(z_{l−1})‖²  (l < L, z_0 = x),
+ *   E_L = ½ Σ_b ‖y − f_L(z_{L−1})‖²  (mse)   or   −Σ_b y·log_softmax(f_L(z_{L−1}))  (ce),
+ *
+ * with f_l(z) = W_l φ(z) + b_l. Every gradient carries the 1/B factor, exactly as autodiff of F gives in JPC.
+ */
+import { Recorder } from '../runtime/recorder.js';
+import { checkKnownKeys } from '../runtime/errors.js';
+import type { Tensor } from '../runtime/tensor.js';
+import { type BatchData, checkBatch, checkLoss, checkModel, batchSizeOf, copyOutLayers, copyOutScalars, loadActivities, loadBatch } from './batch.js';
+import type { Model } from './model.js';
+import { writeSolverConfig } from './solver.js';
+import { type Loss, Workspace } from './workspace.js';
+
+export interface EnergyOptions {
+  /** The input x (clamped), shape [B, inputDim]. Required: supervised PC. */
+  input: BatchData;
+  /** Output term: `'mse'` (default) or `'ce'` (cross-entropy with a log-softmax). */
+  loss?: Loss;
+}
+
+export interface PcEnergyOptions extends EnergyOptions {
+  /**
+   * Return each layer's energy (already /B), in JPC's `record_layers` order [E_L, E_2, …, E_{L−1}, E_1], instead
+   * of the total. Default false.
+   */
+  recordLayers?: boolean;
+}
+
+/** Runs `task` on the model's workspace for batch size B, after all earlier work on it. */
+export async function onWorkspace<T>(model: Model, B: number, task: (ws: Workspace, rec: Recorder) => T | Promise<T>): Promise<T> {
+  const ws = await Workspace.get(model, B, 'train');
+  return ws.exclusive(async () => {
+    model.checkAlive('WPC');
+    const rec = new Recorder(model.runtime, 'wpc');
+    return task(ws, rec);
+  });
+}
+
+function prepareState(ws: Workspace, rec: Recorder, activities: readonly Tensor[], input: BatchData, output: BatchData, loss: Loss): void {
+  writeSolverConfig(ws, undefined);
+  loadBatch(ws, rec, input, output);
+  loadActivities(ws, rec, activities);
+  ws.recordErrors(rec, 'y', loss, false);
+}
+
+/**
+ * The PC energy F of `activities` (a one-element tensor), or with `recordLayers` the L layer energies.
+ * $$F = \frac{1}{B}\sum_l E_l$$
+ */
+export async function pcEnergy(model: Model, activities: readonly Tensor[], output: BatchData, options: PcEnergyOptions): Promise<Tensor> {
+  const fn = 'pcEnergy';
+  checkModel(fn, model);
+  checkKnownKeys(fn, 'options', options ?? {}, ['input', 'loss', 'recordLayers']);
+  const loss = checkLoss(fn, options?.loss);
+  const B = checkBatch(fn, model, output, options?.input, activities);
+  return onWorkspace(model, B, (ws, rec) => {
+    prepareState(ws, rec, activities, options.input, output, loss);
+    ws.recordEnergies(rec, loss);
+    const result = options.recordLayers
+      ? copyOutScalars(ws, rec, ws.scalar.energies, [model.depth])
+      : copyOutScalars(ws, rec, ws.scalar.total, [1]);
+    rec.submit();
+    return result;
+  });
+}
+
+export interface ActivityGradResult {
+  /** F before any update (one element). */
+  energy: Tensor;
+  /** ∂F/∂z_l for l = 1..L, shaped like the activities; the dummy output activity's is zero. */
+  grads: Tensor[];
+}
+
+/**
+ * JPC's `compute_pc_activity_grad`: the energy and its gradient with respect to every activity,
+ * $$\frac{\partial F}{\partial z_l} = \frac{1}{B}\Big(e_l - \varphi'(z_l) \odot e_{l+1} W_{l+1}\Big).$$
+ */
+export async function computePcActivityGrad(
+  model: Model,
+  activities: readonly Tensor[],
+  output: BatchData,
+  options: EnergyOptions,
+): Promise<ActivityGradResult> {
+  const fn = 'computePcActivityGrad';
+  checkModel(fn, model);
+  checkKnownKeys(fn, 'options', options ?? {}, ['input', 'loss']);
+  const loss = checkLoss(fn, options?.loss);
+  const B = checkBatch(fn, model, output, options?.input, activities);
+  return onWorkspace(model, B, (ws, rec) => {
+    prepareState(ws, rec, activities, options.input, output, loss);
+    ws.recordEnergies(rec, loss);
+    ws.recordActivityGrad(rec, 'grad', false);
+    const L = model.depth;
+    const grads = copyOutLayers(ws, rec, (l) => ws.gradOffset(l)).map((t, i) => {
+      if (i === L - 1) rec.clear(t.buffer, 0, t.byteLength); // the dummy's gradient is zero
+      return t;
+    });
+    const energy = copyOutScalars(ws, rec, ws.scalar.total, [1]);
+    rec.submit();
+    return { energy, grads };
+  });
+}
+
+export interface ParamGradResult {
+  /** ∂F/∂W_l, shaped `[out, in]` like the weights. */
+  weights: Tensor[];
+  /** ∂F/∂b_l, or null for layers without bias. */
+  biases: (Tensor | null)[];
+}
+
+/**
+ * JPC's `compute_pc_param_grads`: the gradient of the energy with respect to every weight and bias,
+ * $$\frac{\partial F}{\partial W_l} = -\frac{1}{B} e_l^\top \varphi(z_{l-1}), \qquad
+ *   \frac{\partial F}{\partial b_l} = -\frac{1}{B}\sum_b e_{l,b}.$$
+ */
+export async function computePcParamGrads(
+  model: Model,
+  activities: readonly Tensor[],
+  output: BatchData,
+  options: EnergyOptions,
+): Promise<ParamGradResult> {
+  const fn = 'computePcParamGrads';
+  checkModel(fn, model);
+  checkKnownKeys(fn, 'options', options ?? {}, ['input', 'loss']);
+  const loss = checkLoss(fn, options?.loss);
+  const B = checkBatch(fn, model, output, options?.input, activities);
+  return onWorkspace(model, B, (ws, rec) => {
+    prepareState(ws, rec, activities, options.input, output, loss);
+    ws.recordParamGrads(rec);
+    const grads = model.grads();
+    const rt = model.runtime;
+    const copy = (offset: number, shape: number[]) => {
+      const t = rt.empty(shape);
+      rec.copy(grads, offset * 4, t.buffer, 0, t.byteLength);
+      return t;
+    };
+    const result = {
+      weights: model.layers.map((l) => copy(l.weightOffset, [l.outDim, l.inDim])),
+      biases: model.layers.map((l) => (l.useBias ? copy(l.biasOffset, [l.outDim]) : null)),
+    };
+    rec.submit();
+    return result;
+  });
+}
+
+/**
+ * JPC's `init_activities_with_ffwd`: z_1 = f_1(x), z_l = f_l(z_{l−1}); the last activity is the network's
+ * prediction. Returns L new tensors.
+ */
+export async function initActivitiesWithFfwd(model: Model, input: BatchData): Promise<Tensor[]> {
+  const fn = 'initActivitiesWithFfwd';
+  checkModel(fn, model);
+  const B = batchSizeOf(fn, 'input', input, model.inputDim, model);
+  return onWorkspace(model, B, (ws, rec) => {
+    loadBatch(ws, rec, input, undefined);
+    ws.recordForward(rec);
+    const out = copyOutLayers(ws, rec, (l) => ws.activityOffset(l));
+    rec.submit();
+    return out;
+  });
+}

@@ -1,0 +1,112 @@
+/**
+ * Shared test helpers: one runtime per test file, conversions between the float64 reference (test/reference)
+ * and GPU models, and the tolerance check every kernel test uses.
+ */
+import { afterAll, beforeAll, expect } from 'vitest';
+import { init, mlpFromWeights, type Model, type Runtime, type Tensor } from '../src/node.js';
+import { type Act, type Mat, type RefModel, mat, randomModel } from './reference/jpc64.js';
+import { Random } from '../src/util/random.js';
+
+/** A runtime for the whole file (real Dawn adapter; never the null backend). */
+export function useRuntime(): () => Runtime {
+  let rt: Runtime | undefined;
+  beforeAll(async () => {
+    rt = await init();
+  });
+  afterAll(() => rt?.dispose());
+  return () => {
+    if (!rt) throw new Error('runtime not initialised');
+    return rt;
+  };
+}
+
+/** Rounds every parameter of a reference model to float32, so the reference computes on the GPU's exact inputs. */
+export function roundModel(ref: RefModel): RefModel {
+  const r = (m: Mat) => mat(m.rows, m.cols, Float64Array.from(m.data, Math.fround));
+  return {
+    ...ref,
+    weights: ref.weights.map(r),
+    biases: ref.biases.map((b) => (b ? Float64Array.from(b, Math.fround) : null)),
+  };
+}
+
+export function randomRefModel(seed: number, dims: number[], act: Act, bias: boolean): RefModel {
+  return roundModel(randomModel(new Random(seed), dims, act, { bias }));
+}
+
+export function gpuModel(rt: Runtime, ref: RefModel): Model {
+  const dims = [ref.weights[0]!.cols, ...ref.weights.map((w) => w.rows)];
+  return mlpFromWeights(rt, {
+    dims,
+    weights: ref.weights.map((w) => Float32Array.from(w.data)),
+    biases: ref.biases.every((b) => b) ? ref.biases.map((b) => Float32Array.from(b!)) : null,
+    actFn: ref.act,
+  });
+}
+
+/** A random matrix already rounded to float32. */
+export function randomMat(rng: Random, rows: number, cols: number, scale = 1): Mat {
+  return mat(rows, cols, Float64Array.from({ length: rows * cols }, () => Math.fround(scale * rng.normal())));
+}
+
+export function oneHotMat(rng: Random, rows: number, cols: number): Mat {
+  const m = mat(rows, cols);
+  for (let r = 0; r < rows; r++) m.data[r * cols + rng.nextInt(cols)] = 1;
+  return m;
+}
+
+export function f32(m: Mat): Float32Array {
+  return Float32Array.from(m.data);
+}
+
+export function tensorOf(rt: Runtime, m: Mat): Tensor {
+  return rt.tensor(f32(m), [m.rows, m.cols]);
+}
+
+/**
+ * Relative closeness, elementwise with a floor: |a − e| ≤ rtol·max(|e|, floor·‖e‖∞). The floor (1e-2 of the
+ * largest magnitude) keeps entries that cancel to nearly zero from demanding more than float32 can give.
+ * Returns the worst ratio |a − e| / bound, so tests can report it.
+ */
+export function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, rtol = 1e-4, what = 'values', floor = 1e-2): number {
+  expect(actual.length, `${what}: length`).toBe(expected.length);
+  let maxAbs = 0;
+  for (let i = 0; i < expected.length; i++) maxAbs = Math.max(maxAbs, Math.abs(expected[i]!));
+  let worst = 0;
+  let at = -1;
+  for (let i = 0; i < expected.length; i++) {
+    const bound = rtol * Math.max(Math.abs(expected[i]!), floor * maxAbs, 1e-30);
+    const ratio = Math.abs(actual[i]! - expected[i]!) / bound;
+    if (!(ratio <= worst)) {
+      worst = ratio;
+      at = i;
+    }
+  }
+  if (!(worst <= 1)) {
+    expect.fail(`${what}: element ${at} is ${actual[at]} but the reference is ${expected[at]} (error ${(worst * rtol).toExponential(2)} relative, tolerance ${rtol})`);
+  }
+  return worst;
+}
+
+export function flat(ms: readonly Mat[]): Float64Array {
+  const n = ms.reduce((s, m) => s + m.data.length, 0);
+  const out = new Float64Array(n);
+  let at = 0;
+  for (const m of ms) {
+    out.set(m.data, at);
+    at += m.data.length;
+  }
+  return out;
+}
+
+export async function readAll(ts: readonly Tensor[]): Promise<Float32Array> {
+  const parts = await Promise.all(ts.map((t) => t.toArray()));
+  const n = parts.reduce((s, p) => s + p.length, 0);
+  const out = new Float32Array(n);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
