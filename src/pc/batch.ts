@@ -3,10 +3,10 @@
  * checks run before anything is written or recorded, so a bad argument leaves every GPU buffer as it was.
  */
 import { WpcArgumentError, argError, checkFiniteData, checkOneOf } from '../runtime/errors.js';
-import type { Recorder } from '../runtime/recorder.js';
+import { Recorder } from '../runtime/recorder.js';
 import { Tensor, checkTensor, formatShape } from '../runtime/tensor.js';
 import { Model } from './model.js';
-import type { Loss, Workspace } from './workspace.js';
+import { type Loss, Workspace } from './workspace.js';
 
 /** A batch given as a GPU tensor `[B, d]`, or as a row-major `Float32Array` of B·d values (uploaded). */
 export type BatchData = Tensor | Float32Array;
@@ -108,4 +108,35 @@ export function copyOutScalars(ws: Workspace, rec: Recorder, offset: number, sha
   const t = ws.runtime.empty(shape);
   rec.copy(ws.buffer, offset * 4, t.buffer, 0, t.byteLength);
   return t;
+}
+
+/** Runs `task` on the model's workspace for batch size B, after all earlier work on it. */
+export async function onWorkspace<T>(model: Model, B: number, task: (ws: Workspace, rec: Recorder) => T | Promise<T>): Promise<T> {
+  const ws = await Workspace.get(model, B, 'train');
+  return ws.exclusive(async () => {
+    model.checkAlive('WPC');
+    const rec = new Recorder(model.runtime, 'wpc');
+    return task(ws, rec);
+  });
+}
+
+export interface ParamGradResult {
+  /** ∂F/∂W_l, shaped `[out, in]` like the weights. */
+  weights: Tensor[];
+  /** ∂F/∂b_l, or null for layers without bias. */
+  biases: (Tensor | null)[];
+}
+
+/** New tensors holding the model's last parameter gradients. */
+export function copyParamGrads(model: Model, rec: Recorder): ParamGradResult {
+  const grads = model.grads();
+  const copy = (offset: number, shape: number[]) => {
+    const t = model.runtime.empty(shape);
+    rec.copy(grads, offset * 4, t.buffer, 0, t.byteLength);
+    return t;
+  };
+  return {
+    weights: model.layers.map((l) => copy(l.weightOffset, [l.outDim, l.inDim])),
+    biases: model.layers.map((l) => (l.useBias ? copy(l.biasOffset, [l.outDim]) : null)),
+  };
 }

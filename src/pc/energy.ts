@@ -9,13 +9,26 @@
  *
  * with f_l(z) = W_l φ(z) + b_l. Every gradient carries the 1/B factor, exactly as autodiff of F gives in JPC.
  */
-import { Recorder } from '../runtime/recorder.js';
+import type { Recorder } from '../runtime/recorder.js';
 import { checkKnownKeys } from '../runtime/errors.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { type BatchData, checkBatch, checkLoss, checkModel, batchSizeOf, copyOutLayers, copyOutScalars, loadActivities, loadBatch } from './batch.js';
+import {
+  type BatchData,
+  type ParamGradResult,
+  batchSizeOf,
+  checkBatch,
+  checkLoss,
+  checkModel,
+  copyOutLayers,
+  copyOutScalars,
+  copyParamGrads,
+  loadActivities,
+  loadBatch,
+  onWorkspace,
+} from './batch.js';
 import type { Model } from './model.js';
 import { writeSolverConfig } from './solver.js';
-import { type Loss, Workspace } from './workspace.js';
+import type { Loss, Workspace } from './workspace.js';
 
 export interface EnergyOptions {
   /** The input x (clamped), shape [B, inputDim]. Required: supervised PC. */
@@ -30,16 +43,6 @@ export interface PcEnergyOptions extends EnergyOptions {
    * of the total. Default false.
    */
   recordLayers?: boolean;
-}
-
-/** Runs `task` on the model's workspace for batch size B, after all earlier work on it. */
-export async function onWorkspace<T>(model: Model, B: number, task: (ws: Workspace, rec: Recorder) => T | Promise<T>): Promise<T> {
-  const ws = await Workspace.get(model, B, 'train');
-  return ws.exclusive(async () => {
-    model.checkAlive('WPC');
-    const rec = new Recorder(model.runtime, 'wpc');
-    return task(ws, rec);
-  });
 }
 
 function prepareState(ws: Workspace, rec: Recorder, activities: readonly Tensor[], input: BatchData, output: BatchData, loss: Loss): void {
@@ -69,6 +72,8 @@ export async function pcEnergy(model: Model, activities: readonly Tensor[], outp
     return result;
   });
 }
+
+export type { ParamGradResult };
 
 export interface ActivityGradResult {
   /** F before any update (one element). */
@@ -107,12 +112,6 @@ export async function computePcActivityGrad(
   });
 }
 
-export interface ParamGradResult {
-  /** ∂F/∂W_l, shaped `[out, in]` like the weights. */
-  weights: Tensor[];
-  /** ∂F/∂b_l, or null for layers without bias. */
-  biases: (Tensor | null)[];
-}
 
 /**
  * JPC's `compute_pc_param_grads`: the gradient of the energy with respect to every weight and bias,
@@ -133,17 +132,7 @@ export async function computePcParamGrads(
   return onWorkspace(model, B, (ws, rec) => {
     prepareState(ws, rec, activities, options.input, output, loss);
     ws.recordParamGrads(rec);
-    const grads = model.grads();
-    const rt = model.runtime;
-    const copy = (offset: number, shape: number[]) => {
-      const t = rt.empty(shape);
-      rec.copy(grads, offset * 4, t.buffer, 0, t.byteLength);
-      return t;
-    };
-    const result = {
-      weights: model.layers.map((l) => copy(l.weightOffset, [l.outDim, l.inDim])),
-      biases: model.layers.map((l) => (l.useBias ? copy(l.biasOffset, [l.outDim]) : null)),
-    };
+    const result = copyParamGrads(model, rec);
     rec.submit();
     return result;
   });

@@ -178,7 +178,13 @@ const CONSTANT_CHUNK = 64;
  * Integrates from the activities in the workspace's y (with φ(y), pred1, x and the target in place; work to
  * produce them may still be recorded in `rec`). Leaves the solution in y and φ(y).
  */
-export async function integrate(ws: Workspace, rec: Recorder, cfg: ResolvedSolver, loss: Loss): Promise<SolveStats> {
+export async function integrate(
+  ws: Workspace,
+  rec: Recorder,
+  cfg: ResolvedSolver,
+  loss: Loss,
+  observe?: (state: SolverStateView) => void,
+): Promise<SolveStats> {
   const before = rec.dispatches + ws.runtime.stats.dispatches;
   if (cfg.controller === 'constant') {
     const sizes = constantStepSizes(cfg.maxT1, cfg.dt!);
@@ -207,7 +213,7 @@ export async function integrate(ws: Workspace, rec: Recorder, cfg: ResolvedSolve
     const dispatches = ws.runtime.stats.dispatches - before;
     return { t: f32(cfg.maxT1), accepted: sizes.length, rejected: 0, dispatches, stepsEncoded: sizes.length };
   }
-  return integratePid(ws, rec, cfg, loss, before);
+  return integratePid(ws, rec, cfg, loss, before, observe);
 }
 
 /**
@@ -260,7 +266,41 @@ export function writeSolverConfig(
   ws.writeConfig(data);
 }
 
-async function integratePid(ws: Workspace, rec: Recorder, cfg: ResolvedSolver, loss: Loss, before: number): Promise<SolveStats> {
+/** The solver state as the host sees it at a poll. */
+export interface SolverStateView {
+  tprev: number;
+  tnext: number;
+  steps: number;
+  accepted: number;
+  rejected: number;
+  lastAccepted: boolean;
+  /** Of the last attempted step; -1 when it was not finite. */
+  scaledError: number;
+  done: boolean;
+}
+
+function view(words: Float32Array): SolverStateView {
+  const u = new Uint32Array(words.buffer, words.byteOffset, STATE_WORDS);
+  return {
+    tprev: words[STATE.tprev]!,
+    tnext: words[STATE.tnext]!,
+    steps: u[STATE.steps]!,
+    accepted: u[STATE.accepted]!,
+    rejected: u[STATE.rejected]!,
+    lastAccepted: u[STATE.lastAccepted] !== 0,
+    scaledError: words[STATE.scaledError]!,
+    done: u[STATE.done] !== 0,
+  };
+}
+
+async function integratePid(
+  ws: Workspace,
+  rec: Recorder,
+  cfg: ResolvedSolver,
+  loss: Loss,
+  before: number,
+  observe: ((state: SolverStateView) => void) | undefined,
+): Promise<SolveStats> {
   const c = cfg.controller as Exclude<ResolvedSolver['controller'], 'constant'>;
   const rt = ws.runtime;
   const state = new ArrayBuffer(STATE_WORDS * 4);
@@ -321,6 +361,7 @@ async function integratePid(ws: Workspace, rec: Recorder, cfg: ResolvedSolver, l
     const next = speculate && encoded < cfg.maxSteps ? encodeSteps(chunk()) : undefined;
     const expectedMs = history.msPerStep * queuedBeforeWait - (performance.now() - started);
     [words] = (await pending.wait({ expectedMs: 0.9 * expectedMs })) as [Float32Array];
+    observe?.(view(words));
     const done = new Uint32Array(words.buffer, words.byteOffset, STATE_WORDS)[STATE.done] !== 0;
     if (done || (!next && encoded >= cfg.maxSteps)) {
       if (next) void next.wait().catch(() => undefined); // only to give its staging buffer back

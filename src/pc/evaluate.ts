@@ -1,0 +1,99 @@
+/**
+ * Evaluation (JPC's `test_discriminative_pc`) and JPC's loss and accuracy utilities.
+ */
+import { outputKernel, reduceKernel, SMALL_WG } from '../kernels/index.js';
+import { WpcArgumentError, argError, checkKnownKeys } from '../runtime/errors.js';
+import { BufferUsage, STORAGE_USAGE } from '../runtime/flags.js';
+import { createBindGroup } from '../runtime/kernel.js';
+import { Recorder } from '../runtime/recorder.js';
+import { type Tensor, checkTensor, formatShape } from '../runtime/tensor.js';
+import { type BatchData, checkBatch, checkLoss, checkModel, loadBatch } from './batch.js';
+import type { Model } from './model.js';
+import { type Loss, Workspace } from './workspace.js';
+
+export interface TestOptions {
+  /** `'mse'` (default) or `'ce'`. */
+  loss?: Loss;
+}
+
+/**
+ * JPC's `test_discriminative_pc`: the loss and accuracy (in %) of the feedforward prediction on one batch,
+ * without inference. Reads back two numbers.
+ */
+export async function testDiscriminativePc(
+  model: Model,
+  output: BatchData,
+  input: BatchData,
+  options: TestOptions = {},
+): Promise<{ loss: number; acc: number }> {
+  const fn = 'testDiscriminativePc';
+  checkModel(fn, model);
+  checkKnownKeys(fn, 'options', options ?? {}, ['loss']);
+  const loss = checkLoss(fn, options?.loss);
+  const B = checkBatch(fn, model, output, input);
+  const ws = await Workspace.get(model, B, 'eval');
+  return ws.exclusive(async () => {
+    const rec = new Recorder(model.runtime, 'wpc.test');
+    loadBatch(ws, rec, input, output);
+    ws.recordForward(rec);
+    ws.recordLoss(rec, loss);
+    rec.submit();
+    const [values] = await model.runtime.read([{ buffer: ws.buffer, byteOffset: ws.scalar.loss * 4, byteLength: 8 }]);
+    return { loss: values![0]!, acc: values![1]! };
+  });
+}
+
+type Metric = 'mse' | 'ce' | 'accuracy';
+
+/** Runs the row kernel and the reduction on copies of `preds` and `labels` in a scratch buffer. */
+async function rowMetric(fn: string, metric: Metric, preds: Tensor, labels: Tensor): Promise<Tensor> {
+  const rt = preds.runtime;
+  const [a, b] = metric === 'accuracy' ? ['truths', 'preds'] : ['preds', 'labels'];
+  checkTensor(fn, a!, metric === 'accuracy' ? labels : preds, rt);
+  checkTensor(fn, b!, metric === 'accuracy' ? preds : labels, rt);
+  if (preds.shape.length !== 2 || labels.shape.length !== 2 || preds.shape[0] !== labels.shape[0] || preds.shape[1] !== labels.shape[1]) {
+    throw new WpcArgumentError(`${fn}: ${a} and ${b} must both have shape [B, d], got ${formatShape(metric === 'accuracy' ? labels.shape : preds.shape)} and ${formatShape(metric === 'accuracy' ? preds.shape : labels.shape)}`);
+  }
+  const [rows, cols] = preds.shape as [number, number];
+  const [rowsKernel, reduce] = await Promise.all([rt.kernel(outputKernel('loss_rows', false)), rt.kernel(reduceKernel())]);
+  const n = rows * cols;
+  const part = 2 * n;
+  const outAt = part + 2 * rows;
+  const scratch = rt.pool.acquire((outAt + 2) * 4, STORAGE_USAGE, 'wpc.metric');
+  const uniform = rt.pool.acquire(32, BufferUsage.UNIFORM | BufferUsage.COPY_DST, 'wpc.metric.rows');
+  const segments = rt.pool.acquire(32, BufferUsage.STORAGE | BufferUsage.COPY_DST, 'wpc.metric.segment');
+  rt.device.queue.writeBuffer(uniform, 0, new Uint32Array([rows, cols, 0, n, part, metric === 'ce' ? 1 : 0, 0, 0]));
+  const seg = new ArrayBuffer(32);
+  new Uint32Array(seg).set([part + (metric === 'accuracy' ? 1 : 0), rows, 2, outAt]);
+  new Float32Array(seg)[4] = (metric === 'accuracy' ? 100 : 1) / rows;
+  rt.device.queue.writeBuffer(segments, 0, seg);
+  const rec = new Recorder(rt, `wpc.${fn}`);
+  rec.copy(preds.buffer, preds.byteOffset, scratch, 0, n * 4);
+  rec.copy(labels.buffer, labels.byteOffset, scratch, n * 4, n * 4);
+  rec.dispatch(rowsKernel, createBindGroup(rt.device, rowsKernel, { rows: uniform, work: scratch }), Math.ceil(rows / SMALL_WG));
+  rec.dispatch(reduce, createBindGroup(rt.device, reduce, { segments, work: scratch }), 1);
+  const out = rt.empty([1]);
+  rec.copy(scratch, outAt * 4, out.buffer, 0, 4);
+  rec.submit();
+  for (const buffer of [scratch, uniform, segments]) rt.pool.release(buffer);
+  return out;
+}
+
+/** JPC's `mse_loss`: ½·mean_b Σ_d (labels − preds)², as a one-element tensor. */
+export function mseLoss(preds: Tensor, labels: Tensor): Promise<Tensor> {
+  return rowMetric('mseLoss', 'mse', preds, labels);
+}
+
+/**
+ * JPC's `cross_entropy_loss`: −mean_b Σ labels·log softmax(logits). Computed with a stable log-softmax (JPC takes
+ * log of softmax, which gives −inf for very confident wrong predictions; the values agree otherwise).
+ */
+export function crossEntropyLoss(logits: Tensor, labels: Tensor): Promise<Tensor> {
+  return rowMetric('crossEntropyLoss', 'ce', logits, labels);
+}
+
+/** JPC's `compute_accuracy`: % of rows whose argmax (first maximum) matches the one-hot truth's. */
+export function computeAccuracy(truths: Tensor, preds: Tensor): Promise<Tensor> {
+  if (!truths || typeof truths !== 'object') argError('computeAccuracy', 'truths', 'a Tensor', truths);
+  return rowMetric('computeAccuracy', 'accuracy', preds, truths);
+}

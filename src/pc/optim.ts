@@ -1,0 +1,220 @@
+/**
+ * Optimisers with optax's semantics, for parameters (`updatePcParams`, `makePcStep`) and for activities
+ * (`updatePcActivities`). State (momentum traces, Adam's moments) lives on the GPU; the step count lives on the
+ * host, so bias correction needs no readback.
+ *
+ *   sgd:       p ← p − lr·g;  with momentum μ: t ← g + μt, p ← p − lr·t  (nesterov: p ← p − lr·(g + μt))
+ *   adam:      m ← (1−b1)g + b1·m,  v ← (1−b2)g² + b2·v,  p ← p − lr·m̂ / (√(v̂ + epsRoot) + eps),
+ *              m̂ = m/(1 − b1ᵗ), v̂ = v/(1 − b2ᵗ)  (eps outside the square root, as optax)
+ */
+import { optimizerKernel, SMALL_WG, type OptimizerKernelKind } from '../kernels/index.js';
+import { WpcArgumentError, argError, checkFinite, checkKnownKeys } from '../runtime/errors.js';
+import { UNIFORM_USAGE } from '../runtime/flags.js';
+import { type CompiledKernel, createBindGroup } from '../runtime/kernel.js';
+import type { Recorder } from '../runtime/recorder.js';
+import type { Runtime } from '../runtime/runtime.js';
+import { Tensor, checkTensor } from '../runtime/tensor.js';
+import { Model } from './model.js';
+
+export interface SgdOptions {
+  /** Learning rate. */
+  lr: number;
+  /** optax.trace's decay; omitted (default) for plain SGD. */
+  momentum?: number;
+  /** Nesterov momentum. Default false. */
+  nesterov?: boolean;
+}
+
+export interface AdamOptions {
+  lr: number;
+  /** Default 0.9. */
+  b1?: number;
+  /** Default 0.999. */
+  b2?: number;
+  /** Added outside the square root. Default 1e-8. */
+  eps?: number;
+  /** Added inside the square root. Default 0. */
+  epsRoot?: number;
+}
+
+export type OptimizerConfig =
+  | { kind: 'sgd'; lr: number; momentum: number | undefined; nesterov: boolean }
+  | { kind: 'adam'; lr: number; b1: number; b2: number; eps: number; epsRoot: number };
+
+/** An optimiser description (like an optax GradientTransformation); `init` makes its state for a target. */
+export class Optimizer {
+  /** @internal use `sgd()` or `adam()`. */
+  constructor(readonly config: Readonly<OptimizerConfig>) {}
+
+  /** The kernel variant: plain SGD keeps no state. */
+  get kernelKind(): OptimizerKernelKind {
+    return this.config.kind === 'adam' ? 'adam' : this.config.momentum === undefined ? 'sgd' : 'momentum';
+  }
+
+  /** Words of state per optimised value. */
+  get stateWidth(): number {
+    return this.kernelKind === 'adam' ? 2 : this.kernelKind === 'momentum' ? 1 : 0;
+  }
+
+  /**
+   * Fresh optimiser state (zeros, step count 0) for a model's parameters or for a list of activities
+   * (`updatePcActivities`).
+   */
+  init(target: Model | readonly Tensor[]): OptState {
+    const fn = 'Optimizer.init';
+    let runtime: Runtime;
+    let size: number;
+    let kind: OptState['target'];
+    if (target instanceof Model) {
+      target.checkAlive(fn);
+      runtime = target.runtime;
+      size = target.paramCount;
+      kind = 'params';
+    } else if (Array.isArray(target) && target.length > 0) {
+      const first = checkTensor(fn, 'target[0]', target[0], (target[0] as Tensor)?.runtime);
+      runtime = first.runtime;
+      target.forEach((t, i) => checkTensor(fn, `target[${i}]`, t, runtime));
+      size = target.reduce((s, t) => s + t.size, 0);
+      kind = 'activities';
+    } else {
+      return argError(fn, 'target', 'a Model or a non-empty array of activity tensors', target);
+    }
+    return new OptState(runtime, this, size, kind);
+  }
+}
+
+/** optax.sgd. */
+export function sgd(options: SgdOptions): Optimizer {
+  const fn = 'sgd';
+  if (typeof options !== 'object' || options === null) argError(fn, 'options', 'an object like { lr: 0.1 }', options);
+  checkKnownKeys(fn, 'options', options, ['lr', 'momentum', 'nesterov']);
+  const lr = checkFinite(fn, 'options.lr', options.lr);
+  const momentum = options.momentum === undefined ? undefined : checkFinite(fn, 'options.momentum', options.momentum, { min: 0 });
+  const nesterov = options.nesterov ?? false;
+  if (typeof nesterov !== 'boolean') argError(fn, 'options.nesterov', 'a boolean', nesterov);
+  if (nesterov && momentum === undefined) throw new WpcArgumentError(`${fn}: options.nesterov needs options.momentum`);
+  return new Optimizer({ kind: 'sgd', lr, momentum, nesterov });
+}
+
+/** optax.adam. */
+export function adam(options: AdamOptions): Optimizer {
+  const fn = 'adam';
+  if (typeof options !== 'object' || options === null) argError(fn, 'options', 'an object like { lr: 1e-3 }', options);
+  checkKnownKeys(fn, 'options', options, ['lr', 'b1', 'b2', 'eps', 'epsRoot']);
+  return new Optimizer({
+    kind: 'adam',
+    lr: checkFinite(fn, 'options.lr', options.lr),
+    b1: checkFinite(fn, 'options.b1', options.b1 ?? 0.9, { min: 0, max: 1 }),
+    b2: checkFinite(fn, 'options.b2', options.b2 ?? 0.999, { min: 0, max: 1 }),
+    eps: checkFinite(fn, 'options.eps', options.eps ?? 1e-8, { min: 0 }),
+    epsRoot: checkFinite(fn, 'options.epsRoot', options.epsRoot ?? 0, { min: 0 }),
+  });
+}
+
+/** An optimiser's state for one target: its moments on the GPU and the step count. */
+export class OptState {
+  /** Updates applied so far (optax's `count`). */
+  count = 0;
+  readonly moments: GPUBuffer | null;
+  private readonly uniform: GPUBuffer;
+  /** Bind groups by target buffer, then gradient buffer, then kernel. */
+  private readonly groups = new WeakMap<GPUBuffer, WeakMap<GPUBuffer, Map<string, GPUBindGroup>>>();
+  private disposedFlag = false;
+
+  /** @internal use `optimizer.init(target)`. */
+  constructor(
+    readonly runtime: Runtime,
+    readonly optimizer: Optimizer,
+    /** Values optimised (parameters, or activity elements). */
+    readonly size: number,
+    readonly target: 'params' | 'activities',
+  ) {
+    const width = optimizer.stateWidth;
+    this.moments = width > 0 ? runtime.createStorageBuffer(width * size * 4, 'wpc.optimizer.moments') : null;
+    this.uniform = runtime.device.createBuffer({ size: 48, usage: UNIFORM_USAGE, label: 'wpc.optimizer.params' });
+  }
+
+  get disposed(): boolean {
+    return this.disposedFlag;
+  }
+
+  /** @internal validates that this state can update `size` values of kind `target` with `optimizer`. */
+  check(fn: string, optimizer: unknown, target: 'params' | 'activities', size: number): void {
+    if (!(optimizer instanceof Optimizer)) argError(fn, 'optim', 'an Optimizer (from sgd() or adam())', optimizer);
+    if (this.disposedFlag) throw new WpcArgumentError(`${fn}: optState has been disposed`);
+    if (optimizer !== this.optimizer) {
+      throw new WpcArgumentError(`${fn}: optState was made by a different optimiser (call optim.init(...) with the optimiser you pass)`);
+    }
+    if (this.target !== target || this.size !== size) {
+      throw new WpcArgumentError(
+        `${fn}: optState was made for ${this.size} ${this.target === 'params' ? 'parameters' : 'activity values'}, but this update needs ${size} ${target === 'params' ? 'parameters' : 'activity values'}`,
+      );
+    }
+  }
+
+  /** @internal compiles the update kernel for a target layout. */
+  kernel(gradsInTarget: boolean): Promise<CompiledKernel> {
+    return this.runtime.kernel(optimizerKernel(this.optimizer.kernelKind, gradsInTarget));
+  }
+
+  /**
+   * @internal writes this step's hyper-parameters (queue-ordered: before the submit that holds the dispatch)
+   * and records p ← update(p, g) over `n` values. With `grads` null the gradient is read from the target buffer.
+   */
+  recordStep(
+    rec: Recorder,
+    kernel: CompiledKernel,
+    target: { buffer: GPUBuffer; offset: number },
+    grads: { buffer: GPUBuffer; offset: number } | { inTarget: number },
+    n: number,
+  ): void {
+    this.count++;
+    const c = this.optimizer.config;
+    const words = new ArrayBuffer(48);
+    const u = new Uint32Array(words);
+    const f = new Float32Array(words);
+    u[0] = n;
+    u[1] = target.offset;
+    u[2] = 'inTarget' in grads ? grads.inTarget : grads.offset;
+    u[3] = 0;
+    f[4] = c.lr;
+    if (c.kind === 'adam') {
+      f[5] = c.b1;
+      f[6] = c.b2;
+      f[7] = c.eps;
+      f[8] = c.epsRoot;
+      f[9] = 1 - Math.pow(c.b1, this.count);
+      f[10] = 1 - Math.pow(c.b2, this.count);
+    } else {
+      f[5] = c.momentum ?? 0;
+      u[11] = c.nesterov ? 1 : 0;
+    }
+    this.runtime.device.queue.writeBuffer(this.uniform, 0, words);
+    const gradBuffer = 'inTarget' in grads ? target.buffer : grads.buffer;
+    let byGrads = this.groups.get(target.buffer);
+    if (!byGrads) this.groups.set(target.buffer, (byGrads = new WeakMap()));
+    let byKernel = byGrads.get(gradBuffer);
+    if (!byKernel) byGrads.set(gradBuffer, (byKernel = new Map()));
+    let group = byKernel.get(kernel.cacheKey);
+    if (!group) {
+      const resources: Record<string, GPUBuffer> = { opt: this.uniform, target: target.buffer };
+      if (!('inTarget' in grads)) resources.grads = grads.buffer;
+      if (this.moments) resources.moments = this.moments;
+      group = createBindGroup(this.runtime.device, kernel, resources);
+      byKernel.set(kernel.cacheKey, group);
+    }
+    rec.dispatch(kernel, group, Math.ceil(n / SMALL_WG));
+  }
+
+  /** Frees the moments. Idempotent. */
+  dispose(): void {
+    if (this.disposedFlag) return;
+    this.disposedFlag = true;
+    this.moments?.destroy();
+    this.uniform.destroy();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}

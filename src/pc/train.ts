@@ -1,0 +1,79 @@
+/**
+ * A whole PC training step (JPC's `make_pc_step`): feedforward initialisation, the loss of that prediction,
+ * inference to equilibrium, the parameter gradient at equilibrium and one optimiser update, in that order and
+ * all on the GPU. The only readbacks are the PID solver's polls (none with a constant step size).
+ */
+import { checkKnownKeys } from '../runtime/errors.js';
+import type { Tensor } from '../runtime/tensor.js';
+import { type BatchData, checkBatch, checkLoss, checkModel, copyOutScalars, loadBatch, onWorkspace } from './batch.js';
+import type { Model } from './model.js';
+import type { OptState, Optimizer } from './optim.js';
+import { SOLVER_OPTION_KEYS, integrate, resolveSolverOptions, writeSolverConfig, type SolverOptions } from './solver.js';
+import type { Loss } from './workspace.js';
+
+export interface PcStepOptions extends SolverOptions {
+  /** The input x, shape [B, inputDim]. */
+  input: BatchData;
+  /** `'mse'` (default) or `'ce'`: the output energy and the reported loss. */
+  loss?: Loss;
+}
+
+export interface PcStepResult {
+  /** The model, updated in place. */
+  model: Model;
+  optState: OptState;
+  /** JPC's `mse_loss` / `cross_entropy_loss` of the feedforward prediction before inference (one element). */
+  loss: Tensor;
+  /** Layer energies at equilibrium (already /B), JPC's order [E_L, E_2, …, E_{L−1}, E_1]. */
+  energies: Tensor;
+  /** Inference steps attempted. */
+  steps: { accepted: number; rejected: number };
+  /** Time the inference reached (maxT1). */
+  t: number;
+  /** GPU dispatches encoded for the inference steps. */
+  inferenceDispatches: number;
+}
+
+/**
+ * One training step on a batch. `loss` and `energies` are small new tensors: read them when needed
+ * (`await r.loss.item()`) and dispose them.
+ */
+export async function makePcStep(
+  model: Model,
+  optim: Optimizer,
+  optState: OptState,
+  output: BatchData,
+  options: PcStepOptions,
+): Promise<PcStepResult> {
+  const fn = 'makePcStep';
+  checkModel(fn, model);
+  checkKnownKeys(fn, 'options', options ?? {}, ['input', 'loss', ...SOLVER_OPTION_KEYS]);
+  const loss = checkLoss(fn, options?.loss);
+  const cfg = resolveSolverOptions(fn, options);
+  const B = checkBatch(fn, model, output, options.input);
+  optState.check(fn, optim, 'params', model.paramCount);
+  const kernel = await optState.kernel(false);
+  return onWorkspace(model, B, async (ws, rec) => {
+    writeSolverConfig(ws, cfg);
+    loadBatch(ws, rec, options.input, output);
+    ws.recordForward(rec);
+    ws.recordLoss(rec, loss);
+    const lossTensor = copyOutScalars(ws, rec, ws.scalar.loss, [1]);
+    const stats = await integrate(ws, rec, cfg, loss);
+    ws.recordErrors(rec, 'y', loss, false);
+    ws.recordEnergies(rec, loss);
+    const energies = copyOutScalars(ws, rec, ws.scalar.energies, [model.depth]);
+    ws.recordParamGrads(rec);
+    optState.recordStep(rec, kernel, { buffer: model.params, offset: 0 }, { buffer: model.grads(), offset: 0 }, model.paramCount);
+    rec.submit();
+    return {
+      model,
+      optState,
+      loss: lossTensor,
+      energies,
+      steps: { accepted: stats.accepted, rejected: stats.rejected },
+      t: stats.t,
+      inferenceDispatches: stats.dispatches,
+    };
+  });
+}

@@ -1,0 +1,115 @@
+/**
+ * One optimiser step on the activities or on the parameters (JPC's `update_pc_activities`,
+ * `update_pc_params`): gradient of the energy, then the optimiser's update, all on the GPU.
+ */
+import { checkKnownKeys } from '../runtime/errors.js';
+import type { Tensor } from '../runtime/tensor.js';
+import {
+  type BatchData,
+  checkBatch,
+  checkLoss,
+  checkModel,
+  copyOutLayers,
+  copyOutScalars,
+  copyParamGrads,
+  loadActivities,
+  loadBatch,
+  onWorkspace,
+  type ParamGradResult,
+} from './batch.js';
+import type { EnergyOptions } from './energy.js';
+import type { Model } from './model.js';
+import type { OptState, Optimizer } from './optim.js';
+import { writeSolverConfig } from './solver.js';
+
+export interface UpdateOptions extends EnergyOptions {
+  /** Also return the gradients as new tensors (JPC always does; here they cost a copy). Default false. */
+  returnGrads?: boolean;
+}
+
+export interface ActivityUpdateResult {
+  /** F before the update (one element). */
+  energy: Tensor;
+  /** The updated activities (new tensors). */
+  activities: Tensor[];
+  /** ∂F/∂z before the update, when `returnGrads`. */
+  grads: Tensor[] | null;
+  optState: OptState;
+}
+
+/**
+ * JPC's `update_pc_activities`: z ← optimiser(z, ∂F/∂z). The state must come from `optim.init(activities)`.
+ * Discrete inference is T such calls (JPC's notebooks: T = L steps of sgd(0.5), or 20 of sgd(0.1)).
+ */
+export async function updatePcActivities(
+  model: Model,
+  activities: readonly Tensor[],
+  optim: Optimizer,
+  optState: OptState,
+  output: BatchData,
+  options: UpdateOptions,
+): Promise<ActivityUpdateResult> {
+  const fn = 'updatePcActivities';
+  checkModel(fn, model);
+  checkKnownKeys(fn, 'options', options ?? {}, ['input', 'loss', 'returnGrads']);
+  const loss = checkLoss(fn, options?.loss);
+  const B = checkBatch(fn, model, output, options?.input, activities);
+  const n = activities.reduce((s, a) => s + a.size, 0);
+  optState.check(fn, optim, 'activities', n);
+  const kernel = await optState.kernel(true);
+  return onWorkspace(model, B, (ws, rec) => {
+    writeSolverConfig(ws, undefined);
+    loadBatch(ws, rec, options.input, output);
+    loadActivities(ws, rec, activities);
+    ws.recordErrors(rec, 'y', loss, false);
+    ws.recordEnergies(rec, loss);
+    ws.recordActivityGrad(rec, 'grad', false);
+    const L = model.depth;
+    rec.clear(ws.buffer, ws.gradOffset(L) * 4, B * model.outputDim * 4); // the dummy's gradient is zero
+    const grads = options.returnGrads ? copyOutLayers(ws, rec, (l) => ws.gradOffset(l)) : null;
+    const energy = copyOutScalars(ws, rec, ws.scalar.total, [1]);
+    optState.recordStep(rec, kernel, { buffer: ws.buffer, offset: ws.activityOffset(1) }, { inTarget: ws.gradOffset(1) }, n);
+    const updated = copyOutLayers(ws, rec, (l) => ws.activityOffset(l));
+    rec.submit();
+    return { energy, activities: updated, grads, optState };
+  });
+}
+
+export interface ParamUpdateResult {
+  model: Model;
+  optState: OptState;
+  /** ∂F/∂θ that was applied, when `returnGrads`. */
+  grads: ParamGradResult | null;
+}
+
+/**
+ * JPC's `update_pc_params`: θ ← optimiser(θ, ∂F/∂θ) at the given (usually equilibrated) activities. Updates the
+ * model in place and returns it. The state must come from `optim.init(model)`.
+ */
+export async function updatePcParams(
+  model: Model,
+  activities: readonly Tensor[],
+  optim: Optimizer,
+  optState: OptState,
+  output: BatchData,
+  options: UpdateOptions,
+): Promise<ParamUpdateResult> {
+  const fn = 'updatePcParams';
+  checkModel(fn, model);
+  checkKnownKeys(fn, 'options', options ?? {}, ['input', 'loss', 'returnGrads']);
+  const loss = checkLoss(fn, options?.loss);
+  const B = checkBatch(fn, model, output, options?.input, activities);
+  optState.check(fn, optim, 'params', model.paramCount);
+  const kernel = await optState.kernel(false);
+  return onWorkspace(model, B, (ws, rec) => {
+    writeSolverConfig(ws, undefined);
+    loadBatch(ws, rec, options.input, output);
+    loadActivities(ws, rec, activities);
+    ws.recordErrors(rec, 'y', loss, false);
+    ws.recordParamGrads(rec);
+    const grads = options.returnGrads ? copyParamGrads(model, rec) : null;
+    optState.recordStep(rec, kernel, { buffer: model.params, offset: 0 }, { buffer: model.grads(), offset: 0 }, model.paramCount);
+    rec.submit();
+    return { model, optState, grads };
+  });
+}

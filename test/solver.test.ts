@@ -1,0 +1,167 @@
+import { describe, expect, it } from 'vitest';
+import { ffwd, hairerInitialStep, pcVectorField, solveEuler, solveHeunConstant, solveHeunPid, type Act, type Loss, type Mat } from './reference/jpc64.js';
+import { solveInference } from '../src/pc/infer.js';
+import { initActivitiesWithFfwd } from '../src/pc/energy.js';
+import { Workspace } from '../src/pc/workspace.js';
+import { Recorder } from '../src/runtime/recorder.js';
+import { integrate, resolveSolverOptions, constantStepSizes, writeSolverConfig, type SolverStateView } from '../src/pc/solver.js';
+import { loadActivities, loadBatch } from '../src/pc/batch.js';
+import { WpcSolverError } from '../src/runtime/errors.js';
+import { Random } from '../src/util/random.js';
+import { expectClose, f32, flat, gpuModel, oneHotMat, randomMat, randomRefModel, readAll, tensorOf, useRuntime } from './helpers.js';
+import { numConstantSteps } from './reference/jpc64.js';
+
+const rt = useRuntime();
+
+function problem(seed: number, act: Act, loss: Loss, dims = [6, 9, 7, 4], B = 5) {
+  const rng = new Random(seed);
+  const ref = randomRefModel(seed, dims, act, true);
+  const x = randomMat(rng, B, dims[0]!);
+  const y = loss === 'ce' ? oneHotMat(rng, B, dims.at(-1)!) : randomMat(rng, B, dims.at(-1)!);
+  // Start away from equilibrium so the dynamics have something to do.
+  const acts0 = ffwd(ref, x).map((m) => ({ ...m, data: Float64Array.from(m.data, (v) => Math.fround(v + 0.5 * rng.normal())) }));
+  return { ref, x, y, acts0, B, dims };
+}
+
+describe('constant step sizes', () => {
+  it('the float32 step grid is diffrax\'s (first step dt0, then t0 + (t1 − t0)·n/N)', () => {
+    for (const [t1, dt] of [[20, 0.05], [10, 0.041841], [100, 0.1], [5, 0.5], [1, 0.3]] as const) {
+      const sizes = constantStepSizes(t1, dt);
+      expect(sizes.length, `T=${t1}, dt=${dt}`).toBe(numConstantSteps(0, t1, dt, 'float32'));
+      expect(sizes[0]).toBe(Math.fround(Math.min(dt, t1)));
+      expect(sizes.reduce((a, b) => a + b, 0)).toBeCloseTo(t1, 3);
+    }
+    expect(constantStepSizes(1, 0.3).map((v) => +v.toFixed(6))).toEqual([0.3, 0.2, 0.25, 0.25]);
+  });
+
+  for (const [act, loss] of [['tanh', 'mse'], ['relu', 'ce'], ['gelu', 'mse'], ['selu', 'ce']] as [Act, Loss][]) {
+    it(`Euler and Heun trajectories match the reference (${act}, ${loss})`, async () => {
+      const p = problem(11, act, loss);
+      const model = gpuModel(rt(), p.ref);
+      const input = tensorOf(rt(), p.x);
+      const output = tensorOf(rt(), p.y);
+      const acts = p.acts0.map((a) => tensorOf(rt(), a));
+      for (const solver of ['euler', 'heun'] as const) {
+        const readsBefore = rt().stats.readbacks;
+        const res = await solveInference(model, acts, output, { input, loss, solver, stepsizeController: 'constant', maxT1: 3, dt: 0.1 });
+        expect(rt().stats.readbacks, 'a constant-step solve reads nothing back').toBe(readsBefore);
+        const ref = (solver === 'euler' ? solveEuler : solveHeunConstant)(p.ref, p.acts0, p.y, p.x, { maxT1: 3, dt: 0.1, loss, timeDtype: 'float32' });
+        expect(res.steps.accepted).toBe(ref.steps);
+        expect(res.t).toBe(Math.fround(3));
+        expectClose(await readAll(res.activities), flat(ref.activities), 1e-4, `${solver} activities`);
+      }
+      model.dispose();
+    });
+  }
+
+  it('refuses a grid longer than maxSteps, as diffrax does', async () => {
+    const p = problem(3, 'tanh', 'mse');
+    const model = gpuModel(rt(), p.ref);
+    const acts = p.acts0.map((a) => tensorOf(rt(), a));
+    await expect(
+      solveInference(model, acts, tensorOf(rt(), p.y), { input: tensorOf(rt(), p.x), solver: 'euler', stepsizeController: 'constant', maxT1: 500, dt: 0.05 }),
+    ).rejects.toThrow(WpcSolverError);
+    await expect(
+      solveInference(model, acts, tensorOf(rt(), p.y), { input: tensorOf(rt(), p.x), solver: 'euler', stepsizeController: 'constant', maxT1: 500, dt: 0.05 }),
+    ).rejects.toThrow(/10000 steps.*maxSteps = 4096/);
+    model.dispose();
+  });
+});
+
+/** Runs a PID solve with a poll after every step, recording the GPU's solver state each time. */
+async function tracedPidSolve(model: ReturnType<typeof gpuModel>, acts: Mat[], x: Mat, y: Mat, loss: Loss, options: Parameters<typeof resolveSolverOptions>[1]) {
+  const B = x.rows;
+  const ws = await Workspace.get(model, B, 'train');
+  const cfg = resolveSolverOptions('test', { ...options, pollEvery: 1 });
+  ws.pidHistory.lastSteps = 0;
+  const trace: SolverStateView[] = [];
+  const rec = new Recorder(rt());
+  writeSolverConfig(ws, cfg);
+  loadBatch(ws, rec, f32(x), f32(y));
+  loadActivities(ws, rec, acts.map((a) => tensorOf(rt(), a)));
+  const stats = await integrate(ws, rec, cfg, loss, (s) => trace.push(s));
+  const [final] = await rt().read([{ buffer: ws.buffer, byteOffset: ws.activityOffset(1) * 4, byteLength: ws.nAll * 4 }]);
+  return { stats, trace, final: final! };
+}
+
+describe('Heun with the PID controller', () => {
+  for (const [act, loss, dt0] of [['tanh', 'mse', 2], ['silu', 'ce', 1], ['leaky_relu', 'mse', 0.05]] as [Act, Loss, number][]) {
+    it(`accepts and rejects the same steps as the reference and ends in the same state (${act}, ${loss}, dt0 ${dt0})`, async () => {
+      const p = problem(21, act, loss);
+      const model = gpuModel(rt(), p.ref);
+      const opts = { rtol: 1e-3, atol: 1e-3 };
+      const ref = solveHeunPid(p.ref, p.acts0, p.y, p.x, { maxT1: 20, dt0, loss, ...opts, timeDtype: 'float32' });
+      const { stats, trace, final } = await tracedPidSolve(model, p.acts0, p.x, p.y, loss, {
+        solver: 'heun',
+        stepsizeController: { pid: opts },
+        maxT1: 20,
+        dt: dt0,
+      });
+      expect(ref.rejected, 'the case exercises rejections').toBeGreaterThan(dt0 > 1 ? 0 : -1);
+      expect(trace.map((s) => s.lastAccepted)).toEqual(ref.history.map((h) => h.accepted));
+      trace.forEach((s, k) => {
+        const h = ref.history[k]!;
+        expect(s.scaledError / h.scaledError, `scaled error of step ${k}`).toBeCloseTo(1, 3);
+        expect(s.tprev, `t after step ${k}`).toBeCloseTo(h.accepted ? h.tnext : h.tprev, 4);
+        if (k + 1 < ref.history.length) expect(s.tnext, `end of step ${k + 1}`).toBeCloseTo(ref.history[k + 1]!.tnext, 4);
+      });
+      expect(stats.accepted).toBe(ref.accepted);
+      expect(stats.rejected).toBe(ref.rejected);
+      expect(stats.t).toBe(Math.fround(20));
+      expectClose(final, flat(ref.activities), 1e-4, 'final activities');
+      model.dispose();
+    });
+  }
+
+  it("chooses the first step with Hairer's algorithm when dt is not given", async () => {
+    const p = problem(5, 'tanh', 'mse');
+    const model = gpuModel(rt(), p.ref);
+    const opts = { rtol: 1e-3, atol: 1e-3 };
+    const h = hairerInitialStep(pcVectorField(p.ref, p.y, p.x, 'mse'), p.acts0, opts);
+    const ref = solveHeunPid(p.ref, p.acts0, p.y, p.x, { maxT1: 5, loss: 'mse', ...opts, timeDtype: 'float32' });
+    expect(ref.dt0).toBeCloseTo(Math.fround(h), 6);
+    const { stats, trace, final } = await tracedPidSolve(model, p.acts0, p.x, p.y, 'mse', { solver: 'heun', stepsizeController: { pid: opts }, maxT1: 5 });
+    // The first attempted step is [0, dt0].
+    const first = trace[0]!;
+    expect(first.lastAccepted).toBe(ref.history[0]!.accepted);
+    expect((first.lastAccepted ? first.tprev : ref.history[0]!.tnext) / ref.dt0).toBeCloseTo(1, 4);
+    expect(stats.accepted).toBe(ref.accepted);
+    expect(stats.rejected).toBe(ref.rejected);
+    expectClose(final, flat(ref.activities), 1e-4, 'final activities');
+    model.dispose();
+  });
+
+  it('fails with a clear error when maxSteps is too small, counting rejected steps', async () => {
+    const p = problem(8, 'tanh', 'mse');
+    const model = gpuModel(rt(), p.ref);
+    const acts = p.acts0.map((a) => tensorOf(rt(), a));
+    const ref = solveHeunPid(p.ref, p.acts0, p.y, p.x, { maxT1: 20, dt0: 0.01, loss: 'mse', rtol: 1e-3, atol: 1e-3, timeDtype: 'float32' });
+    const needed = ref.accepted + ref.rejected;
+    const run = (maxSteps: number) =>
+      solveInference(model, acts, tensorOf(rt(), p.y), { input: tensorOf(rt(), p.x), dt: 0.01, maxSteps, pollEvery: 3 });
+    await expect(run(needed - 1)).rejects.toThrow(/maxSteps \(\d+\) steps were taken without reaching maxT1 = 20/);
+    const ok = await run(needed);
+    expect(ok.steps.accepted + ok.steps.rejected).toBe(needed);
+    model.dispose();
+  });
+
+  it('polls at most every pollEvery steps and gives the same answer for any pollEvery', async () => {
+    const p = problem(9, 'tanh', 'mse');
+    const model = gpuModel(rt(), p.ref);
+    const input = tensorOf(rt(), p.x);
+    const output = tensorOf(rt(), p.y);
+    const acts = await initActivitiesWithFfwd(model, input);
+    const results: Float32Array[] = [];
+    for (const pollEvery of [1, 4, 64]) {
+      const before = rt().stats.readbacks;
+      const res = await solveInference(model, acts, output, { input, dt: 0.05, pollEvery });
+      const polls = rt().stats.readbacks - before;
+      const steps = res.steps.accepted + res.steps.rejected;
+      expect(polls, `pollEvery ${pollEvery}`).toBeLessThanOrEqual(Math.ceil(steps / pollEvery) + 1);
+      results.push(await readAll(res.activities));
+    }
+    expect(results[1]).toEqual(results[0]);
+    expect(results[2]).toEqual(results[0]);
+    model.dispose();
+  });
+});
