@@ -175,10 +175,10 @@ export function reduceKernel(): KernelSpec {
 
 export type OptimizerKernelKind = 'sgd' | 'momentum' | 'adam';
 
-/** Elementwise optimiser update (optimizer.wgsl). Bindings: opt, target[, grads][, moments]. */
+/** Elementwise optimiser update (optimizer.wgsl). Bindings: opt, values[, grads][, moments]. */
 export function optimizerKernel(kind: OptimizerKernelKind, gradsInTarget: boolean): KernelSpec {
   const hasState = kind !== 'sgd';
-  const bindings: BindingSpec[] = [uniform('opt'), rw('target')];
+  const bindings: BindingSpec[] = [uniform('opt'), rw('values')];
   if (!gradsInTarget) bindings.push(ro('grads', 2));
   if (hasState) bindings.push(rw('moments', 3));
   return {

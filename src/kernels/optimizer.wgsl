@@ -3,7 +3,7 @@
 //   MOMENTUM  t ← g + μ·t;  p ← p − lr·(nesterov ? g + μ·t : t)                       (optax.trace)
 //   ADAM      m ← (1−b1)g + b1·m;  v ← (1−b2)g² + b2·v;  p ← p − lr·(m/bc1) / (sqrt(v/bc2 + eps_root) + eps)
 // with bc = 1 − β^count computed by the host (the step count lives on the host, so no readback).
-// GRADS_IN_TARGET reads the gradient from the target buffer itself (activities and their gradients share the
+// GRADS_IN_TARGET reads the gradient from the values buffer itself (activities and their gradients share the
 // workspace, and a buffer cannot be bound writable and read-only at once).
 
 struct Opt {
@@ -24,7 +24,7 @@ struct Opt {
 const OPT_WG: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> opt: Opt;
-@group(0) @binding(1) var<storage, read_write> target: array<f32>;
+@group(0) @binding(1) var<storage, read_write> values: array<f32>;
 #if !GRADS_IN_TARGET
 @group(0) @binding(2) var<storage, read> grads: array<f32>;
 #endif
@@ -34,7 +34,7 @@ const OPT_WG: u32 = 64u;
 
 fn grad(i: u32) -> f32 {
 #if GRADS_IN_TARGET
-  return target[opt.g_off + i];
+  return values[opt.g_off + i];
 #else
   return grads[opt.g_off + i];
 #endif
@@ -57,5 +57,5 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   moments[opt.s_off + opt.n + i] = v;
   update = (m / opt.bc1) / (sqrt(v / opt.bc2 + opt.eps_root) + opt.eps);
 #endif
-  target[opt.p_off + i] = target[opt.p_off + i] - opt.lr * update;
+  values[opt.p_off + i] = values[opt.p_off + i] - opt.lr * update;
 }

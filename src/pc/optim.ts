@@ -197,7 +197,7 @@ export class OptState {
     if (!byKernel) byGrads.set(gradBuffer, (byKernel = new Map()));
     let group = byKernel.get(kernel.cacheKey);
     if (!group) {
-      const resources: Record<string, GPUBuffer> = { opt: this.uniform, target: target.buffer };
+      const resources: Record<string, GPUBuffer> = { opt: this.uniform, values: target.buffer };
       if (!('inTarget' in grads)) resources.grads = grads.buffer;
       if (this.moments) resources.moments = this.moments;
       group = createBindGroup(this.runtime.device, kernel, resources);

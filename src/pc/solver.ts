@@ -348,8 +348,9 @@ async function integratePid(
   };
   const history = ws.pidHistory;
   const chunk = () => Math.min(cfg.pollEvery, cfg.maxSteps - encoded);
-  const started = performance.now();
+  let started = performance.now();
   let encoded = 0;
+  let confirmed = 0; // steps known to have run at the last poll
   // The first chunk is as long as the last solve on this workspace (usually enough: one poll per solve). Once
   // a poll shows the solve still running, the next chunk is always queued before waiting, so the GPU never
   // idles; steps queued past the end are no-ops.
@@ -357,11 +358,14 @@ async function integratePid(
   let speculate = history.lastSteps === 0;
   let words: Float32Array;
   for (;;) {
-    const queuedBeforeWait = encoded;
+    // Steps the awaited read waits for: those queued before it, less what the last poll already saw.
+    const units = Math.min(encoded, history.lastSteps > 0 ? Math.max(history.lastSteps, confirmed + 1) : encoded) - confirmed;
     const next = speculate && encoded < cfg.maxSteps ? encodeSteps(chunk()) : undefined;
-    const expectedMs = history.msPerStep * queuedBeforeWait - (performance.now() - started);
-    [words] = (await pending.wait({ expectedMs: 0.9 * expectedMs })) as [Float32Array];
+    [words] = (await pending.wait({ expectedMs: history.sleep.sleepFor(units, performance.now() - started) })) as [Float32Array];
+    history.sleep.update(units, performance.now() - started, pending.mapMs);
+    started = performance.now();
     observe?.(view(words));
+    confirmed = new Uint32Array(words.buffer, words.byteOffset, STATE_WORDS)[STATE.steps]!;
     const done = new Uint32Array(words.buffer, words.byteOffset, STATE_WORDS)[STATE.done] !== 0;
     if (done || (!next && encoded >= cfg.maxSteps)) {
       if (next) void next.wait().catch(() => undefined); // only to give its staging buffer back
@@ -373,7 +377,6 @@ async function integratePid(
   const u = new Uint32Array(words.buffer, words.byteOffset, STATE_WORDS);
   const steps = u[STATE.steps]!;
   history.lastSteps = steps;
-  history.msPerStep = steps > 0 ? (performance.now() - started) / steps : 0;
   const t = words[STATE.tprev]!;
   const failed = u[STATE.failed]!;
   if (failed !== 0 || u[STATE.done] === 0) {

@@ -35,7 +35,7 @@ import {
 import { BufferUsage, UNIFORM_USAGE } from '../runtime/flags.js';
 import { type CompiledKernel, createBindGroup } from '../runtime/kernel.js';
 import type { Recorder } from '../runtime/recorder.js';
-import type { Runtime } from '../runtime/runtime.js';
+import { type Runtime, SleepEstimator } from '../runtime/runtime.js';
 import { type Job, type JobTable, packJobs } from './layer-jobs.js';
 import type { Model } from './model.js';
 
@@ -121,7 +121,7 @@ export class Workspace {
   private readonly ownBuffers: GPUBuffer[] = [];
   private stageGroupsFor: GPUBuffer | undefined;
   /** What the last adaptive solve on this workspace took, to size the first chunk and the host's sleep. */
-  readonly pidHistory = { lastSteps: 0, msPerStep: 0 };
+  readonly pidHistory = { lastSteps: 0, sleep: new SleepEstimator() };
   private readonly actJobs = new Map<EvalPoint, GPUBuffer>();
 
   private constructor(

@@ -46,6 +46,34 @@ export interface InitFromDeviceOptions {
 
 type Range = { buffer: GPUBuffer; byteOffset: number; byteLength: number };
 
+/** A readback whose copy is queued; `wait` maps it. */
+export interface PendingRead {
+  wait(options?: { expectedMs?: number }): Promise<Float32Array[]>;
+  /** How long the map itself took once `wait` stopped sleeping (about 0 if the GPU had already finished). */
+  mapMs: number;
+}
+
+/**
+ * Learns how long GPU work takes per unit (say, per solver step) so the host can sleep instead of letting
+ * Dawn busy-poll. It learns only from waits that undershot (the map still had to wait, so sleep + map time is
+ * the true duration) and backs off after oversleeping, so its own sleeps cannot inflate it.
+ */
+export class SleepEstimator {
+  private msPerUnit = 0;
+
+  /** How long to sleep before waiting for `units` of work submitted `sinceMs` ago. */
+  sleepFor(units: number, sinceMs: number): number {
+    return Math.max(0, 0.9 * this.msPerUnit * units - sinceMs);
+  }
+
+  /** Feeds back one wait: `totalMs` from submit to data, `mapMs` spent in the map after waking. */
+  update(units: number, totalMs: number, mapMs: number): void {
+    if (units <= 0) return;
+    if (mapMs > 1) this.msPerUnit = totalMs / units; // undershot: the GPU was still busy when we woke
+    else this.msPerUnit *= 0.8; // overslept (or the work was trivial): sleep less next time
+  }
+}
+
 const isNode = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
 
 function summarise(info: GPUAdapterInfo | undefined, isFallback: boolean): AdapterSummary {
@@ -202,7 +230,7 @@ export class Runtime {
    * called, so more GPU work can be submitted in between: a solver polls its state this way while the next
    * chunk of steps is already running.
    */
-  readLater(ranges: readonly Range[]): { wait(options?: { expectedMs?: number }): Promise<Float32Array[]> } {
+  readLater(ranges: readonly Range[]): PendingRead {
     this.checkHealthy('read');
     const total = ranges.reduce((s, r) => s + r.byteLength, 0);
     const size = Math.max(4, total);
@@ -217,13 +245,16 @@ export class Runtime {
     this.stats.readbacks++;
     this.stats.bytesRead += total;
     let used = false;
-    return {
+    const pending: PendingRead = {
+      mapMs: 0,
       wait: async ({ expectedMs = 0 } = {}) => {
         if (used) throw new Error('read: wait() was already called');
         used = true;
         if (isNode && expectedMs > 1) await new Promise((resolve) => setTimeout(resolve, expectedMs));
+        const mapStart = performance.now();
         try {
           await staging.mapAsync(MapMode.READ, 0, size);
+          pending.mapMs = performance.now() - mapStart;
         } catch (e) {
           this.checkHealthy('read');
           throw new WpcGpuError(`read: mapping the staging buffer failed: ${(e as Error).message}`, 'internal');
@@ -241,6 +272,7 @@ export class Runtime {
         return out;
       },
     };
+    return pending;
   }
 
   /** Waits until the GPU has finished all submitted work (sleeping `expectedMs` first in Node; see `read`). */
