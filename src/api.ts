@@ -24,3 +24,6 @@ export { testDiscriminativePc, mseLoss, crossEntropyLoss, computeAccuracy } from
 export type { TestOptions } from './pc/evaluate.js';
 export type { Loss } from './pc/workspace.js';
 export { Random } from './util/random.js';
+export { IdxError, parseIdx } from './data/idx.js';
+export { MNIST_MEAN, MNIST_STD, NUM_CLASSES, batches, epochBatchCount, makeDataset, oneHot, subset } from './data/dataset.js';
+export type { Batch, BatchOptions, Dataset, NormalizeOptions } from './data/dataset.js';

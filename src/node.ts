@@ -15,3 +15,6 @@ export async function init(options: InitOptions = {}): Promise<Runtime> {
   const gpu = nav?.gpu ?? (await dawnGpu(options.dawnOptions ?? []));
   return initFromGpu(gpu, options, NO_ADAPTER_HINT_NODE);
 }
+
+export { DATASET_NAMES, SPLITS, loadDataset } from './data/node.js';
+export type { DatasetName, LoadOptions, Split } from './data/node.js';

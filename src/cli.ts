@@ -1,0 +1,422 @@
+#!/usr/bin/env node
+/**
+ * The `wpc` command line: `wpc train` trains a discriminative PC network on MNIST or Fashion-MNIST,
+ * `wpc info` shows the WebGPU adapter. Progress goes to stderr; stdout gets one JSON line per command.
+ */
+import { writeFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { DATASET_NAMES, loadDataset, type DatasetName } from './data/node.js';
+import { batches, epochBatchCount, type Dataset } from './data/dataset.js';
+import { ACTIVATIONS, type Activation } from './kernels/index.js';
+import { init } from './node.js';
+import { WpcArgumentError, WpcGpuError } from './runtime/errors.js';
+import { SleepEstimator, type Runtime } from './runtime/runtime.js';
+import type { Tensor } from './runtime/tensor.js';
+import { makeMlp, type Model } from './pc/model.js';
+import { adam } from './pc/optim.js';
+import { makePcStep } from './pc/train.js';
+import { testDiscriminativePc } from './pc/evaluate.js';
+import type { SolverOptions } from './pc/solver.js';
+import type { Loss } from './pc/workspace.js';
+
+const TRAIN_HELP = `Usage: wpc train [options]
+
+Trains a predictive-coding MLP (JPC's make_mlp + make_pc_step) on MNIST or Fashion-MNIST and reports the
+test accuracy. Progress goes to stderr; the last line on stdout is a JSON summary
+{"testAccuracy": <percent>, "steps": <training steps>, "seconds": <wall time>, ...}.
+
+Data
+  --dataset NAME       mnist | fashion-mnist                                   (default mnist)
+  --data-dir DIR       folder with NAME/{train,t10k}-*-ubyte.gz (or the files)  (default $WPC_DATA_DIR)
+Model
+  --hidden H           hidden layers (depth = H + 1)                            (default 3)
+  --width N            units per hidden layer                                   (default 300)
+  --act NAME           ${ACTIVATIONS.join(' | ')}   (default tanh)
+  --bias               give every layer a bias                                  (default: no bias, as JPC)
+  --loss NAME          mse | ce: output energy and reported loss                (default mse)
+Inference (the ODE dz/dt = -dF/dz)
+  --solver NAME        heun | euler                                             (default heun)
+  --controller NAME    pid | constant; euler is always constant                 (default pid for heun)
+  --max-t1 T           integration time                                         (default 20)
+  --dt DT              step size (initial step for pid; omit for Hairer's)      (default 0.05)
+  --rtol R, --atol A   PID tolerances                                           (default 1e-3, 1e-3)
+  --max-steps N        most attempted steps per solve                           (default 4096)
+  --poll-every K       PID: read the solver state at most every K steps         (default 8)
+Training
+  --batch B            batch size (the last partial batch is dropped)           (default 64)
+  --lr LR              Adam learning rate                                       (default 1e-3)
+  --epochs E           passes over the training set                             (default 1)
+  --max-batches N      stop each epoch after N batches (a shortened epoch)      (default: all)
+  --test-every N       test-set accuracy every N training steps (0: only at the end) (default 100)
+  --seed S             seeds the weights and the shuffling                      (default 0)
+Output
+  --out FILE           write the run (config, loss curve, test points) as JSON
+  --quiet              no progress on stderr
+  -h, --help           this help
+
+Example (JPC's paper network, one epoch):
+  wpc train --dataset mnist --data-dir ../shared/datasets --hidden 3 --width 300 --act tanh \\
+            --solver heun --max-t1 20 --dt 0.05 --batch 64 --lr 1e-3 --epochs 1 --test-every 100 --seed 0 --out run.json
+`;
+
+const MAIN_HELP = `Usage: wpc <command> [options]
+
+Commands
+  train     train a PC network on MNIST / Fashion-MNIST (wpc train --help)
+  info      show the WebGPU adapter WPC gets on this machine
+
+WPC trains predictive-coding networks with WGSL compute shaders (WebGPU through Dawn in Node).
+`;
+
+/** A command-line error: printed with a pointer to --help, exit code 2. */
+class UsageError extends Error {}
+
+function parseNumber(flag: string, raw: string | undefined, fallback: number, check: (v: number) => boolean, expected: string): number {
+  if (raw === undefined) return fallback;
+  const v = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(v) || !check(v)) throw new UsageError(`--${flag} must be ${expected}, got ${JSON.stringify(raw)}`);
+  return v;
+}
+
+const positiveInt = (v: number) => Number.isInteger(v) && v > 0;
+const nonNegativeInt = (v: number) => Number.isInteger(v) && v >= 0;
+const positive = (v: number) => v > 0;
+
+function oneOf<T extends string>(flag: string, raw: string | undefined, fallback: T, options: readonly T[]): T {
+  if (raw === undefined) return fallback;
+  if (!(options as readonly string[]).includes(raw)) {
+    throw new UsageError(`--${flag} must be one of ${options.join(', ')}, got ${JSON.stringify(raw)}`);
+  }
+  return raw as T;
+}
+
+interface TrainConfig {
+  dataset: DatasetName;
+  dataDir: string | undefined;
+  hidden: number;
+  width: number;
+  act: Activation;
+  bias: boolean;
+  loss: Loss;
+  solver: 'heun' | 'euler';
+  controller: 'pid' | 'constant';
+  maxT1: number;
+  dt: number | undefined;
+  rtol: number;
+  atol: number;
+  maxSteps: number;
+  pollEvery: number;
+  batch: number;
+  lr: number;
+  epochs: number;
+  maxBatches: number | undefined;
+  testEvery: number;
+  seed: number;
+  out: string | undefined;
+  quiet: boolean;
+}
+
+function parseTrain(argv: string[]): TrainConfig | 'help' {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: true,
+    options: {
+      dataset: { type: 'string' },
+      'data-dir': { type: 'string' },
+      hidden: { type: 'string' },
+      width: { type: 'string' },
+      act: { type: 'string' },
+      bias: { type: 'boolean' },
+      loss: { type: 'string' },
+      solver: { type: 'string' },
+      controller: { type: 'string' },
+      'max-t1': { type: 'string' },
+      dt: { type: 'string' },
+      rtol: { type: 'string' },
+      atol: { type: 'string' },
+      'max-steps': { type: 'string' },
+      'poll-every': { type: 'string' },
+      batch: { type: 'string' },
+      lr: { type: 'string' },
+      epochs: { type: 'string' },
+      'max-batches': { type: 'string' },
+      'test-every': { type: 'string' },
+      seed: { type: 'string' },
+      out: { type: 'string' },
+      quiet: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) return 'help';
+  if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
+  const solver = oneOf('solver', values.solver, 'heun', ['heun', 'euler'] as const);
+  const controller = oneOf('controller', values.controller, solver === 'euler' ? 'constant' : 'pid', ['pid', 'constant'] as const);
+  if (solver === 'euler' && controller === 'pid') {
+    throw new UsageError('--solver euler has no error estimate, so it needs --controller constant (diffrax refuses it too)');
+  }
+  const dt = values.dt === 'auto' ? undefined : parseNumber('dt', values.dt, 0.05, positive, 'a positive number (or auto)');
+  if (dt === undefined && controller === 'constant') throw new UsageError('--dt auto needs --controller pid');
+  const maxBatches = values['max-batches'] === undefined ? undefined : parseNumber('max-batches', values['max-batches'], 0, positiveInt, 'a positive integer');
+  return {
+    dataset: oneOf('dataset', values.dataset, 'mnist', DATASET_NAMES),
+    dataDir: values['data-dir'],
+    hidden: parseNumber('hidden', values.hidden, 3, nonNegativeInt, 'a non-negative integer'),
+    width: parseNumber('width', values.width, 300, positiveInt, 'a positive integer'),
+    act: oneOf('act', values.act, 'tanh', ACTIVATIONS),
+    bias: values.bias ?? false,
+    loss: oneOf('loss', values.loss, 'mse', ['mse', 'ce'] as const),
+    solver,
+    controller,
+    maxT1: parseNumber('max-t1', values['max-t1'], 20, positive, 'a positive number'),
+    dt,
+    rtol: parseNumber('rtol', values.rtol, 1e-3, (v) => v >= 0, 'a non-negative number'),
+    atol: parseNumber('atol', values.atol, 1e-3, (v) => v >= 0, 'a non-negative number'),
+    maxSteps: parseNumber('max-steps', values['max-steps'], 4096, positiveInt, 'a positive integer'),
+    pollEvery: parseNumber('poll-every', values['poll-every'], 8, positiveInt, 'a positive integer'),
+    batch: parseNumber('batch', values.batch, 64, positiveInt, 'a positive integer'),
+    lr: parseNumber('lr', values.lr, 1e-3, positive, 'a positive number'),
+    epochs: parseNumber('epochs', values.epochs, 1, positiveInt, 'a positive integer'),
+    maxBatches,
+    testEvery: parseNumber('test-every', values['test-every'], 100, nonNegativeInt, 'a non-negative integer'),
+    seed: parseNumber('seed', values.seed, 0, Number.isSafeInteger, 'an integer'),
+    out: values.out,
+    quiet: values.quiet ?? false,
+  };
+}
+
+/** A one-line progress display on stderr: redrawn in place on a terminal, a line every 10% otherwise. */
+class Progress {
+  private readonly tty = process.stderr.isTTY === true;
+  private lastDraw = 0;
+  private lastDecile = -1;
+  private readonly started = performance.now();
+
+  constructor(
+    private readonly total: number,
+    private readonly quiet: boolean,
+  ) {}
+
+  update(done: number, loss: number | undefined, note = ''): void {
+    if (this.quiet) return;
+    const now = performance.now();
+    const decile = Math.floor((10 * done) / this.total);
+    if (this.tty ? now - this.lastDraw < 100 && done < this.total : decile === this.lastDecile) return;
+    this.lastDraw = now;
+    this.lastDecile = decile;
+    const seconds = (now - this.started) / 1000;
+    const rate = done / Math.max(seconds, 1e-9);
+    const eta = rate > 0 ? (this.total - done) / rate : 0;
+    const width = 24;
+    const filled = Math.round((width * done) / this.total);
+    const bar = `${'='.repeat(Math.max(0, filled - 1))}${filled > 0 ? (done < this.total ? '>' : '=') : ''}${' '.repeat(width - filled)}`;
+    const line =
+      `[${bar}] ${String(done).padStart(String(this.total).length)}/${this.total} ` +
+      `${rate.toFixed(1)} steps/s  ETA ${formatTime(eta)}  loss ${loss === undefined ? '-' : loss.toFixed(4)}${note ? `  ${note}` : ''}`;
+    if (this.tty) process.stderr.write(`\r${line}\x1b[K`);
+    else process.stderr.write(`${line}\n`);
+  }
+
+  log(message: string): void {
+    if (this.quiet) return;
+    if (this.tty) process.stderr.write(`\r\x1b[K${message}\n`);
+    else process.stderr.write(`${message}\n`);
+    this.lastDraw = 0;
+  }
+
+  end(): void {
+    if (!this.quiet && this.tty) process.stderr.write('\n');
+  }
+}
+
+function formatTime(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  const m = Math.floor(s / 60);
+  return m >= 60 ? `${Math.floor(m / 60)}:${String(m % 60).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}` : `${m}:${String(s % 60).padStart(2, '0')}`;
+}
+
+/** Test-set loss and accuracy over every test example, in chunks that fit one workspace. */
+async function evaluate(model: Model, test: Dataset, loss: Loss): Promise<{ loss: number; accuracy: number }> {
+  const chunk = 2000;
+  let lossSum = 0;
+  let correct = 0;
+  for (let start = 0; start < test.count; start += chunk) {
+    const n = Math.min(chunk, test.count - start);
+    const x = test.images.subarray(start * test.inputDim, (start + n) * test.inputDim);
+    const y = new Float32Array(n * test.numClasses);
+    for (let i = 0; i < n; i++) y[i * test.numClasses + test.labels[start + i]!] = 1;
+    const r = await testDiscriminativePc(model, y, x, { loss });
+    lossSum += r.loss * n;
+    correct += (r.acc / 100) * n;
+  }
+  return { loss: lossSum / test.count, accuracy: (100 * correct) / test.count };
+}
+
+async function train(config: TrainConfig): Promise<void> {
+  const started = performance.now();
+  const [trainSet, testSet] = await Promise.all([
+    loadDataset(config.dataset, 'train', config.dataDir === undefined ? {} : { dataDir: config.dataDir }),
+    loadDataset(config.dataset, 'test', config.dataDir === undefined ? {} : { dataDir: config.dataDir }),
+  ]);
+  if (config.batch > trainSet.count) throw new UsageError(`--batch ${config.batch} is larger than the training set (${trainSet.count})`);
+  let rt: Runtime | undefined;
+  try {
+    rt = await init();
+    const adapter = `${rt.adapter.description || rt.adapter.device || rt.adapter.vendor || 'unknown'} (${rt.adapter.architecture || 'unknown architecture'})`;
+    const model = makeMlp(rt, {
+      seed: config.seed,
+      inputDim: trainSet.inputDim,
+      width: config.width,
+      depth: config.hidden + 1,
+      outputDim: trainSet.numClasses,
+      actFn: config.act,
+      useBias: config.bias,
+    });
+    const optim = adam({ lr: config.lr });
+    const optState = optim.init(model);
+    const solver: SolverOptions = {
+      solver: config.solver,
+      stepsizeController: config.controller === 'constant' ? 'constant' : { pid: { rtol: config.rtol, atol: config.atol } },
+      maxT1: config.maxT1,
+      ...(config.dt === undefined ? {} : { dt: config.dt }),
+      maxSteps: config.maxSteps,
+      pollEvery: config.pollEvery,
+    };
+    const perEpoch = Math.min(epochBatchCount(trainSet.count, config.batch), config.maxBatches ?? Infinity);
+    const total = perEpoch * config.epochs;
+    const progress = new Progress(total, config.quiet);
+    progress.log(
+      `wpc train: ${config.dataset}, ${config.hidden} hidden x ${config.width} ${config.act}, ${config.solver}/${config.controller}, ` +
+        `T=${config.maxT1}, dt=${config.dt ?? 'auto'}, batch ${config.batch}, ${total} steps, on ${adapter}`,
+    );
+    const curve: { step: number; loss: number; inferenceSteps: number; rejected: number }[] = [];
+    const tests: { step: number; loss: number; accuracy: number }[] = [];
+    // Losses are read in groups (one readback per LOSS_READ_EVERY steps), sleeping first for the estimated GPU
+    // time: a map pending in Dawn busy-polls the JS thread, which would take a core from a software adapter.
+    const LOSS_READ_EVERY = 10;
+    const unread: { step: number; loss: Tensor; inferenceSteps: number; rejected: number }[] = [];
+    const estimator = new SleepEstimator();
+    let since = performance.now();
+    let smoothed: number | undefined;
+    const flush = async () => {
+      if (unread.length === 0) return;
+      const pending = rt!.readLater(unread.map((u) => ({ buffer: u.loss.buffer, byteOffset: u.loss.byteOffset, byteLength: 4 })));
+      const values = await pending.wait({ expectedMs: estimator.sleepFor(unread.length, performance.now() - since) });
+      estimator.update(unread.length, performance.now() - since, pending.mapMs);
+      unread.forEach((u, i) => {
+        const v = values[i]![0]!;
+        curve.push({ step: u.step, loss: v, inferenceSteps: u.inferenceSteps, rejected: u.rejected });
+        smoothed = smoothed === undefined ? v : 0.9 * smoothed + 0.1 * v;
+        u.loss.dispose();
+      });
+      unread.length = 0;
+      since = performance.now();
+    };
+    let step = 0;
+    for (let epoch = 0; epoch < config.epochs; epoch++) {
+      let inEpoch = 0;
+      for (const batch of batches(trainSet, { batchSize: config.batch, shuffle: true, seed: config.seed * 1000 + epoch })) {
+        if (inEpoch++ >= perEpoch) break;
+        const r = await makePcStep(model, optim, optState, batch.y, { input: batch.x, loss: config.loss, ...solver });
+        step++;
+        r.energies.dispose();
+        unread.push({ step, loss: r.loss, inferenceSteps: r.steps.accepted + r.steps.rejected, rejected: r.steps.rejected });
+        const testNow = config.testEvery > 0 && step % config.testEvery === 0 && step < total;
+        if (unread.length >= LOSS_READ_EVERY || testNow) await flush();
+        progress.update(step, smoothed);
+        if (testNow) {
+          const t = await evaluate(model, testSet, config.loss);
+          tests.push({ step, ...t });
+          progress.log(`step ${step}: test accuracy ${t.accuracy.toFixed(2)}%  (test loss ${t.loss.toFixed(4)})`);
+          since = performance.now();
+        }
+      }
+    }
+    await flush();
+    progress.update(step, smoothed);
+    progress.end();
+    const final = await evaluate(model, testSet, config.loss);
+    tests.push({ step, ...final });
+    const seconds = (performance.now() - started) / 1000;
+    progress.log(`final test accuracy ${final.accuracy.toFixed(2)}% over ${testSet.count} test images (${seconds.toFixed(1)} s)`);
+    const summary = {
+      testAccuracy: Number(final.accuracy.toFixed(4)),
+      steps: step,
+      seconds: Number(seconds.toFixed(3)),
+      testLoss: Number(final.loss.toFixed(6)),
+      dataset: config.dataset,
+      adapter,
+    };
+    if (config.out) {
+      const { out, quiet, ...settings } = config;
+      await writeFile(
+        out,
+        `${JSON.stringify({ command: 'train', settings, adapter, summary, tests, curve: { step: curve.map((c) => c.step), loss: curve.map((c) => c.loss), inferenceSteps: curve.map((c) => c.inferenceSteps), rejected: curve.map((c) => c.rejected) } }, null, 1)}\n`,
+      );
+    }
+    process.stdout.write(`${JSON.stringify(summary)}\n`);
+    model.dispose();
+    optState.dispose();
+  } finally {
+    rt?.dispose();
+  }
+}
+
+async function info(argv: string[]): Promise<void> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write('Usage: wpc info\n\nPrints the WebGPU adapter WPC gets (as JSON on stdout).\n');
+    return;
+  }
+  if (argv.length > 0) throw new UsageError(`wpc info takes no arguments, got ${JSON.stringify(argv[0])}`);
+  const rt = await init();
+  try {
+    const l = rt.limits;
+    process.stdout.write(
+      `${JSON.stringify({
+        adapter: rt.adapter,
+        limits: { maxStorageBufferBindingSize: l.maxStorageBufferBindingSize, maxBufferSize: l.maxBufferSize, maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize },
+        features: [...rt.device.features].sort(),
+      })}\n`,
+    );
+  } finally {
+    rt.dispose();
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+      process.stdout.write(MAIN_HELP);
+      return command === undefined ? 2 : 0;
+    }
+    if (command === 'train') {
+      const config = parseTrain(rest);
+      if (config === 'help') {
+        process.stdout.write(TRAIN_HELP);
+        return 0;
+      }
+      await train(config);
+      return 0;
+    }
+    if (command === 'info') {
+      await info(rest);
+      return 0;
+    }
+    throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    if (e instanceof UsageError || err.code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`wpc: ${err.message}\nRun 'wpc ${command === 'train' ? 'train ' : ''}--help' for the options.\n`);
+      return 2;
+    }
+    if (e instanceof WpcGpuError || e instanceof WpcArgumentError) {
+      process.stderr.write(`wpc: ${err.message}\n`);
+      return 1;
+    }
+    process.stderr.write(`wpc: ${err.stack ?? err.message}\n`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));
