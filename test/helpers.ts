@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, expect } from 'vitest';
 import { init, mlpFromWeights, type Model, type Runtime, type Tensor } from '../src/node.js';
-import { type Act, type Mat, type RefModel, mat, randomModel } from './reference/jpc64.js';
+import { type Act, type Mat, type RefModel, actDeriv, layerErrors, mat, randomModel } from './reference/jpc64.js';
 import { Random } from '../src/util/random.js';
 
 /** A runtime for the whole file (real Dawn adapter; never the null backend). */
@@ -109,4 +109,48 @@ export async function readAll(ts: readonly Tensor[]): Promise<Float32Array> {
     at += p.length;
   }
   return out;
+}
+
+/**
+ * |a − e| ≤ rtol·scale elementwise, where `scale` is the magnitude of what was summed to get e (see
+ * `activityGradScale`): the float32 error bound for quantities that cancel, like gradients near equilibrium.
+ */
+export function expectCloseScaled(actual: ArrayLike<number>, expected: ArrayLike<number>, scale: ArrayLike<number>, rtol: number, what: string): void {
+  expect(actual.length, `${what}: length`).toBe(expected.length);
+  for (let i = 0; i < expected.length; i++) {
+    const err = Math.abs(actual[i]! - expected[i]!);
+    if (!(err <= rtol * scale[i]! + 1e-30)) {
+      expect.fail(`${what}: element ${i} is ${actual[i]} but the reference is ${expected[i]} (error ${err.toExponential(2)}, ${(err / scale[i]!).toExponential(2)} of the summands' magnitude ${scale[i]!.toExponential(2)}, tolerance ${rtol})`);
+    }
+  }
+}
+
+/**
+ * The magnitude of the terms summed into ∂F/∂z_l = (e_l − s·φ'(z_l)⊙(e_{l+1}W))/B, with e_l = z_l − pred_l:
+ * (|z_l| + |pred_l| + |s·φ'(z_l)|·(|e_{l+1}|·|W|))/B per element (0 for the dummy output activity).
+ */
+export function activityGradScale(ref: RefModel, acts: readonly Mat[], y: Mat, x: Mat, loss: 'mse' | 'ce'): Float64Array {
+  const { errors } = layerErrors(ref, acts, y, x, loss);
+  const L = ref.weights.length;
+  const B = y.rows;
+  const out: number[] = [];
+  for (let l = 0; l < L - 1; l++) {
+    const z = acts[l]!;
+    const e = errors[l]!;
+    const next = errors[l + 1]!;
+    const w = ref.weights[l + 1]!;
+    const s = ref.scales?.[l + 1] ?? 1;
+    const n = z.cols;
+    for (let r = 0; r < z.rows; r++) {
+      for (let i = 0; i < n; i++) {
+        let back = 0;
+        for (let o = 0; o < w.rows; o++) back += Math.abs(next.data[r * w.rows + o]!) * Math.abs(w.data[o * n + i]!);
+        const zi = z.data[r * n + i]!;
+        const pred = zi - e.data[r * n + i]!;
+        out.push((Math.abs(zi) + Math.abs(pred) + Math.abs(s * actDeriv(ref.act, zi)) * back) / B);
+      }
+    }
+  }
+  for (let i = 0; i < acts[L - 1]!.data.length; i++) out.push(0);
+  return Float64Array.from(out);
 }
