@@ -32,6 +32,8 @@ export interface SolveInferenceResult {
   steps: { accepted: number; rejected: number };
   /** GPU dispatches encoded for the steps (for benchmarks; no-op steps after a PID solve ended included). */
   dispatches: number;
+  /** Steps encoded: the attempted ones, plus (adaptive solves) no-op steps queued past the end. */
+  encodedSteps: number;
 }
 
 /**
@@ -57,6 +59,12 @@ export async function solveInference(
     const stats = await integrate(ws, rec, cfg, loss);
     const out = copyOutLayers(ws, rec, (l) => ws.activityOffset(l));
     rec.submit();
-    return { activities: out, t: stats.t, steps: { accepted: stats.accepted, rejected: stats.rejected }, dispatches: stats.dispatches };
+    return {
+      activities: out,
+      t: stats.t,
+      steps: { accepted: stats.accepted, rejected: stats.rejected },
+      dispatches: stats.dispatches,
+      encodedSteps: stats.stepsEncoded,
+    };
   });
 }

@@ -275,12 +275,18 @@ export class Runtime {
     return pending;
   }
 
-  /** Waits until the GPU has finished all submitted work (sleeping `expectedMs` first in Node; see `read`). */
-  async finish({ expectedMs = 0 }: { expectedMs?: number } = {}): Promise<void> {
+  /**
+   * Waits until the GPU has finished all submitted work (sleeping `expectedMs` first in Node; see `read`).
+   * Returns how long the wait took after the sleep (about 0 when the GPU was already done).
+   */
+  async finish({ expectedMs = 0 }: { expectedMs?: number } = {}): Promise<{ waitedMs: number }> {
     this.checkHealthy('finish');
     if (isNode && expectedMs > 1) await new Promise((resolve) => setTimeout(resolve, expectedMs));
+    const start = performance.now();
     await this.device.queue.onSubmittedWorkDone();
+    const waitedMs = performance.now() - start;
     this.checkHealthy('finish');
+    return { waitedMs };
   }
 
   /**
