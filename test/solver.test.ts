@@ -77,7 +77,7 @@ async function tracedPidSolve(model: ReturnType<typeof gpuModel>, acts: Mat[], x
   const trace: SolverStateView[] = [];
   const rec = new Recorder(rt());
   writeSolverConfig(ws, cfg);
-  loadBatch(ws, rec, f32(x), f32(y));
+  loadBatch(ws, rec, tensorOf(rt(), x), tensorOf(rt(), y));
   loadActivities(ws, rec, acts.map((a) => tensorOf(rt(), a)));
   const stats = await integrate(ws, rec, cfg, loss, (s) => trace.push(s));
   const [final] = await rt().read([{ buffer: ws.buffer, byteOffset: ws.activityOffset(1) * 4, byteLength: ws.nAll * 4 }]);

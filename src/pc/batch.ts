@@ -2,7 +2,7 @@
  * Moving a batch in and out of a workspace, with the argument checks every public PC function shares. All
  * checks run before anything is written or recorded, so a bad argument leaves every GPU buffer as it was.
  */
-import { WpcArgumentError, argError, checkFiniteData, checkOneOf } from '../runtime/errors.js';
+import { WpcArgumentError, argError, checkFiniteData, checkKnownKeys, checkOneOf } from '../runtime/errors.js';
 import { Recorder } from '../runtime/recorder.js';
 import { Tensor, checkTensor, formatShape } from '../runtime/tensor.js';
 import { Model } from './model.js';
@@ -49,15 +49,25 @@ export function checkBatch(
   output: unknown,
   input: unknown,
   activities?: unknown,
+  inputName = 'options.input',
 ): number {
   const B = batchSizeOf(fn, 'output', output, model.outputDim, model);
   if (input === undefined) {
-    throw new WpcArgumentError(`${fn}: options.input is required (supervised PC clamps the input layer to it)`);
+    throw new WpcArgumentError(`${fn}: ${inputName} is required (supervised PC clamps the input layer to it)`);
   }
-  const Bx = batchSizeOf(fn, 'options.input', input, model.inputDim, model);
-  if (Bx !== B) throw new WpcArgumentError(`${fn}: options.input has ${Bx} rows but output has ${B}; they must be the same batch`);
+  const Bx = batchSizeOf(fn, inputName, input, model.inputDim, model);
+  if (Bx !== B) throw new WpcArgumentError(`${fn}: ${inputName} has ${Bx} rows but output has ${B}; they must be the same batch`);
   if (activities !== undefined) checkActivities(fn, model, activities, B);
   return B;
+}
+
+/** The options object every PC function takes: an object (the input lives in it). */
+export function checkOptions<T extends object>(fn: string, options: T | undefined | null, known: readonly string[]): T {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    argError(fn, 'options', 'an object such as { input }', options);
+  }
+  checkKnownKeys(fn, 'options', options, known);
+  return options;
 }
 
 export function checkActivities(fn: string, model: Model, activities: unknown, B: number): Tensor[] {
@@ -68,18 +78,51 @@ export function checkActivities(fn: string, model: Model, activities: unknown, B
   return activities as Tensor[];
 }
 
-function put(ws: Workspace, rec: Recorder, data: BatchData, offset: number): void {
-  if (data instanceof Tensor) {
-    rec.copy(data.buffer, data.byteOffset, ws.buffer, offset * 4, data.byteLength);
-  } else {
-    ws.runtime.device.queue.writeBuffer(ws.buffer, offset * 4, data.buffer, data.byteOffset, data.byteLength);
-  }
+/**
+ * A call's inputs, captured when the call is made: private GPU copies, so the caller may refill a
+ * `Float32Array` or dispose a tensor as soon as the call returns its promise. `queue.writeBuffer` copies the data
+ * at once; tensors are copied by a command submitted at once (queue-ordered before anything later).
+ */
+export interface Captured {
+  B: number;
+  input: Tensor;
+  output: Tensor;
+  activities: Tensor[];
+  /** Gives the copies back to the pool (after the call's work is submitted). */
+  release(): void;
 }
 
-/** Puts x and the target in place (uploads happen now, in queue order; tensor copies are recorded). */
-export function loadBatch(ws: Workspace, rec: Recorder, input: BatchData, output: BatchData | undefined): void {
-  put(ws, rec, input, ws.x);
-  if (output !== undefined) put(ws, rec, output, ws.target);
+export function captureBatch(model: Model, B: number, input: BatchData, output: BatchData | undefined, activities: readonly Tensor[] = []): Captured {
+  const rt = model.runtime;
+  const encoder = rt.device.createCommandEncoder({ label: 'wpc.capture' });
+  let copies = 0;
+  const take = (data: BatchData, shape: number[]): Tensor => {
+    const t = rt.empty(shape);
+    if (data instanceof Float32Array) {
+      rt.device.queue.writeBuffer(t.buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+    } else {
+      encoder.copyBufferToBuffer(data.buffer, data.byteOffset, t.buffer, 0, t.byteLength);
+      copies++;
+    }
+    return t;
+  };
+  const captured: Captured = {
+    B,
+    input: take(input, [B, model.inputDim]),
+    output: output === undefined ? rt.empty([1]) : take(output, [B, model.outputDim]),
+    activities: activities.map((a) => take(a, [...a.shape])),
+    release() {
+      for (const t of [captured.input, captured.output, ...captured.activities]) t.dispose();
+    },
+  };
+  if (copies > 0) rt.submit([encoder.finish()]);
+  return captured;
+}
+
+/** Puts x and the target in place (recorded copies from the captured inputs). */
+export function loadBatch(ws: Workspace, rec: Recorder, input: Tensor, output: Tensor | undefined): void {
+  rec.copy(input.buffer, input.byteOffset, ws.buffer, ws.x * 4, input.byteLength);
+  if (output !== undefined) rec.copy(output.buffer, output.byteOffset, ws.buffer, ws.target * 4, output.byteLength);
 }
 
 /**
@@ -111,13 +154,22 @@ export function copyOutScalars(ws: Workspace, rec: Recorder, offset: number, sha
 }
 
 /** Runs `task` on the model's workspace for batch size B, after all earlier work on it. */
-export async function onWorkspace<T>(model: Model, B: number, task: (ws: Workspace, rec: Recorder) => T | Promise<T>): Promise<T> {
-  const ws = await Workspace.get(model, B, 'train');
-  return ws.exclusive(async () => {
-    model.checkAlive('WPC');
-    const rec = new Recorder(model.runtime, 'wpc');
-    return task(ws, rec);
-  });
+export async function onWorkspace<T>(
+  model: Model,
+  B: number,
+  captured: Captured | undefined,
+  task: (ws: Workspace, rec: Recorder) => T | Promise<T>,
+): Promise<T> {
+  try {
+    const ws = await Workspace.get(model, B, 'train');
+    return await ws.exclusive(async () => {
+      model.checkAlive('WPC');
+      const rec = new Recorder(model.runtime, 'wpc');
+      return task(ws, rec);
+    });
+  } finally {
+    captured?.release();
+  }
 }
 
 export interface ParamGradResult {

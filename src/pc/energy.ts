@@ -10,13 +10,15 @@
  * with f_l(z) = W_l φ(z) + b_l. Every gradient carries the 1/B factor, exactly as autodiff of F gives in JPC.
  */
 import type { Recorder } from '../runtime/recorder.js';
-import { checkKnownKeys } from '../runtime/errors.js';
 import type { Tensor } from '../runtime/tensor.js';
 import {
   type BatchData,
+  type Captured,
   type ParamGradResult,
   batchSizeOf,
+  captureBatch,
   checkBatch,
+  checkOptions,
   checkLoss,
   checkModel,
   copyOutLayers,
@@ -45,11 +47,20 @@ export interface PcEnergyOptions extends EnergyOptions {
   recordLayers?: boolean;
 }
 
-function prepareState(ws: Workspace, rec: Recorder, activities: readonly Tensor[], input: BatchData, output: BatchData, loss: Loss): void {
+function prepareState(ws: Workspace, rec: Recorder, cap: Captured, loss: Loss): void {
   writeSolverConfig(ws, undefined);
-  loadBatch(ws, rec, input, output);
-  loadActivities(ws, rec, activities);
+  loadBatch(ws, rec, cap.input, cap.output);
+  loadActivities(ws, rec, cap.activities);
   ws.recordErrors(rec, 'y', loss, false);
+}
+
+/** Validates a (model, activities, output, options) call and captures its inputs. */
+function begin<O extends EnergyOptions>(fn: string, model: Model, activities: readonly Tensor[], output: BatchData, options: O, keys: readonly string[]) {
+  checkModel(fn, model);
+  const opts = checkOptions(fn, options, keys);
+  const loss = checkLoss(fn, opts.loss);
+  const B = checkBatch(fn, model, output, opts.input, activities);
+  return { loss, B, cap: captureBatch(model, B, opts.input, output, activities), opts };
 }
 
 /**
@@ -57,15 +68,11 @@ function prepareState(ws: Workspace, rec: Recorder, activities: readonly Tensor[
  * $$F = \frac{1}{B}\sum_l E_l$$
  */
 export async function pcEnergy(model: Model, activities: readonly Tensor[], output: BatchData, options: PcEnergyOptions): Promise<Tensor> {
-  const fn = 'pcEnergy';
-  checkModel(fn, model);
-  checkKnownKeys(fn, 'options', options ?? {}, ['input', 'loss', 'recordLayers']);
-  const loss = checkLoss(fn, options?.loss);
-  const B = checkBatch(fn, model, output, options?.input, activities);
-  return onWorkspace(model, B, (ws, rec) => {
-    prepareState(ws, rec, activities, options.input, output, loss);
+  const { loss, B, cap, opts } = begin('pcEnergy', model, activities, output, options, ['input', 'loss', 'recordLayers']);
+  return onWorkspace(model, B, cap, (ws, rec) => {
+    prepareState(ws, rec, cap, loss);
     ws.recordEnergies(rec, loss);
-    const result = options.recordLayers
+    const result = opts.recordLayers
       ? copyOutScalars(ws, rec, ws.scalar.energies, [model.depth])
       : copyOutScalars(ws, rec, ws.scalar.total, [1]);
     rec.submit();
@@ -92,13 +99,9 @@ export async function computePcActivityGrad(
   output: BatchData,
   options: EnergyOptions,
 ): Promise<ActivityGradResult> {
-  const fn = 'computePcActivityGrad';
-  checkModel(fn, model);
-  checkKnownKeys(fn, 'options', options ?? {}, ['input', 'loss']);
-  const loss = checkLoss(fn, options?.loss);
-  const B = checkBatch(fn, model, output, options?.input, activities);
-  return onWorkspace(model, B, (ws, rec) => {
-    prepareState(ws, rec, activities, options.input, output, loss);
+  const { loss, B, cap } = begin('computePcActivityGrad', model, activities, output, options, ['input', 'loss']);
+  return onWorkspace(model, B, cap, (ws, rec) => {
+    prepareState(ws, rec, cap, loss);
     ws.recordEnergies(rec, loss);
     ws.recordActivityGrad(rec, 'grad', false);
     const L = model.depth;
@@ -124,13 +127,9 @@ export async function computePcParamGrads(
   output: BatchData,
   options: EnergyOptions,
 ): Promise<ParamGradResult> {
-  const fn = 'computePcParamGrads';
-  checkModel(fn, model);
-  checkKnownKeys(fn, 'options', options ?? {}, ['input', 'loss']);
-  const loss = checkLoss(fn, options?.loss);
-  const B = checkBatch(fn, model, output, options?.input, activities);
-  return onWorkspace(model, B, (ws, rec) => {
-    prepareState(ws, rec, activities, options.input, output, loss);
+  const { loss, B, cap } = begin('computePcParamGrads', model, activities, output, options, ['input', 'loss']);
+  return onWorkspace(model, B, cap, (ws, rec) => {
+    prepareState(ws, rec, cap, loss);
     ws.recordParamGrads(rec);
     const result = copyParamGrads(model, rec);
     rec.submit();
@@ -146,8 +145,9 @@ export async function initActivitiesWithFfwd(model: Model, input: BatchData): Pr
   const fn = 'initActivitiesWithFfwd';
   checkModel(fn, model);
   const B = batchSizeOf(fn, 'input', input, model.inputDim, model);
-  return onWorkspace(model, B, (ws, rec) => {
-    loadBatch(ws, rec, input, undefined);
+  const cap = captureBatch(model, B, input, undefined);
+  return onWorkspace(model, B, cap, (ws, rec) => {
+    loadBatch(ws, rec, cap.input, undefined);
     ws.recordForward(rec);
     const out = copyOutLayers(ws, rec, (l) => ws.activityOffset(l));
     rec.submit();

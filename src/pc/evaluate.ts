@@ -2,12 +2,12 @@
  * Evaluation (JPC's `test_discriminative_pc`) and JPC's loss and accuracy utilities.
  */
 import { outputKernel, reduceKernel, SMALL_WG } from '../kernels/index.js';
-import { WpcArgumentError, argError, checkKnownKeys } from '../runtime/errors.js';
+import { WpcArgumentError, argError } from '../runtime/errors.js';
 import { BufferUsage, STORAGE_USAGE } from '../runtime/flags.js';
 import { createBindGroup } from '../runtime/kernel.js';
 import { Recorder } from '../runtime/recorder.js';
-import { type Tensor, checkTensor, formatShape } from '../runtime/tensor.js';
-import { type BatchData, checkBatch, checkLoss, checkModel, loadBatch } from './batch.js';
+import { Tensor, checkTensor, formatShape } from '../runtime/tensor.js';
+import { type BatchData, captureBatch, checkBatch, checkLoss, checkModel, checkOptions, loadBatch } from './batch.js';
 import type { Model } from './model.js';
 import { type Loss, Workspace } from './workspace.js';
 
@@ -28,16 +28,21 @@ export async function testDiscriminativePc(
 ): Promise<{ loss: number; acc: number }> {
   const fn = 'testDiscriminativePc';
   checkModel(fn, model);
-  checkKnownKeys(fn, 'options', options ?? {}, ['loss']);
-  const loss = checkLoss(fn, options?.loss);
-  const B = checkBatch(fn, model, output, input);
-  const ws = await Workspace.get(model, B, 'eval');
+  const opts = checkOptions(fn, options, ['loss']);
+  const loss = checkLoss(fn, opts.loss);
+  const B = checkBatch(fn, model, output, input, undefined, 'input');
+  const cap = captureBatch(model, B, input, output);
+  const ws = await Workspace.get(model, B, 'eval').catch((e: unknown) => {
+    cap.release();
+    throw e;
+  });
   return ws.exclusive(async () => {
     const rec = new Recorder(model.runtime, 'wpc.test');
-    loadBatch(ws, rec, input, output);
+    loadBatch(ws, rec, cap.input, cap.output);
     ws.recordForward(rec);
     ws.recordLoss(rec, loss);
     rec.submit();
+    cap.release();
     const [values] = await model.runtime.read([{ buffer: ws.buffer, byteOffset: ws.scalar.loss * 4, byteLength: 8 }]);
     return { loss: values![0]!, acc: values![1]! };
   });
@@ -47,10 +52,14 @@ type Metric = 'mse' | 'ce' | 'accuracy';
 
 /** Runs the row kernel and the reduction on copies of `preds` and `labels` in a scratch buffer. */
 async function rowMetric(fn: string, metric: Metric, preds: Tensor, labels: Tensor): Promise<Tensor> {
-  const rt = preds.runtime;
+  // Arguments in the caller's order: (preds, labels) for the losses, (truths, preds) for the accuracy.
   const [a, b] = metric === 'accuracy' ? ['truths', 'preds'] : ['preds', 'labels'];
-  checkTensor(fn, a!, metric === 'accuracy' ? labels : preds, rt);
-  checkTensor(fn, b!, metric === 'accuracy' ? preds : labels, rt);
+  const first = metric === 'accuracy' ? labels : preds;
+  const second = metric === 'accuracy' ? preds : labels;
+  if (!(first instanceof Tensor)) argError(fn, a!, 'a Tensor of shape [B, d]', first);
+  const rt = first.runtime;
+  checkTensor(fn, a!, first, rt);
+  checkTensor(fn, b!, second, rt);
   if (preds.shape.length !== 2 || labels.shape.length !== 2 || preds.shape[0] !== labels.shape[0] || preds.shape[1] !== labels.shape[1]) {
     throw new WpcArgumentError(`${fn}: ${a} and ${b} must both have shape [B, d], got ${formatShape(metric === 'accuracy' ? labels.shape : preds.shape)} and ${formatShape(metric === 'accuracy' ? preds.shape : labels.shape)}`);
   }
@@ -94,6 +103,5 @@ export function crossEntropyLoss(logits: Tensor, labels: Tensor): Promise<Tensor
 
 /** JPC's `compute_accuracy`: % of rows whose argmax (first maximum) matches the one-hot truth's. */
 export function computeAccuracy(truths: Tensor, preds: Tensor): Promise<Tensor> {
-  if (!truths || typeof truths !== 'object') argError('computeAccuracy', 'truths', 'a Tensor', truths);
   return rowMetric('computeAccuracy', 'accuracy', preds, truths);
 }

@@ -9,9 +9,8 @@
  * Like JPC, the solve integrates all the way to `maxT1`: JPC's steady-state event tests the activities rather
  * than their derivative and so never fires in practice (see the README's notes on JPC).
  */
-import { checkKnownKeys } from '../runtime/errors.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { type BatchData, checkBatch, checkLoss, checkModel, copyOutLayers, loadActivities, loadBatch, onWorkspace } from './batch.js';
+import { type BatchData, captureBatch, checkBatch, checkLoss, checkModel, checkOptions, copyOutLayers, loadActivities, loadBatch, onWorkspace } from './batch.js';
 import type { Model } from './model.js';
 import { SOLVER_OPTION_KEYS, integrate, resolveSolverOptions, writeSolverConfig, type SolverOptions } from './solver.js';
 import type { Loss } from './workspace.js';
@@ -48,14 +47,15 @@ export async function solveInference(
 ): Promise<SolveInferenceResult> {
   const fn = 'solveInference';
   checkModel(fn, model);
-  checkKnownKeys(fn, 'options', options ?? {}, ['input', 'loss', ...SOLVER_OPTION_KEYS]);
-  const loss = checkLoss(fn, options?.loss);
-  const cfg = resolveSolverOptions(fn, options);
-  const B = checkBatch(fn, model, output, options.input, activities);
-  return onWorkspace(model, B, async (ws, rec) => {
+  const opts = checkOptions(fn, options, ['input', 'loss', ...SOLVER_OPTION_KEYS]);
+  const loss = checkLoss(fn, opts.loss);
+  const cfg = resolveSolverOptions(fn, opts);
+  const B = checkBatch(fn, model, output, opts.input, activities);
+  const cap = captureBatch(model, B, opts.input, output, activities);
+  return onWorkspace(model, B, cap, async (ws, rec) => {
     writeSolverConfig(ws, cfg);
-    loadBatch(ws, rec, options.input, output);
-    loadActivities(ws, rec, activities);
+    loadBatch(ws, rec, cap.input, cap.output);
+    loadActivities(ws, rec, cap.activities);
     const stats = await integrate(ws, rec, cfg, loss);
     const out = copyOutLayers(ws, rec, (l) => ws.activityOffset(l));
     rec.submit();

@@ -10,7 +10,7 @@
  */
 import { ACTIVATIONS, type Activation } from '../kernels/index.js';
 import { WpcArgumentError, argError, checkKnownKeys, checkOneOf, checkPositiveInt, describe, firstNonFinite } from '../runtime/errors.js';
-import type { Runtime } from '../runtime/runtime.js';
+import { Runtime } from '../runtime/runtime.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { Random } from '../util/random.js';
 import type { Workspace } from './workspace.js';
@@ -106,6 +106,7 @@ export class Model {
     this.workspaces.clear();
     this.params.destroy();
     this.gradBuffer?.destroy();
+    this.runtime.untrack(this);
   }
 
   [Symbol.dispose](): void {
@@ -128,11 +129,19 @@ function layout(dims: readonly number[], useBias: boolean, scales: readonly numb
   return layers;
 }
 
+function checkRuntime(fn: string, runtime: unknown): Runtime {
+  if (!(runtime instanceof Runtime)) argError(fn, 'runtime', 'a Runtime (from init() or initFromDevice())', runtime);
+  runtime.checkHealthy(fn);
+  return runtime;
+}
+
 function upload(runtime: Runtime, fn: string, actFn: Activation, layers: LayerSpec[], data: Float32Array): Model {
   const buffer = runtime.createStorageBuffer(data.length * 4, 'wpc.model.params');
   runtime.device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
   runtime.checkHealthy(fn);
-  return new Model(runtime, actFn, layers, buffer);
+  const model = new Model(runtime, actFn, layers, buffer);
+  runtime.track(model);
+  return model;
 }
 
 export interface MakeMlpOptions {
@@ -160,6 +169,7 @@ const MAKE_MLP_KEYS = ['seed', 'inputDim', 'width', 'depth', 'outputDim', 'actFn
  */
 export function makeMlp(runtime: Runtime, options: MakeMlpOptions): Model {
   const fn = 'makeMlp';
+  checkRuntime(fn, runtime);
   if (typeof options !== 'object' || options === null) argError(fn, 'options', 'an object', options);
   checkKnownKeys(fn, 'options', options, MAKE_MLP_KEYS);
   if (!Number.isSafeInteger(options.seed)) argError(fn, 'options.seed', 'a safe integer', options.seed);
@@ -197,6 +207,7 @@ export interface MlpFromWeightsOptions {
 /** Builds a model from given parameters, e.g. exported from JPC or from a checkpoint. */
 export function mlpFromWeights(runtime: Runtime, options: MlpFromWeightsOptions): Model {
   const fn = 'mlpFromWeights';
+  checkRuntime(fn, runtime);
   if (typeof options !== 'object' || options === null) argError(fn, 'options', 'an object', options);
   checkKnownKeys(fn, 'options', options, ['dims', 'weights', 'biases', 'actFn']);
   const { dims, weights } = options;

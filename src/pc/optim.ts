@@ -132,6 +132,7 @@ export class OptState {
     const width = optimizer.stateWidth;
     this.moments = width > 0 ? runtime.createStorageBuffer(width * size * 4, 'wpc.optimizer.moments') : null;
     this.uniform = runtime.device.createBuffer({ size: 48, usage: UNIFORM_USAGE, label: 'wpc.optimizer.params' });
+    runtime.track(this);
   }
 
   get disposed(): boolean {
@@ -139,9 +140,12 @@ export class OptState {
   }
 
   /** @internal validates that this state can update `size` values of kind `target` with `optimizer`. */
-  check(fn: string, optimizer: unknown, target: 'params' | 'activities', size: number): void {
+  check(fn: string, optimizer: unknown, target: 'params' | 'activities', size: number, runtime: Runtime): void {
     if (!(optimizer instanceof Optimizer)) argError(fn, 'optim', 'an Optimizer (from sgd() or adam())', optimizer);
     if (this.disposedFlag) throw new WpcArgumentError(`${fn}: optState has been disposed`);
+    if (this.runtime !== runtime) {
+      throw new WpcArgumentError(`${fn}: optState belongs to a different runtime (GPU device) than the model; make it with optim.init(...) on the model's runtime`);
+    }
     if (optimizer !== this.optimizer) {
       throw new WpcArgumentError(`${fn}: optState was made by a different optimiser (call optim.init(...) with the optimiser you pass)`);
     }
@@ -212,9 +216,23 @@ export class OptState {
     this.disposedFlag = true;
     this.moments?.destroy();
     this.uniform.destroy();
+    this.runtime.untrack(this);
   }
 
   [Symbol.dispose](): void {
     this.dispose();
   }
+}
+
+/** Validates `optState` (an OptState from `optim.init`, for this runtime, kind and size). */
+export function checkOptState(
+  fn: string,
+  optState: unknown,
+  optim: unknown,
+  target: 'params' | 'activities',
+  size: number,
+  runtime: Runtime,
+): asserts optState is OptState {
+  if (!(optState instanceof OptState)) argError(fn, 'optState', 'an OptState (from optim.init(...))', optState);
+  optState.check(fn, optim, target, size, runtime);
 }

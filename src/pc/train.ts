@@ -3,11 +3,10 @@
  * inference to equilibrium, the parameter gradient at equilibrium and one optimiser update, in that order and
  * all on the GPU. The only readbacks are the PID solver's polls (none with a constant step size).
  */
-import { checkKnownKeys } from '../runtime/errors.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { type BatchData, checkBatch, checkLoss, checkModel, copyOutScalars, loadBatch, onWorkspace } from './batch.js';
+import { type BatchData, captureBatch, checkBatch, checkLoss, checkModel, checkOptions, copyOutScalars, loadBatch, onWorkspace } from './batch.js';
 import type { Model } from './model.js';
-import type { OptState, Optimizer } from './optim.js';
+import { type OptState, type Optimizer, checkOptState } from './optim.js';
 import { SOLVER_OPTION_KEYS, integrate, resolveSolverOptions, writeSolverConfig, type SolverOptions } from './solver.js';
 import type { Loss } from './workspace.js';
 
@@ -47,15 +46,16 @@ export async function makePcStep(
 ): Promise<PcStepResult> {
   const fn = 'makePcStep';
   checkModel(fn, model);
-  checkKnownKeys(fn, 'options', options ?? {}, ['input', 'loss', ...SOLVER_OPTION_KEYS]);
-  const loss = checkLoss(fn, options?.loss);
-  const cfg = resolveSolverOptions(fn, options);
-  const B = checkBatch(fn, model, output, options.input);
-  optState.check(fn, optim, 'params', model.paramCount);
-  const kernel = await optState.kernel(false);
-  return onWorkspace(model, B, async (ws, rec) => {
+  const opts = checkOptions(fn, options, ['input', 'loss', ...SOLVER_OPTION_KEYS]);
+  const loss = checkLoss(fn, opts.loss);
+  const cfg = resolveSolverOptions(fn, opts);
+  const B = checkBatch(fn, model, output, opts.input);
+  checkOptState(fn, optState, optim, 'params', model.paramCount, model.runtime);
+  const cap = captureBatch(model, B, opts.input, output);
+  return onWorkspace(model, B, cap, async (ws, rec) => {
+    const kernel = await optState.kernel(false);
     writeSolverConfig(ws, cfg);
-    loadBatch(ws, rec, options.input, output);
+    loadBatch(ws, rec, cap.input, cap.output);
     ws.recordForward(rec);
     ws.recordLoss(rec, loss);
     const lossTensor = copyOutScalars(ws, rec, ws.scalar.loss, [1]);

@@ -2,11 +2,12 @@
  * One optimiser step on the activities or on the parameters (JPC's `update_pc_activities`,
  * `update_pc_params`): gradient of the energy, then the optimiser's update, all on the GPU.
  */
-import { checkKnownKeys } from '../runtime/errors.js';
 import type { Tensor } from '../runtime/tensor.js';
 import {
   type BatchData,
+  captureBatch,
   checkBatch,
+  checkOptions,
   checkLoss,
   checkModel,
   copyOutLayers,
@@ -19,7 +20,7 @@ import {
 } from './batch.js';
 import type { EnergyOptions } from './energy.js';
 import type { Model } from './model.js';
-import type { OptState, Optimizer } from './optim.js';
+import { type OptState, type Optimizer, checkOptState } from './optim.js';
 import { writeSolverConfig } from './solver.js';
 
 export interface UpdateOptions extends EnergyOptions {
@@ -51,22 +52,23 @@ export async function updatePcActivities(
 ): Promise<ActivityUpdateResult> {
   const fn = 'updatePcActivities';
   checkModel(fn, model);
-  checkKnownKeys(fn, 'options', options ?? {}, ['input', 'loss', 'returnGrads']);
-  const loss = checkLoss(fn, options?.loss);
-  const B = checkBatch(fn, model, output, options?.input, activities);
+  const opts = checkOptions(fn, options, ['input', 'loss', 'returnGrads']);
+  const loss = checkLoss(fn, opts.loss);
+  const B = checkBatch(fn, model, output, opts.input, activities);
   const n = activities.reduce((s, a) => s + a.size, 0);
-  optState.check(fn, optim, 'activities', n);
-  const kernel = await optState.kernel(true);
-  return onWorkspace(model, B, (ws, rec) => {
+  checkOptState(fn, optState, optim, 'activities', n, model.runtime);
+  const cap = captureBatch(model, B, opts.input, output, activities);
+  return onWorkspace(model, B, cap, async (ws, rec) => {
+    const kernel = await optState.kernel(true);
     writeSolverConfig(ws, undefined);
-    loadBatch(ws, rec, options.input, output);
-    loadActivities(ws, rec, activities);
+    loadBatch(ws, rec, cap.input, cap.output);
+    loadActivities(ws, rec, cap.activities);
     ws.recordErrors(rec, 'y', loss, false);
     ws.recordEnergies(rec, loss);
     ws.recordActivityGrad(rec, 'grad', false);
     const L = model.depth;
     rec.clear(ws.buffer, ws.gradOffset(L) * 4, B * model.outputDim * 4); // the dummy's gradient is zero
-    const grads = options.returnGrads ? copyOutLayers(ws, rec, (l) => ws.gradOffset(l)) : null;
+    const grads = opts.returnGrads ? copyOutLayers(ws, rec, (l) => ws.gradOffset(l)) : null;
     const energy = copyOutScalars(ws, rec, ws.scalar.total, [1]);
     optState.recordStep(rec, kernel, { buffer: ws.buffer, offset: ws.activityOffset(1) }, { inTarget: ws.gradOffset(1) }, n);
     const updated = copyOutLayers(ws, rec, (l) => ws.activityOffset(l));
@@ -96,18 +98,19 @@ export async function updatePcParams(
 ): Promise<ParamUpdateResult> {
   const fn = 'updatePcParams';
   checkModel(fn, model);
-  checkKnownKeys(fn, 'options', options ?? {}, ['input', 'loss', 'returnGrads']);
-  const loss = checkLoss(fn, options?.loss);
-  const B = checkBatch(fn, model, output, options?.input, activities);
-  optState.check(fn, optim, 'params', model.paramCount);
-  const kernel = await optState.kernel(false);
-  return onWorkspace(model, B, (ws, rec) => {
+  const opts = checkOptions(fn, options, ['input', 'loss', 'returnGrads']);
+  const loss = checkLoss(fn, opts.loss);
+  const B = checkBatch(fn, model, output, opts.input, activities);
+  checkOptState(fn, optState, optim, 'params', model.paramCount, model.runtime);
+  const cap = captureBatch(model, B, opts.input, output, activities);
+  return onWorkspace(model, B, cap, async (ws, rec) => {
+    const kernel = await optState.kernel(false);
     writeSolverConfig(ws, undefined);
-    loadBatch(ws, rec, options.input, output);
-    loadActivities(ws, rec, activities);
+    loadBatch(ws, rec, cap.input, cap.output);
+    loadActivities(ws, rec, cap.activities);
     ws.recordErrors(rec, 'y', loss, false);
     ws.recordParamGrads(rec);
-    const grads = options.returnGrads ? copyParamGrads(model, rec) : null;
+    const grads = opts.returnGrads ? copyParamGrads(model, rec) : null;
     optState.recordStep(rec, kernel, { buffer: model.params, offset: 0 }, { buffer: model.grads(), offset: 0 }, model.paramCount);
     rec.submit();
     return { model, optState, grads };

@@ -53,13 +53,23 @@ export interface CompiledKernel {
   readonly source: string;
 }
 
+/** FNV-1a over the sources, so two specs that share a name but not their code never share a pipeline. */
+function sourceHash(parts: readonly SourcePart[]): string {
+  let h = 0x811c9dc5;
+  for (const p of parts) {
+    for (let i = 0; i < p.source.length; i++) h = Math.imul(h ^ p.source.charCodeAt(i), 0x01000193);
+    h = Math.imul(h ^ 0x2f, 0x01000193);
+  }
+  return (h >>> 0).toString(16);
+}
+
 export function kernelCacheKey(spec: KernelSpec): string {
   const defines = Object.entries(spec.defines ?? {})
     .filter(([, on]) => on)
     .map(([k]) => k)
     .sort();
   const constants = Object.entries(spec.constants ?? {}).sort(([a], [b]) => (a < b ? -1 : 1));
-  return `${spec.name}|${spec.entryPoint}|${defines.join(',')}|${constants.map(([k, v]) => `${k}=${v}`).join(',')}|${spec.parts.map((p) => p.file).join('+')}`;
+  return `${spec.name}|${spec.entryPoint}|${defines.join(',')}|${constants.map(([k, v]) => `${k}=${v}`).join(',')}|${spec.parts.map((p) => p.file).join('+')}#${sourceHash(spec.parts)}`;
 }
 
 const IF_DIRECTIVE = /#(if|elif)[ \t]+(!?)([A-Za-z_][A-Za-z0-9_]*)/g;
@@ -73,6 +83,7 @@ export function preprocess(
   part: SourcePart,
   defines: Readonly<Record<string, boolean>>,
   constants: Readonly<Record<string, number | string>>,
+  kernel = part.file,
 ): string {
   // wgsl-preprocessor is a template-literal tag that wants `#if ${value}`: split the file at each `#if NAME`.
   const strings: string[] = [];
@@ -90,11 +101,11 @@ export function preprocess(
   try {
     text = wgsl(raw, ...values);
   } catch (e) {
-    throw new WpcShaderError(`${part.file}: preprocessor error: ${(e as Error).message}`, part.file);
+    throw new WpcShaderError(`WGSL kernel "${kernel}": ${part.file}: preprocessor error: ${(e as Error).message}`, kernel);
   }
   return text.replace(CONSTANT, (_, name: string) => {
     const value = constants[name];
-    if (value === undefined) throw new WpcShaderError(`${part.file}: no value given for {{${name}}}`, part.file);
+    if (value === undefined) throw new WpcShaderError(`WGSL kernel "${kernel}": ${part.file}: no value given for {{${name}}}`, kernel);
     return String(value);
   });
 }
@@ -105,7 +116,7 @@ export function assembleSource(spec: KernelSpec): { source: string; starts: { fi
   let source = '';
   let line = 1;
   for (const part of spec.parts) {
-    const text = preprocess(part, spec.defines ?? {}, spec.constants ?? {});
+    const text = preprocess(part, spec.defines ?? {}, spec.constants ?? {}, spec.name);
     starts.push({ file: part.file, line });
     const chunk = text.endsWith('\n') ? text : `${text}\n`;
     source += chunk;

@@ -94,6 +94,8 @@ export class Runtime {
   readonly adapter: AdapterSummary;
   readonly limits: GPUSupportedLimits;
   private disposedFlag = false;
+  /** Models and optimiser states made on this runtime, freed by `dispose()` (a wrapped device outlives us). */
+  private readonly owned = new Set<{ dispose(): void }>();
   private lostMessage: string | undefined;
   private pendingError: GPUError | undefined;
   private readonly onError = (event: Event): void => {
@@ -189,8 +191,19 @@ export class Runtime {
     return t;
   }
 
+  /** @internal registers something `dispose()` must free. */
+  track(resource: { dispose(): void }): void {
+    this.owned.add(resource);
+  }
+
+  /** @internal */
+  untrack(resource: { dispose(): void }): void {
+    this.owned.delete(resource);
+  }
+
   /** A new pooled tensor filled with zeros. */
   zeros(shape: Shape): Tensor {
+    this.checkHealthy('runtime.zeros');
     checkShape('runtime.zeros', shape);
     const t = this.empty(shape);
     const encoder = this.device.createCommandEncoder({ label: 'wpc.zeros' });
@@ -290,11 +303,14 @@ export class Runtime {
   }
 
   /**
-   * Releases what WPC allocated. Destroys the device only if this runtime created it (`init()`); a device passed
+   * Releases what WPC allocated on the device: models, optimiser states, workspaces and pooled buffers (tensors
+   * made here become unusable). Destroys the device only if this runtime created it (`init()`); a device passed
    * to `initFromDevice()` stays usable by its owner. Idempotent.
    */
   dispose(): void {
     if (this.disposedFlag) return;
+    for (const resource of [...this.owned]) resource.dispose();
+    this.owned.clear();
     this.disposedFlag = true;
     this.pool.trim();
     this.device.removeEventListener('uncapturederror', this.onError);
@@ -328,7 +344,13 @@ const RAISED_LIMITS = [
 
 /** Creates an owning runtime from a `GPU` object (`navigator.gpu`, or Dawn's in Node). */
 export async function initFromGpu(gpu: GPU, options: InitOptions, noAdapterHint: string): Promise<Runtime> {
-  const adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference ?? 'high-performance' });
+  let adapter: GPUAdapter | null;
+  try {
+    adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference ?? 'high-performance' });
+  } catch (e) {
+    // Dawn rejects instead of returning null when, e.g., dawnOptions name an adapter that does not exist.
+    throw new WpcGpuError(`WPC: no WebGPU adapter is available (${(e as Error).message.trim().replace(/\s*\n\s*/g, '; ')}). ${noAdapterHint}`, 'no-adapter');
+  }
   if (!adapter) {
     throw new WpcGpuError(`WPC: no WebGPU adapter is available. ${noAdapterHint}`, 'no-adapter');
   }

@@ -102,7 +102,7 @@ export function checkTensor(fn: string, arg: string, t: unknown, runtime: Runtim
     throw new WpcArgumentError(`${fn}: ${arg} must be a Tensor, got ${t === null ? 'null' : typeof t === 'object' ? (t.constructor?.name ?? 'an object') : typeof t}`);
   }
   if (t.disposed) throw new WpcArgumentError(`${fn}: ${arg} has been disposed`);
-  if (t.runtime !== runtime) throw new WpcArgumentError(`${fn}: ${arg} belongs to a different runtime (GPU device) than the model`);
+  if (t.runtime !== runtime) throw new WpcArgumentError(`${fn}: ${arg} belongs to a different runtime (GPU device) than the other arguments`);
   if (shape) {
     const ok = shape.length === t.shape.length && shape.every((d, i) => d < 0 || d === t.shape[i]);
     if (!ok) {

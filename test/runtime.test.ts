@@ -1,0 +1,418 @@
+// The runtime: device ownership (init vs initFromDevice), tensors and the buffer pool, the steady state of a
+// training loop (no allocation, no readback, a fixed number of dispatches per step), shader errors,
+// determinism, and the refusal of Dawn's null backend.
+import { describe, expect, it } from 'vitest';
+import { create } from 'webgpu';
+import {
+  WpcArgumentError,
+  WpcShaderError,
+  computePcParamGrads,
+  init,
+  initActivitiesWithFfwd,
+  initFromDevice,
+  makeMlp,
+  makePcStep,
+  pcEnergy,
+  sgd,
+  adam,
+  solveInference,
+  testDiscriminativePc,
+  type MakeMlpOptions,
+  type Model,
+  type Runtime,
+  type Tensor,
+} from '../src/node.js';
+import type { KernelSpec } from '../src/runtime/kernel.js';
+import { Random } from '../src/util/random.js';
+import { expectClose, readAll, useRuntime } from './helpers.js';
+
+const rt = useRuntime();
+
+// WebGPU flag values (fixed by the spec); Dawn in Node does not install the GPU* globals.
+const MAP_READ = 0x1;
+const COPY_SRC = 0x4;
+const COPY_DST = 0x8;
+const STORAGE = 0x80;
+
+const MLP: MakeMlpOptions = { seed: 3, inputDim: 6, width: 8, depth: 3, outputDim: 3, actFn: 'tanh', useBias: true };
+const B = 4;
+
+function batch(seed: number): { x: Float32Array; y: Float32Array } {
+  const rng = new Random(seed);
+  const x = Float32Array.from({ length: B * 6 }, () => rng.normal());
+  const y = new Float32Array(B * 3);
+  for (let r = 0; r < B; r++) y[r * 3 + rng.nextInt(3)] = 1;
+  return { x, y };
+}
+
+/** Random activities of the model's shapes (away from the feedforward values, so every error is non-zero). */
+function randomActivities(runtime: Runtime, model: Model, seed: number): Tensor[] {
+  const rng = new Random(seed);
+  return model.dims.slice(1).map((d) => runtime.tensor(Float32Array.from({ length: B * d }, () => rng.normal()), [B, d]));
+}
+
+function bits(a: Float32Array): Uint32Array {
+  return new Uint32Array(a.buffer, a.byteOffset, a.length);
+}
+
+/** Exact equality, bit for bit (so −0 ≠ +0 and NaN patterns count). */
+function expectBitIdentical(actual: Float32Array, expected: Float32Array, what: string): void {
+  expect(actual.length, `${what}: length`).toBe(expected.length);
+  const a = bits(actual);
+  const e = bits(expected);
+  const at = a.findIndex((v, i) => v !== e[i]);
+  expect(at, `${what}: first differing element (${actual[at]} vs ${expected[at]})`).toBe(-1);
+}
+
+/** Writes `data` into a fresh buffer on `device`, copies it to a mappable one and reads it back. */
+async function roundTripOnDevice(device: GPUDevice, data: Float32Array<ArrayBuffer>): Promise<Float32Array> {
+  const src = device.createBuffer({ size: data.byteLength, usage: STORAGE | COPY_SRC | COPY_DST, label: 'caller.src' });
+  const dst = device.createBuffer({ size: data.byteLength, usage: MAP_READ | COPY_DST, label: 'caller.dst' });
+  device.queue.writeBuffer(src, 0, data);
+  const encoder = device.createCommandEncoder();
+  encoder.copyBufferToBuffer(src, 0, dst, 0, data.byteLength);
+  device.queue.submit([encoder.finish()]);
+  await dst.mapAsync(MAP_READ);
+  const out = new Float32Array(dst.getMappedRange().slice(0));
+  dst.unmap();
+  src.destroy();
+  dst.destroy();
+  return out;
+}
+
+/** One training step and an evaluation of a fixed problem; returns everything that can be compared. */
+async function trainingSnapshot(runtime: Runtime): Promise<{ loss: number; energies: Float32Array; params: Float32Array; test: { loss: number; acc: number } }> {
+  const model = makeMlp(runtime, MLP);
+  const optim = adam({ lr: 1e-2 });
+  const state = optim.init(model);
+  const { x, y } = batch(1);
+  const r = await makePcStep(model, optim, state, y, { input: x, maxT1: 2, dt: 0.1 });
+  const loss = await r.loss.item();
+  const energies = await r.energies.toArray();
+  r.loss.dispose();
+  r.energies.dispose();
+  const { weights, biases } = await model.toArrays();
+  const params = Float32Array.from([...weights, ...biases].flatMap((a) => (a ? [...a] : [])));
+  const test = await testDiscriminativePc(model, y, x);
+  model.dispose();
+  state.dispose();
+  return { loss, energies, params, test };
+}
+
+describe('device ownership', () => {
+  it("initFromDevice wraps a caller's device: WPC works on it, and dispose leaves the device usable and not lost", async () => {
+    const gpu = create([]);
+    const adapter = await gpu.requestAdapter();
+    expect(adapter, 'an adapter').not.toBeNull();
+    const device = await adapter!.requestDevice({ label: 'caller' });
+    let lost = false;
+    void device.lost.then(() => {
+      lost = true;
+    });
+    const handler = () => undefined;
+    device.onuncapturederror = handler;
+
+    const wrapped = initFromDevice({ device, adapterInfo: adapter!.info });
+    expect(wrapped.ownsDevice).toBe(false);
+    expect(wrapped.device).toBe(device);
+    const onWrapped = await trainingSnapshot(wrapped);
+    const onOwned = await trainingSnapshot(rt());
+    // Same adapter, same kernel variants: the results agree with an owning runtime's.
+    expectClose([onWrapped.loss], [onOwned.loss], 1e-5, 'loss');
+    expectClose(onWrapped.energies, onOwned.energies, 1e-5, 'energies');
+    expectClose(onWrapped.params, onOwned.params, 1e-5, 'parameters after a step');
+    expect(onWrapped.test.acc).toBe(onOwned.test.acc);
+    const t = wrapped.tensor([1, 2, 3], [3]);
+    expect(Array.from(await t.toArray())).toEqual([1, 2, 3]);
+
+    wrapped.dispose();
+    expect(wrapped.disposed).toBe(true);
+    wrapped.dispose(); // idempotent
+    expect(device.onuncapturederror, "the caller's error handler is left in place").toBe(handler);
+
+    // The caller's device still works after WPC is gone.
+    const data = Float32Array.of(1.5, -2, 3.25, 1e-30, -0, 65504);
+    device.pushErrorScope('validation');
+    const back = await roundTripOnDevice(device, data);
+    const error = await device.popErrorScope();
+    expect(error, 'no validation error on the caller device').toBeNull();
+    expectBitIdentical(back, data, 'round trip on the caller device');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(lost, 'device.lost has not resolved').toBe(false);
+
+    // The flag above does flip when the device really goes (so its staying false means something).
+    device.destroy();
+    const info = await device.lost;
+    expect(info.reason).toBe('destroyed');
+    expect(lost).toBe(true);
+  });
+
+  it('an owning runtime from init() destroys its device on dispose', async () => {
+    const owned = await init();
+    expect(owned.ownsDevice).toBe(true);
+    const t = owned.tensor([4, 5], [2]);
+    expect(Array.from(await t.toArray())).toEqual([4, 5]);
+    owned.dispose();
+    const info = await owned.device.lost;
+    expect(info.reason).toBe('destroyed');
+    expect(() => owned.checkHealthy('after dispose')).toThrow(/disposed/);
+    await expect(t.toArray()).rejects.toThrow(/disposed/);
+  });
+
+  it('initFromDevice refuses something that is not a device', () => {
+    expect(() => initFromDevice({ device: {} as GPUDevice })).toThrow(WpcArgumentError);
+    expect(() => initFromDevice({ device: {} as GPUDevice })).toThrow(/initFromDevice: options\.device must be a GPUDevice, got an object/);
+    expect(() => initFromDevice(undefined as never)).toThrow(/options\.device must be a GPUDevice, got undefined/);
+  });
+});
+
+describe('tensors and the buffer pool', () => {
+  it('runtime.tensor → toArray round-trips bit for bit, from a Float32Array or a number array', async () => {
+    const data = Float32Array.of(0, -0, 1, -1.5, 3.4028234663852886e38, -3.4028234663852886e38, 1.401298464324817e-45, 1.1754943508222875e-38, Math.fround(Math.PI), 1e-7, 123456.789, -42);
+    const t = rt().tensor(data, [3, 4]);
+    expect(t.shape).toEqual([3, 4]);
+    expect(t.size).toBe(12);
+    expect(t.owned).toBe(true);
+    expectBitIdentical(await t.toArray(), data, 'Float32Array round trip');
+    const u = rt().tensor(Array.from(data), [12]);
+    expectBitIdentical(await u.toArray(), data, 'number[] round trip');
+    // A subarray is read from its own offset, not from the start of its buffer.
+    const sub = data.subarray(4, 8);
+    expectBitIdentical(await rt().tensor(sub, [2, 2]).toArray(), sub, 'subarray round trip');
+    const z = rt().zeros([5, 3]);
+    expectBitIdentical(await z.toArray(), new Float32Array(15), 'zeros');
+    for (const x of [t, u, z]) x.dispose();
+  });
+
+  it('item() reads a one-element tensor and refuses others, naming the shape', async () => {
+    expect(await rt().tensor([-2.5], [1]).item()).toBe(-2.5);
+    expect(await rt().tensor([7], [1, 1]).item()).toBe(7);
+    await expect(rt().tensor([1, 2], [2]).item()).rejects.toThrow(WpcArgumentError);
+    await expect(rt().tensor([1, 2], [1, 2]).item()).rejects.toThrow(/exactly one element, got shape \[1, 2\]/);
+  });
+
+  it('a disposed tensor refuses to be read; dispose is idempotent', async () => {
+    const t = rt().tensor([1], [1]);
+    t.dispose();
+    t.dispose();
+    expect(t.disposed).toBe(true);
+    await expect(t.toArray()).rejects.toThrow(/Tensor\.toArray: the tensor has been disposed/);
+    expect(() => t.buffer).toThrow(WpcArgumentError);
+  });
+
+  it('disposing a view frees nothing: the memory it shows stays intact and the pool is untouched', async () => {
+    const model = makeMlp(rt(), MLP);
+    const before = await model.toArrays();
+    const view = model.weights[1]!;
+    expect(view.owned).toBe(false);
+    expect(view.shape).toEqual([8, 8]);
+    expectBitIdentical(await view.toArray(), before.weights[1]!, 'the view shows W_1');
+    const stats = { ...rt().pool.stats };
+    view.dispose();
+    model.biases[0]!.dispose();
+    expect(rt().pool.stats.inUse).toBe(stats.inUse);
+    expect(rt().pool.stats.pooledBytes).toBe(stats.pooledBytes);
+    // New pooled tensors cannot land on the parameters, and the parameters still train.
+    const noise = Array.from({ length: 10 }, (_, i) => rt().tensor(new Float32Array(64).fill(i + 1), [64]));
+    noise.forEach((t) => t.dispose());
+    const after = await model.toArrays();
+    after.weights.forEach((w, i) => expectBitIdentical(w, before.weights[i]!, `W_${i}`));
+    after.biases.forEach((b, i) => expectBitIdentical(b!, before.biases[i]!, `b_${i}`));
+    const { x, y } = batch(2);
+    const optim = sgd({ lr: 0.1 });
+    const r = await makePcStep(model, optim, optim.init(model), y, { input: x, maxT1: 1, dt: 0.25, solver: 'euler', stepsizeController: 'constant' });
+    expect(Number.isFinite(await r.loss.item())).toBe(true);
+    model.dispose();
+  });
+
+  it('pooled tensors are reused: create/dispose cycles stop creating buffers', async () => {
+    const cycle = async (i: number) => {
+      const a = rt().tensor(new Float32Array(24).fill(i), [4, 6]);
+      const b = rt().zeros([4, 6]);
+      const c = rt().tensor([i], [1]);
+      expect(await c.item()).toBe(i);
+      a.dispose();
+      b.dispose();
+      c.dispose();
+    };
+    await cycle(0);
+    const created = rt().pool.stats.created;
+    const reused = rt().pool.stats.reused;
+    const inUse = rt().pool.stats.inUse;
+    for (let i = 1; i <= 40; i++) await cycle(i);
+    expect(rt().pool.stats.created, 'no new buffers after the first cycle').toBe(created);
+    expect(rt().pool.stats.reused - reused).toBeGreaterThanOrEqual(40 * 4); // 3 tensors + 1 staging buffer
+    expect(rt().pool.stats.inUse).toBe(inUse);
+  });
+});
+
+describe('steady state of a training loop', () => {
+  it('makePcStep (Heun, PID) allocates nothing after warm-up when its results are disposed', async () => {
+    const model = makeMlp(rt(), MLP);
+    const optim = adam({ lr: 1e-3 });
+    const state = optim.init(model);
+    const step = async (i: number) => {
+      const { x, y } = batch(10 + (i % 3));
+      const r = await makePcStep(model, optim, state, y, { input: x, solver: 'heun', stepsizeController: { pid: { rtol: 1e-3, atol: 1e-3 } }, maxT1: 2, dt: 0.1 });
+      expect(r.steps.accepted).toBeGreaterThan(0);
+      r.loss.dispose();
+      r.energies.dispose();
+    };
+    await step(0);
+    await step(1);
+    const created = rt().pool.stats.created;
+    const inUse = rt().pool.stats.inUse;
+    const pipelines = rt().pipelines.size;
+    for (let i = 2; i < 8; i++) await step(i);
+    expect(rt().pool.stats.created, 'buffers created after warm-up').toBe(created);
+    expect(rt().pool.stats.inUse, 'buffers handed out').toBe(inUse);
+    expect(rt().pipelines.size, 'pipelines compiled after warm-up').toBe(pipelines);
+    expect(state.count).toBe(8);
+    model.dispose();
+  });
+
+  it('constant-step inference reads nothing back and costs a fixed number of dispatches per step', async () => {
+    const model = makeMlp(rt(), MLP);
+    const { x, y } = batch(4);
+    const input = rt().tensor(x, [B, 6]);
+    const ce = rt().tensor(y, [B, 3]);
+    const acts = await initActivitiesWithFfwd(model, input);
+    // Per step: Euler = errors + activity-grad; Heun = two of each; ce adds its output-row kernel per errors.
+    const cases = [
+      { solver: 'euler', loss: 'mse', perStep: 2 },
+      { solver: 'euler', loss: 'ce', perStep: 3 },
+      { solver: 'heun', loss: 'mse', perStep: 4 },
+    ] as const;
+    for (const c of cases) {
+      const run = async (maxT1: number) => {
+        const readbacks = rt().stats.readbacks;
+        const dispatches = rt().stats.dispatches;
+        const res = await solveInference(model, acts, ce, { input, loss: c.loss, solver: c.solver, stepsizeController: 'constant', maxT1, dt: 0.1 });
+        const delta = rt().stats.dispatches - dispatches;
+        expect(rt().stats.readbacks - readbacks, `${c.solver}/${c.loss}: readbacks during the solve`).toBe(0);
+        res.activities.forEach((a) => a.dispose());
+        return { steps: res.steps.accepted, delta, reported: res.dispatches };
+      };
+      await run(0.5); // warm-up (the workspace and pipelines)
+      const short = await run(1);
+      const long = await run(3);
+      expect(long.steps).toBeGreaterThan(short.steps);
+      expect((long.delta - short.delta) / (long.steps - short.steps), `${c.solver}/${c.loss}: dispatches per step`).toBe(c.perStep);
+      expect(short.reported, `${c.solver}/${c.loss}: dispatches the solve reports`).toBe(c.perStep * short.steps);
+      expect(long.reported).toBe(c.perStep * long.steps);
+    }
+    // A whole constant-step training step reads nothing back either.
+    const optim = sgd({ lr: 0.1 });
+    const state = optim.init(model);
+    const readbacks = rt().stats.readbacks;
+    const r = await makePcStep(model, optim, state, y, { input: x, solver: 'euler', stepsizeController: 'constant', maxT1: 1, dt: 0.1 });
+    expect(rt().stats.readbacks - readbacks, 'readbacks during a constant-step makePcStep').toBe(0);
+    expect(r.inferenceDispatches).toBe(2 * r.steps.accepted);
+    model.dispose();
+  });
+});
+
+describe('shader errors', () => {
+  // Pipelines are cached by name, entry point, specialisations and file names (not by source text), so every
+  // test here uses its own kernel name.
+  const kernelWith = (name: string, source: string, constants: Record<string, number> = {}): KernelSpec => ({
+    name,
+    parts: [
+      { file: 'prelude.wgsl', source: 'fn helper() -> f32 {\n  return 1.0;\n}\n' },
+      { file: 'broken.wgsl', source },
+    ],
+    constants,
+    entryPoint: 'main',
+    bindings: [],
+    workgroupSize: 1,
+  });
+
+  it('a WGSL compile error is a WpcShaderError naming the kernel and file:line:column', async () => {
+    const source = '@compute @workgroup_size(1)\nfn main() {\n  let x: f32 = undefined_thing + helper();\n}\n';
+    const error = await rt().kernel(kernelWith('broken-kernel', source)).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(WpcShaderError);
+    const e = error as WpcShaderError;
+    expect(e.kernel).toBe('broken-kernel');
+    expect(e.message).toContain('"broken-kernel"');
+    // Line 3 of broken.wgsl (line 6 of the assembled source, after the 3-line prelude).
+    expect(e.message).toMatch(/broken\.wgsl:3:\d+/);
+    expect(e.message).toContain('undefined_thing');
+    // The failure is the kernel's own: the runtime stays healthy and usable.
+    expect(() => rt().checkHealthy('after a shader error')).not.toThrow();
+    expect(await rt().tensor([3], [1]).item()).toBe(3);
+    // A failed compile is not cached: the same name with valid source compiles.
+    const fixed = await rt().kernel(kernelWith('broken-kernel', '@compute @workgroup_size(1)\nfn main() {\n  let x: f32 = helper();\n}\n'));
+    expect(fixed.pipeline).toBeDefined();
+  });
+
+  it('an unknown {{TOKEN}} is an error naming the token and the file', async () => {
+    const source = 'const N: u32 = {{UNKNOWN}}u;\n@compute @workgroup_size(1)\nfn main() {}\n';
+    const error = await rt().kernel(kernelWith('token-kernel', source, { KNOWN: 1 })).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(WpcShaderError);
+    expect((error as Error).message).toContain('{{UNKNOWN}}');
+    expect((error as Error).message).toContain('broken.wgsl');
+    // A known token is substituted.
+    const ok = await rt().kernel(kernelWith('token-kernel', 'const N: u32 = {{KNOWN}}u;\n@compute @workgroup_size(1)\nfn main() {}\n', { KNOWN: 4 }));
+    expect(ok.source).toContain('const N: u32 = 4u;');
+  });
+
+  it('an unknown {{TOKEN}} error names the kernel too, like a compile error', async () => {
+    const source = 'const N: u32 = {{UNKNOWN}}u;\n@compute @workgroup_size(1)\nfn main() {}\n';
+    const error = (await rt().kernel(kernelWith('named-kernel', source)).catch((e: unknown) => e)) as WpcShaderError;
+    expect(error).toBeInstanceOf(WpcShaderError);
+    expect(error.message).toContain('{{UNKNOWN}}');
+    expect(error.kernel).toBe('named-kernel');
+    expect(error.message).toContain('named-kernel');
+  });
+});
+
+describe('determinism', () => {
+  it('pcEnergy and computePcParamGrads give bit-identical results on repeated calls', async () => {
+    const model = makeMlp(rt(), MLP);
+    const { x, y } = batch(6);
+    const input = rt().tensor(x, [B, 6]);
+    const output = rt().tensor(y, [B, 3]);
+    const acts = randomActivities(rt(), model, 6);
+    for (const loss of ['mse', 'ce'] as const) {
+      const e1 = await (await pcEnergy(model, acts, output, { input, loss, recordLayers: true })).toArray();
+      const e2 = await (await pcEnergy(model, acts, output, { input, loss, recordLayers: true })).toArray();
+      expectBitIdentical(e2, e1, `${loss}: layer energies`);
+      const t1 = await (await pcEnergy(model, acts, output, { input, loss })).toArray();
+      const t2 = await (await pcEnergy(model, acts, output, { input, loss })).toArray();
+      expectBitIdentical(t2, t1, `${loss}: total energy`);
+      const g1 = await computePcParamGrads(model, acts, output, { input, loss });
+      const g2 = await computePcParamGrads(model, acts, output, { input, loss });
+      expectBitIdentical(await readAll(g2.weights), await readAll(g1.weights), `${loss}: weight gradients`);
+      expectBitIdentical(await readAll(g2.biases.map((b) => b!)), await readAll(g1.biases.map((b) => b!)), `${loss}: bias gradients`);
+      // With a Float32Array batch instead of tensors: still the same bits.
+      const g3 = await computePcParamGrads(model, acts, y, { input: x, loss });
+      expectBitIdentical(await readAll(g3.weights), await readAll(g1.weights), `${loss}: weight gradients from Float32Array batches`);
+    }
+    model.dispose();
+  });
+
+  it('solveInference with Heun + PID gives bit-identical activities and step counts when run twice', async () => {
+    const model = makeMlp(rt(), { ...MLP, seed: 9, actFn: 'silu' });
+    const { x, y } = batch(9);
+    const input = rt().tensor(x, [B, 6]);
+    const output = rt().tensor(y, [B, 3]);
+    const acts = randomActivities(rt(), model, 9);
+    const solve = () => solveInference(model, acts, output, { input, solver: 'heun', stepsizeController: { pid: { rtol: 1e-3, atol: 1e-3 } }, maxT1: 5 });
+    const a = await solve();
+    const b = await solve();
+    expect(a.steps.accepted).toBeGreaterThan(0);
+    expect(b.steps).toEqual(a.steps);
+    expect(b.t).toBe(a.t);
+    expectBitIdentical(await readAll(b.activities), await readAll(a.activities), 'activities after two identical solves');
+    model.dispose();
+  });
+});
+
+describe('init', () => {
+  it("refuses Dawn's null backend with a WpcArgumentError", async () => {
+    await expect(init({ dawnOptions: ['backend=null'] })).rejects.toThrow(WpcArgumentError);
+    await expect(init({ dawnOptions: ['backend=null'] })).rejects.toThrow(/dawnOptions.*backend=null.*computes nothing/);
+    await expect(init({ dawnOptions: ['Backend = NULL'] })).rejects.toThrow(WpcArgumentError);
+    await expect(init({ dawnOptions: [5 as unknown as string] })).rejects.toThrow(/dawnOptions must be strings, got number/);
+  });
+});
