@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ffwd, hairerInitialStep, pcVectorField, solveEuler, solveHeunConstant, solveHeunPid, type Act, type Loss, type Mat } from './reference/jpc64.js';
+import { ACTIVATIONS, ffwd, hairerInitialStep, pcVectorField, solveEuler, solveHeunConstant, solveHeunPid, type Act, type Loss, type Mat } from './reference/jpc64.js';
 import { solveInference } from '../src/pc/infer.js';
 import { initActivitiesWithFfwd } from '../src/pc/energy.js';
 import { Workspace } from '../src/pc/workspace.js';
@@ -34,7 +34,8 @@ describe('constant step sizes', () => {
     expect(constantStepSizes(1, 0.3).map((v) => +v.toFixed(6))).toEqual([0.3, 0.2, 0.25, 0.25]);
   });
 
-  for (const [act, loss] of [['tanh', 'mse'], ['relu', 'ce'], ['gelu', 'mse'], ['selu', 'ce']] as [Act, Loss][]) {
+  const CONSTANT_CASES: [Act, Loss][] = ACTIVATIONS.map((a, i) => [a, i % 2 === 0 ? 'mse' : 'ce']);
+  for (const [act, loss] of CONSTANT_CASES) {
     it(`Euler and Heun trajectories match the reference (${act}, ${loss})`, async () => {
       const p = problem(11, act, loss);
       const model = gpuModel(rt(), p.ref);
@@ -85,7 +86,9 @@ async function tracedPidSolve(model: ReturnType<typeof gpuModel>, acts: Mat[], x
 }
 
 describe('Heun with the PID controller', () => {
-  for (const [act, loss, dt0] of [['tanh', 'mse', 2], ['silu', 'ce', 1], ['leaky_relu', 'mse', 0.05]] as [Act, Loss, number][]) {
+  // Every activation, with initial steps large enough to force rejections (dt0 > 1) and small (0.05).
+  const PID_CASES: [Act, Loss, number][] = ACTIVATIONS.map((a, i) => [a, i % 2 === 1 ? 'mse' : 'ce', [2, 1, 0.05, 3][i % 4]!]);
+  for (const [act, loss, dt0] of PID_CASES) {
     it(`accepts and rejects the same steps as the reference and ends in the same state (${act}, ${loss}, dt0 ${dt0})`, async () => {
       const p = problem(21, act, loss);
       const model = gpuModel(rt(), p.ref);
@@ -101,7 +104,9 @@ describe('Heun with the PID controller', () => {
       expect(trace.map((s) => s.lastAccepted)).toEqual(ref.history.map((h) => h.accepted));
       trace.forEach((s, k) => {
         const h = ref.history[k]!;
-        expect(s.scaledError / h.scaledError, `scaled error of step ${k}`).toBeCloseTo(1, 3);
+        // The error estimate h(k1 − k2)/2 subtracts nearly equal stages, so float32 gives it only ~2 digits late
+        // in a solve; the accept/reject decisions it drives are compared exactly above.
+        expect(Math.abs(s.scaledError / h.scaledError - 1), `scaled error of step ${k}`).toBeLessThan(1e-2);
         expect(s.tprev, `t after step ${k}`).toBeCloseTo(h.accepted ? h.tnext : h.tprev, 4);
         if (k + 1 < ref.history.length) expect(s.tnext, `end of step ${k + 1}`).toBeCloseTo(ref.history[k + 1]!.tnext, 4);
       });
