@@ -4,7 +4,26 @@
 # required"), so the driver comes from bookworm-backports (Mesa 25).
 #
 # Usage: sudo bash scripts/install-lavapipe.sh      (idempotent; needs root and Debian's package mirror)
+#        bash scripts/install-lavapipe.sh --sources-only FILE   only add bookworm-backports to FILE (for tests)
 set -euo pipefail
+
+# Adds bookworm-backports to a deb822 .sources file (to the Suites: line of the stanza that lists plain
+# "bookworm", not bookworm-security) or to a one-line-per-source sources.list. Idempotent.
+add_backports() {
+  local file="$1"
+  if grep -q 'bookworm-backports' "$file"; then return 0; fi
+  if grep -qE '^Suites:' "$file"; then
+    sed -i -E '/^Suites:(.* )?bookworm( |$)/ s/$/ bookworm-backports/' "$file"
+  else
+    echo 'deb http://deb.debian.org/debian bookworm-backports main' >>"$file"
+  fi
+  grep -q 'bookworm-backports' "$file"
+}
+
+if [ "${1:-}" = "--sources-only" ]; then
+  add_backports "$2"
+  exit 0
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-lavapipe: must run as root (try: sudo bash $0)" >&2
@@ -19,21 +38,15 @@ fi
 sources=/etc/apt/sources.list.d/debian.sources
 list=/etc/apt/sources.list
 if [ -f "$sources" ]; then
-  # Deb822 format: add bookworm-backports to the first Suites: line that names bookworm.
-  if ! grep -q 'bookworm-backports' "$sources"; then
-    # Append it to the Suites: line of the stanza that lists plain "bookworm" (not bookworm-security).
-    sed -i -E '/^Suites:(.* )?bookworm( |$)/ s/$/ bookworm-backports/' "$sources"
-  fi
+  target="$sources"
 elif [ -f "$list" ]; then
-  if ! grep -q 'bookworm-backports' "$list"; then
-    echo 'deb http://deb.debian.org/debian bookworm-backports main' >>"$list"
-  fi
+  target="$list"
 else
   echo "install-lavapipe: neither $sources nor $list exists; is this Debian 12?" >&2
   exit 1
 fi
-grep -q 'bookworm-backports' "$sources" "$list" 2>/dev/null || {
-  echo "install-lavapipe: could not add bookworm-backports to the apt sources" >&2
+add_backports "$target" || {
+  echo "install-lavapipe: could not add bookworm-backports to $target" >&2
   exit 1
 }
 
