@@ -61,6 +61,28 @@ export function checkBatch(
   return B;
 }
 
+/**
+ * The start of every `(model, [activities,] output, options)` call: checks the model, the options (no unknown
+ * keys), the loss, the batch and whatever `extraChecks` adds, and only then captures the inputs, so a call
+ * that fails a check has allocated and changed nothing.
+ */
+export function beginCall<O extends { input: BatchData; loss?: Loss }>(
+  fn: string,
+  model: Model,
+  activities: readonly Tensor[] | undefined,
+  output: BatchData,
+  options: O,
+  keys: readonly string[],
+  extraChecks?: (opts: O) => void,
+): { opts: O; loss: Loss; B: number; cap: Captured } {
+  checkModel(fn, model);
+  const opts = checkOptions(fn, options, keys);
+  const loss = checkLoss(fn, opts.loss);
+  const B = checkBatch(fn, model, output, opts.input, activities);
+  extraChecks?.(opts);
+  return { opts, loss, B, cap: captureBatch(model, B, opts.input, output, activities ?? []) };
+}
+
 /** The options object every PC function takes: an object (the input lives in it). */
 export function checkOptions<T extends object>(fn: string, options: T | undefined | null, known: readonly string[]): T {
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {

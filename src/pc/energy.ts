@@ -16,10 +16,8 @@ import {
   type Captured,
   type ParamGradResult,
   batchSizeOf,
+  beginCall,
   captureBatch,
-  checkBatch,
-  checkOptions,
-  checkLoss,
   checkModel,
   copyOutLayers,
   copyOutScalars,
@@ -54,21 +52,13 @@ function prepareState(ws: Workspace, rec: Recorder, cap: Captured, loss: Loss): 
   ws.recordErrors(rec, 'y', loss, false);
 }
 
-/** Validates a (model, activities, output, options) call and captures its inputs. */
-function begin<O extends EnergyOptions>(fn: string, model: Model, activities: readonly Tensor[], output: BatchData, options: O, keys: readonly string[]) {
-  checkModel(fn, model);
-  const opts = checkOptions(fn, options, keys);
-  const loss = checkLoss(fn, opts.loss);
-  const B = checkBatch(fn, model, output, opts.input, activities);
-  return { loss, B, cap: captureBatch(model, B, opts.input, output, activities), opts };
-}
 
 /**
  * The PC energy F of `activities` (a one-element tensor), or with `recordLayers` the L layer energies.
  * $$F = \frac{1}{B}\sum_l E_l$$
  */
 export async function pcEnergy(model: Model, activities: readonly Tensor[], output: BatchData, options: PcEnergyOptions): Promise<Tensor> {
-  const { loss, B, cap, opts } = begin('pcEnergy', model, activities, output, options, ['input', 'loss', 'recordLayers']);
+  const { loss, B, cap, opts } = beginCall('pcEnergy', model, activities, output, options, ['input', 'loss', 'recordLayers']);
   return onWorkspace(model, B, cap, (ws, rec) => {
     prepareState(ws, rec, cap, loss);
     ws.recordEnergies(rec, loss);
@@ -99,7 +89,7 @@ export async function computePcActivityGrad(
   output: BatchData,
   options: EnergyOptions,
 ): Promise<ActivityGradResult> {
-  const { loss, B, cap } = begin('computePcActivityGrad', model, activities, output, options, ['input', 'loss']);
+  const { loss, B, cap } = beginCall('computePcActivityGrad', model, activities, output, options, ['input', 'loss']);
   return onWorkspace(model, B, cap, (ws, rec) => {
     prepareState(ws, rec, cap, loss);
     ws.recordEnergies(rec, loss);
@@ -127,7 +117,7 @@ export async function computePcParamGrads(
   output: BatchData,
   options: EnergyOptions,
 ): Promise<ParamGradResult> {
-  const { loss, B, cap } = begin('computePcParamGrads', model, activities, output, options, ['input', 'loss']);
+  const { loss, B, cap } = beginCall('computePcParamGrads', model, activities, output, options, ['input', 'loss']);
   return onWorkspace(model, B, cap, (ws, rec) => {
     prepareState(ws, rec, cap, loss);
     ws.recordParamGrads(rec);

@@ -10,9 +10,9 @@
  * than their derivative and so never fires in practice (see the README's notes on JPC).
  */
 import type { Tensor } from '../runtime/tensor.js';
-import { type BatchData, captureBatch, checkBatch, checkLoss, checkModel, checkOptions, copyOutLayers, loadActivities, loadBatch, onWorkspace } from './batch.js';
+import { type BatchData, beginCall, copyOutLayers, loadActivities, loadBatch, onWorkspace } from './batch.js';
 import type { Model } from './model.js';
-import { SOLVER_OPTION_KEYS, integrate, resolveSolverOptions, writeSolverConfig, type SolverOptions } from './solver.js';
+import { SOLVER_OPTION_KEYS, integrate, resolveSolverOptions, writeSolverConfig, type ResolvedSolver, type SolverOptions } from './solver.js';
 import type { Loss } from './workspace.js';
 
 export interface SolveInferenceOptions extends SolverOptions {
@@ -46,17 +46,16 @@ export async function solveInference(
   options: SolveInferenceOptions,
 ): Promise<SolveInferenceResult> {
   const fn = 'solveInference';
-  checkModel(fn, model);
-  const opts = checkOptions(fn, options, ['input', 'loss', ...SOLVER_OPTION_KEYS]);
-  const loss = checkLoss(fn, opts.loss);
-  const cfg = resolveSolverOptions(fn, opts);
-  const B = checkBatch(fn, model, output, opts.input, activities);
-  const cap = captureBatch(model, B, opts.input, output, activities);
+  let cfg: ResolvedSolver | undefined;
+  const { loss, B, cap } = beginCall(fn, model, activities, output, options, ['input', 'loss', ...SOLVER_OPTION_KEYS], (opts) => {
+    cfg = resolveSolverOptions(fn, opts);
+  });
+  const solver = cfg!;
   return onWorkspace(model, B, cap, async (ws, rec) => {
-    writeSolverConfig(ws, cfg);
+    writeSolverConfig(ws, solver);
     loadBatch(ws, rec, cap.input, cap.output);
     loadActivities(ws, rec, cap.activities);
-    const stats = await integrate(ws, rec, cfg, loss);
+    const stats = await integrate(ws, rec, solver, loss);
     const out = copyOutLayers(ws, rec, (l) => ws.activityOffset(l));
     rec.submit();
     return {

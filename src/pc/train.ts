@@ -4,10 +4,10 @@
  * all on the GPU. The only readbacks are the PID solver's polls (none with a constant step size).
  */
 import type { Tensor } from '../runtime/tensor.js';
-import { type BatchData, captureBatch, checkBatch, checkLoss, checkModel, checkOptions, copyOutScalars, loadBatch, onWorkspace } from './batch.js';
+import { type BatchData, beginCall, copyOutScalars, loadBatch, onWorkspace } from './batch.js';
 import type { Model } from './model.js';
 import { type OptState, type Optimizer, checkOptState } from './optim.js';
-import { SOLVER_OPTION_KEYS, integrate, resolveSolverOptions, writeSolverConfig, type SolverOptions } from './solver.js';
+import { SOLVER_OPTION_KEYS, integrate, resolveSolverOptions, writeSolverConfig, type ResolvedSolver, type SolverOptions } from './solver.js';
 import type { Loss } from './workspace.js';
 
 export interface PcStepOptions extends SolverOptions {
@@ -45,13 +45,12 @@ export async function makePcStep(
   options: PcStepOptions,
 ): Promise<PcStepResult> {
   const fn = 'makePcStep';
-  checkModel(fn, model);
-  const opts = checkOptions(fn, options, ['input', 'loss', ...SOLVER_OPTION_KEYS]);
-  const loss = checkLoss(fn, opts.loss);
-  const cfg = resolveSolverOptions(fn, opts);
-  const B = checkBatch(fn, model, output, opts.input);
-  checkOptState(fn, optState, optim, 'params', model.paramCount, model.runtime);
-  const cap = captureBatch(model, B, opts.input, output);
+  let solver: ResolvedSolver | undefined;
+  const { loss, B, cap } = beginCall(fn, model, undefined, output, options, ['input', 'loss', ...SOLVER_OPTION_KEYS], (opts) => {
+    solver = resolveSolverOptions(fn, opts);
+    checkOptState(fn, optState, optim, 'params', model.paramCount, model.runtime);
+  });
+  const cfg = solver!;
   return onWorkspace(model, B, cap, async (ws, rec) => {
     const kernel = await optState.kernel(false);
     writeSolverConfig(ws, cfg);

@@ -5,11 +5,7 @@
 import type { Tensor } from '../runtime/tensor.js';
 import {
   type BatchData,
-  captureBatch,
-  checkBatch,
-  checkOptions,
-  checkLoss,
-  checkModel,
+  beginCall,
   copyOutLayers,
   copyOutScalars,
   copyParamGrads,
@@ -51,13 +47,11 @@ export async function updatePcActivities(
   options: UpdateOptions,
 ): Promise<ActivityUpdateResult> {
   const fn = 'updatePcActivities';
-  checkModel(fn, model);
-  const opts = checkOptions(fn, options, ['input', 'loss', 'returnGrads']);
-  const loss = checkLoss(fn, opts.loss);
-  const B = checkBatch(fn, model, output, opts.input, activities);
-  const n = activities.reduce((s, a) => s + a.size, 0);
-  checkOptState(fn, optState, optim, 'activities', n, model.runtime);
-  const cap = captureBatch(model, B, opts.input, output, activities);
+  // The activities are validated by the time the extra check runs.
+  const n = () => activities.reduce((s, a) => s + a.size, 0);
+  const { opts, loss, B, cap } = beginCall(fn, model, activities, output, options, ['input', 'loss', 'returnGrads'], () =>
+    checkOptState(fn, optState, optim, 'activities', n(), model.runtime),
+  );
   return onWorkspace(model, B, cap, async (ws, rec) => {
     const kernel = await optState.kernel(true);
     writeSolverConfig(ws, undefined);
@@ -70,7 +64,7 @@ export async function updatePcActivities(
     rec.clear(ws.buffer, ws.gradOffset(L) * 4, B * model.outputDim * 4); // the dummy's gradient is zero
     const grads = opts.returnGrads ? copyOutLayers(ws, rec, (l) => ws.gradOffset(l)) : null;
     const energy = copyOutScalars(ws, rec, ws.scalar.total, [1]);
-    optState.recordStep(rec, kernel, { buffer: ws.buffer, offset: ws.activityOffset(1) }, { inTarget: ws.gradOffset(1) }, n);
+    optState.recordStep(rec, kernel, { buffer: ws.buffer, offset: ws.activityOffset(1) }, { inTarget: ws.gradOffset(1) }, ws.nAll);
     const updated = copyOutLayers(ws, rec, (l) => ws.activityOffset(l));
     rec.submit();
     return { energy, activities: updated, grads, optState };
@@ -97,12 +91,9 @@ export async function updatePcParams(
   options: UpdateOptions,
 ): Promise<ParamUpdateResult> {
   const fn = 'updatePcParams';
-  checkModel(fn, model);
-  const opts = checkOptions(fn, options, ['input', 'loss', 'returnGrads']);
-  const loss = checkLoss(fn, opts.loss);
-  const B = checkBatch(fn, model, output, opts.input, activities);
-  checkOptState(fn, optState, optim, 'params', model.paramCount, model.runtime);
-  const cap = captureBatch(model, B, opts.input, output, activities);
+  const { opts, loss, B, cap } = beginCall(fn, model, activities, output, options, ['input', 'loss', 'returnGrads'], () =>
+    checkOptState(fn, optState, optim, 'params', model.paramCount, model.runtime),
+  );
   return onWorkspace(model, B, cap, async (ws, rec) => {
     const kernel = await optState.kernel(false);
     writeSolverConfig(ws, undefined);
