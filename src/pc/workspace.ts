@@ -130,7 +130,7 @@ export class Workspace {
     readonly purpose: Purpose,
   ) {
     const rt = (this.runtime = model.runtime);
-    this.tiles = defaultTiles(rt.adapter);
+    this.tiles = rt.kernels.tiles ?? defaultTiles(rt.adapter);
     this.act = model.actFn;
     const dims = model.dims;
     const L = model.depth;

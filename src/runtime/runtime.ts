@@ -5,7 +5,7 @@
  * one made by `initFromDevice({ device })` wraps a caller's device and never destroys it, never replaces its
  * error handlers and never pushes an error scope that outlives a call.
  */
-import { WpcArgumentError, WpcGpuError, checkFiniteData, describe } from './errors.js';
+import { WpcArgumentError, WpcGpuError, checkFiniteData, checkKnownKeys, checkPositiveInt, describe } from './errors.js';
 import { BufferUsage, MapMode, STORAGE_USAGE } from './flags.js';
 import { PipelineCache, type CompiledKernel, type KernelSpec } from './kernel.js';
 import { BufferPool } from './pool.js';
@@ -28,9 +28,21 @@ export interface RuntimeStats {
   bytesRead: number;
 }
 
+/** Advanced: kernel variants, normally chosen from the adapter (CPU adapters and GPUs want different ones). */
+export interface KernelTuning {
+  /**
+   * Register tile of the grouped layer matmuls: `wg` invocations per workgroup, each computing a `tm × tn`
+   * block of outputs. Default: `{ wg: 8, tm: 16, tn: 8 }` on CPU adapters (lavapipe, SwiftShader),
+   * `{ wg: 64, tm: 4, tn: 4 }` on GPUs.
+   */
+  tiles?: { wg: number; tm: number; tn: number };
+}
+
 export interface InitOptions {
   /** Passed to `requestAdapter`. Default: `'high-performance'`. */
   powerPreference?: GPUPowerPreference;
+  /** Advanced kernel choices; see `KernelTuning`. */
+  kernels?: KernelTuning;
   /**
    * Node only: options for Dawn's `create()`, e.g. `['backend=vulkan']` or `['adapter=llvmpipe']`. Ignored in
    * browsers. `backend=null` is refused: Dawn's null backend computes nothing.
@@ -40,6 +52,8 @@ export interface InitOptions {
 
 export interface InitFromDeviceOptions {
   device: GPUDevice;
+  /** Advanced kernel choices; see `KernelTuning`. */
+  kernels?: KernelTuning;
   /** The adapter's info if the caller has it (`adapter.info`); used to pick kernel variants. */
   adapterInfo?: GPUAdapterInfo;
 }
@@ -103,15 +117,21 @@ export class Runtime {
     this.pendingError ??= error;
   };
 
+  /** Kernel choices given at init (validated), else empty: the defaults follow the adapter. */
+  readonly kernels: Readonly<KernelTuning>;
+
   /** @internal use `init()` or `initFromDevice()`. */
   constructor(
     readonly device: GPUDevice,
     readonly ownsDevice: boolean,
     adapterInfo: GPUAdapterInfo | undefined,
     isFallbackAdapter: boolean,
+    kernels: KernelTuning | undefined,
+    fn = 'init',
   ) {
     this.adapter = summarise(adapterInfo, isFallbackAdapter);
     this.limits = device.limits;
+    this.kernels = checkKernelTuning(fn, kernels, device.limits);
     this.pool = new BufferPool(device);
     this.pipelines = new PipelineCache(device);
     device.addEventListener('uncapturederror', this.onError);
@@ -322,6 +342,21 @@ export class Runtime {
   }
 }
 
+function checkKernelTuning(fn: string, kernels: KernelTuning | undefined, limits: GPUSupportedLimits): KernelTuning {
+  if (kernels === undefined) return {};
+  if (typeof kernels !== 'object' || kernels === null) throw new WpcArgumentError(`${fn}: options.kernels must be an object, got ${describe(kernels)}`);
+  checkKnownKeys(fn, 'options.kernels', kernels, ['tiles']);
+  const t = kernels.tiles;
+  if (t === undefined) return {};
+  if (typeof t !== 'object' || t === null) throw new WpcArgumentError(`${fn}: options.kernels.tiles must be { wg, tm, tn }, got ${describe(t)}`);
+  checkKnownKeys(fn, 'options.kernels.tiles', t, ['wg', 'tm', 'tn']);
+  const maxWg = Math.min(limits.maxComputeInvocationsPerWorkgroup, limits.maxComputeWorkgroupSizeX);
+  const wg = checkPositiveInt(fn, 'options.kernels.tiles.wg', t.wg, maxWg);
+  const tm = checkPositiveInt(fn, 'options.kernels.tiles.tm', t.tm, 32);
+  const tn = checkPositiveInt(fn, 'options.kernels.tiles.tn', t.tn, 32);
+  return { tiles: Object.freeze({ wg, tm, tn }) };
+}
+
 function checkShape(fn: string, shape: unknown): asserts shape is Shape {
   if (!Array.isArray(shape) || shape.some((d) => !Number.isInteger(d) || d < 1)) {
     throw new WpcArgumentError(`${fn}: shape must be an array of positive integers, got ${Array.isArray(shape) ? JSON.stringify(shape) : describe(shape)}`);
@@ -363,7 +398,12 @@ export async function initFromGpu(gpu: GPU, options: InitOptions, noAdapterHint:
   const device = await adapter.requestDevice({ label: 'wpc', requiredLimits, requiredFeatures });
   const info = adapter.info as GPUAdapterInfo | undefined;
   const isFallback = (info as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter === true;
-  return new Runtime(device, true, info, isFallback);
+  try {
+    return new Runtime(device, true, info, isFallback, options.kernels);
+  } catch (e) {
+    device.destroy();
+    throw e;
+  }
 }
 
 /**
@@ -377,5 +417,5 @@ export function initFromDevice(options: InitFromDeviceOptions): Runtime {
     throw new WpcArgumentError(`initFromDevice: options.device must be a GPUDevice, got ${describe(device)}`);
   }
   const info = options.adapterInfo ?? ((device as { adapterInfo?: GPUAdapterInfo }).adapterInfo);
-  return new Runtime(device as GPUDevice, false, info, false);
+  return new Runtime(device as GPUDevice, false, info, false, options.kernels, 'initFromDevice');
 }
