@@ -170,3 +170,16 @@ describe('Heun with the PID controller', () => {
     model.dispose();
   });
 });
+
+describe('non-finite states', () => {
+  it('a solve whose state overflows fails with a message saying so', async () => {
+    const { mlpFromWeights } = await import('../src/pc/model.js');
+    const model = mlpFromWeights(rt(), { dims: [2, 3, 2], weights: [new Float32Array(6).fill(1e30), new Float32Array(6).fill(1e30)], actFn: 'linear' });
+    const x = rt().tensor([1e10, 1e10], [1, 2]);
+    const y = rt().tensor([0, 0], [1, 2]);
+    const acts = [rt().tensor([0, 0, 0], [1, 3]), rt().tensor([0, 0], [1, 2])];
+    await expect(solveInference(model, acts, y, { input: x, dt: 0.1, maxSteps: 20 })).rejects.toThrow(/became non-finite \(NaN or infinity\) during inference/);
+    await expect(solveInference(model, acts, y, { input: x, maxSteps: 20 })).rejects.toThrow(/not finite at the start of inference/);
+    model.dispose();
+  });
+});

@@ -333,6 +333,9 @@ async function integratePid(
   writeSolverConfig(ws, cfg);
   if (cfg.dt === undefined) ws.recordSolver(rec, 'hairer_dt0');
 
+  const history = ws.pidHistory;
+  let encoded = 0; // steps submitted so far
+  let confirmed = 0; // steps the last poll saw completed
   const encodeSteps = (count: number) => {
     for (let i = 0; i < count; i++) {
       ws.recordErrors(rec, 'y', loss, true);
@@ -346,11 +349,8 @@ async function integratePid(
     encoded += count;
     return rt.readLater([{ buffer: ws.state, byteOffset: 0, byteLength: STATE_WORDS * 4 }]);
   };
-  const history = ws.pidHistory;
   const chunk = () => Math.min(cfg.pollEvery, cfg.maxSteps - encoded);
   let started = performance.now();
-  let encoded = 0;
-  let confirmed = 0; // steps known to have run at the last poll
   // The first chunk is as long as the last solve on this workspace (usually enough: one poll per solve). Once
   // a poll shows the solve still running, the next chunk is always queued before waiting, so the GPU never
   // idles; steps queued past the end are no-ops.
@@ -358,8 +358,10 @@ async function integratePid(
   let speculate = history.lastSteps === 0;
   let words: Float32Array;
   for (;;) {
-    // Steps the awaited read waits for: those queued before it, less what the last poll already saw.
-    const units = Math.min(encoded, history.lastSteps > 0 ? Math.max(history.lastSteps, confirmed + 1) : encoded) - confirmed;
+    // Real (not no-op) steps the awaited read waits for: those queued before it, capped by how many the last
+    // solve needed, less those the last poll already saw. They size the sleep before the wait.
+    const expectedDone = history.lastSteps > 0 ? Math.min(encoded, Math.max(history.lastSteps, confirmed + 1)) : encoded;
+    const units = expectedDone - confirmed;
     const next = speculate && encoded < cfg.maxSteps ? encodeSteps(chunk()) : undefined;
     [words] = (await pending.wait({ expectedMs: history.sleep.sleepFor(units, performance.now() - started) })) as [Float32Array];
     history.sleep.update(units, performance.now() - started, pending.mapMs);
@@ -383,6 +385,11 @@ async function integratePid(
     const where = `after ${u[STATE.accepted]} accepted and ${u[STATE.rejected]} rejected steps at t = ${t}`;
     if (failed === 2) throw new WpcSolverError(`solveInference: the step size fell below dtmin (forceDtmin is off) ${where}`);
     if (failed === 3) throw new WpcSolverError('solveInference: the activities or their gradients are not finite at the start of inference');
+    if (words[STATE.scaledError] === -1) {
+      throw new WpcSolverError(
+        `solveInference: the activities became non-finite (NaN or infinity) during inference, so every step was rejected until maxSteps (${cfg.maxSteps}) ${where}; check the data and weights for NaN, or lower the learning rate`,
+      );
+    }
     throw new WpcSolverError(
       `solveInference: maxSteps (${cfg.maxSteps}) steps were taken without reaching maxT1 = ${cfg.maxT1} (${where}); diffrax fails here too. Raise maxSteps, loosen rtol/atol, or lower maxT1`,
     );
