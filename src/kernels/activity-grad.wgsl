@@ -5,15 +5,22 @@
 // A = e_{l+1} [B × d_{l+1}] at a, B = W_{l+1} [d_{l+1} × d_l] at b (so this is e·W), e_l at d, the evaluation
 // point z_l at e, the layer's offset inside the stage families at f. coef0 = s_{l+1}, coef1 = 1/B.
 //
-// The stage (one #if) decides what the epilogue does with k; the stage families (y, φ(y), Heun's probe t and
-// φ(t), k1, the candidate y1 and φ(y1)) share one layout, so f_off locates the layer in each of them:
-//   STAGE_GRAD     c ← ∂F/∂z_l                                     (compute/update activities, discrete optimisers)
-//   STAGE_EULER    y ← y + dt·k, φ(y)                                (explicit Euler, dt per step)
-//   STAGE_HEUN1    k1 ← k;  t ← y + h·k, φ(t)                        (h = tnext − tprev from the solver state)
-//   STAGE_HEUN2    y1 ← y + h(k1/2 + k/2), φ(y1);  err = h(k1/2 − k/2);
-//                  partials: Σ (err / (atol + rtol·max(|y|, |y1|)))², and the count of non-finite errors
-//   STAGE_HAIRER1  k1 ← f0 = k;  partial Σ (f0 / (atol + rtol|y|))²  (Hairer's initial step, d1)
-//   STAGE_HAIRER2  partial Σ ((k − f0) / (atol + rtol|y|))²          (Hairer's initial step, d2)
+// What the epilogue does with k is set by the stage record (a uniform bound with a dynamic offset: one record
+// per stage of a Runge–Kutta step, or per step and stage when the step size is fixed). The families (y, φ(y),
+// the probe point t and φ(t), the stages k_1.., the candidate y1 and φ(y1)) share one layout, so f_off locates
+// the layer in each. With h the step (state.tnext − state.tprev when GATED, else the record's dt):
+//
+//   MODE_GRAD        c ← ∂F/∂z                                       (gradients; discrete updates)
+//   MODE_STAGE       k_i ← k;  t ← y + h Σ_{j≤i} a_{i+1,j} k_j, φ(t)   (the next stage's evaluation point)
+//   MODE_FINAL       y1 ← y + h Σ_{j≤i} b_j k_j, φ(y1);  with error weights: err = h Σ e_j k_j   (last stage)
+//   MODE_FINAL_FSAL  k_s ← k at y1 (= the point t);  err = h Σ e_j k_j                (FSAL tableaux' last stage)
+//   MODE_HAIRER1     k_1 ← f0 = k;  partial Σ (f0 / (atol + rtol|y|))²  (Hairer's initial step, d1)
+//   MODE_HAIRER2     partial Σ ((k − f0) / (atol + rtol|y|))²            (Hairer's initial step, d2)
+//   MODE_OPTIM       y ← optimiser(y, ∂F/∂z), φ(y); state in k_1 (and k_2)  (discrete inference; optax)
+//
+// Each tile writes 4 partial sums: (Σ (err/scale)², #non-finite errors, Σ k², Σ z²), z the evaluation point;
+// the last two give diffrax's steady-state test rms(f) < atol + rtol·rms(y). diffrax scales the error by
+// max(|y0|, |y1|), using y0 where the candidate is not finite.
 
 @group(0) @binding(1) var<storage, read> params: array<f32>;
 @group(0) @binding(2) var<storage, read_write> work: array<f32>;
@@ -21,20 +28,37 @@
 @group(0) @binding(3) var<storage, read> state: SolverState;
 #endif
 
-// Family offsets and per-step scalars; bound with a dynamic offset so Euler can give each step its own dt.
+const MODE_GRAD: u32 = 0u;
+const MODE_STAGE: u32 = 1u;
+const MODE_FINAL: u32 = 2u;
+const MODE_FINAL_FSAL: u32 = 3u;
+const MODE_HAIRER1: u32 = 4u;
+const MODE_HAIRER2: u32 = 5u;
+const MODE_OPTIM: u32 = 6u;
+
+const OPT_SGD: u32 = 0u;
+const OPT_MOMENTUM: u32 = 1u;
+const OPT_ADAM: u32 = 2u;
+
 struct Stage {
   y: u32,
   py: u32,
   t: u32,
   pt: u32,
-  k1: u32,
-  y1: u32,
+  k: u32,          // k_j lives at k + (j − 1)·k_stride
+  k_stride: u32,
+  y1: u32,         // where the candidate goes: the probe's slot (adaptive) or y itself (fixed steps)
   py1: u32,
-  pad0: u32,
   dt: f32,
   rtol: f32,
   atol: f32,
-  pad1: f32,
+  index: u32,      // i: this dispatch computes k_i (1-based)
+  mode: u32,
+  ncoef: u32,      // coefficients used: i for the a / b row; 0 error weights means "no error estimate"
+  nerr: u32,
+  opt: u32,        // MODE_OPTIM: OPT_* (coef holds lr, b1/μ, b2, eps, eps_root, bc1, bc2, nesterov)
+  coef: array<vec4<f32>, 4>,
+  ecoef: array<vec4<f32>, 4>,
 }
 @group(0) @binding(4) var<uniform> stage: Stage;
 
@@ -62,54 +86,119 @@ fn step_size() -> f32 {
 #endif
 }
 
-fn epilogue(job: Job, row: u32, col: u32, acc: f32) -> vec2<f32> {
+fn coef(j: u32) -> f32 {
+  return stage.coef[j / 4u][j % 4u];
+}
+
+fn ecoef(j: u32) -> f32 {
+  return stage.ecoef[j / 4u][j % 4u];
+}
+
+fn k_at(j: u32, o: u32) -> f32 {
+  return work[stage.k + (j - 1u) * stage.k_stride + o];
+}
+
+// Σ_{j≤i} w_j k_j with k_i = k_now (this dispatch's stage, in a register) and the earlier stages from memory.
+fn combine(o: u32, k_now: f32, error_weights: bool) -> f32 {
+  var sum = 0.0;
+  let count = select(stage.ncoef, stage.nerr, error_weights);
+  for (var j = 1u; j <= count; j++) {
+    let w = select(coef(j - 1u), ecoef(j - 1u), error_weights);
+    let kj = select(k_at(j, o), k_now, j == stage.index);
+    sum += w * kj;
+  }
+  return sum;
+}
+
+// (err/scale)² and the non-finite count of an embedded error estimate.
+fn error_partial(err: f32, y0: f32, y1: f32) -> vec2<f32> {
+  if (!is_finite(err)) { return vec2<f32>(0.0, 1.0); }
+  let y1_scale = select(y0, y1, is_finite(y1));
+  let r = err / (stage.atol + stage.rtol * max(abs(y0), abs(y1_scale)));
+  return vec2<f32>(r * r, 0.0);
+}
+
+fn optimiser_step(o: u32, z: f32, g: f32) -> f32 {
+  let lr = stage.coef[0].x;
+  var update = g;
+  if (stage.opt == OPT_MOMENTUM) {
+    let mu = stage.coef[0].y;
+    let trace = g + mu * k_at(1u, o);
+    work[stage.k + o] = trace;
+    update = select(trace, g + mu * trace, stage.coef[1].w != 0.0);
+  } else if (stage.opt == OPT_ADAM) {
+    let b1 = stage.coef[0].y;
+    let b2 = stage.coef[0].z;
+    let m = (1.0 - b1) * g + b1 * k_at(1u, o);
+    let v = (1.0 - b2) * g * g + b2 * k_at(2u, o);
+    work[stage.k + o] = m;
+    work[stage.k + stage.k_stride + o] = v;
+    update = (m / stage.coef[1].y) / (sqrt(v / stage.coef[1].z + stage.coef[1].x) + stage.coef[0].w);
+  }
+  return z - lr * update;
+}
+
+fn epilogue(job: Job, row: u32, col: u32, acc: f32) -> vec4<f32> {
   let at = row * job.n + col;
   let z = work[job.e_off + at];
   let grad = (work[job.d_off + at] - job.coef0 * act_grad(z) * acc) * job.coef1;
   let k = -grad;
   let o = job.f_off + at;
-#if STAGE_GRAD
-  work[job.c_off + at] = grad;
-  return vec2<f32>(0.0, 0.0);
-#elif STAGE_EULER
-  let z_new = z + stage.dt * k;
-  work[stage.y + o] = z_new;
-  work[stage.py + o] = act(z_new);
-  return vec2<f32>(0.0, 0.0);
-#elif STAGE_HEUN1
-  let h = step_size();
-  work[stage.k1 + o] = k;
-  let probe = work[stage.y + o] + h * k;
-  work[stage.t + o] = probe;
-  work[stage.pt + o] = act(probe);
-  return vec2<f32>(0.0, 0.0);
-#elif STAGE_HEUN2
-  let h = step_size();
-  let y0 = work[stage.y + o];
-  let k1 = work[stage.k1 + o];
-  let y1 = y0 + h * (0.5 * k1 + 0.5 * k);
-  let err = h * (0.5 * k1 - 0.5 * k);
-  work[stage.y1 + o] = y1;
-  work[stage.py1 + o] = act(y1);
-  if (!is_finite(err)) { return vec2<f32>(0.0, 1.0); }
-  // diffrax scales by max(|y0|, |y1|), falling back to y0 where the candidate is not finite.
-  let y1_scale = select(y0, y1, is_finite(y1));
-  let r = err / (stage.atol + stage.rtol * max(abs(y0), abs(y1_scale)));
-  return vec2<f32>(r * r, 0.0);
-#elif STAGE_HAIRER1
-  work[stage.k1 + o] = k;
-  let r = k / (stage.atol + stage.rtol * abs(z));
-  return vec2<f32>(r * r, select(1.0, 0.0, is_finite(k)));
-#elif STAGE_HAIRER2
-  let y0 = work[stage.y + o];
-  let r = (k - work[stage.k1 + o]) / (stage.atol + stage.rtol * abs(y0));
-  return vec2<f32>(r * r, select(1.0, 0.0, is_finite(k)));
-#endif
+  let flow = vec2<f32>(k * k, z * z); // for the steady-state test at the evaluation point
+  switch stage.mode {
+    case MODE_GRAD: {
+      work[job.c_off + at] = grad;
+      return vec4<f32>(0.0, 0.0, flow);
+    }
+    case MODE_STAGE: {
+      let h = step_size();
+      work[stage.k + (stage.index - 1u) * stage.k_stride + o] = k;
+      let probe = work[stage.y + o] + h * combine(o, k, false);
+      work[stage.t + o] = probe;
+      work[stage.pt + o] = act(probe);
+      return vec4<f32>(0.0, 0.0, flow);
+    }
+    case MODE_FINAL: {
+      let h = step_size();
+      let y0 = work[stage.y + o];
+      let y1 = y0 + h * combine(o, k, false);
+      work[stage.y1 + o] = y1;
+      work[stage.py1 + o] = act(y1);
+      if (stage.nerr == 0u) { return vec4<f32>(0.0, 0.0, flow); }
+      return vec4<f32>(error_partial(h * combine(o, k, true), y0, y1), flow);
+    }
+    case MODE_FINAL_FSAL: {
+      let h = step_size();
+      work[stage.k + (stage.index - 1u) * stage.k_stride + o] = k;
+      let y0 = work[stage.y + o];
+      return vec4<f32>(error_partial(h * combine(o, k, true), y0, z), flow);
+    }
+    case MODE_HAIRER1: {
+      work[stage.k + o] = k;
+      let r = k / (stage.atol + stage.rtol * abs(z));
+      return vec4<f32>(r * r, select(1.0, 0.0, is_finite(k)), flow);
+    }
+    case MODE_HAIRER2: {
+      let y0 = work[stage.y + o];
+      let r = (k - k_at(1u, o)) / (stage.atol + stage.rtol * abs(y0));
+      return vec4<f32>(r * r, select(1.0, 0.0, is_finite(k)), flow);
+    }
+    case MODE_OPTIM: {
+      let z_new = optimiser_step(o, z, grad);
+      work[stage.y + o] = z_new;
+      work[stage.py + o] = act(z_new);
+      return vec4<f32>(0.0, 0.0, flow);
+    }
+    default: {
+      return vec4<f32>(0.0);
+    }
+  }
 }
 
-fn finish_tile(job: Job, tile: u32, partial: vec2<f32>) {
-#if WRITES_PARTIALS
-  work[job.part_off + 2u * tile] = partial.x;
-  work[job.part_off + 2u * tile + 1u] = partial.y;
-#endif
+fn finish_tile(job: Job, tile: u32, partial: vec4<f32>) {
+  let at = job.part_off + 4u * tile;
+  work[at] = partial.x;
+  work[at + 1u] = partial.y;
+  work[at + 2u] = partial.z;
+  work[at + 3u] = partial.w;
 }

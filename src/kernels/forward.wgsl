@@ -7,7 +7,7 @@
 //   hidden:  c ← e_l = z_l − pred                      (z_l read at d)
 //   first:   c ← e_1 = z_1 − pred_1, pred_1 read at e (no matmul: k = 0)
 //   output:  c ← e_L = y − pred (mse, y read at d), or c ← pred (the logits, ce; see output.wgsl)
-//   partial sums of e² per tile → the pair at part_off + 2·tile (the layer energy is ½Σe²/B).
+//   partial sums of e² per tile → the first of the 4 slots at part_off + 4·tile (the layer energy is ½Σe²/B).
 // A = φ(z_{l-1}) [B × in] (or the input x), B = W_l stored [out × in] (JPC's layout), so this is A·Wᵀ.
 // coef0 = s_l (the layer's parameter scaling).
 
@@ -48,30 +48,27 @@ fn prediction(job: Job, row: u32, col: u32, acc: f32) -> f32 {
   return job.coef0 * v;
 }
 
-fn epilogue(job: Job, row: u32, col: u32, acc: f32) -> vec2<f32> {
+fn epilogue(job: Job, row: u32, col: u32, acc: f32) -> vec4<f32> {
   let at = row * job.n + col;
   let pred = prediction(job, row, col, acc);
 #if ERRORS
   if ((job.flags & FLAG_LOGITS) != 0u) {
     work[job.c_off + at] = pred;
-    return vec2<f32>(0.0, 0.0);
+    return vec4<f32>(0.0);
   }
   let e = work[job.d_off + at] - pred;
   work[job.c_off + at] = e;
-  return vec2<f32>(e * e, 0.0);
+  return vec4<f32>(e * e, 0.0, 0.0, 0.0);
 #else
   work[job.c_off + at] = pred;
   if ((job.flags & FLAG_WRITE_PHI) != 0u) { work[job.d_off + at] = act(pred); }
   if ((job.flags & FLAG_WRITE_PRED) != 0u) { work[job.e_off + at] = pred; }
-  return vec2<f32>(0.0, 0.0);
+  return vec4<f32>(0.0);
 #endif
 }
 
-fn finish_tile(job: Job, tile: u32, partial: vec2<f32>) {
+fn finish_tile(job: Job, tile: u32, partial: vec4<f32>) {
 #if ERRORS
-  if ((job.flags & FLAG_LOGITS) == 0u) {
-    work[job.part_off + 2u * tile] = partial.x;
-    work[job.part_off + 2u * tile + 1u] = partial.y;
-  }
+  if ((job.flags & FLAG_LOGITS) == 0u) { work[job.part_off + 4u * tile] = partial.x; }
 #endif
 }

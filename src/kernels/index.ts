@@ -12,6 +12,7 @@ import layerMatmulWgsl from './layer-matmul.wgsl';
 import optimizerWgsl from './optimizer.wgsl';
 import outputWgsl from './output.wgsl';
 import paramGradWgsl from './param-grad.wgsl';
+import recordWgsl from './record.wgsl';
 import reduceWgsl from './reduce.wgsl';
 import solverStateWgsl from './solver-state.wgsl';
 import solverWgsl from './solver.wgsl';
@@ -88,29 +89,34 @@ export function forwardKernel(act: Activation, tiles: TileConfig, mode: 'forward
   };
 }
 
-export const STAGES = ['grad', 'euler', 'heun1', 'heun2', 'hairer1', 'hairer2'] as const;
-export type Stage = (typeof STAGES)[number];
+/** Stage modes of the activity-gradient kernel (MODE_* in activity-grad.wgsl). */
+export const StageMode = {
+  GRAD: 0,
+  STAGE: 1,
+  FINAL: 2,
+  FINAL_FSAL: 3,
+  HAIRER1: 4,
+  HAIRER2: 5,
+  OPTIM: 6,
+} as const;
+
+/** Optimisers of MODE_OPTIM (OPT_* in activity-grad.wgsl). */
+export const StageOptimizer = { SGD: 0, MOMENTUM: 1, ADAM: 2 } as const;
+
+/** Most Runge–Kutta stages a stage record can describe (Dopri8 has 14). */
+export const MAX_STAGES = 16;
 
 /**
- * Activity gradients fused with a solver stage (activity-grad.wgsl). `gated` kernels take their step size from
- * the solver state (adaptive solves) and do nothing once the solve is done; ungated ones read dt from the stage
- * uniform (constant step sizes).
+ * Activity gradients fused with a solver stage (activity-grad.wgsl); what the epilogue does comes from the
+ * stage record. `gated` kernels take their step size from the solver state and do nothing once a solve is
+ * done; ungated ones read dt from the record (fixed step sizes).
  * Bindings: jobs, params, work, [state,] stage uniform (dynamic offset).
  */
-export function activityGradKernel(act: Activation, tiles: TileConfig, stage: Stage, gated: boolean): KernelSpec {
+export function activityGradKernel(act: Activation, tiles: TileConfig, gated: boolean): KernelSpec {
   return {
-    name: `layers.activity-grad.${stage}${gated ? '.gated' : ''}`,
+    name: `layers.activity-grad${gated ? '.gated' : ''}`,
     parts: [ACTIVATIONS_PART, STATE_PART, MATMUL_PART, part('activity-grad.wgsl', activityGradWgsl)],
-    defines: {
-      GATED: gated,
-      STAGE_GRAD: stage === 'grad',
-      STAGE_EULER: stage === 'euler',
-      STAGE_HEUN1: stage === 'heun1',
-      STAGE_HEUN2: stage === 'heun2',
-      STAGE_HAIRER1: stage === 'hairer1',
-      STAGE_HAIRER2: stage === 'hairer2',
-      WRITES_PARTIALS: stage === 'heun2' || stage === 'hairer1' || stage === 'hairer2',
-    },
+    defines: { GATED: gated },
     constants: tileConstants(act, tiles),
     entryPoint: 'main',
     bindings: [ro('jobs'), ro('params'), rw('work'), ...(gated ? [ro('state')] : []), uniform('stage', true, 4)],
@@ -130,7 +136,7 @@ export function paramGradKernel(tiles: TileConfig): KernelSpec {
   };
 }
 
-export const SOLVER_ENTRIES = ['pid_control', 'accept', 'scaled_square', 'hairer_h0', 'hairer_probe', 'hairer_dt0', 'activate'] as const;
+export const SOLVER_ENTRIES = ['step_control', 'accept', 'scaled_square', 'hairer_h0', 'hairer_probe', 'hairer_dt0', 'dummy_norm', 'activate'] as const;
 export type SolverEntry = (typeof SOLVER_ENTRIES)[number];
 /** Elements each `scaled_square` invocation adds up. */
 export const SCALED_SQUARE_CHUNK = 64;
@@ -149,8 +155,8 @@ export function solverKernel(entry: SolverEntry, act: Activation): KernelSpec {
   };
 }
 
-/** Row-wise output-layer kernels (output.wgsl). Bindings: rows, work[, state]. */
-export function outputKernel(entry: 'ce_errors' | 'loss_rows', gated: boolean): KernelSpec {
+/** Row-wise kernels (output.wgsl). Bindings: rows, work[, state]. */
+export function outputKernel(entry: 'ce_errors' | 'loss_rows' | 'row_norms', gated: boolean): KernelSpec {
   return {
     name: `output.${entry}${gated ? '.gated' : ''}`,
     parts: [ACTIVATIONS_PART, STATE_PART, part('output.wgsl', outputWgsl)],
@@ -162,14 +168,33 @@ export function outputKernel(entry: 'ce_errors' | 'loss_rows', gated: boolean): 
   };
 }
 
-/** Deterministic segment sums (reduce.wgsl). Bindings: segments, work. */
+/** Deterministic segment sums, optionally squared and square-rooted (reduce.wgsl). Bindings: segments, src, dst. */
 export function reduceKernel(): KernelSpec {
   return {
     name: 'reduce.segments',
     parts: [part('reduce.wgsl', reduceWgsl)],
     entryPoint: 'main',
-    bindings: [ro('segments'), rw('work')],
+    bindings: [ro('segments'), ro('src'), rw('dst')],
     workgroupSize: SMALL_WG,
+  };
+}
+
+/** Flags of a reduce segment (reduce.wgsl). */
+export const ReduceFlag = { SQUARE: 1, SQRT: 2 } as const;
+
+export const RECORD_ENTRIES = ['record_activities', 'record_energies', 'record_advance'] as const;
+export type RecordEntry = (typeof RECORD_ENTRIES)[number];
+/** When a record kernel records (WHEN_* in record.wgsl). */
+export const RecordWhen = { NEXT_START: 0, ACCEPTED: 1, ALWAYS: 2, FINAL: 3 } as const;
+
+/** Recording during inference (record.wgsl). Bindings: segments, work, state, records, traj, recording (dynamic). */
+export function recordKernel(entry: RecordEntry): KernelSpec {
+  return {
+    name: `record.${entry}`,
+    parts: [STATE_PART, part('record.wgsl', recordWgsl)],
+    entryPoint: entry,
+    bindings: [ro('segments'), ro('work'), ro('state'), rw('records'), rw('traj'), uniform('recording', true)],
+    workgroupSize: entry === 'record_advance' ? 1 : SMALL_WG,
   };
 }
 

@@ -10,8 +10,8 @@
 //   fn skip_dispatch() -> bool                              whole dispatch is a no-op (e.g. solver finished)
 //   fn load_a(job: Job, row: u32, kk: u32) -> f32            A[row, kk]
 //   fn load_b(job: Job, kk: u32, col: u32) -> f32            B[kk, col]
-//   fn epilogue(job: Job, row: u32, col: u32, acc: f32) -> vec2<f32>   writes outputs, returns partial sums
-//   fn finish_tile(job: Job, tile: u32, partial: vec2<f32>)  stores the tile's partial sums
+//   fn epilogue(job: Job, row: u32, col: u32, acc: f32) -> vec4<f32>   writes outputs, returns partial sums
+//   fn finish_tile(job: Job, tile: u32, partial: vec4<f32>)  stores the tile's partial sums
 // Partial sums are per tile and summed later in a fixed order, so every reduction is deterministic.
 
 const WG: u32 = {{WG}}u;
@@ -34,7 +34,7 @@ struct Job {
   e_off: u32,
   f_off: u32,
   bias_off: u32,
-  part_off: u32,  // first partial-sum slot (a pair of f32 per tile)
+  part_off: u32,  // first partial-sum slot (4 f32 per tile)
   flags: u32,
   coef0: f32,
   coef1: f32,
@@ -79,7 +79,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     }
   }
 
-  var partial = vec2<f32>(0.0, 0.0);
+  var partial = vec4<f32>(0.0);
   for (var i = 0u; i < TM; i++) {
     for (var j = 0u; j < TN; j++) {
       if (m0 + i < job.m && n0 + j < job.n) { partial += epilogue(job, m0 + i, n0 + j, acc[i][j]); }

@@ -1,18 +1,19 @@
-// Row-wise work on the output layer, one invocation per sample.
+// Row-wise kernels, one invocation per sample (row).
 //
 // ce_errors  turns the logits that the ERRORS kernel left in e_L into the cross-entropy "error"
 //            g = y − softmax(logits)·Σy (= −∂E_L/∂logits, so the gradient kernels treat mse and ce alike) and
-//            writes each row's energy −Σ y·log_softmax(logits) as a partial pair.
-// loss_rows  JPC's mse_loss / cross_entropy_loss and compute_accuracy, per row: the pair (loss_b, correct_b).
+//            writes each row's energy −Σ y·log_softmax(logits) as the first of 4 partials.
+// loss_rows  JPC's mse_loss / cross_entropy_loss and compute_accuracy, per row: partials (loss_b, correct_b).
 //            argmax takes the first maximum, like jnp.argmax. The ce loss uses a stable log-softmax where
 //            JPC takes log(softmax(·)); the two agree wherever JPC's is finite.
+// row_norms  ‖row‖₂ of every row (JPC's compute_activity_norms averages them), as the first of 4 partials.
 
 struct Rows {
   rows: u32,
   cols: u32,
   pred_off: u32,   // logits / predictions [rows × cols]
   target_off: u32, // one-hot (or soft) targets [rows × cols]
-  part_off: u32,   // partial pairs, one per row
+  part_off: u32,   // 4 partials per row
   loss_ce: u32,    // loss_rows: 0 = mse, 1 = ce
   pad0: u32,
   pad1: u32,
@@ -38,6 +39,14 @@ fn log_sum_exp(off: u32) -> f32 {
   return m + log(s);
 }
 
+fn write_partials(r: u32, a: f32, b: f32) {
+  let at = rows.part_off + 4u * r;
+  work[at] = a;
+  work[at + 1u] = b;
+  work[at + 2u] = 0.0;
+  work[at + 3u] = 0.0;
+}
+
 @compute @workgroup_size(ROW_WG)
 fn ce_errors(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
 #if GATED
@@ -57,8 +66,7 @@ fn ce_errors(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups)
   for (var j = 0u; j < rows.cols; j++) {
     work[p + j] = work[y + j] - exp(work[p + j] - lse) * sum_y;
   }
-  work[rows.part_off + 2u * r] = energy;
-  work[rows.part_off + 2u * r + 1u] = 0.0;
+  write_partials(r, energy, 0.0);
 }
 
 @compute @workgroup_size(ROW_WG)
@@ -83,6 +91,15 @@ fn loss_rows(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups)
     if (work[p + j] > work[p + best_p]) { best_p = j; }
     if (work[y + j] > work[y + best_y]) { best_y = j; }
   }
-  work[rows.part_off + 2u * r] = loss;
-  work[rows.part_off + 2u * r + 1u] = select(0.0, 1.0, best_p == best_y);
+  write_partials(r, loss, select(0.0, 1.0, best_p == best_y));
+}
+
+@compute @workgroup_size(ROW_WG)
+fn row_norms(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let r = row_index(gid, nwg);
+  if (r >= rows.rows) { return; }
+  let p = rows.pred_off + r * rows.cols;
+  var s = 0.0;
+  for (var j = 0u; j < rows.cols; j++) { s += work[p + j] * work[p + j]; }
+  write_partials(r, sqrt(s), 0.0);
 }

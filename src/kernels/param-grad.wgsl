@@ -23,7 +23,7 @@ fn load_b(job: Job, kk: u32, col: u32) -> f32 {
   return work[job.b_off + kk * job.n + col];
 }
 
-fn epilogue(job: Job, row: u32, col: u32, acc: f32) -> vec2<f32> {
+fn epilogue(job: Job, row: u32, col: u32, acc: f32) -> vec4<f32> {
   grads[job.c_off + row * job.n + col] = job.coef0 * acc;
   // The tile holding column 0 also sums this row's errors over the batch for the bias.
   if (col == 0u && (job.flags & FLAG_BIAS) != 0u) {
@@ -31,7 +31,7 @@ fn epilogue(job: Job, row: u32, col: u32, acc: f32) -> vec2<f32> {
     for (var kk = 0u; kk < job.k; kk++) { sum += load_a(job, row, kk); }
     grads[job.d_off + row] = job.coef0 * sum;
   }
-  return vec2<f32>(0.0, 0.0);
+  return vec4<f32>(0.0);
 }
 
-fn finish_tile(job: Job, tile: u32, partial: vec2<f32>) {}
+fn finish_tile(job: Job, tile: u32, partial: vec4<f32>) {}

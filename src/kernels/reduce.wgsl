@@ -1,8 +1,17 @@
 // Deterministic strided sums: one workgroup per segment, each thread adding a strided subset in index order,
-// then a fixed tree. out[seg.out] = seg.scale · Σ_{i < count} work[seg.off + seg.stride·i].
-// Used for layer energies (½Σe²/B from partial pairs: stride 2), their total, losses and accuracies.
+// then a fixed tree.
+//
+//   dst[seg.out] = seg.scale · Σ_{i < count} x_i  +  seg.scale2 · Σ_{i < count2} x2_i
+//   x_i = src[seg.off + seg.stride·i], x2_i = src[seg.off2 + seg.stride·i] (squared if SQUARE; the total is
+//   square-rooted at the end if SQRT: L2 norms). The second range lets one segment add two differently scaled
+//   groups, e.g. the total energy: hidden layers (½/B) and cross-entropy rows (1/B).
+//
+// Layer energies (½Σe²/B from the partials, stride 4), their total, losses, accuracies and parameter norms.
+// The source is read-only and the destination another buffer, so parameters can be reduced without copies.
 
 const RED_WG: u32 = 64u;
+const FLAG_SQUARE: u32 = 1u;
+const FLAG_SQRT: u32 = 2u;
 
 struct Segment {
   off: u32,
@@ -10,26 +19,43 @@ struct Segment {
   stride: u32,
   out: u32,
   scale: f32,
+  flags: u32,
+  off2: u32,
+  count2: u32,
+  scale2: f32,
   pad0: u32,
   pad1: u32,
   pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> segments: array<Segment>;
-@group(0) @binding(1) var<storage, read_write> work: array<f32>;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 
 var<workgroup> partial: array<f32, RED_WG>;
 
 @compute @workgroup_size(RED_WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let seg = segments[wid.x];
+  let square = (seg.flags & FLAG_SQUARE) != 0u;
   var s = 0.0;
-  for (var i = lid; i < seg.count; i += RED_WG) { s += work[seg.off + seg.stride * i]; }
-  partial[lid] = s;
+  for (var i = lid; i < seg.count; i += RED_WG) {
+    let v = src[seg.off + seg.stride * i];
+    s += select(v, v * v, square);
+  }
+  var s2 = 0.0;
+  for (var i = lid; i < seg.count2; i += RED_WG) {
+    let v = src[seg.off2 + seg.stride * i];
+    s2 += select(v, v * v, square);
+  }
+  partial[lid] = seg.scale * s + seg.scale2 * s2;
   workgroupBarrier();
   for (var width = RED_WG / 2u; width > 0u; width /= 2u) {
     if (lid < width) { partial[lid] += partial[lid + width]; }
     workgroupBarrier();
   }
-  if (lid == 0u) { work[seg.out] = seg.scale * partial[0]; }
+  if (lid == 0u) {
+    let total = partial[0];
+    dst[seg.out] = select(total, sqrt(total), (seg.flags & FLAG_SQRT) != 0u);
+  }
 }

@@ -1,4 +1,4 @@
-// The inference solver's state, kept on the GPU for a whole solve (mirrored by STATE_* in solver-kernels.ts).
+// The inference solver's state, kept on the GPU for a whole solve (mirrored by STATE in workspace.ts).
 // Written by the controller kernels (solver.wgsl) and by the host before a solve starts; read by the gated
 // stage kernels, which become no-ops once `done` is set.
 struct SolverState {
@@ -8,14 +8,14 @@ struct SolverState {
   prev_prev_inv: f32,  // ... and of the one before
   at_dtmin: u32,
   done: u32,
-  failed: u32,         // 1: max_steps reached before t1; 2: dtmin reached with force_dtmin off
-  last_accepted: u32,  // the step just decided was accepted (read by the accept kernel)
+  failed: u32,         // 1: max_steps reached before t1; 2: dtmin reached with force_dtmin off; 3: non-finite start
+  last_accepted: u32,  // the step just decided was accepted (read by the accept and record kernels)
   steps: u32,          // attempted steps, accepted + rejected (what max_steps bounds)
   accepted: u32,
   rejected: u32,
   scaled_error: f32,   // of the last attempted step (-1 when the error was not finite)
   h0: f32,             // Hairer's initial-step algorithm: first probe step
   d1: f32,             //   and rms(f0/scale)
-  pad0: u32,
-  pad1: u32,
+  dummy_sq: f32,       // Σ z_L² of the output layer's (constant) dummy activity, for rms(y) in the event test
+  event: u32,          // 1 when the steady-state event ended the solve
 }

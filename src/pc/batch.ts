@@ -6,7 +6,7 @@ import { WpcArgumentError, argError, checkFiniteData, checkKnownKeys, checkOneOf
 import { Recorder } from '../runtime/recorder.js';
 import { Tensor, checkTensor, formatShape } from '../runtime/tensor.js';
 import { Model } from './model.js';
-import { type Loss, Workspace } from './workspace.js';
+import { type Loss, Workspace, type WorkspaceNeeds } from './workspace.js';
 
 /** A batch given as a GPU tensor `[B, d]`, or as a row-major `Float32Array` of B·d values (uploaded). */
 export type BatchData = Tensor | Float32Array;
@@ -168,10 +168,10 @@ export function copyOutLayers(ws: Workspace, rec: Recorder, offsetOf: (l: number
   return out;
 }
 
-/** Copies `count` values at `offset` of the workspace into a new tensor of the given shape. */
+/** Copies values at `offset` of the workspace's scalars into a new tensor of the given shape. */
 export function copyOutScalars(ws: Workspace, rec: Recorder, offset: number, shape: number[]): Tensor {
   const t = ws.runtime.empty(shape);
-  rec.copy(ws.buffer, offset * 4, t.buffer, 0, t.byteLength);
+  rec.copy(ws.scalars, offset * 4, t.buffer, 0, t.byteLength);
   return t;
 }
 
@@ -181,9 +181,10 @@ export async function onWorkspace<T>(
   B: number,
   captured: Captured | undefined,
   task: (ws: Workspace, rec: Recorder) => T | Promise<T>,
+  needs?: WorkspaceNeeds,
 ): Promise<T> {
   try {
-    const ws = await Workspace.get(model, B, 'train');
+    const ws = await Workspace.get(model, B, 'train', needs);
     return await ws.exclusive(async () => {
       model.checkAlive('WPC');
       const rec = new Recorder(model.runtime, 'wpc');

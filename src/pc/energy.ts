@@ -93,7 +93,7 @@ export async function computePcActivityGrad(
   return onWorkspace(model, B, cap, (ws, rec) => {
     prepareState(ws, rec, cap, loss);
     ws.recordEnergies(rec, loss);
-    ws.recordActivityGrad(rec, 'grad', false);
+    ws.recordActivityGrad(rec, 'y', false, 0);
     const L = model.depth;
     const grads = copyOutLayers(ws, rec, (l) => ws.gradOffset(l)).map((t, i) => {
       if (i === L - 1) rec.clear(t.buffer, 0, t.byteLength); // the dummy's gradient is zero

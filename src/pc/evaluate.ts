@@ -43,7 +43,7 @@ export async function testDiscriminativePc(
     ws.recordLoss(rec, loss);
     rec.submit();
     cap.release();
-    const [values] = await model.runtime.read([{ buffer: ws.buffer, byteOffset: ws.scalar.loss * 4, byteLength: 8 }]);
+    const [values] = await model.runtime.read([{ buffer: ws.scalars, byteOffset: ws.scalar.loss * 4, byteLength: 8 }]);
     return { loss: values![0]!, acc: values![1]! };
   });
 }
@@ -65,24 +65,23 @@ async function rowMetric(fn: string, metric: Metric, preds: Tensor, labels: Tens
   }
   const [rows, cols] = preds.shape as [number, number];
   const [rowsKernel, reduce] = await Promise.all([rt.kernel(outputKernel('loss_rows', false)), rt.kernel(reduceKernel())]);
+  // Scratch: preds, labels, then 4 partials per row; the result goes straight into the output tensor.
   const n = rows * cols;
   const part = 2 * n;
-  const outAt = part + 2 * rows;
-  const scratch = rt.pool.acquire((outAt + 2) * 4, STORAGE_USAGE, 'wpc.metric');
+  const scratch = rt.pool.acquire((part + 4 * rows) * 4, STORAGE_USAGE, 'wpc.metric');
   const uniform = rt.pool.acquire(32, BufferUsage.UNIFORM | BufferUsage.COPY_DST, 'wpc.metric.rows');
-  const segments = rt.pool.acquire(32, BufferUsage.STORAGE | BufferUsage.COPY_DST, 'wpc.metric.segment');
+  const segments = rt.pool.acquire(48, BufferUsage.STORAGE | BufferUsage.COPY_DST, 'wpc.metric.segment');
   rt.device.queue.writeBuffer(uniform, 0, new Uint32Array([rows, cols, 0, n, part, metric === 'ce' ? 1 : 0, 0, 0]));
-  const seg = new ArrayBuffer(32);
-  new Uint32Array(seg).set([part + (metric === 'accuracy' ? 1 : 0), rows, 2, outAt]);
+  const seg = new ArrayBuffer(48);
+  new Uint32Array(seg).set([part + (metric === 'accuracy' ? 1 : 0), rows, 4, 0]);
   new Float32Array(seg)[4] = (metric === 'accuracy' ? 100 : 1) / rows;
   rt.device.queue.writeBuffer(segments, 0, seg);
+  const out = rt.empty([1]);
   const rec = new Recorder(rt, `wpc.${fn}`);
   rec.copy(preds.buffer, preds.byteOffset, scratch, 0, n * 4);
   rec.copy(labels.buffer, labels.byteOffset, scratch, n * 4, n * 4);
   rec.dispatch(rowsKernel, createBindGroup(rt.device, rowsKernel, { rows: uniform, work: scratch }), Math.ceil(rows / SMALL_WG));
-  rec.dispatch(reduce, createBindGroup(rt.device, reduce, { segments, work: scratch }), 1);
-  const out = rt.empty([1]);
-  rec.copy(scratch, outAt * 4, out.buffer, 0, 4);
+  rec.dispatch(reduce, createBindGroup(rt.device, reduce, { segments, src: scratch, dst: out.buffer }), 1);
   rec.submit();
   for (const buffer of [scratch, uniform, segments]) rt.pool.release(buffer);
   return out;

@@ -1,19 +1,28 @@
 /**
- * The inference ODE dz/dt = −∂F/∂z, integrated on the GPU with diffrax's semantics.
+ * The inference ODE dz/dt = −∂F/∂z, integrated on the GPU with diffrax's semantics, or discrete inference
+ * (optimiser steps on the activities).
  *
- * - Constant step sizes (Euler, Heun): the step grid is known in advance, so it is computed here with diffrax's
- *   float32 arithmetic (first step [t0, t0+dt0], then t_n = t0 + (t1−t0)·n/N with N = ⌈(t1−t0)/nextafter(dt0)⌉,
- *   diffrax ≥ 0.7.1) and every step is encoded up front: no readback at all.
- * - Heun + PID controller: the accept/reject decision and the next step size are made on the GPU
- *   (solver.wgsl). The host submits the steps in chunks and reads the 64-byte solver state only between chunks
- *   (at most once every `pollEvery` steps); steps submitted after the solve has finished are no-ops.
+ * Three ways to run, all without a readback per step:
+ * - **Free-running** (constant step size, no steady-state event): the step grid is known in advance, so it is
+ *   computed here with diffrax's float32 arithmetic (first step [0, dt0], then t_n = t1·n/N with
+ *   N = ⌈t1/nextafter(dt0)⌉, diffrax ≥ 0.7.1) and every step is encoded up front: no readback at all.
+ * - **Controlled** (the PID controller, or a constant step size with the steady-state event): accept/reject, the
+ *   next step size and the event are decided on the GPU (solver.wgsl). The host submits steps in chunks and reads
+ *   the 64-byte solver state only between chunks (at most once every `pollEvery` steps); steps submitted after
+ *   the solve has finished are no-ops.
+ * - **Discrete**: `steps` optimiser updates of the activities (optax semantics), fused with the gradient.
+ *
+ * Every explicit Runge–Kutta tableau of diffrax is supported (tableaux.ts); each stage is two dispatches for the
+ * whole network (prediction errors, then activity gradient fused with the stage's update), whatever the depth.
  */
-import { WpcArgumentError, WpcSolverError, argError, checkFinite, checkKnownKeys, checkOneOf, checkPositiveInt } from '../runtime/errors.js';
-import { Recorder } from '../runtime/recorder.js';
-import { CONFIG_WORDS, STATE, STATE_WORDS, type Loss, type StageRecord, type Workspace } from './workspace.js';
+import { RecordWhen, StageMode, StageOptimizer } from '../kernels/index.js';
+import { WpcArgumentError, WpcSolverError, argError, checkFinite, checkKnownKeys, checkPositiveInt } from '../runtime/errors.js';
+import type { Recorder } from '../runtime/recorder.js';
+import { Optimizer } from './optim.js';
+import { SOLVER_NAMES, TABLEAUX, type SolverName, type Tableau } from './tableaux.js';
+import { CONFIG_WORDS, STATE, STATE_WORDS, type EvalPoint, type Loss, type StageRecord, type Workspace, type WorkspaceNeeds } from './workspace.js';
 
-export type SolverName = 'euler' | 'heun';
-export const SOLVERS: readonly SolverName[] = ['euler', 'heun'];
+export { SOLVER_NAMES, type SolverName };
 
 /** diffrax's PIDController knobs; defaults are diffrax's (JPC uses rtol = atol = 1e-3). */
 export interface PidOptions {
@@ -41,9 +50,21 @@ export interface PidOptions {
 /** `'constant'` (dt fixed), or diffrax's PID controller. */
 export type StepsizeController = 'constant' | { pid: PidOptions };
 
+/** diffrax's steady-state event: stop once rms(dz/dt) < atol + rtol·rms(z). */
+export interface SteadyStateOptions {
+  /** Default: the PID controller's rtol (required with a constant step size). */
+  rtol?: number;
+  /** Default: the PID controller's atol (required with a constant step size). */
+  atol?: number;
+}
+
 export interface SolverOptions {
-  /** Default `'heun'`. */
-  solver?: SolverName;
+  /**
+   * An explicit Runge–Kutta method (`'euler' | 'heun' | 'midpoint' | 'ralston' | 'bosh3' | 'tsit5' | 'dopri5' |
+   * 'dopri8'`, diffrax's tableaux), or an optimiser (`sgd(...)`, `adam(...)`) for discrete inference: `steps`
+   * updates of the activities. Default `'heun'`.
+   */
+  solver?: SolverName | Optimizer;
   /** Default `{ pid: { rtol: 1e-3, atol: 1e-3 } }` (JPC's). Euler has no error estimate and needs `'constant'`. */
   stepsizeController?: StepsizeController;
   /** End time t1 of the integration. Default 20. */
@@ -52,50 +73,82 @@ export interface SolverOptions {
   dt?: number;
   /** Most attempted steps (accepted + rejected); exceeding it is an error, as in diffrax. Default 4096. */
   maxSteps?: number;
-  /** PID only: the host reads the solver state at most every this many steps. Default 8. */
+  /** Adaptive solves: the host reads the solver state at most every this many steps. Default 8. */
   pollEvery?: number;
+  /**
+   * Stop at a steady state: `true` (tolerances of the PID controller) or `{ rtol, atol }`. Default false: integrate
+   * to `maxT1`, as JPC does in practice (its own event tests the activities, not their derivative, and never fires).
+   */
+  steadyState?: boolean | SteadyStateOptions;
+  /** Discrete inference: how many optimiser updates. */
+  steps?: number;
+  /** Record the layer energies of every state the solve accepts (the initial one included). Default false. */
+  recordIters?: boolean;
+  /**
+   * Record every `recordEvery` time units (t = 0, Δ, 2Δ, … and the final state), like JPC's `record_every`.
+   * Needs a constant step size dividing it (adaptive steps would need dense interpolation; use `recordIters`).
+   */
+  recordEvery?: number;
+  /** With `recordIters`/`recordEvery`: also record the activities (memory: states × B × Σd floats). Default false. */
+  recordActivities?: boolean;
+  /** Most states recorded; later ones are dropped and reported. Default 500 (JPC caps at 500 too). */
+  maxRecords?: number;
 }
 
-export const SOLVER_OPTION_KEYS = ['solver', 'stepsizeController', 'maxT1', 'dt', 'maxSteps', 'pollEvery'] as const;
+export const SOLVER_OPTION_KEYS = [
+  'solver',
+  'stepsizeController',
+  'maxT1',
+  'dt',
+  'maxSteps',
+  'pollEvery',
+  'steadyState',
+  'steps',
+  'recordIters',
+  'recordEvery',
+  'recordActivities',
+  'maxRecords',
+] as const;
 
-export interface ResolvedSolver {
-  solver: SolverName;
-  controller: 'constant' | Required<Omit<PidOptions, 'dtmin' | 'dtmax'>> & { dtmin?: number; dtmax?: number };
-  maxT1: number;
-  dt: number | undefined;
-  maxSteps: number;
-  pollEvery: number;
+export type ResolvedPid = Required<Omit<PidOptions, 'dtmin' | 'dtmax'>> & { dtmin?: number; dtmax?: number };
+
+export interface ResolvedRecording {
+  /** Record every this many steps (1: every accepted state). */
+  everySteps: number;
+  activities: boolean;
+  capacity: number;
 }
+
+export type ResolvedSolver =
+  | {
+      kind: 'ode';
+      tableau: Tableau;
+      controller: 'constant' | ResolvedPid;
+      maxT1: number;
+      dt: number | undefined;
+      maxSteps: number;
+      pollEvery: number;
+      event: { rtol: number; atol: number } | null;
+      record: ResolvedRecording | null;
+    }
+  | {
+      kind: 'discrete';
+      optimizer: Optimizer;
+      steps: number;
+      record: ResolvedRecording | null;
+    };
 
 const PID_KEYS = ['rtol', 'atol', 'pcoeff', 'icoeff', 'dcoeff', 'factormin', 'factormax', 'safety', 'dtmin', 'dtmax', 'forceDtmin'] as const;
 
-/** Validates and fills in solver options (every error names the option). */
-export function resolveSolverOptions(fn: string, options: SolverOptions): ResolvedSolver {
-  const solver = checkOneOf(fn, 'options.solver', options.solver ?? 'heun', SOLVERS);
-  const maxT1 = checkFinite(fn, 'options.maxT1', options.maxT1 ?? 20, { min: 0, open: true });
-  const dt = options.dt === undefined ? undefined : checkFinite(fn, 'options.dt', options.dt, { min: 0, open: true });
-  const maxSteps = checkPositiveInt(fn, 'options.maxSteps', options.maxSteps ?? 4096);
-  const pollEvery = checkPositiveInt(fn, 'options.pollEvery', options.pollEvery ?? 8);
-  const sc = options.stepsizeController ?? { pid: { rtol: 1e-3, atol: 1e-3 } };
-  if (sc === 'constant') {
-    if (dt === undefined) {
-      throw new WpcArgumentError(`${fn}: options.dt must be given with stepsizeController 'constant' (diffrax cannot choose a constant step)`);
-    }
-    return { solver, controller: 'constant', maxT1, dt, maxSteps, pollEvery };
-  }
-  if (typeof sc !== 'object' || sc === null || typeof sc.pid !== 'object' || sc.pid === null) {
+function resolvePid(fn: string, sc: unknown): ResolvedPid {
+  if (typeof sc !== 'object' || sc === null || typeof (sc as { pid?: unknown }).pid !== 'object' || (sc as { pid?: unknown }).pid === null) {
     argError(fn, 'options.stepsizeController', "'constant' or { pid: { rtol, atol, ... } }", sc);
   }
   checkKnownKeys(fn, 'options.stepsizeController', sc, ['pid']);
-  const p = sc.pid;
+  const p = (sc as { pid: PidOptions }).pid;
   checkKnownKeys(fn, 'options.stepsizeController.pid', p, PID_KEYS);
-  if (solver === 'euler') {
-    throw new WpcArgumentError(
-      `${fn}: options.solver 'euler' has no error estimate, so it cannot be used with a PID step-size controller; use stepsizeController: 'constant' or solver: 'heun'`,
-    );
-  }
   const at = (k: string) => `options.stepsizeController.pid.${k}`;
-  const controller = {
+  const c: ResolvedPid = {
     rtol: checkFinite(fn, at('rtol'), p.rtol, { min: 0 }),
     atol: checkFinite(fn, at('atol'), p.atol, { min: 0 }),
     pcoeff: checkFinite(fn, at('pcoeff'), p.pcoeff ?? 0),
@@ -108,11 +161,98 @@ export function resolveSolverOptions(fn: string, options: SolverOptions): Resolv
     ...(p.dtmin === undefined ? {} : { dtmin: checkFinite(fn, at('dtmin'), p.dtmin, { min: 0, open: true }) }),
     ...(p.dtmax === undefined ? {} : { dtmax: checkFinite(fn, at('dtmax'), p.dtmax, { min: 0, open: true }) }),
   };
-  if (controller.rtol === 0 && controller.atol === 0) {
-    throw new WpcArgumentError(`${fn}: options.stepsizeController.pid needs rtol > 0 or atol > 0, got both 0`);
+  if (c.rtol === 0 && c.atol === 0) throw new WpcArgumentError(`${fn}: options.stepsizeController.pid needs rtol > 0 or atol > 0, got both 0`);
+  if (typeof c.forceDtmin !== 'boolean') argError(fn, at('forceDtmin'), 'a boolean', c.forceDtmin);
+  return c;
+}
+
+function resolveRecording(fn: string, options: SolverOptions, dt: number | undefined, constant: boolean): ResolvedRecording | null {
+  const iters = options.recordIters ?? false;
+  if (typeof iters !== 'boolean') argError(fn, 'options.recordIters', 'a boolean', iters);
+  const activities = options.recordActivities ?? false;
+  if (typeof activities !== 'boolean') argError(fn, 'options.recordActivities', 'a boolean', activities);
+  const capacity = checkPositiveInt(fn, 'options.maxRecords', options.maxRecords ?? 500);
+  if (options.recordEvery !== undefined) {
+    if (iters) throw new WpcArgumentError(`${fn}: options.recordIters and options.recordEvery exclude each other`);
+    const every = checkFinite(fn, 'options.recordEvery', options.recordEvery, { min: 0, open: true });
+    if (!constant || dt === undefined) {
+      throw new WpcArgumentError(
+        `${fn}: options.recordEvery needs a constant step size (adaptive steps do not land on fixed times; use recordIters)`,
+      );
+    }
+    const ratio = every / dt;
+    if (Math.abs(ratio - Math.round(ratio)) > 1e-6 * ratio || Math.round(ratio) < 1) {
+      throw new WpcArgumentError(`${fn}: options.recordEvery must be a multiple of options.dt (${dt}), got ${every}`);
+    }
+    return { everySteps: Math.round(ratio), activities, capacity };
   }
-  if (typeof controller.forceDtmin !== 'boolean') argError(fn, at('forceDtmin'), 'a boolean', controller.forceDtmin);
-  return { solver, controller, maxT1, dt, maxSteps, pollEvery };
+  if (iters) return { everySteps: 1, activities, capacity };
+  if (activities) throw new WpcArgumentError(`${fn}: options.recordActivities needs options.recordIters or options.recordEvery`);
+  return null;
+}
+
+/** Validates and fills in solver options (every error names the option). */
+export function resolveSolverOptions(fn: string, options: SolverOptions): ResolvedSolver {
+  const solver = options.solver ?? 'heun';
+  if (solver instanceof Optimizer) {
+    for (const key of ['stepsizeController', 'maxT1', 'dt', 'maxSteps', 'pollEvery', 'steadyState'] as const) {
+      if (options[key] !== undefined) {
+        throw new WpcArgumentError(`${fn}: options.${key} does not apply to discrete inference (options.solver is an optimiser)`);
+      }
+    }
+    if (options.steps === undefined) throw new WpcArgumentError(`${fn}: options.steps (the number of activity updates) is required when options.solver is an optimiser`);
+    const steps = checkPositiveInt(fn, 'options.steps', options.steps);
+    if (options.recordEvery !== undefined) throw new WpcArgumentError(`${fn}: options.recordEvery needs an ODE solver; use recordIters with an optimiser`);
+    return { kind: 'discrete', optimizer: solver, steps, record: resolveRecording(fn, options, 1, true) };
+  }
+  if (typeof solver !== 'string' || !(SOLVER_NAMES as readonly string[]).includes(solver)) {
+    argError(fn, 'options.solver', `one of ${SOLVER_NAMES.map((s) => JSON.stringify(s)).join(', ')}, or an optimiser (sgd/adam)`, solver);
+  }
+  if (options.steps !== undefined) throw new WpcArgumentError(`${fn}: options.steps applies to discrete inference only; ODE solvers integrate to options.maxT1`);
+  const tableau = TABLEAUX[solver];
+  const maxT1 = checkFinite(fn, 'options.maxT1', options.maxT1 ?? 20, { min: 0, open: true });
+  const dt = options.dt === undefined ? undefined : checkFinite(fn, 'options.dt', options.dt, { min: 0, open: true });
+  const maxSteps = checkPositiveInt(fn, 'options.maxSteps', options.maxSteps ?? 4096);
+  const pollEvery = checkPositiveInt(fn, 'options.pollEvery', options.pollEvery ?? 8);
+  const sc = options.stepsizeController ?? { pid: { rtol: 1e-3, atol: 1e-3 } };
+  let controller: 'constant' | ResolvedPid;
+  if (sc === 'constant') {
+    if (dt === undefined) {
+      throw new WpcArgumentError(`${fn}: options.dt must be given with stepsizeController 'constant' (diffrax cannot choose a constant step)`);
+    }
+    controller = 'constant';
+  } else {
+    controller = resolvePid(fn, sc);
+    if (!tableau.e) {
+      throw new WpcArgumentError(
+        `${fn}: options.solver '${solver}' has no error estimate, so it cannot be used with a PID step-size controller; use stepsizeController: 'constant' or an adaptive solver such as 'heun'`,
+      );
+    }
+  }
+  let event: { rtol: number; atol: number } | null = null;
+  const ss = options.steadyState ?? false;
+  if (ss !== false) {
+    const given = ss === true ? {} : ss;
+    if (typeof given !== 'object' || given === null) argError(fn, 'options.steadyState', 'a boolean or { rtol, atol }', ss);
+    checkKnownKeys(fn, 'options.steadyState', given, ['rtol', 'atol']);
+    const pick = (k: 'rtol' | 'atol') => {
+      const v = given[k] ?? (controller === 'constant' ? undefined : controller[k]);
+      if (v === undefined) {
+        throw new WpcArgumentError(`${fn}: options.steadyState.${k} must be given with a constant step size (it defaults to the PID controller's)`);
+      }
+      return checkFinite(fn, `options.steadyState.${k}`, v, { min: 0 });
+    };
+    event = { rtol: pick('rtol'), atol: pick('atol') };
+  }
+  const record = resolveRecording(fn, options, dt, controller === 'constant');
+  return { kind: 'ode', tableau, controller, maxT1, dt, maxSteps, pollEvery, event, record };
+}
+
+/** Stage families and grid points a solve needs in its workspace. */
+export function workspaceNeeds(cfg: ResolvedSolver): WorkspaceNeeds {
+  if (cfg.kind === 'discrete') return { stages: 2, gridSteps: 1 };
+  const gridSteps = cfg.controller === 'constant' && cfg.event ? constantStepSizes(cfg.maxT1, cfg.dt!).length : 1;
+  return { stages: cfg.tableau.stages, gridSteps };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -137,46 +277,106 @@ export function t1ClipFloor(t1: number): number {
   return t;
 }
 
-/** Step sizes of diffrax's ConstantStepSize on [0, t1] with dt0, in float32, as the GPU will take them. */
-export function constantStepSizes(t1: number, dt0: number): number[] {
+/** Ends of the steps of diffrax's ConstantStepSize on [0, t1] with dt0, in float32. */
+export function constantStepEnds(t1: number, dt0: number): number[] {
   const T1 = f32(t1);
   const dt = f32(dt0);
   const n = Math.ceil(f32(T1 / stepF32(dt, true)));
   const floor = t1ClipFloor(T1);
-  const sizes: number[] = [];
+  const ends: number[] = [];
   let tprev = 0;
   let tnext = Math.min(dt, T1);
   let completed = 1;
   while (tprev < T1) {
-    sizes.push(f32(tnext - tprev));
+    ends.push(tnext);
     completed++;
     const t1Next = completed === n ? T1 : f32(f32(T1) * f32(completed / n));
     tprev = Math.min(tnext, T1);
     tnext = t1Next > floor ? T1 : t1Next;
-    if (sizes.length > 1e7) throw new Error('constantStepSizes: runaway grid');
+    if (ends.length > 1e7) throw new Error('constantStepEnds: runaway grid');
   }
-  return sizes;
+  return ends;
+}
+
+/** Step sizes of diffrax's ConstantStepSize on [0, t1] with dt0, in float32, as the GPU takes them. */
+export function constantStepSizes(t1: number, dt0: number): number[] {
+  const ends = constantStepEnds(t1, dt0);
+  return ends.map((t, i) => f32(t - (i === 0 ? 0 : ends[i - 1]!)));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Stage records
+
+/** Where stage i of a step is evaluated: the first at y, the others at the probe t. */
+const pointOf = (i: number): EvalPoint => (i === 1 ? 'y' : 't');
+
+/** Records of one fixed-size step (free-running): stages up to the last that matters, the last updating y in place. */
+function freeRunningRecords(tab: Tableau, dt: number): StageRecord[] {
+  // FSAL tableaux have b_s = 0: their last stage only feeds the next step, which recomputes it as its first.
+  const s = tab.fsal ? tab.stages - 1 : tab.stages;
+  const base = { dt, rtol: 0, atol: 0, ecoef: [] as number[] };
+  return Array.from({ length: s }, (_, j) => {
+    const i = j + 1;
+    return i < s
+      ? { ...base, mode: StageMode.STAGE, index: i, coef: tab.a[i - 1]!, candidate: 'probe' as const }
+      : { ...base, mode: StageMode.FINAL, index: i, coef: tab.b.slice(0, s), candidate: 'in-place' as const };
+  });
+}
+
+/** Records of a controlled step: stages 1..s, then Hairer's two probes. The candidate goes to the probe's slot. */
+function controlledRecords(tab: Tableau, rtol: number, atol: number, withError: boolean): StageRecord[] {
+  const base = { dt: 0, rtol, atol, candidate: 'probe' as const };
+  const s = tab.stages;
+  const e = withError && tab.e ? tab.e : [];
+  const records: StageRecord[] = [];
+  for (let i = 1; i <= s; i++) {
+    if (i < s) records.push({ ...base, mode: StageMode.STAGE, index: i, coef: tab.a[i - 1]!, ecoef: [] });
+    else if (tab.fsal) records.push({ ...base, mode: StageMode.FINAL_FSAL, index: i, coef: [], ecoef: e });
+    else records.push({ ...base, mode: StageMode.FINAL, index: i, coef: tab.b, ecoef: e });
+  }
+  records.push({ ...base, mode: StageMode.HAIRER1, index: 1, coef: [], ecoef: [] });
+  records.push({ ...base, mode: StageMode.HAIRER2, index: 2, coef: [], ecoef: [] });
+  return records;
+}
+
+function discreteRecords(opt: Optimizer, steps: number): StageRecord[] {
+  const c = opt.config;
+  return Array.from({ length: steps }, (_, n) => {
+    const count = n + 1;
+    const coef =
+      c.kind === 'adam'
+        ? [c.lr, c.b1, c.b2, c.eps, c.epsRoot, 1 - Math.pow(c.b1, count), 1 - Math.pow(c.b2, count), 0]
+        : [c.lr, c.momentum ?? 0, 0, 0, 0, 1, 1, c.nesterov ? 1 : 0];
+    const kind = c.kind === 'adam' ? StageOptimizer.ADAM : c.momentum === undefined ? StageOptimizer.SGD : StageOptimizer.MOMENTUM;
+    return { mode: StageMode.OPTIM, index: 1, coef, ecoef: [], dt: 0, rtol: 0, atol: 0, candidate: 'in-place', opt: kind };
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------------
 
 export interface SolveStats {
-  /** Time reached (maxT1 once finished). */
+  /** Time reached (maxT1 unless the steady-state event stopped the solve first; the step count for discrete). */
   t: number;
   accepted: number;
   rejected: number;
-  /** Dispatches encoded for the steps (no-op steps after a PID solve finished included). */
+  /** The steady-state event ended the solve. */
+  steadyState: boolean;
+  /** Dispatches encoded for the steps (no-op steps after a controlled solve finished included). */
   dispatches: number;
-  /** Steps encoded (for PID: including no-op steps after the end). */
+  /** Steps encoded (controlled solves: including no-op steps after the end). */
   stepsEncoded: number;
+  /** States recorded (0 without recording), and whether more were dropped for lack of room. */
+  recorded: number;
+  recordOverflow: boolean;
 }
 
-/** Steps encoded per submit for constant step sizes (bounds command-buffer size; browsers stay responsive). */
-const CONSTANT_CHUNK = 64;
+/** Steps encoded per submit when the whole grid is known (bounds command-buffer size; browsers stay responsive). */
+const FREE_RUNNING_CHUNK = 64;
 
 /**
  * Integrates from the activities in the workspace's y (with φ(y), pred1, x and the target in place; work to
- * produce them may still be recorded in `rec`). Leaves the solution in y and φ(y).
+ * produce them may still be recorded in `rec`). Leaves the solution in y and φ(y). `observe` sees the solver
+ * state at every poll (tests use it to follow accept/reject decisions).
  */
 export async function integrate(
   ws: Workspace,
@@ -186,53 +386,131 @@ export async function integrate(
   observe?: (state: SolverStateView) => void,
 ): Promise<SolveStats> {
   const before = rec.dispatches + ws.runtime.stats.dispatches;
-  if (cfg.controller === 'constant') {
-    const sizes = constantStepSizes(cfg.maxT1, cfg.dt!);
-    if (sizes.length > cfg.maxSteps) {
-      throw new WpcSolverError(
-        `solveInference: a constant step of ${cfg.dt} needs ${sizes.length} steps to reach maxT1 = ${cfg.maxT1}, more than maxSteps = ${cfg.maxSteps} (diffrax fails here too); raise maxSteps or dt`,
-      );
+  const recording = cfg.record;
+  if (recording) ws.prepareRecording(rec, recording.capacity, recording.activities);
+  resetState(ws, cfg);
+  if (cfg.kind === 'discrete') return runDiscrete(ws, rec, cfg, loss, before);
+  if (cfg.controller === 'constant' && !cfg.event) return runFreeRunning(ws, rec, cfg, loss, before);
+  return runControlled(ws, rec, cfg, loss, before, observe);
+}
+
+/** The solver state at the start of a solve (queue-ordered before the solve's commands). */
+function resetState(ws: Workspace, cfg: ResolvedSolver): void {
+  const state = new ArrayBuffer(STATE_WORDS * 4);
+  const f = new Float32Array(state);
+  const u = new Uint32Array(state);
+  f[STATE.prevInv] = 1;
+  f[STATE.prevPrevInv] = 1;
+  u[STATE.lastAccepted] = 1; // the initial state counts as accepted (recording)
+  if (cfg.kind === 'ode') {
+    if (cfg.controller === 'constant') {
+      f[STATE.tnext] = constantStepEnds(cfg.maxT1, cfg.dt!)[0]!;
+    } else if (cfg.dt !== undefined) {
+      let dt0 = cfg.dt;
+      if (cfg.controller.dtmax !== undefined) dt0 = Math.min(dt0, cfg.controller.dtmax);
+      if (cfg.controller.dtmin !== undefined) dt0 = Math.max(dt0, cfg.controller.dtmin);
+      f[STATE.tnext] = Math.min(f32(dt0), f32(cfg.maxT1));
     }
-    const inPlace = cfg.solver === 'heun';
-    ws.writeStageRecords([
-      { dt: 0, rtol: 0, atol: 0, candidate: 'in-place' },
-      ...sizes.map((dt): StageRecord => ({ dt, rtol: 0, atol: 0, candidate: inPlace ? 'in-place' : 'probe' })),
-    ]);
-    sizes.forEach((_, i) => {
-      ws.recordErrors(rec, 'y', loss, false);
-      if (cfg.solver === 'euler') {
-        ws.recordActivityGrad(rec, 'euler', false, i + 1);
-      } else {
-        ws.recordActivityGrad(rec, 'heun1', false, i + 1);
-        ws.recordErrors(rec, 't', loss, false);
-        ws.recordActivityGrad(rec, 'heun2', false, i + 1);
-      }
-      if ((i + 1) % CONSTANT_CHUNK === 0) rec.submit();
-    });
-    rec.submit();
-    const dispatches = ws.runtime.stats.dispatches - before;
-    return { t: f32(cfg.maxT1), accepted: sizes.length, rejected: 0, dispatches, stepsEncoded: sizes.length };
   }
-  return integratePid(ws, rec, cfg, loss, before, observe);
+  ws.runtime.device.queue.writeBuffer(ws.state, 0, state);
+}
+
+function recordingWhen(rec: Recorder, ws: Workspace, loss: Loss, cfg: ResolvedSolver, when: number): void {
+  ws.recordState(rec, loss, when, cfg.record!.activities);
+}
+
+/** The final state's energies (and activities) into the recording, after the loop. */
+function recordFinal(ws: Workspace, rec: Recorder, cfg: ResolvedSolver, loss: Loss, when: number): void {
+  ws.recordErrors(rec, 'y', loss, false);
+  recordingWhen(rec, ws, loss, cfg, when);
+}
+
+function runFreeRunning(ws: Workspace, rec: Recorder, cfg: Extract<ResolvedSolver, { kind: 'ode' }>, loss: Loss, before: number): SolveStats {
+  const sizes = constantStepSizes(cfg.maxT1, cfg.dt!);
+  if (sizes.length > cfg.maxSteps) {
+    throw new WpcSolverError(
+      `solveInference: a constant step of ${cfg.dt} needs ${sizes.length} steps to reach maxT1 = ${cfg.maxT1}, more than maxSteps = ${cfg.maxSteps} (diffrax fails here too); raise maxSteps or dt`,
+    );
+  }
+  const tab = cfg.tableau;
+  const perStep = tab.fsal ? tab.stages - 1 : tab.stages;
+  ws.writeStageRecords(
+    sizes.flatMap((dt) => freeRunningRecords(tab, dt)),
+    `free:${tab.name}:${cfg.maxT1}:${cfg.dt}`,
+  );
+  writeSolverConfig(ws, cfg);
+  const every = cfg.record?.everySteps ?? 0;
+  sizes.forEach((_, n) => {
+    for (let i = 1; i <= perStep; i++) {
+      ws.recordErrors(rec, pointOf(i), loss, false);
+      if (i === 1 && every > 0 && n % every === 0) recordingWhen(rec, ws, loss, cfg, RecordWhen.ALWAYS);
+      ws.recordActivityGrad(rec, pointOf(i), false, 1 + n * perStep + (i - 1));
+    }
+    if ((n + 1) % FREE_RUNNING_CHUNK === 0) rec.submit();
+  });
+  if (every > 0) recordFinal(ws, rec, cfg, loss, RecordWhen.ALWAYS);
+  rec.submit();
+  const recorded = every > 0 ? Math.floor((sizes.length - 1) / every) + 2 : 0;
+  return finishStats(ws, before, { t: f32(cfg.maxT1), accepted: sizes.length, rejected: 0, steadyState: false, stepsEncoded: sizes.length }, cfg, recorded);
+}
+
+function runDiscrete(ws: Workspace, rec: Recorder, cfg: Extract<ResolvedSolver, { kind: 'discrete' }>, loss: Loss, before: number): SolveStats {
+  ws.writeStageRecords(discreteRecords(cfg.optimizer, cfg.steps), `discrete:${JSON.stringify(cfg.optimizer.config)}:${cfg.steps}`);
+  writeSolverConfig(ws, cfg);
+  // Fresh optimiser state for every solve (JPC initialises it per batch).
+  rec.clear(ws.buffer, ws.stageOffset(1) * 4, 2 * ws.nAll * 4);
+  const recording = cfg.record !== null;
+  for (let n = 0; n < cfg.steps; n++) {
+    ws.recordErrors(rec, 'y', loss, false);
+    if (recording) recordingWhen(rec, ws, loss, cfg, RecordWhen.ALWAYS);
+    ws.recordActivityGrad(rec, 'y', false, 1 + n);
+    if ((n + 1) % FREE_RUNNING_CHUNK === 0) rec.submit();
+  }
+  if (recording) recordFinal(ws, rec, cfg, loss, RecordWhen.ALWAYS);
+  rec.submit();
+  return finishStats(ws, before, { t: cfg.steps, accepted: cfg.steps, rejected: 0, steadyState: false, stepsEncoded: cfg.steps }, cfg, recording ? cfg.steps + 1 : 0);
+}
+
+function finishStats(
+  ws: Workspace,
+  before: number,
+  s: { t: number; accepted: number; rejected: number; steadyState: boolean; stepsEncoded: number },
+  cfg: ResolvedSolver,
+  recorded: number,
+): SolveStats {
+  const capacity = cfg.record?.capacity ?? 0;
+  return {
+    ...s,
+    dispatches: ws.runtime.stats.dispatches - before,
+    recorded: Math.min(recorded, capacity),
+    recordOverflow: recorded > capacity,
+  };
 }
 
 /**
- * Writes the solver config uniform: the PID controller's settings (when adaptive) and the layout the
- * elementwise solver kernels use. `part` is what pid_control / hairer_dt0 / scaled_square use, `part2` the
- * second set of hairer_h0.
+ * Writes the solver config uniform (struct Config in solver.wgsl): the controller's settings and the layout
+ * the elementwise solver kernels use. `err`/`ev` select the partials the controller reads; Hairer's first
+ * phase points them at d0's and d1's partials instead.
  */
 export function writeSolverConfig(
   ws: Workspace,
   cfg: ResolvedSolver | undefined,
-  part = ws.stagePartials,
-  part2 = ws.stagePartials,
+  regions: { err?: { off: number; count: number }; ev?: { off: number; count: number } } = {},
 ): void {
-  const c = cfg && cfg.controller !== 'constant' ? cfg.controller : undefined;
+  const ode = cfg?.kind === 'ode' ? cfg : undefined;
+  const c = ode && ode.controller !== 'constant' ? ode.controller : undefined;
+  const tab = ode?.tableau;
+  const fsal = tab?.fsal ?? false;
   const data = new ArrayBuffer(CONFIG_WORDS * 4);
   const f = new Float32Array(data);
   const u = new Uint32Array(data);
-  const maxT1 = cfg?.maxT1 ?? 0;
-  f[0] = 0; // t0
+  const maxT1 = ode?.maxT1 ?? 0;
+  // The error estimate comes from the last stage (at the probe, partials B); steady-state tests read f(y) from
+  // the first stage (partials A) or, for FSAL tableaux, from the last stage at the candidate.
+  const last = tab && tab.stages > 1 ? ws.partB : ws.partA;
+  const err = regions.err ?? last;
+  const ev = regions.ev ?? (fsal ? ws.partB : ws.partA);
+  f[0] = 0;
   f[1] = maxT1;
   f[2] = t1ClipFloor(maxT1);
   f[3] = c?.rtol ?? 0;
@@ -245,24 +523,40 @@ export function writeSolverConfig(
   f[10] = c?.safety ?? 0.9;
   f[11] = c?.dtmin ?? 0;
   f[12] = c?.dtmax ?? 0;
-  f[13] = 2; // Heun's error order
+  f[13] = tab?.order ?? 1;
   f[14] = ws.nAll; // the whole ODE state, the output layer's dummy activity included
-  u[15] = cfg?.maxSteps ?? 0;
-  u[16] = c ? (c.dtmin !== undefined ? 1 : 0) | (c.dtmax !== undefined ? 2 : 0) | (c.forceDtmin ? 4 : 0) : 0;
-  u[17] = part.off;
-  u[18] = part.count;
-  u[19] = part2.off;
-  u[20] = part2.count;
-  u[21] = ws.fam.y;
-  u[22] = ws.fam.py;
-  u[23] = ws.fam.t; // the Heun candidate y1 shares the probe's slot
-  u[24] = ws.fam.pt;
-  u[25] = ws.fam.k1;
-  u[26] = ws.fam.t;
-  u[27] = ws.fam.pt;
-  u[28] = ws.nHidden;
+  u[15] = ode?.maxSteps ?? 0;
+  u[16] =
+    (c?.dtmin !== undefined ? 1 : 0) |
+    (c?.dtmax !== undefined ? 2 : 0) |
+    (c?.forceDtmin ? 4 : 0) |
+    (ode?.event ? 8 : 0) |
+    (fsal ? 16 : 0);
+  u[17] = err.off;
+  u[18] = err.count;
+  u[19] = ev.off;
+  u[20] = ev.count;
+  u[21] = ws.partA.off;
+  u[22] = ws.partA.count;
+  u[23] = ode && ode.controller === 'constant' ? 1 : 0;
+  f[24] = ode?.event?.rtol ?? 0;
+  f[25] = ode?.event?.atol ?? 0;
+  f[26] = tab && tab.stages > 1 ? tab.a[0]![0]! : 0;
+  u[27] = ws.grid;
+  u[28] = ode && ode.controller === 'constant' && ode.event ? constantStepEnds(ode.maxT1, ode.dt!).length : 0;
   u[29] = ws.fam.y;
-  u[30] = ws.nAll;
+  u[30] = ws.fam.py;
+  u[31] = ws.fam.t; // the candidate y1 shares the probe's slot
+  u[32] = ws.fam.pt;
+  u[33] = ws.stageOffset(1);
+  u[34] = tab ? ws.stageOffset(Math.min(tab.stages, ws.stages)) : ws.stageOffset(1);
+  u[35] = ws.fam.t;
+  u[36] = ws.fam.pt;
+  u[37] = ws.nHidden;
+  u[38] = ws.fam.y;
+  u[39] = ws.nAll;
+  u[40] = ws.activityOffset(ws.model.depth);
+  u[41] = ws.batch * ws.model.outputDim;
   ws.writeConfig(data);
 }
 
@@ -277,6 +571,7 @@ export interface SolverStateView {
   /** Of the last attempted step; -1 when it was not finite. */
   scaledError: number;
   done: boolean;
+  steadyState: boolean;
 }
 
 function view(words: Float32Array): SolverStateView {
@@ -290,60 +585,77 @@ function view(words: Float32Array): SolverStateView {
     lastAccepted: u[STATE.lastAccepted] !== 0,
     scaledError: words[STATE.scaledError]!,
     done: u[STATE.done] !== 0,
+    steadyState: u[STATE.event] !== 0,
   };
 }
 
-async function integratePid(
+async function runControlled(
   ws: Workspace,
   rec: Recorder,
-  cfg: ResolvedSolver,
+  cfg: Extract<ResolvedSolver, { kind: 'ode' }>,
   loss: Loss,
   before: number,
   observe: ((state: SolverStateView) => void) | undefined,
 ): Promise<SolveStats> {
-  const c = cfg.controller as Exclude<ResolvedSolver['controller'], 'constant'>;
   const rt = ws.runtime;
-  const state = new ArrayBuffer(STATE_WORDS * 4);
-  const sf = new Float32Array(state);
-  sf[STATE.tprev] = 0;
-  sf[STATE.prevInv] = 1;
-  sf[STATE.prevPrevInv] = 1;
-  if (cfg.dt !== undefined) {
-    let dt0 = cfg.dt;
-    if (c.dtmax !== undefined) dt0 = Math.min(dt0, c.dtmax);
-    if (c.dtmin !== undefined) dt0 = Math.max(dt0, c.dtmin);
-    sf[STATE.tnext] = Math.min(f32(dt0), f32(cfg.maxT1));
+  const tab = cfg.tableau;
+  const s = tab.stages;
+  const pid = cfg.controller === 'constant' ? undefined : cfg.controller;
+  const recording = cfg.record !== null;
+  if (cfg.controller === 'constant') {
+    const ends = constantStepEnds(cfg.maxT1, cfg.dt!);
+    if (ends.length > cfg.maxSteps) {
+      throw new WpcSolverError(
+        `solveInference: a constant step of ${cfg.dt} needs ${ends.length} steps to reach maxT1 = ${cfg.maxT1}, more than maxSteps = ${cfg.maxSteps} (diffrax fails here too); raise maxSteps or dt`,
+      );
+    }
+    ws.writeGrid(ends);
   }
-  rt.device.queue.writeBuffer(ws.state, 0, state);
-  ws.writeStageRecords([{ dt: 0, rtol: c.rtol, atol: c.atol, candidate: 'probe' }]);
+  // Records 1..s: the stages; s+1, s+2: Hairer's probes.
+  ws.writeStageRecords(controlledRecords(tab, pid?.rtol ?? 0, pid?.atol ?? 0, pid !== undefined), `controlled:${tab.name}:${pid?.rtol}:${pid?.atol}`);
+  const stageRecord = (i: number) => i;
+  if (cfg.event) {
+    writeSolverConfig(ws, cfg);
+    ws.recordSolver(rec, 'dummy_norm');
+  }
 
-  if (cfg.dt === undefined) {
+  if (pid && cfg.dt === undefined) {
     // Hairer's initial step: d0 from y, d1 from f0 = f(y), then d2 from f(y + h0·f0).
-    writeSolverConfig(ws, cfg, ws.squarePartials, ws.stagePartials);
+    writeSolverConfig(ws, cfg, { err: ws.partD0, ev: ws.partA });
     ws.recordErrors(rec, 'y', loss, false);
-    ws.recordActivityGrad(rec, 'hairer1', false);
+    ws.recordActivityGrad(rec, 'y', false, s + 1);
     ws.recordElementwise(rec, 'scaled_square');
     ws.recordSolver(rec, 'hairer_h0');
     ws.recordElementwise(rec, 'hairer_probe');
     ws.recordErrors(rec, 't', loss, false);
-    ws.recordActivityGrad(rec, 'hairer2', false);
+    ws.recordActivityGrad(rec, 't', false, s + 2);
     rec.submit();
+    // Queue-ordered after the submit above: hairer_dt0 and the steps see the controller's config.
+    writeSolverConfig(ws, cfg);
+    ws.recordSolver(rec, 'hairer_dt0');
+  } else {
+    writeSolverConfig(ws, cfg);
   }
-  // Queue-ordered after the submit above: hairer_dt0 and the steps see the controller's config.
-  writeSolverConfig(ws, cfg);
-  if (cfg.dt === undefined) ws.recordSolver(rec, 'hairer_dt0');
+  if (tab.fsal) {
+    // The first step's first stage; later steps take it from the previous step's last.
+    ws.recordErrors(rec, 'y', loss, true);
+    if (recording) recordingWhen(rec, ws, loss, cfg, RecordWhen.NEXT_START);
+    ws.recordActivityGrad(rec, 'y', true, stageRecord(1));
+  }
 
   const history = ws.pidHistory;
   let encoded = 0; // steps submitted so far
   let confirmed = 0; // steps the last poll saw completed
   const encodeSteps = (count: number) => {
-    for (let i = 0; i < count; i++) {
-      ws.recordErrors(rec, 'y', loss, true);
-      ws.recordActivityGrad(rec, 'heun1', true);
-      ws.recordErrors(rec, 't', loss, true);
-      ws.recordActivityGrad(rec, 'heun2', true);
-      ws.recordSolver(rec, 'pid_control');
+    for (let n = 0; n < count; n++) {
+      for (let i = tab.fsal ? 2 : 1; i <= s; i++) {
+        ws.recordErrors(rec, pointOf(i), loss, true);
+        if (i === 1 && recording) recordingWhen(rec, ws, loss, cfg, RecordWhen.NEXT_START);
+        ws.recordActivityGrad(rec, pointOf(i), true, stageRecord(i));
+      }
+      ws.recordSolver(rec, 'step_control');
       ws.recordElementwise(rec, 'accept');
+      if (tab.fsal && recording) recordingWhen(rec, ws, loss, cfg, RecordWhen.ACCEPTED);
     }
     rec.submit();
     encoded += count;
@@ -366,10 +678,10 @@ async function integratePid(
     [words] = (await pending.wait({ expectedMs: history.sleep.sleepFor(units, performance.now() - started) })) as [Float32Array];
     history.sleep.update(units, performance.now() - started, pending.mapMs);
     started = performance.now();
-    observe?.(view(words));
-    confirmed = new Uint32Array(words.buffer, words.byteOffset, STATE_WORDS)[STATE.steps]!;
-    const done = new Uint32Array(words.buffer, words.byteOffset, STATE_WORDS)[STATE.done] !== 0;
-    if (done || (!next && encoded >= cfg.maxSteps)) {
+    const v = view(words);
+    observe?.(v);
+    confirmed = v.steps;
+    if (v.done || (!next && encoded >= cfg.maxSteps)) {
       if (next) void next.wait().catch(() => undefined); // only to give its staging buffer back
       break;
     }
@@ -377,8 +689,7 @@ async function integratePid(
     pending = next ?? encodeSteps(chunk());
   }
   const u = new Uint32Array(words.buffer, words.byteOffset, STATE_WORDS);
-  const steps = u[STATE.steps]!;
-  history.lastSteps = steps;
+  history.lastSteps = u[STATE.steps]!;
   const t = words[STATE.tprev]!;
   const failed = u[STATE.failed]!;
   if (failed !== 0 || u[STATE.done] === 0) {
@@ -394,11 +705,22 @@ async function integratePid(
       `solveInference: maxSteps (${cfg.maxSteps}) steps were taken without reaching maxT1 = ${cfg.maxT1} (${where}); diffrax fails here too. Raise maxSteps, loosen rtol/atol, or lower maxT1`,
     );
   }
-  return {
-    t,
-    accepted: u[STATE.accepted]!,
-    rejected: u[STATE.rejected]!,
-    dispatches: rt.stats.dispatches - before,
-    stepsEncoded: encoded,
-  };
+  const accepted = u[STATE.accepted]!;
+  if (recording && !tab.fsal) {
+    recordFinal(ws, rec, cfg, loss, RecordWhen.FINAL);
+    rec.submit();
+  }
+  return finishStats(
+    ws,
+    before,
+    { t, accepted, rejected: u[STATE.rejected]!, steadyState: u[STATE.event] !== 0, stepsEncoded: encoded },
+    cfg,
+    recording ? accepted + 1 : 0,
+  );
 }
+
+/** A description of the solver options for messages. */
+export function describeSolver(cfg: ResolvedSolver): string {
+  return cfg.kind === 'discrete' ? `${cfg.optimizer.config.kind} × ${cfg.steps}` : `${cfg.tableau.name}/${cfg.controller === 'constant' ? 'constant' : 'pid'}`;
+}
+

@@ -59,7 +59,7 @@ export async function updatePcActivities(
     loadActivities(ws, rec, cap.activities);
     ws.recordErrors(rec, 'y', loss, false);
     ws.recordEnergies(rec, loss);
-    ws.recordActivityGrad(rec, 'grad', false);
+    ws.recordActivityGrad(rec, 'y', false, 0);
     const L = model.depth;
     rec.clear(ws.buffer, ws.gradOffset(L) * 4, B * model.outputDim * 4); // the dummy's gradient is zero
     const grads = opts.returnGrads ? copyOutLayers(ws, rec, (l) => ws.gradOffset(l)) : null;
