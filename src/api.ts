@@ -12,8 +12,11 @@ export { pcEnergy, computePcActivityGrad, computePcParamGrads, initActivitiesWit
 export type { ActivityGradResult, EnergyOptions, ParamGradResult, PcEnergyOptions } from './pc/energy.js';
 export type { BatchData } from './pc/batch.js';
 export { solveInference } from './pc/infer.js';
-export type { SolveInferenceOptions, SolveInferenceResult } from './pc/infer.js';
-export type { PidOptions, SolverName, SolverOptions, StepsizeController } from './pc/solver.js';
+export type { Recording, SolveInferenceOptions, SolveInferenceResult } from './pc/infer.js';
+export { SOLVER_NAMES, TABLEAUX } from './pc/tableaux.js';
+export type { Tableau } from './pc/tableaux.js';
+export type { PidOptions, SolverName, SolverOptions, SteadyStateOptions, StepsizeController } from './pc/solver.js';
+export { computeActivityNorms, computeParamNorms } from './pc/metrics.js';
 export { updatePcActivities, updatePcParams } from './pc/updates.js';
 export type { ActivityUpdateResult, ParamUpdateResult, UpdateOptions } from './pc/updates.js';
 export { Optimizer, OptState, adam, sgd } from './pc/optim.js';

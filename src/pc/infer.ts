@@ -1,19 +1,19 @@
 /**
- * Inference as an ODE (JPC's `solve_inference`): the activities follow the negative energy gradient
+ * Inference (JPC's `solve_inference`): the activities follow the negative energy gradient
  *
  *   dz/dt = −∂F/∂z,   z(0) = the given activities,
  *
- * integrated to t1 = `maxT1` by Euler or Heun with a constant step, or by Heun with diffrax's PID step-size
- * controller (JPC's default). Everything runs on the GPU; see solver.ts for how the host is kept out of the loop.
- *
- * Like JPC, the solve integrates all the way to `maxT1`: JPC's steady-state event tests the activities rather
- * than their derivative and so never fires in practice (see the README's notes on JPC).
+ * integrated to t1 = `maxT1` by any of diffrax's explicit Runge–Kutta methods, with a constant step or diffrax's
+ * PID step-size controller (JPC's default: Heun + PID, rtol = atol = 1e-3), optionally stopping at a steady
+ * state; or discrete inference, `steps` optimiser updates. Everything runs on the GPU; see solver.ts for how
+ * the host is kept out of the loop.
  */
+import type { Recorder } from '../runtime/recorder.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { type BatchData, beginCall, copyOutLayers, loadActivities, loadBatch, onWorkspace } from './batch.js';
 import type { Model } from './model.js';
-import { SOLVER_OPTION_KEYS, integrate, resolveSolverOptions, writeSolverConfig, type ResolvedSolver, type SolverOptions } from './solver.js';
-import type { Loss } from './workspace.js';
+import { SOLVER_OPTION_KEYS, integrate, resolveSolverOptions, workspaceNeeds, writeSolverConfig, type ResolvedSolver, type SolveStats, type SolverOptions } from './solver.js';
+import type { Loss, Workspace } from './workspace.js';
 
 export interface SolveInferenceOptions extends SolverOptions {
   /** The clamped input x, shape [B, inputDim]. */
@@ -22,17 +22,57 @@ export interface SolveInferenceOptions extends SolverOptions {
   loss?: Loss;
 }
 
+/** What a solve recorded (`recordIters` / `recordEvery`), read from the GPU only when the caller asks. */
+export interface Recording {
+  /**
+   * Layer energies (each /B) of every recorded state, shape [R, L]; each row in JPC's `record_layers` order
+   * [E_L, E_2, …, E_{L−1}, E_1]. Row 0 is the initial state, row R−1 the final one.
+   */
+  energies: Tensor;
+  /** With `recordActivities`: the activities of every recorded state, one tensor [R, B, d_l] per layer. */
+  activities: Tensor[] | null;
+  /** Index of the last recorded state (R − 1), JPC's `t_max`. */
+  tMax: number;
+  /** More states than `maxRecords` were reached; the later ones are missing. */
+  overflow: boolean;
+}
+
 export interface SolveInferenceResult {
-  /** The activities at t = maxT1 (new tensors; shapes as given). Unlike JPC there is no leading time axis. */
+  /** The activities at the end (new tensors; shapes as given). Unlike JPC there is no leading time axis. */
   activities: Tensor[];
-  /** Time reached: maxT1. */
+  /** Time reached: maxT1, or earlier when the steady-state event stopped the solve (discrete: the step count). */
   t: number;
-  /** Attempted steps: accepted and rejected (always 0 with constant steps). */
+  /** Attempted steps: accepted and rejected (rejections only with the PID controller). */
   steps: { accepted: number; rejected: number };
-  /** GPU dispatches encoded for the steps (for benchmarks; no-op steps after a PID solve ended included). */
+  /** The steady-state event ended the solve. */
+  steadyState: boolean;
+  /** With `recordIters` / `recordEvery`. */
+  recording: Recording | null;
+  /** GPU dispatches encoded for the steps (for benchmarks; no-op steps after a controlled solve ended included). */
   dispatches: number;
-  /** Steps encoded: the attempted ones, plus (adaptive solves) no-op steps queued past the end. */
+  /** Steps encoded: the attempted ones, plus (controlled solves) no-op steps queued past the end. */
   encodedSteps: number;
+}
+
+/** Copies what a solve recorded into new tensors. */
+export function copyOutRecording(ws: Workspace, rec: Recorder, stats: SolveStats): Recording | null {
+  const buffers = ws.recordings;
+  if (stats.recorded === 0 || !buffers) return null;
+  const L = ws.model.depth;
+  const R = stats.recorded;
+  const energies = ws.runtime.empty([R, L]);
+  rec.copy(buffers.records, 16, energies.buffer, 0, R * L * 4);
+  let activities: Tensor[] | null = null;
+  if (buffers.trajN > 0) {
+    activities = [];
+    for (let l = 1; l <= L; l++) {
+      const width = ws.batch * ws.model.dims[l]!;
+      const t = ws.runtime.empty([R, ws.batch, ws.model.dims[l]!]);
+      for (let r = 0; r < R; r++) rec.copy(buffers.traj, (r * ws.nAll + ws.layer[l]!) * 4, t.buffer, r * width * 4, width * 4);
+      activities.push(t);
+    }
+  }
+  return { energies, activities, tMax: R - 1, overflow: stats.recordOverflow };
 }
 
 /**
@@ -51,19 +91,28 @@ export async function solveInference(
     cfg = resolveSolverOptions(fn, opts);
   });
   const solver = cfg!;
-  return onWorkspace(model, B, cap, async (ws, rec) => {
-    writeSolverConfig(ws, solver);
-    loadBatch(ws, rec, cap.input, cap.output);
-    loadActivities(ws, rec, cap.activities);
-    const stats = await integrate(ws, rec, solver, loss);
-    const out = copyOutLayers(ws, rec, (l) => ws.activityOffset(l));
-    rec.submit();
-    return {
-      activities: out,
-      t: stats.t,
-      steps: { accepted: stats.accepted, rejected: stats.rejected },
-      dispatches: stats.dispatches,
-      encodedSteps: stats.stepsEncoded,
-    };
-  });
+  return onWorkspace(
+    model,
+    B,
+    cap,
+    async (ws, rec) => {
+      writeSolverConfig(ws, solver);
+      loadBatch(ws, rec, cap.input, cap.output);
+      loadActivities(ws, rec, cap.activities);
+      const stats = await integrate(ws, rec, solver, loss);
+      const out = copyOutLayers(ws, rec, (l) => ws.activityOffset(l));
+      const recording = copyOutRecording(ws, rec, stats);
+      rec.submit();
+      return {
+        activities: out,
+        t: stats.t,
+        steps: { accepted: stats.accepted, rejected: stats.rejected },
+        steadyState: stats.steadyState,
+        recording,
+        dispatches: stats.dispatches,
+        encodedSteps: stats.stepsEncoded,
+      };
+    },
+    workspaceNeeds(solver),
+  );
 }

@@ -765,12 +765,58 @@ export function heunStep(f: VectorField, y: readonly Mat[], h: number): { y1: Ma
   return { y1, yErr };
 }
 
+/** One explicit Runge–Kutta step: the candidate and its embedded error estimate. */
+export type StepFn = (f: VectorField, y: readonly Mat[], h: number) => { y1: Mat[]; yErr: Mat[] };
+
+/** A Butcher tableau in the shape WPC's src/pc/tableaux.ts uses (a: strictly lower rows, e: null = no estimate). */
+export interface RefTableau {
+  a: readonly (readonly number[])[];
+  b: readonly number[];
+  e: readonly number[] | null;
+}
+
+/**
+ * The generic explicit Runge–Kutta step, in float64: k_i = f(y + h Σ_j a_ij k_j), y1 = y + h Σ b_i k_i,
+ * yErr = h Σ e_i k_i. FSAL tableaux need no special case here: the last stage is recomputed, with the same value.
+ */
+export function rkStep(tab: RefTableau): StepFn {
+  return (f, y, h) => {
+    const k: Mat[][] = [];
+    for (let i = 0; i < tab.b.length; i++) {
+      const row = i === 0 ? [] : tab.a[i - 1]!;
+      const yi = y.map((m, leaf) => {
+        const o = mat(m.rows, m.cols);
+        for (let q = 0; q < m.data.length; q++) {
+          let acc = 0;
+          row.forEach((aij, j) => (acc += aij * k[j]![leaf]!.data[q]!));
+          o.data[q] = m.data[q]! + h * acc;
+        }
+        return o;
+      });
+      k.push(f(yi));
+    }
+    const combine = (w: readonly number[], base: boolean) =>
+      y.map((m, leaf) => {
+        const o = mat(m.rows, m.cols);
+        for (let q = 0; q < m.data.length; q++) {
+          let acc = 0;
+          w.forEach((wi, i) => (acc += wi * k[i]![leaf]!.data[q]!));
+          o.data[q] = (base ? m.data[q]! : 0) + h * acc;
+        }
+        return o;
+      });
+    return { y1: combine(tab.b, true), yErr: tab.e ? combine(tab.e, false) : y.map((m) => mat(m.rows, m.cols)) };
+  };
+}
+
 export interface ConstantSolveOptions {
   t0?: number;
   t1: number;
   dt0: number;
   /** 'euler' (JPC's Euler) or 'heun' (diffrax Heun with ConstantStepSize; the error estimate is ignored). */
   method: 'euler' | 'heun';
+  /** Any other explicit Runge–Kutta step (overrides `method`). */
+  step?: StepFn;
   timeDtype?: TimeDtype;
   /** diffrax `max_steps` (default 4096): more steps than this throws. */
   maxSteps?: number;
@@ -813,7 +859,7 @@ export function integrateConstant(f: VectorField, y0: readonly Mat[], opts: Cons
       throw new Error(`integrateConstant: maxSteps (${maxSteps}) reached at t=${tprev} before t1=${t1}`);
     }
     const h = ops.sub(tnext, tprev);
-    y = opts.method === 'euler' ? eulerStep(f, y, h) : heunStep(f, y, h).y1;
+    y = opts.step ? opts.step(f, y, h).y1 : opts.method === 'euler' ? eulerStep(f, y, h) : heunStep(f, y, h).y1;
     // adapt_step_size
     let proposed: number;
     if (grid === 'fraction') {
@@ -861,6 +907,8 @@ export interface PidSolveOptions extends PidOptions {
   maxSteps?: number;
   /** Keep the state after every accepted step. */
   recordStates?: boolean;
+  /** The Runge–Kutta step (default Heun); `errorOrder` should be its order. */
+  step?: StepFn;
 }
 
 /** One attempted step of the PID-controlled solve. */
@@ -980,7 +1028,7 @@ export function integrateHeunPid(f: VectorField, y0: readonly Mat[], opts: PidSo
       throw new Error(`integrateHeunPid: maxSteps (${maxSteps}) reached at t=${tprev} before t1=${t1}`);
     }
     const h = ops.sub(tnext, tprev);
-    const { y1, yErr } = heunStep(f, y, h);
+    const { y1, yErr } = (opts.step ?? heunStep)(f, y, h);
     // loop: NaN errors become +inf
     for (const e of yErr) for (let i = 0; i < e.data.length; i++) if (Number.isNaN(e.data[i]!)) e.data[i] = Infinity;
 
@@ -1109,6 +1157,8 @@ function constantOpts(opts: SolveEulerOptions, method: 'euler' | 'heun'): Consta
 
 export interface SolveHeunPidOptions extends PidOptions {
   maxT1: number;
+  /** Any explicit Runge–Kutta step (`rkStep(tableau)`, with `errorOrder` its order); default Heun. */
+  step?: StepFn;
   /** Initial step (JPC's `dt`); Hairer's algorithm when undefined. */
   dt0?: number;
   loss: Loss;
