@@ -3,7 +3,8 @@
  * The `wpc` command line: `wpc train` trains a discriminative PC network on MNIST or Fashion-MNIST,
  * `wpc info` shows the WebGPU adapter. Progress goes to stderr; stdout gets one JSON line per command.
  */
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DATASET_NAMES, loadDataset, type DatasetName } from './data/node.js';
 import { batches, epochBatchCount, type Dataset } from './data/dataset.js';
@@ -13,11 +14,24 @@ import { WpcArgumentError, WpcGpuError } from './runtime/errors.js';
 import { SleepEstimator, type Runtime } from './runtime/runtime.js';
 import type { Tensor } from './runtime/tensor.js';
 import { makeMlp, type Model } from './pc/model.js';
-import { adam } from './pc/optim.js';
+import { adam, sgd } from './pc/optim.js';
+import { SOLVER_NAMES, TABLEAUX, type SolverName } from './pc/tableaux.js';
 import { makePcStep } from './pc/train.js';
 import { testDiscriminativePc } from './pc/evaluate.js';
 import type { SolverOptions } from './pc/solver.js';
 import type { Loss } from './pc/workspace.js';
+import {
+  PAPER_DT,
+  PAPER_MAX_T1,
+  bestTable,
+  figureSvg,
+  heunEulerRatios,
+  runRuntimeStudy,
+  studyConfigs,
+  toCsv,
+  type StudyDataset,
+  type StudySolver,
+} from './study/runtime-study.js';
 
 const TRAIN_HELP = `Usage: wpc train [options]
 
@@ -34,14 +48,20 @@ Model
   --act NAME           ${ACTIVATIONS.join(' | ')}   (default tanh)
   --bias               give every layer a bias                                  (default: no bias, as JPC)
   --loss NAME          mse | ce: output energy and reported loss                (default mse)
-Inference (the ODE dz/dt = -dF/dz)
-  --solver NAME        heun | euler                                             (default heun)
-  --controller NAME    pid | constant; euler is always constant                 (default pid for heun)
+Inference (the ODE dz/dt = -dF/dz, or discrete optimiser steps)
+  --solver NAME        ${SOLVER_NAMES.join(' | ')}
+                       (diffrax's Runge-Kutta methods), or sgd | adam for discrete inference (default heun)
+  --controller NAME    pid | constant; euler is always constant                 (default pid if the solver has
+                                                                                 an error estimate)
   --max-t1 T           integration time                                         (default 20)
-  --dt DT              step size (initial step for pid; omit for Hairer's)      (default 0.05)
+  --dt DT              step size (initial step for pid; 'auto' for Hairer's)    (default 0.05)
   --rtol R, --atol A   PID tolerances                                           (default 1e-3, 1e-3)
+  --steady-state TOL   stop once rms(dz/dt) < TOL + TOL*rms(z) (diffrax's steady-state event; with JPC's 1/B
+                       scaling try 3e-5)                                        (default: integrate to T, as JPC)
   --max-steps N        most attempted steps per solve                           (default 4096)
-  --poll-every K       PID: read the solver state at most every K steps         (default 8)
+  --poll-every K       adaptive solves: read the solver state at most every K steps (default 8)
+  --steps T            discrete inference (--solver sgd|adam): activity updates (default: depth, as JPC's notebooks)
+  --activity-lr LR     discrete inference: the activity optimiser's learning rate (default 0.5)
 Training
   --batch B            batch size (the last partial batch is dropped)           (default 64)
   --lr LR              Adam learning rate                                       (default 1e-3)
@@ -62,8 +82,9 @@ Example (JPC's paper network, one epoch):
 const MAIN_HELP = `Usage: wpc <command> [options]
 
 Commands
-  train     train a PC network on MNIST / Fashion-MNIST (wpc train --help)
-  info      show the WebGPU adapter WPC gets on this machine
+  train              train a PC network on MNIST / Fashion-MNIST (wpc train --help)
+  reproduce runtime  the JPC paper's runtime study, Euler vs Heun (wpc reproduce runtime --help)
+  info               show the WebGPU adapter WPC gets on this machine
 
 WPC trains predictive-coding networks with WGSL compute shaders (WebGPU through Dawn in Node).
 `;
@@ -98,8 +119,11 @@ interface TrainConfig {
   act: Activation;
   bias: boolean;
   loss: Loss;
-  solver: 'heun' | 'euler';
+  solver: SolverName | 'sgd' | 'adam';
   controller: 'pid' | 'constant';
+  steadyState: number | undefined;
+  steps: number | undefined;
+  activityLr: number;
   maxT1: number;
   dt: number | undefined;
   rtol: number;
@@ -135,8 +159,11 @@ function parseTrain(argv: string[]): TrainConfig | 'help' {
       dt: { type: 'string' },
       rtol: { type: 'string' },
       atol: { type: 'string' },
+      'steady-state': { type: 'string' },
       'max-steps': { type: 'string' },
       'poll-every': { type: 'string' },
+      steps: { type: 'string' },
+      'activity-lr': { type: 'string' },
       batch: { type: 'string' },
       lr: { type: 'string' },
       epochs: { type: 'string' },
@@ -150,10 +177,15 @@ function parseTrain(argv: string[]): TrainConfig | 'help' {
   });
   if (values.help) return 'help';
   if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
-  const solver = oneOf('solver', values.solver, 'heun', ['heun', 'euler'] as const);
-  const controller = oneOf('controller', values.controller, solver === 'euler' ? 'constant' : 'pid', ['pid', 'constant'] as const);
-  if (solver === 'euler' && controller === 'pid') {
-    throw new UsageError('--solver euler has no error estimate, so it needs --controller constant (diffrax refuses it too)');
+  const solver = oneOf('solver', values.solver, 'heun', [...SOLVER_NAMES, 'sgd', 'adam'] as const);
+  const discrete = solver === 'sgd' || solver === 'adam';
+  const hasError = !discrete && TABLEAUX[solver].e !== null;
+  const controller = oneOf('controller', values.controller, hasError ? 'pid' : 'constant', ['pid', 'constant'] as const);
+  if (!discrete && !hasError && controller === 'pid') {
+    throw new UsageError(`--solver ${solver} has no error estimate, so it needs --controller constant (diffrax refuses it too)`);
+  }
+  if (!discrete && (values.steps !== undefined || values['activity-lr'] !== undefined)) {
+    throw new UsageError('--steps and --activity-lr are for discrete inference (--solver sgd or adam)');
   }
   const dt = values.dt === 'auto' ? undefined : parseNumber('dt', values.dt, 0.05, positive, 'a positive number (or auto)');
   if (dt === undefined && controller === 'constant') throw new UsageError('--dt auto needs --controller pid');
@@ -170,6 +202,9 @@ function parseTrain(argv: string[]): TrainConfig | 'help' {
     controller,
     maxT1: parseNumber('max-t1', values['max-t1'], 20, positive, 'a positive number'),
     dt,
+    steadyState: values['steady-state'] === undefined ? undefined : parseNumber('steady-state', values['steady-state'], 0, positive, 'a positive tolerance'),
+    steps: values.steps === undefined ? undefined : parseNumber('steps', values.steps, 0, positiveInt, 'a positive integer'),
+    activityLr: parseNumber('activity-lr', values['activity-lr'], 0.5, positive, 'a positive number'),
     rtol: parseNumber('rtol', values.rtol, 1e-3, (v) => v >= 0, 'a non-negative number'),
     atol: parseNumber('atol', values.atol, 1e-3, (v) => v >= 0, 'a non-negative number'),
     maxSteps: parseNumber('max-steps', values['max-steps'], 4096, positiveInt, 'a positive integer'),
@@ -195,6 +230,8 @@ class Progress {
   constructor(
     private readonly total: number,
     private readonly quiet: boolean,
+    private readonly unit = 'steps',
+    private readonly showLoss = true,
   ) {}
 
   update(done: number, loss: number | undefined, note = ''): void {
@@ -212,7 +249,7 @@ class Progress {
     const bar = `${'='.repeat(Math.max(0, filled - 1))}${filled > 0 ? (done < this.total ? '>' : '=') : ''}${' '.repeat(width - filled)}`;
     const line =
       `[${bar}] ${String(done).padStart(String(this.total).length)}/${this.total} ` +
-      `${rate.toFixed(1)} steps/s  ETA ${formatTime(eta)}  loss ${loss === undefined ? '-' : loss.toFixed(4)}${note ? `  ${note}` : ''}`;
+      `${rate.toFixed(1)} ${this.unit}/s  ETA ${formatTime(eta)}${this.showLoss ? `  loss ${loss === undefined ? '-' : loss.toFixed(4)}` : ''}${note ? `  ${note}` : ''}`;
     if (this.tty) process.stderr.write(`\r${line}\x1b[K`);
     else process.stderr.write(`${line}\n`);
   }
@@ -274,20 +311,27 @@ async function train(config: TrainConfig): Promise<void> {
     });
     const optim = adam({ lr: config.lr });
     const optState = optim.init(model);
-    const solver: SolverOptions = {
-      solver: config.solver,
-      stepsizeController: config.controller === 'constant' ? 'constant' : { pid: { rtol: config.rtol, atol: config.atol } },
-      maxT1: config.maxT1,
-      ...(config.dt === undefined ? {} : { dt: config.dt }),
-      maxSteps: config.maxSteps,
-      pollEvery: config.pollEvery,
-    };
+    const solver: SolverOptions =
+      config.solver === 'sgd' || config.solver === 'adam'
+        ? { solver: (config.solver === 'sgd' ? sgd : adam)({ lr: config.activityLr }), steps: config.steps ?? config.hidden + 1 }
+        : {
+            solver: config.solver,
+            stepsizeController: config.controller === 'constant' ? 'constant' : { pid: { rtol: config.rtol, atol: config.atol } },
+            maxT1: config.maxT1,
+            ...(config.dt === undefined ? {} : { dt: config.dt }),
+            maxSteps: config.maxSteps,
+            pollEvery: config.pollEvery,
+            ...(config.steadyState === undefined ? {} : { steadyState: { rtol: config.steadyState, atol: config.steadyState } }),
+          };
     const perEpoch = Math.min(epochBatchCount(trainSet.count, config.batch), config.maxBatches ?? Infinity);
     const total = perEpoch * config.epochs;
     const progress = new Progress(total, config.quiet);
     progress.log(
-      `wpc train: ${config.dataset}, ${config.hidden} hidden x ${config.width} ${config.act}, ${config.solver}/${config.controller}, ` +
-        `T=${config.maxT1}, dt=${config.dt ?? 'auto'}, batch ${config.batch}, ${total} steps, on ${adapter}`,
+      `wpc train: ${config.dataset}, ${config.hidden} hidden x ${config.width} ${config.act}, ` +
+        (config.solver === 'sgd' || config.solver === 'adam'
+          ? `${config.solver} inference (${config.steps ?? config.hidden + 1} steps, lr ${config.activityLr})`
+          : `${config.solver}/${config.controller}, T=${config.maxT1}, dt=${config.dt ?? 'auto'}${config.steadyState ? `, steady state ${config.steadyState}` : ''}`) +
+        `, batch ${config.batch}, ${total} steps, on ${adapter}`,
     );
     const curve: { step: number; loss: number; inferenceSteps: number; rejected: number }[] = [];
     const tests: { step: number; loss: number; accuracy: number }[] = [];
@@ -362,6 +406,153 @@ async function train(config: TrainConfig): Promise<void> {
   }
 }
 
+const RUNTIME_HELP = `Usage: wpc reproduce runtime [options]
+
+The JPC library paper's runtime study (Figure 1, and the best settings of Figures 3-6): Euler with a constant
+step vs Heun with the PID controller (rtol = atol = 1e-3); networks of H hidden tanh layers of 300 units, no
+bias, batch 64, Adam 1e-3, one epoch per setting. Every batch times one inference solve from a fresh
+feedforward initialisation until the GPU is done (the first batch excluded); the test accuracy is measured at
+the end of each run.
+
+Writes OUT/runtime.csv (every run), OUT/best.md (the best setting of each dataset/depth/solver and the
+Euler/Heun time ratios) and OUT/runtime.svg (Figure 1's layout); the last stdout line is a JSON summary.
+
+  --datasets LIST    mnist,fashion-mnist,cifar10-synthetic (CIFAR-10-shaped random data, for timing only)
+                                                                   (default: all three)
+  --data-dir DIR     folder with mnist/ and fashion-mnist/          (default $WPC_DATA_DIR)
+  --hidden LIST      hidden depths                                  (default 3,5,10)
+  --solvers LIST     euler,heun                                     (default both)
+  --max-t1 LIST      integration times T, 'paper' for the paper's grid ${PAPER_MAX_T1.join(',')},
+                     or 'best' for the paper's best T of each setting (default best)
+  --dt LIST          step sizes (Heun: the initial one), 'paper' (${PAPER_DT.join(',')}) or 'best'
+                                                                   (default best)
+  --batches N        batches per run, a shortened epoch            (default: the whole epoch)
+  --width N          units per hidden layer                         (default 300)
+  --batch B          batch size                                     (default 64)
+  --max-steps N      most steps per solve; Euler settings beyond it are skipped, as in the paper (default 4096)
+  --timing MODE      step: time the solve inside each training step (it starts from a fresh feedforward init);
+                     separate: the paper's extra solve after each step with the updated weights (the same
+                     computation, at twice the cost)                 (default step)
+  --seed S           weights, shuffling and synthetic data          (default 0)
+  --out DIR          output folder                                  (default runs/runtime)
+  --quiet            no progress on stderr
+  -h, --help         this help
+
+The whole grid (--max-t1 paper --dt paper) is 252 training runs per depth set; on a CPU adapter such as lavapipe
+it takes many hours, so start with the defaults or a subset, e.g.
+  wpc reproduce runtime --hidden 3 --batches 100
+`;
+
+function parseList<T>(flag: string, raw: string | undefined, fallback: readonly T[], parse: (item: string) => T | undefined, expected: string): T[] {
+  if (raw === undefined) return [...fallback];
+  const items = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  if (items.length === 0) throw new UsageError(`--${flag} must be a comma-separated list of ${expected}, got ${JSON.stringify(raw)}`);
+  return items.map((item) => {
+    const v = parse(item);
+    if (v === undefined) throw new UsageError(`--${flag} must be a comma-separated list of ${expected}, got ${JSON.stringify(item)} in ${JSON.stringify(raw)}`);
+    return v;
+  });
+}
+
+const positiveNumber = (s: string) => {
+  const v = Number(s);
+  return Number.isFinite(v) && v > 0 ? v : undefined;
+};
+
+async function reproduceRuntime(argv: string[]): Promise<void | 'help'> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: true,
+    options: {
+      datasets: { type: 'string' },
+      'data-dir': { type: 'string' },
+      hidden: { type: 'string' },
+      solvers: { type: 'string' },
+      'max-t1': { type: 'string' },
+      dt: { type: 'string' },
+      batches: { type: 'string' },
+      width: { type: 'string' },
+      batch: { type: 'string' },
+      'max-steps': { type: 'string' },
+      timing: { type: 'string' },
+      seed: { type: 'string' },
+      out: { type: 'string' },
+      quiet: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) return 'help';
+  if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
+  const timing = oneOf('timing', values.timing, 'step', ['step', 'separate'] as const);
+  const STUDY_DATASETS = ['mnist', 'fashion-mnist', 'cifar10-synthetic'] as const;
+  const datasets = parseList('datasets', values.datasets, STUDY_DATASETS, (s) => (STUDY_DATASETS as readonly string[]).includes(s) ? (s as StudyDataset) : undefined, STUDY_DATASETS.join(' / '));
+  const hidden = parseList('hidden', values.hidden, [3, 5, 10], (s) => (/^\d+$/.test(s) && Number(s) >= 1 ? Number(s) : undefined), 'positive integers');
+  const solvers = parseList('solvers', values.solvers, ['euler', 'heun'] as StudySolver[], (s) => (s === 'euler' || s === 'heun' ? s : undefined), 'euler / heun');
+  const grid = (flag: 'max-t1' | 'dt', paper: readonly number[]) => {
+    const raw = values[flag];
+    if (raw === undefined || raw === 'best') return 'best' as const;
+    if (raw === 'paper') return [...paper];
+    return parseList(flag, raw, paper, positiveNumber, "positive numbers (or 'paper' / 'best')");
+  };
+  const maxT1 = grid('max-t1', PAPER_MAX_T1);
+  const dt = grid('dt', PAPER_DT);
+  const batchesFlag = values.batches === undefined ? undefined : parseNumber('batches', values.batches, 0, positiveInt, 'a positive integer');
+  const width = parseNumber('width', values.width, 300, positiveInt, 'a positive integer');
+  const batchSize = parseNumber('batch', values.batch, 64, positiveInt, 'a positive integer');
+  const maxSteps = parseNumber('max-steps', values['max-steps'], 4096, positiveInt, 'a positive integer');
+  const seed = parseNumber('seed', values.seed, 0, Number.isSafeInteger, 'an integer');
+  const out = values.out ?? 'runs/runtime';
+  const quiet = values.quiet ?? false;
+  const configs = studyConfigs({ datasets, hidden, solvers, maxT1, dt });
+  const started = performance.now();
+  const rt = await init();
+  try {
+    const adapter = `${rt.adapter.description || rt.adapter.device || rt.adapter.vendor || 'unknown'} (${rt.adapter.architecture || 'unknown architecture'})`;
+    let progress: Progress | undefined;
+    if (!quiet) process.stderr.write(`wpc reproduce runtime: ${configs.length} runs (${datasets.join(', ')}; H ${hidden.join(', ')}; ${solvers.join(', ')}) on ${adapter}\n`);
+    const rows = await runRuntimeStudy(rt, {
+      timing,
+      datasets,
+      hidden,
+      solvers,
+      maxT1,
+      dt,
+      ...(batchesFlag === undefined ? {} : { batches: batchesFlag }),
+      seed,
+      width,
+      batchSize,
+      maxSteps,
+      load: (name, split) => loadDataset(name, split, values['data-dir'] === undefined ? {} : { dataDir: values['data-dir'] }),
+      onProgress: (done, total, c) => {
+        progress ??= new Progress(total, quiet, 'batches', false);
+        progress.update(done, undefined, `${c.dataset} H=${c.hidden} ${c.solver} T=${c.maxT1} dt=${c.dt}`);
+      },
+      onRow: (r) =>
+        progress?.log(
+          r.status === 'ok'
+            ? `${r.dataset} H=${r.hidden} ${r.solver} T=${r.maxT1} dt=${r.dt}: solve ${r.solveMsMean.toFixed(2)} ms (${r.inferenceStepsMean.toFixed(1)} steps), test ${Number.isNaN(r.testAccuracy) ? 'n/a' : `${r.testAccuracy.toFixed(2)}%`}`
+            : `${r.dataset} H=${r.hidden} ${r.solver} T=${r.maxT1} dt=${r.dt}: ${r.status}`,
+        ),
+    });
+    progress?.end();
+    await mkdir(out, { recursive: true });
+    const seconds = (performance.now() - started) / 1000;
+    await writeFile(join(out, 'runtime.csv'), toCsv(rows));
+    const table = bestTable(rows);
+    await writeFile(
+      join(out, 'best.md'),
+      `# Runtime study: best settings\n\nAdapter: ${adapter}. ${batchesFlag === undefined ? 'One epoch' : `${batchesFlag} batches`} per setting; ${seconds.toFixed(0)} s in all.\n\n${table}`,
+    );
+    await writeFile(join(out, 'runtime.svg'), figureSvg(rows, `Time per inference solve, Euler vs Heun (${adapter})`));
+    if (!quiet) process.stderr.write(`\n${table}\nwrote ${join(out, 'runtime.csv')}, ${join(out, 'best.md')}, ${join(out, 'runtime.svg')}\n`);
+    const ratios = heunEulerRatios(rows).map((r) => ({ dataset: r.dataset, hidden: r.hidden, eulerMs: +r.euler.solveMsMean.toFixed(3), heunMs: +r.heun.solveMsMean.toFixed(3), eulerOverHeun: +r.ratio.toFixed(3) }));
+    process.stdout.write(`${JSON.stringify({ runs: rows.length, seconds: +seconds.toFixed(1), ratios, out })}\n`);
+  } finally {
+    rt.dispose();
+  }
+}
+
 async function info(argv: string[]): Promise<void> {
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write('Usage: wpc info\n\nPrints the WebGPU adapter WPC gets (as JSON on stdout).\n');
@@ -403,11 +594,22 @@ async function main(argv: string[]): Promise<number> {
       await info(rest);
       return 0;
     }
+    if (command === 'reproduce') {
+      const [study, ...args] = rest;
+      if (study === undefined || study === '--help' || study === '-h') {
+        process.stdout.write(RUNTIME_HELP);
+        return study === undefined ? 2 : 0;
+      }
+      if (study !== 'runtime') throw new UsageError(`unknown study ${JSON.stringify(study)}; the one study is 'runtime'`);
+      if ((await reproduceRuntime(args)) === 'help') process.stdout.write(RUNTIME_HELP);
+      return 0;
+    }
     throw new UsageError(`unknown command ${JSON.stringify(command)}`);
   } catch (e) {
     const err = e as Error & { code?: string };
     if (e instanceof UsageError || err.code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`wpc: ${err.message}\nRun 'wpc ${command === 'train' ? 'train ' : ''}--help' for the options.\n`);
+      const sub = command === 'train' ? 'train ' : command === 'reproduce' ? 'reproduce runtime ' : '';
+      process.stderr.write(`wpc: ${err.message}\nRun 'wpc ${sub}--help' for the options.\n`);
       return 2;
     }
     if (e instanceof WpcGpuError || e instanceof WpcArgumentError) {

@@ -19,8 +19,10 @@ function wpc(args: string[], env: Record<string, string> = {}): Promise<{ code: 
 
 const FLAGS = [
   'dataset', 'data-dir', 'hidden', 'width', 'act', 'bias', 'loss', 'solver', 'controller', 'max-t1', 'dt', 'rtol', 'atol',
-  'max-steps', 'poll-every', 'batch', 'lr', 'epochs', 'max-batches', 'test-every', 'seed', 'out', 'quiet', 'help',
+  'steady-state', 'max-steps', 'poll-every', 'steps', 'activity-lr', 'batch', 'lr', 'epochs', 'max-batches', 'test-every',
+  'seed', 'out', 'quiet', 'help',
 ];
+const STUDY_FLAGS = ['datasets', 'data-dir', 'hidden', 'solvers', 'max-t1', 'dt', 'batches', 'width', 'batch', 'max-steps', 'timing', 'seed', 'out', 'quiet', 'help'];
 
 describe('wpc train', () => {
   it('--help documents every flag and exits 0', async () => {
@@ -37,6 +39,9 @@ describe('wpc train', () => {
       [['--batch', '0'], /--batch must be a positive integer, got "0"/],
       [['--lr', 'fast'], /--lr must be a positive number, got "fast"/],
       [['--solver', 'euler', '--controller', 'pid'], /--solver euler has no error estimate/],
+      [['--solver', 'rk4'], /--solver must be one of euler, heun, midpoint, ralston, bosh3, tsit5, dopri5, dopri8, sgd, adam/],
+      [['--steps', '5'], /--steps and --activity-lr are for discrete inference/],
+      [['--steady-state', '0'], /--steady-state must be a positive tolerance/],
       [['--dataset', 'cifar10'], /--dataset must be one of mnist, fashion-mnist/],
       [['extra'], /unexpected argument "extra"/],
     ];
@@ -79,6 +84,63 @@ describe('wpc train', () => {
     const r = await wpc(['train', '--data-dir', '/nonexistent/wpc-data', '--max-batches', '1']);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('/nonexistent/wpc-data');
+  });
+});
+
+describe('wpc train with other solvers', () => {
+  it('trains with Tsit5 + PID and the steady-state event, and with discrete SGD inference', async () => {
+    for (const args of [
+      ['--solver', 'tsit5', '--steady-state', '3e-5', '--max-t1', '200'],
+      ['--solver', 'sgd', '--activity-lr', '0.5', '--steps', '4'],
+    ]) {
+      const r = await wpc(['train', '--data-dir', DATA_DIR, '--hidden', '1', '--width', '32', '--batch', '32', '--max-batches', '8', '--test-every', '0', ...args]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout.trim()).steps).toBe(8);
+      expect(r.stderr).toContain(args[1]!);
+    }
+  });
+});
+
+describe('wpc reproduce runtime', () => {
+  it('--help documents every flag; bad flags exit 2', async () => {
+    const r = await wpc(['reproduce', 'runtime', '--help']);
+    expect(r.code).toBe(0);
+    for (const flag of STUDY_FLAGS) expect(r.stdout, `--${flag}`).toContain(`--${flag}`);
+    for (const [args, message] of [
+      [['--solvers', 'rk4'], /--solvers must be a comma-separated list of euler \/ heun/],
+      [['--hidden', '3,x'], /--hidden must be a comma-separated list of positive integers, got "x"/],
+      [['--timing', 'later'], /--timing must be one of step, separate/],
+      [['--datasets', 'cifar10'], /--datasets must be a comma-separated list/],
+    ] as [string[], RegExp][]) {
+      const bad = await wpc(['reproduce', 'runtime', ...args]);
+      expect(bad.code, args.join(' ')).toBe(2);
+      expect(bad.stderr).toMatch(message);
+    }
+    expect((await wpc(['reproduce', 'nothing'])).code).toBe(2);
+  });
+
+  it('runs the study, writes the CSV, the best-settings table and the figure, and reports the Euler/Heun ratio', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'wpc-study-'));
+    try {
+      const r = await wpc(['reproduce', 'runtime', '--datasets', 'mnist,cifar10-synthetic', '--data-dir', DATA_DIR, '--hidden', '3', '--width', '24', '--batches', '4', '--max-t1', '5', '--dt', '0.5,0.05', '--out', dir]);
+      expect(r.code, r.stderr).toBe(0);
+      const summary = JSON.parse(r.stdout.trim().split('\n').pop()!);
+      expect(summary.runs).toBe(2 * 2 * 2);
+      expect(summary.ratios.map((x: { dataset: string }) => x.dataset)).toEqual(['mnist', 'cifar10-synthetic']);
+      for (const x of summary.ratios) expect(x.eulerOverHeun).toBeGreaterThan(0);
+      const csv = (await readFile(join(dir, 'runtime.csv'), 'utf8')).trim().split('\n');
+      expect(csv[0]).toBe('dataset,hidden,solver,maxT1,dt,batches,status,solveMsMean,solveMsMedian,solveMsStd,trainStepMsMean,inferenceStepsMean,rejectedMean,testAccuracy');
+      expect(csv).toHaveLength(1 + 8);
+      // Euler at T = 5, dt = 0.05 takes 100 steps; T = 5, dt = 0.5 takes 10.
+      const euler = csv.slice(1).filter((l) => l.startsWith('mnist,3,euler'));
+      expect(euler.map((l) => Number(l.split(',')[11]))).toEqual([10, 100]);
+      expect(await readFile(join(dir, 'best.md'), 'utf8')).toContain('| mnist | 3 | Heun + PID |');
+      const svg = await readFile(join(dir, 'runtime.svg'), 'utf8');
+      expect(svg.startsWith('<svg')).toBe(true);
+      expect(svg).toContain('cifar10-synthetic');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -26,9 +26,14 @@ export interface PcStepOptions extends SolverOptions {
   gradNorms?: boolean;
   /** Accuracy (%) of the updated model's feedforward prediction on this batch (JPC's `calculate_accuracy`). */
   calculateAccuracy?: boolean;
+  /**
+   * Time the inference solve: wait for the GPU before and after it (like JAX's `block_until_ready`) and report
+   * the wall-clock milliseconds. This stalls the pipeline twice, so use it for measurements only. Default false.
+   */
+  timeInference?: boolean;
 }
 
-const METRIC_KEYS = ['activityNorms', 'paramNorms', 'gradNorms', 'calculateAccuracy'] as const;
+const METRIC_KEYS = ['activityNorms', 'paramNorms', 'gradNorms', 'calculateAccuracy', 'timeInference'] as const;
 
 export interface PcStepResult {
   /** The model, updated in place. */
@@ -56,6 +61,8 @@ export interface PcStepResult {
   acc: Tensor | null;
   /** GPU dispatches encoded for the inference steps. */
   inferenceDispatches: number;
+  /** With `timeInference`: wall-clock milliseconds of the solve, GPU work included. */
+  inferenceMs: number | null;
 }
 
 /**
@@ -92,7 +99,21 @@ export async function makePcStep(
       const lossTensor = copyOutScalars(ws, rec, ws.scalar.loss, [1]);
       if (opts.paramNorms) ws.recordParamNorms(rec, 'params');
       const paramNorms = opts.paramNorms ? copyOutScalars(ws, rec, ws.scalar.paramNorms, [model.depth, 2]) : null;
+      let inferenceMs: number | null = null;
+      let solveStart = 0;
+      if (opts.timeInference) {
+        rec.submit();
+        await ws.runtime.finish();
+        solveStart = performance.now();
+      }
       const stats = await integrate(ws, rec, cfg, loss);
+      if (opts.timeInference) {
+        rec.submit();
+        // Sleep through most of the solve first: awaiting at once makes Dawn busy-poll a CPU core.
+        const { waitedMs } = await ws.runtime.finish({ expectedMs: ws.solveClock.sleepFor(1, performance.now() - solveStart) });
+        ws.solveClock.update(1, performance.now() - solveStart, waitedMs);
+        inferenceMs = performance.now() - solveStart;
+      }
       const recording = copyOutRecording(ws, rec, stats);
       ws.recordErrors(rec, 'y', loss, false);
       ws.recordEnergies(rec, loss);
@@ -124,6 +145,7 @@ export async function makePcStep(
         gradNorms,
         acc,
         inferenceDispatches: stats.dispatches,
+        inferenceMs,
       };
     },
     workspaceNeeds(cfg),

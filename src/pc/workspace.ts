@@ -187,6 +187,8 @@ export class Workspace {
   private readonly recordingUniform: GPUBuffer;
   /** What the last adaptive solve on this workspace took, to size the first chunk and the host's sleep. */
   readonly pidHistory = { lastSteps: 0, sleep: new SleepEstimator() };
+  /** How long timed solves take (makePcStep's timeInference), to sleep instead of busy-waiting. */
+  readonly solveClock = new SleepEstimator();
   /** The stage records last written (a solve with the same ones skips the upload). */
   stageRecordsKey = '';
 
