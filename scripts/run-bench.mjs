@@ -5,7 +5,10 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { cpus, totalmem, platform, release } from 'node:os';
 
-const BENCHES = { inference: 'Inference and training steps, JPC paper networks' };
+const BENCHES = {
+  inference: 'Inference and training steps, JPC paper networks',
+  solvers: 'Every inference method, H = 3 paper network',
+};
 mkdirSync('bench/results', { recursive: true });
 mkdirSync('.bench-build', { recursive: true });
 const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ${platform()} ${release()}, Node ${process.version}`;
