@@ -8,6 +8,7 @@ import { cpus, totalmem, platform, release } from 'node:os';
 const BENCHES = {
   inference: 'Inference and training steps, JPC paper networks',
   solvers: 'Every inference method, H = 3 paper network',
+  fused: 'Fused single-workgroup solve vs per-stage dispatches (small networks)',
 };
 mkdirSync('bench/results', { recursive: true });
 mkdirSync('.bench-build', { recursive: true });

@@ -1,16 +1,17 @@
 // The explicit Runge–Kutta family: each tableau's order conditions, its measured order of convergence on a
 // linear ODE with a known solution, GPU trajectories against the float64 reference with the same tableau, and
 // PID-controlled solves (accept/reject sequence, step sizes, final state) for every adaptive tableau.
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ffwd, integrateConstant, mat, pcVectorField, rkStep, solveHeunPid, type Mat, type VectorField } from './reference/jpc64.js';
 import { SOLVER_NAMES, TABLEAUX, type SolverName } from '../src/pc/tableaux.js';
 import { solveInference } from '../src/pc/infer.js';
+import { init, type Runtime } from '../src/node.js';
 import { Workspace } from '../src/pc/workspace.js';
 import { Recorder } from '../src/runtime/recorder.js';
 import { integrate, resolveSolverOptions, workspaceNeeds, writeSolverConfig, type SolverStateView } from '../src/pc/solver.js';
 import { loadActivities, loadBatch } from '../src/pc/batch.js';
 import { Random } from '../src/util/random.js';
-import { expectClose, flat, gpuModel, randomMat, randomRefModel, readAll, tensorOf, useRuntime } from './helpers.js';
+import { expectClose, flat, gpuModel, oneHotMat, randomMat, randomRefModel, readAll, tensorOf, useRuntime } from './helpers.js';
 
 const rt = useRuntime();
 const ADAPTIVE = SOLVER_NAMES.filter((s) => TABLEAUX[s].e !== null);
@@ -95,23 +96,54 @@ function problem(seed: number, act: 'tanh' | 'linear' | 'gelu', B = 3) {
 }
 
 describe('every solver on the GPU against the float64 reference', () => {
+  let perStage: Runtime;
+  beforeAll(async () => {
+    perStage = await init({ kernels: { fused: 'never' } });
+  });
+  afterAll(() => perStage.dispose());
+
   for (const name of SOLVER_NAMES) {
-    it(`${name} with a constant step`, async () => {
+    it(`${name} with a constant step: the per-stage kernels and the fused single-workgroup solve`, async () => {
       const p = problem(31, 'tanh');
-      const model = gpuModel(rt(), p.ref);
-      const [input, output] = [tensorOf(rt(), p.x), tensorOf(rt(), p.y)];
-      const acts = p.acts0.map((a) => tensorOf(rt(), a));
-      const readsBefore = rt().stats.readbacks;
-      const r = await solveInference(model, acts, output, { input, solver: name, stepsizeController: 'constant', maxT1: 2, dt: 0.25 });
-      expect(rt().stats.readbacks, 'a constant-step solve reads nothing back').toBe(readsBefore);
       const ref = integrateConstant(pcVectorField(p.ref, p.y, p.x, 'mse'), p.acts0, { t1: 2, dt0: 0.25, method: 'euler', step: rkStep(TABLEAUX[name]), timeDtype: 'float32' });
-      expect(r.steps.accepted).toBe(ref.steps);
       const s = TABLEAUX[name].stages;
-      expect(r.dispatches / r.encodedSteps, 'dispatches per step: 2 per evaluated stage').toBe(2 * (TABLEAUX[name].fsal ? s - 1 : s));
-      expectClose(await readAll(r.activities), flat(ref.y), 1e-4, `${name} final activities`);
-      model.dispose();
+      // This network is small enough that the default runtime fuses the whole solve into one dispatch.
+      for (const [path, runtime, dispatchesPerStep] of [
+        ['per-stage', perStage, 2 * (TABLEAUX[name].fsal ? s - 1 : s)],
+        ['fused', rt(), 1 / 8],
+      ] as const) {
+        const model = gpuModel(runtime, p.ref);
+        const [input, output] = [tensorOf(runtime, p.x), tensorOf(runtime, p.y)];
+        const acts = p.acts0.map((a) => tensorOf(runtime, a));
+        const readsBefore = runtime.stats.readbacks;
+        const r = await solveInference(model, acts, output, { input, solver: name, stepsizeController: 'constant', maxT1: 2, dt: 0.25 });
+        expect(runtime.stats.readbacks, `${path}: a constant-step solve reads nothing back`).toBe(readsBefore);
+        expect(r.steps.accepted).toBe(ref.steps);
+        expect(r.dispatches / r.encodedSteps, `${path}: dispatches per step`).toBe(dispatchesPerStep);
+        expectClose(await readAll(r.activities), flat(ref.y), 1e-4, `${name} (${path}): final activities`);
+        model.dispose();
+      }
     });
   }
+
+  it('the fused solve equals the per-stage kernels bit for bit (cross-entropy, no bias, FSAL and not)', async () => {
+    const rng = new Random(71);
+    const ref = randomRefModel(71, [4, 9, 5, 3], 'silu', false);
+    const x = randomMat(rng, 5, 4);
+    const y = oneHotMat(rng, 5, 3);
+    const out: Float32Array[] = [];
+    for (const runtime of [perStage, rt()]) {
+      const model = gpuModel(runtime, ref);
+      for (const solver of ['ralston', 'dopri5'] as const) {
+        const acts = ffwd(ref, x).map((m) => tensorOf(runtime, m));
+        const r = await solveInference(model, acts, tensorOf(runtime, y), { input: tensorOf(runtime, x), loss: 'ce', solver, stepsizeController: 'constant', maxT1: 3, dt: 0.3 });
+        out.push(await readAll(r.activities));
+      }
+      model.dispose();
+    }
+    expect(out[2]).toEqual(out[0]);
+    expect(out[3]).toEqual(out[1]);
+  });
 
   it('the GPU solvers converge at their order on a network (float32 allows orders 1 to 3)', async () => {
     // B = 1: no 1/B slowdown, so the dynamics change visibly over T = 4.

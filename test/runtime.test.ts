@@ -272,10 +272,12 @@ describe('steady state of a training loop', () => {
   });
 
   it('constant-step inference reads nothing back and costs a fixed number of dispatches per step', async () => {
-    const model = makeMlp(rt(), MLP);
+    // A network this small would run the whole solve as one fused dispatch; force the per-stage kernels.
+    const perStage = await init({ kernels: { fused: 'never' } });
+    const model = makeMlp(perStage, MLP);
     const { x, y } = batch(4);
-    const input = rt().tensor(x, [B, 6]);
-    const ce = rt().tensor(y, [B, 3]);
+    const input = perStage.tensor(x, [B, 6]);
+    const ce = perStage.tensor(y, [B, 3]);
     const acts = await initActivitiesWithFfwd(model, input);
     // Per step: Euler = errors + activity-grad; Heun = two of each; ce adds its output-row kernel per errors.
     const cases = [
@@ -285,11 +287,11 @@ describe('steady state of a training loop', () => {
     ] as const;
     for (const c of cases) {
       const run = async (maxT1: number) => {
-        const readbacks = rt().stats.readbacks;
-        const dispatches = rt().stats.dispatches;
+        const readbacks = perStage.stats.readbacks;
+        const dispatches = perStage.stats.dispatches;
         const res = await solveInference(model, acts, ce, { input, loss: c.loss, solver: c.solver, stepsizeController: 'constant', maxT1, dt: 0.1 });
-        const delta = rt().stats.dispatches - dispatches;
-        expect(rt().stats.readbacks - readbacks, `${c.solver}/${c.loss}: readbacks during the solve`).toBe(0);
+        const delta = perStage.stats.dispatches - dispatches;
+        expect(perStage.stats.readbacks - readbacks, `${c.solver}/${c.loss}: readbacks during the solve`).toBe(0);
         res.activities.forEach((a) => a.dispose());
         return { steps: res.steps.accepted, delta, reported: res.dispatches };
       };
@@ -301,13 +303,21 @@ describe('steady state of a training loop', () => {
       expect(short.reported, `${c.solver}/${c.loss}: dispatches the solve reports`).toBe(c.perStep * short.steps);
       expect(long.reported).toBe(c.perStep * long.steps);
     }
+    model.dispose();
+    perStage.dispose();
+  });
+
+  it('on the default runtime the same small network solves in one fused dispatch, with no readback', async () => {
+    const model = makeMlp(rt(), MLP);
+    const { x, y } = batch(4);
     // A whole constant-step training step reads nothing back either.
     const optim = sgd({ lr: 0.1 });
     const state = optim.init(model);
     const readbacks = rt().stats.readbacks;
     const r = await makePcStep(model, optim, state, y, { input: x, solver: 'euler', stepsizeController: 'constant', maxT1: 1, dt: 0.1 });
     expect(rt().stats.readbacks - readbacks, 'readbacks during a constant-step makePcStep').toBe(0);
-    expect(r.inferenceDispatches).toBe(2 * r.steps.accepted);
+    expect(r.steps.accepted).toBe(10);
+    expect(r.inferenceDispatches, 'the whole solve is one single-workgroup dispatch').toBe(1);
     model.dispose();
   });
 });

@@ -161,7 +161,7 @@ describe('makePcStep', () => {
     const res = await makePcStep(model, optim, state, f32(p.y), { input: f32(p.x), solver: 'euler', stepsizeController: 'constant', maxT1: 4, dt: 0.5 });
     expect(rt().stats.readbacks, 'no readback inside a constant-step training step').toBe(readsBefore);
     expect(res.steps).toEqual({ accepted: 8, rejected: 0 });
-    expect(res.inferenceDispatches).toBe(8 * 2);
+    expect(res.inferenceDispatches, 'a network this small solves in one fused dispatch').toBe(1);
     expectClose(await paramsOf(model), expected, 1e-4, 'parameters');
     model.dispose();
   });

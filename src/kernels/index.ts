@@ -8,6 +8,7 @@ import type { BindingSpec, KernelSpec } from '../runtime/kernel.js';
 import activationsWgsl from './activations.wgsl';
 import activityGradWgsl from './activity-grad.wgsl';
 import forwardWgsl from './forward.wgsl';
+import fusedSolveWgsl from './fused-solve.wgsl';
 import layerMatmulWgsl from './layer-matmul.wgsl';
 import optimizerWgsl from './optimizer.wgsl';
 import outputWgsl from './output.wgsl';
@@ -215,3 +216,22 @@ export function optimizerKernel(kind: OptimizerKernelKind, gradsInTarget: boolea
     workgroupSize: SMALL_WG,
   };
 }
+
+/**
+ * A whole fixed-step Runge–Kutta solve in one single-workgroup dispatch (fused-solve.wgsl), for networks small
+ * enough that dispatch overhead, not arithmetic, dominates. Bindings: cfg, params, work, layers, coefs.
+ */
+export function fusedSolveKernel(act: Activation, wg: number): KernelSpec {
+  return {
+    name: 'solver.fused-rk',
+    parts: [ACTIVATIONS_PART, part('fused-solve.wgsl', fusedSolveWgsl)],
+    constants: { ACT: activationId(act), WG: wg },
+    entryPoint: 'main',
+    bindings: [uniform('cfg'), ro('params'), rw('work'), ro('layers'), ro('coefs')],
+    workgroupSize: wg,
+  };
+}
+
+/** Words of the fused solver's uniform (struct Fused) and of a layer entry (struct LayerEntry). */
+export const FUSED_WORDS = 20;
+export const FUSED_LAYER_WORDS = 8;

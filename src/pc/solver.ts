@@ -390,7 +390,7 @@ export async function integrate(
   if (recording) ws.prepareRecording(rec, recording.capacity, recording.activities);
   resetState(ws, cfg);
   if (cfg.kind === 'discrete') return runDiscrete(ws, rec, cfg, loss, before);
-  if (cfg.controller === 'constant' && !cfg.event) return runFreeRunning(ws, rec, cfg, loss, before);
+  if (cfg.controller === 'constant' && !cfg.event) return await runFreeRunning(ws, rec, cfg, loss, before);
   return runControlled(ws, rec, cfg, loss, before, observe);
 }
 
@@ -425,7 +425,27 @@ function recordFinal(ws: Workspace, rec: Recorder, cfg: ResolvedSolver, loss: Lo
   recordingWhen(rec, ws, loss, cfg, when);
 }
 
-function runFreeRunning(ws: Workspace, rec: Recorder, cfg: Extract<ResolvedSolver, { kind: 'ode' }>, loss: Loss, before: number): SolveStats {
+/**
+ * Whether a fixed-step solve runs as one single-workgroup dispatch (fused-solve.wgsl) instead of two dispatches
+ * per stage: where the network is so small that dispatch overhead dominates (see FUSED_MAX_WORK), unless the
+ * runtime's `kernels.fused` forces the choice. Recording needs the per-stage kernels.
+ */
+export function useFusedSolve(ws: Workspace, cfg: Extract<ResolvedSolver, { kind: 'ode' }>): boolean {
+  const choice = ws.runtime.kernels.fused ?? 'auto';
+  if (choice === 'never' || cfg.record !== null) return false;
+  if (choice === 'always') return true;
+  return fusedWork(ws) <= FUSED_MAX_WORK;
+}
+
+/** Multiply-adds of one stage's errors and gradients: B × (weights of layers 2..L, twice). */
+function fusedWork(ws: Workspace): number {
+  return 2 * ws.batch * ws.model.layers.slice(1).reduce((s, l) => s + l.inDim * l.outDim, 0);
+}
+
+/** Largest stage work (multiply-adds) for which the fused solve is used; measured on lavapipe (BENCHMARKS.md). */
+export const FUSED_MAX_WORK = 20_000;
+
+async function runFreeRunning(ws: Workspace, rec: Recorder, cfg: Extract<ResolvedSolver, { kind: 'ode' }>, loss: Loss, before: number): Promise<SolveStats> {
   const sizes = constantStepSizes(cfg.maxT1, cfg.dt!);
   if (sizes.length > cfg.maxSteps) {
     throw new WpcSolverError(
@@ -434,6 +454,11 @@ function runFreeRunning(ws: Workspace, rec: Recorder, cfg: Extract<ResolvedSolve
   }
   const tab = cfg.tableau;
   const perStep = tab.fsal ? tab.stages - 1 : tab.stages;
+  if (useFusedSolve(ws, cfg)) {
+    await ws.recordFusedSolve(rec, tab.a.slice(0, perStep - 1), tab.b.slice(0, perStep), sizes, loss, `${tab.name}:${cfg.maxT1}:${cfg.dt}`);
+    rec.submit();
+    return finishStats(ws, before, { t: f32(cfg.maxT1), accepted: sizes.length, rejected: 0, steadyState: false, stepsEncoded: sizes.length }, cfg, 0);
+  }
   ws.writeStageRecords(
     sizes.flatMap((dt) => freeRunningRecords(tab, dt)),
     `free:${tab.name}:${cfg.maxT1}:${cfg.dt}`,

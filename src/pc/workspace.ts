@@ -30,6 +30,9 @@ import {
   StageMode,
   activityGradKernel,
   defaultTiles,
+  fusedSolveKernel,
+  FUSED_LAYER_WORDS,
+  FUSED_WORDS,
   forwardKernel,
   outputKernel,
   paramGradKernel,
@@ -772,6 +775,53 @@ export class Workspace {
     rec.dispatch(this.k('record.record_advance'), group('record_advance'), 1, offset);
   }
 
+  private fused: { kernel: CompiledKernel; layers: GPUBuffer; cfg: GPUBuffer; coefs?: GPUBuffer; key?: string; group?: GPUBindGroup } | undefined;
+
+  /**
+   * Records a whole fixed-step Runge–Kutta solve as one single-workgroup dispatch (fused-solve.wgsl): `a` and
+   * `b` of the stages evaluated, the step sizes. The coefficients upload only when `key` changes.
+   */
+  async recordFusedSolve(rec: Recorder, a: readonly (readonly number[])[], b: readonly number[], sizes: readonly number[], loss: Loss, key: string): Promise<void> {
+    const rt = this.runtime;
+    const { model, fam } = this;
+    const L = model.depth;
+    const wg = rt.adapter.isSoftware ? 64 : 256;
+    if (!this.fused) {
+      const kernel = await rt.kernel(fusedSolveKernel(this.act, wg));
+      const table = new ArrayBuffer(L * FUSED_LAYER_WORDS * 4);
+      const u = new Uint32Array(table);
+      const f = new Float32Array(table);
+      model.layers.forEach((spec, i) => {
+        const o = i * FUSED_LAYER_WORDS;
+        u.set([spec.inDim, spec.outDim, spec.weightOffset, Math.max(0, spec.biasOffset), spec.useBias ? 1 : 0], o);
+        f[o + 5] = spec.scale;
+        u[o + 6] = this.layer[i + 1]!;
+      });
+      const cfg = rt.device.createBuffer({ size: FUSED_WORDS * 4, usage: UNIFORM_USAGE, label: 'wpc.fused.cfg' });
+      this.ownBuffers.push(cfg);
+      this.fused = { kernel, layers: this.storageFrom(table, 'wpc.fused.layers'), cfg };
+    }
+    const fused = this.fused;
+    const s = b.length;
+    if (fused.key !== key) {
+      const coefs = new Float32Array(s * s + s + sizes.length);
+      a.forEach((row, i) => coefs.set(row.slice(0, i + 1), (i + 1) * s)); // row i + 1 holds a_{i+2, 1..i+1}
+      coefs.set(b, s * s);
+      coefs.set(sizes, s * s + s);
+      fused.coefs?.destroy();
+      fused.coefs = this.runtime.createStorageBuffer(coefs.byteLength, 'wpc.fused.coefs');
+      rt.device.queue.writeBuffer(fused.coefs, 0, coefs);
+      fused.group = createBindGroup(rt.device, fused.kernel, { cfg: fused.cfg, params: model.params, work: this.buffer, layers: fused.layers, coefs: fused.coefs });
+      fused.key = key;
+    }
+    const words = new ArrayBuffer(FUSED_WORDS * 4);
+    const u = new Uint32Array(words);
+    u.set([L, this.batch, s, sizes.length, loss === 'ce' ? 1 : 0, this.nAll, this.nHidden, fam.y, fam.py, fam.t, fam.pt, fam.k, fam.e, this.pred1, this.target, 0, s * s, s * s + s]);
+    new Float32Array(words)[18] = 1 / this.batch;
+    rt.device.queue.writeBuffer(fused.cfg, 0, words);
+    rec.dispatch(fused.kernel, fused.group!, 1);
+  }
+
   /** Writes the solver config uniform (queue-ordered: do it before recording the commands that use it). */
   writeConfig(words: ArrayBuffer): void {
     this.runtime.device.queue.writeBuffer(this.config, 0, words);
@@ -847,5 +897,6 @@ export class Workspace {
     this.stageBuffer.destroy();
     this.recordBuffers?.records.destroy();
     this.recordBuffers?.traj.destroy();
+    this.fused?.coefs?.destroy();
   }
 }

@@ -36,6 +36,12 @@ export interface KernelTuning {
    * `{ wg: 64, tm: 4, tn: 4 }` on GPUs.
    */
   tiles?: { wg: number; tm: number; tn: number };
+  /**
+   * Fixed-step solves of small networks can run in a single workgroup that loops over every step itself,
+   * avoiding a dispatch per stage. `'auto'` (default) uses it where WPC measured it faster; `'always'` and
+   * `'never'` force the choice (for measurements).
+   */
+  fused?: 'auto' | 'always' | 'never';
 }
 
 export interface InitOptions {
@@ -345,16 +351,21 @@ export class Runtime {
 function checkKernelTuning(fn: string, kernels: KernelTuning | undefined, limits: GPUSupportedLimits): KernelTuning {
   if (kernels === undefined) return {};
   if (typeof kernels !== 'object' || kernels === null) throw new WpcArgumentError(`${fn}: options.kernels must be an object, got ${describe(kernels)}`);
-  checkKnownKeys(fn, 'options.kernels', kernels, ['tiles']);
+  checkKnownKeys(fn, 'options.kernels', kernels, ['tiles', 'fused']);
+  const fused = kernels.fused;
+  if (fused !== undefined && fused !== 'auto' && fused !== 'always' && fused !== 'never') {
+    throw new WpcArgumentError(`${fn}: options.kernels.fused must be one of "auto", "always", "never", got ${describe(fused)}`);
+  }
+  const withFused = fused === undefined ? {} : { fused };
   const t = kernels.tiles;
-  if (t === undefined) return {};
+  if (t === undefined) return withFused;
   if (typeof t !== 'object' || t === null) throw new WpcArgumentError(`${fn}: options.kernels.tiles must be { wg, tm, tn }, got ${describe(t)}`);
   checkKnownKeys(fn, 'options.kernels.tiles', t, ['wg', 'tm', 'tn']);
   const maxWg = Math.min(limits.maxComputeInvocationsPerWorkgroup, limits.maxComputeWorkgroupSizeX);
   const wg = checkPositiveInt(fn, 'options.kernels.tiles.wg', t.wg, maxWg);
   const tm = checkPositiveInt(fn, 'options.kernels.tiles.tm', t.tm, 32);
   const tn = checkPositiveInt(fn, 'options.kernels.tiles.tn', t.tn, 32);
-  return { tiles: Object.freeze({ wg, tm, tn }) };
+  return { ...withFused, tiles: Object.freeze({ wg, tm, tn }) };
 }
 
 function checkShape(fn: string, shape: unknown): asserts shape is Shape {

@@ -1,0 +1,67 @@
+/**
+ * Fixed-step solves as one fused single-workgroup dispatch vs two dispatches per stage, over network sizes
+ * (3 hidden layers of width W, 20 inputs, 10 outputs, batch B; T = 20, dt = 0.5), for Euler and Tsit5. The
+ * crossover sets FUSED_MAX_WORK in src/pc/solver.ts ('auto' picks the fused solve below it). Prints JSON.
+ */
+import { init, initActivitiesWithFfwd, makeMlp, solveInference } from '../src/node.js';
+import { SleepEstimator } from '../src/runtime/runtime.js';
+import { FUSED_MAX_WORK } from '../src/pc/solver.js';
+
+const REPEATS = Number(process.env.WPC_BENCH_REPEATS ?? 5);
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const fused = await init({ kernels: { fused: 'always' } });
+const perStage = await init({ kernels: { fused: 'never' } });
+// Warm both devices up (first submissions, lavapipe's compilation of the first pipelines) before timing.
+for (const rt of [fused, perStage]) {
+  const model = makeMlp(rt, { seed: 0, inputDim: 20, width: 8, depth: 4, outputDim: 10, actFn: 'tanh' });
+  const x = rt.tensor(new Float32Array(20), [1, 20]);
+  const y = rt.tensor(new Float32Array(10), [1, 10]);
+  for (const solver of ['euler', 'tsit5'] as const) {
+    for (let i = 0; i < 3; i++) {
+      const r = await solveInference(model, await initActivitiesWithFfwd(model, x), y, { input: x, solver, stepsizeController: 'constant', dt: 0.5, maxT1: 20 });
+      await rt.finish();
+      for (const t of r.activities) t.dispose();
+    }
+  }
+  model.dispose();
+}
+const rows: Record<string, unknown>[] = [];
+for (const solver of ['euler', 'tsit5'] as const) {
+  for (const [B, W] of [[1, 8], [1, 32], [1, 64], [1, 128], [8, 8], [8, 32], [8, 64], [64, 8], [64, 32]] as const) {
+    const time: Record<string, number> = {};
+    for (const [name, rt] of [['fused', fused], ['perStage', perStage]] as const) {
+      const model = makeMlp(rt, { seed: 1, inputDim: 20, width: W, depth: 4, outputDim: 10, actFn: 'tanh' });
+      const x = rt.tensor(new Float32Array(B * 20).map((_, i) => Math.sin(i)), [B, 20]);
+      const y = rt.tensor(new Float32Array(B * 10).map((_, i) => Math.cos(i)), [B, 10]);
+      const acts = await initActivitiesWithFfwd(model, x);
+      const clock = new SleepEstimator();
+      const ms: number[] = [];
+      for (let i = 0; i < REPEATS + 1; i++) {
+        await rt.finish();
+        const t0 = performance.now();
+        const r = await solveInference(model, acts, y, { input: x, solver, stepsizeController: 'constant', dt: 0.5, maxT1: 20 });
+        const { waitedMs } = await rt.finish({ expectedMs: clock.sleepFor(1, performance.now() - t0) });
+        clock.update(1, performance.now() - t0, waitedMs);
+        if (i > 0) ms.push(performance.now() - t0);
+        for (const t of r.activities) t.dispose();
+      }
+      time[name] = median(ms);
+      model.dispose();
+    }
+    const work = 2 * B * (2 * W * W + 10 * W);
+    rows.push({
+      solver,
+      batch: B,
+      width: W,
+      stageWork: work,
+      fusedMs: +time.fused!.toFixed(2),
+      perStageMs: +time.perStage!.toFixed(2),
+      speedup: +(time.perStage! / time.fused!).toFixed(2),
+      autoPicks: work <= FUSED_MAX_WORK ? 'fused' : 'per-stage',
+    });
+  }
+}
+const a = fused.adapter;
+process.stdout.write(`${JSON.stringify({ adapter: `${a.description || a.device} (${a.architecture})`, threshold: FUSED_MAX_WORK, rows })}\n`);
+fused.dispose();
+perStage.dispose();
