@@ -6,11 +6,12 @@ export type { AdapterSummary, InitOptions, InitFromDeviceOptions, KernelTuning, 
 export { Tensor } from './runtime/tensor.js';
 export type { Shape } from './runtime/tensor.js';
 export { WpcArgumentError, WpcGpuError, WpcShaderError, WpcSolverError } from './runtime/errors.js';
-export { ACTIVATIONS, Model, makeMlp, mlpFromWeights } from './pc/model.js';
-export type { Activation, LayerSpec, MakeMlpOptions, MlpFromWeightsOptions } from './pc/model.js';
-export { pcEnergy, computePcActivityGrad, computePcParamGrads, initActivitiesWithFfwd } from './pc/energy.js';
-export type { ActivityGradResult, EnergyOptions, ParamGradResult, PcEnergyOptions } from './pc/energy.js';
-export type { BatchData } from './pc/batch.js';
+export { ACTIVATIONS, Model, PARAM_TYPES, makeMlp, makeSkipModel, mlpFromWeights, paramScalings } from './pc/model.js';
+export type { Activation, LayerSpec, MakeMlpOptions, MlpFromWeightsOptions, ParamType, ParameterisationOptions } from './pc/model.js';
+export { pcEnergy, computePcActivityGrad, computePcParamGrads, initActivitiesFromNormal, initActivitiesWithFfwd } from './pc/energy.js';
+export type { ActivityGradResult, EnergyOptions, InitFromNormalOptions, ParamGradResult, PcEnergyOptions } from './pc/energy.js';
+export type { BatchData, EnergyTermOptions } from './pc/batch.js';
+export type { Mode } from './pc/workspace.js';
 export { solveInference } from './pc/infer.js';
 export type { Recording, SolveInferenceOptions, SolveInferenceResult } from './pc/infer.js';
 export { SOLVER_NAMES, TABLEAUX } from './pc/tableaux.js';

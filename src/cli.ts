@@ -364,7 +364,7 @@ async function train(config: TrainConfig): Promise<void> {
         const r = await makePcStep(model, optim, optState, batch.y, { input: batch.x, loss: config.loss, ...solver });
         step++;
         r.energies.dispose();
-        unread.push({ step, loss: r.loss, inferenceSteps: r.steps.accepted + r.steps.rejected, rejected: r.steps.rejected });
+        unread.push({ step, loss: r.loss!, inferenceSteps: r.steps.accepted + r.steps.rejected, rejected: r.steps.rejected });
         const testNow = config.testEvery > 0 && step % config.testEvery === 0 && step < total;
         if (unread.length >= LOSS_READ_EVERY || testNow) await flush();
         progress.update(step, smoothed);

@@ -209,7 +209,7 @@ describe('training on MNIST', () => {
         const r = await makePcStep(model, optim, state, b.y, { input: b.x, maxT1: 500, dt: 0.05, steadyState });
         readbacks = Math.max(readbacks, rt().stats.readbacks - before);
         times.push(r.t);
-        r.loss.dispose();
+        r.loss!.dispose();
         r.energies.dispose();
       }
       const { acc } = await testDiscriminativePc(model, oneHot(few.labels), few.images);
@@ -235,7 +235,7 @@ describe('training on MNIST', () => {
     let steps = 0;
     for (const b of batches(subset(train, 150 * 64), { batchSize: 64, shuffle: true, seed: 0 })) {
       const r = await makePcStep(model, optim, state, b.y, { input: b.x, maxT1: 20, dt: 0.05 });
-      r.loss.dispose();
+      r.loss!.dispose();
       r.energies.dispose();
       steps++;
     }

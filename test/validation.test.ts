@@ -28,6 +28,7 @@ import {
   updatePcParams,
   type BatchData,
   type MakeMlpOptions,
+  type PcStepOptions,
   type Runtime,
   type Tensor,
 } from '../src/node.js';
@@ -265,7 +266,7 @@ describe.each(ENERGY_FNS)('%s', (name, fn) => {
   });
 
   it('refuses a missing input, an unknown loss and unknown option keys', async () => {
-    await fails(() => call({ options: {} }), [name, 'options.input is required']);
+    await fails(() => call({ options: {} }), [name, 'no options.input', 'pass options.input for supervised PC']);
     await fails(() => fn(fx.model, fx.activities, fx.output, bad(undefined)), [name, 'options must be an object such as { input }', 'got undefined']);
     await fails(() => call({ options: { input: fx.input, loss: 'l1' } }), [name, 'options.loss', '"mse", "ce"', 'got "l1"']);
     await fails(() => call({ options: { input: fx.input, los: 'ce' } }), [name, 'unknown option "los" in options', '"loss"']);
@@ -344,7 +345,7 @@ describe('solveInference', () => {
     await fails(() => solve({}, [fx.activities[0]!, fx.activities[1]!, rt().zeros([B + 1, 3])]), ['solveInference', 'activities[2] must have shape [4, 3]', 'got [5, 3]']);
     await fails(() => solve({}, fx.activities, rt().zeros([B, 2])), ['solveInference', 'output must have shape [B, 3]', 'got [4, 2]']);
     await fails(() => solve({ input: new Float32Array(3 * 6) }), ['solveInference', 'options.input has 3 rows but output has 4']);
-    await fails(() => solve({ input: undefined }), ['solveInference', 'options.input is required']);
+    await fails(() => solve({ input: undefined }), ['solveInference', 'no options.input', 'must be 4 tensors']);
     await fails(() => solve({ input: other().zeros([B, 6]) }), ['solveInference', 'options.input belongs to a different runtime']);
   });
 
@@ -423,7 +424,7 @@ describe('updatePcParams', () => {
     const state = optim.init(model);
     await fails(() => updatePcParams(model, fx.activities, optim, state, new Float32Array(B * 2), { input: fx.input }), ['updatePcParams', 'output', 'B×3 values', 'length 8']);
     await fails(() => updatePcParams(model, fx.activities.slice(0, 1), optim, state, fx.output, { input: fx.input }), ['updatePcParams', 'activities', 'an array of 3 tensors']);
-    await fails(() => updatePcParams(model, fx.activities, optim, state, fx.output, bad({})), ['updatePcParams', 'options.input is required']);
+    await fails(() => updatePcParams(model, fx.activities, optim, state, fx.output, bad({})), ['updatePcParams', 'no options.input']);
     model.dispose();
     await fails(() => updatePcParams(model, fx.activities, optim, state, fx.output, { input: fx.input }), ['updatePcParams', 'the model has been disposed']);
   });
@@ -449,7 +450,7 @@ describe('makePcStep', () => {
   });
   afterAll(() => model.dispose());
   const step = (options: object, output: BatchData = fx.y, s: OptState = state) =>
-    makePcStep(model, optim, s, output, bad({ input: fx.x, maxT1: 1, dt: 0.5, ...options }));
+    makePcStep(model, optim, s, output, bad<PcStepOptions>({ input: fx.x, maxT1: 1, dt: 0.5, ...options }));
 
   for (const c of SOLVER_CASES) {
     it(`refuses ${c.what}`, async () => {
@@ -461,14 +462,14 @@ describe('makePcStep', () => {
     await fails(() => step({}, new Float32Array(B * 3 + 1)), ['makePcStep', 'output', 'B×3 values', 'length 13']);
     await fails(() => step({ input: new Float32Array(5 * 6) }), ['makePcStep', 'options.input has 5 rows but output has 4']);
     await fails(() => step({ input: rt().zeros([B, 7]) }), ['makePcStep', 'options.input must have shape [B, 6]', 'got [4, 7]']);
-    await fails(() => step({ input: undefined }), ['makePcStep', 'options.input is required']);
+    await fails(() => step({ input: undefined }), ['makePcStep', 'options.seed is required without options.input']);
     const y = fx.y.slice();
     y[0] = Number.NaN;
     await fails(() => step({}, y), ['makePcStep', 'output', 'got NaN at index 0']);
   });
 
   it('refuses a missing options object with an argument error', async () => {
-    await fails(() => makePcStep(model, optim, state, fx.y, bad(undefined)), ['makePcStep', 'options']);
+    await fails(() => makePcStep(model, optim, state, fx.y, bad<PcStepOptions>(undefined)), ['makePcStep', 'options']);
   });
 
   it('refuses an optState made for activities', async () => {
@@ -611,7 +612,7 @@ describe('bad input never corrupts state', () => {
       ['an optState of another optimiser', () => makePcStep(model, optim, adam({ lr: 1e-2 }).init(model), y, { input: x, ...STEP })],
       ['the model\'s optState with another optimiser', () => makePcStep(model, adam({ lr: 1e-2 }), state, y, { input: x, ...STEP })],
       ['an optState for activities', () => makePcStep(model, optim, optim.init(acts), y, { input: x, ...STEP })],
-      ['a typo in the options', () => makePcStep(model, optim, state, y, bad({ input: x, ...STEP, maxt1: 3 }))],
+      ['a typo in the options', () => makePcStep(model, optim, state, y, bad<PcStepOptions>({ input: x, ...STEP, maxt1: 3 }))],
       ['Euler with PID', () => makePcStep(model, optim, state, y, { input: x, ...STEP, solver: 'euler' })],
       ['updatePcParams with an activity of the wrong shape', () => updatePcParams(model, [acts[0]!, rt().zeros([B, 7]), acts[2]!], optim, state, y, { input: x })],
       ['updatePcParams with NaN in the input', () => updatePcParams(model, acts, optim, state, y, { input: nanX })],

@@ -3,7 +3,14 @@
 //   ∂F/∂z_l = (e_l − s_{l+1} · φ'(z_l) ⊙ (e_{l+1} W_{l+1})) / B,        k = −∂F/∂z_l  (the vector field)
 //
 // A = e_{l+1} [B × d_{l+1}] at a, B = W_{l+1} [d_{l+1} × d_l] at b (so this is e·W), e_l at d, the evaluation
-// point z_l at e, the layer's offset inside the stage families at f. coef0 = s_{l+1}, coef1 = 1/B.
+// point z_l at e, the layer's offset inside the stage families at f. coef0 = s_{l+1}·w_{l+1} (scaling times the
+// next layer's energy weight: λ for the output), coef1 = 1/B. Flags generalise it:
+//   NO_OWN    the activity has no error of its own (a free input z_0 in unsupervised PC; the dummy output)
+//   IDENTITY  φ' = 1 (z_0 enters layer 1 without activation)
+//   SKIP      layer l+1 is an identity residual, so its error also pulls on z_l directly: − e_{l+1}
+//   ACCUMULATE  add the value already at c (a gradient from another network sharing these activities, as in
+//             bidirectional PC, where a first pass with the other network's weights leaves its part there)
+// and the stage record's `decay` adds activity decay: + decay·z (its energy is decay/2 · Σ mean_b ‖z_b‖²).
 //
 // What the epilogue does with k is set by the stage record (a uniform bound with a dynamic offset: one record
 // per stage of a Runge–Kutta step, or per step and stage when the step size is fixed). The families (y, φ(y),
@@ -36,6 +43,11 @@ const MODE_HAIRER1: u32 = 4u;
 const MODE_HAIRER2: u32 = 5u;
 const MODE_OPTIM: u32 = 6u;
 
+const FLAG_NO_OWN: u32 = 1u;
+const FLAG_IDENTITY: u32 = 2u;
+const FLAG_SKIP: u32 = 4u;
+const FLAG_ACCUMULATE: u32 = 8u;
+
 const OPT_SGD: u32 = 0u;
 const OPT_MOMENTUM: u32 = 1u;
 const OPT_ADAM: u32 = 2u;
@@ -59,6 +71,10 @@ struct Stage {
   opt: u32,        // MODE_OPTIM: OPT_* (coef holds lr, b1/μ, b2, eps, eps_root, bc1, bc2, nesterov)
   coef: array<vec4<f32>, 4>,
   ecoef: array<vec4<f32>, 4>,
+  decay: f32,      // activity decay coefficient (0: none)
+  pad0: f32,
+  pad1: f32,
+  pad2: f32,
 }
 @group(0) @binding(4) var<uniform> stage: Stage;
 
@@ -141,7 +157,12 @@ fn optimiser_step(o: u32, z: f32, g: f32) -> f32 {
 fn epilogue(job: Job, row: u32, col: u32, acc: f32) -> vec4<f32> {
   let at = row * job.n + col;
   let z = work[job.e_off + at];
-  let grad = (work[job.d_off + at] - job.coef0 * act_grad(z) * acc) * job.coef1;
+  let own = select(work[job.d_off + at], 0.0, (job.flags & FLAG_NO_OWN) != 0u);
+  let slope = select(act_grad(z), 1.0, (job.flags & FLAG_IDENTITY) != 0u);
+  var g = own - job.coef0 * slope * acc + stage.decay * z;
+  if ((job.flags & FLAG_SKIP) != 0u) { g -= work[job.a_off + row * job.k + col]; }
+  var grad = g * job.coef1;
+  if ((job.flags & FLAG_ACCUMULATE) != 0u) { grad += work[job.c_off + at]; }
   let k = -grad;
   let o = job.f_off + at;
   let flow = vec2<f32>(k * k, z * z); // for the steady-state test at the evaluation point

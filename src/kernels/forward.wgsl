@@ -2,14 +2,16 @@
 //
 // FORWARD (feedforward initialisation, one layer per dispatch):
 //   c ← pred (the activity z_l);  d ← φ(pred) if WRITE_PHI;  e ← pred if WRITE_PRED (the first layer's
-//   prediction, constant during inference because the input is clamped).
+//   prediction, constant during inference because the input is clamped). With ADD_ERR the activity is
+//   pred + ε_l, ε_l read at part_off (error-reparameterised PC's forward pass; e still gets pred alone).
 // ERRORS (all layers in one dispatch), the prediction errors the energy and every gradient are made of:
 //   hidden:  c ← e_l = z_l − pred                      (z_l read at d)
 //   first:   c ← e_1 = z_1 − pred_1, pred_1 read at e (no matmul: k = 0)
 //   output:  c ← e_L = y − pred (mse, y read at d), or c ← pred (the logits, ce; see output.wgsl)
 //   partial sums of e² per tile → the first of the 4 slots at part_off + 4·tile (the layer energy is ½Σe²/B).
-// A = φ(z_{l-1}) [B × in] (or the input x), B = W_l stored [out × in] (JPC's layout), so this is A·Wᵀ.
-// coef0 = s_l (the layer's parameter scaling).
+// A = φ(z_{l-1}) [B × in] (or the input x, or a free z_0 without activation), B = W_l stored [out × in]
+// (JPC's layout), so this is A·Wᵀ. coef0 = s_l (the layer's parameter scaling). With SKIP (an identity residual,
+// hidden layers of equal width) the prediction also adds z_{l-1}, read at f.
 
 const FLAG_BIAS: u32 = 1u;
 const FLAG_FIRST: u32 = 2u;
@@ -17,6 +19,8 @@ const FLAG_OUTPUT: u32 = 4u;
 const FLAG_WRITE_PHI: u32 = 8u;
 const FLAG_WRITE_PRED: u32 = 16u;
 const FLAG_LOGITS: u32 = 32u;
+const FLAG_SKIP: u32 = 64u;
+const FLAG_ADD_ERR: u32 = 128u;
 
 @group(0) @binding(1) var<storage, read> params: array<f32>;
 @group(0) @binding(2) var<storage, read_write> work: array<f32>;
@@ -45,7 +49,9 @@ fn prediction(job: Job, row: u32, col: u32, acc: f32) -> f32 {
   if ((job.flags & FLAG_FIRST) != 0u) { return work[job.e_off + row * job.n + col]; }
   var v = acc;
   if ((job.flags & FLAG_BIAS) != 0u) { v += params[job.bias_off + col]; }
-  return job.coef0 * v;
+  var pred = job.coef0 * v;
+  if ((job.flags & FLAG_SKIP) != 0u) { pred += work[job.f_off + row * job.n + col]; }
+  return pred;
 }
 
 fn epilogue(job: Job, row: u32, col: u32, acc: f32) -> vec4<f32> {
@@ -60,8 +66,10 @@ fn epilogue(job: Job, row: u32, col: u32, acc: f32) -> vec4<f32> {
   work[job.c_off + at] = e;
   return vec4<f32>(e * e, 0.0, 0.0, 0.0);
 #else
-  work[job.c_off + at] = pred;
-  if ((job.flags & FLAG_WRITE_PHI) != 0u) { work[job.d_off + at] = act(pred); }
+  var z = pred;
+  if ((job.flags & FLAG_ADD_ERR) != 0u) { z += work[job.part_off + at]; }
+  work[job.c_off + at] = z;
+  if ((job.flags & FLAG_WRITE_PHI) != 0u) { work[job.d_off + at] = act(z); }
   if ((job.flags & FLAG_WRITE_PRED) != 0u) { work[job.e_off + at] = pred; }
   return vec4<f32>(0.0);
 #endif

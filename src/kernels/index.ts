@@ -7,6 +7,7 @@ import type { AdapterSummary } from '../runtime/runtime.js';
 import type { BindingSpec, KernelSpec } from '../runtime/kernel.js';
 import activationsWgsl from './activations.wgsl';
 import activityGradWgsl from './activity-grad.wgsl';
+import elementwiseWgsl from './elementwise.wgsl';
 import forwardWgsl from './forward.wgsl';
 import fusedSolveWgsl from './fused-solve.wgsl';
 import layerMatmulWgsl from './layer-matmul.wgsl';
@@ -15,6 +16,7 @@ import outputWgsl from './output.wgsl';
 import paramGradWgsl from './param-grad.wgsl';
 import recordWgsl from './record.wgsl';
 import reduceWgsl from './reduce.wgsl';
+import regularizeWgsl from './regularize.wgsl';
 import solverStateWgsl from './solver-state.wgsl';
 import solverWgsl from './solver.wgsl';
 
@@ -57,7 +59,12 @@ export const JobFlag = {
   WRITE_PHI: 8,
   WRITE_PRED: 16,
   LOGITS: 32,
+  SKIP: 64,
+  ADD_ERR: 128,
 } as const;
+
+/** Flags of activity-gradient jobs (activity-grad.wgsl). */
+export const GradFlag = { NO_OWN: 1, IDENTITY: 2, SKIP: 4, ACCUMULATE: 8 } as const;
 
 const ro = (name: string, index?: number): BindingSpec => ({ name, kind: 'read-only-storage', ...(index === undefined ? {} : { index }) });
 const rw = (name: string, index?: number): BindingSpec => ({ name, kind: 'storage', ...(index === undefined ? {} : { index }) });
@@ -137,7 +144,7 @@ export function paramGradKernel(tiles: TileConfig): KernelSpec {
   };
 }
 
-export const SOLVER_ENTRIES = ['step_control', 'accept', 'scaled_square', 'hairer_h0', 'hairer_probe', 'hairer_dt0', 'dummy_norm', 'activate'] as const;
+export const SOLVER_ENTRIES = ['step_control', 'accept', 'scaled_square', 'hairer_h0', 'hairer_probe', 'hairer_dt0', 'activate'] as const;
 export type SolverEntry = (typeof SOLVER_ENTRIES)[number];
 /** Elements each `scaled_square` invocation adds up. */
 export const SCALED_SQUARE_CHUNK = 64;
@@ -180,8 +187,46 @@ export function reduceKernel(): KernelSpec {
   };
 }
 
+/** Adds values in a buffer into another slot of it (reduce.wgsl `accumulate`). Bindings: segments, dst. */
+export function accumulateKernel(): KernelSpec {
+  return {
+    name: 'reduce.accumulate',
+    parts: [part('reduce.wgsl', reduceWgsl)],
+    entryPoint: 'accumulate',
+    bindings: [ro('segments'), rw('dst')],
+    workgroupSize: SMALL_WG,
+  };
+}
+
+/** Words of an elementwise op (struct Op in elementwise.wgsl). */
+export const COMBINE_WORDS = 8;
+
+/** out = a·u + b·v over workspace regions, one op per workgroup row (elementwise.wgsl). Bindings: ops, work. */
+export function combineKernel(): KernelSpec {
+  return {
+    name: 'elementwise.combine',
+    parts: [part('elementwise.wgsl', elementwiseWgsl)],
+    entryPoint: 'combine',
+    bindings: [ro('ops'), rw('work')],
+    workgroupSize: SMALL_WG,
+  };
+}
+
+export type RegularizeEntry = 'weight_decay' | 'gram' | 'spectral';
+
+/** Weight decay and the spectral penalty, one layer per dispatch (regularize.wgsl). Bindings: reg, params, grads, scratch. */
+export function regularizeKernel(entry: RegularizeEntry): KernelSpec {
+  return {
+    name: `regularize.${entry}`,
+    parts: [part('regularize.wgsl', regularizeWgsl)],
+    entryPoint: entry,
+    bindings: [uniform('reg', true), ro('params'), rw('grads'), rw('scratch')],
+    workgroupSize: SMALL_WG,
+  };
+}
+
 /** Flags of a reduce segment (reduce.wgsl). */
-export const ReduceFlag = { SQUARE: 1, SQRT: 2 } as const;
+export const ReduceFlag = { SQUARE: 1, SQRT: 2, SQUARE2: 4 } as const;
 
 export const RECORD_ENTRIES = ['record_activities', 'record_energies', 'record_advance'] as const;
 export type RecordEntry = (typeof RECORD_ENTRIES)[number];

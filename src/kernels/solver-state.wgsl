@@ -16,6 +16,6 @@ struct SolverState {
   scaled_error: f32,   // of the last attempted step (-1 when the error was not finite)
   h0: f32,             // Hairer's initial-step algorithm: first probe step
   d1: f32,             //   and rms(f0/scale)
-  dummy_sq: f32,       // Σ z_L² of the output layer's (constant) dummy activity, for rms(y) in the event test
+  spare: f32,
   event: u32,          // 1 when the steady-state event ended the solve
 }

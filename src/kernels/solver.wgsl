@@ -9,14 +9,14 @@
 // hairer_h0 / hairer_probe / hairer_dt0   Hairer's initial step (diffrax _select_initial_step): d0, d1 → h0;
 //               t ← y + h0·f0; d2 → dt0 = min(100·h0, h1).
 // scaled_square (elementwise, chunked) partials of (y / (atol + rtol|y|))² for d0.
-// dummy_norm    (one workgroup) Σ z_L² of the output layer's dummy activity (it never changes in a solve).
 // activate      (elementwise) φ(y) for activities handed in by the caller.
 //
 // Partial sums come as 4 floats per tile, (Σ (err/scale)², #non-finite, Σ k², Σ z²), and are added in a
 // fixed order (strided per thread, then a fixed tree), so the same inputs give the same bits.
 //
 // Steady state (diffrax's steady_state_event): rms(f(y)) < atol + rtol·rms(y) over the whole state, the
-// dummy included. diffrax tests it at t0 and after every step. Here the test at y_n uses f(y_n) from the
+// output layer's dummy activity (and a free z_0) included: every activity has a gradient job, so the stage
+// partials cover them all. diffrax tests it at t0 and after every step. Here the test at y_n uses f(y_n) from the
 // first stage of the next step (non-FSAL tableaux), or from the last stage at the candidate (FSAL): the same
 // decisions at no extra cost.
 
@@ -70,11 +70,11 @@ struct Config {
   ks: u32,           // FSAL: the last stage's slot
   t: u32,
   pt: u32,
-  n: u32,            // elements in the hidden layers
+  n: u32,            // elements in the whole state (every activity)
   sq_off: u32,       // scaled_square: first element and count (the whole state)
   sq_n: u32,
-  dummy_off: u32,    // dummy_norm: the output layer's activity
-  dummy_n: u32,
+  pad5: u32,
+  pad6: u32,
   pad0: u32,
   pad1: u32,
   pad2: u32,
@@ -114,11 +114,11 @@ fn pow_factor(x_is_inf: bool, x: f32, p: f32) -> f32 {
   return pow(x, p);
 }
 
-// diffrax's steady-state condition from the partials of a stage evaluated at y (z = Σ f², w = Σ y² of the
-// hidden layers; the dummy's Σ y² is added, its f is 0).
+// diffrax's steady-state condition from the partials of a stage evaluated at y (z = Σ f², w = Σ y² over
+// the whole state).
 fn steady(p: vec4<f32>) -> bool {
   let rms_f = sqrt(p.z / cfg.count);
-  let rms_y = sqrt((p.w + state.dummy_sq) / cfg.count);
+  let rms_y = sqrt(p.w / cfg.count);
   return is_finite(rms_f) && rms_f < cfg.event_atol + cfg.event_rtol * rms_y;
 }
 
@@ -303,22 +303,6 @@ fn hairer_dt0(@builtin(local_invocation_index) lid: u32) {
   state.tprev = cfg.t0;
   state.tnext = min(cfg.t0 + dt0, cfg.t1);
   if (sums.y > 0.0) { state.failed = 3u; state.done = 1u; }
-}
-
-@compute @workgroup_size(RED_WG)
-fn dummy_norm(@builtin(local_invocation_index) lid: u32) {
-  var s = vec4<f32>(0.0);
-  for (var i = lid; i < cfg.dummy_n; i += RED_WG) {
-    let v = work[cfg.dummy_off + i];
-    s.x += v * v;
-  }
-  red[lid] = s;
-  workgroupBarrier();
-  for (var width = RED_WG / 2u; width > 0u; width /= 2u) {
-    if (lid < width) { red[lid] += red[lid + width]; }
-    workgroupBarrier();
-  }
-  if (lid == 0u) { state.dummy_sq = red[0].x; }
 }
 
 @compute @workgroup_size(RED_WG)

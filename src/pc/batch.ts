@@ -2,11 +2,11 @@
  * Moving a batch in and out of a workspace, with the argument checks every public PC function shares. All
  * checks run before anything is written or recorded, so a bad argument leaves every GPU buffer as it was.
  */
-import { WpcArgumentError, argError, checkFiniteData, checkKnownKeys, checkOneOf } from '../runtime/errors.js';
+import { WpcArgumentError, argError, checkFinite, checkFiniteData, checkKnownKeys, checkOneOf } from '../runtime/errors.js';
 import { Recorder } from '../runtime/recorder.js';
 import { Tensor, checkTensor, formatShape } from '../runtime/tensor.js';
 import { Model } from './model.js';
-import { type Loss, Workspace, type WorkspaceNeeds } from './workspace.js';
+import { type EnergyTerms, type Loss, type Mode, PLAIN_ENERGY, Workspace, type WorkspaceNeeds } from './workspace.js';
 
 /** A batch given as a GPU tensor `[B, d]`, or as a row-major `Float32Array` of B·d values (uploaded). */
 export type BatchData = Tensor | Float32Array;
@@ -42,7 +42,10 @@ export function batchSizeOf(fn: string, arg: string, data: unknown, width: numbe
   return argError(fn, arg, `a Tensor or Float32Array of shape [B, ${width}]`, data);
 }
 
-/** Checks input/output (and optional activities) against the model; returns the batch size. */
+/**
+ * Checks input/output (and optional activities) against the model; returns the batch size and the mode: with
+ * no input (when `unsupervised` allows it) the activities start with a free z_0 (unsupervised PC).
+ */
 export function checkBatch(
   fn: string,
   model: Model,
@@ -50,37 +53,67 @@ export function checkBatch(
   input: unknown,
   activities?: unknown,
   inputName = 'options.input',
-): number {
+  unsupervised = false,
+): { B: number; mode: Mode } {
   const B = batchSizeOf(fn, 'output', output, model.outputDim, model);
+  let mode: Mode = 'supervised';
   if (input === undefined) {
-    throw new WpcArgumentError(`${fn}: ${inputName} is required (supervised PC clamps the input layer to it)`);
+    if (!unsupervised) throw new WpcArgumentError(`${fn}: ${inputName} is required (supervised PC clamps the input layer to it)`);
+    mode = 'unsupervised';
+  } else {
+    const Bx = batchSizeOf(fn, inputName, input, model.inputDim, model);
+    if (Bx !== B) throw new WpcArgumentError(`${fn}: ${inputName} has ${Bx} rows but output has ${B}; they must be the same batch`);
   }
-  const Bx = batchSizeOf(fn, inputName, input, model.inputDim, model);
-  if (Bx !== B) throw new WpcArgumentError(`${fn}: ${inputName} has ${Bx} rows but output has ${B}; they must be the same batch`);
-  if (activities !== undefined) checkActivities(fn, model, activities, B);
-  return B;
+  if (activities !== undefined) checkActivities(fn, model, activities, B, mode);
+  return { B, mode };
+}
+
+/** The optional terms of the PC energy every energy, gradient, update and solve takes (JPC's keyword arguments). */
+export interface EnergyTermOptions {
+  /** λ, JPC's `output_energy_scaling`: the output layer's energy is multiplied by it. Default 1. */
+  outputEnergyScaling?: number;
+  /** (wd/2)·Σ_l ‖W_l‖² added to the energy (acts on every layer; a silent no-op in JPC's MLPs). Default 0. */
+  weightDecay?: number;
+  /** (sp/2)·Σ_l ‖W_lᵀW_l − I‖² added to the energy (a silent no-op in JPC's MLPs). Default 0. */
+  spectralPenalty?: number;
+  /** (ad/2)·Σ_l mean_b ‖z_{l,b}‖² over every activity (the output's dummy and a free z_0 too). Default 0. */
+  activityDecay?: number;
+}
+
+export const ENERGY_TERM_KEYS = ['outputEnergyScaling', 'weightDecay', 'spectralPenalty', 'activityDecay'] as const;
+
+export function resolveEnergyTerms(fn: string, opts: EnergyTermOptions): EnergyTerms {
+  return {
+    lambda: checkFinite(fn, 'options.outputEnergyScaling', opts.outputEnergyScaling ?? 1, { min: 0 }),
+    weightDecay: checkFinite(fn, 'options.weightDecay', opts.weightDecay ?? 0, { min: 0 }),
+    spectralPenalty: checkFinite(fn, 'options.spectralPenalty', opts.spectralPenalty ?? 0, { min: 0 }),
+    activityDecay: checkFinite(fn, 'options.activityDecay', opts.activityDecay ?? 0, { min: 0 }),
+  };
 }
 
 /**
  * The start of every `(model, [activities,] output, options)` call: checks the model, the options (no unknown
- * keys), the loss, the batch and whatever `extraChecks` adds, and only then captures the inputs, so a call
- * that fails a check has allocated and changed nothing.
+ * keys), the loss, the batch, the energy terms and whatever `extraChecks` adds, and only then captures the
+ * inputs, so a call that fails a check has allocated and changed nothing. Without `options.input` the call is
+ * unsupervised (when `unsupervised` allows it).
  */
-export function beginCall<O extends { input: BatchData; loss?: Loss }>(
+export function beginCall<O extends { input?: BatchData | undefined; loss?: Loss } & EnergyTermOptions>(
   fn: string,
   model: Model,
   activities: readonly Tensor[] | undefined,
   output: BatchData,
   options: O,
   keys: readonly string[],
-  extraChecks?: (opts: O) => void,
-): { opts: O; loss: Loss; B: number; cap: Captured } {
+  extraChecks?: (opts: O, mode: Mode) => void,
+  unsupervised = true,
+): { opts: O; loss: Loss; B: number; cap: Captured; mode: Mode; terms: EnergyTerms } {
   checkModel(fn, model);
   const opts = checkOptions(fn, options, keys);
   const loss = checkLoss(fn, opts.loss);
-  const B = checkBatch(fn, model, output, opts.input, activities);
-  extraChecks?.(opts);
-  return { opts, loss, B, cap: captureBatch(model, B, opts.input, output, activities ?? []) };
+  const { B, mode } = checkBatch(fn, model, output, opts.input, activities, 'options.input', unsupervised);
+  const terms = resolveEnergyTerms(fn, opts);
+  extraChecks?.(opts, mode);
+  return { opts, loss, B, mode, terms, cap: captureBatch(model, B, opts.input, output, activities ?? []) };
 }
 
 /** The options object every PC function takes: an object (the input lives in it). */
@@ -92,11 +125,22 @@ export function checkOptions<T extends object>(fn: string, options: T | undefine
   return options;
 }
 
-export function checkActivities(fn: string, model: Model, activities: unknown, B: number): Tensor[] {
-  if (!Array.isArray(activities) || activities.length !== model.depth) {
-    argError(fn, 'activities', `an array of ${model.depth} tensors (one per layer, the last being the output layer's)`, activities);
+export function checkActivities(fn: string, model: Model, activities: unknown, B: number, mode: Mode = 'supervised'): Tensor[] {
+  const first = mode === 'unsupervised' ? 0 : 1;
+  const count = model.depth + 1 - first;
+  if (Array.isArray(activities) && mode === 'unsupervised' && activities.length === model.depth) {
+    throw new WpcArgumentError(
+      `${fn}: got ${model.depth} activities but no options.input: without options.input the call is unsupervised and activities must be ${count} tensors (a free z_0 of width ${model.dims[0]} first); pass options.input for supervised PC`,
+    );
   }
-  activities.forEach((a, i) => checkTensor(fn, `activities[${i}]`, a, model.runtime, [B, model.dims[i + 1]!]));
+  if (!Array.isArray(activities) || activities.length !== count) {
+    const what =
+      mode === 'unsupervised'
+        ? `an array of ${count} tensors (z_0, free because there is no input, then one per layer, the last being the output layer's)`
+        : `an array of ${count} tensors (one per layer, the last being the output layer's)`;
+    argError(fn, 'activities', what, activities);
+  }
+  activities.forEach((a, i) => checkTensor(fn, `activities[${i}]`, a, model.runtime, [B, model.dims[i + first]!]));
   return activities as Tensor[];
 }
 
@@ -107,14 +151,21 @@ export function checkActivities(fn: string, model: Model, activities: unknown, B
  */
 export interface Captured {
   B: number;
-  input: Tensor;
+  /** Null in unsupervised calls. */
+  input: Tensor | null;
   output: Tensor;
   activities: Tensor[];
   /** Gives the copies back to the pool (after the call's work is submitted). */
   release(): void;
 }
 
-export function captureBatch(model: Model, B: number, input: BatchData, output: BatchData | undefined, activities: readonly Tensor[] = []): Captured {
+export function captureBatch(
+  model: Model,
+  B: number,
+  input: BatchData | undefined,
+  output: BatchData | undefined,
+  activities: readonly Tensor[] = [],
+): Captured {
   const rt = model.runtime;
   const encoder = rt.device.createCommandEncoder({ label: 'wpc.capture' });
   let copies = 0;
@@ -130,20 +181,20 @@ export function captureBatch(model: Model, B: number, input: BatchData, output: 
   };
   const captured: Captured = {
     B,
-    input: take(input, [B, model.inputDim]),
+    input: input === undefined ? null : take(input, [B, model.inputDim]),
     output: output === undefined ? rt.empty([1]) : take(output, [B, model.outputDim]),
     activities: activities.map((a) => take(a, [...a.shape])),
     release() {
-      for (const t of [captured.input, captured.output, ...captured.activities]) t.dispose();
+      for (const t of [captured.input, captured.output, ...captured.activities]) t?.dispose();
     },
   };
   if (copies > 0) rt.submit([encoder.finish()]);
   return captured;
 }
 
-/** Puts x and the target in place (recorded copies from the captured inputs). */
-export function loadBatch(ws: Workspace, rec: Recorder, input: Tensor, output: Tensor | undefined): void {
-  rec.copy(input.buffer, input.byteOffset, ws.buffer, ws.x * 4, input.byteLength);
+/** Puts x (if any) and the target in place (recorded copies from the captured inputs). */
+export function loadBatch(ws: Workspace, rec: Recorder, input: Tensor | null, output: Tensor | undefined): void {
+  if (input) rec.copy(input.buffer, input.byteOffset, ws.buffer, ws.x * 4, input.byteLength);
   if (output !== undefined) rec.copy(output.buffer, output.byteOffset, ws.buffer, ws.target * 4, output.byteLength);
 }
 
@@ -152,15 +203,15 @@ export function loadBatch(ws: Workspace, rec: Recorder, input: Tensor, output: T
  * energy evaluation starts from. Needs the solver config's layout (writeSolverConfig) for `activate`.
  */
 export function loadActivities(ws: Workspace, rec: Recorder, activities: readonly Tensor[]): void {
-  activities.forEach((a, i) => rec.copy(a.buffer, a.byteOffset, ws.buffer, ws.activityOffset(i + 1) * 4, a.byteLength));
+  activities.forEach((a, i) => rec.copy(a.buffer, a.byteOffset, ws.buffer, ws.activityOffset(i + ws.first) * 4, a.byteLength));
   ws.recordElementwise(rec, 'activate');
   ws.recordFirstPrediction(rec);
 }
 
-/** Copies workspace regions (one per layer) into new tensors of shape [B, d_l]. */
+/** Copies workspace regions (one per activity of the state, l = first..L) into new tensors of shape [B, d_l]. */
 export function copyOutLayers(ws: Workspace, rec: Recorder, offsetOf: (l: number) => number): Tensor[] {
   const out: Tensor[] = [];
-  for (let l = 1; l <= ws.model.depth; l++) {
+  for (let l = ws.first; l <= ws.model.depth; l++) {
     const t = ws.runtime.empty([ws.batch, ws.model.dims[l]!]);
     rec.copy(ws.buffer, offsetOf(l) * 4, t.buffer, 0, t.byteLength);
     out.push(t);
@@ -175,18 +226,25 @@ export function copyOutScalars(ws: Workspace, rec: Recorder, offset: number, sha
   return t;
 }
 
-/** Runs `task` on the model's workspace for batch size B, after all earlier work on it. */
+/**
+ * Runs `task` on the model's workspace for batch size B (in `mode`), after all earlier work on it, with the
+ * energy terms applied (default: JPC's plain energy).
+ */
 export async function onWorkspace<T>(
   model: Model,
   B: number,
   captured: Captured | undefined,
   task: (ws: Workspace, rec: Recorder) => T | Promise<T>,
   needs?: WorkspaceNeeds,
+  mode: Mode = 'supervised',
+  terms?: EnergyTerms,
 ): Promise<T> {
   try {
-    const ws = await Workspace.get(model, B, 'train', needs);
+    const ws = await Workspace.get(model, B, 'train', needs, mode);
     return await ws.exclusive(async () => {
       model.checkAlive('WPC');
+      ws.applyEnergy(terms ?? PLAIN_ENERGY);
+      await ws.ensureRegularizer();
       const rec = new Recorder(model.runtime, 'wpc');
       return task(ws, rec);
     });

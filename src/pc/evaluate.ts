@@ -30,7 +30,7 @@ export async function testDiscriminativePc(
   checkModel(fn, model);
   const opts = checkOptions(fn, options, ['loss']);
   const loss = checkLoss(fn, opts.loss);
-  const B = checkBatch(fn, model, output, input, undefined, 'input');
+  const { B } = checkBatch(fn, model, output, input, undefined, 'input');
   const cap = captureBatch(model, B, input, output);
   const ws = await Workspace.get(model, B, 'eval').catch((e: unknown) => {
     cap.release();

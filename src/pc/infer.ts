@@ -10,14 +10,15 @@
  */
 import type { Recorder } from '../runtime/recorder.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { type BatchData, beginCall, copyOutLayers, loadActivities, loadBatch, onWorkspace } from './batch.js';
+import { type BatchData, type EnergyTermOptions, beginCall, copyOutLayers, loadActivities, loadBatch, onWorkspace } from './batch.js';
+import { ENERGY_KEYS } from './energy.js';
 import type { Model } from './model.js';
 import { SOLVER_OPTION_KEYS, integrate, resolveSolverOptions, workspaceNeeds, writeSolverConfig, type ResolvedSolver, type SolveStats, type SolverOptions } from './solver.js';
 import type { Loss, Workspace } from './workspace.js';
 
-export interface SolveInferenceOptions extends SolverOptions {
-  /** The clamped input x, shape [B, inputDim]. */
-  input: BatchData;
+export interface SolveInferenceOptions extends SolverOptions, EnergyTermOptions {
+  /** The clamped input x, shape [B, inputDim]; omit it for unsupervised PC (the activities start with a free z_0). */
+  input?: BatchData;
   /** Output energy: `'mse'` (default) or `'ce'`. */
   loss?: Loss;
 }
@@ -29,7 +30,7 @@ export interface Recording {
    * [E_L, E_2, …, E_{L−1}, E_1]. Row 0 is the initial state, row R−1 the final one.
    */
   energies: Tensor;
-  /** With `recordActivities`: the activities of every recorded state, one tensor [R, B, d_l] per layer. */
+  /** With `recordActivities`: the activities of every recorded state, one tensor [R, B, d_l] per activity. */
   activities: Tensor[] | null;
   /** Index of the last recorded state (R − 1), JPC's `t_max`. */
   tMax: number;
@@ -65,7 +66,7 @@ export function copyOutRecording(ws: Workspace, rec: Recorder, stats: SolveStats
   let activities: Tensor[] | null = null;
   if (buffers.trajN > 0) {
     activities = [];
-    for (let l = 1; l <= L; l++) {
+    for (let l = ws.first; l <= L; l++) {
       const width = ws.batch * ws.model.dims[l]!;
       const t = ws.runtime.empty([R, ws.batch, ws.model.dims[l]!]);
       for (let r = 0; r < R; r++) rec.copy(buffers.traj, (r * ws.nAll + ws.layer[l]!) * 4, t.buffer, r * width * 4, width * 4);
@@ -77,7 +78,7 @@ export function copyOutRecording(ws: Workspace, rec: Recorder, stats: SolveStats
 
 /**
  * Integrates the inference dynamics from `activities` (e.g. `initActivitiesWithFfwd`) with the input clamped to
- * `options.input` and the output layer's target `output`.
+ * `options.input` (or, without one, a free z_0 as the first activity) and the output layer's target `output`.
  */
 export async function solveInference(
   model: Model,
@@ -87,7 +88,7 @@ export async function solveInference(
 ): Promise<SolveInferenceResult> {
   const fn = 'solveInference';
   let cfg: ResolvedSolver | undefined;
-  const { loss, B, cap } = beginCall(fn, model, activities, output, options, ['input', 'loss', ...SOLVER_OPTION_KEYS], (opts) => {
+  const { loss, B, cap, mode, terms } = beginCall(fn, model, activities, output, options, [...ENERGY_KEYS, ...SOLVER_OPTION_KEYS], (opts) => {
     cfg = resolveSolverOptions(fn, opts);
   });
   const solver = cfg!;
@@ -114,5 +115,7 @@ export async function solveInference(
       };
     },
     workspaceNeeds(solver),
+    mode,
+    terms,
   );
 }

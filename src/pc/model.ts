@@ -9,7 +9,7 @@
  * model is one dispatch and the grouped layer kernels read every layer through one binding.
  */
 import { ACTIVATIONS, type Activation } from '../kernels/index.js';
-import { WpcArgumentError, argError, checkKnownKeys, checkOneOf, checkPositiveInt, describe, firstNonFinite } from '../runtime/errors.js';
+import { WpcArgumentError, argError, checkFinite, checkKnownKeys, checkOneOf, checkPositiveInt, describe, firstNonFinite } from '../runtime/errors.js';
 import { Runtime } from '../runtime/runtime.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { Random } from '../util/random.js';
@@ -25,8 +25,54 @@ export interface LayerSpec {
   /** Offsets (in f32 elements) of W_l and b_l in the parameter buffer; `biasOffset` is -1 without bias. */
   readonly weightOffset: number;
   readonly biasOffset: number;
-  /** The layer's parameter scaling s_l (1 for JPC's standard parameterisation). */
+  /** The layer's parameter scaling s_l (1 for JPC's standard parameterisation; see `paramScalings`). */
   readonly scale: number;
+  /** An identity residual: the layer predicts s_l·f_l(z_{l−1}) + z_{l−1} (JPC's `make_skip_model`). */
+  readonly skip: boolean;
+}
+
+/**
+ * JPC's parameterisations: `'sp'` (standard, every s_l = 1), `'ntp'` (neural tangent) and `'mupc'` (μPC,
+ * Innocenti et al. 2025), which scale each layer's output (bias included) by s_l.
+ */
+export const PARAM_TYPES = ['sp', 'mupc', 'ntp'] as const;
+export type ParamType = (typeof PARAM_TYPES)[number];
+
+/**
+ * JPC's `_get_param_scalings` for a network with activity widths `dims` = [D, N, …, output] (L = dims.length − 1
+ * layers), N being the first hidden width:
+ *
+ * | paramType | s_1  | s_l, 1 < l < L                  | s_L        |
+ * |-----------|------|---------------------------------|------------|
+ * | sp        | 1    | 1                               | 1          |
+ * | ntp       | 1/√D | 1/√N, or 1/√(N·L) with skips    | 1/√N       |
+ * | mupc      | 1/√D | 1/√N, or 1/√(N·L) with skips    | 1/N        |
+ *
+ * and s_L is divided by `gamma` when given. A one-layer model takes the output's scaling (JPC returns two entries
+ * there, [s_1, s_L], and its energy reads the last).
+ */
+export function paramScalings(dims: readonly number[], paramType: ParamType, options: { skips?: boolean; gamma?: number | null } = {}): number[] {
+  const L = dims.length - 1;
+  const D = dims[0]!;
+  const N = dims[1]!;
+  const hidden = options.skips ? 1 / Math.sqrt(N * L) : 1 / Math.sqrt(N);
+  const scales = Array.from({ length: L }, (_, l) => {
+    if (paramType === 'sp') return 1;
+    if (l === 0 && L > 1) return 1 / Math.sqrt(D);
+    if (l < L - 1) return hidden;
+    return paramType === 'mupc' ? 1 / N : 1 / Math.sqrt(N);
+  });
+  if (options.gamma !== undefined && options.gamma !== null) scales[L - 1]! /= options.gamma;
+  return scales;
+}
+
+/**
+ * JPC's `make_skip_model(depth)`: identity residuals on the hidden-to-hidden layers 2..L−1 (indices 1..depth−2),
+ * never on the input or output layer. Pass it as `skipModel` to `makeMlp` or `mlpFromWeights`.
+ */
+export function makeSkipModel(depth: number): boolean[] {
+  const L = checkPositiveInt('makeSkipModel', 'depth', depth);
+  return Array.from({ length: L }, (_, l) => l >= 1 && l <= L - 2);
 }
 
 export class Model {
@@ -42,6 +88,8 @@ export class Model {
   private gradBuffer: GPUBuffer | undefined;
   /** @internal workspaces by batch size and purpose, built once and reused (see workspace.ts). */
   readonly workspaces = new Map<string, Promise<Workspace>>();
+  /** @internal a number unique to this model, to take several models' locks in one order. */
+  readonly serial = nextSerial++;
 
   /** @internal use `makeMlp` or `mlpFromWeights`. */
   constructor(
@@ -49,6 +97,10 @@ export class Model {
     readonly actFn: Activation,
     layers: LayerSpec[],
     readonly params: GPUBuffer,
+    /** The parameterisation the scalings s_l come from. */
+    readonly paramType: ParamType = 'sp',
+    /** μPC's output scaling divisor γ (s_L ← s_L/γ), or null. */
+    readonly gamma: number | null = null,
   ) {
     this.layers = Object.freeze(layers);
     this.dims = Object.freeze([layers[0]!.inDim, ...layers.map((l) => l.outDim)]);
@@ -56,6 +108,16 @@ export class Model {
     this.paramCount = last.useBias ? last.biasOffset + last.outDim : last.weightOffset + last.outDim * last.inDim;
     this.weights = Object.freeze(layers.map((l) => runtime.view(params, l.weightOffset * 4, [l.outDim, l.inDim])));
     this.biases = Object.freeze(layers.map((l) => (l.useBias ? runtime.view(params, l.biasOffset * 4, [l.outDim]) : null)));
+  }
+
+  /** Which layers have identity residuals (JPC's skip model), one flag per layer. */
+  get skips(): boolean[] {
+    return this.layers.map((l) => l.skip);
+  }
+
+  /** Whether any layer has an identity residual. */
+  get hasSkips(): boolean {
+    return this.layers.some((l) => l.skip);
   }
 
   /** Number of layers L (weight matrices). */
@@ -114,7 +176,9 @@ export class Model {
   }
 }
 
-function layout(dims: readonly number[], useBias: boolean, scales: readonly number[]): LayerSpec[] {
+let nextSerial = 1;
+
+function layout(dims: readonly number[], useBias: boolean, scales: readonly number[], skips: readonly boolean[]): LayerSpec[] {
   const layers: LayerSpec[] = [];
   let at = 0;
   for (let l = 0; l + 1 < dims.length; l++) {
@@ -124,7 +188,7 @@ function layout(dims: readonly number[], useBias: boolean, scales: readonly numb
     at += inDim * outDim;
     const biasOffset = useBias ? at : -1;
     if (useBias) at += outDim;
-    layers.push({ inDim, outDim, useBias, weightOffset, biasOffset, scale: scales[l]! });
+    layers.push({ inDim, outDim, useBias, weightOffset, biasOffset, scale: scales[l]!, skip: skips[l] ?? false });
   }
   return layers;
 }
@@ -135,16 +199,62 @@ function checkRuntime(fn: string, runtime: unknown): Runtime {
   return runtime;
 }
 
-function upload(runtime: Runtime, fn: string, actFn: Activation, layers: LayerSpec[], data: Float32Array): Model {
+function upload(runtime: Runtime, fn: string, actFn: Activation, layers: LayerSpec[], data: Float32Array, param: Parameterisation): Model {
   const buffer = runtime.createStorageBuffer(data.length * 4, 'wpc.model.params');
   runtime.device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
   runtime.checkHealthy(fn);
-  const model = new Model(runtime, actFn, layers, buffer);
+  const model = new Model(runtime, actFn, layers, buffer, param.paramType, param.gamma);
   runtime.track(model);
   return model;
 }
 
-export interface MakeMlpOptions {
+/** How a model's layers are scaled and connected: shared by `makeMlp` and `mlpFromWeights`. */
+export interface ParameterisationOptions {
+  /** `'sp'` (default), `'mupc'` or `'ntp'`: the scalings s_l (see `paramScalings`); `'mupc'` also draws W ~ N(0, 1). */
+  paramType?: ParamType;
+  /** One flag per layer (e.g. `makeSkipModel(depth)`): identity residuals, on hidden-to-hidden layers only. */
+  skipModel?: readonly boolean[] | null;
+  /** μPC's γ: the output scaling s_L is divided by it. Default none. */
+  gamma?: number | null;
+}
+
+interface Parameterisation {
+  paramType: ParamType;
+  skips: boolean[];
+  gamma: number | null;
+}
+
+const PARAM_KEYS = ['paramType', 'skipModel', 'gamma'] as const;
+
+/** Validates the parameterisation options against the activity widths `dims`. */
+function checkParameterisation(fn: string, options: ParameterisationOptions, dims: readonly number[]): Parameterisation {
+  const paramType = checkOneOf(fn, 'options.paramType', options.paramType ?? 'sp', PARAM_TYPES);
+  const L = dims.length - 1;
+  const given = options.skipModel ?? null;
+  let skips = Array<boolean>(L).fill(false);
+  if (given !== null) {
+    if (!Array.isArray(given) || given.length !== L || given.some((v) => typeof v !== 'boolean')) {
+      argError(fn, 'options.skipModel', `null or an array of ${L} booleans (one per layer, e.g. makeSkipModel(${L}))`, given);
+    }
+    given.forEach((skip, l) => {
+      if (!skip) return;
+      if (l === 0 || l === L - 1) {
+        throw new WpcArgumentError(
+          `${fn}: options.skipModel[${l}] must be false: identity residuals are only defined on hidden-to-hidden layers (1..${L - 2}); JPC's energy ignores a skip on the input or output layer`,
+        );
+      }
+      if (dims[l] !== dims[l + 1]) {
+        throw new WpcArgumentError(`${fn}: options.skipModel[${l}] needs layer ${l} to map a width to itself, got ${dims[l]} → ${dims[l + 1]}`);
+      }
+    });
+    skips = [...given];
+  }
+  const gamma = options.gamma ?? null;
+  if (gamma !== null) checkFinite(fn, 'options.gamma', gamma, { min: 0, open: true });
+  return { paramType, skips, gamma };
+}
+
+export interface MakeMlpOptions extends ParameterisationOptions {
   /** Seed of the weight initialisation; equal seeds give equal weights. */
   seed: number;
   inputDim: number;
@@ -159,13 +269,17 @@ export interface MakeMlpOptions {
   useBias?: boolean;
 }
 
-const MAKE_MLP_KEYS = ['seed', 'inputDim', 'width', 'depth', 'outputDim', 'actFn', 'useBias'] as const;
+const MAKE_MLP_KEYS = ['seed', 'inputDim', 'width', 'depth', 'outputDim', 'actFn', 'useBias', ...PARAM_KEYS] as const;
 
 /**
  * JPC's `make_mlp`: `depth` layers `inputDim → width → … → width → outputDim`, weights and biases drawn from
- * Equinox's default U(−1/√fan_in, 1/√fan_in). Each layer draws from its own stream forked from `seed` (weights
- * then bias), so a layer's values do not depend on the shapes of the others. The streams are WPC's own, not
- * JAX's threefry: to reproduce a JPC model exactly, load its weights with `mlpFromWeights`.
+ * Equinox's default U(−1/√fan_in, 1/√fan_in), or for `paramType: 'mupc'` weights from N(0, 1) (biases stay
+ * uniform). Each layer draws from its own stream forked from `seed` (weights then bias), so a layer's values do
+ * not depend on the shapes of the others. The streams are WPC's own, not JAX's threefry: to reproduce a JPC
+ * model exactly, load its weights with `mlpFromWeights`.
+ *
+ * Unlike JPC, where `param_type` and `skip_model` are passed to every call, the parameterisation belongs to the
+ * model here: its scalings s_l (`paramScalings`) and skips are fixed when it is made and used by every function.
  */
 export function makeMlp(runtime: Runtime, options: MakeMlpOptions): Model {
   const fn = 'makeMlp';
@@ -181,20 +295,23 @@ export function makeMlp(runtime: Runtime, options: MakeMlpOptions): Model {
   const useBias = options.useBias ?? false;
   if (typeof useBias !== 'boolean') argError(fn, 'options.useBias', 'a boolean', useBias);
   const dims = [inputDim, ...Array<number>(depth - 1).fill(width), outputDim];
-  const layers = layout(dims, useBias, Array<number>(depth).fill(1));
+  const param = checkParameterisation(fn, options, dims);
+  const layers = layout(dims, useBias, paramScalings(dims, param.paramType, { skips: param.skips.some(Boolean), gamma: param.gamma }), param.skips);
   const total = layers.reduce((s, l) => s + l.inDim * l.outDim + (l.useBias ? l.outDim : 0), 0);
   const data = new Float32Array(total);
   const root = new Random(options.seed);
   layers.forEach((l, i) => {
     const stream = root.fork(i);
     const lim = 1 / Math.sqrt(l.inDim);
-    for (let j = 0; j < l.inDim * l.outDim; j++) data[l.weightOffset + j] = stream.uniform(-lim, lim);
+    const n = l.inDim * l.outDim;
+    if (param.paramType === 'mupc') for (let j = 0; j < n; j++) data[l.weightOffset + j] = stream.normal();
+    else for (let j = 0; j < n; j++) data[l.weightOffset + j] = stream.uniform(-lim, lim);
     if (l.useBias) for (let j = 0; j < l.outDim; j++) data[l.biasOffset + j] = stream.uniform(-lim, lim);
   });
-  return upload(runtime, fn, actFn, layers, data);
+  return upload(runtime, fn, actFn, layers, data, param);
 }
 
-export interface MlpFromWeightsOptions {
+export interface MlpFromWeightsOptions extends ParameterisationOptions {
   /** Activity widths [d_0, …, d_L]. */
   dims: readonly number[];
   /** W_l as `[d_{l+1}, d_l]` row-major arrays (JPC's `model[l][1].weight`). */
@@ -209,7 +326,7 @@ export function mlpFromWeights(runtime: Runtime, options: MlpFromWeightsOptions)
   const fn = 'mlpFromWeights';
   checkRuntime(fn, runtime);
   if (typeof options !== 'object' || options === null) argError(fn, 'options', 'an object', options);
-  checkKnownKeys(fn, 'options', options, ['dims', 'weights', 'biases', 'actFn']);
+  checkKnownKeys(fn, 'options', options, ['dims', 'weights', 'biases', 'actFn', ...PARAM_KEYS]);
   const { dims, weights } = options;
   if (!Array.isArray(dims) || dims.length < 2 || dims.some((d) => !Number.isInteger(d) || d < 1)) {
     argError(fn, 'options.dims', 'an array of at least two positive integers', dims);
@@ -223,7 +340,8 @@ export function mlpFromWeights(runtime: Runtime, options: MlpFromWeightsOptions)
   if (biases !== null && (!Array.isArray(biases) || biases.length !== depth)) {
     argError(fn, 'options.biases', `null or an array of ${depth} bias vectors`, biases);
   }
-  const layers = layout(dims, biases !== null, Array<number>(depth).fill(1));
+  const param = checkParameterisation(fn, options, dims);
+  const layers = layout(dims, biases !== null, paramScalings(dims, param.paramType, { skips: param.skips.some(Boolean), gamma: param.gamma }), param.skips);
   const total = layers.reduce((s, l) => s + l.inDim * l.outDim + (l.useBias ? l.outDim : 0), 0);
   const data = new Float32Array(total);
   layers.forEach((l, i) => {
@@ -244,5 +362,5 @@ export function mlpFromWeights(runtime: Runtime, options: MlpFromWeightsOptions)
     }
   });
   if (total === 0) argError(fn, 'options.dims', 'dimensions giving at least one parameter', describe(dims));
-  return upload(runtime, fn, actFn, layers, data);
+  return upload(runtime, fn, actFn, layers, data, param);
 }

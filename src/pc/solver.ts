@@ -428,11 +428,12 @@ function recordFinal(ws: Workspace, rec: Recorder, cfg: ResolvedSolver, loss: Lo
 /**
  * Whether a fixed-step solve runs as one single-workgroup dispatch (fused-solve.wgsl) instead of two dispatches
  * per stage: where the network is so small that dispatch overhead dominates (see FUSED_MAX_WORK), unless the
- * runtime's `kernels.fused` forces the choice. Recording needs the per-stage kernels.
+ * runtime's `kernels.fused` forces the choice. Recording, and energies beyond JPC's plain supervised one (λ,
+ * activity decay, skips, a free z_0), need the per-stage kernels.
  */
 export function useFusedSolve(ws: Workspace, cfg: Extract<ResolvedSolver, { kind: 'ode' }>): boolean {
   const choice = ws.runtime.kernels.fused ?? 'auto';
-  if (choice === 'never' || cfg.record !== null) return false;
+  if (choice === 'never' || cfg.record !== null || !ws.plain) return false;
   if (choice === 'always') return true;
   return fusedWork(ws) <= FUSED_MAX_WORK;
 }
@@ -577,11 +578,9 @@ export function writeSolverConfig(
   u[34] = tab ? ws.stageOffset(Math.min(tab.stages, ws.stages)) : ws.stageOffset(1);
   u[35] = ws.fam.t;
   u[36] = ws.fam.pt;
-  u[37] = ws.nHidden;
+  u[37] = ws.nAll;
   u[38] = ws.fam.y;
   u[39] = ws.nAll;
-  u[40] = ws.activityOffset(ws.model.depth);
-  u[41] = ws.batch * ws.model.outputDim;
   ws.writeConfig(data);
 }
 
@@ -639,11 +638,6 @@ async function runControlled(
   // Records 1..s: the stages; s+1, s+2: Hairer's probes.
   ws.writeStageRecords(controlledRecords(tab, pid?.rtol ?? 0, pid?.atol ?? 0, pid !== undefined), `controlled:${tab.name}:${pid?.rtol}:${pid?.atol}`);
   const stageRecord = (i: number) => i;
-  if (cfg.event) {
-    writeSolverConfig(ws, cfg);
-    ws.recordSolver(rec, 'dummy_norm');
-  }
-
   if (pid && cfg.dt === undefined) {
     // Hairer's initial step: d0 from y, d1 from f0 = f(y), then d2 from f(y + h0·f0).
     writeSolverConfig(ws, cfg, { err: ws.partD0, ev: ws.partA });

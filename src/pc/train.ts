@@ -4,18 +4,27 @@
  * all on the GPU. The only readbacks are an adaptive solver's polls (none with a constant step size or with
  * discrete inference); metrics come back as small tensors, read when the caller wants them.
  */
-import { argError } from '../runtime/errors.js';
+import { WpcArgumentError, argError, checkFinite } from '../runtime/errors.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { type BatchData, beginCall, copyOutScalars, loadBatch, onWorkspace } from './batch.js';
+import { Random } from '../util/random.js';
+import { type BatchData, type EnergyTermOptions, beginCall, copyOutScalars, loadBatch, onWorkspace } from './batch.js';
+import { ENERGY_KEYS } from './energy.js';
 import { copyOutRecording, type Recording } from './infer.js';
 import type { Model } from './model.js';
 import { type OptState, type Optimizer, checkOptState } from './optim.js';
 import { SOLVER_OPTION_KEYS, integrate, resolveSolverOptions, workspaceNeeds, writeSolverConfig, type ResolvedSolver, type SolverOptions } from './solver.js';
-import type { Loss } from './workspace.js';
+import type { Loss, Workspace } from './workspace.js';
 
-export interface PcStepOptions extends SolverOptions {
-  /** The input x, shape [B, inputDim]. */
-  input: BatchData;
+export interface PcStepOptions extends SolverOptions, EnergyTermOptions {
+  /**
+   * The input x, shape [B, inputDim]. Omit it for unsupervised (generative) PC: the activities, z_0 included,
+   * then start from N(0, σ²) draws (JPC's `init_activities_from_normal`) instead of a feedforward pass.
+   */
+  input?: BatchData;
+  /** Unsupervised only (required there): the seed of the random initialisation; use a new one every step. */
+  seed?: number;
+  /** Unsupervised only: σ of the random initialisation. Default 0.05. */
+  sigma?: number;
   /** `'mse'` (default) or `'ce'`: the output energy and the reported loss. */
   loss?: Loss;
   /** mean_b ‖z_{l,b}‖ of the activities at equilibrium (JPC's `activity_norms`). Default false. */
@@ -34,14 +43,19 @@ export interface PcStepOptions extends SolverOptions {
 }
 
 const METRIC_KEYS = ['activityNorms', 'paramNorms', 'gradNorms', 'calculateAccuracy', 'timeInference'] as const;
+const STEP_KEYS = [...ENERGY_KEYS, 'seed', 'sigma', ...SOLVER_OPTION_KEYS, ...METRIC_KEYS] as const;
 
-export interface PcStepResult {
+/** `Loss` is `Tensor` when the options have an input (supervised), else `Tensor | null`. */
+export interface PcStepResult<Loss extends Tensor | null = Tensor | null> {
   /** The model, updated in place. */
   model: Model;
   optState: OptState;
-  /** JPC's `mse_loss` / `cross_entropy_loss` of the feedforward prediction before inference (one element). */
-  loss: Tensor;
-  /** Layer energies at equilibrium (already /B), JPC's order [E_L, E_2, …, E_{L−1}, E_1]. */
+  /**
+   * JPC's `mse_loss` / `cross_entropy_loss` of the feedforward prediction before inference (one element); null
+   * in unsupervised PC (no input, no prediction).
+   */
+  loss: Loss;
+  /** Layer energies at equilibrium (already /B, no regularisers), JPC's order [E_L, E_2, …, E_{L−1}, E_1]. */
   energies: Tensor;
   /** Inference steps attempted. */
   steps: { accepted: number; rejected: number };
@@ -51,7 +65,7 @@ export interface PcStepResult {
   steadyState: boolean;
   /** With `recordIters` / `recordEvery`: energies (and activities) along the inference. */
   recording: Recording | null;
-  /** [L], with `activityNorms`. */
+  /** One per activity ([L], or [L + 1] in unsupervised PC), with `activityNorms`. */
   activityNorms: Tensor | null;
   /** [L, 2] (weight, bias; 0 without bias), with `paramNorms`. */
   paramNorms: Tensor | null;
@@ -67,21 +81,35 @@ export interface PcStepResult {
 
 /**
  * One training step on a batch. `loss`, `energies` and the metrics are small new tensors: read them when needed
- * (`await r.loss.item()`) and dispose them.
+ * (`await r.loss.item()`) and dispose them. Without `options.input` the step is unsupervised (JPC's generative
+ * PC without a prior): z_0..z_L start from seeded normal draws and z_0 is inferred with the rest.
  */
-export async function makePcStep(
+export async function makePcStep<O extends PcStepOptions>(
   model: Model,
   optim: Optimizer,
   optState: OptState,
   output: BatchData,
-  options: PcStepOptions,
-): Promise<PcStepResult> {
+  options: O,
+): Promise<PcStepResult<O extends { input: BatchData } ? Tensor : Tensor | null>> {
   const fn = 'makePcStep';
   let solver: ResolvedSolver | undefined;
-  const { opts, loss, B, cap } = beginCall(fn, model, undefined, output, options, ['input', 'loss', ...SOLVER_OPTION_KEYS, ...METRIC_KEYS], (o) => {
+  let sigma = 0.05;
+  const { opts, loss, B, cap, mode, terms } = beginCall(fn, model, undefined, output, options, STEP_KEYS, (o, m) => {
     solver = resolveSolverOptions(fn, o);
     for (const key of METRIC_KEYS) {
       if (o[key] !== undefined && typeof o[key] !== 'boolean') argError(fn, `options.${key}`, 'a boolean', o[key]);
+    }
+    if (m === 'unsupervised') {
+      if (o.seed === undefined) {
+        throw new WpcArgumentError(`${fn}: options.seed is required without options.input (unsupervised PC draws its initial activities from it)`);
+      }
+      if (!Number.isSafeInteger(o.seed)) argError(fn, 'options.seed', 'a safe integer', o.seed);
+      sigma = checkFinite(fn, 'options.sigma', o.sigma ?? 0.05, { min: 0 });
+      if (o.calculateAccuracy) throw new WpcArgumentError(`${fn}: options.calculateAccuracy needs options.input (there is no prediction to score without one)`);
+    } else {
+      for (const key of ['seed', 'sigma'] as const) {
+        if (o[key] !== undefined) throw new WpcArgumentError(`${fn}: options.${key} only applies without options.input (unsupervised PC); a supervised step starts from a feedforward pass`);
+      }
     }
     checkOptState(fn, optState, optim, 'params', model.paramCount, model.runtime);
   });
@@ -94,9 +122,15 @@ export async function makePcStep(
       const kernel = await optState.kernel(false);
       writeSolverConfig(ws, cfg);
       loadBatch(ws, rec, cap.input, cap.output);
-      ws.recordForward(rec);
-      ws.recordLoss(rec, loss);
-      const lossTensor = copyOutScalars(ws, rec, ws.scalar.loss, [1]);
+      let lossTensor: Tensor | null = null;
+      if (mode === 'supervised') {
+        ws.recordForward(rec);
+        ws.recordLoss(rec, loss);
+        lossTensor = copyOutScalars(ws, rec, ws.scalar.loss, [1]);
+      } else {
+        writeNormalActivities(ws, opts.seed!, sigma);
+        ws.recordElementwise(rec, 'activate');
+      }
       if (opts.paramNorms) ws.recordParamNorms(rec, 'params');
       const paramNorms = opts.paramNorms ? copyOutScalars(ws, rec, ws.scalar.paramNorms, [model.depth, 2]) : null;
       let inferenceMs: number | null = null;
@@ -119,8 +153,9 @@ export async function makePcStep(
       ws.recordEnergies(rec, loss);
       const energies = copyOutScalars(ws, rec, ws.scalar.energies, [model.depth]);
       if (opts.activityNorms) ws.recordActivityNorms(rec);
-      const activityNorms = opts.activityNorms ? copyOutScalars(ws, rec, ws.scalar.activityNorms, [model.depth]) : null;
+      const activityNorms = opts.activityNorms ? copyOutScalars(ws, rec, ws.scalar.activityNorms, [model.depth + 1 - ws.first]) : null;
       ws.recordParamGrads(rec);
+      ws.recordRegularizerGrads(rec);
       if (opts.gradNorms) ws.recordParamNorms(rec, 'grads');
       const gradNorms = opts.gradNorms ? copyOutScalars(ws, rec, ws.scalar.gradNorms, [model.depth, 2]) : null;
       optState.recordStep(rec, kernel, { buffer: model.params, offset: 0 }, { buffer: model.grads(), offset: 0 }, model.paramCount);
@@ -134,7 +169,7 @@ export async function makePcStep(
       return {
         model,
         optState,
-        loss: lossTensor,
+        loss: lossTensor as O extends { input: BatchData } ? Tensor : Tensor | null,
         energies,
         steps: { accepted: stats.accepted, rejected: stats.rejected },
         t: stats.t,
@@ -149,5 +184,23 @@ export async function makePcStep(
       };
     },
     workspaceNeeds(cfg),
+    mode,
+    terms,
   );
+}
+
+/**
+ * Writes N(0, σ²) draws into every activity of the state (z_0..z_L), as `initActivitiesFromNormal` makes them
+ * (same streams for the same seed). Queue-ordered: call before recording the commands that read them.
+ */
+export function writeNormalActivities(ws: Workspace, seed: number, sigma: number): void {
+  const root = new Random(seed);
+  const data = new Float32Array(ws.nAll);
+  for (let l = ws.first; l <= ws.model.depth; l++) {
+    const stream = root.fork(l);
+    const start = ws.layer[l]!;
+    const n = ws.batch * ws.model.dims[l]!;
+    for (let i = 0; i < n; i++) data[start + i] = sigma * stream.normal();
+  }
+  ws.runtime.device.queue.writeBuffer(ws.buffer, ws.activityOffset(ws.first) * 4, data);
 }

@@ -14,7 +14,7 @@ import {
   onWorkspace,
   type ParamGradResult,
 } from './batch.js';
-import type { EnergyOptions } from './energy.js';
+import { ENERGY_KEYS, type EnergyOptions } from './energy.js';
 import type { Model } from './model.js';
 import { type OptState, type Optimizer, checkOptState } from './optim.js';
 import { writeSolverConfig } from './solver.js';
@@ -49,7 +49,7 @@ export async function updatePcActivities(
   const fn = 'updatePcActivities';
   // The activities are validated by the time the extra check runs.
   const n = () => activities.reduce((s, a) => s + a.size, 0);
-  const { opts, loss, B, cap } = beginCall(fn, model, activities, output, options, ['input', 'loss', 'returnGrads'], () =>
+  const { opts, loss, B, cap, mode, terms } = beginCall(fn, model, activities, output, options, [...ENERGY_KEYS, 'returnGrads'], () =>
     checkOptState(fn, optState, optim, 'activities', n(), model.runtime),
   );
   return onWorkspace(model, B, cap, async (ws, rec) => {
@@ -60,15 +60,13 @@ export async function updatePcActivities(
     ws.recordErrors(rec, 'y', loss, false);
     ws.recordEnergies(rec, loss);
     ws.recordActivityGrad(rec, 'y', false, 0);
-    const L = model.depth;
-    rec.clear(ws.buffer, ws.gradOffset(L) * 4, B * model.outputDim * 4); // the dummy's gradient is zero
     const grads = opts.returnGrads ? copyOutLayers(ws, rec, (l) => ws.gradOffset(l)) : null;
     const energy = copyOutScalars(ws, rec, ws.scalar.total, [1]);
-    optState.recordStep(rec, kernel, { buffer: ws.buffer, offset: ws.activityOffset(1) }, { inTarget: ws.gradOffset(1) }, ws.nAll);
+    optState.recordStep(rec, kernel, { buffer: ws.buffer, offset: ws.activityOffset(ws.first) }, { inTarget: ws.gradOffset(ws.first) }, ws.nAll);
     const updated = copyOutLayers(ws, rec, (l) => ws.activityOffset(l));
     rec.submit();
     return { energy, activities: updated, grads, optState };
-  });
+  }, undefined, mode, terms);
 }
 
 export interface ParamUpdateResult {
@@ -91,7 +89,7 @@ export async function updatePcParams(
   options: UpdateOptions,
 ): Promise<ParamUpdateResult> {
   const fn = 'updatePcParams';
-  const { opts, loss, B, cap } = beginCall(fn, model, activities, output, options, ['input', 'loss', 'returnGrads'], () =>
+  const { opts, loss, B, cap, mode, terms } = beginCall(fn, model, activities, output, options, [...ENERGY_KEYS, 'returnGrads'], () =>
     checkOptState(fn, optState, optim, 'params', model.paramCount, model.runtime),
   );
   return onWorkspace(model, B, cap, async (ws, rec) => {
@@ -101,9 +99,10 @@ export async function updatePcParams(
     loadActivities(ws, rec, cap.activities);
     ws.recordErrors(rec, 'y', loss, false);
     ws.recordParamGrads(rec);
+    ws.recordRegularizerGrads(rec);
     const grads = opts.returnGrads ? copyParamGrads(model, rec) : null;
     optState.recordStep(rec, kernel, { buffer: model.params, offset: 0 }, { buffer: model.grads(), offset: 0 }, model.paramCount);
     rec.submit();
     return { model, optState, grads };
-  });
+  }, undefined, mode, terms);
 }

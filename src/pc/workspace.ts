@@ -4,23 +4,29 @@
  * buffer of scalar results, the job tables of the grouped layer kernels, the solver state, and bind groups built
  * once and reused by every step of every batch. Batches are written into it; nothing is allocated per step.
  *
- * Layout. Activities z_1..z_L (z_L is the output layer's dummy activity) are stored back to back, z_l taking
- * B·d_l elements at `layer(l)`. Every *family* below repeats that layout from its own base, so layer l of family
- * F is at F + layer(l) and elementwise work over all hidden layers is one flat range:
+ * Layout. The activities of the ODE state are stored back to back: z_1..z_L in supervised PC (the input x is
+ * clamped; z_L, the output layer's, is a dummy the energy never reads), z_0..z_L in unsupervised PC (z_0 free).
+ * z_l takes B·d_l elements at `layer(l)`, and every *family* below repeats that layout from its own base, so
+ * layer l of family F is at F + layer(l) and elementwise work over the whole state is one flat range:
  *
- *   y    activities                          py   φ(y) (hidden layers)
+ *   y    activities                          py   φ(y)
  *   t    a Runge–Kutta stage's evaluation point (the probe) or the candidate y1 (*)   pt   φ(t)
  *   k_j  stage j of a Runge–Kutta step (one family per stage); k_1 also holds ∂F/∂z for discrete updates and
  *        the optimiser state of discrete inference (k_1, k_2)
  *   e    prediction errors e_l (e_L: y − pred, or ce's y − softmax·Σy)
+ *   aux  extra families some variants ask for (bidirectional PC's second errors, ePC's back-propagated signal)
  *
  * (*) The last stage reads its evaluation point t and writes the candidate over it: each element is read and
  * written by the same invocation. Besides: x (input), pred1 (the first layer's prediction, fixed during inference
  * because x is clamped), target, the constant-step grid, and partial-sum regions.
+ *
+ * Every activity of the state has an activity-gradient job (z_0's and the dummy's have no error of their own),
+ * so activity decay moves them all, as in JPC, and solver partial sums cover the whole state.
  */
 import {
   type Activation,
   type TileConfig,
+  COMBINE_WORDS,
   JobFlag,
   RECORD_ENTRIES,
   ReduceFlag,
@@ -28,7 +34,9 @@ import {
   SCALED_SQUARE_CHUNK,
   SOLVER_ENTRIES,
   StageMode,
+  accumulateKernel,
   activityGradKernel,
+  combineKernel,
   defaultTiles,
   fusedSolveKernel,
   FUSED_LAYER_WORDS,
@@ -38,30 +46,56 @@ import {
   paramGradKernel,
   recordKernel,
   reduceKernel,
+  regularizeKernel,
   solverKernel,
   type RecordEntry,
+  type RegularizeEntry,
   type SolverEntry,
 } from '../kernels/index.js';
-import { BufferUsage, STORAGE_USAGE, UNIFORM_USAGE } from '../runtime/flags.js';
+import { BufferUsage, UNIFORM_USAGE } from '../runtime/flags.js';
 import { type CompiledKernel, createBindGroup } from '../runtime/kernel.js';
 import type { Recorder } from '../runtime/recorder.js';
 import { type Runtime, SleepEstimator } from '../runtime/runtime.js';
-import { type Job, type JobTable, packJobs } from './layer-jobs.js';
+import { type Job, type JobTable, errorJob, forwardJob, gradJob, packJobs, paramJob, tilesOf } from './layer-jobs.js';
 import type { Model } from './model.js';
 
 export type Loss = 'mse' | 'ce';
 export type EvalPoint = 'y' | 't';
 /** `eval` workspaces only hold what a feedforward pass and its loss need (test batches can be large). */
 export type Purpose = 'train' | 'eval';
+/** Supervised PC clamps the input x; unsupervised PC has a free activity z_0 in its place. */
+export type Mode = 'supervised' | 'unsupervised';
 
-/** What a solve needs beyond the defaults: stage families (Runge–Kutta stages) and constant-step grid points. */
+/** What a solve or a variant needs beyond the defaults. */
 export interface WorkspaceNeeds {
+  /** Runge–Kutta stage families. */
   stages: number;
+  /** Constant-step grid points. */
   gridSteps: number;
+  /** Extra activity-shaped families (aux). Default 0. */
+  aux?: number;
+  /** Extra floats of scratch, for a second network's partial sums. Default 0. */
+  extra?: number;
 }
+
+/**
+ * The terms of JPC's `pc_energy_fn` beyond the layer energies, set per call: the output energy's weight λ
+ * (`output_energy_scaling`), and the regularisers (activity decay acts on the activities; weight decay and the
+ * spectral penalty act on the weights only).
+ */
+export interface EnergyTerms {
+  lambda: number;
+  activityDecay: number;
+  weightDecay: number;
+  spectralPenalty: number;
+}
+
+export const PLAIN_ENERGY: Readonly<EnergyTerms> = Object.freeze({ lambda: 1, activityDecay: 0, weightDecay: 0, spectralPenalty: 0 });
 
 /** Bytes between records of the stage and recording uniforms (≥ every adapter's minUniformBufferOffsetAlignment). */
 export const UNIFORM_STRIDE = 256;
+/** Bytes of a stage record (struct Stage in activity-grad.wgsl). */
+const STAGE_BYTES = 208;
 /** Words of the solver state (struct SolverState in solver-state.wgsl). */
 export const STATE_WORDS = 16;
 export const STATE = {
@@ -79,13 +113,14 @@ export const STATE = {
   scaledError: 11,
   h0: 12,
   d1: 13,
-  dummySq: 14,
   event: 15,
 } as const;
 /** Words of the solver config uniform (struct Config in solver.wgsl). */
 export const CONFIG_WORDS = 48;
 /** Words of a reduce segment (struct Segment in reduce.wgsl / record.wgsl). */
 const SEGMENT_WORDS = 12;
+/** Words of a regulariser record (struct Reg in regularize.wgsl). */
+const REG_WORDS = 8;
 
 const ALIGN = 64; // elements: region starts on 256-byte boundaries
 
@@ -125,7 +160,7 @@ export interface StageRecord {
 /** Record 0 of every stage buffer: the plain activity gradient (computePcActivityGrad, discrete updates). */
 const GRAD_RECORD: StageRecord = { mode: StageMode.GRAD, index: 1, coef: [], ecoef: [], dt: 0, rtol: 0, atol: 0, candidate: 'probe' };
 
-interface SegmentSpec {
+export interface SegmentSpec {
   off: number;
   count: number;
   stride: number;
@@ -137,16 +172,33 @@ interface SegmentSpec {
   scale2?: number;
 }
 
+/** out = a·u + b·v over n elements of the workspace (elementwise.wgsl). */
+export interface CombineOp {
+  n: number;
+  u: number;
+  v: number;
+  out: number;
+  a: number;
+  b: number;
+}
+
 export class Workspace {
   readonly runtime: Runtime;
   readonly tiles: TileConfig;
   readonly act: Activation;
-  /** Offset of z_l inside every family, for l = 1..L (index 0 unused). */
+  readonly mode: Mode;
+  /** The first activity of the state: 1 (supervised) or 0 (unsupervised, z_0 free). */
+  readonly first: 0 | 1;
+  /** Offset of z_l inside every family, for l = first..L. */
   readonly layer: number[];
-  /** Elements of z_1..z_L, and of the hidden ones z_1..z_{L−1}. */
+  /** Elements of the whole state (z_first..z_L), and of z_first..z_{L−1}. */
   readonly nAll: number;
   readonly nHidden: number;
   readonly fam: Families;
+  /** Bases of the extra families. */
+  readonly aux: number[];
+  /** Extra scratch: offset and size in floats. */
+  readonly extra: { off: number; size: number };
   /** Stage families allocated (k_1..k_stages). */
   readonly stages: number;
   readonly gridSteps: number;
@@ -156,13 +208,19 @@ export class Workspace {
   readonly grid: number;
   /** Offsets in the scalars buffer. */
   readonly scalar: {
+    /** Layer energies (room for bidirectional PC's 2L pairs). */
     energies: number;
     total: number;
     loss: number;
     accuracy: number;
+    /** One per activity (L + 1 in unsupervised mode). */
     activityNorms: number;
     paramNorms: number;
     gradNorms: number;
+    /** Regulariser energies: weight decay per layer, then the spectral penalty, then activity decay. */
+    regs: number;
+    /** Free slots for variants (e.g. hybrid PC's losses). */
+    misc: number;
     size: number;
   };
   readonly buffer: GPUBuffer;
@@ -178,39 +236,54 @@ export class Workspace {
   readonly partB: Partials;
   readonly partD0: Partials;
   private readonly partRows: number;
-  private readonly errorTiles: number[];
+  /** Tiles of each layer's errors, for l = 1..L at index l − 1. */
+  readonly errorTiles: number[];
+  /** First partial quad of the activity-gradient job of z_l (l = first..L) inside partA / partB. */
+  readonly gradPart: number[];
   private readonly kernels = new Map<string, CompiledKernel>();
   private readonly groups = new Map<string, GPUBindGroup>();
   private readonly workgroups = new Map<string, number>();
   private readonly ownBuffers: GPUBuffer[] = [];
-  private readonly actJobs = new Map<EvalPoint, GPUBuffer>();
+  /** Job tables that depend on the energy terms (λ), rebuilt in place when they change. */
+  private readonly energyTables = new Map<string, { buffer: GPUBuffer; build: () => Job[] | SegmentSpec[]; kind: 'jobs' | 'segments' }>();
+  /** Activity-gradient bind groups, rebuilt when the stage buffer grows. */
+  private readonly actGroups = new Map<string, { jobs: GPUBuffer; params: GPUBuffer }>();
   private readonly segmentTables = new Map<string, GPUBuffer>();
   private stageGroupsFor: GPUBuffer | undefined;
   private recordBuffers: { records: GPUBuffer; traj: GPUBuffer; capacity: number; trajN: number } | undefined;
   private readonly recordingUniform: GPUBuffer;
+  /** The stage records last uploaded (index 0 = the gradient record) and the activity decay written into them. */
+  private records: readonly StageRecord[] = [GRAD_RECORD];
+  private recordsDecay = 0;
   /** What the last adaptive solve on this workspace took, to size the first chunk and the host's sleep. */
   readonly pidHistory = { lastSteps: 0, sleep: new SleepEstimator() };
   /** How long timed solves take (makePcStep's timeInference), to sleep instead of busy-waiting. */
   readonly solveClock = new SleepEstimator();
   /** The stage records last written (a solve with the same ones skips the upload). */
   stageRecordsKey = '';
+  /** The energy terms the tables are built for. */
+  private energy: EnergyTerms = { ...PLAIN_ENERGY };
+  private regState: { key: string; uniform: GPUBuffer; scratch: GPUBuffer; scratchSize: number } | undefined;
 
   private constructor(
     readonly model: Model,
     readonly batch: number,
     readonly purpose: Purpose,
+    mode: Mode,
     needs: WorkspaceNeeds,
   ) {
     const rt = (this.runtime = model.runtime);
     this.tiles = rt.kernels.tiles ?? defaultTiles(rt.adapter);
     this.act = model.actFn;
+    this.mode = mode;
+    this.first = mode === 'unsupervised' ? 0 : 1;
     const dims = model.dims;
     const L = model.depth;
     const B = batch;
-    this.layer = [0];
+    this.layer = Array<number>(L + 1).fill(0);
     let n = 0;
-    for (let l = 1; l <= L; l++) {
-      this.layer.push(n);
+    for (let l = this.first; l <= L; l++) {
+      this.layer[l] = n;
       n += B * dims[l]!;
     }
     this.nAll = n;
@@ -220,7 +293,12 @@ export class Workspace {
     this.gridSteps = train ? Math.max(1, needs.gridSteps) : 0;
     this.errorTiles = [];
     for (let l = 1; l <= L; l++) this.errorTiles.push(this.tileCount(B, dims[l]!));
-    const actTiles = Array.from({ length: L - 1 }, (_, i) => this.tileCount(B, dims[i + 1]!)).reduce((a, b) => a + b, 0);
+    this.gradPart = Array<number>(L + 1).fill(0);
+    let gradTiles = 0;
+    for (let l = this.first; l <= L; l++) {
+      this.gradPart[l] = 4 * gradTiles;
+      gradTiles += this.tileCount(B, dims[l]!);
+    }
 
     let at = 0;
     const take = (size: number, needed = true): number => {
@@ -237,27 +315,27 @@ export class Workspace {
       e: take(n, train),
       k: take(n * this.stages, train),
     };
+    this.aux = Array.from({ length: train ? (needs.aux ?? 0) : 0 }, () => take(n));
     this.x = take(B * dims[0]!);
-    this.pred1 = take(B * dims[1]!);
+    this.pred1 = take(B * dims[1]!, mode === 'supervised');
     this.target = take(B * dims[L]!);
     this.grid = take(this.gridSteps, train);
     this.partE = take(4 * this.errorTiles.reduce((a, b) => a + b, 0), train);
     this.partCe = take(4 * B, train);
-    this.partA = { off: take(4 * Math.max(1, actTiles), train), count: actTiles };
-    this.partB = { off: take(4 * Math.max(1, actTiles), train), count: actTiles };
+    this.partA = { off: take(4 * gradTiles, train), count: gradTiles };
+    this.partB = { off: take(4 * gradTiles, train), count: gradTiles };
     this.partD0 = { off: take(4 * Math.ceil(n / SCALED_SQUARE_CHUNK), train), count: Math.ceil(n / SCALED_SQUARE_CHUNK) };
-    this.partRows = take(4 * B * L);
-    const s0 = 0;
-    this.scalar = {
-      energies: s0,
-      total: s0 + L,
-      loss: s0 + L + 1,
-      accuracy: s0 + L + 2,
-      activityNorms: s0 + L + 3,
-      paramNorms: s0 + 2 * L + 3,
-      gradNorms: s0 + 4 * L + 3,
-      size: 6 * L + 4,
-    };
+    this.partRows = take(4 * B * (L + 1));
+    const extraSize = train ? (needs.extra ?? 0) : 0;
+    this.extra = { off: take(extraSize, extraSize > 0), size: extraSize };
+    const s = { energies: 0, total: 2 * L + 2 };
+    const loss = s.total + 1;
+    const activityNorms = loss + 2;
+    const paramNorms = activityNorms + L + 1;
+    const gradNorms = paramNorms + 2 * L;
+    const regs = gradNorms + 2 * L;
+    const misc = regs + L + 2;
+    this.scalar = { ...s, loss, accuracy: loss + 1, activityNorms, paramNorms, gradNorms, regs, misc, size: misc + 8 };
 
     this.buffer = rt.createStorageBuffer(at * 4, `wpc.workspace[B=${B}]`);
     this.scalars = rt.createStorageBuffer(this.scalar.size * 4, 'wpc.scalars');
@@ -270,21 +348,27 @@ export class Workspace {
   }
 
   /**
-   * Builds (or returns the cached) workspace of `model` for batches of `batch` examples, with at least the stage
-   * families and grid points a solve `needs` (a smaller cached workspace is replaced once its work is done).
+   * Builds (or returns the cached) workspace of `model` for batches of `batch` examples in `mode`, with at least
+   * what `needs` asks for (a smaller cached workspace is replaced once its work is done).
    */
-  static get(model: Model, batch: number, purpose: Purpose, needs: WorkspaceNeeds = { stages: 2, gridSteps: 1 }): Promise<Workspace> {
-    const trainKey = `${batch}:train`;
-    const key = purpose === 'eval' && model.workspaces.has(trainKey) ? trainKey : `${batch}:${purpose}`;
+  static get(
+    model: Model,
+    batch: number,
+    purpose: Purpose,
+    needs: WorkspaceNeeds = { stages: 2, gridSteps: 1 },
+    mode: Mode = 'supervised',
+  ): Promise<Workspace> {
+    const trainKey = `${batch}:train:${mode}`;
+    const key = purpose === 'eval' && model.workspaces.has(trainKey) ? trainKey : `${batch}:${purpose}:${mode}`;
     const cached = model.workspaces.get(key);
-    const build = (stages: number, gridSteps: number, previous?: Promise<Workspace>) => {
+    const build = (grown: WorkspaceNeeds, previous?: Promise<Workspace>) => {
       const ws = (async () => {
         if (previous) {
           // Let every task already queued on the old workspace finish before its buffers go.
           const old = await previous.catch(() => undefined);
           if (old) await old.exclusive(async () => old.dispose());
         }
-        const w = await model.runtime.scoped(`workspace for batch ${batch}`, () => new Workspace(model, batch, purpose, { stages, gridSteps }));
+        const w = await model.runtime.scoped(`workspace for batch ${batch}`, () => new Workspace(model, batch, purpose, mode, grown));
         await w.prepare();
         return w;
       })();
@@ -302,13 +386,23 @@ export class Workspace {
         model.workspaces.delete(oldest);
         void old.then((w) => w.exclusive(async () => w.dispose()), () => undefined);
       }
-      return build(needs.stages, needs.gridSteps);
+      return build(needs);
     }
-    return cached.then((w) =>
-      w.purpose === 'train' && (w.stages < needs.stages || w.gridSteps < needs.gridSteps)
-        ? build(Math.max(w.stages, needs.stages), Math.max(w.gridSteps, needs.gridSteps), cached)
-        : w,
-    );
+    return cached.then((w) => {
+      if (w.purpose !== 'train') return w;
+      const enough =
+        w.stages >= needs.stages && w.gridSteps >= needs.gridSteps && w.aux.length >= (needs.aux ?? 0) && w.extra.size >= (needs.extra ?? 0);
+      if (enough) return w;
+      return build(
+        {
+          stages: Math.max(w.stages, needs.stages),
+          gridSteps: Math.max(w.gridSteps, needs.gridSteps),
+          aux: Math.max(w.aux.length, needs.aux ?? 0),
+          extra: Math.max(w.extra.size, needs.extra ?? 0),
+        },
+        cached,
+      );
+    });
   }
 
   private queue: Promise<unknown> = Promise.resolve();
@@ -323,8 +417,8 @@ export class Workspace {
     return run;
   }
 
-  private tileCount(m: number, n: number): number {
-    return Math.ceil(m / this.tiles.tm) * Math.ceil(n / this.tiles.tn);
+  tileCount(m: number, n: number): number {
+    return tilesOf(m, n, this.tiles);
   }
 
   private makeStageBuffer(records: number): GPUBuffer {
@@ -338,137 +432,159 @@ export class Workspace {
   }
 
   // ---------------------------------------------------------------------------------------------------------
+  // Where things are
+
+  private zFam(point: EvalPoint): number {
+    return point === 'y' ? this.fam.y : this.fam.t;
+  }
+
+  private pzFam(point: EvalPoint): number {
+    return point === 'y' ? this.fam.py : this.fam.pt;
+  }
+
+  /** The A operand of layer l's prediction at `point`: φ(z_{l−1}), or the raw x / z_0 for the first layer. */
+  layerInput(l: number, point: EvalPoint): number {
+    if (l > 1) return this.pzFam(point) + this.layer[l - 1]!;
+    return this.mode === 'supervised' ? this.x : this.zFam(point) + this.layer[0]!;
+  }
+
+  /** Where a layer's identity residual reads z_{l−1} at `point`, if it has one. */
+  private residual(l: number, point: EvalPoint): number | undefined {
+    return this.model.layers[l - 1]!.skip ? this.zFam(point) + this.layer[l - 1]! : undefined;
+  }
+
+  /** λ for the output layer, 1 for the others. */
+  layerWeight(l: number): number {
+    return l === this.model.depth ? this.energy.lambda : 1;
+  }
+
+  /** Whether the energy is JPC's plain one (no λ, decay or skips, input clamped): the fused solve's case. */
+  get plain(): boolean {
+    return this.mode === 'supervised' && !this.model.hasSkips && this.energy.lambda === 1 && this.energy.activityDecay === 0;
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
   // Job tables
 
-  private forwardJob(l: number): Job {
+  private forwardJobOf(l: number): Job {
     const { model, batch: B, fam } = this;
-    const spec = model.layers[l - 1]!;
     const L = model.depth;
-    return {
-      m: B,
-      n: spec.outDim,
-      k: spec.inDim,
-      aOff: l === 1 ? this.x : fam.py + this.layer[l - 1]!,
-      bOff: spec.weightOffset,
-      cOff: fam.y + this.layer[l]!,
-      dOff: fam.py + this.layer[l]!,
-      eOff: this.pred1,
-      biasOff: Math.max(0, spec.biasOffset),
-      flags: (spec.useBias ? JobFlag.BIAS : 0) | (l < L ? JobFlag.WRITE_PHI : 0) | (l === 1 ? JobFlag.WRITE_PRED : 0),
-      coef0: spec.scale,
-    };
+    return forwardJob({
+      layer: model.layers[l - 1]!,
+      rows: B,
+      input: this.layerInput(l, 'y'),
+      output: fam.y + this.layer[l]!,
+      ...(l < L ? { phi: fam.py + this.layer[l]! } : {}),
+      ...(l === 1 ? { prediction: this.pred1 } : {}),
+      ...(this.residual(l, 'y') !== undefined ? { residualFrom: this.residual(l, 'y')! } : {}),
+    });
   }
 
   private errorJobs(point: EvalPoint, loss: Loss): Job[] {
     const { model, batch: B, fam } = this;
     const L = model.depth;
-    const z = point === 'y' ? fam.y : fam.t;
-    const pz = point === 'y' ? fam.py : fam.pt;
+    const z = this.zFam(point);
     const jobs: Job[] = [];
     let part = this.partE;
     for (let l = 1; l <= L; l++) {
-      const spec = model.layers[l - 1]!;
       const output = l === L;
-      const first = l === 1;
-      jobs.push({
-        m: B,
-        n: spec.outDim,
-        k: first ? 0 : spec.inDim,
-        aOff: first ? 0 : pz + this.layer[l - 1]!,
-        bOff: spec.weightOffset,
-        cOff: fam.e + this.layer[l]!,
-        dOff: output ? this.target : z + this.layer[l]!,
-        eOff: this.pred1,
-        biasOff: Math.max(0, spec.biasOffset),
-        partOff: part,
-        flags:
-          (spec.useBias ? JobFlag.BIAS : 0) |
-          (first ? JobFlag.FIRST : 0) |
-          (output ? JobFlag.OUTPUT : 0) |
-          (output && loss === 'ce' ? JobFlag.LOGITS : 0),
-        coef0: spec.scale,
-      });
+      const residual = this.residual(l, point);
+      jobs.push(
+        errorJob({
+          layer: model.layers[l - 1]!,
+          rows: B,
+          input: this.layerInput(l, point),
+          ...(l === 1 && this.mode === 'supervised' ? { fixedPrediction: this.pred1 } : {}),
+          target: output ? this.target : z + this.layer[l]!,
+          error: fam.e + this.layer[l]!,
+          part,
+          output,
+          logits: output && loss === 'ce',
+          ...(residual !== undefined ? { residualFrom: residual } : {}),
+        }),
+      );
       part += 4 * this.errorTiles[l - 1]!;
     }
     return jobs;
   }
 
+  /** One job per activity of the state: ∂F/∂z_l from e_l and e_{l+1} (see activity-grad.wgsl). */
   private activityGradJobs(point: EvalPoint): Job[] {
     const { model, batch: B, fam } = this;
-    const z = point === 'y' ? fam.y : fam.t;
+    const L = model.depth;
+    const z = this.zFam(point);
+    const part = (point === 'y' ? this.partA : this.partB).off;
     const jobs: Job[] = [];
-    let part = (point === 'y' ? this.partA : this.partB).off;
-    for (let l = 1; l < model.depth; l++) {
-      const next = model.layers[l]!;
-      jobs.push({
-        m: B,
-        n: next.inDim,
-        k: next.outDim,
-        aOff: fam.e + this.layer[l + 1]!,
-        bOff: next.weightOffset,
-        cOff: fam.k + this.layer[l]!,
-        dOff: fam.e + this.layer[l]!,
-        eOff: z + this.layer[l]!,
-        fOff: this.layer[l]!,
-        partOff: part,
-        coef0: next.scale,
-        coef1: 1 / B,
-      });
-      part += 4 * this.tileCount(B, next.inDim);
+    for (let l = this.first; l <= L; l++) {
+      jobs.push(
+        gradJob({
+          rows: B,
+          width: model.dims[l]!,
+          z: z + this.layer[l]!,
+          family: this.layer[l]!,
+          grad: fam.k + this.layer[l]!,
+          part: part + this.gradPart[l]!,
+          ...(l >= 1 && l < L ? { own: fam.e + this.layer[l]! } : {}),
+          ...(l < L ? { next: { layer: model.layers[l]!, error: fam.e + this.layer[l + 1]!, weight: this.layerWeight(l + 1) } } : {}),
+          identity: l === 0,
+          scale: 1 / B,
+        }),
+      );
     }
     return jobs;
   }
 
   private paramGradJobs(): Job[] {
     const { model, batch: B, fam } = this;
-    return model.layers.map((spec, i) => {
-      const l = i + 1;
-      return {
-        m: spec.outDim,
-        n: spec.inDim,
-        k: B,
-        aOff: fam.e + this.layer[l]!,
-        bOff: l === 1 ? this.x : fam.py + this.layer[l - 1]!,
-        cOff: spec.weightOffset,
-        dOff: Math.max(0, spec.biasOffset),
-        flags: spec.useBias ? JobFlag.BIAS : 0,
-        coef0: -spec.scale / B,
-      };
-    });
+    return model.layers.map((spec, i) =>
+      paramJob({ layer: spec, rows: B, error: fam.e + this.layer[i + 1]!, input: this.layerInput(i + 1, 'y'), coef: (-spec.scale * this.layerWeight(i + 1)) / B }),
+    );
   }
 
   // ---------------------------------------------------------------------------------------------------------
   // Segment tables for reductions and recordings
 
+  /** Start of layer l's error partials (l = 1..L). */
+  errorPart(l: number): number {
+    let start = this.partE;
+    for (let j = 1; j < l; j++) start += 4 * this.errorTiles[j - 1]!;
+    return start;
+  }
+
   private layerEnergySegments(loss: Loss): SegmentSpec[] {
     const L = this.model.depth;
     const B = this.batch;
+    const lambda = this.energy.lambda;
     // JPC's record_layers order: [E_L, E_2, …, E_{L−1}, E_1].
     const order = L === 1 ? [1] : [L, ...Array.from({ length: L - 2 }, (_, i) => i + 2), 1];
-    const starts: number[] = [];
-    let start = this.partE;
-    for (let l = 1; l <= L; l++) {
-      starts.push(start);
-      start += 4 * this.errorTiles[l - 1]!;
-    }
     return order.map((l, position) =>
       l === L && loss === 'ce'
-        ? { off: this.partCe, count: B, stride: 4, out: position, scale: 1 / B }
-        : { off: starts[l - 1]!, count: this.errorTiles[l - 1]!, stride: 4, out: position, scale: 0.5 / B },
+        ? { off: this.partCe, count: B, stride: 4, out: position, scale: lambda / B }
+        : { off: this.errorPart(l), count: this.errorTiles[l - 1]!, stride: 4, out: position, scale: (0.5 * this.layerWeight(l)) / B },
     );
   }
 
   private totalEnergySegment(loss: Loss): SegmentSpec {
     const B = this.batch;
     const L = this.model.depth;
+    const lambda = this.energy.lambda;
     const hiddenTiles = this.errorTiles.slice(0, L - 1).reduce((a, b) => a + b, 0);
     return loss === 'ce'
-      ? { off: this.partE, count: hiddenTiles, stride: 4, out: this.scalar.total, scale: 0.5 / B, off2: this.partCe, count2: B, scale2: 1 / B }
-      : { off: this.partE, count: hiddenTiles + this.errorTiles[L - 1]!, stride: 4, out: this.scalar.total, scale: 0.5 / B };
+      ? { off: this.partE, count: hiddenTiles, stride: 4, out: this.scalar.total, scale: 0.5 / B, off2: this.partCe, count2: B, scale2: lambda / B }
+      : {
+          off: this.partE,
+          count: hiddenTiles,
+          stride: 4,
+          out: this.scalar.total,
+          scale: 0.5 / B,
+          off2: this.errorPart(L),
+          count2: this.errorTiles[L - 1]!,
+          scale2: (0.5 * lambda) / B,
+        };
   }
 
-  private segmentTable(key: string, segs: readonly SegmentSpec[]): GPUBuffer {
-    const data = new ArrayBuffer(segs.length * SEGMENT_WORDS * 4);
+  private segmentData(segs: readonly SegmentSpec[]): ArrayBuffer {
+    const data = new ArrayBuffer(Math.max(1, segs.length) * SEGMENT_WORDS * 4);
     const u32 = new Uint32Array(data);
     const f32 = new Float32Array(data);
     segs.forEach((s, i) => {
@@ -483,7 +599,12 @@ export class Workspace {
       u32[o + 7] = s.count2 ?? 0;
       f32[o + 8] = s.scale2 ?? 0;
     });
-    const buffer = this.storageFrom(data, `wpc.segments.${key}`);
+    return data;
+  }
+
+  /** Uploads a segment table under `key` (its dispatch has one workgroup per segment). */
+  segmentTable(key: string, segs: readonly SegmentSpec[]): GPUBuffer {
+    const buffer = this.storageFrom(this.segmentData(segs), `wpc.segments.${key}`);
     this.segmentTables.set(key, buffer);
     this.workgroups.set(`segments.${key}`, segs.length);
     return buffer;
@@ -510,16 +631,30 @@ export class Workspace {
     return buffer;
   }
 
-  private addTable(key: string, table: JobTable): GPUBuffer {
+  /** Uploads a job table under `key` (its dispatch size is remembered). */
+  addTable(key: string, table: JobTable): GPUBuffer {
     this.workgroups.set(key, table.workgroups);
     return this.storageFrom(table.data, `wpc.jobs.${key}`);
+  }
+
+  /** A job table whose contents depend on the energy terms: rebuilt in place by `applyEnergy`. */
+  private energyTable(key: string, build: () => Job[]): GPUBuffer {
+    const buffer = this.addTable(key, packJobs(build(), this.tiles));
+    this.energyTables.set(key, { buffer, build, kind: 'jobs' });
+    return buffer;
+  }
+
+  private energySegments(key: string, build: () => SegmentSpec[]): GPUBuffer {
+    const buffer = this.segmentTable(key, build());
+    this.energyTables.set(key, { buffer, build, kind: 'segments' });
+    return buffer;
   }
 
   private rowsUniform(rows: number, cols: number, predOff: number, partOff: number, ce: number): GPUBuffer {
     return this.uniformFrom(new Uint32Array([rows, cols, predOff, this.target, partOff, ce, 0, 0]), 'wpc.rows');
   }
 
-  private reduceGroup(key: string, segs: readonly SegmentSpec[], src: GPUBuffer, dst: GPUBuffer): void {
+  reduceGroup(key: string, segs: readonly SegmentSpec[], src: GPUBuffer, dst: GPUBuffer): void {
     const segments = this.segmentTable(key, segs);
     this.groups.set(`reduce.${key}`, createBindGroup(this.runtime.device, this.k('reduce'), { segments, src, dst }));
   }
@@ -529,6 +664,7 @@ export class Workspace {
     const { act, tiles, model } = this;
     const L = model.depth;
     const train = this.purpose === 'train';
+    const supervised = this.mode === 'supervised';
     const specs: Record<string, Parameters<Runtime['kernel']>[0]> = {
       forward: forwardKernel(act, tiles, 'forward', false),
       lossRows: outputKernel('loss_rows', false),
@@ -543,6 +679,8 @@ export class Workspace {
       specs.paramGrad = paramGradKernel(tiles);
       specs.act = activityGradKernel(act, tiles, false);
       specs['act.gated'] = activityGradKernel(act, tiles, true);
+      specs.accumulate = accumulateKernel();
+      specs.combine = combineKernel();
       for (const entry of SOLVER_ENTRIES) specs[`solver.${entry}`] = solverKernel(entry, act);
       for (const entry of RECORD_ENTRIES) specs[`record.${entry}`] = recordKernel(entry);
     }
@@ -554,28 +692,30 @@ export class Workspace {
       const work = this.buffer;
       const params = model.params;
       const B = this.batch;
-      for (let l = 1; l <= L; l++) {
-        const jobs = this.addTable(`forward.${l}`, packJobs([this.forwardJob(l)], tiles));
-        this.groups.set(`forward.${l}`, createBindGroup(device, this.k('forward'), { jobs, params, work }));
+      if (supervised) {
+        for (let l = 1; l <= L; l++) {
+          const jobs = this.addTable(`forward.${l}`, packJobs([this.forwardJobOf(l)], tiles));
+          this.groups.set(`forward.${l}`, createBindGroup(device, this.k('forward'), { jobs, params, work }));
+        }
+        // The first layer's prediction alone, for activities handed in by the caller (y must stay theirs).
+        const first = this.forwardJobOf(1);
+        const predJobs = this.addTable('pred1', packJobs([{ ...first, cOff: this.pred1, flags: (first.flags ?? 0) & JobFlag.BIAS }], tiles));
+        this.groups.set('pred1', createBindGroup(device, this.k('forward'), { jobs: predJobs, params, work }));
+        const outputY = this.fam.y + this.layer[L]!;
+        for (const loss of ['mse', 'ce'] as const) {
+          const rows = this.rowsUniform(B, model.outputDim, outputY, this.partRows, loss === 'ce' ? 1 : 0);
+          this.groups.set(`lossRows.${loss}`, createBindGroup(device, this.k('lossRows'), { rows, work }));
+        }
+        this.reduceGroup(
+          'loss',
+          [
+            { off: this.partRows, count: B, stride: 4, out: this.scalar.loss, scale: 1 / B },
+            { off: this.partRows + 1, count: B, stride: 4, out: this.scalar.accuracy, scale: 100 / B },
+          ],
+          work,
+          this.scalars,
+        );
       }
-      // The first layer's prediction alone, for activities handed in by the caller (y must stay theirs).
-      const first = this.forwardJob(1);
-      const predJobs = this.addTable('pred1', packJobs([{ ...first, cOff: this.pred1, flags: (first.flags ?? 0) & JobFlag.BIAS }], tiles));
-      this.groups.set('pred1', createBindGroup(device, this.k('forward'), { jobs: predJobs, params, work }));
-      const outputY = this.fam.y + this.layer[L]!;
-      for (const loss of ['mse', 'ce'] as const) {
-        const rows = this.rowsUniform(B, model.outputDim, outputY, this.partRows, loss === 'ce' ? 1 : 0);
-        this.groups.set(`lossRows.${loss}`, createBindGroup(device, this.k('lossRows'), { rows, work }));
-      }
-      this.reduceGroup(
-        'loss',
-        [
-          { off: this.partRows, count: B, stride: 4, out: this.scalar.loss, scale: 1 / B },
-          { off: this.partRows + 1, count: B, stride: 4, out: this.scalar.accuracy, scale: 100 / B },
-        ],
-        work,
-        this.scalars,
-      );
       if (!train) return;
 
       const state = this.state;
@@ -585,30 +725,40 @@ export class Workspace {
           this.groups.set(`errors.${point}.${loss}`, createBindGroup(device, this.k('errors'), { jobs, params, work }));
           this.groups.set(`errors.${point}.${loss}.gated`, createBindGroup(device, this.k('errors.gated'), { jobs, params, work, state }));
         }
-        this.reduceGroup(`energies.${loss}`, this.layerEnergySegments(loss), work, this.scalars);
-        this.reduceGroup(`total.${loss}`, [this.totalEnergySegment(loss)], work, this.scalars);
+        const energies = this.energySegments(`energies.${loss}`, () => this.layerEnergySegments(loss));
+        this.groups.set(`reduce.energies.${loss}`, createBindGroup(device, this.k('reduce'), { segments: energies, src: work, dst: this.scalars }));
+        const total = this.energySegments(`total.${loss}`, () => [this.totalEnergySegment(loss)]);
+        this.groups.set(`reduce.total.${loss}`, createBindGroup(device, this.k('reduce'), { segments: total, src: work, dst: this.scalars }));
         // The recording tables: layer energies into a row of the records buffer.
-        this.segmentTable(`record.${loss}`, this.layerEnergySegments(loss));
+        this.energySegments(`record.${loss}`, () => this.layerEnergySegments(loss));
       }
       const ceRows = this.rowsUniform(B, model.outputDim, this.fam.e + this.layer[L]!, this.partCe, 1);
       this.groups.set('ce', createBindGroup(device, this.k('ce'), { rows: ceRows, work }));
       this.groups.set('ce.gated', createBindGroup(device, this.k('ce.gated'), { rows: ceRows, work, state }));
       for (const point of ['y', 't'] as const) {
-        this.actJobs.set(point, this.addTable(`act.${point}`, packJobs(this.activityGradJobs(point), tiles)));
+        const jobs = this.energyTable(`act.${point}`, () => this.activityGradJobs(point));
+        this.actGroups.set(`act.${point}`, { jobs, params });
       }
-      const pjobs = this.addTable('paramGrad', packJobs(this.paramGradJobs(), tiles));
+      const pjobs = this.energyTable('paramGrad', () => this.paramGradJobs());
       this.groups.set('paramGrad', createBindGroup(device, this.k('paramGrad'), { jobs: pjobs, work, grads: model.grads() }));
       for (const entry of SOLVER_ENTRIES) {
         this.groups.set(`solver.${entry}`, createBindGroup(device, this.k(`solver.${entry}`), { config: this.config, work, state }));
       }
-      // Norms: mean_b ‖z_b‖ per layer (JPC's compute_activity_norms), ‖W_l‖ and ‖b_l‖ of parameters and gradients.
-      for (let l = 1; l <= L; l++) {
-        const rows = this.rowsUniform(B, model.dims[l]!, this.fam.y + this.layer[l]!, this.partRows + 4 * B * (l - 1), 0);
+      // Norms: mean_b ‖z_b‖ per activity (JPC's compute_activity_norms), ‖W_l‖ and ‖b_l‖ of parameters and gradients.
+      for (let l = this.first; l <= L; l++) {
+        const rows = this.rowsUniform(B, model.dims[l]!, this.fam.y + this.layer[l]!, this.partRows + 4 * B * l, 0);
         this.groups.set(`rowNorms.${l}`, createBindGroup(device, this.k('rowNorms'), { rows, work }));
       }
+      const activities = L + 1 - this.first;
       this.reduceGroup(
         'activityNorms',
-        Array.from({ length: L }, (_, i) => ({ off: this.partRows + 4 * B * i, count: B, stride: 4, out: this.scalar.activityNorms + i, scale: 1 / B })),
+        Array.from({ length: activities }, (_, i) => ({
+          off: this.partRows + 4 * B * (i + this.first),
+          count: B,
+          stride: 4,
+          out: this.scalar.activityNorms + i,
+          scale: 1 / B,
+        })),
         work,
         this.scalars,
       );
@@ -619,27 +769,49 @@ export class Workspace {
         ]);
       this.reduceGroup('paramNorms', norms(this.scalar.paramNorms), params, this.scalars);
       this.reduceGroup('gradNorms', norms(this.scalar.gradNorms), model.grads(), this.scalars);
+      // Regulariser energies: every slot added into the total (unused ones are cleared to 0).
+      const acc = this.segmentTable('regs.accumulate', [{ off: this.scalar.regs, count: L + 2, stride: 1, out: this.scalar.total, scale: 1 }]);
+      this.groups.set('regs.accumulate', createBindGroup(device, this.k('accumulate'), { segments: acc, dst: this.scalars }));
       this.buildStageGroups();
     });
   }
 
-  private buildStageGroups(): void {
+  /**
+   * Registers an activity-gradient job table (with the parameters it reads) under `key`; its bind groups (plain
+   * and gated) follow the stage buffer when it grows. Variants use it for their own networks.
+   */
+  registerActTable(key: string, jobs: GPUBuffer, params: GPUBuffer): void {
+    this.actGroups.set(key, { jobs, params });
+    this.buildActGroups(key);
+  }
+
+  private buildActGroups(key: string): void {
     const device = this.runtime.device;
-    const { model } = this;
-    const work = this.buffer;
-    const state = this.state;
-    const stage: GPUBufferBinding = { buffer: this.stageBuffer, offset: 0, size: 192 };
-    for (const point of ['y', 't'] as const) {
-      const jobs = this.actJobs.get(point)!;
-      this.groups.set(`act.${point}`, createBindGroup(device, this.k('act'), { jobs, params: model.params, work, stage }));
-      this.groups.set(`act.${point}.gated`, createBindGroup(device, this.k('act.gated'), { jobs, params: model.params, work, state, stage }));
-    }
+    const { jobs, params } = this.actGroups.get(key)!;
+    const stage: GPUBufferBinding = { buffer: this.stageBuffer, offset: 0, size: STAGE_BYTES };
+    this.groups.set(key, createBindGroup(device, this.k('act'), { jobs, params, work: this.buffer, stage }));
+    this.groups.set(`${key}.gated`, createBindGroup(device, this.k('act.gated'), { jobs, params, work: this.buffer, state: this.state, stage }));
+  }
+
+  private buildStageGroups(): void {
+    for (const key of this.actGroups.keys()) this.buildActGroups(key);
     this.stageGroupsFor = this.stageBuffer;
   }
 
-  private k(name: string): CompiledKernel {
+  /** @internal a kernel compiled for this workspace (or for a variant, with `kernel`). */
+  k(name: string): CompiledKernel {
     const kernel = this.kernels.get(name);
     if (!kernel) throw new Error(`workspace: kernel ${name} is not prepared (purpose ${this.purpose})`);
+    return kernel;
+  }
+
+  /** Compiles (once) an extra kernel a variant needs, under `name`. */
+  async kernel(name: string, spec: Parameters<Runtime['kernel']>[0]): Promise<CompiledKernel> {
+    let kernel = this.kernels.get(name);
+    if (!kernel) {
+      kernel = await this.runtime.kernel(spec);
+      this.kernels.set(name, kernel);
+    }
     return kernel;
   }
 
@@ -649,23 +821,193 @@ export class Workspace {
     return group;
   }
 
+  /** Whether a bind group was built under `name` (variants build theirs once). */
+  has(name: string): boolean {
+    return this.groups.has(name);
+  }
+
+  /** Stores a bind group a variant built (with the dispatch size of its table). */
+  setGroup(name: string, group: GPUBindGroup, workgroups?: number): void {
+    this.groups.set(name, group);
+    if (workgroups !== undefined) this.workgroups.set(name, workgroups);
+  }
+
+  /** Dispatches a variant's bind group `name` with kernel `kernel` (workgroups as stored, or given). */
+  dispatchGroup(rec: Recorder, kernel: string, name: string, workgroups?: number, offsets?: number[]): void {
+    rec.dispatch(this.k(kernel), this.g(name), workgroups ?? this.workgroups.get(name)!, offsets);
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Energy terms
+
+  /**
+   * Makes the tables match `terms`: rewrites the λ-dependent job and segment tables, the activity decay of the
+   * stage records and the regulariser records when they changed. Call at the start of a task, before recording
+   * anything (the writes are queue-ordered before the task's submits, after every earlier task's).
+   */
+  applyEnergy(terms: EnergyTerms): void {
+    const old = this.energy;
+    this.energy = { ...terms };
+    if (this.purpose !== 'train') return;
+    if (old.lambda !== terms.lambda) {
+      for (const table of this.energyTables.values()) {
+        const data = table.kind === 'jobs' ? packJobs(table.build() as Job[], this.tiles).data : this.segmentData(table.build() as SegmentSpec[]);
+        this.runtime.device.queue.writeBuffer(table.buffer, 0, data);
+      }
+    }
+    if (terms.activityDecay !== this.recordsDecay) this.uploadRecords(this.records);
+  }
+
+  get energyTerms(): Readonly<EnergyTerms> {
+    return this.energy;
+  }
+
+  private regularizer(): { uniform: GPUBuffer; scratch: GPUBuffer } {
+    const L = this.model.depth;
+    const { weightDecay: wd, spectralPenalty: sp } = this.energy;
+    const scratchSize = sp !== 0 ? this.model.layers.reduce((s, l) => s + l.inDim * l.inDim, 0) : 1;
+    let reg = this.regState;
+    if (!reg || reg.scratchSize < scratchSize) {
+      reg?.scratch.destroy();
+      const uniform = reg?.uniform ?? this.runtime.device.createBuffer({ size: 2 * L * UNIFORM_STRIDE, usage: UNIFORM_USAGE, label: 'wpc.regularize' });
+      const scratch = this.runtime.createStorageBuffer(scratchSize * 4, 'wpc.regularize.scratch');
+      if (!reg) this.ownBuffers.push(uniform);
+      reg = this.regState = { key: '', uniform, scratch, scratchSize };
+      const device = this.runtime.device;
+      const reduceOver = (key: string, src: GPUBuffer) => {
+        const segments = this.segmentTables.get(key) ?? this.segmentTable(key, this.regSegments(key));
+        this.groups.set(`reduce.${key}`, createBindGroup(device, this.k('reduce'), { segments, src, dst: this.scalars }));
+      };
+      reduceOver('regs.weight', this.model.params);
+      reduceOver('regs.spectral', scratch);
+      reduceOver('regs.activity', this.buffer);
+      for (const entry of ['weight_decay', 'gram', 'spectral'] as const) {
+        this.groups.set(
+          `regularize.${entry}`,
+          createBindGroup(device, this.k(`regularize.${entry}`), {
+            reg: { buffer: uniform, offset: 0, size: REG_WORDS * 4 },
+            params: this.model.params,
+            grads: this.model.grads(),
+            scratch,
+          }),
+        );
+      }
+    }
+    const key = `${wd}:${sp}:${this.energy.activityDecay}`;
+    if (reg.key !== key) {
+      const words = UNIFORM_STRIDE / 4;
+      const data = new ArrayBuffer(2 * L * UNIFORM_STRIDE);
+      const u = new Uint32Array(data);
+      const f = new Float32Array(data);
+      let d = 0;
+      this.model.layers.forEach((spec, l) => {
+        u.set([spec.weightOffset, spec.outDim, spec.inDim, d], l * words);
+        f[l * words + 4] = wd;
+        u.set([spec.weightOffset, spec.outDim, spec.inDim, d], (L + l) * words);
+        f[(L + l) * words + 4] = 2 * sp;
+        d += spec.inDim * spec.inDim;
+      });
+      this.runtime.device.queue.writeBuffer(reg.uniform, 0, data);
+      for (const k of ['regs.weight', 'regs.spectral', 'regs.activity']) {
+        this.runtime.device.queue.writeBuffer(this.segmentTables.get(k)!, 0, this.segmentData(this.regSegments(k)));
+      }
+      reg.key = key;
+    }
+    return reg;
+  }
+
+  private regSegments(key: string): SegmentSpec[] {
+    const { weightDecay: wd, spectralPenalty: sp, activityDecay: ad } = this.energy;
+    const regs = this.scalar.regs;
+    const L = this.model.depth;
+    if (key === 'regs.weight') {
+      return this.model.layers.map((spec, l) => ({ off: spec.weightOffset, count: spec.inDim * spec.outDim, stride: 1, out: regs + l, scale: wd / 2, flags: ReduceFlag.SQUARE }));
+    }
+    if (key === 'regs.spectral') {
+      const count = sp !== 0 ? this.model.layers.reduce((s, l) => s + l.inDim * l.inDim, 0) : 0;
+      return [{ off: 0, count, stride: 1, out: regs + L, scale: sp / 2, flags: ReduceFlag.SQUARE }];
+    }
+    return [{ off: this.fam.y, count: this.nAll, stride: 1, out: regs + L + 1, scale: ad / (2 * this.batch), flags: ReduceFlag.SQUARE }];
+  }
+
+  private async prepareRegularizer(): Promise<void> {
+    await Promise.all((['weight_decay', 'gram', 'spectral'] as RegularizeEntry[]).map((e) => this.kernel(`regularize.${e}`, regularizeKernel(e))));
+  }
+
+  /** Whether the current terms have regularisers whose kernels must be compiled first (`ensureRegularizer`). */
+  get hasRegularizers(): boolean {
+    const { weightDecay, spectralPenalty, activityDecay } = this.energy;
+    return weightDecay !== 0 || spectralPenalty !== 0 || activityDecay !== 0;
+  }
+
+  /** Compiles the regulariser kernels if the current terms need them. */
+  async ensureRegularizer(): Promise<void> {
+    if (this.hasRegularizers) await this.prepareRegularizer();
+  }
+
+  private recordGram(rec: Recorder, reg: { uniform: GPUBuffer }): void {
+    const L = this.model.depth;
+    this.model.layers.forEach((spec, l) => {
+      rec.dispatch(this.k('regularize.gram'), this.g('regularize.gram'), this.elementwiseGroups(spec.inDim * spec.inDim), [(L + l) * UNIFORM_STRIDE]);
+    });
+    void reg;
+  }
+
+  /** Adds the weight regularisers' gradients (wd·W, 2·sp·W(WᵀW − I)) to the parameter gradients. */
+  recordRegularizerGrads(rec: Recorder): void {
+    const { weightDecay: wd, spectralPenalty: sp } = this.energy;
+    if (wd === 0 && sp === 0) return;
+    const reg = this.regularizer();
+    const L = this.model.depth;
+    if (sp !== 0) {
+      this.recordGram(rec, reg);
+      this.model.layers.forEach((spec, l) => {
+        rec.dispatch(this.k('regularize.spectral'), this.g('regularize.spectral'), this.elementwiseGroups(spec.inDim * spec.outDim), [(L + l) * UNIFORM_STRIDE]);
+      });
+    }
+    if (wd !== 0) {
+      this.model.layers.forEach((spec, l) => {
+        rec.dispatch(this.k('regularize.weight_decay'), this.g('regularize.weight_decay'), this.elementwiseGroups(spec.inDim * spec.outDim), [l * UNIFORM_STRIDE]);
+      });
+    }
+  }
+
+  /** Adds the regularisers' energies (at the activities in y) to the total in the scalars. */
+  recordRegularizerEnergies(rec: Recorder): void {
+    if (!this.hasRegularizers) return;
+    const { weightDecay: wd, spectralPenalty: sp, activityDecay: ad } = this.energy;
+    const reg = this.regularizer();
+    const L = this.model.depth;
+    rec.clear(this.scalars, this.scalar.regs * 4, (L + 2) * 4);
+    if (wd !== 0) this.recordReduce(rec, 'regs.weight');
+    if (sp !== 0) {
+      this.recordGram(rec, reg);
+      this.recordReduce(rec, 'regs.spectral');
+    }
+    if (ad !== 0) this.recordReduce(rec, 'regs.activity');
+    rec.dispatch(this.k('accumulate'), this.g('regs.accumulate'), 1);
+  }
+
   // ---------------------------------------------------------------------------------------------------------
   // Recording
 
-  private elementwiseGroups(n: number): number {
+  elementwiseGroups(n: number): number {
     return Math.ceil(n / SMALL_WG);
   }
 
   /** Feedforward pass from x: writes y (= z_1..z_L), φ(y) and pred1. L dispatches (layers depend on each other). */
   recordForward(rec: Recorder): void {
-    for (let l = 1; l <= this.model.depth; l++) {
-      rec.dispatch(this.k('forward'), this.g(`forward.${l}`), this.workgroups.get(`forward.${l}`)!);
-    }
+    for (let l = 1; l <= this.model.depth; l++) this.recordForwardLayer(rec, l);
+  }
+
+  /** Layer l of the feedforward pass alone. */
+  recordForwardLayer(rec: Recorder, l: number): void {
+    rec.dispatch(this.k('forward'), this.g(`forward.${l}`), this.workgroups.get(`forward.${l}`)!);
   }
 
   /** The first layer's prediction pred1 = s_1·f_1(x) alone (the input is clamped during inference). */
   recordFirstPrediction(rec: Recorder): void {
-    rec.dispatch(this.k('forward'), this.g('pred1'), this.workgroups.get('pred1')!);
+    if (this.mode === 'supervised') rec.dispatch(this.k('forward'), this.g('pred1'), this.workgroups.get('pred1')!);
   }
 
   /** Prediction errors of every layer at `point` (and their energy partials). */
@@ -677,24 +1019,32 @@ export class Workspace {
 
   /** Activity gradients at `point`, fused with what stage record `record` says. */
   recordActivityGrad(rec: Recorder, point: EvalPoint, gated: boolean, record: number): void {
-    if (this.model.depth < 2) return; // no hidden activities
+    this.recordActTable(rec, `act.${point}`, gated, record);
+  }
+
+  /** Dispatches a registered activity-gradient table with stage record `record`. */
+  recordActTable(rec: Recorder, key: string, gated: boolean, record: number): void {
     if (this.stageGroupsFor !== this.stageBuffer) this.buildStageGroups();
-    const name = `act.${point}${gated ? '.gated' : ''}`;
-    rec.dispatch(this.k(gated ? 'act.gated' : 'act'), this.g(name), this.workgroups.get(`act.${point}`)!, [record * UNIFORM_STRIDE]);
+    const name = `${key}${gated ? '.gated' : ''}`;
+    rec.dispatch(this.k(gated ? 'act.gated' : 'act'), this.g(name), this.workgroups.get(key)!, [record * UNIFORM_STRIDE]);
   }
 
   recordParamGrads(rec: Recorder): void {
     rec.dispatch(this.k('paramGrad'), this.g('paramGrad'), this.workgroups.get('paramGrad')!);
   }
 
-  private recordReduce(rec: Recorder, key: string): void {
+  recordReduce(rec: Recorder, key: string): void {
     rec.dispatch(this.k('reduce'), this.g(`reduce.${key}`), this.workgroups.get(`segments.${key}`)!);
   }
 
-  /** Layer energies (JPC order) and their total into the scalars; needs `recordErrors(…, 'y', loss, false)` first. */
+  /**
+   * Layer energies (JPC order) and their total into the scalars, the regularisers included in the total; needs
+   * `recordErrors(…, 'y', loss, false)` first.
+   */
   recordEnergies(rec: Recorder, loss: Loss): void {
     this.recordReduce(rec, `energies.${loss}`);
     this.recordReduce(rec, `total.${loss}`);
+    this.recordRegularizerEnergies(rec);
   }
 
   /** JPC's mse_loss / cross_entropy_loss and compute_accuracy of the prediction z_L against the target. */
@@ -705,7 +1055,7 @@ export class Workspace {
 
   /** mean_b ‖z_{l,b}‖ of every activity (JPC's compute_activity_norms) into the scalars. */
   recordActivityNorms(rec: Recorder): void {
-    for (let l = 1; l <= this.model.depth; l++) rec.dispatch(this.k('rowNorms'), this.g(`rowNorms.${l}`), this.elementwiseGroups(this.batch));
+    for (let l = this.first; l <= this.model.depth; l++) rec.dispatch(this.k('rowNorms'), this.g(`rowNorms.${l}`), this.elementwiseGroups(this.batch));
     this.recordReduce(rec, 'activityNorms');
   }
 
@@ -714,15 +1064,34 @@ export class Workspace {
     this.recordReduce(rec, of === 'params' ? 'paramNorms' : 'gradNorms');
   }
 
-  recordSolver(rec: Recorder, entry: 'step_control' | 'hairer_h0' | 'hairer_dt0' | 'dummy_norm'): void {
+  recordSolver(rec: Recorder, entry: 'step_control' | 'hairer_h0' | 'hairer_dt0'): void {
     rec.dispatch(this.k(`solver.${entry}`), this.g(`solver.${entry}`), 1);
   }
 
-  /** Elementwise solver kernels over the hidden layers (accept, hairer_probe, activate) or all (scaled_square). */
+  /** Elementwise solver kernels over the whole state (accept, hairer_probe, activate) or in chunks (scaled_square). */
   recordElementwise(rec: Recorder, entry: 'accept' | 'hairer_probe' | 'activate' | 'scaled_square'): void {
-    const n = entry === 'scaled_square' ? this.partD0.count : this.nHidden;
+    const n = entry === 'scaled_square' ? this.partD0.count : this.nAll;
     if (n === 0) return;
     rec.dispatch(this.k(`solver.${entry}`), this.g(`solver.${entry}`), this.elementwiseGroups(n));
+  }
+
+  /** out = a·u + b·v for each op (one dispatch; the ops must not depend on each other). Tables are cached by key. */
+  recordCombine(rec: Recorder, key: string, ops: readonly CombineOp[]): void {
+    const name = `combine.${key}`;
+    if (!this.groups.has(name)) {
+      const data = new ArrayBuffer(ops.length * COMBINE_WORDS * 4);
+      const u = new Uint32Array(data);
+      const f = new Float32Array(data);
+      ops.forEach((op, i) => {
+        u.set([op.n, op.u, op.v, op.out], i * COMBINE_WORDS);
+        f[i * COMBINE_WORDS + 4] = op.a;
+        f[i * COMBINE_WORDS + 5] = op.b;
+      });
+      const table = this.storageFrom(data, `wpc.combine.${key}`);
+      this.groups.set(name, createBindGroup(this.runtime.device, this.k('combine'), { ops: table, work: this.buffer }));
+    }
+    const most = Math.max(...ops.map((o) => o.n));
+    rec.dispatch(this.k('combine'), this.g(name), [Math.min(1024, this.elementwiseGroups(most)), ops.length]);
   }
 
   /**
@@ -779,9 +1148,11 @@ export class Workspace {
 
   /**
    * Records a whole fixed-step Runge–Kutta solve as one single-workgroup dispatch (fused-solve.wgsl): `a` and
-   * `b` of the stages evaluated, the step sizes. The coefficients upload only when `key` changes.
+   * `b` of the stages evaluated, the step sizes. The coefficients upload only when `key` changes. Only for the
+   * plain energy (see `plain`).
    */
   async recordFusedSolve(rec: Recorder, a: readonly (readonly number[])[], b: readonly number[], sizes: readonly number[], loss: Loss, key: string): Promise<void> {
+    if (!this.plain) throw new Error('workspace: the fused solve only handles the plain supervised energy');
     const rt = this.runtime;
     const { model, fam } = this;
     const L = model.depth;
@@ -838,7 +1209,7 @@ export class Workspace {
    * the uniform buffer if needed; skipped when `key` names the records already there.
    */
   writeStageRecords(records: readonly StageRecord[], key: string): void {
-    if (key === this.stageRecordsKey) return;
+    if (key === this.stageRecordsKey && this.recordsDecay === this.energy.activityDecay) return;
     const all = [GRAD_RECORD, ...records];
     if (all.length > this.stageCapacity) {
       const old = this.stageBuffer;
@@ -855,6 +1226,7 @@ export class Workspace {
     const u32 = new Uint32Array(data);
     const f32 = new Float32Array(data);
     const { fam } = this;
+    const decay = this.energy.activityDecay;
     records.forEach((r, i) => {
       const o = i * words;
       const inPlace = r.candidate === 'in-place';
@@ -869,11 +1241,14 @@ export class Workspace {
       u32[o + 15] = r.opt ?? 0;
       f32.set(r.coef, o + 16);
       f32.set(r.ecoef, o + 32);
+      f32[o + 48] = decay;
     });
     this.runtime.device.queue.writeBuffer(this.stageBuffer, 0, data);
+    this.records = records;
+    this.recordsDecay = decay;
   }
 
-  /** Element offset of z_l (1-based) in the activity family y. */
+  /** Element offset of z_l in the activity family y (l = first..L). */
   activityOffset(l: number): number {
     return this.fam.y + this.layer[l]!;
   }
@@ -898,5 +1273,6 @@ export class Workspace {
     this.recordBuffers?.records.destroy();
     this.recordBuffers?.traj.destroy();
     this.fused?.coefs?.destroy();
+    this.regState?.scratch.destroy();
   }
 }

@@ -24,10 +24,13 @@ export class Recorder {
 
   /**
    * Records a dispatch of `workgroups` 1-D workgroups. Grids above the per-dimension limit are folded into
-   * 2-D; kernels recover the linear index as `wid.x + wid.y * nwg.x` and skip indices past their count.
+   * 2-D; kernels recover the linear index as `wid.x + wid.y * nwg.x` and skip indices past their count. A pair
+   * [x, y] is dispatched as given (the kernel interprets both dimensions).
    */
-  dispatch(kernel: CompiledKernel, bindGroup: GPUBindGroup, workgroups: number, dynamicOffsets?: readonly number[]): void {
-    if (workgroups <= 0) return;
+  dispatch(kernel: CompiledKernel, bindGroup: GPUBindGroup, workgroups: number | readonly [number, number], dynamicOffsets?: readonly number[]): void {
+    if (typeof workgroups !== 'number') {
+      if (workgroups[0] <= 0 || workgroups[1] <= 0) return;
+    } else if (workgroups <= 0) return;
     const pass = (this.pass ??= this.encoder.beginComputePass({ label: this.label }));
     if (this.current !== kernel.pipeline) {
       pass.setPipeline(kernel.pipeline);
@@ -36,7 +39,8 @@ export class Recorder {
     if (dynamicOffsets) pass.setBindGroup(0, bindGroup, dynamicOffsets);
     else pass.setBindGroup(0, bindGroup);
     const max = this.runtime.limits.maxComputeWorkgroupsPerDimension;
-    if (workgroups <= max) pass.dispatchWorkgroups(workgroups);
+    if (typeof workgroups !== 'number') pass.dispatchWorkgroups(workgroups[0], workgroups[1]);
+    else if (workgroups <= max) pass.dispatchWorkgroups(workgroups);
     else pass.dispatchWorkgroups(max, Math.ceil(workgroups / max));
     this.dispatches++;
   }

@@ -190,7 +190,7 @@ export async function runRuntimeStudy(runtime: Runtime, o: StudyOptions): Promis
       const r = await makePcStep(model, optim, optState, b.y, { input: b.x, ...opts, timeInference: o.timing === 'step' });
       await settle(stepClock, t0);
       const stepTime = performance.now() - t0;
-      r.loss.dispose();
+      r.loss?.dispose();
       r.energies.dispose();
       let solveTime = r.inferenceMs ?? NaN;
       let solveSteps = r.steps;
