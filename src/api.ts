@@ -23,9 +23,11 @@ export type { ActivityUpdateResult, ParamUpdateResult, UpdateOptions } from './p
 export { Optimizer, OptState, adam, sgd } from './pc/optim.js';
 export type { AdamOptions, SgdOptions } from './pc/optim.js';
 export { makePcStep } from './pc/train.js';
+export { computeHpcParamGrads, hpcEnergy, initActivitiesWithAmort, makeHpcStep, testHpc } from './pc/hybrid.js';
+export type { HpcEnergyOptions, HpcStepOptions, HpcStepResult, TestHpcOptions, TestHpcResult } from './pc/hybrid.js';
 export type { PcStepOptions, PcStepResult } from './pc/train.js';
-export { testDiscriminativePc, mseLoss, crossEntropyLoss, computeAccuracy } from './pc/evaluate.js';
-export type { TestOptions } from './pc/evaluate.js';
+export { testDiscriminativePc, testGenerativePc, mseLoss, crossEntropyLoss, computeAccuracy } from './pc/evaluate.js';
+export type { TestGenerativeOptions, TestGenerativeResult, TestOptions } from './pc/evaluate.js';
 export type { Loss } from './pc/workspace.js';
 export { Random } from './util/random.js';
 export { IdxError, parseIdx } from './data/idx.js';

@@ -5,6 +5,7 @@
 import { WpcArgumentError, argError, checkFinite, checkFiniteData, checkKnownKeys, checkOneOf } from '../runtime/errors.js';
 import { Recorder } from '../runtime/recorder.js';
 import { Tensor, checkTensor, formatShape } from '../runtime/tensor.js';
+import { Random } from '../util/random.js';
 import { Model } from './model.js';
 import { type EnergyTerms, type Loss, type Mode, PLAIN_ENERGY, Workspace, type WorkspaceNeeds } from './workspace.js';
 
@@ -253,6 +254,42 @@ export async function onWorkspace<T>(
   }
 }
 
+/** One workspace a multi-model task needs. */
+export interface WorkspaceRequest {
+  model: Model;
+  B: number;
+  mode?: Mode;
+  needs?: WorkspaceNeeds;
+  terms?: EnergyTerms;
+}
+
+/**
+ * Runs `task` with several workspaces (e.g. a generator's and an amortiser's), holding every one of their locks:
+ * taken in one global order (model, then mode), so two such tasks can never wait on each other.
+ */
+export async function onWorkspaces<T>(
+  requests: readonly WorkspaceRequest[],
+  captured: Captured | undefined,
+  task: (ws: Workspace[], rec: Recorder) => T | Promise<T>,
+): Promise<T> {
+  try {
+    const wss = await Promise.all(requests.map((r) => Workspace.get(r.model, r.B, 'train', r.needs, r.mode ?? 'supervised')));
+    const locks = [...new Set(wss)].sort((a, b) => a.model.serial - b.model.serial || a.batch - b.batch || (a.mode < b.mode ? -1 : a.mode > b.mode ? 1 : 0));
+    const run = async (k: number): Promise<T> => {
+      if (k < locks.length) return locks[k]!.exclusive(() => run(k + 1));
+      for (const r of requests) r.model.checkAlive('WPC');
+      for (const [i, ws] of wss.entries()) {
+        ws.applyEnergy(requests[i]!.terms ?? PLAIN_ENERGY);
+        await ws.ensureRegularizer();
+      }
+      return task(wss, new Recorder(requests[0]!.model.runtime, 'wpc'));
+    };
+    return await run(0);
+  } finally {
+    captured?.release();
+  }
+}
+
 export interface ParamGradResult {
   /** ∂F/∂W_l, shaped `[out, in]` like the weights. */
   weights: Tensor[];
@@ -272,4 +309,28 @@ export function copyParamGrads(model: Model, rec: Recorder): ParamGradResult {
     weights: model.layers.map((l) => copy(l.weightOffset, [l.outDim, l.inDim])),
     biases: model.layers.map((l) => (l.useBias ? copy(l.biasOffset, [l.outDim]) : null)),
   };
+}
+
+/**
+ * Writes N(0, σ²) draws into every activity of the state (z_first..z_L), as `initActivitiesFromNormal` makes
+ * them (same per-layer streams for the same seed). Queue-ordered: call before recording what reads them.
+ */
+export function writeNormalActivities(ws: Workspace, seed: number, sigma: number): void {
+  const root = new Random(seed);
+  const data = new Float32Array(ws.nAll);
+  for (let l = ws.first; l <= ws.model.depth; l++) {
+    const stream = root.fork(l);
+    const start = ws.layer[l]!;
+    const n = ws.batch * ws.model.dims[l]!;
+    for (let i = 0; i < n; i++) data[start + i] = sigma * stream.normal();
+  }
+  ws.runtime.device.queue.writeBuffer(ws.buffer, ws.activityOffset(ws.first) * 4, data);
+}
+
+/** Checks that every model lives on the same runtime (GPU device) as the first. */
+export function checkSameRuntime(fn: string, models: readonly { name: string; model: Model }[]): void {
+  const rt = models[0]!.model.runtime;
+  for (const { name, model } of models.slice(1)) {
+    if (model.runtime !== rt) throw new WpcArgumentError(`${fn}: ${name} belongs to a different runtime (GPU device) than ${models[0]!.name}`);
+  }
 }

@@ -2,13 +2,27 @@
  * Evaluation (JPC's `test_discriminative_pc`) and JPC's loss and accuracy utilities.
  */
 import { outputKernel, reduceKernel, SMALL_WG } from '../kernels/index.js';
-import { WpcArgumentError, argError } from '../runtime/errors.js';
+import { WpcArgumentError, argError, checkFinite } from '../runtime/errors.js';
 import { BufferUsage, STORAGE_USAGE } from '../runtime/flags.js';
 import { createBindGroup } from '../runtime/kernel.js';
 import { Recorder } from '../runtime/recorder.js';
 import { Tensor, checkTensor, formatShape } from '../runtime/tensor.js';
-import { type BatchData, captureBatch, checkBatch, checkLoss, checkModel, checkOptions, loadBatch } from './batch.js';
+import {
+  type BatchData,
+  ENERGY_TERM_KEYS,
+  type EnergyTermOptions,
+  captureBatch,
+  checkBatch,
+  checkLoss,
+  checkModel,
+  checkOptions,
+  loadBatch,
+  onWorkspaces,
+  resolveEnergyTerms,
+  writeNormalActivities,
+} from './batch.js';
 import type { Model } from './model.js';
+import { SOLVER_OPTION_KEYS, integrate, resolveSolverOptions, workspaceNeeds, writeSolverConfig, type SolverOptions } from './solver.js';
 import { type Loss, Workspace } from './workspace.js';
 
 export interface TestOptions {
@@ -46,6 +60,65 @@ export async function testDiscriminativePc(
     const [values] = await model.runtime.read([{ buffer: ws.scalars, byteOffset: ws.scalar.loss * 4, byteLength: 8 }]);
     return { loss: values![0]!, acc: values![1]! };
   });
+}
+
+export interface TestGenerativeOptions extends SolverOptions, EnergyTermOptions {
+  /** Seed of the random initialisation of the activities (required, as JPC's `key`). */
+  seed: number;
+  /** σ of that initialisation. Default 0.05. */
+  sigma?: number;
+  /** The generator's output energy, `'mse'` (default) or `'ce'`. */
+  loss?: Loss;
+}
+
+export interface TestGenerativeResult {
+  /** Accuracy (%) of the inferred input z_0 against `input` (argmax against argmax). */
+  acc: number;
+  /** The generator's feedforward prediction from `input` (e.g. an image per label), [B, outputDim]. */
+  preds: Tensor;
+}
+
+/**
+ * JPC's `test_generative_pc`: for a generator trained as `makePcStep(model, …, image, { input: label })`,
+ * infers the input from the output — every activity, z_0 included, starts from seeded N(0, σ²) draws and
+ * inference runs with only the output clamped to `output` (JPC's defaults: Heun + PID to maxT1 = 500) — and
+ * scores the inferred z_0 against `input`. Also returns the feedforward predictions from `input`.
+ */
+export async function testGenerativePc(model: Model, output: BatchData, input: BatchData, options: TestGenerativeOptions): Promise<TestGenerativeResult> {
+  const fn = 'testGenerativePc';
+  checkModel(fn, model);
+  const opts = checkOptions(fn, options, ['seed', 'sigma', 'loss', ...ENERGY_TERM_KEYS, ...SOLVER_OPTION_KEYS]);
+  if (!Number.isSafeInteger(opts.seed)) argError(fn, 'options.seed', 'a safe integer', opts.seed);
+  const sigma = checkFinite(fn, 'options.sigma', opts.sigma ?? 0.05, { min: 0 });
+  const loss = checkLoss(fn, opts.loss);
+  const { B } = checkBatch(fn, model, output, input, undefined, 'input');
+  const terms = resolveEnergyTerms(fn, opts);
+  const cfg = resolveSolverOptions(fn, { maxT1: 500, ...opts });
+  const cap = captureBatch(model, B, input, output);
+  return onWorkspaces(
+    [
+      { model, B, mode: 'unsupervised', needs: workspaceNeeds(cfg), terms },
+      { model, B, mode: 'supervised' },
+    ],
+    cap,
+    async ([free, clamped], rec) => {
+      const ws = free!;
+      writeSolverConfig(ws, cfg);
+      loadBatch(ws, rec, cap.input, cap.output); // the label goes to x, unused by the energy: the accuracy's truth
+      writeNormalActivities(ws, opts.seed, sigma);
+      ws.recordElementwise(rec, 'activate');
+      await integrate(ws, rec, cfg, loss);
+      ws.recordRowMetric(rec, 'generative', { pred: ws.activityOffset(0), target: ws.x, cols: model.inputDim, out: ws.scalar.misc });
+      const sup = clamped!;
+      loadBatch(sup, rec, cap.input, undefined);
+      sup.recordForward(rec);
+      const preds = model.runtime.empty([B, model.outputDim]);
+      rec.copy(sup.buffer, sup.activityOffset(model.depth) * 4, preds.buffer, 0, preds.byteLength);
+      rec.submit();
+      const [values] = await model.runtime.read([{ buffer: ws.scalars, byteOffset: (ws.scalar.misc + 1) * 4, byteLength: 4 }]);
+      return { acc: values![0]!, preds };
+    },
+  );
 }
 
 type Metric = 'mse' | 'ce' | 'accuracy';

@@ -6,14 +6,13 @@
  */
 import { WpcArgumentError, argError, checkFinite } from '../runtime/errors.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { Random } from '../util/random.js';
-import { type BatchData, type EnergyTermOptions, beginCall, copyOutScalars, loadBatch, onWorkspace } from './batch.js';
+import { type BatchData, type EnergyTermOptions, beginCall, copyOutScalars, loadBatch, onWorkspace, writeNormalActivities } from './batch.js';
 import { ENERGY_KEYS } from './energy.js';
 import { copyOutRecording, type Recording } from './infer.js';
 import type { Model } from './model.js';
 import { type OptState, type Optimizer, checkOptState } from './optim.js';
 import { SOLVER_OPTION_KEYS, integrate, resolveSolverOptions, workspaceNeeds, writeSolverConfig, type ResolvedSolver, type SolverOptions } from './solver.js';
-import type { Loss, Workspace } from './workspace.js';
+import type { Loss } from './workspace.js';
 
 export interface PcStepOptions extends SolverOptions, EnergyTermOptions {
   /**
@@ -187,20 +186,4 @@ export async function makePcStep<O extends PcStepOptions>(
     mode,
     terms,
   );
-}
-
-/**
- * Writes N(0, σ²) draws into every activity of the state (z_0..z_L), as `initActivitiesFromNormal` makes them
- * (same streams for the same seed). Queue-ordered: call before recording the commands that read them.
- */
-export function writeNormalActivities(ws: Workspace, seed: number, sigma: number): void {
-  const root = new Random(seed);
-  const data = new Float32Array(ws.nAll);
-  for (let l = ws.first; l <= ws.model.depth; l++) {
-    const stream = root.fork(l);
-    const start = ws.layer[l]!;
-    const n = ws.batch * ws.model.dims[l]!;
-    for (let i = 0; i < n; i++) data[start + i] = sigma * stream.normal();
-  }
-  ws.runtime.device.queue.writeBuffer(ws.buffer, ws.activityOffset(ws.first) * 4, data);
 }

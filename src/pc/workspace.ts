@@ -475,7 +475,7 @@ export class Workspace {
       input: this.layerInput(l, 'y'),
       output: fam.y + this.layer[l]!,
       ...(l < L ? { phi: fam.py + this.layer[l]! } : {}),
-      ...(l === 1 ? { prediction: this.pred1 } : {}),
+      ...(l === 1 && this.mode === 'supervised' ? { prediction: this.pred1 } : {}),
       ...(this.residual(l, 'y') !== undefined ? { residualFrom: this.residual(l, 'y')! } : {}),
     });
   }
@@ -692,11 +692,11 @@ export class Workspace {
       const work = this.buffer;
       const params = model.params;
       const B = this.batch;
+      for (let l = 1; l <= L; l++) {
+        const jobs = this.addTable(`forward.${l}`, packJobs([this.forwardJobOf(l)], tiles));
+        this.groups.set(`forward.${l}`, createBindGroup(device, this.k('forward'), { jobs, params, work }));
+      }
       if (supervised) {
-        for (let l = 1; l <= L; l++) {
-          const jobs = this.addTable(`forward.${l}`, packJobs([this.forwardJobOf(l)], tiles));
-          this.groups.set(`forward.${l}`, createBindGroup(device, this.k('forward'), { jobs, params, work }));
-        }
         // The first layer's prediction alone, for activities handed in by the caller (y must stay theirs).
         const first = this.forwardJobOf(1);
         const predJobs = this.addTable('pred1', packJobs([{ ...first, cOff: this.pred1, flags: (first.flags ?? 0) & JobFlag.BIAS }], tiles));
@@ -995,7 +995,10 @@ export class Workspace {
     return Math.ceil(n / SMALL_WG);
   }
 
-  /** Feedforward pass from x: writes y (= z_1..z_L), φ(y) and pred1. L dispatches (layers depend on each other). */
+  /**
+   * Feedforward pass from x (or, unsupervised, from z_0): writes y (= z_1..z_L), φ(y) and pred1. L dispatches
+   * (layers depend on each other).
+   */
   recordForward(rec: Recorder): void {
     for (let l = 1; l <= this.model.depth; l++) this.recordForwardLayer(rec, l);
   }
@@ -1051,6 +1054,26 @@ export class Workspace {
   recordLoss(rec: Recorder, loss: Loss): void {
     rec.dispatch(this.k('lossRows'), this.g(`lossRows.${loss}`), this.elementwiseGroups(this.batch));
     this.recordReduce(rec, 'loss');
+  }
+
+  /**
+   * A row metric of any [B, cols] region against another: JPC's mse_loss (or cross_entropy_loss with `ce`) times
+   * `lossScale`·B (1 gives JPC's mean over rows) into scalars[out], and compute_accuracy into scalars[out + 1].
+   * The uniform and segments are built once per key.
+   */
+  recordRowMetric(rec: Recorder, key: string, m: { pred: number; target: number; cols: number; ce?: boolean; lossScale?: number; out: number }): void {
+    const name = `metric.${key}`;
+    if (!this.groups.has(name)) {
+      const B = this.batch;
+      const rows = this.uniformFrom(new Uint32Array([B, m.cols, m.pred, m.target, this.partRows, m.ce ? 1 : 0, 0, 0]), `wpc.rows.${key}`);
+      this.groups.set(name, createBindGroup(this.runtime.device, this.k('lossRows'), { rows, work: this.buffer }));
+      this.reduceGroup(name, [
+        { off: this.partRows, count: B, stride: 4, out: m.out, scale: (m.lossScale ?? 1) / B },
+        { off: this.partRows + 1, count: B, stride: 4, out: m.out + 1, scale: 100 / B },
+      ], this.buffer, this.scalars);
+    }
+    rec.dispatch(this.k('lossRows'), this.g(name), this.elementwiseGroups(this.batch));
+    this.recordReduce(rec, name);
   }
 
   /** mean_b ‖z_{l,b}‖ of every activity (JPC's compute_activity_norms) into the scalars. */
