@@ -23,6 +23,15 @@ export type { ActivityUpdateResult, ParamUpdateResult, UpdateOptions } from './p
 export { Optimizer, OptState, adam, sgd } from './pc/optim.js';
 export type { AdamOptions, SgdOptions } from './pc/optim.js';
 export { makePcStep } from './pc/train.js';
+export {
+  bpcEnergy,
+  computeBpcActivityGrad,
+  computeBpcParamGrads,
+  initBpcActivities,
+  updateBpcActivities,
+  updateBpcParams,
+} from './pc/bidirectional.js';
+export type { BpcEnergyOptions, BpcOptions, BpcUpdateOptions } from './pc/bidirectional.js';
 export { computeHpcParamGrads, hpcEnergy, initActivitiesWithAmort, makeHpcStep, testHpc } from './pc/hybrid.js';
 export type { HpcEnergyOptions, HpcStepOptions, HpcStepResult, TestHpcOptions, TestHpcResult } from './pc/hybrid.js';
 export type { PcStepOptions, PcStepResult } from './pc/train.js';

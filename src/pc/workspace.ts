@@ -182,6 +182,31 @@ export interface CombineOp {
   b: number;
 }
 
+/** A segment table's bytes (struct Segment in reduce.wgsl). */
+export function segmentData(segs: readonly SegmentSpec[]): ArrayBuffer {
+  const data = new ArrayBuffer(Math.max(1, segs.length) * SEGMENT_WORDS * 4);
+  const u32 = new Uint32Array(data);
+  const f32 = new Float32Array(data);
+  segs.forEach((s, i) => {
+    const o = i * SEGMENT_WORDS;
+    u32[o] = s.off;
+    u32[o + 1] = s.count;
+    u32[o + 2] = s.stride;
+    u32[o + 3] = s.out;
+    f32[o + 4] = s.scale;
+    u32[o + 5] = s.flags ?? 0;
+    u32[o + 6] = s.off2 ?? 0;
+    u32[o + 7] = s.count2 ?? 0;
+    f32[o + 8] = s.scale2 ?? 0;
+  });
+  return data;
+}
+
+/** The register tile a runtime's layer kernels use. */
+export function tilesFor(rt: Runtime): TileConfig {
+  return rt.kernels.tiles ?? defaultTiles(rt.adapter);
+}
+
 export class Workspace {
   readonly runtime: Runtime;
   readonly tiles: TileConfig;
@@ -273,7 +298,7 @@ export class Workspace {
     needs: WorkspaceNeeds,
   ) {
     const rt = (this.runtime = model.runtime);
-    this.tiles = rt.kernels.tiles ?? defaultTiles(rt.adapter);
+    this.tiles = tilesFor(rt);
     this.act = model.actFn;
     this.mode = mode;
     this.first = mode === 'unsupervised' ? 0 : 1;
@@ -584,22 +609,7 @@ export class Workspace {
   }
 
   private segmentData(segs: readonly SegmentSpec[]): ArrayBuffer {
-    const data = new ArrayBuffer(Math.max(1, segs.length) * SEGMENT_WORDS * 4);
-    const u32 = new Uint32Array(data);
-    const f32 = new Float32Array(data);
-    segs.forEach((s, i) => {
-      const o = i * SEGMENT_WORDS;
-      u32[o] = s.off;
-      u32[o + 1] = s.count;
-      u32[o + 2] = s.stride;
-      u32[o + 3] = s.out;
-      f32[o + 4] = s.scale;
-      u32[o + 5] = s.flags ?? 0;
-      u32[o + 6] = s.off2 ?? 0;
-      u32[o + 7] = s.count2 ?? 0;
-      f32[o + 8] = s.scale2 ?? 0;
-    });
-    return data;
+    return segmentData(segs);
   }
 
   /** Uploads a segment table under `key` (its dispatch has one workgroup per segment). */

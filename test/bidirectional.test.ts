@@ -1,0 +1,137 @@
+/**
+ * Bidirectional PC on the GPU against the float64 reference (test/reference/variants64.ts): energies in JPC's
+ * record order, activity and parameter gradients of both networks, updates; supervised and unsupervised, with
+ * and without skips, for several energy weights.
+ */
+import { describe, expect, it } from 'vitest';
+import {
+  bpcEnergy,
+  computeBpcActivityGrad,
+  computeBpcParamGrads,
+  initBpcActivities,
+  makeSkipModel,
+  mlpFromWeights,
+  sgd,
+  updateBpcActivities,
+  updateBpcParams,
+  type Model,
+  type Runtime,
+} from '../src/node.js';
+import { Random } from '../src/util/random.js';
+import { type Act, type Mat, mat } from './reference/jpc64.js';
+import { type GenModel, bpcActivityGrads, bpcLayerEnergies, bpcParamGrads, initActivitiesWithAmort, makeSkips } from './reference/variants64.js';
+import { expectClose, flat, oneHotMat, randomMat, randomRefModel, readAll, tensorOf, useRuntime } from './helpers.js';
+
+const rt = useRuntime();
+
+function gpu(r: Runtime, ref: GenModel, act: Act, bias: boolean): Model {
+  const dims = [ref.weights[0]!.cols, ...ref.weights.map((w) => w.rows)];
+  return mlpFromWeights(r, {
+    dims,
+    weights: ref.weights.map((w) => Float32Array.from(w.data)),
+    biases: bias ? ref.biases.map((b) => Float32Array.from(b!)) : null,
+    actFn: act,
+    skipModel: ref.skips ? [...ref.skips] : null,
+  });
+}
+
+const CASES = [
+  { name: 'one hidden layer (the notebook’s shape)', dims: [4, 9, 12], skips: false, act: 'relu' as Act },
+  { name: 'three hidden layers with skips', dims: [5, 7, 7, 7, 11], skips: true, act: 'tanh' as Act },
+];
+
+describe.each(CASES.map((c) => [c.name, c] as const))('%s', (_n, c) => {
+  for (const unsupervised of [false, true]) {
+    for (const [alphaF, alphaB] of [
+      [1, 1],
+      [1e-3, 1],
+      [0.5, 2],
+    ] as const) {
+      it(`${unsupervised ? 'unsupervised' : 'supervised'} α_f=${alphaF} α_b=${alphaB}: energies, gradients and updates match the reference`, async () => {
+        const H = c.dims.length - 2;
+        const bias = !c.skips;
+        const tdRef: GenModel = { ...randomRefModel(3, c.dims, c.act, bias), ...(c.skips ? { skips: makeSkips(H + 1) } : {}) };
+        const buRef: GenModel = { ...randomRefModel(4, [...c.dims].reverse(), c.act, bias), ...(c.skips ? { skips: makeSkips(H + 1) } : {}) };
+        const td = gpu(rt(), tdRef, c.act, bias);
+        const bu = gpu(rt(), buRef, c.act, bias);
+        const rng = new Random(7);
+        const B = 5;
+        const x = oneHotMat(rng, B, c.dims[0]!);
+        const y = randomMat(rng, B, c.dims.at(-1)!);
+        const acts = (unsupervised ? c.dims.slice(0, H + 1) : c.dims.slice(1, H + 1)).map((d) => randomMat(rng, B, d, 0.5));
+        const opts = { alphaF, alphaB };
+        const xr = unsupervised ? null : x;
+        const base = { forwardEnergyWeight: alphaF, backwardEnergyWeight: alphaB, ...(unsupervised ? {} : { input: tensorOf(rt(), x) }) };
+        const activities = acts.map((a) => tensorOf(rt(), a));
+        const output = tensorOf(rt(), y);
+
+        const layers = await (await bpcEnergy(td, bu, activities, output, { ...base, recordLayers: true })).toArray();
+        const expected = bpcLayerEnergies(tdRef, buRef, acts, y, xr, opts);
+        expectClose(layers, expected, 1e-4, 'layer energies');
+        const total = expected.reduce((p, q) => p + q, 0);
+        expectClose([await (await bpcEnergy(td, bu, activities, output, base)).item()], [total], 1e-4, 'total');
+
+        const { energy, grads } = await computeBpcActivityGrad(td, bu, activities, output, base);
+        expectClose([await energy.item()], [total], 1e-4, 'energy with the gradient');
+        expectClose(await readAll(grads), flat(bpcActivityGrads(tdRef, buRef, acts, y, xr, opts)), 2e-4, 'activity gradients');
+
+        const pg = await computeBpcParamGrads(td, bu, activities, output, base);
+        const ref = bpcParamGrads(tdRef, buRef, acts, y, xr, opts);
+        expectClose(await readAll(pg.topDown.weights), flat(ref.td.weights), 2e-4, 'top-down weight gradients');
+        expectClose(await readAll(pg.bottomUp.weights), flat(ref.bu.weights), 2e-4, 'bottom-up weight gradients');
+        if (bias) expectClose(await readAll(pg.bottomUp.biases.map((b) => b!)), Float64Array.from(ref.bu.biases.flatMap((b) => [...b!])), 2e-4, 'bottom-up bias gradients');
+
+        // One SGD step on the activities, then one on each network's parameters.
+        const optim = sgd({ lr: 0.5 });
+        const up = await updateBpcActivities(td, bu, activities, optim, optim.init(activities), output, base);
+        const g = bpcActivityGrads(tdRef, buRef, acts, y, xr, opts);
+        expectClose(await readAll(up.activities), flat(acts.map((a, i) => mat(a.rows, a.cols, Float64Array.from(a.data, (v, j) => v - 0.5 * g[i]!.data[j]!)))), 1e-4, 'updated activities');
+        const before = await Promise.all([td.toArrays(), bu.toArrays()]);
+        const optims = [sgd({ lr: 0.1 }), sgd({ lr: 0.1 })] as const;
+        await updateBpcParams(td, bu, activities, optims, [optims[0].init(td), optims[1].init(bu)], output, base);
+        const after = await Promise.all([td.toArrays(), bu.toArrays()]);
+        [ref.td, ref.bu].forEach((grad, m) =>
+          after[m]!.weights.forEach((w, i) => expectClose(w, Float64Array.from(before[m]!.weights[i]!, (v, j) => v - 0.1 * grad.weights[i]!.data[j]!), 1e-5, `updated weights ${m}/${i}`)),
+        );
+        td.dispose();
+        bu.dispose();
+      });
+    }
+  }
+});
+
+describe('bPC helpers and checks', () => {
+  it('initBpcActivities is the bottom-up feedforward pass in top-down order', async () => {
+    const dims = [4, 6, 8, 10];
+    const tdRef = randomRefModel(1, dims, 'relu', true);
+    const buRef = randomRefModel(2, [...dims].reverse(), 'relu', true);
+    const td = gpu(rt(), tdRef, 'relu', true);
+    const bu = gpu(rt(), buRef, 'relu', true);
+    const y = randomMat(new Random(3), 3, 10);
+    const amort = initActivitiesWithAmort(buRef, tdRef, y); // [x guess, z_1, z_2, image guess]
+    const sup = await initBpcActivities(td, bu, tensorOf(rt(), y));
+    expect(sup.map((t) => t.shape)).toEqual([[3, 6], [3, 8]]);
+    expectClose(await readAll(sup), flat(amort.slice(1, 3)), 1e-4, 'supervised start');
+    const unsup = await initBpcActivities(td, bu, tensorOf(rt(), y), { mode: 'unsupervised' });
+    expectClose(await readAll(unsup), flat(amort.slice(0, 3)), 1e-4, 'unsupervised start');
+    td.dispose();
+    bu.dispose();
+  });
+
+  it('refuses JPC’s H + 1 activities, reversed bottom-up lists and bad weights', async () => {
+    const dims = [4, 6, 10];
+    const td = gpu(rt(), randomRefModel(1, dims, 'relu', false), 'relu', false);
+    const bu = gpu(rt(), randomRefModel(2, [...dims].reverse(), 'relu', false), 'relu', false);
+    const y = tensorOf(rt(), randomMat(new Random(1), 2, 10));
+    const x = tensorOf(rt(), randomMat(new Random(2), 2, 4));
+    const z = tensorOf(rt(), randomMat(new Random(3), 2, 6));
+    const dummy = tensorOf(rt(), randomMat(new Random(4), 2, 4));
+    await expect(bpcEnergy(td, bu, [z, dummy], y, { input: x })).rejects.toThrow(/WPC takes exactly the hidden activities/);
+    await expect(bpcEnergy(td, td, [z], y, { input: x })).rejects.toThrow(/bottomUp must run the other way .* not reversed/);
+    await expect(bpcEnergy(td, bu, [z], y, { input: x, forwardEnergyWeight: -1 })).rejects.toThrow(/forwardEnergyWeight/);
+    const skip = makeSkipModel(2);
+    expect(skip).toEqual([false, false]);
+    td.dispose();
+    bu.dispose();
+  });
+});
