@@ -32,6 +32,16 @@ export {
   updateBpcParams,
 } from './pc/bidirectional.js';
 export type { BpcEnergyOptions, BpcOptions, BpcUpdateOptions } from './pc/bidirectional.js';
+export {
+  computeEpcErrorGrad,
+  computeEpcParamGrads,
+  epcActivities,
+  epcEnergy,
+  initEpcErrors,
+  updateEpcErrors,
+  updateEpcParams,
+} from './pc/epc.js';
+export type { EpcOptions, EpcUpdateOptions } from './pc/epc.js';
 export { computeHpcParamGrads, hpcEnergy, initActivitiesWithAmort, makeHpcStep, testHpc } from './pc/hybrid.js';
 export type { HpcEnergyOptions, HpcStepOptions, HpcStepResult, TestHpcOptions, TestHpcResult } from './pc/hybrid.js';
 export type { PcStepOptions, PcStepResult } from './pc/train.js';
