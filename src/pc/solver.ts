@@ -689,15 +689,17 @@ async function runControlled(
   let speculate = history.lastSteps === 0;
   let words: Float32Array;
   for (;;) {
-    // Real (not no-op) steps the awaited read waits for: those queued before it, capped by how many the last
-    // solve needed, less those the last poll already saw. They size the sleep before the wait.
-    const expectedDone = history.lastSteps > 0 ? Math.min(encoded, Math.max(history.lastSteps, confirmed + 1)) : encoded;
-    const units = expectedDone - confirmed;
+    // Real (not no-op) steps the awaited read is expected to wait for: those queued before it, capped by how many
+    // the last solve needed while this one has not passed that, less those the last poll already saw. They size
+    // the sleep; the estimator then learns from the steps the poll shows were really taken (a guess there would
+    // inflate it whenever a solve runs longer than the last, and every later sleep with it).
+    const expectedDone = history.lastSteps > confirmed ? Math.min(encoded, history.lastSteps) : encoded;
+    const units = Math.max(1, expectedDone - confirmed);
     const next = speculate && encoded < cfg.maxSteps ? encodeSteps(chunk()) : undefined;
     [words] = (await pending.wait({ expectedMs: history.sleep.sleepFor(units, performance.now() - started) })) as [Float32Array];
-    history.sleep.update(units, performance.now() - started, pending.mapMs);
-    started = performance.now();
     const v = view(words);
+    history.sleep.update(v.steps - confirmed, performance.now() - started, pending.mapMs);
+    started = performance.now();
     observe?.(v);
     confirmed = v.steps;
     if (v.done || (!next && encoded >= cfg.maxSteps)) {
