@@ -52,3 +52,7 @@ export { Random } from './util/random.js';
 export { IdxError, parseIdx } from './data/idx.js';
 export { MNIST_MEAN, MNIST_STD, NUM_CLASSES, batches, epochBatchCount, makeDataset, oneHot, subset } from './data/dataset.js';
 export type { Batch, BatchOptions, Dataset, NormalizeOptions } from './data/dataset.js';
+export { imageGridPng } from './io/image-grid.js';
+export type { ImageGridOptions } from './io/image-grid.js';
+export { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, modelFromCheckpoint, modelToCheckpoint } from './io/checkpoint.js';
+export type { ModelCheckpoint } from './io/checkpoint.js';

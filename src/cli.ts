@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 /**
- * The `wpc` command line: `wpc train` trains a discriminative PC network on MNIST or Fashion-MNIST,
- * `wpc info` shows the WebGPU adapter. Progress goes to stderr; stdout gets one JSON line per command.
+ * The `wpc` command line: `wpc train` trains a discriminative (image → label) or generative (label → image) PC
+ * network on MNIST or Fashion-MNIST, `wpc sample` draws images from a saved generator, `wpc reproduce runtime`
+ * runs the JPC paper's runtime study, `wpc info` shows the WebGPU adapter. Progress goes to stderr; stdout gets
+ * one JSON line per command.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -17,7 +19,9 @@ import { makeMlp, type Model } from './pc/model.js';
 import { adam, sgd } from './pc/optim.js';
 import { SOLVER_NAMES, TABLEAUX, type SolverName } from './pc/tableaux.js';
 import { makePcStep } from './pc/train.js';
-import { testDiscriminativePc } from './pc/evaluate.js';
+import { testDiscriminativePc, testGenerativePc } from './pc/evaluate.js';
+import { initActivitiesWithFfwd } from './pc/energy.js';
+import { loadModel, saveModel, writeImageGrid } from './io/node-files.js';
 import type { SolverOptions } from './pc/solver.js';
 import type { Loss } from './pc/workspace.js';
 import {
@@ -39,6 +43,10 @@ Trains a predictive-coding MLP (JPC's make_mlp + make_pc_step) on MNIST or Fashi
 test accuracy. Progress goes to stderr; the last line on stdout is a JSON summary
 {"testAccuracy": <percent>, "steps": <training steps>, "seconds": <wall time>, ...}.
 
+Task
+  --task NAME          discriminative: image -> label, tested by a feedforward pass (default);
+                       generative: label -> image (JPC's supervised generative PC), tested by inferring the
+                       label from each test image with only the image clamped (test_generative_pc)
 Data
   --dataset NAME       mnist | fashion-mnist                                   (default mnist)
   --data-dir DIR       folder with NAME/{train,t10k}-*-ubyte.gz (or the files)  (default $WPC_DATA_DIR)
@@ -69,20 +77,43 @@ Training
   --max-batches N      stop each epoch after N batches (a shortened epoch)      (default: all)
   --test-every N       test-set accuracy every N training steps (0: only at the end) (default 100)
   --seed S             seeds the weights and the shuffling                      (default 0)
+Testing a generative model
+  --test-max-t1 T      inference time of test_generative_pc (Heun + PID)      (default 100, as JPC's notebook)
+  --test-batches N     test on the first N batches of the test set           (default: all)
 Output
   --out FILE           write the run (config, loss curve, test points) as JSON
+  --save FILE          write the trained model as a JSON checkpoint (for wpc sample, or loadModel)
+  --samples FILE       generative: write a PNG of the images the model generates for each label
   --quiet              no progress on stderr
   -h, --help           this help
 
 Example (JPC's paper network, one epoch):
   wpc train --dataset mnist --data-dir ../shared/datasets --hidden 3 --width 300 --act tanh \\
             --solver heun --max-t1 20 --dt 0.05 --batch 64 --lr 1e-3 --epochs 1 --test-every 100 --seed 0 --out run.json
+Example (JPC's supervised generative notebook: 10 -> 300 -> 300 -> 784, 200 steps, then sample digits):
+  wpc train --task generative --data-dir ../shared/datasets --hidden 2 --width 300 --act relu --bias \\
+            --max-t1 100 --max-batches 200 --test-every 50 --save gen.json --samples digits.png
+`;
+
+const SAMPLE_HELP = `Usage: wpc sample --model FILE --out FILE [options]
+
+Draws images from a generative model saved by 'wpc train --task generative --save FILE' (or saveModel): the
+feedforward prediction from each one-hot label, as a PNG grid (JPC's output_preds).
+
+  --model FILE         the checkpoint
+  --out FILE           the PNG to write
+  --labels LIST        labels to draw, e.g. 0,1,2 (default: every label, 0..inputDim-1)
+  --rows N             repeat the labels on N rows                           (default 1)
+  --scale S            each pixel becomes S x S                               (default 3)
+  --range NAME         mnist: undo the MNIST normalisation (default); per-image: stretch each image
+  -h, --help           this help
 `;
 
 const MAIN_HELP = `Usage: wpc <command> [options]
 
 Commands
   train              train a PC network on MNIST / Fashion-MNIST (wpc train --help)
+  sample             draw images from a saved generative model (wpc sample --help)
   reproduce runtime  the JPC paper's runtime study, Euler vs Heun (wpc reproduce runtime --help)
   info               show the WebGPU adapter WPC gets on this machine
 
@@ -112,6 +143,11 @@ function oneOf<T extends string>(flag: string, raw: string | undefined, fallback
 }
 
 interface TrainConfig {
+  task: 'discriminative' | 'generative';
+  testMaxT1: number;
+  testBatches: number | undefined;
+  save: string | undefined;
+  samples: string | undefined;
   dataset: DatasetName;
   dataDir: string | undefined;
   hidden: number;
@@ -171,12 +207,24 @@ function parseTrain(argv: string[]): TrainConfig | 'help' {
       'test-every': { type: 'string' },
       seed: { type: 'string' },
       out: { type: 'string' },
+      task: { type: 'string' },
+      'test-max-t1': { type: 'string' },
+      'test-batches': { type: 'string' },
+      save: { type: 'string' },
+      samples: { type: 'string' },
       quiet: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) return 'help';
   if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
+  const task = oneOf('task', values.task, 'discriminative', ['discriminative', 'generative'] as const);
+  if (task === 'generative' && values.loss === 'ce') throw new UsageError('--loss ce needs --task discriminative (a generator predicts images, scored by mse)');
+  if (task === 'discriminative') {
+    for (const flag of ['samples', 'test-max-t1', 'test-batches'] as const) {
+      if (values[flag] !== undefined) throw new UsageError(`--${flag} needs --task generative`);
+    }
+  }
   const solver = oneOf('solver', values.solver, 'heun', [...SOLVER_NAMES, 'sgd', 'adam'] as const);
   const discrete = solver === 'sgd' || solver === 'adam';
   const hasError = !discrete && TABLEAUX[solver].e !== null;
@@ -191,6 +239,11 @@ function parseTrain(argv: string[]): TrainConfig | 'help' {
   if (dt === undefined && controller === 'constant') throw new UsageError('--dt auto needs --controller pid');
   const maxBatches = values['max-batches'] === undefined ? undefined : parseNumber('max-batches', values['max-batches'], 0, positiveInt, 'a positive integer');
   return {
+    task,
+    testMaxT1: parseNumber('test-max-t1', values['test-max-t1'], 100, positive, 'a positive number'),
+    testBatches: values['test-batches'] === undefined ? undefined : parseNumber('test-batches', values['test-batches'], 0, positiveInt, 'a positive integer'),
+    save: values.save,
+    samples: values.samples,
     dataset: oneOf('dataset', values.dataset, 'mnist', DATASET_NAMES),
     dataDir: values['data-dir'],
     hidden: parseNumber('hidden', values.hidden, 3, nonNegativeInt, 'a non-negative integer'),
@@ -289,6 +342,38 @@ async function evaluate(model: Model, test: Dataset, loss: Loss): Promise<{ loss
   return { loss: lossSum / test.count, accuracy: (100 * correct) / test.count };
 }
 
+/**
+ * A generator's test accuracy (JPC's test_generative_pc, averaged over test batches of the training batch size,
+ * dropping the last partial one as JPC's loaders do): the label inferred from each image with the image clamped.
+ */
+async function evaluateGenerative(model: Model, test: Dataset, config: TrainConfig): Promise<{ loss: number; accuracy: number }> {
+  let accSum = 0;
+  let count = 0;
+  for (const batch of batches(test, { batchSize: config.batch, shuffle: false })) {
+    if (config.testBatches !== undefined && count >= config.testBatches) break;
+    const r = await testGenerativePc(model, batch.x, batch.y, { seed: config.seed * 7919 + count, maxT1: config.testMaxT1 });
+    r.preds.dispose();
+    accSum += r.acc;
+    count++;
+  }
+  return { loss: NaN, accuracy: accSum / Math.max(1, count) };
+}
+
+/** One-hot rows for `labels` (repeated `rows` times). */
+function labelRows(labels: readonly number[], classes: number, rows = 1): Float32Array {
+  const out = new Float32Array(labels.length * rows * classes);
+  for (let r = 0; r < rows; r++) labels.forEach((label, i) => (out[(r * labels.length + i) * classes + label] = 1));
+  return out;
+}
+
+/** The generator's feedforward image for each label, as a PNG grid. */
+async function writeSamples(model: Model, path: string, labels: readonly number[], rows: number, scale: number, range: 'mnist' | 'per-image'): Promise<void> {
+  const x = labelRows(labels, model.inputDim, rows);
+  const acts = await initActivitiesWithFfwd(model, x);
+  await writeImageGrid(path, acts.at(-1)!, { columns: labels.length, scale, range });
+  for (const a of acts) a.dispose();
+}
+
 async function train(config: TrainConfig): Promise<void> {
   const started = performance.now();
   const [trainSet, testSet] = await Promise.all([
@@ -300,15 +385,17 @@ async function train(config: TrainConfig): Promise<void> {
   try {
     rt = await init();
     const adapter = `${rt.adapter.description || rt.adapter.device || rt.adapter.vendor || 'unknown'} (${rt.adapter.architecture || 'unknown architecture'})`;
+    const generative = config.task === 'generative';
     const model = makeMlp(rt, {
       seed: config.seed,
-      inputDim: trainSet.inputDim,
+      inputDim: generative ? trainSet.numClasses : trainSet.inputDim,
       width: config.width,
       depth: config.hidden + 1,
-      outputDim: trainSet.numClasses,
+      outputDim: generative ? trainSet.inputDim : trainSet.numClasses,
       actFn: config.act,
       useBias: config.bias,
     });
+    const test = () => (generative ? evaluateGenerative(model, testSet, config) : evaluate(model, testSet, config.loss));
     const optim = adam({ lr: config.lr });
     const optState = optim.init(model);
     const solver: SolverOptions =
@@ -327,7 +414,7 @@ async function train(config: TrainConfig): Promise<void> {
     const total = perEpoch * config.epochs;
     const progress = new Progress(total, config.quiet);
     progress.log(
-      `wpc train: ${config.dataset}, ${config.hidden} hidden x ${config.width} ${config.act}, ` +
+      `wpc train: ${config.dataset}${generative ? ' (generative: label -> image)' : ''}, ${config.hidden} hidden x ${config.width} ${config.act}, ` +
         (config.solver === 'sgd' || config.solver === 'adam'
           ? `${config.solver} inference (${config.steps ?? config.hidden + 1} steps, lr ${config.activityLr})`
           : `${config.solver}/${config.controller}, T=${config.maxT1}, dt=${config.dt ?? 'auto'}${config.steadyState ? `, steady state ${config.steadyState}` : ''}`) +
@@ -361,7 +448,9 @@ async function train(config: TrainConfig): Promise<void> {
       let inEpoch = 0;
       for (const batch of batches(trainSet, { batchSize: config.batch, shuffle: true, seed: config.seed * 1000 + epoch })) {
         if (inEpoch++ >= perEpoch) break;
-        const r = await makePcStep(model, optim, optState, batch.y, { input: batch.x, loss: config.loss, ...solver });
+        const r = generative
+          ? await makePcStep(model, optim, optState, batch.x, { input: batch.y, ...solver })
+          : await makePcStep(model, optim, optState, batch.y, { input: batch.x, loss: config.loss, ...solver });
         step++;
         r.energies.dispose();
         unread.push({ step, loss: r.loss!, inferenceSteps: r.steps.accepted + r.steps.rejected, rejected: r.steps.rejected });
@@ -369,9 +458,9 @@ async function train(config: TrainConfig): Promise<void> {
         if (unread.length >= LOSS_READ_EVERY || testNow) await flush();
         progress.update(step, smoothed);
         if (testNow) {
-          const t = await evaluate(model, testSet, config.loss);
+          const t = await test();
           tests.push({ step, ...t });
-          progress.log(`step ${step}: test accuracy ${t.accuracy.toFixed(2)}%  (test loss ${t.loss.toFixed(4)})`);
+          progress.log(`step ${step}: test accuracy ${t.accuracy.toFixed(2)}%${generative ? ' (inferred labels)' : `  (test loss ${t.loss.toFixed(4)})`}`);
           since = performance.now();
         }
       }
@@ -379,20 +468,30 @@ async function train(config: TrainConfig): Promise<void> {
     await flush();
     progress.update(step, smoothed);
     progress.end();
-    const final = await evaluate(model, testSet, config.loss);
+    const final = await test();
     tests.push({ step, ...final });
     const seconds = (performance.now() - started) / 1000;
-    progress.log(`final test accuracy ${final.accuracy.toFixed(2)}% over ${testSet.count} test images (${seconds.toFixed(1)} s)`);
+    const tested = generative && config.testBatches !== undefined ? `${Math.min(config.testBatches, Math.floor(testSet.count / config.batch)) * config.batch}` : `${testSet.count}`;
+    progress.log(`final test accuracy ${final.accuracy.toFixed(2)}%${generative ? ' (inferred labels)' : ''} over ${tested} test images (${seconds.toFixed(1)} s)`);
     const summary = {
       testAccuracy: Number(final.accuracy.toFixed(4)),
       steps: step,
       seconds: Number(seconds.toFixed(3)),
-      testLoss: Number(final.loss.toFixed(6)),
+      ...(generative ? {} : { testLoss: Number(final.loss.toFixed(6)) }),
+      task: config.task,
       dataset: config.dataset,
       adapter,
     };
+    if (config.save) {
+      await saveModel(model, config.save, { task: config.task, dataset: config.dataset, steps: step, testAccuracy: summary.testAccuracy });
+      progress.log(`saved the model to ${config.save}`);
+    }
+    if (config.samples) {
+      await writeSamples(model, config.samples, Array.from({ length: trainSet.numClasses }, (_, i) => i), 1, 3, 'mnist');
+      progress.log(`wrote generated digits to ${config.samples}`);
+    }
     if (config.out) {
-      const { out, quiet, ...settings } = config;
+      const { out, quiet, save, samples, ...settings } = config;
       await writeFile(
         out,
         `${JSON.stringify({ command: 'train', settings, adapter, summary, tests, curve: { step: curve.map((c) => c.step), loss: curve.map((c) => c.loss), inferenceSteps: curve.map((c) => c.inferenceSteps), rejected: curve.map((c) => c.rejected) } }, null, 1)}\n`,
@@ -553,6 +652,44 @@ async function reproduceRuntime(argv: string[]): Promise<void | 'help'> {
   }
 }
 
+async function sample(argv: string[]): Promise<void | 'help'> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: true,
+    options: {
+      model: { type: 'string' },
+      out: { type: 'string' },
+      labels: { type: 'string' },
+      rows: { type: 'string' },
+      scale: { type: 'string' },
+      range: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) return 'help';
+  if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
+  if (values.model === undefined) throw new UsageError('--model FILE (a checkpoint from wpc train --save) is required');
+  if (values.out === undefined) throw new UsageError('--out FILE (the PNG to write) is required');
+  const rows = parseNumber('rows', values.rows, 1, positiveInt, 'a positive integer');
+  const scale = parseNumber('scale', values.scale, 3, (v) => positiveInt(v) && v <= 16, 'an integer in 1..16');
+  const range = oneOf('range', values.range, 'mnist', ['mnist', 'per-image'] as const);
+  const rt = await init();
+  try {
+    const model = await loadModel(rt, values.model);
+    const pixels = model.outputDim;
+    if (Math.round(Math.sqrt(pixels)) ** 2 !== pixels) {
+      throw new UsageError(`${values.model} predicts ${pixels} values, not a square image: sample needs a generator (label -> image), e.g. from 'wpc train --task generative'`);
+    }
+    const labels = parseList('labels', values.labels, Array.from({ length: model.inputDim }, (_, i) => i), (s) => (/^\d+$/.test(s) && Number(s) < model.inputDim ? Number(s) : undefined), `labels in 0..${model.inputDim - 1}`);
+    await writeSamples(model, values.out, labels, rows, scale, range);
+    process.stdout.write(`${JSON.stringify({ out: values.out, images: labels.length * rows, labels })}\n`);
+    model.dispose();
+  } finally {
+    rt.dispose();
+  }
+}
+
 async function info(argv: string[]): Promise<void> {
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write('Usage: wpc info\n\nPrints the WebGPU adapter WPC gets (as JSON on stdout).\n');
@@ -594,6 +731,10 @@ async function main(argv: string[]): Promise<number> {
       await info(rest);
       return 0;
     }
+    if (command === 'sample') {
+      if ((await sample(rest)) === 'help') process.stdout.write(SAMPLE_HELP);
+      return 0;
+    }
     if (command === 'reproduce') {
       const [study, ...args] = rest;
       if (study === undefined || study === '--help' || study === '-h') {
@@ -608,7 +749,7 @@ async function main(argv: string[]): Promise<number> {
   } catch (e) {
     const err = e as Error & { code?: string };
     if (e instanceof UsageError || err.code?.startsWith('ERR_PARSE_ARGS')) {
-      const sub = command === 'train' ? 'train ' : command === 'reproduce' ? 'reproduce runtime ' : '';
+      const sub = command === 'train' ? 'train ' : command === 'reproduce' ? 'reproduce runtime ' : command === 'sample' ? 'sample ' : '';
       process.stderr.write(`wpc: ${err.message}\nRun 'wpc ${sub}--help' for the options.\n`);
       return 2;
     }

@@ -1,0 +1,82 @@
+/**
+ * Files from Node: model checkpoints (JSON) and image grids (PNG). Writes go to a temporary file that is renamed
+ * into place, so an interrupted or failed write never leaves a truncated file where a good one was.
+ */
+import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { WpcArgumentError, argError } from '../runtime/errors.js';
+import type { Runtime } from '../runtime/runtime.js';
+import { Tensor } from '../runtime/tensor.js';
+import type { Model } from '../pc/model.js';
+import { type ModelCheckpoint, modelFromCheckpoint, modelToCheckpoint } from './checkpoint.js';
+import { type ImageGridOptions, imageGridPng } from './image-grid.js';
+
+async function writeAtomically(path: string, data: string | Uint8Array): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
+  try {
+    await writeFile(tmp, data);
+    await rename(tmp, path);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw e;
+  }
+}
+
+function checkPath(fn: string, path: unknown): string {
+  if (typeof path !== 'string' || path.length === 0) argError(fn, 'path', 'a file path', path);
+  return path;
+}
+
+/** Writes `model` (architecture, parameterisation, parameters) to `path` as a JSON checkpoint. */
+export async function saveModel(model: Model, path: string, meta?: Record<string, unknown>): Promise<void> {
+  const file = checkPath('saveModel', path);
+  const checkpoint = await modelToCheckpoint(model, meta);
+  await writeAtomically(file, `${JSON.stringify(checkpoint)}\n`);
+}
+
+/** Reads a checkpoint written by `saveModel` (or `wpc train --save`) into a new model on `runtime`. */
+export async function loadModel(runtime: Runtime, path: string): Promise<Model> {
+  const fn = 'loadModel';
+  const file = checkPath(fn, path);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    throw new WpcArgumentError(`${fn}: cannot read ${file}: ${(e as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (e) {
+    throw new WpcArgumentError(`${fn}: ${file} is not a WPC checkpoint (not JSON: ${(e as Error).message})`);
+  }
+  return modelFromCheckpoint(runtime, parsed as ModelCheckpoint);
+}
+
+/**
+ * Writes a PNG grid of images: the rows of a [N, pixels] tensor (read back here) or `count` images in a
+ * Float32Array. See `imageGridPng` for the layout and the grey-level mapping.
+ */
+export async function writeImageGrid(path: string, images: Tensor | Float32Array, options: ImageGridOptions & { count?: number } = {}): Promise<void> {
+  const fn = 'writeImageGrid';
+  const file = checkPath(fn, path);
+  const { count, ...grid } = options;
+  let data: Float32Array;
+  let n: number;
+  if (images instanceof Tensor) {
+    if (images.shape.length !== 2) throw new WpcArgumentError(`${fn}: images must be a [N, pixels] tensor, got shape [${images.shape.join(', ')}]`);
+    if (count !== undefined && (!Number.isInteger(count) || count < 1 || count > images.shape[0]!)) {
+      argError(fn, 'options.count', `an integer in 1..${images.shape[0]} (the tensor's rows)`, count);
+    }
+    data = await images.toArray();
+    n = count ?? images.shape[0]!;
+    data = data.subarray(0, n * images.shape[1]!);
+  } else if (images instanceof Float32Array) {
+    if (count === undefined) throw new WpcArgumentError(`${fn}: options.count (how many images the Float32Array holds) is required`);
+    data = images;
+    n = count;
+  } else {
+    return argError(fn, 'images', 'a [N, pixels] Tensor or a Float32Array', images);
+  }
+  const png = imageGridPng(data, n, grid);
+  await writeAtomically(file, png);
+}
