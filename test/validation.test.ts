@@ -26,6 +26,16 @@ import {
   testDiscriminativePc,
   updatePcActivities,
   updatePcParams,
+  bpcEnergy,
+  epcEnergy,
+  initActivitiesFromNormal,
+  initEpcErrors,
+  makeHpcStep,
+  makeSkipModel,
+  testGenerativePc,
+  testHpc,
+  updateBpcParams,
+  updateEpcErrors,
   type BatchData,
   type MakeMlpOptions,
   type PcStepOptions,
@@ -717,5 +727,64 @@ describe('bad input never corrupts state', () => {
     const clean = await run(false);
     const mutated = await run(true);
     expectBitIdentical(mutated, clean, 'parameters when the caller reuses its batch arrays');
+  });
+});
+
+describe('variants: parameterisations, generative, hybrid, bidirectional and ePC', () => {
+  it('makeMlp and mlpFromWeights refuse bad parameterisations', async () => {
+    await fails(() => makeMlp(rt(), { ...MLP, paramType: bad('ntk') }), ['makeMlp', 'options.paramType', '"sp", "mupc", "ntp"', '"ntk"']);
+    await fails(() => makeMlp(rt(), { ...MLP, skipModel: [false, true] }), ['makeMlp', 'options.skipModel', 'an array of 3 booleans']);
+    await fails(() => makeMlp(rt(), { ...MLP, skipModel: [true, false, false] }), ['options.skipModel[0] must be false', 'hidden-to-hidden']);
+    await fails(() => makeMlp(rt(), { ...MLP, inputDim: 8, skipModel: [false, false, true] }), ['options.skipModel[2] must be false']);
+    await fails(() => makeMlp(rt(), { ...MLP, gamma: 0 }), ['options.gamma', '0']);
+    await fails(() => makeSkipModel(0), ['makeSkipModel', 'depth']);
+  });
+
+  it('energy terms, unsupervised steps and random initialisations are checked before anything runs', async () => {
+    const fx = await fixture(3);
+    const { model, output, input, activities } = fx;
+    await fails(() => pcEnergy(model, activities, output, { input, weightDecay: -1 }), ['pcEnergy', 'options.weightDecay', '-1']);
+    await fails(() => pcEnergy(model, activities, output, { input, outputEnergyScaling: Number.NaN }), ['options.outputEnergyScaling']);
+    await fails(() => solveInference(model, activities, output, { input, activityDecay: bad('0.1') }), ['options.activityDecay']);
+    const optim = sgd({ lr: 0.1 });
+    const state = optim.init(model);
+    const before = await model.toArrays();
+    await fails(() => makePcStep(model, optim, state, output, { seed: 1.5 }), ['makePcStep', 'options.seed', 'a safe integer']);
+    await fails(() => makePcStep(model, optim, state, output, { seed: 1, sigma: -1 }), ['options.sigma']);
+    await fails(() => makePcStep(model, optim, state, output, { input, seed: 1 }), ['options.seed only applies without options.input']);
+    await fails(() => makePcStep(model, optim, state, output, { seed: 1, calculateAccuracy: true }), ['options.calculateAccuracy needs options.input']);
+    expect(await model.toArrays(), 'refused steps change nothing').toEqual(before);
+    expect(state.count).toBe(0);
+    await fails(() => initActivitiesFromNormal(model, bad({ seed: 1 })), ['initActivitiesFromNormal', 'options.batchSize']);
+    await fails(() => initActivitiesFromNormal(model, { seed: 1, batchSize: 2, mode: bad('both') }), ['options.mode', '"both"']);
+    await fails(() => testGenerativePc(model, output, input, bad({})), ['testGenerativePc', 'options.seed']);
+    await fails(() => testGenerativePc(model, input, output, { seed: 1 }), ['testGenerativePc', 'output must have shape [B, 3]']);
+    model.dispose();
+  });
+
+  it('hybrid, bidirectional and ePC functions name the argument at fault and leave the models as they were', async () => {
+    const gen = makeMlp(rt(), { seed: 1, inputDim: 3, width: 8, depth: 3, outputDim: 6, actFn: 'relu' });
+    const amort = makeMlp(rt(), { seed: 2, inputDim: 6, width: 8, depth: 3, outputDim: 3, actFn: 'relu' });
+    const { x, y } = batch(4);
+    const image = rt().tensor(x, [B, 6]);
+    const label = rt().tensor(y, [B, 3]);
+    const [oa, ob] = [adam({ lr: 1e-3 }), adam({ lr: 1e-3 })];
+    const [sa, sb] = [oa.init(gen), ob.init(amort)];
+    const before = await Promise.all([gen.toArrays(), amort.toArrays()]);
+    await fails(() => makeHpcStep(gen, amort, [oa, ob], [sb, sa], image, { input: label }), ['makeHpcStep', 'optStates[0] was made by a different optimiser than optims[0]']);
+    await fails(() => makeHpcStep(gen, amort, [oa, ob], [sa, sb], label, { input: label }), ['makeHpcStep', 'output must have shape [B, 6]']);
+    await fails(() => makeHpcStep(gen, amort, [oa, ob], [sa, sb], image, { input: label, maxT1: -1 }), ['options.maxT1']);
+    await fails(() => testHpc(gen, amort, image, label, bad({ seed: 'x' })), ['testHpc', 'options.seed']);
+    await fails(() => updateBpcParams(gen, amort, [rt().zeros([B, 8]), rt().zeros([B, 8]), rt().zeros([B, 8])], [oa, ob], [sa, sb], image, { input: label }), ['updateBpcParams', 'activities', 'the 2 hidden activities', 'JPC passes H + 1']);
+    await fails(() => updateBpcParams(gen, amort, [rt().zeros([B, 8]), rt().zeros([B, 8])], [oa, ob], [sa, sa], image, { input: label }), ['optStates']);
+    await fails(() => bpcEnergy(gen, amort, [rt().zeros([B, 8])], image, { input: label, backwardEnergyWeight: -2 }), ['bpcEnergy']);
+    const errors = initEpcErrors(gen, { batchSize: B });
+    await fails(() => updateEpcErrors(gen, errors, oa, sa, image, { input: label }), ['updateEpcErrors', 'optState was made for']);
+    await fails(() => epcEnergy(gen, errors, image, { input: label, loss: bad('l1') }), ['epcEnergy', 'options.loss']);
+    await fails(() => epcEnergy(gen, errors, image, bad({ input: label, inputs: label })), ['epcEnergy', 'inputs']);
+    expect(await Promise.all([gen.toArrays(), amort.toArrays()])).toEqual(before);
+    expect([sa.count, sb.count]).toEqual([0, 0]);
+    gen.dispose();
+    amort.dispose();
   });
 });

@@ -454,8 +454,8 @@ export async function updateBpcParams(
   const call = beginBpc(fn, topDown, bottomUp, activities, output, options, [...BPC_KEYS, 'returnGrads'], (c) => {
     if (!Array.isArray(optims) || optims.length !== 2) argError(fn, 'optims', '[topDownOptimiser, bottomUpOptimiser]', optims);
     if (!Array.isArray(optStates) || optStates.length !== 2) argError(fn, 'optStates', '[topDownState, bottomUpState]', optStates);
-    checkOptState(fn, optStates[0], optims[0], 'params', c.td.paramCount, c.td.runtime);
-    checkOptState(fn, optStates[1], optims[1], 'params', c.bu.paramCount, c.bu.runtime);
+    checkOptState(fn, optStates[0], optims[0], 'params', c.td.paramCount, c.td.runtime, { optim: 'optims[0]', optState: 'optStates[0]' });
+    checkOptState(fn, optStates[1], optims[1], 'params', c.bu.paramCount, c.bu.runtime, { optim: 'optims[1]', optState: 'optStates[1]' });
     if (optStates[0] === optStates[1]) throw new WpcArgumentError(`${fn}: optStates must be two different states (one per model)`);
   });
   return onBpc(call, async (ws, rec, prefix) => {

@@ -371,8 +371,8 @@ export async function makeHpcStep(
   }
   if (opts.returnActivities !== undefined && typeof opts.returnActivities !== 'boolean') argError(fn, 'options.returnActivities', 'a boolean', opts.returnActivities);
   const cfg = resolveSolverOptions(fn, { maxT1: 300, ...opts });
-  checkOptState(fn, optStates[0], optims[0], 'params', g.paramCount, g.runtime);
-  checkOptState(fn, optStates[1], optims[1], 'params', a.paramCount, a.runtime);
+  checkOptState(fn, optStates[0], optims[0], 'params', g.paramCount, g.runtime, { optim: 'optims[0]', optState: 'optStates[0]' });
+  checkOptState(fn, optStates[1], optims[1], 'params', a.paramCount, a.runtime, { optim: 'optims[1]', optState: 'optStates[1]' });
   if (optStates[0] === optStates[1]) throw new WpcArgumentError(`${fn}: optStates must be two different states (one per model)`);
   const supervised = opts.input !== undefined;
   const cap = captureBatch(g, B, opts.input, output);

@@ -140,18 +140,19 @@ export class OptState {
   }
 
   /** @internal validates that this state can update `size` values of kind `target` with `optimizer`. */
-  check(fn: string, optimizer: unknown, target: 'params' | 'activities', size: number, runtime: Runtime): void {
-    if (!(optimizer instanceof Optimizer)) argError(fn, 'optim', 'an Optimizer (from sgd() or adam())', optimizer);
-    if (this.disposedFlag) throw new WpcArgumentError(`${fn}: optState has been disposed`);
+  check(fn: string, optimizer: unknown, target: 'params' | 'activities', size: number, runtime: Runtime, names: { optim: string; optState: string } = { optim: 'optim', optState: 'optState' }): void {
+    const { optState: name } = names;
+    if (!(optimizer instanceof Optimizer)) argError(fn, names.optim, 'an Optimizer (from sgd() or adam())', optimizer);
+    if (this.disposedFlag) throw new WpcArgumentError(`${fn}: ${name} has been disposed`);
     if (this.runtime !== runtime) {
-      throw new WpcArgumentError(`${fn}: optState belongs to a different runtime (GPU device) than the model; make it with optim.init(...) on the model's runtime`);
+      throw new WpcArgumentError(`${fn}: ${name} belongs to a different runtime (GPU device) than the model; make it with optim.init(...) on the model's runtime`);
     }
     if (optimizer !== this.optimizer) {
-      throw new WpcArgumentError(`${fn}: optState was made by a different optimiser (call optim.init(...) with the optimiser you pass)`);
+      throw new WpcArgumentError(`${fn}: ${name} was made by a different optimiser than ${names.optim} (call ${names.optim}.init(...) to make it)`);
     }
     if (this.target !== target || this.size !== size) {
       throw new WpcArgumentError(
-        `${fn}: optState was made for ${this.size} ${this.target === 'params' ? 'parameters' : 'activity values'}, but this update needs ${size} ${target === 'params' ? 'parameters' : 'activity values'}`,
+        `${fn}: ${name} was made for ${this.size} ${this.target === 'params' ? 'parameters' : 'activity values'}, but this update needs ${size} ${target === 'params' ? 'parameters' : 'activity values'}`,
       );
     }
   }
@@ -232,7 +233,8 @@ export function checkOptState(
   target: 'params' | 'activities',
   size: number,
   runtime: Runtime,
+  names: { optim: string; optState: string } = { optim: 'optim', optState: 'optState' },
 ): asserts optState is OptState {
-  if (!(optState instanceof OptState)) argError(fn, 'optState', 'an OptState (from optim.init(...))', optState);
-  optState.check(fn, optim, target, size, runtime);
+  if (!(optState instanceof OptState)) argError(fn, names.optState, `an OptState (from ${names.optim}.init(...))`, optState);
+  optState.check(fn, optim, target, size, runtime, names);
 }
