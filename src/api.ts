@@ -45,6 +45,26 @@ export type { EpcOptions, EpcUpdateOptions } from './pc/epc.js';
 export { computeHpcParamGrads, hpcEnergy, initActivitiesWithAmort, makeHpcStep, testHpc } from './pc/hybrid.js';
 export type { HpcEnergyOptions, HpcStepOptions, HpcStepResult, TestHpcOptions, TestHpcResult } from './pc/hybrid.js';
 export type { PcStepOptions, PcStepResult } from './pc/train.js';
+export {
+  computeLinearActivityHessian,
+  computeLinearActivitySolution,
+  computeLinearEquilibEnergyGrads,
+  computeLinearEquilibRescaling,
+  linearEquilibEnergy,
+  updateLinearEquilibEnergyParams,
+} from './pc/linear-theory.js';
+export type {
+  LinearActivitySolutionOptions,
+  LinearEquilibEnergyResult,
+  LinearEquilibGradsResult,
+  LinearEquilibUpdateOptions,
+  LinearEquilibUpdateResult,
+  LinearHessianOptions,
+  LinearTheoryOptions,
+  Matrix64,
+} from './pc/linear-theory.js';
+export { matmul } from './pc/linalg.js';
+export type { MatmulOptions } from './pc/linalg.js';
 export { testDiscriminativePc, testGenerativePc, mseLoss, crossEntropyLoss, computeAccuracy } from './pc/evaluate.js';
 export type { TestGenerativeOptions, TestGenerativeResult, TestOptions } from './pc/evaluate.js';
 export type { Loss } from './pc/workspace.js';

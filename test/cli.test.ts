@@ -20,7 +20,7 @@ function wpc(args: string[], env: Record<string, string> = {}): Promise<{ code: 
 const FLAGS = [
   'dataset', 'data-dir', 'hidden', 'width', 'act', 'bias', 'loss', 'solver', 'controller', 'max-t1', 'dt', 'rtol', 'atol',
   'steady-state', 'max-steps', 'poll-every', 'steps', 'activity-lr', 'batch', 'lr', 'epochs', 'max-batches', 'test-every',
-  'seed', 'out', 'quiet', 'help',
+  'seed', 'out', 'quiet', 'help', 'task', 'test-max-t1', 'test-batches', 'save', 'samples',
 ];
 const STUDY_FLAGS = ['datasets', 'data-dir', 'hidden', 'solvers', 'max-t1', 'dt', 'batches', 'width', 'batch', 'max-steps', 'timing', 'seed', 'out', 'quiet', 'help'];
 
@@ -44,6 +44,9 @@ describe('wpc train', () => {
       [['--steady-state', '0'], /--steady-state must be a positive tolerance/],
       [['--dataset', 'cifar10'], /--dataset must be one of mnist, fashion-mnist/],
       [['extra'], /unexpected argument "extra"/],
+      [['--task', 'generative', '--loss', 'ce'], /--loss ce needs --task discriminative/],
+      [['--samples', 'x.png'], /--samples needs --task generative/],
+      [['--task', 'reconstruct'], /--task must be one of discriminative, generative/],
     ];
     for (const [args, message] of cases) {
       const r = await wpc(['train', ...args]);
@@ -144,6 +147,53 @@ describe('wpc reproduce runtime', () => {
   });
 });
 
+describe('wpc reproduce theory', () => {
+  it('--help documents every flag; bad flags exit 2', async () => {
+    const r = await wpc(['reproduce', 'theory', '--help']);
+    expect(r.code).toBe(0);
+    for (const flag of ['dataset', 'data-dir', 'max-t1', 'iters', 'test-every', 'test-images', 'hidden', 'width', 'batch', 'lr', 'seed', 'out', 'quiet']) {
+      expect(r.stdout, `--${flag}`).toContain(`--${flag}`);
+    }
+    for (const [args, message] of [
+      [['--dataset', 'cifar10'], /--dataset must be one of mnist, fashion-mnist/],
+      [['--max-t1', '10,-1'], /--max-t1 must be a comma-separated list of positive numbers, got "-1"/],
+      [['--iters', '0'], /--iters must be a positive integer/],
+    ] as [string[], RegExp][]) {
+      const bad = await wpc(['reproduce', 'theory', ...args]);
+      expect(bad.code, args.join(' ')).toBe(2);
+      expect(bad.stderr).toMatch(message);
+      expect(bad.stderr).toContain("wpc reproduce theory --help");
+    }
+  });
+
+  it('trains a linear network per T and writes the CSV and Figure 2; the numerical energy nears the theory as T grows', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'wpc-theory-'));
+    try {
+      const r = await wpc(['reproduce', 'theory', '--data-dir', DATA_DIR, '--hidden', '3', '--width', '32', '--iters', '4', '--test-every', '2', '--test-images', '500', '--max-t1', '2,100', '--out', dir, '--quiet']);
+      expect(r.code, r.stderr).toBe(0);
+      const summary = JSON.parse(r.stdout.trim().split('\n').pop()!);
+      expect(summary.gaps.map((g: { maxT1: number }) => g.maxT1)).toEqual([2, 100]);
+      const [short, long] = summary.gaps as { meanRelativeGap: number; finalTestAccuracy: number }[];
+      expect(long!.meanRelativeGap).toBeLessThan(short!.meanRelativeGap);
+      expect(long!.meanRelativeGap).toBeLessThan(0.05);
+      for (const g of summary.gaps) expect(g.finalTestAccuracy).toBeGreaterThan(10);
+      const csv = (await readFile(join(dir, 'theory-mnist.csv'), 'utf8')).trim().split('\n');
+      expect(csv[0]).toBe('dataset,maxT1,iter,theoryEnergy,numericalEnergy,testAccuracy');
+      expect(csv).toHaveLength(1 + 2 * 4);
+      for (const line of csv.slice(1)) {
+        const [, , , theory, numerical] = line.split(',').map(Number);
+        // The theory is the minimum over the activities: inference can only come down to it.
+        expect(numerical! + 1e-4 * theory!).toBeGreaterThanOrEqual(theory!);
+      }
+      const svg = await readFile(join(dir, 'theory-mnist.svg'), 'utf8');
+      expect(svg).toContain('stroke-dasharray');
+      expect(svg).toContain('T = 100');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('wpc info', () => {
   it('prints the adapter as JSON', async () => {
     const r = await wpc(['info']);
@@ -159,5 +209,60 @@ describe('wpc info', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('no WebGPU adapter is available');
     expect(r.stderr).toContain('scripts/install-lavapipe.sh');
+  });
+});
+
+describe('wpc train --task generative and wpc sample', () => {
+  it('trains a label → image generator, tests it by inference, saves it, and samples digits from the file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'wpc-gen-'));
+    try {
+      const model = join(dir, 'gen.json');
+      const samples = join(dir, 'digits.png');
+      const r = await wpc([
+        'train', '--task', 'generative', '--data-dir', DATA_DIR, '--hidden', '1', '--width', '32', '--act', 'relu', '--bias', '--batch', '32',
+        '--max-batches', '6', '--max-t1', '10', '--test-every', '0', '--test-batches', '2', '--test-max-t1', '10', '--save', model, '--samples', samples,
+      ]);
+      expect(r.code, r.stderr).toBe(0);
+      const summary = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+      expect(summary).toMatchObject({ task: 'generative', steps: 6 });
+      expect(summary.testAccuracy).toBeGreaterThanOrEqual(0);
+      expect(r.stderr).toContain('(inferred labels) over 64 test images');
+      const checkpoint = JSON.parse(await readFile(model, 'utf8'));
+      expect(checkpoint).toMatchObject({ format: 'wpc-model', dims: [10, 32, 784], actFn: 'relu', useBias: true, meta: { task: 'generative', steps: 6 } });
+      const { decode } = await import('fast-png');
+      expect(decode(await readFile(samples)).width).toBeGreaterThan(280);
+
+      const out = join(dir, 'more.png');
+      const s = await wpc(['sample', '--model', model, '--out', out, '--labels', '3,1,4', '--rows', '2', '--scale', '1']);
+      expect(s.code, s.stderr).toBe(0);
+      expect(JSON.parse(s.stdout)).toEqual({ out, images: 6, labels: [3, 1, 4] });
+      const png = decode(await readFile(out));
+      expect([png.width, png.height]).toEqual([2 + 3 * 30, 2 + 2 * 30]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('wpc sample refuses missing files, a classifier and bad labels', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'wpc-sample-'));
+    try {
+      expect((await wpc(['sample', '--out', join(dir, 'x.png')])).stderr).toMatch(/--model FILE .* is required/);
+      const missing = await wpc(['sample', '--model', join(dir, 'nope.json'), '--out', join(dir, 'x.png')]);
+      expect(missing.code).toBe(1);
+      expect(missing.stderr).toMatch(/cannot read/);
+      const classifier = join(dir, 'clf.json');
+      const t = await wpc(['train', '--data-dir', DATA_DIR, '--hidden', '1', '--width', '16', '--batch', '32', '--max-batches', '2', '--test-every', '0', '--save', classifier]);
+      expect(t.code, t.stderr).toBe(0);
+      const r = await wpc(['sample', '--model', classifier, '--out', join(dir, 'x.png')]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/predicts 10 values, not a square image/);
+      const gen = join(dir, 'g.json');
+      await wpc(['train', '--task', 'generative', '--data-dir', DATA_DIR, '--hidden', '1', '--width', '8', '--batch', '32', '--max-batches', '1', '--max-t1', '1', '--test-every', '0', '--test-batches', '1', '--test-max-t1', '1', '--save', gen]);
+      const labels = await wpc(['sample', '--model', gen, '--out', join(dir, 'x.png'), '--labels', '3,12']);
+      expect(labels.code).toBe(2);
+      expect(labels.stderr).toMatch(/--labels must be a comma-separated list of labels in 0..9, got "12"/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

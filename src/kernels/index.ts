@@ -9,6 +9,7 @@ import activationsWgsl from './activations.wgsl';
 import activityGradWgsl from './activity-grad.wgsl';
 import elementwiseWgsl from './elementwise.wgsl';
 import forwardWgsl from './forward.wgsl';
+import gemmWgsl from './gemm.wgsl';
 import fusedSolveWgsl from './fused-solve.wgsl';
 import layerMatmulWgsl from './layer-matmul.wgsl';
 import optimizerWgsl from './optimizer.wgsl';
@@ -280,3 +281,18 @@ export function fusedSolveKernel(act: Activation, wg: number): KernelSpec {
 /** Words of the fused solver's uniform (struct Fused) and of a layer entry (struct LayerEntry). */
 export const FUSED_WORDS = 20;
 export const FUSED_LAYER_WORDS = 8;
+
+/** Flags of a gemm job (gemm.wgsl). */
+export const GemmFlag = { TRANS_A: 1, TRANS_B: 2, HAS_D: 4, ADD_A: 8 } as const;
+
+/** C = α·op(A)·op(B) + β·D on separate buffers with strides (gemm.wgsl). Bindings: jobs, a, b, d, c. */
+export function gemmKernel(tiles: TileConfig): KernelSpec {
+  return {
+    name: 'linalg.gemm',
+    parts: [MATMUL_PART, part('gemm.wgsl', gemmWgsl)],
+    constants: { WG: tiles.wg, TM: tiles.tm, TN: tiles.tn },
+    entryPoint: 'main',
+    bindings: [ro('jobs'), ro('a'), ro('b'), ro('d'), rw('c')],
+    workgroupSize: tiles.wg,
+  };
+}

@@ -1,0 +1,392 @@
+/**
+ * The deep-linear-network theory (src/pc/linear-theory.ts) and the gemm kernel behind it, against float64
+ * references: the energy at the exact equilibrium, S, the activity Hessian (differences of the float64 and of the
+ * GPU activity gradient), the exact activities (a float64 dense solve and long inference), the gradients of F*
+ * (finite differences) and one optimiser step — for sp, μPC and NTP, with and without skips.
+ */
+import { describe, expect, it } from 'vitest';
+import {
+  computeLinearActivityHessian,
+  computeLinearActivitySolution,
+  computeLinearEquilibEnergyGrads,
+  computeLinearEquilibRescaling,
+  computePcActivityGrad,
+  initActivitiesWithFfwd,
+  linearEquilibEnergy,
+  makeMlp,
+  makeSkipModel,
+  matmul,
+  mlpFromWeights,
+  mseLoss,
+  pcEnergy,
+  sgd,
+  solveInference,
+  updateLinearEquilibEnergyParams,
+  type Model,
+  type ParamType,
+  type Runtime,
+} from '../src/node.js';
+import { GemmRecorder, asMatrix } from '../src/pc/linalg.js';
+import { Recorder } from '../src/runtime/recorder.js';
+import { Random } from '../src/util/random.js';
+import { type Mat, mat } from './reference/jpc64.js';
+import { type GenModel, genFfwd, makeSkips, paramScalings as refScalings, pcActivityGrads, pcEnergyTotal } from './reference/variants64.js';
+import { expectClose, flat, randomMat, randomRefModel, readAll, tensorOf, useRuntime } from './helpers.js';
+
+const rt = useRuntime();
+
+interface Config {
+  paramType: ParamType;
+  skips: boolean;
+  gamma?: number;
+  lambda?: number;
+}
+
+const CONFIGS: Config[] = [
+  { paramType: 'sp', skips: false },
+  { paramType: 'sp', skips: true, lambda: 0.5 },
+  { paramType: 'mupc', skips: false, gamma: 0.5 },
+  { paramType: 'mupc', skips: true, gamma: 2, lambda: 3 },
+  { paramType: 'ntp', skips: false, lambda: 2 },
+  { paramType: 'ntp', skips: true },
+];
+const DIMS = [5, 6, 6, 6, 3];
+const name = (c: Config) => `${c.paramType}${c.skips ? ', skips' : ''}${c.gamma ? `, γ ${c.gamma}` : ''}${c.lambda ? `, λ ${c.lambda}` : ''}`;
+
+function refModelOf(c: Config, dims: number[], seed: number): GenModel {
+  const base = randomRefModel(seed, dims, 'linear', false);
+  // μPC and NTP want O(1) weights (their scalings shrink them); sp wants them small enough to stay stable.
+  const std = c.paramType === 'sp' ? 0.4 : 1;
+  const rng = new Random(seed + 1);
+  const weights = base.weights.map((w) => mat(w.rows, w.cols, Float64Array.from(randomMat(rng, w.rows, w.cols, std).data, Math.fround)));
+  const scales = refScalings(dims, c.paramType, { skips: c.skips, ...(c.gamma === undefined ? {} : { gamma: c.gamma }) }).map(Math.fround);
+  return { ...base, weights, scales, ...(c.skips ? { skips: makeSkips(dims.length - 1) } : {}) };
+}
+
+function gpuModelOf(r: Runtime, c: Config, dims: number[], ref: GenModel): Model {
+  return mlpFromWeights(r, {
+    dims,
+    weights: ref.weights.map((w) => Float32Array.from(w.data)),
+    biases: null,
+    actFn: 'linear',
+    paramType: c.paramType,
+    skipModel: c.skips ? makeSkipModel(dims.length - 1) : null,
+    ...(c.gamma === undefined ? {} : { gamma: c.gamma }),
+  });
+}
+
+/** Gaussian elimination with partial pivoting (float64), independent of the library's Cholesky. */
+function denseSolve(a: Float64Array, b: Float64Array, n: number): Float64Array {
+  const m = Float64Array.from(a);
+  const x = Float64Array.from(b);
+  for (let c = 0; c < n; c++) {
+    let p = c;
+    for (let r = c + 1; r < n; r++) if (Math.abs(m[r * n + c]!) > Math.abs(m[p * n + c]!)) p = r;
+    for (let k = 0; k < n; k++) [m[c * n + k], m[p * n + k]] = [m[p * n + k]!, m[c * n + k]!];
+    [x[c], x[p]] = [x[p]!, x[c]!];
+    for (let r = c + 1; r < n; r++) {
+      const f = m[r * n + c]! / m[c * n + c]!;
+      for (let k = c; k < n; k++) m[r * n + k] = m[r * n + k]! - f * m[c * n + k]!;
+      x[r] = x[r]! - f * x[c]!;
+    }
+  }
+  for (let r = n - 1; r >= 0; r--) {
+    let s = x[r]!;
+    for (let k = r + 1; k < n; k++) s -= m[r * n + k]! * x[k]!;
+    x[r] = s / m[r * n + r]!;
+  }
+  return x;
+}
+
+/** Reference for one sample: acts from a flat hidden vector (the dummy output being the prediction). */
+function actsFromHidden(ref: GenModel, dims: number[], h: Float64Array, x: Mat): Mat[] {
+  const acts: Mat[] = [];
+  let at = 0;
+  for (let l = 1; l < dims.length - 1; l++) {
+    acts.push(mat(1, dims[l]!, h.subarray(at, at + dims[l]!)));
+    at += dims[l]!;
+  }
+  const ff = genFfwd(ref, x);
+  acts.push(ff[ff.length - 1]!);
+  return acts;
+}
+
+interface Reference {
+  /** Per-sample Hessian (n × n) by differences of the float64 activity gradient (exact for a quadratic). */
+  hessian: Float64Array;
+  n: number;
+  /** Exact equilibrium hidden activities per sample, and the equilibrium energy (mean over samples). */
+  solution: Float64Array[];
+  energy: number;
+}
+
+function reference(ref: GenModel, dims: number[], x: Mat, y: Mat, lambda: number, decay = 0, epsilon = 0): Reference {
+  const n = dims.slice(1, -1).reduce((s, d) => s + d, 0);
+  const opts = { loss: 'mse' as const, lambda, activityDecay: decay };
+  const row = (m: Mat, b: number) => mat(1, m.cols, m.data.subarray(b * m.cols, (b + 1) * m.cols));
+  const grad = (h: Float64Array, xb: Mat, yb: Mat) => flat(pcActivityGrads(ref, actsFromHidden(ref, dims, h, xb), yb, xb, opts).slice(0, -1));
+  const zero = new Float64Array(n);
+  const x0 = row(x, 0);
+  const y0 = row(y, 0);
+  const g0 = grad(zero, x0, y0);
+  const hessian = new Float64Array(n * n);
+  for (let j = 0; j < n; j++) {
+    const e = new Float64Array(n);
+    e[j] = 1;
+    const gj = grad(e, x0, y0);
+    for (let i = 0; i < n; i++) hessian[i * n + j] = gj[i]! - g0[i]!;
+  }
+  const shifted = Float64Array.from(hessian);
+  for (let i = 0; i < n; i++) shifted[i * n + i] = shifted[i * n + i]! + epsilon;
+  const solution: Float64Array[] = [];
+  let energy = 0;
+  for (let b = 0; b < x.rows; b++) {
+    const xb = row(x, b);
+    const yb = row(y, b);
+    const rhs = grad(zero, xb, yb).map((v) => -v);
+    const z = denseSolve(shifted, rhs, n);
+    solution.push(z);
+    energy += pcEnergyTotal(ref, actsFromHidden(ref, dims, z, xb), yb, xb, { loss: 'mse', lambda });
+  }
+  return { hessian, n, solution, energy: energy / x.rows };
+}
+
+function fixture(c: Config, seed: number, B = 4, dims = DIMS) {
+  const rng = new Random(seed + 7);
+  const ref = refModelOf(c, dims, seed);
+  const x = randomMat(rng, B, dims[0]!);
+  const y = randomMat(rng, B, dims.at(-1)!);
+  const model = gpuModelOf(rt(), c, dims, ref);
+  return { ref, x, y, model, B, lambda: c.lambda ?? 1, lambdaOpt: c.lambda === undefined ? {} : { outputEnergyScaling: c.lambda } };
+}
+
+describe.each(CONFIGS)('linear theory, %#: $paramType', (c) => {
+  it(`${name(c)}: F* and the Hessian match the float64 reference; the Hessian matches differences of the GPU gradient`, async () => {
+    const { ref, x, y, model, lambda, lambdaOpt } = fixture(c, 11);
+    const r = reference(ref, DIMS, x, y, lambda);
+    const { energy } = await linearEquilibEnergy(model, tensorOf(rt(), x), tensorOf(rt(), y), lambdaOpt);
+    expectClose([energy], [r.energy], 1e-4, 'F*');
+
+    const decay = 0.3;
+    const rd = reference(ref, DIMS, x, y, lambda, decay);
+    const H = await computeLinearActivityHessian(model, { ...lambdaOpt, activityDecay: decay });
+    expect([H.rows, H.cols]).toEqual([rd.n, rd.n]);
+    expectClose(H.data, rd.hessian, 1e-4, 'Hessian vs float64', 1e-2);
+
+    // Columns from the GPU activity gradient: row j of a batch at z = e_j (x = y = 0) is (A e_j)/B.
+    const n = rd.n;
+    const acts = DIMS.slice(1).map((d, l) => {
+      const data = new Float32Array(n * d);
+      const base = DIMS.slice(1, l + 1).reduce((s, v) => s + v, 0);
+      if (l < DIMS.length - 2) for (let k = 0; k < d; k++) data[(base + k) * d + k] = 1;
+      return rt().tensor(data, [n, d]);
+    });
+    const g = await computePcActivityGrad(model, acts, new Float32Array(n * 3), { input: new Float32Array(n * 5), activityDecay: decay, ...lambdaOpt });
+    const rows = await readAll(g.grads.slice(0, -1));
+    // rows is layer-major: layer l holds n × d_l; column j of A = B·[row j of every layer].
+    const fromGpu = new Float64Array(n * n);
+    let at = 0;
+    DIMS.slice(1, -1).forEach((d, l) => {
+      const base = DIMS.slice(1, l + 1).reduce((s, v) => s + v, 0);
+      for (let j = 0; j < n; j++) for (let k = 0; k < d; k++) fromGpu[(base + k) * n + j] = n * rows[at + j * d + k]!;
+      at += n * d;
+    });
+    expectClose(H.data, fromGpu, 1e-4, 'Hessian vs GPU gradient differences', 1e-2);
+
+    const onlyDiag = await computeLinearActivityHessian(model, { ...lambdaOpt, activityDecay: decay, offDiag: false });
+    const onlyOff = await computeLinearActivityHessian(model, { ...lambdaOpt, activityDecay: decay, diag: false });
+    expectClose(
+      onlyDiag.data.map((v, i) => v + onlyOff.data[i]!),
+      H.data,
+      1e-6,
+      'diag + offDiag',
+    );
+    expect(onlyOff.data[0]).toBe(0);
+    model.dispose();
+  });
+
+  it(`${name(c)}: the exact activities match a float64 solve (both methods) and long inference, whose energy is F*`, async () => {
+    const { ref, x, y, model, B, lambda, lambdaOpt } = fixture(c, 12);
+    const r = reference(ref, DIMS, x, y, lambda);
+    // The reference per sample, laid out layer-major like the tensors.
+    const layerMajor = (solution: Float64Array[]) => {
+      const out = new Float64Array(B * r.n);
+      let at = 0;
+      DIMS.slice(1, -1).forEach((d, l) => {
+        const base = DIMS.slice(1, l + 1).reduce((s, v) => s + v, 0);
+        for (let b = 0; b < B; b++) for (let k = 0; k < d; k++) out[at + b * d + k] = solution[b]![base + k]!;
+        at += B * d;
+      });
+      return out;
+    };
+    const want = layerMajor(r.solution);
+    for (const method of ['output-space', 'block-cholesky'] as const) {
+      const z = await computeLinearActivitySolution(model, tensorOf(rt(), x), tensorOf(rt(), y), { ...lambdaOpt, method });
+      expect(z.map((t) => t.shape)).toEqual(DIMS.slice(1).map((d) => [B, d]));
+      expectClose((await readAll(z.slice(0, -1))).subarray(0, want.length), want, 2e-4, `z* (${method})`, 1e-2);
+      // The energy at the solution is F*.
+      const e = await (await pcEnergy(model, z, tensorOf(rt(), y), { input: tensorOf(rt(), x), ...lambdaOpt })).item();
+      expectClose([e], [r.energy], 1e-4, `F at z* (${method})`);
+    }
+    // With activity decay and a Tikhonov shift only the block solver applies.
+    const rs = reference(ref, DIMS, x, y, lambda, 0.2, 0.1);
+    const zs = await computeLinearActivitySolution(model, tensorOf(rt(), x), tensorOf(rt(), y), { ...lambdaOpt, activityDecay: 0.2, epsilon: 0.1 });
+    const hidden = await readAll(zs.slice(0, -1));
+    expectClose(hidden.subarray(0, want.length), layerMajor(rs.solution), 2e-4, 'z* with decay and ε', 1e-2);
+
+    // Long inference reaches the same activities and energy (JPC's own check, at 1e-3 here).
+    const init = await initActivitiesWithFfwd(model, tensorOf(rt(), x));
+    const solved = await solveInference(model, init, tensorOf(rt(), y), {
+      input: tensorOf(rt(), x),
+      maxT1: 400 * B,
+      stepsizeController: { pid: { rtol: 1e-6, atol: 1e-6 } },
+      ...lambdaOpt,
+    });
+    const numerical = await (await pcEnergy(model, solved.activities, tensorOf(rt(), y), { input: tensorOf(rt(), x), ...lambdaOpt })).item();
+    const { energy } = await linearEquilibEnergy(model, tensorOf(rt(), x), tensorOf(rt(), y), lambdaOpt);
+    expect(Math.abs(numerical - energy) / energy, `numerical ${numerical} vs theory ${energy}`).toBeLessThanOrEqual(1e-3);
+    expectClose((await readAll(solved.activities.slice(0, -1))).subarray(0, want.length), want, 1e-2, 'inference vs z*', 1e-1);
+    model.dispose();
+  });
+
+  it(`${name(c)}: ∂F*/∂W matches finite differences of the float64 F*, and one SGD step applies it`, async () => {
+    const { ref, x, y, model, B, lambda, lambdaOpt } = fixture(c, 13, 3);
+    const grads = await computeLinearEquilibEnergyGrads(model, tensorOf(rt(), x), tensorOf(rt(), y), lambdaOpt);
+    expect(grads.biases.every((b) => b === null)).toBe(true);
+    const gpu = await readAll(grads.weights);
+    const fd: number[] = [];
+    const h = 1e-5;
+    const energyAt = (weights: Mat[]) => reference({ ...ref, weights }, DIMS, x, y, lambda).energy;
+    ref.weights.forEach((w, l) => {
+      for (let i = 0; i < w.data.length; i++) {
+        const plus = ref.weights.map((m) => mat(m.rows, m.cols, m.data));
+        const minus = ref.weights.map((m) => mat(m.rows, m.cols, m.data));
+        plus[l]!.data[i] = w.data[i]! + h;
+        minus[l]!.data[i] = w.data[i]! - h;
+        fd.push((energyAt(plus) - energyAt(minus)) / (2 * h));
+      }
+    });
+    expectClose(gpu, fd, 2e-3, '∂F*/∂W vs finite differences', 5e-2);
+    expectClose([grads.energy], [reference(ref, DIMS, x, y, lambda).energy], 1e-4, 'energy with the grads');
+
+    const before = (await model.toArrays()).weights;
+    const optim = sgd({ lr: 0.1 });
+    const state = optim.init(model);
+    const step = await updateLinearEquilibEnergyParams(model, optim, state, tensorOf(rt(), x), tensorOf(rt(), y), { ...lambdaOpt, returnGrads: true });
+    expectClose(await readAll(step.grads!.weights), gpu, 1e-5, 'returned grads');
+    const after = (await model.toArrays()).weights;
+    const expected = before.flatMap((w) => [...w]).map((v, i) => v - 0.1 * gpu[i]!);
+    expectClose(after.flatMap((w) => [...w]), expected, 1e-5, 'W − lr·∇F*', 1e-3);
+    expect(B).toBe(3);
+    model.dispose();
+  });
+});
+
+describe('linear theory: scalar output and S', () => {
+  it.each([
+    ['sp', false],
+    ['mupc', false],
+    ['ntp', false],
+    ['sp', true],
+    ['mupc', true],
+    ['ntp', true],
+  ] as const)('%s (skips: %s): F* = mseLoss/S with one output (JPC’s check, 1e-5)', async (paramType, skips) => {
+    const dims = [4, 64, 64, 1];
+    const gamma = 0.01;
+    const N = 64;
+    const L = 3;
+    const lambda = gamma * gamma * N * L;
+    const model = makeMlp(rt(), { seed: 3, inputDim: 4, width: N, depth: L, outputDim: 1, actFn: 'linear', useBias: false, paramType, skipModel: skips ? makeSkipModel(L) : null, ...(paramType === 'mupc' ? { gamma } : {}) });
+    const rng = new Random(5);
+    const x = tensorOf(rt(), randomMat(rng, 2, dims[0]!));
+    const y = tensorOf(rt(), randomMat(rng, 2, 1));
+    const { energy, rescaling } = await linearEquilibEnergy(model, x, y, { outputEnergyScaling: lambda });
+    const S = await computeLinearEquilibRescaling(model, { outputEnergyScaling: lambda });
+    expect([S.rows, S.cols]).toEqual([1, 1]);
+    expect(S.data[0]).toBe(rescaling.data[0]);
+    const pred = (await initActivitiesWithFfwd(model, x)).at(-1)!;
+    const mse = await (await mseLoss(pred, y)).item();
+    expectClose([energy], [mse / S.data[0]!], 1e-5, 'F* vs mse/S');
+    model.dispose();
+  });
+});
+
+describe('gemm', () => {
+  it('matmul matches float64 products for every transpose and odd shapes', async () => {
+    const rng = new Random(9);
+    for (const [m, k, n] of [
+      [1, 1, 1],
+      [7, 13, 5],
+      [33, 17, 29],
+      [64, 300, 10],
+    ] as const) {
+      for (const transA of [false, true]) {
+        for (const transB of [false, true]) {
+          const A = randomMat(rng, transA ? k : m, transA ? m : k);
+          const Bm = randomMat(rng, transB ? n : k, transB ? k : n);
+          const got = await (await matmul(tensorOf(rt(), A), tensorOf(rt(), Bm), { transA, transB, alpha: -0.5 })).toArray();
+          const want = new Float64Array(m * n);
+          const a = (i: number, p: number) => (transA ? A.data[p * m + i]! : A.data[i * k + p]!);
+          const b = (p: number, j: number) => (transB ? Bm.data[j * k + p]! : Bm.data[p * n + j]!);
+          for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) {
+            let s = 0;
+            for (let p = 0; p < k; p++) s += Math.fround(a(i, p)) * Math.fround(b(p, j));
+            want[i * n + j] = -0.5 * s;
+          }
+          expectClose(got, want, 1e-4, `${m}×${k}×${n} transA ${transA} transB ${transB}`, 1e-2);
+        }
+      }
+    }
+  });
+
+  it('C = α·A·op(B) + A + β·D (the residual and accumulate epilogues)', async () => {
+    const rng = new Random(10);
+    const [m, n] = [9, 6];
+    const A = randomMat(rng, m, n);
+    const Bm = randomMat(rng, n, n);
+    const D = randomMat(rng, m, n);
+    const gemm = await GemmRecorder.create(rt());
+    const c = rt().empty([m, n]);
+    const rec = new Recorder(rt(), 'test.gemm');
+    const [ta, tb, td] = [A, Bm, D].map((t) => tensorOf(rt(), t));
+    gemm.record(rec, { m, n, k: n, a: asMatrix(ta!), b: asMatrix(tb!), transB: true, c: asMatrix(c), d: asMatrix(td!), alpha: 2, beta: -1, addA: true });
+    rec.submit();
+    gemm.release();
+    const got = await c.toArray();
+    const want = new Float64Array(m * n);
+    for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let p = 0; p < n; p++) s += Math.fround(A.data[i * n + p]!) * Math.fround(Bm.data[j * n + p]!);
+      want[i * n + j] = 2 * s + Math.fround(A.data[i * n + j]!) - Math.fround(D.data[i * n + j]!);
+    }
+    expectClose(got, want, 1e-5, 'gemm epilogue');
+  });
+});
+
+describe('linear theory: validation', () => {
+  it('names the argument and leaves the model alone', async () => {
+    const relu = makeMlp(rt(), { seed: 1, inputDim: 3, width: 4, depth: 3, outputDim: 2, actFn: 'relu' });
+    const biased = makeMlp(rt(), { seed: 1, inputDim: 3, width: 4, depth: 3, outputDim: 2, actFn: 'linear', useBias: true });
+    const linear = makeMlp(rt(), { seed: 1, inputDim: 3, width: 4, depth: 3, outputDim: 2, actFn: 'linear' });
+    const x = new Float32Array(6);
+    const y = new Float32Array(4);
+    await expect(linearEquilibEnergy(relu, x, y)).rejects.toThrow(/model.actFn must be 'linear', got 'relu'/);
+    await expect(linearEquilibEnergy(biased, x, y)).rejects.toThrow(/layer 0 has a bias/);
+    await expect(linearEquilibEnergy(linear, new Float32Array(5), y)).rejects.toThrow(/linearEquilibEnergy: x must hold B×3 values/);
+    await expect(linearEquilibEnergy(linear, x, new Float32Array(6))).rejects.toThrow(/x and y must have the same batch size, got 2 and 3/);
+    await expect(linearEquilibEnergy(linear, x, y, { outputEnergyScaling: 0 })).rejects.toThrow(/options.outputEnergyScaling must be a finite number > 0/);
+    await expect(linearEquilibEnergy(linear, x, y, { lambda: 1 } as never)).rejects.toThrow(/unknown option/);
+    await expect(computeLinearActivitySolution(linear, x, y, { method: 'output-space', activityDecay: 1 })).rejects.toThrow(/method 'output-space' needs activityDecay = 0/);
+    await expect(computeLinearActivitySolution(linear, x, y, { method: 'lu' as never })).rejects.toThrow(/options.method/);
+    await expect(computeLinearActivityHessian(linear, { diag: 1 as never })).rejects.toThrow(/options.diag must be a boolean/);
+    await expect(computeLinearActivityHessian(makeMlp(rt(), { seed: 1, inputDim: 3, width: 4, depth: 1, outputDim: 2, actFn: 'linear' }))).rejects.toThrow(/no hidden layer/);
+    const optim = sgd({ lr: 1 });
+    const state = optim.init(linear);
+    const before = await linear.toArrays();
+    await expect(updateLinearEquilibEnergyParams(linear, optim, state, x, new Float32Array(3))).rejects.toThrow(/y must hold B×2 values/);
+    expect((await linear.toArrays()).weights).toEqual(before.weights);
+    await expect(matmul(rt().zeros([2, 3]), rt().zeros([2, 3]))).rejects.toThrow(/matmul: inner dimensions differ: op\(a\) is 2×3/);
+    await expect(matmul(rt().zeros([2, 3]), rt().zeros([3, 3]), { transC: true } as never)).rejects.toThrow(/unknown option 'transC'/);
+    for (const m of [relu, biased, linear]) m.dispose();
+  });
+});
