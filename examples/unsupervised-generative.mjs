@@ -57,8 +57,8 @@ const minE = Math.min(...series.flat().map((v) => Math.log10(Math.max(v, 1e-6)))
 const px = (r) => 60 + (500 * r) / Math.max(1, rows - 1);
 const py = (v) => 20 + (260 * (maxE - Math.log10(Math.max(v, 1e-6)))) / Math.max(1e-9, maxE - minE);
 const colours = ['#d62728', '#1f77b4', '#2ca02c'];
-const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="640" height="330" font-family="sans-serif" font-size="12">
-<rect width="640" height="330" fill="white"/>
+const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="720" height="330" font-family="sans-serif" font-size="12">
+<rect width="720" height="330" fill="white"/>
 <text x="320" y="14" text-anchor="middle">Layer energies during inference (last training step; log scale)</text>
 <line x1="60" y1="280" x2="560" y2="280" stroke="black"/><line x1="60" y1="20" x2="60" y2="280" stroke="black"/>
 <text x="310" y="310" text-anchor="middle">inference step (accepted)</text>
