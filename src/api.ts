@@ -6,8 +6,8 @@ export type { AdapterSummary, InitOptions, InitFromDeviceOptions, KernelTuning, 
 export { Tensor } from './runtime/tensor.js';
 export type { Shape } from './runtime/tensor.js';
 export { WpcArgumentError, WpcGpuError, WpcShaderError, WpcSolverError } from './runtime/errors.js';
-export { ACTIVATIONS, Model, PARAM_TYPES, makeMlp, makeSkipModel, mlpFromWeights, paramScalings } from './pc/model.js';
-export type { Activation, LayerSpec, MakeMlpOptions, MlpFromWeightsOptions, ParamType, ParameterisationOptions } from './pc/model.js';
+export { ACTIVATIONS, Model, PARAM_TYPES, makeMlp, makeSkipModel, mlpFromBuffer, mlpFromWeights, paramScalings } from './pc/model.js';
+export type { Activation, LayerSpec, MakeMlpOptions, MlpFromBufferOptions, MlpFromWeightsOptions, ParamType, ParameterisationOptions } from './pc/model.js';
 export { pcEnergy, computePcActivityGrad, computePcParamGrads, initActivitiesFromNormal, initActivitiesWithFfwd } from './pc/energy.js';
 export type { ActivityGradResult, EnergyOptions, InitFromNormalOptions, ParamGradResult, PcEnergyOptions } from './pc/energy.js';
 export type { BatchData, EnergyTermOptions } from './pc/batch.js';

@@ -17,3 +17,6 @@ export async function init(options: InitOptions = {}): Promise<Runtime> {
   if (!gpu) throw new WpcGpuError(`WPC: navigator.gpu is missing. ${NO_ADAPTER_HINT_BROWSER}`, 'no-adapter');
   return initFromGpu(gpu, options, NO_ADAPTER_HINT_BROWSER);
 }
+
+export { IDX_FILES, datasetFromIdx, fetchDataset } from './data/browser.js';
+export type { IdxPair, IdxSource } from './data/browser.js';

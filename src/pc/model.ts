@@ -10,7 +10,8 @@
  */
 import { ACTIVATIONS, type Activation } from '../kernels/index.js';
 import { WpcArgumentError, argError, checkFinite, checkKnownKeys, checkOneOf, checkPositiveInt, describe, firstNonFinite } from '../runtime/errors.js';
-import { Runtime } from '../runtime/runtime.js';
+import { BufferUsage } from '../runtime/flags.js';
+import { Runtime, checkCallerBuffer } from '../runtime/runtime.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { Random } from '../util/random.js';
 import type { Workspace } from './workspace.js';
@@ -363,4 +364,49 @@ export function mlpFromWeights(runtime: Runtime, options: MlpFromWeightsOptions)
   });
   if (total === 0) argError(fn, 'options.dims', 'dimensions giving at least one parameter', describe(dims));
   return upload(runtime, fn, actFn, layers, data, param);
+}
+
+export interface MlpFromBufferOptions extends ParameterisationOptions {
+  /** Activity widths [d_0, …, d_L]. */
+  dims: readonly number[];
+  /** A buffer on the runtime's device holding the parameters in `Model.params`' layout (see `mlpFromBuffer`). */
+  buffer: GPUBuffer;
+  /** Where the parameters start in `buffer`, in bytes (a multiple of 4). Default 0. */
+  byteOffset?: number;
+  /** Whether the layout has a bias after every weight matrix. Default false. */
+  useBias?: boolean;
+  actFn: Activation;
+}
+
+/**
+ * Builds a model from parameters already on the GPU, e.g. written by another WebGPU program: a copy on the GPU
+ * (nothing goes through the CPU), so the caller's buffer stays the caller's. The layout is `Model.params`':
+ * W_0 ([d_1, d_0] row-major), then b_0 when `useBias`, then W_1, b_1, … The buffer needs COPY_SRC usage.
+ */
+export function mlpFromBuffer(runtime: Runtime, options: MlpFromBufferOptions): Model {
+  const fn = 'mlpFromBuffer';
+  checkRuntime(fn, runtime);
+  if (typeof options !== 'object' || options === null) argError(fn, 'options', 'an object', options);
+  checkKnownKeys(fn, 'options', options, ['dims', 'buffer', 'byteOffset', 'useBias', 'actFn', ...PARAM_KEYS]);
+  const { dims, buffer } = options;
+  if (!Array.isArray(dims) || dims.length < 2 || dims.some((d) => !Number.isInteger(d) || d < 1)) {
+    argError(fn, 'options.dims', 'an array of at least two positive integers', dims);
+  }
+  const actFn = checkOneOf(fn, 'options.actFn', options.actFn, ACTIVATIONS);
+  const useBias = options.useBias ?? false;
+  if (typeof useBias !== 'boolean') argError(fn, 'options.useBias', 'a boolean', useBias);
+  const byteOffset = options.byteOffset ?? 0;
+  if (!Number.isInteger(byteOffset) || byteOffset < 0 || byteOffset % 4 !== 0) argError(fn, 'options.byteOffset', 'a non-negative multiple of 4', byteOffset);
+  const param = checkParameterisation(fn, options, dims);
+  const layers = layout(dims, useBias, paramScalings(dims, param.paramType, { skips: param.skips.some(Boolean), gamma: param.gamma }), param.skips);
+  const total = layers.reduce((s, l) => s + l.inDim * l.outDim + (l.useBias ? l.outDim : 0), 0);
+  checkCallerBuffer(fn, 'options.buffer', buffer, byteOffset, total * 4, BufferUsage.COPY_SRC);
+  const own = runtime.createStorageBuffer(total * 4, 'wpc.model.params');
+  const encoder = runtime.device.createCommandEncoder({ label: `wpc.${fn}` });
+  encoder.copyBufferToBuffer(buffer, byteOffset, own, 0, total * 4);
+  runtime.submit([encoder.finish()]);
+  runtime.checkHealthy(fn);
+  const model = new Model(runtime, actFn, layers, own, param.paramType, param.gamma);
+  runtime.track(model);
+  return model;
 }

@@ -245,6 +245,22 @@ export class Runtime {
     return new Tensor(this, buffer, 0, shape, true);
   }
 
+  /**
+   * A tensor over a buffer the caller owns (zero-copy), e.g. data another WebGPU program produced on this
+   * runtime's device. The buffer needs STORAGE and COPY_SRC usage and must hold the shape's floats from
+   * `byteOffset` (a multiple of 4). WPC reads it where a tensor is read and never writes to or destroys it.
+   */
+  wrap(buffer: GPUBuffer, shape: Shape, byteOffset = 0): Tensor {
+    const fn = 'runtime.wrap';
+    this.checkHealthy(fn);
+    checkShape(fn, shape);
+    if (!Number.isInteger(byteOffset) || byteOffset < 0 || byteOffset % 4 !== 0) {
+      throw new WpcArgumentError(`${fn}: byteOffset must be a non-negative multiple of 4, got ${describe(byteOffset)}`);
+    }
+    checkCallerBuffer(fn, 'buffer', buffer, byteOffset, shapeSize(shape) * 4, BufferUsage.STORAGE | BufferUsage.COPY_SRC);
+    return new Tensor(this, buffer, byteOffset, shape, false);
+  }
+
   /** @internal a view of `[byteOffset, byteOffset + 4·size)` of a buffer owned elsewhere. */
   view(buffer: GPUBuffer, byteOffset: number, shape: Shape): Tensor {
     return new Tensor(this, buffer, byteOffset, shape, false);
@@ -429,4 +445,31 @@ export function initFromDevice(options: InitFromDeviceOptions): Runtime {
   }
   const info = options.adapterInfo ?? ((device as { adapterInfo?: GPUAdapterInfo }).adapterInfo);
   return new Runtime(device as GPUDevice, false, info, false, options.kernels, 'initFromDevice');
+}
+
+const USAGE_NAMES: [number, string][] = [
+  [BufferUsage.STORAGE, 'STORAGE'],
+  [BufferUsage.COPY_SRC, 'COPY_SRC'],
+  [BufferUsage.COPY_DST, 'COPY_DST'],
+];
+
+/**
+ * Validates a buffer handed in by the caller: a GPUBuffer, unmapped, with the `usage` bits WPC needs, and
+ * holding `byteLength` bytes from `byteOffset`. (Whether it belongs to the right device only the GPU can tell:
+ * a foreign buffer fails at its first use, with a validation error.)
+ */
+export function checkCallerBuffer(fn: string, arg: string, buffer: unknown, byteOffset: number, byteLength: number, usage: number): GPUBuffer {
+  const b = buffer as GPUBuffer | null;
+  if (typeof b !== 'object' || b === null || typeof b.size !== 'number' || typeof b.usage !== 'number' || typeof b.destroy !== 'function') {
+    throw new WpcArgumentError(`${fn}: ${arg} must be a GPUBuffer, got ${describe(buffer)}`);
+  }
+  const missing = USAGE_NAMES.filter(([bit]) => (usage & bit) !== 0 && (b.usage & bit) === 0).map(([, name]) => name);
+  if (missing.length > 0) {
+    throw new WpcArgumentError(`${fn}: ${arg} needs GPUBufferUsage ${missing.join(' | ')} (create it with those usage flags), got usage 0x${b.usage.toString(16)}`);
+  }
+  if (b.mapState !== undefined && b.mapState !== 'unmapped') throw new WpcArgumentError(`${fn}: ${arg} is ${b.mapState}; unmap it first`);
+  if (byteOffset + byteLength > b.size) {
+    throw new WpcArgumentError(`${fn}: ${arg} holds ${b.size} bytes, but ${byteLength} bytes from offset ${byteOffset} are needed`);
+  }
+  return b;
 }
