@@ -9,6 +9,8 @@ const BENCHES = {
   inference: 'Inference and training steps, JPC paper networks',
   solvers: 'Every inference method, H = 3 paper network',
   fused: 'Fused single-workgroup solve vs per-stage dispatches (small networks)',
+  matmul: "Matrix products: WPC's gemm kernel vs the CPU's BLAS (numpy)",
+  peers: 'The same PC training step in WPC, TensorFlow.js (WebGPU) and numpy',
 };
 mkdirSync('bench/results', { recursive: true });
 mkdirSync('.bench-build', { recursive: true });
@@ -19,7 +21,7 @@ const only = process.argv.slice(2);
 let doc = existsSync('BENCHMARKS.md') ? readFileSync('BENCHMARKS.md', 'utf8') : '# Benchmarks\n\nProduced by `npm run bench`. Each figure is a median over repeated runs after warm-up.\n';
 for (const [name, title] of Object.entries(BENCHES)) {
   if (only.length > 0 && !only.includes(name)) continue;
-  await build({ entryPoints: [`bench/${name}.ts`], bundle: true, platform: 'node', format: 'esm', outfile: `.bench-build/${name}.mjs`, loader: { '.wgsl': 'text' }, external: ['webgpu'], logLevel: 'warning' });
+  await build({ entryPoints: [`bench/${name}.ts`], bundle: true, platform: 'node', format: 'esm', outfile: `.bench-build/${name}.mjs`, loader: { '.wgsl': 'text' }, external: ['webgpu', '@tensorflow/*'], logLevel: 'warning' });
   console.error(`bench ${name} ...`);
   const out = execFileSync(process.execPath, [`.bench-build/${name}.mjs`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   const result = JSON.parse(out.trim().split('\n').pop());

@@ -1,0 +1,95 @@
+/**
+ * Matrix-product throughput: WPC's gemm kernel (the register-tiled WGSL matmul, gemm.wgsl) on the paper's layer
+ * shapes (batch 64: 64×784×300, 64×300×300, 64×300×10) and large squares (1024³, 4096³), against the CPU's BLAS
+ * through numpy in the same run when python3 and numpy are present. Each WPC figure is the median over
+ * repeated submits of `PER_SUBMIT` back-to-back products after a warm-up (GFLOP/s = 2·m·n·k / time).
+ * Prints one JSON object on stdout.
+ */
+import { execFileSync } from 'node:child_process';
+import { init } from '../src/node.js';
+import { GemmRecorder, asMatrix } from '../src/pc/linalg.js';
+import { Recorder } from '../src/runtime/recorder.js';
+import { SleepEstimator } from '../src/runtime/runtime.js';
+
+const SHAPES: [string, number, number, number][] = [
+  ['paper: 64×784×300', 64, 784, 300],
+  ['paper: 64×300×300', 64, 300, 300],
+  ['paper: 64×300×10', 64, 300, 10],
+  ['1024³', 1024, 1024, 1024],
+  ['4096³', 4096, 4096, 4096],
+];
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** numpy's float32 matmul on the same shapes (BLAS), or null without python3/numpy. */
+function numpyGflops(): Record<string, number> | null {
+  const script = `
+import json, time, numpy as np
+out = {}
+for name, m, k, n in ${JSON.stringify(SHAPES.map(([s, m, k, n]) => [s, m, k, n]))}:
+    a = np.random.rand(m, k).astype(np.float32); b = np.random.rand(k, n).astype(np.float32)
+    reps = max(3, min(2000, int(2e9 / (2 * m * n * k))))
+    a @ b
+    ts = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(reps): a @ b
+        ts.append((time.perf_counter() - t0) / reps)
+    ts.sort()
+    out[name] = 2 * m * n * k / ts[2] / 1e9
+print(json.dumps(out))
+`;
+  try {
+    return JSON.parse(execFileSync('python3', ['-c', script], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()) as Record<string, number>;
+  } catch {
+    return null;
+  }
+}
+
+const rt = await init();
+const gemm = await GemmRecorder.create(rt);
+const blas = numpyGflops();
+const rows: Record<string, unknown>[] = [];
+for (const [name, m, k, n] of SHAPES) {
+  const flops = 2 * m * n * k;
+  // Enough products per submit to amortise the submit (~0.2 s of work on this adapter), at least one.
+  const probeA = rt.tensor(new Float32Array(m * k).map((_, i) => Math.sin(i)), [m, k]);
+  const probeB = rt.tensor(new Float32Array(k * n).map((_, i) => Math.cos(i)), [k, n]);
+  const c = rt.empty([m, n]);
+  const run = async (count: number) => {
+    const rec = new Recorder(rt, 'bench.matmul');
+    for (let i = 0; i < count; i++) gemm.record(rec, { m, n, k, a: asMatrix(probeA), b: asMatrix(probeB), c: asMatrix(c) });
+    await rt.finish();
+    const t0 = performance.now();
+    rec.submit();
+    return t0;
+  };
+  const clock = new SleepEstimator();
+  // Warm-up and a first estimate.
+  let t0 = await run(1);
+  await rt.finish();
+  const single = performance.now() - t0;
+  const perSubmit = Math.max(1, Math.min(200, Math.round(200 / Math.max(single, 0.01))));
+  const repeats = flops > 1e11 ? 3 : 7;
+  const times: number[] = [];
+  for (let r = 0; r < repeats; r++) {
+    t0 = await run(perSubmit);
+    const { waitedMs } = await rt.finish({ expectedMs: clock.sleepFor(1, performance.now() - t0) });
+    clock.update(1, performance.now() - t0, waitedMs);
+    times.push((performance.now() - t0) / perSubmit);
+  }
+  gemm.release();
+  const ms = median(times);
+  const gflops = flops / (ms * 1e6);
+  rows.push({
+    shape: name,
+    productsPerSubmit: perSubmit,
+    msPerProduct: +ms.toFixed(3),
+    wpcGflops: +gflops.toFixed(2),
+    blasGflops: blas ? +blas[name]!.toFixed(1) : 'n/a',
+    wpcOverBlas: blas ? `${((100 * gflops) / blas[name]!).toFixed(1)}%` : 'n/a',
+  });
+  for (const t of [probeA, probeB, c]) t.dispose();
+  console.error(JSON.stringify(rows.at(-1)));
+}
+process.stdout.write(`${JSON.stringify({ adapter: `${rt.adapter.description || rt.adapter.vendor} (${rt.adapter.architecture})`, rows })}\n`);
+rt.dispose();

@@ -1,0 +1,155 @@
+/**
+ * The same PC training step in three engines on this machine: WPC; TensorFlow.js 4.22 on its WebGPU backend (on
+ * Dawn, the same adapter); and numpy (float32 BLAS on the CPU, bench/peers/pc_step_numpy.py) when python3 and
+ * numpy are present. The step: JPC's paper network (H hidden tanh layers of 300, no bias, batch 64),
+ * feedforward initialisation, 20 Euler steps of dt 0.5 on the activities, one Adam step (lr 1e-3) on the weights.
+ * Median ms per step after warm-up. Prints one JSON object on stdout.
+ */
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { Tensor as TfTensor } from '@tensorflow/tfjs-core';
+import { create, globals } from 'webgpu';
+import { adam, init, makeMlp, makePcStep } from '../src/node.js';
+import { SleepEstimator } from '../src/runtime/runtime.js';
+
+const HIDDEN = (process.env.WPC_BENCH_HIDDEN ?? '3,5,10').split(',').map(Number);
+const REPEATS = Number(process.env.WPC_BENCH_REPEATS ?? 7);
+const STEPS = 20;
+const DT = 0.5;
+const B = 64;
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+function batch() {
+  const x = new Float32Array(B * 784).map((_, i) => Math.sin(i * 0.37));
+  const y = new Float32Array(B * 10);
+  for (let b = 0; b < B; b++) y[b * 10 + (b % 10)] = 1;
+  return { x, y };
+}
+
+async function wpcStepMs(H: number): Promise<number> {
+  const rt = await init();
+  try {
+    const model = makeMlp(rt, { seed: 0, inputDim: 784, width: 300, depth: H + 1, outputDim: 10, actFn: 'tanh' });
+    const optim = adam({ lr: 1e-3 });
+    const state = optim.init(model);
+    const { x, y } = batch();
+    const input = rt.tensor(x, [B, 784]);
+    const output = rt.tensor(y, [B, 10]);
+    const clock = new SleepEstimator();
+    const times: number[] = [];
+    for (let i = 0; i < REPEATS + 2; i++) {
+      await rt.finish();
+      const t0 = performance.now();
+      const r = await makePcStep(model, optim, state, output, { input, solver: 'euler', stepsizeController: 'constant', maxT1: STEPS * DT, dt: DT });
+      const { waitedMs } = await rt.finish({ expectedMs: clock.sleepFor(1, performance.now() - t0) });
+      clock.update(1, performance.now() - t0, waitedMs);
+      if (i >= 2) times.push(performance.now() - t0);
+      r.loss.dispose();
+      r.energies.dispose();
+    }
+    return median(times);
+  } finally {
+    rt.dispose();
+  }
+}
+
+/** TensorFlow.js on its WebGPU backend (Dawn), the step written with tf ops exactly as the numpy one. */
+let tfjs: Promise<typeof import('@tensorflow/tfjs-core')> | undefined;
+/** TF.js on one Dawn instance for the whole run (a second backend set-up aborts inside Dawn). */
+function loadTfjs(): Promise<typeof import('@tensorflow/tfjs-core')> {
+  tfjs ??= (async () => {
+    Object.assign(globalThis, globals);
+    (globalThis as unknown as { navigator: unknown }).navigator = { gpu: create([]) };
+    const tf = await import('@tensorflow/tfjs-core');
+    await import('@tensorflow/tfjs-backend-webgpu');
+    await tf.setBackend('webgpu');
+    await tf.ready();
+    return tf;
+  })();
+  return tfjs;
+}
+
+async function tfjsStepMs(H: number): Promise<number> {
+  const tf = await loadTfjs();
+  const dims = [784, ...Array<number>(H).fill(300), 10];
+  const W = dims.slice(0, -1).map((d, l) => tf.variable(tf.randomUniform([dims[l + 1]!, d], -1 / Math.sqrt(d), 1 / Math.sqrt(d), 'float32', 0)));
+  const M = W.map((w) => tf.variable(tf.zerosLike(w)));
+  const V = W.map((w) => tf.variable(tf.zerosLike(w)));
+  const { x: xs, y: ys } = batch();
+  const x = tf.tensor2d(xs, [B, 784]);
+  const y = tf.tensor2d(ys, [B, 10]);
+  const L = W.length;
+  let t = 0;
+  const step = () => {
+    t++;
+    tf.tidy(() => {
+      let z: TfTensor[] = [x];
+      for (let l = 0; l < L - 1; l++) z.push(tf.matMul(l === 0 ? z[l]! : tf.tanh(z[l]!), W[l]!, false, true));
+      const errors = (zs: TfTensor[]) => {
+        const phi = zs.map((a, l) => (l === 0 ? a : tf.tanh(a)));
+        const e: (TfTensor | null)[] = [null];
+        for (let l = 0; l < L - 1; l++) e.push(tf.sub(zs[l + 1]!, tf.matMul(phi[l]!, W[l]!, false, true)));
+        e.push(tf.sub(y, tf.matMul(phi[L - 1]!, W[L - 1]!, false, true)));
+        return { phi, e };
+      };
+      for (let s = 0; s < STEPS; s++) {
+        const { phi, e } = errors(z);
+        const next = [z[0]!];
+        for (let l = 1; l < L; l++) {
+          const back = tf.mul(tf.sub(1, tf.square(phi[l]!)), tf.matMul(e[l + 1]!, W[l]!));
+          next.push(tf.sub(z[l]!, tf.mul(DT / B, tf.sub(e[l]!, back))));
+        }
+        z = next;
+      }
+      const { phi, e } = errors(z);
+      for (let l = 0; l < L; l++) {
+        const g = tf.div(tf.matMul(e[l + 1]!, phi[l]!, true, false), -B);
+        M[l]!.assign(tf.add(tf.mul(0.9, M[l]!), tf.mul(0.1, g)));
+        V[l]!.assign(tf.add(tf.mul(0.999, V[l]!), tf.mul(0.001, tf.square(g))));
+        const mh = tf.div(M[l]!, 1 - 0.9 ** t);
+        const vh = tf.div(V[l]!, 1 - 0.999 ** t);
+        W[l]!.assign(tf.sub(W[l]!, tf.mul(1e-3, tf.div(mh, tf.add(tf.sqrt(vh), 1e-8)))));
+      }
+    });
+  };
+  const times: number[] = [];
+  for (let i = 0; i < REPEATS + 2; i++) {
+    const t0 = performance.now();
+    step();
+    await tf.slice(W[L - 1]!, [0, 0], [1, 1]).data(); // wait for the step's GPU work
+    if (i >= 2) times.push(performance.now() - t0);
+  }
+  for (const v of [...W, ...M, ...V, x, y]) v.dispose();
+  return median(times);
+}
+
+function numpyStepMs(): Record<string, number> | null {
+  try {
+    const script = fileURLToPath(new URL('../bench/peers/pc_step_numpy.py', import.meta.url));
+    const out = execFileSync('python3', [script, HIDDEN.join(','), String(STEPS), String(DT), String(REPEATS)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    return JSON.parse(out.trim()) as Record<string, number>;
+  } catch {
+    return null;
+  }
+}
+
+const adapterRt = await init();
+const adapter = `${adapterRt.adapter.description || adapterRt.adapter.vendor} (${adapterRt.adapter.architecture})`;
+adapterRt.dispose();
+const numpy = numpyStepMs();
+const rows: Record<string, unknown>[] = [];
+for (const H of HIDDEN) {
+  const wpc = await wpcStepMs(H);
+  const tfjs = await tfjsStepMs(H);
+  const np = numpy?.[String(H)];
+  rows.push({
+    H,
+    wpcMs: +wpc.toFixed(2),
+    tfjsWebgpuMs: +tfjs.toFixed(1),
+    numpyMs: np === undefined ? 'n/a' : +np.toFixed(2),
+    tfjsOverWpc: `${(tfjs / wpc).toFixed(1)}×`,
+    wpcOverNumpy: np === undefined ? 'n/a' : `${(wpc / np).toFixed(2)}×`,
+  });
+  console.error(JSON.stringify(rows.at(-1)));
+}
+process.stdout.write(`${JSON.stringify({ adapter, rows })}\n`);
