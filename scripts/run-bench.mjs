@@ -11,6 +11,7 @@ const BENCHES = {
   fused: 'Fused single-workgroup solve vs per-stage dispatches (small networks)',
   matmul: "Matrix products: WPC's gemm kernel vs the CPU's BLAS (numpy)",
   peers: 'The same PC training step in WPC, TensorFlow.js (WebGPU) and numpy',
+  scaling: 'Scaling with width, depth and batch (Euler, 10 steps), with GPU memory',
 };
 mkdirSync('bench/results', { recursive: true });
 mkdirSync('.bench-build', { recursive: true });

@@ -99,6 +99,36 @@ async function trainingSnapshot(runtime: Runtime): Promise<{ loss: number; energ
   return { loss, energies, params, test };
 }
 
+describe('memory accounting', () => {
+  it('memoryStats counts models, workspaces and optimiser moments until disposed, and pooled tensors', async () => {
+    const r = await init();
+    try {
+      const start = r.memoryStats();
+      expect(start.totalBytes).toBe(start.persistentBytes + start.inUseBytes + start.pooledBytes);
+      const model = makeMlp(r, { seed: 0, inputDim: 30, width: 20, depth: 2, outputDim: 5, actFn: 'tanh' });
+      const params = (30 * 20 + 20 * 5) * 4;
+      expect(r.memoryStats().persistentBytes - start.persistentBytes).toBe(Math.ceil(params / 16) * 16);
+      const optim = adam({ lr: 1e-3 });
+      const state = optim.init(model);
+      expect(r.memoryStats().persistentBytes - start.persistentBytes).toBeGreaterThanOrEqual(3 * params); // + m and v
+      const x = new Float32Array(8 * 30).fill(0.1);
+      const y = new Float32Array(8 * 5).fill(0.2);
+      const step = await makePcStep(model, optim, state, y, { input: x });
+      const during = r.memoryStats();
+      expect(during.inUseBytes).toBeGreaterThan(0); // the returned loss and energies
+      step.loss.dispose();
+      step.energies.dispose();
+      expect(r.memoryStats().inUseBytes).toBeLessThan(during.inUseBytes);
+      state.dispose();
+      model.dispose(); // frees its parameters, gradients and workspaces (those once their promises settle)
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      expect(r.memoryStats().persistentBytes).toBe(start.persistentBytes);
+    } finally {
+      r.dispose();
+    }
+  });
+});
+
 describe('device ownership', () => {
   it("initFromDevice wraps a caller's device: WPC works on it, and dispose leaves the device usable and not lost", async () => {
     const gpu = create([]);

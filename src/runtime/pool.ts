@@ -21,6 +21,8 @@ export interface PoolStats {
   reused: number;
   /** Buffers currently handed out. */
   inUse: number;
+  /** Bytes of the buffers currently handed out. */
+  inUseBytes: number;
   /** Bytes sitting in the free lists. */
   pooledBytes: number;
 }
@@ -28,7 +30,7 @@ export interface PoolStats {
 export class BufferPool {
   private readonly free = new Map<string, GPUBuffer[]>();
   private readonly sizes = new WeakMap<GPUBuffer, { key: string; size: number }>();
-  readonly stats: PoolStats = { created: 0, reused: 0, inUse: 0, pooledBytes: 0 };
+  readonly stats: PoolStats = { created: 0, reused: 0, inUse: 0, inUseBytes: 0, pooledBytes: 0 };
 
   /** @param maxPooledBytes free buffers beyond this many bytes are destroyed instead of kept. */
   constructor(
@@ -42,6 +44,7 @@ export class BufferPool {
     const list = this.free.get(key);
     const reused = list?.pop();
     this.stats.inUse++;
+    this.stats.inUseBytes += size;
     if (reused) {
       this.stats.reused++;
       this.stats.pooledBytes -= size;
@@ -57,6 +60,7 @@ export class BufferPool {
     const info = this.sizes.get(buffer);
     if (!info) throw new Error('BufferPool.release: this buffer did not come from this pool');
     this.stats.inUse--;
+    this.stats.inUseBytes -= info.size;
     if (this.stats.pooledBytes + info.size > this.maxPooledBytes) {
       buffer.destroy();
       return;

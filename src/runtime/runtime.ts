@@ -114,6 +114,7 @@ export class Runtime {
   readonly adapter: AdapterSummary;
   readonly limits: GPUSupportedLimits;
   private disposedFlag = false;
+  private persistentBytes = 0;
   /** Models and optimiser states made on this runtime, freed by `dispose()` (a wrapped device outlives us). */
   private readonly owned = new Set<{ dispose(): void }>();
   private lostMessage: string | undefined;
@@ -195,7 +196,31 @@ export class Runtime {
         `${label}: needs ${(byteSize / 2 ** 20).toFixed(1)} MiB in one storage binding, but this adapter allows at most ${(max / 2 ** 20).toFixed(1)} MiB (maxStorageBufferBindingSize); use a smaller batch or network`,
       );
     }
-    return this.device.createBuffer({ size: Math.max(16, Math.ceil(byteSize / 16) * 16), usage: STORAGE_USAGE | extraUsage, label });
+    const size = Math.max(16, Math.ceil(byteSize / 16) * 16);
+    const buffer = this.device.createBuffer({ size, usage: STORAGE_USAGE | extraUsage, label });
+    // Count it until it is destroyed, wherever that happens (model, workspace and optimiser disposal).
+    this.persistentBytes += size;
+    const destroy = buffer.destroy.bind(buffer);
+    let live = true;
+    buffer.destroy = () => {
+      if (live) {
+        live = false;
+        this.persistentBytes -= size;
+      }
+      destroy();
+    };
+    return buffer;
+  }
+
+  /**
+   * GPU memory WPC holds on this device, in bytes: `persistent` (models, gradients, optimiser moments,
+   * workspaces), `inUse` (pooled buffers handed out: tensors, scratch) and `pooled` (free buffers kept for
+   * reuse, at most 256 MiB). Job tables and uniforms (a few KiB per workspace) and buffers the caller owns
+   * (`runtime.wrap`) are not counted.
+   */
+  memoryStats(): { persistentBytes: number; inUseBytes: number; pooledBytes: number; totalBytes: number } {
+    const { inUseBytes, pooledBytes } = this.pool.stats;
+    return { persistentBytes: this.persistentBytes, inUseBytes, pooledBytes, totalBytes: this.persistentBytes + inUseBytes + pooledBytes };
   }
 
   /** Uploads `data` (row-major) into a new pooled tensor of the given shape. Refuses NaN and infinities. */
