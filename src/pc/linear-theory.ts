@@ -238,7 +238,7 @@ async function outputSpace(ch: Chains, X: Tensor, Y: Tensor, B: number, lambda: 
   const J = ch.weightChain();
   const Z = ch.forward(X, B);
   ch.submit();
-  const ranges = [Y, Z[model.depth]!, ...J.slice(1, H + 1)].map((t) => ({ buffer: t.buffer, byteOffset: t.byteOffset, byteLength: t.byteLength }));
+  const ranges = [Y, Z[model.depth]!, ...J.slice(1, H + 1)].map(rangeOf);
   const [y, yhat, ...Jh] = await ch.rt.read(ranges);
   const widths = model.dims.slice(1, H + 1);
   const rescaling = rescalingFrom(Jh, widths, dy, lambda);
@@ -269,6 +269,27 @@ function injections(ch: Chains, space: OutputSpace, B: number): Tensor[] {
   return g;
 }
 
+/** A tensor as a readback range. */
+const rangeOf = (t: Tensor) => ({ buffer: t.buffer, byteOffset: t.byteOffset, byteLength: t.byteLength });
+
+/**
+ * Runs `body` on the batch (x, y uploaded when given as arrays, both checked again once the kernel is ready, in
+ * case the caller disposed a tensor meanwhile) and frees every temporary afterwards.
+ */
+async function withBatch<T>(fn: string, model: Model, x: BatchData, y: BatchData, body: (ch: Chains, X: Tensor, Y: Tensor, B: number) => Promise<T>): Promise<T> {
+  const { B, X, Y, owned } = batchTensors(fn, model, x, y);
+  return withChains(
+    fn,
+    model,
+    async (ch) => {
+      checkTensor(fn, 'x', X, model.runtime);
+      checkTensor(fn, 'y', Y, model.runtime);
+      return body(ch, X, Y!, B);
+    },
+    owned,
+  );
+}
+
 async function withChains<T>(fn: string, model: Model, body: (ch: Chains) => Promise<T>, owned: Tensor[] = []): Promise<T> {
   let ch: Chains | undefined;
   try {
@@ -293,7 +314,7 @@ export async function computeLinearEquilibRescaling(model: Model, options: Linea
   return withChains(fn, model, async (ch) => {
     const J = ch.weightChain();
     ch.submit();
-    const Jh = await ch.rt.read(J.slice(1, ch.H + 1).map((t) => ({ buffer: t.buffer, byteOffset: t.byteOffset, byteLength: t.byteLength })));
+    const Jh = await ch.rt.read(J.slice(1, ch.H + 1).map(rangeOf));
     return rescalingFrom(Jh, model.dims.slice(1, ch.H + 1), model.outputDim, lambda);
   });
 }
@@ -307,18 +328,10 @@ export async function linearEquilibEnergy(model: Model, x: BatchData, y: BatchDa
   checkLinearModel(fn, model);
   const opts = checkOptions(fn, options, LAMBDA_KEYS);
   const lambda = lambdaOf(fn, opts);
-  const { B, X, Y, owned } = batchTensors(fn, model, x, y);
-  return withChains(
-    fn,
-    model,
-    async (ch) => {
-      checkTensor(fn, 'x', X, model.runtime);
-      checkTensor(fn, 'y', Y, model.runtime);
-      const space = await outputSpace(ch, X, Y!, B, lambda);
-      return { energy: space.energy, rescaling: space.rescaling };
-    },
-    owned,
-  );
+  return withBatch(fn, model, x, y, async (ch, X, Y, B) => {
+    const space = await outputSpace(ch, X, Y, B, lambda);
+    return { energy: space.energy, rescaling: space.rescaling };
+  });
 }
 
 /** The equilibrium activities z*_1..z*_L through S (activity decay 0, ε 0). */
@@ -349,7 +362,7 @@ async function hessianBlocks(ch: Chains, lambda: number, shift: number): Promise
   }
   ch.submit();
   const read = await ch.rt.read([
-    ...grams.map((t) => ({ buffer: t.buffer, byteOffset: t.byteOffset, byteLength: t.byteLength })),
+    ...grams.map(rangeOf),
     ...model.layers.slice(1).map((l) => ({ buffer: model.params, byteOffset: l.weightOffset * 4, byteLength: l.inDim * l.outDim * 4 })),
   ]);
   const sizes = model.dims.slice(1, H + 1);
@@ -447,22 +460,14 @@ export async function computeLinearActivitySolution(model: Model, x: BatchData, 
     throw new WpcArgumentError(`${fn}: method 'output-space' needs activityDecay = 0 and epsilon = 0 (got ${decay} and ${epsilon}); use 'block-cholesky' or 'auto'`);
   }
   if (model.depth < 2) throw new WpcArgumentError(`${fn}: the model has no hidden layer (depth ${model.depth})`);
-  const { B, X, Y, owned } = batchTensors(fn, model, x, y);
-  return withChains(
-    fn,
-    model,
-    async (ch) => {
-      checkTensor(fn, 'x', X, model.runtime);
-      checkTensor(fn, 'y', Y, model.runtime);
-      if (method !== 'block-cholesky' && decay === 0 && epsilon === 0) {
-        const { Z } = await outputSpaceSolution(ch, X, Y!, B, lambda);
-        ch.submit();
-        return Z.slice(1);
-      }
-      return blockCholeskySolution(ch, X, Y!, B, lambda, decay + epsilon);
-    },
-    owned,
-  );
+  return withBatch(fn, model, x, y, async (ch, X, Y, B) => {
+    if (method !== 'block-cholesky' && decay === 0 && epsilon === 0) {
+      const { Z } = await outputSpaceSolution(ch, X, Y, B, lambda);
+      ch.submit();
+      return Z.slice(1);
+    }
+    return blockCholeskySolution(ch, X, Y, B, lambda, decay + epsilon);
+  });
 }
 
 async function blockCholeskySolution(ch: Chains, X: Tensor, Y: Tensor, B: number, lambda: number, shift: number): Promise<Tensor[]> {
@@ -476,7 +481,7 @@ async function blockCholeskySolution(ch: Chains, X: Tensor, Y: Tensor, B: number
   ch.gemm.record(ch.rec, { m: B, k: first.inDim, n: first.outDim, a: asMatrix(X), b: ch.weight(0), transB: true, c: asMatrix(b1), alpha: first.scale });
   ch.gemm.record(ch.rec, { m: B, k: last.outDim, n: last.inDim, a: asMatrix(Y), b: ch.weight(H), c: asMatrix(bH), alpha: lambda * last.scale });
   const blocks = await hessianBlocks(ch, lambda, shift); // submits the recorder
-  const [rhs1, rhsH] = await rt.read([b1, bH].map((t) => ({ buffer: t.buffer, byteOffset: t.byteOffset, byteLength: t.byteLength })));
+  const [rhs1, rhsH] = await rt.read([b1, bH].map(rangeOf));
   const factor = blockTridiagonalCholesky(blocks);
   const sizes = blocks.sizes;
   const n = sizes.reduce((s, d) => s + d, 0);
@@ -525,22 +530,14 @@ export async function computeLinearEquilibEnergyGrads(model: Model, x: BatchData
   checkLinearModel(fn, model);
   const opts = checkOptions(fn, options, LAMBDA_KEYS);
   const lambda = lambdaOf(fn, opts);
-  const { B, X, Y, owned } = batchTensors(fn, model, x, y);
-  return withChains(
-    fn,
-    model,
-    async (ch) => {
-      checkTensor(fn, 'x', X, model.runtime);
-      checkTensor(fn, 'y', Y, model.runtime);
-      const { Z, g, energy } = await outputSpaceSolution(ch, X, Y!, B, lambda);
-      ch.temps.push(...Z.slice(1));
-      const weights = model.layers.map((l) => model.runtime.empty([l.outDim, l.inDim]));
-      recordEquilibGrads(ch, Z, g, B, (l) => asMatrix(weights[l]!));
-      ch.submit();
-      return { weights, biases: model.layers.map(() => null), energy };
-    },
-    owned,
-  );
+  return withBatch(fn, model, x, y, async (ch, X, Y, B) => {
+    const { Z, g, energy } = await outputSpaceSolution(ch, X, Y, B, lambda);
+    ch.temps.push(...Z.slice(1));
+    const weights = model.layers.map((l) => model.runtime.empty([l.outDim, l.inDim]));
+    recordEquilibGrads(ch, Z, g, B, (l) => asMatrix(weights[l]!));
+    ch.submit();
+    return { weights, biases: model.layers.map(() => null), energy };
+  });
 }
 
 export interface LinearEquilibUpdateOptions extends LinearTheoryOptions {
@@ -575,29 +572,21 @@ export async function updateLinearEquilibEnergyParams(
   const opts = checkOptions(fn, options, [...LAMBDA_KEYS, 'returnGrads']);
   const lambda = lambdaOf(fn, opts);
   const returnGrads = flag(fn, 'options.returnGrads', opts.returnGrads, false);
-  const { B, X, Y, owned } = batchTensors(fn, model, x, y);
-  return withChains(
-    fn,
-    model,
-    async (ch) => {
-      checkTensor(fn, 'x', X, model.runtime);
-      checkTensor(fn, 'y', Y, model.runtime);
-      const kernel = await optState.kernel(false);
-      const { Z, g, energy } = await outputSpaceSolution(ch, X, Y!, B, lambda);
-      ch.temps.push(...Z.slice(1));
-      const grads = model.grads();
-      recordEquilibGrads(ch, Z, g, B, (l) => ({ buffer: grads, offset: model.layers[l]!.weightOffset, ld: model.layers[l]!.inDim }));
-      const copies = returnGrads
-        ? model.layers.map((l) => {
-            const t = model.runtime.empty([l.outDim, l.inDim]);
-            ch.rec.copy(grads, l.weightOffset * 4, t.buffer, 0, t.byteLength);
-            return t;
-          })
-        : null;
-      optState.recordStep(ch.rec, kernel, { buffer: model.params, offset: 0 }, { buffer: grads, offset: 0 }, model.paramCount);
-      ch.submit();
-      return { model, optState, energy, grads: copies ? { weights: copies, biases: model.layers.map(() => null) } : null };
-    },
-    owned,
-  );
+  return withBatch(fn, model, x, y, async (ch, X, Y, B) => {
+    const kernel = await optState.kernel(false);
+    const { Z, g, energy } = await outputSpaceSolution(ch, X, Y, B, lambda);
+    ch.temps.push(...Z.slice(1));
+    const grads = model.grads();
+    recordEquilibGrads(ch, Z, g, B, (l) => ({ buffer: grads, offset: model.layers[l]!.weightOffset, ld: model.layers[l]!.inDim }));
+    const copies = returnGrads
+      ? model.layers.map((l) => {
+          const t = model.runtime.empty([l.outDim, l.inDim]);
+          ch.rec.copy(grads, l.weightOffset * 4, t.buffer, 0, t.byteLength);
+          return t;
+        })
+      : null;
+    optState.recordStep(ch.rec, kernel, { buffer: model.params, offset: 0 }, { buffer: grads, offset: 0 }, model.paramCount);
+    ch.submit();
+    return { model, optState, energy, grads: copies ? { weights: copies, biases: model.layers.map(() => null) } : null };
+  });
 }
