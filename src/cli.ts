@@ -19,12 +19,13 @@ import { makeMlp, type Model } from './pc/model.js';
 import { adam, sgd } from './pc/optim.js';
 import { SOLVER_NAMES, TABLEAUX, type SolverName } from './pc/tableaux.js';
 import { makePcStep } from './pc/train.js';
-import { testDiscriminativePc, testGenerativePc } from './pc/evaluate.js';
+import { testGenerativePc } from './pc/evaluate.js';
 import { initActivitiesWithFfwd } from './pc/energy.js';
 import { loadModel, saveModel, writeImageGrid } from './io/node-files.js';
 import type { SolverOptions } from './pc/solver.js';
 import type { Loss } from './pc/workspace.js';
 import { THEORY_MAX_T1, runTheoryStudy, theoryCsv, theoryFigureSvg } from './study/theory-study.js';
+import { testSetMetrics } from './study/test-set.js';
 import {
   PAPER_DT,
   PAPER_MAX_T1,
@@ -122,6 +123,11 @@ Commands
 
 WPC trains predictive-coding networks with WGSL compute shaders (WebGPU through Dawn in Node).
 `;
+
+/** The adapter as the outputs name it, e.g. "llvmpipe: Mesa … (software)". */
+function adapterLabel(rt: Runtime): string {
+  return `${rt.adapter.description || rt.adapter.device || rt.adapter.vendor || 'unknown'} (${rt.adapter.architecture || 'unknown architecture'})`;
+}
 
 /** A command-line error: printed with a pointer to --help, exit code 2. */
 class UsageError extends Error {}
@@ -328,21 +334,9 @@ function formatTime(seconds: number): string {
   return m >= 60 ? `${Math.floor(m / 60)}:${String(m % 60).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}` : `${m}:${String(s % 60).padStart(2, '0')}`;
 }
 
-/** Test-set loss and accuracy over every test example, in chunks that fit one workspace. */
-async function evaluate(model: Model, test: Dataset, loss: Loss): Promise<{ loss: number; accuracy: number }> {
-  const chunk = 2000;
-  let lossSum = 0;
-  let correct = 0;
-  for (let start = 0; start < test.count; start += chunk) {
-    const n = Math.min(chunk, test.count - start);
-    const x = test.images.subarray(start * test.inputDim, (start + n) * test.inputDim);
-    const y = new Float32Array(n * test.numClasses);
-    for (let i = 0; i < n; i++) y[i * test.numClasses + test.labels[start + i]!] = 1;
-    const r = await testDiscriminativePc(model, y, x, { loss });
-    lossSum += r.loss * n;
-    correct += (r.acc / 100) * n;
-  }
-  return { loss: lossSum / test.count, accuracy: (100 * correct) / test.count };
+/** Test-set loss and accuracy over every test example. */
+function evaluate(model: Model, test: Dataset, loss: Loss): Promise<{ loss: number; accuracy: number }> {
+  return testSetMetrics(model, test, { loss });
 }
 
 /**
@@ -387,7 +381,7 @@ async function train(config: TrainConfig): Promise<void> {
   let rt: Runtime | undefined;
   try {
     rt = await init();
-    const adapter = `${rt.adapter.description || rt.adapter.device || rt.adapter.vendor || 'unknown'} (${rt.adapter.architecture || 'unknown architecture'})`;
+    const adapter = adapterLabel(rt);
     const generative = config.task === 'generative';
     const model = makeMlp(rt, {
       seed: config.seed,
@@ -610,7 +604,7 @@ async function reproduceRuntime(argv: string[]): Promise<void | 'help'> {
   const started = performance.now();
   const rt = await init();
   try {
-    const adapter = `${rt.adapter.description || rt.adapter.device || rt.adapter.vendor || 'unknown'} (${rt.adapter.architecture || 'unknown architecture'})`;
+    const adapter = adapterLabel(rt);
     let progress: Progress | undefined;
     if (!quiet) process.stderr.write(`wpc reproduce runtime: ${configs.length} runs (${datasets.join(', ')}; H ${hidden.join(', ')}; ${solvers.join(', ')}) on ${adapter}\n`);
     const rows = await runRuntimeStudy(rt, {
@@ -723,7 +717,7 @@ async function reproduceTheory(argv: string[]): Promise<void | 'help'> {
   const started = performance.now();
   const rt = await init();
   try {
-    const adapter = `${rt.adapter.description || rt.adapter.device || rt.adapter.vendor || 'unknown'} (${rt.adapter.architecture || 'unknown architecture'})`;
+    const adapter = adapterLabel(rt);
     if (!quiet) process.stderr.write(`wpc reproduce theory: ${dataset}, linear ${hidden}×${width}, T ∈ {${maxT1s.join(', ')}}, ${iters} iterations each, on ${adapter}\n`);
     const progress = new Progress(maxT1s.length * iters, quiet, 'steps', false);
     const rows = await runTheoryStudy(rt, {

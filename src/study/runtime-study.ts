@@ -9,13 +9,13 @@ import { batches, epochBatchCount, type Dataset } from '../data/dataset.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { SleepEstimator } from '../runtime/runtime.js';
 import { initActivitiesWithFfwd } from '../pc/energy.js';
-import { testDiscriminativePc } from '../pc/evaluate.js';
 import { solveInference } from '../pc/infer.js';
 import { makeMlp } from '../pc/model.js';
 import { adam } from '../pc/optim.js';
 import { constantStepSizes, type SolverOptions } from '../pc/solver.js';
 import { makePcStep } from '../pc/train.js';
 import { Random } from '../util/random.js';
+import { testSetMetrics } from './test-set.js';
 
 export type StudyDataset = 'mnist' | 'fashion-mnist' | 'cifar10-synthetic';
 export type StudySolver = 'euler' | 'heun';
@@ -217,18 +217,7 @@ export async function runRuntimeStudy(runtime: Runtime, o: StudyOptions): Promis
       done++;
       o.onProgress?.(done, total, c);
     }
-    let testAccuracy = NaN;
-    if (test) {
-      let correct = 0;
-      for (let start = 0; start < test.count; start += 2000) {
-        const m = Math.min(2000, test.count - start);
-        const y = new Float32Array(m * 10);
-        for (let k = 0; k < m; k++) y[k * 10 + test.labels[start + k]!] = 1;
-        const r = await testDiscriminativePc(model, y, test.images.subarray(start * test.inputDim, (start + m) * test.inputDim));
-        correct += (r.acc / 100) * m;
-      }
-      testAccuracy = (100 * correct) / test.count;
-    }
+    const testAccuracy = test ? (await testSetMetrics(model, test)).accuracy : NaN;
     model.dispose();
     optState.dispose();
     const row: StudyRow = {

@@ -9,11 +9,11 @@
  */
 import { batches, type Dataset } from '../data/dataset.js';
 import type { Runtime } from '../runtime/runtime.js';
-import { testDiscriminativePc } from '../pc/evaluate.js';
 import { linearEquilibEnergy } from '../pc/linear-theory.js';
 import { makeMlp } from '../pc/model.js';
 import { adam } from '../pc/optim.js';
 import { makePcStep } from '../pc/train.js';
+import { testSetMetrics } from './test-set.js';
 
 export const THEORY_MAX_T1 = [10, 20, 50, 100, 200] as const;
 
@@ -50,19 +50,6 @@ export interface TheoryRow {
   testAccuracy: number;
 }
 
-async function testAccuracy(model: Parameters<typeof testDiscriminativePc>[0], test: Dataset, limit: number): Promise<number> {
-  let correct = 0;
-  const count = Math.min(limit, test.count);
-  for (let start = 0; start < count; start += 2000) {
-    const m = Math.min(2000, count - start);
-    const y = new Float32Array(m * 10);
-    for (let k = 0; k < m; k++) y[k * 10 + test.labels[start + k]!] = 1;
-    const r = await testDiscriminativePc(model, y, test.images.subarray(start * test.inputDim, (start + m) * test.inputDim));
-    correct += (r.acc / 100) * m;
-  }
-  return (100 * correct) / count;
-}
-
 export async function runTheoryStudy(runtime: Runtime, o: TheoryStudyOptions): Promise<TheoryRow[]> {
   const rows: TheoryRow[] = [];
   const total = o.maxT1s.length * o.iters;
@@ -90,7 +77,7 @@ export async function runTheoryStudy(runtime: Runtime, o: TheoryStudyOptions): P
           iter,
           theoryEnergy,
           numericalEnergy,
-          testAccuracy: tested ? await testAccuracy(model, o.test, o.testImages ?? o.test.count) : NaN,
+          testAccuracy: tested ? (await testSetMetrics(model, o.test, { limit: o.testImages ?? o.test.count })).accuracy : NaN,
         };
         rows.push(row);
         if (tested) o.onTest?.(row);
