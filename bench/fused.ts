@@ -6,9 +6,9 @@
 import { init, initActivitiesWithFfwd, makeMlp, solveInference } from '../src/node.js';
 import { SleepEstimator } from '../src/runtime/runtime.js';
 import { FUSED_MAX_WORK } from '../src/pc/solver.js';
+import { adapterLabel, median } from './common.js';
 
 const REPEATS = Number(process.env.WPC_BENCH_REPEATS ?? 5);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const fused = await init({ kernels: { fused: 'always' } });
 const perStage = await init({ kernels: { fused: 'never' } });
 // Warm both devices up (first submissions, lavapipe's compilation of the first pipelines) before timing.
@@ -61,7 +61,6 @@ for (const solver of ['euler', 'tsit5'] as const) {
     });
   }
 }
-const a = fused.adapter;
-process.stdout.write(`${JSON.stringify({ adapter: `${a.description || a.device} (${a.architecture})`, threshold: FUSED_MAX_WORK, rows })}\n`);
+process.stdout.write(`${JSON.stringify({ adapter: adapterLabel(fused), threshold: FUSED_MAX_WORK, rows })}\n`);
 fused.dispose();
 perStage.dispose();

@@ -6,12 +6,12 @@
  */
 import { adam, init, initActivitiesWithFfwd, makeMlp, makePcStep, solveInference, type SolverOptions } from '../src/node.js';
 import { SleepEstimator } from '../src/runtime/runtime.js';
+import { adapterLabel, median } from './common.js';
 
 const HIDDEN = (process.env.WPC_BENCH_HIDDEN ?? '3,5,10').split(',').map(Number);
 const REPEATS = Number(process.env.WPC_BENCH_REPEATS ?? 7);
 const B = 64;
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /**
  * Waits for the GPU after sleeping for most of the expected time: awaiting at once would let Dawn busy-poll
@@ -96,6 +96,5 @@ for (const H of HIDDEN) {
     optState.dispose();
   }
 }
-const a = rt.adapter;
-process.stdout.write(`${JSON.stringify({ adapter: `${a.description || a.device} (${a.architecture})`, batch: B, width: 300, repeats: REPEATS, rows })}\n`);
+process.stdout.write(`${JSON.stringify({ adapter: adapterLabel(rt), batch: B, width: 300, repeats: REPEATS, rows })}\n`);
 rt.dispose();

@@ -10,6 +10,7 @@ import { init } from '../src/node.js';
 import { GemmRecorder, asMatrix } from '../src/pc/linalg.js';
 import { Recorder } from '../src/runtime/recorder.js';
 import { SleepEstimator } from '../src/runtime/runtime.js';
+import { adapterLabel, median } from './common.js';
 
 const SHAPES: [string, number, number, number][] = [
   ['paper: 64×784×300', 64, 784, 300],
@@ -18,7 +19,6 @@ const SHAPES: [string, number, number, number][] = [
   ['1024³', 1024, 1024, 1024],
   ['4096³', 4096, 4096, 4096],
 ];
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** numpy's float32 matmul on the same shapes (BLAS), or null without python3/numpy. */
 function numpyGflops(): Record<string, number> | null {
@@ -91,5 +91,5 @@ for (const [name, m, k, n] of SHAPES) {
   for (const t of [probeA, probeB, c]) t.dispose();
   console.error(JSON.stringify(rows.at(-1)));
 }
-process.stdout.write(`${JSON.stringify({ adapter: `${rt.adapter.description || rt.adapter.vendor} (${rt.adapter.architecture})`, rows })}\n`);
+process.stdout.write(`${JSON.stringify({ adapter: adapterLabel(rt), rows })}\n`);
 rt.dispose();

@@ -11,13 +11,13 @@ import type { Tensor as TfTensor } from '@tensorflow/tfjs-core';
 import { create, globals } from 'webgpu';
 import { adam, init, makeMlp, makePcStep } from '../src/node.js';
 import { SleepEstimator } from '../src/runtime/runtime.js';
+import { adapterLabel, median } from './common.js';
 
 const HIDDEN = (process.env.WPC_BENCH_HIDDEN ?? '3,5,10').split(',').map(Number);
 const REPEATS = Number(process.env.WPC_BENCH_REPEATS ?? 7);
 const STEPS = 20;
 const DT = 0.5;
 const B = 64;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 function batch() {
   const x = new Float32Array(B * 784).map((_, i) => Math.sin(i * 0.37));
@@ -134,7 +134,7 @@ function numpyStepMs(): Record<string, number> | null {
 }
 
 const adapterRt = await init();
-const adapter = `${adapterRt.adapter.description || adapterRt.adapter.vendor} (${adapterRt.adapter.architecture})`;
+const adapter = adapterLabel(adapterRt);
 adapterRt.dispose();
 const numpy = numpyStepMs();
 const rows: Record<string, unknown>[] = [];

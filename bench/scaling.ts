@@ -7,10 +7,10 @@
  */
 import { WpcArgumentError, adam, init, initActivitiesWithFfwd, makeMlp, makePcStep, solveInference, type Runtime } from '../src/node.js';
 import { SleepEstimator } from '../src/runtime/runtime.js';
+import { adapterLabel, median } from './common.js';
 
 const STEPS = Number(process.env.WPC_BENCH_STEPS ?? 10);
 const REPEATS = Number(process.env.WPC_BENCH_REPEATS ?? 3);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const opts = { solver: 'euler' as const, stepsizeController: 'constant' as const, maxT1: STEPS * 0.5, dt: 0.5 };
 
 async function measure(rt: Runtime, curve: string, H: number, width: number, B: number): Promise<Record<string, unknown>> {
@@ -75,5 +75,5 @@ const add = async (curve: string, H: number, width: number, B: number) => {
 for (const width of (process.env.WPC_BENCH_WIDTHS ?? '128,256,512,1024,2048,4096').split(',').map(Number)) await add('width', 3, width, 64);
 for (const H of (process.env.WPC_BENCH_DEPTHS ?? '3,5,10,20,50,100').split(',').map(Number)) await add('depth', H, 300, 64);
 for (const B of (process.env.WPC_BENCH_BATCHES ?? '16,64,256,1024').split(',').map(Number)) await add('batch', 3, 300, B);
-process.stdout.write(`${JSON.stringify({ adapter: `${rt.adapter.description || rt.adapter.vendor} (${rt.adapter.architecture})`, rows })}\n`);
+process.stdout.write(`${JSON.stringify({ adapter: adapterLabel(rt), rows })}\n`);
 rt.dispose();

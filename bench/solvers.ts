@@ -7,10 +7,10 @@
 import { init, initActivitiesWithFfwd, makeMlp, sgd, solveInference, type SolverOptions } from '../src/node.js';
 import { SleepEstimator } from '../src/runtime/runtime.js';
 import { SOLVER_NAMES, TABLEAUX } from '../src/pc/tableaux.js';
+import { adapterLabel, median } from './common.js';
 
 const REPEATS = Number(process.env.WPC_BENCH_REPEATS ?? 5);
 const B = 64;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 const rt = await init();
 const model = makeMlp(rt, { seed: 0, inputDim: 784, width: 300, depth: 4, outputDim: 10, actFn: 'tanh' });
@@ -61,6 +61,5 @@ for (const c of cases) {
     usPerStep: +((1000 * solve) / Math.max(1, last.attempted)).toFixed(0),
   });
 }
-const a = rt.adapter;
-process.stdout.write(`${JSON.stringify({ adapter: `${a.description || a.device} (${a.architecture})`, rows })}\n`);
+process.stdout.write(`${JSON.stringify({ adapter: adapterLabel(rt), rows })}\n`);
 rt.dispose();
