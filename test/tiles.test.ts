@@ -1,5 +1,6 @@
-// Kernel variants the default adapter here never picks: the GPU tile configuration, and an odd one, checked
-// against the float64 reference (the software adapter's own configuration is the default everywhere else).
+// Kernel variants the default adapter here does not pick: the GPU tile configuration, the blocked CPU layout,
+// odd blocked and subgroup tiles, checked against the float64 reference (the adapter's default configuration
+// — on lavapipe the subgroup layout, wg 8, 8×32 — is what every other test file runs).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ACTIVATIONS, activityGrads, ffwd, jpcRecordLayersOrder, layerEnergies, paramGrads, solveHeunPid, type Loss } from './reference/jpc64.js';
 import { init, type Runtime } from '../src/node.js';
@@ -7,18 +8,47 @@ import { computePcActivityGrad, computePcParamGrads, pcEnergy } from '../src/pc/
 import { solveInference } from '../src/pc/infer.js';
 import { WpcArgumentError } from '../src/runtime/errors.js';
 import { Random } from '../src/util/random.js';
+import { matmul } from '../src/pc/linalg.js';
 import { expectClose, flat, gpuModel, oneHotMat, randomMat, randomRefModel, readAll, tensorOf } from './helpers.js';
 
-for (const tiles of [
+const probe = await init();
+const subgroupSize = probe.adapter.subgroupSize;
+probe.dispose();
+
+const TILES: { wg: number; tm: number; tn: number; subgroup?: boolean }[] = [
   { wg: 64, tm: 4, tn: 4 },
   { wg: 3, tm: 5, tn: 3 },
-]) {
-  describe(`tiles wg ${tiles.wg}, ${tiles.tm}×${tiles.tn}`, () => {
+  { wg: 8, tm: 16, tn: 8 },
+];
+// Subgroup tiles: one lane's rows per workgroup (tm 1) and an odd row count with two B loads per lane.
+if (subgroupSize !== null) TILES.push({ wg: subgroupSize, tm: 1, tn: subgroupSize, subgroup: true }, { wg: subgroupSize, tm: 3, tn: 2 * subgroupSize, subgroup: true });
+
+for (const tiles of TILES) {
+  describe(`tiles wg ${tiles.wg}, ${tiles.tm}×${tiles.tn}${tiles.subgroup ? ', subgroup' : ''}`, () => {
     let rt: Runtime;
     beforeAll(async () => {
       rt = await init({ kernels: { tiles } });
     });
     afterAll(() => rt.dispose());
+
+    it('matmul (all transposes, ragged edges) matches a float64 product', async () => {
+      const rng = new Random(5 + tiles.tm);
+      for (const [m, k, n] of [[1, 1, 1], [7, 13, 5], [33, 20, 70], [64, 31, 9]] as const) {
+        for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+          const a = Float32Array.from({ length: m * k }, () => rng.normal());
+          const b = Float32Array.from({ length: k * n }, () => rng.normal());
+          const at = (i: number, p: number) => (ta ? a[p * m + i]! : a[i * k + p]!);
+          const bt = (p: number, j: number) => (tb ? b[j * k + p]! : b[p * n + j]!);
+          const want = new Float64Array(m * n);
+          for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) for (let p = 0; p < k; p++) want[i * n + j]! += at(i, p) * bt(p, j);
+          const ga = rt.tensor(a, ta ? [k, m] : [m, k]);
+          const gb = rt.tensor(b, tb ? [n, k] : [k, n]);
+          const c = await matmul(ga, gb, { transA: ta, transB: tb });
+          expectClose(await c.toArray(), want, 1e-5, `${m}×${k}×${n}, transposes ${ta}/${tb}`);
+          for (const t of [ga, gb, c]) t.dispose();
+        }
+      }
+    });
 
     it('energies, gradients and a Heun + PID solve match the reference on random networks', async () => {
       const rng = new Random(77 + tiles.wg);
@@ -59,5 +89,13 @@ describe('tile option validation', () => {
     await expect(init({ kernels: { tiles: { wg: 0, tm: 4, tn: 4 } } })).rejects.toThrow(WpcArgumentError);
     await expect(init({ kernels: { tiles: { wg: 8, tm: 64, tn: 4 } } })).rejects.toThrow(/options\.kernels\.tiles\.tm must be an integer in \[1, 32\], got 64/);
     await expect(init({ kernels: { tiles: { wg: 8, tm: 4, tn: 4, extra: 1 } as never } })).rejects.toThrow(/unknown option "extra"/);
+    await expect(init({ kernels: { tiles: { wg: 8, tm: 4, tn: 4, subgroup: 1 } as never } })).rejects.toThrow(/options\.kernels\.tiles\.subgroup must be a boolean, got 1/);
+    if (subgroupSize !== null) {
+      await expect(init({ kernels: { tiles: { wg: subgroupSize * 2, tm: 4, tn: 32, subgroup: true } } })).rejects.toThrow(
+        new RegExp(`options\\.kernels\\.tiles\\.wg must equal the subgroup size ${subgroupSize} when subgroup is true, got ${subgroupSize * 2}`),
+      );
+      await expect(init({ kernels: { tiles: { wg: subgroupSize, tm: 4, tn: subgroupSize + 1, subgroup: true } } })).rejects.toThrow(/options\.kernels\.tiles\.tn must be a multiple of wg/);
+      await expect(init({ kernels: { tiles: { wg: subgroupSize, tm: 32, tn: 128, subgroup: true } } })).rejects.toThrow(/at most 512 accumulators per lane, got 32 × 128 = 4096/);
+    }
   });
 });

@@ -35,18 +35,56 @@ const MATMUL_PART = part('layer-matmul.wgsl', layerMatmulWgsl);
 const STATE_PART = part('solver-state.wgsl', solverStateWgsl);
 
 /**
- * Register tile of the grouped matmul: `wg` invocations per workgroup, each owning `tm × tn` outputs.
- * CPU adapters want a SIMD-width workgroup and big register blocks (lavapipe: 8 lanes, 16×8, measured);
- * GPUs want more invocations per workgroup and smaller blocks.
+ * Register tile of the grouped matmul (layer-matmul.wgsl). Blocked layout: `wg` invocations per workgroup,
+ * each owning a `tm × tn` block of outputs. Subgroup layout (`subgroup: true`): the workgroup is one subgroup
+ * of `wg` lanes owning a `(tm·wg) × tn` tile, lane l the rows l, wg + l, … and all `tn` columns, with B shared
+ * through subgroupBroadcast; it needs the `subgroups` feature, a fixed subgroup size equal to `wg`, and `tn` a
+ * multiple of `wg`.
+ * CPU adapters want a SIMD-width workgroup and big register blocks; GPUs want more invocations per workgroup
+ * and smaller blocks. The defaults below were measured (BENCHMARKS.md, "Matmul").
  */
 export interface TileConfig {
   readonly wg: number;
   readonly tm: number;
   readonly tn: number;
+  readonly subgroup?: boolean;
 }
 
 export function defaultTiles(adapter: AdapterSummary): TileConfig {
+  if (adapter.isSoftware && adapter.subgroupSize === 8) return { wg: 8, tm: 8, tn: 32, subgroup: true };
   return adapter.isSoftware ? { wg: 8, tm: 16, tn: 8 } : { wg: 64, tm: 4, tn: 4 };
+}
+
+/** Output rows and columns one workgroup of the grouped matmul covers. */
+export function workgroupTile(tiles: TileConfig): { rows: number; cols: number } {
+  return tiles.subgroup ? { rows: tiles.tm * tiles.wg, cols: tiles.tn } : { rows: tiles.tm, cols: tiles.tn };
+}
+
+/**
+ * The inner product of the subgroup layout, unrolled (subgroupBroadcast takes a constant lane): for each B
+ * value a lane loaded and each lane l, broadcast lane l's value and update the accumulators of that column.
+ */
+function broadcastFmas(tiles: TileConfig): string {
+  const lines: string[] = [];
+  for (let j = 0; j < tiles.tn / tiles.wg; j++) {
+    for (let l = 0; l < tiles.wg; l++) {
+      const col = j * tiles.wg + l;
+      const fmas = Array.from({ length: tiles.tm }, (_, i) => `acc[${i}][${col}] = fma(a[${i}], v, acc[${i}][${col}]);`);
+      lines.push(`{ let v = subgroupBroadcast(b[${j}], ${l}u); ${fmas.join(' ')} }`);
+    }
+  }
+  return lines.join('\n    ');
+}
+
+const SUBGROUPS_PART = part('enable-subgroups.wgsl', 'enable subgroups;');
+
+/** The parts, switches and constants every grouped-matmul kernel shares. */
+function matmulSpec(tiles: TileConfig, parts: { file: string; source: string }[], extra: Record<string, number> = {}) {
+  return {
+    parts: tiles.subgroup ? [SUBGROUPS_PART, ...parts] : parts,
+    constants: { ...extra, WG: tiles.wg, TM: tiles.tm, TN: tiles.tn, ...(tiles.subgroup ? { BROADCAST_FMAS: broadcastFmas(tiles) } : {}) },
+    workgroupSize: tiles.wg,
+  };
 }
 
 /** Words per job in the grouped matmul's job table (struct Job in layer-matmul.wgsl). */
@@ -76,9 +114,6 @@ const uniform = (name: string, dynamicOffset = false, index?: number): BindingSp
   ...(index === undefined ? {} : { index }),
 });
 
-function tileConstants(act: Activation, tiles: TileConfig) {
-  return { ACT: activationId(act), WG: tiles.wg, TM: tiles.tm, TN: tiles.tn };
-}
 
 /**
  * Layer predictions (forward.wgsl): `mode: 'forward'` writes activities for the feedforward initialisation;
@@ -89,12 +124,10 @@ function tileConstants(act: Activation, tiles: TileConfig) {
 export function forwardKernel(act: Activation, tiles: TileConfig, mode: 'forward' | 'errors', gated: boolean): KernelSpec {
   return {
     name: `layers.${mode}${gated ? '.gated' : ''}`,
-    parts: [ACTIVATIONS_PART, STATE_PART, MATMUL_PART, part('forward.wgsl', forwardWgsl)],
-    defines: { ERRORS: mode === 'errors', GATED: gated },
-    constants: tileConstants(act, tiles),
+    ...matmulSpec(tiles, [ACTIVATIONS_PART, STATE_PART, MATMUL_PART, part('forward.wgsl', forwardWgsl)], { ACT: activationId(act) }),
+    defines: { ERRORS: mode === 'errors', GATED: gated, SUBGROUP_TILES: tiles.subgroup === true },
     entryPoint: 'main',
     bindings: [ro('jobs'), ro('params'), rw('work'), ...(gated ? [ro('state')] : [])],
-    workgroupSize: tiles.wg,
   };
 }
 
@@ -124,12 +157,10 @@ export const MAX_STAGES = 16;
 export function activityGradKernel(act: Activation, tiles: TileConfig, gated: boolean): KernelSpec {
   return {
     name: `layers.activity-grad${gated ? '.gated' : ''}`,
-    parts: [ACTIVATIONS_PART, STATE_PART, MATMUL_PART, part('activity-grad.wgsl', activityGradWgsl)],
-    defines: { GATED: gated },
-    constants: tileConstants(act, tiles),
+    ...matmulSpec(tiles, [ACTIVATIONS_PART, STATE_PART, MATMUL_PART, part('activity-grad.wgsl', activityGradWgsl)], { ACT: activationId(act) }),
+    defines: { GATED: gated, SUBGROUP_TILES: tiles.subgroup === true },
     entryPoint: 'main',
     bindings: [ro('jobs'), ro('params'), rw('work'), ...(gated ? [ro('state')] : []), uniform('stage', true, 4)],
-    workgroupSize: tiles.wg,
   };
 }
 
@@ -137,11 +168,10 @@ export function activityGradKernel(act: Activation, tiles: TileConfig, gated: bo
 export function paramGradKernel(tiles: TileConfig): KernelSpec {
   return {
     name: 'layers.param-grad',
-    parts: [MATMUL_PART, part('param-grad.wgsl', paramGradWgsl)],
-    constants: { WG: tiles.wg, TM: tiles.tm, TN: tiles.tn },
+    ...matmulSpec(tiles, [MATMUL_PART, part('param-grad.wgsl', paramGradWgsl)]),
+    defines: { SUBGROUP_TILES: tiles.subgroup === true },
     entryPoint: 'main',
     bindings: [ro('jobs'), ro('work'), rw('grads')],
-    workgroupSize: tiles.wg,
   };
 }
 
@@ -289,10 +319,9 @@ export const GemmFlag = { TRANS_A: 1, TRANS_B: 2, HAS_D: 4, ADD_A: 8 } as const;
 export function gemmKernel(tiles: TileConfig): KernelSpec {
   return {
     name: 'linalg.gemm',
-    parts: [MATMUL_PART, part('gemm.wgsl', gemmWgsl)],
-    constants: { WG: tiles.wg, TM: tiles.tm, TN: tiles.tn },
+    ...matmulSpec(tiles, [MATMUL_PART, part('gemm.wgsl', gemmWgsl)]),
+    defines: { SUBGROUP_TILES: tiles.subgroup === true },
     entryPoint: 'main',
     bindings: [ro('jobs'), ro('a'), ro('b'), ro('d'), rw('c')],
-    workgroupSize: tiles.wg,
   };
 }

@@ -6,7 +6,7 @@
  * shape WPC trains (supervised and unsupervised PC, the two halves of bidirectional PC, the amortiser of
  * hybrid PC, error-reparameterised PC's backward pass) is built from the same three kinds of job.
  */
-import { GradFlag, JOB_WORDS, JobFlag, type TileConfig } from '../kernels/index.js';
+import { GradFlag, JOB_WORDS, JobFlag, type TileConfig, workgroupTile } from '../kernels/index.js';
 import type { LayerSpec } from './model.js';
 
 export interface Job {
@@ -35,8 +35,11 @@ export interface JobTable {
   tiles: number[];
 }
 
+/** Invocations ("tiles", each with one partial-sum quad) the grouped matmul spends on an m×n output. */
 export function tilesOf(m: number, n: number, tiles: TileConfig): number {
-  return Math.ceil(m / tiles.tm) * Math.ceil(n / tiles.tn);
+  const { rows, cols } = workgroupTile(tiles);
+  const blocks = Math.ceil(m / rows) * Math.ceil(n / cols);
+  return tiles.subgroup ? blocks * tiles.wg : blocks;
 }
 
 export function packJobs(jobs: readonly Job[], tiles: TileConfig): JobTable {
@@ -46,7 +49,7 @@ export function packJobs(jobs: readonly Job[], tiles: TileConfig): JobTable {
   let wg = 0;
   const counts: number[] = [];
   jobs.forEach((job, i) => {
-    const tilesN = Math.ceil(job.n / tiles.tn);
+    const tilesN = Math.ceil(job.n / workgroupTile(tiles).cols);
     const count = tilesOf(job.m, job.n, tiles);
     const o = i * JOB_WORDS;
     u32[o + 0] = wg;

@@ -18,6 +18,11 @@ export interface AdapterSummary {
   description: string;
   /** A CPU implementation (lavapipe, SwiftShader, WARP): kernels pick CPU-friendly variants. */
   isSoftware: boolean;
+  /**
+   * The subgroup size when the device has the `subgroups` feature and the adapter reports one fixed size
+   * (subgroupMinSize = subgroupMaxSize), else null. Subgroup kernel variants need it.
+   */
+  subgroupSize: number | null;
 }
 
 /** Counters for benchmarks and tests ("no readback per inference step" is checked with these). */
@@ -31,11 +36,13 @@ export interface RuntimeStats {
 /** Advanced: kernel variants, normally chosen from the adapter (CPU adapters and GPUs want different ones). */
 export interface KernelTuning {
   /**
-   * Register tile of the grouped layer matmuls: `wg` invocations per workgroup, each computing a `tm × tn`
-   * block of outputs. Default: `{ wg: 8, tm: 16, tn: 8 }` on CPU adapters (lavapipe, SwiftShader),
-   * `{ wg: 64, tm: 4, tn: 4 }` on GPUs.
+   * Register tile of the grouped layer matmuls (kernels/layer-matmul.wgsl): `wg` invocations per workgroup,
+   * each computing a `tm × tn` block of outputs, or with `subgroup: true` one subgroup of `wg` lanes sharing a
+   * `(tm·wg) × tn` tile through subgroupBroadcast (needs the `subgroups` feature, a fixed subgroup size equal
+   * to `wg`, and `tn` a multiple of `wg`). Default: `{ wg: 8, tm: 8, tn: 32, subgroup: true }` on lavapipe
+   * (subgroup size 8), `{ wg: 8, tm: 16, tn: 8 }` on other CPU adapters, `{ wg: 64, tm: 4, tn: 4 }` on GPUs.
    */
-  tiles?: { wg: number; tm: number; tn: number };
+  tiles?: { wg: number; tm: number; tn: number; subgroup?: boolean };
   /**
    * Fixed-step solves of small networks can run in a single workgroup that loops over every step itself,
    * avoiding a dispatch per stage. `'auto'` (default) uses it where WPC measured it faster; `'always'` and
@@ -96,7 +103,7 @@ export class SleepEstimator {
 
 const isNode = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
 
-function summarise(info: GPUAdapterInfo | undefined, isFallback: boolean): AdapterSummary {
+function summarise(info: GPUAdapterInfo | undefined, isFallback: boolean, features: GPUSupportedFeatures): AdapterSummary {
   const vendor = info?.vendor ?? '';
   const architecture = info?.architecture ?? '';
   const description = info?.description ?? '';
@@ -104,7 +111,12 @@ function summarise(info: GPUAdapterInfo | undefined, isFallback: boolean): Adapt
     isFallback ||
     /software|swiftshader|cpu/i.test(architecture) ||
     /llvmpipe|lavapipe|swiftshader|warp|software/i.test(`${description} ${info?.device ?? ''}`);
-  return { vendor, architecture, device: info?.device ?? '', description, isSoftware: software };
+  const sizes = info as { subgroupMinSize?: number; subgroupMaxSize?: number } | undefined;
+  const subgroupSize =
+    features.has('subgroups') && typeof sizes?.subgroupMinSize === 'number' && sizes.subgroupMinSize > 0 && sizes.subgroupMinSize === sizes.subgroupMaxSize
+      ? sizes.subgroupMinSize
+      : null;
+  return { vendor, architecture, device: info?.device ?? '', description, isSoftware: software, subgroupSize };
 }
 
 export class Runtime {
@@ -136,9 +148,9 @@ export class Runtime {
     kernels: KernelTuning | undefined,
     fn = 'init',
   ) {
-    this.adapter = summarise(adapterInfo, isFallbackAdapter);
+    this.adapter = summarise(adapterInfo, isFallbackAdapter, device.features);
     this.limits = device.limits;
-    this.kernels = checkKernelTuning(fn, kernels, device.limits);
+    this.kernels = checkKernelTuning(fn, kernels, device.limits, this.adapter);
     this.pool = new BufferPool(device);
     this.pipelines = new PipelineCache(device);
     device.addEventListener('uncapturederror', this.onError);
@@ -389,7 +401,7 @@ export class Runtime {
   }
 }
 
-function checkKernelTuning(fn: string, kernels: KernelTuning | undefined, limits: GPUSupportedLimits): KernelTuning {
+function checkKernelTuning(fn: string, kernels: KernelTuning | undefined, limits: GPUSupportedLimits, adapter: AdapterSummary): KernelTuning {
   if (kernels === undefined) return {};
   if (typeof kernels !== 'object' || kernels === null) throw new WpcArgumentError(`${fn}: options.kernels must be an object, got ${describe(kernels)}`);
   checkKnownKeys(fn, 'options.kernels', kernels, ['tiles', 'fused']);
@@ -400,13 +412,25 @@ function checkKernelTuning(fn: string, kernels: KernelTuning | undefined, limits
   const withFused = fused === undefined ? {} : { fused };
   const t = kernels.tiles;
   if (t === undefined) return withFused;
-  if (typeof t !== 'object' || t === null) throw new WpcArgumentError(`${fn}: options.kernels.tiles must be { wg, tm, tn }, got ${describe(t)}`);
-  checkKnownKeys(fn, 'options.kernels.tiles', t, ['wg', 'tm', 'tn']);
+  if (typeof t !== 'object' || t === null) throw new WpcArgumentError(`${fn}: options.kernels.tiles must be { wg, tm, tn, subgroup? }, got ${describe(t)}`);
+  checkKnownKeys(fn, 'options.kernels.tiles', t, ['wg', 'tm', 'tn', 'subgroup']);
   const maxWg = Math.min(limits.maxComputeInvocationsPerWorkgroup, limits.maxComputeWorkgroupSizeX);
   const wg = checkPositiveInt(fn, 'options.kernels.tiles.wg', t.wg, maxWg);
   const tm = checkPositiveInt(fn, 'options.kernels.tiles.tm', t.tm, 32);
-  const tn = checkPositiveInt(fn, 'options.kernels.tiles.tn', t.tn, 32);
-  return { ...withFused, tiles: Object.freeze({ wg, tm, tn }) };
+  const subgroup = t.subgroup ?? false;
+  if (typeof subgroup !== 'boolean') throw new WpcArgumentError(`${fn}: options.kernels.tiles.subgroup must be a boolean, got ${describe(subgroup)}`);
+  const tn = checkPositiveInt(fn, 'options.kernels.tiles.tn', t.tn, subgroup ? 128 : 32);
+  if (subgroup) {
+    if (adapter.subgroupSize === null) {
+      throw new WpcArgumentError(`${fn}: options.kernels.tiles.subgroup needs the "subgroups" feature and a fixed subgroup size, which this adapter does not report`);
+    }
+    if (wg !== adapter.subgroupSize) {
+      throw new WpcArgumentError(`${fn}: options.kernels.tiles.wg must equal the subgroup size ${adapter.subgroupSize} when subgroup is true, got ${wg}`);
+    }
+    if (tn % wg !== 0) throw new WpcArgumentError(`${fn}: options.kernels.tiles.tn must be a multiple of wg (${wg}) when subgroup is true, got ${tn}`);
+    if (tm * tn > 512) throw new WpcArgumentError(`${fn}: options.kernels.tiles.tm × tn must be at most 512 accumulators per lane, got ${tm} × ${tn} = ${tm * tn}`);
+  }
+  return { ...withFused, tiles: Object.freeze(subgroup ? { wg, tm, tn, subgroup } : { wg, tm, tn }) };
 }
 
 function checkShape(fn: string, shape: unknown): asserts shape is Shape {
