@@ -5,7 +5,7 @@
  * runs the JPC paper's runtime study, `wpc info` shows the WebGPU adapter. Progress goes to stderr; stdout gets
  * one JSON line per command.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { access, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DATASET_NAMES, loadDataset, type DatasetName } from './data/node.js';
@@ -16,12 +16,12 @@ import { WpcArgumentError, WpcGpuError } from './runtime/errors.js';
 import { SleepEstimator, type Runtime } from './runtime/runtime.js';
 import type { Tensor } from './runtime/tensor.js';
 import { makeMlp, type Model } from './pc/model.js';
-import { adam, sgd } from './pc/optim.js';
+import { type OptState, adam, sgd } from './pc/optim.js';
 import { SOLVER_NAMES, TABLEAUX, type SolverName } from './pc/tableaux.js';
 import { makePcStep } from './pc/train.js';
 import { testGenerativePc } from './pc/evaluate.js';
 import { initActivitiesWithFfwd } from './pc/energy.js';
-import { loadModel, saveModel, writeImageGrid } from './io/node-files.js';
+import { loadCheckpoint, loadModel, saveCheckpoint, saveModel, writeImageGrid } from './io/node-files.js';
 import type { SolverOptions } from './pc/solver.js';
 import type { Loss } from './pc/workspace.js';
 import { THEORY_MAX_T1, runTheoryStudy, theoryCsv, theoryFigureSvg } from './study/theory-study.js';
@@ -85,6 +85,11 @@ Testing a generative model
 Output
   --out FILE           write the run (config, loss curve, test points) as JSON
   --save FILE          write the trained model as a JSON checkpoint (for wpc sample, or loadModel)
+  --checkpoint DIR     keep DIR/checkpoint.safetensors (model, Adam state, step, loss curve), rewritten
+                       atomically every --checkpoint-every steps and at the end (loadCheckpoint reads it)
+  --checkpoint-every N steps between checkpoints                               (default 100)
+  --resume             continue from DIR/checkpoint.safetensors (same settings needed); the run ends
+                       where an uninterrupted one ends, bit for bit
   --samples FILE       generative: write a PNG of the images the model generates for each label
   --quiet              no progress on stderr
   -h, --help           this help
@@ -157,6 +162,9 @@ interface TrainConfig {
   testBatches: number | undefined;
   save: string | undefined;
   samples: string | undefined;
+  checkpoint: string | undefined;
+  checkpointEvery: number;
+  resume: boolean;
   dataset: DatasetName;
   dataDir: string | undefined;
   hidden: number;
@@ -221,6 +229,9 @@ function parseTrain(argv: string[]): TrainConfig | 'help' {
       'test-batches': { type: 'string' },
       save: { type: 'string' },
       samples: { type: 'string' },
+      checkpoint: { type: 'string' },
+      'checkpoint-every': { type: 'string' },
+      resume: { type: 'boolean' },
       quiet: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -247,7 +258,13 @@ function parseTrain(argv: string[]): TrainConfig | 'help' {
   const dt = values.dt === 'auto' ? undefined : parseNumber('dt', values.dt, 0.05, positive, 'a positive number (or auto)');
   if (dt === undefined && controller === 'constant') throw new UsageError('--dt auto needs --controller pid');
   const maxBatches = values['max-batches'] === undefined ? undefined : parseNumber('max-batches', values['max-batches'], 0, positiveInt, 'a positive integer');
+  if (values.checkpoint === undefined && (values.resume || values['checkpoint-every'] !== undefined)) {
+    throw new UsageError(`--${values.resume ? 'resume' : 'checkpoint-every'} needs --checkpoint DIR`);
+  }
   return {
+    checkpoint: values.checkpoint,
+    checkpointEvery: parseNumber('checkpoint-every', values['checkpoint-every'], 100, positiveInt, 'a positive integer'),
+    resume: values.resume ?? false,
     task,
     testMaxT1: parseNumber('test-max-t1', values['test-max-t1'], 100, positive, 'a positive number'),
     testBatches: values['test-batches'] === undefined ? undefined : parseNumber('test-batches', values['test-batches'], 0, positiveInt, 'a positive integer'),
@@ -383,18 +400,53 @@ async function train(config: TrainConfig): Promise<void> {
     rt = await init();
     const adapter = adapterLabel(rt);
     const generative = config.task === 'generative';
-    const model = makeMlp(rt, {
-      seed: config.seed,
-      inputDim: generative ? trainSet.numClasses : trainSet.inputDim,
-      width: config.width,
-      depth: config.hidden + 1,
-      outputDim: generative ? trainSet.inputDim : trainSet.numClasses,
-      actFn: config.act,
-      useBias: config.bias,
-    });
+    const checkpointFile = config.checkpoint === undefined ? undefined : join(config.checkpoint, 'checkpoint.safetensors');
+    // The settings a resumed run must share with the run it continues (only outputs may differ).
+    const { out: _out, quiet: _quiet, save: _save, samples: _samples, checkpoint: _dir, checkpointEvery: _every, resume: _resume, dataDir: _data, ...identity } = config;
+    let optim = adam({ lr: config.lr });
+    let model: Model;
+    let optState: OptState;
+    let startStep = 0;
+    const curve: { step: number; loss: number; inferenceSteps: number; rejected: number }[] = [];
+    const tests: { step: number; loss: number; accuracy: number }[] = [];
+    if (config.resume) {
+      try {
+        await access(checkpointFile!);
+      } catch {
+        throw new UsageError(`--resume: there is no checkpoint to resume from (${checkpointFile} does not exist)`);
+      }
+      const restored = await loadCheckpoint(rt, checkpointFile!);
+      const saved = (restored.extra.settings ?? {}) as Record<string, unknown>;
+      const differs = Object.keys({ ...saved, ...identity }).find((k) => JSON.stringify(saved[k]) !== JSON.stringify((identity as Record<string, unknown>)[k]));
+      if (differs !== undefined || !restored.optim || !restored.optState) {
+        restored.model.dispose();
+        restored.optState?.dispose();
+        throw new UsageError(
+          differs === undefined
+            ? `--resume: ${checkpointFile} holds no optimiser state (not written by wpc train)`
+            : `--resume: ${checkpointFile} was written with ${differs} = ${JSON.stringify(saved[differs])}, this run has ${JSON.stringify((identity as Record<string, unknown>)[differs])}; resume with the same settings`,
+        );
+      }
+      model = restored.model;
+      optim = restored.optim;
+      optState = restored.optState;
+      startStep = restored.step;
+      curve.push(...((restored.extra.curve ?? []) as typeof curve));
+      tests.push(...((restored.extra.tests ?? []) as typeof tests));
+    } else {
+      model = makeMlp(rt, {
+        seed: config.seed,
+        inputDim: generative ? trainSet.numClasses : trainSet.inputDim,
+        width: config.width,
+        depth: config.hidden + 1,
+        outputDim: generative ? trainSet.inputDim : trainSet.numClasses,
+        actFn: config.act,
+        useBias: config.bias,
+      });
+      optState = optim.init(model);
+    }
+    if (config.checkpoint !== undefined) await mkdir(config.checkpoint, { recursive: true });
     const test = () => (generative ? evaluateGenerative(model, testSet, config) : evaluate(model, testSet, config.loss));
-    const optim = adam({ lr: config.lr });
-    const optState = optim.init(model);
     const solver: SolverOptions =
       config.solver === 'sgd' || config.solver === 'adam'
         ? { solver: (config.solver === 'sgd' ? sgd : adam)({ lr: config.activityLr }), steps: config.steps ?? config.hidden + 1 }
@@ -415,10 +467,9 @@ async function train(config: TrainConfig): Promise<void> {
         (config.solver === 'sgd' || config.solver === 'adam'
           ? `${config.solver} inference (${config.steps ?? config.hidden + 1} steps, lr ${config.activityLr})`
           : `${config.solver}/${config.controller}, T=${config.maxT1}, dt=${config.dt ?? 'auto'}${config.steadyState ? `, steady state ${config.steadyState}` : ''}`) +
-        `, batch ${config.batch}, ${total} steps, on ${adapter}`,
+        `, batch ${config.batch}, ${total} steps, on ${adapter}` +
+        (startStep > 0 ? ` (resumed at step ${startStep} from ${checkpointFile})` : ''),
     );
-    const curve: { step: number; loss: number; inferenceSteps: number; rejected: number }[] = [];
-    const tests: { step: number; loss: number; accuracy: number }[] = [];
     // Losses are read in groups (one readback per LOSS_READ_EVERY steps), sleeping first for the estimated GPU
     // time: a map pending in Dawn busy-polls the JS thread, which would take a core from a software adapter.
     const LOSS_READ_EVERY = 10;
@@ -426,6 +477,7 @@ async function train(config: TrainConfig): Promise<void> {
     const estimator = new SleepEstimator();
     let since = performance.now();
     let smoothed: number | undefined;
+    for (const c of curve) smoothed = smoothed === undefined ? c.loss : 0.9 * smoothed + 0.1 * c.loss;
     const flush = async () => {
       if (unread.length === 0) return;
       const pending = rt!.readLater(unread.map((u) => ({ buffer: u.loss.buffer, byteOffset: u.loss.byteOffset, byteLength: 4 })));
@@ -440,11 +492,19 @@ async function train(config: TrainConfig): Promise<void> {
       unread.length = 0;
       since = performance.now();
     };
-    let step = 0;
-    for (let epoch = 0; epoch < config.epochs; epoch++) {
+    const writeCheckpoint = async () => {
+      await flush();
+      await saveCheckpoint(checkpointFile!, model, { optim, optState, step, extra: { settings: identity, curve, tests } });
+      since = performance.now();
+    };
+    let step = startStep;
+    for (let epoch = Math.floor(startStep / perEpoch); epoch < config.epochs; epoch++) {
+      // A resumed run replays the epoch's shuffle (seeded by epoch) and skips the batches already trained on.
+      const done = epoch === Math.floor(startStep / perEpoch) ? startStep % perEpoch : 0;
       let inEpoch = 0;
       for (const batch of batches(trainSet, { batchSize: config.batch, shuffle: true, seed: config.seed * 1000 + epoch })) {
-        if (inEpoch++ >= perEpoch) break;
+        if (inEpoch >= perEpoch) break;
+        if (inEpoch++ < done) continue;
         const r = generative
           ? await makePcStep(model, optim, optState, batch.x, { input: batch.y, ...solver })
           : await makePcStep(model, optim, optState, batch.y, { input: batch.x, loss: config.loss, ...solver });
@@ -460,9 +520,11 @@ async function train(config: TrainConfig): Promise<void> {
           progress.log(`step ${step}: test accuracy ${t.accuracy.toFixed(2)}%${generative ? ' (inferred labels)' : `  (test loss ${t.loss.toFixed(4)})`}`);
           since = performance.now();
         }
+        if (checkpointFile && step % config.checkpointEvery === 0) await writeCheckpoint();
       }
     }
     await flush();
+    if (checkpointFile && (step % config.checkpointEvery !== 0 || step === startStep)) await writeCheckpoint();
     progress.update(step, smoothed);
     progress.end();
     const final = await test();
@@ -488,7 +550,7 @@ async function train(config: TrainConfig): Promise<void> {
       progress.log(`wrote generated digits to ${config.samples}`);
     }
     if (config.out) {
-      const { out, quiet, save, samples, ...settings } = config;
+      const { out, quiet, save, samples, checkpoint, checkpointEvery, resume, ...settings } = config;
       await writeFile(
         out,
         `${JSON.stringify({ command: 'train', settings, adapter, summary, tests, curve: { step: curve.map((c) => c.step), loss: curve.map((c) => c.loss), inferenceSteps: curve.map((c) => c.inferenceSteps), rejected: curve.map((c) => c.rejected) } }, null, 1)}\n`,

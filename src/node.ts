@@ -18,4 +18,4 @@ export async function init(options: InitOptions = {}): Promise<Runtime> {
 
 export { DATASET_NAMES, SPLITS, loadDataset } from './data/node.js';
 export type { DatasetName, LoadOptions, Split } from './data/node.js';
-export { loadModel, saveModel, writeImageGrid } from './io/node-files.js';
+export { loadCheckpoint, loadModel, saveCheckpoint, saveModel, writeImageGrid } from './io/node-files.js';

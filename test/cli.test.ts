@@ -20,7 +20,7 @@ function wpc(args: string[], env: Record<string, string> = {}): Promise<{ code: 
 const FLAGS = [
   'dataset', 'data-dir', 'hidden', 'width', 'act', 'bias', 'loss', 'solver', 'controller', 'max-t1', 'dt', 'rtol', 'atol',
   'steady-state', 'max-steps', 'poll-every', 'steps', 'activity-lr', 'batch', 'lr', 'epochs', 'max-batches', 'test-every',
-  'seed', 'out', 'quiet', 'help', 'task', 'test-max-t1', 'test-batches', 'save', 'samples',
+  'seed', 'out', 'quiet', 'help', 'task', 'test-max-t1', 'test-batches', 'save', 'samples', 'checkpoint', 'checkpoint-every', 'resume',
 ];
 const STUDY_FLAGS = ['datasets', 'data-dir', 'hidden', 'solvers', 'max-t1', 'dt', 'batches', 'width', 'batch', 'max-steps', 'timing', 'seed', 'out', 'quiet', 'help'];
 

@@ -2,18 +2,29 @@
  * Files from Node: model checkpoints (JSON) and image grids (PNG). Writes go to a temporary file that is renamed
  * into place, so an interrupted or failed write never leaves a truncated file where a good one was.
  */
-import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { open, readFile, rename, rm } from 'node:fs/promises';
 import { WpcArgumentError, argError } from '../runtime/errors.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { Tensor } from '../runtime/tensor.js';
 import type { Model } from '../pc/model.js';
 import { type ModelCheckpoint, modelFromCheckpoint, modelToCheckpoint } from './checkpoint.js';
 import { type ImageGridOptions, imageGridPng } from './image-grid.js';
+import { type RestoredTraining, type TrainingCheckpointOptions, restoreTrainingCheckpoint, trainingCheckpoint } from './training-checkpoint.js';
 
-async function writeAtomically(path: string, data: string | Uint8Array): Promise<void> {
+/**
+ * Writes `data` to a temporary file in the same folder, flushes it to disk, and renames it over `path`: a crash
+ * or kill at any moment leaves either the old file or the new one, never a truncated one.
+ */
+export async function writeAtomically(path: string, data: string | Uint8Array): Promise<void> {
   const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
   try {
-    await writeFile(tmp, data);
+    const handle = await open(tmp, 'w');
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
     await rename(tmp, path);
   } catch (e) {
     await rm(tmp, { force: true });
@@ -50,6 +61,28 @@ export async function loadModel(runtime: Runtime, path: string): Promise<Model> 
     throw new WpcArgumentError(`${fn}: ${file} is not a WPC checkpoint (not JSON: ${(e as Error).message})`);
   }
   return modelFromCheckpoint(runtime, parsed as ModelCheckpoint);
+}
+
+/**
+ * Writes a training checkpoint (safetensors: the model, its optimiser state and the step; see
+ * io/training-checkpoint.ts) to `path`, atomically.
+ */
+export async function saveCheckpoint(path: string, model: Model, options: TrainingCheckpointOptions = {}): Promise<void> {
+  const file = checkPath('saveCheckpoint', path);
+  await writeAtomically(file, await trainingCheckpoint(model, options));
+}
+
+/** Reads a training checkpoint written by `saveCheckpoint` (or `wpc train --checkpoint`) onto `runtime`. */
+export async function loadCheckpoint(runtime: Runtime, path: string): Promise<RestoredTraining> {
+  const fn = 'loadCheckpoint';
+  const file = checkPath(fn, path);
+  let bytes: Uint8Array;
+  try {
+    bytes = new Uint8Array(await readFile(file));
+  } catch (e) {
+    throw new WpcArgumentError(`${fn}: cannot read ${file}: ${(e as Error).message}`);
+  }
+  return restoreTrainingCheckpoint(runtime, bytes, `${fn}: ${file}`);
 }
 
 /**

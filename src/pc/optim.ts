@@ -211,6 +211,36 @@ export class OptState {
     rec.dispatch(kernel, group, Math.ceil(n / SMALL_WG));
   }
 
+  /**
+   * The optimiser state as stored: `stateWidth` planes of `size` values (momentum trace; or Adam's m then v),
+   * in the target's flat layout, or null for plain SGD. One readback.
+   */
+  async stateToArray(): Promise<Float32Array | null> {
+    if (this.disposedFlag) throw new WpcArgumentError('OptState.stateToArray: this state has been disposed');
+    if (!this.moments) return null;
+    const [values] = await this.runtime.read([{ buffer: this.moments, byteOffset: 0, byteLength: this.optimizer.stateWidth * this.size * 4 }]);
+    return values!;
+  }
+
+  /**
+   * Replaces the state with `values` (as `stateToArray` returns) and the step count with `count`. Everything is
+   * validated first: on a bad argument nothing changes.
+   */
+  loadState(values: Float32Array | null, count: number): void {
+    const fn = 'OptState.loadState';
+    if (this.disposedFlag) throw new WpcArgumentError(`${fn}: this state has been disposed`);
+    if (!Number.isSafeInteger(count) || count < 0) argError(fn, 'count', 'a non-negative integer', count);
+    const want = this.optimizer.stateWidth * this.size;
+    if (want === 0) {
+      if (values !== null && values.length !== 0) throw new WpcArgumentError(`${fn}: values must be null for a stateless optimiser, got ${values.length} values`);
+    } else {
+      if (!(values instanceof Float32Array)) argError(fn, 'values', `a Float32Array of ${want} values`, values);
+      if (values.length !== want) throw new WpcArgumentError(`${fn}: values must hold ${want} values (${this.optimizer.stateWidth} × ${this.size}), got ${values.length}`);
+      this.runtime.device.queue.writeBuffer(this.moments!, 0, values.buffer, values.byteOffset, values.byteLength);
+    }
+    this.count = count;
+  }
+
   /** Frees the moments. Idempotent. */
   dispose(): void {
     if (this.disposedFlag) return;
