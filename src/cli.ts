@@ -12,7 +12,7 @@ import { DATASET_NAMES, loadDataset, type DatasetName } from './data/node.js';
 import { batches, epochBatchCount, type Dataset } from './data/dataset.js';
 import { ACTIVATIONS, type Activation } from './kernels/index.js';
 import { init } from './node.js';
-import { WpcArgumentError, WpcGpuError } from './runtime/errors.js';
+import { WpcArgumentError, WpcDivergenceError, WpcGpuError } from './runtime/errors.js';
 import { SleepEstimator, type Runtime } from './runtime/runtime.js';
 import type { Tensor } from './runtime/tensor.js';
 import { makeMlp, type Model } from './pc/model.js';
@@ -480,9 +480,24 @@ async function train(config: TrainConfig): Promise<void> {
     for (const c of curve) smoothed = smoothed === undefined ? c.loss : 0.9 * smoothed + 0.1 * c.loss;
     const flush = async () => {
       if (unread.length === 0) return;
-      const pending = rt!.readLater(unread.map((u) => ({ buffer: u.loss.buffer, byteOffset: u.loss.byteOffset, byteLength: 4 })));
+      // The divergence flag (makePcStep's guard) is read with the losses: no extra readback.
+      const pending = rt!.readLater([...unread.map((u) => ({ buffer: u.loss.buffer, byteOffset: u.loss.byteOffset, byteLength: 4 })), optState.controlRange]);
       const values = await pending.wait({ expectedMs: estimator.sleepFor(unread.length, performance.now() - since) });
       estimator.update(unread.length, performance.now() - since, pending.mapMs);
+      const diverged = optState.noteControl(values.at(-1)!);
+      if (diverged) {
+        for (const u of unread) u.loss.dispose();
+        unread.length = 0;
+        throw new WpcDivergenceError(
+          `${diverged.message.replace(/, then call optState\.clearDivergence\(\) to go on$/, '')}. ` +
+            (lastCheckpoint === undefined
+              ? 'No checkpoint was written before it (use --checkpoint DIR).'
+              : `The last checkpoint, ${checkpointFile} (step ${lastCheckpoint}), holds the model from before it (loadCheckpoint reads it); lower --dt or --lr and train again.`),
+          diverged.step,
+          diverged.what,
+          diverged.layer,
+        );
+      }
       unread.forEach((u, i) => {
         const v = values[i]![0]!;
         curve.push({ step: u.step, loss: v, inferenceSteps: u.inferenceSteps, rejected: u.rejected });
@@ -492,9 +507,11 @@ async function train(config: TrainConfig): Promise<void> {
       unread.length = 0;
       since = performance.now();
     };
+    let lastCheckpoint: number | undefined = config.resume ? startStep : undefined;
     const writeCheckpoint = async () => {
-      await flush();
+      await flush(); // throws on divergence, before a diverged state could be written
       await saveCheckpoint(checkpointFile!, model, { optim, optState, step, extra: { settings: identity, curve, tests } });
+      lastCheckpoint = step;
       since = performance.now();
     };
     let step = startStep;
@@ -925,7 +942,7 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`wpc: ${err.message}\nRun 'wpc ${sub}--help' for the options.\n`);
       return 2;
     }
-    if (e instanceof WpcGpuError || e instanceof WpcArgumentError) {
+    if (e instanceof WpcGpuError || e instanceof WpcArgumentError || e instanceof WpcDivergenceError) {
       process.stderr.write(`wpc: ${err.message}\n`);
       return 1;
     }

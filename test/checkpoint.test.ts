@@ -228,6 +228,23 @@ describe('wpc train --checkpoint / --resume', () => {
     expect(JSON.parse(b.metadata.extra!).curve).toEqual(JSON.parse(a.metadata.extra!).curve);
   }, 300_000);
 
+  it('a run made to diverge stops with a clear error naming the step, and its last checkpoint loads', async () => {
+    const d = join(dir, 'diverge');
+    // Adam with lr 1e30 makes the weights ~1e30 after one step: the next step's energy overflows to Inf.
+    const r = await wpcTrain([...RUN, '--lr', '1e30', '--checkpoint', d, '--checkpoint-every', '1']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/wpc: training diverged at step (\d+): NaN or Inf in .*The parameter update of step \1 was not applied/);
+    const at = Number(/diverged at step (\d+)/.exec(r.stderr)![1]);
+    expect(r.stderr).toContain(`The last checkpoint, ${join(d, 'checkpoint.safetensors')} (step ${at - 1})`);
+    const last = await loadCheckpoint(rt, join(d, 'checkpoint.safetensors'));
+    expect(last.step).toBe(at - 1);
+    const w = (await last.model.toArrays()).weights.flatMap((x) => Array.from(x));
+    expect(w.every(Number.isFinite)).toBe(true);
+    last.model.dispose();
+    last.optState!.dispose();
+  }, 300_000);
+
   it('refuses to resume with different settings or without a checkpoint', async () => {
     const d = join(dir, 'settings');
     expect((await wpcTrain([...RUN, '--max-batches', '2', '--epochs', '1', '--checkpoint', d])).code).toBe(0);

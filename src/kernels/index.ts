@@ -10,6 +10,7 @@ import activityGradWgsl from './activity-grad.wgsl';
 import elementwiseWgsl from './elementwise.wgsl';
 import forwardWgsl from './forward.wgsl';
 import gemmWgsl from './gemm.wgsl';
+import healthWgsl from './health.wgsl';
 import fusedSolveWgsl from './fused-solve.wgsl';
 import layerMatmulWgsl from './layer-matmul.wgsl';
 import optimizerWgsl from './optimizer.wgsl';
@@ -278,15 +279,16 @@ export function recordKernel(entry: RecordEntry): KernelSpec {
 export type OptimizerKernelKind = 'sgd' | 'momentum' | 'adam';
 
 /** Elementwise optimiser update (optimizer.wgsl). Bindings: opt, values[, grads][, moments]. */
-export function optimizerKernel(kind: OptimizerKernelKind, gradsInTarget: boolean): KernelSpec {
+export function optimizerKernel(kind: OptimizerKernelKind, gradsInTarget: boolean, guarded = false): KernelSpec {
   const hasState = kind !== 'sgd';
   const bindings: BindingSpec[] = [uniform('opt'), rw('values')];
   if (!gradsInTarget) bindings.push(ro('grads', 2));
   if (hasState) bindings.push(rw('moments', 3));
+  if (guarded) bindings.push(ro('control', 4));
   return {
-    name: `optimizer.${kind}${gradsInTarget ? '.in-place' : ''}`,
+    name: `optimizer.${kind}${gradsInTarget ? '.in-place' : ''}${guarded ? '.guarded' : ''}`,
     parts: [part('optimizer.wgsl', optimizerWgsl)],
-    defines: { GRADS_IN_TARGET: gradsInTarget, HAS_STATE: hasState, MOMENTUM: kind === 'momentum', ADAM: kind === 'adam' },
+    defines: { GRADS_IN_TARGET: gradsInTarget, HAS_STATE: hasState, MOMENTUM: kind === 'momentum', ADAM: kind === 'adam', GUARDED: guarded },
     entryPoint: 'main',
     bindings,
     workgroupSize: SMALL_WG,
@@ -323,5 +325,16 @@ export function gemmKernel(tiles: TileConfig): KernelSpec {
     defines: { SUBGROUP_TILES: tiles.subgroup === true },
     entryPoint: 'main',
     bindings: [ro('jobs'), ro('a'), ro('b'), ro('d'), rw('c')],
+  };
+}
+
+/** The divergence guard of a training step (health.wgsl). Bindings: health uniform, scalars, control. */
+export function healthKernel(): KernelSpec {
+  return {
+    name: 'train.health',
+    parts: [part('health.wgsl', healthWgsl)],
+    entryPoint: 'main',
+    bindings: [uniform('health'), ro('scalars'), rw('control')],
+    workgroupSize: 1,
   };
 }

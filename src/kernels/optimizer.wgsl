@@ -3,6 +3,8 @@
 //   MOMENTUM  t ← g + μ·t;  p ← p − lr·(nesterov ? g + μ·t : t)                       (optax.trace)
 //   ADAM      m ← (1−b1)g + b1·m;  v ← (1−b2)g² + b2·v;  p ← p − lr·(m/bc1) / (sqrt(v/bc2 + eps_root) + eps)
 // with bc = 1 − β^count computed by the host (the step count lives on the host, so no readback).
+// GUARDED (training steps) skips the update while the divergence flag (health.wgsl) is raised and scales the
+// gradient by the clipping factor it computed.
 // GRADS_IN_TARGET reads the gradient from the values buffer itself (activities and their gradients share the
 // workspace, and a buffer cannot be bound writable and read-only at once).
 
@@ -31,6 +33,9 @@ const OPT_WG: u32 = 64u;
 #if HAS_STATE
 @group(0) @binding(3) var<storage, read_write> moments: array<f32>;
 #endif
+#if GUARDED
+@group(0) @binding(4) var<storage, read> control: array<u32>;
+#endif
 
 fn grad(i: u32) -> f32 {
 #if GRADS_IN_TARGET
@@ -44,7 +49,12 @@ fn grad(i: u32) -> f32 {
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = gid.x + gid.y * nwg.x * OPT_WG;
   if (i >= opt.n) { return; }
+#if GUARDED
+  if (control[0] != 0u) { return; }
+  let g = grad(i) * bitcast<f32>(control[5]);
+#else
   let g = grad(i);
+#endif
   var update = g;
 #if MOMENTUM
   let trace = g + opt.b1 * moments[opt.s_off + i];

@@ -7,9 +7,9 @@
  *   adam:      m ← (1−b1)g + b1·m,  v ← (1−b2)g² + b2·v,  p ← p − lr·m̂ / (√(v̂ + epsRoot) + eps),
  *              m̂ = m/(1 − b1ᵗ), v̂ = v/(1 − b2ᵗ)  (eps outside the square root, as optax)
  */
-import { optimizerKernel, SMALL_WG, type OptimizerKernelKind } from '../kernels/index.js';
-import { WpcArgumentError, argError, checkFinite, checkKnownKeys } from '../runtime/errors.js';
-import { UNIFORM_USAGE } from '../runtime/flags.js';
+import { healthKernel, optimizerKernel, SMALL_WG, type OptimizerKernelKind } from '../kernels/index.js';
+import { WpcArgumentError, WpcDivergenceError, argError, checkFinite, checkKnownKeys } from '../runtime/errors.js';
+import { BufferUsage, UNIFORM_USAGE } from '../runtime/flags.js';
 import { type CompiledKernel, createBindGroup } from '../runtime/kernel.js';
 import type { Recorder } from '../runtime/recorder.js';
 import type { Runtime } from '../runtime/runtime.js';
@@ -157,9 +157,122 @@ export class OptState {
     }
   }
 
-  /** @internal compiles the update kernel for a target layout. */
-  kernel(gradsInTarget: boolean): Promise<CompiledKernel> {
-    return this.runtime.kernel(optimizerKernel(this.optimizer.kernelKind, gradsInTarget));
+  /** @internal compiles the update kernel for a target layout (guarded: gated by the divergence flag). */
+  kernel(gradsInTarget: boolean, guarded = false): Promise<CompiledKernel> {
+    return this.runtime.kernel(optimizerKernel(this.optimizer.kernelKind, gradsInTarget, guarded));
+  }
+
+  // ── Divergence guard (training steps): see kernels/health.wgsl ──
+  private control: GPUBuffer | null = null;
+  private healthUniform: GPUBuffer | null = null;
+  private readonly healthGroups = new WeakMap<GPUBuffer, GPUBindGroup>();
+  /** A divergence already read back and not yet cleared. */
+  private diverged: WpcDivergenceError | null = null;
+
+  /** @internal the control words (flag, step, layers, gradient scale), created on first use. */
+  controlBuffer(): GPUBuffer {
+    if (!this.control) {
+      this.control = this.runtime.createStorageBuffer(32, 'wpc.optimizer.control', BufferUsage.COPY_SRC | BufferUsage.COPY_DST);
+      this.writeHealthyControl();
+      this.healthUniform = this.runtime.device.createBuffer({ size: 48, usage: UNIFORM_USAGE, label: 'wpc.optimizer.health' });
+    }
+    return this.control;
+  }
+
+  private writeHealthyControl(): void {
+    const words = new Uint32Array([0, 0, 0xffffffff, 0xffffffff, 0xffffffff, 0, 0, 0]);
+    new Float32Array(words.buffer, 20, 1)[0] = 1;
+    this.runtime.device.queue.writeBuffer(this.control!, 0, words);
+  }
+
+  /**
+   * @internal records the divergence check of the step about to be applied (step = count + 1) over the
+   * per-layer energies, activity norms and gradient norms at the given offsets of `scalars`, and the clipping
+   * scale for `clip` (0: none).
+   */
+  recordHealthCheck(
+    rec: Recorder,
+    kernel: CompiledKernel,
+    scalars: GPUBuffer,
+    at: { energyOff: number; nEnergy: number; actOff: number; nAct: number; actFirstLayer: number; gradOff: number; nGrad: number },
+    clip: number,
+  ): void {
+    const control = this.controlBuffer();
+    const words = new ArrayBuffer(48);
+    const u = new Uint32Array(words);
+    u.set([at.nEnergy, at.energyOff, at.nAct, at.actOff, at.actFirstLayer, at.nGrad, at.gradOff, this.count + 1]);
+    new Float32Array(words)[8] = clip;
+    this.runtime.device.queue.writeBuffer(this.healthUniform!, 0, words);
+    let group = this.healthGroups.get(scalars);
+    if (!group) {
+      group = createBindGroup(this.runtime.device, kernel, { health: this.healthUniform!, scalars, control });
+      this.healthGroups.set(scalars, group);
+    }
+    rec.dispatch(kernel, group, 1);
+  }
+
+  /** @internal the health kernel. */
+  healthKernel(): Promise<CompiledKernel> {
+    return this.runtime.kernel(healthKernel());
+  }
+
+  /** @internal the byte range of the control words, for a readback batched with others (`wpc train`). */
+  get controlRange(): { buffer: GPUBuffer; byteOffset: number; byteLength: number } {
+    return { buffer: this.controlBuffer(), byteOffset: 0, byteLength: 32 };
+  }
+
+  /**
+   * @internal interprets control words read back: on a raised flag, remembers the divergence (so every later
+   * step refuses to run until `clearDivergence`), rolls the step count back to the last applied update, and
+   * returns the error.
+   */
+  noteControl(words: Float32Array | Uint32Array): WpcDivergenceError | null {
+    const u = new Uint32Array(words.buffer, words.byteOffset, 8);
+    if (u[0] === 0) return this.diverged;
+    if (this.diverged) return this.diverged;
+    const step = u[1]!;
+    const [energy, act, grad] = [u[2]!, u[3]!, u[4]!];
+    const where =
+      energy !== 0xffffffff
+        ? { what: 'energy' as const, layer: energy, text: `the energy of layer ${energy + 1} (its prediction error)` }
+        : act !== 0xffffffff
+          ? { what: 'activity' as const, layer: act, text: `the activities z_${act}` }
+          : { what: 'gradient' as const, layer: grad === 0xffffffff ? 0 : grad, text: grad === 0xffffffff ? 'the gradient norm (overflow)' : `the parameter gradients of layer ${grad + 1}` };
+    this.diverged = new WpcDivergenceError(
+      `training diverged at step ${step}: NaN or Inf in ${where.text}. The parameter update of step ${step} was not applied, ` +
+        `so the model keeps its weights from step ${step - 1}; lower the step size (dt) or the learning rate, or clip gradients ` +
+        `(makePcStep's clipGradNorm), then call optState.clearDivergence() to go on`,
+      step,
+      where.what,
+      where.layer,
+    );
+    this.count = step - 1;
+    return this.diverged;
+  }
+
+  /**
+   * Reads the divergence flag of the steps recorded so far (one small readback, so call it at your usual
+   * polls, e.g. with the losses) and throws a WpcDivergenceError naming the step and layer if one diverged.
+   */
+  async checkDivergence(): Promise<void> {
+    if (this.disposedFlag) throw new WpcArgumentError('OptState.checkDivergence: this state has been disposed');
+    if (this.diverged) throw this.diverged;
+    if (!this.control) return;
+    const [words] = await this.runtime.read([this.controlRange]);
+    const error = this.noteControl(words!);
+    if (error) throw error;
+  }
+
+  /** @internal throws the divergence already read, if any (makePcStep refuses to run on). */
+  throwIfDiverged(fn: string): void {
+    if (this.diverged) throw new WpcDivergenceError(`${fn}: ${this.diverged.message}`, this.diverged.step, this.diverged.what, this.diverged.layer);
+  }
+
+  /** Lowers the divergence flag after a WpcDivergenceError, so that training can go on (e.g. with a lower dt). */
+  clearDivergence(): void {
+    if (this.disposedFlag) throw new WpcArgumentError('OptState.clearDivergence: this state has been disposed');
+    this.diverged = null;
+    if (this.control) this.writeHealthyControl();
   }
 
   /**
@@ -205,6 +318,7 @@ export class OptState {
       const resources: Record<string, GPUBuffer> = { opt: this.uniform, values: target.buffer };
       if (!('inTarget' in grads)) resources.grads = grads.buffer;
       if (this.moments) resources.moments = this.moments;
+      if (kernel.spec.bindings.some((b) => b.name === 'control')) resources.control = this.controlBuffer();
       group = createBindGroup(this.runtime.device, kernel, resources);
       byKernel.set(kernel.cacheKey, group);
     }
@@ -247,6 +361,8 @@ export class OptState {
     this.disposedFlag = true;
     this.moments?.destroy();
     this.uniform.destroy();
+    this.control?.destroy();
+    this.healthUniform?.destroy();
     this.runtime.untrack(this);
   }
 

@@ -39,10 +39,22 @@ export interface PcStepOptions extends SolverOptions, EnergyTermOptions {
    * the wall-clock milliseconds. This stalls the pipeline twice, so use it for measurements only. Default false.
    */
   timeInference?: boolean;
+  /**
+   * Divergence guard. Default true: after inference the GPU checks the step's per-layer energies, activity norms
+   * and gradient norms for NaN/Inf; if any is non-finite, the parameter update is not applied (nor any later one)
+   * and the next `optState.checkDivergence()` — or the next makePcStep once that has been read — throws a
+   * WpcDivergenceError naming the step and layer. Costs a few reductions per training step, no readback.
+   */
+  checkFinite?: boolean;
+  /**
+   * Clips the gradient to a global norm (optax.clip_by_global_norm): g ← g · min(1, c / ‖g‖) over all
+   * parameters. Needs checkFinite (the guard computes the norm). Default: no clipping.
+   */
+  clipGradNorm?: number;
 }
 
 const METRIC_KEYS = ['activityNorms', 'paramNorms', 'gradNorms', 'calculateAccuracy', 'timeInference'] as const;
-const STEP_KEYS = [...ENERGY_KEYS, 'seed', 'sigma', ...SOLVER_OPTION_KEYS, ...METRIC_KEYS] as const;
+const STEP_KEYS = [...ENERGY_KEYS, 'seed', 'sigma', ...SOLVER_OPTION_KEYS, ...METRIC_KEYS, 'checkFinite', 'clipGradNorm'] as const;
 
 /** `Loss` is `Tensor` when the options have an input (supervised), else `Tensor | null`. */
 export interface PcStepResult<Loss extends Tensor | null = Tensor | null> {
@@ -110,15 +122,23 @@ export async function makePcStep<O extends PcStepOptions>(
         if (o[key] !== undefined) throw new WpcArgumentError(`${fn}: options.${key} only applies without options.input (unsupervised PC); a supervised step starts from a feedforward pass`);
       }
     }
+    if (o.checkFinite !== undefined && typeof o.checkFinite !== 'boolean') argError(fn, 'options.checkFinite', 'a boolean', o.checkFinite);
+    if (o.clipGradNorm !== undefined) {
+      checkFinite(fn, 'options.clipGradNorm', o.clipGradNorm, { min: Number.MIN_VALUE });
+      if (o.checkFinite === false) throw new WpcArgumentError(`${fn}: options.clipGradNorm needs options.checkFinite (the guard computes the gradient norm)`);
+    }
     checkOptState(fn, optState, optim, 'params', model.paramCount, model.runtime);
+    optState.throwIfDiverged(fn);
   });
+  const guard = options.checkFinite !== false;
   const cfg = solver!;
   return onWorkspace(
     model,
     B,
     cap,
     async (ws, rec) => {
-      const kernel = await optState.kernel(false);
+      const kernel = await optState.kernel(false, guard);
+      const healthKernel = guard ? await optState.healthKernel() : null;
       writeSolverConfig(ws, cfg);
       loadBatch(ws, rec, cap.input, cap.output);
       let lossTensor: Tensor | null = null;
@@ -151,12 +171,29 @@ export async function makePcStep<O extends PcStepOptions>(
       ws.recordErrors(rec, 'y', loss, false);
       ws.recordEnergies(rec, loss);
       const energies = copyOutScalars(ws, rec, ws.scalar.energies, [model.depth]);
-      if (opts.activityNorms) ws.recordActivityNorms(rec);
+      if (opts.activityNorms || guard) ws.recordActivityNorms(rec);
       const activityNorms = opts.activityNorms ? copyOutScalars(ws, rec, ws.scalar.activityNorms, [model.depth + 1 - ws.first]) : null;
       ws.recordParamGrads(rec);
       ws.recordRegularizerGrads(rec);
-      if (opts.gradNorms) ws.recordParamNorms(rec, 'grads');
+      if (opts.gradNorms || guard) ws.recordParamNorms(rec, 'grads');
       const gradNorms = opts.gradNorms ? copyOutScalars(ws, rec, ws.scalar.gradNorms, [model.depth, 2]) : null;
+      if (healthKernel) {
+        optState.recordHealthCheck(
+          rec,
+          healthKernel,
+          ws.scalars,
+          {
+            energyOff: ws.scalar.energies,
+            nEnergy: model.depth,
+            actOff: ws.scalar.activityNorms,
+            nAct: model.depth + 1 - ws.first,
+            actFirstLayer: ws.first,
+            gradOff: ws.scalar.gradNorms,
+            nGrad: 2 * model.depth,
+          },
+          opts.clipGradNorm ?? 0,
+        );
+      }
       optState.recordStep(rec, kernel, { buffer: model.params, offset: 0 }, { buffer: model.grads(), offset: 0 }, model.paramCount);
       let acc: Tensor | null = null;
       if (opts.calculateAccuracy) {

@@ -37,6 +37,23 @@ export class WpcSolverError extends Error {
   override name = 'WpcSolverError';
 }
 
+/**
+ * A training step produced NaN or ±Inf (activities, energies or gradients). The step's parameter update was not
+ * applied, so the model keeps its last good weights; `step` is the training step (optimiser count) that
+ * diverged and `layer`/`what` where it was first seen.
+ */
+export class WpcDivergenceError extends Error {
+  override name = 'WpcDivergenceError';
+  constructor(
+    message: string,
+    readonly step: number,
+    readonly what: 'energy' | 'activity' | 'gradient',
+    readonly layer: number,
+  ) {
+    super(message);
+  }
+}
+
 /** Shortens a value for an error message. */
 export function describe(value: unknown): string {
   if (value === undefined) return 'undefined';

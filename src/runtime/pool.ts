@@ -6,6 +6,8 @@
  * because every use goes through the same queue in order: later writes cannot overtake earlier reads.
  */
 
+import { WpcArgumentError } from './errors.js';
+
 /** Sizes are rounded up to a power of two (at least 256 B) below 16 MiB and to whole MiB above. */
 export function bucketSize(byteSize: number): number {
   const min = 256;
@@ -30,6 +32,8 @@ export interface PoolStats {
 export class BufferPool {
   private readonly free = new Map<string, GPUBuffer[]>();
   private readonly sizes = new WeakMap<GPUBuffer, { key: string; size: number }>();
+  /** Buffers handed out and not yet released (destroyed by `destroyAll`, e.g. tensors never disposed). */
+  private readonly live = new Set<GPUBuffer>();
   readonly stats: PoolStats = { created: 0, reused: 0, inUse: 0, inUseBytes: 0, pooledBytes: 0 };
 
   /** @param maxPooledBytes free buffers beyond this many bytes are destroyed instead of kept. */
@@ -39,7 +43,20 @@ export class BufferPool {
   ) {}
 
   acquire(byteSize: number, usage: number, label = 'wpc.pooled'): GPUBuffer {
-    const size = bucketSize(byteSize);
+    // Refuse what the device cannot allocate here, with the numbers (createBuffer would only report it later,
+    // asynchronously, as a validation error).
+    const limits = this.device.limits;
+    const storage = (usage & 0x80) !== 0; // GPUBufferUsage.STORAGE
+    const [limit, limitName] =
+      storage && limits.maxStorageBufferBindingSize < limits.maxBufferSize
+        ? [limits.maxStorageBufferBindingSize, 'maxStorageBufferBindingSize']
+        : [limits.maxBufferSize, 'maxBufferSize'];
+    if (byteSize > limit) {
+      throw new WpcArgumentError(
+        `${label}: needs ${byteSize} bytes (${(byteSize / 2 ** 20).toFixed(1)} MiB) in one buffer, but this adapter allows at most ${limit} bytes (${(limit / 2 ** 20).toFixed(1)} MiB, ${limitName}); use a smaller batch or network`,
+      );
+    }
+    const size = Math.min(bucketSize(byteSize), Math.max(byteSize, Math.floor(limit / 4) * 4));
     const key = `${size}:${usage}`;
     const list = this.free.get(key);
     const reused = list?.pop();
@@ -48,9 +65,11 @@ export class BufferPool {
     if (reused) {
       this.stats.reused++;
       this.stats.pooledBytes -= size;
+      this.live.add(reused);
       return reused;
     }
     const buffer = this.device.createBuffer({ size, usage, label });
+    this.live.add(buffer);
     this.stats.created++;
     this.sizes.set(buffer, { key, size });
     return buffer;
@@ -59,6 +78,7 @@ export class BufferPool {
   release(buffer: GPUBuffer): void {
     const info = this.sizes.get(buffer);
     if (!info) throw new Error('BufferPool.release: this buffer did not come from this pool');
+    if (!this.live.delete(buffer)) return; // already released, or destroyed by destroyAll
     this.stats.inUse--;
     this.stats.inUseBytes -= info.size;
     if (this.stats.pooledBytes + info.size > this.maxPooledBytes) {
@@ -69,6 +89,15 @@ export class BufferPool {
     if (!list) this.free.set(info.key, (list = []));
     list.push(buffer);
     this.stats.pooledBytes += info.size;
+  }
+
+  /** Destroys every buffer, free or handed out (the runtime's dispose: nothing may use them afterwards). */
+  destroyAll(): void {
+    this.trim();
+    for (const b of this.live) b.destroy();
+    this.live.clear();
+    this.stats.inUse = 0;
+    this.stats.inUseBytes = 0;
   }
 
   /** Destroys every pooled (free) buffer. Buffers still handed out stay valid. */

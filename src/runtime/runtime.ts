@@ -166,7 +166,7 @@ export class Runtime {
   /** Throws if the device was lost, the runtime disposed, or the GPU reported an error since the last check. */
   checkHealthy(what = 'WPC'): void {
     if (this.disposedFlag) throw new WpcGpuError(`${what}: the runtime has been disposed`, 'device-lost');
-    if (this.lostMessage) throw new WpcGpuError(`${what}: the GPU device was lost (${this.lostMessage})`, 'device-lost');
+    if (this.lostMessage) throw new WpcGpuError(`${what}: the GPU device was lost (${this.lostMessage}); everything on it is gone — call init() again for a new device and reload your model (e.g. from a checkpoint)`, 'device-lost');
     const error = this.pendingError;
     if (error) {
       this.pendingError = undefined;
@@ -277,6 +277,8 @@ export class Runtime {
 
   /** @internal a pooled tensor with unspecified contents. */
   empty(shape: Shape): Tensor {
+    this.checkHealthy('runtime.empty');
+    checkShape('runtime.empty', shape);
     const n = shapeSize(shape);
     const buffer = this.pool.acquire(Math.max(4, n * 4), STORAGE_USAGE, 'wpc.tensor');
     return new Tensor(this, buffer, 0, shape, true);
@@ -391,7 +393,7 @@ export class Runtime {
     for (const resource of [...this.owned]) resource.dispose();
     this.owned.clear();
     this.disposedFlag = true;
-    this.pool.trim();
+    this.pool.destroyAll();
     this.device.removeEventListener('uncapturederror', this.onError);
     if (this.ownsDevice) this.device.destroy();
   }
