@@ -5,7 +5,7 @@ export { Runtime, initFromDevice } from './runtime/runtime.js';
 export type { AdapterSummary, InitOptions, InitFromDeviceOptions, KernelTuning, RuntimeStats } from './runtime/runtime.js';
 export { Tensor } from './runtime/tensor.js';
 export type { Shape } from './runtime/tensor.js';
-export { WpcArgumentError, WpcGpuError, WpcShaderError, WpcSolverError } from './runtime/errors.js';
+export { WpcArgumentError, WpcDivergenceError, WpcError, WpcGpuError, WpcShaderError, WpcSolverError } from './runtime/errors.js';
 export { ACTIVATIONS, Model, PARAM_TYPES, makeMlp, makeSkipModel, mlpFromBuffer, mlpFromWeights, paramScalings } from './pc/model.js';
 export type { Activation, LayerSpec, MakeMlpOptions, MlpFromBufferOptions, MlpFromWeightsOptions, ParamType, ParameterisationOptions } from './pc/model.js';
 export { pcEnergy, computePcActivityGrad, computePcParamGrads, initActivitiesFromNormal, initActivitiesWithFfwd } from './pc/energy.js';

@@ -9,6 +9,8 @@
  * supported, which is all MNIST-style data needs.
  */
 
+import { WpcArgumentError, WpcError } from '../runtime/errors.js';
+
 /** A problem with the contents of a data file; the message starts with the file's name. */
 export class IdxError extends Error {
   override name = 'IdxError';
@@ -20,6 +22,7 @@ export class IdxError extends Error {
     super(message);
   }
 }
+WpcError.members.push(IdxError);
 
 /** A parsed IDX array of unsigned bytes. */
 export interface IdxArray {
@@ -63,8 +66,9 @@ function hexBytes(bytes: Uint8Array, count: number): string {
  */
 export function parseIdx(bytes: Uint8Array, name: string): IdxArray {
   if (!(bytes instanceof Uint8Array)) {
-    throw new TypeError(`parseIdx: bytes must be a Uint8Array, got ${typeof bytes}`);
+    throw new WpcArgumentError(`parseIdx: bytes must be a Uint8Array, got ${typeof bytes}`);
   }
+  if (typeof name !== 'string') throw new WpcArgumentError(`parseIdx: name must be a string (the file's name, for messages), got ${typeof name}`);
   const fail = (what: string): never => {
     throw new IdxError(`${name}: ${what}`, name);
   };

@@ -138,10 +138,11 @@ async function readIdx(dir: string, file: string, name: DatasetName): Promise<Id
     bytes = await readOptional(plainPath);
   }
   if (bytes === undefined) {
-    throw new Error(
+    throw new IdxError(
       `loadDataset: missing ${DISPLAY[name]} file ${gzPath} (nor is there an uncompressed ${file}). ` +
         `The folder ${dir} must hold ${expectedFileNames().join(', ')}; ` +
         `the shared copy usually lives in ${SHARED_COPY_HINT}`,
+      gzPath,
     );
   }
   const isGzip = bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
@@ -172,7 +173,7 @@ async function readOptional(path: string): Promise<Uint8Array | undefined> {
     return await readFile(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new Error(`loadDataset: cannot read ${path}: ${(err as Error).message}`, { cause: err });
+    throw new IdxError(`loadDataset: cannot read ${path}: ${(err as Error).message}`, path);
   }
 }
 

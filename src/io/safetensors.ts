@@ -8,7 +8,7 @@
  * view of any tensor: the header length against the file, the JSON, each entry's dtype, shape and offsets
  * (inside the data, sized by the shape, no overlaps, no gaps, no trailing bytes), the metadata's types.
  */
-import { WpcArgumentError } from '../runtime/errors.js';
+import { WpcArgumentError, argError } from '../runtime/errors.js';
 
 /** The dtypes WPC writes and reads (safetensors names). */
 export type SafeDtype = 'F32' | 'U32' | 'I32';
@@ -36,12 +36,23 @@ function ctor(dtype: SafeDtype) {
 
 /** Serialises tensors (in the given order) and string metadata into one safetensors file. */
 export function encodeSafetensors(tensors: Readonly<Record<string, SafeTensorIn>>, metadata: Readonly<Record<string, string>> = {}): Uint8Array {
+  const fn = 'encodeSafetensors';
+  if (typeof tensors !== 'object' || tensors === null || Array.isArray(tensors)) argError(fn, 'tensors', 'an object of { dtype, shape, data } by name', tensors);
+  if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)) argError(fn, 'metadata', 'an object of strings', metadata);
+  for (const [k, v] of Object.entries(metadata)) if (typeof v !== 'string') argError(fn, `metadata.${k}`, 'a string', v);
+  for (const [name, t] of Object.entries(tensors)) {
+    if (name === '__metadata__' || name.length === 0) argError(fn, 'tensors', 'names other than "" and "__metadata__"', name);
+    if (typeof t !== 'object' || t === null) argError(fn, `tensors.${name}`, 'an object { dtype, shape, data }', t);
+    if (t.dtype !== 'F32' && t.dtype !== 'U32' && t.dtype !== 'I32') argError(fn, `tensors.${name}.dtype`, '"F32", "U32" or "I32"', t.dtype);
+    if (!Array.isArray(t.shape) || t.shape.some((d) => !Number.isSafeInteger(d) || d < 0)) argError(fn, `tensors.${name}.shape`, 'an array of non-negative integers', t.shape);
+    if (!(t.data instanceof ctor(t.dtype))) argError(fn, `tensors.${name}.data`, `a ${ctor(t.dtype).name} (dtype ${t.dtype})`, t.data);
+  }
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length > 0) header.__metadata__ = { ...metadata };
   let offset = 0;
   for (const [name, t] of Object.entries(tensors)) {
     const count = t.shape.reduce((a, b) => a * b, 1);
-    if (t.data.length !== count) throw new Error(`encodeSafetensors: tensor ${name} has ${t.data.length} values for shape [${t.shape.join(', ')}]`);
+    if (t.data.length !== count) throw new WpcArgumentError(`${fn}: tensors.${name}.data has ${t.data.length} values, shape [${t.shape.join(', ')}] needs ${count}`);
     header[name] = { dtype: t.dtype, shape: [...t.shape], data_offsets: [offset, offset + 4 * count] };
     offset += 4 * count;
   }
@@ -68,7 +79,8 @@ export function encodeSafetensors(tensors: Readonly<Record<string, SafeTensorIn>
  * Parses a safetensors file. `what` names the file in errors (e.g. the path). Only the dtypes WPC uses are
  * accepted; anything inconsistent throws a WpcArgumentError saying what and where.
  */
-export function decodeSafetensors(bytes: Uint8Array, what = 'safetensors file'): { tensors: Record<string, SafeTensorOut>; metadata: Record<string, string> } {
+export function decodeSafetensors(bytes: Uint8Array, what = 'decodeSafetensors'): { tensors: Record<string, SafeTensorOut>; metadata: Record<string, string> } {
+  if (typeof what !== 'string') throw new WpcArgumentError(`decodeSafetensors: what must be a string (a name for messages), got ${typeof what}`);
   if (!(bytes instanceof Uint8Array)) throw new WpcArgumentError(`${what}: expected the file's bytes (a Uint8Array), got ${typeof bytes}`);
   if (bytes.length < 8) throw new WpcArgumentError(`${what}: truncated: ${bytes.length} bytes, a safetensors file starts with an 8-byte header length`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);

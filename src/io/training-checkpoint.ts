@@ -19,9 +19,9 @@
 import { WpcArgumentError, argError } from '../runtime/errors.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { ACTIVATIONS } from '../kernels/index.js';
-import { type Activation, type Model, PARAM_TYPES, type ParamType, mlpFromWeights } from '../pc/model.js';
+import { type Activation, type Model, PARAM_TYPES, type ParamType, checkRuntime, mlpFromWeights } from '../pc/model.js';
 import { checkModel } from '../pc/batch.js';
-import { type OptState, Optimizer, adam, sgd } from '../pc/optim.js';
+import { type OptState, Optimizer, adam, checkOptState, sgd } from '../pc/optim.js';
 import { type SafeTensorIn, decodeSafetensors, encodeSafetensors } from './safetensors.js';
 
 export const TRAINING_CHECKPOINT_FORMAT = 'wpc-training-checkpoint';
@@ -54,8 +54,8 @@ export async function trainingCheckpoint(model: Model, options: TrainingCheckpoi
   const { optim, optState } = options;
   if ((optim === undefined) !== (optState === undefined)) throw new WpcArgumentError(`${fn}: options.optim and options.optState go together (give both or neither)`);
   if (optState !== undefined) {
-    // Validates kind, runtime and size against the model.
-    (optState as OptState).check(fn, optim, 'params', model.paramCount, model.runtime, { optim: 'options.optim', optState: 'options.optState' });
+    // Validates type, kind, runtime and size against the model.
+    checkOptState(fn, optState, optim, 'params', model.paramCount, model.runtime, { optim: 'options.optim', optState: 'options.optState' });
   }
   const step = options.step ?? optState?.count ?? 0;
   if (!Number.isSafeInteger(step) || step < 0) argError(fn, 'options.step', 'a non-negative integer', step);
@@ -127,7 +127,9 @@ function optimizerFrom(what: string, config: unknown): Optimizer {
  * A model (and optimiser state) on `runtime` from a training checkpoint's bytes. `what` names the source in
  * errors (e.g. the path). Everything is validated before anything is allocated.
  */
-export function restoreTrainingCheckpoint(runtime: Runtime, bytes: Uint8Array, what = 'training checkpoint'): RestoredTraining {
+export function restoreTrainingCheckpoint(runtime: Runtime, bytes: Uint8Array, what = 'restoreTrainingCheckpoint'): RestoredTraining {
+  if (typeof what !== 'string') throw new WpcArgumentError(`restoreTrainingCheckpoint: what must be a string (a name for messages), got ${typeof what}`);
+  checkRuntime('restoreTrainingCheckpoint', runtime);
   const { tensors, metadata } = decodeSafetensors(bytes, what);
   if (metadata.format !== TRAINING_CHECKPOINT_FORMAT) {
     throw new WpcArgumentError(`${what}: metadata.format must be "${TRAINING_CHECKPOINT_FORMAT}", got ${JSON.stringify(metadata.format)} (not a WPC training checkpoint)`);

@@ -53,6 +53,13 @@ export type ParamType = (typeof PARAM_TYPES)[number];
  * there, [s_1, s_L], and its energy reads the last).
  */
 export function paramScalings(dims: readonly number[], paramType: ParamType, options: { skips?: boolean; gamma?: number | null } = {}): number[] {
+  const fn = 'paramScalings';
+  if (!Array.isArray(dims) || dims.length < 2 || dims.some((d) => !Number.isSafeInteger(d) || d < 1)) argError(fn, 'dims', 'an array of at least two positive integers', dims);
+  checkOneOf(fn, 'paramType', paramType, PARAM_TYPES);
+  if (typeof options !== 'object' || options === null) argError(fn, 'options', 'an object', options);
+  checkKnownKeys(fn, 'options', options, ['skips', 'gamma']);
+  if (options.skips !== undefined && typeof options.skips !== 'boolean') argError(fn, 'options.skips', 'a boolean', options.skips);
+  if (options.gamma !== undefined && options.gamma !== null) checkFinite(fn, 'options.gamma', options.gamma, { min: Number.MIN_VALUE });
   const L = dims.length - 1;
   const D = dims[0]!;
   const N = dims[1]!;
@@ -67,12 +74,15 @@ export function paramScalings(dims: readonly number[], paramType: ParamType, opt
   return scales;
 }
 
+/** Most layers a model may have (far beyond any PC network; guards against runaway sizes). */
+export const MAX_DEPTH = 10_000;
+
 /**
  * JPC's `make_skip_model(depth)`: identity residuals on the hidden-to-hidden layers 2..L−1 (indices 1..depth−2),
  * never on the input or output layer. Pass it as `skipModel` to `makeMlp` or `mlpFromWeights`.
  */
 export function makeSkipModel(depth: number): boolean[] {
-  const L = checkPositiveInt('makeSkipModel', 'depth', depth);
+  const L = checkPositiveInt('makeSkipModel', 'depth', depth, MAX_DEPTH);
   return Array.from({ length: L }, (_, l) => l >= 1 && l <= L - 2);
 }
 
@@ -194,7 +204,7 @@ function layout(dims: readonly number[], useBias: boolean, scales: readonly numb
   return layers;
 }
 
-function checkRuntime(fn: string, runtime: unknown): Runtime {
+export function checkRuntime(fn: string, runtime: unknown): Runtime {
   if (!(runtime instanceof Runtime)) argError(fn, 'runtime', 'a Runtime (from init() or initFromDevice())', runtime);
   runtime.checkHealthy(fn);
   return runtime;
@@ -290,7 +300,7 @@ export function makeMlp(runtime: Runtime, options: MakeMlpOptions): Model {
   if (!Number.isSafeInteger(options.seed)) argError(fn, 'options.seed', 'a safe integer', options.seed);
   const inputDim = checkPositiveInt(fn, 'options.inputDim', options.inputDim);
   const width = checkPositiveInt(fn, 'options.width', options.width);
-  const depth = checkPositiveInt(fn, 'options.depth', options.depth);
+  const depth = checkPositiveInt(fn, 'options.depth', options.depth, MAX_DEPTH);
   const outputDim = checkPositiveInt(fn, 'options.outputDim', options.outputDim);
   const actFn = checkOneOf(fn, 'options.actFn', options.actFn, ACTIVATIONS);
   const useBias = options.useBias ?? false;

@@ -54,6 +54,18 @@ export class WpcDivergenceError extends Error {
   }
 }
 
+/**
+ * `e instanceof WpcError` is true for every error WPC throws on purpose: WpcArgumentError, WpcGpuError,
+ * WpcShaderError, WpcSolverError, WpcDivergenceError, and IdxError from the IDX reader (registered there).
+ * (The classes keep their own bases — WpcArgumentError is a TypeError — so this is a check, not a base class.)
+ */
+export class WpcError extends Error {
+  static readonly members: (abstract new (...args: never[]) => Error)[] = [WpcArgumentError, WpcGpuError, WpcShaderError, WpcSolverError, WpcDivergenceError];
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return WpcError.members.some((C) => value instanceof C);
+  }
+}
+
 /** Shortens a value for an error message. */
 export function describe(value: unknown): string {
   if (value === undefined) return 'undefined';

@@ -5,7 +5,7 @@
  * one made by `initFromDevice({ device })` wraps a caller's device and never destroys it, never replaces its
  * error handlers and never pushes an error scope that outlives a call.
  */
-import { WpcArgumentError, WpcGpuError, checkFiniteData, checkKnownKeys, checkPositiveInt, describe } from './errors.js';
+import { WpcArgumentError, WpcGpuError, argError, checkFiniteData, checkKnownKeys, checkPositiveInt, describe } from './errors.js';
 import { BufferUsage, MapMode, STORAGE_USAGE } from './flags.js';
 import { PipelineCache, type CompiledKernel, type KernelSpec } from './kernel.js';
 import { BufferPool } from './pool.js';
@@ -326,6 +326,20 @@ export class Runtime {
    */
   readLater(ranges: readonly Range[]): PendingRead {
     this.checkHealthy('read');
+    if (!Array.isArray(ranges)) argError('runtime.read', 'ranges', 'an array of { buffer, byteOffset, byteLength }', ranges);
+    ranges.forEach((r: Range, i) => {
+      const b = (r as Partial<Range> | null)?.buffer as GPUBuffer | undefined;
+      if (typeof r !== 'object' || r === null || typeof b !== 'object' || b === null || typeof b.size !== 'number') {
+        argError('runtime.read', `ranges[${i}].buffer`, 'a GPUBuffer', b);
+      }
+      for (const key of ['byteOffset', 'byteLength'] as const) {
+        const v = r[key];
+        if (!Number.isSafeInteger(v) || v < 0 || v % 4 !== 0) argError('runtime.read', `ranges[${i}].${key}`, 'a non-negative multiple of 4', v);
+      }
+      if (r.byteOffset + r.byteLength > b!.size) {
+        throw new WpcArgumentError(`runtime.read: ranges[${i}] ends at byte ${r.byteOffset + r.byteLength}, past the buffer's ${b!.size} bytes`);
+      }
+    });
     const total = ranges.reduce((s, r) => s + r.byteLength, 0);
     const size = Math.max(4, total);
     const staging = this.pool.acquire(size, BufferUsage.MAP_READ | BufferUsage.COPY_DST, 'wpc.staging');
