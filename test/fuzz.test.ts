@@ -258,7 +258,7 @@ describe('every public function under random bad input', () => {
 
 /** Flips one random bit, truncates, or both. */
 const mutation = fc.record({ cut: fc.option(fc.nat(), { nil: undefined }), flips: fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 7 })), { maxLength: 3 }) });
-function mutate(bytes: Uint8Array, m: { cut?: number; flips: [number, number][] }): Uint8Array {
+function mutate(bytes: Uint8Array, m: { cut: number | undefined; flips: [number, number][] }): Uint8Array {
   // A copy (Buffer.slice would share memory and let the mutations pile up across cases).
   const out = new Uint8Array(bytes.subarray(0, m.cut === undefined ? bytes.length : m.cut % (bytes.length + 1)));
   for (const [at, bit] of m.flips) if (out.length > 0) out[at % out.length]! ^= 1 << bit;
