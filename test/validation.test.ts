@@ -133,7 +133,7 @@ describe('makeMlp', () => {
     await fails(() => makeMlp(rt(), bad({ ...MLP, actFn: 'sigmoid' })), ['makeMlp', 'options.actFn', ...ACTIVATIONS.map((a) => `"${a}"`), 'got "sigmoid"']);
     await fails(() => makeMlp(rt(), { ...MLP, inputDim: 0 }), ['options.inputDim', 'a positive integer', 'got 0']);
     await fails(() => makeMlp(rt(), { ...MLP, width: 2.5 }), ['options.width', 'a positive integer', 'got 2.5']);
-    await fails(() => makeMlp(rt(), { ...MLP, depth: -1 }), ['options.depth', 'a positive integer', 'got -1']);
+    await fails(() => makeMlp(rt(), { ...MLP, depth: -1 }), ['options.depth', 'an integer in [1, 10000]', 'got -1']);
     await fails(() => makeMlp(rt(), { ...MLP, outputDim: Number.NaN }), ['options.outputDim', 'got NaN']);
     await fails(() => makeMlp(rt(), { ...MLP, seed: 0.5 }), ['options.seed', 'a safe integer', 'got 0.5']);
     await fails(() => makeMlp(rt(), bad({ ...MLP, useBias: 'yes' })), ['options.useBias', 'a boolean', 'got "yes"']);
