@@ -154,3 +154,17 @@ export function activityGradScale(ref: RefModel, acts: readonly Mat[], y: Mat, x
   for (let i = 0; i < acts[L - 1]!.data.length; i++) out.push(0);
   return Float64Array.from(out);
 }
+
+/** A random classification batch on the GPU: x ~ N(0, 1) [B, inDim], one-hot y [B, outDim]. */
+export function randomBatch(rt: Runtime, seed: number, B: number, inDim: number, outDim: number): { x: Tensor; y: Tensor } {
+  const rng = new Random(seed);
+  const x = Float32Array.from({ length: B * inDim }, () => rng.normal());
+  const y = new Float32Array(B * outDim);
+  for (let b = 0; b < B; b++) y[b * outDim + rng.nextInt(outDim)] = 1;
+  return { x: rt.tensor(x, [B, inDim]), y: rt.tensor(y, [B, outDim]) };
+}
+
+/** The raw bits of float32 values, for bit-exact comparisons. */
+export function bits(a: Float32Array): number[] {
+  return Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
+}

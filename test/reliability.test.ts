@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adam, init, makeMlp, makePcStep, sgd, type Runtime } from '../src/node.js';
 import { WpcArgumentError, WpcDivergenceError, WpcGpuError } from '../src/runtime/errors.js';
 import { Random } from '../src/util/random.js';
+import { bits, randomBatch } from './helpers.js';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
@@ -17,15 +18,7 @@ beforeAll(async () => {
 });
 afterAll(() => rt.dispose());
 
-function data(r: Runtime, seed: number, B: number, inDim: number, outDim: number) {
-  const rng = new Random(seed);
-  const x = Float32Array.from({ length: B * inDim }, () => rng.normal());
-  const y = new Float32Array(B * outDim);
-  for (let b = 0; b < B; b++) y[b * outDim + rng.nextInt(outDim)] = 1;
-  return { x: r.tensor(x, [B, inDim]), y: r.tensor(y, [B, outDim]) };
-}
-
-const bits = (a: Float32Array) => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
+const data = randomBatch;
 const flatWeights = async (m: { toArrays(): Promise<{ weights: Float32Array[] }> }) => (await m.toArrays()).weights.flatMap((w) => Array.from(w));
 
 describe('divergence guard', () => {

@@ -60,6 +60,39 @@ function fromBase64(fn: string, text: string): Uint8Array {
   return out;
 }
 
+/** A model's architecture and parameterisation, as both checkpoint formats store it. */
+export interface Architecture {
+  dims: number[];
+  actFn: Activation;
+  useBias: boolean;
+  paramType: ParamType;
+  skipModel: boolean[] | null;
+  gamma: number | null;
+}
+
+export function architectureOf(model: Model): Architecture {
+  return {
+    dims: [...model.dims],
+    actFn: model.actFn,
+    useBias: model.layers[0]!.useBias,
+    paramType: model.paramType,
+    skipModel: model.hasSkips ? model.skips : null,
+    gamma: model.gamma,
+  };
+}
+
+/**
+ * Checks a stored architecture's fields (`where` names the object in messages, e.g. "checkpoint"); skipModel
+ * and gamma are checked when the model is built (mlpFromWeights).
+ */
+export function checkArchitecture(fn: string, where: string, a: Partial<Architecture>): Architecture {
+  if (!Array.isArray(a.dims) || a.dims.length < 2 || a.dims.some((d) => !Number.isSafeInteger(d) || d < 1)) argError(fn, `${where}.dims`, 'at least two positive integers', a.dims);
+  if (!(ACTIVATIONS as readonly unknown[]).includes(a.actFn)) argError(fn, `${where}.actFn`, ACTIVATIONS.join(' | '), a.actFn);
+  if (typeof a.useBias !== 'boolean') argError(fn, `${where}.useBias`, 'a boolean', a.useBias);
+  if (!(PARAM_TYPES as readonly unknown[]).includes(a.paramType)) argError(fn, `${where}.paramType`, PARAM_TYPES.join(' | '), a.paramType);
+  return { dims: a.dims, actFn: a.actFn!, useBias: a.useBias, paramType: a.paramType!, skipModel: a.skipModel ?? null, gamma: a.gamma ?? null };
+}
+
 /** A checkpoint of `model` (one readback of its parameters). */
 export async function modelToCheckpoint(model: Model, meta?: Record<string, unknown>): Promise<ModelCheckpoint> {
   checkModel('modelToCheckpoint', model);
@@ -77,12 +110,7 @@ export async function modelToCheckpoint(model: Model, meta?: Record<string, unkn
   return {
     format: CHECKPOINT_FORMAT,
     version: CHECKPOINT_VERSION,
-    dims: [...model.dims],
-    actFn: model.actFn,
-    useBias: model.layers[0]!.useBias,
-    paramType: model.paramType,
-    skipModel: model.hasSkips ? model.skips : null,
-    gamma: model.gamma,
+    ...architectureOf(model),
     params: toBase64(bytes),
     ...(meta === undefined ? {} : { meta }),
   };
@@ -95,11 +123,7 @@ export function modelFromCheckpoint(runtime: Runtime, checkpoint: unknown): Mode
   const c = checkpoint as Partial<ModelCheckpoint>;
   if (c.format !== CHECKPOINT_FORMAT) throw new WpcArgumentError(`${fn}: checkpoint.format must be '${CHECKPOINT_FORMAT}', got ${JSON.stringify(c.format)}`);
   if (c.version !== CHECKPOINT_VERSION) throw new WpcArgumentError(`${fn}: checkpoint.version ${String(c.version)} is not supported (this WPC reads version ${CHECKPOINT_VERSION})`);
-  if (!Array.isArray(c.dims) || c.dims.length < 2 || c.dims.some((d) => !Number.isInteger(d) || d < 1)) argError(fn, 'checkpoint.dims', 'at least two positive integers', c.dims);
-  if (!(ACTIVATIONS as readonly unknown[]).includes(c.actFn)) argError(fn, 'checkpoint.actFn', ACTIVATIONS.join(' | '), c.actFn);
-  if (typeof c.useBias !== 'boolean') argError(fn, 'checkpoint.useBias', 'a boolean', c.useBias);
-  if (!(PARAM_TYPES as readonly unknown[]).includes(c.paramType)) argError(fn, 'checkpoint.paramType', PARAM_TYPES.join(' | '), c.paramType);
-  const dims = c.dims;
+  const { dims } = checkArchitecture(fn, 'checkpoint', c);
   const L = dims.length - 1;
   const sizes = Array.from({ length: L }, (_, l) => dims[l]! * dims[l + 1]!);
   const total = sizes.reduce((a, b) => a + b, 0) + (c.useBias ? dims.slice(1).reduce((a, b) => a + b, 0) : 0);

@@ -18,8 +18,8 @@
  */
 import { WpcArgumentError, argError } from '../runtime/errors.js';
 import type { Runtime } from '../runtime/runtime.js';
-import { ACTIVATIONS } from '../kernels/index.js';
-import { type Activation, type Model, PARAM_TYPES, type ParamType, checkRuntime, mlpFromWeights } from '../pc/model.js';
+import { type Model, checkRuntime, mlpFromWeights } from '../pc/model.js';
+import { type Architecture, architectureOf, checkArchitecture } from './checkpoint.js';
 import { checkModel } from '../pc/batch.js';
 import { type OptState, Optimizer, adam, checkOptState, sgd } from '../pc/optim.js';
 import { type SafeTensorIn, decodeSafetensors, encodeSafetensors } from './safetensors.js';
@@ -73,14 +73,7 @@ export async function trainingCheckpoint(model: Model, options: TrainingCheckpoi
   const metadata: Record<string, string> = {
     format: TRAINING_CHECKPOINT_FORMAT,
     version: String(TRAINING_CHECKPOINT_VERSION),
-    model: JSON.stringify({
-      dims: [...model.dims],
-      actFn: model.actFn,
-      useBias: model.layers[0]!.useBias,
-      paramType: model.paramType,
-      skipModel: model.hasSkips ? model.skips : null,
-      gamma: model.gamma,
-    }),
+    model: JSON.stringify(architectureOf(model)),
     step: String(step),
     extra: extraJson,
   };
@@ -137,15 +130,10 @@ export function restoreTrainingCheckpoint(runtime: Runtime, bytes: Uint8Array, w
   if (metadata.version !== String(TRAINING_CHECKPOINT_VERSION)) {
     throw new WpcArgumentError(`${what}: version ${JSON.stringify(metadata.version)} is not supported (this WPC reads version ${TRAINING_CHECKPOINT_VERSION})`);
   }
-  const m = parseJson(what, 'model', metadata.model) as Record<string, unknown>;
-  if (typeof m !== 'object' || m === null) throw new WpcArgumentError(`${what}: metadata.model must be an object`);
+  const stored = parseJson(what, 'model', metadata.model);
+  if (typeof stored !== 'object' || stored === null) throw new WpcArgumentError(`${what}: metadata.model must be an object`);
+  const m = checkArchitecture(what, 'metadata.model', stored as Partial<Architecture>);
   const dims = m.dims;
-  if (!Array.isArray(dims) || dims.length < 2 || dims.some((d) => !Number.isSafeInteger(d) || (d as number) < 1)) {
-    throw new WpcArgumentError(`${what}: metadata.model.dims must be at least two positive integers, got ${JSON.stringify(dims)}`);
-  }
-  if (!(ACTIVATIONS as readonly unknown[]).includes(m.actFn)) throw new WpcArgumentError(`${what}: metadata.model.actFn must be one of ${ACTIVATIONS.join(', ')}, got ${JSON.stringify(m.actFn)}`);
-  if (typeof m.useBias !== 'boolean') throw new WpcArgumentError(`${what}: metadata.model.useBias must be a boolean, got ${JSON.stringify(m.useBias)}`);
-  if (!(PARAM_TYPES as readonly unknown[]).includes(m.paramType)) throw new WpcArgumentError(`${what}: metadata.model.paramType must be one of ${PARAM_TYPES.join(', ')}, got ${JSON.stringify(m.paramType)}`);
   const step = parseCount(what, 'step', metadata.step);
   const extra = parseJson(what, 'extra', metadata.extra ?? '{}');
   if (typeof extra !== 'object' || extra === null || Array.isArray(extra)) throw new WpcArgumentError(`${what}: metadata.extra must be a JSON object`);
@@ -160,15 +148,15 @@ export function restoreTrainingCheckpoint(runtime: Runtime, bytes: Uint8Array, w
     expected.add(name);
     return t.data as Float32Array;
   };
-  const weights = Array.from({ length: L }, (_, l) => take(`layers.${l}.weight`, [dims[l + 1] as number, dims[l] as number]));
-  const biases = m.useBias ? Array.from({ length: L }, (_, l) => take(`layers.${l}.bias`, [dims[l + 1] as number])) : null;
+  const weights = Array.from({ length: L }, (_, l) => take(`layers.${l}.weight`, [dims[l + 1]!, dims[l]!]));
+  const biases = m.useBias ? Array.from({ length: L }, (_, l) => take(`layers.${l}.bias`, [dims[l + 1]!])) : null;
   let optim: Optimizer | null = null;
   let state: Float32Array | null = null;
   let count = 0;
   if (metadata.optimizer !== undefined) {
     optim = optimizerFrom(what, parseJson(what, 'optimizer', metadata.optimizer));
     count = parseCount(what, 'optimizerCount', metadata.optimizerCount);
-    const paramCount = dims.slice(0, -1).reduce((s, d, l) => s + (d as number) * (dims[l + 1] as number), 0) + (m.useBias ? dims.slice(1).reduce((s, d) => s + (d as number), 0) : 0);
+    const paramCount = dims.slice(0, -1).reduce((s, d, l) => s + d * dims[l + 1]!, 0) + (m.useBias ? dims.slice(1).reduce((s, d) => s + d, 0) : 0);
     if (optim.stateWidth > 0) state = take('optimizer.state', [optim.stateWidth, paramCount]);
   }
   const unknown = Object.keys(tensors).filter((name) => !expected.has(name));
@@ -180,13 +168,13 @@ export function restoreTrainingCheckpoint(runtime: Runtime, bytes: Uint8Array, w
   let model: Model;
   try {
     model = mlpFromWeights(runtime, {
-      dims: dims as number[],
+      dims,
       weights,
       biases,
-      actFn: m.actFn as Activation,
-      paramType: m.paramType as ParamType,
-      skipModel: (m.skipModel ?? null) as boolean[] | null,
-      gamma: (m.gamma ?? null) as number | null,
+      actFn: m.actFn,
+      paramType: m.paramType,
+      skipModel: m.skipModel,
+      gamma: m.gamma,
     });
   } catch (e) {
     if (e instanceof WpcArgumentError) throw new WpcArgumentError(`${what}: ${e.message}`);
