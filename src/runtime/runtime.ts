@@ -87,6 +87,7 @@ export interface PendingRead {
  */
 export class SleepEstimator {
   private msPerUnit = 0;
+  private oversleeps = 0;
 
   /** How long to sleep before waiting for `units` of work submitted `sinceMs` ago. */
   sleepFor(units: number, sinceMs: number): number {
@@ -96,8 +97,14 @@ export class SleepEstimator {
   /** Feeds back one wait: `totalMs` from submit to data, `mapMs` spent in the map after waking. */
   update(units: number, totalMs: number, mapMs: number): void {
     if (units <= 0) return;
-    if (mapMs > 1) this.msPerUnit = totalMs / units; // undershot: the GPU was still busy when we woke
-    else this.msPerUnit *= 0.8; // overslept (or the work was trivial): sleep less next time
+    if (mapMs > 1) {
+      this.msPerUnit = totalMs / units; // undershot: the GPU was still busy when we woke
+      this.oversleeps = 0;
+    } else {
+      // Overslept (or the work was trivial): sleep less next time, faster after repeated oversleeps, so that a
+      // first estimate inflated by pipeline compilation (seconds) is forgotten within a few waits.
+      this.msPerUnit *= this.oversleeps++ > 0 ? 0.5 : 0.8;
+    }
   }
 }
 
