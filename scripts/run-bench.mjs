@@ -12,6 +12,7 @@ const BENCHES = {
   matmul: "Matrix products: WPC's gemm kernel vs the CPU's BLAS (numpy)",
   peers: 'The same PC training step in WPC, TensorFlow.js (WebGPU) and numpy',
   scaling: 'Scaling with width, depth and batch (Euler, 10 steps), with GPU memory',
+  profile: 'Where a training step\'s GPU time goes (per kernel, timestamp queries; 20 Euler steps + Adam)',
 };
 mkdirSync('bench/results', { recursive: true });
 mkdirSync('.bench-build', { recursive: true });

@@ -15,6 +15,7 @@ import {
   pcEnergy,
   sgd,
   adam,
+  matmul,
   solveInference,
   testDiscriminativePc,
   type MakeMlpOptions,
@@ -123,6 +124,36 @@ describe('memory accounting', () => {
       model.dispose(); // frees its parameters, gradients and workspaces (those once their promises settle)
       await new Promise((resolve) => setTimeout(resolve, 0));
       expect(r.memoryStats().persistentBytes).toBe(start.persistentBytes);
+    } finally {
+      r.dispose();
+    }
+  });
+});
+
+describe('kernel profile', () => {
+  it('startProfile / stopProfile time every dispatch per kernel (timestamp queries), or say the adapter cannot', async () => {
+    const r = await init();
+    try {
+      if (!r.device.features.has('timestamp-query')) {
+        expect(() => r.startProfile()).toThrow(/no "timestamp-query" feature/);
+        return;
+      }
+      await expect(r.stopProfile()).rejects.toThrow(/runtime\.stopProfile: no profile is running/);
+      expect(() => r.startProfile(0)).toThrow(/maxDispatches must be an integer in \[1, 2048\], got 0/);
+      const a = r.tensor(new Float32Array(64 * 48).fill(0.5), [64, 48]);
+      const b = r.tensor(new Float32Array(48 * 32).fill(0.25), [48, 32]);
+      r.startProfile(2);
+      expect(() => r.startProfile()).toThrow(/a profile is already running/);
+      const products = [];
+      for (let i = 0; i < 3; i++) products.push(await matmul(a, b));
+      const { kernels, untimedDispatches } = await r.stopProfile();
+      expect(kernels.map((k) => k.kernel)).toEqual(['linalg.gemm']);
+      expect(kernels[0]!.dispatches).toBe(2);
+      expect(untimedDispatches).toBe(1); // the third did not fit in a profile of 2
+      expect(kernels[0]!.ms).toBeGreaterThan(0);
+      expect(kernels[0]!.ms).toBeLessThan(10_000);
+      // Profiled work computes the same thing.
+      expect(Array.from(await products[2]!.toArray()).every((v) => Math.abs(v - 48 * 0.125) < 1e-4)).toBe(true);
     } finally {
       r.dispose();
     }

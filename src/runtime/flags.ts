@@ -11,6 +11,7 @@ export const BufferUsage = {
   UNIFORM: 0x0040,
   STORAGE: 0x0080,
   INDIRECT: 0x0100,
+  QUERY_RESOLVE: 0x0200,
 } as const;
 
 export const MapMode = { READ: 0x0001, WRITE: 0x0002 } as const;

@@ -31,6 +31,12 @@ export class Recorder {
     if (typeof workgroups !== 'number') {
       if (workgroups[0] <= 0 || workgroups[1] <= 0) return;
     } else if (workgroups <= 0) return;
+    const timestampWrites = this.runtime.profiler?.next(kernel.spec.name);
+    if (timestampWrites) {
+      // Profiling: a pass of its own, timed at both ends.
+      this.endPass();
+      this.pass = this.encoder.beginComputePass({ label: this.label, timestampWrites });
+    }
     const pass = (this.pass ??= this.encoder.beginComputePass({ label: this.label }));
     if (this.current !== kernel.pipeline) {
       pass.setPipeline(kernel.pipeline);
@@ -43,6 +49,7 @@ export class Recorder {
     else if (workgroups <= max) pass.dispatchWorkgroups(workgroups);
     else pass.dispatchWorkgroups(max, Math.ceil(workgroups / max));
     this.dispatches++;
+    if (timestampWrites) this.endPass();
   }
 
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, byteLength: number): void {

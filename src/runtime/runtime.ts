@@ -5,6 +5,7 @@
  * one made by `initFromDevice({ device })` wraps a caller's device and never destroys it, never replaces its
  * error handlers and never pushes an error scope that outlives a call.
  */
+import { type KernelTiming, Profiler } from './profiler.js';
 import { WpcArgumentError, WpcGpuError, argError, checkFiniteData, checkKnownKeys, checkPositiveInt, describe } from './errors.js';
 import { BufferUsage, MapMode, STORAGE_USAGE } from './flags.js';
 import { PipelineCache, type CompiledKernel, type KernelSpec } from './kernel.js';
@@ -310,6 +311,28 @@ export class Runtime {
   /** @internal a view of `[byteOffset, byteOffset + 4·size)` of a buffer owned elsewhere. */
   view(buffer: GPUBuffer, byteOffset: number, shape: Shape): Tensor {
     return new Tensor(this, buffer, byteOffset, shape, false);
+  }
+
+  /** @internal the running profile, if any (the Recorder times each dispatch while it is set). */
+  profiler: Profiler | undefined;
+
+  /**
+   * Starts timing every dispatch on the GPU (needs the `timestamp-query` feature; up to `maxDispatches`, at most 2048). Each
+   * dispatch then gets its own compute pass, so profiled work is a little slower than usual.
+   */
+  startProfile(maxDispatches = 2048): void {
+    this.checkHealthy('runtime.startProfile');
+    checkPositiveInt('runtime.startProfile', 'maxDispatches', maxDispatches, 2048); // WebGPU's 4096 queries per set
+    if (this.profiler) throw new WpcArgumentError('runtime.startProfile: a profile is already running; call stopProfile() first');
+    this.profiler = new Profiler(this.device, maxDispatches);
+  }
+
+  /** Ends the profile: GPU milliseconds per kernel over the dispatches recorded since startProfile, slowest first. */
+  async stopProfile(): Promise<{ kernels: KernelTiming[]; untimedDispatches: number }> {
+    const profiler = this.profiler;
+    if (!profiler) throw new WpcArgumentError('runtime.stopProfile: no profile is running (call startProfile() first)');
+    this.profiler = undefined;
+    return { kernels: await profiler.results(), untimedDispatches: profiler.dropped };
   }
 
   submit(commandBuffers: GPUCommandBuffer[]): void {
