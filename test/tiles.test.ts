@@ -1,6 +1,7 @@
 // Kernel variants the default adapter here does not pick: the GPU tile configuration, the blocked CPU layout,
 // odd blocked and subgroup tiles, checked against the float64 reference (the adapter's default configuration
-// — on lavapipe the subgroup layout, wg 8, 8×32 — is what every other test file runs).
+// — on lavapipe the subgroup layout, wg 8, 8×64 for the layer kernels and 8×32 for lone products — is what
+// every other test file runs).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ACTIVATIONS, activityGrads, ffwd, jpcRecordLayersOrder, layerEnergies, paramGrads, solveHeunPid, type Loss } from './reference/jpc64.js';
 import { init, type Runtime } from '../src/node.js';
@@ -9,6 +10,7 @@ import { solveInference } from '../src/pc/infer.js';
 import { WpcArgumentError } from '../src/runtime/errors.js';
 import { Random } from '../src/util/random.js';
 import { matmul } from '../src/pc/linalg.js';
+import { defaultTiles } from '../src/kernels/index.js';
 import { expectClose, flat, gpuModel, oneHotMat, randomMat, randomRefModel, readAll, tensorOf } from './helpers.js';
 
 const probe = await init();
@@ -83,6 +85,17 @@ for (const tiles of TILES) {
     });
   });
 }
+
+describe('default tiles', () => {
+  it('follow the adapter: subgroup tiles on an 8-wide CPU subgroup (narrower for lone products), blocked otherwise', () => {
+    const cpu = { vendor: '', architecture: 'software', device: '', description: 'llvmpipe', isSoftware: true };
+    expect(defaultTiles({ ...cpu, subgroupSize: 8 })).toEqual({ wg: 8, tm: 8, tn: 64, subgroup: true });
+    expect(defaultTiles({ ...cpu, subgroupSize: 8 }, 'gemm')).toEqual({ wg: 8, tm: 8, tn: 32, subgroup: true });
+    expect(defaultTiles({ ...cpu, subgroupSize: 4 })).toEqual({ wg: 8, tm: 16, tn: 8 });
+    expect(defaultTiles({ ...cpu, subgroupSize: null })).toEqual({ wg: 8, tm: 16, tn: 8 });
+    expect(defaultTiles({ ...cpu, isSoftware: false, subgroupSize: 32 })).toEqual({ wg: 64, tm: 4, tn: 4 });
+  });
+});
 
 describe('tile option validation', () => {
   it('refuses tiles outside the limits, naming the field', async () => {

@@ -51,8 +51,14 @@ export interface TileConfig {
   readonly subgroup?: boolean;
 }
 
-export function defaultTiles(adapter: AdapterSummary): TileConfig {
-  if (adapter.isSoftware && adapter.subgroupSize === 8) return { wg: 8, tm: 8, tn: 32, subgroup: true };
+export function defaultTiles(adapter: AdapterSummary, use: 'layers' | 'gemm' = 'layers'): TileConfig {
+  if (adapter.isSoftware && adapter.subgroupSize === 8) {
+    // lavapipe. Layer kernels (many jobs per dispatch): 8 rows per lane × 64 columns beat 8 × 32 in 8 of 9 paired
+    // training-step runs (H = 3/5/10, 20 Euler steps; up to 25% for H = 10) and over 200-step solves. A lone
+    // product (gemm) has few workgroups, and 64-column tiles leave 2 cores unevenly loaded (64×784×300: 5
+    // workgroups, 24 GFLOP/s, against 29 with 8 × 32); see BENCHMARKS.md.
+    return { wg: 8, tm: 8, tn: use === 'layers' ? 64 : 32, subgroup: true };
+  }
   return adapter.isSoftware ? { wg: 8, tm: 16, tn: 8 } : { wg: 64, tm: 4, tn: 4 };
 }
 

@@ -50,7 +50,7 @@ export class GemmRecorder {
   ) {}
 
   static async create(runtime: Runtime): Promise<GemmRecorder> {
-    return new GemmRecorder(runtime, await runtime.kernel(gemmKernel(tilesFor(runtime))));
+    return new GemmRecorder(runtime, await runtime.kernel(gemmKernel(tilesFor(runtime, 'gemm'))));
   }
 
   record(rec: Recorder, call: GemmCall): void {
@@ -78,7 +78,7 @@ export class GemmRecorder {
           coef1: call.beta ?? 0,
         },
       ],
-      tilesFor(this.runtime),
+      tilesFor(this.runtime, 'gemm'),
     );
     if (d && d.ld !== c.ld) throw new Error('GemmRecorder: D must have the leading dimension of C');
     const jobs = this.runtime.pool.acquire(table.data.byteLength, BufferUsage.STORAGE | BufferUsage.COPY_DST, 'wpc.gemm.jobs');

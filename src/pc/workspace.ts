@@ -203,8 +203,8 @@ export function segmentData(segs: readonly SegmentSpec[]): ArrayBuffer {
 }
 
 /** The register tile a runtime's layer kernels use. */
-export function tilesFor(rt: Runtime): TileConfig {
-  return rt.kernels.tiles ?? defaultTiles(rt.adapter);
+export function tilesFor(rt: Runtime, use: 'layers' | 'gemm' = 'layers'): TileConfig {
+  return rt.kernels.tiles ?? defaultTiles(rt.adapter, use);
 }
 
 export class Workspace {

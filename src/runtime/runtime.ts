@@ -40,8 +40,9 @@ export interface KernelTuning {
    * Register tile of the grouped layer matmuls (kernels/layer-matmul.wgsl): `wg` invocations per workgroup,
    * each computing a `tm × tn` block of outputs, or with `subgroup: true` one subgroup of `wg` lanes sharing a
    * `(tm·wg) × tn` tile through subgroupBroadcast (needs the `subgroups` feature, a fixed subgroup size equal
-   * to `wg`, and `tn` a multiple of `wg`). Default: `{ wg: 8, tm: 8, tn: 32, subgroup: true }` on lavapipe
-   * (subgroup size 8), `{ wg: 8, tm: 16, tn: 8 }` on other CPU adapters, `{ wg: 64, tm: 4, tn: 4 }` on GPUs.
+   * to `wg`, and `tn` a multiple of `wg`). Default: `{ wg: 8, tm: 8, tn: 64, subgroup: true }` on lavapipe
+   * (subgroup size 8; tn 32 for standalone products, `matmul`), `{ wg: 8, tm: 16, tn: 8 }` on other CPU
+   * adapters, `{ wg: 64, tm: 4, tn: 4 }` on GPUs. Given here, it applies to every kernel.
    */
   tiles?: { wg: number; tm: number; tn: number; subgroup?: boolean };
   /**
