@@ -20,7 +20,7 @@ const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${(to
 const date = new Date().toISOString().slice(0, 10);
 const only = process.argv.slice(2);
 
-let doc = existsSync('BENCHMARKS.md') ? readFileSync('BENCHMARKS.md', 'utf8') : '# Benchmarks\n\nProduced by `npm run bench`. Each figure is a median over repeated runs after warm-up.\n';
+const readDoc = () => (existsSync('BENCHMARKS.md') ? readFileSync('BENCHMARKS.md', 'utf8') : '# Benchmarks\n\nProduced by `npm run bench`. Each figure is a median over repeated runs after warm-up.\n');
 for (const [name, title] of Object.entries(BENCHES)) {
   if (only.length > 0 && !only.includes(name)) continue;
   await build({ entryPoints: [`bench/${name}.ts`], bundle: true, platform: 'node', format: 'esm', outfile: `.bench-build/${name}.mjs`, loader: { '.wgsl': 'text' }, external: ['webgpu', '@tensorflow/*'], logLevel: 'warning' });
@@ -32,7 +32,9 @@ for (const [name, title] of Object.entries(BENCHES)) {
   const table = [`| ${cols.join(' | ')} |`, `| ${cols.map(() => '---').join(' | ')} |`, ...result.rows.map((r) => `| ${cols.map((c) => r[c]).join(' | ')} |`)].join('\n');
   const section = `<!-- bench:${name} -->\n## ${title}\n\n- machine: ${machine}\n- adapter: ${result.adapter}\n- date: ${date}\n- command: \`npm run bench -- ${name}\`\n\n${table}\n<!-- /bench:${name} -->`;
   const re = new RegExp(`<!-- bench:${name} -->[\\s\\S]*?<!-- /bench:${name} -->`);
+  // Re-read now: the file may have been edited while the benchmark ran (only this section is ours to replace).
+  let doc = readDoc();
   doc = re.test(doc) ? doc.replace(re, section) : `${doc.trimEnd()}\n\n${section}\n`;
+  writeFileSync('BENCHMARKS.md', doc.endsWith('\n') ? doc : `${doc}\n`);
   console.error(table);
 }
-writeFileSync('BENCHMARKS.md', doc.endsWith('\n') ? doc : `${doc}\n`);
