@@ -7,6 +7,27 @@
  */
 
 import { WpcArgumentError } from './errors.js';
+import { BufferUsage } from './flags.js';
+
+/**
+ * Refuses a buffer the device cannot allocate, naming the bytes asked for and the limit (createBuffer would only
+ * report it later, asynchronously, as a validation error). Returns the limit that applies: storage buffers are
+ * bound whole, so for them it is the smaller of maxStorageBufferBindingSize and maxBufferSize.
+ */
+export function checkAllocation(label: string, byteSize: number, usage: number, limits: GPUSupportedLimits): number {
+  const storage = (usage & BufferUsage.STORAGE) !== 0;
+  const [limit, limitName] =
+    storage && limits.maxStorageBufferBindingSize < limits.maxBufferSize
+      ? [limits.maxStorageBufferBindingSize, 'maxStorageBufferBindingSize']
+      : [limits.maxBufferSize, 'maxBufferSize'];
+  if (byteSize > limit) {
+    throw new WpcArgumentError(
+      `${label}: needs ${(byteSize / 2 ** 20).toFixed(1)} MiB in one ${storage ? 'storage binding' : 'buffer'}, but this adapter allows at most ` +
+        `${(limit / 2 ** 20).toFixed(1)} MiB (${limitName}: ${limit} bytes; asked for ${byteSize}); use a smaller batch or network`,
+    );
+  }
+  return limit;
+}
 
 /** Sizes are rounded up to a power of two (at least 256 B) below 16 MiB and to whole MiB above. */
 export function bucketSize(byteSize: number): number {
@@ -43,19 +64,7 @@ export class BufferPool {
   ) {}
 
   acquire(byteSize: number, usage: number, label = 'wpc.pooled'): GPUBuffer {
-    // Refuse what the device cannot allocate here, with the numbers (createBuffer would only report it later,
-    // asynchronously, as a validation error).
-    const limits = this.device.limits;
-    const storage = (usage & 0x80) !== 0; // GPUBufferUsage.STORAGE
-    const [limit, limitName] =
-      storage && limits.maxStorageBufferBindingSize < limits.maxBufferSize
-        ? [limits.maxStorageBufferBindingSize, 'maxStorageBufferBindingSize']
-        : [limits.maxBufferSize, 'maxBufferSize'];
-    if (byteSize > limit) {
-      throw new WpcArgumentError(
-        `${label}: needs ${byteSize} bytes (${(byteSize / 2 ** 20).toFixed(1)} MiB) in one buffer, but this adapter allows at most ${limit} bytes (${(limit / 2 ** 20).toFixed(1)} MiB, ${limitName}); use a smaller batch or network`,
-      );
-    }
+    const limit = checkAllocation(label, byteSize, usage, this.device.limits);
     const size = Math.min(bucketSize(byteSize), Math.max(byteSize, Math.floor(limit / 4) * 4));
     const key = `${size}:${usage}`;
     const list = this.free.get(key);

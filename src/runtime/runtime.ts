@@ -9,7 +9,7 @@ import { type KernelTiming, Profiler } from './profiler.js';
 import { WpcArgumentError, WpcGpuError, argError, checkFiniteData, checkKnownKeys, checkPositiveInt, describe } from './errors.js';
 import { BufferUsage, MapMode, STORAGE_USAGE } from './flags.js';
 import { PipelineCache, type CompiledKernel, type KernelSpec } from './kernel.js';
-import { BufferPool } from './pool.js';
+import { BufferPool, checkAllocation } from './pool.js';
 import { Tensor, formatShape, shapeSize, type Shape } from './tensor.js';
 
 export interface AdapterSummary {
@@ -211,12 +211,7 @@ export class Runtime {
 
   /** Allocates a long-lived storage buffer (not pooled). */
   createStorageBuffer(byteSize: number, label: string, extraUsage = 0): GPUBuffer {
-    const max = this.limits.maxStorageBufferBindingSize;
-    if (byteSize > max) {
-      throw new WpcArgumentError(
-        `${label}: needs ${(byteSize / 2 ** 20).toFixed(1)} MiB in one storage binding, but this adapter allows at most ${(max / 2 ** 20).toFixed(1)} MiB (maxStorageBufferBindingSize); use a smaller batch or network`,
-      );
-    }
+    checkAllocation(label, byteSize, STORAGE_USAGE | extraUsage, this.limits);
     const size = Math.max(16, Math.ceil(byteSize / 16) * 16);
     const buffer = this.device.createBuffer({ size, usage: STORAGE_USAGE | extraUsage, label });
     // Count it until it is destroyed, wherever that happens (model, workspace and optimiser disposal).
