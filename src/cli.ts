@@ -401,7 +401,7 @@ async function train(config: TrainConfig): Promise<void> {
     const adapter = adapterLabel(rt);
     const generative = config.task === 'generative';
     const checkpointFile = config.checkpoint === undefined ? undefined : join(config.checkpoint, 'checkpoint.safetensors');
-    // The settings a resumed run must share with the run it continues (only outputs may differ).
+    // The settings a resumed run must share with the run it continues (outputs and the data folder may differ).
     const { out: _out, quiet: _quiet, save: _save, samples: _samples, checkpoint: _dir, checkpointEvery: _every, resume: _resume, dataDir: _data, ...identity } = config;
     let optim = adam({ lr: config.lr });
     let model: Model;
@@ -489,7 +489,7 @@ async function train(config: TrainConfig): Promise<void> {
         for (const u of unread) u.loss.dispose();
         unread.length = 0;
         throw new WpcDivergenceError(
-          `${diverged.message.replace(/, then call optState\.clearDivergence\(\) to go on$/, '')}. ` +
+          `${WpcDivergenceError.describe(diverged.step, diverged.what, diverged.layer)}. ` +
             (lastCheckpoint === undefined
               ? 'No checkpoint was written before it (use --checkpoint DIR).'
               : `The last checkpoint, ${checkpointFile} (step ${lastCheckpoint}), holds the model from before it (loadCheckpoint reads it); lower --dt or --lr and train again.`),
@@ -567,9 +567,9 @@ async function train(config: TrainConfig): Promise<void> {
       progress.log(`wrote generated digits to ${config.samples}`);
     }
     if (config.out) {
-      const { out, quiet, save, samples, checkpoint, checkpointEvery, resume, ...settings } = config;
+      const settings = { ...identity, dataDir: config.dataDir };
       await writeFile(
-        out,
+        config.out,
         `${JSON.stringify({ command: 'train', settings, adapter, summary, tests, curve: { step: curve.map((c) => c.step), loss: curve.map((c) => c.loss), inferenceSteps: curve.map((c) => c.inferenceSteps), rejected: curve.map((c) => c.rejected) } }, null, 1)}\n`,
       );
     }

@@ -228,23 +228,17 @@ export class OptState {
    */
   noteControl(words: Float32Array | Uint32Array): WpcDivergenceError | null {
     const u = new Uint32Array(words.buffer, words.byteOffset, 8);
-    if (u[0] === 0) return this.diverged;
-    if (this.diverged) return this.diverged;
+    if (u[0] === 0 || this.diverged) return this.diverged;
     const step = u[1]!;
-    const [energy, act, grad] = [u[2]!, u[3]!, u[4]!];
-    const where =
-      energy !== 0xffffffff
-        ? { what: 'energy' as const, layer: energy, text: `the energy of layer ${energy + 1} (its prediction error)` }
-        : act !== 0xffffffff
-          ? { what: 'activity' as const, layer: act, text: `the activities z_${act}` }
-          : { what: 'gradient' as const, layer: grad === 0xffffffff ? 0 : grad, text: grad === 0xffffffff ? 'the gradient norm (overflow)' : `the parameter gradients of layer ${grad + 1}` };
+    const NONE = 0xffffffff;
+    const [what, layer]: ['energy' | 'activity' | 'gradient', number] =
+      u[2] !== NONE ? ['energy', u[2]!] : u[3] !== NONE ? ['activity', u[3]!] : ['gradient', u[4] === NONE ? -1 : u[4]!];
     this.diverged = new WpcDivergenceError(
-      `training diverged at step ${step}: NaN or Inf in ${where.text}. The parameter update of step ${step} was not applied, ` +
-        `so the model keeps its weights from step ${step - 1}; lower the step size (dt) or the learning rate, or clip gradients ` +
+      `${WpcDivergenceError.describe(step, what, layer)}; lower the step size (dt) or the learning rate, or clip gradients ` +
         `(makePcStep's clipGradNorm), then call optState.clearDivergence() to go on`,
       step,
-      where.what,
-      where.layer,
+      what,
+      layer,
     );
     this.count = step - 1;
     return this.diverged;

@@ -52,6 +52,23 @@ export class WpcDivergenceError extends Error {
   ) {
     super(message);
   }
+
+  /**
+   * What happened, in words: "training diverged at step N: NaN or Inf in …. The parameter update of step N was
+   * not applied, so the model keeps its weights from step N−1" (callers add what to do about it). `layer` is
+   * the 0-based layer (for activities: the index l of z_l); for a gradient-norm overflow, -1.
+   */
+  static describe(step: number, what: 'energy' | 'activity' | 'gradient', layer: number): string {
+    const where =
+      what === 'energy'
+        ? `the energy of layer ${layer + 1} (its prediction error)`
+        : what === 'activity'
+          ? `the activities z_${layer}`
+          : layer < 0
+            ? 'the gradient norm (overflow)'
+            : `the parameter gradients of layer ${layer + 1}`;
+    return `training diverged at step ${step}: NaN or Inf in ${where}. The parameter update of step ${step} was not applied, so the model keeps its weights from step ${step - 1}`;
+  }
 }
 
 /**
