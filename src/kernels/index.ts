@@ -86,10 +86,15 @@ function broadcastFmas(tiles: TileConfig): string {
 const SUBGROUPS_PART = part('enable-subgroups.wgsl', 'enable subgroups;');
 
 /** The parts, switches and constants every grouped-matmul kernel shares. */
-function matmulSpec(tiles: TileConfig, parts: { file: string; source: string }[], extra: Record<string, number> = {}) {
+function matmulSpec(
+  tiles: TileConfig,
+  parts: { file: string; source: string }[],
+  { constants = {}, defines = {} }: { constants?: Record<string, number>; defines?: Record<string, boolean> } = {},
+) {
   return {
     parts: tiles.subgroup ? [SUBGROUPS_PART, ...parts] : parts,
-    constants: { ...extra, WG: tiles.wg, TM: tiles.tm, TN: tiles.tn, ...(tiles.subgroup ? { BROADCAST_FMAS: broadcastFmas(tiles) } : {}) },
+    defines: { ...defines, SUBGROUP_TILES: tiles.subgroup === true },
+    constants: { ...constants, WG: tiles.wg, TM: tiles.tm, TN: tiles.tn, ...(tiles.subgroup ? { BROADCAST_FMAS: broadcastFmas(tiles) } : {}) },
     workgroupSize: tiles.wg,
   };
 }
@@ -131,8 +136,10 @@ const uniform = (name: string, dynamicOffset = false, index?: number): BindingSp
 export function forwardKernel(act: Activation, tiles: TileConfig, mode: 'forward' | 'errors', gated: boolean): KernelSpec {
   return {
     name: `layers.${mode}${gated ? '.gated' : ''}`,
-    ...matmulSpec(tiles, [ACTIVATIONS_PART, STATE_PART, MATMUL_PART, part('forward.wgsl', forwardWgsl)], { ACT: activationId(act) }),
-    defines: { ERRORS: mode === 'errors', GATED: gated, SUBGROUP_TILES: tiles.subgroup === true },
+    ...matmulSpec(tiles, [ACTIVATIONS_PART, STATE_PART, MATMUL_PART, part('forward.wgsl', forwardWgsl)], {
+      constants: { ACT: activationId(act) },
+      defines: { ERRORS: mode === 'errors', GATED: gated },
+    }),
     entryPoint: 'main',
     bindings: [ro('jobs'), ro('params'), rw('work'), ...(gated ? [ro('state')] : [])],
   };
@@ -164,8 +171,10 @@ export const MAX_STAGES = 16;
 export function activityGradKernel(act: Activation, tiles: TileConfig, gated: boolean): KernelSpec {
   return {
     name: `layers.activity-grad${gated ? '.gated' : ''}`,
-    ...matmulSpec(tiles, [ACTIVATIONS_PART, STATE_PART, MATMUL_PART, part('activity-grad.wgsl', activityGradWgsl)], { ACT: activationId(act) }),
-    defines: { GATED: gated, SUBGROUP_TILES: tiles.subgroup === true },
+    ...matmulSpec(tiles, [ACTIVATIONS_PART, STATE_PART, MATMUL_PART, part('activity-grad.wgsl', activityGradWgsl)], {
+      constants: { ACT: activationId(act) },
+      defines: { GATED: gated },
+    }),
     entryPoint: 'main',
     bindings: [ro('jobs'), ro('params'), rw('work'), ...(gated ? [ro('state')] : []), uniform('stage', true, 4)],
   };
@@ -176,7 +185,6 @@ export function paramGradKernel(tiles: TileConfig): KernelSpec {
   return {
     name: 'layers.param-grad',
     ...matmulSpec(tiles, [MATMUL_PART, part('param-grad.wgsl', paramGradWgsl)]),
-    defines: { SUBGROUP_TILES: tiles.subgroup === true },
     entryPoint: 'main',
     bindings: [ro('jobs'), ro('work'), rw('grads')],
   };
@@ -328,7 +336,6 @@ export function gemmKernel(tiles: TileConfig): KernelSpec {
   return {
     name: 'linalg.gemm',
     ...matmulSpec(tiles, [MATMUL_PART, part('gemm.wgsl', gemmWgsl)]),
-    defines: { SUBGROUP_TILES: tiles.subgroup === true },
     entryPoint: 'main',
     bindings: [ro('jobs'), ro('a'), ro('b'), ro('d'), rw('c')],
   };
