@@ -10,7 +10,8 @@ import { solveInference } from '../src/pc/infer.js';
 import { WpcArgumentError } from '../src/runtime/errors.js';
 import { Random } from '../src/util/random.js';
 import { matmul } from '../src/pc/linalg.js';
-import { defaultTiles } from '../src/kernels/index.js';
+import { JOB_WORDS, defaultTiles } from '../src/kernels/index.js';
+import { packJobs, scheduleWorkgroups } from '../src/pc/layer-jobs.js';
 import { expectClose, flat, gpuModel, oneHotMat, randomMat, randomRefModel, readAll, tensorOf } from './helpers.js';
 
 const probe = await init();
@@ -94,6 +95,70 @@ describe('default tiles', () => {
     expect(defaultTiles({ ...cpu, subgroupSize: 4 })).toEqual({ wg: 8, tm: 16, tn: 8 });
     expect(defaultTiles({ ...cpu, subgroupSize: null })).toEqual({ wg: 8, tm: 16, tn: 8 });
     expect(defaultTiles({ ...cpu, isSoftware: false, subgroupSize: 32 })).toEqual({ wg: 64, tm: 4, tn: 4 });
+  });
+});
+
+/** Longest thread time when T threads each take one contiguous chunk of ⌊N/T⌋ workgroups and the remainder
+ * goes one workgroup at a time to the least loaded thread, as lavapipe's lp_cs_tpool.c does. */
+function lavapipeMakespan(costs: number[], threads: number): number {
+  const per = Math.floor(costs.length / threads);
+  const load = Array.from({ length: threads }, (_, t) => costs.slice(t * per, (t + 1) * per).reduce((s, c) => s + c, 0));
+  for (let i = threads * per; i < costs.length; i++) load[load.indexOf(Math.min(...load))] += costs[i]!;
+  return Math.max(...load);
+}
+
+describe('workgroup schedule of grouped dispatches', () => {
+  // The H = 3 paper network's errors dispatch (fixed first-layer errors: no matmul; two matmul layers) and its
+  // activity-gradient dispatch (a 300-deep and a 10-deep job), 5 + 5 + 1 and 5 + 5 workgroups.
+  const CASES: [string, number[], number[]][] = [
+    ['errors', [5, 5, 1], [16, 316, 316]],
+    ['activity gradients', [5, 5], [316, 26]],
+    ['ten equal layers and a cheap one', [...Array<number>(10).fill(7), 3], [...Array<number>(10).fill(316), 26]],
+  ];
+  for (const [name, groups, cost] of CASES) {
+    it(`covers every workgroup once and balances contiguous chunks (${name})`, () => {
+      const order = scheduleWorkgroups(groups, cost);
+      expect(order.length).toBe(groups.reduce((s, g) => s + g, 0));
+      groups.forEach((g, j) => expect(order.filter((x) => x === j).length).toBe(g));
+      // A job's workgroups keep their order relative to its cost class, and the schedule is deterministic.
+      expect(scheduleWorkgroups(groups, cost)).toEqual(order);
+      const costs = order.map((j) => cost[j]!);
+      const total = costs.reduce((s, c) => s + c, 0);
+      for (const threads of [2, 3]) {
+        // Within one costliest workgroup of the even share.
+        expect(lavapipeMakespan(costs, threads)).toBeLessThanOrEqual(total / threads + Math.max(...cost));
+      }
+    });
+  }
+
+  it('laid out job after job, the H = 3 dispatches left one of two threads with nearly all the matmuls', () => {
+    const [, groups, cost] = CASES[0]!;
+    const sequential = groups.flatMap((g, j) => Array<number>(g).fill(cost[j]!));
+    const interleaved = scheduleWorkgroups(groups, cost).map((j) => cost[j]!);
+    expect(lavapipeMakespan(sequential, 2) / lavapipeMakespan(interleaved, 2)).toBeGreaterThan(1.5);
+  });
+
+  it('packs one record per run of a job, with the run’s first workgroup of that job', () => {
+    const tiles = { wg: 8, tm: 8, tn: 64, subgroup: true };
+    const job = (k: number, cOff: number) => ({ m: 64, n: 300, k, aOff: 0, bOff: 0, cOff });
+    const table = packJobs([job(0, 1000), job(300, 2000)], tiles);
+    expect(table.workgroups).toBe(10);
+    expect(table.tiles).toEqual([40, 40]);
+    const u32 = new Uint32Array(table.data);
+    const records = u32.length / JOB_WORDS;
+    const seen = [0, 0];
+    let wg = 0;
+    for (let r = 0; r < records; r++) {
+      const o = r * JOB_WORDS;
+      expect(u32[o]).toBe(wg); // runs are contiguous and sorted by first workgroup
+      const j = u32[o + 8] === 1000 ? 0 : 1;
+      expect(u32[o + 17]).toBe(seen[j]); // group0: the job's next workgroup
+      const next = r + 1 < records ? u32[o + JOB_WORDS]! : table.workgroups;
+      seen[j]! += next - wg;
+      wg = next;
+    }
+    expect(seen).toEqual([5, 5]);
+    expect(records).toBeGreaterThan(2); // the cheap and costly jobs alternate
   });
 });
 

@@ -29,7 +29,7 @@ const TN: u32 = {{TN}}u;
 // One matmul of the group (80 bytes; mirrored by JOB_WORDS in layer-jobs.ts). Offsets are in f32 elements;
 // each kernel file documents what its d/e/f offsets, flags and coefficients mean.
 struct Job {
-  wg_start: u32,  // first workgroup of this job in the dispatch
+  wg_start: u32,  // first workgroup of this record in the dispatch
   tiles_n: u32,   // column blocks (of workgroup tiles in the subgroup layout)
   tiles: u32,     // row blocks × column blocks (× WG in the subgroup layout): invocations with outputs
   m: u32,
@@ -46,20 +46,24 @@ struct Job {
   flags: u32,
   coef0: f32,
   coef1: f32,
-  pad0: u32,
+  group0: u32,    // the job's workgroup that this record's first workgroup computes (see find_job)
   pad1: u32,
   pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> jobs: array<Job>;
 
+// The table holds one record per run of consecutive workgroups of one job, sorted by wg_start: the host
+// interleaves cheap and costly jobs' workgroups (packJobs in layer-jobs.ts) because lavapipe hands each thread
+// one contiguous chunk of the grid. Workgroup wg belongs to the last record starting at or before it.
 fn find_job(wg: u32) -> u32 {
-  var j = 0u;
-  let count = arrayLength(&jobs);
-  for (var i = 1u; i < count; i++) {
-    if (jobs[i].wg_start <= wg) { j = i; }
+  var lo = 0u;
+  var hi = arrayLength(&jobs);
+  while (hi - lo > 1u) {
+    let mid = (lo + hi) / 2u;
+    if (jobs[mid].wg_start <= wg) { lo = mid; } else { hi = mid; }
   }
-  return j;
+  return lo;
 }
 
 #if SUBGROUP_TILES
@@ -72,7 +76,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let wg = wid.x + wid.y * nwg.x;
   let job = jobs[find_job(wg)];
   // Every lane of a workgroup stays active (subgroupBroadcast needs them all): tiles are whole workgroups.
-  let group = wg - job.wg_start;
+  let group = wg - job.wg_start + job.group0;
   let m0 = (group / job.tiles_n) * TM * WG + lane;
   let n0 = (group % job.tiles_n) * TN;
   let m_last = job.m - 1u;
@@ -102,7 +106,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   if (skip_dispatch()) { return; }
   let wg = wid.x + wid.y * nwg.x;
   let job = jobs[find_job(wg)];
-  let tile = (wg - job.wg_start) * WG + lane;
+  let tile = (wg - job.wg_start + job.group0) * WG + lane;
   if (tile >= job.tiles) { return; }
   let m0 = (tile / job.tiles_n) * TM;
   let n0 = (tile % job.tiles_n) * TN;

@@ -1,6 +1,6 @@
 /**
- * Job tables for the grouped layer kernels (struct Job in kernels/layer-matmul.wgsl): one 80-byte record per
- * layer matmul, with the offsets each kernel file documents. Tables are built once per workspace.
+ * Job tables for the grouped layer kernels (struct Job in kernels/layer-matmul.wgsl): 80-byte records of one layer
+ * matmul each, with the offsets each kernel file documents. Tables are built once per workspace.
  *
  * The builders below describe one layer's work in terms of where its operands live, so that every network
  * shape WPC trains (supervised and unsupervised PC, the two halves of bidirectional PC, the amortiser of
@@ -42,19 +42,82 @@ export function tilesOf(m: number, n: number, tiles: TileConfig): number {
   return tiles.subgroup ? blocks * tiles.wg : blocks;
 }
 
+/**
+ * Cost of one workgroup of a job in the schedule below, in units of one step of its k loop: the loop, plus the
+ * epilogue (a few loads and stores per output, measured on lavapipe at about 16 loop steps' worth).
+ */
+const EPILOGUE_COST = 16;
+
+/**
+ * The order in which a grouped dispatch's workgroups take the jobs' tiles: cost classes interleaved so that the
+ * running cost grows as evenly as possible with the workgroup index. lavapipe (lp_cs_tpool.c) hands each of its
+ * T threads one contiguous chunk of ⌊N/T⌋ workgroups and never rebalances, so with the jobs laid out one after
+ * the other a dispatch whose first half is cheap (the fixed first-layer errors, k = 0; an output layer's
+ * 10-wide activity gradient) left one thread with all the matmuls: measured 0.95 and 1.4 ms for the H = 3
+ * errors and activity-gradient kernels, no faster than one thread. Interleaved, any contiguous chunking is
+ * balanced to within one workgroup. GPUs run the workgroups concurrently, where the order is immaterial; the
+ * results do not depend on it (every tile computes and stores the same values wherever it runs).
+ * Returns the job index of each workgroup.
+ */
+export function scheduleWorkgroups(groups: readonly number[], cost: readonly number[]): number[] {
+  const classes = [...new Set(cost.filter((_, j) => groups[j]! > 0))].sort((a, b) => b - a);
+  // Per class, the workgroups still to place, in job order (a class's jobs keep their relative order).
+  const queues = new Map<number, number[]>(classes.map((c) => [c, []]));
+  groups.forEach((g, j) => {
+    for (let i = 0; i < g; i++) queues.get(cost[j]!)!.push(j);
+  });
+  const count = groups.reduce((s, g) => s + g, 0);
+  const total = groups.reduce((s, g, j) => s + g * cost[j]!, 0);
+  const heads = new Map<number, number>(classes.map((c) => [c, 0]));
+  const order: number[] = [];
+  let sum = 0;
+  for (let p = 0; p < count; p++) {
+    // The class that keeps the running cost nearest its even share (ties: the costlier class).
+    const target = ((p + 1) * total) / count;
+    let best = -1;
+    let bestGap = Infinity;
+    for (const c of classes) {
+      if (heads.get(c)! >= queues.get(c)!.length) continue;
+      const gap = Math.abs(sum + c - target);
+      if (gap < bestGap) {
+        best = c;
+        bestGap = gap;
+      }
+    }
+    const head = heads.get(best)!;
+    order.push(queues.get(best)![head]!);
+    heads.set(best, head + 1);
+    sum += best;
+  }
+  return order;
+}
+
+/**
+ * Packs `jobs` into a grouped kernel's table: one record per run of consecutive workgroups of one job, in the
+ * order scheduleWorkgroups gives (record.group0 is the job's workgroup the run starts at).
+ */
 export function packJobs(jobs: readonly Job[], tiles: TileConfig): JobTable {
-  const data = new ArrayBuffer(Math.max(1, jobs.length) * JOB_WORDS * 4);
+  const counts = jobs.map((job) => tilesOf(job.m, job.n, tiles));
+  const groups = counts.map((count) => Math.ceil(count / tiles.wg));
+  const order = scheduleWorkgroups(
+    groups,
+    jobs.map((job) => job.k + EPILOGUE_COST),
+  );
+  const runs: { job: number; wgStart: number; group0: number }[] = [];
+  const next = jobs.map(() => 0);
+  order.forEach((j, wg) => {
+    if (runs.at(-1)?.job !== j) runs.push({ job: j, wgStart: wg, group0: next[j]! });
+    next[j]!++;
+  });
+  const data = new ArrayBuffer(Math.max(1, runs.length) * JOB_WORDS * 4);
   const u32 = new Uint32Array(data);
   const f32 = new Float32Array(data);
-  let wg = 0;
-  const counts: number[] = [];
-  jobs.forEach((job, i) => {
-    const tilesN = Math.ceil(job.n / workgroupTile(tiles).cols);
-    const count = tilesOf(job.m, job.n, tiles);
+  runs.forEach((run, i) => {
+    const job = jobs[run.job]!;
     const o = i * JOB_WORDS;
-    u32[o + 0] = wg;
-    u32[o + 1] = tilesN;
-    u32[o + 2] = count;
+    u32[o + 0] = run.wgStart;
+    u32[o + 1] = Math.ceil(job.n / workgroupTile(tiles).cols);
+    u32[o + 2] = counts[run.job]!;
     u32[o + 3] = job.m;
     u32[o + 4] = job.n;
     u32[o + 5] = job.k;
@@ -69,10 +132,9 @@ export function packJobs(jobs: readonly Job[], tiles: TileConfig): JobTable {
     u32[o + 14] = job.flags ?? 0;
     f32[o + 15] = job.coef0 ?? 1;
     f32[o + 16] = job.coef1 ?? 1;
-    wg += Math.ceil(count / tiles.wg);
-    counts.push(count);
+    u32[o + 17] = run.group0;
   });
-  return { data, workgroups: wg, tiles: counts };
+  return { data, workgroups: order.length, tiles: counts };
 }
 
 /** A layer's prediction error (forward.wgsl, ERRORS): e = target − s·(W·input + b) [− residual]. */
