@@ -3,7 +3,10 @@
  * Dawn, the same adapter); and numpy (float32 BLAS on the CPU, bench/peers/pc_step_numpy.py) when python3 and
  * numpy are present. The step: JPC's paper network (H hidden tanh layers of 300, no bias, batch 64),
  * feedforward initialisation, 20 Euler steps of dt 0.5 on the activities, one Adam step (lr 1e-3) on the weights.
- * Median ms per step after warm-up. Prints one JSON object on stdout.
+ * All three do the same arithmetic: the first layer's prediction W_1 x, fixed while the input is clamped, is
+ * computed once per training step. `numpyRecomputeMs` is the numpy step recomputing it at every Euler step, as
+ * JPC's energy function is written (and as the peers did before 2026-11-23: 30 of the 54 MFLOP of an H = 3 Euler
+ * step). Median ms per step after warm-up. Prints one JSON object on stdout.
  */
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -87,11 +90,13 @@ async function tfjsStepMs(H: number): Promise<number> {
     tf.tidy(() => {
       let z: TfTensor[] = [x];
       for (let l = 0; l < L - 1; l++) z.push(tf.matMul(l === 0 ? z[l]! : tf.tanh(z[l]!), W[l]!, false, true));
+      const first = z[1]!; // W_1 x: fixed while x is clamped (computed once, as WPC and the numpy step do)
       const errors = (zs: TfTensor[]) => {
         const phi = zs.map((a, l) => (l === 0 ? a : tf.tanh(a)));
+        const pred = (l: number) => (l === 0 ? first : tf.matMul(phi[l]!, W[l]!, false, true));
         const e: (TfTensor | null)[] = [null];
-        for (let l = 0; l < L - 1; l++) e.push(tf.sub(zs[l + 1]!, tf.matMul(phi[l]!, W[l]!, false, true)));
-        e.push(tf.sub(y, tf.matMul(phi[L - 1]!, W[L - 1]!, false, true)));
+        for (let l = 0; l < L - 1; l++) e.push(tf.sub(zs[l + 1]!, pred(l)));
+        e.push(tf.sub(y, pred(L - 1)));
         return { phi, e };
       };
       for (let s = 0; s < STEPS; s++) {
@@ -125,10 +130,11 @@ async function tfjsStepMs(H: number): Promise<number> {
   return median(times);
 }
 
-function numpyStepMs(): Record<string, number> | null {
+function numpyStepMs(recompute: boolean): Record<string, number> | null {
   try {
     const script = fileURLToPath(new URL('../bench/peers/pc_step_numpy.py', import.meta.url));
-    const out = execFileSync('python3', [script, HIDDEN.join(','), String(STEPS), String(DT), String(REPEATS)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    const args = [script, HIDDEN.join(','), String(STEPS), String(DT), String(REPEATS), ...(recompute ? ['recompute'] : [])];
+    const out = execFileSync('python3', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
     return JSON.parse(out.trim()) as Record<string, number>;
   } catch {
     return null;
@@ -138,17 +144,20 @@ function numpyStepMs(): Record<string, number> | null {
 const adapterRt = await init();
 const adapter = adapterLabel(adapterRt);
 adapterRt.dispose();
-const numpy = numpyStepMs();
+const numpy = numpyStepMs(false);
+const numpyRecompute = numpyStepMs(true);
 const rows: Record<string, unknown>[] = [];
 for (const H of HIDDEN) {
   const wpc = await wpcStepMs(H);
   const tfjs = await tfjsStepMs(H);
   const np = numpy?.[String(H)];
+  const npRecompute = numpyRecompute?.[String(H)];
   rows.push({
     H,
     wpcMs: +wpc.toFixed(2),
     tfjsWebgpuMs: +tfjs.toFixed(1),
     numpyMs: np === undefined ? 'n/a' : +np.toFixed(2),
+    numpyRecomputeMs: npRecompute === undefined ? 'n/a' : +npRecompute.toFixed(2),
     tfjsOverWpc: `${(tfjs / wpc).toFixed(1)}×`,
     wpcOverNumpy: np === undefined ? 'n/a' : `${(wpc / np).toFixed(2)}×`,
   });

@@ -5,12 +5,15 @@
  * JSON object on stdout.
  */
 import { adam, init, makeMlp, makePcStep } from '../src/node.js';
+import { SleepEstimator } from '../src/runtime/runtime.js';
 import { adapterLabel, median } from './common.js';
 
 const B = 64;
 const STEPS = 20;
 const DT = 0.1;
-const REPEATS = 5;
+const REPEATS = 7;
+// Warm-up steps: pipeline compilation, and the sleep estimator settling on the step time.
+const WARMUP = 5;
 const rows: Record<string, unknown>[] = [];
 let adapter = '';
 for (const H of [3, 5, 10]) {
@@ -27,13 +30,19 @@ for (const H of [3, 5, 10]) {
     const output = rt.tensor(y, [B, 10]);
     const perKernel = new Map<string, { ms: number[]; dispatches: number }>();
     const totals: number[] = [];
-    for (let i = 0; i < REPEATS + 2; i++) {
+    // Sleep through most of the step before reading the timestamps back: a pending readback keeps the JS
+    // thread spinning, which on a 2-core machine takes a core from lavapipe and inflates every kernel's time.
+    const clock = new SleepEstimator();
+    for (let i = 0; i < REPEATS + WARMUP; i++) {
+      const t0 = performance.now();
       rt.startProfile();
       const r = await makePcStep(model, optim, state, output, { input, solver: 'euler', stepsizeController: 'constant', maxT1: STEPS * DT, dt: DT });
+      const { waitedMs } = await rt.finish({ expectedMs: clock.sleepFor(1, performance.now() - t0) });
+      clock.update(1, performance.now() - t0, waitedMs);
       const { kernels } = await rt.stopProfile();
       r.loss.dispose();
       r.energies.dispose();
-      if (i < 2) continue; // warm-up: pipeline compilation
+      if (i < WARMUP) continue;
       totals.push(kernels.reduce((s, k) => s + k.ms, 0));
       for (const k of kernels) {
         const e = perKernel.get(k.kernel) ?? { ms: [], dispatches: k.dispatches };
