@@ -115,15 +115,27 @@ fn k_at(j: u32, o: u32) -> f32 {
 }
 
 // Σ_{j≤i} w_j k_j with k_i = k_now (this dispatch's stage, in a register) and the earlier stages from memory.
+// (A branch, not select: select would load k_i from memory too, and on lavapipe every lane-varying load is a
+// per-lane loop.)
 fn combine(o: u32, k_now: f32, error_weights: bool) -> f32 {
   var sum = 0.0;
   let count = select(stage.ncoef, stage.nerr, error_weights);
   for (var j = 1u; j <= count; j++) {
     let w = select(coef(j - 1u), ecoef(j - 1u), error_weights);
-    let kj = select(k_at(j, o), k_now, j == stage.index);
-    sum += w * kj;
+    if (j == stage.index) {
+      sum += w * k_now;
+    } else {
+      sum += w * k_at(j, o);
+    }
   }
   return sum;
+}
+
+// y at o, the step's start. At a step's first stage the evaluation point is y itself (z, already loaded): every
+// Euler step, and the first stage of the others.
+fn start_value(job: Job, o: u32, z: f32) -> f32 {
+  if (stage.y + job.f_off == job.e_off) { return z; }
+  return work[stage.y + o];
 }
 
 // (err/scale)² and the non-finite count of an embedded error estimate.
@@ -174,14 +186,14 @@ fn epilogue(job: Job, row: u32, col: u32, acc: f32) -> vec4<f32> {
     case MODE_STAGE: {
       let h = step_size();
       work[stage.k + (stage.index - 1u) * stage.k_stride + o] = k;
-      let probe = work[stage.y + o] + h * combine(o, k, false);
+      let probe = start_value(job, o, z) + h * combine(o, k, false);
       work[stage.t + o] = probe;
       work[stage.pt + o] = act(probe);
       return vec4<f32>(0.0, 0.0, flow);
     }
     case MODE_FINAL: {
       let h = step_size();
-      let y0 = work[stage.y + o];
+      let y0 = start_value(job, o, z);
       let y1 = y0 + h * combine(o, k, false);
       work[stage.y1 + o] = y1;
       work[stage.py1 + o] = act(y1);
@@ -191,7 +203,7 @@ fn epilogue(job: Job, row: u32, col: u32, acc: f32) -> vec4<f32> {
     case MODE_FINAL_FSAL: {
       let h = step_size();
       work[stage.k + (stage.index - 1u) * stage.k_stride + o] = k;
-      let y0 = work[stage.y + o];
+      let y0 = start_value(job, o, z);
       return vec4<f32>(error_partial(h * combine(o, k, true), y0, z), flow);
     }
     case MODE_HAIRER1: {
@@ -200,7 +212,7 @@ fn epilogue(job: Job, row: u32, col: u32, acc: f32) -> vec4<f32> {
       return vec4<f32>(r * r, select(1.0, 0.0, is_finite(k)), flow);
     }
     case MODE_HAIRER2: {
-      let y0 = work[stage.y + o];
+      let y0 = start_value(job, o, z);
       let r = (k - k_at(1u, o)) / (stage.atol + stage.rtol * abs(y0));
       return vec4<f32>(r * r, select(1.0, 0.0, is_finite(k)), flow);
     }
