@@ -38,6 +38,8 @@ function gpu(r: Runtime, ref: GenModel, act: Act, bias: boolean): Model {
 const CASES = [
   { name: 'one hidden layer (the notebook’s shape)', dims: [4, 9, 12], skips: false, act: 'relu' as Act },
   { name: 'three hidden layers with skips', dims: [5, 7, 7, 7, 11], skips: true, act: 'tanh' as Act },
+  // Every width ≡ 0 mod 4: the layer kernels take their vec4 epilogues (accumulating gradients included).
+  { name: 'two hidden layers with skips, widths ≡ 0 mod 4', dims: [4, 8, 8, 12], skips: true, act: 'tanh' as Act },
 ];
 
 describe.each(CASES.map((c) => [c.name, c] as const))('%s', (_n, c) => {

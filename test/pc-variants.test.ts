@@ -65,6 +65,17 @@ const CONFIGS: Config[] = [
   },
   { name: 'NTP without skips, activity decay', dims: [4, 7, 5, 3], act: 'silu', bias: false, paramType: 'ntp', skips: false, opts: { activityDecay: 0.3 } },
   { name: 'sp, plain', dims: [6, 9, 4], act: 'gelu', bias: true, paramType: 'sp', skips: false, opts: {} },
+  // Every width ≡ 0 mod 4: the layer kernels take their vec4 epilogues (layer-matmul.wgsl, VEC_EPILOGUE).
+  {
+    name: 'μPC, skips, λ, regularisers, widths ≡ 0 mod 4',
+    dims: [8, 8, 8, 8, 4],
+    act: 'tanh',
+    bias: true,
+    paramType: 'mupc',
+    skips: true,
+    gamma: 2,
+    opts: { lambda: 0.7, weightDecay: 0.1, spectralPenalty: 0.05, activityDecay: 0.2 },
+  },
 ];
 
 function refModel(c: Config, seed: number): GenModel {
@@ -225,8 +236,7 @@ describe.each(CONFIGS.map((c) => [c.name, c] as const))('%s', (_name, c) => {
 
 describe('adaptive solves of the generalised energy', () => {
   it('Heun + PID follows the reference step for step (μPC, skips, λ, activity decay; unsupervised)', async () => {
-    const c = CONFIGS[0]!;
-    for (const unsupervised of [false, true]) {
+    for (const [c, unsupervised] of [CONFIGS[0]!, CONFIGS[3]!].flatMap((c) => [[c, false], [c, true]] as const)) {
       const { ref, x, y, acts } = fixture(c, 'mse', unsupervised, 41);
       const opts: PcOpts = { loss: 'mse', lambda: 0.7, activityDecay: 0.2 };
       const xr = unsupervised ? null : x;

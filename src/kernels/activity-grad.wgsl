@@ -30,7 +30,8 @@
 // max(|y0|, |y1|), using y0 where the candidate is not finite.
 
 @group(0) @binding(1) var<storage, read> params: array<f32>;
-@group(0) @binding(2) var<storage, read_write> work: array<f32>;
+// vec4 elements so that the epilogue can move 4 outputs at once (epilogue4); ld / st address single floats.
+@group(0) @binding(2) var<storage, read_write> work: array<vec4<f32>>;
 #if GATED
 @group(0) @binding(3) var<storage, read> state: SolverState;
 #endif
@@ -78,6 +79,14 @@ struct Stage {
 }
 @group(0) @binding(4) var<uniform> stage: Stage;
 
+fn ld(i: u32) -> f32 {
+  return work[i >> 2u][i & 3u];
+}
+
+fn st(i: u32, v: f32) {
+  work[i >> 2u][i & 3u] = v;
+}
+
 fn skip_dispatch() -> bool {
 #if GATED
   return state.done != 0u;
@@ -87,7 +96,7 @@ fn skip_dispatch() -> bool {
 }
 
 fn load_a(job: Job, row: u32, kk: u32) -> f32 {
-  return work[job.a_off + row * job.k + kk];
+  return ld(job.a_off + row * job.k + kk);
 }
 
 fn load_b(job: Job, kk: u32, col: u32) -> f32 {
@@ -111,7 +120,7 @@ fn ecoef(j: u32) -> f32 {
 }
 
 fn k_at(j: u32, o: u32) -> f32 {
-  return work[stage.k + (j - 1u) * stage.k_stride + o];
+  return ld(stage.k + (j - 1u) * stage.k_stride + o);
 }
 
 // Σ_{j≤i} w_j k_j with k_i = k_now (this dispatch's stage, in a register) and the earlier stages from memory.
@@ -135,7 +144,7 @@ fn combine(o: u32, k_now: f32, error_weights: bool) -> f32 {
 // Euler step, and the first stage of the others.
 fn start_value(job: Job, o: u32, z: f32) -> f32 {
   if (stage.y + job.f_off == job.e_off) { return z; }
-  return work[stage.y + o];
+  return ld(stage.y + o);
 }
 
 // (err/scale)² and the non-finite count of an embedded error estimate.
@@ -152,15 +161,15 @@ fn optimiser_step(o: u32, z: f32, g: f32) -> f32 {
   if (stage.opt == OPT_MOMENTUM) {
     let mu = stage.coef[0].y;
     let trace = g + mu * k_at(1u, o);
-    work[stage.k + o] = trace;
+    st(stage.k + o, trace);
     update = select(trace, g + mu * trace, stage.coef[1].w != 0.0);
   } else if (stage.opt == OPT_ADAM) {
     let b1 = stage.coef[0].y;
     let b2 = stage.coef[0].z;
     let m = (1.0 - b1) * g + b1 * k_at(1u, o);
     let v = (1.0 - b2) * g * g + b2 * k_at(2u, o);
-    work[stage.k + o] = m;
-    work[stage.k + stage.k_stride + o] = v;
+    st(stage.k + o, m);
+    st(stage.k + stage.k_stride + o, v);
     update = (m / stage.coef[1].y) / (sqrt(v / stage.coef[1].z + stage.coef[1].x) + stage.coef[0].w);
   }
   return z - lr * update;
@@ -168,46 +177,46 @@ fn optimiser_step(o: u32, z: f32, g: f32) -> f32 {
 
 fn epilogue(job: Job, row: u32, col: u32, acc: f32) -> vec4<f32> {
   let at = row * job.n + col;
-  let z = work[job.e_off + at];
-  let own = select(work[job.d_off + at], 0.0, (job.flags & FLAG_NO_OWN) != 0u);
+  let z = ld(job.e_off + at);
+  let own = select(ld(job.d_off + at), 0.0, (job.flags & FLAG_NO_OWN) != 0u);
   let slope = select(act_grad(z), 1.0, (job.flags & FLAG_IDENTITY) != 0u);
   var g = own - job.coef0 * slope * acc + stage.decay * z;
-  if ((job.flags & FLAG_SKIP) != 0u) { g -= work[job.a_off + row * job.k + col]; }
+  if ((job.flags & FLAG_SKIP) != 0u) { g -= ld(job.a_off + row * job.k + col); }
   var grad = g * job.coef1;
-  if ((job.flags & FLAG_ACCUMULATE) != 0u) { grad += work[job.c_off + at]; }
+  if ((job.flags & FLAG_ACCUMULATE) != 0u) { grad += ld(job.c_off + at); }
   let k = -grad;
   let o = job.f_off + at;
   let flow = vec2<f32>(k * k, z * z); // for the steady-state test at the evaluation point
   switch stage.mode {
     case MODE_GRAD: {
-      work[job.c_off + at] = grad;
+      st(job.c_off + at, grad);
       return vec4<f32>(0.0, 0.0, flow);
     }
     case MODE_STAGE: {
       let h = step_size();
-      work[stage.k + (stage.index - 1u) * stage.k_stride + o] = k;
+      st(stage.k + (stage.index - 1u) * stage.k_stride + o, k);
       let probe = start_value(job, o, z) + h * combine(o, k, false);
-      work[stage.t + o] = probe;
-      work[stage.pt + o] = act(probe);
+      st(stage.t + o, probe);
+      st(stage.pt + o, act(probe));
       return vec4<f32>(0.0, 0.0, flow);
     }
     case MODE_FINAL: {
       let h = step_size();
       let y0 = start_value(job, o, z);
       let y1 = y0 + h * combine(o, k, false);
-      work[stage.y1 + o] = y1;
-      work[stage.py1 + o] = act(y1);
+      st(stage.y1 + o, y1);
+      st(stage.py1 + o, act(y1));
       if (stage.nerr == 0u) { return vec4<f32>(0.0, 0.0, flow); }
       return vec4<f32>(error_partial(h * combine(o, k, true), y0, y1), flow);
     }
     case MODE_FINAL_FSAL: {
       let h = step_size();
-      work[stage.k + (stage.index - 1u) * stage.k_stride + o] = k;
+      st(stage.k + (stage.index - 1u) * stage.k_stride + o, k);
       let y0 = start_value(job, o, z);
       return vec4<f32>(error_partial(h * combine(o, k, true), y0, z), flow);
     }
     case MODE_HAIRER1: {
-      work[stage.k + o] = k;
+      st(stage.k + o, k);
       let r = k / (stage.atol + stage.rtol * abs(z));
       return vec4<f32>(r * r, select(1.0, 0.0, is_finite(k)), flow);
     }
@@ -218,8 +227,8 @@ fn epilogue(job: Job, row: u32, col: u32, acc: f32) -> vec4<f32> {
     }
     case MODE_OPTIM: {
       let z_new = optimiser_step(o, z, grad);
-      work[stage.y + o] = z_new;
-      work[stage.py + o] = act(z_new);
+      st(stage.y + o, z_new);
+      st(stage.py + o, act(z_new));
       return vec4<f32>(0.0, 0.0, flow);
     }
     default: {
@@ -228,10 +237,104 @@ fn epilogue(job: Job, row: u32, col: u32, acc: f32) -> vec4<f32> {
   }
 }
 
+// The same for columns col..col+3 (layer-matmul.wgsl, VEC_EPILOGUE), when the job's and the stage record's
+// offsets are 4-aligned. The discrete-inference and Hairer modes (once per solve or cheap) take the scalar path.
+fn vec_ok(job: Job) -> bool {
+  var offsets = job.n | job.c_off | job.d_off | job.e_off | job.f_off;
+  if ((job.flags & FLAG_SKIP) != 0u) { offsets |= job.a_off | job.k; }
+  offsets |= stage.y | stage.py | stage.t | stage.pt | stage.k | stage.k_stride | stage.y1 | stage.py1;
+  return (offsets & 3u) == 0u && stage.mode <= MODE_FINAL_FSAL;
+}
+
+fn ld4(i: u32) -> vec4<f32> {
+  return work[i >> 2u];
+}
+
+fn st4(i: u32, v: vec4<f32>) {
+  work[i >> 2u] = v;
+}
+
+fn act4(x: vec4<f32>) -> vec4<f32> {
+  return vec4<f32>(act(x.x), act(x.y), act(x.z), act(x.w));
+}
+
+fn combine4(o: u32, k_now: vec4<f32>, error_weights: bool) -> vec4<f32> {
+  var sum = vec4<f32>(0.0);
+  let count = select(stage.ncoef, stage.nerr, error_weights);
+  for (var j = 1u; j <= count; j++) {
+    let w = select(coef(j - 1u), ecoef(j - 1u), error_weights);
+    if (j == stage.index) {
+      sum += w * k_now;
+    } else {
+      sum += w * ld4(stage.k + (j - 1u) * stage.k_stride + o);
+    }
+  }
+  return sum;
+}
+
+fn start_value4(job: Job, o: u32, z: vec4<f32>) -> vec4<f32> {
+  if (stage.y + job.f_off == job.e_off) { return z; }
+  return ld4(stage.y + o);
+}
+
+fn error_partial4(err: vec4<f32>, y0: vec4<f32>, y1: vec4<f32>) -> vec2<f32> {
+  return error_partial(err.x, y0.x, y1.x) + error_partial(err.y, y0.y, y1.y) + error_partial(err.z, y0.z, y1.z) +
+    error_partial(err.w, y0.w, y1.w);
+}
+
+fn epilogue4(job: Job, row: u32, col: u32, acc: vec4<f32>) -> vec4<f32> {
+  let at = row * job.n + col;
+  let z = ld4(job.e_off + at);
+  var own = vec4<f32>(0.0);
+  if ((job.flags & FLAG_NO_OWN) == 0u) { own = ld4(job.d_off + at); }
+  var slope = vec4<f32>(1.0);
+  if ((job.flags & FLAG_IDENTITY) == 0u) { slope = vec4<f32>(act_grad(z.x), act_grad(z.y), act_grad(z.z), act_grad(z.w)); }
+  var g = own - job.coef0 * slope * acc + stage.decay * z;
+  if ((job.flags & FLAG_SKIP) != 0u) { g -= ld4(job.a_off + row * job.k + col); }
+  var grad = g * job.coef1;
+  if ((job.flags & FLAG_ACCUMULATE) != 0u) { grad += ld4(job.c_off + at); }
+  let k = -grad;
+  let o = job.f_off + at;
+  let flow = vec2<f32>(dot(k, k), dot(z, z));
+  switch stage.mode {
+    case MODE_GRAD: {
+      st4(job.c_off + at, grad);
+      return vec4<f32>(0.0, 0.0, flow);
+    }
+    case MODE_STAGE: {
+      let h = step_size();
+      st4(stage.k + (stage.index - 1u) * stage.k_stride + o, k);
+      let probe = start_value4(job, o, z) + h * combine4(o, k, false);
+      st4(stage.t + o, probe);
+      st4(stage.pt + o, act4(probe));
+      return vec4<f32>(0.0, 0.0, flow);
+    }
+    case MODE_FINAL: {
+      let h = step_size();
+      let y0 = start_value4(job, o, z);
+      let y1 = y0 + h * combine4(o, k, false);
+      st4(stage.y1 + o, y1);
+      st4(stage.py1 + o, act4(y1));
+      if (stage.nerr == 0u) { return vec4<f32>(0.0, 0.0, flow); }
+      return vec4<f32>(error_partial4(h * combine4(o, k, true), y0, y1), flow);
+    }
+    default: {  // MODE_FINAL_FSAL (vec_ok admits no other mode)
+      let h = step_size();
+      st4(stage.k + (stage.index - 1u) * stage.k_stride + o, k);
+      let y0 = start_value4(job, o, z);
+      return vec4<f32>(error_partial4(h * combine4(o, k, true), y0, z), flow);
+    }
+  }
+}
+
 fn finish_tile(job: Job, tile: u32, partial: vec4<f32>) {
   let at = job.part_off + 4u * tile;
-  work[at] = partial.x;
-  work[at + 1u] = partial.y;
-  work[at + 2u] = partial.z;
-  work[at + 3u] = partial.w;
+  if ((at & 3u) == 0u) {
+    st4(at, partial);
+  } else {
+    st(at, partial.x);
+    st(at + 1u, partial.y);
+    st(at + 2u, partial.z);
+    st(at + 3u, partial.w);
+  }
 }

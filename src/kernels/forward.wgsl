@@ -23,7 +23,8 @@ const FLAG_SKIP: u32 = 64u;
 const FLAG_ADD_ERR: u32 = 128u;
 
 @group(0) @binding(1) var<storage, read> params: array<f32>;
-@group(0) @binding(2) var<storage, read_write> work: array<f32>;
+// vec4 elements so that the epilogue can move 4 outputs at once (epilogue4); ld / st address single floats.
+@group(0) @binding(2) var<storage, read_write> work: array<vec4<f32>>;
 #if GATED
 // Solver state (solver.wgsl): a finished solve turns the remaining steps' dispatches into no-ops.
 @group(0) @binding(3) var<storage, read> state: SolverState;
@@ -37,8 +38,16 @@ fn skip_dispatch() -> bool {
 #endif
 }
 
+fn ld(i: u32) -> f32 {
+  return work[i >> 2u][i & 3u];
+}
+
+fn st(i: u32, v: f32) {
+  work[i >> 2u][i & 3u] = v;
+}
+
 fn load_a(job: Job, row: u32, kk: u32) -> f32 {
-  return work[job.a_off + row * job.k + kk];
+  return ld(job.a_off + row * job.k + kk);
 }
 
 fn load_b(job: Job, kk: u32, col: u32) -> f32 {
@@ -46,11 +55,11 @@ fn load_b(job: Job, kk: u32, col: u32) -> f32 {
 }
 
 fn prediction(job: Job, row: u32, col: u32, acc: f32) -> f32 {
-  if ((job.flags & FLAG_FIRST) != 0u) { return work[job.e_off + row * job.n + col]; }
+  if ((job.flags & FLAG_FIRST) != 0u) { return ld(job.e_off + row * job.n + col); }
   var v = acc;
   if ((job.flags & FLAG_BIAS) != 0u) { v += params[job.bias_off + col]; }
   var pred = job.coef0 * v;
-  if ((job.flags & FLAG_SKIP) != 0u) { pred += work[job.f_off + row * job.n + col]; }
+  if ((job.flags & FLAG_SKIP) != 0u) { pred += ld(job.f_off + row * job.n + col); }
   return pred;
 }
 
@@ -59,24 +68,66 @@ fn epilogue(job: Job, row: u32, col: u32, acc: f32) -> vec4<f32> {
   let pred = prediction(job, row, col, acc);
 #if ERRORS
   if ((job.flags & FLAG_LOGITS) != 0u) {
-    work[job.c_off + at] = pred;
+    st(job.c_off + at, pred);
     return vec4<f32>(0.0);
   }
-  let e = work[job.d_off + at] - pred;
-  work[job.c_off + at] = e;
+  let e = ld(job.d_off + at) - pred;
+  st(job.c_off + at, e);
   return vec4<f32>(e * e, 0.0, 0.0, 0.0);
 #else
   var z = pred;
-  if ((job.flags & FLAG_ADD_ERR) != 0u) { z += work[job.part_off + at]; }
-  work[job.c_off + at] = z;
-  if ((job.flags & FLAG_WRITE_PHI) != 0u) { work[job.d_off + at] = act(z); }
-  if ((job.flags & FLAG_WRITE_PRED) != 0u) { work[job.e_off + at] = pred; }
+  if ((job.flags & FLAG_ADD_ERR) != 0u) { z += ld(job.part_off + at); }
+  st(job.c_off + at, z);
+  if ((job.flags & FLAG_WRITE_PHI) != 0u) { st(job.d_off + at, act(z)); }
+  if ((job.flags & FLAG_WRITE_PRED) != 0u) { st(job.e_off + at, pred); }
+  return vec4<f32>(0.0);
+#endif
+}
+
+// The same for columns col..col+3 (layer-matmul.wgsl, VEC_EPILOGUE), when every offset used is 4-aligned.
+fn vec_ok(job: Job) -> bool {
+  var offsets = job.n | job.c_off | job.d_off | job.e_off | job.f_off;
+#if !ERRORS
+  if ((job.flags & FLAG_ADD_ERR) != 0u) { offsets |= job.part_off; }
+#endif
+  return (offsets & 3u) == 0u;
+}
+
+fn prediction4(job: Job, at: u32, col: u32, acc: vec4<f32>) -> vec4<f32> {
+  if ((job.flags & FLAG_FIRST) != 0u) { return work[(job.e_off + at) >> 2u]; }
+  var v = acc;
+  if ((job.flags & FLAG_BIAS) != 0u) {
+    let b = job.bias_off + col;
+    v += vec4<f32>(params[b], params[b + 1u], params[b + 2u], params[b + 3u]);
+  }
+  var pred = job.coef0 * v;
+  if ((job.flags & FLAG_SKIP) != 0u) { pred += work[(job.f_off + at) >> 2u]; }
+  return pred;
+}
+
+fn epilogue4(job: Job, row: u32, col: u32, acc: vec4<f32>) -> vec4<f32> {
+  let at = row * job.n + col;
+  let pred = prediction4(job, at, col, acc);
+#if ERRORS
+  if ((job.flags & FLAG_LOGITS) != 0u) {
+    work[(job.c_off + at) >> 2u] = pred;
+    return vec4<f32>(0.0);
+  }
+  let e = work[(job.d_off + at) >> 2u] - pred;
+  work[(job.c_off + at) >> 2u] = e;
+  return vec4<f32>(dot(e, e), 0.0, 0.0, 0.0);
+#else
+  var z = pred;
+  if ((job.flags & FLAG_ADD_ERR) != 0u) { z += work[(job.part_off + at) >> 2u]; }
+  work[(job.c_off + at) >> 2u] = z;
+  if ((job.flags & FLAG_WRITE_PHI) != 0u) { work[(job.d_off + at) >> 2u] = vec4<f32>(act(z.x), act(z.y), act(z.z), act(z.w)); }
+  if ((job.flags & FLAG_WRITE_PRED) != 0u) { work[(job.e_off + at) >> 2u] = pred; }
   return vec4<f32>(0.0);
 #endif
 }
 
 fn finish_tile(job: Job, tile: u32, partial: vec4<f32>) {
 #if ERRORS
-  if ((job.flags & FLAG_LOGITS) == 0u) { work[job.part_off + 4u * tile] = partial.x; }
+  if ((job.flags & FLAG_LOGITS) == 0u) { st(job.part_off + 4u * tile, partial.x); }
 #endif
 }

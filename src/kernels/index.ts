@@ -89,11 +89,20 @@ const SUBGROUPS_PART = part('enable-subgroups.wgsl', 'enable subgroups;');
 function matmulSpec(
   tiles: TileConfig,
   parts: { file: string; source: string }[],
-  { constants = {}, defines = {} }: { constants?: Record<string, number>; defines?: Record<string, boolean> } = {},
+  {
+    constants = {},
+    defines = {},
+    vecEpilogue = false,
+  }: {
+    constants?: Record<string, number>;
+    defines?: Record<string, boolean>;
+    /** The kernel file provides vec_ok / epilogue4 (see layer-matmul.wgsl); used when TN is a multiple of 4. */
+    vecEpilogue?: boolean;
+  } = {},
 ) {
   return {
     parts: tiles.subgroup ? [SUBGROUPS_PART, ...parts] : parts,
-    defines: { ...defines, SUBGROUP_TILES: tiles.subgroup === true },
+    defines: { ...defines, SUBGROUP_TILES: tiles.subgroup === true, VEC_EPILOGUE: vecEpilogue && tiles.tn % 4 === 0 },
     constants: { ...constants, WG: tiles.wg, TM: tiles.tm, TN: tiles.tn, ...(tiles.subgroup ? { BROADCAST_FMAS: broadcastFmas(tiles) } : {}) },
     workgroupSize: tiles.wg,
   };
@@ -139,6 +148,7 @@ export function forwardKernel(act: Activation, tiles: TileConfig, mode: 'forward
     ...matmulSpec(tiles, [ACTIVATIONS_PART, STATE_PART, MATMUL_PART, part('forward.wgsl', forwardWgsl)], {
       constants: { ACT: activationId(act) },
       defines: { ERRORS: mode === 'errors', GATED: gated },
+      vecEpilogue: true,
     }),
     entryPoint: 'main',
     bindings: [ro('jobs'), ro('params'), rw('work'), ...(gated ? [ro('state')] : [])],
@@ -174,6 +184,7 @@ export function activityGradKernel(act: Activation, tiles: TileConfig, gated: bo
     ...matmulSpec(tiles, [ACTIVATIONS_PART, STATE_PART, MATMUL_PART, part('activity-grad.wgsl', activityGradWgsl)], {
       constants: { ACT: activationId(act) },
       defines: { GATED: gated },
+      vecEpilogue: true,
     }),
     entryPoint: 'main',
     bindings: [ro('jobs'), ro('params'), rw('work'), ...(gated ? [ro('state')] : []), uniform('stage', true, 4)],

@@ -21,6 +21,13 @@
 //   fn finish_tile(job: Job, tile: u32, partial: vec4<f32>)  stores the tile's partial sums
 // Partial sums are per invocation ("tile") and summed later in a fixed order, so every reduction is
 // deterministic.
+//
+// With VEC_EPILOGUE (set by the host when TN is a multiple of 4) the file also provides
+//   fn vec_ok(job: Job) -> bool                                   every offset the epilogue uses and n are ≡ 0 mod 4
+//   fn epilogue4(job: Job, row: u32, col: u32, acc: vec4<f32>) -> vec4<f32>   columns col..col+3 at once
+// and a job that passes vec_ok (a uniform test) takes 4 outputs per call: each invocation's outputs in a row
+// are contiguous, so the epilogue reads and writes vec4s. On lavapipe every lane-varying load or store is a
+// per-lane loop, so this cuts the epilogue's memory instructions by 4.
 
 const WG: u32 = {{WG}}u;
 const TM: u32 = {{TM}}u;
@@ -92,6 +99,19 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   }
 
   var partial = vec4<f32>(0.0);
+#if VEC_EPILOGUE
+  if (vec_ok(job)) {
+    for (var i = 0u; i < TM; i++) {
+      for (var j = 0u; j < TN; j += 4u) {
+        if (m0 + i * WG < job.m && n0 + j < job.n) {
+          partial += epilogue4(job, m0 + i * WG, n0 + j, vec4<f32>(acc[i][j], acc[i][j + 1u], acc[i][j + 2u], acc[i][j + 3u]));
+        }
+      }
+    }
+    finish_tile(job, group * WG + lane, partial);
+    return;
+  }
+#endif
   for (var i = 0u; i < TM; i++) {
     for (var j = 0u; j < TN; j++) {
       if (m0 + i * WG < job.m && n0 + j < job.n) { partial += epilogue(job, m0 + i * WG, n0 + j, acc[i][j]); }
@@ -126,6 +146,19 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   }
 
   var partial = vec4<f32>(0.0);
+#if VEC_EPILOGUE
+  if (vec_ok(job)) {
+    for (var i = 0u; i < TM; i++) {
+      for (var j = 0u; j < TN; j += 4u) {
+        if (m0 + i < job.m && n0 + j < job.n) {
+          partial += epilogue4(job, m0 + i, n0 + j, vec4<f32>(acc[i][j], acc[i][j + 1u], acc[i][j + 2u], acc[i][j + 3u]));
+        }
+      }
+    }
+    finish_tile(job, tile, partial);
+    return;
+  }
+#endif
   for (var i = 0u; i < TM; i++) {
     for (var j = 0u; j < TN; j++) {
       if (m0 + i < job.m && n0 + j < job.n) { partial += epilogue(job, m0 + i, n0 + j, acc[i][j]); }
