@@ -18,6 +18,7 @@ import outputWgsl from './output.wgsl';
 import paramGradWgsl from './param-grad.wgsl';
 import recordWgsl from './record.wgsl';
 import reduceWgsl from './reduce.wgsl';
+import workgroupSumWgsl from './workgroup-sum.wgsl';
 import regularizeWgsl from './regularize.wgsl';
 import solverStateWgsl from './solver-state.wgsl';
 import solverWgsl from './solver.wgsl';
@@ -84,6 +85,7 @@ function broadcastFmas(tiles: TileConfig): string {
 }
 
 const SUBGROUPS_PART = part('enable-subgroups.wgsl', 'enable subgroups;');
+const WORKGROUP_SUM_PART = part('workgroup-sum.wgsl', workgroupSumWgsl);
 
 /** The parts, switches and constants every grouped-matmul kernel shares. */
 function matmulSpec(
@@ -208,12 +210,29 @@ export const SCALED_SQUARE_CHUNK = 64;
 /** Invocations per workgroup of the solver, output, reduce and optimiser kernels. */
 export const SMALL_WG = 64;
 
+/**
+ * The shared workgroup sum (workgroup-sum.wgsl) of the reduction kernels: subgroup butterflies where the
+ * adapter reports one fixed subgroup size that is a power of two with SMALL_WG / size ≤ size, else a tree in
+ * workgroup memory. `subgroupSize` is the runtime's `adapter.subgroupSize`.
+ */
+function workgroupSum(subgroupSize: number | null): { enable: { file: string; source: string }[]; part: { file: string; source: string }; defines: Record<string, boolean>; constants: Record<string, number> } {
+  const sg = subgroupSize !== null && Number.isInteger(Math.log2(subgroupSize)) && SMALL_WG % subgroupSize === 0 && SMALL_WG / subgroupSize <= subgroupSize ? subgroupSize : null;
+  return {
+    enable: sg === null ? [] : [SUBGROUPS_PART],
+    part: WORKGROUP_SUM_PART,
+    defines: { SUBGROUP_REDUCE: sg !== null },
+    constants: sg === null ? {} : { SG: sg },
+  };
+}
+
 /** Step-size control and elementwise solver helpers (solver.wgsl). Bindings: config, work, state. */
-export function solverKernel(entry: SolverEntry, act: Activation): KernelSpec {
+export function solverKernel(entry: SolverEntry, act: Activation, subgroupSize: number | null = null): KernelSpec {
+  const sum = workgroupSum(subgroupSize);
   return {
     name: `solver.${entry}`,
-    parts: [ACTIVATIONS_PART, STATE_PART, part('solver.wgsl', solverWgsl)],
-    constants: { ACT: activationId(act), CHUNK: SCALED_SQUARE_CHUNK },
+    parts: [...sum.enable, ACTIVATIONS_PART, STATE_PART, part('solver.wgsl', solverWgsl), sum.part],
+    defines: sum.defines,
+    constants: { ACT: activationId(act), CHUNK: SCALED_SQUARE_CHUNK, ...sum.constants },
     entryPoint: entry,
     bindings: [uniform('config'), rw('work'), rw('state')],
     workgroupSize: SMALL_WG,
@@ -234,10 +253,13 @@ export function outputKernel(entry: 'ce_errors' | 'loss_rows' | 'row_norms', gat
 }
 
 /** Deterministic segment sums, optionally squared and square-rooted (reduce.wgsl). Bindings: segments, src, dst. */
-export function reduceKernel(): KernelSpec {
+export function reduceKernel(subgroupSize: number | null = null): KernelSpec {
+  const sum = workgroupSum(subgroupSize);
   return {
     name: 'reduce.segments',
-    parts: [part('reduce.wgsl', reduceWgsl)],
+    parts: [...sum.enable, part('reduce.wgsl', reduceWgsl), sum.part],
+    defines: sum.defines,
+    constants: sum.constants,
     entryPoint: 'main',
     bindings: [ro('segments'), ro('src'), rw('dst')],
     workgroupSize: SMALL_WG,
@@ -245,10 +267,13 @@ export function reduceKernel(): KernelSpec {
 }
 
 /** Adds values in a buffer into another slot of it (reduce.wgsl `accumulate`). Bindings: segments, dst. */
-export function accumulateKernel(): KernelSpec {
+export function accumulateKernel(subgroupSize: number | null = null): KernelSpec {
+  const sum = workgroupSum(subgroupSize);
   return {
     name: 'reduce.accumulate',
-    parts: [part('reduce.wgsl', reduceWgsl)],
+    parts: [...sum.enable, part('reduce.wgsl', reduceWgsl), sum.part],
+    defines: sum.defines,
+    constants: sum.constants,
     entryPoint: 'accumulate',
     bindings: [ro('segments'), rw('dst')],
     workgroupSize: SMALL_WG,
@@ -291,10 +316,13 @@ export type RecordEntry = (typeof RECORD_ENTRIES)[number];
 export const RecordWhen = { NEXT_START: 0, ACCEPTED: 1, ALWAYS: 2, FINAL: 3 } as const;
 
 /** Recording during inference (record.wgsl). Bindings: segments, work, state, records, traj, recording (dynamic). */
-export function recordKernel(entry: RecordEntry): KernelSpec {
+export function recordKernel(entry: RecordEntry, subgroupSize: number | null = null): KernelSpec {
+  const sum = workgroupSum(subgroupSize);
   return {
     name: `record.${entry}`,
-    parts: [STATE_PART, part('record.wgsl', recordWgsl)],
+    parts: [...sum.enable, STATE_PART, part('record.wgsl', recordWgsl), sum.part],
+    defines: sum.defines,
+    constants: sum.constants,
     entryPoint: entry,
     bindings: [ro('segments'), ro('work'), ro('state'), rw('records'), rw('traj'), uniform('recording', true)],
     workgroupSize: entry === 'record_advance' ? 1 : SMALL_WG,

@@ -50,7 +50,6 @@ struct Recording {
 @group(0) @binding(4) var<storage, read_write> traj: array<f32>;
 @group(0) @binding(5) var<uniform> rec: Recording;
 
-var<workgroup> partial: array<f32, RED_WG>;
 
 fn counter() -> u32 {
   return bitcast<u32>(records[0]);
@@ -78,15 +77,10 @@ fn record_energies(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_
   let seg = segments[wid.x];
   var s = 0.0;
   for (var i = lid; i < seg.count; i += RED_WG) { s += work[seg.off + seg.stride * i]; }
-  partial[lid] = s;
-  workgroupBarrier();
-  for (var width = RED_WG / 2u; width > 0u; width /= 2u) {
-    if (lid < width) { partial[lid] += partial[lid + width]; }
-    workgroupBarrier();
-  }
+  let total = workgroup_sum(vec4<f32>(s, 0.0, 0.0, 0.0), lid).x;
   let c = counter();
   if (lid == 0u && c < rec.capacity && should_record()) {
-    records[4u + c * rec.layers + seg.out] = seg.scale * partial[0];
+    records[4u + c * rec.layers + seg.out] = seg.scale * total;
   }
 }
 

@@ -1,5 +1,5 @@
 // Deterministic strided sums: one workgroup per segment, each thread adding a strided subset in index order,
-// then a fixed tree.
+// then a fixed-order sum over the workgroup (workgroup-sum.wgsl).
 //
 //   dst[seg.out] = seg.scale · Σ_{i < count} x_i  +  seg.scale2 · Σ_{i < count2} x2_i
 //   x_i = src[seg.off + seg.stride·i] (squared if SQUARE), x2_i = src[seg.off2 + seg.stride·i] (squared if
@@ -33,7 +33,6 @@ struct Segment {
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 
-var<workgroup> partial: array<f32, RED_WG>;
 
 @compute @workgroup_size(RED_WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -50,14 +49,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     let v = src[seg.off2 + seg.stride * i];
     s2 += select(v, v * v, square2);
   }
-  partial[lid] = seg.scale * s + seg.scale2 * s2;
-  workgroupBarrier();
-  for (var width = RED_WG / 2u; width > 0u; width /= 2u) {
-    if (lid < width) { partial[lid] += partial[lid + width]; }
-    workgroupBarrier();
-  }
+  let total = workgroup_sum(vec4<f32>(seg.scale * s + seg.scale2 * s2, 0.0, 0.0, 0.0), lid).x;
   if (lid == 0u) {
-    let total = partial[0];
     dst[seg.out] = select(total, sqrt(total), (seg.flags & FLAG_SQRT) != 0u);
   }
 }
@@ -72,11 +65,6 @@ fn accumulate(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index
   let seg = acc_segments[wid.x];
   var s = 0.0;
   for (var i = lid; i < seg.count; i += RED_WG) { s += acc_dst[seg.off + seg.stride * i]; }
-  partial[lid] = seg.scale * s;
-  workgroupBarrier();
-  for (var width = RED_WG / 2u; width > 0u; width /= 2u) {
-    if (lid < width) { partial[lid] += partial[lid + width]; }
-    workgroupBarrier();
-  }
-  if (lid == 0u) { acc_dst[seg.out] += partial[0]; }
+  let total = workgroup_sum(vec4<f32>(seg.scale * s, 0.0, 0.0, 0.0), lid).x;
+  if (lid == 0u) { acc_dst[seg.out] += total; }
 }

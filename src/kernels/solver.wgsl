@@ -86,8 +86,6 @@ struct Config {
 @group(0) @binding(1) var<storage, read_write> work: array<f32>;
 @group(0) @binding(2) var<storage, read_write> state: SolverState;
 
-var<workgroup> red: array<vec4<f32>, RED_WG>;
-
 // Sums `count` partial quads starting at `off`; every thread returns the totals.
 fn reduce_quads(off: u32, count: u32, lid: u32) -> vec4<f32> {
   var s = vec4<f32>(0.0);
@@ -95,14 +93,8 @@ fn reduce_quads(off: u32, count: u32, lid: u32) -> vec4<f32> {
     let at = off + 4u * i;
     s += vec4<f32>(work[at], work[at + 1u], work[at + 2u], work[at + 3u]);
   }
-  red[lid] = s;
-  workgroupBarrier();
-  for (var width = RED_WG / 2u; width > 0u; width /= 2u) {
-    if (lid < width) { red[lid] += red[lid + width]; }
-    workgroupBarrier();
-  }
-  let total = red[0];
-  workgroupBarrier(); // everyone has read red[0] before the array is reused
+  let total = workgroup_sum(s, lid);
+  workgroupBarrier(); // everyone has read the scratch array before it is reused
   return total;
 }
 

@@ -137,7 +137,7 @@ async function rowMetric(fn: string, metric: Metric, preds: Tensor, labels: Tens
     throw new WpcArgumentError(`${fn}: ${a} and ${b} must both have shape [B, d], got ${formatShape(metric === 'accuracy' ? labels.shape : preds.shape)} and ${formatShape(metric === 'accuracy' ? preds.shape : labels.shape)}`);
   }
   const [rows, cols] = preds.shape as [number, number];
-  const [rowsKernel, reduce] = await Promise.all([rt.kernel(outputKernel('loss_rows', false)), rt.kernel(reduceKernel())]);
+  const [rowsKernel, reduce] = await Promise.all([rt.kernel(outputKernel('loss_rows', false)), rt.kernel(reduceKernel(rt.adapter.subgroupSize))]);
   // Scratch: preds, labels, then 4 partials per row; the result goes straight into the output tensor.
   const n = rows * cols;
   const part = 2 * n;

@@ -40,7 +40,7 @@ export async function computeActivityNorms(activities: readonly Tensor[]): Promi
   if (!(first instanceof Tensor)) argError(fn, 'activities[0]', 'a Tensor', first);
   const rt = first.runtime;
   activities.forEach((a, i) => checkTensor(fn, `activities[${i}]`, a, rt));
-  const [rowsKernel, reduce] = await Promise.all([rt.kernel(outputKernel('row_norms', false)), rt.kernel(reduceKernel())]);
+  const [rowsKernel, reduce] = await Promise.all([rt.kernel(outputKernel('row_norms', false)), rt.kernel(reduceKernel(rt.adapter.subgroupSize))]);
   // Scratch: every activity, then 4 partials per row of each.
   let at = 0;
   const layout = activities.map((a) => {
@@ -85,7 +85,7 @@ export async function computeParamNorms(params: Model | ParamGradResult): Promis
   if (params instanceof Model) {
     params.checkAlive(fn);
     const rt = params.runtime;
-    const reduce = await rt.kernel(reduceKernel());
+    const reduce = await rt.kernel(reduceKernel(rt.adapter.subgroupSize));
     const segments = segmentBuffer(
       rt,
       params.layers.flatMap((l, i) => [
@@ -111,7 +111,7 @@ export async function computeParamNorms(params: Model | ParamGradResult): Promis
   if (!(first instanceof Tensor)) return argError(fn, 'params.weights[0]', 'a Tensor', first);
   const rt = first.runtime;
   const tensors: (Tensor | null)[] = weights.flatMap((w, i) => [checkTensor(fn, `params.weights[${i}]`, w, rt), biases[i] === null ? null : checkTensor(fn, `params.biases[${i}]`, biases[i], rt)]);
-  const reduce = await rt.kernel(reduceKernel());
+  const reduce = await rt.kernel(reduceKernel(rt.adapter.subgroupSize));
   let at = 0;
   const offsets = tensors.map((t) => {
     const o = at;

@@ -678,7 +678,7 @@ export class Workspace {
     const specs: Record<string, Parameters<Runtime['kernel']>[0]> = {
       forward: forwardKernel(act, tiles, 'forward', false),
       lossRows: outputKernel('loss_rows', false),
-      reduce: reduceKernel(),
+      reduce: reduceKernel(rt.adapter.subgroupSize),
     };
     if (train) {
       specs.errors = forwardKernel(act, tiles, 'errors', false);
@@ -689,10 +689,10 @@ export class Workspace {
       specs.paramGrad = paramGradKernel(tiles);
       specs.act = activityGradKernel(act, tiles, false);
       specs['act.gated'] = activityGradKernel(act, tiles, true);
-      specs.accumulate = accumulateKernel();
+      specs.accumulate = accumulateKernel(rt.adapter.subgroupSize);
       specs.combine = combineKernel();
-      for (const entry of SOLVER_ENTRIES) specs[`solver.${entry}`] = solverKernel(entry, act);
-      for (const entry of RECORD_ENTRIES) specs[`record.${entry}`] = recordKernel(entry);
+      for (const entry of SOLVER_ENTRIES) specs[`solver.${entry}`] = solverKernel(entry, act, rt.adapter.subgroupSize);
+      for (const entry of RECORD_ENTRIES) specs[`record.${entry}`] = recordKernel(entry, rt.adapter.subgroupSize);
     }
     const compiled = await Promise.all(Object.entries(specs).map(async ([k, spec]) => [k, await rt.kernel(spec)] as const));
     for (const [k, kernel] of compiled) this.kernels.set(k, kernel);
