@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import type { Tensor as TfTensor } from '@tensorflow/tfjs-core';
 import { create, globals } from 'webgpu';
 import { adam, init, makeMlp, makePcStep } from '../src/node.js';
+import { waitWithPolling } from '../src/runtime/polling.js';
 import { SleepEstimator } from '../src/runtime/runtime.js';
 import { adapterLabel, median } from './common.js';
 
@@ -130,7 +131,11 @@ async function tfjsStepMs(H: number): Promise<number> {
   for (let i = 0; i < REPEATS + WARMUP; i++) {
     const t0 = performance.now();
     for (let s = 0; s < STEPS_PER_WAIT; s++) step();
-    await tf.slice(W[L - 1]!, [0, 0], [1, 1]).data(); // wait for the steps' GPU work
+    // Wait for the steps' GPU work, polling Dawn as WPC's own waits do on this adapter (a 1-ms timer on software
+    // adapters instead of a spinning JS thread; src/runtime/polling.ts), so that neither engine loses a core to it.
+    const last = tf.slice(W[L - 1]!, [0, 0], [1, 1]);
+    await waitWithPolling(pollingMode, () => last.data());
+    last.dispose();
     if (i >= 2) times.push((performance.now() - t0) / STEPS_PER_WAIT);
   }
   for (const v of [...W, ...M, ...V, x, y]) v.dispose();
@@ -150,6 +155,7 @@ function numpyStepMs(recompute: boolean): Record<string, number> | null {
 
 const adapterRt = await init();
 const adapter = adapterLabel(adapterRt);
+const pollingMode = adapterRt.polling;
 adapterRt.dispose();
 const numpy = numpyStepMs(false);
 const numpyRecompute = numpyStepMs(true);

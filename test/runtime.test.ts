@@ -2,6 +2,7 @@
 // training loop (no allocation, no readback, a fixed number of dispatches per step), shader errors,
 // determinism, and the refusal of Dawn's null backend.
 import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
 import { create } from 'webgpu';
 import {
   WpcArgumentError,
@@ -485,5 +486,70 @@ describe('init', () => {
     await expect(init({ dawnOptions: ['backend=null'] })).rejects.toThrow(/dawnOptions.*backend=null.*computes nothing/);
     await expect(init({ dawnOptions: ['Backend = NULL'] })).rejects.toThrow(WpcArgumentError);
     await expect(init({ dawnOptions: [5 as unknown as string] })).rejects.toThrow(/dawnOptions must be strings, got number/);
+  });
+});
+
+describe('polling (how waits on the GPU poll Dawn in Node)', () => {
+  /** CPU seconds the main thread (not lavapipe's workers) has used: /proc/self/task/<pid>/stat, in clock ticks. */
+  function mainThreadCpuTicks(): number {
+    const fields = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return Number(fields[11]) + Number(fields[12]); // utime + stime (fields 14 and 15 of stat)
+  }
+
+  it('defaults to a timer on software adapters and is validated', async () => {
+    expect(rt().adapter.isSoftware).toBe(true);
+    expect(rt().polling).toBe('timer');
+    await expect(init({ polling: 'fast' as never })).rejects.toThrow(/init: options\.polling must be one of "auto", "spin", "timer", got "fast"/);
+    expect(() => initFromDevice({ device: rt().device, polling: 5 as never })).toThrow(/initFromDevice: options\.polling must be one of/);
+    const spin = await init({ polling: 'spin' });
+    expect(spin.polling).toBe('spin');
+    spin.dispose();
+  });
+
+  it('with the timer the main thread stays nearly idle through a long wait; with spin it runs flat out', async () => {
+    const measure = async (r: Runtime) => {
+      const a = r.tensor(new Float32Array(768 * 768).fill(0.5), [768, 768]);
+      await matmul(a, a); // compile first
+      await r.finish();
+      const products: Tensor[] = [];
+      const ticks0 = mainThreadCpuTicks();
+      const t0 = performance.now();
+      for (let i = 0; i < 12; i++) products.push(await matmul(a, a));
+      await r.finish();
+      const wallTicks = ((performance.now() - t0) / 1000) * 100; // USER_HZ = 100 on Linux
+      const used = mainThreadCpuTicks() - ticks0;
+      for (const p of [...products, a]) p.dispose();
+      return { used, wallTicks };
+    };
+    const timer = await measure(rt());
+    const spinRt = await init({ polling: 'spin' });
+    const spin = await measure(spinRt);
+    spinRt.dispose();
+    expect(timer.wallTicks, 'the wait is long enough to measure').toBeGreaterThan(20);
+    expect(timer.used, `timer: ${timer.used} of ${timer.wallTicks.toFixed(0)} ticks`).toBeLessThan(0.35 * timer.wallTicks);
+    expect(spin.used, `spin: ${spin.used} of ${spin.wallTicks.toFixed(0)} ticks`).toBeGreaterThan(0.5 * spin.wallTicks);
+  });
+
+  it('restores setImmediate after waits and leaves JavaScript callbacks on the real one', async () => {
+    const original = globalThis.setImmediate;
+    const a = rt().tensor(new Float32Array(512 * 512).fill(1), [512, 512]);
+    const product = await matmul(a, a);
+    let during: unknown;
+    let ran = false;
+    const waiting = rt().finish();
+    // The wait installed the timer-backed setImmediate synchronously; a JS callback still gets an Immediate.
+    expect(globalThis.setImmediate).not.toBe(original);
+    during = globalThis.setImmediate(() => {
+      ran = true;
+    });
+    await waiting;
+    expect(globalThis.setImmediate).toBe(original);
+    expect(during).toBeInstanceOf(original(() => {}).constructor);
+    await new Promise((resolve) => original(resolve));
+    expect(ran).toBe(true);
+    // Nested and concurrent waits restore it once, at the end of the last.
+    await Promise.all([rt().finish(), product.toArray(), rt().finish()]);
+    expect(globalThis.setImmediate).toBe(original);
+    for (const t of [a, product]) t.dispose();
   });
 });

@@ -10,6 +10,7 @@
  * - `{{NAME}}` is replaced by a constant (tile sizes, activation ids): things WGSL `override`s cannot size;
  * - `#if NAME` / `#elif NAME` / `#else` / `#endif` select code, evaluated by `wgsl-preprocessor`.
  */
+import { waitWithPolling } from './polling.js';
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 import { WpcGpuError, WpcShaderError } from './errors.js';
 import { ShaderStage } from './flags.js';
@@ -135,7 +136,10 @@ function locate(starts: { file: string; line: number }[], line: number): string 
 export class PipelineCache {
   private readonly cache = new Map<string, Promise<CompiledKernel>>();
 
-  constructor(private readonly device: GPUDevice) {}
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly polling: 'spin' | 'timer' = 'spin',
+  ) {}
 
   get size(): number {
     return this.cache.size;
@@ -157,8 +161,8 @@ export class PipelineCache {
     const device = this.device;
     device.pushErrorScope('validation');
     const module = device.createShaderModule({ code: source, label: spec.name });
-    const info = await module.getCompilationInfo();
-    const scopeError = await device.popErrorScope();
+    const info = await waitWithPolling(this.polling, () => module.getCompilationInfo());
+    const scopeError = await waitWithPolling(this.polling, () => device.popErrorScope());
     const errors = info.messages.filter((m) => m.type === 'error');
     if (errors.length > 0 || scopeError) {
       const lines = source.split('\n');
@@ -179,11 +183,13 @@ export class PipelineCache {
     });
     let pipeline: GPUComputePipeline;
     try {
-      pipeline = await device.createComputePipelineAsync({
-        label: spec.name,
-        layout: device.createPipelineLayout({ label: `${spec.name}.pipelineLayout`, bindGroupLayouts: [layout] }),
-        compute: { module, entryPoint: spec.entryPoint },
-      });
+      pipeline = await waitWithPolling(this.polling, () =>
+        device.createComputePipelineAsync({
+          label: spec.name,
+          layout: device.createPipelineLayout({ label: `${spec.name}.pipelineLayout`, bindGroupLayouts: [layout] }),
+          compute: { module, entryPoint: spec.entryPoint },
+        }),
+      );
     } catch (e) {
       throw new WpcGpuError(`could not create the pipeline for kernel "${spec.name}": ${(e as Error).message}`, 'validation');
     }

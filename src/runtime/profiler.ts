@@ -4,6 +4,7 @@
  * profiled work runs a little slower than usual — and `stop()` resolves them into milliseconds per kernel.
  * For benchmarks and tuning (bench/profile.ts), not for production loops.
  */
+import { waitWithPolling } from './polling.js';
 import { WpcArgumentError } from './errors.js';
 import { BufferUsage, MapMode } from './flags.js';
 
@@ -24,6 +25,7 @@ export class Profiler {
   constructor(
     private readonly device: GPUDevice,
     private readonly capacity: number,
+    private readonly polling: 'spin' | 'timer' = 'spin',
   ) {
     if (!device.features.has('timestamp-query')) {
       throw new WpcArgumentError('runtime.startProfile: this adapter has no "timestamp-query" feature, so dispatches cannot be timed');
@@ -56,7 +58,7 @@ export class Profiler {
     encoder.copyBufferToBuffer(resolve, 0, read, 0, n * 8);
     this.device.queue.submit([encoder.finish()]);
     try {
-      await read.mapAsync(MapMode.READ);
+      await waitWithPolling(this.polling, () => read.mapAsync(MapMode.READ));
       const t = new BigUint64Array(read.getMappedRange().slice(0));
       read.unmap();
       const byKernel = new Map<string, KernelTiming>();

@@ -5,6 +5,7 @@
  * one made by `initFromDevice({ device })` wraps a caller's device and never destroys it, never replaces its
  * error handlers and never pushes an error scope that outlives a call.
  */
+import { POLLING_MODES, type Polling, waitWithPolling } from './polling.js';
 import { type KernelTiming, Profiler } from './profiler.js';
 import { WpcArgumentError, WpcGpuError, argError, checkFiniteData, checkKnownKeys, checkPositiveInt, describe } from './errors.js';
 import { BufferUsage, MapMode, STORAGE_USAGE } from './flags.js';
@@ -59,6 +60,11 @@ export interface InitOptions {
   /** Advanced kernel choices; see `KernelTuning`. */
   kernels?: KernelTuning;
   /**
+   * Node only: how waits on the GPU poll Dawn (src/runtime/polling.ts). Default `'auto'`: a 1-ms timer on
+   * software adapters, where Dawn's spinning poll would take a core from the adapter; Dawn's own spin elsewhere.
+   */
+  polling?: Polling;
+  /**
    * Node only: options for Dawn's `create()`, e.g. `['backend=vulkan']` or `['adapter=llvmpipe']`. Ignored in
    * browsers. `backend=null` is refused: Dawn's null backend computes nothing.
    */
@@ -69,6 +75,8 @@ export interface InitFromDeviceOptions {
   device: GPUDevice;
   /** Advanced kernel choices; see `KernelTuning`. */
   kernels?: KernelTuning;
+  /** As `InitOptions.polling`. */
+  polling?: Polling;
   /** The adapter's info if the caller has it (`adapter.info`); used to pick kernel variants. */
   adapterInfo?: GPUAdapterInfo;
 }
@@ -147,6 +155,8 @@ export class Runtime {
 
   /** Kernel choices given at init (validated), else empty: the defaults follow the adapter. */
   readonly kernels: Readonly<KernelTuning>;
+  /** How waits poll Dawn in Node, `'auto'` resolved (see `InitOptions.polling`). */
+  readonly polling: 'spin' | 'timer';
 
   /** @internal use `init()` or `initFromDevice()`. */
   constructor(
@@ -156,12 +166,17 @@ export class Runtime {
     isFallbackAdapter: boolean,
     kernels: KernelTuning | undefined,
     fn = 'init',
+    polling: unknown = 'auto',
   ) {
     this.adapter = summarise(adapterInfo, isFallbackAdapter, device.features);
     this.limits = device.limits;
     this.kernels = checkKernelTuning(fn, kernels, device.limits, this.adapter);
+    if (!POLLING_MODES.includes(polling as Polling)) {
+      throw new WpcArgumentError(`${fn}: options.polling must be one of "auto", "spin", "timer", got ${describe(polling)}`);
+    }
+    this.polling = polling === 'auto' ? (isNode && this.adapter.isSoftware ? 'timer' : 'spin') : (polling as 'spin' | 'timer');
     this.pool = new BufferPool(device);
-    this.pipelines = new PipelineCache(device);
+    this.pipelines = new PipelineCache(device, this.polling);
     device.addEventListener('uncapturederror', this.onError);
     void device.lost.then((info) => {
       if (!this.disposedFlag) this.lostMessage = `${info.reason}: ${info.message}`;
@@ -201,8 +216,8 @@ export class Runtime {
     try {
       result = create();
     } finally {
-      const validation = await this.device.popErrorScope();
-      const oom = await this.device.popErrorScope();
+      const validation = await waitWithPolling(this.polling, () => this.device.popErrorScope());
+      const oom = await waitWithPolling(this.polling, () => this.device.popErrorScope());
       if (oom) throw new WpcGpuError(`${what}: the GPU ran out of memory: ${oom.message}`, 'out-of-memory');
       if (validation) throw new WpcGpuError(`${what}: ${validation.message}`, 'validation');
     }
@@ -320,7 +335,7 @@ export class Runtime {
     this.checkHealthy('runtime.startProfile');
     checkPositiveInt('runtime.startProfile', 'maxDispatches', maxDispatches, 2048); // WebGPU's 4096 queries per set
     if (this.profiler) throw new WpcArgumentError('runtime.startProfile: a profile is already running; call stopProfile() first');
-    this.profiler = new Profiler(this.device, maxDispatches);
+    this.profiler = new Profiler(this.device, maxDispatches, this.polling);
   }
 
   /** Ends the profile: GPU milliseconds per kernel over the dispatches recorded since startProfile, slowest first. */
@@ -384,10 +399,10 @@ export class Runtime {
       wait: async ({ expectedMs = 0 } = {}) => {
         if (used) throw new Error('read: wait() was already called');
         used = true;
-        if (isNode && expectedMs > 1) await new Promise((resolve) => setTimeout(resolve, expectedMs));
+        if (isNode && this.polling === 'spin' && expectedMs > 1) await new Promise((resolve) => setTimeout(resolve, expectedMs));
         const mapStart = performance.now();
         try {
-          await staging.mapAsync(MapMode.READ, 0, size);
+          await waitWithPolling(this.polling, () => staging.mapAsync(MapMode.READ, 0, size));
           pending.mapMs = performance.now() - mapStart;
         } catch (e) {
           this.checkHealthy('read');
@@ -410,14 +425,15 @@ export class Runtime {
   }
 
   /**
-   * Waits until the GPU has finished all submitted work (sleeping `expectedMs` first in Node; see `read`).
-   * Returns how long the wait took after the sleep (about 0 when the GPU was already done).
+   * Waits until the GPU has finished all submitted work. With spin polling in Node (see `InitOptions.polling`)
+   * it sleeps `expectedMs` first, so that Dawn's spinning poll does not start before the work is nearly done;
+   * timer polling needs no such estimate and ignores it. Returns how long the wait took after any sleep.
    */
   async finish({ expectedMs = 0 }: { expectedMs?: number } = {}): Promise<{ waitedMs: number }> {
     this.checkHealthy('finish');
-    if (isNode && expectedMs > 1) await new Promise((resolve) => setTimeout(resolve, expectedMs));
+    if (isNode && this.polling === 'spin' && expectedMs > 1) await new Promise((resolve) => setTimeout(resolve, expectedMs));
     const start = performance.now();
-    await this.device.queue.onSubmittedWorkDone();
+    await waitWithPolling(this.polling, () => this.device.queue.onSubmittedWorkDone());
     const waitedMs = performance.now() - start;
     this.checkHealthy('finish');
     return { waitedMs };
@@ -517,7 +533,7 @@ export async function initFromGpu(gpu: GPU, options: InitOptions, noAdapterHint:
   const info = adapter.info as GPUAdapterInfo | undefined;
   const isFallback = (info as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter === true;
   try {
-    return new Runtime(device, true, info, isFallback, options.kernels);
+    return new Runtime(device, true, info, isFallback, options.kernels, 'init', options.polling ?? 'auto');
   } catch (e) {
     device.destroy();
     throw e;
@@ -535,7 +551,7 @@ export function initFromDevice(options: InitFromDeviceOptions): Runtime {
     throw new WpcArgumentError(`initFromDevice: options.device must be a GPUDevice, got ${describe(device)}`);
   }
   const info = options.adapterInfo ?? ((device as { adapterInfo?: GPUAdapterInfo }).adapterInfo);
-  return new Runtime(device as GPUDevice, false, info, false, options.kernels, 'initFromDevice');
+  return new Runtime(device as GPUDevice, false, info, false, options.kernels, 'initFromDevice', options.polling ?? 'auto');
 }
 
 const USAGE_NAMES: [number, string][] = [
