@@ -52,30 +52,23 @@ interface Config {
   opts: Omit<PcOpts, 'loss'>;
 }
 
+const EVERY_TERM: Config = {
+  name: 'μPC, skips, γ, λ and every regulariser',
+  dims: [5, 6, 6, 6, 3],
+  act: 'tanh',
+  bias: true,
+  paramType: 'mupc',
+  skips: true,
+  gamma: 2,
+  opts: { lambda: 0.7, weightDecay: 0.1, spectralPenalty: 0.05, activityDecay: 0.2 },
+};
+
 const CONFIGS: Config[] = [
-  {
-    name: 'μPC, skips, γ, λ and every regulariser',
-    dims: [5, 6, 6, 6, 3],
-    act: 'tanh',
-    bias: true,
-    paramType: 'mupc',
-    skips: true,
-    gamma: 2,
-    opts: { lambda: 0.7, weightDecay: 0.1, spectralPenalty: 0.05, activityDecay: 0.2 },
-  },
+  EVERY_TERM,
   { name: 'NTP without skips, activity decay', dims: [4, 7, 5, 3], act: 'silu', bias: false, paramType: 'ntp', skips: false, opts: { activityDecay: 0.3 } },
   { name: 'sp, plain', dims: [6, 9, 4], act: 'gelu', bias: true, paramType: 'sp', skips: false, opts: {} },
   // Every width ≡ 0 mod 4: the layer kernels take their vec4 epilogues (layer-matmul.wgsl, VEC_EPILOGUE).
-  {
-    name: 'μPC, skips, λ, regularisers, widths ≡ 0 mod 4',
-    dims: [8, 8, 8, 8, 4],
-    act: 'tanh',
-    bias: true,
-    paramType: 'mupc',
-    skips: true,
-    gamma: 2,
-    opts: { lambda: 0.7, weightDecay: 0.1, spectralPenalty: 0.05, activityDecay: 0.2 },
-  },
+  { ...EVERY_TERM, name: 'μPC, skips, γ, λ and every regulariser, widths ≡ 0 mod 4', dims: [8, 8, 8, 8, 4] },
 ];
 
 function refModel(c: Config, seed: number): GenModel {
