@@ -62,9 +62,10 @@ describe('optimisers (optax semantics)', () => {
     { name: 'adam', gpu: () => adam({ lr: 1e-2 }), ref: { kind: 'adam', lr: 1e-2 } },
     { name: 'adam (eps, epsRoot, betas)', gpu: () => adam({ lr: 5e-3, b1: 0.8, b2: 0.99, eps: 1e-3, epsRoot: 1e-6 }), ref: { kind: 'adam', lr: 5e-3, b1: 0.8, b2: 0.99, eps: 1e-3, epsRoot: 1e-6 } },
   ];
-  for (const c of configs) {
-    it(`${c.name}: three updatePcParams steps match the reference`, async () => {
-      const p = setup(5, 'mse');
+  // 219 parameters take the scalar kernel; 248 (≡ 0 mod 4) the vec4 one (optimizer.wgsl VEC4).
+  for (const [c, dims] of configs.flatMap((c) => [[c, [7, 10, 9, 4]], [c, [8, 12, 8, 4]]] as const)) {
+    it(`${c.name}: three updatePcParams steps match the reference (${dims.join('-')})`, async () => {
+      const p = setup(5, 'mse', [...dims]);
       const acts = ffwd(p.ref, p.x).map((m) => ({ ...m, data: Float64Array.from(m.data, (v) => Math.fround(v + 0.2 * p.rng.normal())) }));
       const model = gpuModel(rt(), p.ref);
       const optim = c.gpu();
@@ -89,8 +90,9 @@ describe('optimisers (optax semantics)', () => {
       ['sgd', sgd({ lr: 0.5 * 6 }), { kind: 'sgd', lr: 0.5 * 6 }],
       ['adam', adam({ lr: 0.05 }), { kind: 'adam', lr: 0.05 }],
     ] as const) {
-      for (const loss of ['mse', 'ce'] as Loss[]) {
-        const p = setup(9, loss);
+      // Batch 6: 138 activity values (scalar kernel); batch 8: 184 (vec4 kernel).
+      for (const [loss, B] of [['mse', 6], ['ce', 6], ['mse', 8]] as const) {
+        const p = setup(9, loss, undefined, B);
         const model = gpuModel(rt(), p.ref);
         // Start away from the feedforward point, where hidden errors are exactly zero and Adam would only be
         // normalising rounding noise (any float32 implementation differs from float64 there by O(lr)).
@@ -118,9 +120,10 @@ describe('optimisers (optax semantics)', () => {
 });
 
 describe('makePcStep', () => {
-  for (const loss of ['mse', 'ce'] as Loss[]) {
-    it(`ffwd → loss → Heun+PID inference → gradients at equilibrium → update, as the reference (${loss})`, async () => {
-      const p = setup(13, loss);
+  // 219 parameters: the scalar optimiser kernel; 248 (≡ 0 mod 4, batch 8): the vec4 one and vec4 epilogues.
+  for (const [loss, dims, B] of [['mse', [7, 10, 9, 4], 6], ['ce', [7, 10, 9, 4], 6], ['mse', [8, 12, 8, 4], 8]] as const) {
+    it(`ffwd → loss → Heun+PID inference → gradients at equilibrium → update, as the reference (${loss}, ${dims.join('-')})`, async () => {
+      const p = setup(13, loss, [...dims], B);
       const model = gpuModel(rt(), p.ref);
       const optim = sgd({ lr: 0.5, momentum: 0.5 });
       const state = optim.init(model);

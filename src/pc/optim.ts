@@ -157,9 +157,18 @@ export class OptState {
     }
   }
 
-  /** @internal compiles the update kernel for a target layout (guarded: gated by the divergence flag). */
-  kernel(gradsInTarget: boolean, guarded = false): Promise<CompiledKernel> {
-    return this.runtime.kernel(optimizerKernel(this.optimizer.kernelKind, gradsInTarget, guarded));
+  /** vec4 variants of the update kernels, by the scalar kernel's cache key (see recordStep). */
+  private readonly vec4Kernels = new Map<string, CompiledKernel>();
+
+  /**
+   * @internal compiles the update kernel for a target layout (guarded: gated by the divergence flag), and its
+   * vec4 variant, which recordStep uses where the layout allows.
+   */
+  async kernel(gradsInTarget: boolean, guarded = false): Promise<CompiledKernel> {
+    const kind = this.optimizer.kernelKind;
+    const [scalar, vec4] = await Promise.all([this.runtime.kernel(optimizerKernel(kind, gradsInTarget, guarded)), this.runtime.kernel(optimizerKernel(kind, gradsInTarget, guarded, true))]);
+    this.vec4Kernels.set(scalar.cacheKey, vec4);
+    return scalar;
   }
 
   // ── Divergence guard (training steps): see kernels/health.wgsl ──
@@ -303,6 +312,11 @@ export class OptState {
     }
     this.runtime.device.queue.writeBuffer(this.uniform, 0, words);
     const gradBuffer = 'inTarget' in grads ? target.buffer : grads.buffer;
+    // 4 values per invocation where every offset and n are multiples of 4 and every bound buffer a multiple of
+    // 16 bytes (a vec4 array binding cannot reach a buffer's last 1–3 floats otherwise).
+    const aligned = (u[0]! | u[1]! | u[2]!) % 4 === 0 && [target.buffer, gradBuffer, ...(this.moments ? [this.moments] : [])].every((b) => b.size % 16 === 0);
+    const vec4 = aligned ? this.vec4Kernels.get(kernel.cacheKey) : undefined;
+    if (vec4) kernel = vec4;
     let byGrads = this.groups.get(target.buffer);
     if (!byGrads) this.groups.set(target.buffer, (byGrads = new WeakMap()));
     let byKernel = byGrads.get(gradBuffer);
@@ -316,7 +330,7 @@ export class OptState {
       group = createBindGroup(this.runtime.device, kernel, resources);
       byKernel.set(kernel.cacheKey, group);
     }
-    rec.dispatch(kernel, group, Math.ceil(n / SMALL_WG));
+    rec.dispatch(kernel, group, Math.ceil(n / (vec4 ? 4 : 1) / SMALL_WG));
   }
 
   /**
