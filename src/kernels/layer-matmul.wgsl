@@ -98,26 +98,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     {{BROADCAST_FMAS}}
   }
 
-  var partial = vec4<f32>(0.0);
-#if VEC_EPILOGUE
-  if (vec_ok(job)) {
-    for (var i = 0u; i < TM; i++) {
-      for (var j = 0u; j < TN; j += 4u) {
-        if (m0 + i * WG < job.m && n0 + j < job.n) {
-          partial += epilogue4(job, m0 + i * WG, n0 + j, vec4<f32>(acc[i][j], acc[i][j + 1u], acc[i][j + 2u], acc[i][j + 3u]));
-        }
-      }
-    }
-    finish_tile(job, group * WG + lane, partial);
-    return;
-  }
-#endif
-  for (var i = 0u; i < TM; i++) {
-    for (var j = 0u; j < TN; j++) {
-      if (m0 + i * WG < job.m && n0 + j < job.n) { partial += epilogue(job, m0 + i * WG, n0 + j, acc[i][j]); }
-    }
-  }
-  finish_tile(job, group * WG + lane, partial);
+  finish_tile(job, group * WG + lane, tile_epilogue(job, m0, WG, n0, &acc));
 }
 #else
 @compute @workgroup_size(WG)
@@ -145,25 +126,33 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     }
   }
 
+  finish_tile(job, tile, tile_epilogue(job, m0, 1u, n0, &acc));
+}
+#endif
+
+// The epilogue over one invocation's accumulators (both layouts): rows m0, m0 + row_step, …, columns n0.. n0 + TN − 1,
+// 4 columns per call where the job allows (VEC_EPILOGUE); outputs past the edge are skipped. Returns the tile's
+// partial sums.
+fn tile_epilogue(job: Job, m0: u32, row_step: u32, n0: u32, acc: ptr<function, array<array<f32, TN>, TM>>) -> vec4<f32> {
   var partial = vec4<f32>(0.0);
 #if VEC_EPILOGUE
   if (vec_ok(job)) {
     for (var i = 0u; i < TM; i++) {
       for (var j = 0u; j < TN; j += 4u) {
-        if (m0 + i < job.m && n0 + j < job.n) {
-          partial += epilogue4(job, m0 + i, n0 + j, vec4<f32>(acc[i][j], acc[i][j + 1u], acc[i][j + 2u], acc[i][j + 3u]));
+        let row = m0 + i * row_step;
+        if (row < job.m && n0 + j < job.n) {
+          partial += epilogue4(job, row, n0 + j, vec4<f32>((*acc)[i][j], (*acc)[i][j + 1u], (*acc)[i][j + 2u], (*acc)[i][j + 3u]));
         }
       }
     }
-    finish_tile(job, tile, partial);
-    return;
+    return partial;
   }
 #endif
   for (var i = 0u; i < TM; i++) {
     for (var j = 0u; j < TN; j++) {
-      if (m0 + i < job.m && n0 + j < job.n) { partial += epilogue(job, m0 + i, n0 + j, acc[i][j]); }
+      let row = m0 + i * row_step;
+      if (row < job.m && n0 + j < job.n) { partial += epilogue(job, row, n0 + j, (*acc)[i][j]); }
     }
   }
-  finish_tile(job, tile, partial);
+  return partial;
 }
-#endif
