@@ -12,16 +12,9 @@ import { checkModel } from '../pc/batch.js';
 export const CHECKPOINT_FORMAT = 'wpc-model';
 export const CHECKPOINT_VERSION = 1;
 
-export interface ModelCheckpoint {
+export interface ModelCheckpoint extends Architecture {
   format: typeof CHECKPOINT_FORMAT;
   version: number;
-  /** Activity widths [d_0, …, d_L]. */
-  dims: number[];
-  actFn: Activation;
-  useBias: boolean;
-  paramType: ParamType;
-  skipModel: boolean[] | null;
-  gamma: number | null;
   /** Every weight then bias, layer by layer (the model's buffer layout), float32 little-endian, base64. */
   params: string;
   /** Free-form information (what it was trained on, metrics). */
@@ -62,6 +55,7 @@ function fromBase64(fn: string, text: string): Uint8Array {
 
 /** A model's architecture and parameterisation, as both checkpoint formats store it. */
 export interface Architecture {
+  /** Activity widths [d_0, …, d_L]. */
   dims: number[];
   actFn: Activation;
   useBias: boolean;
