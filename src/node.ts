@@ -1,10 +1,11 @@
 /**
  * WPC for Node: WebGPU through Dawn (the `webgpu` package), loaded on the first `init()`.
  */
-import { dawnGpu, NO_ADAPTER_HINT_NODE } from './runtime/dawn.js';
+import { checkSoftwareVectorBits, dawnGpu, NO_ADAPTER_HINT_NODE } from './runtime/dawn.js';
 import { initFromGpu, type InitOptions, type Runtime } from './runtime/runtime.js';
 
 export * from './api.js';
+export { applySoftwareVectorBits, type SoftwareVectorBits } from './runtime/dawn.js';
 
 /**
  * Creates a runtime that owns a new device: `navigator.gpu` when the host provides one, else Dawn.
@@ -12,7 +13,8 @@ export * from './api.js';
  */
 export async function init(options: InitOptions = {}): Promise<Runtime> {
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
-  const gpu = nav?.gpu ?? (await dawnGpu(options.dawnOptions ?? []));
+  const bits = checkSoftwareVectorBits('init', options.softwareVectorBits ?? 'auto');
+  const gpu = nav?.gpu ?? (await dawnGpu(options.dawnOptions ?? [], bits));
   return initFromGpu(gpu, options, NO_ADAPTER_HINT_NODE);
 }
 

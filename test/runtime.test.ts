@@ -16,6 +16,7 @@ import {
   pcEnergy,
   sgd,
   adam,
+  applySoftwareVectorBits,
   matmul,
   solveInference,
   testDiscriminativePc,
@@ -25,6 +26,7 @@ import {
   type Tensor,
 } from '../src/node.js';
 import type { KernelSpec } from '../src/runtime/kernel.js';
+import { cpuHasAvx512, lavapipeVectorWidth } from '../src/runtime/dawn.js';
 import { Random } from '../src/util/random.js';
 import { expectClose, readAll, useRuntime } from './helpers.js';
 
@@ -487,6 +489,32 @@ describe('init', () => {
     await expect(init({ dawnOptions: ['Backend = NULL'] })).rejects.toThrow(WpcArgumentError);
     await expect(init({ dawnOptions: [5 as unknown as string] })).rejects.toThrow(/dawnOptions must be strings, got number/);
   });
+
+  it('softwareVectorBits: lavapipe compiles for the width asked, once per process; bad values are refused', async () => {
+    // What 'auto' asks for: 512 with AVX-512 unless the user set LP_NATIVE_VECTOR_WIDTH; explicit widths win.
+    expect(lavapipeVectorWidth('auto', {}, () => true)).toBe('512');
+    expect(lavapipeVectorWidth('auto', {}, () => false)).toBeUndefined();
+    expect(lavapipeVectorWidth('auto', { LP_NATIVE_VECTOR_WIDTH: '128' }, () => true)).toBeUndefined();
+    expect(lavapipeVectorWidth(256, { LP_NATIVE_VECTOR_WIDTH: '512' }, () => true)).toBe('256');
+    const flags = 'processor\t: 0\nflags\t\t: fpu sse2 avx2 fma';
+    expect(cpuHasAvx512(flags)).toBe(false);
+    expect(cpuHasAvx512(`${flags} avx512f avx512dq avx512bw avx512vl`)).toBe(true);
+    expect(cpuHasAvx512(`${flags} avx512f`)).toBe(false); // lavapipe's 16-wide code wants BW and VL too
+    expect(cpuHasAvx512('no flags line')).toBe(false);
+
+    // This process's Dawn exists (useRuntime): the width in effect is fixed, and asking for another fails.
+    const width = process.env.LP_NATIVE_VECTOR_WIDTH;
+    expect(width, 'set by init (auto, AVX-512) or test/setup-other-lanes.ts').toMatch(/^(256|512)$/);
+    if (rt().adapter.description.includes('llvmpipe')) expect(rt().adapter.subgroupSize).toBe(Number(width) / 32);
+    expect(applySoftwareVectorBits('auto')).toBe(width);
+    expect(applySoftwareVectorBits(Number(width) as 256 | 512)).toBe(width);
+    const other = width === '512' ? 256 : 512;
+    expect(() => applySoftwareVectorBits(other)).toThrow(new RegExp(`softwareVectorBits ${other} asks for ${other}-bit vectors, but Dawn was already created in this process with ${width}; one process uses one width`));
+    await expect(init({ softwareVectorBits: other })).rejects.toThrow(WpcArgumentError);
+    await expect(init({ softwareVectorBits: 384 as never })).rejects.toThrow(/init: options\.softwareVectorBits must be one of "auto", 128, 256, 512, got 384/);
+    expect(() => applySoftwareVectorBits('wide' as never)).toThrow(/applySoftwareVectorBits: options\.softwareVectorBits must be one of/);
+    expect(process.env.LP_NATIVE_VECTOR_WIDTH, 'refused calls change nothing').toBe(width);
+  });
 });
 
 describe('polling (how waits on the GPU poll Dawn in Node)', () => {
@@ -514,7 +542,8 @@ describe('polling (how waits on the GPU poll Dawn in Node)', () => {
       const products: Tensor[] = [];
       const ticks0 = mainThreadCpuTicks();
       const t0 = performance.now();
-      for (let i = 0; i < 12; i++) products.push(await matmul(a, a));
+      // 32 products: about 0.4 s on lavapipe with 16 lanes (12 took 0.17 s there, too short to measure in ticks).
+      for (let i = 0; i < 32; i++) products.push(await matmul(a, a));
       await r.finish();
       const wallTicks = ((performance.now() - t0) / 1000) * 100; // USER_HZ = 100 on Linux
       const used = mainThreadCpuTicks() - ticks0;

@@ -60,6 +60,12 @@ export function defaultTiles(adapter: AdapterSummary, use: 'layers' | 'gemm' = '
     // workgroups, 24 GFLOP/s, against 29 with 8 × 32); see BENCHMARKS.md.
     return { wg: 8, tm: 8, tn: use === 'layers' ? 64 : 32, subgroup: true };
   }
+  if (adapter.isSoftware && adapter.subgroupSize === 16) {
+    // lavapipe compiling for 512-bit vectors (AVX-512; InitOptions.softwareVectorBits): 4 rows per lane × 64
+    // columns for layer kernels and lone products alike (paired runs: 64×300×300 57 GFLOP/s against 28 with
+    // 4 × 32 and 36–47 with 2 × 64; training steps 5–37% slower with 4 × 48 or 2 × 128).
+    return { wg: 16, tm: 4, tn: 64, subgroup: true };
+  }
   return adapter.isSoftware ? { wg: 8, tm: 16, tn: 8 } : { wg: 64, tm: 4, tn: 4 };
 }
 

@@ -5,6 +5,7 @@
  * one made by `initFromDevice({ device })` wraps a caller's device and never destroys it, never replaces its
  * error handlers and never pushes an error scope that outlives a call.
  */
+import type { SoftwareVectorBits } from './dawn.js';
 import { POLLING_MODES, type Polling, waitWithPolling } from './polling.js';
 import { type KernelTiming, Profiler } from './profiler.js';
 import { WpcArgumentError, WpcGpuError, argError, checkFiniteData, checkKnownKeys, checkPositiveInt, describe } from './errors.js';
@@ -69,6 +70,14 @@ export interface InitOptions {
    * browsers. `backend=null` is refused: Dawn's null backend computes nothing.
    */
   dawnOptions?: readonly string[];
+  /**
+   * Node only: the SIMD width, in bits, that Mesa's software Vulkan driver lavapipe compiles shaders for (its
+   * `LP_NATIVE_VECTOR_WIDTH`; 16 subgroup lanes at 512, 8 at 256). lavapipe reads it once per process, so it
+   * applies when WPC creates Dawn, before anything else in the process did. Default `'auto'`: 512 on x86-64 CPUs
+   * with AVX-512 (Linux), unless `LP_NATIVE_VECTOR_WIDTH` is set already; otherwise lavapipe's default. It sets
+   * that variable in `process.env` (child processes inherit it). A hardware adapter ignores it; so do browsers.
+   */
+  softwareVectorBits?: SoftwareVectorBits;
 }
 
 export interface InitFromDeviceOptions {
