@@ -11,10 +11,23 @@ const wgslAsText = {
   },
 };
 
+// The files that check GPU kernels against float64 references, run a second time with the other lane count.
+const OTHER_LANES_FILES = [
+  'test/tiles.test.ts',
+  'test/reductions.test.ts',
+  'test/energy.test.ts',
+  'test/solver.test.ts',
+  'test/rk.test.ts',
+  'test/train.test.ts',
+  'test/pc-variants.test.ts',
+  'test/bidirectional.test.ts',
+  'test/epc.test.ts',
+  'test/inference-features.test.ts',
+];
+
 export default defineConfig({
   plugins: [wgslAsText],
   test: {
-    include: ['test/**/*.test.ts'],
     environment: 'node',
     // One process, files one after another: lavapipe already spreads each dispatch over every core, and a
     // native addon (Dawn) is happier in a forked process than in a worker thread.
@@ -23,5 +36,13 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 120_000,
     setupFiles: ['test/setup.ts'],
+    projects: [
+      { extends: true, test: { name: 'default', include: ['test/**/*.test.ts'] } },
+      {
+        // The kernels again with lavapipe's other vector width (8 or 16 subgroup lanes; test/setup-other-lanes.ts).
+        extends: true,
+        test: { name: 'other lanes', include: OTHER_LANES_FILES, setupFiles: ['test/setup.ts', 'test/setup-other-lanes.ts'] },
+      },
+    ],
   },
 });
