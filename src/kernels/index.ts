@@ -81,11 +81,15 @@ export function workgroupTile(tiles: TileConfig): { rows: number; cols: number }
 function broadcastFmas(tiles: TileConfig): string {
   const lines: string[] = [];
   for (let j = 0; j < tiles.tn / tiles.wg; j++) {
+    // Column groups past the job's last column are skipped (a uniform branch): a ragged last tile, or a layer
+    // narrower than the tile (the 10-wide output layer), costs only the groups it uses.
+    lines.push(`if (${j * tiles.wg}u < cols) {`);
     for (let l = 0; l < tiles.wg; l++) {
       const col = j * tiles.wg + l;
       const fmas = Array.from({ length: tiles.tm }, (_, i) => `acc[${i}][${col}] = fma(a[${i}], v, acc[${i}][${col}]);`);
-      lines.push(`{ let v = subgroupBroadcast(b[${j}], ${l}u); ${fmas.join(' ')} }`);
+      lines.push(`  { let v = subgroupBroadcast(b[${j}], ${l}u); ${fmas.join(' ')} }`);
     }
+    lines.push('}');
   }
   return lines.join('\n    ');
 }

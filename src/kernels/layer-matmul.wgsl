@@ -88,13 +88,16 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let n0 = (group % job.tiles_n) * TN;
   let m_last = job.m - 1u;
   let n_last = job.n - 1u;
+  let cols = job.n - n0;  // columns of this tile inside the job (uniform): groups of WG past it are skipped
 
   var acc: array<array<f32, TN>, TM>;
   var a: array<f32, TM>;
   var b: array<f32, TB>;
   for (var kk = 0u; kk < job.k; kk++) {
     for (var i = 0u; i < TM; i++) { a[i] = load_a(job, min(m0 + i * WG, m_last), kk); }
-    for (var j = 0u; j < TB; j++) { b[j] = load_b(job, kk, min(n0 + j * WG + lane, n_last)); }
+    for (var j = 0u; j < TB; j++) {
+      if (j * WG < cols) { b[j] = load_b(job, kk, min(n0 + j * WG + lane, n_last)); }
+    }
     {{BROADCAST_FMAS}}
   }
 
