@@ -98,6 +98,35 @@ for (const tiles of TILES) {
   });
 }
 
+describe('lone products narrower than a tile (default tiles: skipped column groups)', () => {
+  it('match a float64 product', async () => {
+    const rt = await init();
+    try {
+      const rng = new Random(31);
+      // One workgroup each; 10, 5, 9 and 3 columns use one column group of the tile, the rest are skipped.
+      for (const [m, k, n] of [[64, 300, 10], [40, 17, 5], [64, 31, 9], [9, 12, 3]] as const) {
+        for (const [ta, tb] of [[false, false], [true, true]] as const) {
+          const a = Float32Array.from({ length: m * k }, () => rng.normal());
+          const b = Float32Array.from({ length: k * n }, () => rng.normal());
+          const want = new Float64Array(m * n);
+          for (let i = 0; i < m; i++) {
+            for (let j = 0; j < n; j++) {
+              for (let p = 0; p < k; p++) want[i * n + j]! += (ta ? a[p * m + i]! : a[i * k + p]!) * (tb ? b[j * k + p]! : b[p * n + j]!);
+            }
+          }
+          const [ga, gb] = [rt.tensor(a, ta ? [k, m] : [m, k]), rt.tensor(b, tb ? [n, k] : [k, n])];
+          const c = await matmul(ga, gb, { transA: ta, transB: tb, alpha: 1 });
+          // float32 sums of up to 300 unit normals: a few 1e-5 of rounding.
+          expectClose(await c.toArray(), want, 1e-4, `${m}×${k}×${n}, transposes ${ta}/${tb}`);
+          for (const t of [ga, gb, c]) t.dispose();
+        }
+      }
+    } finally {
+      rt.dispose();
+    }
+  });
+});
+
 describe('default tiles', () => {
   it('run with the lane count this test project asked lavapipe for (8 or 16: both are tested, see vitest.config.ts)', () => {
     const width = Number(process.env.LP_NATIVE_VECTOR_WIDTH ?? 256);
