@@ -1,11 +1,12 @@
 /**
  * Fixed-step solves as one fused single-workgroup dispatch vs two dispatches per stage, over network sizes
  * (3 hidden layers of width W, 20 inputs, 10 outputs, batch B; T = 20, dt = 0.5), for Euler and Tsit5. The
- * crossover sets FUSED_MAX_WORK in src/pc/solver.ts ('auto' picks the fused solve below it). Prints JSON.
+ * crossovers set FUSED_MAX_WORK and FUSED_MAX_WORK_ONE_ROW in src/pc/solver.ts (`fusedSolvePays`: what 'auto'
+ * picks). Prints JSON.
  */
 import { init, initActivitiesWithFfwd, makeMlp, solveInference } from '../src/node.js';
 import { SleepEstimator } from '../src/runtime/runtime.js';
-import { FUSED_MAX_WORK } from '../src/pc/solver.js';
+import { FUSED_MAX_WORK, FUSED_MAX_WORK_ONE_ROW, fusedSolvePays } from '../src/pc/solver.js';
 import { adapterLabel, median } from './common.js';
 
 const REPEATS = Number(process.env.WPC_BENCH_REPEATS ?? 5);
@@ -27,7 +28,7 @@ for (const rt of [fused, perStage]) {
 }
 const rows: Record<string, unknown>[] = [];
 for (const solver of ['euler', 'tsit5'] as const) {
-  for (const [B, W] of [[1, 8], [1, 32], [1, 64], [1, 128], [8, 8], [8, 32], [8, 64], [64, 8], [64, 32]] as const) {
+  for (const [B, W] of [[1, 8], [1, 32], [1, 64], [1, 128], [1, 256], [2, 128], [4, 64], [8, 8], [8, 32], [8, 64], [16, 32], [32, 16], [64, 8], [64, 32]] as const) {
     const time: Record<string, number> = {};
     for (const [name, rt] of [['fused', fused], ['perStage', perStage]] as const) {
       const model = makeMlp(rt, { seed: 1, inputDim: 20, width: W, depth: 4, outputDim: 10, actFn: 'tanh' });
@@ -57,10 +58,10 @@ for (const solver of ['euler', 'tsit5'] as const) {
       fusedMs: +time.fused!.toFixed(2),
       perStageMs: +time.perStage!.toFixed(2),
       speedup: +(time.perStage! / time.fused!).toFixed(2),
-      autoPicks: work <= FUSED_MAX_WORK ? 'fused' : 'per-stage',
+      autoPicks: fusedSolvePays(work, B, fused.adapter.isSoftware) ? 'fused' : 'per-stage',
     });
   }
 }
-process.stdout.write(`${JSON.stringify({ adapter: adapterLabel(fused), threshold: FUSED_MAX_WORK, rows })}\n`);
+process.stdout.write(`${JSON.stringify({ adapter: adapterLabel(fused), threshold: FUSED_MAX_WORK, thresholdOneRow: FUSED_MAX_WORK_ONE_ROW, rows })}\n`);
 fused.dispose();
 perStage.dispose();

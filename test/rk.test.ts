@@ -5,10 +5,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ffwd, integrateConstant, mat, pcVectorField, rkStep, solveHeunPid, type Mat, type VectorField } from './reference/jpc64.js';
 import { SOLVER_NAMES, TABLEAUX, type SolverName } from '../src/pc/tableaux.js';
 import { solveInference } from '../src/pc/infer.js';
-import { init, type Runtime } from '../src/node.js';
+import { init, initActivitiesWithFfwd, makeMlp, type Runtime } from '../src/node.js';
 import { Workspace } from '../src/pc/workspace.js';
 import { Recorder } from '../src/runtime/recorder.js';
-import { integrate, resolveSolverOptions, workspaceNeeds, writeSolverConfig, type SolverStateView } from '../src/pc/solver.js';
+import { FUSED_MAX_WORK, FUSED_MAX_WORK_ONE_ROW, fusedSolvePays, integrate, resolveSolverOptions, workspaceNeeds, writeSolverConfig, type SolverStateView } from '../src/pc/solver.js';
 import { loadActivities, loadBatch } from '../src/pc/batch.js';
 import { Random } from '../src/util/random.js';
 import { expectClose, flat, gpuModel, oneHotMat, randomMat, randomRefModel, readAll, tensorOf, useRuntime } from './helpers.js';
@@ -125,6 +125,24 @@ describe('every solver on the GPU against the float64 reference', () => {
       }
     });
   }
+
+  it("'auto' fuses stages up to FUSED_MAX_WORK, and at batch 1 on a CPU adapter up to FUSED_MAX_WORK_ONE_ROW", async () => {
+    expect([fusedSolvePays(FUSED_MAX_WORK, 64, false), fusedSolvePays(FUSED_MAX_WORK + 1, 64, true)]).toEqual([true, false]);
+    expect([fusedSolvePays(FUSED_MAX_WORK + 1, 1, true), fusedSolvePays(FUSED_MAX_WORK_ONE_ROW, 1, true)]).toEqual([true, true]);
+    expect([fusedSolvePays(FUSED_MAX_WORK_ONE_ROW + 1, 1, true), fusedSolvePays(FUSED_MAX_WORK + 1, 1, false), fusedSolvePays(FUSED_MAX_WORK + 1, 2, true)]).toEqual([false, false, false]);
+    // 3 hidden layers of 128: 68,096 multiply-adds per stage at batch 1, 136,192 at batch 2.
+    const model = makeMlp(rt(), { seed: 3, inputDim: 20, width: 128, depth: 4, outputDim: 10, actFn: 'tanh' });
+    for (const B of [1, 2]) {
+      const x = rt().tensor(new Float32Array(B * 20).map((_, i) => Math.sin(i)), [B, 20]);
+      const y = rt().tensor(new Float32Array(B * 10).map((_, i) => Math.cos(i)), [B, 10]);
+      const r = await solveInference(model, await initActivitiesWithFfwd(model, x), y, { input: x, solver: 'euler', stepsizeController: 'constant', maxT1: 2, dt: 0.25 });
+      const fused = fusedSolvePays(2 * B * (2 * 128 * 128 + 128 * 10), B, rt().adapter.isSoftware);
+      expect(fused, `batch ${B}`).toBe(B === 1 && rt().adapter.isSoftware);
+      expect(r.dispatches / r.encodedSteps, `batch ${B}: dispatches per step`).toBe(fused ? 1 / 8 : 2);
+      for (const t of [x, y, ...r.activities]) t.dispose();
+    }
+    model.dispose();
+  });
 
   it('the fused solve equals the per-stage kernels bit for bit (cross-entropy, no bias, FSAL and not)', async () => {
     const rng = new Random(71);

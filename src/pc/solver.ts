@@ -435,7 +435,7 @@ export function useFusedSolve(ws: Workspace, cfg: Extract<ResolvedSolver, { kind
   const choice = ws.runtime.kernels.fused ?? 'auto';
   if (choice === 'never' || cfg.record !== null || !ws.plain) return false;
   if (choice === 'always') return true;
-  return fusedWork(ws) <= FUSED_MAX_WORK;
+  return fusedSolvePays(fusedWork(ws), ws.batch, ws.runtime.adapter.isSoftware);
 }
 
 /** Multiply-adds of one stage's errors and gradients: B × (weights of layers 2..L, twice). */
@@ -445,6 +445,19 @@ function fusedWork(ws: Workspace): number {
 
 /** Largest stage work (multiply-adds) for which the fused solve is used; measured on lavapipe (BENCHMARKS.md). */
 export const FUSED_MAX_WORK = 20_000;
+
+/**
+ * The same for a batch of one on a CPU adapter. The per-stage kernels' tiles cover 64 rows, so one row wastes
+ * 63/64 of their work, while the fused solve's cost grows with the batch: on lavapipe it won at batch 1 for
+ * every size measured (1.2–2× up to 267,264 multiply-adds), and lost at batch 2 from 136,192 and at batch 4 from
+ * 70,656. A GPU runs the per-stage kernels on many cores and the fused one on one, so it keeps FUSED_MAX_WORK.
+ */
+export const FUSED_MAX_WORK_ONE_ROW = 300_000;
+
+/** Whether `kernels.fused: 'auto'` runs a fixed-step solve fused, for a stage of `work` multiply-adds. */
+export function fusedSolvePays(work: number, batch: number, softwareAdapter: boolean): boolean {
+  return work <= FUSED_MAX_WORK || (batch === 1 && softwareAdapter && work <= FUSED_MAX_WORK_ONE_ROW);
+}
 
 async function runFreeRunning(ws: Workspace, rec: Recorder, cfg: Extract<ResolvedSolver, { kind: 'ode' }>, loss: Loss, before: number): Promise<SolveStats> {
   const sizes = constantStepSizes(cfg.maxT1, cfg.dt!);
