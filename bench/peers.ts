@@ -6,7 +6,8 @@
  * All three do the same arithmetic: the first layer's prediction W_1 x, fixed while the input is clamped, is
  * computed once per training step. `numpyRecomputeMs` is the numpy step recomputing it at every Euler step, as
  * JPC's energy function is written (and as the peers did before 2026-11-23: 30 of the 54 MFLOP of an H = 3 Euler
- * step). Steps run STEPS_PER_WAIT at a time between waits (both GPU engines); median ms per step after warm-up.
+ * step). Steps run STEPS_PER_WAIT at a time between waits (both GPU engines), WPC's and TF.js's rounds alternating;
+ * median ms per step after warm-up.
  * Prints one JSON object on stdout.
  */
 import { execFileSync } from 'node:child_process';
@@ -37,18 +38,23 @@ function batch() {
   return { x, y };
 }
 
-async function wpcStepMs(H: number): Promise<number> {
+/** One engine's step for one network: `round()` runs STEPS_PER_WAIT training steps and waits, returning ms per step. */
+interface Engine {
+  round(): Promise<number>;
+  dispose(): void;
+}
+
+async function wpcEngine(H: number): Promise<Engine> {
   const rt = await init();
-  try {
-    const model = makeMlp(rt, { seed: 0, inputDim: 784, width: 300, depth: H + 1, outputDim: 10, actFn: 'tanh' });
-    const optim = adam({ lr: 1e-3 });
-    const state = optim.init(model);
-    const { x, y } = batch();
-    const input = rt.tensor(x, [B, 784]);
-    const output = rt.tensor(y, [B, 10]);
-    const clock = new SleepEstimator();
-    const times: number[] = [];
-    for (let i = 0; i < REPEATS + WARMUP; i++) {
+  const model = makeMlp(rt, { seed: 0, inputDim: 784, width: 300, depth: H + 1, outputDim: 10, actFn: 'tanh' });
+  const optim = adam({ lr: 1e-3 });
+  const state = optim.init(model);
+  const { x, y } = batch();
+  const input = rt.tensor(x, [B, 784]);
+  const output = rt.tensor(y, [B, 10]);
+  const clock = new SleepEstimator();
+  return {
+    async round() {
       await rt.finish();
       const t0 = performance.now();
       for (let s = 0; s < STEPS_PER_WAIT; s++) {
@@ -58,12 +64,10 @@ async function wpcStepMs(H: number): Promise<number> {
       }
       const { waitedMs } = await rt.finish({ expectedMs: clock.sleepFor(STEPS_PER_WAIT, performance.now() - t0) });
       clock.update(STEPS_PER_WAIT, performance.now() - t0, waitedMs);
-      if (i >= WARMUP) times.push((performance.now() - t0) / STEPS_PER_WAIT);
-    }
-    return median(times);
-  } finally {
-    rt.dispose();
-  }
+      return (performance.now() - t0) / STEPS_PER_WAIT;
+    },
+    dispose: () => rt.dispose(),
+  };
 }
 
 /** TensorFlow.js on its WebGPU backend (Dawn), the step written with tf ops exactly as the numpy one. */
@@ -82,7 +86,7 @@ function loadTfjs(): Promise<typeof import('@tensorflow/tfjs-core')> {
   return tfjs;
 }
 
-async function tfjsStepMs(H: number): Promise<number> {
+async function tfjsEngine(H: number): Promise<Engine> {
   const tf = await loadTfjs();
   const dims = [784, ...Array<number>(H).fill(300), 10];
   const W = dims.slice(0, -1).map((d, l) => tf.variable(tf.randomUniform([dims[l + 1]!, d], -1 / Math.sqrt(d), 1 / Math.sqrt(d), 'float32', 0)));
@@ -127,19 +131,43 @@ async function tfjsStepMs(H: number): Promise<number> {
       }
     });
   };
-  const times: number[] = [];
-  for (let i = 0; i < REPEATS + WARMUP; i++) {
-    const t0 = performance.now();
-    for (let s = 0; s < STEPS_PER_WAIT; s++) step();
-    // Wait for the steps' GPU work, polling Dawn as WPC's own waits do on this adapter (a 1-ms timer on software
-    // adapters instead of a spinning JS thread; src/runtime/polling.ts), so that neither engine loses a core to it.
-    const last = tf.slice(W[L - 1]!, [0, 0], [1, 1]);
-    await waitWithPolling(pollingMode, () => last.data());
-    last.dispose();
-    if (i >= 2) times.push((performance.now() - t0) / STEPS_PER_WAIT);
+  return {
+    async round() {
+      const t0 = performance.now();
+      for (let s = 0; s < STEPS_PER_WAIT; s++) step();
+      // Wait for the steps' GPU work, polling Dawn as WPC's own waits do on this adapter (a 1-ms timer on software
+      // adapters instead of a spinning JS thread; src/runtime/polling.ts), so that neither engine loses a core to it.
+      const last = tf.slice(W[L - 1]!, [0, 0], [1, 1]);
+      await waitWithPolling(pollingMode, () => last.data());
+      last.dispose();
+      return (performance.now() - t0) / STEPS_PER_WAIT;
+    },
+    dispose: () => {
+      for (const v of [...W, ...M, ...V, x, y]) v.dispose();
+    },
+  };
+}
+
+/**
+ * WPC's and TF.js's rounds alternate (the first engine swapping every round), so that both see the same phases
+ * of this shared machine's speed; medians after warm-up.
+ */
+async function interleaved(H: number): Promise<{ wpc: number; tfjs: number }> {
+  const wpc = await wpcEngine(H);
+  const tf = await tfjsEngine(H);
+  try {
+    for (let i = 0; i < WARMUP; i++) await wpc.round();
+    for (let i = 0; i < 2; i++) await tf.round();
+    const times = { wpc: [] as number[], tfjs: [] as number[] };
+    for (let i = 0; i < REPEATS; i++) {
+      const order = i % 2 === 0 ? (['wpc', 'tfjs'] as const) : (['tfjs', 'wpc'] as const);
+      for (const name of order) times[name].push(await (name === 'wpc' ? wpc : tf).round());
+    }
+    return { wpc: median(times.wpc), tfjs: median(times.tfjs) };
+  } finally {
+    wpc.dispose();
+    tf.dispose();
   }
-  for (const v of [...W, ...M, ...V, x, y]) v.dispose();
-  return median(times);
 }
 
 function numpyStepMs(recompute: boolean): Record<string, number> | null {
@@ -161,8 +189,7 @@ const numpy = numpyStepMs(false);
 const numpyRecompute = numpyStepMs(true);
 const rows: Record<string, unknown>[] = [];
 for (const H of HIDDEN) {
-  const wpc = await wpcStepMs(H);
-  const tfjs = await tfjsStepMs(H);
+  const { wpc, tfjs } = await interleaved(H);
   const np = numpy?.[String(H)];
   const npRecompute = numpyRecompute?.[String(H)];
   rows.push({
