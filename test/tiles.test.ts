@@ -33,6 +33,21 @@ const TILES: { wg: number; tm: number; tn: number; subgroup?: boolean }[] =
 // Subgroup tiles: one lane's rows per workgroup (tm 1) and an odd row count with two B loads per lane.
 if (subgroupSize !== null) TILES.push({ wg: subgroupSize, tm: 1, tn: subgroupSize, subgroup: true }, { wg: subgroupSize, tm: 3, tn: 2 * subgroupSize, subgroup: true });
 
+/** matmul of random normal operands (op(A) m×k, op(B) k×n) against the float64 product. */
+async function expectMatmul(rt: Runtime, rng: Random, [m, k, n]: readonly [number, number, number], ta: boolean, tb: boolean, tol: number): Promise<void> {
+  const a = Float32Array.from({ length: m * k }, () => rng.normal());
+  const b = Float32Array.from({ length: k * n }, () => rng.normal());
+  const at = (i: number, p: number) => (ta ? a[p * m + i]! : a[i * k + p]!);
+  const bt = (p: number, j: number) => (tb ? b[j * k + p]! : b[p * n + j]!);
+  const want = new Float64Array(m * n);
+  for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) for (let p = 0; p < k; p++) want[i * n + j]! += at(i, p) * bt(p, j);
+  const ga = rt.tensor(a, ta ? [k, m] : [m, k]);
+  const gb = rt.tensor(b, tb ? [n, k] : [k, n]);
+  const c = await matmul(ga, gb, { transA: ta, transB: tb });
+  expectClose(await c.toArray(), want, tol, `${m}×${k}×${n}, transposes ${ta}/${tb}`);
+  for (const t of [ga, gb, c]) t.dispose();
+}
+
 for (const tiles of TILES) {
   describe(`tiles wg ${tiles.wg}, ${tiles.tm}×${tiles.tn}${tiles.subgroup ? ', subgroup' : ''}`, () => {
     let rt: Runtime;
@@ -45,17 +60,7 @@ for (const tiles of TILES) {
       const rng = new Random(5 + tiles.tm);
       for (const [m, k, n] of [[1, 1, 1], [7, 13, 5], [33, 20, 70], [64, 31, 9]] as const) {
         for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]] as const) {
-          const a = Float32Array.from({ length: m * k }, () => rng.normal());
-          const b = Float32Array.from({ length: k * n }, () => rng.normal());
-          const at = (i: number, p: number) => (ta ? a[p * m + i]! : a[i * k + p]!);
-          const bt = (p: number, j: number) => (tb ? b[j * k + p]! : b[p * n + j]!);
-          const want = new Float64Array(m * n);
-          for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) for (let p = 0; p < k; p++) want[i * n + j]! += at(i, p) * bt(p, j);
-          const ga = rt.tensor(a, ta ? [k, m] : [m, k]);
-          const gb = rt.tensor(b, tb ? [n, k] : [k, n]);
-          const c = await matmul(ga, gb, { transA: ta, transB: tb });
-          expectClose(await c.toArray(), want, 1e-5, `${m}×${k}×${n}, transposes ${ta}/${tb}`);
-          for (const t of [ga, gb, c]) t.dispose();
+          await expectMatmul(rt, rng, [m, k, n], ta, tb, 1e-5);
         }
       }
     });
@@ -106,19 +111,8 @@ describe('lone products narrower than a tile (default tiles: skipped column grou
       // One workgroup each; 10, 5, 9 and 3 columns use one column group of the tile, the rest are skipped.
       for (const [m, k, n] of [[64, 300, 10], [40, 17, 5], [64, 31, 9], [9, 12, 3]] as const) {
         for (const [ta, tb] of [[false, false], [true, true]] as const) {
-          const a = Float32Array.from({ length: m * k }, () => rng.normal());
-          const b = Float32Array.from({ length: k * n }, () => rng.normal());
-          const want = new Float64Array(m * n);
-          for (let i = 0; i < m; i++) {
-            for (let j = 0; j < n; j++) {
-              for (let p = 0; p < k; p++) want[i * n + j]! += (ta ? a[p * m + i]! : a[i * k + p]!) * (tb ? b[j * k + p]! : b[p * n + j]!);
-            }
-          }
-          const [ga, gb] = [rt.tensor(a, ta ? [k, m] : [m, k]), rt.tensor(b, tb ? [n, k] : [k, n])];
-          const c = await matmul(ga, gb, { transA: ta, transB: tb, alpha: 1 });
           // float32 sums of up to 300 unit normals: a few 1e-5 of rounding.
-          expectClose(await c.toArray(), want, 1e-4, `${m}×${k}×${n}, transposes ${ta}/${tb}`);
-          for (const t of [ga, gb, c]) t.dispose();
+          await expectMatmul(rt, rng, [m, k, n], ta, tb, 1e-4);
         }
       }
     } finally {
