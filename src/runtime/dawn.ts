@@ -70,12 +70,13 @@ let loadedWidth: string | undefined;
  * undefined where lavapipe's own default applies.
  */
 export function applySoftwareVectorBits(bits: SoftwareVectorBits = 'auto'): string | undefined {
-  return applyWidth('applySoftwareVectorBits', bits);
+  const fn = 'applySoftwareVectorBits';
+  return applyWidth(fn, checkSoftwareVectorBits(fn, bits));
 }
 
-function applyWidth(fn: string, bits: unknown): string | undefined {
-  checkSoftwareVectorBits(fn, bits);
-  const want = lavapipeVectorWidth(bits as SoftwareVectorBits, process.env, () => cpuHasAvx512());
+/** `bits` already checked (applySoftwareVectorBits, or init before it calls dawnGpu). */
+function applyWidth(fn: string, bits: SoftwareVectorBits): string | undefined {
+  const want = lavapipeVectorWidth(bits, process.env, () => cpuHasAvx512());
   if (loaded) {
     if (want !== undefined && want !== loadedWidth) {
       throw new WpcArgumentError(
@@ -88,7 +89,10 @@ function applyWidth(fn: string, bits: unknown): string | undefined {
   return process.env[LAVAPIPE_WIDTH_VAR];
 }
 
-/** Dawn's `GPU` object, created once per process (Dawn allows one instance per set of options). */
+/**
+ * Dawn's `GPU` object, created once per process (Dawn allows one instance per set of options). `vectorBits` is
+ * checked by the caller (init).
+ */
 export async function dawnGpu(options: readonly string[], vectorBits: SoftwareVectorBits = 'auto'): Promise<GPU> {
   if (!Array.isArray(options)) throw new WpcArgumentError(`init: dawnOptions must be an array of strings, got ${describe(options)}`);
   for (const o of options) {
