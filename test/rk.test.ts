@@ -2,7 +2,7 @@
 // linear ODE with a known solution, GPU trajectories against the float64 reference with the same tableau, and
 // PID-controlled solves (accept/reject sequence, step sizes, final state) for every adaptive tableau.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ffwd, integrateConstant, mat, pcVectorField, rkStep, solveHeunPid, type Mat, type VectorField } from './reference/jpc64.js';
+import { ffwd, hairerInitialStep, integrateConstant, mat, pcVectorField, rkStep, solveHeunPid, type Mat, type VectorField } from './reference/jpc64.js';
 import { SOLVER_NAMES, TABLEAUX, type SolverName } from '../src/pc/tableaux.js';
 import { solveInference } from '../src/pc/infer.js';
 import { init, initActivitiesWithFfwd, makeMlp, type Runtime } from '../src/node.js';
@@ -85,9 +85,8 @@ describe('tableaux', () => {
   }
 });
 
-function problem(seed: number, act: 'tanh' | 'linear' | 'gelu', B = 3) {
+function problem(seed: number, act: 'tanh' | 'linear' | 'gelu', B = 3, dims = [5, 7, 6, 3]) {
   const rng = new Random(seed);
-  const dims = [5, 7, 6, 3];
   const ref = randomRefModel(seed, dims, act, true);
   const x = randomMat(rng, B, dims[0]!);
   const y = randomMat(rng, B, dims.at(-1)!);
@@ -226,4 +225,91 @@ describe('the PID controller with every adaptive tableau', () => {
       model.dispose();
     });
   }
+});
+
+/** Names of the kernels that `run` dispatches (Recorder.dispatch observed for its duration). */
+async function dispatchedKernels(run: () => Promise<unknown>): Promise<string[]> {
+  const names = new Set<string>();
+  type Dispatch = (this: Recorder, kernel: { spec: { name: string } }, ...rest: unknown[]) => void;
+  const proto = Recorder.prototype as unknown as { dispatch: Dispatch };
+  const original = proto.dispatch;
+  proto.dispatch = function (kernel, ...rest) {
+    names.add(kernel.spec.name);
+    return original.call(this, kernel, ...rest);
+  };
+  try {
+    await run();
+  } finally {
+    proto.dispatch = original;
+  }
+  return [...names].filter((n) => n.startsWith('layers.activity-grad')).sort();
+}
+
+describe('the activity-gradient kernel compiled with only its vec4 epilogue (every width and offset ≡ 0 mod 4)', () => {
+  // Widths 4-8-12-10 at batch 4: the hidden layers' jobs are 4-aligned and the output's 4×10 job (no product) is
+  // re-shaped to 1×40 (vec4Shaped), so every Runge–Kutta stage runs 'layers.activity-grad.vec4'; the Hairer
+  // initial step's records (and unaligned networks) take the general kernel.
+  let perStage: Runtime;
+  beforeAll(async () => {
+    perStage = await init({ kernels: { fused: 'never' } });
+  });
+  afterAll(() => perStage.dispose());
+  const aligned = (seed: number) => problem(seed, 'tanh', 4, [4, 8, 12, 10]);
+
+  for (const name of SOLVER_NAMES) {
+    const adaptive = TABLEAUX[name].e !== null;
+    it(`${name}: constant steps${adaptive ? ' and a PID solve' : ''} match the float64 reference`, async () => {
+      const p = aligned(61);
+      const model = gpuModel(perStage, p.ref);
+      const [input, output] = [tensorOf(perStage, p.x), tensorOf(perStage, p.y)];
+      const acts = p.acts0.map((a) => tensorOf(perStage, a));
+      const ref = integrateConstant(pcVectorField(p.ref, p.y, p.x, 'mse'), p.acts0, { t1: 2, dt0: 0.25, method: 'euler', step: rkStep(TABLEAUX[name]), timeDtype: 'float32' });
+      let constant: Awaited<ReturnType<typeof solveInference>> | undefined;
+      const used = await dispatchedKernels(async () => {
+        constant = await solveInference(model, acts, output, { input, solver: name, stepsizeController: 'constant', maxT1: 2, dt: 0.25 });
+      });
+      expect(used, `${name}: constant steps`).toEqual(['layers.activity-grad.vec4']);
+      expect(constant!.steps.accepted).toBe(ref.steps);
+      expectClose(await readAll(constant!.activities), flat(ref.y), 1e-4, `${name}: constant steps`);
+      if (adaptive) {
+        const opts = { rtol: 1e-4, atol: 1e-4 };
+        const tab = TABLEAUX[name];
+        const pid = solveHeunPid(p.ref, p.acts0, p.y, p.x, { maxT1: 6, dt0: 1.5, loss: 'mse', ...opts, step: rkStep(tab), errorOrder: tab.order, timeDtype: 'float32' });
+        let r: Awaited<ReturnType<typeof solveInference>> | undefined;
+        const usedPid = await dispatchedKernels(async () => {
+          r = await solveInference(model, acts, output, { input, solver: name, stepsizeController: { pid: opts }, maxT1: 6, dt: 1.5 });
+        });
+        expect(usedPid, `${name}: PID`).toEqual(['layers.activity-grad.vec4.gated']);
+        expect(r!.steps, `${name}: PID steps`).toEqual({ accepted: pid.accepted, rejected: pid.rejected });
+        expectClose(await readAll(r!.activities), flat(pid.activities), 1e-4, `${name}: PID solve`);
+      }
+      model.dispose();
+    });
+  }
+
+  it("Hairer's initial step takes the general kernel, the steps after it the vec4 one; unaligned networks only the general one", async () => {
+    const p = aligned(62);
+    const model = gpuModel(perStage, p.ref);
+    const [input, output] = [tensorOf(perStage, p.x), tensorOf(perStage, p.y)];
+    const acts = p.acts0.map((a) => tensorOf(perStage, a));
+    const opts = { rtol: 1e-3, atol: 1e-3 };
+    const ref = solveHeunPid(p.ref, p.acts0, p.y, p.x, { maxT1: 5, loss: 'mse', ...opts, timeDtype: 'float32' });
+    expect(ref.dt0).toBeCloseTo(Math.fround(hairerInitialStep(pcVectorField(p.ref, p.y, p.x, 'mse'), p.acts0, opts)), 6);
+    let r: Awaited<ReturnType<typeof solveInference>> | undefined;
+    const used = await dispatchedKernels(async () => {
+      r = await solveInference(model, acts, output, { input, solver: 'heun', stepsizeController: { pid: opts }, maxT1: 5 });
+    });
+    expect(used).toEqual(['layers.activity-grad', 'layers.activity-grad.vec4.gated']);
+    expect(r!.steps).toEqual({ accepted: ref.accepted, rejected: ref.rejected });
+    expectClose(await readAll(r!.activities), flat(ref.activities), 1e-4, 'Hairer + PID solve');
+    model.dispose();
+
+    const q = problem(63, 'tanh', 4);
+    const unaligned = gpuModel(perStage, q.ref);
+    const usedUnaligned = await dispatchedKernels(() =>
+      solveInference(unaligned, q.acts0.map((a) => tensorOf(perStage, a)), tensorOf(perStage, q.y), { input: tensorOf(perStage, q.x), solver: 'heun', stepsizeController: 'constant', maxT1: 1, dt: 0.25 }),
+    );
+    expect(usedUnaligned).toEqual(['layers.activity-grad']);
+    unaligned.dispose();
+  });
 });

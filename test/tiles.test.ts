@@ -10,8 +10,8 @@ import { solveInference } from '../src/pc/infer.js';
 import { WpcArgumentError } from '../src/runtime/errors.js';
 import { Random } from '../src/util/random.js';
 import { matmul } from '../src/pc/linalg.js';
-import { JOB_WORDS, defaultTiles } from '../src/kernels/index.js';
-import { packJobs, scheduleWorkgroups } from '../src/pc/layer-jobs.js';
+import { GradFlag, JOB_WORDS, defaultTiles } from '../src/kernels/index.js';
+import { epilogue4Ready, packJobs, scheduleWorkgroups, tilesOf, vec4Shaped } from '../src/pc/layer-jobs.js';
 import { expectClose, flat, gpuModel, oneHotMat, randomMat, randomRefModel, readAll, tensorOf } from './helpers.js';
 
 const probe = await init();
@@ -205,6 +205,46 @@ describe('workgroup schedule of grouped dispatches', () => {
     }
     expect(seen).toEqual([5, 5]);
     expect(records).toBeGreaterThan(2); // the cheap and costly jobs alternate
+  });
+});
+
+describe('vec4 epilogue rules (host side of vec_ok in activity-grad.wgsl)', () => {
+  const CONFIGS = [
+    { wg: 16, tm: 4, tn: 64, subgroup: true },
+    { wg: 8, tm: 8, tn: 64, subgroup: true },
+    { wg: 64, tm: 4, tn: 4 },
+  ];
+  it('re-shapes element-wise jobs to a width ≡ 0 mod 4 with the same tile count, and leaves the rest alone', () => {
+    for (const tiles of CONFIGS) {
+      for (const [m, n] of [[64, 10], [8, 10], [4, 10], [64, 3], [5, 6], [128, 10], [1000, 10]] as const) {
+        const job = { m, n, k: 0, aOff: 0, bOff: 0, cOff: 0 };
+        const shaped = vec4Shaped(job, tiles);
+        const what = `${m}×${n} with ${JSON.stringify(tiles)}`;
+        expect(shaped.m * shaped.n, what).toBe(m * n);
+        expect(tilesOf(shaped.m, shaped.n, tiles), what).toBe(tilesOf(m, n, tiles));
+        if (shaped !== job) expect(shaped.n % 4, what).toBe(0);
+      }
+      // The classifier's output at batch 64: one 64-row tile either way.
+      if (tiles.subgroup && tiles.wg * tiles.tm === 64) expect(vec4Shaped({ m: 64, n: 10, k: 0, aOff: 0, bOff: 0, cOff: 0 }, tiles)).toMatchObject({ m: 10, n: 64 });
+      // No width ≡ 0 mod 4 divides 10: unchanged. A product (k > 0) is never re-shaped.
+      const one = { m: 1, n: 10, k: 0, aOff: 0, bOff: 0, cOff: 0 };
+      expect(vec4Shaped(one, tiles)).toBe(one);
+      const product = { m: 64, n: 10, k: 300, aOff: 0, bOff: 0, cOff: 0 };
+      expect(vec4Shaped(product, tiles)).toBe(product);
+    }
+  });
+
+  it('a table takes the vec4-only kernel when every width and offset its epilogue uses is ≡ 0 mod 4', () => {
+    const job = { m: 64, n: 300, k: 300, aOff: 8, bOff: 3, cOff: 4, dOff: 8, eOff: 12, fOff: 16 };
+    expect(epilogue4Ready([job, { ...job, n: 64, k: 0 }])).toBe(true);
+    for (const field of ['n', 'cOff', 'dOff', 'eOff', 'fOff'] as const) {
+      expect(epilogue4Ready([job, { ...job, [field]: job[field] + 2 }]), field).toBe(false);
+    }
+    // The next layer's error and width count only when the job adds it (an identity residual).
+    const skipping = { ...job, aOff: 6, k: 10 };
+    expect(epilogue4Ready([skipping])).toBe(true);
+    expect(epilogue4Ready([{ ...skipping, flags: GradFlag.SKIP }])).toBe(false);
+    expect(epilogue4Ready([{ ...skipping, aOff: 8, k: 12, flags: GradFlag.SKIP }])).toBe(true);
   });
 });
 

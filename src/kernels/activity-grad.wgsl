@@ -119,6 +119,7 @@ fn ecoef(j: u32) -> f32 {
   return stage.ecoef[j / 4u][j % 4u];
 }
 
+#if !VEC4_ONLY
 fn k_at(j: u32, o: u32) -> f32 {
   return ld(stage.k + (j - 1u) * stage.k_stride + o);
 }
@@ -147,6 +148,8 @@ fn start_value(job: Job, o: u32, z: f32) -> f32 {
   return ld(stage.y + o);
 }
 
+#endif
+
 // (err/scale)² and the non-finite count of an embedded error estimate.
 fn error_partial(err: f32, y0: f32, y1: f32) -> vec2<f32> {
   if (!is_finite(err)) { return vec2<f32>(0.0, 1.0); }
@@ -155,6 +158,7 @@ fn error_partial(err: f32, y0: f32, y1: f32) -> vec2<f32> {
   return vec2<f32>(r * r, 0.0);
 }
 
+#if !VEC4_ONLY
 fn optimiser_step(o: u32, z: f32, g: f32) -> f32 {
   let lr = stage.coef[0].x;
   var update = g;
@@ -237,14 +241,20 @@ fn epilogue(job: Job, row: u32, col: u32, acc: f32) -> vec4<f32> {
   }
 }
 
-// The same for columns col..col+3 (layer-matmul.wgsl, VEC_EPILOGUE), when the job's and the stage record's
-// offsets are 4-aligned. The discrete-inference and Hairer modes (once per solve or cheap) take the scalar path.
+// Whether the job takes epilogue4: its and the stage record's offsets are 4-aligned. The discrete-inference and
+// Hairer modes (once per solve or cheap) take the scalar path. (Host twins: epilogue4Ready, actKernelTakesVec4.)
 fn vec_ok(job: Job) -> bool {
   var offsets = job.n | job.c_off | job.d_off | job.e_off | job.f_off;
   if ((job.flags & FLAG_SKIP) != 0u) { offsets |= job.a_off | job.k; }
   offsets |= stage.y | stage.py | stage.t | stage.pt | stage.k | stage.k_stride | stage.y1 | stage.py1;
   return (offsets & 3u) == 0u && stage.mode <= MODE_FINAL_FSAL;
 }
+
+#endif
+
+// The epilogue for columns col..col+3 (layer-matmul.wgsl, VEC_EPILOGUE). In the VEC4_ONLY variant, which the
+// host picks when every job and the stage record pass vec_ok, it is the only path compiled: the scalar one, with
+// every stage mode, takes ~40% of this kernel's first-use compile time on lavapipe.
 
 fn ld4(i: u32) -> vec4<f32> {
   return work[i >> 2u];

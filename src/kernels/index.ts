@@ -108,13 +108,22 @@ function matmulSpec(
   }: {
     constants?: Record<string, number>;
     defines?: Record<string, boolean>;
-    /** The kernel file provides vec_ok / epilogue4 (see layer-matmul.wgsl); used when TN is a multiple of 4. */
-    vecEpilogue?: boolean;
+    /**
+     * The kernel file provides vec_ok / epilogue4 (see layer-matmul.wgsl); used when TN is a multiple of 4.
+     * `'only'`: epilogue4 alone, for dispatches whose every job the host has checked (VEC4_ONLY).
+     */
+    vecEpilogue?: boolean | 'only';
   } = {},
 ) {
+  if (vecEpilogue === 'only' && tiles.tn % 4 !== 0) throw new Error(`vec4-only epilogue needs tn ≡ 0 mod 4, got tn ${tiles.tn}`);
   return {
     parts: tiles.subgroup ? [SUBGROUPS_PART, ...parts] : parts,
-    defines: { ...defines, SUBGROUP_TILES: tiles.subgroup === true, VEC_EPILOGUE: vecEpilogue && tiles.tn % 4 === 0 },
+    defines: {
+      ...defines,
+      SUBGROUP_TILES: tiles.subgroup === true,
+      VEC_EPILOGUE: vecEpilogue !== false && tiles.tn % 4 === 0,
+      VEC4_ONLY: vecEpilogue === 'only',
+    },
     constants: { ...constants, WG: tiles.wg, TM: tiles.tm, TN: tiles.tn, ...(tiles.subgroup ? { BROADCAST_FMAS: broadcastFmas(tiles) } : {}) },
     workgroupSize: tiles.wg,
   };
@@ -187,16 +196,18 @@ export const MAX_STAGES = 16;
 /**
  * Activity gradients fused with a solver stage (activity-grad.wgsl); what the epilogue does comes from the
  * stage record. `gated` kernels take their step size from the solver state and do nothing once a solve is
- * done; ungated ones read dt from the record (fixed step sizes).
- * Bindings: jobs, params, work, [state,] stage uniform (dynamic offset).
+ * done; ungated ones read dt from the record (fixed step sizes). `epilogue: 'vec4'` compiles only the vec4
+ * epilogue of the Runge–Kutta modes, for dispatches whose every job and stage record are 4-aligned (the host
+ * checks, epilogue4Ready in workspace.ts): half the compile time of the general kernel (`'any'`) on lavapipe.
+ * Bindings: jobs, params, work, [state,] stage uniform (dynamic offset); the same layout for both epilogues.
  */
-export function activityGradKernel(act: Activation, tiles: TileConfig, gated: boolean): KernelSpec {
+export function activityGradKernel(act: Activation, tiles: TileConfig, gated: boolean, epilogue: 'any' | 'vec4' = 'any'): KernelSpec {
   return {
-    name: `layers.activity-grad${gated ? '.gated' : ''}`,
+    name: `layers.activity-grad${epilogue === 'vec4' ? '.vec4' : ''}${gated ? '.gated' : ''}`,
     ...matmulSpec(tiles, [ACTIVATIONS_PART, STATE_PART, MATMUL_PART, part('activity-grad.wgsl', activityGradWgsl)], {
       constants: { ACT: activationId(act) },
       defines: { GATED: gated },
-      vecEpilogue: true,
+      vecEpilogue: epilogue === 'vec4' ? 'only' : true,
     }),
     entryPoint: 'main',
     bindings: [ro('jobs'), ro('params'), rw('work'), ...(gated ? [ro('state')] : []), uniform('stage', true, 4)],

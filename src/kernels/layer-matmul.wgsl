@@ -28,6 +28,8 @@
 // and a job that passes vec_ok (a uniform test) takes 4 outputs per call: each invocation's outputs in a row
 // are contiguous, so the epilogue reads and writes vec4s. On lavapipe every lane-varying load or store is a
 // per-lane loop, so this cuts the epilogue's memory instructions by 4.
+// With VEC4_ONLY as well, the host has checked that every job of the dispatch passes vec_ok: only epilogue4 is
+// compiled (neither vec_ok nor epilogue is needed), which halves the activity-gradient kernel's compile time.
 
 const WG: u32 = {{WG}}u;
 const TM: u32 = {{TM}}u;
@@ -137,20 +139,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
 // 4 columns per call where the job allows (VEC_EPILOGUE); outputs past the edge are skipped. Returns the tile's
 // partial sums.
 fn tile_epilogue(job: Job, m0: u32, row_step: u32, n0: u32, acc: ptr<function, array<array<f32, TN>, TM>>) -> vec4<f32> {
-  var partial = vec4<f32>(0.0);
+#if VEC4_ONLY
+  return tile_epilogue4(job, m0, row_step, n0, acc);
+#else
 #if VEC_EPILOGUE
-  if (vec_ok(job)) {
-    for (var i = 0u; i < TM; i++) {
-      for (var j = 0u; j < TN; j += 4u) {
-        let row = m0 + i * row_step;
-        if (row < job.m && n0 + j < job.n) {
-          partial += epilogue4(job, row, n0 + j, vec4<f32>((*acc)[i][j], (*acc)[i][j + 1u], (*acc)[i][j + 2u], (*acc)[i][j + 3u]));
-        }
-      }
-    }
-    return partial;
-  }
+  if (vec_ok(job)) { return tile_epilogue4(job, m0, row_step, n0, acc); }
 #endif
+  var partial = vec4<f32>(0.0);
   for (var i = 0u; i < TM; i++) {
     for (var j = 0u; j < TN; j++) {
       let row = m0 + i * row_step;
@@ -158,4 +153,20 @@ fn tile_epilogue(job: Job, m0: u32, row_step: u32, n0: u32, acc: ptr<function, a
     }
   }
   return partial;
+#endif
 }
+
+#if VEC_EPILOGUE
+fn tile_epilogue4(job: Job, m0: u32, row_step: u32, n0: u32, acc: ptr<function, array<array<f32, TN>, TM>>) -> vec4<f32> {
+  var partial = vec4<f32>(0.0);
+  for (var i = 0u; i < TM; i++) {
+    for (var j = 0u; j < TN; j += 4u) {
+      let row = m0 + i * row_step;
+      if (row < job.m && n0 + j < job.n) {
+        partial += epilogue4(job, row, n0 + j, vec4<f32>((*acc)[i][j], (*acc)[i][j + 1u], (*acc)[i][j + 2u], (*acc)[i][j + 3u]));
+      }
+    }
+  }
+  return partial;
+}
+#endif

@@ -257,7 +257,10 @@ function prepareBpc(ws: Workspace, bu: Model, call: Omit<BpcCall, 'cap'>): strin
   ];
   if (existing) {
     if (existing.key !== key) {
-      for (const [name, list] of tables) ws.runtime.device.queue.writeBuffer(existing.buffers.get(name)!, 0, packJobs(list, ws.tiles).data);
+      for (const [name, list] of tables) {
+        ws.runtime.device.queue.writeBuffer(existing.buffers.get(name)!, 0, packJobs(list, ws.tiles).data);
+        if (name === 'buGrads' || name === 'tdGrads') ws.updateActTable(`${prefix}.${name}`, list);
+      }
       ws.runtime.device.queue.writeBuffer(existing.buffers.get('energies')!, 0, segmentData(jobs.energies));
       existing.key = key;
     }
@@ -275,7 +278,7 @@ function prepareBpc(ws: Workspace, bu: Model, call: Omit<BpcCall, 'cap'>): strin
       const grads = (name === 'buParams' ? bu : ws.model).grads();
       ws.setGroup(`${prefix}.${name}`, createBindGroup(device, ws.k('paramGrad'), { jobs: buffer, work: ws.buffer, grads }), table.workgroups);
     }
-    if (name === 'buGrads' || name === 'tdGrads') ws.registerActTable(`${prefix}.${name}`, buffer, params);
+    if (name === 'buGrads' || name === 'tdGrads') ws.registerActTable(`${prefix}.${name}`, buffer, params, list);
   }
   const energies = ws.segmentTable(`${prefix}.energies`, jobs.energies);
   ws.setGroup(`reduce.${prefix}.energies`, createBindGroup(device, ws.k('reduce'), { segments: energies, src: ws.buffer, dst: ws.scalars }));

@@ -140,7 +140,7 @@ function prepareEpc(ws: Workspace): void {
       identity: l === 0,
       scale: -1,
     });
-    ws.registerActTable(`epc.back.${l}`, ws.addTable(`epc.back.${l}`, packJobs([job], ws.tiles)), model.params);
+    ws.registerActTable(`epc.back.${l}`, ws.addTable(`epc.back.${l}`, packJobs([job], ws.tiles)), model.params, [job]);
   }
   // r_L is the output layer's error e_L itself.
   const params = model.layers.map((layer, i) =>

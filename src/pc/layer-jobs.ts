@@ -271,6 +271,35 @@ export function gradJob(s: GradJobSpec): Job {
   };
 }
 
+/**
+ * Whether every activity-gradient job of a table takes the vec4 epilogue: the job part of vec_ok in
+ * activity-grad.wgsl (width and every offset the epilogue uses ≡ 0 mod 4; with SKIP also the next layer's error
+ * and width). A dispatch whose jobs and stage record all pass may use the kernel compiled with only that path.
+ */
+export function epilogue4Ready(jobs: readonly Job[]): boolean {
+  return jobs.every((j) => {
+    const used = [j.n, j.cOff, j.dOff ?? 0, j.eOff ?? 0, j.fOff ?? 0];
+    if (((j.flags ?? 0) & GradFlag.SKIP) !== 0) used.push(j.aOff, j.k);
+    return used.every((v) => v % 4 === 0);
+  });
+}
+
+/**
+ * An element-wise job (k = 0: no product; its epilogue addresses only base + row·n + col) re-shaped to m′×n′ with
+ * n′ ≡ 0 mod 4 and the same number of tiles, so that it takes the vec4 epilogue and leaves its partial-sum quads
+ * where the layout expects them: the 10-wide output of a classifier, 64×10, becomes 10×64. Returned unchanged
+ * when it already has such a width or no such shape exists (e.g. 1×10).
+ */
+export function vec4Shaped(job: Job, tiles: TileConfig): Job {
+  if (job.k !== 0 || job.n % 4 === 0) return job;
+  const size = job.m * job.n;
+  const want = tilesOf(job.m, job.n, tiles);
+  for (let n = 4 * Math.floor(size / 4); n >= 4; n -= 4) {
+    if (size % n === 0 && tilesOf(size / n, n, tiles) === want) return { ...job, m: size / n, n };
+  }
+  return job;
+}
+
 /** ∂F/∂W = coef·eᵀ·input, ∂F/∂b = coef·Σ_b e (param-grad.wgsl), with coef = −s·w·factor/B. */
 export interface ParamJobSpec {
   layer: LayerSpec;

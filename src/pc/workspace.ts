@@ -56,7 +56,7 @@ import { BufferUsage, UNIFORM_USAGE } from '../runtime/flags.js';
 import { type CompiledKernel, createBindGroup } from '../runtime/kernel.js';
 import type { Recorder } from '../runtime/recorder.js';
 import { type Runtime, SleepEstimator } from '../runtime/runtime.js';
-import { type Job, type JobTable, errorJob, forwardJob, gradJob, packJobs, paramJob, tilesOf } from './layer-jobs.js';
+import { type Job, type JobTable, epilogue4Ready, errorJob, forwardJob, gradJob, packJobs, paramJob, tilesOf, vec4Shaped } from './layer-jobs.js';
 import type { Model } from './model.js';
 
 export type Loss = 'mse' | 'ce';
@@ -271,8 +271,11 @@ export class Workspace {
   private readonly ownBuffers: GPUBuffer[] = [];
   /** Job tables that depend on the energy terms (λ), rebuilt in place when they change. */
   private readonly energyTables = new Map<string, { buffer: GPUBuffer; build: () => Job[] | SegmentSpec[]; kind: 'jobs' | 'segments' }>();
-  /** Activity-gradient bind groups, rebuilt when the stage buffer grows. */
-  private readonly actGroups = new Map<string, { jobs: GPUBuffer; params: GPUBuffer }>();
+  /**
+   * Activity-gradient tables by key: bind groups rebuilt when the stage buffer grows, and whether every job takes
+   * the vec4 epilogue (then dispatches with a 4-aligned Runge–Kutta stage record use the 'act.vec4' kernel).
+   */
+  private readonly actGroups = new Map<string, { jobs: GPUBuffer; params: GPUBuffer; vec4: boolean }>();
   private readonly segmentTables = new Map<string, GPUBuffer>();
   private stageGroupsFor: GPUBuffer | undefined;
   private recordBuffers: { records: GPUBuffer; traj: GPUBuffer; capacity: number; trajN: number } | undefined;
@@ -541,20 +544,20 @@ export class Workspace {
     const part = (point === 'y' ? this.partA : this.partB).off;
     const jobs: Job[] = [];
     for (let l = this.first; l <= L; l++) {
-      jobs.push(
-        gradJob({
-          rows: B,
-          width: model.dims[l]!,
-          z: z + this.layer[l]!,
-          family: this.layer[l]!,
-          grad: fam.k + this.layer[l]!,
-          part: part + this.gradPart[l]!,
-          ...(l >= 1 && l < L ? { own: fam.e + this.layer[l]! } : {}),
-          ...(l < L ? { next: { layer: model.layers[l]!, error: fam.e + this.layer[l + 1]!, weight: this.layerWeight(l + 1) } } : {}),
-          identity: l === 0,
-          scale: 1 / B,
-        }),
-      );
+      const job = gradJob({
+        rows: B,
+        width: model.dims[l]!,
+        z: z + this.layer[l]!,
+        family: this.layer[l]!,
+        grad: fam.k + this.layer[l]!,
+        part: part + this.gradPart[l]!,
+        ...(l >= 1 && l < L ? { own: fam.e + this.layer[l]! } : {}),
+        ...(l < L ? { next: { layer: model.layers[l]!, error: fam.e + this.layer[l + 1]!, weight: this.layerWeight(l + 1) } } : {}),
+        identity: l === 0,
+        scale: 1 / B,
+      });
+      // The output's job (no product) in a shape the vec4 epilogue takes.
+      jobs.push(vec4Shaped(job, this.tiles));
     }
     return jobs;
   }
@@ -689,6 +692,13 @@ export class Workspace {
       specs.paramGrad = paramGradKernel(tiles);
       specs.act = activityGradKernel(act, tiles, false);
       specs['act.gated'] = activityGradKernel(act, tiles, true);
+      // The variant with only the vec4 epilogue, where this workspace's own tables can use it (the general one
+      // stays: Hairer's initial step, discrete inference and other networks' tables may need it). Adapters that
+      // compile at pipeline creation would otherwise compile a kernel no dispatch uses.
+      if (this.actTablesTakeVec4()) {
+        specs['act.vec4'] = activityGradKernel(act, tiles, false, 'vec4');
+        specs['act.vec4.gated'] = activityGradKernel(act, tiles, true, 'vec4');
+      }
       specs.accumulate = accumulateKernel(rt.adapter.subgroupSize);
       specs.combine = combineKernel();
       for (const entry of SOLVER_ENTRIES) specs[`solver.${entry}`] = solverKernel(entry, act, rt.adapter.subgroupSize);
@@ -747,7 +757,7 @@ export class Workspace {
       this.groups.set('ce.gated', createBindGroup(device, this.k('ce.gated'), { rows: ceRows, work, state }));
       for (const point of ['y', 't'] as const) {
         const jobs = this.energyTable(`act.${point}`, () => this.activityGradJobs(point));
-        this.actGroups.set(`act.${point}`, { jobs, params });
+        this.actGroups.set(`act.${point}`, { jobs, params, vec4: epilogue4Ready(this.activityGradJobs(point)) });
       }
       const pjobs = this.energyTable('paramGrad', () => this.paramGradJobs());
       this.groups.set('paramGrad', createBindGroup(device, this.k('paramGrad'), { jobs: pjobs, work, grads: model.grads() }));
@@ -790,9 +800,16 @@ export class Workspace {
    * Registers an activity-gradient job table (with the parameters it reads) under `key`; its bind groups (plain
    * and gated) follow the stage buffer when it grows. Variants use it for their own networks.
    */
-  registerActTable(key: string, jobs: GPUBuffer, params: GPUBuffer): void {
-    this.actGroups.set(key, { jobs, params });
+  registerActTable(key: string, jobs: GPUBuffer, params: GPUBuffer, list: readonly Job[]): void {
+    this.actGroups.set(key, { jobs, params, vec4: epilogue4Ready(list) });
     this.buildActGroups(key);
+  }
+
+  /** Notes the jobs now in a registered activity-gradient table (after its buffer was rewritten). */
+  updateActTable(key: string, list: readonly Job[]): void {
+    const entry = this.actGroups.get(key);
+    if (!entry) throw new Error(`workspace: no activity-gradient table ${key}`);
+    entry.vec4 = epilogue4Ready(list);
   }
 
   private buildActGroups(key: string): void {
@@ -860,9 +877,11 @@ export class Workspace {
     this.energy = { ...terms };
     if (this.purpose !== 'train') return;
     if (old.lambda !== terms.lambda) {
-      for (const table of this.energyTables.values()) {
-        const data = table.kind === 'jobs' ? packJobs(table.build() as Job[], this.tiles).data : this.segmentData(table.build() as SegmentSpec[]);
+      for (const [key, table] of this.energyTables) {
+        const built = table.build();
+        const data = table.kind === 'jobs' ? packJobs(built as Job[], this.tiles).data : this.segmentData(built as SegmentSpec[]);
         this.runtime.device.queue.writeBuffer(table.buffer, 0, data);
+        if (this.actGroups.has(key)) this.updateActTable(key, built as Job[]);
       }
     }
     if (terms.activityDecay !== this.recordsDecay) this.uploadRecords(this.records);
@@ -1039,7 +1058,30 @@ export class Workspace {
   recordActTable(rec: Recorder, key: string, gated: boolean, record: number): void {
     if (this.stageGroupsFor !== this.stageBuffer) this.buildStageGroups();
     const name = `${key}${gated ? '.gated' : ''}`;
-    rec.dispatch(this.k(gated ? 'act.gated' : 'act'), this.g(name), this.workgroups.get(key)!, [record * UNIFORM_STRIDE]);
+    const kernel = `act${this.actKernelTakesVec4(key, record) ? '.vec4' : ''}${gated ? '.gated' : ''}`;
+    rec.dispatch(this.k(kernel), this.g(name), this.workgroups.get(key)!, [record * UNIFORM_STRIDE]);
+  }
+
+  /**
+   * Whether a dispatch of activity-gradient table `key` with stage record `record` may use the kernel compiled
+   * with only the vec4 epilogue: every job and the record pass vec_ok (activity-grad.wgsl), i.e. the tables'
+   * widths and offsets and the stage families' offsets are ≡ 0 mod 4 and the mode is a Runge–Kutta one.
+   */
+  actKernelTakesVec4(key: string, record: number): boolean {
+    const table = this.actGroups.get(key);
+    const r = this.records[record];
+    return this.kernels.has('act.vec4') && table?.vec4 === true && r !== undefined && r.mode <= StageMode.FINAL_FSAL && this.stageFamiliesAligned();
+  }
+
+  /** The stage records' offsets (the families y, φ(y), t, φ(t), k_j) are ≡ 0 mod 4 (vec_ok's record part). */
+  private stageFamiliesAligned(): boolean {
+    const { fam } = this;
+    return [fam.y, fam.py, fam.t, fam.pt, fam.k, this.nAll].every((v) => v % 4 === 0);
+  }
+
+  /** Whether this workspace's own activity-gradient tables can use the vec4-only kernel (see prepare). */
+  private actTablesTakeVec4(): boolean {
+    return this.tiles.tn % 4 === 0 && this.stageFamiliesAligned() && (['y', 't'] as const).every((p) => epilogue4Ready(this.activityGradJobs(p)));
   }
 
   recordParamGrads(rec: Recorder): void {
