@@ -198,7 +198,8 @@ export const MAX_STAGES = 16;
  * stage record. `gated` kernels take their step size from the solver state and do nothing once a solve is
  * done; ungated ones read dt from the record (fixed step sizes). `epilogue: 'vec4'` compiles only the vec4
  * epilogue of the Runge–Kutta modes, for dispatches whose every job and stage record are 4-aligned (the host
- * checks, epilogue4Ready in workspace.ts): half the compile time of the general kernel (`'any'`) on lavapipe.
+ * checks: epilogue4Ready and Workspace.actKernelTakesVec4): about half the first-use compile time of the general
+ * kernel (`'any'`) on lavapipe.
  * Bindings: jobs, params, work, [state,] stage uniform (dynamic offset); the same layout for both epilogues.
  */
 export function activityGradKernel(act: Activation, tiles: TileConfig, gated: boolean, epilogue: 'any' | 'vec4' = 'any'): KernelSpec {

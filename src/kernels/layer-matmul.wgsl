@@ -29,7 +29,7 @@
 // are contiguous, so the epilogue reads and writes vec4s. On lavapipe every lane-varying load or store is a
 // per-lane loop, so this cuts the epilogue's memory instructions by 4.
 // With VEC4_ONLY as well, the host has checked that every job of the dispatch passes vec_ok: only epilogue4 is
-// compiled (neither vec_ok nor epilogue is needed), which halves the activity-gradient kernel's compile time.
+// compiled (neither vec_ok nor epilogue is needed): about half the activity-gradient kernel's compile time.
 
 const WG: u32 = {{WG}}u;
 const TM: u32 = {{TM}}u;
