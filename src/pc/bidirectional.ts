@@ -240,6 +240,9 @@ function bpcJobs(ws: Workspace, bu: Model, alphaF: number, alphaB: number, unsup
   return { buErrors, buParams, buGrads, tdGrads, tdParams, energies, count: 2 * (H + 1) };
 }
 
+/** The bPC tables the activity-gradient kernel runs (registered with the workspace, which picks its variant). */
+const isActTable = (name: string): boolean => name === 'buGrads' || name === 'tdGrads';
+
 /** Builds or refreshes the bPC tables and bind groups on the top-down workspace. */
 function prepareBpc(ws: Workspace, bu: Model, call: Omit<BpcCall, 'cap'>): string {
   const prefix = `bpc.${bu.serial}.${call.unsupervised ? 'u' : 's'}`;
@@ -259,7 +262,7 @@ function prepareBpc(ws: Workspace, bu: Model, call: Omit<BpcCall, 'cap'>): strin
     if (existing.key !== key) {
       for (const [name, list] of tables) {
         ws.runtime.device.queue.writeBuffer(existing.buffers.get(name)!, 0, packJobs(list, ws.tiles).data);
-        if (name === 'buGrads' || name === 'tdGrads') ws.updateActTable(`${prefix}.${name}`, list);
+        if (isActTable(name)) ws.updateActTable(`${prefix}.${name}`, list);
       }
       ws.runtime.device.queue.writeBuffer(existing.buffers.get('energies')!, 0, segmentData(jobs.energies));
       existing.key = key;
@@ -278,7 +281,7 @@ function prepareBpc(ws: Workspace, bu: Model, call: Omit<BpcCall, 'cap'>): strin
       const grads = (name === 'buParams' ? bu : ws.model).grads();
       ws.setGroup(`${prefix}.${name}`, createBindGroup(device, ws.k('paramGrad'), { jobs: buffer, work: ws.buffer, grads }), table.workgroups);
     }
-    if (name === 'buGrads' || name === 'tdGrads') ws.registerActTable(`${prefix}.${name}`, buffer, params, list);
+    if (isActTable(name)) ws.registerActTable(`${prefix}.${name}`, buffer, params, list);
   }
   const energies = ws.segmentTable(`${prefix}.energies`, jobs.energies);
   ws.setGroup(`reduce.${prefix}.energies`, createBindGroup(device, ws.k('reduce'), { segments: energies, src: ws.buffer, dst: ws.scalars }));

@@ -220,6 +220,8 @@ export class Workspace {
   readonly nAll: number;
   readonly nHidden: number;
   readonly fam: Families;
+  /** The stage records' offsets (the families y, φ(y), t, φ(t), k_j and their stride) are ≡ 0 mod 4: vec_ok's record part. */
+  private readonly stageFamiliesAligned: boolean;
   /** Bases of the extra families. */
   readonly aux: number[];
   /** Extra scratch: offset and size in floats. */
@@ -343,6 +345,8 @@ export class Workspace {
       e: take(n, train),
       k: take(n * this.stages, train),
     };
+    const { fam } = this;
+    this.stageFamiliesAligned = [fam.y, fam.py, fam.t, fam.pt, fam.k, this.nAll].every((v) => v % 4 === 0);
     this.aux = Array.from({ length: train ? (needs.aux ?? 0) : 0 }, () => take(n));
     this.x = take(B * dims[0]!);
     this.pred1 = take(B * dims[1]!, mode === 'supervised');
@@ -651,10 +655,11 @@ export class Workspace {
   }
 
   /** A job table whose contents depend on the energy terms: rebuilt in place by `applyEnergy`. */
-  private energyTable(key: string, build: () => Job[]): GPUBuffer {
-    const buffer = this.addTable(key, packJobs(build(), this.tiles));
+  private energyTable(key: string, build: () => Job[]): { buffer: GPUBuffer; jobs: Job[] } {
+    const jobs = build();
+    const buffer = this.addTable(key, packJobs(jobs, this.tiles));
     this.energyTables.set(key, { buffer, build, kind: 'jobs' });
-    return buffer;
+    return { buffer, jobs };
   }
 
   private energySegments(key: string, build: () => SegmentSpec[]): GPUBuffer {
@@ -756,10 +761,10 @@ export class Workspace {
       this.groups.set('ce', createBindGroup(device, this.k('ce'), { rows: ceRows, work }));
       this.groups.set('ce.gated', createBindGroup(device, this.k('ce.gated'), { rows: ceRows, work, state }));
       for (const point of ['y', 't'] as const) {
-        const jobs = this.energyTable(`act.${point}`, () => this.activityGradJobs(point));
-        this.actGroups.set(`act.${point}`, { jobs, params, vec4: epilogue4Ready(this.activityGradJobs(point)) });
+        const { buffer: jobs, jobs: list } = this.energyTable(`act.${point}`, () => this.activityGradJobs(point));
+        this.actGroups.set(`act.${point}`, { jobs, params, vec4: epilogue4Ready(list) });
       }
-      const pjobs = this.energyTable('paramGrad', () => this.paramGradJobs());
+      const pjobs = this.energyTable('paramGrad', () => this.paramGradJobs()).buffer;
       this.groups.set('paramGrad', createBindGroup(device, this.k('paramGrad'), { jobs: pjobs, work, grads: model.grads() }));
       for (const entry of SOLVER_ENTRIES) {
         this.groups.set(`solver.${entry}`, createBindGroup(device, this.k(`solver.${entry}`), { config: this.config, work, state }));
@@ -1070,18 +1075,12 @@ export class Workspace {
   actKernelTakesVec4(key: string, record: number): boolean {
     const table = this.actGroups.get(key);
     const r = this.records[record];
-    return this.kernels.has('act.vec4') && table?.vec4 === true && r !== undefined && r.mode <= StageMode.FINAL_FSAL && this.stageFamiliesAligned();
-  }
-
-  /** The stage records' offsets (the families y, φ(y), t, φ(t), k_j) are ≡ 0 mod 4 (vec_ok's record part). */
-  private stageFamiliesAligned(): boolean {
-    const { fam } = this;
-    return [fam.y, fam.py, fam.t, fam.pt, fam.k, this.nAll].every((v) => v % 4 === 0);
+    return this.kernels.has('act.vec4') && table?.vec4 === true && r !== undefined && r.mode <= StageMode.FINAL_FSAL && this.stageFamiliesAligned;
   }
 
   /** Whether this workspace's own activity-gradient tables can use the vec4-only kernel (see prepare). */
   private actTablesTakeVec4(): boolean {
-    return this.tiles.tn % 4 === 0 && this.stageFamiliesAligned() && (['y', 't'] as const).every((p) => epilogue4Ready(this.activityGradJobs(p)));
+    return this.tiles.tn % 4 === 0 && this.stageFamiliesAligned && (['y', 't'] as const).every((p) => epilogue4Ready(this.activityGradJobs(p)));
   }
 
   recordParamGrads(rec: Recorder): void {
