@@ -2,12 +2,19 @@
  * Matrix-product throughput: WPC's gemm kernel (the register-tiled WGSL matmul, gemm.wgsl) on the paper's layer
  * shapes (batch 64: 64×784×300, 64×300×300, 64×300×10) and large squares (1024³, 4096³), against the CPU's BLAS
  * through numpy in the same run when python3 and numpy are present. Each WPC figure is the median over
- * repeated submits of `PER_SUBMIT` back-to-back products after a warm-up (GFLOP/s = 2·m·n·k / time).
+ * repeated submits of back-to-back products (about 0.2 s of work per submit) after a warm-up (GFLOP/s = 2·m·n·k / time).
+ *
+ * The floor: the same kernel on the same m × n grid with k = 4, so nearly no arithmetic, timed in rounds that
+ * alternate with the product's (this machine's speed drifts). It is what one dispatch costs before any
+ * multiply-add (on lavapipe mostly its thread pool waking and joining), so flops / floor bounds what the
+ * shape can reach with this kernel: `ceilingOverBlas` is that bound as a share of BLAS. The last row is the
+ * adapter's own floor, a dispatch of one workgroup that stores one value.
  * Prints one JSON object on stdout.
  */
 import { execFileSync } from 'node:child_process';
 import { init } from '../src/node.js';
 import { GemmRecorder, asMatrix } from '../src/pc/linalg.js';
+import { createBindGroup } from '../src/runtime/kernel.js';
 import { Recorder } from '../src/runtime/recorder.js';
 import { SleepEstimator } from '../src/runtime/runtime.js';
 import { adapterLabel, median } from './common.js';
@@ -19,6 +26,11 @@ const SHAPES: [string, number, number, number][] = [
   ['1024³', 1024, 1024, 1024],
   ['4096³', 4096, 4096, 4096],
 ];
+
+/** Depth of the floor's product: the same grid and dispatch as the real one, next to no arithmetic. */
+const FLOOR_K = 4;
+/** Dispatches per submit for the empty-dispatch row. */
+const EMPTY_PER_SUBMIT = 200;
 
 /** numpy's float32 matmul on the same shapes (BLAS), or null without python3/numpy. */
 function numpyGflops(): Record<string, number> | null {
@@ -55,40 +67,80 @@ for (const [name, m, k, n] of SHAPES) {
   const probeA = rt.tensor(new Float32Array(m * k).map((_, i) => Math.sin(i)), [m, k]);
   const probeB = rt.tensor(new Float32Array(k * n).map((_, i) => Math.cos(i)), [k, n]);
   const c = rt.empty([m, n]);
-  const run = async (count: number) => {
+  // The floor's product reads the first FLOOR_K columns of A (row length k) and rows of B.
+  const run = async (count: number, depth: number) => {
     const rec = new Recorder(rt, 'bench.matmul');
-    for (let i = 0; i < count; i++) gemm.record(rec, { m, n, k, a: asMatrix(probeA), b: asMatrix(probeB), c: asMatrix(c) });
+    for (let i = 0; i < count; i++) gemm.record(rec, { m, n, k: depth, a: asMatrix(probeA), b: asMatrix(probeB), c: asMatrix(c) });
     await rt.finish();
     const t0 = performance.now();
     rec.submit();
     return t0;
   };
-  const clock = new SleepEstimator();
+  const clocks = { product: new SleepEstimator(), floor: new SleepEstimator() };
+  const timed = async (count: number, depth: number, clock: SleepEstimator) => {
+    const t0 = await run(count, depth);
+    const { waitedMs } = await rt.finish({ expectedMs: clock.sleepFor(1, performance.now() - t0) });
+    clock.update(1, performance.now() - t0, waitedMs);
+    return (performance.now() - t0) / count;
+  };
   // Warm-up and a first estimate.
-  let t0 = await run(1);
+  let t0 = await run(1, k);
   await rt.finish();
   const single = performance.now() - t0;
+  t0 = await run(1, FLOOR_K);
+  await rt.finish();
   const perSubmit = Math.max(1, Math.min(200, Math.round(200 / Math.max(single, 0.01))));
   const repeats = flops > 1e11 ? 3 : 7;
   const times: number[] = [];
+  const floors: number[] = [];
   for (let r = 0; r < repeats; r++) {
-    t0 = await run(perSubmit);
-    const { waitedMs } = await rt.finish({ expectedMs: clock.sleepFor(1, performance.now() - t0) });
-    clock.update(1, performance.now() - t0, waitedMs);
-    times.push((performance.now() - t0) / perSubmit);
+    times.push(await timed(perSubmit, k, clocks.product));
+    floors.push(await timed(perSubmit, FLOOR_K, clocks.floor));
   }
   gemm.release();
   const ms = median(times);
+  const floorMs = median(floors);
   const gflops = flops / (ms * 1e6);
+  const ceiling = flops / (floorMs * 1e6);
   rows.push({
     shape: name,
     productsPerSubmit: perSubmit,
     msPerProduct: +ms.toFixed(3),
+    floorMs: +floorMs.toFixed(3),
     wpcGflops: +gflops.toFixed(2),
     blasGflops: blas ? +blas[name]!.toFixed(1) : 'n/a',
     wpcOverBlas: blas ? `${((100 * gflops) / blas[name]!).toFixed(1)}%` : 'n/a',
+    ceilingOverBlas: blas ? `${((100 * ceiling) / blas[name]!).toFixed(0)}%` : 'n/a',
   });
   for (const t of [probeA, probeB, c]) t.dispose();
+  console.error(JSON.stringify(rows.at(-1)));
+}
+{
+  // The adapter's own floor: one workgroup that stores one value, dispatched back to back like the products.
+  const probe = await rt.kernel({
+    name: 'bench.empty-dispatch',
+    parts: [{ file: 'empty-dispatch.wgsl', source: '@group(0) @binding(0) var<storage, read_write> out: array<f32>;\n@compute @workgroup_size(1) fn main() { out[0] = 1.0; }' }],
+    entryPoint: 'main',
+    bindings: [{ name: 'out', kind: 'storage' }],
+    workgroupSize: 1,
+  });
+  const out = rt.empty([1]);
+  const group = createBindGroup(rt.device, probe, { out: out.buffer });
+  const clock = new SleepEstimator();
+  const times: number[] = [];
+  for (let r = 0; r < 8; r++) {
+    const rec = new Recorder(rt, 'bench.empty-dispatch');
+    for (let i = 0; i < EMPTY_PER_SUBMIT; i++) rec.dispatch(probe, group, 1);
+    await rt.finish();
+    const t0 = performance.now();
+    rec.submit();
+    const { waitedMs } = await rt.finish({ expectedMs: clock.sleepFor(1, performance.now() - t0) });
+    clock.update(1, performance.now() - t0, waitedMs);
+    if (r > 0) times.push((performance.now() - t0) / EMPTY_PER_SUBMIT);
+  }
+  out.dispose();
+  const ms = median(times);
+  rows.push({ shape: 'empty dispatch (1 workgroup)', productsPerSubmit: EMPTY_PER_SUBMIT, msPerProduct: +ms.toFixed(3), floorMs: +ms.toFixed(3), wpcGflops: '', blasGflops: '', wpcOverBlas: '', ceilingOverBlas: '' });
   console.error(JSON.stringify(rows.at(-1)));
 }
 process.stdout.write(`${JSON.stringify({ adapter: adapterLabel(rt), rows })}\n`);
