@@ -1,6 +1,8 @@
 // Inference beyond integrating to maxT1: diffrax's steady-state event, discrete inference with optimisers,
 // recording along the solve, and JPC's norms and training-batch accuracy — each against the float64 reference.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { rowTable } from '../src/kernels/index.js';
+import { Recorder } from '../src/runtime/recorder.js';
 import {
   computeAccuracy,
   ffwd,
@@ -254,5 +256,40 @@ describe("JPC's metrics", () => {
     const g = paramGrads(p.ref, p.acts0, p.y, p.x, 'mse');
     expectClose(await (await computeParamNorms(grads)).toArray(), g.weights.flatMap((w, l) => [norm(w.data), norm(g.biases[l]!)]), 1e-4, 'gradient norms');
     model.dispose();
+  });
+
+  it('computeActivityNorms: one row-norms dispatch over activities of different row counts (several workgroups each)', async () => {
+    // 130 rows take 3 workgroups of 64; every region gets as many, and the shorter ones skip the rows past their end.
+    const rng = new Random(41);
+    const mats = [randomMat(rng, 130, 3), randomMat(rng, 5, 7), randomMat(rng, 64, 1), randomMat(rng, 65, 300)];
+    const rowMean = (m: Mat) => {
+      let s = 0;
+      for (let i = 0; i < m.rows; i++) {
+        let q = 0;
+        for (let j = 0; j < m.cols; j++) q += m.data[i * m.cols + j]! ** 2;
+        s += Math.sqrt(q);
+      }
+      return s / m.rows;
+    };
+    const acts = mats.map((m) => tensorOf(rt(), m));
+    const dispatch = vi.spyOn(Recorder.prototype, 'dispatch');
+    try {
+      expectClose(await (await computeActivityNorms(acts)).toArray(), mats.map(rowMean), 1e-5, 'activity norms');
+      const names = dispatch.mock.calls.map(([kernel]) => kernel.spec.name);
+      expect(names.filter((n) => n === 'output.row_norms')).toHaveLength(1);
+      expect(dispatch.mock.calls.find(([kernel]) => kernel.spec.name === 'output.row_norms')![2]).toBe(3 * mats.length);
+    } finally {
+      dispatch.mockRestore();
+    }
+  });
+
+  it('rowTable: every region gets the workgroups of the longest, and every record says how many and how many regions', () => {
+    const t = rowTable([
+      { rows: 130, cols: 3, predOff: 0, partOff: 900 },
+      { rows: 1, cols: 2, predOff: 390, partOff: 1420 },
+    ]);
+    expect(t.workgroups).toBe(6);
+    expect(Array.from(t.data)).toEqual([130, 3, 0, 0, 900, 0, 3, 2, 1, 2, 390, 0, 1420, 0, 3, 2]);
+    expect(() => rowTable([])).toThrow(/no regions/);
   });
 });

@@ -6,7 +6,9 @@
 // loss_rows  JPC's mse_loss / cross_entropy_loss and compute_accuracy, per row: partials (loss_b, correct_b).
 //            argmax takes the first maximum, like jnp.argmax. The ce loss uses a stable log-softmax where
 //            JPC takes log(softmax(·)); the two agree wherever JPC's is finite.
-// row_norms  ‖row‖₂ of every row (JPC's compute_activity_norms averages them), as the first of 4 partials.
+// row_norms  ‖row‖₂ of every row (JPC's compute_activity_norms averages them), as the first of 4 partials, for
+//            many regions (every layer's activities) in one dispatch: compiled with ROW_TABLE, it reads one
+//            Rows record per region from a storage table instead of the uniform.
 
 struct Rows {
   rows: u32,
@@ -15,11 +17,17 @@ struct Rows {
   target_off: u32, // one-hot (or soft) targets [rows × cols]
   part_off: u32,   // 4 partials per row
   loss_ce: u32,    // loss_rows: 0 = mse, 1 = ce
-  pad0: u32,
-  pad1: u32,
+  groups: u32,     // ROW_TABLE: workgroups per region (the same in every record)
+  regions: u32,    // ROW_TABLE: records in the table (the same in every record)
 }
 
+#if ROW_TABLE
+@group(0) @binding(0) var<storage, read> table: array<Rows>;
+// The record of the region this workgroup covers, so the helpers read `rows` as with the uniform.
+var<private> rows: Rows;
+#else
 @group(0) @binding(0) var<uniform> rows: Rows;
+#endif
 @group(0) @binding(1) var<storage, read_write> work: array<f32>;
 #if GATED
 @group(0) @binding(2) var<storage, read> state: SolverState;
@@ -94,12 +102,20 @@ fn loss_rows(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups)
   write_partials(r, loss, select(0.0, 1.0, best_p == best_y));
 }
 
+#if ROW_TABLE
+// Workgroup w covers rows (w mod groups)·ROW_WG … of region ⌊w / groups⌋.
 @compute @workgroup_size(ROW_WG)
-fn row_norms(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let r = row_index(gid, nwg);
+fn row_norms(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32, @builtin(num_workgroups) nwg: vec3u) {
+  let w = wid.x + wid.y * nwg.x;
+  let groups = table[0].groups;
+  let region = w / groups;
+  if (region >= table[0].regions) { return; }
+  rows = table[region];
+  let r = (w % groups) * ROW_WG + lid;
   if (r >= rows.rows) { return; }
   let p = rows.pred_off + r * rows.cols;
   var s = 0.0;
   for (var j = 0u; j < rows.cols; j++) { s += work[p + j] * work[p + j]; }
   write_partials(r, sqrt(s), 0.0);
 }
+#endif

@@ -2,7 +2,7 @@
  * JPC's norm utilities on GPU tensors: `compute_activity_norms` and `compute_param_norms`. Results are small
  * tensors (read them with `toArray()`); nothing is read back here.
  */
-import { ReduceFlag, SMALL_WG, outputKernel, reduceKernel } from '../kernels/index.js';
+import { ReduceFlag, outputKernel, reduceKernel, rowTable } from '../kernels/index.js';
 import { WpcArgumentError, argError } from '../runtime/errors.js';
 import { BufferUsage, STORAGE_USAGE } from '../runtime/flags.js';
 import { createBindGroup } from '../runtime/kernel.js';
@@ -56,23 +56,21 @@ export async function computeActivityNorms(activities: readonly Tensor[]): Promi
     return p;
   });
   const scratch = rt.pool.acquire(part * 4, STORAGE_USAGE, 'wpc.metric');
-  const uniforms: GPUBuffer[] = [];
   const out = rt.empty([activities.length]);
   const rec = new Recorder(rt, `wpc.${fn}`);
   activities.forEach((a, i) => rec.copy(a.buffer, a.byteOffset, scratch, layout[i]!.off * 4, a.byteLength));
-  layout.forEach((l, i) => {
-    const uniform = rt.pool.acquire(32, BufferUsage.UNIFORM | BufferUsage.COPY_DST, 'wpc.metric.rows');
-    rt.device.queue.writeBuffer(uniform, 0, new Uint32Array([l.rows, l.cols, l.off, 0, parts[i]!, 0, 0, 0]));
-    uniforms.push(uniform);
-    rec.dispatch(rowsKernel, createBindGroup(rt.device, rowsKernel, { rows: uniform, work: scratch }), Math.ceil(l.rows / SMALL_WG));
-  });
+  // Every activity's row norms in one dispatch.
+  const table = rowTable(layout.map((l, i) => ({ rows: l.rows, cols: l.cols, predOff: l.off, partOff: parts[i]! })));
+  const rowsBuffer = rt.pool.acquire(table.data.byteLength, STORAGE_USAGE, 'wpc.metric.rows');
+  rt.device.queue.writeBuffer(rowsBuffer, 0, table.data);
+  rec.dispatch(rowsKernel, createBindGroup(rt.device, rowsKernel, { rows: rowsBuffer, work: scratch }), table.workgroups);
   const segments = segmentBuffer(
     rt,
     layout.map((l, i) => ({ off: parts[i]!, count: l.rows, stride: 4, out: i, scale: 1 / l.rows, flags: 0 })),
   );
   rec.dispatch(reduce, createBindGroup(rt.device, reduce, { segments, src: scratch, dst: out.buffer }), activities.length);
   rec.submit();
-  for (const b of [scratch, segments, ...uniforms]) rt.pool.release(b);
+  for (const b of [scratch, segments, rowsBuffer]) rt.pool.release(b);
   return out;
 }
 

@@ -47,6 +47,7 @@ import {
   recordKernel,
   reduceKernel,
   regularizeKernel,
+  rowTable,
   solverKernel,
   type RecordEntry,
   type RegularizeEntry,
@@ -750,10 +751,9 @@ export class Workspace {
           this.groups.set(`errors.${point}.${loss}`, createBindGroup(device, this.k('errors'), { jobs, params, work }));
           this.groups.set(`errors.${point}.${loss}.gated`, createBindGroup(device, this.k('errors.gated'), { jobs, params, work, state }));
         }
-        const energies = this.energySegments(`energies.${loss}`, () => this.layerEnergySegments(loss));
+        // The layer energies and their total in one dispatch (one workgroup per segment).
+        const energies = this.energySegments(`energies.${loss}`, () => [...this.layerEnergySegments(loss), this.totalEnergySegment(loss)]);
         this.groups.set(`reduce.energies.${loss}`, createBindGroup(device, this.k('reduce'), { segments: energies, src: work, dst: this.scalars }));
-        const total = this.energySegments(`total.${loss}`, () => [this.totalEnergySegment(loss)]);
-        this.groups.set(`reduce.total.${loss}`, createBindGroup(device, this.k('reduce'), { segments: total, src: work, dst: this.scalars }));
         // The recording tables: layer energies into a row of the records buffer.
         this.energySegments(`record.${loss}`, () => this.layerEnergySegments(loss));
       }
@@ -770,10 +770,13 @@ export class Workspace {
         this.groups.set(`solver.${entry}`, createBindGroup(device, this.k(`solver.${entry}`), { config: this.config, work, state }));
       }
       // Norms: mean_b ‖z_b‖ per activity (JPC's compute_activity_norms), ‖W_l‖ and ‖b_l‖ of parameters and gradients.
-      for (let l = this.first; l <= L; l++) {
-        const rows = this.rowsUniform(B, model.dims[l]!, this.fam.y + this.layer[l]!, this.partRows + 4 * B * l, 0);
-        this.groups.set(`rowNorms.${l}`, createBindGroup(device, this.k('rowNorms'), { rows, work }));
-      }
+      const regions = Array.from({ length: L + 1 - this.first }, (_, i) => {
+        const l = i + this.first;
+        return { rows: B, cols: model.dims[l]!, predOff: this.fam.y + this.layer[l]!, partOff: this.partRows + 4 * B * l };
+      });
+      const rowNorms = rowTable(regions);
+      this.workgroups.set('rowNorms', rowNorms.workgroups);
+      this.groups.set('rowNorms', createBindGroup(device, this.k('rowNorms'), { rows: this.storageFrom(rowNorms.data.buffer, 'wpc.rows.activityNorms'), work }));
       const activities = L + 1 - this.first;
       this.reduceGroup(
         'activityNorms',
@@ -1097,7 +1100,6 @@ export class Workspace {
    */
   recordEnergies(rec: Recorder, loss: Loss): void {
     this.recordReduce(rec, `energies.${loss}`);
-    this.recordReduce(rec, `total.${loss}`);
     this.recordRegularizerEnergies(rec);
   }
 
@@ -1129,7 +1131,7 @@ export class Workspace {
 
   /** mean_b ‖z_{l,b}‖ of every activity (JPC's compute_activity_norms) into the scalars. */
   recordActivityNorms(rec: Recorder): void {
-    for (let l = this.first; l <= this.model.depth; l++) rec.dispatch(this.k('rowNorms'), this.g(`rowNorms.${l}`), this.elementwiseGroups(this.batch));
+    rec.dispatch(this.k('rowNorms'), this.g('rowNorms'), this.workgroups.get('rowNorms')!);
     this.recordReduce(rec, 'activityNorms');
   }
 
