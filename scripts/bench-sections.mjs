@@ -1,0 +1,35 @@
+// What `npm run bench` (scripts/run-bench.mjs) and the GPU-machine report (scripts/device-kit.mjs) share: the
+// benchmarks' titles and the writing of one marked section of BENCHMARKS.md.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+
+export const BENCHES = {
+  inference: 'Inference and training steps, JPC paper networks',
+  solvers: 'Every inference method, H = 3 paper network',
+  fused: 'Fused single-workgroup solve vs per-stage dispatches (small networks)',
+  matmul: "Matrix products: WPC's gemm kernel vs the CPU's BLAS (numpy)",
+  peers: 'The same PC training step in WPC, TensorFlow.js (WebGPU) and numpy',
+  scaling: 'Scaling with width, depth and batch (Euler, 10 steps), with GPU memory',
+  profile: 'Where a training step\'s GPU time goes (per kernel, timestamp queries; 20 Euler steps + Adam)',
+};
+
+/** A markdown table of rows (the columns of the first row). */
+export function markdownTable(rows) {
+  const cols = Object.keys(rows[0]);
+  return [`| ${cols.join(' | ')} |`, `| ${cols.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${cols.map((c) => r[c] ?? '').join(' | ')} |`)].join('\n');
+}
+
+/**
+ * Writes (or appends) the section between `<!-- bench:KEY -->` markers of the file, re-reading it first (it may
+ * have been edited while a benchmark ran; only this section is ours). Returns the table.
+ */
+export function writeSection(file, key, { title, machine, adapter, date, command, rows, note }) {
+  const table = markdownTable(rows);
+  const lines = [`## ${title}`, '', `- machine: ${machine}`, `- adapter: ${adapter}`, `- date: ${date}`, `- command: \`${command}\``, ...(note ? [`- ${note}`] : []), '', table];
+  const section = `<!-- bench:${key} -->\n${lines.join('\n')}\n<!-- /bench:${key} -->`;
+  const escaped = key.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const re = new RegExp(`<!-- bench:${escaped} -->[\\s\\S]*?<!-- /bench:${escaped} -->`);
+  let doc = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n\nProduced by `npm run bench`. Each figure is a median over repeated runs after warm-up.\n';
+  doc = re.test(doc) ? doc.replace(re, section) : `${doc.trimEnd()}\n\n${section}\n`;
+  writeFileSync(file, doc.endsWith('\n') ? doc : `${doc}\n`);
+  return table;
+}
