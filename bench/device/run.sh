@@ -7,7 +7,8 @@
 # Arguments: the benchmarks to run (default: matmul inference solvers profile scaling fused peers jpc; `jpc` is
 # JPC's own timing, bench/peers/pc_step_jpc.py). Everything lands in $OUT/results.tgz (raw JSON per benchmark,
 # its stderr, the adapter and the GPU), for `node scripts/device-kit.mjs report <dir> <tag>` here. Each benchmark
-# gets WPC_DEVICE_TIMEOUT seconds (default 240); one that fails or times out leaves its log and the rest go on.
+# gets WPC_DEVICE_TIMEOUT seconds (default 240; `jpc` WPC_DEVICE_JPC_TIMEOUT, default 480, over the depths in
+# WPC_JPC_DEPTHS, default 3,5,10); one that fails or times out leaves its log and the rest go on.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 KIT=.device-kit
@@ -44,7 +45,9 @@ BENCHES=${*:-matmul inference solvers profile scaling fused peers jpc}
 for name in $BENCHES; do
   start=$(date +%s)
   if [ "$name" = jpc ]; then
-    PYTHONPATH=$KIT/jpc${PYTHONPATH:+:$PYTHONPATH} timeout "${WPC_DEVICE_TIMEOUT:-240}" python3 bench/peers/pc_step_jpc.py >"$R/jpc.json" 2>"$R/jpc.log"
+    # JAX compiles 15 programs (3 depths × 5 settings) first: more time than a WPC benchmark.
+    PYTHONPATH=$KIT/jpc${PYTHONPATH:+:$PYTHONPATH} timeout "${WPC_DEVICE_JPC_TIMEOUT:-480}" \
+      python3 bench/peers/pc_step_jpc.py "${WPC_JPC_DEPTHS:-3,5,10}" >"$R/jpc.json" 2>"$R/jpc.log"
   else
     timeout "${WPC_DEVICE_TIMEOUT:-240}" node ".bench-build/$name.mjs" >"$R/$name.json" 2>"$R/$name.log"
   fi
