@@ -61,41 +61,40 @@ const rt = await init();
 const gemm = await GemmRecorder.create(rt);
 const blas = numpyGflops();
 const rows: Record<string, unknown>[] = [];
+
+/**
+ * Milliseconds per dispatch of `count` dispatches that `record` adds, in one submit, timed from the submit to
+ * the end of the work; the wait sleeps through most of it as `clock` (this kind of submit's estimator) expects.
+ */
+async function perDispatchMs(count: number, record: (rec: Recorder) => void, clock: SleepEstimator): Promise<number> {
+  const rec = new Recorder(rt, 'bench.matmul');
+  for (let i = 0; i < count; i++) record(rec);
+  await rt.finish();
+  const t0 = performance.now();
+  rec.submit();
+  const { waitedMs } = await rt.finish({ expectedMs: clock.sleepFor(1, performance.now() - t0) });
+  clock.update(1, performance.now() - t0, waitedMs);
+  return (performance.now() - t0) / count;
+}
+
 for (const [name, m, k, n] of SHAPES) {
   const flops = 2 * m * n * k;
-  // Enough products per submit to amortise the submit (~0.2 s of work on this adapter), at least one.
   const probeA = rt.tensor(new Float32Array(m * k).map((_, i) => Math.sin(i)), [m, k]);
   const probeB = rt.tensor(new Float32Array(k * n).map((_, i) => Math.cos(i)), [k, n]);
   const c = rt.empty([m, n]);
-  // The floor's product reads the first FLOOR_K columns of A (row length k) and rows of B.
-  const run = async (count: number, depth: number) => {
-    const rec = new Recorder(rt, 'bench.matmul');
-    for (let i = 0; i < count; i++) gemm.record(rec, { m, n, k: depth, a: asMatrix(probeA), b: asMatrix(probeB), c: asMatrix(c) });
-    await rt.finish();
-    const t0 = performance.now();
-    rec.submit();
-    return t0;
-  };
+  // The floor's product (depth FLOOR_K) reads the first FLOOR_K columns of A (row length k) and rows of B.
+  const product = (depth: number) => (rec: Recorder) => gemm.record(rec, { m, n, k: depth, a: asMatrix(probeA), b: asMatrix(probeB), c: asMatrix(c) });
   const clocks = { product: new SleepEstimator(), floor: new SleepEstimator() };
-  const timed = async (count: number, depth: number, clock: SleepEstimator) => {
-    const t0 = await run(count, depth);
-    const { waitedMs } = await rt.finish({ expectedMs: clock.sleepFor(1, performance.now() - t0) });
-    clock.update(1, performance.now() - t0, waitedMs);
-    return (performance.now() - t0) / count;
-  };
-  // Warm-up and a first estimate.
-  let t0 = await run(1, k);
-  await rt.finish();
-  const single = performance.now() - t0;
-  t0 = await run(1, FLOOR_K);
-  await rt.finish();
+  // Warm-up (compilation) and a first estimate: enough products per submit for ~0.2 s of work, at least one.
+  const single = await perDispatchMs(1, product(k), new SleepEstimator());
+  await perDispatchMs(1, product(FLOOR_K), new SleepEstimator());
   const perSubmit = Math.max(1, Math.min(200, Math.round(200 / Math.max(single, 0.01))));
   const repeats = flops > 1e11 ? 3 : 7;
   const times: number[] = [];
   const floors: number[] = [];
   for (let r = 0; r < repeats; r++) {
-    times.push(await timed(perSubmit, k, clocks.product));
-    floors.push(await timed(perSubmit, FLOOR_K, clocks.floor));
+    times.push(await perDispatchMs(perSubmit, product(k), clocks.product));
+    floors.push(await perDispatchMs(perSubmit, product(FLOOR_K), clocks.floor));
   }
   gemm.release();
   const ms = median(times);
@@ -128,15 +127,10 @@ for (const [name, m, k, n] of SHAPES) {
   const group = createBindGroup(rt.device, probe, { out: out.buffer });
   const clock = new SleepEstimator();
   const times: number[] = [];
+  // The first round is the warm-up.
   for (let r = 0; r < 8; r++) {
-    const rec = new Recorder(rt, 'bench.empty-dispatch');
-    for (let i = 0; i < EMPTY_PER_SUBMIT; i++) rec.dispatch(probe, group, 1);
-    await rt.finish();
-    const t0 = performance.now();
-    rec.submit();
-    const { waitedMs } = await rt.finish({ expectedMs: clock.sleepFor(1, performance.now() - t0) });
-    clock.update(1, performance.now() - t0, waitedMs);
-    if (r > 0) times.push((performance.now() - t0) / EMPTY_PER_SUBMIT);
+    const ms = await perDispatchMs(EMPTY_PER_SUBMIT, (rec) => rec.dispatch(probe, group, 1), clock);
+    if (r > 0) times.push(ms);
   }
   out.dispose();
   const ms = median(times);
