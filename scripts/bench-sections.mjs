@@ -1,5 +1,5 @@
-// What `npm run bench` (scripts/run-bench.mjs) and the GPU-machine report (scripts/device-kit.mjs) share: the
-// benchmarks' titles and the writing of one marked section of BENCHMARKS.md.
+// What `npm run bench` (scripts/run-bench.mjs) and the GPU-machine kit and report (scripts/device-kit.mjs) share:
+// the benchmarks' titles, their bundling, and the writing of one marked section of BENCHMARKS.md.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 
 export const BENCHES = {
@@ -11,6 +11,15 @@ export const BENCHES = {
   scaling: 'Scaling with width, depth and batch (Euler, 10 steps), with GPU memory',
   profile: 'Where a training step\'s GPU time goes (per kernel, timestamp queries; 20 Euler steps + Adam)',
 };
+
+/**
+ * Bundles bench/NAME.ts into .bench-build/NAME.mjs; `external` packages stay imports (esbuild is loaded here
+ * only, so that the report runs where it is not installed).
+ */
+export async function bundleBench(name, external) {
+  const { build } = await import('esbuild');
+  await build({ entryPoints: [`bench/${name}.ts`], bundle: true, platform: 'node', format: 'esm', outfile: `.bench-build/${name}.mjs`, loader: { '.wgsl': 'text' }, external, logLevel: 'warning' });
+}
 
 /** A markdown table of rows (the columns of the first row). */
 export function markdownTable(rows) {

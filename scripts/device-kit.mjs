@@ -12,7 +12,7 @@
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { BENCHES, writeSection } from './bench-sections.mjs';
+import { BENCHES, bundleBench, writeSection } from './bench-sections.mjs';
 
 const KIT = '.device-kit';
 const [command, ...args] = process.argv.slice(2);
@@ -31,11 +31,9 @@ async function buildKit() {
   const jpcAt = args.indexOf('--jpc');
   const jpcGit = jpcAt >= 0 ? args[jpcAt + 1] : null;
   if (jpcAt >= 0 && !jpcGit) fail('--jpc needs the path of JPC\'s git directory (e.g. what `fetch github:thebuckleylab/jpc` returned)');
-  const { build } = await import('esbuild');
   mkdirSync('.bench-build', { recursive: true });
-  for (const name of Object.keys(BENCHES)) {
-    await build({ entryPoints: [`bench/${name}.ts`], bundle: true, platform: 'node', format: 'esm', outfile: `.bench-build/${name}.mjs`, loader: { '.wgsl': 'text' }, external: ['webgpu'], logLevel: 'warning' });
-  }
+  // TensorFlow.js goes into the peers bundle: the kit carries only the webgpu package.
+  for (const name of Object.keys(BENCHES)) await bundleBench(name, ['webgpu']);
   rmSync(KIT, { recursive: true, force: true });
   const webgpu = join(KIT, 'node_modules', 'webgpu');
   mkdirSync(join(webgpu, 'dist', 'linux-x64'), { recursive: true });

@@ -1,10 +1,9 @@
 // `npm run bench`: bundles and runs the benchmarks in bench/, writes bench/results/<name>.json and the
 // corresponding section of BENCHMARKS.md (machine, adapter, date and command included).
-import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem, platform, release } from 'node:os';
-import { BENCHES, writeSection } from './bench-sections.mjs';
+import { BENCHES, bundleBench, writeSection } from './bench-sections.mjs';
 
 mkdirSync('bench/results', { recursive: true });
 mkdirSync('.bench-build', { recursive: true });
@@ -14,7 +13,7 @@ const only = process.argv.slice(2);
 
 for (const [name, title] of Object.entries(BENCHES)) {
   if (only.length > 0 && !only.includes(name)) continue;
-  await build({ entryPoints: [`bench/${name}.ts`], bundle: true, platform: 'node', format: 'esm', outfile: `.bench-build/${name}.mjs`, loader: { '.wgsl': 'text' }, external: ['webgpu', '@tensorflow/*'], logLevel: 'warning' });
+  await bundleBench(name, ['webgpu', '@tensorflow/*']);
   console.error(`bench ${name} ...`);
   const out = execFileSync(process.execPath, [`.bench-build/${name}.mjs`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   const result = JSON.parse(out.trim().split('\n').pop());
