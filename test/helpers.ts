@@ -6,6 +6,7 @@ import { afterAll, beforeAll, expect } from 'vitest';
 import { init, mlpFromWeights, type Model, type Runtime, type Tensor } from '../src/node.js';
 import { type Act, type Mat, type RefModel, actDeriv, layerErrors, mat, randomModel } from './reference/jpc64.js';
 import { Random } from '../src/util/random.js';
+import { Recorder } from '../src/runtime/recorder.js';
 
 /** A runtime for the whole file (real Dawn adapter; never the null backend). */
 export function useRuntime(): () => Runtime {
@@ -18,6 +19,24 @@ export function useRuntime(): () => Runtime {
     if (!rt) throw new Error('runtime not initialised');
     return rt;
   };
+}
+
+/** The dispatches (kernel name and workgroups) recorded while `run` runs (Recorder.dispatch observed). */
+export async function recordedDispatches(run: () => Promise<unknown>): Promise<{ kernel: string; workgroups: unknown }[]> {
+  const seen: { kernel: string; workgroups: unknown }[] = [];
+  type Dispatch = (this: Recorder, kernel: { spec: { name: string } }, group: unknown, workgroups: unknown, ...rest: unknown[]) => void;
+  const proto = Recorder.prototype as unknown as { dispatch: Dispatch };
+  const original = proto.dispatch;
+  proto.dispatch = function (kernel, group, workgroups, ...rest) {
+    seen.push({ kernel: kernel.spec.name, workgroups });
+    return original.call(this, kernel, group, workgroups, ...rest);
+  };
+  try {
+    await run();
+  } finally {
+    proto.dispatch = original;
+  }
+  return seen;
 }
 
 /** Rounds every parameter of a reference model to float32, so the reference computes on the GPU's exact inputs. */

@@ -1,8 +1,8 @@
 // Inference beyond integrating to maxT1: diffrax's steady-state event, discrete inference with optimisers,
 // recording along the solve, and JPC's norms and training-batch accuracy — each against the float64 reference.
-import { describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { rowTable } from '../src/kernels/index.js';
-import { Recorder } from '../src/runtime/recorder.js';
+import type { Tensor } from '../src/runtime/tensor.js';
 import {
   computeAccuracy,
   ffwd,
@@ -31,7 +31,7 @@ import { computeActivityNorms, computeParamNorms } from '../src/pc/metrics.js';
 import { computePcParamGrads } from '../src/pc/energy.js';
 import { TABLEAUX } from '../src/pc/tableaux.js';
 import { Random } from '../src/util/random.js';
-import { expectClose, f32, flat, gpuModel, oneHotMat, randomMat, randomRefModel, readAll, tensorOf, useRuntime } from './helpers.js';
+import { expectClose, f32, flat, gpuModel, oneHotMat, randomMat, randomRefModel, readAll, recordedDispatches, tensorOf, useRuntime } from './helpers.js';
 
 const rt = useRuntime();
 
@@ -272,15 +272,12 @@ describe("JPC's metrics", () => {
       return s / m.rows;
     };
     const acts = mats.map((m) => tensorOf(rt(), m));
-    const dispatch = vi.spyOn(Recorder.prototype, 'dispatch');
-    try {
-      expectClose(await (await computeActivityNorms(acts)).toArray(), mats.map(rowMean), 1e-5, 'activity norms');
-      const names = dispatch.mock.calls.map(([kernel]) => kernel.spec.name);
-      expect(names.filter((n) => n === 'output.row_norms')).toHaveLength(1);
-      expect(dispatch.mock.calls.find(([kernel]) => kernel.spec.name === 'output.row_norms')![2]).toBe(3 * mats.length);
-    } finally {
-      dispatch.mockRestore();
-    }
+    let norms: Tensor | undefined;
+    const dispatches = await recordedDispatches(async () => {
+      norms = await computeActivityNorms(acts);
+    });
+    expectClose(await norms!.toArray(), mats.map(rowMean), 1e-5, 'activity norms');
+    expect(dispatches.filter((d) => d.kernel === 'output.row_norms')).toEqual([{ kernel: 'output.row_norms', workgroups: 3 * mats.length }]);
   });
 
   it('rowTable: every region gets the workgroups of the longest, and every record says how many and how many regions', () => {

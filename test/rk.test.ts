@@ -11,7 +11,7 @@ import { Recorder } from '../src/runtime/recorder.js';
 import { FUSED_MAX_WORK, FUSED_MAX_WORK_ONE_ROW, fusedSolvePays, integrate, resolveSolverOptions, workspaceNeeds, writeSolverConfig, type SolverStateView } from '../src/pc/solver.js';
 import { loadActivities, loadBatch } from '../src/pc/batch.js';
 import { Random } from '../src/util/random.js';
-import { expectClose, flat, gpuModel, oneHotMat, randomMat, randomRefModel, readAll, tensorOf, useRuntime } from './helpers.js';
+import { expectClose, flat, gpuModel, oneHotMat, randomMat, randomRefModel, readAll, recordedDispatches, tensorOf, useRuntime } from './helpers.js';
 
 const rt = useRuntime();
 const ADAPTIVE = SOLVER_NAMES.filter((s) => TABLEAUX[s].e !== null);
@@ -227,21 +227,9 @@ describe('the PID controller with every adaptive tableau', () => {
   }
 });
 
-/** Names of the kernels that `run` dispatches (Recorder.dispatch observed for its duration). */
+/** Names of the activity-gradient kernels that `run` dispatches. */
 async function dispatchedKernels(run: () => Promise<unknown>): Promise<string[]> {
-  const names = new Set<string>();
-  type Dispatch = (this: Recorder, kernel: { spec: { name: string } }, ...rest: unknown[]) => void;
-  const proto = Recorder.prototype as unknown as { dispatch: Dispatch };
-  const original = proto.dispatch;
-  proto.dispatch = function (kernel, ...rest) {
-    names.add(kernel.spec.name);
-    return original.call(this, kernel, ...rest);
-  };
-  try {
-    await run();
-  } finally {
-    proto.dispatch = original;
-  }
+  const names = new Set((await recordedDispatches(run)).map((d) => d.kernel));
   return [...names].filter((n) => n.startsWith('layers.activity-grad')).sort();
 }
 
