@@ -4,14 +4,14 @@
  * crossovers set FUSED_MAX_WORK and FUSED_MAX_WORK_ONE_ROW in src/pc/solver.ts (`fusedSolvePays`: what 'auto'
  * picks). Prints JSON.
  */
-import { init, initActivitiesWithFfwd, makeMlp, solveInference } from '../src/node.js';
+import { initActivitiesWithFfwd, makeMlp, solveInference } from '../src/node.js';
 import { SleepEstimator } from '../src/runtime/runtime.js';
 import { FUSED_MAX_WORK, FUSED_MAX_WORK_ONE_ROW, fusedSolvePays } from '../src/pc/solver.js';
-import { adapterLabel, median } from './common.js';
+import { adapterLabel, benchInit, median } from './common.js';
 
 const REPEATS = Number(process.env.WPC_BENCH_REPEATS ?? 5);
-const fused = await init({ kernels: { fused: 'always' } });
-const perStage = await init({ kernels: { fused: 'never' } });
+const fused = await benchInit({ kernels: { fused: 'always' } });
+const perStage = await benchInit({ kernels: { fused: 'never' } });
 // Warm both devices up (first submissions, lavapipe's compilation of the first pipelines) before timing.
 for (const rt of [fused, perStage]) {
   const model = makeMlp(rt, { seed: 0, inputDim: 20, width: 8, depth: 4, outputDim: 10, actFn: 'tanh' });

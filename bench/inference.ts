@@ -4,9 +4,9 @@
  * Euler (constant dt 0.5) and Heun + PID (dt0 0.05, rtol = atol = 1e-3), T = 20. Each timing is the median of
  * repeated runs after a warm-up. Prints one JSON object on stdout.
  */
-import { adam, init, initActivitiesWithFfwd, makeMlp, makePcStep, solveInference, type SolverOptions } from '../src/node.js';
+import { adam, initActivitiesWithFfwd, makeMlp, makePcStep, solveInference, type SolverOptions } from '../src/node.js';
 import { SleepEstimator } from '../src/runtime/runtime.js';
-import { adapterLabel, median } from './common.js';
+import { adapterLabel, benchInit, median } from './common.js';
 
 const HIDDEN = (process.env.WPC_BENCH_HIDDEN ?? '3,5,10').split(',').map(Number);
 const REPEATS = Number(process.env.WPC_BENCH_REPEATS ?? 7);
@@ -22,7 +22,7 @@ async function settle(estimator: SleepEstimator, since: number): Promise<void> {
   estimator.update(1, performance.now() - since, waitedMs);
 }
 
-const rt = await init();
+const rt = await benchInit();
 const rows: Record<string, unknown>[] = [];
 for (const H of HIDDEN) {
   for (const solver of ['euler', 'heun'] as const) {

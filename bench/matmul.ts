@@ -12,12 +12,11 @@
  * Prints one JSON object on stdout.
  */
 import { execFileSync } from 'node:child_process';
-import { init } from '../src/node.js';
 import { GemmRecorder, asMatrix } from '../src/pc/linalg.js';
 import { createBindGroup } from '../src/runtime/kernel.js';
-import { Recorder } from '../src/runtime/recorder.js';
+import type { Recorder } from '../src/runtime/recorder.js';
 import { SleepEstimator } from '../src/runtime/runtime.js';
-import { adapterLabel, median } from './common.js';
+import { adapterLabel, benchInit, median, perDispatchMs } from './common.js';
 
 const SHAPES: [string, number, number, number][] = [
   ['paper: 64×784×300', 64, 784, 300],
@@ -57,25 +56,10 @@ print(json.dumps(out))
   }
 }
 
-const rt = await init();
+const rt = await benchInit();
 const gemm = await GemmRecorder.create(rt);
 const blas = numpyGflops();
 const rows: Record<string, unknown>[] = [];
-
-/**
- * Milliseconds per dispatch of `count` dispatches that `record` adds, in one submit, timed from the submit to
- * the end of the work; the wait sleeps through most of it as `clock` (this kind of submit's estimator) expects.
- */
-async function perDispatchMs(count: number, record: (rec: Recorder) => void, clock: SleepEstimator): Promise<number> {
-  const rec = new Recorder(rt, 'bench.matmul');
-  for (let i = 0; i < count; i++) record(rec);
-  await rt.finish();
-  const t0 = performance.now();
-  rec.submit();
-  const { waitedMs } = await rt.finish({ expectedMs: clock.sleepFor(1, performance.now() - t0) });
-  clock.update(1, performance.now() - t0, waitedMs);
-  return (performance.now() - t0) / count;
-}
 
 for (const [name, m, k, n] of SHAPES) {
   const flops = 2 * m * n * k;
@@ -86,15 +70,15 @@ for (const [name, m, k, n] of SHAPES) {
   const product = (depth: number) => (rec: Recorder) => gemm.record(rec, { m, n, k: depth, a: asMatrix(probeA), b: asMatrix(probeB), c: asMatrix(c) });
   const clocks = { product: new SleepEstimator(), floor: new SleepEstimator() };
   // Warm-up (compilation) and a first estimate: enough products per submit for ~0.2 s of work, at least one.
-  const single = await perDispatchMs(1, product(k), new SleepEstimator());
-  await perDispatchMs(1, product(FLOOR_K), new SleepEstimator());
+  const single = await perDispatchMs(rt, 1, product(k), new SleepEstimator());
+  await perDispatchMs(rt, 1, product(FLOOR_K), new SleepEstimator());
   const perSubmit = Math.max(1, Math.min(200, Math.round(200 / Math.max(single, 0.01))));
   const repeats = flops > 1e11 ? 3 : 7;
   const times: number[] = [];
   const floors: number[] = [];
   for (let r = 0; r < repeats; r++) {
-    times.push(await perDispatchMs(perSubmit, product(k), clocks.product));
-    floors.push(await perDispatchMs(perSubmit, product(FLOOR_K), clocks.floor));
+    times.push(await perDispatchMs(rt, perSubmit, product(k), clocks.product));
+    floors.push(await perDispatchMs(rt, perSubmit, product(FLOOR_K), clocks.floor));
   }
   gemm.release();
   const ms = median(times);
@@ -129,7 +113,7 @@ for (const [name, m, k, n] of SHAPES) {
   const times: number[] = [];
   // The first round is the warm-up.
   for (let r = 0; r < 8; r++) {
-    const ms = await perDispatchMs(EMPTY_PER_SUBMIT, (rec) => rec.dispatch(probe, group, 1), clock);
+    const ms = await perDispatchMs(rt, EMPTY_PER_SUBMIT, (rec) => rec.dispatch(probe, group, 1), clock);
     if (r > 0) times.push(ms);
   }
   out.dispose();

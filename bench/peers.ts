@@ -14,10 +14,10 @@ import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { Tensor as TfTensor } from '@tensorflow/tfjs-core';
 import { create, globals } from 'webgpu';
-import { adam, init, makeMlp, makePcStep } from '../src/node.js';
+import { adam, makeMlp, makePcStep } from '../src/node.js';
 import { waitWithPolling } from '../src/runtime/polling.js';
 import { SleepEstimator } from '../src/runtime/runtime.js';
-import { adapterLabel, median } from './common.js';
+import { adapterLabel, benchInit, median } from './common.js';
 
 const HIDDEN = (process.env.WPC_BENCH_HIDDEN ?? '3,5,10').split(',').map(Number);
 const REPEATS = Number(process.env.WPC_BENCH_REPEATS ?? 7);
@@ -45,7 +45,7 @@ interface Engine {
 }
 
 async function wpcEngine(H: number): Promise<Engine> {
-  const rt = await init();
+  const rt = await benchInit();
   const model = makeMlp(rt, { seed: 0, inputDim: 784, width: 300, depth: H + 1, outputDim: 10, actFn: 'tanh' });
   const optim = adam({ lr: 1e-3 });
   const state = optim.init(model);
@@ -181,7 +181,7 @@ function numpyStepMs(recompute: boolean): Record<string, number> | null {
   }
 }
 
-const adapterRt = await init();
+const adapterRt = await benchInit();
 const adapter = adapterLabel(adapterRt);
 const pollingMode = adapterRt.polling;
 adapterRt.dispose();

@@ -4,9 +4,9 @@
  * steps, Adam), median over repeated steps after warm-up. Needs the `timestamp-query` feature. Prints one
  * JSON object on stdout.
  */
-import { adam, init, makeMlp, makePcStep } from '../src/node.js';
+import { adam, makeMlp, makePcStep } from '../src/node.js';
 import { SleepEstimator } from '../src/runtime/runtime.js';
-import { adapterLabel, median } from './common.js';
+import { adapterLabel, benchInit, median } from './common.js';
 
 const B = 64;
 const STEPS = 20;
@@ -17,7 +17,7 @@ const WARMUP = 5;
 const rows: Record<string, unknown>[] = [];
 let adapter = '';
 for (const H of [3, 5, 10]) {
-  const rt = await init();
+  const rt = await benchInit();
   adapter = adapterLabel(rt);
   try {
     const model = makeMlp(rt, { seed: 0, inputDim: 784, width: 300, depth: H + 1, outputDim: 10, actFn: 'tanh' });

@@ -5,9 +5,9 @@
  * memory WPC holds during the step (runtime.memoryStats: parameters, gradients, Adam moments, workspace).
  * Inference runs STEPS Euler steps; medians over REPEATS runs after a warm-up. Prints one JSON object.
  */
-import { WpcArgumentError, adam, init, initActivitiesWithFfwd, makeMlp, makePcStep, solveInference, type Runtime } from '../src/node.js';
+import { WpcArgumentError, adam, initActivitiesWithFfwd, makeMlp, makePcStep, solveInference, type Runtime } from '../src/node.js';
 import { SleepEstimator } from '../src/runtime/runtime.js';
-import { adapterLabel, median } from './common.js';
+import { adapterLabel, benchInit, median } from './common.js';
 
 const STEPS = Number(process.env.WPC_BENCH_STEPS ?? 10);
 const REPEATS = Number(process.env.WPC_BENCH_REPEATS ?? 3);
@@ -60,7 +60,7 @@ async function measure(rt: Runtime, curve: string, H: number, width: number, B: 
   };
 }
 
-const rt = await init();
+const rt = await benchInit();
 const rows: Record<string, unknown>[] = [];
 const add = async (curve: string, H: number, width: number, B: number) => {
   try {

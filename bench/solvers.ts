@@ -4,15 +4,15 @@
  * the paper); adaptive solves start at dt0 = 0.05 with rtol = atol = 1e-3; discrete inference takes 20 SGD steps.
  * Prints one JSON object on stdout.
  */
-import { init, initActivitiesWithFfwd, makeMlp, sgd, solveInference, type SolverOptions } from '../src/node.js';
+import { initActivitiesWithFfwd, makeMlp, sgd, solveInference, type SolverOptions } from '../src/node.js';
 import { SleepEstimator } from '../src/runtime/runtime.js';
 import { SOLVER_NAMES, TABLEAUX } from '../src/pc/tableaux.js';
-import { adapterLabel, median } from './common.js';
+import { adapterLabel, benchInit, median } from './common.js';
 
 const REPEATS = Number(process.env.WPC_BENCH_REPEATS ?? 5);
 const B = 64;
 
-const rt = await init();
+const rt = await benchInit();
 const model = makeMlp(rt, { seed: 0, inputDim: 784, width: 300, depth: 4, outputDim: 10, actFn: 'tanh' });
 const input = rt.tensor(new Float32Array(B * 784).map((_, i) => Math.sin(i * 0.37)), [B, 784]);
 const y = new Float32Array(B * 10);
