@@ -10,6 +10,7 @@ export const BENCHES = {
   peers: 'The same PC training step in WPC, TensorFlow.js (WebGPU) and numpy',
   scaling: 'Scaling with width, depth and batch (Euler, 10 steps), with GPU memory',
   profile: 'Where a training step\'s GPU time goes (per kernel, timestamp queries; 20 Euler steps + Adam)',
+  tiles: 'Register tiles of the grouped matmul: gemm GFLOP/s and Euler µs per step for each candidate',
 };
 
 /**

@@ -2,9 +2,9 @@
 # WPC's benchmarks, and JPC beside them, on a lent GPU machine (the `device` tool), from the kit that
 # `node scripts/device-kit.mjs build` made here (DEVELOPERS.md, "On a lent GPU"). Run from the repository root:
 #
-#   run(command: "bash bench/device/run.sh matmul inference profile", carry: [".device-kit", ".bench-build", ".gl"])
+#   run(command: "bash bench/device/run.sh tiles matmul inference profile", carry: [".device-kit", ".bench-build", ".gl"])
 #
-# Arguments: the benchmarks to run (default: matmul inference solvers profile scaling fused peers jpc; `jpc` is
+# Arguments: the benchmarks to run (default: tiles matmul inference solvers profile scaling fused peers jpc; `jpc` is
 # JPC's own timing, bench/peers/pc_step_jpc.py). Everything lands in $OUT/results.tgz (raw JSON per benchmark,
 # its stderr, the adapter and the GPU), for `node scripts/device-kit.mjs report <dir> <tag>` here. Each benchmark
 # gets WPC_DEVICE_TIMEOUT seconds (default 240; `jpc` WPC_DEVICE_JPC_TIMEOUT, default 480, over the depths in
@@ -41,7 +41,7 @@ console.log(JSON.stringify({ vendor: i.vendor, architecture: i.architecture, dev
 note "adapter: $(cat "$R/adapter.json")"
 node -e "const os=require('os');console.log(JSON.stringify({machine:os.cpus().length+' × '+(os.cpus()[0]||{}).model+', '+(os.totalmem()/2**30).toFixed(0)+' GiB, '+os.platform()+' '+os.release()+', Node '+process.version,date:new Date().toISOString().slice(0,10)}))" >"$R/machine.json"
 
-BENCHES=${*:-matmul inference solvers profile scaling fused peers jpc}
+BENCHES=${*:-tiles matmul inference solvers profile scaling fused peers jpc}
 for name in $BENCHES; do
   start=$(date +%s)
   if [ "$name" = jpc ]; then

@@ -1,0 +1,122 @@
+/**
+ * Register-tile sweep of the grouped matmul (layer-matmul.wgsl, `InitOptions.kernels.tiles`): for each candidate
+ * tile on this adapter, the gemm kernel's GFLOP/s on the paper's layer shapes and large squares, and µs per
+ * Euler inference step of the paper networks (H = 3 and 10, width 300, batch 64, dt 0.5, T = 20: 40 steps).
+ * `defaultTiles` was measured on lavapipe only; on a GPU this table is what its default should be chosen from
+ * (blocked tiles of several workgroup sizes and register blocks, and subgroup tiles where the adapter reports
+ * one fixed subgroup size). Each figure is the median of repeated runs after a warm-up; every candidate gets a
+ * runtime of its own, so its kernels compile afresh. Prints one JSON object on stdout.
+ */
+import { init, initActivitiesWithFfwd, makeMlp, solveInference, type Runtime } from '../src/node.js';
+import { defaultTiles, type TileConfig, workgroupTile } from '../src/kernels/index.js';
+import { GemmRecorder, asMatrix } from '../src/pc/linalg.js';
+import { SleepEstimator } from '../src/runtime/runtime.js';
+import { adapterLabel, median, perDispatchMs } from './common.js';
+
+const REPEATS = Number(process.env.WPC_BENCH_REPEATS ?? 5);
+const B = 64;
+const HIDDEN = [3, 10];
+
+/** The tiles worth comparing on `rt`'s adapter, its default first. */
+function candidates(rt: Runtime): TileConfig[] {
+  const adapter = rt.adapter;
+  const list: TileConfig[] = [defaultTiles(adapter)];
+  const lanes = adapter.subgroupSize;
+  if (adapter.isSoftware) {
+    // lavapipe: the alternatives BENCHMARKS.md names as measured slower, kept here to re-check on other CPUs.
+    if (lanes === 16) list.push({ wg: 16, tm: 4, tn: 32, subgroup: true }, { wg: 16, tm: 2, tn: 64, subgroup: true });
+    else if (lanes === 8) list.push({ wg: 8, tm: 8, tn: 32, subgroup: true }, { wg: 8, tm: 4, tn: 64, subgroup: true });
+    else list.push({ wg: 8, tm: 8, tn: 8 }, { wg: 16, tm: 8, tn: 8 });
+  } else {
+    for (const [wg, tm, tn] of [[32, 4, 4], [64, 2, 2], [64, 4, 4], [64, 8, 4], [64, 8, 8], [128, 4, 4], [256, 4, 4], [256, 8, 8]] as const) {
+      if (wg <= rt.device.limits.maxComputeInvocationsPerWorkgroup) list.push({ wg, tm, tn });
+    }
+    if (lanes !== null && lanes <= rt.device.limits.maxComputeInvocationsPerWorkgroup) {
+      for (const [tm, tn] of [[2, lanes], [4, lanes], [2, 2 * lanes]] as const) if (tm * tn <= 512) list.push({ wg: lanes, tm, tn, subgroup: true });
+    }
+  }
+  const seen = new Set<string>();
+  return list.filter((t) => {
+    const key = JSON.stringify({ ...t, subgroup: t.subgroup === true });
+    return seen.has(key) ? false : (seen.add(key), true);
+  });
+}
+
+const label = (t: TileConfig): string => {
+  const { rows, cols } = workgroupTile(t);
+  return `${t.subgroup ? 'subgroup' : 'blocked'} wg ${t.wg}, ${t.tm}×${t.tn} per lane (${rows}×${cols} per workgroup)`;
+};
+
+/** GFLOP/s of the gemm kernel on m×k·k×n: back-to-back products, ~0.1 s of work per submit. */
+async function gemmGflops(rt: Runtime, m: number, k: number, n: number): Promise<number> {
+  const gemm = await GemmRecorder.create(rt);
+  const a = rt.tensor(new Float32Array(m * k).map((_, i) => Math.sin(i)), [m, k]);
+  const b = rt.tensor(new Float32Array(k * n).map((_, i) => Math.cos(i)), [k, n]);
+  const c = rt.empty([m, n]);
+  const product = (rec: Parameters<GemmRecorder['record']>[0]) => gemm.record(rec, { m, n, k, a: asMatrix(a), b: asMatrix(b), c: asMatrix(c) });
+  try {
+    const single = await perDispatchMs(rt, 1, product, new SleepEstimator());
+    const perSubmit = Math.max(1, Math.min(200, Math.round(100 / Math.max(single, 0.005))));
+    const clock = new SleepEstimator();
+    const times: number[] = [];
+    for (let r = 0; r < REPEATS; r++) times.push(await perDispatchMs(rt, perSubmit, product, clock));
+    return (2 * m * n * k) / (median(times) * 1e6);
+  } finally {
+    gemm.release();
+    for (const t of [a, b, c]) t.dispose();
+  }
+}
+
+/** µs per step of a 40-step Euler solve (dt 0.5, T = 20) of the H-hidden-layer paper network. */
+async function eulerUsPerStep(rt: Runtime, H: number): Promise<number> {
+  const model = makeMlp(rt, { seed: 0, inputDim: 784, width: 300, depth: H + 1, outputDim: 10, actFn: 'tanh' });
+  const x = new Float32Array(B * 784).map((_, i) => Math.sin(i * 0.37));
+  const y = new Float32Array(B * 10);
+  for (let r = 0; r < B; r++) y[r * 10 + (r % 10)] = 1;
+  const input = rt.tensor(x, [B, 784]);
+  const output = rt.tensor(y, [B, 10]);
+  const acts = await initActivitiesWithFfwd(model, input);
+  const clock = new SleepEstimator();
+  const times: number[] = [];
+  try {
+    for (let i = 0; i < REPEATS + 2; i++) {
+      await rt.finish();
+      const t0 = performance.now();
+      const r = await solveInference(model, acts, output, { input, solver: 'euler', stepsizeController: 'constant', maxT1: 20, dt: 0.5 });
+      const { waitedMs } = await rt.finish({ expectedMs: clock.sleepFor(1, performance.now() - t0) });
+      clock.update(1, performance.now() - t0, waitedMs);
+      if (i >= 2) times.push((1000 * (performance.now() - t0)) / (r.steps.accepted + r.steps.rejected));
+      for (const t of r.activities) t.dispose();
+    }
+    return median(times);
+  } finally {
+    for (const t of [...acts, input, output]) t.dispose();
+    model.dispose();
+  }
+}
+
+const probe = await init();
+const adapter = adapterLabel(probe);
+const software = probe.adapter.isSoftware;
+const tiles = candidates(probe);
+probe.dispose();
+const shapes: [string, number, number, number][] = [
+  ['64×784×300', 64, 784, 300],
+  ['64×300×300', 64, 300, 300],
+  ['1024³', 1024, 1024, 1024],
+  ...(software ? [] : [['4096³', 4096, 4096, 4096] as [string, number, number, number]]),
+];
+const rows: Record<string, unknown>[] = [];
+for (const [i, t] of tiles.entries()) {
+  const rt = await init({ kernels: { tiles: t } });
+  try {
+    const row: Record<string, unknown> = { tiles: label(t), default: i === 0 ? 'yes' : '' };
+    for (const [name, m, k, n] of shapes) row[`gflops ${name}`] = +(await gemmGflops(rt, m, k, n)).toFixed(1);
+    for (const H of HIDDEN) row[`eulerUsPerStep H=${H}`] = Math.round(await eulerUsPerStep(rt, H));
+    rows.push(row);
+    console.error(JSON.stringify(row));
+  } finally {
+    rt.dispose();
+  }
+}
+process.stdout.write(`${JSON.stringify({ adapter, batch: B, width: 300, repeats: REPEATS, rows })}\n`);
