@@ -1,7 +1,7 @@
 // Kernel variants the default adapter here does not pick: the GPU tile configuration, the blocked CPU layout,
-// odd blocked and subgroup tiles, checked against the float64 reference (the adapter's default configuration
-// — on lavapipe the subgroup layout: with 8 lanes 8×64 for the layer kernels and 8×32 for lone products, with 16
-// lanes 4×64 — is what every other test file runs).
+// odd blocked and subgroup tiles, split-k tiles, checked against the float64 reference (the adapter's default
+// configuration — on lavapipe the subgroup layout: with 8 lanes 8×64 for the layer kernels and 8×32 for lone
+// products, with 16 lanes 4×64 — is what every other test file runs).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ACTIVATIONS, activityGrads, ffwd, jpcRecordLayersOrder, layerEnergies, paramGrads, solveHeunPid, type Loss } from './reference/jpc64.js';
 import { init, type Runtime } from '../src/node.js';
@@ -22,7 +22,7 @@ probe.dispose();
 // The blocked layouts do not depend on lavapipe's lane count, but at 16 lanes lavapipe compiles them very slowly
 // (up to ~6 minutes for this file's 8 kernel sets with a cold shader cache, as CI has): they run where lavapipe
 // has 8 lanes (the `other lanes` project on AVX-512 machines, the default one elsewhere) and on other adapters.
-const TILES: { wg: number; tm: number; tn: number; subgroup?: boolean }[] =
+const TILES: { wg: number; tm: number; tn: number; subgroup?: boolean; splitK?: boolean }[] =
   lavapipe && subgroupSize === 16
     ? []
     : [
@@ -31,7 +31,16 @@ const TILES: { wg: number; tm: number; tn: number; subgroup?: boolean }[] =
         { wg: 8, tm: 16, tn: 8 },
       ];
 // Subgroup tiles: one lane's rows per workgroup (tm 1) and an odd row count with two B loads per lane.
-if (subgroupSize !== null) TILES.push({ wg: subgroupSize, tm: 1, tn: subgroupSize, subgroup: true }, { wg: subgroupSize, tm: 3, tn: 2 * subgroupSize, subgroup: true });
+// Split-k tiles: an odd 3×5 block (the scalar epilogue) and, except with 16 lanes on lavapipe (a cold compile of
+// its kernel set takes ~2 minutes there), 4×4 blocks (the vec4 epilogue where the widths allow).
+if (subgroupSize !== null) {
+  TILES.push(
+    { wg: subgroupSize, tm: 1, tn: subgroupSize, subgroup: true },
+    { wg: subgroupSize, tm: 3, tn: 2 * subgroupSize, subgroup: true },
+    { wg: subgroupSize, tm: 3, tn: 5, splitK: true },
+    ...(lavapipe && subgroupSize === 16 ? [] : [{ wg: subgroupSize, tm: 4, tn: 4, splitK: true }]),
+  );
+}
 
 /** matmul of random normal operands (op(A) m×k, op(B) k×n) against the float64 product. */
 async function expectMatmul(rt: Runtime, rng: Random, [m, k, n]: readonly [number, number, number], ta: boolean, tb: boolean, tol: number): Promise<void> {
@@ -49,7 +58,7 @@ async function expectMatmul(rt: Runtime, rng: Random, [m, k, n]: readonly [numbe
 }
 
 for (const tiles of TILES) {
-  describe(`tiles wg ${tiles.wg}, ${tiles.tm}×${tiles.tn}${tiles.subgroup ? ', subgroup' : ''}`, () => {
+  describe(`tiles wg ${tiles.wg}, ${tiles.tm}×${tiles.tn}${tiles.subgroup ? ', subgroup' : ''}${tiles.splitK ? ', split k' : ''}`, () => {
     let rt: Runtime;
     beforeAll(async () => {
       rt = await init({ kernels: { tiles } });
@@ -260,6 +269,14 @@ describe('tile option validation', () => {
       );
       await expect(init({ kernels: { tiles: { wg: subgroupSize, tm: 4, tn: subgroupSize + 1, subgroup: true } } })).rejects.toThrow(/options\.kernels\.tiles\.tn must be a multiple of wg/);
       await expect(init({ kernels: { tiles: { wg: subgroupSize, tm: 32, tn: 128, subgroup: true } } })).rejects.toThrow(/at most 512 accumulators per lane, got 32 × 128 = 4096/);
+      await expect(init({ kernels: { tiles: { wg: subgroupSize, tm: 4, tn: 4, splitK: 'yes' } as never } })).rejects.toThrow(/options\.kernels\.tiles\.splitK must be a boolean, got "yes"/);
+      await expect(init({ kernels: { tiles: { wg: subgroupSize, tm: 4, tn: subgroupSize, subgroup: true, splitK: true } } })).rejects.toThrow(/subgroup or splitK, not both/);
+      await expect(init({ kernels: { tiles: { wg: subgroupSize * 2, tm: 4, tn: 4, splitK: true } } })).rejects.toThrow(
+        new RegExp(`options\\.kernels\\.tiles\\.wg must equal the subgroup size ${subgroupSize} when splitK is true, got ${subgroupSize * 2}`),
+      );
+      await expect(init({ kernels: { tiles: { wg: subgroupSize, tm: 8, tn: 16, splitK: true } } })).rejects.toThrow(/at most 64 accumulators when splitK is true, got 8 × 16 = 128/);
+    } else {
+      await expect(init({ kernels: { tiles: { wg: 8, tm: 4, tn: 4, splitK: true } } })).rejects.toThrow(/splitK needs the "subgroups" feature/);
     }
   });
 });

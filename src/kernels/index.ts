@@ -41,7 +41,8 @@ const STATE_PART = part('solver-state.wgsl', solverStateWgsl);
  * each owning a `tm × tn` block of outputs. Subgroup layout (`subgroup: true`): the workgroup is one subgroup
  * of `wg` lanes owning a `(tm·wg) × tn` tile, lane l the rows l, wg + l, … and all `tn` columns, with B shared
  * through subgroupBroadcast; it needs the `subgroups` feature, a fixed subgroup size equal to `wg`, and `tn` a
- * multiple of `wg`.
+ * multiple of `wg`. Split-k layout (`splitK: true`): the workgroup is one subgroup of `wg` lanes owning a
+ * `tm × tn` block, lane l summing k = l, l + wg, …, the lanes' sums added by subgroupAdd.
  * CPU adapters want a SIMD-width workgroup and big register blocks; GPUs want more invocations per workgroup
  * and smaller blocks. The defaults below were measured (BENCHMARKS.md, "Matmul").
  */
@@ -50,6 +51,7 @@ export interface TileConfig {
   readonly tm: number;
   readonly tn: number;
   readonly subgroup?: boolean;
+  readonly splitK?: boolean;
 }
 
 export function defaultTiles(adapter: AdapterSummary, use: 'layers' | 'gemm' = 'layers'): TileConfig {
@@ -72,6 +74,11 @@ export function defaultTiles(adapter: AdapterSummary, use: 'layers' | 'gemm' = '
 /** Output rows and columns one workgroup of the grouped matmul covers. */
 export function workgroupTile(tiles: TileConfig): { rows: number; cols: number } {
   return tiles.subgroup ? { rows: tiles.tm * tiles.wg, cols: tiles.tn } : { rows: tiles.tm, cols: tiles.tn };
+}
+
+/** Whether every invocation of a workgroup shares its tile (subgroup and split-k layouts): one partial slot each. */
+export function lanesShareTile(tiles: TileConfig): boolean {
+  return tiles.subgroup === true || tiles.splitK === true;
 }
 
 /**
@@ -117,10 +124,11 @@ function matmulSpec(
 ) {
   if (vecEpilogue === 'only' && tiles.tn % 4 !== 0) throw new Error(`vec4-only epilogue needs tn ≡ 0 mod 4, got tn ${tiles.tn}`);
   return {
-    parts: tiles.subgroup ? [SUBGROUPS_PART, ...parts] : parts,
+    parts: lanesShareTile(tiles) ? [SUBGROUPS_PART, ...parts] : parts,
     defines: {
       ...defines,
       SUBGROUP_TILES: tiles.subgroup === true,
+      SPLIT_K: tiles.splitK === true,
       VEC_EPILOGUE: vecEpilogue !== false && tiles.tn % 4 === 0,
       VEC4_ONLY: vecEpilogue === 'only',
     },

@@ -3,7 +3,7 @@
 //
 // Each invocation owns a block of one job's output and keeps it in registers; there is no workgroup memory and
 // no barrier (barriers are slow on CPU adapters such as lavapipe, where 16×16 shared-memory tiles measured 0.6
-// GFLOP/s). Two layouts:
+// GFLOP/s). Three layouts:
 //   blocked (default): invocation t owns a TM×TN block; consecutive invocations take consecutive column blocks
 //     of the same rows.
 //   SUBGROUP_TILES: the workgroup is one subgroup of WG lanes and owns a (TM·WG)×TN tile; lane l owns rows
@@ -12,6 +12,12 @@
 //     scalar loop (~10 instructions a lane), so this cuts the loads per FMA by WG and doubled throughput
 //     (measured: 64×300×300 17 → 34 GFLOP/s). The BROADCAST_FMAS block is generated (subgroupBroadcast needs a
 //     constant lane), see kernels/index.ts.
+//   SPLIT_K: the workgroup is one subgroup of WG lanes and owns a TM×TN block; lane l takes k = l, l + WG, …
+//     and the partial products meet in subgroupAdd, after which lane 0 runs the epilogue. For GPUs running the
+//     small products of PC layers (batch 64, k = 300): WG times more workgroups than the blocked layout and a k
+//     loop WG times shorter, the regime where the dependent loads of the k loop, not the FMAs, set the time. (On
+//     lavapipe it is ~10× slower than the subgroup layout, bench/tiles.ts: a lane loads TM + TN values per TM·TN
+//     multiply-adds, and every load there is a per-lane loop.)
 //
 // The including kernel file provides the bindings and five hooks:
 //   fn skip_dispatch() -> bool                              whole dispatch is a no-op (e.g. solver finished)
@@ -104,6 +110,42 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   }
 
   finish_tile(job, group * WG + lane, tile_epilogue(job, m0, WG, n0, &acc));
+}
+#elif SPLIT_K
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(subgroup_invocation_id) lane: u32) {
+  if (skip_dispatch()) { return; }
+  let wg = wid.x + wid.y * nwg.x;
+  let job = jobs[find_job(wg)];
+  let group = wg - job.wg_start + job.group0;
+  let m0 = (group / job.tiles_n) * TM;
+  let n0 = (group % job.tiles_n) * TN;
+  let m_last = job.m - 1u;
+  let n_last = job.n - 1u;
+  let k_last = max(job.k, 1u) - 1u;
+
+  var acc: array<array<f32, TN>, TM>;
+  var a: array<f32, TM>;
+  var b: array<f32, TN>;
+  // The same trip count on every lane (subgroupAdd below needs them all): lanes past k add zeros.
+  for (var k0 = 0u; k0 < job.k; k0 += WG) {
+    let kk = k0 + lane;
+    let inside = kk < job.k;
+    for (var i = 0u; i < TM; i++) { a[i] = select(0.0, load_a(job, min(m0 + i, m_last), min(kk, k_last)), inside); }
+    for (var j = 0u; j < TN; j++) { b[j] = load_b(job, min(kk, k_last), min(n0 + j, n_last)); }
+    for (var i = 0u; i < TM; i++) {
+      for (var j = 0u; j < TN; j++) { acc[i][j] = fma(a[i], b[j], acc[i][j]); }
+    }
+  }
+  for (var i = 0u; i < TM; i++) {
+    for (var j = 0u; j < TN; j++) { acc[i][j] = subgroupAdd(acc[i][j]); }
+  }
+
+  // Lane 0 owns the block's outputs; the other lanes' partial-sum slots hold zeros.
+  var partial = vec4<f32>(0.0);
+  if (lane == 0u) { partial = tile_epilogue(job, m0, 1u, n0, &acc); }
+  finish_tile(job, group * WG + lane, partial);
 }
 #else
 @compute @workgroup_size(WG)

@@ -42,11 +42,15 @@ export interface KernelTuning {
    * Register tile of the grouped layer matmuls (kernels/layer-matmul.wgsl): `wg` invocations per workgroup,
    * each computing a `tm × tn` block of outputs, or with `subgroup: true` one subgroup of `wg` lanes sharing a
    * `(tm·wg) × tn` tile through subgroupBroadcast (needs the `subgroups` feature, a fixed subgroup size equal
-   * to `wg`, and `tn` a multiple of `wg`). Default: `{ wg: 8, tm: 8, tn: 64, subgroup: true }` on lavapipe
-   * (subgroup size 8; tn 32 for standalone products, `matmul`), `{ wg: 8, tm: 16, tn: 8 }` on other CPU
-   * adapters, `{ wg: 64, tm: 4, tn: 4 }` on GPUs. Given here, it applies to every kernel.
+   * to `wg`, and `tn` a multiple of `wg`), or with `splitK: true` one subgroup of `wg` lanes computing one
+   * `tm × tn` block, each lane a 1/wg share of the k sum, added with subgroupAdd (needs the same feature and
+   * subgroup size, and at most 64 accumulators: for GPUs, where the PC layers' small products otherwise leave
+   * most cores idle). Default: `{ wg: 16, tm: 4, tn: 64, subgroup: true }` on lavapipe with 16 lanes,
+   * `{ wg: 8, tm: 8, tn: 64, subgroup: true }` with 8 (tn 32 for standalone products, `matmul`),
+   * `{ wg: 8, tm: 16, tn: 8 }` on other CPU adapters, `{ wg: 64, tm: 4, tn: 4 }` on GPUs (not yet measured on
+   * one: `npm run bench -- tiles` compares the candidates). Given here, it applies to every kernel.
    */
-  tiles?: { wg: number; tm: number; tn: number; subgroup?: boolean };
+  tiles?: { wg: number; tm: number; tn: number; subgroup?: boolean; splitK?: boolean };
   /**
    * Fixed-step solves of small networks can run in a single workgroup that loops over every step itself,
    * avoiding a dispatch per stage. `'auto'` (default) uses it where WPC measured it faster; `'always'` and
@@ -479,8 +483,8 @@ function checkKernelTuning(fn: string, kernels: KernelTuning | undefined, limits
   const withFused = fused === undefined ? {} : { fused };
   const t = kernels.tiles;
   if (t === undefined) return withFused;
-  if (typeof t !== 'object' || t === null) throw new WpcArgumentError(`${fn}: options.kernels.tiles must be { wg, tm, tn, subgroup? }, got ${describe(t)}`);
-  checkKnownKeys(fn, 'options.kernels.tiles', t, ['wg', 'tm', 'tn', 'subgroup']);
+  if (typeof t !== 'object' || t === null) throw new WpcArgumentError(`${fn}: options.kernels.tiles must be { wg, tm, tn, subgroup?, splitK? }, got ${describe(t)}`);
+  checkKnownKeys(fn, 'options.kernels.tiles', t, ['wg', 'tm', 'tn', 'subgroup', 'splitK']);
   const maxWg = Math.min(limits.maxComputeInvocationsPerWorkgroup, limits.maxComputeWorkgroupSizeX);
   const wg = checkPositiveInt(fn, 'options.kernels.tiles.wg', t.wg, maxWg);
   const tm = checkPositiveInt(fn, 'options.kernels.tiles.tm', t.tm, 32);
@@ -497,7 +501,19 @@ function checkKernelTuning(fn: string, kernels: KernelTuning | undefined, limits
     if (tn % wg !== 0) throw new WpcArgumentError(`${fn}: options.kernels.tiles.tn must be a multiple of wg (${wg}) when subgroup is true, got ${tn}`);
     if (tm * tn > 512) throw new WpcArgumentError(`${fn}: options.kernels.tiles.tm × tn must be at most 512 accumulators per lane, got ${tm} × ${tn} = ${tm * tn}`);
   }
-  return { ...withFused, tiles: Object.freeze(subgroup ? { wg, tm, tn, subgroup } : { wg, tm, tn }) };
+  const splitK = t.splitK ?? false;
+  if (typeof splitK !== 'boolean') throw new WpcArgumentError(`${fn}: options.kernels.tiles.splitK must be a boolean, got ${describe(splitK)}`);
+  if (splitK) {
+    if (subgroup) throw new WpcArgumentError(`${fn}: options.kernels.tiles can have subgroup or splitK, not both`);
+    if (adapter.subgroupSize === null) {
+      throw new WpcArgumentError(`${fn}: options.kernels.tiles.splitK needs the "subgroups" feature and a fixed subgroup size, which this adapter does not report`);
+    }
+    if (wg !== adapter.subgroupSize) {
+      throw new WpcArgumentError(`${fn}: options.kernels.tiles.wg must equal the subgroup size ${adapter.subgroupSize} when splitK is true, got ${wg}`);
+    }
+    if (tm * tn > 64) throw new WpcArgumentError(`${fn}: options.kernels.tiles.tm × tn must be at most 64 accumulators when splitK is true, got ${tm} × ${tn} = ${tm * tn}`);
+  }
+  return { ...withFused, tiles: Object.freeze(subgroup ? { wg, tm, tn, subgroup } : splitK ? { wg, tm, tn, splitK } : { wg, tm, tn }) };
 }
 
 function checkShape(fn: string, shape: unknown): asserts shape is Shape {
