@@ -1,10 +1,11 @@
 // Kernel variants the default adapter here does not pick: the GPU tile configuration, the blocked CPU layout,
-// odd blocked and subgroup tiles, split-k tiles, checked against the float64 reference (the adapter's default
-// configuration — on lavapipe the subgroup layout: with 8 lanes 8×64 for the layer kernels and 8×32 for lone
-// products, with 16 lanes 4×64 — is what every other test file runs).
+// odd blocked and subgroup tiles, split-k and workgroup-memory tiles, checked against the float64 reference (the
+// adapter's default configuration — on lavapipe the subgroup layout: with 8 lanes 8×64 for the layer kernels and
+// 8×32 for lone products, with 16 lanes 4×64 — is what every other test file runs).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ACTIVATIONS, activityGrads, ffwd, jpcRecordLayersOrder, layerEnergies, paramGrads, solveHeunPid, type Loss } from './reference/jpc64.js';
-import { init, type Runtime } from '../src/node.js';
+import { create } from 'webgpu';
+import { init, initFromDevice, type Runtime } from '../src/node.js';
 import { computePcActivityGrad, computePcParamGrads, pcEnergy } from '../src/pc/energy.js';
 import { solveInference } from '../src/pc/infer.js';
 import { WpcArgumentError } from '../src/runtime/errors.js';
@@ -19,16 +20,20 @@ const subgroupSize = probe.adapter.subgroupSize;
 const lavapipe = probe.adapter.description.includes('llvmpipe');
 probe.dispose();
 
-// The blocked layouts do not depend on lavapipe's lane count, but at 16 lanes lavapipe compiles them very slowly
-// (up to ~6 minutes for this file's 8 kernel sets with a cold shader cache, as CI has): they run where lavapipe
-// has 8 lanes (the `other lanes` project on AVX-512 machines, the default one elsewhere) and on other adapters.
-const TILES: { wg: number; tm: number; tn: number; subgroup?: boolean; splitK?: boolean }[] =
+// The blocked and workgroup-memory layouts do not depend on lavapipe's lane count, but at 16 lanes lavapipe
+// compiles them very slowly (up to ~6 minutes for 8 kernel sets with a cold shader cache, as CI has): they run
+// where lavapipe has 8 lanes (the `other lanes` project on AVX-512 machines, the default one elsewhere) and on
+// other adapters.
+const TILES: { wg: number; tm: number; tn: number; subgroup?: boolean; splitK?: boolean; shared?: boolean }[] =
   lavapipe && subgroupSize === 16
     ? []
     : [
         { wg: 64, tm: 4, tn: 4 },
         { wg: 3, tm: 5, tn: 3 },
         { wg: 8, tm: 16, tn: 8 },
+        // Workgroup-memory panels: ragged 8×12 tiles, and 32×32 tiles with the vec4 epilogue.
+        { wg: 16, tm: 2, tn: 3, shared: true },
+        { wg: 64, tm: 4, tn: 4, shared: true },
       ];
 // Subgroup tiles: one lane's rows per workgroup (tm 1) and an odd row count with two B loads per lane.
 // Split-k tiles: an odd 3×5 block (the scalar epilogue) and, except with 16 lanes on lavapipe (a cold compile of
@@ -58,7 +63,7 @@ async function expectMatmul(rt: Runtime, rng: Random, [m, k, n]: readonly [numbe
 }
 
 for (const tiles of TILES) {
-  describe(`tiles wg ${tiles.wg}, ${tiles.tm}×${tiles.tn}${tiles.subgroup ? ', subgroup' : ''}${tiles.splitK ? ', split k' : ''}`, () => {
+  describe(`tiles wg ${tiles.wg}, ${tiles.tm}×${tiles.tn}${tiles.subgroup ? ', subgroup' : ''}${tiles.splitK ? ', split k' : ''}${tiles.shared ? ', shared' : ''}`, () => {
     let rt: Runtime;
     beforeAll(async () => {
       rt = await init({ kernels: { tiles } });
@@ -270,13 +275,27 @@ describe('tile option validation', () => {
       await expect(init({ kernels: { tiles: { wg: subgroupSize, tm: 4, tn: subgroupSize + 1, subgroup: true } } })).rejects.toThrow(/options\.kernels\.tiles\.tn must be a multiple of wg/);
       await expect(init({ kernels: { tiles: { wg: subgroupSize, tm: 32, tn: 128, subgroup: true } } })).rejects.toThrow(/at most 512 accumulators per lane, got 32 × 128 = 4096/);
       await expect(init({ kernels: { tiles: { wg: subgroupSize, tm: 4, tn: 4, splitK: 'yes' } as never } })).rejects.toThrow(/options\.kernels\.tiles\.splitK must be a boolean, got "yes"/);
-      await expect(init({ kernels: { tiles: { wg: subgroupSize, tm: 4, tn: subgroupSize, subgroup: true, splitK: true } } })).rejects.toThrow(/subgroup or splitK, not both/);
+      await expect(init({ kernels: { tiles: { wg: subgroupSize, tm: 4, tn: subgroupSize, subgroup: true, splitK: true } } })).rejects.toThrow(/one of subgroup, splitK and shared, got subgroup and splitK/);
       await expect(init({ kernels: { tiles: { wg: subgroupSize * 2, tm: 4, tn: 4, splitK: true } } })).rejects.toThrow(
         new RegExp(`options\\.kernels\\.tiles\\.wg must equal the subgroup size ${subgroupSize} when splitK is true, got ${subgroupSize * 2}`),
       );
       await expect(init({ kernels: { tiles: { wg: subgroupSize, tm: 8, tn: 16, splitK: true } } })).rejects.toThrow(/at most 64 accumulators when splitK is true, got 8 × 16 = 128/);
     } else {
       await expect(init({ kernels: { tiles: { wg: 8, tm: 4, tn: 4, splitK: true } } })).rejects.toThrow(/splitK needs the "subgroups" feature/);
+    }
+    await expect(init({ kernels: { tiles: { wg: 8, tm: 4, tn: 4, shared: 1 } as never } })).rejects.toThrow(/options\.kernels\.tiles\.shared must be a boolean, got 1/);
+    await expect(init({ kernels: { tiles: { wg: 32, tm: 4, tn: 4, shared: true } } })).rejects.toThrow(/options\.kernels\.tiles\.wg must be 4, 16, 64 or 256 \(a square grid\) when shared is true, got 32/);
+    await expect(init({ kernels: { tiles: { wg: 16, tm: 16, tn: 8, shared: true } } })).rejects.toThrow(/at most 64 accumulators when shared is true, got 16 × 8 = 128/);
+    await expect(init({ kernels: { tiles: { wg: 16, tm: 4, tn: 4, shared: true, splitK: true } } })).rejects.toThrow(/one of subgroup, splitK and shared, got splitK and shared/);
+    // A caller's device with WebGPU's default limits (16 KiB of workgroup memory): 256 × 2×32 panels need 34 KiB.
+    const adapter = await create([]).requestAdapter();
+    const device = await adapter!.requestDevice();
+    try {
+      expect(() => initFromDevice({ device, adapterInfo: adapter!.info, kernels: { tiles: { wg: 256, tm: 2, tn: 32, shared: true } } })).toThrow(
+        new RegExp(`need \\(tm \\+ tn\\)·16·16·4 = 34816 bytes of workgroup memory, more than this device's ${device.limits.maxComputeWorkgroupStorageSize}`),
+      );
+    } finally {
+      device.destroy();
     }
   });
 });

@@ -43,6 +43,8 @@ const STATE_PART = part('solver-state.wgsl', solverStateWgsl);
  * through subgroupBroadcast; it needs the `subgroups` feature, a fixed subgroup size equal to `wg`, and `tn` a
  * multiple of `wg`. Split-k layout (`splitK: true`): the workgroup is one subgroup of `wg` lanes owning a
  * `tm × tn` block, lane l summing k = l, l + wg, …, the lanes' sums added by subgroupAdd.
+ * Workgroup-memory layout (`shared: true`): wg = side² invocations (side 2, 4, 8 or 16) own a
+ * `(tm·side) × (tn·side)` tile and stage panels of A and B of 16 steps of k in workgroup memory.
  * CPU adapters want a SIMD-width workgroup and big register blocks; GPUs want more invocations per workgroup
  * and smaller blocks. The defaults below were measured (BENCHMARKS.md, "Matmul").
  */
@@ -52,6 +54,7 @@ export interface TileConfig {
   readonly tn: number;
   readonly subgroup?: boolean;
   readonly splitK?: boolean;
+  readonly shared?: boolean;
 }
 
 export function defaultTiles(adapter: AdapterSummary, use: 'layers' | 'gemm' = 'layers'): TileConfig {
@@ -73,12 +76,25 @@ export function defaultTiles(adapter: AdapterSummary, use: 'layers' | 'gemm' = '
 
 /** Output rows and columns one workgroup of the grouped matmul covers. */
 export function workgroupTile(tiles: TileConfig): { rows: number; cols: number } {
-  return tiles.subgroup ? { rows: tiles.tm * tiles.wg, cols: tiles.tn } : { rows: tiles.tm, cols: tiles.tn };
+  if (tiles.subgroup) return { rows: tiles.tm * tiles.wg, cols: tiles.tn };
+  if (tiles.shared) return { rows: tiles.tm * sharedSide(tiles), cols: tiles.tn * sharedSide(tiles) };
+  return { rows: tiles.tm, cols: tiles.tn };
 }
 
-/** Whether every invocation of a workgroup shares its tile (subgroup and split-k layouts): one partial slot each. */
-export function lanesShareTile(tiles: TileConfig): boolean {
-  return tiles.subgroup === true || tiles.splitK === true;
+/** Invocations per side of the workgroup-memory layout's square grid (wg = side²). */
+export function sharedSide(tiles: TileConfig): number {
+  return Math.round(Math.sqrt(tiles.wg));
+}
+
+/** Steps of k the workgroup-memory layout stages per panel (BK in layer-matmul.wgsl). */
+export const SHARED_PANEL_K = 16;
+
+/**
+ * Whether a workgroup's invocations all work on one tile (subgroup, split-k and workgroup-memory layouts), each
+ * with a partial-sum slot of its own, rather than one tile each (blocked).
+ */
+export function workgroupSharesTile(tiles: TileConfig): boolean {
+  return tiles.subgroup === true || tiles.splitK === true || tiles.shared === true;
 }
 
 /**
@@ -124,15 +140,23 @@ function matmulSpec(
 ) {
   if (vecEpilogue === 'only' && tiles.tn % 4 !== 0) throw new Error(`vec4-only epilogue needs tn ≡ 0 mod 4, got tn ${tiles.tn}`);
   return {
-    parts: lanesShareTile(tiles) ? [SUBGROUPS_PART, ...parts] : parts,
+    parts: tiles.subgroup || tiles.splitK ? [SUBGROUPS_PART, ...parts] : parts,
     defines: {
       ...defines,
       SUBGROUP_TILES: tiles.subgroup === true,
       SPLIT_K: tiles.splitK === true,
+      SHARED_TILES: tiles.shared === true,
       VEC_EPILOGUE: vecEpilogue !== false && tiles.tn % 4 === 0,
       VEC4_ONLY: vecEpilogue === 'only',
     },
-    constants: { ...constants, WG: tiles.wg, TM: tiles.tm, TN: tiles.tn, ...(tiles.subgroup ? { BROADCAST_FMAS: broadcastFmas(tiles) } : {}) },
+    constants: {
+      ...constants,
+      WG: tiles.wg,
+      TM: tiles.tm,
+      TN: tiles.tn,
+      ...(tiles.subgroup ? { BROADCAST_FMAS: broadcastFmas(tiles) } : {}),
+      ...(tiles.shared ? { SIDE: sharedSide(tiles) } : {}),
+    },
     workgroupSize: tiles.wg,
   };
 }

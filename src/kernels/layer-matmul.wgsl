@@ -3,7 +3,7 @@
 //
 // Each invocation owns a block of one job's output and keeps it in registers; there is no workgroup memory and
 // no barrier (barriers are slow on CPU adapters such as lavapipe, where 16×16 shared-memory tiles measured 0.6
-// GFLOP/s). Three layouts:
+// GFLOP/s). Four layouts:
 //   blocked (default): invocation t owns a TM×TN block; consecutive invocations take consecutive column blocks
 //     of the same rows.
 //   SUBGROUP_TILES: the workgroup is one subgroup of WG lanes and owns a (TM·WG)×TN tile; lane l owns rows
@@ -18,6 +18,11 @@
 //     loop WG times shorter, the regime where the dependent loads of the k loop, not the FMAs, set the time. (On
 //     lavapipe it is ~10× slower than the subgroup layout, bench/tiles.ts: a lane loads TM + TN values per TM·TN
 //     multiply-adds, and every load there is a per-lane loop.)
+//   SHARED_TILES: the classic GPU layout: WG = SIDE² invocations own a (TM·SIDE)×(TN·SIDE) tile, invocation
+//     (y, x) the TM rows from y·TM and TN columns from x·TN; per block of BK = 16 steps of k the workgroup
+//     stages the A and B panels in workgroup memory (coalesced loads, each value loaded once per workgroup),
+//     and every invocation reads its operands there. Between the panels two barriers; for large products on
+//     GPUs (on lavapipe barriers are slow).
 //
 // The including kernel file provides the bindings and five hooks:
 //   fn skip_dispatch() -> bool                              whole dispatch is a no-op (e.g. solver finished)
@@ -146,6 +151,58 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   var partial = vec4<f32>(0.0);
   if (lane == 0u) { partial = tile_epilogue(job, m0, 1u, n0, &acc); }
   finish_tile(job, group * WG + lane, partial);
+}
+#elif SHARED_TILES
+const SIDE: u32 = {{SIDE}}u;
+const BK: u32 = 16u;
+const BM: u32 = TM * SIDE;
+const BN: u32 = TN * SIDE;
+var<workgroup> panel_a: array<f32, BM * BK>;  // [k][row]
+var<workgroup> panel_b: array<f32, BK * BN>;  // [k][column]
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lane: u32) {
+  if (skip_dispatch()) { return; }
+  let wg = wid.x + wid.y * nwg.x;
+  let job = jobs[find_job(wg)];
+  let group = wg - job.wg_start + job.group0;
+  let bm0 = (group / job.tiles_n) * BM;
+  let bn0 = (group % job.tiles_n) * BN;
+  let ty = lane / SIDE;
+  let tx = lane % SIDE;
+  let m_last = job.m - 1u;
+  let n_last = job.n - 1u;
+  let k_last = max(job.k, 1u) - 1u;
+
+  var acc: array<array<f32, TN>, TM>;
+  var a: array<f32, TM>;
+  var b: array<f32, TN>;
+  for (var k0 = 0u; k0 < job.k; k0 += BK) {
+    // Each invocation stages BM·BK/WG values of A and BK·BN/WG of B (whole numbers: SIDE divides 16); steps
+    // past k stage zeros, rows and columns past the edge a clamped copy (never stored).
+    for (var r = 0u; r < BM * BK / WG; r++) {
+      let e = lane + r * WG;
+      let kk = k0 + e % BK;
+      panel_a[(e % BK) * BM + e / BK] = select(0.0, load_a(job, min(bm0 + e / BK, m_last), min(kk, k_last)), kk < job.k);
+    }
+    for (var r = 0u; r < BK * BN / WG; r++) {
+      let e = lane + r * WG;
+      let kk = k0 + e / BN;
+      panel_b[e] = select(0.0, load_b(job, min(kk, k_last), min(bn0 + e % BN, n_last)), kk < job.k);
+    }
+    workgroupBarrier();
+    for (var kq = 0u; kq < BK; kq++) {
+      for (var i = 0u; i < TM; i++) { a[i] = panel_a[kq * BM + ty * TM + i]; }
+      for (var j = 0u; j < TN; j++) { b[j] = panel_b[kq * BN + tx * TN + j]; }
+      for (var i = 0u; i < TM; i++) {
+        for (var j = 0u; j < TN; j++) { acc[i][j] = fma(a[i], b[j], acc[i][j]); }
+      }
+    }
+    workgroupBarrier();
+  }
+
+  finish_tile(job, group * WG + lane, tile_epilogue(job, bm0 + ty * TM, 1u, bn0 + tx * TN, &acc));
 }
 #else
 @compute @workgroup_size(WG)

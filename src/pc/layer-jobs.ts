@@ -6,7 +6,7 @@
  * shape WPC trains (supervised and unsupervised PC, the two halves of bidirectional PC, the amortiser of
  * hybrid PC, error-reparameterised PC's backward pass) is built from the same three kinds of job.
  */
-import { GradFlag, JOB_WORDS, JobFlag, type TileConfig, lanesShareTile, workgroupTile } from '../kernels/index.js';
+import { GradFlag, JOB_WORDS, JobFlag, type TileConfig, workgroupSharesTile, workgroupTile } from '../kernels/index.js';
 import type { LayerSpec } from './model.js';
 
 export interface Job {
@@ -39,7 +39,7 @@ export interface JobTable {
 export function tilesOf(m: number, n: number, tiles: TileConfig): number {
   const { rows, cols } = workgroupTile(tiles);
   const blocks = Math.ceil(m / rows) * Math.ceil(n / cols);
-  return lanesShareTile(tiles) ? blocks * tiles.wg : blocks;
+  return workgroupSharesTile(tiles) ? blocks * tiles.wg : blocks;
 }
 
 /**

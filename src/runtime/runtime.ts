@@ -13,6 +13,7 @@ import { BufferUsage, MapMode, STORAGE_USAGE } from './flags.js';
 import { PipelineCache, type CompiledKernel, type KernelSpec } from './kernel.js';
 import { BufferPool, checkAllocation } from './pool.js';
 import { Tensor, formatShape, shapeSize, type Shape } from './tensor.js';
+import { SHARED_PANEL_K } from '../kernels/index.js';
 
 export interface AdapterSummary {
   vendor: string;
@@ -45,12 +46,14 @@ export interface KernelTuning {
    * to `wg`, and `tn` a multiple of `wg`), or with `splitK: true` one subgroup of `wg` lanes computing one
    * `tm × tn` block, each lane a 1/wg share of the k sum, added with subgroupAdd (needs the same feature and
    * subgroup size, and at most 64 accumulators: for GPUs, where the PC layers' small products otherwise leave
-   * most cores idle). Default: `{ wg: 16, tm: 4, tn: 64, subgroup: true }` on lavapipe with 16 lanes,
+   * most cores idle), or with `shared: true` wg = side² invocations (wg 4, 16, 64 or 256) computing a
+   * `(tm·side) × (tn·side)` tile from panels staged in workgroup memory (the classic layout for large
+   * products on GPUs; at most 64 accumulators). Default: `{ wg: 16, tm: 4, tn: 64, subgroup: true }` on lavapipe with 16 lanes,
    * `{ wg: 8, tm: 8, tn: 64, subgroup: true }` with 8 (tn 32 for standalone products, `matmul`),
    * `{ wg: 8, tm: 16, tn: 8 }` on other CPU adapters, `{ wg: 64, tm: 4, tn: 4 }` on GPUs (not yet measured on
    * one: `npm run bench -- tiles` compares the candidates). Given here, it applies to every kernel.
    */
-  tiles?: { wg: number; tm: number; tn: number; subgroup?: boolean; splitK?: boolean };
+  tiles?: { wg: number; tm: number; tn: number; subgroup?: boolean; splitK?: boolean; shared?: boolean };
   /**
    * Fixed-step solves of small networks can run in a single workgroup that loops over every step itself,
    * avoiding a dispatch per stage. `'auto'` (default) uses it where WPC measured it faster; `'always'` and
@@ -483,37 +486,45 @@ function checkKernelTuning(fn: string, kernels: KernelTuning | undefined, limits
   const withFused = fused === undefined ? {} : { fused };
   const t = kernels.tiles;
   if (t === undefined) return withFused;
-  if (typeof t !== 'object' || t === null) throw new WpcArgumentError(`${fn}: options.kernels.tiles must be { wg, tm, tn, subgroup?, splitK? }, got ${describe(t)}`);
-  checkKnownKeys(fn, 'options.kernels.tiles', t, ['wg', 'tm', 'tn', 'subgroup', 'splitK']);
+  if (typeof t !== 'object' || t === null) throw new WpcArgumentError(`${fn}: options.kernels.tiles must be { wg, tm, tn, subgroup?, splitK?, shared? }, got ${describe(t)}`);
+  checkKnownKeys(fn, 'options.kernels.tiles', t, ['wg', 'tm', 'tn', 'subgroup', 'splitK', 'shared']);
   const maxWg = Math.min(limits.maxComputeInvocationsPerWorkgroup, limits.maxComputeWorkgroupSizeX);
   const wg = checkPositiveInt(fn, 'options.kernels.tiles.wg', t.wg, maxWg);
   const tm = checkPositiveInt(fn, 'options.kernels.tiles.tm', t.tm, 32);
-  const subgroup = t.subgroup ?? false;
-  if (typeof subgroup !== 'boolean') throw new WpcArgumentError(`${fn}: options.kernels.tiles.subgroup must be a boolean, got ${describe(subgroup)}`);
+  const layouts = { subgroup: t.subgroup ?? false, splitK: t.splitK ?? false, shared: t.shared ?? false };
+  for (const [name, on] of Object.entries(layouts)) {
+    if (typeof on !== 'boolean') throw new WpcArgumentError(`${fn}: options.kernels.tiles.${name} must be a boolean, got ${describe(on)}`);
+  }
+  const chosen = Object.keys(layouts).filter((name) => layouts[name as keyof typeof layouts]);
+  if (chosen.length > 1) throw new WpcArgumentError(`${fn}: options.kernels.tiles can have one of subgroup, splitK and shared, got ${chosen.join(' and ')}`);
+  const { subgroup, splitK, shared } = layouts;
   const tn = checkPositiveInt(fn, 'options.kernels.tiles.tn', t.tn, subgroup ? 128 : 32);
-  if (subgroup) {
+  if (subgroup || splitK) {
+    const name = subgroup ? 'subgroup' : 'splitK';
     if (adapter.subgroupSize === null) {
-      throw new WpcArgumentError(`${fn}: options.kernels.tiles.subgroup needs the "subgroups" feature and a fixed subgroup size, which this adapter does not report`);
+      throw new WpcArgumentError(`${fn}: options.kernels.tiles.${name} needs the "subgroups" feature and a fixed subgroup size, which this adapter does not report`);
     }
     if (wg !== adapter.subgroupSize) {
-      throw new WpcArgumentError(`${fn}: options.kernels.tiles.wg must equal the subgroup size ${adapter.subgroupSize} when subgroup is true, got ${wg}`);
+      throw new WpcArgumentError(`${fn}: options.kernels.tiles.wg must equal the subgroup size ${adapter.subgroupSize} when ${name} is true, got ${wg}`);
     }
+  }
+  if (subgroup) {
     if (tn % wg !== 0) throw new WpcArgumentError(`${fn}: options.kernels.tiles.tn must be a multiple of wg (${wg}) when subgroup is true, got ${tn}`);
     if (tm * tn > 512) throw new WpcArgumentError(`${fn}: options.kernels.tiles.tm × tn must be at most 512 accumulators per lane, got ${tm} × ${tn} = ${tm * tn}`);
   }
-  const splitK = t.splitK ?? false;
-  if (typeof splitK !== 'boolean') throw new WpcArgumentError(`${fn}: options.kernels.tiles.splitK must be a boolean, got ${describe(splitK)}`);
-  if (splitK) {
-    if (subgroup) throw new WpcArgumentError(`${fn}: options.kernels.tiles can have subgroup or splitK, not both`);
-    if (adapter.subgroupSize === null) {
-      throw new WpcArgumentError(`${fn}: options.kernels.tiles.splitK needs the "subgroups" feature and a fixed subgroup size, which this adapter does not report`);
-    }
-    if (wg !== adapter.subgroupSize) {
-      throw new WpcArgumentError(`${fn}: options.kernels.tiles.wg must equal the subgroup size ${adapter.subgroupSize} when splitK is true, got ${wg}`);
-    }
-    if (tm * tn > 64) throw new WpcArgumentError(`${fn}: options.kernels.tiles.tm × tn must be at most 64 accumulators when splitK is true, got ${tm} × ${tn} = ${tm * tn}`);
+  if ((splitK || shared) && tm * tn > 64) {
+    throw new WpcArgumentError(`${fn}: options.kernels.tiles.tm × tn must be at most 64 accumulators when ${splitK ? 'splitK' : 'shared'} is true, got ${tm} × ${tn} = ${tm * tn}`);
   }
-  return { ...withFused, tiles: Object.freeze(subgroup ? { wg, tm, tn, subgroup } : splitK ? { wg, tm, tn, splitK } : { wg, tm, tn }) };
+  if (shared) {
+    if (![4, 16, 64, 256].includes(wg)) throw new WpcArgumentError(`${fn}: options.kernels.tiles.wg must be 4, 16, 64 or 256 (a square grid) when shared is true, got ${wg}`);
+    const side = Math.round(Math.sqrt(wg));
+    const bytes = (tm + tn) * side * SHARED_PANEL_K * 4;
+    if (bytes > limits.maxComputeWorkgroupStorageSize) {
+      throw new WpcArgumentError(`${fn}: options.kernels.tiles with shared: true need (tm + tn)·${side}·${SHARED_PANEL_K}·4 = ${bytes} bytes of workgroup memory, more than this device's ${limits.maxComputeWorkgroupStorageSize}`);
+    }
+  }
+  const layout = subgroup ? { subgroup } : splitK ? { splitK } : shared ? { shared } : {};
+  return { ...withFused, tiles: Object.freeze({ wg, tm, tn, ...layout }) };
 }
 
 function checkShape(fn: string, shape: unknown): asserts shape is Shape {
