@@ -3,8 +3,8 @@
  * tile on this adapter, the gemm kernel's GFLOP/s on the paper's layer shapes and large squares, and µs per
  * Euler inference step of the paper networks (H = 3 and 10, width 300, batch 64, dt 0.5, T = 20: 40 steps).
  * `defaultTiles` was measured on lavapipe only; on a GPU this table is what its default should be chosen from
- * (blocked tiles of several workgroup sizes and register blocks, and subgroup and split-k tiles where the
- * adapter reports one fixed subgroup size). Each figure is the median of repeated runs after a warm-up; every candidate gets a
+ * (blocked and workgroup-memory tiles of several workgroup sizes and register blocks, and subgroup and split-k
+ * tiles where the adapter reports one fixed subgroup size). Each figure is the median of repeated runs after a warm-up; every candidate gets a
  * runtime of its own, so its kernels compile afresh. Prints one JSON object on stdout.
  */
 import { init, initActivitiesWithFfwd, makeMlp, solveInference, type Runtime } from '../src/node.js';
@@ -24,13 +24,19 @@ function candidates(rt: Runtime): TileConfig[] {
   const lanes = adapter.subgroupSize;
   if (adapter.isSoftware) {
     // lavapipe: the alternatives BENCHMARKS.md names as measured slower, kept here to re-check on other CPUs.
-    // Split k, the GPU-oriented layout, for the record.
+    // Split k and workgroup-memory panels, the GPU-oriented layouts, for the record.
     if (lanes === 16) list.push({ wg: 16, tm: 4, tn: 32, subgroup: true }, { wg: 16, tm: 2, tn: 64, subgroup: true }, { wg: 16, tm: 4, tn: 4, splitK: true });
     else if (lanes === 8) list.push({ wg: 8, tm: 8, tn: 32, subgroup: true }, { wg: 8, tm: 4, tn: 64, subgroup: true }, { wg: 8, tm: 4, tn: 4, splitK: true });
     else list.push({ wg: 8, tm: 8, tn: 8 }, { wg: 16, tm: 8, tn: 8 });
+    list.push({ wg: 64, tm: 8, tn: 8, shared: true });
   } else {
+    const maxWg = rt.device.limits.maxComputeInvocationsPerWorkgroup;
     for (const [wg, tm, tn] of [[32, 4, 4], [64, 2, 2], [64, 4, 4], [64, 8, 4], [64, 8, 8], [128, 4, 4], [256, 4, 4], [256, 8, 8]] as const) {
-      if (wg <= rt.device.limits.maxComputeInvocationsPerWorkgroup) list.push({ wg, tm, tn });
+      if (wg <= maxWg) list.push({ wg, tm, tn });
+    }
+    // Workgroup-memory panels: 32×32, 64×64, and 128×128 tiles (the large products' layout on GPUs).
+    for (const [wg, tm, tn] of [[64, 4, 4], [64, 8, 8], [256, 4, 4], [256, 8, 8]] as const) {
+      if (wg <= maxWg) list.push({ wg, tm, tn, shared: true });
     }
     if (lanes !== null && lanes <= rt.device.limits.maxComputeInvocationsPerWorkgroup) {
       for (const [tm, tn] of [[2, lanes], [4, lanes], [2, 2 * lanes]] as const) if (tm * tn <= 512) list.push({ wg: lanes, tm, tn, subgroup: true });
@@ -39,7 +45,7 @@ function candidates(rt: Runtime): TileConfig[] {
   }
   const seen = new Set<string>();
   return list.filter((t) => {
-    const key = JSON.stringify({ ...t, subgroup: t.subgroup === true, splitK: t.splitK === true });
+    const key = JSON.stringify({ ...t, subgroup: t.subgroup === true, splitK: t.splitK === true, shared: t.shared === true });
     return seen.has(key) ? false : (seen.add(key), true);
   });
 }
@@ -47,6 +53,7 @@ function candidates(rt: Runtime): TileConfig[] {
 const label = (t: TileConfig): string => {
   const { rows, cols } = workgroupTile(t);
   if (t.splitK) return `split k wg ${t.wg}, ${rows}×${cols} per workgroup (k shared by its ${t.wg} lanes)`;
+  if (t.shared) return `shared wg ${t.wg}, ${t.tm}×${t.tn} per invocation (${rows}×${cols} per workgroup, panels in workgroup memory)`;
   return `${t.subgroup ? 'subgroup' : 'blocked'} wg ${t.wg}, ${t.tm}×${t.tn} per lane (${rows}×${cols} per workgroup)`;
 };
 
