@@ -1,9 +1,9 @@
 // Grouped, register-tiled matmul: one dispatch computes C = A·B for every layer ("job") listed in `jobs`,
 // so that a whole network's forward errors, activity gradients or parameter gradients cost one dispatch.
 //
-// Each invocation owns a block of one job's output and keeps it in registers; there is no workgroup memory and
-// no barrier (barriers are slow on CPU adapters such as lavapipe, where 16×16 shared-memory tiles measured 0.6
-// GFLOP/s). Four layouts:
+// Each invocation owns a block of one job's output and keeps it in registers. The first three layouts use no
+// workgroup memory and no barrier (barriers are slow on CPU adapters such as lavapipe, where 16×16 shared-memory
+// tiles measured 0.6 GFLOP/s); the fourth is for GPUs. Four layouts:
 //   blocked (default): invocation t owns a TM×TN block; consecutive invocations take consecutive column blocks
 //     of the same rows.
 //   SUBGROUP_TILES: the workgroup is one subgroup of WG lanes and owns a (TM·WG)×TN tile; lane l owns rows
