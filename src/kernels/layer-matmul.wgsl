@@ -86,6 +86,19 @@ fn find_job(wg: u32) -> u32 {
   return lo;
 }
 
+// This workgroup's job record and which of the job's workgroups it is (its tile in the subgroup, split-k and
+// workgroup-memory layouts; its WG tiles in the blocked one).
+struct Assignment {
+  job: Job,
+  group: u32,
+}
+
+fn assignment(wid: vec3u, nwg: vec3u) -> Assignment {
+  let wg = wid.x + wid.y * nwg.x;
+  let job = jobs[find_job(wg)];
+  return Assignment(job, wg - job.wg_start + job.group0);
+}
+
 #if SUBGROUP_TILES
 const TB: u32 = TN / WG;  // B values each lane loads per k
 
@@ -93,10 +106,10 @@ const TB: u32 = TN / WG;  // B values each lane loads per k
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(subgroup_invocation_id) lane: u32) {
   if (skip_dispatch()) { return; }
-  let wg = wid.x + wid.y * nwg.x;
-  let job = jobs[find_job(wg)];
+  let assigned = assignment(wid, nwg);
+  let job = assigned.job;
   // Every lane of a workgroup stays active (subgroupBroadcast needs them all): tiles are whole workgroups.
-  let group = wg - job.wg_start + job.group0;
+  let group = assigned.group;
   let m0 = (group / job.tiles_n) * TM * WG + lane;
   let n0 = (group % job.tiles_n) * TN;
   let m_last = job.m - 1u;
@@ -121,9 +134,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(subgroup_invocation_id) lane: u32) {
   if (skip_dispatch()) { return; }
-  let wg = wid.x + wid.y * nwg.x;
-  let job = jobs[find_job(wg)];
-  let group = wg - job.wg_start + job.group0;
+  let assigned = assignment(wid, nwg);
+  let job = assigned.job;
+  let group = assigned.group;
   let m0 = (group / job.tiles_n) * TM;
   let n0 = (group % job.tiles_n) * TN;
   let m_last = job.m - 1u;
@@ -164,9 +177,9 @@ var<workgroup> panel_b: array<f32, BK * BN>;  // [k][column]
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) lane: u32) {
   if (skip_dispatch()) { return; }
-  let wg = wid.x + wid.y * nwg.x;
-  let job = jobs[find_job(wg)];
-  let group = wg - job.wg_start + job.group0;
+  let assigned = assignment(wid, nwg);
+  let job = assigned.job;
+  let group = assigned.group;
   let bm0 = (group / job.tiles_n) * BM;
   let bn0 = (group % job.tiles_n) * BN;
   let ty = lane / SIDE;
@@ -209,9 +222,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) lane: u32) {
   if (skip_dispatch()) { return; }
-  let wg = wid.x + wid.y * nwg.x;
-  let job = jobs[find_job(wg)];
-  let tile = (wg - job.wg_start + job.group0) * WG + lane;
+  let assigned = assignment(wid, nwg);
+  let job = assigned.job;
+  let tile = assigned.group * WG + lane;
   if (tile >= job.tiles) { return; }
   let m0 = (tile / job.tiles_n) * TM;
   let n0 = (tile % job.tiles_n) * TN;
