@@ -1,5 +1,5 @@
 /** Helpers every benchmark shares. */
-import { init, type InitOptions, type Runtime } from '../src/node.js';
+import { init, makeMlp, type InitOptions, type Model, type Runtime, type Tensor } from '../src/node.js';
 import { Recorder } from '../src/runtime/recorder.js';
 import type { SleepEstimator } from '../src/runtime/runtime.js';
 
@@ -46,4 +46,16 @@ export async function perDispatchMs(rt: Runtime, count: number, record: (rec: Re
   const { waitedMs } = await rt.finish({ expectedMs: clock.sleepFor(1, performance.now() - t0) });
   clock.update(1, performance.now() - t0, waitedMs);
   return (performance.now() - t0) / count;
+}
+
+/**
+ * A JPC library-paper network (784 → H × 300 → 10, tanh, no bias, seed 0) with a batch of `batch` inputs
+ * (sin(0.37·i)) and one-hot targets (class b mod 10), as the inference and tiles benchmarks time it.
+ */
+export function paperNetwork(rt: Runtime, H: number, batch: number): { model: Model; input: Tensor; output: Tensor } {
+  const model = makeMlp(rt, { seed: 0, inputDim: 784, width: 300, depth: H + 1, outputDim: 10, actFn: 'tanh' });
+  const x = new Float32Array(batch * 784).map((_, i) => Math.sin(i * 0.37));
+  const y = new Float32Array(batch * 10);
+  for (let b = 0; b < batch; b++) y[b * 10 + (b % 10)] = 1;
+  return { model, input: rt.tensor(x, [batch, 784]), output: rt.tensor(y, [batch, 10]) };
 }

@@ -4,9 +4,9 @@
  * Euler (constant dt 0.5) and Heun + PID (dt0 0.05, rtol = atol = 1e-3), T = 20. Each timing is the median of
  * repeated runs after a warm-up. Prints one JSON object on stdout.
  */
-import { adam, initActivitiesWithFfwd, makeMlp, makePcStep, solveInference, type SolverOptions } from '../src/node.js';
+import { adam, initActivitiesWithFfwd, makePcStep, solveInference, type SolverOptions } from '../src/node.js';
 import { SleepEstimator } from '../src/runtime/runtime.js';
-import { adapterLabel, benchInit, median } from './common.js';
+import { adapterLabel, benchInit, median, paperNetwork } from './common.js';
 
 const HIDDEN = (process.env.WPC_BENCH_HIDDEN ?? '3,5,10').split(',').map(Number);
 const REPEATS = Number(process.env.WPC_BENCH_REPEATS ?? 7);
@@ -30,12 +30,7 @@ for (const H of HIDDEN) {
       solver === 'euler'
         ? { solver: 'euler', stepsizeController: 'constant', maxT1: 20, dt: 0.5 }
         : { solver: 'heun', stepsizeController: { pid: { rtol: 1e-3, atol: 1e-3 } }, maxT1: 20, dt: 0.05 };
-    const model = makeMlp(rt, { seed: 0, inputDim: 784, width: 300, depth: H + 1, outputDim: 10, actFn: 'tanh' });
-    const x = new Float32Array(B * 784).map((_, i) => Math.sin(i * 0.37));
-    const y = new Float32Array(B * 10);
-    for (let b = 0; b < B; b++) y[b * 10 + (b % 10)] = 1;
-    const input = rt.tensor(x, [B, 784]);
-    const output = rt.tensor(y, [B, 10]);
+    const { model, input, output } = paperNetwork(rt, H, B);
     const acts = await initActivitiesWithFfwd(model, input);
 
     // Inference alone: one solve from the feedforward activities, as the paper times it.

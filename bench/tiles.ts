@@ -7,11 +7,11 @@
  * tiles where the adapter reports one fixed subgroup size). Each figure is the median of repeated runs after a warm-up; every candidate gets a
  * runtime of its own, so its kernels compile afresh. Prints one JSON object on stdout.
  */
-import { init, initActivitiesWithFfwd, makeMlp, solveInference, type Runtime } from '../src/node.js';
+import { init, initActivitiesWithFfwd, solveInference, type Runtime } from '../src/node.js';
 import { defaultTiles, type TileConfig, workgroupTile } from '../src/kernels/index.js';
 import { GemmRecorder, asMatrix } from '../src/pc/linalg.js';
 import { SleepEstimator } from '../src/runtime/runtime.js';
-import { adapterLabel, median, perDispatchMs } from './common.js';
+import { adapterLabel, median, paperNetwork, perDispatchMs } from './common.js';
 
 const REPEATS = Number(process.env.WPC_BENCH_REPEATS ?? 5);
 const B = 64;
@@ -79,12 +79,7 @@ async function gemmGflops(rt: Runtime, m: number, k: number, n: number): Promise
 
 /** µs per step of a 40-step Euler solve (dt 0.5, T = 20) of the H-hidden-layer paper network. */
 async function eulerUsPerStep(rt: Runtime, H: number): Promise<number> {
-  const model = makeMlp(rt, { seed: 0, inputDim: 784, width: 300, depth: H + 1, outputDim: 10, actFn: 'tanh' });
-  const x = new Float32Array(B * 784).map((_, i) => Math.sin(i * 0.37));
-  const y = new Float32Array(B * 10);
-  for (let r = 0; r < B; r++) y[r * 10 + (r % 10)] = 1;
-  const input = rt.tensor(x, [B, 784]);
-  const output = rt.tensor(y, [B, 10]);
+  const { model, input, output } = paperNetwork(rt, H, B);
   const acts = await initActivitiesWithFfwd(model, input);
   const clock = new SleepEstimator();
   const times: number[] = [];
@@ -118,15 +113,22 @@ const shapes: [string, number, number, number][] = [
 ];
 const rows: Record<string, unknown>[] = [];
 for (const [i, t] of tiles.entries()) {
-  const rt = await init({ kernels: { tiles: t } });
+  const row: Record<string, unknown> = { tiles: label(t), default: i === 0 ? 'yes' : '' };
+  const metrics = [...shapes.map(([name]) => `gflops ${name}`), ...HIDDEN.map((H) => `eulerUsPerStep H=${H}`)];
+  // A candidate this adapter refuses (or whose kernels fail) gets a row saying so; the sweep goes on, since on a
+  // lent GPU one run has to bring back the whole table.
+  let rt: Runtime | undefined;
   try {
-    const row: Record<string, unknown> = { tiles: label(t), default: i === 0 ? 'yes' : '' };
+    rt = await init({ kernels: { tiles: t } });
     for (const [name, m, k, n] of shapes) row[`gflops ${name}`] = +(await gemmGflops(rt, m, k, n)).toFixed(1);
     for (const H of HIDDEN) row[`eulerUsPerStep H=${H}`] = Math.round(await eulerUsPerStep(rt, H));
-    rows.push(row);
-    console.error(JSON.stringify(row));
+  } catch (e) {
+    for (const m of metrics) row[m] ??= 'failed';
+    row.tiles = `${label(t)}: ${(e as Error).message.split('\n')[0]}`;
   } finally {
-    rt.dispose();
+    rt?.dispose();
   }
+  rows.push(row);
+  console.error(JSON.stringify(row));
 }
 process.stdout.write(`${JSON.stringify({ adapter, batch: B, width: 300, repeats: REPEATS, rows })}\n`);
