@@ -306,7 +306,9 @@ describe('tensors and the buffer pool', () => {
     for (let i = 1; i <= 40; i++) await cycle(i);
     expect(rt().pool.stats.created, 'no new buffers after the first cycle').toBe(created);
     expect(rt().pool.stats.reused - reused).toBeGreaterThanOrEqual(40 * 4); // 3 tensors + 1 staging buffer
-    expect(rt().pool.stats.inUse).toBe(inUse);
+    // Not equal: a tensor an earlier test leaked may be collected meanwhile, and its finalizer hands its buffer
+    // back (tensor.ts); what this loop itself keeps can only add to the count.
+    expect(rt().pool.stats.inUse).toBeLessThanOrEqual(inUse);
   });
 });
 
@@ -329,7 +331,9 @@ describe('steady state of a training loop', () => {
     const pipelines = rt().pipelines.size;
     for (let i = 2; i < 8; i++) await step(i);
     expect(rt().pool.stats.created, 'buffers created after warm-up').toBe(created);
-    expect(rt().pool.stats.inUse, 'buffers handed out').toBe(inUse);
+    // At most the warm-up's count: tensors earlier tests leaked may be collected meanwhile (their finalizers hand
+    // the buffers back); seen once in CI, 7 → 0.
+    expect(rt().pool.stats.inUse, 'buffers handed out').toBeLessThanOrEqual(inUse);
     expect(rt().pipelines.size, 'pipelines compiled after warm-up').toBe(pipelines);
     expect(state.count).toBe(8);
     model.dispose();
