@@ -89,6 +89,11 @@ export function sharedSide(tiles: TileConfig): number {
 /** Steps of k the workgroup-memory layout stages per panel (BK in layer-matmul.wgsl). */
 export const SHARED_PANEL_K = 16;
 
+/** Bytes of workgroup memory the workgroup-memory layout's A and B panels take: (BM + BN)·BK floats. */
+export function sharedPanelBytes(tiles: TileConfig): number {
+  return (tiles.tm + tiles.tn) * sharedSide(tiles) * SHARED_PANEL_K * 4;
+}
+
 /**
  * Whether a workgroup's invocations all work on one tile (subgroup, split-k and workgroup-memory layouts), each
  * with a partial-sum slot of its own, rather than one tile each (blocked).

@@ -13,7 +13,7 @@ import { BufferUsage, MapMode, STORAGE_USAGE } from './flags.js';
 import { PipelineCache, type CompiledKernel, type KernelSpec } from './kernel.js';
 import { BufferPool, checkAllocation } from './pool.js';
 import { Tensor, formatShape, shapeSize, type Shape } from './tensor.js';
-import { SHARED_PANEL_K } from '../kernels/index.js';
+import { SHARED_PANEL_K, sharedPanelBytes, sharedSide } from '../kernels/index.js';
 
 export interface AdapterSummary {
   vendor: string;
@@ -517,8 +517,8 @@ function checkKernelTuning(fn: string, kernels: KernelTuning | undefined, limits
   }
   if (shared) {
     if (![4, 16, 64, 256].includes(wg)) throw new WpcArgumentError(`${fn}: options.kernels.tiles.wg must be 4, 16, 64 or 256 (a square grid) when shared is true, got ${wg}`);
-    const side = Math.round(Math.sqrt(wg));
-    const bytes = (tm + tn) * side * SHARED_PANEL_K * 4;
+    const side = sharedSide({ wg, tm, tn });
+    const bytes = sharedPanelBytes({ wg, tm, tn });
     if (bytes > limits.maxComputeWorkgroupStorageSize) {
       throw new WpcArgumentError(`${fn}: options.kernels.tiles with shared: true need (tm + tn)·${side}·${SHARED_PANEL_K}·4 = ${bytes} bytes of workgroup memory, more than this device's ${limits.maxComputeWorkgroupStorageSize}`);
     }
