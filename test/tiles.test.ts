@@ -143,7 +143,7 @@ describe('default tiles', () => {
   });
 
   it('follow the adapter: subgroup tiles on an 8- or 16-wide CPU subgroup, blocked otherwise', () => {
-    const cpu = { vendor: '', architecture: 'software', device: '', description: 'llvmpipe', isSoftware: true };
+    const cpu = { vendor: '', architecture: 'software', device: '', description: 'llvmpipe', isSoftware: true, subgroupMatrixConfigs: [], shaderF16: false };
     expect(defaultTiles({ ...cpu, subgroupSize: 8 })).toEqual({ wg: 8, tm: 8, tn: 64, subgroup: true });
     expect(defaultTiles({ ...cpu, subgroupSize: 8 }, 'gemm')).toEqual({ wg: 8, tm: 8, tn: 32, subgroup: true });
     // lavapipe compiling for 512-bit vectors (softwareVectorBits): 16 lanes, 4 rows each, one tile for both uses.
@@ -152,6 +152,9 @@ describe('default tiles', () => {
     expect(defaultTiles({ ...cpu, subgroupSize: 4 })).toEqual({ wg: 8, tm: 16, tn: 8 });
     expect(defaultTiles({ ...cpu, subgroupSize: null })).toEqual({ wg: 8, tm: 16, tn: 8 });
     expect(defaultTiles({ ...cpu, isSoftware: false, subgroupSize: 32 })).toEqual({ wg: 64, tm: 4, tn: 4 });
+    // Subgroup matrices round operands to f16 on most GPUs: opt-in only, never a default.
+    const f16Matrices = [{ componentType: 'f16', resultComponentType: 'f32', M: 16, N: 16, K: 16 }];
+    expect(defaultTiles({ ...cpu, isSoftware: false, subgroupSize: 32, subgroupMatrixConfigs: f16Matrices, shaderF16: true })).toEqual({ wg: 64, tm: 4, tn: 4 });
   });
 });
 
@@ -275,7 +278,7 @@ describe('tile option validation', () => {
       await expect(init({ kernels: { tiles: { wg: subgroupSize, tm: 4, tn: subgroupSize + 1, subgroup: true } } })).rejects.toThrow(/options\.kernels\.tiles\.tn must be a multiple of wg/);
       await expect(init({ kernels: { tiles: { wg: subgroupSize, tm: 32, tn: 128, subgroup: true } } })).rejects.toThrow(/at most 512 accumulators per lane, got 32 × 128 = 4096/);
       await expect(init({ kernels: { tiles: { wg: subgroupSize, tm: 4, tn: 4, splitK: 'yes' } as never } })).rejects.toThrow(/options\.kernels\.tiles\.splitK must be a boolean, got "yes"/);
-      await expect(init({ kernels: { tiles: { wg: subgroupSize, tm: 4, tn: subgroupSize, subgroup: true, splitK: true } } })).rejects.toThrow(/one of subgroup, splitK and shared, got subgroup and splitK/);
+      await expect(init({ kernels: { tiles: { wg: subgroupSize, tm: 4, tn: subgroupSize, subgroup: true, splitK: true } } })).rejects.toThrow(/one of subgroup, splitK, shared and matrix, got subgroup and splitK/);
       await expect(init({ kernels: { tiles: { wg: subgroupSize * 2, tm: 4, tn: 4, splitK: true } } })).rejects.toThrow(
         new RegExp(`options\\.kernels\\.tiles\\.wg must equal the subgroup size ${subgroupSize} when splitK is true, got ${subgroupSize * 2}`),
       );
@@ -284,9 +287,11 @@ describe('tile option validation', () => {
       await expect(init({ kernels: { tiles: { wg: 8, tm: 4, tn: 4, splitK: true } } })).rejects.toThrow(/splitK needs the "subgroups" feature/);
     }
     await expect(init({ kernels: { tiles: { wg: 8, tm: 4, tn: 4, shared: 1 } as never } })).rejects.toThrow(/options\.kernels\.tiles\.shared must be a boolean, got 1/);
+    // Dawn shows subgroup matrices only with allow_unsafe_apis (test/subgroup-matrix.test.ts has them).
+    await expect(init({ kernels: { tiles: { wg: 8, tm: 1, tn: 1, matrix: 'f16' } } })).rejects.toThrow(/options\.kernels\.tiles\.matrix needs the "chromium-experimental-subgroup-matrix" feature/);
     await expect(init({ kernels: { tiles: { wg: 32, tm: 4, tn: 4, shared: true } } })).rejects.toThrow(/options\.kernels\.tiles\.wg must be 4, 16, 64 or 256 \(a square grid\) when shared is true, got 32/);
     await expect(init({ kernels: { tiles: { wg: 16, tm: 16, tn: 8, shared: true } } })).rejects.toThrow(/at most 64 accumulators when shared is true, got 16 × 8 = 128/);
-    await expect(init({ kernels: { tiles: { wg: 16, tm: 4, tn: 4, shared: true, splitK: true } } })).rejects.toThrow(/one of subgroup, splitK and shared, got splitK and shared/);
+    await expect(init({ kernels: { tiles: { wg: 16, tm: 4, tn: 4, shared: true, splitK: true } } })).rejects.toThrow(/one of subgroup, splitK, shared and matrix, got splitK and shared/);
     // 256 invocations × 2×32 stage (2 + 32)·16·16·4 = 34816 bytes of panels: more than lavapipe's 32 KiB.
     const big = { wg: 256, tm: 2, tn: 32, shared: true };
     if (34816 > workgroupStorage) {

@@ -45,6 +45,9 @@ const STATE_PART = part('solver-state.wgsl', solverStateWgsl);
  * `tm × tn` block, lane l summing k = l, l + wg, …, the lanes' sums added by subgroupAdd.
  * Workgroup-memory layout (`shared: true`): wg = side² invocations (side 2, 4, 8 or 16) own a
  * `(tm·side) × (tn·side)` tile and stage panels of A and B of 16 steps of k in workgroup memory.
+ * Subgroup-matrix layout (`matrix: 'f16' | 'f32'`, the operands' type; `matrixShape` the adapter's M×N×K): the
+ * workgroup is one subgroup of `wg` lanes owning `tm × tn` subgroup matrices (tensor cores where the GPU has
+ * them), a `(tm·M) × (tn·N)` tile, with panels of A and B staged in workgroup memory in the operand type.
  * CPU adapters want a SIMD-width workgroup and big register blocks; GPUs want more invocations per workgroup
  * and smaller blocks. The defaults below were measured (BENCHMARKS.md, "Matmul").
  */
@@ -55,6 +58,17 @@ export interface TileConfig {
   readonly subgroup?: boolean;
   readonly splitK?: boolean;
   readonly shared?: boolean;
+  readonly matrix?: MatrixOperand;
+  /** The subgroup-matrix configuration's M, N, K (set with `matrix`, from the adapter's configurations). */
+  readonly matrixShape?: MatrixShape;
+}
+
+/** Operand type of the subgroup-matrix layout: `'f16'` rounds A and B to half precision (sums stay f32). */
+export type MatrixOperand = 'f16' | 'f32';
+export interface MatrixShape {
+  readonly m: number;
+  readonly n: number;
+  readonly k: number;
 }
 
 export function defaultTiles(adapter: AdapterSummary, use: 'layers' | 'gemm' = 'layers'): TileConfig {
@@ -78,7 +92,34 @@ export function defaultTiles(adapter: AdapterSummary, use: 'layers' | 'gemm' = '
 export function workgroupTile(tiles: TileConfig): { rows: number; cols: number } {
   if (tiles.subgroup) return { rows: tiles.tm * tiles.wg, cols: tiles.tn };
   if (tiles.shared) return { rows: tiles.tm * sharedSide(tiles), cols: tiles.tn * sharedSide(tiles) };
+  if (tiles.matrix) return { rows: tiles.tm * matrixShapeOf(tiles).m, cols: tiles.tn * matrixShapeOf(tiles).n };
   return { rows: tiles.tm, cols: tiles.tn };
+}
+
+/**
+ * Contiguous output columns one invocation's epilogue walks in a row (the vec4 epilogue needs a multiple of 4):
+ * a whole workgroup tile's width in the subgroup-matrix layout, `tn` in the others.
+ */
+export function epilogueColumns(tiles: TileConfig): number {
+  return tiles.matrix ? workgroupTile(tiles).cols : tiles.tn;
+}
+
+function matrixShapeOf(tiles: TileConfig): MatrixShape {
+  if (!tiles.matrixShape) throw new Error(`subgroup-matrix tiles need matrixShape (the adapter's M, N, K), got ${JSON.stringify(tiles)}`);
+  return tiles.matrixShape;
+}
+
+/** Steps of k the subgroup-matrix layout stages per panel (BK): K, or a multiple of it of at least 16. */
+export function matrixPanelK(tiles: TileConfig): number {
+  const { k } = matrixShapeOf(tiles);
+  return k * Math.max(1, Math.floor(16 / k));
+}
+
+/** Bytes of workgroup memory the subgroup-matrix layout takes: the A and B panels, and the f32 tile. */
+export function matrixWorkgroupBytes(tiles: TileConfig): number {
+  const { rows, cols } = workgroupTile(tiles);
+  const operandBytes = tiles.matrix === 'f16' ? 2 : 4;
+  return (rows + cols) * matrixPanelK(tiles) * operandBytes + rows * cols * 4;
 }
 
 /** Invocations per side of the workgroup-memory layout's square grid (wg = side²). */
@@ -99,7 +140,7 @@ export function sharedPanelBytes(tiles: TileConfig): number {
  * with a partial-sum slot of its own, rather than one tile each (blocked).
  */
 export function workgroupSharesTile(tiles: TileConfig): boolean {
-  return tiles.subgroup === true || tiles.splitK === true || tiles.shared === true;
+  return tiles.subgroup === true || tiles.splitK === true || tiles.shared === true || tiles.matrix !== undefined;
 }
 
 /**
@@ -123,6 +164,10 @@ function broadcastFmas(tiles: TileConfig): string {
 }
 
 const SUBGROUPS_PART = part('enable-subgroups.wgsl', 'enable subgroups;');
+const MATRIX_PARTS = {
+  f32: part('enable-subgroup-matrix.wgsl', 'enable chromium_experimental_subgroup_matrix;'),
+  f16: part('enable-subgroup-matrix-f16.wgsl', 'enable f16;\nenable chromium_experimental_subgroup_matrix;'),
+} as const;
 const WORKGROUP_SUM_PART = part('workgroup-sum.wgsl', workgroupSumWgsl);
 
 /** The parts, switches and constants every grouped-matmul kernel shares. */
@@ -143,15 +188,18 @@ function matmulSpec(
     vecEpilogue?: boolean | 'only';
   } = {},
 ) {
-  if (vecEpilogue === 'only' && tiles.tn % 4 !== 0) throw new Error(`vec4-only epilogue needs tn ≡ 0 mod 4, got tn ${tiles.tn}`);
+  const columns = epilogueColumns(tiles);
+  if (vecEpilogue === 'only' && columns % 4 !== 0) throw new Error(`vec4-only epilogue needs tn ≡ 0 mod 4, got tn ${tiles.tn}`);
+  const enable = tiles.matrix ? [MATRIX_PARTS[tiles.matrix]] : tiles.subgroup || tiles.splitK ? [SUBGROUPS_PART] : [];
   return {
-    parts: tiles.subgroup || tiles.splitK ? [SUBGROUPS_PART, ...parts] : parts,
+    parts: [...enable, ...parts],
     defines: {
       ...defines,
       SUBGROUP_TILES: tiles.subgroup === true,
       SPLIT_K: tiles.splitK === true,
       SHARED_TILES: tiles.shared === true,
-      VEC_EPILOGUE: vecEpilogue !== false && tiles.tn % 4 === 0,
+      MATRIX_TILES: tiles.matrix !== undefined,
+      VEC_EPILOGUE: vecEpilogue !== false && columns % 4 === 0,
       VEC4_ONLY: vecEpilogue === 'only',
     },
     constants: {
@@ -161,6 +209,9 @@ function matmulSpec(
       TN: tiles.tn,
       ...(tiles.subgroup ? { BROADCAST_FMAS: broadcastFmas(tiles) } : {}),
       ...(tiles.shared ? { SIDE: sharedSide(tiles) } : {}),
+      ...(tiles.matrix
+        ? { OPERAND: tiles.matrix, SM: matrixShapeOf(tiles).m, SN: matrixShapeOf(tiles).n, SK: matrixShapeOf(tiles).k, BK: matrixPanelK(tiles) }
+        : {}),
     },
     workgroupSize: tiles.wg,
   };

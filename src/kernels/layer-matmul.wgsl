@@ -3,7 +3,7 @@
 //
 // Each invocation owns a block of one job's output and keeps it in registers. The first three layouts use no
 // workgroup memory and no barrier (barriers are slow on CPU adapters such as lavapipe, where 16×16 shared-memory
-// tiles measured 0.6 GFLOP/s); the fourth is for GPUs. Four layouts:
+// tiles measured 0.6 GFLOP/s); the last two are for GPUs. Five layouts:
 //   blocked (default): invocation t owns a TM×TN block; consecutive invocations take consecutive column blocks
 //     of the same rows.
 //   SUBGROUP_TILES: the workgroup is one subgroup of WG lanes and owns a (TM·WG)×TN tile; lane l owns rows
@@ -23,6 +23,12 @@
 //     stages the A and B panels in workgroup memory (coalesced loads, each value loaded once per workgroup),
 //     and every invocation reads its operands there. Between the panels two barriers; for large products on
 //     GPUs (on lavapipe barriers are slow).
+//   MATRIX_TILES: tensor cores, through Dawn's chromium_experimental_subgroup_matrix. The workgroup is one
+//     subgroup and owns TM×TN subgroup matrices of the adapter's SM×SN (×SK) configuration; per panel of BK
+//     steps of k it stages A and B in workgroup memory in the operand type (f16 rounds them: opt-in, see
+//     KernelTuning.tiles), multiplies and accumulates in f32 matrices, and at the end stores them to workgroup
+//     memory, from where each lane runs the element-wise epilogue on whole rows (subgroup matrices hide which
+//     lane holds which element).
 //
 // The including kernel file provides the bindings and five hooks:
 //   fn skip_dispatch() -> bool                              whole dispatch is a no-op (e.g. solver finished)
@@ -216,6 +222,93 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   }
 
   finish_tile(job, group * WG + lane, tile_epilogue(job, bm0 + ty * TM, 1u, bn0 + tx * TN, &acc));
+}
+#elif MATRIX_TILES
+// One subgroup matrix multiplies an SM×SK block of A by an SK×SN block of B (the adapter's configuration).
+const SM: u32 = {{SM}}u;
+const SN: u32 = {{SN}}u;
+const SK: u32 = {{SK}}u;
+const BK: u32 = {{BK}}u;  // steps of k per staged panel, a multiple of SK
+const BM: u32 = TM * SM;
+const BN: u32 = TN * SN;
+alias Operand = {{OPERAND}};  // f32, or f16 (operands rounded to half precision, sums in f32)
+var<workgroup> panel_a: array<Operand, BM * BK>;  // row-major BM × BK
+var<workgroup> panel_b: array<Operand, BK * BN>;  // row-major BK × BN
+var<workgroup> tile_c: array<f32, BM * BN>;       // the accumulators, for the per-element epilogue
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lane: u32) {
+  if (skip_dispatch()) { return; }
+  let assigned = assignment(wid, nwg);
+  let job = assigned.job;
+  let group = assigned.group;
+  let bm0 = (group / job.tiles_n) * BM;
+  let bn0 = (group % job.tiles_n) * BN;
+  let m_last = job.m - 1u;
+  let n_last = job.n - 1u;
+  let k_last = max(job.k, 1u) - 1u;
+
+  var acc: array<subgroup_matrix_result<f32, SN, SM>, TM * TN>;
+  for (var t = 0u; t < TM * TN; t++) { acc[t] = subgroup_matrix_result<f32, SN, SM>(); }
+  for (var k0 = 0u; k0 < job.k; k0 += BK) {
+    // Steps past k stage zeros in both panels (0·x, never 0·inf from a clamped copy); rows and columns past the
+    // edge a clamped copy, whose outputs are never stored.
+    for (var e = lane; e < BM * BK; e += WG) {
+      let kk = k0 + e % BK;
+      panel_a[e] = Operand(select(0.0, load_a(job, min(bm0 + e / BK, m_last), min(kk, k_last)), kk < job.k));
+    }
+    for (var e = lane; e < BK * BN; e += WG) {
+      let kk = k0 + e / BN;
+      panel_b[e] = Operand(select(0.0, load_b(job, min(kk, k_last), min(bn0 + e % BN, n_last)), kk < job.k));
+    }
+    workgroupBarrier();
+    for (var kq = 0u; kq < BK; kq += SK) {
+      for (var j = 0u; j < TN; j++) {
+        let right = subgroupMatrixLoad<subgroup_matrix_right<Operand, SN, SK>, row_major>(&panel_b, kq * BN + j * SN, BN);
+        for (var i = 0u; i < TM; i++) {
+          let left = subgroupMatrixLoad<subgroup_matrix_left<Operand, SK, SM>, row_major>(&panel_a, i * SM * BK + kq, BK);
+          acc[i * TN + j] = subgroupMatrixMultiplyAccumulate(left, right, acc[i * TN + j]);
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < TM; i++) {
+    for (var j = 0u; j < TN; j++) { subgroupMatrixStore<row_major>(&tile_c, i * SM * BN + j * SN, acc[i * TN + j], BN); }
+  }
+  workgroupBarrier();
+
+  // The epilogue runs per element: lane l takes the tile's rows l, l + WG, …
+  var partial = vec4<f32>(0.0);
+  for (var r = lane; r < BM; r += WG) {
+    let row = bm0 + r;
+    if (row >= job.m) { break; }
+    partial += matrix_row_epilogue(job, row, bn0, r * BN);
+  }
+  finish_tile(job, group * WG + lane, partial);
+}
+
+// One row of the matrix layout's tile from tile_c (its first element at `at`): 4 columns per call where the job
+// allows (VEC_EPILOGUE), outputs past the edge skipped.
+fn matrix_row_epilogue(job: Job, row: u32, n0: u32, at: u32) -> vec4<f32> {
+  var partial = vec4<f32>(0.0);
+#if VEC_EPILOGUE
+#if !VEC4_ONLY
+  if (vec_ok(job)) {
+#endif
+    for (var c = 0u; c < BN && n0 + c < job.n; c += 4u) {
+      partial += epilogue4(job, row, n0 + c, vec4<f32>(tile_c[at + c], tile_c[at + c + 1u], tile_c[at + c + 2u], tile_c[at + c + 3u]));
+    }
+    return partial;
+#if !VEC4_ONLY
+  }
+#endif
+#endif
+#if !VEC4_ONLY
+  for (var c = 0u; c < BN && n0 + c < job.n; c++) { partial += epilogue(job, row, n0 + c, tile_c[at + c]); }
+  return partial;
+#endif
 }
 #else
 @compute @workgroup_size(WG)

@@ -38,6 +38,7 @@ import {
   activityGradKernel,
   combineKernel,
   defaultTiles,
+  epilogueColumns,
   fusedSolveKernel,
   FUSED_LAYER_WORDS,
   FUSED_WORDS,
@@ -1083,7 +1084,7 @@ export class Workspace {
 
   /** Whether this workspace's own activity-gradient tables can use the vec4-only kernel (see prepare). */
   private actTablesTakeVec4(): boolean {
-    return this.tiles.tn % 4 === 0 && this.stageFamiliesAligned && (['y', 't'] as const).every((p) => epilogue4Ready(this.activityGradJobs(p)));
+    return epilogueColumns(this.tiles) % 4 === 0 && this.stageFamiliesAligned && (['y', 't'] as const).every((p) => epilogue4Ready(this.activityGradJobs(p)));
   }
 
   recordParamGrads(rec: Recorder): void {

@@ -13,7 +13,7 @@ import { BufferUsage, MapMode, STORAGE_USAGE } from './flags.js';
 import { PipelineCache, type CompiledKernel, type KernelSpec } from './kernel.js';
 import { BufferPool, checkAllocation } from './pool.js';
 import { Tensor, formatShape, shapeSize, type Shape } from './tensor.js';
-import { SHARED_PANEL_K, sharedPanelBytes, sharedSide } from '../kernels/index.js';
+import { type MatrixOperand, type MatrixShape, SHARED_PANEL_K, matrixWorkgroupBytes, sharedPanelBytes, sharedSide } from '../kernels/index.js';
 
 export interface AdapterSummary {
   vendor: string;
@@ -27,7 +27,26 @@ export interface AdapterSummary {
    * (subgroupMinSize = subgroupMaxSize), else null. Subgroup kernel variants need it.
    */
   subgroupSize: number | null;
+  /**
+   * The subgroup-matrix configurations (`adapterInfo.subgroupMatrixConfigs`) when the device has the
+   * `chromium-experimental-subgroup-matrix` feature, else empty. The `matrix` tile layout needs one.
+   */
+  subgroupMatrixConfigs: SubgroupMatrixConfig[];
+  /** Whether the device has `shader-f16` (the `matrix: 'f16'` layout needs it). */
+  shaderF16: boolean;
 }
+
+/** One of the adapter's subgroup-matrix configurations: componentType A and B, resultComponentType C = A·B. */
+export interface SubgroupMatrixConfig {
+  componentType: string;
+  resultComponentType: string;
+  M: number;
+  N: number;
+  K: number;
+}
+
+/** The device feature behind the `matrix` tile layout (Dawn's experimental subgroup matrices). */
+export const SUBGROUP_MATRIX_FEATURE = 'chromium-experimental-subgroup-matrix';
 
 /** Counters for benchmarks and tests ("no readback per inference step" is checked with these). */
 export interface RuntimeStats {
@@ -52,8 +71,18 @@ export interface KernelTuning {
    * `{ wg: 8, tm: 8, tn: 64, subgroup: true }` with 8 (tn 32 for standalone products, `matmul`),
    * `{ wg: 8, tm: 16, tn: 8 }` on other CPU adapters, `{ wg: 64, tm: 4, tn: 4 }` on GPUs (not yet measured on
    * one: `npm run bench -- tiles` compares the candidates). Given here, it applies to every kernel.
+   *
+   * `matrix: 'f16'` or `'f32'` (opt-in, never a default): the tensor-core path. One subgroup of `wg` lanes (the
+   * adapter's fixed subgroup size) multiplies `tm × tn` subgroup matrices of the adapter's M×N×K configuration
+   * with that operand type and f32 results, a `(tm·M) × (tn·N)` tile, from panels staged in workgroup memory.
+   * Needs the `chromium-experimental-subgroup-matrix` feature (Dawn in Node: `dawnOptions:
+   * ['enable-dawn-features=allow_unsafe_apis']`; Chrome: `--enable-unsafe-webgpu`) and a configuration with that
+   * operand type and f32 results; `'f16'` also needs `shader-f16`. With `'f16'` every matmul operand
+   * (activities, errors, weights) is rounded to half precision (11 significant bits, |x| ≤ 65504) before the
+   * product, while sums, the epilogues and all other arithmetic stay f32: results differ from JPC's float32 by
+   * about 1e-3 relative, and values beyond f16's range overflow. GPUs' f32 configurations (Apple) keep f32 operands.
    */
-  tiles?: { wg: number; tm: number; tn: number; subgroup?: boolean; splitK?: boolean; shared?: boolean };
+  tiles?: { wg: number; tm: number; tn: number; subgroup?: boolean; splitK?: boolean; shared?: boolean; matrix?: MatrixOperand };
   /**
    * Fixed-step solves of small networks can run in a single workgroup that loops over every step itself,
    * avoiding a dispatch per stage. `'auto'` (default) uses it where WPC measured it faster; `'always'` and
@@ -149,7 +178,21 @@ function summarise(info: GPUAdapterInfo | undefined, isFallback: boolean, featur
     features.has('subgroups') && typeof sizes?.subgroupMinSize === 'number' && sizes.subgroupMinSize > 0 && sizes.subgroupMinSize === sizes.subgroupMaxSize
       ? sizes.subgroupMinSize
       : null;
-  return { vendor, architecture, device: info?.device ?? '', description, isSoftware: software, subgroupSize };
+  const configs = (info as { subgroupMatrixConfigs?: Iterable<SubgroupMatrixConfig> } | undefined)?.subgroupMatrixConfigs;
+  const subgroupMatrixConfigs =
+    features.has(SUBGROUP_MATRIX_FEATURE) && configs
+      ? [...configs].map(({ componentType, resultComponentType, M, N, K }) => ({ componentType, resultComponentType, M, N, K }))
+      : [];
+  return {
+    vendor,
+    architecture,
+    device: info?.device ?? '',
+    description,
+    isSoftware: software,
+    subgroupSize,
+    subgroupMatrixConfigs,
+    shaderF16: features.has('shader-f16'),
+  };
 }
 
 export class Runtime {
@@ -486,8 +529,8 @@ function checkKernelTuning(fn: string, kernels: KernelTuning | undefined, limits
   const withFused = fused === undefined ? {} : { fused };
   const t = kernels.tiles;
   if (t === undefined) return withFused;
-  if (typeof t !== 'object' || t === null) throw new WpcArgumentError(`${fn}: options.kernels.tiles must be { wg, tm, tn, subgroup?, splitK?, shared? }, got ${describe(t)}`);
-  checkKnownKeys(fn, 'options.kernels.tiles', t, ['wg', 'tm', 'tn', 'subgroup', 'splitK', 'shared']);
+  if (typeof t !== 'object' || t === null) throw new WpcArgumentError(`${fn}: options.kernels.tiles must be { wg, tm, tn, subgroup?, splitK?, shared?, matrix? }, got ${describe(t)}`);
+  checkKnownKeys(fn, 'options.kernels.tiles', t, ['wg', 'tm', 'tn', 'subgroup', 'splitK', 'shared', 'matrix']);
   const maxWg = Math.min(limits.maxComputeInvocationsPerWorkgroup, limits.maxComputeWorkgroupSizeX);
   const wg = checkPositiveInt(fn, 'options.kernels.tiles.wg', t.wg, maxWg);
   const tm = checkPositiveInt(fn, 'options.kernels.tiles.tm', t.tm, 32);
@@ -495,8 +538,12 @@ function checkKernelTuning(fn: string, kernels: KernelTuning | undefined, limits
   for (const [name, on] of Object.entries(layouts)) {
     if (typeof on !== 'boolean') throw new WpcArgumentError(`${fn}: options.kernels.tiles.${name} must be a boolean, got ${describe(on)}`);
   }
-  const chosen = Object.keys(layouts).filter((name) => layouts[name as keyof typeof layouts]);
-  if (chosen.length > 1) throw new WpcArgumentError(`${fn}: options.kernels.tiles can have one of subgroup, splitK and shared, got ${chosen.join(' and ')}`);
+  const matrix = t.matrix;
+  if (matrix !== undefined && matrix !== 'f16' && matrix !== 'f32') {
+    throw new WpcArgumentError(`${fn}: options.kernels.tiles.matrix must be "f16" or "f32" (the operand type), got ${describe(matrix)}`);
+  }
+  const chosen = [...Object.keys(layouts).filter((name) => layouts[name as keyof typeof layouts]), ...(matrix ? ['matrix'] : [])];
+  if (chosen.length > 1) throw new WpcArgumentError(`${fn}: options.kernels.tiles can have one of subgroup, splitK, shared and matrix, got ${chosen.join(' and ')}`);
   const { subgroup, splitK, shared } = layouts;
   const tn = checkPositiveInt(fn, 'options.kernels.tiles.tn', t.tn, subgroup ? 128 : 32);
   if (subgroup || splitK) {
@@ -523,8 +570,52 @@ function checkKernelTuning(fn: string, kernels: KernelTuning | undefined, limits
       throw new WpcArgumentError(`${fn}: options.kernels.tiles with shared: true need (tm + tn)·${side}·${SHARED_PANEL_K}·4 = ${bytes} bytes of workgroup memory, more than this device's ${limits.maxComputeWorkgroupStorageSize}`);
     }
   }
+  if (matrix) {
+    const matrixShape = checkMatrixTiles(fn, { wg, tm, tn, matrix }, limits, adapter);
+    return { ...withFused, tiles: Object.freeze({ wg, tm, tn, matrix, matrixShape }) };
+  }
   const layout = subgroup ? { subgroup } : splitK ? { splitK } : shared ? { shared } : {};
   return { ...withFused, tiles: Object.freeze({ wg, tm, tn, ...layout }) };
+}
+
+/** Validates subgroup-matrix tiles against the device and returns the configuration's shape they will use. */
+function checkMatrixTiles(fn: string, tiles: { wg: number; tm: number; tn: number; matrix: MatrixOperand }, limits: GPUSupportedLimits, adapter: AdapterSummary): MatrixShape {
+  const { wg, tm, tn, matrix } = tiles;
+  const configs = adapter.subgroupMatrixConfigs;
+  if (configs.length === 0) {
+    throw new WpcArgumentError(
+      `${fn}: options.kernels.tiles.matrix needs the "${SUBGROUP_MATRIX_FEATURE}" feature with at least one configuration, which this device does not have (Dawn in Node exposes it with dawnOptions ['enable-dawn-features=allow_unsafe_apis'] where the driver has VK_KHR_cooperative_matrix or Metal simdgroup matrices; Chrome with --enable-unsafe-webgpu; initFromDevice needs adapterInfo: adapter.info)`,
+    );
+  }
+  const config = configs.find((c) => c.componentType === matrix && c.resultComponentType === 'f32');
+  if (!config) {
+    const have = configs.map((c) => `${c.componentType}→${c.resultComponentType} ${c.M}×${c.N}×${c.K}`).join(', ');
+    throw new WpcArgumentError(`${fn}: options.kernels.tiles.matrix "${matrix}" needs a subgroup-matrix configuration with ${matrix} operands and f32 results; this adapter has ${have}`);
+  }
+  if (matrix === 'f16' && !adapter.shaderF16) {
+    throw new WpcArgumentError(`${fn}: options.kernels.tiles.matrix "f16" needs the "shader-f16" feature, which this device does not have`);
+  }
+  if (adapter.subgroupSize === null) {
+    throw new WpcArgumentError(`${fn}: options.kernels.tiles.matrix needs a fixed subgroup size, which this adapter does not report`);
+  }
+  if (wg !== adapter.subgroupSize) {
+    throw new WpcArgumentError(`${fn}: options.kernels.tiles.wg must equal the subgroup size ${adapter.subgroupSize} when matrix is set, got ${wg}`);
+  }
+  if (adapter.isSoftware && /llvmpipe/.test(adapter.description) && adapter.subgroupSize !== 8) {
+    // Mesa 26.1's lavapipe segfaults compiling cooperative-matrix shaders for 16-lane subgroups.
+    throw new WpcArgumentError(`${fn}: options.kernels.tiles.matrix on lavapipe needs 8-lane subgroups (init's softwareVectorBits: 256), this device has ${adapter.subgroupSize}`);
+  }
+  if (tm * tn > 16) {
+    throw new WpcArgumentError(`${fn}: options.kernels.tiles.tm × tn must be at most 16 subgroup matrices when matrix is set, got ${tm} × ${tn} = ${tm * tn}`);
+  }
+  const shape = { m: config.M, n: config.N, k: config.K };
+  const bytes = matrixWorkgroupBytes({ ...tiles, matrixShape: shape });
+  if (bytes > limits.maxComputeWorkgroupStorageSize) {
+    throw new WpcArgumentError(
+      `${fn}: options.kernels.tiles with matrix need ${bytes} bytes of workgroup memory (${tm}×${tn} matrices of ${config.M}×${config.N}), more than this device's ${limits.maxComputeWorkgroupStorageSize}`,
+    );
+  }
+  return Object.freeze(shape);
 }
 
 function checkShape(fn: string, shape: unknown): asserts shape is Shape {
@@ -534,7 +625,7 @@ function checkShape(fn: string, shape: unknown): asserts shape is Shape {
 }
 
 /** Optional features WPC uses when the adapter has them. */
-const OPTIONAL_FEATURES: GPUFeatureName[] = ['timestamp-query', 'subgroups', 'shader-f16'];
+const OPTIONAL_FEATURES = ['timestamp-query', 'subgroups', 'shader-f16', SUBGROUP_MATRIX_FEATURE] as GPUFeatureName[];
 
 /** The limits WPC raises to the adapter's maximum (the defaults, e.g. 128 MiB bindings, are too small). */
 const RAISED_LIMITS = [
