@@ -25,6 +25,11 @@ const OTHER_LANES_FILES = [
   'test/inference-features.test.ts',
 ];
 
+// The subgroup-matrix layout's tests need an adapter with subgroup matrices: `npm run test:matrix` runs them
+// under Mesa 26's lavapipe (scripts/matrix-lavapipe.mjs), which sets WPC_MATRIX_ADAPTER.
+const MATRIX_FILE = 'test/subgroup-matrix.test.ts';
+const matrixProject = process.env.WPC_MATRIX_ADAPTER ? [{ extends: true as const, test: { name: 'subgroup matrix', include: [MATRIX_FILE] } }] : [];
+
 export default defineConfig({
   plugins: [wgslAsText],
   test: {
@@ -37,12 +42,13 @@ export default defineConfig({
     hookTimeout: 120_000,
     setupFiles: ['test/setup.ts'],
     projects: [
-      { extends: true, test: { name: 'default', include: ['test/**/*.test.ts'] } },
+      { extends: true, test: { name: 'default', include: ['test/**/*.test.ts'], exclude: [MATRIX_FILE] } },
       {
         // The kernels again with lavapipe's other vector width (8 or 16 subgroup lanes; test/setup-other-lanes.ts).
         extends: true,
         test: { name: 'other lanes', include: OTHER_LANES_FILES, setupFiles: ['test/setup.ts', 'test/setup-other-lanes.ts'] },
       },
+      ...matrixProject,
     ],
   },
 });
