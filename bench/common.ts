@@ -30,7 +30,9 @@ export async function benchInit(options: InitOptions = {}): Promise<Runtime> {
   } catch {
     throw new Error(`WPC_BENCH_TILES must be JSON such as {"wg":64,"tm":4,"tn":4}, got ${text}`);
   }
-  return init({ ...options, kernels: { ...options.kernels, tiles: tiles as NonNullable<NonNullable<InitOptions['kernels']>['tiles']> } });
+  // Subgroup-matrix tiles need Dawn's experimental features shown (bench/tiles.ts creates Dawn the same way).
+  const dawnOptions = (tiles as { matrix?: unknown }).matrix === undefined ? options.dawnOptions : [...(options.dawnOptions ?? []), 'enable-dawn-features=allow_unsafe_apis'];
+  return init({ ...options, ...(dawnOptions ? { dawnOptions } : {}), kernels: { ...options.kernels, tiles: tiles as NonNullable<NonNullable<InitOptions['kernels']>['tiles']> } });
 }
 
 /**

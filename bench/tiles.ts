@@ -3,8 +3,9 @@
  * tile on this adapter, the gemm kernel's GFLOP/s on the paper's layer shapes and large squares, and µs per
  * Euler inference step of the paper networks (H = 3 and 10, width 300, batch 64, dt 0.5, T = 20: 40 steps).
  * `defaultTiles` was measured on lavapipe only; on a GPU this table is what its default should be chosen from
- * (blocked and workgroup-memory tiles of several workgroup sizes and register blocks, and subgroup and split-k
- * tiles where the adapter reports one fixed subgroup size). Each figure is the median of repeated runs after a warm-up; every candidate gets a
+ * (blocked and workgroup-memory tiles of several workgroup sizes and register blocks, subgroup and split-k
+ * tiles where the adapter reports one fixed subgroup size, and subgroup-matrix tiles where it has subgroup
+ * matrices: Dawn is created with allow_unsafe_apis so that it shows them). Each figure is the median of repeated runs after a warm-up; every candidate gets a
  * runtime of its own, so its kernels compile afresh. Prints one JSON object on stdout.
  */
 import { init, initActivitiesWithFfwd, solveInference, type Runtime } from '../src/node.js';
@@ -16,6 +17,20 @@ import { adapterLabel, median, paperNetwork, perDispatchMs } from './common.js';
 const REPEATS = Number(process.env.WPC_BENCH_REPEATS ?? 5);
 const B = 64;
 const HIDDEN = [3, 10];
+
+/** Dawn shows experimental features such as subgroup matrices only with this (it changes nothing else here). */
+const dawnOptions = ['enable-dawn-features=allow_unsafe_apis'];
+
+/** Subgroup-matrix tiles for `rt`'s adapter: f32 operands where it has them (exact), else f16. */
+function matrixCandidates(rt: Runtime, blocks: readonly (readonly [number, number])[]): TileConfig[] {
+  const { subgroupSize: lanes, subgroupMatrixConfigs: configs, shaderF16 } = rt.adapter;
+  const find = (type: string) => configs.find((c) => c.componentType === type && c.resultComponentType === 'f32');
+  const config = find('f32') ?? (shaderF16 ? find('f16') : undefined);
+  if (lanes === null || config === undefined) return [];
+  // The shape validation will pick (the first configuration of that operand type), for the labels.
+  const matrixShape = { m: config.M, n: config.N, k: config.K };
+  return blocks.map(([tm, tn]) => ({ wg: lanes, tm, tn, matrix: config.componentType as 'f16' | 'f32', matrixShape }));
+}
 
 /** The tiles worth comparing on `rt`'s adapter, its default first. */
 function candidates(rt: Runtime): TileConfig[] {
@@ -29,6 +44,8 @@ function candidates(rt: Runtime): TileConfig[] {
     else if (lanes === 8) list.push({ wg: 8, tm: 8, tn: 32, subgroup: true }, { wg: 8, tm: 4, tn: 64, subgroup: true }, { wg: 8, tm: 4, tn: 4, splitK: true });
     else list.push({ wg: 8, tm: 8, tn: 8 }, { wg: 16, tm: 8, tn: 8 });
     list.push({ wg: 64, tm: 8, tn: 8, shared: true });
+    // Mesa 26's lavapipe has f16 subgroup matrices (8 lanes only; see scripts/matrix-lavapipe.mjs).
+    if (lanes === 8) list.push(...matrixCandidates(rt, [[2, 2]]));
   } else {
     const maxWg = rt.device.limits.maxComputeInvocationsPerWorkgroup;
     for (const [wg, tm, tn] of [[32, 4, 4], [64, 2, 2], [64, 4, 4], [64, 8, 4], [64, 8, 8], [128, 4, 4], [256, 4, 4], [256, 8, 8]] as const) {
@@ -42,10 +59,12 @@ function candidates(rt: Runtime): TileConfig[] {
       for (const [tm, tn] of [[2, lanes], [4, lanes], [2, 2 * lanes]] as const) if (tm * tn <= 512) list.push({ wg: lanes, tm, tn, subgroup: true });
       for (const [tm, tn] of [[2, 4], [4, 4], [8, 8]] as const) list.push({ wg: lanes, tm, tn, splitK: true });
     }
+    // Tensor cores where Dawn exposes them (f16 operands unless the GPU has f32 ones, e.g. Apple's).
+    list.push(...matrixCandidates(rt, [[1, 1], [2, 2], [2, 4], [4, 4]]));
   }
   const seen = new Set<string>();
   return list.filter((t) => {
-    const key = JSON.stringify({ ...t, subgroup: t.subgroup === true, splitK: t.splitK === true, shared: t.shared === true });
+    const key = JSON.stringify({ ...t, subgroup: t.subgroup === true, splitK: t.splitK === true, shared: t.shared === true, matrix: t.matrix ?? '' });
     return seen.has(key) ? false : (seen.add(key), true);
   });
 }
@@ -54,6 +73,7 @@ const label = (t: TileConfig): string => {
   const { rows, cols } = workgroupTile(t);
   if (t.splitK) return `split k wg ${t.wg}, ${rows}×${cols} per workgroup (k shared by its ${t.wg} lanes)`;
   if (t.shared) return `shared wg ${t.wg}, ${t.tm}×${t.tn} per invocation (${rows}×${cols} per workgroup, panels in workgroup memory)`;
+  if (t.matrix) return `matrix ${t.matrix} wg ${t.wg}, ${t.tm}×${t.tn} subgroup matrices (${rows}×${cols} per workgroup)`;
   return `${t.subgroup ? 'subgroup' : 'blocked'} wg ${t.wg}, ${t.tm}×${t.tn} per lane (${rows}×${cols} per workgroup)`;
 };
 
@@ -100,7 +120,7 @@ async function eulerUsPerStep(rt: Runtime, H: number): Promise<number> {
   }
 }
 
-const probe = await init();
+const probe = await init({ dawnOptions });
 const adapter = adapterLabel(probe);
 const software = probe.adapter.isSoftware;
 const tiles = candidates(probe);
@@ -119,7 +139,9 @@ for (const [i, t] of tiles.entries()) {
   // lent GPU one run has to bring back the whole table.
   let rt: Runtime | undefined;
   try {
-    rt = await init({ kernels: { tiles: t } });
+    // Validation fills in the matrix shape from the adapter; the candidate names only the operand type.
+    const { matrixShape: _shape, ...asked } = t;
+    rt = await init({ dawnOptions, kernels: { tiles: asked } });
     for (const [name, m, k, n] of shapes) row[`gflops ${name}`] = +(await gemmGflops(rt, m, k, n)).toFixed(1);
     for (const H of HIDDEN) row[`eulerUsPerStep H=${H}`] = Math.round(await eulerUsPerStep(rt, H));
   } catch (e) {
