@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, expect } from 'vitest';
 import { init, mlpFromWeights, type Model, type Runtime, type Tensor } from '../src/node.js';
-import { type Act, type Mat, type RefModel, actDeriv, layerErrors, mat, randomModel } from './reference/jpc64.js';
+import { type Act, type Mat, type RefModel, actDeriv, ffwd, layerErrors, mat, randomModel } from './reference/jpc64.js';
 import { Random } from '../src/util/random.js';
 import { Recorder } from '../src/runtime/recorder.js';
 
@@ -72,6 +72,22 @@ export function oneHotMat(rng: Random, rows: number, cols: number): Mat {
   const m = mat(rows, cols);
   for (let r = 0; r < rows; r++) m.data[r * cols + rng.nextInt(cols)] = 1;
   return m;
+}
+
+/**
+ * A random network and state for the layer-kernel checks: 3–5 layers of 1–45 units and a batch of 1–90, or with
+ * `aligned` every width and the batch ≡ 0 mod 4 (the vec4 epilogue path); cross-entropy on even trials when the
+ * output has more than one unit; biases except on every third trial; activities a noisy feedforward pass.
+ */
+export function randomLayerProblem(rng: Random, trial: number, modelSeed: number, act: Act, aligned: boolean) {
+  const dims = Array.from({ length: 3 + rng.nextInt(3) }, () => (aligned ? 4 * (1 + rng.nextInt(12)) : 1 + rng.nextInt(45)));
+  const B = aligned ? 4 * (1 + rng.nextInt(20)) : 1 + rng.nextInt(90);
+  const loss: 'mse' | 'ce' = trial % 2 === 0 && dims.at(-1)! > 1 ? 'ce' : 'mse';
+  const ref = randomRefModel(modelSeed, dims, act, trial % 3 !== 0);
+  const x = randomMat(rng, B, dims[0]!);
+  const y = loss === 'ce' ? oneHotMat(rng, B, dims.at(-1)!) : randomMat(rng, B, dims.at(-1)!);
+  const acts = ffwd(ref, x).map((m) => ({ ...m, data: Float64Array.from(m.data, (v) => Math.fround(v + 0.3 * rng.normal())) }));
+  return { dims, B, loss, ref, x, y, acts, what: `dims ${dims.join('-')}, B ${B}, ${act}, ${loss}` };
 }
 
 export function f32(m: Mat): Float32Array {

@@ -3,14 +3,14 @@
 // runs in its own vitest project, `npm run test:matrix` (part of `npm test`), started by
 // scripts/matrix-lavapipe.mjs under Debian 13's Mesa 26 lavapipe (8 lanes, f16 → f32 8×8×8 matrices).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ACTIVATIONS, activityGrads, ffwd, jpcRecordLayersOrder, layerEnergies, paramGrads, solveEuler, type Loss } from './reference/jpc64.js';
+import { ACTIVATIONS, activityGrads, jpcRecordLayersOrder, layerEnergies, paramGrads, solveEuler } from './reference/jpc64.js';
 import { init, type Runtime } from '../src/node.js';
 import { computePcActivityGrad, computePcParamGrads, pcEnergy } from '../src/pc/energy.js';
 import { solveInference } from '../src/pc/infer.js';
 import { matmul } from '../src/pc/linalg.js';
 import { WpcArgumentError } from '../src/runtime/errors.js';
 import { Random } from '../src/util/random.js';
-import { expectClose, expectCloseScaled, flat, gpuModel, oneHotMat, randomMat, randomRefModel, readAll, tensorOf } from './helpers.js';
+import { expectClose, expectCloseScaled, flat, gpuModel, randomLayerProblem, readAll, tensorOf } from './helpers.js';
 
 // Dawn hides experimental features unless asked; this file runs in a fresh process, so it creates Dawn first.
 const dawnOptions = ['enable-dawn-features=allow_unsafe_apis'];
@@ -114,15 +114,7 @@ for (const tiles of TILES) {
       for (let trial = 0; trial < 6; trial++) {
         // The last two trials have every width and the batch ≡ 0 mod 4: the layer kernels' vec4 epilogue path.
         const aligned = trial >= 4;
-        const dims = Array.from({ length: 3 + rng.nextInt(3) }, () => (aligned ? 4 * (1 + rng.nextInt(12)) : 1 + rng.nextInt(45)));
-        const B = aligned ? 4 * (1 + rng.nextInt(20)) : 1 + rng.nextInt(90);
-        const act = ACTIVATIONS[(trial * 3 + 1) % ACTIVATIONS.length]!;
-        const loss: Loss = trial % 2 === 0 && dims.at(-1)! > 1 ? 'ce' : 'mse';
-        const what = `dims ${dims.join('-')}, B ${B}, ${act}, ${loss}`;
-        const ref = randomRefModel(700 + trial, dims, act, trial % 3 !== 0);
-        const x = randomMat(rng, B, dims[0]!);
-        const y = loss === 'ce' ? oneHotMat(rng, B, dims.at(-1)!) : randomMat(rng, B, dims.at(-1)!);
-        const acts = ffwd(ref, x).map((m) => ({ ...m, data: Float64Array.from(m.data, (v) => Math.fround(v + 0.3 * rng.normal())) }));
+        const { loss, ref, x, y, acts, what } = randomLayerProblem(rng, trial, 700 + trial, ACTIVATIONS[(trial * 3 + 1) % ACTIVATIONS.length]!, aligned);
         const model = gpuModel(rt, ref);
         const [input, output] = [tensorOf(rt, x), tensorOf(rt, y)];
         const activities = acts.map((a) => tensorOf(rt, a));

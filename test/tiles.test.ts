@@ -3,7 +3,7 @@
 // adapter's default configuration — on lavapipe the subgroup layout: with 8 lanes 8×64 for the layer kernels and
 // 8×32 for lone products, with 16 lanes 4×64 — is what every other test file runs).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ACTIVATIONS, activityGrads, ffwd, jpcRecordLayersOrder, layerEnergies, paramGrads, solveHeunPid, type Loss } from './reference/jpc64.js';
+import { ACTIVATIONS, activityGrads, jpcRecordLayersOrder, layerEnergies, paramGrads, solveHeunPid } from './reference/jpc64.js';
 import { init, type Runtime } from '../src/node.js';
 import { computePcActivityGrad, computePcParamGrads, pcEnergy } from '../src/pc/energy.js';
 import { solveInference } from '../src/pc/infer.js';
@@ -12,7 +12,7 @@ import { Random } from '../src/util/random.js';
 import { matmul } from '../src/pc/linalg.js';
 import { GradFlag, JOB_WORDS, defaultTiles } from '../src/kernels/index.js';
 import { epilogue4Ready, packJobs, scheduleWorkgroups, tilesOf, vec4Shaped } from '../src/pc/layer-jobs.js';
-import { expectClose, flat, gpuModel, oneHotMat, randomMat, randomRefModel, readAll, tensorOf } from './helpers.js';
+import { expectClose, flat, gpuModel, randomLayerProblem, readAll, tensorOf } from './helpers.js';
 
 const probe = await init();
 const subgroupSize = probe.adapter.subgroupSize;
@@ -84,15 +84,7 @@ for (const tiles of TILES) {
       for (let trial = 0; trial < 8; trial++) {
         // The last two trials have every width and the batch ≡ 0 mod 4: the layer kernels' vec4 epilogue path.
         const aligned = trial >= 6;
-        const dims = Array.from({ length: 3 + rng.nextInt(3) }, () => (aligned ? 4 * (1 + rng.nextInt(12)) : 1 + rng.nextInt(45)));
-        const B = aligned ? 4 * (1 + rng.nextInt(20)) : 1 + rng.nextInt(90);
-        const act = ACTIVATIONS[(trial * 3 + tiles.wg) % ACTIVATIONS.length]!;
-        const loss: Loss = trial % 2 === 0 && dims.at(-1)! > 1 ? 'ce' : 'mse';
-        const what = `dims ${dims.join('-')}, B ${B}, ${act}, ${loss}`;
-        const ref = randomRefModel(900 + trial, dims, act, trial % 3 !== 0);
-        const x = randomMat(rng, B, dims[0]!);
-        const y = loss === 'ce' ? oneHotMat(rng, B, dims.at(-1)!) : randomMat(rng, B, dims.at(-1)!);
-        const acts = ffwd(ref, x).map((m) => ({ ...m, data: Float64Array.from(m.data, (v) => Math.fround(v + 0.3 * rng.normal())) }));
+        const { loss, ref, x, y, acts, what } = randomLayerProblem(rng, trial, 900 + trial, ACTIVATIONS[(trial * 3 + tiles.wg) % ACTIVATIONS.length]!, aligned);
         const model = gpuModel(rt, ref);
         const [input, output] = [tensorOf(rt, x), tensorOf(rt, y)];
         const activities = acts.map((a) => tensorOf(rt, a));
