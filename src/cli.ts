@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util';
 import { DATASET_NAMES, loadDataset, type DatasetName } from './data/node.js';
 import { batches, epochBatchCount, type Dataset } from './data/dataset.js';
 import { ACTIVATIONS, type Activation } from './kernels/index.js';
-import { init } from './node.js';
+import { init, type InitOptions } from './node.js';
 import { WpcArgumentError, WpcDivergenceError, WpcGpuError } from './runtime/errors.js';
 import { SleepEstimator, type Runtime } from './runtime/runtime.js';
 import type { Tensor } from './runtime/tensor.js';
@@ -79,6 +79,10 @@ Training
   --max-batches N      stop each epoch after N batches (a shortened epoch)      (default: all)
   --test-every N       test-set accuracy every N training steps (0: only at the end) (default 100)
   --seed S             seeds the weights and the shuffling                      (default 0)
+Kernels
+  --tiles JSON         the matmul layout (init's kernels.tiles), e.g. {"wg":64,"tm":4,"tn":4}; with "matrix":"f16"
+                       tensor cores where Dawn has subgroup matrices (f16 operands, f32 sums; opt-in)
+                                                                                (default: chosen for the adapter)
 Testing a generative model
   --test-max-t1 T      inference time of test_generative_pc (Heun + PID)      (default 100, as JPC's notebook)
   --test-batches N     test on the first N batches of the test set           (default: all)
@@ -189,6 +193,7 @@ interface TrainConfig {
   maxBatches: number | undefined;
   testEvery: number;
   seed: number;
+  tiles: KernelTiles | undefined;
   out: string | undefined;
   quiet: boolean;
 }
@@ -223,6 +228,7 @@ function parseTrain(argv: string[]): TrainConfig | 'help' {
       'max-batches': { type: 'string' },
       'test-every': { type: 'string' },
       seed: { type: 'string' },
+      tiles: { type: 'string' },
       out: { type: 'string' },
       task: { type: 'string' },
       'test-max-t1': { type: 'string' },
@@ -294,9 +300,41 @@ function parseTrain(argv: string[]): TrainConfig | 'help' {
     maxBatches,
     testEvery: parseNumber('test-every', values['test-every'], 100, nonNegativeInt, 'a non-negative integer'),
     seed: parseNumber('seed', values.seed, 0, Number.isSafeInteger, 'an integer'),
+    tiles: parseTiles(values.tiles),
     out: values.out,
     quiet: values.quiet ?? false,
   };
+}
+
+type KernelTiles = NonNullable<NonNullable<InitOptions['kernels']>['tiles']>;
+
+/** --tiles: a JSON object; init checks its fields against the device (see trainRuntime). */
+function parseTiles(raw: string | undefined): KernelTiles | undefined {
+  if (raw === undefined) return undefined;
+  let tiles: unknown;
+  try {
+    tiles = JSON.parse(raw);
+  } catch {
+    tiles = undefined;
+  }
+  if (typeof tiles !== 'object' || tiles === null || Array.isArray(tiles)) {
+    throw new UsageError(`--tiles must be a JSON object such as {"wg":64,"tm":4,"tn":4}, got ${JSON.stringify(raw)}`);
+  }
+  return tiles as KernelTiles;
+}
+
+/**
+ * The runtime of a training run: default kernels, or --tiles (subgroup-matrix tiles need Dawn's experimental
+ * features shown). A layout the device refuses is a usage error naming the flag.
+ */
+async function trainRuntime(tiles: KernelTiles | undefined): Promise<Runtime> {
+  if (tiles === undefined) return init();
+  try {
+    return await init({ kernels: { tiles }, ...(tiles.matrix === undefined ? {} : { dawnOptions: ['enable-dawn-features=allow_unsafe_apis'] }) });
+  } catch (e) {
+    if (e instanceof WpcArgumentError) throw new UsageError(`--tiles: ${e.message.replace(/^init: /, '')}`);
+    throw e;
+  }
 }
 
 /** A one-line progress display on stderr: redrawn in place on a terminal, a line every 10% otherwise. */
@@ -397,7 +435,7 @@ async function train(config: TrainConfig): Promise<void> {
   if (config.batch > trainSet.count) throw new UsageError(`--batch ${config.batch} is larger than the training set (${trainSet.count})`);
   let rt: Runtime | undefined;
   try {
-    rt = await init();
+    rt = await trainRuntime(config.tiles);
     const adapter = adapterLabel(rt);
     const generative = config.task === 'generative';
     const checkpointFile = config.checkpoint === undefined ? undefined : join(config.checkpoint, 'checkpoint.safetensors');

@@ -20,7 +20,7 @@ function wpc(args: string[], env: Record<string, string> = {}): Promise<{ code: 
 const FLAGS = [
   'dataset', 'data-dir', 'hidden', 'width', 'act', 'bias', 'loss', 'solver', 'controller', 'max-t1', 'dt', 'rtol', 'atol',
   'steady-state', 'max-steps', 'poll-every', 'steps', 'activity-lr', 'batch', 'lr', 'epochs', 'max-batches', 'test-every',
-  'seed', 'out', 'quiet', 'help', 'task', 'test-max-t1', 'test-batches', 'save', 'samples', 'checkpoint', 'checkpoint-every', 'resume',
+  'seed', 'tiles', 'out', 'quiet', 'help', 'task', 'test-max-t1', 'test-batches', 'save', 'samples', 'checkpoint', 'checkpoint-every', 'resume',
 ];
 const STUDY_FLAGS = ['datasets', 'data-dir', 'hidden', 'solvers', 'max-t1', 'dt', 'batches', 'width', 'batch', 'max-steps', 'timing', 'seed', 'out', 'quiet', 'help'];
 
@@ -47,6 +47,8 @@ describe('wpc train', () => {
       [['--task', 'generative', '--loss', 'ce'], /--loss ce needs --task discriminative/],
       [['--samples', 'x.png'], /--samples needs --task generative/],
       [['--task', 'reconstruct'], /--task must be one of discriminative, generative/],
+      [['--tiles', '{wg:8}'], /--tiles must be a JSON object such as \{"wg":64,"tm":4,"tn":4\}, got "\{wg:8\}"/],
+      [['--tiles', '[8, 4, 4]'], /--tiles must be a JSON object/],
     ];
     for (const [args, message] of cases) {
       const r = await wpc(['train', ...args]);
@@ -81,6 +83,19 @@ describe('wpc train', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+
+  it('--tiles picks the matmul layout, and one the device refuses is a usage error naming the flag', async () => {
+    const bad = await wpc(['train', '--data-dir', DATA_DIR, '--tiles', '{"wg":8,"tm":64,"tn":4}', '--max-batches', '1']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--tiles: options\.kernels\.tiles\.tm must be an integer in \[1, 32\], got 64/);
+    const matrix = await wpc(['train', '--data-dir', DATA_DIR, '--tiles', '{"wg":8,"tm":1,"tn":1,"matrix":"f16"}', '--max-batches', '1']);
+    expect(matrix.code).toBe(2);
+    expect(matrix.stderr).toMatch(/--tiles: options\.kernels\.tiles\.matrix needs the "chromium-experimental-subgroup-matrix" feature/);
+    // The blocked CPU layout trains as well as the default (8 invocations of 16×8 blocks).
+    const r = await wpc(['train', '--data-dir', DATA_DIR, '--hidden', '1', '--width', '64', '--batch', '32', '--max-batches', '20', '--test-every', '0', '--seed', '3', '--tiles', '{"wg":8,"tm":16,"tn":8}']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout.trim()).testAccuracy).toBeGreaterThan(30);
   });
 
   it('names the missing data directory and exits 1', async () => {
