@@ -32,7 +32,7 @@ const EXEC_PATH_HOOK = join(CACHE, 'exec-path.mjs');
 const LOADER_ARGS = ['--library-path', LIBDIR, process.execPath];
 /** The Mesa build this was written against; change it (and re-run setup) to move on. */
 const MESA = { suite: 'trixie-backports', version: '26.1.6-1~bpo13+1' };
-const STAMP = join(CACHE, `ready-${MESA.version}-${process.version}-2`);
+const STAMP = join(CACHE, `ready-${MESA.version}-${process.version}`);
 
 /** Packages the driver's closure must not pull in (maintainer scripts, data, or the host's own business). */
 const SKIP = new Set(['debconf', 'debconf-2.0', 'libc-bin', 'base-files', 'dpkg', 'perl-base', 'tzdata', 'install-info', 'usrmerge', 'usr-is-merged']);
