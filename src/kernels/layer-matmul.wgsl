@@ -105,6 +105,17 @@ fn assignment(wid: vec3u, nwg: vec3u) -> Assignment {
   return Assignment(job, wg - job.wg_start + job.group0);
 }
 
+// A[row, kk] and B[kk, col] for the layouts whose k loop steps past job.k (split k, workgroup memory, subgroup
+// matrices): zero past k in both operands (0·0, never 0·inf from a clamped copy); rows and columns past the edge
+// a clamped copy, whose outputs are never stored.
+fn load_a_padded(job: Job, row: u32, kk: u32) -> f32 {
+  return select(0.0, load_a(job, min(row, job.m - 1u), min(kk, max(job.k, 1u) - 1u)), kk < job.k);
+}
+
+fn load_b_padded(job: Job, kk: u32, col: u32) -> f32 {
+  return select(0.0, load_b(job, min(kk, max(job.k, 1u) - 1u), min(col, job.n - 1u)), kk < job.k);
+}
+
 #if SUBGROUP_TILES
 const TB: u32 = TN / WG;  // B values each lane loads per k
 
@@ -145,9 +156,6 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let group = assigned.group;
   let m0 = (group / job.tiles_n) * TM;
   let n0 = (group % job.tiles_n) * TN;
-  let m_last = job.m - 1u;
-  let n_last = job.n - 1u;
-  let k_last = max(job.k, 1u) - 1u;
 
   var acc: array<array<f32, TN>, TM>;
   var a: array<f32, TM>;
@@ -155,9 +163,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   // The same trip count on every lane (subgroupAdd below needs them all): lanes past k add zeros.
   for (var k0 = 0u; k0 < job.k; k0 += WG) {
     let kk = k0 + lane;
-    let inside = kk < job.k;
-    for (var i = 0u; i < TM; i++) { a[i] = select(0.0, load_a(job, min(m0 + i, m_last), min(kk, k_last)), inside); }
-    for (var j = 0u; j < TN; j++) { b[j] = load_b(job, min(kk, k_last), min(n0 + j, n_last)); }
+    for (var i = 0u; i < TM; i++) { a[i] = load_a_padded(job, m0 + i, kk); }
+    for (var j = 0u; j < TN; j++) { b[j] = load_b_padded(job, kk, n0 + j); }
     for (var i = 0u; i < TM; i++) {
       for (var j = 0u; j < TN; j++) { acc[i][j] = fma(a[i], b[j], acc[i][j]); }
     }
@@ -190,25 +197,19 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let bn0 = (group % job.tiles_n) * BN;
   let ty = lane / SIDE;
   let tx = lane % SIDE;
-  let m_last = job.m - 1u;
-  let n_last = job.n - 1u;
-  let k_last = max(job.k, 1u) - 1u;
 
   var acc: array<array<f32, TN>, TM>;
   var a: array<f32, TM>;
   var b: array<f32, TN>;
   for (var k0 = 0u; k0 < job.k; k0 += BK) {
-    // Each invocation stages BM·BK/WG values of A and BK·BN/WG of B (whole numbers: SIDE divides 16); steps
-    // past k stage zeros, rows and columns past the edge a clamped copy (never stored).
+    // Each invocation stages BM·BK/WG values of A and BK·BN/WG of B (whole numbers: SIDE divides 16).
     for (var r = 0u; r < BM * BK / WG; r++) {
       let e = lane + r * WG;
-      let kk = k0 + e % BK;
-      panel_a[(e % BK) * BM + e / BK] = select(0.0, load_a(job, min(bm0 + e / BK, m_last), min(kk, k_last)), kk < job.k);
+      panel_a[(e % BK) * BM + e / BK] = load_a_padded(job, bm0 + e / BK, k0 + e % BK);
     }
     for (var r = 0u; r < BK * BN / WG; r++) {
       let e = lane + r * WG;
-      let kk = k0 + e / BN;
-      panel_b[e] = select(0.0, load_b(job, min(kk, k_last), min(bn0 + e % BN, n_last)), kk < job.k);
+      panel_b[e] = load_b_padded(job, k0 + e / BN, bn0 + e % BN);
     }
     workgroupBarrier();
     for (var kq = 0u; kq < BK; kq++) {
@@ -245,23 +246,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let group = assigned.group;
   let bm0 = (group / job.tiles_n) * BM;
   let bn0 = (group % job.tiles_n) * BN;
-  let m_last = job.m - 1u;
-  let n_last = job.n - 1u;
-  let k_last = max(job.k, 1u) - 1u;
 
   var acc: array<subgroup_matrix_result<f32, SN, SM>, TM * TN>;
   for (var t = 0u; t < TM * TN; t++) { acc[t] = subgroup_matrix_result<f32, SN, SM>(); }
   for (var k0 = 0u; k0 < job.k; k0 += BK) {
-    // Steps past k stage zeros in both panels (0·x, never 0·inf from a clamped copy); rows and columns past the
-    // edge a clamped copy, whose outputs are never stored.
-    for (var e = lane; e < BM * BK; e += WG) {
-      let kk = k0 + e % BK;
-      panel_a[e] = Operand(select(0.0, load_a(job, min(bm0 + e / BK, m_last), min(kk, k_last)), kk < job.k));
-    }
-    for (var e = lane; e < BK * BN; e += WG) {
-      let kk = k0 + e / BN;
-      panel_b[e] = Operand(select(0.0, load_b(job, min(kk, k_last), min(bn0 + e % BN, n_last)), kk < job.k));
-    }
+    for (var e = lane; e < BM * BK; e += WG) { panel_a[e] = Operand(load_a_padded(job, bm0 + e / BK, k0 + e % BK)); }
+    for (var e = lane; e < BK * BN; e += WG) { panel_b[e] = Operand(load_b_padded(job, k0 + e / BN, bn0 + e % BN)); }
     workgroupBarrier();
     for (var kq = 0u; kq < BK; kq += SK) {
       for (var j = 0u; j < TN; j++) {
