@@ -11,7 +11,7 @@
 import { init, initActivitiesWithFfwd, solveInference, type Runtime } from '../src/node.js';
 import { defaultTiles, type TileConfig, workgroupTile } from '../src/kernels/index.js';
 import { GemmRecorder, asMatrix } from '../src/pc/linalg.js';
-import { SleepEstimator } from '../src/runtime/runtime.js';
+import { DAWN_EXPERIMENTAL_OPTION, SleepEstimator } from '../src/runtime/runtime.js';
 import { adapterLabel, median, paperNetwork, perDispatchMs } from './common.js';
 
 const REPEATS = Number(process.env.WPC_BENCH_REPEATS ?? 5);
@@ -19,7 +19,7 @@ const B = 64;
 const HIDDEN = [3, 10];
 
 /** Dawn shows experimental features such as subgroup matrices only with this (it changes nothing else here). */
-const dawnOptions = ['enable-dawn-features=allow_unsafe_apis'];
+const dawnOptions = [DAWN_EXPERIMENTAL_OPTION];
 
 /** Subgroup-matrix tiles for `rt`'s adapter: f32 operands where it has them (exact), else f16. */
 function matrixCandidates(rt: Runtime, blocks: readonly (readonly [number, number])[]): TileConfig[] {

@@ -9,11 +9,12 @@ import { computePcActivityGrad, computePcParamGrads, pcEnergy } from '../src/pc/
 import { solveInference } from '../src/pc/infer.js';
 import { matmul } from '../src/pc/linalg.js';
 import { WpcArgumentError } from '../src/runtime/errors.js';
+import { DAWN_EXPERIMENTAL_OPTION } from '../src/runtime/runtime.js';
 import { Random } from '../src/util/random.js';
 import { expectClose, expectCloseScaled, flat, gpuModel, randomLayerProblem, readAll, tensorOf } from './helpers.js';
 
 // Dawn hides experimental features unless asked; this file runs in a fresh process, so it creates Dawn first.
-const dawnOptions = ['enable-dawn-features=allow_unsafe_apis'];
+const dawnOptions = [DAWN_EXPERIMENTAL_OPTION];
 const probe = await init({ dawnOptions, kernels: { fused: 'never' } });
 const { subgroupSize, subgroupMatrixConfigs, description } = probe.adapter;
 probe.dispose();

@@ -48,6 +48,9 @@ export interface SubgroupMatrixConfig {
 /** The device feature behind the `matrix` tile layout (Dawn's experimental subgroup matrices). */
 export const SUBGROUP_MATRIX_FEATURE = 'chromium-experimental-subgroup-matrix';
 
+/** The `dawnOptions` entry that makes Dawn (Node) show experimental features such as subgroup matrices. */
+export const DAWN_EXPERIMENTAL_OPTION = 'enable-dawn-features=allow_unsafe_apis';
+
 /** Counters for benchmarks and tests ("no readback per inference step" is checked with these). */
 export interface RuntimeStats {
   dispatches: number;
@@ -584,7 +587,7 @@ function checkMatrixTiles(fn: string, tiles: { wg: number; tm: number; tn: numbe
   const configs = adapter.subgroupMatrixConfigs;
   if (configs.length === 0) {
     throw new WpcArgumentError(
-      `${fn}: options.kernels.tiles.matrix needs the "${SUBGROUP_MATRIX_FEATURE}" feature with at least one configuration, which this device does not have (Dawn in Node exposes it with dawnOptions ['enable-dawn-features=allow_unsafe_apis'] where the driver has VK_KHR_cooperative_matrix or Metal simdgroup matrices; Chrome with --enable-unsafe-webgpu; initFromDevice needs adapterInfo: adapter.info)`,
+      `${fn}: options.kernels.tiles.matrix needs the "${SUBGROUP_MATRIX_FEATURE}" feature with at least one configuration, which this device does not have (Dawn in Node exposes it with dawnOptions ['${DAWN_EXPERIMENTAL_OPTION}'] where the driver has VK_KHR_cooperative_matrix or Metal simdgroup matrices; Chrome with --enable-unsafe-webgpu; initFromDevice needs adapterInfo: adapter.info)`,
     );
   }
   const config = configs.find((c) => c.componentType === matrix && c.resultComponentType === 'f32');
