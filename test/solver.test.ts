@@ -4,9 +4,10 @@ import { solveInference } from '../src/pc/infer.js';
 import { initActivitiesWithFfwd } from '../src/pc/energy.js';
 import { Workspace } from '../src/pc/workspace.js';
 import { Recorder } from '../src/runtime/recorder.js';
-import { integrate, resolveSolverOptions, constantStepSizes, writeSolverConfig, type SolverStateView } from '../src/pc/solver.js';
+import { integrate, resolveSolverOptions, constantStepEnds, constantStepSizes, writeSolverConfig, type SolverStateView } from '../src/pc/solver.js';
 import { loadActivities, loadBatch } from '../src/pc/batch.js';
 import { WpcSolverError } from '../src/runtime/errors.js';
+import { init } from '../src/node.js';
 import { Random } from '../src/util/random.js';
 import { expectClose, f32, flat, gpuModel, oneHotMat, randomMat, randomRefModel, readAll, tensorOf, useRuntime } from './helpers.js';
 import { numConstantSteps } from './reference/jpc64.js';
@@ -32,6 +33,40 @@ describe('constant step sizes', () => {
       expect(sizes.reduce((a, b) => a + b, 0)).toBeCloseTo(t1, 3);
     }
     expect(constantStepSizes(1, 0.3).map((v) => +v.toFixed(6))).toEqual([0.3, 0.2, 0.25, 0.25]);
+  });
+
+  it('the grids are kept (frozen) between solves and stay the same whatever was asked in between', () => {
+    const first = constantStepSizes(10, 0.041841).slice();
+    for (let dt = 0.01; dt < 0.2; dt += 0.01) constantStepEnds(3, dt); // more grids than the cache keeps
+    const again = constantStepSizes(10, 0.041841);
+    expect(again).toEqual(first);
+    expect(Object.isFrozen(again)).toBe(true);
+    expect(Object.isFrozen(constantStepEnds(10, 0.041841))).toBe(true);
+  });
+
+  it('long per-stage solves, with the step size changed in between, match the reference', async () => {
+    // This network is small enough for the fused single-workgroup solve, which has neither chunks nor records.
+    const perStage = await init({ kernels: { fused: 'never' } });
+    try {
+      const p = problem(5, 'tanh', 'mse');
+      const model = gpuModel(perStage, p.ref);
+      const input = tensorOf(perStage, p.x);
+      const output = tensorOf(perStage, p.y);
+      const acts = p.acts0.map((a) => tensorOf(perStage, a));
+      // 130 steps, then 65, then 130 again, far from equilibrium: each
+      // solve's stage records are rebuilt only when its grid changes, so the second and third must not run on the
+      // one before's.
+      for (const dt of [0.01, 0.02, 0.01]) {
+        const res = await solveInference(model, acts, output, { input, solver: 'euler', stepsizeController: 'constant', maxT1: 1.3, dt });
+        const ref = solveEuler(p.ref, p.acts0, p.y, p.x, { maxT1: 1.3, dt, loss: 'mse', timeDtype: 'float32' });
+        expect(res.steps.accepted).toBe(ref.steps);
+        expect(res.encodedSteps).toBe(ref.steps);
+        expectClose(await readAll(res.activities), flat(ref.activities), 1e-4, `Euler dt ${dt}`);
+      }
+      model.dispose();
+    } finally {
+      perStage.dispose();
+    }
   });
 
   const CONSTANT_CASES: [Act, Loss][] = ACTIVATIONS.map((a, i) => [a, i % 2 === 0 ? 'mse' : 'ce']);

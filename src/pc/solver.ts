@@ -277,8 +277,24 @@ export function t1ClipFloor(t1: number): number {
   return t;
 }
 
-/** Ends of the steps of diffrax's ConstantStepSize on [0, t1] with dt0, in float32. */
-export function constantStepEnds(t1: number, dt0: number): number[] {
+/** The last grids built (every solve of a training run asks for the same one, twice: state and records). */
+const gridCache = new Map<string, { ends: readonly number[]; sizes: readonly number[] }>();
+
+function constantStepGrid(t1: number, dt0: number): { ends: readonly number[]; sizes: readonly number[] } {
+  const key = `${t1}:${dt0}`;
+  let grid = gridCache.get(key);
+  if (!grid) {
+    const ends = Object.freeze(buildConstantStepEnds(t1, dt0));
+    grid = { ends, sizes: Object.freeze(ends.map((t, i) => f32(t - (i === 0 ? 0 : ends[i - 1]!)))) };
+    if (ends.length <= 1 << 16) {
+      if (gridCache.size >= 8) gridCache.delete(gridCache.keys().next().value!);
+      gridCache.set(key, grid);
+    }
+  }
+  return grid;
+}
+
+function buildConstantStepEnds(t1: number, dt0: number): number[] {
   const T1 = f32(t1);
   const dt = f32(dt0);
   const n = Math.ceil(f32(T1 / stepF32(dt, true)));
@@ -298,10 +314,14 @@ export function constantStepEnds(t1: number, dt0: number): number[] {
   return ends;
 }
 
+/** Ends of the steps of diffrax's ConstantStepSize on [0, t1] with dt0, in float32. */
+export function constantStepEnds(t1: number, dt0: number): readonly number[] {
+  return constantStepGrid(t1, dt0).ends;
+}
+
 /** Step sizes of diffrax's ConstantStepSize on [0, t1] with dt0, in float32, as the GPU takes them. */
-export function constantStepSizes(t1: number, dt0: number): number[] {
-  const ends = constantStepEnds(t1, dt0);
-  return ends.map((t, i) => f32(t - (i === 0 ? 0 : ends[i - 1]!)));
+export function constantStepSizes(t1: number, dt0: number): readonly number[] {
+  return constantStepGrid(t1, dt0).sizes;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -473,10 +493,7 @@ async function runFreeRunning(ws: Workspace, rec: Recorder, cfg: Extract<Resolve
     rec.submit();
     return finishStats(ws, before, { t: f32(cfg.maxT1), accepted: sizes.length, rejected: 0, steadyState: false, stepsEncoded: sizes.length }, cfg, 0);
   }
-  ws.writeStageRecords(
-    sizes.flatMap((dt) => freeRunningRecords(tab, dt)),
-    `free:${tab.name}:${cfg.maxT1}:${cfg.dt}`,
-  );
+  ws.writeStageRecords(`free:${tab.name}:${cfg.maxT1}:${cfg.dt}`, () => sizes.flatMap((dt) => freeRunningRecords(tab, dt)));
   writeSolverConfig(ws, cfg);
   const every = cfg.record?.everySteps ?? 0;
   sizes.forEach((_, n) => {
@@ -494,7 +511,7 @@ async function runFreeRunning(ws: Workspace, rec: Recorder, cfg: Extract<Resolve
 }
 
 function runDiscrete(ws: Workspace, rec: Recorder, cfg: Extract<ResolvedSolver, { kind: 'discrete' }>, loss: Loss, before: number): SolveStats {
-  ws.writeStageRecords(discreteRecords(cfg.optimizer, cfg.steps), `discrete:${JSON.stringify(cfg.optimizer.config)}:${cfg.steps}`);
+  ws.writeStageRecords(`discrete:${JSON.stringify(cfg.optimizer.config)}:${cfg.steps}`, () => discreteRecords(cfg.optimizer, cfg.steps));
   writeSolverConfig(ws, cfg);
   // Fresh optimiser state for every solve (JPC initialises it per batch).
   rec.clear(ws.buffer, ws.stageOffset(1) * 4, 2 * ws.nAll * 4);
@@ -649,7 +666,7 @@ async function runControlled(
     ws.writeGrid(ends);
   }
   // Records 1..s: the stages; s+1, s+2: Hairer's probes.
-  ws.writeStageRecords(controlledRecords(tab, pid?.rtol ?? 0, pid?.atol ?? 0, pid !== undefined), `controlled:${tab.name}:${pid?.rtol}:${pid?.atol}`);
+  ws.writeStageRecords(`controlled:${tab.name}:${pid?.rtol}:${pid?.atol}`, () => controlledRecords(tab, pid?.rtol ?? 0, pid?.atol ?? 0, pid !== undefined));
   const stageRecord = (i: number) => i;
   if (pid && cfg.dt === undefined) {
     // Hairer's initial step: d0 from y, d1 from f0 = f(y), then d2 from f(y + h0·f0).

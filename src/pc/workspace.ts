@@ -1283,11 +1283,12 @@ export class Workspace {
 
   /**
    * Writes a solver's stage records at indices 1..n (index 0 always holds the plain-gradient record), growing
-   * the uniform buffer if needed; skipped when `key` names the records already there.
+   * the uniform buffer if needed; skipped when `key` names the records already there (`build` is then not called:
+   * a free-running solve's records are one object per stage of every step, too many to build per solve).
    */
-  writeStageRecords(records: readonly StageRecord[], key: string): void {
+  writeStageRecords(key: string, build: () => readonly StageRecord[]): void {
     if (key === this.stageRecordsKey && this.recordsDecay === this.energy.activityDecay) return;
-    const all = [GRAD_RECORD, ...records];
+    const all = [GRAD_RECORD, ...build()];
     if (all.length > this.stageCapacity) {
       const old = this.stageBuffer;
       this.stageBuffer = this.makeStageBuffer(Math.max(all.length, 2 * this.stageCapacity));
