@@ -4,7 +4,7 @@ import { solveInference } from '../src/pc/infer.js';
 import { initActivitiesWithFfwd } from '../src/pc/energy.js';
 import { Workspace } from '../src/pc/workspace.js';
 import { Recorder } from '../src/runtime/recorder.js';
-import { integrate, resolveSolverOptions, constantStepEnds, constantStepSizes, writeSolverConfig, type SolverStateView } from '../src/pc/solver.js';
+import { integrate, resolveSolverOptions, constantStepEnds, constantStepSizes, submitAfterStep, writeSolverConfig, type SolverStateView } from '../src/pc/solver.js';
 import { loadActivities, loadBatch } from '../src/pc/batch.js';
 import { WpcSolverError } from '../src/runtime/errors.js';
 import { init } from '../src/node.js';
@@ -44,7 +44,12 @@ describe('constant step sizes', () => {
     expect(Object.isFrozen(constantStepEnds(10, 0.041841))).toBe(true);
   });
 
-  it('long per-stage solves, with the step size changed in between, match the reference', async () => {
+  it('submits the first steps early, then in chunks that double up to 64 steps', () => {
+    const submitsAfter = Array.from({ length: 400 }, (_, n) => n).filter(submitAfterStep).map((n) => n + 1);
+    expect(submitsAfter).toEqual([4, 12, 28, 60, 124, 188, 252, 316, 380]);
+  });
+
+  it('long per-stage solves across the submit chunks, with the step size changed in between, match the reference', async () => {
     // This network is small enough for the fused single-workgroup solve, which has neither chunks nor records.
     const perStage = await init({ kernels: { fused: 'never' } });
     try {
@@ -53,14 +58,16 @@ describe('constant step sizes', () => {
       const input = tensorOf(perStage, p.x);
       const output = tensorOf(perStage, p.y);
       const acts = p.acts0.map((a) => tensorOf(perStage, a));
-      // 130 steps, then 65, then 130 again, far from equilibrium: each
+      // 130 steps (submits after 4, 12, 28, 60 and 124), then 65, then 130 again, far from equilibrium: each
       // solve's stage records are rebuilt only when its grid changes, so the second and third must not run on the
       // one before's.
       for (const dt of [0.01, 0.02, 0.01]) {
+        const submits = perStage.stats.submits;
         const res = await solveInference(model, acts, output, { input, solver: 'euler', stepsizeController: 'constant', maxT1: 1.3, dt });
         const ref = solveEuler(p.ref, p.acts0, p.y, p.x, { maxT1: 1.3, dt, loss: 'mse', timeDtype: 'float32' });
         expect(res.steps.accepted).toBe(ref.steps);
         expect(res.encodedSteps).toBe(ref.steps);
+        expect(perStage.stats.submits - submits, 'the ramp submits, and a few around the solve').toBeGreaterThanOrEqual(dt === 0.01 ? 5 : 4);
         expectClose(await readAll(res.activities), flat(ref.activities), 1e-4, `Euler dt ${dt}`);
       }
       model.dispose();

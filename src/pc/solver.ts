@@ -394,6 +394,21 @@ export interface SolveStats {
 const FREE_RUNNING_CHUNK = 64;
 
 /**
+ * Whether to submit after step n (0-based) of a solve whose whole grid is known: after steps 4, 12, 28, 60 (each
+ * chunk twice the last), then every FREE_RUNNING_CHUNK. Encoding costs the host a few µs per dispatch, as much
+ * as a fast GPU takes to run one, so the GPU starts on the first steps while the host encodes the rest instead
+ * of waiting for all of them.
+ */
+export function submitAfterStep(n: number): boolean {
+  const done = n + 1;
+  const lastRamp = RAMP_SUBMITS[RAMP_SUBMITS.length - 1]!;
+  return done <= lastRamp ? RAMP_SUBMITS.includes(done) : (done - lastRamp) % FREE_RUNNING_CHUNK === 0;
+}
+
+/** Steps done at the ramp's submits (chunks of 4, 8, 16, 32). */
+const RAMP_SUBMITS: readonly number[] = [4, 12, 28, 60];
+
+/**
  * Integrates from the activities in the workspace's y (with φ(y), pred1, x and the target in place; work to
  * produce them may still be recorded in `rec`). Leaves the solution in y and φ(y). `observe` sees the solver
  * state at every poll (tests use it to follow accept/reject decisions).
@@ -502,7 +517,7 @@ async function runFreeRunning(ws: Workspace, rec: Recorder, cfg: Extract<Resolve
       if (i === 1 && every > 0 && n % every === 0) recordingWhen(rec, ws, loss, cfg, RecordWhen.ALWAYS);
       ws.recordActivityGrad(rec, pointOf(i), false, 1 + n * perStep + (i - 1));
     }
-    if ((n + 1) % FREE_RUNNING_CHUNK === 0) rec.submit();
+    if (submitAfterStep(n)) rec.submit();
   });
   if (every > 0) recordFinal(ws, rec, cfg, loss, RecordWhen.ALWAYS);
   rec.submit();
@@ -520,7 +535,7 @@ function runDiscrete(ws: Workspace, rec: Recorder, cfg: Extract<ResolvedSolver, 
     ws.recordErrors(rec, 'y', loss, false);
     if (recording) recordingWhen(rec, ws, loss, cfg, RecordWhen.ALWAYS);
     ws.recordActivityGrad(rec, 'y', false, 1 + n);
-    if ((n + 1) % FREE_RUNNING_CHUNK === 0) rec.submit();
+    if (submitAfterStep(n)) rec.submit();
   }
   if (recording) recordFinal(ws, rec, cfg, loss, RecordWhen.ALWAYS);
   rec.submit();
