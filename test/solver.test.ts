@@ -211,6 +211,35 @@ describe('Heun with the PID controller', () => {
     expect(results[2]).toEqual(results[0]);
     model.dispose();
   });
+
+  it("submits the first chunk's first steps early (after steps 4 and 12 of 16) and later chunks whole", async () => {
+    const p = problem(9, 'tanh', 'mse');
+    const model = gpuModel(rt(), p.ref); // a fresh workspace: the first chunk is pollEvery steps
+    const input = tensorOf(rt(), p.x);
+    const acts = await initActivitiesWithFfwd(model, input);
+    const events: string[] = [];
+    const submit = Recorder.prototype.submit;
+    const readLater = rt().readLater;
+    Recorder.prototype.submit = function (this: Recorder) {
+      events.push('submit');
+      submit.call(this);
+    };
+    rt().readLater = function (this: ReturnType<typeof rt>, ...args: Parameters<typeof readLater>) {
+      events.push('poll');
+      return readLater.apply(this, args);
+    };
+    try {
+      const res = await solveInference(model, acts, tensorOf(rt(), p.y), { input, dt: 0.01, pollEvery: 16 });
+      expect(res.encodedSteps).toBeGreaterThan(16);
+    } finally {
+      Recorder.prototype.submit = submit;
+      rt().readLater = readLater;
+    }
+    const chunks = events.join(' ').split('poll').map((c) => c.trim().split(' ').filter(Boolean).length);
+    expect(chunks[0], 'submits up to the first poll').toBe(3);
+    expect(chunks.slice(1, -1).every((n) => n === 1), `later chunks: ${events.join(' ')}`).toBe(true);
+    model.dispose();
+  });
 });
 
 describe('non-finite states', () => {

@@ -397,7 +397,7 @@ const FREE_RUNNING_CHUNK = 64;
  * Whether to submit after step n (0-based) of a solve whose whole grid is known: after steps 4, 12, 28, 60 (each
  * chunk twice the last), then every FREE_RUNNING_CHUNK. Encoding costs the host a few µs per dispatch, as much
  * as a fast GPU takes to run one, so the GPU starts on the first steps while the host encodes the rest instead
- * of waiting for all of them.
+ * of waiting for all of them. Adaptive solves use the same points inside their first chunk.
  */
 export function submitAfterStep(n: number): boolean {
   const done = n + 1;
@@ -720,6 +720,9 @@ async function runControlled(
       ws.recordSolver(rec, 'step_control');
       ws.recordElementwise(rec, 'accept');
       if (tab.fsal && recording) recordingWhen(rec, ws, loss, cfg, RecordWhen.ACCEPTED);
+      // The first chunk's first steps go to the GPU while the host encodes the rest (later chunks are queued while
+      // the GPU is busy with the one before).
+      if (encoded === 0 && n + 1 < count && submitAfterStep(n)) rec.submit();
     }
     rec.submit();
     encoded += count;
