@@ -1,7 +1,7 @@
 /** Helpers every benchmark shares. */
 import { init, makeMlp, type InitOptions, type Model, type Runtime, type Tensor } from '../src/node.js';
 import { Recorder } from '../src/runtime/recorder.js';
-import { DAWN_EXPERIMENTAL_OPTION, type SleepEstimator } from '../src/runtime/runtime.js';
+import { initOptionsWithTiles, type SleepEstimator } from '../src/runtime/runtime.js';
 
 /** The middle value (upper middle for an even count). */
 export const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -30,9 +30,7 @@ export async function benchInit(options: InitOptions = {}): Promise<Runtime> {
   } catch {
     throw new Error(`WPC_BENCH_TILES must be JSON such as {"wg":64,"tm":4,"tn":4}, got ${text}`);
   }
-  // Subgroup-matrix tiles need Dawn's experimental features shown (bench/tiles.ts creates Dawn the same way).
-  const dawnOptions = (tiles as { matrix?: unknown }).matrix === undefined ? options.dawnOptions : [...(options.dawnOptions ?? []), DAWN_EXPERIMENTAL_OPTION];
-  return init({ ...options, ...(dawnOptions ? { dawnOptions } : {}), kernels: { ...options.kernels, tiles: tiles as NonNullable<NonNullable<InitOptions['kernels']>['tiles']> } });
+  return init(initOptionsWithTiles(options, tiles as NonNullable<NonNullable<InitOptions['kernels']>['tiles']>));
 }
 
 /**

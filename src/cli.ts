@@ -13,7 +13,7 @@ import { batches, epochBatchCount, type Dataset } from './data/dataset.js';
 import { ACTIVATIONS, type Activation } from './kernels/index.js';
 import { init, type InitOptions } from './node.js';
 import { WpcArgumentError, WpcDivergenceError, WpcGpuError } from './runtime/errors.js';
-import { DAWN_EXPERIMENTAL_OPTION, SleepEstimator, type Runtime } from './runtime/runtime.js';
+import { initOptionsWithTiles, SleepEstimator, type Runtime } from './runtime/runtime.js';
 import type { Tensor } from './runtime/tensor.js';
 import { makeMlp, type Model } from './pc/model.js';
 import { type OptState, adam, sgd } from './pc/optim.js';
@@ -330,7 +330,7 @@ function parseTiles(raw: string | undefined): KernelTiles | undefined {
 async function trainRuntime(tiles: KernelTiles | undefined): Promise<Runtime> {
   if (tiles === undefined) return init();
   try {
-    return await init({ kernels: { tiles }, ...(tiles.matrix === undefined ? {} : { dawnOptions: [DAWN_EXPERIMENTAL_OPTION] }) });
+    return await init(initOptionsWithTiles({}, tiles));
   } catch (e) {
     if (e instanceof WpcArgumentError) throw new UsageError(`--tiles: ${e.message.replace(/^init: /, '')}`);
     throw e;

@@ -119,6 +119,15 @@ export interface InitOptions {
   softwareVectorBits?: SoftwareVectorBits;
 }
 
+/**
+ * `options` with the register tiles `tiles`, and with Dawn's experimental features shown when they ask for subgroup
+ * matrices (`matrix`): what `wpc train --tiles` and the benchmarks' `WPC_BENCH_TILES` hand to `init`.
+ */
+export function initOptionsWithTiles(options: InitOptions, tiles: NonNullable<KernelTuning['tiles']>): InitOptions {
+  const dawnOptions = tiles.matrix === undefined ? options.dawnOptions : [...(options.dawnOptions ?? []), DAWN_EXPERIMENTAL_OPTION];
+  return { ...options, ...(dawnOptions ? { dawnOptions } : {}), kernels: { ...options.kernels, tiles } };
+}
+
 export interface InitFromDeviceOptions {
   device: GPUDevice;
   /** Advanced kernel choices; see `KernelTuning`. */
