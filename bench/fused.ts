@@ -28,7 +28,7 @@ for (const rt of [fused, perStage]) {
 }
 const rows: Record<string, unknown>[] = [];
 for (const solver of ['euler', 'tsit5'] as const) {
-  for (const [B, W] of [[1, 8], [1, 32], [1, 64], [1, 128], [1, 256], [2, 128], [4, 64], [8, 8], [8, 32], [8, 64], [16, 32], [32, 16], [64, 8], [64, 32]] as const) {
+  for (const [B, W] of [[1, 8], [1, 32], [1, 64], [1, 96], [1, 128], [1, 256], [2, 128], [4, 64], [8, 8], [8, 32], [8, 64], [16, 32], [32, 16], [64, 8], [64, 32]] as const) {
     const time: Record<string, number> = {};
     for (const [name, rt] of [['fused', fused], ['perStage', perStage]] as const) {
       const model = makeMlp(rt, { seed: 1, inputDim: 20, width: W, depth: 4, outputDim: 10, actFn: 'tanh' });

@@ -3,16 +3,16 @@
 // adapter's default configuration — on lavapipe the subgroup layout: with 8 lanes 8×64 for the layer kernels and
 // 8×32 for lone products, with 16 lanes 4×64 — is what every other test file runs).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ACTIVATIONS, activityGrads, jpcRecordLayersOrder, layerEnergies, paramGrads, solveHeunPid } from './reference/jpc64.js';
+import { ACTIVATIONS, activityGrads, ffwd, jpcRecordLayersOrder, layerEnergies, paramGrads, solveHeunPid } from './reference/jpc64.js';
 import { init, type Runtime } from '../src/node.js';
 import { computePcActivityGrad, computePcParamGrads, pcEnergy } from '../src/pc/energy.js';
 import { solveInference } from '../src/pc/infer.js';
 import { WpcArgumentError } from '../src/runtime/errors.js';
 import { Random } from '../src/util/random.js';
 import { matmul } from '../src/pc/linalg.js';
-import { GradFlag, JOB_WORDS, defaultTiles } from '../src/kernels/index.js';
+import { GradFlag, JOB_WORDS, defaultTiles, rowGroupVariants } from '../src/kernels/index.js';
 import { epilogue4Ready, packJobs, scheduleWorkgroups, tilesOf, vec4Shaped } from '../src/pc/layer-jobs.js';
-import { expectClose, flat, gpuModel, randomLayerProblem, readAll, tensorOf } from './helpers.js';
+import { expectClose, flat, gpuModel, randomLayerProblem, randomMat, randomRefModel, readAll, tensorOf } from './helpers.js';
 
 const probe = await init();
 const subgroupSize = probe.adapter.subgroupSize;
@@ -127,7 +127,61 @@ describe('lone products narrower than a tile (default tiles: skipped column grou
   });
 });
 
+describe('batches shorter than a tile (default tiles: skipped row groups)', () => {
+  // With subgroup tiles a workgroup covers TM groups of one row per lane; a tile at the job's last rows runs the
+  // inner-product variant for the smallest power of two of groups that covers them. These batch sizes sit at
+  // each boundary: one row, one group, one row past it, and past two, three and all TM groups.
+  const lanes = subgroupSize ?? 8;
+  const rowCounts = [1, lanes, lanes + 1, 2 * lanes + 1, 3 * lanes + 1, 4 * lanes + 1, 8 * lanes + 1];
+
+  it('lone products match a float64 product', async () => {
+    const rt = await init();
+    try {
+      const rng = new Random(41);
+      // float32 sums of 37 products of unit normals: ~1e-5 of rounding.
+      for (const m of rowCounts) {
+        for (const [ta, tb] of [[false, false], [true, true]] as const) await expectMatmul(rt, rng, [m, 37, 70], ta, tb, 1e-4);
+      }
+    } finally {
+      rt.dispose();
+    }
+  });
+
+  it('energies and gradients of the layer kernels match the reference', async () => {
+    const rt = await init();
+    try {
+      const rng = new Random(43);
+      for (const B of rowCounts) {
+        const ref = randomRefModel(950 + B, [12, 20, 20, 6], 'tanh', true);
+        const x = randomMat(rng, B, 12);
+        const y = randomMat(rng, B, 6);
+        const acts = ffwd(ref, x).map((m) => ({ ...m, data: Float64Array.from(m.data, (v) => Math.fround(v + 0.3 * rng.normal())) }));
+        const model = gpuModel(rt, ref);
+        const [input, output] = [tensorOf(rt, x), tensorOf(rt, y)];
+        const activities = acts.map((a) => tensorOf(rt, a));
+        const what = `batch ${B}`;
+        expectClose(
+          await (await pcEnergy(model, activities, output, { input, recordLayers: true })).toArray(),
+          jpcRecordLayersOrder(layerEnergies(ref, acts, y, x, 'mse')),
+          1e-4,
+          `${what}: energies`,
+        );
+        expectClose(await readAll((await computePcActivityGrad(model, activities, output, { input })).grads), flat(activityGrads(ref, acts, y, x, 'mse')), 1e-4, `${what}: activity gradients`);
+        const pg = await computePcParamGrads(model, activities, output, { input });
+        expectClose(await readAll(pg.weights), flat(paramGrads(ref, acts, y, x, 'mse').weights), 1e-4, `${what}: weight gradients`);
+        model.dispose();
+      }
+    } finally {
+      rt.dispose();
+    }
+  });
+});
+
 describe('default tiles', () => {
+  it('compile the subgroup inner product for each power of two of row groups below TM, and TM', () => {
+    expect([1, 2, 3, 4, 8].map(rowGroupVariants)).toEqual([[1], [1, 2], [1, 2, 3], [1, 2, 4], [1, 2, 4, 8]]);
+  });
+
   it('run with the lane count this test project asked lavapipe for (8 or 16: both are tested, see vitest.config.ts)', () => {
     const width = Number(process.env.LP_NATIVE_VECTOR_WIDTH ?? 256);
     if (lavapipe) expect(subgroupSize).toBe(width / 32);

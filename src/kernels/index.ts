@@ -144,23 +144,51 @@ export function workgroupSharesTile(tiles: TileConfig): boolean {
 }
 
 /**
- * The inner product of the subgroup layout, unrolled (subgroupBroadcast takes a constant lane): for each B
- * value a lane loaded and each lane l, broadcast lane l's value and update the accumulators of that column.
+ * Row groups (of WG rows) the subgroup layout's inner product is compiled for: powers of two below TM, and TM.
+ * A tile at the job's last rows (a batch smaller than TM·WG, or a ragged last tile) runs the smallest variant
+ * that covers its rows, so a batch of 1 costs a lane one row's loads and multiply-adds instead of TM.
  */
-function broadcastFmas(tiles: TileConfig): string {
-  const lines: string[] = [];
+export function rowGroupVariants(tm: number): number[] {
+  const variants: number[] = [];
+  for (let g = 1; g < tm; g *= 2) variants.push(g);
+  return [...variants, tm];
+}
+
+/**
+ * The k loop of the subgroup layout for the first `rowGroups` of each lane's TM rows, its inner product unrolled
+ * (subgroupBroadcast takes a constant lane): per k, each lane loads its rows' A values and its TN/WG values of B;
+ * then for each B value and each lane l, lane l's value is broadcast and the accumulators of that column updated.
+ */
+function subgroupKLoop(tiles: TileConfig, rowGroups: number): string {
+  const lines = [
+    'for (var kk = 0u; kk < job.k; kk++) {',
+    `  for (var i = 0u; i < ${rowGroups}u; i++) { a[i] = load_a(job, min(m0 + i * WG, m_last), kk); }`,
+    '  for (var j = 0u; j < TB; j++) { if (j * WG < cols) { b[j] = load_b(job, kk, min(n0 + j * WG + lane, n_last)); } }',
+  ];
   for (let j = 0; j < tiles.tn / tiles.wg; j++) {
     // Column groups past the job's last column are skipped (a uniform branch): a ragged last tile, or a layer
     // narrower than the tile (the 10-wide output layer), costs only the groups it uses.
-    lines.push(`if (${j * tiles.wg}u < cols) {`);
+    lines.push(`  if (${j * tiles.wg}u < cols) {`);
     for (let l = 0; l < tiles.wg; l++) {
       const col = j * tiles.wg + l;
-      const fmas = Array.from({ length: tiles.tm }, (_, i) => `acc[${i}][${col}] = fma(a[${i}], v, acc[${i}][${col}]);`);
-      lines.push(`  { let v = subgroupBroadcast(b[${j}], ${l}u); ${fmas.join(' ')} }`);
+      const fmas = Array.from({ length: rowGroups }, (_, i) => `acc[${i}][${col}] = fma(a[${i}], v, acc[${i}][${col}]);`);
+      lines.push(`    { let v = subgroupBroadcast(b[${j}], ${l}u); ${fmas.join(' ')} }`);
     }
-    lines.push('}');
+    lines.push('  }');
   }
-  return lines.join('\n    ');
+  lines.push('}');
+  return lines.join('\n  ');
+}
+
+/**
+ * One k loop per row-group variant, chosen once per tile by its (uniform) row-group count: a tile at the job's
+ * last rows (a batch smaller than TM·WG, a ragged last tile) loads and multiplies only the rows it has.
+ */
+function subgroupKLoops(tiles: TileConfig): string {
+  const variants = rowGroupVariants(tiles.tm);
+  const partial = variants.slice(0, -1).map((g) => `if (row_groups <= ${g}u) {\n  ${subgroupKLoop(tiles, g)}\n  }`);
+  const full = subgroupKLoop(tiles, tiles.tm);
+  return partial.length === 0 ? full : `${partial.join(' else ')} else {\n  ${full}\n  }`;
 }
 
 const SUBGROUPS_PART = part('enable-subgroups.wgsl', 'enable subgroups;');
@@ -207,7 +235,7 @@ function matmulSpec(
       WG: tiles.wg,
       TM: tiles.tm,
       TN: tiles.tn,
-      ...(tiles.subgroup ? { BROADCAST_FMAS: broadcastFmas(tiles) } : {}),
+      ...(tiles.subgroup ? { SUBGROUP_K_LOOPS: subgroupKLoops(tiles) } : {}),
       ...(tiles.shared ? { SIDE: sharedSide(tiles) } : {}),
       ...(tiles.matrix
         ? { OPERAND: tiles.matrix, SM: matrixShapeOf(tiles).m, SN: matrixShapeOf(tiles).n, SK: matrixShapeOf(tiles).k, BK: matrixPanelK(tiles) }

@@ -10,8 +10,8 @@
 //     m0 + l, m0 + WG + l, … and all TN columns. Each lane loads TM values of A and TN/WG of B per k, and the
 //     B values reach the other lanes by subgroupBroadcast. On lavapipe every non-uniform load is a per-lane
 //     scalar loop (~10 instructions a lane), so this cuts the loads per FMA by WG and doubled throughput
-//     (measured: 64×300×300 17 → 34 GFLOP/s). The BROADCAST_FMAS block is generated (subgroupBroadcast needs a
-//     constant lane), see kernels/index.ts.
+//     (measured: 64×300×300 17 → 34 GFLOP/s). The k loops are generated (subgroupBroadcast needs a constant
+//     lane), see kernels/index.ts.
 //   SPLIT_K: the workgroup is one subgroup of WG lanes and owns a TM×TN block; lane l takes k = l, l + WG, …
 //     and the partial products meet in subgroupAdd, after which lane 0 runs the epilogue. For GPUs running the
 //     small products of PC layers (batch 64, k = 300): WG times more workgroups than the blocked layout and a k
@@ -127,22 +127,27 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let job = assigned.job;
   // Every lane of a workgroup stays active (subgroupBroadcast needs them all): tiles are whole workgroups.
   let group = assigned.group;
-  let m0 = (group / job.tiles_n) * TM * WG + lane;
+  let tile_m0 = (group / job.tiles_n) * TM * WG;
+  let m0 = tile_m0 + lane;
   let n0 = (group % job.tiles_n) * TN;
   let m_last = job.m - 1u;
   let n_last = job.n - 1u;
   let cols = job.n - n0;  // columns of this tile inside the job (uniform): groups of WG past it are skipped
+  // Row groups (WG rows each, one row per lane) of this tile inside the job (uniform): a tile at the job's last
+  // rows loads A and multiplies for these only (a k loop per power of two of row groups below TM, and TM).
+  let row_groups = min(TM, (job.m - tile_m0 + WG - 1u) / WG);
 
   var acc: array<array<f32, TN>, TM>;
   var a: array<f32, TM>;
   var b: array<f32, TB>;
-  for (var kk = 0u; kk < job.k; kk++) {
-    for (var i = 0u; i < TM; i++) { a[i] = load_a(job, min(m0 + i * WG, m_last), kk); }
-    for (var j = 0u; j < TB; j++) {
-      if (j * WG < cols) { b[j] = load_b(job, kk, min(n0 + j * WG + lane, n_last)); }
-    }
-    {{BROADCAST_FMAS}}
-  }
+  // The k loop, once per row-group variant G (kernels/index.ts, subgroupKLoops), each of the form
+  //   for (var kk = 0u; kk < job.k; kk++) {
+  //     for (var i = 0u; i < G; i++) { a[i] = load_a(job, min(m0 + i * WG, m_last), kk); }
+  //     for (var j = 0u; j < TB; j++) { if (j * WG < cols) { b[j] = load_b(job, kk, min(n0 + j * WG + lane, n_last)); } }
+  //     <for each column: broadcast its B value, fma into the accumulators of the first G row groups>
+  //   }
+  // chosen once per tile: a branch inside the loop measured 15-20% slower for whole tiles on lavapipe.
+  {{SUBGROUP_K_LOOPS}}
 
   finish_tile(job, group * WG + lane, tile_epilogue(job, m0, WG, n0, &acc));
 }

@@ -482,12 +482,14 @@ function fusedWork(ws: Workspace): number {
 export const FUSED_MAX_WORK = 20_000;
 
 /**
- * The same for a batch of one on a CPU adapter. The per-stage kernels' tiles cover 64 rows, so one row wastes
- * 63/64 of their work, while the fused solve's cost grows with the batch: on lavapipe it won at batch 1 for
- * every size measured (1.2–2× up to 267,264 multiply-adds), and lost at batch 2 from 136,192 and at batch 4 from
- * 70,656. A GPU runs the per-stage kernels on many cores and the fused one on one, so it keeps FUSED_MAX_WORK.
+ * The same for a batch of one on a CPU adapter, where the per-stage kernels' subgroup tiles compute one row
+ * group (one row per lane) for a single row, while the fused solve's cost grows with the batch. On lavapipe
+ * (tenth session, two runs) the fused solve won at batch 1 up to 38,784 multiply-adds (Euler 1.2–1.3×, Tsit5
+ * 1.3–1.6×); at 68,096 Euler lost (0.91× in both runs) and Tsit5 was mixed (0.94 / 1.48×), and from 105,600 both
+ * mostly lost. Before the tiles skipped unused row groups (they computed 64 rows for one) the fused solve won up
+ * to 267,264. A GPU runs the per-stage kernels on many cores and the fused one on one, so it keeps FUSED_MAX_WORK.
  */
-export const FUSED_MAX_WORK_ONE_ROW = 300_000;
+export const FUSED_MAX_WORK_ONE_ROW = 50_000;
 
 /** Whether `kernels.fused: 'auto'` runs a fixed-step solve fused, for a stage of `work` multiply-adds. */
 export function fusedSolvePays(work: number, batch: number, softwareAdapter: boolean): boolean {
