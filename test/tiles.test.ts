@@ -129,8 +129,9 @@ describe('lone products narrower than a tile (default tiles: skipped column grou
 
 describe('batches shorter than a tile (default tiles: skipped row groups)', () => {
   // With subgroup tiles a workgroup covers TM groups of one row per lane; a tile at the job's last rows runs the
-  // inner-product variant for the smallest power of two of groups that covers them. These batch sizes sit at
-  // each boundary: one row, one group, one row past it, and past two, three and all TM groups.
+  // k loop compiled for the smallest power of two of groups that covers them. These batch sizes sit at each
+  // boundary: one row, one group, one row past it, past two and three groups, and past four and eight (a whole
+  // tile's TM groups at 16 and at 8 lanes: then a second tile of one row).
   const lanes = subgroupSize ?? 8;
   const rowCounts = [1, lanes, lanes + 1, 2 * lanes + 1, 3 * lanes + 1, 4 * lanes + 1, 8 * lanes + 1];
 
