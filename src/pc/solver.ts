@@ -484,9 +484,9 @@ export const FUSED_MAX_WORK = 20_000;
 /**
  * The same for a batch of one on a CPU adapter, where the per-stage kernels' subgroup tiles compute one row
  * group (one row per lane) for a single row, while the fused solve's cost grows with the batch. On lavapipe
- * (tenth session, four runs) the fused solve won at batch 1 up to 38,784 multiply-adds (Euler 1.2–1.4×, Tsit5
- * 1.3–1.6×); at 68,096 Euler was even (0.90, 0.91, 0.91, 1.28×) and Tsit5 ahead (0.94, 0.99, 1.48, 1.49×); from
- * 105,600 Euler lost (0.68–0.73×, two runs) and at 267,264 both did (0.52–0.82×). The per-stage times at batch 1 vary more between
+ * (tenth session, five runs) the fused solve won at batch 1 up to 38,784 multiply-adds (Euler 1.2–1.4×, Tsit5
+ * 1.3–1.6×); at 68,096 it was about even (Euler 0.90–0.91× in four runs and 1.28× in one, Tsit5 0.94–1.49×);
+ * from 105,600 Euler lost (0.68–0.73×, two runs) and at 267,264 both did (0.52–0.82×). The per-stage times at batch 1 vary more between
  * runs (a dispatch's fixed cost dominates them), which favours the fused solve where they are close. Before the
  * tiles skipped unused row groups (computing 64 rows for one) the fused solve won up to 267,264. A GPU runs the
  * per-stage kernels on many cores and the fused one on one, so it keeps FUSED_MAX_WORK.
