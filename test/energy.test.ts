@@ -14,7 +14,7 @@ import { mlpFromWeights } from '../src/pc/model.js';
 import { sgd } from '../src/pc/optim.js';
 import { makePcStep } from '../src/pc/train.js';
 import { Random } from '../src/util/random.js';
-import { expectClose, flat, gpuModel, oneHotMat, randomMat, randomRefModel, readAll, tensorOf, useRuntime } from './helpers.js';
+import { expectClose, flat, gpuModel, oneHotMat, perturbedActivities, randomMat, randomRefModel, readAll, tensorOf, useRuntime } from './helpers.js';
 
 const rt = useRuntime();
 
@@ -92,7 +92,7 @@ describe('random shapes (seeded), including B = 1 and width-1 layers', () => {
       const ref = randomRefModel(500 + trial, dims, act, rng.nextInt(2) === 1);
       const x = randomMat(rng, B, dims[0]!);
       const y = loss === 'ce' ? oneHotMat(rng, B, dims.at(-1)!) : randomMat(rng, B, dims.at(-1)!);
-      const acts = ffwd(ref, x).map((m) => ({ ...m, data: Float64Array.from(m.data, (v) => Math.fround(v + 0.3 * rng.normal())) }));
+      const acts = perturbedActivities(rng, ref, x);
       const model = gpuModel(rt(), ref);
       const activities = acts.map((a) => tensorOf(rt(), a));
       const input = tensorOf(rt(), x);

@@ -79,6 +79,11 @@ export function oneHotMat(rng: Random, rows: number, cols: number): Mat {
  * `aligned` every width and the batch ≡ 0 mod 4 (the vec4 epilogue path); cross-entropy on even trials when the
  * output has more than one unit; biases except on every third trial; activities a noisy feedforward pass.
  */
+/** The feedforward activities of `ref` on `x`, each moved by 0.3·N(0, 1) and rounded to float32: a point away from the energy's minimum. */
+export function perturbedActivities(rng: Random, ref: RefModel, x: Mat): Mat[] {
+  return ffwd(ref, x).map((m) => ({ ...m, data: Float64Array.from(m.data, (v) => Math.fround(v + 0.3 * rng.normal())) }));
+}
+
 export function randomLayerProblem(rng: Random, trial: number, modelSeed: number, act: Act, aligned: boolean) {
   const dims = Array.from({ length: 3 + rng.nextInt(3) }, () => (aligned ? 4 * (1 + rng.nextInt(12)) : 1 + rng.nextInt(45)));
   const B = aligned ? 4 * (1 + rng.nextInt(20)) : 1 + rng.nextInt(90);
@@ -86,7 +91,7 @@ export function randomLayerProblem(rng: Random, trial: number, modelSeed: number
   const ref = randomRefModel(modelSeed, dims, act, trial % 3 !== 0);
   const x = randomMat(rng, B, dims[0]!);
   const y = loss === 'ce' ? oneHotMat(rng, B, dims.at(-1)!) : randomMat(rng, B, dims.at(-1)!);
-  const acts = ffwd(ref, x).map((m) => ({ ...m, data: Float64Array.from(m.data, (v) => Math.fround(v + 0.3 * rng.normal())) }));
+  const acts = perturbedActivities(rng, ref, x);
   return { dims, B, loss, ref, x, y, acts, what: `dims ${dims.join('-')}, B ${B}, ${act}, ${loss}` };
 }
 

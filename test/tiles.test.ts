@@ -3,7 +3,7 @@
 // adapter's default configuration — on lavapipe the subgroup layout: with 8 lanes 8×64 for the layer kernels and
 // 8×32 for lone products, with 16 lanes 4×64 — is what every other test file runs).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ACTIVATIONS, activityGrads, ffwd, jpcRecordLayersOrder, layerEnergies, paramGrads, solveHeunPid } from './reference/jpc64.js';
+import { ACTIVATIONS, type Mat, type RefModel, activityGrads, jpcRecordLayersOrder, layerEnergies, paramGrads, solveHeunPid } from './reference/jpc64.js';
 import { init, type Runtime } from '../src/node.js';
 import { computePcActivityGrad, computePcParamGrads, pcEnergy } from '../src/pc/energy.js';
 import { solveInference } from '../src/pc/infer.js';
@@ -12,7 +12,7 @@ import { Random } from '../src/util/random.js';
 import { matmul } from '../src/pc/linalg.js';
 import { GradFlag, JOB_WORDS, defaultTiles, rowGroupVariants } from '../src/kernels/index.js';
 import { epilogue4Ready, packJobs, scheduleWorkgroups, tilesOf, vec4Shaped } from '../src/pc/layer-jobs.js';
-import { expectClose, flat, gpuModel, randomLayerProblem, randomMat, randomRefModel, readAll, tensorOf } from './helpers.js';
+import { expectClose, flat, gpuModel, perturbedActivities, randomLayerProblem, randomMat, randomRefModel, readAll, tensorOf } from './helpers.js';
 
 const probe = await init();
 const subgroupSize = probe.adapter.subgroupSize;
@@ -62,6 +62,27 @@ async function expectMatmul(rt: Runtime, rng: Random, [m, k, n]: readonly [numbe
   for (const t of [ga, gb, c]) t.dispose();
 }
 
+/**
+ * Uploads a reference problem and checks WPC's energies, activity gradients and weight gradients against the
+ * float64 ones; returns the GPU model (the caller disposes it) and tensors for further checks.
+ */
+async function expectLayerKernels(rt: Runtime, p: { ref: RefModel; x: Mat; y: Mat; acts: Mat[]; loss: 'mse' | 'ce'; what: string }) {
+  const { ref, x, y, acts, loss, what } = p;
+  const model = gpuModel(rt, ref);
+  const [input, output] = [tensorOf(rt, x), tensorOf(rt, y)];
+  const activities = acts.map((a) => tensorOf(rt, a));
+  expectClose(
+    await (await pcEnergy(model, activities, output, { input, loss, recordLayers: true })).toArray(),
+    jpcRecordLayersOrder(layerEnergies(ref, acts, y, x, loss)),
+    1e-4,
+    `${what}: energies`,
+  );
+  expectClose(await readAll((await computePcActivityGrad(model, activities, output, { input, loss })).grads), flat(activityGrads(ref, acts, y, x, loss)), 1e-4, `${what}: activity gradients`);
+  const pg = await computePcParamGrads(model, activities, output, { input, loss });
+  expectClose(await readAll(pg.weights), flat(paramGrads(ref, acts, y, x, loss).weights), 1e-4, `${what}: weight gradients`);
+  return { model, input, output, activities };
+}
+
 for (const tiles of TILES) {
   describe(`tiles wg ${tiles.wg}, ${tiles.tm}×${tiles.tn}${tiles.subgroup ? ', subgroup' : ''}${tiles.splitK ? ', split k' : ''}${tiles.shared ? ', shared' : ''}`, () => {
     let rt: Runtime;
@@ -84,19 +105,9 @@ for (const tiles of TILES) {
       for (let trial = 0; trial < 8; trial++) {
         // The last two trials have every width and the batch ≡ 0 mod 4: the layer kernels' vec4 epilogue path.
         const aligned = trial >= 6;
-        const { loss, ref, x, y, acts, what } = randomLayerProblem(rng, trial, 900 + trial, ACTIVATIONS[(trial * 3 + tiles.wg) % ACTIVATIONS.length]!, aligned);
-        const model = gpuModel(rt, ref);
-        const [input, output] = [tensorOf(rt, x), tensorOf(rt, y)];
-        const activities = acts.map((a) => tensorOf(rt, a));
-        expectClose(
-          await (await pcEnergy(model, activities, output, { input, loss, recordLayers: true })).toArray(),
-          jpcRecordLayersOrder(layerEnergies(ref, acts, y, x, loss)),
-          1e-4,
-          `${what}: energies`,
-        );
-        expectClose(await readAll((await computePcActivityGrad(model, activities, output, { input, loss })).grads), flat(activityGrads(ref, acts, y, x, loss)), 1e-4, `${what}: activity gradients`);
-        const pg = await computePcParamGrads(model, activities, output, { input, loss });
-        expectClose(await readAll(pg.weights), flat(paramGrads(ref, acts, y, x, loss).weights), 1e-4, `${what}: weight gradients`);
+        const problem = randomLayerProblem(rng, trial, 900 + trial, ACTIVATIONS[(trial * 3 + tiles.wg) % ACTIVATIONS.length]!, aligned);
+        const { loss, ref, x, y, acts, what } = problem;
+        const { model, input, output, activities } = await expectLayerKernels(rt, problem);
         const sol = solveHeunPid(ref, acts, y, x, { maxT1: 5, dt0: 0.5, rtol: 1e-3, atol: 1e-3, loss, timeDtype: 'float32' });
         const r = await solveInference(model, activities, output, { input, loss, maxT1: 5, dt: 0.5 });
         expect(r.steps, `${what}: PID steps`).toEqual({ accepted: sol.accepted, rejected: sol.rejected });
@@ -156,20 +167,7 @@ describe('batches shorter than a tile (default tiles: skipped row groups)', () =
         const ref = randomRefModel(950 + B, [12, 20, 20, 6], 'tanh', true);
         const x = randomMat(rng, B, 12);
         const y = randomMat(rng, B, 6);
-        const acts = ffwd(ref, x).map((m) => ({ ...m, data: Float64Array.from(m.data, (v) => Math.fround(v + 0.3 * rng.normal())) }));
-        const model = gpuModel(rt, ref);
-        const [input, output] = [tensorOf(rt, x), tensorOf(rt, y)];
-        const activities = acts.map((a) => tensorOf(rt, a));
-        const what = `batch ${B}`;
-        expectClose(
-          await (await pcEnergy(model, activities, output, { input, recordLayers: true })).toArray(),
-          jpcRecordLayersOrder(layerEnergies(ref, acts, y, x, 'mse')),
-          1e-4,
-          `${what}: energies`,
-        );
-        expectClose(await readAll((await computePcActivityGrad(model, activities, output, { input })).grads), flat(activityGrads(ref, acts, y, x, 'mse')), 1e-4, `${what}: activity gradients`);
-        const pg = await computePcParamGrads(model, activities, output, { input });
-        expectClose(await readAll(pg.weights), flat(paramGrads(ref, acts, y, x, 'mse').weights), 1e-4, `${what}: weight gradients`);
+        const { model } = await expectLayerKernels(rt, { ref, x, y, acts: perturbedActivities(rng, ref, x), loss: 'mse', what: `batch ${B}` });
         model.dispose();
       }
     } finally {

@@ -146,7 +146,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   //     for (var j = 0u; j < TB; j++) { if (j * WG < cols) { b[j] = load_b(job, kk, min(n0 + j * WG + lane, n_last)); } }
   //     <for each column: broadcast its B value, fma into the accumulators of the first G row groups>
   //   }
-  // chosen once per tile: a branch inside the loop measured 15-20% slower for whole tiles on lavapipe.
+  // chosen once per tile: a branch inside the loop measured 15-21% slower for whole tiles on lavapipe.
   {{SUBGROUP_K_LOOPS}}
 
   finish_tile(job, group * WG + lane, tile_epilogue(job, m0, WG, n0, &acc));
