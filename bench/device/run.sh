@@ -6,7 +6,7 @@
 #
 # Arguments: the benchmarks to run (default: tiles matmul inference solvers profile scaling fused peers jpc; `jpc` is
 # JPC's own timing, bench/peers/pc_step_jpc.py). Everything lands in $OUT/results.tgz (raw JSON per benchmark,
-# its stderr, the adapter and the GPU), for `node scripts/device-kit.mjs report <dir> <tag>` here. Each benchmark
+# its stderr, the adapter and the GPU; rewritten after each benchmark), for `node scripts/device-kit.mjs report <dir> <tag>` here. Each benchmark
 # gets WPC_DEVICE_TIMEOUT seconds (default 240; `jpc` WPC_DEVICE_JPC_TIMEOUT, default 480, over the depths in
 # WPC_JPC_DEPTHS, default 3,5,10); one that fails or times out leaves its log and the rest go on.
 set -uo pipefail
@@ -30,6 +30,7 @@ fi
 DAWN=$KIT/node_modules/webgpu/dist/linux-x64/dawn.node
 [ -f "$DAWN" ] || xz -dk "$DAWN.xz"
 [ -e node_modules ] || ln -s "$KIT/node_modules" node_modules
+mkdir -p "$OUT"
 note "node $(node --version), $(nproc) CPUs"
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv >"$R/gpu.csv" 2>&1 || note "no nvidia-smi"
 node --input-type=module -e "
@@ -52,6 +53,6 @@ for name in $BENCHES; do
     timeout "${WPC_DEVICE_TIMEOUT:-240}" node ".bench-build/$name.mjs" >"$R/$name.json" 2>"$R/$name.log"
   fi
   note "$name: exit $? in $(($(date +%s) - start)) s"
+  # After every benchmark: a call cut off by the device tool's limit still brings back what ran.
+  tar czf "$OUT/results.tgz.part" -C "$R" . && mv "$OUT/results.tgz.part" "$OUT/results.tgz"
 done
-mkdir -p "$OUT"
-tar czf "$OUT/results.tgz" -C "$R" .
