@@ -651,7 +651,9 @@ function bpcState(td: GenModel, bu: GenModel, acts: readonly Mat[], y: Mat, x: M
  *   backward residuals D_l = z_l − bu_{H−l}(z_{l+1}) − [bu.skips[H−l]] z_{l+1},  l = 0..H   (D_0: input term)
  * and energies α_f·½Σ_b‖F_l‖²/B, α_b·½Σ_b‖D_l‖²/B, returned in JPC's record_layers order
  * [F_{H+1}, D_0, F_1, D_1, …, F_H, D_H] (2(H+1) values). Scalings in `td.scales`/`bu.scales` are applied if present
- * (JPC applies none).
+ * (JPC applies none). Each network applies its own activation (`td.act` in td's layers, `bu.act` in bu's, the
+ * identity in the first layer of either), as JPC's two `make_mlp` networks do: the shared activities z_l enter
+ * td as φ_td(z_l) and bu as φ_bu(z_l).
  */
 export function bpcLayerEnergies(
   td: GenModel,
@@ -678,7 +680,8 @@ export function bpcEnergy(td: GenModel, bu: GenModel, acts: readonly Mat[], y: M
  * ∂(bpcEnergy)/∂acts (same length as acts):
  * - z_l, 1 ≤ l ≤ H: (α_f F_l − α_f·vjp^td_l(z_l, F_{l+1}) + α_b D_l − α_b·vjp^bu_{H+1−l}(z_l, D_{l−1}))/B
  * - z_0 (unsupervised): (−α_f·s^td_0 (F_1 W^td_0) + α_b D_0)/B
- * where vjp_k(z, g) = s_k φ'_k(z) ⊙ (g W_k) + [skip_k] g (identity activation for layer 0 of either model).
+ * where vjp_k(z, g) = s_k φ'_k(z) ⊙ (g W_k) + [skip_k] g (identity activation for layer 0 of either model; φ' of
+ * the model the layer belongs to).
  */
 export function bpcActivityGrads(
   td: GenModel,
