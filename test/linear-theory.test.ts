@@ -29,7 +29,7 @@ import {
 import { GemmRecorder, asMatrix } from '../src/pc/linalg.js';
 import { Recorder } from '../src/runtime/recorder.js';
 import { Random } from '../src/util/random.js';
-import { type Mat, mat } from './reference/jpc64.js';
+import { type Mat, layerForward, mat } from './reference/jpc64.js';
 import { type GenModel, genFfwd, makeSkips, paramScalings as refScalings, pcActivityGrads, pcEnergyTotal } from './reference/variants64.js';
 import { expectClose, flat, randomMat, randomRefModel, readAll, tensorOf, useRuntime } from './helpers.js';
 
@@ -278,6 +278,67 @@ describe.each(CONFIGS)('linear theory, %#: $paramType', (c) => {
     const expected = before.flatMap((w) => [...w]).map((v, i) => v - 0.1 * gpu[i]!);
     expectClose(after.flatMap((w) => [...w]), expected, 1e-5, 'W − lr·∇F*', 1e-3);
     expect(B).toBe(3);
+    model.dispose();
+  });
+});
+
+describe('computeLinearActivitySolution: the last activity is the prediction, every method and setting', () => {
+  it('dims [1, 1, 1], weights 1, x = 1, y = 3: z* = [2, 2] (JPC) with every method', async () => {
+    const model = mlpFromWeights(rt(), { dims: [1, 1, 1], weights: [Float32Array.of(1), Float32Array.of(1)], biases: null, actFn: 'linear' });
+    for (const method of ['auto', 'output-space', 'block-cholesky'] as const) {
+      const z = await computeLinearActivitySolution(model, Float32Array.of(1), Float32Array.of(3), { method });
+      expect(await readAll(z), method).toEqual(Float32Array.of(2, 2));
+    }
+    model.dispose();
+  });
+
+  // Every parameterisation × skips × γ × λ, and activity decay / ε where a method accepts them: z*_1..z*_H from a
+  // float64 dense solve of the energy's stationarity, z*_L = s_L·W_L·z*_H in float64 (JPC's dummy prediction).
+  const table: Config[] = [];
+  for (const paramType of ['sp', 'mupc', 'ntp'] as const) {
+    for (const skips of [false, true]) {
+      for (const gamma of [undefined, 0.5]) {
+        for (const lambda of [undefined, 2.5]) table.push({ paramType, skips, ...(gamma ? { gamma } : {}), ...(lambda ? { lambda } : {}) });
+      }
+    }
+  }
+  it.each(table.map((c) => [name(c), c] as const))('%s', async (_n, c) => {
+    const dims = [3, 4, 4, 4, 2];
+    const { ref, x, y, model, B, lambda, lambdaOpt } = fixture(c, 21 + table.indexOf(c), 3, dims);
+    const H = dims.length - 2;
+    const n = dims.slice(1, -1).reduce((a, b) => a + b, 0);
+    // Layer-major hidden activities and the float64 prediction from the last of them.
+    const expected = (solution: Float64Array[]) => {
+      const hidden = new Float64Array(B * n);
+      const last = mat(B, dims[H]!);
+      let at = 0;
+      dims.slice(1, -1).forEach((d, l) => {
+        const base = dims.slice(1, l + 1).reduce((a, b) => a + b, 0);
+        for (let b = 0; b < B; b++) for (let k = 0; k < d; k++) hidden[at + b * d + k] = solution[b]![base + k]!;
+        at += B * d;
+      });
+      for (let b = 0; b < B; b++) for (let k = 0; k < dims[H]!; k++) last.data[b * dims[H]! + k] = solution[b]![n - dims[H]! + k]!;
+      return { hidden, prediction: layerForward(ref, H, last).data };
+    };
+    const settings: { opts: { activityDecay?: number; epsilon?: number }; methods: readonly ('auto' | 'output-space' | 'block-cholesky')[] }[] = [
+      { opts: {}, methods: ['auto', 'output-space', 'block-cholesky'] },
+      { opts: { activityDecay: 0.3 }, methods: ['auto', 'block-cholesky'] },
+      { opts: { epsilon: 0.2 }, methods: ['auto', 'block-cholesky'] },
+    ];
+    for (const { opts, methods } of settings) {
+      const want = expected(reference(ref, dims, x, y, lambda, opts.activityDecay ?? 0, opts.epsilon ?? 0).solution);
+      const got: Float32Array[] = [];
+      for (const method of methods) {
+        const what = `${JSON.stringify(opts)} ${method}`;
+        const z = await computeLinearActivitySolution(model, tensorOf(rt(), x), tensorOf(rt(), y), { ...lambdaOpt, ...opts, method });
+        expect(z.map((t) => t.shape)).toEqual(dims.slice(1).map((d) => [B, d]));
+        const all = await readAll(z);
+        expectClose(all.subarray(0, B * n), want.hidden, 2e-4, `${what}: z*_1..z*_H`, 1e-2);
+        expectClose(all.subarray(B * n), want.prediction, 2e-4, `${what}: z*_L = s_L W_L z*_H`, 1e-2);
+        got.push(all);
+      }
+      got.slice(1).forEach((g, i) => expectClose(g, got[0]!, 2e-4, `${JSON.stringify(opts)}: ${methods[i + 1]} vs ${methods[0]}`, 1e-2));
+    }
     model.dispose();
   });
 });

@@ -168,15 +168,16 @@ class Chains {
   }
 
   /**
-   * Activities of the forward pass z_{l+1} = M_l z_l (+ g_{l+1}), rows = samples: z_1..z_L (index l). With
-   * `inject` (B × d_i for i = 1..H) this is the equilibrium pass; without, the feedforward prediction.
+   * Activities of the forward pass z_{l+1} = M_l z_l (+ g_{l+1} for hidden l + 1 ≤ H), rows = samples: z_1..z_L
+   * (index l). With `inject` (B × d_i for i = 1..H; an entry H + 1 is ignored) this is the equilibrium pass, whose
+   * last activity is the prediction M_{L−1} z*_{L−1} (not y − e_L); without, the feedforward prediction.
    */
   forward(X: Tensor, B: number, inject?: readonly Tensor[], keep = false): Tensor[] {
-    const { model } = this;
+    const { model, H } = this;
     const Z: Tensor[] = [X];
     model.layers.forEach((layer, l) => {
       const out = keep ? this.rt.empty([B, layer.outDim]) : this.temp([B, layer.outDim]);
-      const g = inject?.[l + 1];
+      const g = l + 1 <= H ? inject?.[l + 1] : undefined;
       this.gemm.record(this.rec, {
         m: B,
         k: layer.inDim,
@@ -334,7 +335,10 @@ export async function linearEquilibEnergy(model: Model, x: BatchData, y: BatchDa
   });
 }
 
-/** The equilibrium activities z*_1..z*_L through S (activity decay 0, ε 0). */
+/**
+ * The equilibrium activities z*_1..z*_L through S (activity decay 0, ε 0): z*_H from the injected pass, and
+ * z*_L = M_{L−1} z*_H, the prediction (JPC's dummy output activity). `g` also holds g_L = u for the gradients.
+ */
 async function outputSpaceSolution(ch: Chains, X: Tensor, Y: Tensor, B: number, lambda: number): Promise<{ Z: Tensor[]; g: Tensor[]; energy: number }> {
   const space = await outputSpace(ch, X, Y, B, lambda);
   const g = injections(ch, space, B);
@@ -443,9 +447,10 @@ export async function computeLinearActivityHessian(model: Model, options: Linear
 
 /**
  * JPC's `compute_linear_activity_solution`: the exact equilibrium activities z* = (A + εI)⁻¹ b of a deep linear
- * network for each sample, as `solveInference` returns them (z_1..z_L, z_L being the prediction M_{L−1}z*_{L−1}).
- * b's first block is a_0 W_0 x and its last λ M_Hᵀ y. See `method` for how the system is solved; no dense
- * inverse is ever formed.
+ * network for each sample, as `solveInference` returns them (z_1..z_L, z_L being the prediction
+ * M_{L−1}z*_{L−1} = a_L W_{L−1} z*_{L−1}, γ included in a_L — not the clamped y). b's first block is a_0 W_0 x and
+ * its last λ M_Hᵀ y. Every method returns the same activities; see `method` for how the system is solved; no
+ * dense inverse is ever formed.
  */
 export async function computeLinearActivitySolution(model: Model, x: BatchData, y: BatchData, options: LinearActivitySolutionOptions = {}): Promise<Tensor[]> {
   const fn = 'computeLinearActivitySolution';
