@@ -343,6 +343,68 @@ describe('computeLinearActivitySolution: the last activity is the prediction, ev
   });
 });
 
+describe('computeLinearActivityHessian is the Hessian of the energy where JPC’s formula is not', () => {
+  /** Second central differences of the per-sample energy (B = 1) in the hidden activities: exact for a quadratic. */
+  function energyHessian(ref: GenModel, dims: number[], x: Mat, y: Mat, lambda: number, decay: number): Float64Array {
+    const n = dims.slice(1, -1).reduce((a, b) => a + b, 0);
+    const F = (h: Float64Array) => pcEnergyTotal(ref, actsFromHidden(ref, dims, h, x), y, x, { loss: 'mse', lambda, activityDecay: decay });
+    const h = 0.5;
+    const out = new Float64Array(n * n);
+    for (let i = 0; i < n; i++) {
+      for (let j = 0; j < n; j++) {
+        const at = (si: number, sj: number) => {
+          const z = new Float64Array(n);
+          z[i] = z[i]! + si * h;
+          z[j] = z[j]! + sj * h;
+          return F(z);
+        };
+        out[i * n + j] = (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1)) / (4 * h * h);
+      }
+    }
+    return out;
+  }
+
+  // JPC's compute_linear_activity_hessian scales the output layer's block by its own a_L: 1/√(N·L) for ntp with
+  // skips (its energy, _get_param_scalings, uses 1/√N there), and without γ for sp and ntp (its energy divides s_L by
+  // γ for every parameterisation). WPC builds every block from the model's scalings, i.e. from the energy.
+  const cases: (Config & { jpcOutputScale: (N: number, L: number) => number })[] = [
+    { paramType: 'ntp', skips: true, jpcOutputScale: (N, L) => 1 / Math.sqrt(N * L) },
+    { paramType: 'ntp', skips: true, lambda: 2, gamma: 0.5, jpcOutputScale: (N, L) => 1 / Math.sqrt(N * L) },
+    { paramType: 'ntp', skips: false, gamma: 0.5, jpcOutputScale: (N) => 1 / Math.sqrt(N) },
+    { paramType: 'sp', skips: false, gamma: 0.5, jpcOutputScale: () => 1 },
+  ];
+  it.each(cases.map((c) => [name(c), c] as const))('%s: WPC equals the energy’s finite-difference Hessian; JPC’s output block does not', async (_n, c) => {
+    const dims = [3, 4, 4, 4, 2];
+    const { ref, model, lambda, lambdaOpt } = fixture(c, 31 + cases.indexOf(c), 1, dims);
+    const N = dims[1]!;
+    const L = dims.length - 1;
+    const x = randomMat(new Random(5), 1, dims[0]!);
+    const y = randomMat(new Random(6), 1, dims.at(-1)!);
+    for (const decay of [0, 0.25]) {
+      const want = energyHessian(ref, dims, x, y, lambda, decay);
+      const got = await computeLinearActivityHessian(model, { ...lambdaOpt, activityDecay: decay });
+      expectClose(got.data, want, 1e-4, `Hessian vs second differences of the energy (decay ${decay})`, 1e-2);
+    }
+    // JPC's last diagonal block, (1 + ad)·I + λ·a²·WᵀW with its a, against the energy's.
+    const n = dims.slice(1, -1).reduce((a, b) => a + b, 0);
+    const dH = dims[L - 1]!;
+    const W = ref.weights[L - 1]!;
+    const a = c.jpcOutputScale(N, L);
+    const want = energyHessian(ref, dims, x, y, lambda, 0);
+    let worst = 0;
+    for (let r = 0; r < dH; r++) {
+      for (let q = 0; q < dH; q++) {
+        let gram = 0;
+        for (let o = 0; o < W.rows; o++) gram += W.data[o * W.cols + r]! * W.data[o * W.cols + q]!;
+        const jpc = (r === q ? 1 : 0) + lambda * a * a * gram;
+        worst = Math.max(worst, Math.abs(jpc - want[(n - dH + r) * n + (n - dH + q)]!));
+      }
+    }
+    expect(worst, 'JPC’s output block differs from the energy’s').toBeGreaterThan(1e-2);
+    model.dispose();
+  });
+});
+
 describe('linear theory: scalar output and S', () => {
   it.each([
     ['sp', false],

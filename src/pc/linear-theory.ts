@@ -408,6 +408,12 @@ async function hessianBlocks(ch: Chains, lambda: number, shift: number): Promise
  * hidden activities z_1..z_H of a deep linear network, a dense (Σ d_i)² float64 matrix. It is block-tridiagonal:
  * D_i = (1 + ad)·I + c_i M_iᵀM_i on the diagonal (c_i = λ for the last hidden layer) and −M_iᵀ above it, where
  * M_i = a_i W_i (+ I with skips). `diag: false` / `offDiag: false` leave those blocks zero.
+ *
+ * Every a_i is the model's scaling, the one its energy uses, so this is the true Hessian of that energy (tested
+ * against second differences of it). JPC's formula takes the output layer's a from its own table instead and
+ * disagrees with its energy in two cases, both JPC bugs that WPC does not copy: ntp with skips (JPC scales the
+ * output block by 1/√(N·L), its energy by 1/√N) and γ under sp or ntp (JPC's block ignores γ, its energy divides
+ * a_L by it). With skips and activity decay WPC adds ad·I only (JPC doubles the skip cross term).
  */
 export async function computeLinearActivityHessian(model: Model, options: LinearHessianOptions = {}): Promise<Matrix64> {
   const fn = 'computeLinearActivityHessian';
