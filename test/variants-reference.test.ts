@@ -456,6 +456,19 @@ describe('hybrid PC', () => {
     checkParamsFD(() => hpcEnergy(scaled, p.genSup, p.amortActs, p.image, p.label), scaled, gs, 'scaled amortiser');
   });
 
+  it('an amortiser with skips adds a_{l−1} to its layer l in its forward pass and in its energy; gradients vs FD', () => {
+    const p = hpcProblem(45, 4);
+    const skipped: GenModel = { ...p.amortiser, skips: [false, false, true, false] }; // the square 4 → 4 layer
+    const acts = initActivitiesWithAmort(skipped, p.generator, p.image);
+    const a = genFfwd(skipped, p.image);
+    expect(acts.slice(0, 4)).toEqual(a.slice().reverse());
+    // at its own amortised initialisation only the label term remains, skips included
+    const e = hpcLayerEnergies(skipped, acts.slice(1), acts, p.image, p.label);
+    expect(e.slice(1).every((v) => v === 0)).toBe(true);
+    const g = hpcParamGrads(skipped, p.genUnsup, acts, p.image, p.label);
+    checkParamsFD(() => hpcEnergy(skipped, p.genUnsup, acts, p.image, p.label), skipped, g, 'skipped amortiser');
+  });
+
   it('rejects a missing z_0 without a label, and wrong list lengths', () => {
     const p = hpcProblem(40, 3);
     expect(() => hpcEnergy(p.amortiser, p.genSup, p.amortActs, p.image, null)).toThrow(RangeError);
