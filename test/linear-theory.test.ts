@@ -151,6 +151,26 @@ function reference(ref: GenModel, dims: number[], x: Mat, y: Mat, lambda: number
   return { hessian, n, solution, energy: energy / x.rows };
 }
 
+/** Second central differences of the per-sample energy (B = 1) in the hidden activities: exact for a quadratic. */
+function energyHessian(ref: GenModel, dims: number[], x: Mat, y: Mat, lambda: number, decay: number): Float64Array {
+  const n = dims.slice(1, -1).reduce((a, b) => a + b, 0);
+  const F = (h: Float64Array) => pcEnergyTotal(ref, actsFromHidden(ref, dims, h, x), y, x, { loss: 'mse', lambda, activityDecay: decay });
+  const h = 0.5;
+  const out = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < n; j++) {
+      const at = (si: number, sj: number) => {
+        const z = new Float64Array(n);
+        z[i] = z[i]! + si * h;
+        z[j] = z[j]! + sj * h;
+        return F(z);
+      };
+      out[i * n + j] = (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1)) / (4 * h * h);
+    }
+  }
+  return out;
+}
+
 function fixture(c: Config, seed: number, B = 4, dims = DIMS) {
   const rng = new Random(seed + 7);
   const ref = refModelOf(c, dims, seed);
@@ -343,27 +363,70 @@ describe('computeLinearActivitySolution: the last activity is the prediction, ev
   });
 });
 
-describe('computeLinearActivityHessian is the Hessian of the energy where JPC’s formula is not', () => {
-  /** Second central differences of the per-sample energy (B = 1) in the hidden activities: exact for a quadratic. */
-  function energyHessian(ref: GenModel, dims: number[], x: Mat, y: Mat, lambda: number, decay: number): Float64Array {
-    const n = dims.slice(1, -1).reduce((a, b) => a + b, 0);
-    const F = (h: Float64Array) => pcEnergyTotal(ref, actsFromHidden(ref, dims, h, x), y, x, { loss: 'mse', lambda, activityDecay: decay });
-    const h = 0.5;
-    const out = new Float64Array(n * n);
-    for (let i = 0; i < n; i++) {
-      for (let j = 0; j < n; j++) {
-        const at = (si: number, sj: number) => {
-          const z = new Float64Array(n);
-          z[i] = z[i]! + si * h;
-          z[j] = z[j]! + sj * h;
-          return F(z);
-        };
-        out[i * n + j] = (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1)) / (4 * h * h);
+describe('F*, S, the Hessian and ∂F*/∂W for every parameterisation × skips × γ × λ', () => {
+  const table: Config[] = [];
+  for (const paramType of ['sp', 'mupc', 'ntp'] as const) {
+    for (const skips of [false, true]) {
+      for (const gamma of [undefined, 0.5]) {
+        for (const lambda of [undefined, 2.5]) table.push({ paramType, skips, ...(gamma ? { gamma } : {}), ...(lambda ? { lambda } : {}) });
       }
     }
-    return out;
   }
+  it.each(table.map((c) => [name(c), c] as const))('%s', async (_n, c) => {
+    const dims = [3, 4, 4, 4, 2];
+    const { ref, x, y, model, lambda, lambdaOpt } = fixture(c, 51 + table.indexOf(c), 2, dims);
+    const L = dims.length - 1;
+    // F*: the energy at the float64 dense solve's minimum.
+    const r = reference(ref, dims, x, y, lambda);
+    const { energy, rescaling } = await linearEquilibEnergy(model, tensorOf(rt(), x), tensorOf(rt(), y), lambdaOpt);
+    expectClose([energy], [r.energy], 1e-4, 'F*');
+    // S = I/λ + Σ_i J_i J_iᵀ from the reference's maps M_l = s_l W_l (+ I with a skip), in float64.
+    const dy = dims[L]!;
+    const M = (l: number) => {
+      const w = ref.weights[l]!;
+      const m = Float64Array.from(w.data, (v) => ref.scales![l]! * v);
+      if (ref.skips?.[l]) for (let k = 0; k < w.rows; k++) m[k * w.cols + k] = m[k * w.cols + k]! + 1;
+      return { rows: w.rows, cols: w.cols, data: m };
+    };
+    const S = new Float64Array(dy * dy);
+    for (let k = 0; k < dy; k++) S[k * dy + k] = 1 / lambda;
+    let J = { rows: dy, cols: dy, data: Float64Array.from({ length: dy * dy }, (_, k) => (k % (dy + 1) === 0 ? 1 : 0)) };
+    for (let i = L - 1; i >= 1; i--) {
+      const m = M(i);
+      const next = new Float64Array(dy * m.cols);
+      for (let a = 0; a < dy; a++) for (let b = 0; b < m.cols; b++) for (let k = 0; k < m.rows; k++) next[a * m.cols + b] = next[a * m.cols + b]! + J.data[a * J.cols + k]! * m.data[k * m.cols + b]!;
+      J = { rows: dy, cols: m.cols, data: next };
+      for (let a = 0; a < dy; a++) for (let b = 0; b < dy; b++) for (let k = 0; k < J.cols; k++) S[a * dy + b] = S[a * dy + b]! + J.data[a * J.cols + k]! * J.data[b * J.cols + k]!;
+    }
+    expectClose(rescaling.data, S, 1e-4, 'S from linearEquilibEnergy');
+    expectClose((await computeLinearEquilibRescaling(model, lambdaOpt)).data, S, 1e-4, 'S');
+    // The Hessian: second differences of the energy (one sample), with and without decay.
+    for (const decay of [0, 0.4]) {
+      const got = await computeLinearActivityHessian(model, { ...lambdaOpt, activityDecay: decay });
+      expectClose(got.data, energyHessian(ref, dims, mat(1, 3, x.data.subarray(0, 3)), mat(1, 2, y.data.subarray(0, 2)), lambda, decay), 1e-4, `Hessian (decay ${decay})`, 1e-2);
+    }
+    // ∂F*/∂W against central differences of the float64 F*, and one SGD step.
+    const grads = await computeLinearEquilibEnergyGrads(model, tensorOf(rt(), x), tensorOf(rt(), y), lambdaOpt);
+    expectClose([grads.energy], [r.energy], 1e-4, 'F* with the gradients');
+    const h = 1e-5;
+    const fd: number[] = [];
+    ref.weights.forEach((w, l) => {
+      for (let k = 0; k < w.data.length; k++) {
+        const at = (d: number) => reference({ ...ref, weights: ref.weights.map((m, j) => (j === l ? mat(m.rows, m.cols, Float64Array.from(m.data, (v, q) => (q === k ? v + d : v))) : m)) }, dims, x, y, lambda).energy;
+        fd.push((at(h) - at(-h)) / (2 * h));
+      }
+    });
+    const gpu = await readAll(grads.weights);
+    expectClose(gpu, fd, 2e-3, '∂F*/∂W vs finite differences', 5e-2);
+    const before = (await model.toArrays()).weights.flatMap((w) => [...w]);
+    const optim = sgd({ lr: 0.05 });
+    await updateLinearEquilibEnergyParams(model, optim, optim.init(model), tensorOf(rt(), x), tensorOf(rt(), y), lambdaOpt);
+    expectClose((await model.toArrays()).weights.flatMap((w) => [...w]), before.map((v, k) => v - 0.05 * gpu[k]!), 1e-5, 'W − lr·∇F*', 1e-3);
+    model.dispose();
+  });
+});
 
+describe('computeLinearActivityHessian is the Hessian of the energy where JPC’s formula is not', () => {
   // JPC's compute_linear_activity_hessian scales the output layer's block by its own a_L: 1/√(N·L) for ntp with
   // skips (its energy, _get_param_scalings, uses 1/√N there), and without γ for sp and ntp (its energy divides s_L by
   // γ for every parameterisation). WPC builds every block from the model's scalings, i.e. from the energy.
