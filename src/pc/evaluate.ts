@@ -22,7 +22,7 @@ import {
   writeNormalActivities,
 } from './batch.js';
 import type { Model } from './model.js';
-import { SOLVER_OPTION_KEYS, integrate, resolveSolverOptions, workspaceNeeds, writeSolverConfig, type SolverOptions } from './solver.js';
+import { SOLVER_OPTION_KEYS, integrate, refuseRecording, resolveSolverOptions, workspaceNeeds, writeSolverConfig, type SolverOptions } from './solver.js';
 import { type Loss, Workspace } from './workspace.js';
 
 export interface TestOptions {
@@ -62,7 +62,8 @@ export async function testDiscriminativePc(
   });
 }
 
-export interface TestGenerativeOptions extends SolverOptions, EnergyTermOptions {
+/** The solver options without the recording ones (a test returns scores, not a recording). */
+export interface TestGenerativeOptions extends Omit<SolverOptions, 'recordIters' | 'recordEvery' | 'recordActivities' | 'maxRecords'>, EnergyTermOptions {
   /** Seed of the random initialisation of the activities (required, as JPC's `key`). */
   seed: number;
   /** σ of that initialisation. Default 0.05. */
@@ -88,6 +89,7 @@ export async function testGenerativePc(model: Model, output: BatchData, input: B
   const fn = 'testGenerativePc';
   checkModel(fn, model);
   const opts = checkOptions(fn, options, ['seed', 'sigma', 'loss', ...ENERGY_TERM_KEYS, ...SOLVER_OPTION_KEYS]);
+  refuseRecording(fn, opts);
   if (!Number.isSafeInteger(opts.seed)) argError(fn, 'options.seed', 'a safe integer', opts.seed);
   const sigma = checkFinite(fn, 'options.sigma', opts.sigma ?? 0.05, { min: 0 });
   const loss = checkLoss(fn, opts.loss);

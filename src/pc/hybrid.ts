@@ -41,7 +41,7 @@ import {
 import { type Job, errorJob, packJobs, paramJob } from './layer-jobs.js';
 import type { Model } from './model.js';
 import { type OptState, type Optimizer, checkOptState } from './optim.js';
-import { SOLVER_OPTION_KEYS, integrate, resolveSolverOptions, workspaceNeeds, writeSolverConfig, type SolverOptions } from './solver.js';
+import { SOLVER_OPTION_KEYS, integrate, refuseRecording, resolveSolverOptions, workspaceNeeds, writeSolverConfig, type SolverOptions } from './solver.js';
 import { copyOutRecording, type Recording } from './infer.js';
 import type { SegmentSpec, Workspace } from './workspace.js';
 
@@ -441,7 +441,8 @@ function copyEquilibrium(ws: Workspace, rec: Recorder): Tensor[] {
   return out;
 }
 
-export interface TestHpcOptions extends SolverOptions {
+/** The solver options without the recording ones (testHpc returns accuracies, not a recording). */
+export interface TestHpcOptions extends Omit<SolverOptions, 'recordIters' | 'recordEvery' | 'recordActivities' | 'maxRecords'> {
   /** Seed of the random initialisation of the generator-only inference (required, JPC's `key`). */
   seed: number;
   /** σ of that initialisation. Default 0.05. */
@@ -470,6 +471,7 @@ export async function testHpc(generator: Model, amortiser: Model, output: BatchD
   const { generator: g, amortiser: a } = checkPair(fn, generator, amortiser);
   if (typeof options !== 'object' || options === null) argError(fn, 'options', 'an object like { seed }', options);
   checkKnownKeys(fn, 'options', options, ['seed', 'sigma', ...SOLVER_OPTION_KEYS]);
+  refuseRecording(fn, options);
   if (!Number.isSafeInteger(options.seed)) argError(fn, 'options.seed', 'a safe integer', options.seed);
   const sigma = options.sigma ?? 0.05;
   if (typeof sigma !== 'number' || !Number.isFinite(sigma) || sigma < 0) argError(fn, 'options.sigma', 'a finite number ≥ 0', sigma);

@@ -110,6 +110,22 @@ export const SOLVER_OPTION_KEYS = [
   'maxRecords',
 ] as const;
 
+/** The options that record along a solve; only functions that return a `Recording` take them. */
+export const RECORDING_OPTION_KEYS = ['recordIters', 'recordEvery', 'recordActivities', 'maxRecords'] as const;
+
+/**
+ * Refuses the recording options for a function that returns no recording (they would be accepted and dropped):
+ * the error says where recording is available.
+ */
+export function refuseRecording(fn: string, options: SolverOptions): void {
+  for (const key of RECORDING_OPTION_KEYS) {
+    const v = options[key];
+    if (v !== undefined && v !== false) {
+      throw new WpcArgumentError(`${fn}: options.${key} is not available here: ${fn} returns no recording (record with solveInference, makePcStep or makeHpcStep); got ${JSON.stringify(v)}`);
+    }
+  }
+}
+
 export type ResolvedPid = Required<Omit<PidOptions, 'dtmin' | 'dtmax'>> & { dtmin?: number; dtmax?: number };
 
 export interface ResolvedRecording {
