@@ -19,6 +19,7 @@ import {
   epcEnergy,
   hpcEnergy,
   initActivitiesWithAmort,
+  initBpcActivities,
   initEpcErrors,
   makeHpcStep,
   testDiscriminativePc,
@@ -592,6 +593,9 @@ describe('bPC with parameterisations, γ and skips on either network', () => {
         const ref = bpcParamGrads(td.ref, bu.ref, acts, y, xr, o);
         expectClose(await readAll(pg.topDown.weights), flat(ref.td.weights), 2e-4, `${what}: top-down weight gradients`);
         expectClose(await readAll(pg.bottomUp.weights), flat(ref.bu.weights), 2e-4, `${what}: bottom-up weight gradients`);
+        // The start: the bottom-up network's own forward pass (its scalings and skips), in top-down order.
+        const start = refAmort(bu.ref, td.ref, y).slice(r.supervised ? 1 : 0, H + 1);
+        expectClose(await readAll(await initBpcActivities(td.model, bu.model, output, { mode: r.supervised ? 'supervised' : 'unsupervised' })), flat(start), 1e-4, `${what}: initBpcActivities`);
       } finally {
         td.model.dispose();
         bu.model.dispose();
@@ -694,6 +698,47 @@ describe('options a function would accept and drop are refused', () => {
     } finally {
       g.model.dispose();
       a.model.dispose();
+    }
+  });
+});
+
+describe('the steady-state event with the generalised energy', () => {
+  it('stops at the first state (t0 or after a step) where rms(∂F/∂z) < atol + rtol·rms(z), ∂F/∂z with λ, ce and activity decay, z_0 free', async () => {
+    const r: Row = { act: 'gelu', paramType: 'mupc', skips: true, gamma: 0.5, bias: true, loss: 'ce', lambda: 0.6, activityDecay: 0.2, supervised: false, solver: 'euler', recordIters: false };
+    const ref = refModelOf(r, 260);
+    const model = gpuModelOf(rt(), r, ref);
+    const rng = new Random(261);
+    const y = targets(rng, 'ce');
+    const acts = [randomMat(rng, B, DIMS[0]!), ...genFfwd(ref, randomMat(rng, B, DIMS[0]!))];
+    const opts = refOpts(r);
+    const grads = (z: readonly Mat[]) => pcActivityGrads(ref, z, y, null, opts);
+    const f = (z: readonly Mat[]) => grads(z).map((m) => mat(m.rows, m.cols, Float64Array.from(m.data, (v) => -v)));
+    const dt = 0.5;
+    const t1 = 60;
+    const states = [acts, ...integrateConstant(f, acts, { t1, dt0: dt, method: 'euler', timeDtype: 'float32', recordStates: true }).states!];
+    const rms = (ms: readonly Mat[]) => Math.sqrt(ms.reduce((s, m) => s + m.data.reduce((t, v) => t + v * v, 0), 0) / ms.reduce((s, m) => s + m.data.length, 0));
+    const [rtol, atol] = [1e-2, 1e-3];
+    const steady = states.findIndex((z) => rms(grads(z)) < atol + rtol * rms(z));
+    try {
+      expect(steady, 'the reference reaches the steady state after a few steps').toBeGreaterThan(2);
+      // Not too close to the bound at the stopping state and the one before it (float32 must decide the same).
+      const margin = (k: number) => rms(grads(states[k]!)) / (atol + rtol * rms(states[k]!));
+      expect(margin(steady)).toBeLessThan(0.995);
+      expect(margin(steady - 1)).toBeGreaterThan(1.005);
+      const solved = await solveInference(model, acts.map((a) => tensorOf(rt(), a)), tensorOf(rt(), y), {
+        ...termOpts(r),
+        solver: 'euler',
+        stepsizeController: 'constant',
+        dt,
+        maxT1: t1,
+        steadyState: { rtol, atol },
+      });
+      expect(solved.steadyState).toBe(true);
+      expect(solved.steps.accepted).toBe(steady);
+      expect(solved.t).toBeCloseTo(steady * dt, 5);
+      expectClose(await readAll(solved.activities), flat(states[steady]!), 1e-3, 'the state the event stopped at', 3e-2);
+    } finally {
+      model.dispose();
     }
   });
 });

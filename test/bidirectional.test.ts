@@ -206,6 +206,40 @@ describe('every pair of activations: each network applies its own (JPC)', () => 
     });
   });
 
+  it('widths and batch ≡ 0 mod 4 (the vec4 epilogues), with skips: tanh × relu and gelu × silu, both modes', async () => {
+    for (const [tdAct, buAct] of [
+      ['tanh', 'relu'],
+      ['gelu', 'silu'],
+    ] as const) {
+      for (const unsupervised of [false, true]) {
+        const dims = [4, 8, 8, 12];
+        const tdRef: GenModel = { ...randomRefModel(500, dims, tdAct, true), skips: makeSkips(3) };
+        const buRef: GenModel = { ...randomRefModel(501, [...dims].reverse(), buAct, true), skips: makeSkips(3) };
+        const td = gpu(rt(), tdRef, tdAct, true);
+        const bu = gpu(rt(), buRef, buAct, true);
+        const rng = new Random(502);
+        const B = 4;
+        const x = randomMat(rng, B, 4);
+        const y = randomMat(rng, B, 12);
+        const acts = (unsupervised ? [4, 8, 8] : [8, 8]).map((d) => randomMat(rng, B, d));
+        const xr = unsupervised ? null : x;
+        const base = unsupervised ? {} : { input: tensorOf(rt(), x) };
+        const activities = acts.map((a) => tensorOf(rt(), a));
+        const output = tensorOf(rt(), y);
+        const what = `${tdAct} × ${buAct}, ${unsupervised ? 'unsupervised' : 'supervised'}`;
+        expectClose(await (await bpcEnergy(td, bu, activities, output, { ...base, recordLayers: true })).toArray(), bpcLayerEnergies(tdRef, buRef, acts, y, xr, {}), 1e-4, `${what}: layer energies`);
+        const { grads } = await computeBpcActivityGrad(td, bu, activities, output, base);
+        expectClose(await readAll(grads), flat(bpcActivityGrads(tdRef, buRef, acts, y, xr, {})), 2e-4, `${what}: activity gradients`);
+        const pg = await computeBpcParamGrads(td, bu, activities, output, base);
+        const ref = bpcParamGrads(tdRef, buRef, acts, y, xr, {});
+        expectClose(await readAll(pg.topDown.weights), flat(ref.td.weights), 2e-4, `${what}: top-down weight gradients`);
+        expectClose(await readAll(pg.bottomUp.weights), flat(ref.bu.weights), 2e-4, `${what}: bottom-up weight gradients`);
+        td.dispose();
+        bu.dispose();
+      }
+    }
+  });
+
   it('updates and initBpcActivities with different activations (each activation on each side once)', async () => {
     for (const [i, tdAct] of ACTIVATIONS.entries()) {
       const buAct = ACTIVATIONS[(i + 3) % ACTIVATIONS.length]!;
