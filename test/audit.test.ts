@@ -486,22 +486,31 @@ describe('hybrid PC: generator × amortiser settings (activations, parameterisat
         const hRef = hpcParamGrads(a.ref, equilib, amortMats, image, labelOrNull);
         expectClose(await readAll(hg.weights), flat(hRef.weights), 2e-4, `${what}: hPC weight gradients`);
 
-        // makeHpcStep against the reference composition: amortised start → Euler solve of the generator → updates.
+        // makeHpcStep against the reference composition: amortised start → generator inference (an Euler solve,
+        // or on odd rows discrete SGD steps, recorded) → updates.
         const start = r.supervised ? amortRef.slice(1) : amortRef;
         const xr = r.supervised ? label : null;
-        const f = (z: readonly Mat[]) => pcActivityGrads(g.ref, z, image, xr, { loss: 'mse' }).map((m) => mat(m.rows, m.cols, Float64Array.from(m.data, (v) => -v)));
-        const equilibrium = integrateConstant(f, start, { t1: T1, dt0: DT, method: 'euler', timeDtype: 'float32' }).y;
+        const discrete = i % 2 === 1;
+        const grad = (z: readonly Mat[]) => pcActivityGrads(g.ref, z, image, xr, { loss: 'mse' });
+        const f = (z: readonly Mat[]) => grad(z).map((m) => mat(m.rows, m.cols, Float64Array.from(m.data, (v) => -v)));
+        let equilibrium = start;
+        if (discrete) {
+          for (let n = 0; n < STEPS; n++) {
+            const gz = grad(equilibrium);
+            equilibrium = equilibrium.map((m, k) => mat(m.rows, m.cols, Float64Array.from(m.data, (v, q) => v - LR * gz[k]!.data[q]!)));
+          }
+        } else {
+          equilibrium = integrateConstant(f, start, { t1: T1, dt0: DT, method: 'euler', timeDtype: 'float32' }).y;
+        }
         const gGrads = flattenParams(pcParamGrads(g.ref, equilibrium, image, xr, { loss: 'mse' }));
         const aGrads = flattenParams(hpcParamGrads(a.ref, equilibrium, amortRef, image, labelOrNull));
         const [gBefore, aBefore] = [flattenParams(g.ref), flattenParams(a.ref)];
         const optims = [sgd({ lr: 0.1 }), sgd({ lr: 0.1 })] as const;
         const step = await makeHpcStep(g.model, a.model, optims, [optims[0].init(g.model), optims[1].init(a.model)], tensorOf(rt(), image), {
-          solver: 'euler',
-          stepsizeController: 'constant',
-          dt: DT,
-          maxT1: T1,
+          ...(discrete ? { solver: sgd({ lr: LR }), steps: STEPS, recordIters: true } : { solver: 'euler', stepsizeController: 'constant', dt: DT, maxT1: T1 }),
           ...(r.supervised ? { input: tensorOf(rt(), label) } : {}),
         });
+        expect(step.recording?.energies.shape ?? null).toEqual(discrete ? [STEPS + 1, PAIR_DIMS.length - 1] : null);
         expectClose(await step.energies.generator.toArray(), jpcRecordLayersOrder(pcLayerEnergies(g.ref, equilibrium, image, xr, { loss: 'mse' })), 1e-3, `${what}: generator energies`, 3e-2);
         expectClose(await step.energies.amortiser.toArray(), hpcLayerEnergies(a.ref, equilibrium, amortRef, image, labelOrNull), 1e-3, `${what}: amortiser energies`, 3e-2);
         expectClose(await paramsOf(g.model), Float64Array.from(gBefore, (v, k) => v - 0.1 * gGrads[k]!), 1e-4, `${what}: generator after the step`, 3e-2);
@@ -626,18 +635,29 @@ describe('evaluation across settings: testDiscriminativePc, testGenerativePc, te
       // Generative test: z_0..z_L from seeded draws, inference with only the output clamped, z_0 scored against x.
       const drawn = initActivitiesFromNormal(model, { seed: 3 + i, batchSize: B, mode: 'unsupervised', sigma: 0.5 });
       const acts0 = await matsOf(drawn);
-      const f = (z: readonly Mat[]) => pcActivityGrads(ref, z, yy, null, opts).map((m) => mat(m.rows, m.cols, Float64Array.from(m.data, (v) => -v)));
-      const solved = integrateConstant(f, acts0, { t1: T1, dt0: DT, method: 'heun', timeDtype: 'float32' }).y;
+      // Heun at a constant step, or (second row) discrete Adam steps.
+      const discrete = i === 1;
+      const grad = (z: readonly Mat[]) => pcActivityGrads(ref, z, yy, null, opts);
+      const f = (z: readonly Mat[]) => grad(z).map((m) => mat(m.rows, m.cols, Float64Array.from(m.data, (v) => -v)));
+      let solved = acts0;
+      if (discrete) {
+        const adamRef: Optimiser = { kind: 'adam', lr: 0.05 };
+        let state = optimInit(adamRef, flattenMats(solved).length);
+        for (let n = 0; n < STEPS; n++) {
+          const u = optimUpdate(adamRef, flattenMats(solved), flattenMats(grad(solved)), state);
+          solved = unflattenMats(u.params, solved);
+          state = u.state;
+        }
+      } else {
+        solved = integrateConstant(f, acts0, { t1: T1, dt0: DT, method: 'heun', timeDtype: 'float32' }).y;
+      }
       const g = await testGenerativePc(model, tensorOf(rt(), yy), tensorOf(rt(), x), {
         seed: 3 + i,
         sigma: 0.5,
         loss: r.loss,
         ...(r.lambda ? { outputEnergyScaling: r.lambda } : {}),
         ...(r.activityDecay ? { activityDecay: r.activityDecay } : {}),
-        solver: 'heun',
-        stepsizeController: 'constant',
-        dt: DT,
-        maxT1: T1,
+        ...(discrete ? { solver: adam({ lr: 0.05 }), steps: STEPS } : { solver: 'heun' as const, stepsizeController: 'constant' as const, dt: DT, maxT1: T1 }),
       });
       expect(g.acc, `${what}: testGenerativePc accuracy`).toBeCloseTo(refAccuracy(x, solved[0]!), 3);
       expectClose(await g.preds.toArray(), pred.data, 1e-4, `${what}: testGenerativePc predictions`);
@@ -665,6 +685,18 @@ describe('evaluation across settings: testDiscriminativePc, testGenerativePc, te
       expect(r.hpcAcc).toBeCloseTo(refAccuracy(label, hybrid[0]!), 3);
       expect(r.genAcc).toBeCloseTo(refAccuracy(label, alone[0]!), 3);
       expectClose(await r.outputPreds.toArray(), genFfwd(g.ref, label).at(-1)!.data, 1e-4, 'testHpc output predictions');
+      // Discrete inference (SGD steps) for both inferences.
+      const sgdSolve = (start: Mat[]) => {
+        let z = start;
+        for (let n = 0; n < STEPS; n++) {
+          const gz = pcActivityGrads(g.ref, z, image, null, { loss: 'mse' });
+          z = z.map((m, k) => mat(m.rows, m.cols, Float64Array.from(m.data, (v, q) => v - LR * gz[k]!.data[q]!)));
+        }
+        return z;
+      };
+      const rd = await testHpc(g.model, a.model, tensorOf(rt(), image), tensorOf(rt(), label), { seed: 9, sigma: 0.5, solver: sgd({ lr: LR }), steps: STEPS });
+      expect(rd.hpcAcc).toBeCloseTo(refAccuracy(label, sgdSolve(amort)[0]!), 3);
+      expect(rd.genAcc).toBeCloseTo(refAccuracy(label, sgdSolve(await matsOf(initActivitiesFromNormal(g.model, { seed: 9, batchSize: Bh, mode: 'unsupervised', sigma: 0.5 })))[0]!), 3);
     } finally {
       g.model.dispose();
       a.model.dispose();

@@ -82,7 +82,8 @@ export interface TestGenerativeResult {
 /**
  * JPC's `test_generative_pc`: for a generator trained as `makePcStep(model, …, image, { input: label })`,
  * infers the input from the output — every activity, z_0 included, starts from seeded N(0, σ²) draws and
- * inference runs with only the output clamped to `output` (JPC's defaults: Heun + PID to maxT1 = 500) — and
+ * inference runs with only the output clamped to `output` (JPC's defaults: Heun + PID to maxT1 = 500; discrete
+ * inference with an optimiser and `steps` too) — and
  * scores the inferred z_0 against `input`. Also returns the feedforward predictions from `input`.
  */
 export async function testGenerativePc(model: Model, output: BatchData, input: BatchData, options: TestGenerativeOptions): Promise<TestGenerativeResult> {
@@ -95,7 +96,7 @@ export async function testGenerativePc(model: Model, output: BatchData, input: B
   const loss = checkLoss(fn, opts.loss);
   const { B } = checkBatch(fn, model, output, input, undefined, 'input');
   const terms = resolveEnergyTerms(fn, opts);
-  const cfg = resolveSolverOptions(fn, { maxT1: 500, ...opts });
+  const cfg = resolveSolverOptions(fn, opts, 500);
   const cap = captureBatch(model, B, input, output);
   return onWorkspaces(
     [

@@ -349,7 +349,8 @@ export interface HpcStepResult {
 /**
  * JPC's `make_hpc_step`: amortised initialisation, generator inference (default Heun + PID to maxT1 = 300, as
  * JPC), then one update of each model — the generator by its PC parameter gradients at equilibrium, the
- * amortiser by `computeHpcParamGrads`. `output` is the generator's observation (the amortiser's input).
+ * amortiser by `computeHpcParamGrads`. `output` is the generator's observation (the amortiser's input). The
+ * solver options are `solveInference`'s: any ODE solver, or discrete inference with an optimiser and `steps`.
  */
 export async function makeHpcStep(
   generator: Model,
@@ -370,7 +371,7 @@ export async function makeHpcStep(
     if (Bx !== B) throw new WpcArgumentError(`${fn}: options.input has ${Bx} rows but output has ${B}`);
   }
   if (opts.returnActivities !== undefined && typeof opts.returnActivities !== 'boolean') argError(fn, 'options.returnActivities', 'a boolean', opts.returnActivities);
-  const cfg = resolveSolverOptions(fn, { maxT1: 300, ...opts });
+  const cfg = resolveSolverOptions(fn, opts, 300);
   checkOptState(fn, optStates[0], optims[0], 'params', g.paramCount, g.runtime, { optim: 'optims[0]', optState: 'optStates[0]' });
   checkOptState(fn, optStates[1], optims[1], 'params', a.paramCount, a.runtime, { optim: 'optims[1]', optState: 'optStates[1]' });
   if (optStates[0] === optStates[1]) throw new WpcArgumentError(`${fn}: optStates must be two different states (one per model)`);
@@ -463,8 +464,8 @@ export interface TestHpcResult {
 /**
  * JPC's `test_hpc`: the label accuracies of the amortiser alone, of hybrid inference (the generator's
  * unsupervised inference started from the amortiser's guesses) and of generator-only inference (started from
- * N(0, σ²) draws), with only `output` (the image) clamped — default Heun + PID to maxT1 = 500 — and the
- * generator's predictions from `input` (the labels).
+ * N(0, σ²) draws), with only `output` (the image) clamped — default Heun + PID to maxT1 = 500, or discrete
+ * inference with an optimiser and `steps` — and the generator's predictions from `input` (the labels).
  */
 export async function testHpc(generator: Model, amortiser: Model, output: BatchData, input: BatchData, options: TestHpcOptions): Promise<TestHpcResult> {
   const fn = 'testHpc';
@@ -478,7 +479,7 @@ export async function testHpc(generator: Model, amortiser: Model, output: BatchD
   const B = batchSizeOf(fn, 'output', output, g.outputDim, g);
   const Bx = batchSizeOf(fn, 'input', input, g.inputDim, g);
   if (Bx !== B) throw new WpcArgumentError(`${fn}: input has ${Bx} rows but output has ${B}`);
-  const cfg = resolveSolverOptions(fn, { maxT1: 500, ...options });
+  const cfg = resolveSolverOptions(fn, options, 500);
   const cap = captureBatch(g, B, input, output);
   return onWorkspaces(
     [
