@@ -29,7 +29,7 @@ import {
 import { GemmRecorder, asMatrix } from '../src/pc/linalg.js';
 import { Recorder } from '../src/runtime/recorder.js';
 import { Random } from '../src/util/random.js';
-import { type Mat, mat } from './reference/jpc64.js';
+import { type Mat, layerForward, mat } from './reference/jpc64.js';
 import { type GenModel, genFfwd, makeSkips, paramScalings as refScalings, pcActivityGrads, pcEnergyTotal } from './reference/variants64.js';
 import { expectClose, flat, randomMat, randomRefModel, readAll, tensorOf, useRuntime } from './helpers.js';
 
@@ -149,6 +149,26 @@ function reference(ref: GenModel, dims: number[], x: Mat, y: Mat, lambda: number
     energy += pcEnergyTotal(ref, actsFromHidden(ref, dims, z, xb), yb, xb, { loss: 'mse', lambda });
   }
   return { hessian, n, solution, energy: energy / x.rows };
+}
+
+/** Second central differences of the per-sample energy (B = 1) in the hidden activities: exact for a quadratic. */
+function energyHessian(ref: GenModel, dims: number[], x: Mat, y: Mat, lambda: number, decay: number): Float64Array {
+  const n = dims.slice(1, -1).reduce((a, b) => a + b, 0);
+  const F = (h: Float64Array) => pcEnergyTotal(ref, actsFromHidden(ref, dims, h, x), y, x, { loss: 'mse', lambda, activityDecay: decay });
+  const h = 0.5;
+  const out = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < n; j++) {
+      const at = (si: number, sj: number) => {
+        const z = new Float64Array(n);
+        z[i] = z[i]! + si * h;
+        z[j] = z[j]! + sj * h;
+        return F(z);
+      };
+      out[i * n + j] = (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1)) / (4 * h * h);
+    }
+  }
+  return out;
 }
 
 function fixture(c: Config, seed: number, B = 4, dims = DIMS) {
@@ -278,6 +298,172 @@ describe.each(CONFIGS)('linear theory, %#: $paramType', (c) => {
     const expected = before.flatMap((w) => [...w]).map((v, i) => v - 0.1 * gpu[i]!);
     expectClose(after.flatMap((w) => [...w]), expected, 1e-5, 'W − lr·∇F*', 1e-3);
     expect(B).toBe(3);
+    model.dispose();
+  });
+});
+
+describe('computeLinearActivitySolution: the last activity is the prediction, every method and setting', () => {
+  it('dims [1, 1, 1], weights 1, x = 1, y = 3: z* = [2, 2] (JPC) with every method', async () => {
+    const model = mlpFromWeights(rt(), { dims: [1, 1, 1], weights: [Float32Array.of(1), Float32Array.of(1)], biases: null, actFn: 'linear' });
+    for (const method of ['auto', 'output-space', 'block-cholesky'] as const) {
+      const z = await computeLinearActivitySolution(model, Float32Array.of(1), Float32Array.of(3), { method });
+      expect(await readAll(z), method).toEqual(Float32Array.of(2, 2));
+    }
+    model.dispose();
+  });
+
+  // Every parameterisation × skips × γ × λ, and activity decay / ε where a method accepts them: z*_1..z*_H from a
+  // float64 dense solve of the energy's stationarity, z*_L = s_L·W_L·z*_H in float64 (JPC's dummy prediction).
+  const table: Config[] = [];
+  for (const paramType of ['sp', 'mupc', 'ntp'] as const) {
+    for (const skips of [false, true]) {
+      for (const gamma of [undefined, 0.5]) {
+        for (const lambda of [undefined, 2.5]) table.push({ paramType, skips, ...(gamma ? { gamma } : {}), ...(lambda ? { lambda } : {}) });
+      }
+    }
+  }
+  it.each(table.map((c) => [name(c), c] as const))('%s', async (_n, c) => {
+    const dims = [3, 4, 4, 4, 2];
+    const { ref, x, y, model, B, lambda, lambdaOpt } = fixture(c, 21 + table.indexOf(c), 3, dims);
+    const H = dims.length - 2;
+    const n = dims.slice(1, -1).reduce((a, b) => a + b, 0);
+    // Layer-major hidden activities and the float64 prediction from the last of them.
+    const expected = (solution: Float64Array[]) => {
+      const hidden = new Float64Array(B * n);
+      const last = mat(B, dims[H]!);
+      let at = 0;
+      dims.slice(1, -1).forEach((d, l) => {
+        const base = dims.slice(1, l + 1).reduce((a, b) => a + b, 0);
+        for (let b = 0; b < B; b++) for (let k = 0; k < d; k++) hidden[at + b * d + k] = solution[b]![base + k]!;
+        at += B * d;
+      });
+      for (let b = 0; b < B; b++) for (let k = 0; k < dims[H]!; k++) last.data[b * dims[H]! + k] = solution[b]![n - dims[H]! + k]!;
+      return { hidden, prediction: layerForward(ref, H, last).data };
+    };
+    const settings: { opts: { activityDecay?: number; epsilon?: number }; methods: readonly ('auto' | 'output-space' | 'block-cholesky')[] }[] = [
+      { opts: {}, methods: ['auto', 'output-space', 'block-cholesky'] },
+      { opts: { activityDecay: 0.3 }, methods: ['auto', 'block-cholesky'] },
+      { opts: { epsilon: 0.2 }, methods: ['auto', 'block-cholesky'] },
+    ];
+    for (const { opts, methods } of settings) {
+      const want = expected(reference(ref, dims, x, y, lambda, opts.activityDecay ?? 0, opts.epsilon ?? 0).solution);
+      const got: Float32Array[] = [];
+      for (const method of methods) {
+        const what = `${JSON.stringify(opts)} ${method}`;
+        const z = await computeLinearActivitySolution(model, tensorOf(rt(), x), tensorOf(rt(), y), { ...lambdaOpt, ...opts, method });
+        expect(z.map((t) => t.shape)).toEqual(dims.slice(1).map((d) => [B, d]));
+        const all = await readAll(z);
+        expectClose(all.subarray(0, B * n), want.hidden, 2e-4, `${what}: z*_1..z*_H`, 1e-2);
+        expectClose(all.subarray(B * n), want.prediction, 2e-4, `${what}: z*_L = s_L W_L z*_H`, 1e-2);
+        got.push(all);
+      }
+      got.slice(1).forEach((g, i) => expectClose(g, got[0]!, 2e-4, `${JSON.stringify(opts)}: ${methods[i + 1]} vs ${methods[0]}`, 1e-2));
+    }
+    model.dispose();
+  });
+});
+
+describe('F*, S, the Hessian and ∂F*/∂W for every parameterisation × skips × γ × λ', () => {
+  const table: Config[] = [];
+  for (const paramType of ['sp', 'mupc', 'ntp'] as const) {
+    for (const skips of [false, true]) {
+      for (const gamma of [undefined, 0.5]) {
+        for (const lambda of [undefined, 2.5]) table.push({ paramType, skips, ...(gamma ? { gamma } : {}), ...(lambda ? { lambda } : {}) });
+      }
+    }
+  }
+  it.each(table.map((c) => [name(c), c] as const))('%s', async (_n, c) => {
+    const dims = [3, 4, 4, 4, 2];
+    const { ref, x, y, model, lambda, lambdaOpt } = fixture(c, 51 + table.indexOf(c), 2, dims);
+    const L = dims.length - 1;
+    // F*: the energy at the float64 dense solve's minimum.
+    const r = reference(ref, dims, x, y, lambda);
+    const { energy, rescaling } = await linearEquilibEnergy(model, tensorOf(rt(), x), tensorOf(rt(), y), lambdaOpt);
+    expectClose([energy], [r.energy], 1e-4, 'F*');
+    // S = I/λ + Σ_i J_i J_iᵀ from the reference's maps M_l = s_l W_l (+ I with a skip), in float64.
+    const dy = dims[L]!;
+    const M = (l: number) => {
+      const w = ref.weights[l]!;
+      const m = Float64Array.from(w.data, (v) => ref.scales![l]! * v);
+      if (ref.skips?.[l]) for (let k = 0; k < w.rows; k++) m[k * w.cols + k] = m[k * w.cols + k]! + 1;
+      return { rows: w.rows, cols: w.cols, data: m };
+    };
+    const S = new Float64Array(dy * dy);
+    for (let k = 0; k < dy; k++) S[k * dy + k] = 1 / lambda;
+    let J = { rows: dy, cols: dy, data: Float64Array.from({ length: dy * dy }, (_, k) => (k % (dy + 1) === 0 ? 1 : 0)) };
+    for (let i = L - 1; i >= 1; i--) {
+      const m = M(i);
+      const next = new Float64Array(dy * m.cols);
+      for (let a = 0; a < dy; a++) for (let b = 0; b < m.cols; b++) for (let k = 0; k < m.rows; k++) next[a * m.cols + b] = next[a * m.cols + b]! + J.data[a * J.cols + k]! * m.data[k * m.cols + b]!;
+      J = { rows: dy, cols: m.cols, data: next };
+      for (let a = 0; a < dy; a++) for (let b = 0; b < dy; b++) for (let k = 0; k < J.cols; k++) S[a * dy + b] = S[a * dy + b]! + J.data[a * J.cols + k]! * J.data[b * J.cols + k]!;
+    }
+    expectClose(rescaling.data, S, 1e-4, 'S from linearEquilibEnergy');
+    expectClose((await computeLinearEquilibRescaling(model, lambdaOpt)).data, S, 1e-4, 'S');
+    // The Hessian: second differences of the energy (one sample), with and without decay.
+    for (const decay of [0, 0.4]) {
+      const got = await computeLinearActivityHessian(model, { ...lambdaOpt, activityDecay: decay });
+      expectClose(got.data, energyHessian(ref, dims, mat(1, 3, x.data.subarray(0, 3)), mat(1, 2, y.data.subarray(0, 2)), lambda, decay), 1e-4, `Hessian (decay ${decay})`, 1e-2);
+    }
+    // ∂F*/∂W against central differences of the float64 F*, and one SGD step.
+    const grads = await computeLinearEquilibEnergyGrads(model, tensorOf(rt(), x), tensorOf(rt(), y), lambdaOpt);
+    expectClose([grads.energy], [r.energy], 1e-4, 'F* with the gradients');
+    const h = 1e-5;
+    const fd: number[] = [];
+    ref.weights.forEach((w, l) => {
+      for (let k = 0; k < w.data.length; k++) {
+        const at = (d: number) => reference({ ...ref, weights: ref.weights.map((m, j) => (j === l ? mat(m.rows, m.cols, Float64Array.from(m.data, (v, q) => (q === k ? v + d : v))) : m)) }, dims, x, y, lambda).energy;
+        fd.push((at(h) - at(-h)) / (2 * h));
+      }
+    });
+    const gpu = await readAll(grads.weights);
+    expectClose(gpu, fd, 2e-3, '∂F*/∂W vs finite differences', 5e-2);
+    const before = (await model.toArrays()).weights.flatMap((w) => [...w]);
+    const optim = sgd({ lr: 0.05 });
+    await updateLinearEquilibEnergyParams(model, optim, optim.init(model), tensorOf(rt(), x), tensorOf(rt(), y), lambdaOpt);
+    expectClose((await model.toArrays()).weights.flatMap((w) => [...w]), before.map((v, k) => v - 0.05 * gpu[k]!), 1e-5, 'W − lr·∇F*', 1e-3);
+    model.dispose();
+  });
+});
+
+describe('computeLinearActivityHessian is the Hessian of the energy where JPC’s formula is not', () => {
+  // JPC's compute_linear_activity_hessian scales the output layer's block by its own a_L: 1/√(N·L) for ntp with
+  // skips (its energy, _get_param_scalings, uses 1/√N there), and without γ for sp and ntp (its energy divides s_L by
+  // γ for every parameterisation). WPC builds every block from the model's scalings, i.e. from the energy.
+  const cases: (Config & { jpcOutputScale: (N: number, L: number) => number })[] = [
+    { paramType: 'ntp', skips: true, jpcOutputScale: (N, L) => 1 / Math.sqrt(N * L) },
+    { paramType: 'ntp', skips: true, lambda: 2, gamma: 0.5, jpcOutputScale: (N, L) => 1 / Math.sqrt(N * L) },
+    { paramType: 'ntp', skips: false, gamma: 0.5, jpcOutputScale: (N) => 1 / Math.sqrt(N) },
+    { paramType: 'sp', skips: false, gamma: 0.5, jpcOutputScale: () => 1 },
+  ];
+  it.each(cases.map((c) => [name(c), c] as const))('%s: WPC equals the energy’s finite-difference Hessian; JPC’s output block does not', async (_n, c) => {
+    const dims = [3, 4, 4, 4, 2];
+    const { ref, model, lambda, lambdaOpt } = fixture(c, 31 + cases.indexOf(c), 1, dims);
+    const N = dims[1]!;
+    const L = dims.length - 1;
+    const x = randomMat(new Random(5), 1, dims[0]!);
+    const y = randomMat(new Random(6), 1, dims.at(-1)!);
+    for (const decay of [0, 0.25]) {
+      const want = energyHessian(ref, dims, x, y, lambda, decay);
+      const got = await computeLinearActivityHessian(model, { ...lambdaOpt, activityDecay: decay });
+      expectClose(got.data, want, 1e-4, `Hessian vs second differences of the energy (decay ${decay})`, 1e-2);
+    }
+    // JPC's last diagonal block, (1 + ad)·I + λ·a²·WᵀW with its a, against the energy's.
+    const n = dims.slice(1, -1).reduce((a, b) => a + b, 0);
+    const dH = dims[L - 1]!;
+    const W = ref.weights[L - 1]!;
+    const a = c.jpcOutputScale(N, L);
+    const want = energyHessian(ref, dims, x, y, lambda, 0);
+    let worst = 0;
+    for (let r = 0; r < dH; r++) {
+      for (let q = 0; q < dH; q++) {
+        let gram = 0;
+        for (let o = 0; o < W.rows; o++) gram += W.data[o * W.cols + r]! * W.data[o * W.cols + q]!;
+        const jpc = (r === q ? 1 : 0) + lambda * a * a * gram;
+        worst = Math.max(worst, Math.abs(jpc - want[(n - dH + r) * n + (n - dH + q)]!));
+      }
+    }
+    expect(worst, 'JPC’s output block differs from the energy’s').toBeGreaterThan(1e-2);
     model.dispose();
   });
 });

@@ -7,6 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { Random } from '../src/util/random.js';
 import {
+  ACTIVATIONS,
   ACT_KINKS,
   activityGrads,
   cloneMats,
@@ -72,6 +73,17 @@ function awayFromKinks(rng: Random, a: Act, lo: number, hi: number, gap = 0.05):
 function actMat(rng: Random, a: Act, B: number, n: number): Mat {
   const m = mat(B, n);
   for (let i = 0; i < m.data.length; i++) m.data[i] = awayFromKinks(rng, a, -2, 2);
+  return m;
+}
+
+/** Like `actMat`, away from the kinks of both `a` and `b` (an activity that two networks activate). */
+function awayFromBoth(rng: Random, a: Act, b: Act, B: number, n: number): Mat {
+  const m = mat(B, n);
+  for (let i = 0; i < m.data.length; i++) {
+    let v = awayFromKinks(rng, a, -2, 2);
+    while (ACT_KINKS[b].some((k) => Math.abs(v - k) <= 0.05)) v = awayFromKinks(rng, a, -2, 2);
+    m.data[i] = v;
+  }
   return m;
 }
 
@@ -444,6 +456,19 @@ describe('hybrid PC', () => {
     checkParamsFD(() => hpcEnergy(scaled, p.genSup, p.amortActs, p.image, p.label), scaled, gs, 'scaled amortiser');
   });
 
+  it('an amortiser with skips adds a_{l−1} to its layer l in its forward pass and in its energy; gradients vs FD', () => {
+    const p = hpcProblem(45, 4);
+    const skipped: GenModel = { ...p.amortiser, skips: [false, false, true, false] }; // the square 4 → 4 layer
+    const acts = initActivitiesWithAmort(skipped, p.generator, p.image);
+    const a = genFfwd(skipped, p.image);
+    expect(acts.slice(0, 4)).toEqual(a.slice().reverse());
+    // at its own amortised initialisation only the label term remains, skips included
+    const e = hpcLayerEnergies(skipped, acts.slice(1), acts, p.image, p.label);
+    expect(e.slice(1).every((v) => v === 0)).toBe(true);
+    const g = hpcParamGrads(skipped, p.genUnsup, acts, p.image, p.label);
+    checkParamsFD(() => hpcEnergy(skipped, p.genUnsup, acts, p.image, p.label), skipped, g, 'skipped amortiser');
+  });
+
   it('rejects a missing z_0 without a label, and wrong list lengths', () => {
     const p = hpcProblem(40, 3);
     expect(() => hpcEnergy(p.amortiser, p.genSup, p.amortActs, p.image, null)).toThrow(RangeError);
@@ -467,14 +492,14 @@ interface BpcProblem {
  * Skips: H = 3, x(3) → 4 → 4 → 4 → y(2), makeSkips(4) on both models. No skips: H = 2, x(3) → 4 → 5 → y(2).
  * bu mirrors td (y → … → x).
  */
-function bpcProblem(seed: number, a: Act, unsup: boolean, skips: boolean): BpcProblem {
+function bpcProblem(seed: number, a: Act, unsup: boolean, skips: boolean, buAct: Act = a): BpcProblem {
   const rng = new Random(seed);
   const dims = skips ? [3, 4, 4, 4, 2] : [3, 4, 5, 2];
   const H = dims.length - 2;
   const B = 3;
   const td = genModel(rng, dims, a, { skips });
-  const bu = genModel(rng, dims.slice().reverse(), a, { skips });
-  const acts = (unsup ? dims.slice(0, H + 1) : dims.slice(1, H + 1)).map((d) => actMat(rng, a, B, d));
+  const bu = genModel(rng, dims.slice().reverse(), buAct, { skips });
+  const acts = (unsup ? dims.slice(0, H + 1) : dims.slice(1, H + 1)).map((d) => awayFromBoth(rng, a, buAct, B, d));
   const x = unsup ? null : randomNormalMat(rng, B, 3);
   return { td, bu, acts, y: randomNormalMat(rng, B, 2), x, H };
 }
@@ -578,6 +603,37 @@ describe('bidirectional PC', () => {
     const gp = bpcParamGrads(p.td, p.bu, p.acts, p.y, p.x, o);
     expect(maxAbs(gp.td.weights)).toBeGreaterThan(1e-2);
     expect(maxAbs(gp.bu.weights)).toBeGreaterThan(1e-2);
+    checkParamsFD(F, p.td, gp.td, 'td');
+    checkParamsFD(F, p.bu, gp.bu, 'bu');
+  });
+
+  it('each network applies its own activation: the issue’s example, by hand', () => {
+    // dims [1, 2, 1], all weights 1, no biases, td tanh, bu silu, z_1 = [1, 1], x = y = 0.
+    const ones = (rows: number, cols: number) => mat(rows, cols, new Float64Array(rows * cols).fill(1));
+    const td: GenModel = { act: 'tanh', weights: [ones(2, 1), ones(1, 2)], biases: [null, null] };
+    const bu: GenModel = { act: 'silu', weights: [ones(2, 1), ones(1, 2)], biases: [null, null] };
+    const z = [matFromRows([[1, 1]])];
+    const e = bpcLayerEnergies(td, bu, z, matFromRows([[0]]), matFromRows([[0]]), {});
+    const silu1 = 1 / (1 + Math.exp(-1));
+    expect(e[1]).toBeCloseTo(0.5 * (2 * silu1) ** 2, 14); // input backward: x − bu(z_1) = −2·silu(1)
+    expect(e[1]).toBeCloseTo(1.06889, 5);
+    expect(e[0]).toBeCloseTo(0.5 * (2 * Math.tanh(1)) ** 2, 14); // output forward: y − td(z_1) = −2·tanh(1)
+    expect(e[2]).toBeCloseTo(0.5 * 2 * 1 ** 2, 14); // z_1 − td_0(x) = z_1
+    expect(e[3]).toBeCloseTo(0.5 * 2 * 1 ** 2, 14); // z_1 − bu_0(y) = z_1
+  });
+
+  // Every (top-down, bottom-up) pair of activations, both orders, supervised and unsupervised: the reference's
+  // gradients (each network's own φ') against finite differences of its energy (test/bidirectional.test.ts then
+  // holds the GPU to this reference for the same pairs).
+  const pairs: [Act, Act, boolean][] = [];
+  for (const a of ACTIVATIONS) for (const b of ACTIVATIONS) for (const u of [false, true]) pairs.push([a, b, u]);
+  it.each(pairs)('top-down %s, bottom-up %s, unsupervised=%s: gradients vs finite differences', (a, b, unsup) => {
+    const p = bpcProblem(90 + pairs.findIndex((c) => c[0] === a && c[1] === b && c[2] === unsup), a, unsup, false, b);
+    expect([p.td.act, p.bu.act]).toEqual([a, b]);
+    const o = { alphaF: 0.8, alphaB: 1.2 };
+    const F = (): number => bpcEnergy(p.td, p.bu, p.acts, p.y, p.x, o);
+    checkMatsFD(F, p.acts, bpcActivityGrads(p.td, p.bu, p.acts, p.y, p.x, o), 'activity');
+    const gp = bpcParamGrads(p.td, p.bu, p.acts, p.y, p.x, o);
     checkParamsFD(F, p.td, gp.td, 'td');
     checkParamsFD(F, p.bu, gp.bu, 'bu');
   });

@@ -456,6 +456,19 @@ export function combineKernel(): KernelSpec {
   };
 }
 
+/** out = φ(u) over workspace regions with the activation `act` compiled in (elementwise.wgsl). Bindings: ops, work. */
+export function activateKernel(act: Activation): KernelSpec {
+  return {
+    name: 'elementwise.activate',
+    parts: [ACTIVATIONS_PART, part('elementwise.wgsl', elementwiseWgsl)],
+    defines: { ACTIVATE: true },
+    constants: { ACT: activationId(act) },
+    entryPoint: 'activate',
+    bindings: [ro('ops'), rw('work')],
+    workgroupSize: SMALL_WG,
+  };
+}
+
 export type RegularizeEntry = 'weight_decay' | 'gram' | 'spectral';
 
 /** Weight decay and the spectral penalty, one layer per dispatch (regularize.wgsl). Bindings: reg, params, grads, scratch. */

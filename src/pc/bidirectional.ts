@@ -19,9 +19,13 @@
  *
  * On the GPU both networks are PC networks over one set of activities: the top-down one in the usual layout,
  * the bottom-up one through job tables that walk the same activities in reverse. Each gradient is two grouped
- * dispatches (the bottom-up part, then the top-down part added to it), whatever the depth.
+ * dispatches (the bottom-up part, then the top-down part added to it), whatever the depth. Each network applies
+ * its own activation, as in JPC: when the two differ, the bottom-up network reads φ_b(z) from a family of its
+ * own (one more elementwise dispatch per call) and its gradient pass runs a kernel compiled with φ_b; when they
+ * are the same, both read the workspace's φ(z) and nothing is added.
  */
 import { WpcArgumentError, argError, checkFinite } from '../runtime/errors.js';
+import { COMBINE_WORDS, activateKernel, activityGradKernel } from '../kernels/index.js';
 import { createBindGroup } from '../runtime/kernel.js';
 import type { Recorder } from '../runtime/recorder.js';
 import { type Tensor, checkTensor } from '../runtime/tensor.js';
@@ -143,10 +147,20 @@ interface BpcTables {
 }
 const bpcTables = new WeakMap<Workspace, Map<number, BpcTables>>();
 
+/** Whether the bottom-up network's activation differs from the top-down one's (then φ_b(z) has its own family). */
+const ownActivation = (td: Model, bu: Model): boolean => td.actFn !== bu.actFn;
+
+/** Aux families: 0 the bottom-up errors, 1 the gradients, 2 φ_b(z) when the activations differ. */
+const auxFamilies = (td: Model, bu: Model): number => (ownActivation(td, bu) ? 3 : 2);
+
+/** Kernel names of the bottom-up network's own activation (compiled once per workspace). */
+const buKernels = (bu: Model) => ({ grad: `bpc.act.${bu.actFn}`, activate: `bpc.activate.${bu.actFn}` });
+
 /**
  * Slot l (0..H+1) of the top-down workspace's layout holds z_l (z_0: x or the free z_0; z_{H+1}: the top-down
  * network's unused output activity; y itself is in the target slot). The bottom-up layer a (1-based) maps
- * u_{a−1} → u_a with u_0 = y, u_a = z_{H+1−a}; its errors go to aux family 0 at the slot of u_a.
+ * u_{a−1} → u_a with u_0 = y, u_a = z_{H+1−a}, reading φ_b(u_{a−1}) (family `phiBu`: the workspace's φ when both
+ * networks share the activation); its errors go to aux family 0 at the slot of u_a.
  */
 function bpcJobs(ws: Workspace, bu: Model, alphaF: number, alphaB: number, unsupervised: boolean) {
   const td = ws.model;
@@ -156,6 +170,7 @@ function bpcJobs(ws: Workspace, bu: Model, alphaF: number, alphaB: number, unsup
   const e2 = ws.aux[0]!;
   const grad = ws.aux[1]!;
   const slot = (family: number, l: number) => family + ws.layer[l]!;
+  const phiBu = ownActivation(td, bu) ? ws.aux[2]! : fam.py;
   const first = unsupervised ? 0 : 1;
   // Partial sums of the bottom-up errors (per bu layer) and of its gradient pass (per slot), in the extra region.
   const buErrorPart: number[] = [];
@@ -174,7 +189,7 @@ function bpcJobs(ws: Workspace, bu: Model, alphaF: number, alphaB: number, unsup
   for (let a = 1; a <= H + 1; a++) {
     const layer = bu.layers[a - 1]!;
     const out = H + 1 - a; // slot of u_a
-    const input = a === 1 ? ws.target : slot(fam.py, out + 1);
+    const input = a === 1 ? ws.target : slot(phiBu, out + 1);
     buErrors.push(
       errorJob({
         layer,
@@ -244,8 +259,16 @@ function bpcJobs(ws: Workspace, bu: Model, alphaF: number, alphaB: number, unsup
 const isActTable = (name: string): boolean => name === 'buGrads' || name === 'tdGrads';
 
 /** Builds or refreshes the bPC tables and bind groups on the top-down workspace. */
-function prepareBpc(ws: Workspace, bu: Model, call: Omit<BpcCall, 'cap'>): string {
+async function prepareBpc(ws: Workspace, bu: Model, call: Omit<BpcCall, 'cap'>): Promise<string> {
   const prefix = `bpc.${bu.serial}.${call.unsupervised ? 'u' : 's'}`;
+  const own = ownActivation(ws.model, bu);
+  const names = buKernels(bu);
+  if (own) {
+    await Promise.all([
+      ws.kernel(names.grad, activityGradKernel(bu.actFn, ws.tiles, false)),
+      ws.kernel(names.activate, activateKernel(bu.actFn)),
+    ]);
+  }
   let perWs = bpcTables.get(ws);
   if (!perWs) bpcTables.set(ws, (perWs = new Map()));
   const jobs = bpcJobs(ws, bu, call.alphaF, call.alphaB, call.unsupervised);
@@ -281,7 +304,14 @@ function prepareBpc(ws: Workspace, bu: Model, call: Omit<BpcCall, 'cap'>): strin
       const grads = (name === 'buParams' ? bu : ws.model).grads();
       ws.setGroup(`${prefix}.${name}`, createBindGroup(device, ws.k('paramGrad'), { jobs: buffer, work: ws.buffer, grads }), table.workgroups);
     }
-    if (isActTable(name)) ws.registerActTable(`${prefix}.${name}`, buffer, params, list);
+    if (isActTable(name)) ws.registerActTable(`${prefix}.${name}`, buffer, params, list, name === 'buGrads' && own ? names.grad : 'act');
+  }
+  if (own) {
+    // φ_b over the whole state (z_0..z_{H+1}) into aux family 2: one elementwise op.
+    const ops = new ArrayBuffer(COMBINE_WORDS * 4);
+    new Uint32Array(ops).set([ws.nAll, ws.fam.y, 0, ws.aux[2]!]);
+    const table = ws.storageTable(`${prefix}.activate`, ops);
+    ws.setGroup(`${prefix}.activate`, createBindGroup(device, ws.k(names.activate), { ops: table, work: ws.buffer }), Math.min(1024, ws.elementwiseGroups(ws.nAll)));
   }
   const energies = ws.segmentTable(`${prefix}.energies`, jobs.energies);
   ws.setGroup(`reduce.${prefix}.energies`, createBindGroup(device, ws.k('reduce'), { segments: energies, src: ws.buffer, dst: ws.scalars }));
@@ -292,8 +322,8 @@ function prepareBpc(ws: Workspace, bu: Model, call: Omit<BpcCall, 'cap'>): strin
   return prefix;
 }
 
-/** Loads x (into z_0's slot when supervised), the activities and y; computes φ. */
-function loadBpc(ws: Workspace, rec: Recorder, call: BpcCall): void {
+/** Loads x (into z_0's slot when supervised), the activities and y; computes φ (and φ_b when it differs). */
+function loadBpc(ws: Workspace, rec: Recorder, call: BpcCall, prefix: string): void {
   const { cap, unsupervised } = call;
   writeSolverConfig(ws, undefined);
   loadBatch(ws, rec, null, cap.output);
@@ -301,6 +331,7 @@ function loadBpc(ws: Workspace, rec: Recorder, call: BpcCall): void {
   const first = unsupervised ? 0 : 1;
   call.cap.activities.forEach((t, i) => rec.copy(t.buffer, t.byteOffset, ws.buffer, ws.activityOffset(i + first) * 4, t.byteLength));
   ws.recordElementwise(rec, 'activate');
+  if (ownActivation(call.td, call.bu)) ws.dispatchGroup(rec, buKernels(call.bu).activate, `${prefix}.activate`);
 }
 
 /** Both networks' errors, the layer energies and their total. */
@@ -323,8 +354,9 @@ function onBpc<T>(call: BpcCall, task: (ws: Workspace, rec: Recorder, prefix: st
   const { td, bu, B } = call;
   const tile = tilesFor(td.runtime);
   const tiles = (m: number, n: number) => tilesOf(m, n, tile);
-  return onWorkspaces([{ model: td, B, mode: 'unsupervised', needs: { stages: 2, gridSteps: 1, aux: 2, extra: extraFloats(td, bu, B, tiles) } }], call.cap, ([ws], rec) => {
-    const prefix = prepareBpc(ws!, bu, call);
+  const needs = { stages: 2, gridSteps: 1, aux: auxFamilies(td, bu), extra: extraFloats(td, bu, B, tiles) };
+  return onWorkspaces([{ model: td, B, mode: 'unsupervised', needs }], call.cap, async ([ws], rec) => {
+    const prefix = await prepareBpc(ws!, bu, call);
     return task(ws!, rec, prefix);
   });
 }
@@ -354,7 +386,7 @@ export async function bpcEnergy(topDown: Model, bottomUp: Model, activities: rea
     if (o.recordLayers !== undefined && typeof o.recordLayers !== 'boolean') argError(fn, 'options.recordLayers', 'a boolean', o.recordLayers);
   });
   return onBpc(call, (ws, rec, prefix) => {
-    loadBpc(ws, rec, call);
+    loadBpc(ws, rec, call, prefix);
     recordBpcErrors(ws, rec, prefix, true);
     const out = call.opts.recordLayers ? copyOutScalars(ws, rec, ws.scalar.energies, [2 * (call.H + 1)]) : copyOutScalars(ws, rec, ws.scalar.total, [1]);
     rec.submit();
@@ -373,7 +405,7 @@ export async function computeBpcActivityGrad(
   const fn = 'computeBpcActivityGrad';
   const call = beginBpc(fn, topDown, bottomUp, activities, output, options, BPC_KEYS);
   return onBpc(call, (ws, rec, prefix) => {
-    loadBpc(ws, rec, call);
+    loadBpc(ws, rec, call, prefix);
     recordBpcErrors(ws, rec, prefix, true);
     recordBpcActivityGrad(ws, rec, prefix);
     const energy = copyOutScalars(ws, rec, ws.scalar.total, [1]);
@@ -394,7 +426,7 @@ export async function computeBpcParamGrads(
   const fn = 'computeBpcParamGrads';
   const call = beginBpc(fn, topDown, bottomUp, activities, output, options, BPC_KEYS);
   return onBpc(call, (ws, rec, prefix) => {
-    loadBpc(ws, rec, call);
+    loadBpc(ws, rec, call, prefix);
     recordBpcErrors(ws, rec, prefix, false);
     ws.dispatchGroup(rec, 'paramGrad', `${prefix}.tdParams`);
     ws.dispatchGroup(rec, 'paramGrad', `${prefix}.buParams`);
@@ -429,7 +461,7 @@ export async function updateBpcActivities(
   });
   return onBpc(call, async (ws, rec, prefix) => {
     const kernel = await optState.kernel(true);
-    loadBpc(ws, rec, call);
+    loadBpc(ws, rec, call, prefix);
     recordBpcErrors(ws, rec, prefix, true);
     recordBpcActivityGrad(ws, rec, prefix);
     const first = call.unsupervised ? 0 : 1;
@@ -466,7 +498,7 @@ export async function updateBpcParams(
   });
   return onBpc(call, async (ws, rec, prefix) => {
     const [tk, bk] = await Promise.all([optStates[0].kernel(false), optStates[1].kernel(false)]);
-    loadBpc(ws, rec, call);
+    loadBpc(ws, rec, call, prefix);
     recordBpcErrors(ws, rec, prefix, false);
     ws.dispatchGroup(rec, 'paramGrad', `${prefix}.tdParams`);
     ws.dispatchGroup(rec, 'paramGrad', `${prefix}.buParams`);

@@ -22,7 +22,7 @@ import {
   writeNormalActivities,
 } from './batch.js';
 import type { Model } from './model.js';
-import { SOLVER_OPTION_KEYS, integrate, resolveSolverOptions, workspaceNeeds, writeSolverConfig, type SolverOptions } from './solver.js';
+import { SOLVER_OPTION_KEYS, integrate, refuseRecording, resolveSolverOptions, workspaceNeeds, writeSolverConfig, type SolverOptions } from './solver.js';
 import { type Loss, Workspace } from './workspace.js';
 
 export interface TestOptions {
@@ -62,7 +62,8 @@ export async function testDiscriminativePc(
   });
 }
 
-export interface TestGenerativeOptions extends SolverOptions, EnergyTermOptions {
+/** The solver options without the recording ones (a test returns scores, not a recording). */
+export interface TestGenerativeOptions extends Omit<SolverOptions, 'recordIters' | 'recordEvery' | 'recordActivities' | 'maxRecords'>, EnergyTermOptions {
   /** Seed of the random initialisation of the activities (required, as JPC's `key`). */
   seed: number;
   /** σ of that initialisation. Default 0.05. */
@@ -81,19 +82,21 @@ export interface TestGenerativeResult {
 /**
  * JPC's `test_generative_pc`: for a generator trained as `makePcStep(model, …, image, { input: label })`,
  * infers the input from the output — every activity, z_0 included, starts from seeded N(0, σ²) draws and
- * inference runs with only the output clamped to `output` (JPC's defaults: Heun + PID to maxT1 = 500) — and
+ * inference runs with only the output clamped to `output` (JPC's defaults: Heun + PID to maxT1 = 500; discrete
+ * inference with an optimiser and `steps` too) — and
  * scores the inferred z_0 against `input`. Also returns the feedforward predictions from `input`.
  */
 export async function testGenerativePc(model: Model, output: BatchData, input: BatchData, options: TestGenerativeOptions): Promise<TestGenerativeResult> {
   const fn = 'testGenerativePc';
   checkModel(fn, model);
   const opts = checkOptions(fn, options, ['seed', 'sigma', 'loss', ...ENERGY_TERM_KEYS, ...SOLVER_OPTION_KEYS]);
+  refuseRecording(fn, opts);
   if (!Number.isSafeInteger(opts.seed)) argError(fn, 'options.seed', 'a safe integer', opts.seed);
   const sigma = checkFinite(fn, 'options.sigma', opts.sigma ?? 0.05, { min: 0 });
   const loss = checkLoss(fn, opts.loss);
   const { B } = checkBatch(fn, model, output, input, undefined, 'input');
   const terms = resolveEnergyTerms(fn, opts);
-  const cfg = resolveSolverOptions(fn, { maxT1: 500, ...opts });
+  const cfg = resolveSolverOptions(fn, opts, 500);
   const cap = captureBatch(model, B, input, output);
   return onWorkspaces(
     [

@@ -41,7 +41,7 @@ import {
 import { type Job, errorJob, packJobs, paramJob } from './layer-jobs.js';
 import type { Model } from './model.js';
 import { type OptState, type Optimizer, checkOptState } from './optim.js';
-import { SOLVER_OPTION_KEYS, integrate, resolveSolverOptions, workspaceNeeds, writeSolverConfig, type SolverOptions } from './solver.js';
+import { SOLVER_OPTION_KEYS, integrate, refuseRecording, resolveSolverOptions, workspaceNeeds, writeSolverConfig, type SolverOptions } from './solver.js';
 import { copyOutRecording, type Recording } from './infer.js';
 import type { SegmentSpec, Workspace } from './workspace.js';
 
@@ -349,7 +349,8 @@ export interface HpcStepResult {
 /**
  * JPC's `make_hpc_step`: amortised initialisation, generator inference (default Heun + PID to maxT1 = 300, as
  * JPC), then one update of each model — the generator by its PC parameter gradients at equilibrium, the
- * amortiser by `computeHpcParamGrads`. `output` is the generator's observation (the amortiser's input).
+ * amortiser by `computeHpcParamGrads`. `output` is the generator's observation (the amortiser's input). The
+ * solver options are `solveInference`'s: any ODE solver, or discrete inference with an optimiser and `steps`.
  */
 export async function makeHpcStep(
   generator: Model,
@@ -370,7 +371,7 @@ export async function makeHpcStep(
     if (Bx !== B) throw new WpcArgumentError(`${fn}: options.input has ${Bx} rows but output has ${B}`);
   }
   if (opts.returnActivities !== undefined && typeof opts.returnActivities !== 'boolean') argError(fn, 'options.returnActivities', 'a boolean', opts.returnActivities);
-  const cfg = resolveSolverOptions(fn, { maxT1: 300, ...opts });
+  const cfg = resolveSolverOptions(fn, opts, 300);
   checkOptState(fn, optStates[0], optims[0], 'params', g.paramCount, g.runtime, { optim: 'optims[0]', optState: 'optStates[0]' });
   checkOptState(fn, optStates[1], optims[1], 'params', a.paramCount, a.runtime, { optim: 'optims[1]', optState: 'optStates[1]' });
   if (optStates[0] === optStates[1]) throw new WpcArgumentError(`${fn}: optStates must be two different states (one per model)`);
@@ -441,7 +442,8 @@ function copyEquilibrium(ws: Workspace, rec: Recorder): Tensor[] {
   return out;
 }
 
-export interface TestHpcOptions extends SolverOptions {
+/** The solver options without the recording ones (testHpc returns accuracies, not a recording). */
+export interface TestHpcOptions extends Omit<SolverOptions, 'recordIters' | 'recordEvery' | 'recordActivities' | 'maxRecords'> {
   /** Seed of the random initialisation of the generator-only inference (required, JPC's `key`). */
   seed: number;
   /** σ of that initialisation. Default 0.05. */
@@ -462,21 +464,22 @@ export interface TestHpcResult {
 /**
  * JPC's `test_hpc`: the label accuracies of the amortiser alone, of hybrid inference (the generator's
  * unsupervised inference started from the amortiser's guesses) and of generator-only inference (started from
- * N(0, σ²) draws), with only `output` (the image) clamped — default Heun + PID to maxT1 = 500 — and the
- * generator's predictions from `input` (the labels).
+ * N(0, σ²) draws), with only `output` (the image) clamped — default Heun + PID to maxT1 = 500, or discrete
+ * inference with an optimiser and `steps` — and the generator's predictions from `input` (the labels).
  */
 export async function testHpc(generator: Model, amortiser: Model, output: BatchData, input: BatchData, options: TestHpcOptions): Promise<TestHpcResult> {
   const fn = 'testHpc';
   const { generator: g, amortiser: a } = checkPair(fn, generator, amortiser);
   if (typeof options !== 'object' || options === null) argError(fn, 'options', 'an object like { seed }', options);
   checkKnownKeys(fn, 'options', options, ['seed', 'sigma', ...SOLVER_OPTION_KEYS]);
+  refuseRecording(fn, options);
   if (!Number.isSafeInteger(options.seed)) argError(fn, 'options.seed', 'a safe integer', options.seed);
   const sigma = options.sigma ?? 0.05;
   if (typeof sigma !== 'number' || !Number.isFinite(sigma) || sigma < 0) argError(fn, 'options.sigma', 'a finite number ≥ 0', sigma);
   const B = batchSizeOf(fn, 'output', output, g.outputDim, g);
   const Bx = batchSizeOf(fn, 'input', input, g.inputDim, g);
   if (Bx !== B) throw new WpcArgumentError(`${fn}: input has ${Bx} rows but output has ${B}`);
-  const cfg = resolveSolverOptions(fn, { maxT1: 500, ...options });
+  const cfg = resolveSolverOptions(fn, options, 500);
   const cap = captureBatch(g, B, input, output);
   return onWorkspaces(
     [

@@ -168,15 +168,16 @@ class Chains {
   }
 
   /**
-   * Activities of the forward pass z_{l+1} = M_l z_l (+ g_{l+1}), rows = samples: z_1..z_L (index l). With
-   * `inject` (B × d_i for i = 1..H) this is the equilibrium pass; without, the feedforward prediction.
+   * Activities of the forward pass z_{l+1} = M_l z_l (+ g_{l+1} for hidden l + 1 ≤ H), rows = samples: z_1..z_L
+   * (index l). With `inject` (B × d_i for i = 1..H; an entry H + 1 is ignored) this is the equilibrium pass, whose
+   * last activity is the prediction M_{L−1} z*_{L−1} (not y − e_L); without, the feedforward prediction.
    */
   forward(X: Tensor, B: number, inject?: readonly Tensor[], keep = false): Tensor[] {
-    const { model } = this;
+    const { model, H } = this;
     const Z: Tensor[] = [X];
     model.layers.forEach((layer, l) => {
       const out = keep ? this.rt.empty([B, layer.outDim]) : this.temp([B, layer.outDim]);
-      const g = inject?.[l + 1];
+      const g = l + 1 <= H ? inject?.[l + 1] : undefined;
       this.gemm.record(this.rec, {
         m: B,
         k: layer.inDim,
@@ -334,7 +335,10 @@ export async function linearEquilibEnergy(model: Model, x: BatchData, y: BatchDa
   });
 }
 
-/** The equilibrium activities z*_1..z*_L through S (activity decay 0, ε 0). */
+/**
+ * The equilibrium activities z*_1..z*_L through S (activity decay 0, ε 0): z*_H from the injected pass, and
+ * z*_L = M_{L−1} z*_H, the prediction (JPC's dummy output activity). `g` also holds g_L = u for the gradients.
+ */
 async function outputSpaceSolution(ch: Chains, X: Tensor, Y: Tensor, B: number, lambda: number): Promise<{ Z: Tensor[]; g: Tensor[]; energy: number }> {
   const space = await outputSpace(ch, X, Y, B, lambda);
   const g = injections(ch, space, B);
@@ -404,6 +408,12 @@ async function hessianBlocks(ch: Chains, lambda: number, shift: number): Promise
  * hidden activities z_1..z_H of a deep linear network, a dense (Σ d_i)² float64 matrix. It is block-tridiagonal:
  * D_i = (1 + ad)·I + c_i M_iᵀM_i on the diagonal (c_i = λ for the last hidden layer) and −M_iᵀ above it, where
  * M_i = a_i W_i (+ I with skips). `diag: false` / `offDiag: false` leave those blocks zero.
+ *
+ * Every a_i is the model's scaling, the one its energy uses, so this is the true Hessian of that energy (tested
+ * against second differences of it). JPC's formula takes the output layer's a from its own table instead and
+ * disagrees with its energy in two cases, both JPC bugs that WPC does not copy: ntp with skips (JPC scales the
+ * output block by 1/√(N·L), its energy by 1/√N) and γ under sp or ntp (JPC's block ignores γ, its energy divides
+ * a_L by it). With skips and activity decay WPC adds ad·I only (JPC doubles the skip cross term).
  */
 export async function computeLinearActivityHessian(model: Model, options: LinearHessianOptions = {}): Promise<Matrix64> {
   const fn = 'computeLinearActivityHessian';
@@ -443,9 +453,10 @@ export async function computeLinearActivityHessian(model: Model, options: Linear
 
 /**
  * JPC's `compute_linear_activity_solution`: the exact equilibrium activities z* = (A + εI)⁻¹ b of a deep linear
- * network for each sample, as `solveInference` returns them (z_1..z_L, z_L being the prediction M_{L−1}z*_{L−1}).
- * b's first block is a_0 W_0 x and its last λ M_Hᵀ y. See `method` for how the system is solved; no dense
- * inverse is ever formed.
+ * network for each sample, as `solveInference` returns them (z_1..z_L, z_L being the prediction
+ * M_{L−1}z*_{L−1} = a_L W_{L−1} z*_{L−1}, γ included in a_L — not the clamped y). b's first block is a_0 W_0 x and
+ * its last λ M_Hᵀ y. Every method returns the same activities; see `method` for how the system is solved; no
+ * dense inverse is ever formed.
  */
 export async function computeLinearActivitySolution(model: Model, x: BatchData, y: BatchData, options: LinearActivitySolutionOptions = {}): Promise<Tensor[]> {
   const fn = 'computeLinearActivitySolution';

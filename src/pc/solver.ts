@@ -110,6 +110,22 @@ export const SOLVER_OPTION_KEYS = [
   'maxRecords',
 ] as const;
 
+/** The options that record along a solve; only functions that return a `Recording` take them. */
+export const RECORDING_OPTION_KEYS = ['recordIters', 'recordEvery', 'recordActivities', 'maxRecords'] as const;
+
+/**
+ * Refuses the recording options for a function that returns no recording (they would be accepted and dropped):
+ * the error says where recording is available.
+ */
+export function refuseRecording(fn: string, options: SolverOptions): void {
+  for (const key of RECORDING_OPTION_KEYS) {
+    const v = options[key];
+    if (v !== undefined && v !== false) {
+      throw new WpcArgumentError(`${fn}: options.${key} is not available here: ${fn} returns no recording (record with solveInference, makePcStep or makeHpcStep); got ${JSON.stringify(v)}`);
+    }
+  }
+}
+
 export type ResolvedPid = Required<Omit<PidOptions, 'dtmin' | 'dtmax'>> & { dtmin?: number; dtmax?: number };
 
 export interface ResolvedRecording {
@@ -191,8 +207,12 @@ function resolveRecording(fn: string, options: SolverOptions, dt: number | undef
   return null;
 }
 
-/** Validates and fills in solver options (every error names the option). */
-export function resolveSolverOptions(fn: string, options: SolverOptions): ResolvedSolver {
+/**
+ * Validates and fills in solver options (every error names the option). `defaultMaxT1` is the caller's default
+ * end time for ODE solvers (JPC's: 20 for solve_inference, 300 for make_hpc_step, 500 for the tests); discrete
+ * inference has none, so a default never conflicts with an optimiser as the solver.
+ */
+export function resolveSolverOptions(fn: string, options: SolverOptions, defaultMaxT1 = 20): ResolvedSolver {
   const solver = options.solver ?? 'heun';
   if (solver instanceof Optimizer) {
     for (const key of ['stepsizeController', 'maxT1', 'dt', 'maxSteps', 'pollEvery', 'steadyState'] as const) {
@@ -210,7 +230,7 @@ export function resolveSolverOptions(fn: string, options: SolverOptions): Resolv
   }
   if (options.steps !== undefined) throw new WpcArgumentError(`${fn}: options.steps applies to discrete inference only; ODE solvers integrate to options.maxT1`);
   const tableau = TABLEAUX[solver];
-  const maxT1 = checkFinite(fn, 'options.maxT1', options.maxT1 ?? 20, { min: 0, open: true });
+  const maxT1 = checkFinite(fn, 'options.maxT1', options.maxT1 ?? defaultMaxT1, { min: 0, open: true });
   const dt = options.dt === undefined ? undefined : checkFinite(fn, 'options.dt', options.dt, { min: 0, open: true });
   const maxSteps = checkPositiveInt(fn, 'options.maxSteps', options.maxSteps ?? 4096);
   const pollEvery = checkPositiveInt(fn, 'options.pollEvery', options.pollEvery ?? 8);

@@ -279,7 +279,7 @@ export class Workspace {
    * Activity-gradient tables by key: bind groups rebuilt when the stage buffer grows, and whether every job takes
    * the vec4 epilogue (then dispatches with a 4-aligned Runge–Kutta stage record use the 'act.vec4' kernel).
    */
-  private readonly actGroups = new Map<string, { jobs: GPUBuffer; params: GPUBuffer; vec4: boolean }>();
+  private readonly actGroups = new Map<string, { jobs: GPUBuffer; params: GPUBuffer; vec4: boolean; kernel: string }>();
   private readonly segmentTables = new Map<string, GPUBuffer>();
   private stageGroupsFor: GPUBuffer | undefined;
   private recordBuffers: { records: GPUBuffer; traj: GPUBuffer; capacity: number; trajN: number } | undefined;
@@ -650,6 +650,11 @@ export class Workspace {
     return buffer;
   }
 
+  /** Uploads a variant's storage table (e.g. elementwise ops); freed with the workspace. */
+  storageTable(label: string, data: ArrayBuffer): GPUBuffer {
+    return this.storageFrom(data, `wpc.${label}`);
+  }
+
   /** Uploads a job table under `key` (its dispatch size is remembered). */
   addTable(key: string, table: JobTable): GPUBuffer {
     this.workgroups.set(key, table.workgroups);
@@ -763,7 +768,7 @@ export class Workspace {
       this.groups.set('ce.gated', createBindGroup(device, this.k('ce.gated'), { rows: ceRows, work, state }));
       for (const point of ['y', 't'] as const) {
         const { buffer: jobs, jobs: list } = this.energyTable(`act.${point}`, () => this.activityGradJobs(point));
-        this.actGroups.set(`act.${point}`, { jobs, params, vec4: epilogue4Ready(list) });
+        this.actGroups.set(`act.${point}`, { jobs, params, vec4: epilogue4Ready(list), kernel: 'act' });
       }
       const pjobs = this.energyTable('paramGrad', () => this.paramGradJobs()).buffer;
       this.groups.set('paramGrad', createBindGroup(device, this.k('paramGrad'), { jobs: pjobs, work, grads: model.grads() }));
@@ -806,11 +811,14 @@ export class Workspace {
   }
 
   /**
-   * Registers an activity-gradient job table (with the parameters it reads) under `key`; its bind groups (plain
-   * and gated) follow the stage buffer when it grows. Variants use it for their own networks.
+   * Registers an activity-gradient job table (with the parameters it reads) under `key`; its bind groups (plain,
+   * and gated where `${kernel}.gated` is compiled) follow the stage buffer when it grows. Variants use it for their
+   * own networks; `kernel` names the activity-gradient kernel it runs with (default this workspace's own, 'act';
+   * another network's activation needs its own, compiled with `kernel(name, spec)`).
    */
-  registerActTable(key: string, jobs: GPUBuffer, params: GPUBuffer, list: readonly Job[]): void {
-    this.actGroups.set(key, { jobs, params, vec4: epilogue4Ready(list) });
+  registerActTable(key: string, jobs: GPUBuffer, params: GPUBuffer, list: readonly Job[], kernel = 'act'): void {
+    this.k(kernel);
+    this.actGroups.set(key, { jobs, params, vec4: epilogue4Ready(list), kernel });
     this.buildActGroups(key);
   }
 
@@ -823,10 +831,12 @@ export class Workspace {
 
   private buildActGroups(key: string): void {
     const device = this.runtime.device;
-    const { jobs, params } = this.actGroups.get(key)!;
+    const { jobs, params, kernel } = this.actGroups.get(key)!;
     const stage: GPUBufferBinding = { buffer: this.stageBuffer, offset: 0, size: STAGE_BYTES };
-    this.groups.set(key, createBindGroup(device, this.k('act'), { jobs, params, work: this.buffer, stage }));
-    this.groups.set(`${key}.gated`, createBindGroup(device, this.k('act.gated'), { jobs, params, work: this.buffer, state: this.state, stage }));
+    this.groups.set(key, createBindGroup(device, this.k(kernel), { jobs, params, work: this.buffer, stage }));
+    if (this.kernels.has(`${kernel}.gated`)) {
+      this.groups.set(`${key}.gated`, createBindGroup(device, this.k(`${kernel}.gated`), { jobs, params, work: this.buffer, state: this.state, stage }));
+    }
   }
 
   private buildStageGroups(): void {
@@ -1067,7 +1077,8 @@ export class Workspace {
   recordActTable(rec: Recorder, key: string, gated: boolean, record: number): void {
     if (this.stageGroupsFor !== this.stageBuffer) this.buildStageGroups();
     const name = `${key}${gated ? '.gated' : ''}`;
-    const kernel = `act${this.actKernelTakesVec4(key, record) ? '.vec4' : ''}${gated ? '.gated' : ''}`;
+    const base = this.actGroups.get(key)?.kernel ?? 'act';
+    const kernel = `${base}${this.actKernelTakesVec4(key, record) ? '.vec4' : ''}${gated ? '.gated' : ''}`;
     rec.dispatch(this.k(kernel), this.g(name), this.workgroups.get(key)!, [record * UNIFORM_STRIDE]);
   }
 
@@ -1079,7 +1090,7 @@ export class Workspace {
   actKernelTakesVec4(key: string, record: number): boolean {
     const table = this.actGroups.get(key);
     const r = this.records[record];
-    return this.kernels.has('act.vec4') && table?.vec4 === true && r !== undefined && r.mode <= StageMode.FINAL_FSAL && this.stageFamiliesAligned;
+    return table !== undefined && this.kernels.has(`${table.kernel}.vec4`) && table.vec4 && r !== undefined && r.mode <= StageMode.FINAL_FSAL && this.stageFamiliesAligned;
   }
 
   /** Whether this workspace's own activity-gradient tables can use the vec4-only kernel (see prepare). */

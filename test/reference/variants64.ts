@@ -483,13 +483,16 @@ export function pcParamGrads(model: GenModel, acts: readonly Mat[], y: Mat, x: M
  * JPC's `init_activities_with_amort`: the amortiser's forward pass a_1 = f_0(image), a_j = f_{j−1}(a_{j−1}),
  * reversed to [a_L, …, a_1], then the dummy generator_last_layer(a_1) appended (L+1 entries). Entry k is the
  * amortised guess of the generator's z_k (a_L ≈ z_0, the label; a_1 ≈ z_{L−1}; the dummy ≈ z_L, the image).
+ * An amortiser with skips (`skips[j]`) adds a_{j−1} to its layer j's output, in this pass and in its energy
+ * (JPC's amortisers have neither skips nor scalings; WPC's models carry both into every function).
  */
-export function initActivitiesWithAmort(amortiser: RefModel, generator: RefModel, image: Mat): Mat[] {
+export function initActivitiesWithAmort(amortiser: GenModel, generator: RefModel, image: Mat): Mat[] {
   checkChain(amortiser);
+  checkSkips(amortiser);
   const a: Mat[] = [];
   let cur = image;
   for (let l = 0; l < numLayers(amortiser); l++) {
-    cur = layerForward(amortiser, l, cur);
+    cur = predict(amortiser, l, cur);
     a.push(cur);
   }
   const out = a.slice().reverse();
@@ -507,13 +510,14 @@ interface HpcState {
 }
 
 function hpcState(
-  amortiser: RefModel,
+  amortiser: GenModel,
   genActs: readonly Mat[],
   amortActs: readonly Mat[],
   image: Mat,
   label: Mat | null,
 ): HpcState {
   checkChain(amortiser);
+  checkSkips(amortiser);
   const L = numLayers(amortiser);
   if (L < 2) throw new RangeError('hpc: the amortiser needs at least 2 layers');
   const B = image.rows;
@@ -534,7 +538,7 @@ function hpcState(
     // target of 1-based layer l+1: z_{L−l−1} for l < L−1; the label (or z_0) for the last layer
     const target = l < L - 1 ? genZ(L - 1 - l) : (label ?? genZ(0));
     expectShape(target, B, w.rows, `target of amortiser layer ${l}`);
-    r.push(sub(target!, layerForward(amortiser, l, inputs[l]!)));
+    r.push(sub(target!, predict(amortiser, l, inputs[l]!)));
   }
   return { L, B, inputs, r };
 }
@@ -545,10 +549,11 @@ function hpcState(
  * With the amortiser's layers numbered 1..L (1-based) and a_0 = image, a_j = amortActs[L − j]:
  *   E_l = Σ_b‖T_l − f_l(a_{l−1})‖²/B,  T_l = z_{L−l} (l < L),  T_L = label, or z_0 when label is null.
  * The inputs are the amortised activities, not the targets. Returned in JPC's record_layers order
- * [E_L, E_2, …, E_{L−1}, E_1]. The amortiser's `scales`, if any, are applied (JPC has none).
+ * [E_L, E_2, …, E_{L−1}, E_1]. The amortiser's `scales` and `skips` (f_l(a) + a_{l−1}), if any, are applied (JPC
+ * has neither).
  */
 export function hpcLayerEnergies(
-  amortiser: RefModel,
+  amortiser: GenModel,
   genActs: readonly Mat[],
   amortActs: readonly Mat[],
   image: Mat,
@@ -561,7 +566,7 @@ export function hpcLayerEnergies(
 
 /** The total hPC energy: the sum of `hpcLayerEnergies`. */
 export function hpcEnergy(
-  amortiser: RefModel,
+  amortiser: GenModel,
   genActs: readonly Mat[],
   amortActs: readonly Mat[],
   image: Mat,
@@ -575,7 +580,7 @@ export function hpcEnergy(
  * ∂E/∂W = −(2 s/B) Σ_b r_b ⊗ act(a_{l−1,b}), ∂E/∂b = −(2 s/B) Σ_b r_b (amortised inputs and targets held fixed).
  */
 export function hpcParamGrads(
-  amortiser: RefModel,
+  amortiser: GenModel,
   genActs: readonly Mat[],
   amortActs: readonly Mat[],
   image: Mat,
@@ -651,7 +656,9 @@ function bpcState(td: GenModel, bu: GenModel, acts: readonly Mat[], y: Mat, x: M
  *   backward residuals D_l = z_l − bu_{H−l}(z_{l+1}) − [bu.skips[H−l]] z_{l+1},  l = 0..H   (D_0: input term)
  * and energies α_f·½Σ_b‖F_l‖²/B, α_b·½Σ_b‖D_l‖²/B, returned in JPC's record_layers order
  * [F_{H+1}, D_0, F_1, D_1, …, F_H, D_H] (2(H+1) values). Scalings in `td.scales`/`bu.scales` are applied if present
- * (JPC applies none).
+ * (JPC applies none). Each network applies its own activation (`td.act` in td's layers, `bu.act` in bu's, the
+ * identity in the first layer of either), as JPC's two `make_mlp` networks do: the shared activities z_l enter
+ * td as φ_td(z_l) and bu as φ_bu(z_l).
  */
 export function bpcLayerEnergies(
   td: GenModel,
@@ -678,7 +685,8 @@ export function bpcEnergy(td: GenModel, bu: GenModel, acts: readonly Mat[], y: M
  * ∂(bpcEnergy)/∂acts (same length as acts):
  * - z_l, 1 ≤ l ≤ H: (α_f F_l − α_f·vjp^td_l(z_l, F_{l+1}) + α_b D_l − α_b·vjp^bu_{H+1−l}(z_l, D_{l−1}))/B
  * - z_0 (unsupervised): (−α_f·s^td_0 (F_1 W^td_0) + α_b D_0)/B
- * where vjp_k(z, g) = s_k φ'_k(z) ⊙ (g W_k) + [skip_k] g (identity activation for layer 0 of either model).
+ * where vjp_k(z, g) = s_k φ'_k(z) ⊙ (g W_k) + [skip_k] g (identity activation for layer 0 of either model; φ' of
+ * the model the layer belongs to).
  */
 export function bpcActivityGrads(
   td: GenModel,
