@@ -70,6 +70,7 @@ export type { TestGenerativeOptions, TestGenerativeResult, TestOptions } from '.
 export type { Loss } from './pc/workspace.js';
 export { Random } from './util/random.js';
 export { IdxError, parseIdx } from './data/idx.js';
+export { MAX_IDX_BYTES } from './data/idx-reader.js';
 export { MNIST_MEAN, MNIST_STD, NUM_CLASSES, batches, epochBatchCount, makeDataset, oneHot, subset } from './data/dataset.js';
 export type { Batch, BatchOptions, Dataset, NormalizeOptions } from './data/dataset.js';
 export { imageGridPng } from './io/image-grid.js';

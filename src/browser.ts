@@ -19,4 +19,4 @@ export async function init(options: InitOptions = {}): Promise<Runtime> {
 }
 
 export { IDX_FILES, datasetFromIdx, fetchDataset } from './data/browser.js';
-export type { IdxPair, IdxSource } from './data/browser.js';
+export type { DatasetFromIdxOptions, IdxPair, IdxSource } from './data/browser.js';

@@ -18,6 +18,7 @@ import {
 import { IdxError, parseIdx } from '../src/data/idx.js';
 import { expectedFileNames, loadDataset, type DatasetName, type Split } from '../src/data/node.js';
 import { Random } from '../src/util/random.js';
+import { idxBytes } from './idx-fixtures.js';
 
 // Computed before any test touches process.env.
 const ENV_DIR = process.env.WPC_DATA_DIR;
@@ -45,17 +46,6 @@ function labelCounts(labels: Uint8Array): number[] {
   const counts = new Array<number>(10).fill(0);
   for (const l of labels) counts[l]!++;
   return counts;
-}
-
-/** An unsigned-byte IDX file with the given dims; `data` defaults to 0, 1, 2, ... (mod 256). */
-function idxBytes(dims: number[], data?: ArrayLike<number>, magic = 0x0800 + dims.length): Uint8Array {
-  const n = dims.reduce((a, b) => a * b, 1);
-  const out = new Uint8Array(4 + 4 * dims.length + n);
-  const view = new DataView(out.buffer);
-  view.setUint32(0, magic);
-  dims.forEach((d, i) => view.setUint32(4 + 4 * i, d));
-  for (let i = 0; i < n; i++) out[4 + 4 * dims.length + i] = data ? data[i]! : i % 256;
-  return out;
 }
 
 /** A small dataset of `n` 2×2 images whose pixel values encode their index, labels i % 10. */

@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import * as wpc from '../src/node.js';
 import { WpcArgumentError, WpcError } from '../src/runtime/errors.js';
 import { parseIdx } from '../src/data/idx.js';
+import { MAX_IDX_BYTES, readIdxStream } from '../src/data/idx-reader.js';
 import { decodeSafetensors, encodeSafetensors } from '../src/io/safetensors.js';
 import { restoreTrainingCheckpoint, trainingCheckpoint } from '../src/io/training-checkpoint.js';
 
@@ -114,7 +115,7 @@ function describeArg(a: unknown): string {
 }
 
 /** Functions whose messages start with a caller-given label (a file name) rather than their own name. */
-const LABELLED = new Set(['decodeSafetensors', 'restoreTrainingCheckpoint', 'parseIdx']);
+const LABELLED = new Set(['decodeSafetensors', 'restoreTrainingCheckpoint', 'parseIdx', 'readIdxStream']);
 
 function checkError(name: string, e: unknown): void {
   if (!(e instanceof WpcError)) throw new Error(`${name} threw a non-WPC error: ${String((e as Error)?.stack ?? e)}`);
@@ -284,6 +285,63 @@ describe('file readers under truncated and bit-flipped files', () => {
       }),
       { numRuns: runs(1000), seed: 3 },
     );
+    total += cases;
+  }, 300_000);
+
+  it('IDX headers of every size through parseIdx and the bounded stream reader: an exact parse or an IdxError', async () => {
+    const size = fc.oneof(fc.constantFrom(0, 1, 2, 3, 28, 255, 2 ** 16, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1), fc.nat({ max: 2 ** 32 - 1 }), fc.nat({ max: 40 }));
+    const header = fc.record({
+      type: fc.oneof(fc.constant(0x08), fc.nat({ max: 255 })),
+      dims: fc.oneof(fc.array(size, { maxLength: 5 }), fc.array(size, { minLength: 255, maxLength: 255 })),
+      cutOrExtra: fc.oneof(fc.constant(0), fc.integer({ min: -20, max: 20 })),
+      gzip: fc.boolean(),
+      maxBytes: fc.oneof(fc.integer({ min: 1, max: 4096 }), fc.constant(MAX_IDX_BYTES)),
+    });
+    let cases = 0;
+    let parsed = 0;
+    await fc.assert(
+      fc.asyncProperty(header, async ({ type, dims, cutOrExtra, gzip, maxBytes }) => {
+        cases++;
+        const head = new Uint8Array(4 + 4 * dims.length);
+        const view = new DataView(head.buffer);
+        view.setUint32(0, (type << 8) | (dims.length & 0xff));
+        dims.forEach((d, i) => view.setUint32(4 + 4 * i, d));
+        const declared = dims.reduce((a, d) => a * BigInt(d), 1n);
+        // Data of the declared length give or take a few bytes when that is small, else a little junk.
+        const length = declared <= 5000n ? Math.max(0, Number(declared) + cutOrExtra) : Math.abs(cutOrExtra);
+        const bytes = new Uint8Array(head.length + length);
+        bytes.set(head);
+        for (let i = head.length; i < bytes.length; i++) bytes[i] = i % 251;
+        const expectParse = (r: { dims: number[]; data: Uint8Array }) => {
+          expect(r.dims).toEqual(dims);
+          expect(BigInt(r.data.length)).toBe(declared);
+        };
+        try {
+          expectParse(parseIdx(bytes, 'f.idx'));
+        } catch (e) {
+          checkError('parseIdx', e);
+          expect(e).toBeInstanceOf(wpc.IdxError);
+          expect((e as Error).message).toMatch(/^f\.idx: /);
+        }
+        const input = gzip ? gzipSync(bytes) : bytes;
+        const stats = { produced: 0, raw: 0 };
+        try {
+          const r = await readIdxStream(new Blob([input]).stream(), 'f.idx', { maxBytes, limitReason: 'fuzz', sourceBytes: input.length }, stats);
+          expectParse(r);
+          parsed++;
+          expect(bytes.length).toBeLessThanOrEqual(maxBytes);
+        } catch (e) {
+          checkError('readIdxStream', e);
+          expect(e).toBeInstanceOf(wpc.IdxError);
+          expect((e as Error).message).toMatch(/^f\.idx: /);
+          expect((e as Error).message).not.toMatch(/[\u0000-\u001f\ufffd]/);
+        }
+        // Never more than the limit (plus one read's worth) is decompressed, whatever the header says.
+        expect(stats.produced).toBeLessThanOrEqual(Math.max(bytes.length <= maxBytes ? bytes.length : 0, maxBytes) + 65536);
+      }),
+      { numRuns: runs(400), seed: 17 },
+    );
+    if (SCALE >= 1) expect(parsed).toBeGreaterThan(10); // the success path is exercised too
     total += cases;
   }, 300_000);
 

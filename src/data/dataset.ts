@@ -7,7 +7,7 @@
 
 import { Random } from '../util/random.js';
 import { WpcArgumentError, argError, checkFinite, checkKnownKeys, checkPositiveInt, describe } from '../runtime/errors.js';
-import { IdxError, idxMagic, type IdxArray } from './idx.js';
+import { IdxError, idxMagic, printable, type IdxArray } from './idx.js';
 
 /** Number of classes in MNIST and Fashion-MNIST. */
 export const NUM_CLASSES = 10;
@@ -66,14 +66,16 @@ export function makeDataset(
   checkIdxArray(fn, 'labelsIdx', labelsIdx);
   const { mean, std } = resolveNormalization(fn, options);
 
-  const imgFile = imagesIdx.name;
-  const lblFile = labelsIdx.name;
+  const imgName = imagesIdx.name;
+  const lblName = labelsIdx.name;
+  const imgFile = printable(imgName); // for messages
+  const lblFile = printable(lblName);
   if (imagesIdx.dims.length !== 3) {
     throw new IdxError(
       `${imgFile}: expected an images file with 3 dimensions (count × rows × cols, magic ${hex(idxMagic(3))}), ` +
         `got ${imagesIdx.dims.length} dimension(s) [${imagesIdx.dims.join(', ')}] (magic ${hex(idxMagic(imagesIdx.dims.length))})` +
         (imagesIdx.dims.length === 1 ? '; is this a labels file?' : ''),
-      imgFile,
+      imgName,
     );
   }
   if (labelsIdx.dims.length !== 1) {
@@ -81,7 +83,7 @@ export function makeDataset(
       `${lblFile}: expected a labels file with 1 dimension (magic ${hex(idxMagic(1))}), ` +
         `got ${labelsIdx.dims.length} dimensions [${labelsIdx.dims.join(', ')}] (magic ${hex(idxMagic(labelsIdx.dims.length))})` +
         (labelsIdx.dims.length === 3 ? '; is this an images file?' : ''),
-      lblFile,
+      lblName,
     );
   }
   const [count, rows, cols] = imagesIdx.dims as [number, number, number];
@@ -90,12 +92,12 @@ export function makeDataset(
     throw new IdxError(
       `${imgFile} and ${lblFile} do not match: the images file holds ${count} images but the labels file ` +
         `holds ${labelCount} labels`,
-      imgFile,
+      imgName,
     );
   }
-  if (count === 0) throw new IdxError(`${imgFile}: holds no images (count 0)`, imgFile);
+  if (count === 0) throw new IdxError(`${imgFile}: holds no images (count 0)`, imgName);
   if (rows === 0 || cols === 0) {
-    throw new IdxError(`${imgFile}: images of ${rows}×${cols} pixels are empty`, imgFile);
+    throw new IdxError(`${imgFile}: images of ${rows}×${cols} pixels are empty`, imgName);
   }
   const labels = labelsIdx.data;
   let bad = 0;
@@ -110,14 +112,19 @@ export function makeDataset(
     throw new IdxError(
       `${lblFile}: label ${labels[firstBad]!} at index ${firstBad} is out of range; labels must be 0..${NUM_CLASSES - 1} ` +
         `(${bad} of ${labels.length} labels are ≥ ${NUM_CLASSES})`,
-      lblFile,
+      lblName,
     );
   }
 
   const inputDim = rows * cols;
   const lut = normalizationTable(mean, std);
   const pixels = imagesIdx.data;
-  const images = new Float32Array(pixels.length);
+  let images: Float32Array;
+  try {
+    images = new Float32Array(pixels.length);
+  } catch {
+    throw new IdxError(`${imgFile}: its ${pixels.length} pixels need ${4 * pixels.length} bytes as float32, more than this platform could allocate`, imgName);
+  }
   for (let i = 0; i < pixels.length; i++) images[i] = lut[pixels[i]!]!;
   return {
     name,

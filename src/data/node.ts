@@ -6,15 +6,14 @@
  * dataset's four files.
  */
 
-import { readFile, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, stat, type FileHandle } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
-import { promisify } from 'node:util';
-import { gunzip as gunzipCallback } from 'node:zlib';
+import type { Stats } from 'node:fs';
 import { argError, checkKnownKeys, checkOneOf } from '../runtime/errors.js';
 import { makeDataset, NUM_CLASSES, resolveNormalization, type Dataset, type NormalizeOptions } from './dataset.js';
-import { IdxError, parseIdx, type IdxArray } from './idx.js';
-
-const gunzip = promisify(gunzipCallback);
+import { IdxError, idxError, printable, type IdxArray } from './idx.js';
+import { readIdxStream } from './idx-reader.js';
 
 export type DatasetName = 'mnist' | 'fashion-mnist';
 export type Split = 'train' | 'test';
@@ -22,8 +21,11 @@ export type Split = 'train' | 'test';
 export const DATASET_NAMES: readonly DatasetName[] = ['mnist', 'fashion-mnist'];
 export const SPLITS: readonly Split[] = ['train', 'test'];
 
-/** Where this project's workspace keeps a verified copy of the files (for error messages only). */
-const SHARED_COPY_HINT = 'shared/datasets next to the repository checkout (e.g. /work/shared/datasets)';
+/** Where a checkout of the WPC repository keeps a verified copy of the files (for error messages only). */
+const SHARED_COPY_HINT = 'shared/datasets, next to the repository checkout';
+
+/** Bytes read from a file per chunk: the most a read holds in memory besides the file's own buffer. */
+const CHUNK_BYTES = 64 * 1024;
 
 /** File names (without `.gz`) of each split, as distributed by LeCun et al. and Zalando. */
 const FILES: Readonly<Record<Split, { images: string; labels: string }>> = {
@@ -69,19 +71,27 @@ export async function loadDataset(name: DatasetName, split: Split, options: Load
   const normalize = resolveNormalization(fn, normalizeOptions); // before any I/O, so bad options fail fast
 
   const dir = await datasetDirectory(name, resolveDataDir(dataDir));
-  const files = FILES[split];
-  const [images, labels] = await Promise.all([
-    readIdx(dir, files.images, name),
-    readIdx(dir, files.labels, name),
-  ]);
+  // Both files at once; the first failure stops the other, and nothing is returned (or left open) until both
+  // have settled, so a refused dataset leaves no reader running behind it.
+  const stop = new AbortController();
+  const read = (role: Role) =>
+    readIdx(dir, name, split, role, stop.signal).catch((err: unknown) => {
+      stop.abort(err);
+      throw err;
+    });
+  const [imagesResult, labelsResult] = await Promise.allSettled([read('images'), read('labels')]);
+  if (imagesResult.status === 'rejected') throw imagesResult.reason;
+  if (labelsResult.status === 'rejected') throw labelsResult.reason;
+  const images = imagesResult.value;
+  const labels = labelsResult.value;
   const dataset = makeDataset(`${name}-${split}`, images, labels, normalize);
 
   const expected = EXPECTED_COUNT[split];
   const [rows, cols] = dataset.imageShape;
   if (dataset.count !== expected || rows !== ROWS || cols !== COLS) {
     throw new IdxError(
-      `${images.name}: expected the ${DISPLAY[name]} ${split} split to hold ${expected} images of ${ROWS}×${COLS}, ` +
-        `found ${dataset.count} images of ${rows}×${cols} (and ${dataset.count} labels in ${labels.name})`,
+      `${printable(images.name)}: expected the ${DISPLAY[name]} ${split} split to hold ${expected} images of ${ROWS}×${COLS}, ` +
+        `found ${dataset.count} images of ${rows}×${cols} (and ${dataset.count} labels in ${printable(labels.name)})`,
       images.name,
     );
   }
@@ -97,10 +107,11 @@ function resolveDataDir(dataDir: unknown): { dir: string; from: string } {
   }
   const env = process.env.WPC_DATA_DIR;
   if (env !== undefined && env !== '') return { dir: resolve(env), from: 'the WPC_DATA_DIR environment variable' };
-  throw new Error(
+  throw new IdxError(
     'loadDataset: no data directory given. Pass --data-dir DIR on the command line (dataDir: DIR in the API), ' +
       'or set the environment variable WPC_DATA_DIR=DIR. DIR must hold mnist/ and fashion-mnist/ folders with the ' +
       `original IDX files (${expectedFileNames().join(', ')}); the shared copy usually lives in ${SHARED_COPY_HINT}.`,
+    '',
   );
 }
 
@@ -108,9 +119,10 @@ function resolveDataDir(dataDir: unknown): { dir: string; from: string } {
 async function datasetDirectory(name: DatasetName, { dir, from }: { dir: string; from: string }): Promise<string> {
   const root = await stat(dir).catch(() => undefined);
   if (!root?.isDirectory()) {
-    throw new Error(
-      `loadDataset: data directory ${dir} (from ${from}) ${root ? 'is not a directory' : 'does not exist'}; ` +
+    throw new IdxError(
+      `loadDataset: data directory ${printable(dir)} (from ${from}) ${root ? 'is not a directory' : 'does not exist'}; ` +
         `it must hold mnist/ and fashion-mnist/ folders (the shared copy usually lives in ${SHARED_COPY_HINT})`,
+      dir,
     );
   }
   const nested = join(dir, name);
@@ -119,62 +131,115 @@ async function datasetDirectory(name: DatasetName, { dir, from }: { dir: string;
   const other = DATASET_NAMES.find((n) => n !== name)!;
   const base = basename(dir).toLowerCase().replace(/[-_ ]/g, '');
   if (base === other.replace('-', '')) {
-    throw new Error(
-      `loadDataset: asked for ${DISPLAY[name]} but the data directory ${dir} (from ${from}) looks like the ` +
+    throw new IdxError(
+      `loadDataset: asked for ${DISPLAY[name]} but the data directory ${printable(dir)} (from ${from}) looks like the ` +
         `${DISPLAY[other]} folder and has no ${name}/ subfolder; point it at the parent folder instead`,
+      dir,
     );
   }
   return dir;
 }
 
-/** Reads `DIR/<file>.gz` (or an uncompressed `DIR/<file>`) and parses it. */
-async function readIdx(dir: string, file: string, name: DatasetName): Promise<IdxArray> {
+type Role = 'images' | 'labels';
+
+/**
+ * Reads `DIR/<file>.gz` (or an uncompressed `DIR/<file>`) and parses it, reading no more than the largest
+ * genuine file of this split and role can hold (16 + N·28·28 bytes of images, 8 + N of labels, decompressed).
+ */
+async function readIdx(dir: string, name: DatasetName, split: Split, role: Role, signal: AbortSignal): Promise<IdxArray> {
+  const file = FILES[split][role];
   const gzPath = join(dir, `${file}.gz`);
   const plainPath = join(dir, file);
   let path = gzPath;
-  let bytes = await readOptional(gzPath);
-  if (bytes === undefined) {
+  let handle = await openRegularFile(gzPath);
+  if (handle === undefined) {
     path = plainPath;
-    bytes = await readOptional(plainPath);
+    handle = await openRegularFile(plainPath);
   }
-  if (bytes === undefined) {
+  if (handle === undefined) {
     throw new IdxError(
-      `loadDataset: missing ${DISPLAY[name]} file ${gzPath} (nor is there an uncompressed ${file}). ` +
-        `The folder ${dir} must hold ${expectedFileNames().join(', ')}; ` +
+      `loadDataset: missing ${DISPLAY[name]} file ${printable(gzPath)} (nor is there an uncompressed ${file}). ` +
+        `The folder ${printable(dir)} must hold ${expectedFileNames().join(', ')}; ` +
         `the shared copy usually lives in ${SHARED_COPY_HINT}`,
       gzPath,
     );
   }
-  const isGzip = bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
-  if (isGzip) {
-    try {
-      bytes = await gunzip(bytes); // a Buffer, which is a Uint8Array: no copy
-    } catch (err) {
-      throw new IdxError(
-        `${path}: corrupt or truncated gzip data (${(err as Error).message}); replace the file with a fresh copy`,
-        path,
-      );
-    }
-  }
   try {
-    return parseIdx(bytes, path);
-  } catch (err) {
-    // A `.gz` file that is not gzip: browsers sometimes decompress on download and keep the name, which is fine,
-    // but anything else (an HTML error page, say) should say that it is not gzip either.
-    if (err instanceof IdxError && !isGzip && path.endsWith('.gz')) {
-      throw new IdxError(`${err.message} (the file is not gzip-compressed either)`, path);
-    }
-    throw err;
+    const count = EXPECTED_COUNT[split];
+    return await readIdxStream(fileChunks(handle), path, {
+      maxBytes: role === 'images' ? 16 + count * ROWS * COLS : 8 + count,
+      limitReason: `the size of the ${DISPLAY[name]} ${split} ${role} file`,
+      sourceBytes: (await handle.stat()).size,
+      signal,
+    });
+  } finally {
+    await handle.close().catch(() => undefined);
   }
 }
 
-async function readOptional(path: string): Promise<Uint8Array | undefined> {
+/**
+ * Opens `path` for reading when it is a regular file (following symlinks); `undefined` when there is nothing
+ * there. A named pipe, device, socket or directory is refused without reading from it: `stat` first, so
+ * such a file is normally not even opened, then opened non-blocking (opening a FIFO with no writer would
+ * otherwise wait forever) and checked again on the handle, in case the path changed in between.
+ */
+async function openRegularFile(path: string): Promise<FileHandle | undefined> {
+  let info: Stats;
   try {
-    return await readFile(path);
+    info = await stat(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new IdxError(`loadDataset: cannot read ${path}: ${(err as Error).message}`, path);
+    throw cannotRead(path, err);
   }
+  if (!info.isFile()) throw notRegular(path, info);
+  let handle: FileHandle;
+  try {
+    handle = await open(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
+  } catch (err) {
+    throw cannotRead(path, err);
+  }
+  try {
+    const opened = await handle.stat();
+    if (!opened.isFile()) throw notRegular(path, opened);
+  } catch (err) {
+    await handle.close().catch(() => undefined);
+    throw err instanceof IdxError ? err : cannotRead(path, err);
+  }
+  return handle;
+}
+
+function cannotRead(path: string, err: unknown): IdxError {
+  return idxError(path, `cannot read it (${printable((err as Error)?.message ?? String(err))})`);
+}
+
+function notRegular(path: string, info: Stats): IdxError {
+  const kind = info.isFIFO()
+    ? 'a named pipe (FIFO)'
+    : info.isCharacterDevice()
+      ? 'a character device'
+      : info.isBlockDevice()
+        ? 'a block device'
+        : info.isSocket()
+          ? 'a socket'
+          : info.isDirectory()
+            ? 'a directory'
+            : 'not a regular file';
+  return idxError(path, `is ${kind}, not a regular file; data files must be regular files (a pipe or device may block or never end)`);
+}
+
+/** The file's bytes in chunks of `CHUNK_BYTES`, read only as fast as the consumer asks. */
+function fileChunks(handle: FileHandle): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        const buffer = new Uint8Array(CHUNK_BYTES);
+        const { bytesRead } = await handle.read(buffer, 0, CHUNK_BYTES, null);
+        if (bytesRead === 0) controller.close();
+        else controller.enqueue(buffer.subarray(0, bytesRead));
+      },
+    },
+    { highWaterMark: 0 },
+  );
 }
 
 /**
@@ -189,9 +254,9 @@ function checkIdentity(name: DatasetName, split: Split, dataset: Dataset, labels
   const found = counts.join(' ');
   throw new IdxError(
     name === 'fashion-mnist'
-      ? `${labelsFile}: does not look like Fashion-MNIST, which has exactly ${dataset.count / NUM_CLASSES} ` +
+      ? `${printable(labelsFile)}: does not look like Fashion-MNIST, which has exactly ${dataset.count / NUM_CLASSES} ` +
           `${split} examples of every class; found per-class counts ${found} (is this MNIST?)`
-      : `${labelsFile}: does not look like MNIST: every class has exactly ${dataset.count / NUM_CLASSES} ` +
+      : `${printable(labelsFile)}: does not look like MNIST: every class has exactly ${dataset.count / NUM_CLASSES} ` +
           `${split} examples (${found}), as in Fashion-MNIST`,
     labelsFile,
   );
