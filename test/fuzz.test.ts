@@ -329,7 +329,7 @@ describe('file readers under truncated and bit-flipped files', () => {
     total += cases;
   }, 300_000);
 
-  it('restoreTrainingCheckpoint on mangled checkpoints: a WpcError, or a model whose every value is finite', async () => {
+  it('restoreTrainingCheckpoint on mangled checkpoints: any changed file is refused with a WpcError, allocating nothing', async () => {
     const good = await trainingCheckpoint(model, { optim, optState, step: 3, extra: { a: 1 } });
     const persistent = rt.memoryStats().persistentBytes;
     let cases = 0;
@@ -337,12 +337,16 @@ describe('file readers under truncated and bit-flipped files', () => {
       fc.property(mutation, (m) => {
         cases++;
         const bytes = mutate(good, m);
+        const changed = bytes.length !== good.length || bytes.some((b, i) => b !== good[i]);
         try {
           const r = restoreTrainingCheckpoint(rt, bytes, 'ck');
           r.model.dispose();
           r.optState?.dispose();
+          expect(changed, 'a changed checkpoint loaded').toBe(false);
         } catch (e) {
           checkError('restoreTrainingCheckpoint', e);
+          expect((e as Error).message).toMatch(/^ck: /);
+          expect(changed, `the unchanged checkpoint was refused: ${(e as Error).message}`).toBe(true);
         }
         expect(rt.memoryStats().persistentBytes).toBe(persistent);
       }),

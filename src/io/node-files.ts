@@ -1,13 +1,15 @@
 /**
- * Files from Node: model checkpoints (JSON) and image grids (PNG). Writes go to a temporary file that is renamed
- * into place, so an interrupted or failed write never leaves a truncated file where a good one was.
+ * Files from Node: model checkpoints (JSON), training checkpoints (safetensors) and image grids (PNG). Writes go
+ * to a temporary file that is renamed into place, so an interrupted or failed write never leaves a truncated file
+ * where a good one was.
  */
-import { open, readFile, rename, rm } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { type FileHandle, open, rename, rm } from 'node:fs/promises';
 import { WpcArgumentError, argError } from '../runtime/errors.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { Tensor } from '../runtime/tensor.js';
-import type { Model } from '../pc/model.js';
-import { type ModelCheckpoint, modelFromCheckpoint, modelToCheckpoint } from './checkpoint.js';
+import { type Model, checkRuntime } from '../pc/model.js';
+import { type CheckpointLoadOptions, checkLoadOptions, checkpointText, modelFromCheckpointFile, modelToCheckpoint } from './checkpoint.js';
 import { type ImageGridOptions, imageGridPng } from './image-grid.js';
 import { type RestoredTraining, type TrainingCheckpointOptions, restoreTrainingCheckpoint, trainingCheckpoint } from './training-checkpoint.js';
 
@@ -33,34 +35,45 @@ export async function writeAtomically(path: string, data: string | Uint8Array): 
 }
 
 function checkPath(fn: string, path: unknown): string {
-  if (typeof path !== 'string' || path.length === 0) argError(fn, 'path', 'a file path', path);
+  if (typeof path !== 'string' || path.length === 0 || path.includes('\0')) argError(fn, 'path', 'a file path', path);
   return path;
 }
 
-/** Writes `model` (architecture, parameterisation, parameters) to `path` as a JSON checkpoint. */
+/** Writes `model` (architecture, parameterisation, parameters, checksum) to `path` as a JSON checkpoint. */
 export async function saveModel(model: Model, path: string, meta?: Record<string, unknown>): Promise<void> {
   const file = checkPath('saveModel', path);
   const checkpoint = await modelToCheckpoint(model, meta);
-  await writeAtomically(file, `${JSON.stringify(checkpoint)}\n`);
+  await writeAtomically(file, checkpointText(checkpoint));
 }
 
-/** Reads a checkpoint written by `saveModel` (or `wpc train --save`) into a new model on `runtime`. */
-export async function loadModel(runtime: Runtime, path: string): Promise<Model> {
+/**
+ * Reads a regular file whole, with errors that name it. Opened without blocking and checked before reading, so
+ * that a FIFO or a device is refused instead of waiting forever or reading without end.
+ */
+async function readWhole(fn: string, file: string): Promise<Uint8Array> {
+  let handle: FileHandle | undefined;
+  try {
+    handle = await open(file, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
+    if (!(await handle.stat()).isFile()) throw new WpcArgumentError(`${fn}: cannot read ${file}: not a regular file`);
+    return new Uint8Array(await handle.readFile());
+  } catch (e) {
+    if (e instanceof WpcArgumentError) throw e;
+    throw new WpcArgumentError(`${fn}: cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  } finally {
+    await handle?.close().catch(() => undefined);
+  }
+}
+
+/**
+ * Reads a checkpoint written by `saveModel` (or `wpc train --save`) into a new model on `runtime`. The file must
+ * be exactly as written (checksum, and the text saveModel writes); a refused file allocates nothing.
+ */
+export async function loadModel(runtime: Runtime, path: string, options: CheckpointLoadOptions = {}): Promise<Model> {
   const fn = 'loadModel';
+  checkRuntime(fn, runtime);
   const file = checkPath(fn, path);
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    throw new WpcArgumentError(`${fn}: cannot read ${file}: ${(e as Error).message}`);
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (e) {
-    throw new WpcArgumentError(`${fn}: ${file} is not a WPC checkpoint (not JSON: ${(e as Error).message})`);
-  }
-  return modelFromCheckpoint(runtime, parsed as ModelCheckpoint);
+  checkLoadOptions(fn, options);
+  return modelFromCheckpointFile(runtime, await readWhole(fn, file), `${fn}: ${file}`, options);
 }
 
 /**
@@ -73,16 +86,12 @@ export async function saveCheckpoint(path: string, model: Model, options: Traini
 }
 
 /** Reads a training checkpoint written by `saveCheckpoint` (or `wpc train --checkpoint`) onto `runtime`. */
-export async function loadCheckpoint(runtime: Runtime, path: string): Promise<RestoredTraining> {
+export async function loadCheckpoint(runtime: Runtime, path: string, options: CheckpointLoadOptions = {}): Promise<RestoredTraining> {
   const fn = 'loadCheckpoint';
+  checkRuntime(fn, runtime);
   const file = checkPath(fn, path);
-  let bytes: Uint8Array;
-  try {
-    bytes = new Uint8Array(await readFile(file));
-  } catch (e) {
-    throw new WpcArgumentError(`${fn}: cannot read ${file}: ${(e as Error).message}`);
-  }
-  return restoreTrainingCheckpoint(runtime, bytes, `${fn}: ${file}`);
+  checkLoadOptions(fn, options);
+  return restoreTrainingCheckpoint(runtime, await readWhole(fn, file), `${fn}: ${file}`, options);
 }
 
 /**
