@@ -1,17 +1,19 @@
 // Training checkpoints (safetensors): bit-exact round trips, a CRC-32C that catches every changed bit, validation
-// of every stored field with the model left untouched, and
+// of every stored field with the model left untouched, atomic saves that survive SIGKILL, and
 // `wpc train --checkpoint DIR --resume` after a SIGKILL ending where an uninterrupted run ends.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { build } from 'esbuild';
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { adam, init, loadCheckpoint, loadModel, makeMlp, makePcStep, saveCheckpoint, saveModel, sgd, type Runtime } from '../src/node.js';
 import { crc32c, crc32cHex } from '../src/io/crc32c.js';
 import { decodeSafetensors, encodeSafetensors } from '../src/io/safetensors.js';
 import { restoreTrainingCheckpoint, trainingCheckpoint } from '../src/io/training-checkpoint.js';
+import { checkpointText, modelToCheckpoint } from '../src/io/checkpoint.js';
 import { WpcArgumentError, WpcError } from '../src/runtime/errors.js';
 import { bits, randomBatch } from './helpers.js';
 
@@ -501,6 +503,89 @@ describe('training checkpoints', () => {
     expect((await readdir(dir)).filter((f) => f.includes('.wpc-tmp-'))).toEqual([]);
     model.dispose();
   });
+});
+
+describe('saves under SIGKILL', () => {
+  // A child process saves in a loop — writeAtomically, as saveCheckpoint and saveModel call it, alternating two
+  // prepared versions of a training checkpoint (6 MB) and of a model file (3 MB) — and is killed with SIGKILL at
+  // random moments, often inside a write.
+  const CHILD = `
+    import { readFileSync } from 'node:fs';
+    import { join } from 'node:path';
+    const [bundle, dir, from] = process.argv.slice(2);
+    const { writeAtomically } = await import(bundle);
+    const versions = ['a', 'b'].map((v) => [readFileSync(join(from, v + '.safetensors')), readFileSync(join(from, v + '.json'), 'utf8')]);
+    for (let i = 0; ; i++) {
+      const [checkpoint, model] = versions[i % 2];
+      await writeAtomically(join(dir, 'checkpoint.safetensors'), checkpoint);
+      await writeAtomically(join(dir, 'model.json'), model);
+      if (i === 0) process.stdout.write('saved\\n');
+    }`;
+  const TEMP = /^(checkpoint\.safetensors|model\.json)\.wpc-tmp-(\d+)-[0-9a-f]{32}$/;
+
+  it('kill -9 at any moment leaves the previous or the new file, whole and loadable, and at most a temporary that the next save removes', async () => {
+    const d = join(dir, 'killed-saves');
+    const from = join(dir, 'versions');
+    await mkdir(d);
+    await mkdir(from);
+    // writeAtomically bundled for a plain Node child (as scripts/build.mjs bundles the package).
+    const bundle = join(dir, 'write-atomically.mjs');
+    await build({
+      stdin: { contents: "export { writeAtomically } from './src/io/node-files.ts';", resolveDir: ROOT, loader: 'ts' },
+      bundle: true,
+      format: 'esm',
+      platform: 'node',
+      loader: { '.wgsl': 'text' },
+      external: ['webgpu'],
+      outfile: bundle,
+      logLevel: 'error',
+    });
+    const script = join(dir, 'save-loop.mjs');
+    await writeFile(script, CHILD);
+    const model = makeMlp(rt, { seed: 12, inputDim: 256, width: 1024, depth: 2, outputDim: 256, actFn: 'tanh' });
+    const optim = adam({ lr: 1e-3 });
+    const optState = optim.init(model);
+    const versions: Record<string, { checkpoint: Buffer; model: Buffer }> = {};
+    for (const [v, step] of [['a', 1], ['b', 2]] as const) {
+      await writeFile(join(from, `${v}.safetensors`), await trainingCheckpoint(model, { optim, optState, step }));
+      await writeFile(join(from, `${v}.json`), checkpointText(await modelToCheckpoint(model, { version: v })));
+      versions[v] = { checkpoint: await readFile(join(from, `${v}.safetensors`)), model: await readFile(join(from, `${v}.json`)) };
+    }
+    const isVersion = (bytes: Buffer, kind: 'checkpoint' | 'model') => Object.values(versions).some((v) => Buffer.compare(v[kind], bytes) === 0);
+    const dead: number[] = [];
+    for (let kill = 0; kill < 8; kill++) {
+      const child = spawn(process.execPath, [script, pathToFileURL(bundle).href, d, from], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+      await new Promise<void>((resolve, reject) => {
+        child.stdout.on('data', (b: Buffer) => b.toString().includes('saved') && resolve());
+        child.on('exit', (code) => reject(new Error(`the saving child exited (${code}) before its first save`)));
+      });
+      // Its first saves are done: the temporaries of the children killed before are gone.
+      expect((await readdir(d)).filter((n) => dead.includes(Number(TEMP.exec(n)?.[2])))).toEqual([]);
+      await new Promise((r) => setTimeout(r, Math.random() * 300));
+      child.kill('SIGKILL');
+      await exited;
+      dead.push(child.pid!);
+      const names = await readdir(d);
+      const temps = names.filter((n) => TEMP.test(n));
+      expect(names.filter((n) => !TEMP.test(n)).sort()).toEqual(['checkpoint.safetensors', 'model.json']);
+      expect(temps.length).toBeLessThanOrEqual(1);
+      expect(temps.every((n) => Number(TEMP.exec(n)![2]) === child.pid), temps.join(', ')).toBe(true);
+      // Exactly one of the versions, never a mix, and it loads.
+      expect(isVersion(await readFile(join(d, 'checkpoint.safetensors')), 'checkpoint')).toBe(true);
+      expect(isVersion(await readFile(join(d, 'model.json')), 'model')).toBe(true);
+      const r = await loadCheckpoint(rt, join(d, 'checkpoint.safetensors'));
+      expect([1, 2]).toContain(r.step);
+      r.model.dispose();
+      r.optState!.dispose();
+      (await loadModel(rt, join(d, 'model.json'))).dispose();
+    }
+    // The next save removes what the killed ones left.
+    await saveCheckpoint(join(d, 'checkpoint.safetensors'), model);
+    await saveModel(model, join(d, 'model.json'));
+    expect((await readdir(d)).sort()).toEqual(['checkpoint.safetensors', 'model.json']);
+    for (const t of [model, optState]) t.dispose();
+  }, 300_000);
 });
 
 function wpcTrain(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
