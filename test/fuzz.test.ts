@@ -227,8 +227,10 @@ describe('every public function under random bad input', () => {
       { numRuns: runs(1500), seed: Number(process.env.FUZZ_SEED ?? 99), endOnFailure: true },
     );
     total += cases;
-    // Enough calls get through validation to exercise the GPU paths too.
-    expect(succeeded, `${succeeded} of ${cases} near-valid calls succeeded`).toBeGreaterThan(cases * 0.05);
+    // Enough calls get through validation to exercise the GPU paths too. Most are refused by design: every
+    // template refuses an unknown option key (trainingCheckpoint too: it ignored them, and made up most of the
+    // successes that way), and the paths that remain are the PC functions'.
+    expect(succeeded, `${succeeded} of ${cases} near-valid calls succeeded`).toBeGreaterThan(cases * 0.02);
     actState.dispose();
   }, 1_200_000);
 
