@@ -76,8 +76,8 @@ export type { Batch, BatchOptions, Dataset, NormalizeOptions } from './data/data
 export { imageGridPng } from './io/image-grid.js';
 export type { ImageGridOptions } from './io/image-grid.js';
 export { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, modelFromCheckpoint, modelToCheckpoint } from './io/checkpoint.js';
-export type { ModelCheckpoint } from './io/checkpoint.js';
+export type { CheckpointLoadOptions, ModelCheckpoint } from './io/checkpoint.js';
 export { TRAINING_CHECKPOINT_FORMAT, TRAINING_CHECKPOINT_VERSION, restoreTrainingCheckpoint, trainingCheckpoint } from './io/training-checkpoint.js';
 export type { RestoredTraining, TrainingCheckpointOptions } from './io/training-checkpoint.js';
 export { decodeSafetensors, encodeSafetensors } from './io/safetensors.js';
-export type { SafeDtype, SafeTensorIn, SafeTensorOut } from './io/safetensors.js';
+export type { DecodedSafetensors, SafeDtype, SafeTensorIn, SafeTensorOut } from './io/safetensors.js';

@@ -228,8 +228,10 @@ describe('every public function under random bad input', () => {
       { numRuns: runs(1500), seed: Number(process.env.FUZZ_SEED ?? 99), endOnFailure: true },
     );
     total += cases;
-    // Enough calls get through validation to exercise the GPU paths too.
-    expect(succeeded, `${succeeded} of ${cases} near-valid calls succeeded`).toBeGreaterThan(cases * 0.05);
+    // Enough calls get through validation to exercise the GPU paths too. Most are refused by design: every
+    // template refuses an unknown option key (trainingCheckpoint too: it ignored them, and made up most of the
+    // successes that way), and the paths that remain are the PC functions'.
+    expect(succeeded, `${succeeded} of ${cases} near-valid calls succeeded`).toBeGreaterThan(cases * 0.02);
     actState.dispose();
   }, 1_200_000);
 
@@ -387,7 +389,7 @@ describe('file readers under truncated and bit-flipped files', () => {
     total += cases;
   }, 300_000);
 
-  it('restoreTrainingCheckpoint on mangled checkpoints: a WpcError, or a model whose every value is finite', async () => {
+  it('restoreTrainingCheckpoint on mangled checkpoints: any changed file is refused with a WpcError, allocating nothing', async () => {
     const good = await trainingCheckpoint(model, { optim, optState, step: 3, extra: { a: 1 } });
     const persistent = rt.memoryStats().persistentBytes;
     let cases = 0;
@@ -395,12 +397,16 @@ describe('file readers under truncated and bit-flipped files', () => {
       fc.property(mutation, (m) => {
         cases++;
         const bytes = mutate(good, m);
+        const changed = bytes.length !== good.length || bytes.some((b, i) => b !== good[i]);
         try {
           const r = restoreTrainingCheckpoint(rt, bytes, 'ck');
           r.model.dispose();
           r.optState?.dispose();
+          expect(changed, 'a changed checkpoint loaded').toBe(false);
         } catch (e) {
           checkError('restoreTrainingCheckpoint', e);
+          expect((e as Error).message).toMatch(/^ck: /);
+          expect(changed, `the unchanged checkpoint was refused: ${(e as Error).message}`).toBe(true);
         }
         expect(rt.memoryStats().persistentBytes).toBe(persistent);
       }),

@@ -1,24 +1,99 @@
 /**
- * Files from Node: model checkpoints (JSON) and image grids (PNG). Writes go to a temporary file that is renamed
- * into place, so an interrupted or failed write never leaves a truncated file where a good one was.
+ * Files from Node: model checkpoints (JSON), training checkpoints (safetensors) and image grids (PNG). Every
+ * write goes through `writeAtomically`: a temporary file created exclusively next to the target, flushed, and
+ * renamed over it, so an interrupted or failed write never leaves a truncated file where a good one was.
  */
-import { open, readFile, rename, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { type FileHandle, open, readdir, rename, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { WpcArgumentError, argError } from '../runtime/errors.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { Tensor } from '../runtime/tensor.js';
-import type { Model } from '../pc/model.js';
-import { type ModelCheckpoint, modelFromCheckpoint, modelToCheckpoint } from './checkpoint.js';
+import { type Model, checkRuntime } from '../pc/model.js';
+import { type CheckpointLoadOptions, checkLoadOptions, checkpointText, modelFromCheckpointFile, modelToCheckpoint } from './checkpoint.js';
 import { type ImageGridOptions, imageGridPng } from './image-grid.js';
 import { type RestoredTraining, type TrainingCheckpointOptions, restoreTrainingCheckpoint, trainingCheckpoint } from './training-checkpoint.js';
 
+/** Temporary files are named `<target name>.wpc-tmp-<pid>-<32 random hex digits>`. */
+const TEMP_MARK = '.wpc-tmp-';
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/** Whether process `pid` (on this machine) still runs; a process we may not signal counts as running. */
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /**
- * Writes `data` to a temporary file in the same folder, flushes it to disk, and renames it over `path`: a crash
- * or kill at any moment leaves either the old file or the new one, never a truncated one.
+ * Removes the temporaries that saves of `target` left behind when their process was killed: names of the
+ * pattern whose process no longer runs (those of live processes, this one included, may be saves in flight).
+ * Best effort: a name that cannot be removed is left.
+ */
+async function removeStaleTemporaries(dir: string, target: string): Promise<void> {
+  const pattern = new RegExp(`^${escapeRegExp(target)}${escapeRegExp(TEMP_MARK)}(\\d{1,10})-[0-9a-f]{32}$`);
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = pattern.exec(name);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (pid === process.pid || isRunning(pid)) continue;
+    await unlink(join(dir, name)).catch(() => undefined);
+  }
+}
+
+/** fsync on the folder, so that the rename itself survives a power cut; skipped where folders cannot be synced. */
+async function syncDirectory(dir: string): Promise<void> {
+  let handle: FileHandle | undefined;
+  try {
+    handle = await open(dir, 'r');
+    await handle.sync();
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    // Windows cannot open or sync a folder; some file systems do not sync them.
+    if (code !== 'EISDIR' && code !== 'EPERM' && code !== 'EINVAL' && code !== 'EBADF' && code !== 'ENOTSUP' && code !== 'EACCES') throw e;
+  } finally {
+    await handle?.close().catch(() => undefined);
+  }
+}
+
+/**
+ * Writes `data` to `path` atomically: to a new temporary file in the same folder, created exclusively (O_EXCL:
+ * it never opens an existing file or follows a symlink) under an unguessable name, flushed to disk (fsync),
+ * renamed over `path`, and the folder flushed. A crash or `kill -9` at any moment leaves the old file or the new
+ * one at `path`, never a mix, plus at most a temporary that the next successful save of `path` removes. On any
+ * failure the temporary is removed and `path` is as it was.
  */
 export async function writeAtomically(path: string, data: string | Uint8Array): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
+  const fn = 'writeAtomically';
+  if (typeof path !== 'string' || path.length === 0 || path.includes('\0')) argError(fn, 'path', 'a file path', path);
+  if (typeof data !== 'string' && !(data instanceof Uint8Array)) argError(fn, 'data', 'a string or a Uint8Array', data);
+  const dir = dirname(path);
+  const name = basename(path);
+  let tmp = '';
+  let handle: FileHandle | undefined;
+  for (let attempt = 0; handle === undefined; attempt++) {
+    tmp = join(dir, `${name}${TEMP_MARK}${process.pid}-${randomBytes(16).toString('hex')}`);
+    try {
+      handle = await open(tmp, 'wx');
+    } catch (e) {
+      // A name taken (only ever by a file planted there): draw another.
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= 4) throw e;
+    }
+  }
   try {
-    const handle = await open(tmp, 'w');
     try {
       await handle.writeFile(data);
       await handle.sync();
@@ -27,40 +102,53 @@ export async function writeAtomically(path: string, data: string | Uint8Array): 
     }
     await rename(tmp, path);
   } catch (e) {
-    await rm(tmp, { force: true });
+    await unlink(tmp).catch(() => undefined);
     throw e;
   }
+  await syncDirectory(dir);
+  await removeStaleTemporaries(dir, name);
 }
 
 function checkPath(fn: string, path: unknown): string {
-  if (typeof path !== 'string' || path.length === 0) argError(fn, 'path', 'a file path', path);
+  if (typeof path !== 'string' || path.length === 0 || path.includes('\0')) argError(fn, 'path', 'a file path', path);
   return path;
 }
 
-/** Writes `model` (architecture, parameterisation, parameters) to `path` as a JSON checkpoint. */
+/** Writes `model` (architecture, parameterisation, parameters, checksum) to `path` as a JSON checkpoint. */
 export async function saveModel(model: Model, path: string, meta?: Record<string, unknown>): Promise<void> {
   const file = checkPath('saveModel', path);
   const checkpoint = await modelToCheckpoint(model, meta);
-  await writeAtomically(file, `${JSON.stringify(checkpoint)}\n`);
+  await writeAtomically(file, checkpointText(checkpoint));
 }
 
-/** Reads a checkpoint written by `saveModel` (or `wpc train --save`) into a new model on `runtime`. */
-export async function loadModel(runtime: Runtime, path: string): Promise<Model> {
+/**
+ * Reads a regular file whole, with errors that name it. Opened without blocking and checked before reading, so
+ * that a FIFO or a device is refused instead of waiting forever or reading without end.
+ */
+async function readWhole(fn: string, file: string): Promise<Uint8Array> {
+  let handle: FileHandle | undefined;
+  try {
+    handle = await open(file, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
+    if (!(await handle.stat()).isFile()) throw new WpcArgumentError(`${fn}: cannot read ${file}: not a regular file`);
+    return new Uint8Array(await handle.readFile());
+  } catch (e) {
+    if (e instanceof WpcArgumentError) throw e;
+    throw new WpcArgumentError(`${fn}: cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  } finally {
+    await handle?.close().catch(() => undefined);
+  }
+}
+
+/**
+ * Reads a checkpoint written by `saveModel` (or `wpc train --save`) into a new model on `runtime`. The file must
+ * be exactly as written (checksum, and the text saveModel writes); a refused file allocates nothing.
+ */
+export async function loadModel(runtime: Runtime, path: string, options: CheckpointLoadOptions = {}): Promise<Model> {
   const fn = 'loadModel';
+  checkRuntime(fn, runtime);
   const file = checkPath(fn, path);
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    throw new WpcArgumentError(`${fn}: cannot read ${file}: ${(e as Error).message}`);
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (e) {
-    throw new WpcArgumentError(`${fn}: ${file} is not a WPC checkpoint (not JSON: ${(e as Error).message})`);
-  }
-  return modelFromCheckpoint(runtime, parsed as ModelCheckpoint);
+  checkLoadOptions(fn, options);
+  return modelFromCheckpointFile(runtime, await readWhole(fn, file), `${fn}: ${file}`, options);
 }
 
 /**
@@ -73,16 +161,12 @@ export async function saveCheckpoint(path: string, model: Model, options: Traini
 }
 
 /** Reads a training checkpoint written by `saveCheckpoint` (or `wpc train --checkpoint`) onto `runtime`. */
-export async function loadCheckpoint(runtime: Runtime, path: string): Promise<RestoredTraining> {
+export async function loadCheckpoint(runtime: Runtime, path: string, options: CheckpointLoadOptions = {}): Promise<RestoredTraining> {
   const fn = 'loadCheckpoint';
+  checkRuntime(fn, runtime);
   const file = checkPath(fn, path);
-  let bytes: Uint8Array;
-  try {
-    bytes = new Uint8Array(await readFile(file));
-  } catch (e) {
-    throw new WpcArgumentError(`${fn}: cannot read ${file}: ${(e as Error).message}`);
-  }
-  return restoreTrainingCheckpoint(runtime, bytes, `${fn}: ${file}`);
+  checkLoadOptions(fn, options);
+  return restoreTrainingCheckpoint(runtime, await readWhole(fn, file), `${fn}: ${file}`, options);
 }
 
 /**
