@@ -23,7 +23,7 @@ export const DATASET_NAMES: readonly DatasetName[] = ['mnist', 'fashion-mnist'];
 export const SPLITS: readonly Split[] = ['train', 'test'];
 
 /** Where this project's workspace keeps a verified copy of the files (for error messages only). */
-const SHARED_COPY_HINT = 'shared/datasets next to the repository checkout (e.g. /work/shared/datasets)';
+const SHARED_COPY_HINT = 'shared/datasets, next to the repository checkout';
 
 /** File names (without `.gz`) of each split, as distributed by LeCun et al. and Zalando. */
 const FILES: Readonly<Record<Split, { images: string; labels: string }>> = {

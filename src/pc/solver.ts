@@ -418,14 +418,14 @@ export function constantStepCount(t1: number, dt0: number): number {
 }
 
 /**
- * Whether the grid of (t1, dt0) has more than `limit` steps. The grid has between N − ⌈N/2¹⁶⌉ − 1 and N steps
- * (the float32 clip at t1 can end it a step early only once the steps shrink to ~100 ulps of t1), so it is built
- * only when `limit` falls in that band.
+ * Whether the grid of (t1, dt0) has more than `limit` steps. It has at most N steps, and fewer only by the steps
+ * the float32 clip at t1 drops (those within 100 ulps of t1: below N/2¹⁶ in a random sample of grids), so it is
+ * built only when `limit` falls in a band of N/2¹² below N.
  */
 function gridLongerThan(t1: number, dt0: number, limit: number): boolean {
   const n = gridSteps(t1, dt0);
   if (n <= limit) return false;
-  if (n - Math.ceil(n / 2 ** 16) - 1 > limit) return true;
+  if (n - Math.ceil(n / 2 ** 12) - 2 > limit) return true;
   return constantStepCount(t1, dt0) > limit;
 }
 
