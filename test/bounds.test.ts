@@ -150,6 +150,10 @@ describe('sizes past the device limits (a device reporting 1 MiB per storage bin
     await refused(R(), 'runtime.tensor', ['shape [300000]'], () => R().tensor(new Float32Array(300_000), [300_000]));
     const buffer = R().device.createBuffer({ size: 16, usage: 0x04 | 0x80 });
     await refused(R(), 'runtime.wrap', ['shape [1000000000]'], () => R().wrap(buffer, [1e9]));
+    // Ranges that each fit, together past the 4 MiB a staging buffer may hold.
+    const parts = Array.from({ length: 6 }, () => R().zeros([200_000]));
+    await refused(R(), 'runtime.read', [/ranges \(6\)/, /maxBufferSize/], () => R().read(parts.map((t) => ({ buffer: t.buffer, byteOffset: 0, byteLength: t.byteLength }))));
+    for (const t of parts) t.dispose();
     buffer.destroy();
   });
 

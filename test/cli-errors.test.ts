@@ -198,6 +198,17 @@ describe('runtime errors: exit 1, one line', () => {
   });
 });
 
+describe('the bundles', () => {
+  it('embed no path of the machine they were built on (messages built from import.meta.url or __dirname would show it)', async () => {
+    const { readFile } = await import('node:fs/promises');
+    for (const file of ['cli.js', 'node.js', 'browser.js', 'cli.js.map', 'node.js.map', 'browser.js.map']) {
+      const text = await readFile(join(ROOT, 'dist', file), 'utf8');
+      expect(text.includes(ROOT.replace(/\/$/, '')), `${file} holds the repository's path`).toBe(false);
+      expect(/["'`(\s]\/work\//.test(text), `${file} holds a /work/ path`).toBe(false);
+    }
+  });
+});
+
 describe('--debug', () => {
   it('every command documents it, and it adds the stack trace to the message', { timeout: 600_000 }, async () => {
     for (const command of [['train'], ['sample'], ['reproduce', 'runtime'], ['reproduce', 'theory'], ['info']]) {

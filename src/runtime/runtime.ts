@@ -11,7 +11,7 @@ import { type KernelTiming, Profiler } from './profiler.js';
 import { WpcArgumentError, WpcGpuError, argError, checkFiniteData, checkKnownKeys, checkPositiveInt, describe } from './errors.js';
 import { BufferUsage, MapMode, STORAGE_USAGE } from './flags.js';
 import { PipelineCache, type CompiledKernel, type KernelSpec } from './kernel.js';
-import { checkFits, storageLimit } from './limits.js';
+import { bufferLimit, checkFits, storageLimit } from './limits.js';
 import { BufferPool, checkAllocation } from './pool.js';
 import { Tensor, formatShape, shapeSize, type Shape } from './tensor.js';
 import { type MatrixOperand, type MatrixShape, SHARED_PANEL_K, matrixWorkgroupBytes, sharedPanelBytes, sharedSide } from '../kernels/index.js';
@@ -464,6 +464,7 @@ export class Runtime {
       }
     });
     const total = ranges.reduce((s, r) => s + r.byteLength, 0);
+    checkFits(`runtime.read: ranges (${ranges.length})`, 'the staging buffer they are copied into', total, bufferLimit(this.limits), 'read them in several calls');
     const size = Math.max(4, total);
     const staging = this.pool.acquire(size, BufferUsage.MAP_READ | BufferUsage.COPY_DST, 'wpc.staging');
     const encoder = this.device.createCommandEncoder({ label: 'wpc.read' });
