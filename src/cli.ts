@@ -12,18 +12,21 @@ import { DATASET_NAMES, loadDataset, type DatasetName } from './data/node.js';
 import { batches, epochBatchCount, type Dataset } from './data/dataset.js';
 import { ACTIVATIONS, type Activation } from './kernels/index.js';
 import { init, type InitOptions } from './node.js';
-import { WpcArgumentError, WpcDivergenceError, WpcGpuError } from './runtime/errors.js';
+import { WpcArgumentError, WpcDivergenceError } from './runtime/errors.js';
+import { checkFits, groupDigits, storageLimit } from './runtime/limits.js';
 import { initOptionsWithTiles, SleepEstimator, type Runtime } from './runtime/runtime.js';
 import type { Tensor } from './runtime/tensor.js';
-import { makeMlp, type Model } from './pc/model.js';
+import { MAX_DEPTH, checkParamsFit, makeMlp, type Model } from './pc/model.js';
 import { type OptState, adam, sgd } from './pc/optim.js';
 import { SOLVER_NAMES, TABLEAUX, type SolverName } from './pc/tableaux.js';
 import { makePcStep } from './pc/train.js';
 import { testGenerativePc } from './pc/evaluate.js';
 import { initActivitiesWithFfwd } from './pc/energy.js';
 import { loadCheckpoint, loadModel, saveCheckpoint, saveModel, writeImageGrid } from './io/node-files.js';
-import type { SolverOptions } from './pc/solver.js';
-import type { Loss } from './pc/workspace.js';
+import { MAX_SOLVE_STEPS, checkSolveFits, constantStepCount, resolveSolverOptions, type SolverOptions } from './pc/solver.js';
+import { checkWorkspaceFits, type Loss } from './pc/workspace.js';
+import { MAX_GRID_PIXELS, imageGridShape } from './io/image-grid.js';
+import { UsageError, checkOutputFile, checkOutputFolder, errorReport, loadingData } from './cli-checks.js';
 import { THEORY_MAX_T1, runTheoryStudy, theoryCsv, theoryFigureSvg } from './study/theory-study.js';
 import { testSetMetrics } from './study/test-set.js';
 import {
@@ -33,11 +36,18 @@ import {
   figureSvg,
   heunEulerRatios,
   runRuntimeStudy,
+  solverOptions,
   studyConfigs,
   toCsv,
   type StudyDataset,
   type StudySolver,
 } from './study/runtime-study.js';
+
+/** Most training steps (epochs × batches per epoch) one run may take: the loss curve keeps one entry per step. */
+const MAX_TRAIN_STEPS = 10_000_000;
+
+/** loadDataset, with the loader's messages about the user's data reported as runtime errors (exit 1). */
+const loadData = (...args: Parameters<typeof loadDataset>) => loadingData(() => loadDataset(...args));
 
 const TRAIN_HELP = `Usage: wpc train [options]
 
@@ -71,11 +81,12 @@ Inference (the ODE dz/dt = -dF/dz, or discrete optimiser steps)
   --max-steps N        most attempted steps per solve                           (default 4096)
   --poll-every K       adaptive solves: read the solver state at most every K steps (default 8)
   --steps T            discrete inference (--solver sgd|adam): activity updates (default: depth, as JPC's notebooks)
+                       --max-steps, --steps and --poll-every are at most ${groupDigits(MAX_SOLVE_STEPS)}
   --activity-lr LR     discrete inference: the activity optimiser's learning rate (default 0.5)
 Training
   --batch B            batch size (the last partial batch is dropped)           (default 64)
   --lr LR              Adam learning rate                                       (default 1e-3)
-  --epochs E           passes over the training set                             (default 1)
+  --epochs E           passes over the training set; at most ${groupDigits(MAX_TRAIN_STEPS)} training steps in all (default 1)
   --max-batches N      stop each epoch after N batches (a shortened epoch)      (default: all)
   --test-every N       test-set accuracy every N training steps (0: only at the end) (default 100)
   --seed S             seeds the weights and the shuffling                      (default 0)
@@ -95,8 +106,14 @@ Output
   --resume             continue from DIR/checkpoint.safetensors (same settings needed); the run ends
                        where an uninterrupted one ends, bit for bit
   --samples FILE       generative: write a PNG of the images the model generates for each label
+                       (the folders of --out, --save, --samples and --checkpoint are checked before training)
   --quiet              no progress on stderr
+  --debug              print the stack trace of an error
   -h, --help           this help
+
+Limits: the parameters (and each of Adam's moments) must fit one storage buffer of the device, and so must the
+working memory of a batch (about (6 + stages) x batch x the summed widths floats): 'wpc info' shows the device's
+maxStorageBufferBindingSize. A size beyond them is refused before anything is allocated (exit 1).
 
 Example (JPC's paper network, one epoch):
   wpc train --dataset mnist --data-dir ../shared/datasets --hidden 3 --width 300 --act tanh \\
@@ -117,6 +134,7 @@ feedforward prediction from each one-hot label, as a PNG grid (JPC's output_pred
   --rows N             repeat the labels on N rows                           (default 1)
   --scale S            each pixel becomes S x S                               (default 3)
   --range NAME         mnist: undo the MNIST normalisation (default); per-image: stretch each image
+  --debug              print the stack trace of an error
   -h, --help           this help
 `;
 
@@ -130,6 +148,9 @@ Commands
                      (wpc reproduce theory --help)
   info               show the WebGPU adapter WPC gets on this machine
 
+Every command takes --debug (print the stack trace of an error). Exit codes: 0 success, 2 a usage error (bad
+flags, an output folder that does not exist), 1 any other error (missing data, a device limit, a failed run).
+
 WPC trains predictive-coding networks with WGSL compute shaders (WebGPU through Dawn in Node).
 `;
 
@@ -138,9 +159,6 @@ function adapterLabel(rt: Runtime): string {
   return `${rt.adapter.description || rt.adapter.device || rt.adapter.vendor || 'unknown'} (${rt.adapter.architecture || 'unknown architecture'})`;
 }
 
-/** A command-line error: printed with a pointer to --help, exit code 2. */
-class UsageError extends Error {}
-
 function parseNumber(flag: string, raw: string | undefined, fallback: number, check: (v: number) => boolean, expected: string): number {
   if (raw === undefined) return fallback;
   const v = Number(raw);
@@ -148,9 +166,46 @@ function parseNumber(flag: string, raw: string | undefined, fallback: number, ch
   return v;
 }
 
-const positiveInt = (v: number) => Number.isInteger(v) && v > 0;
-const nonNegativeInt = (v: number) => Number.isInteger(v) && v >= 0;
+const positiveInt = (v: number) => Number.isSafeInteger(v) && v > 0;
+const nonNegativeInt = (v: number) => Number.isSafeInteger(v) && v >= 0;
 const positive = (v: number) => v > 0;
+/** A positive integer at most `max`, with the expected text for messages. */
+const upTo = (max: number): [(v: number) => boolean, string] => [(v) => positiveInt(v) && v <= max, `an integer in 1..${groupDigits(max)}`];
+
+/** The datasets' shapes, known before they are loaded (checked again once they are). */
+const DATASET_SHAPES: Record<DatasetName | 'cifar10-synthetic', { inputDim: number; numClasses: number; trainCount: number }> = {
+  mnist: { inputDim: 784, numClasses: 10, trainCount: 60_000 },
+  'fashion-mnist': { inputDim: 784, numClasses: 10, trainCount: 60_000 },
+  'cifar10-synthetic': { inputDim: 3072, numClasses: 10, trainCount: 60_000 },
+};
+
+/** Solver options' names and the flags that set them, for messages about them. */
+const SOLVER_FLAGS: [RegExp, string][] = [
+  [/options\.stepsizeController\.pid needs rtol > 0 or atol > 0, got both 0/g, '--rtol and --atol cannot both be 0'],
+  [/options\.stepsizeController\.pid\.rtol/g, '--rtol'],
+  [/options\.stepsizeController\.pid\.atol/g, '--atol'],
+  [/options\.steadyState\.(rtol|atol)/g, '--steady-state'],
+  [/options\.maxT1/g, '--max-t1'],
+  [/options\.dt/g, '--dt'],
+  [/options\.maxSteps/g, '--max-steps'],
+  [/options\.pollEvery/g, '--poll-every'],
+  [/options\.steps/g, '--steps'],
+];
+
+/**
+ * Runs the library's check of solver options at parse time, reporting a refusal as a usage error that names the
+ * flags (`flags` maps option names to them; `prefix` is the library function's name in its messages).
+ */
+function checkSolverFlags<T>(check: () => T, prefix: string, flags: readonly [RegExp, string][] = SOLVER_FLAGS): T {
+  try {
+    return check();
+  } catch (e) {
+    if (!(e instanceof WpcArgumentError)) throw e;
+    let message = e.message.startsWith(`${prefix}: `) ? e.message.slice(prefix.length + 2) : e.message;
+    for (const [pattern, flag] of flags) message = message.replace(pattern, flag);
+    throw new UsageError(message);
+  }
+}
 
 function oneOf<T extends string>(flag: string, raw: string | undefined, fallback: T, options: readonly T[]): T {
   if (raw === undefined) return fallback;
@@ -239,6 +294,7 @@ function parseTrain(argv: string[]): TrainConfig | 'help' {
       'checkpoint-every': { type: 'string' },
       resume: { type: 'boolean' },
       quiet: { type: 'boolean' },
+      debug: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -267,7 +323,7 @@ function parseTrain(argv: string[]): TrainConfig | 'help' {
   if (values.checkpoint === undefined && (values.resume || values['checkpoint-every'] !== undefined)) {
     throw new UsageError(`--${values.resume ? 'resume' : 'checkpoint-every'} needs --checkpoint DIR`);
   }
-  return {
+  const config: TrainConfig = {
     checkpoint: values.checkpoint,
     checkpointEvery: parseNumber('checkpoint-every', values['checkpoint-every'], 100, positiveInt, 'a positive integer'),
     resume: values.resume ?? false,
@@ -278,7 +334,7 @@ function parseTrain(argv: string[]): TrainConfig | 'help' {
     samples: values.samples,
     dataset: oneOf('dataset', values.dataset, 'mnist', DATASET_NAMES),
     dataDir: values['data-dir'],
-    hidden: parseNumber('hidden', values.hidden, 3, nonNegativeInt, 'a non-negative integer'),
+    hidden: parseNumber('hidden', values.hidden, 3, (v) => nonNegativeInt(v) && v < MAX_DEPTH, `an integer in 0..${MAX_DEPTH - 1}`),
     width: parseNumber('width', values.width, 300, positiveInt, 'a positive integer'),
     act: oneOf('act', values.act, 'tanh', ACTIVATIONS),
     bias: values.bias ?? false,
@@ -288,12 +344,12 @@ function parseTrain(argv: string[]): TrainConfig | 'help' {
     maxT1: parseNumber('max-t1', values['max-t1'], 20, positive, 'a positive number'),
     dt,
     steadyState: values['steady-state'] === undefined ? undefined : parseNumber('steady-state', values['steady-state'], 0, positive, 'a positive tolerance'),
-    steps: values.steps === undefined ? undefined : parseNumber('steps', values.steps, 0, positiveInt, 'a positive integer'),
+    steps: values.steps === undefined ? undefined : parseNumber('steps', values.steps, 0, ...upTo(MAX_SOLVE_STEPS)),
     activityLr: parseNumber('activity-lr', values['activity-lr'], 0.5, positive, 'a positive number'),
     rtol: parseNumber('rtol', values.rtol, 1e-3, (v) => v >= 0, 'a non-negative number'),
     atol: parseNumber('atol', values.atol, 1e-3, (v) => v >= 0, 'a non-negative number'),
-    maxSteps: parseNumber('max-steps', values['max-steps'], 4096, positiveInt, 'a positive integer'),
-    pollEvery: parseNumber('poll-every', values['poll-every'], 8, positiveInt, 'a positive integer'),
+    maxSteps: parseNumber('max-steps', values['max-steps'], 4096, ...upTo(MAX_SOLVE_STEPS)),
+    pollEvery: parseNumber('poll-every', values['poll-every'], 8, ...upTo(MAX_SOLVE_STEPS)),
     batch: parseNumber('batch', values.batch, 64, positiveInt, 'a positive integer'),
     lr: parseNumber('lr', values.lr, 1e-3, positive, 'a positive number'),
     epochs: parseNumber('epochs', values.epochs, 1, positiveInt, 'a positive integer'),
@@ -304,6 +360,66 @@ function parseTrain(argv: string[]): TrainConfig | 'help' {
     out: values.out,
     quiet: values.quiet ?? false,
   };
+  // Sizes known without the device: the solver's step counts and grid, the run's length.
+  checkSolverFlags(() => resolveSolverOptions('wpc train', trainSolver(config)), 'wpc train');
+  if (task === 'generative') {
+    checkSolverFlags(() => resolveSolverOptions('wpc train', { maxT1: config.testMaxT1 }), 'wpc train', [[/options\.maxT1/g, '--test-max-t1']]);
+  }
+  checkTrainLength(config, DATASET_SHAPES[config.dataset].trainCount);
+  return config;
+}
+
+/** The inference options of a training step. */
+function trainSolver(config: TrainConfig): SolverOptions {
+  return config.solver === 'sgd' || config.solver === 'adam'
+    ? { solver: (config.solver === 'sgd' ? sgd : adam)({ lr: config.activityLr }), steps: config.steps ?? config.hidden + 1 }
+    : {
+        solver: config.solver,
+        stepsizeController: config.controller === 'constant' ? 'constant' : { pid: { rtol: config.rtol, atol: config.atol } },
+        maxT1: config.maxT1,
+        ...(config.dt === undefined ? {} : { dt: config.dt }),
+        maxSteps: config.maxSteps,
+        pollEvery: config.pollEvery,
+        ...(config.steadyState === undefined ? {} : { steadyState: { rtol: config.steadyState, atol: config.steadyState } }),
+      };
+}
+
+/** Refuses a run of more than MAX_TRAIN_STEPS steps (`count` training examples). */
+function checkTrainLength(config: TrainConfig, count: number): void {
+  const perEpoch = Math.min(Math.floor(count / config.batch), config.maxBatches ?? Infinity);
+  if (perEpoch * config.epochs > MAX_TRAIN_STEPS) {
+    throw new UsageError(
+      `--epochs ${config.epochs} makes ${perEpoch * config.epochs} training steps (${perEpoch} per epoch), more than ${groupDigits(MAX_TRAIN_STEPS)} (the most one run takes); lower --epochs or --max-batches`,
+    );
+  }
+}
+
+/**
+ * Refuses, before anything is allocated, a network or batch the device cannot hold, naming the flags: the
+ * parameters and Adam's moments (one storage buffer each), the training workspace of a --batch, and for a
+ * generator the test solve's and --samples' workspaces. `shape` is the dataset's (before loading: the known one).
+ */
+function checkTrainSizes(rt: Runtime, config: TrainConfig, shape: { inputDim: number; numClasses: number }): void {
+  const generative = config.task === 'generative';
+  const dims = [generative ? shape.numClasses : shape.inputDim, ...Array<number>(config.hidden).fill(config.width), generative ? shape.inputDim : shape.numClasses];
+  const net = `--width ${config.width} with --hidden ${config.hidden}`;
+  const params = checkParamsFit(net, dims, config.bias, rt.limits);
+  checkFits(net, "each of Adam's two moments per parameter", params * 4, storageLimit(rt.limits), 'use a smaller network');
+  const batch = `--batch ${config.batch}`;
+  const model = { runtime: rt, dims };
+  checkSolveFits('wpc train', model, config.batch, 'supervised', resolveSolverOptions('wpc train', trainSolver(config)), batch);
+  if (generative) {
+    checkSolveFits('wpc train', model, config.batch, 'unsupervised', resolveSolverOptions('wpc train', { maxT1: config.testMaxT1 }), batch);
+    if (config.samples !== undefined) checkWorkspaceFits(`--samples (${shape.numClasses} images)`, rt, dims, shape.numClasses, 'train', 'supervised', { stages: 2, gridSteps: 1 });
+  }
+}
+
+/** --out, --save, --samples and --checkpoint: checked before anything runs (the model is lost if a save fails at the end). */
+async function checkTrainTargets(config: TrainConfig): Promise<void> {
+  if (config.out !== undefined) await checkOutputFile('--out', config.out);
+  if (config.save !== undefined) await checkOutputFile('--save', config.save);
+  if (config.samples !== undefined) await checkOutputFile('--samples', config.samples);
+  if (config.checkpoint !== undefined) await checkOutputFolder('--checkpoint', config.checkpoint, 'parent', ['checkpoint.safetensors']);
 }
 
 type KernelTiles = NonNullable<NonNullable<InitOptions['kernels']>['tiles']>;
@@ -428,14 +544,18 @@ async function writeSamples(model: Model, path: string, labels: readonly number[
 
 async function train(config: TrainConfig): Promise<void> {
   const started = performance.now();
-  const [trainSet, testSet] = await Promise.all([
-    loadDataset(config.dataset, 'train', config.dataDir === undefined ? {} : { dataDir: config.dataDir }),
-    loadDataset(config.dataset, 'test', config.dataDir === undefined ? {} : { dataDir: config.dataDir }),
-  ]);
-  if (config.batch > trainSet.count) throw new UsageError(`--batch ${config.batch} is larger than the training set (${trainSet.count})`);
+  await checkTrainTargets(config);
   let rt: Runtime | undefined;
   try {
     rt = await trainRuntime(config.tiles);
+    checkTrainSizes(rt, config, DATASET_SHAPES[config.dataset]);
+    const [trainSet, testSet] = await Promise.all([
+      loadData(config.dataset, 'train', config.dataDir === undefined ? {} : { dataDir: config.dataDir }),
+      loadData(config.dataset, 'test', config.dataDir === undefined ? {} : { dataDir: config.dataDir }),
+    ]);
+    if (config.batch > trainSet.count) throw new UsageError(`--batch ${config.batch} is larger than the training set (${trainSet.count})`);
+    checkTrainSizes(rt, config, trainSet);
+    checkTrainLength(config, trainSet.count);
     const adapter = adapterLabel(rt);
     const generative = config.task === 'generative';
     const checkpointFile = config.checkpoint === undefined ? undefined : join(config.checkpoint, 'checkpoint.safetensors');
@@ -485,18 +605,7 @@ async function train(config: TrainConfig): Promise<void> {
     }
     if (config.checkpoint !== undefined) await mkdir(config.checkpoint, { recursive: true });
     const test = () => (generative ? evaluateGenerative(model, testSet, config) : evaluate(model, testSet, config.loss));
-    const solver: SolverOptions =
-      config.solver === 'sgd' || config.solver === 'adam'
-        ? { solver: (config.solver === 'sgd' ? sgd : adam)({ lr: config.activityLr }), steps: config.steps ?? config.hidden + 1 }
-        : {
-            solver: config.solver,
-            stepsizeController: config.controller === 'constant' ? 'constant' : { pid: { rtol: config.rtol, atol: config.atol } },
-            maxT1: config.maxT1,
-            ...(config.dt === undefined ? {} : { dt: config.dt }),
-            maxSteps: config.maxSteps,
-            pollEvery: config.pollEvery,
-            ...(config.steadyState === undefined ? {} : { steadyState: { rtol: config.steadyState, atol: config.steadyState } }),
-          };
+    const solver = trainSolver(config);
     const perEpoch = Math.min(epochBatchCount(trainSet.count, config.batch), config.maxBatches ?? Infinity);
     const total = perEpoch * config.epochs;
     const progress = new Progress(total, config.quiet);
@@ -647,14 +756,25 @@ Euler/Heun time ratios) and OUT/runtime.svg (Figure 1's layout); the last stdout
                      separate: the paper's extra solve after each step with the updated weights (the same
                      computation, at twice the cost)                 (default step)
   --seed S           weights, shuffling and synthetic data          (default 0)
-  --out DIR          output folder                                  (default runs/runtime)
+  --out DIR          output folder, created if needed               (default runs/runtime)
   --quiet            no progress on stderr
+  --debug            print the stack trace of an error
   -h, --help         this help
 
 The whole grid (--max-t1 paper --dt paper) is 252 training runs per depth set; on a CPU adapter such as lavapipe
 it takes many hours, so start with the defaults or a subset, e.g.
   wpc reproduce runtime --hidden 3 --batches 100
 `;
+
+/**
+ * A study's network and batch against the device, naming the flags: the parameters and Adam's moments (one
+ * storage buffer each) and the training workspace of a batch with the solver `cfg`.
+ */
+function checkStudySizes(rt: Runtime, dims: number[], net: string, batch: number, cfg: ReturnType<typeof resolveSolverOptions>): void {
+  const params = checkParamsFit(net, dims, false, rt.limits);
+  checkFits(net, "each of Adam's two moments per parameter", params * 4, storageLimit(rt.limits), 'use a smaller network');
+  checkSolveFits('wpc reproduce', { runtime: rt, dims }, batch, 'supervised', cfg, `--batch ${batch}`);
+}
 
 function parseList<T>(flag: string, raw: string | undefined, fallback: readonly T[], parse: (item: string) => T | undefined, expected: string): T[] {
   if (raw === undefined) return [...fallback];
@@ -692,6 +812,7 @@ async function reproduceRuntime(argv: string[]): Promise<void | 'help'> {
       seed: { type: 'string' },
       out: { type: 'string' },
       quiet: { type: 'boolean' },
+      debug: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -700,7 +821,9 @@ async function reproduceRuntime(argv: string[]): Promise<void | 'help'> {
   const timing = oneOf('timing', values.timing, 'step', ['step', 'separate'] as const);
   const STUDY_DATASETS = ['mnist', 'fashion-mnist', 'cifar10-synthetic'] as const;
   const datasets = parseList('datasets', values.datasets, STUDY_DATASETS, (s) => (STUDY_DATASETS as readonly string[]).includes(s) ? (s as StudyDataset) : undefined, STUDY_DATASETS.join(' / '));
-  const hidden = parseList('hidden', values.hidden, [3, 5, 10], (s) => (/^\d+$/.test(s) && Number(s) >= 1 ? Number(s) : undefined), 'positive integers');
+  const hidden = parseList('hidden', values.hidden, [3, 5, 10], (s) => (/^\d+$/.test(s) && positiveInt(Number(s)) ? Number(s) : undefined), 'positive integers');
+  const deep = hidden.find((h) => h >= MAX_DEPTH);
+  if (deep !== undefined) throw new UsageError(`--hidden ${deep} makes a network of more than ${MAX_DEPTH} layers`);
   const solvers = parseList('solvers', values.solvers, ['euler', 'heun'] as StudySolver[], (s) => (s === 'euler' || s === 'heun' ? s : undefined), 'euler / heun');
   const grid = (flag: 'max-t1' | 'dt', paper: readonly number[]) => {
     const raw = values[flag];
@@ -713,14 +836,23 @@ async function reproduceRuntime(argv: string[]): Promise<void | 'help'> {
   const batchesFlag = values.batches === undefined ? undefined : parseNumber('batches', values.batches, 0, positiveInt, 'a positive integer');
   const width = parseNumber('width', values.width, 300, positiveInt, 'a positive integer');
   const batchSize = parseNumber('batch', values.batch, 64, positiveInt, 'a positive integer');
-  const maxSteps = parseNumber('max-steps', values['max-steps'], 4096, positiveInt, 'a positive integer');
+  const maxSteps = parseNumber('max-steps', values['max-steps'], 4096, ...upTo(MAX_SOLVE_STEPS));
   const seed = parseNumber('seed', values.seed, 0, Number.isSafeInteger, 'an integer');
   const out = values.out ?? 'runs/runtime';
   const quiet = values.quiet ?? false;
   const configs = studyConfigs({ datasets, hidden, solvers, maxT1, dt });
+  // Euler settings whose grid is longer than --max-steps are skipped by the study (as in the paper).
+  const run = configs.filter((c) => c.solver !== 'euler' || constantStepCount(c.maxT1, c.dt) <= maxSteps);
+  for (const c of run) checkSolverFlags(() => resolveSolverOptions('wpc reproduce runtime', solverOptions(c, maxSteps)), 'wpc reproduce runtime');
+  await checkOutputFolder('--out', out, 'ancestors', ['runtime.csv', 'best.md', 'runtime.svg']);
   const started = performance.now();
   const rt = await init();
   try {
+    for (const c of run) {
+      const shape = DATASET_SHAPES[c.dataset];
+      const dims = [shape.inputDim, ...Array<number>(c.hidden).fill(width), shape.numClasses];
+      checkStudySizes(rt, dims, `--width ${width} with --hidden ${c.hidden}`, batchSize, resolveSolverOptions('wpc reproduce runtime', solverOptions(c, maxSteps)));
+    }
     const adapter = adapterLabel(rt);
     let progress: Progress | undefined;
     if (!quiet) process.stderr.write(`wpc reproduce runtime: ${configs.length} runs (${datasets.join(', ')}; H ${hidden.join(', ')}; ${solvers.join(', ')}) on ${adapter}\n`);
@@ -736,7 +868,7 @@ async function reproduceRuntime(argv: string[]): Promise<void | 'help'> {
       width,
       batchSize,
       maxSteps,
-      load: (name, split) => loadDataset(name, split, values['data-dir'] === undefined ? {} : { dataDir: values['data-dir'] }),
+      load: (name, split) => loadData(name, split, values['data-dir'] === undefined ? {} : { dataDir: values['data-dir'] }),
       onProgress: (done, total, c) => {
         progress ??= new Progress(total, quiet, 'batches', false);
         progress.update(done, undefined, `${c.dataset} H=${c.hidden} ${c.solver} T=${c.maxT1} dt=${c.dt}`);
@@ -789,8 +921,9 @@ Figure 2's layout); the last stdout line is a JSON summary (mean |numerical − 
   --batch B          batch size                                       (default 64)
   --lr LR            Adam learning rate                               (default 1e-3)
   --seed S           weights and batch order                          (default 0)
-  --out DIR          output folder                                    (default runs/theory)
+  --out DIR          output folder, created if needed                 (default runs/theory)
   --quiet            no progress
+  --debug            print the stack trace of an error
 `;
 
 async function reproduceTheory(argv: string[]): Promise<void | 'help'> {
@@ -812,6 +945,7 @@ async function reproduceTheory(argv: string[]): Promise<void | 'help'> {
       seed: { type: 'string' },
       out: { type: 'string' },
       quiet: { type: 'boolean' },
+      debug: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -822,7 +956,7 @@ async function reproduceTheory(argv: string[]): Promise<void | 'help'> {
   const iters = parseNumber('iters', values.iters, 100, positiveInt, 'a positive integer');
   const testEvery = parseNumber('test-every', values['test-every'], 10, positiveInt, 'a positive integer');
   const testImages = values['test-images'] === undefined ? undefined : parseNumber('test-images', values['test-images'], 0, positiveInt, 'a positive integer');
-  const hidden = parseNumber('hidden', values.hidden, 10, positiveInt, 'a positive integer');
+  const hidden = parseNumber('hidden', values.hidden, 10, ...upTo(MAX_DEPTH - 1));
   const width = parseNumber('width', values.width, 300, positiveInt, 'a positive integer');
   const batchSize = parseNumber('batch', values.batch, 64, positiveInt, 'a positive integer');
   const lr = parseNumber('lr', values.lr, 1e-3, positive, 'a positive number');
@@ -830,10 +964,16 @@ async function reproduceTheory(argv: string[]): Promise<void | 'help'> {
   const out = values.out ?? 'runs/theory';
   const quiet = values.quiet ?? false;
   const dataOptions = values['data-dir'] === undefined ? {} : { dataDir: values['data-dir'] };
-  const [train, test] = await Promise.all([loadDataset(dataset, 'train', dataOptions), loadDataset(dataset, 'test', dataOptions)]);
+  const theorySolver = (maxT1: number) => resolveSolverOptions('wpc reproduce theory', { maxT1 });
+  for (const t of maxT1s) checkSolverFlags(() => theorySolver(t), 'wpc reproduce theory');
+  await checkOutputFolder('--out', out, 'ancestors', [`theory-${dataset}.csv`, `theory-${dataset}.svg`]);
   const started = performance.now();
   const rt = await init();
   try {
+    const shape = DATASET_SHAPES[dataset];
+    const dims = [shape.inputDim, ...Array<number>(hidden).fill(width), shape.numClasses];
+    for (const t of maxT1s) checkStudySizes(rt, dims, `--width ${width} with --hidden ${hidden}`, batchSize, theorySolver(t));
+    const [train, test] = await Promise.all([loadData(dataset, 'train', dataOptions), loadData(dataset, 'test', dataOptions)]);
     const adapter = adapterLabel(rt);
     if (!quiet) process.stderr.write(`wpc reproduce theory: ${dataset}, linear ${hidden}×${width}, T ∈ {${maxT1s.join(', ')}}, ${iters} iterations each, on ${adapter}\n`);
     const progress = new Progress(maxT1s.length * iters, quiet, 'steps', false);
@@ -887,6 +1027,7 @@ async function sample(argv: string[]): Promise<void | 'help'> {
       rows: { type: 'string' },
       scale: { type: 'string' },
       range: { type: 'string' },
+      debug: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -897,6 +1038,7 @@ async function sample(argv: string[]): Promise<void | 'help'> {
   const rows = parseNumber('rows', values.rows, 1, positiveInt, 'a positive integer');
   const scale = parseNumber('scale', values.scale, 3, (v) => positiveInt(v) && v <= 16, 'an integer in 1..16');
   const range = oneOf('range', values.range, 'mnist', ['mnist', 'per-image'] as const);
+  await checkOutputFile('--out', values.out);
   const rt = await init();
   try {
     const model = await loadModel(rt, values.model);
@@ -905,6 +1047,14 @@ async function sample(argv: string[]): Promise<void | 'help'> {
       throw new UsageError(`${values.model} predicts ${pixels} values, not a square image: sample needs a generator (label -> image), e.g. from 'wpc train --task generative'`);
     }
     const labels = parseList('labels', values.labels, Array.from({ length: model.inputDim }, (_, i) => i), (s) => (/^\d+$/.test(s) && Number(s) < model.inputDim ? Number(s) : undefined), `labels in 0..${model.inputDim - 1}`);
+    // The grid (a host image) and the batch of labels × rows (a workspace on the device), before either is made.
+    const images = labels.length * rows;
+    const side = Math.round(Math.sqrt(pixels));
+    const grid = imageGridShape(images, side, side, { columns: labels.length, scale, padding: 2 });
+    if (grid.width * grid.height > MAX_GRID_PIXELS) {
+      throw new UsageError(`--rows ${rows} and --scale ${scale} make a ${grid.width} × ${grid.height} image, more than ${groupDigits(MAX_GRID_PIXELS)} pixels; lower --rows or --scale`);
+    }
+    checkWorkspaceFits(`--rows ${rows} (${images} images)`, rt, model.dims, images, 'train', 'supervised', { stages: 2, gridSteps: 1 });
     await writeSamples(model, values.out, labels, rows, scale, range);
     process.stdout.write(`${JSON.stringify({ out: values.out, images: labels.length * rows, labels })}\n`);
     model.dispose();
@@ -915,10 +1065,11 @@ async function sample(argv: string[]): Promise<void | 'help'> {
 
 async function info(argv: string[]): Promise<void> {
   if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write('Usage: wpc info\n\nPrints the WebGPU adapter WPC gets (as JSON on stdout).\n');
+    process.stdout.write('Usage: wpc info [--debug]\n\nPrints the WebGPU adapter WPC gets and its size limits (as JSON on stdout).\n\n  --debug   print the stack trace of an error\n');
     return;
   }
-  if (argv.length > 0) throw new UsageError(`wpc info takes no arguments, got ${JSON.stringify(argv[0])}`);
+  const extra = argv.filter((a) => a !== '--debug');
+  if (extra.length > 0) throw new UsageError(`info takes no arguments but --debug, got ${JSON.stringify(extra[0])}`);
   const rt = await init();
   try {
     const l = rt.limits;
@@ -974,19 +1125,21 @@ async function main(argv: string[]): Promise<number> {
     }
     throw new UsageError(`unknown command ${JSON.stringify(command)}`);
   } catch (e) {
-    const err = e as Error & { code?: string };
-    if (e instanceof UsageError || err.code?.startsWith('ERR_PARSE_ARGS')) {
-      const sub = command === 'train' ? 'train ' : command === 'reproduce' ? `reproduce ${rest[0] === 'theory' ? 'theory' : 'runtime'} ` : command === 'sample' ? 'sample ' : '';
-      process.stderr.write(`wpc: ${err.message}\nRun 'wpc ${sub}--help' for the options.\n`);
-      return 2;
-    }
-    if (e instanceof WpcGpuError || e instanceof WpcArgumentError || e instanceof WpcDivergenceError) {
-      process.stderr.write(`wpc: ${err.message}\n`);
-      return 1;
-    }
-    process.stderr.write(`wpc: ${err.stack ?? err.message}\n`);
-    return 1;
+    const sub = command === 'train' || command === 'sample' || command === 'info' ? `${command} ` : command === 'reproduce' ? `reproduce ${rest[0] === 'theory' ? 'theory' : 'runtime'} ` : '';
+    const report = errorReport(e, `wpc ${sub}--help`, debug);
+    process.stderr.write(report.text);
+    return report.code;
   }
 }
 
-process.exitCode = await main(process.argv.slice(2));
+const argv = process.argv.slice(2);
+/** --debug anywhere on the command line: errors come with their stack trace. */
+const debug = argv.includes('--debug');
+// Whatever escapes main (a rejected promise nobody awaited) is reported the same way, on one line.
+const fatal = (e: unknown): void => {
+  process.stderr.write(errorReport(e, 'wpc --help', debug).text);
+  process.exit(1);
+};
+process.on('uncaughtException', fatal);
+process.on('unhandledRejection', fatal);
+process.exitCode = await main(argv);

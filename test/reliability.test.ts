@@ -171,7 +171,7 @@ describe('device faults and resources', () => {
     const rows = Math.ceil(max / 4 / 1024) + 1;
     expect(() => rt.empty([rows, 1024])).toThrow(new RegExp(`${rows * 1024 * 4}|${((rows * 1024 * 4) / 2 ** 20).toFixed(1)} MiB`));
     expect(() => rt.empty([rows, 1024])).toThrow(/maxStorageBufferBindingSize|maxBufferSize/);
-    expect(() => makeMlp(rt, { seed: 0, inputDim: 8192, width: 8192, depth: 2, outputDim: 8192, actFn: 'tanh' })).toThrow(/MiB in one storage binding, but this adapter allows at most/);
+    expect(() => makeMlp(rt, { seed: 0, inputDim: 8192, width: 8192, depth: 2, outputDim: 8192, actFn: 'tanh' })).toThrow(/makeMlp: options\.\w+ 8192 is too large: it needs [\d.]+ MiB for the parameters .* but this device allows at most [\d.]+ MiB in one storage binding/);
   });
 
   it('dispose() frees every GPU byte WPC counted, and a disposed model or runtime is refused', async () => {

@@ -6,7 +6,7 @@ import { Workspace } from '../src/pc/workspace.js';
 import { Recorder } from '../src/runtime/recorder.js';
 import { integrate, resolveSolverOptions, constantStepEnds, constantStepSizes, submitAfterStep, writeSolverConfig, type SolverStateView } from '../src/pc/solver.js';
 import { loadActivities, loadBatch } from '../src/pc/batch.js';
-import { WpcSolverError } from '../src/runtime/errors.js';
+import { WpcArgumentError } from '../src/runtime/errors.js';
 import { init } from '../src/node.js';
 import { Random } from '../src/util/random.js';
 import { expectClose, f32, flat, gpuModel, oneHotMat, randomMat, randomRefModel, readAll, tensorOf, useRuntime } from './helpers.js';
@@ -97,16 +97,16 @@ describe('constant step sizes', () => {
     });
   }
 
-  it('refuses a grid longer than maxSteps, as diffrax does', async () => {
+  it('refuses a grid longer than maxSteps up front, as diffrax does', async () => {
     const p = problem(3, 'tanh', 'mse');
     const model = gpuModel(rt(), p.ref);
     const acts = p.acts0.map((a) => tensorOf(rt(), a));
     await expect(
       solveInference(model, acts, tensorOf(rt(), p.y), { input: tensorOf(rt(), p.x), solver: 'euler', stepsizeController: 'constant', maxT1: 500, dt: 0.05 }),
-    ).rejects.toThrow(WpcSolverError);
+    ).rejects.toThrow(WpcArgumentError);
     await expect(
       solveInference(model, acts, tensorOf(rt(), p.y), { input: tensorOf(rt(), p.x), solver: 'euler', stepsizeController: 'constant', maxT1: 500, dt: 0.05 }),
-    ).rejects.toThrow(/10000 steps.*maxSteps = 4096/);
+    ).rejects.toThrow(/options\.dt 0\.05 needs 10000 constant steps.*maxSteps = 4096/);
     model.dispose();
   });
 });

@@ -12,6 +12,12 @@ import { IdxError, idxMagic, printable, type IdxArray } from './idx.js';
 /** Number of classes in MNIST and Fashion-MNIST. */
 export const NUM_CLASSES = 10;
 
+/** Most examples `epochOrder` orders (its index array takes 4 bytes each: 256 MiB). */
+export const MAX_EXAMPLES = 2 ** 26;
+
+/** Most values `oneHot` makes (labels × classes; 4 bytes each: 1 GiB). */
+export const MAX_ONE_HOT_VALUES = 2 ** 28;
+
 /** MNIST's training-set pixel mean and standard deviation (of p/255), as used by torchvision and JPC's notebooks. */
 export const MNIST_MEAN = 0.1307;
 export const MNIST_STD = 0.3081;
@@ -178,6 +184,11 @@ export function oneHot(labels: ArrayLike<number>, numClasses: number = NUM_CLASS
     argError(fn, 'labels', 'an array or typed array of class indices', labels);
   }
   checkPositiveInt(fn, 'numClasses', numClasses);
+  if (labels.length * numClasses > MAX_ONE_HOT_VALUES) {
+    throw new WpcArgumentError(
+      `${fn}: labels.length × numClasses must be at most ${MAX_ONE_HOT_VALUES} (WPC's cap on one one-hot array), got ${labels.length} × ${numClasses}`,
+    );
+  }
   const out = new Float32Array(labels.length * numClasses);
   for (let i = 0; i < labels.length; i++) {
     const c = labels[i]!;
@@ -238,7 +249,7 @@ export interface BatchOptions {
  */
 export function epochOrder(count: number, shuffle: boolean, seed?: number): Uint32Array {
   const fn = 'epochOrder';
-  checkPositiveInt(fn, 'count', count, 2 ** 32);
+  checkPositiveInt(fn, 'count', count, MAX_EXAMPLES);
   if (typeof shuffle !== 'boolean') argError(fn, 'shuffle', 'a boolean', shuffle);
   checkSeed(fn, 'seed', seed, shuffle);
   const order = new Uint32Array(count);

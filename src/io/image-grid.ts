@@ -6,6 +6,9 @@ import { encode } from 'fast-png';
 import { WpcArgumentError, argError, checkFinite, checkKnownKeys, checkPositiveInt } from '../runtime/errors.js';
 import { MNIST_MEAN, MNIST_STD } from '../data/dataset.js';
 
+/** Most pixels of one grid image (256 Mi: as many bytes of greyscale before PNG compression). */
+export const MAX_GRID_PIXELS = 2 ** 28;
+
 export interface ImageGridOptions {
   /** Pixels per image row and column. Default: √(values per image) when that is a whole number (28 for 784). */
   height?: number;
@@ -22,6 +25,12 @@ export interface ImageGridOptions {
   padding?: number;
   /** Each pixel becomes scale × scale. Default 2. */
   scale?: number;
+}
+
+/** The grid's size in pixels for `count` images of h × w pixels (options as `imageGridPng`'s, already checked). */
+export function imageGridShape(count: number, h: number, w: number, o: { columns: number; scale: number; padding: number }): { width: number; height: number } {
+  const rows = Math.ceil(count / o.columns);
+  return { width: o.columns * (w * o.scale + o.padding) + o.padding, height: rows * (h * o.scale + o.padding) + o.padding };
 }
 
 /**
@@ -50,7 +59,7 @@ export function imageGridPng(images: Float32Array, count: number, options: Image
   }
   const columns = checkPositiveInt(fn, 'options.columns', options.columns ?? Math.min(10, n));
   const padding = options.padding ?? 2;
-  if (!Number.isInteger(padding) || padding < 0) argError(fn, 'options.padding', 'a non-negative integer', padding);
+  if (!Number.isSafeInteger(padding) || padding < 0) argError(fn, 'options.padding', 'a non-negative integer', padding);
   const scale = checkPositiveInt(fn, 'options.scale', options.scale ?? 2, 16);
   const range = options.range ?? 'mnist';
   let fixed: { min: number; max: number } | null = null;
@@ -63,11 +72,15 @@ export function imageGridPng(images: Float32Array, count: number, options: Image
     fixed = { min, max };
   } else if (range !== 'per-image') argError(fn, 'options.range', "'mnist', 'per-image' or { min, max }", range);
 
-  const rows = Math.ceil(n / columns);
+  const { width: outW, height: outH } = imageGridShape(n, h, w, { columns, scale, padding });
   const cellW = w * scale + padding;
   const cellH = h * scale + padding;
-  const outW = columns * cellW + padding;
-  const outH = rows * cellH + padding;
+  if (outW * outH > MAX_GRID_PIXELS) {
+    throw new WpcArgumentError(
+      `${fn}: the grid of ${n} images (${columns} columns, scale ${scale}, padding ${padding}) would be ${outW} × ${outH} pixels, ` +
+        `more than ${MAX_GRID_PIXELS} (WPC's cap for one image); use fewer images, columns, scale or padding`,
+    );
+  }
   const data = new Uint8Array(outW * outH); // black background
   for (let i = 0; i < n; i++) {
     const base = i * pixels;

@@ -3,11 +3,12 @@
  * checks run before anything is written or recorded, so a bad argument leaves every GPU buffer as it was.
  */
 import { WpcArgumentError, argError, checkFinite, checkFiniteData, checkKnownKeys, checkOneOf } from '../runtime/errors.js';
+import { checkFits, storageLimit } from '../runtime/limits.js';
 import { Recorder } from '../runtime/recorder.js';
 import { Tensor, checkTensor, formatShape } from '../runtime/tensor.js';
 import { Random } from '../util/random.js';
 import { Model } from './model.js';
-import { type EnergyTerms, type Loss, type Mode, PLAIN_ENERGY, Workspace, type WorkspaceNeeds } from './workspace.js';
+import { type EnergyTerms, type Loss, type Mode, PLAIN_ENERGY, Workspace, type WorkspaceNeeds, checkWorkspaceFits } from './workspace.js';
 
 /** A batch given as a GPU tensor `[B, d]`, or as a row-major `Float32Array` of B·d values (uploaded). */
 export type BatchData = Tensor | Float32Array;
@@ -105,7 +106,7 @@ export function beginCall<O extends { input?: BatchData | undefined; loss?: Loss
   output: BatchData,
   options: O,
   keys: readonly string[],
-  extraChecks?: (opts: O, mode: Mode) => void,
+  extraChecks?: (opts: O, mode: Mode, B: number) => void,
   unsupervised = true,
 ): { opts: O; loss: Loss; B: number; cap: Captured; mode: Mode; terms: EnergyTerms } {
   checkModel(fn, model);
@@ -113,8 +114,32 @@ export function beginCall<O extends { input?: BatchData | undefined; loss?: Loss
   const loss = checkLoss(fn, opts.loss);
   const { B, mode } = checkBatch(fn, model, output, opts.input, activities, 'options.input', unsupervised);
   const terms = resolveEnergyTerms(fn, opts);
-  extraChecks?.(opts, mode);
+  extraChecks?.(opts, mode, B);
+  checkWorkspaces(fn, [{ model, B, mode, terms }]);
   return { opts, loss, B, mode, terms, cap: captureBatch(model, B, opts.input, output, activities ?? []) };
+}
+
+/**
+ * Refuses, before anything is allocated, a call whose workspaces the device cannot hold: each request's model at
+ * its batch size with what the call needs (default: one gradient evaluation), and the spectral penalty's scratch
+ * (Σ_l d_l² floats) where the terms have one. `batchArg` names what sets the batch size. The captured copies of
+ * the inputs are smaller than the workspace (which holds them), so they fit too.
+ */
+export function checkWorkspaces(fn: string, requests: readonly WorkspaceRequest[], batchArg = 'output'): void {
+  for (const r of requests) {
+    const { model, B } = r;
+    checkWorkspaceFits(`${fn}: ${batchArg} (${B} rows)`, model.runtime, model.dims, B, 'train', r.mode ?? 'supervised', r.needs ?? { stages: 2, gridSteps: 1 });
+    if (r.terms && r.terms.spectralPenalty !== 0) {
+      const floats = model.layers.reduce((s, l) => s + l.inDim * l.inDim, 0);
+      checkFits(`${fn}: options.spectralPenalty ${r.terms.spectralPenalty}`, `the Gram matrices W_lᵀW_l of every layer (${floats} floats)`, floats * 4, storageLimit(model.runtime.limits));
+    }
+  }
+}
+
+/** Refuses `options.batchSize` B where one of the [B, d] tensors (d in `widths`) a call returns would not fit a storage binding. */
+export function checkBatchTensors(fn: string, model: Model, B: number, widths: readonly number[]): void {
+  const widest = Math.max(...widths);
+  checkFits(`${fn}: options.batchSize ${B}`, `a [${B}, ${widest}] tensor`, B * widest * 4, storageLimit(model.runtime.limits));
 }
 
 /** The options object every PC function takes: an object (the input lives in it). */

@@ -38,10 +38,12 @@ import {
   checkModel,
   checkOptions,
   checkSameRuntime,
+  checkWorkspaces,
   copyOutScalars,
   copyParamGrads,
   loadBatch,
   onWorkspaces,
+  type WorkspaceRequest,
 } from './batch.js';
 import { initActivitiesWithAmort } from './hybrid.js';
 import { type Job, errorJob, gradJob, packJobs, paramJob, tilesOf } from './layer-jobs.js';
@@ -130,6 +132,7 @@ function beginBpc<O extends BpcOptions>(
   const alphaB = checkFinite(fn, 'options.backwardEnergyWeight', opts.backwardEnergyWeight ?? 1, { min: 0 });
   const partial = { td, bu, B, H, unsupervised, alphaF, alphaB };
   extra?.(partial, opts);
+  checkWorkspaces(fn, [bpcWorkspace(td, bu, B)]);
   return { ...partial, opts, cap: captureBatch(td, B, opts.input, output, activities as Tensor[]) };
 }
 
@@ -350,12 +353,16 @@ function recordBpcActivityGrad(ws: Workspace, rec: Recorder, prefix: string): vo
   ws.recordActTable(rec, `${prefix}.tdGrads`, false, 0);
 }
 
-function onBpc<T>(call: BpcCall, task: (ws: Workspace, rec: Recorder, prefix: string) => T | Promise<T>): Promise<T> {
-  const { td, bu, B } = call;
+/** The top-down workspace every bPC call runs on (the bottom-up network's work goes into its aux and extra). */
+function bpcWorkspace(td: Model, bu: Model, B: number): WorkspaceRequest {
   const tile = tilesFor(td.runtime);
   const tiles = (m: number, n: number) => tilesOf(m, n, tile);
-  const needs = { stages: 2, gridSteps: 1, aux: auxFamilies(td, bu), extra: extraFloats(td, bu, B, tiles) };
-  return onWorkspaces([{ model: td, B, mode: 'unsupervised', needs }], call.cap, async ([ws], rec) => {
+  return { model: td, B, mode: 'unsupervised', needs: { stages: 2, gridSteps: 1, aux: auxFamilies(td, bu), extra: extraFloats(td, bu, B, tiles) } };
+}
+
+function onBpc<T>(call: BpcCall, task: (ws: Workspace, rec: Recorder, prefix: string) => T | Promise<T>): Promise<T> {
+  const { td, bu, B } = call;
+  return onWorkspaces([bpcWorkspace(td, bu, B)], call.cap, async ([ws], rec) => {
     const prefix = await prepareBpc(ws!, bu, call);
     return task(ws!, rec, prefix);
   });
@@ -528,6 +535,8 @@ export async function initBpcActivities(
   const opts = checkOptions(fn, options, ['mode']);
   const mode = opts.mode ?? 'supervised';
   if (mode !== 'supervised' && mode !== 'unsupervised') argError(fn, 'options.mode', "'supervised' or 'unsupervised'", mode);
+  const B = batchSizeOf(fn, 'output', output, bu.inputDim, bu);
+  checkWorkspaces(fn, [{ model: td, B }, { model: bu, B }]);
   const amort = await initActivitiesWithAmort(bu, td, output);
   amort.pop()!.dispose(); // the image guess
   if (mode === 'supervised') amort.shift()!.dispose(); // the label guess

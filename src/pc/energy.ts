@@ -30,7 +30,9 @@ import {
   batchSizeOf,
   beginCall,
   captureBatch,
+  checkBatchTensors,
   checkModel,
+  checkWorkspaces,
   copyOutLayers,
   copyOutScalars,
   copyParamGrads,
@@ -153,6 +155,7 @@ export async function initActivitiesWithFfwd(model: Model, input: BatchData): Pr
   const fn = 'initActivitiesWithFfwd';
   checkModel(fn, model);
   const B = batchSizeOf(fn, 'input', input, model.inputDim, model);
+  checkWorkspaces(fn, [{ model, B }], 'input');
   const cap = captureBatch(model, B, input, undefined);
   return onWorkspace(model, B, cap, (ws, rec) => {
     loadBatch(ws, rec, cap.input, undefined);
@@ -190,6 +193,7 @@ export function initActivitiesFromNormal(model: Model, options: InitFromNormalOp
   const B = checkPositiveInt(fn, 'options.batchSize', options.batchSize);
   const mode = checkOneOf<Mode>(fn, 'options.mode', options.mode ?? 'supervised', ['supervised', 'unsupervised']);
   const sigma = checkFinite(fn, 'options.sigma', options.sigma ?? 0.05, { min: 0 });
+  checkBatchTensors(fn, model, B, model.dims.slice(mode === 'unsupervised' ? 0 : 1));
   return normalActivities(model, options.seed, B, mode, sigma);
 }
 

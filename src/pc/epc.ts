@@ -36,9 +36,11 @@ import {
   type ParamGradResult,
   batchSizeOf,
   captureBatch,
+  checkBatchTensors,
   checkLoss,
   checkModel,
   checkOptions,
+  checkWorkspaces,
   copyOutScalars,
   copyParamGrads,
   loadBatch,
@@ -97,8 +99,12 @@ function beginEpc<O extends EpcOptions>(fn: string, model: unknown, errors: unkn
   }
   errors.forEach((t, i) => checkTensor(fn, `errors[${i}]`, t, m.runtime, [B, widths[i]!]));
   extra?.(m, mode, opts);
+  checkWorkspaces(fn, [{ model: m, B, mode, needs: EPC_NEEDS }]);
   return { model: m, B, mode, loss, opts, cap: captureBatch(m, B, opts.input, output, errors as Tensor[]) };
 }
+
+/** An ePC workspace's families: the plain ones and the back-propagated signal r (aux 0). */
+const EPC_NEEDS = { stages: 2, gridSteps: 1, aux: 1 } as const;
 
 const prepared = new WeakSet<Workspace>();
 
@@ -209,7 +215,7 @@ function recordErrorGrad(ws: Workspace, rec: Recorder): void {
 }
 
 function onEpc<T>(call: EpcCall, task: (ws: Workspace, rec: Recorder) => T | Promise<T>): Promise<T> {
-  return onWorkspaces([{ model: call.model, B: call.B, mode: call.mode, needs: { stages: 2, gridSteps: 1, aux: 1 } }], call.cap, ([ws], rec) => {
+  return onWorkspaces([{ model: call.model, B: call.B, mode: call.mode, needs: EPC_NEEDS }], call.cap, ([ws], rec) => {
     prepareEpc(ws!);
     return task(ws!, rec);
   });
@@ -237,6 +243,7 @@ export function initEpcErrors(model: Model, options: { batchSize: number; mode?:
   const B = checkPositiveInt(fn, 'options.batchSize', options.batchSize);
   const mode = checkOneOf<Mode>(fn, 'options.mode', options.mode ?? 'supervised', ['supervised', 'unsupervised']);
   if (model.depth < 2) throw new WpcArgumentError(`${fn}: ePC needs a hidden layer (a model of at least 2 layers), got ${model.depth}`);
+  checkBatchTensors(fn, model, B, errorWidths(model, mode));
   return errorWidths(model, mode).map((d) => model.runtime.zeros([B, d]));
 }
 

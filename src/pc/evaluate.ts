@@ -16,14 +16,16 @@ import {
   checkLoss,
   checkModel,
   checkOptions,
+  checkWorkspaces,
   loadBatch,
   onWorkspaces,
   resolveEnergyTerms,
   writeNormalActivities,
+  type WorkspaceRequest,
 } from './batch.js';
 import type { Model } from './model.js';
-import { SOLVER_OPTION_KEYS, integrate, refuseRecording, resolveSolverOptions, workspaceNeeds, writeSolverConfig, type SolverOptions } from './solver.js';
-import { type Loss, Workspace } from './workspace.js';
+import { SOLVER_OPTION_KEYS, checkSolveFits, integrate, refuseRecording, resolveSolverOptions, workspaceNeeds, writeSolverConfig, type SolverOptions } from './solver.js';
+import { type Loss, Workspace, checkWorkspaceFits } from './workspace.js';
 
 export interface TestOptions {
   /** `'mse'` (default) or `'ce'`. */
@@ -45,6 +47,7 @@ export async function testDiscriminativePc(
   const opts = checkOptions(fn, options, ['loss']);
   const loss = checkLoss(fn, opts.loss);
   const { B } = checkBatch(fn, model, output, input, undefined, 'input');
+  checkWorkspaceFits(`${fn}: output (${B} rows)`, model.runtime, model.dims, B, 'eval', 'supervised', { stages: 0, gridSteps: 0 });
   const cap = captureBatch(model, B, input, output);
   const ws = await Workspace.get(model, B, 'eval').catch((e: unknown) => {
     cap.release();
@@ -97,12 +100,15 @@ export async function testGenerativePc(model: Model, output: BatchData, input: B
   const { B } = checkBatch(fn, model, output, input, undefined, 'input');
   const terms = resolveEnergyTerms(fn, opts);
   const cfg = resolveSolverOptions(fn, opts, 500);
+  const workspaces: WorkspaceRequest[] = [
+    { model, B, mode: 'unsupervised', needs: workspaceNeeds(cfg), terms },
+    { model, B, mode: 'supervised' },
+  ];
+  checkSolveFits(fn, model, B, 'unsupervised', cfg);
+  checkWorkspaces(fn, workspaces);
   const cap = captureBatch(model, B, input, output);
   return onWorkspaces(
-    [
-      { model, B, mode: 'unsupervised', needs: workspaceNeeds(cfg), terms },
-      { model, B, mode: 'supervised' },
-    ],
+    workspaces,
     cap,
     async ([free, clamped], rec) => {
       const ws = free!;

@@ -32,16 +32,18 @@ import {
   checkModel,
   checkOptions,
   checkSameRuntime,
+  checkWorkspaces,
   copyOutScalars,
   copyParamGrads,
   loadBatch,
   onWorkspaces,
   writeNormalActivities,
+  type WorkspaceRequest,
 } from './batch.js';
 import { type Job, errorJob, packJobs, paramJob } from './layer-jobs.js';
 import type { Model } from './model.js';
 import { type OptState, type Optimizer, checkOptState } from './optim.js';
-import { SOLVER_OPTION_KEYS, integrate, refuseRecording, resolveSolverOptions, workspaceNeeds, writeSolverConfig, type SolverOptions } from './solver.js';
+import { SOLVER_OPTION_KEYS, checkSolveFits, integrate, refuseRecording, resolveSolverOptions, workspaceNeeds, writeSolverConfig, type SolverOptions } from './solver.js';
 import { copyOutRecording, type Recording } from './infer.js';
 import type { SegmentSpec, Workspace } from './workspace.js';
 
@@ -180,12 +182,14 @@ export async function initActivitiesWithAmort(amortiser: Model, generator: Model
   const fn = 'initActivitiesWithAmort';
   const { generator: g, amortiser: a } = checkPair(fn, generator, amortiser);
   const B = batchSizeOf(fn, 'input', input, a.inputDim, a);
+  const workspaces: WorkspaceRequest[] = [
+    { model: g, B },
+    { model: a, B },
+  ];
+  checkWorkspaces(fn, workspaces, 'input');
   const cap = captureBatch(a, B, input, undefined);
   return onWorkspaces(
-    [
-      { model: g, B },
-      { model: a, B },
-    ],
+    workspaces,
     cap,
     ([gws, aws], rec) => {
       writeSolverConfig(gws!, undefined);
@@ -243,6 +247,7 @@ function beginAmortCall(fn: string, amortiser: unknown, equilib: unknown, amortA
     argError(fn, 'amortActivities', `the ${L + 1} tensors initActivitiesWithAmort returns ([a_L, …, a_1, dummy])`, amortActs);
   }
   amortActs.forEach((t, i) => checkTensor(fn, `amortActivities[${i}]`, t, a.runtime, [B, i < L ? a.dims[L - i]! : a.inputDim]));
+  checkWorkspaces(fn, [{ model: a, B }], 'equilibActivities');
   const cap = captureBatch(a, B, opts.input, opts.output, [...(equilib as Tensor[]), ...(amortActs as Tensor[]).slice(0, L)]);
   return { a, B, unsupervised, label: opts.output !== undefined, cap };
 }
@@ -376,12 +381,15 @@ export async function makeHpcStep(
   checkOptState(fn, optStates[1], optims[1], 'params', a.paramCount, a.runtime, { optim: 'optims[1]', optState: 'optStates[1]' });
   if (optStates[0] === optStates[1]) throw new WpcArgumentError(`${fn}: optStates must be two different states (one per model)`);
   const supervised = opts.input !== undefined;
+  const workspaces: WorkspaceRequest[] = [
+    { model: g, B, mode: supervised ? 'supervised' : 'unsupervised', needs: workspaceNeeds(cfg) },
+    { model: a, B },
+  ];
+  checkSolveFits(fn, g, B, supervised ? 'supervised' : 'unsupervised', cfg);
+  checkWorkspaces(fn, workspaces);
   const cap = captureBatch(g, B, opts.input, output);
   return onWorkspaces(
-    [
-      { model: g, B, mode: supervised ? 'supervised' : 'unsupervised', needs: workspaceNeeds(cfg) },
-      { model: a, B },
-    ],
+    workspaces,
     cap,
     async ([gws, aws], rec) => {
       const [gk, ak] = await Promise.all([optStates[0].kernel(false), optStates[1].kernel(false)]);
@@ -480,13 +488,16 @@ export async function testHpc(generator: Model, amortiser: Model, output: BatchD
   const Bx = batchSizeOf(fn, 'input', input, g.inputDim, g);
   if (Bx !== B) throw new WpcArgumentError(`${fn}: input has ${Bx} rows but output has ${B}`);
   const cfg = resolveSolverOptions(fn, options, 500);
+  const workspaces: WorkspaceRequest[] = [
+    { model: g, B, mode: 'unsupervised', needs: workspaceNeeds(cfg) },
+    { model: g, B },
+    { model: a, B },
+  ];
+  checkSolveFits(fn, g, B, 'unsupervised', cfg);
+  checkWorkspaces(fn, workspaces);
   const cap = captureBatch(g, B, input, output);
   return onWorkspaces(
-    [
-      { model: g, B, mode: 'unsupervised', needs: workspaceNeeds(cfg) },
-      { model: g, B },
-      { model: a, B },
-    ],
+    workspaces,
     cap,
     async ([free, clamped, aws], rec) => {
       const G = free!;

@@ -13,7 +13,7 @@ import type { Tensor } from '../runtime/tensor.js';
 import { type BatchData, type EnergyTermOptions, beginCall, copyOutLayers, loadActivities, loadBatch, onWorkspace } from './batch.js';
 import { ENERGY_KEYS } from './energy.js';
 import type { Model } from './model.js';
-import { SOLVER_OPTION_KEYS, integrate, resolveSolverOptions, workspaceNeeds, writeSolverConfig, type ResolvedSolver, type SolveStats, type SolverOptions } from './solver.js';
+import { SOLVER_OPTION_KEYS, checkSolveFits, integrate, resolveSolverOptions, workspaceNeeds, writeSolverConfig, type ResolvedSolver, type SolveStats, type SolverOptions } from './solver.js';
 import type { Loss, Workspace } from './workspace.js';
 
 export interface SolveInferenceOptions extends SolverOptions, EnergyTermOptions {
@@ -88,8 +88,9 @@ export async function solveInference(
 ): Promise<SolveInferenceResult> {
   const fn = 'solveInference';
   let cfg: ResolvedSolver | undefined;
-  const { loss, B, cap, mode, terms } = beginCall(fn, model, activities, output, options, [...ENERGY_KEYS, ...SOLVER_OPTION_KEYS], (opts) => {
+  const { loss, B, cap, mode, terms } = beginCall(fn, model, activities, output, options, [...ENERGY_KEYS, ...SOLVER_OPTION_KEYS], (opts, m, rows) => {
     cfg = resolveSolverOptions(fn, opts);
+    checkSolveFits(fn, model, rows, m, cfg);
   });
   const solver = cfg!;
   return onWorkspace(

@@ -6,6 +6,7 @@
 import { GemmFlag, gemmKernel } from '../kernels/index.js';
 import { WpcArgumentError, argError, checkFinite } from '../runtime/errors.js';
 import { BufferUsage } from '../runtime/flags.js';
+import { checkFits, storageLimit } from '../runtime/limits.js';
 import { createBindGroup, type CompiledKernel } from '../runtime/kernel.js';
 import { Recorder } from '../runtime/recorder.js';
 import type { Runtime } from '../runtime/runtime.js';
@@ -139,6 +140,7 @@ export async function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}):
     );
   }
   rt.checkHealthy(fn);
+  checkFits(`${fn}: op(a)·op(b) (${m} × ${n})`, 'the product', m * n * 4, storageLimit(rt.limits));
   const gemm = await GemmRecorder.create(rt);
   const c = rt.empty([m, n]);
   const rec = new Recorder(rt, `wpc.${fn}`);

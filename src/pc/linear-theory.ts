@@ -21,13 +21,14 @@
  * dense inverse and never an (H·N)² system.
  */
 import { WpcArgumentError, argError, checkFinite } from '../runtime/errors.js';
+import { checkFits, groupDigits, storageLimit } from '../runtime/limits.js';
 import { Recorder } from '../runtime/recorder.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { Tensor, checkTensor } from '../runtime/tensor.js';
 import { blockTridiagonalCholesky, blockTridiagonalSolve, cholesky, choleskySolve, type BlockTridiagonal } from '../util/linalg64.js';
 import { batchSizeOf, checkModel, checkOptions, type BatchData, type ParamGradResult } from './batch.js';
 import { GemmRecorder, asMatrix, type GpuMatrix } from './linalg.js';
-import type { Model } from './model.js';
+import { type Model, formatDims } from './model.js';
 import { Optimizer, checkOptState, type OptState } from './optim.js';
 
 /** A dense row-major float64 matrix. */
@@ -72,6 +73,56 @@ export interface LinearEquilibEnergyResult {
 }
 
 const LAMBDA_KEYS = ['outputEnergyScaling'] as const;
+
+/** Most entries of one dense float64 matrix a theory function forms on the host (512 MiB): S, a Hessian or one of its blocks. */
+export const MAX_HOST_MATRIX_ENTRIES = 2 ** 26;
+
+/** What a theory call computes, for `checkTheoryFits`. */
+interface TheoryWork {
+  /** Rows of x and y, when the call takes a batch. */
+  B?: number;
+  /** J_i and S (the output-space route). */
+  chain?: boolean;
+  /** The Hessian's blocks (block Cholesky, the dense Hessian). */
+  blocks?: boolean;
+  /** The dense (Σ d_i)² Hessian. */
+  dense?: boolean;
+}
+
+/**
+ * Refuses, before anything is allocated, a theory call whose GPU arrays (each one storage binding) or host
+ * matrices (at most MAX_HOST_MATRIX_ENTRIES entries each) would be too large: batch tensors B × d_l, the
+ * chains J_i (d_y × d_i) and S (d_y²), the Gram blocks (d_i²) and the dense Hessian ((Σ d_i)²).
+ */
+function checkTheoryFits(fn: string, model: Model, work: TheoryWork): void {
+  const limit = storageLimit(model.runtime.limits);
+  const dims = model.dims;
+  const dy = model.outputDim;
+  const hidden = dims.slice(1, -1);
+  const subject = `${fn}: model ${formatDims(dims)}`;
+  const host = (what: string, entries: number, hint: string) => {
+    if (entries > MAX_HOST_MATRIX_ENTRIES) {
+      throw new WpcArgumentError(`${subject} is too large for ${what}: ${groupDigits(entries)} float64 entries, more than ${groupDigits(MAX_HOST_MATRIX_ENTRIES)} (512 MiB, WPC's cap for one host matrix); ${hint}`);
+    }
+  };
+  if (work.B !== undefined) {
+    const widest = Math.max(...dims);
+    checkFits(`${fn}: x (${work.B} rows)`, `a [${work.B}, ${widest}] activity tensor`, work.B * widest * 4, limit, 'use a smaller batch');
+  }
+  if (work.chain) {
+    host('the rescaling S (d_y × d_y)', dy * dy, 'the output layer is too wide');
+    checkFits(subject, `the chains J_i (d_y × d_i, up to ${dy} × ${Math.max(dy, ...hidden)} floats)`, dy * Math.max(dy, ...hidden) * 4, limit);
+  }
+  if (work.blocks) {
+    const widest = Math.max(0, ...hidden);
+    host('a Hessian block (d_i × d_i)', widest * widest, 'a hidden layer is too wide');
+    checkFits(subject, `a Gram block W_iᵀW_i (${widest} × ${widest} floats)`, widest * widest * 4, limit);
+  }
+  if (work.dense) {
+    const n = hidden.reduce((a, b) => a + b, 0);
+    host(`the dense Hessian (${n} × ${n})`, n * n, 'use computeLinearActivitySolution, which never forms it');
+  }
+}
 
 function checkLinearModel(fn: string, model: unknown): Model {
   const m = checkModel(fn, model);
@@ -312,6 +363,7 @@ export async function computeLinearEquilibRescaling(model: Model, options: Linea
   checkLinearModel(fn, model);
   const opts = checkOptions(fn, options, LAMBDA_KEYS);
   const lambda = lambdaOf(fn, opts);
+  checkTheoryFits(fn, model, { chain: true });
   return withChains(fn, model, async (ch) => {
     const J = ch.weightChain();
     ch.submit();
@@ -329,6 +381,7 @@ export async function linearEquilibEnergy(model: Model, x: BatchData, y: BatchDa
   checkLinearModel(fn, model);
   const opts = checkOptions(fn, options, LAMBDA_KEYS);
   const lambda = lambdaOf(fn, opts);
+  checkTheoryFits(fn, model, { B: batchSizeOf(fn, 'x', x, model.inputDim, model), chain: true });
   return withBatch(fn, model, x, y, async (ch, X, Y, B) => {
     const space = await outputSpace(ch, X, Y, B, lambda);
     return { energy: space.energy, rescaling: space.rescaling };
@@ -425,7 +478,7 @@ export async function computeLinearActivityHessian(model: Model, options: Linear
   const offDiag = flag(fn, 'options.offDiag', opts.offDiag, true);
   if (model.depth < 2) throw new WpcArgumentError(`${fn}: the model has no hidden layer (depth ${model.depth}); the activity Hessian needs depth >= 2`);
   const n = model.dims.slice(1, -1).reduce((s, d) => s + d, 0);
-  if (n * n > 2 ** 28) throw new WpcArgumentError(`${fn}: the dense Hessian would have ${n}² = ${n * n} entries (over 2^28); use computeLinearActivitySolution, which never forms it`);
+  checkTheoryFits(fn, model, { blocks: true, dense: true });
   return withChains(fn, model, async (ch) => {
     const blocks = await hessianBlocks(ch, lambda, decay);
     const out = new Float64Array(n * n);
@@ -471,6 +524,8 @@ export async function computeLinearActivitySolution(model: Model, x: BatchData, 
     throw new WpcArgumentError(`${fn}: method 'output-space' needs activityDecay = 0 and epsilon = 0 (got ${decay} and ${epsilon}); use 'block-cholesky' or 'auto'`);
   }
   if (model.depth < 2) throw new WpcArgumentError(`${fn}: the model has no hidden layer (depth ${model.depth})`);
+  const outputSpaceRoute = method !== 'block-cholesky' && decay === 0 && epsilon === 0;
+  checkTheoryFits(fn, model, { B: batchSizeOf(fn, 'x', x, model.inputDim, model), chain: outputSpaceRoute, blocks: !outputSpaceRoute });
   return withBatch(fn, model, x, y, async (ch, X, Y, B) => {
     if (method !== 'block-cholesky' && decay === 0 && epsilon === 0) {
       const { Z } = await outputSpaceSolution(ch, X, Y, B, lambda);
@@ -541,6 +596,7 @@ export async function computeLinearEquilibEnergyGrads(model: Model, x: BatchData
   checkLinearModel(fn, model);
   const opts = checkOptions(fn, options, LAMBDA_KEYS);
   const lambda = lambdaOf(fn, opts);
+  checkTheoryFits(fn, model, { B: batchSizeOf(fn, 'x', x, model.inputDim, model), chain: true });
   return withBatch(fn, model, x, y, async (ch, X, Y, B) => {
     const { Z, g, energy } = await outputSpaceSolution(ch, X, Y, B, lambda);
     ch.temps.push(...Z.slice(1));
@@ -583,6 +639,7 @@ export async function updateLinearEquilibEnergyParams(
   const opts = checkOptions(fn, options, [...LAMBDA_KEYS, 'returnGrads']);
   const lambda = lambdaOf(fn, opts);
   const returnGrads = flag(fn, 'options.returnGrads', opts.returnGrads, false);
+  checkTheoryFits(fn, model, { B: batchSizeOf(fn, 'x', x, model.inputDim, model), chain: true });
   return withBatch(fn, model, x, y, async (ch, X, Y, B) => {
     const kernel = await optState.kernel(false);
     const { Z, g, energy } = await outputSpaceSolution(ch, X, Y, B, lambda);

@@ -11,6 +11,7 @@
 import { ACTIVATIONS, type Activation } from '../kernels/index.js';
 import { WpcArgumentError, argError, checkFinite, checkKnownKeys, checkOneOf, checkPositiveInt, describe, firstNonFinite } from '../runtime/errors.js';
 import { BufferUsage } from '../runtime/flags.js';
+import { checkCap, checkFits, storageLimit } from '../runtime/limits.js';
 import { Runtime, checkCallerBuffer } from '../runtime/runtime.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { Random } from '../util/random.js';
@@ -204,6 +205,35 @@ function layout(dims: readonly number[], useBias: boolean, scales: readonly numb
   return layers;
 }
 
+/** Parameters (weights and biases) of a model with activity widths `dims`: Σ_l d_l·d_{l+1} (+ d_{l+1}). */
+export function mlpParamCount(dims: readonly number[], useBias: boolean): number {
+  let total = 0;
+  for (let l = 0; l + 1 < dims.length; l++) total += dims[l]! * dims[l + 1]! + (useBias ? dims[l + 1]! : 0);
+  return total;
+}
+
+/** `dims` for messages: [784, 300 ×3, 10]. */
+export function formatDims(dims: readonly number[]): string {
+  const parts: string[] = [];
+  for (let i = 0; i < dims.length; ) {
+    let j = i;
+    while (j + 1 < dims.length && dims[j + 1] === dims[i]) j++;
+    parts.push(j > i ? `${dims[i]} ×${j - i + 1}` : `${dims[i]}`);
+    i = j + 1;
+  }
+  return `[${parts.join(', ')}]`;
+}
+
+/**
+ * Refuses a model whose parameters (one storage buffer, and its gradients another of the same size) the device
+ * cannot hold, before anything is allocated. `subject` names the argument and its value ("makeMlp: options.width 10000").
+ */
+export function checkParamsFit(subject: string, dims: readonly number[], useBias: boolean, limits: GPUSupportedLimits): number {
+  const total = mlpParamCount(dims, useBias);
+  checkFits(subject, `the parameters of a model ${formatDims(dims)} (${total} floats)`, total * 4, storageLimit(limits), 'use a smaller network');
+  return total;
+}
+
 export function checkRuntime(fn: string, runtime: unknown): Runtime {
   if (!(runtime instanceof Runtime)) argError(fn, 'runtime', 'a Runtime (from init() or initFromDevice())', runtime);
   runtime.checkHealthy(fn);
@@ -307,8 +337,10 @@ export function makeMlp(runtime: Runtime, options: MakeMlpOptions): Model {
   if (typeof useBias !== 'boolean') argError(fn, 'options.useBias', 'a boolean', useBias);
   const dims = [inputDim, ...Array<number>(depth - 1).fill(width), outputDim];
   const param = checkParameterisation(fn, options, dims);
+  const sizes = { inputDim, width, outputDim };
+  const largest = (Object.keys(sizes) as (keyof typeof sizes)[]).reduce((a, b) => (sizes[b] > sizes[a] ? b : a));
+  const total = checkParamsFit(`${fn}: options.${largest} ${sizes[largest]}`, dims, useBias, runtime.limits);
   const layers = layout(dims, useBias, paramScalings(dims, param.paramType, { skips: param.skips.some(Boolean), gamma: param.gamma }), param.skips);
-  const total = layers.reduce((s, l) => s + l.inDim * l.outDim + (l.useBias ? l.outDim : 0), 0);
   const data = new Float32Array(total);
   const root = new Random(options.seed);
   layers.forEach((l, i) => {
@@ -339,9 +371,10 @@ export function mlpFromWeights(runtime: Runtime, options: MlpFromWeightsOptions)
   if (typeof options !== 'object' || options === null) argError(fn, 'options', 'an object', options);
   checkKnownKeys(fn, 'options', options, ['dims', 'weights', 'biases', 'actFn', ...PARAM_KEYS]);
   const { dims, weights } = options;
-  if (!Array.isArray(dims) || dims.length < 2 || dims.some((d) => !Number.isInteger(d) || d < 1)) {
+  if (!Array.isArray(dims) || dims.length < 2 || dims.some((d) => !Number.isSafeInteger(d) || d < 1)) {
     argError(fn, 'options.dims', 'an array of at least two positive integers', dims);
   }
+  checkCap(fn, 'options.dims.length', dims.length, MAX_DEPTH + 1, `at most ${MAX_DEPTH} layers`);
   const actFn = checkOneOf(fn, 'options.actFn', options.actFn, ACTIVATIONS);
   const depth = dims.length - 1;
   if (!Array.isArray(weights) || weights.length !== depth) {
@@ -352,8 +385,8 @@ export function mlpFromWeights(runtime: Runtime, options: MlpFromWeightsOptions)
     argError(fn, 'options.biases', `null or an array of ${depth} bias vectors`, biases);
   }
   const param = checkParameterisation(fn, options, dims);
+  const total = checkParamsFit(`${fn}: options.dims ${formatDims(dims)}`, dims, biases !== null, runtime.limits);
   const layers = layout(dims, biases !== null, paramScalings(dims, param.paramType, { skips: param.skips.some(Boolean), gamma: param.gamma }), param.skips);
-  const total = layers.reduce((s, l) => s + l.inDim * l.outDim + (l.useBias ? l.outDim : 0), 0);
   const data = new Float32Array(total);
   layers.forEach((l, i) => {
     const w = weights[i] as ArrayLike<number> | undefined;
@@ -399,17 +432,18 @@ export function mlpFromBuffer(runtime: Runtime, options: MlpFromBufferOptions): 
   if (typeof options !== 'object' || options === null) argError(fn, 'options', 'an object', options);
   checkKnownKeys(fn, 'options', options, ['dims', 'buffer', 'byteOffset', 'useBias', 'actFn', ...PARAM_KEYS]);
   const { dims, buffer } = options;
-  if (!Array.isArray(dims) || dims.length < 2 || dims.some((d) => !Number.isInteger(d) || d < 1)) {
+  if (!Array.isArray(dims) || dims.length < 2 || dims.some((d) => !Number.isSafeInteger(d) || d < 1)) {
     argError(fn, 'options.dims', 'an array of at least two positive integers', dims);
   }
+  checkCap(fn, 'options.dims.length', dims.length, MAX_DEPTH + 1, `at most ${MAX_DEPTH} layers`);
   const actFn = checkOneOf(fn, 'options.actFn', options.actFn, ACTIVATIONS);
   const useBias = options.useBias ?? false;
   if (typeof useBias !== 'boolean') argError(fn, 'options.useBias', 'a boolean', useBias);
   const byteOffset = options.byteOffset ?? 0;
   if (!Number.isInteger(byteOffset) || byteOffset < 0 || byteOffset % 4 !== 0) argError(fn, 'options.byteOffset', 'a non-negative multiple of 4', byteOffset);
   const param = checkParameterisation(fn, options, dims);
+  const total = checkParamsFit(`${fn}: options.dims ${formatDims(dims)}`, dims, useBias, runtime.limits);
   const layers = layout(dims, useBias, paramScalings(dims, param.paramType, { skips: param.skips.some(Boolean), gamma: param.gamma }), param.skips);
-  const total = layers.reduce((s, l) => s + l.inDim * l.outDim + (l.useBias ? l.outDim : 0), 0);
   checkCallerBuffer(fn, 'options.buffer', buffer, byteOffset, total * 4, BufferUsage.COPY_SRC);
   const own = runtime.createStorageBuffer(total * 4, 'wpc.model.params');
   const encoder = runtime.device.createCommandEncoder({ label: `wpc.${fn}` });

@@ -11,6 +11,7 @@ import { healthKernel, optimizerKernel, SMALL_WG, type OptimizerKernelKind } fro
 import { WpcArgumentError, WpcDivergenceError, argError, checkFinite, checkKnownKeys } from '../runtime/errors.js';
 import { BufferUsage, UNIFORM_USAGE } from '../runtime/flags.js';
 import { type CompiledKernel, createBindGroup } from '../runtime/kernel.js';
+import { checkFits, storageLimit } from '../runtime/limits.js';
 import type { Recorder } from '../runtime/recorder.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { Tensor, checkTensor } from '../runtime/tensor.js';
@@ -78,6 +79,11 @@ export class Optimizer {
       kind = 'activities';
     } else {
       return argError(fn, 'target', 'a Model or a non-empty array of activity tensors', target);
+    }
+    runtime.checkHealthy(fn);
+    const width = this.stateWidth;
+    if (width > 0) {
+      checkFits(`${fn}: target (${size} ${kind === 'params' ? 'parameters' : 'activity values'})`, `${this.config.kind}'s ${width} moment(s) per value`, width * size * 4, storageLimit(runtime.limits));
     }
     return new OptState(runtime, this, size, kind);
   }

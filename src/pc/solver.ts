@@ -17,10 +17,24 @@
  */
 import { RecordWhen, StageMode, StageOptimizer } from '../kernels/index.js';
 import { WpcArgumentError, WpcSolverError, argError, checkFinite, checkKnownKeys, checkPositiveInt } from '../runtime/errors.js';
+import { bufferLimit, checkCap, checkFits, groupDigits, storageLimit } from '../runtime/limits.js';
 import type { Recorder } from '../runtime/recorder.js';
+import type { Model } from './model.js';
 import { Optimizer } from './optim.js';
 import { SOLVER_NAMES, TABLEAUX, type SolverName, type Tableau } from './tableaux.js';
-import { CONFIG_WORDS, STATE, STATE_WORDS, type EvalPoint, type Loss, type StageRecord, type Workspace, type WorkspaceNeeds } from './workspace.js';
+import {
+  CONFIG_WORDS,
+  STATE,
+  STATE_WORDS,
+  UNIFORM_STRIDE,
+  checkWorkspaceFits,
+  type EvalPoint,
+  type Loss,
+  type Mode,
+  type StageRecord,
+  type Workspace,
+  type WorkspaceNeeds,
+} from './workspace.js';
 
 export { SOLVER_NAMES, type SolverName };
 
@@ -94,6 +108,22 @@ export interface SolverOptions {
   /** Most states recorded; later ones are dropped and reported. Default 500 (JPC caps at 500 too). */
   maxRecords?: number;
 }
+
+/**
+ * Most steps one solve may take or encode: `maxSteps`, discrete `steps` and `pollEvery` are refused above it
+ * (diffrax's default max_steps is 4096; this is 64 times that). Encoding a step costs the host a few dispatches.
+ */
+export const MAX_SOLVE_STEPS = 262_144;
+
+/**
+ * Most stage records one solve may upload (256 bytes each, so at most 256 MiB): a fixed-step solve without the
+ * steady-state event has one per stage of every step (the whole grid is encoded up front), discrete inference
+ * one per step.
+ */
+export const MAX_STAGE_RECORDS = 1_048_576;
+
+/** The largest float32: times and step sizes beyond it would be infinite on the GPU. */
+const F32_MAX = 3.4028234663852886e38;
 
 export const SOLVER_OPTION_KEYS = [
   'solver',
@@ -221,7 +251,7 @@ export function resolveSolverOptions(fn: string, options: SolverOptions, default
       }
     }
     if (options.steps === undefined) throw new WpcArgumentError(`${fn}: options.steps (the number of activity updates) is required when options.solver is an optimiser`);
-    const steps = checkPositiveInt(fn, 'options.steps', options.steps);
+    const steps = checkSteps(fn, 'options.steps', options.steps);
     if (options.recordEvery !== undefined) throw new WpcArgumentError(`${fn}: options.recordEvery needs an ODE solver; use recordIters with an optimiser`);
     return { kind: 'discrete', optimizer: solver, steps, record: resolveRecording(fn, options, 1, true) };
   }
@@ -230,16 +260,17 @@ export function resolveSolverOptions(fn: string, options: SolverOptions, default
   }
   if (options.steps !== undefined) throw new WpcArgumentError(`${fn}: options.steps applies to discrete inference only; ODE solvers integrate to options.maxT1`);
   const tableau = TABLEAUX[solver];
-  const maxT1 = checkFinite(fn, 'options.maxT1', options.maxT1 ?? defaultMaxT1, { min: 0, open: true });
-  const dt = options.dt === undefined ? undefined : checkFinite(fn, 'options.dt', options.dt, { min: 0, open: true });
-  const maxSteps = checkPositiveInt(fn, 'options.maxSteps', options.maxSteps ?? 4096);
-  const pollEvery = checkPositiveInt(fn, 'options.pollEvery', options.pollEvery ?? 8);
+  const maxT1 = checkTime(fn, 'options.maxT1', options.maxT1 ?? defaultMaxT1);
+  const dt = options.dt === undefined ? undefined : checkTime(fn, 'options.dt', options.dt);
+  const maxSteps = checkSteps(fn, 'options.maxSteps', options.maxSteps ?? 4096);
+  const pollEvery = checkSteps(fn, 'options.pollEvery', options.pollEvery ?? 8);
   const sc = options.stepsizeController ?? { pid: { rtol: 1e-3, atol: 1e-3 } };
   let controller: 'constant' | ResolvedPid;
   if (sc === 'constant') {
     if (dt === undefined) {
       throw new WpcArgumentError(`${fn}: options.dt must be given with stepsizeController 'constant' (diffrax cannot choose a constant step)`);
     }
+    checkConstantGrid(fn, maxT1, dt, maxSteps);
     controller = 'constant';
   } else {
     controller = resolvePid(fn, sc);
@@ -265,13 +296,90 @@ export function resolveSolverOptions(fn: string, options: SolverOptions, default
     event = { rtol: pick('rtol'), atol: pick('atol') };
   }
   const record = resolveRecording(fn, options, dt, controller === 'constant');
-  return { kind: 'ode', tableau, controller, maxT1, dt, maxSteps, pollEvery, event, record };
+  const resolved: ResolvedSolver = { kind: 'ode', tableau, controller, maxT1, dt, maxSteps, pollEvery, event, record };
+  if (controller === 'constant' && !event) {
+    const perStep = tableau.fsal ? tableau.stages - 1 : tableau.stages;
+    if (gridLongerThan(maxT1, dt!, Math.floor((MAX_STAGE_RECORDS - 1) / perStep))) {
+      const steps = gridSteps(maxT1, dt!);
+      throw new WpcArgumentError(
+        `${fn}: options.dt ${dt} is too small for a fixed-step ${solver} solve to options.maxT1 = ${maxT1}: about ${steps} steps of ${perStep} stage(s) need ` +
+          `${groupDigits(1 + steps * perStep)} stage records, more than ${groupDigits(MAX_STAGE_RECORDS)} (256 bytes each, all uploaded before the solve); raise options.dt, lower options.maxT1, or use the steady-state event`,
+      );
+    }
+  }
+  return resolved;
+}
+
+/** A positive step count, at most MAX_SOLVE_STEPS. */
+function checkSteps(fn: string, arg: string, value: unknown): number {
+  const n = checkPositiveInt(fn, arg, value);
+  checkCap(fn, arg, n, MAX_SOLVE_STEPS, "WPC's cap on the steps of one solve");
+  return n;
+}
+
+/** A positive time, at most the largest float32 (the GPU computes times in float32). */
+function checkTime(fn: string, arg: string, value: unknown): number {
+  const t = checkFinite(fn, arg, value, { min: 0, open: true });
+  checkCap(fn, arg, t, F32_MAX, 'the largest float32; times are float32 on the GPU');
+  return t;
+}
+
+/**
+ * Refuses, with the numbers, a constant step dt that needs more than `maxSteps` steps to reach maxT1 (diffrax
+ * fails at max_steps too), before any grid is built.
+ */
+function checkConstantGrid(fn: string, maxT1: number, dt: number, maxSteps: number): void {
+  if (!gridLongerThan(maxT1, dt, maxSteps)) return;
+  const steps = gridSteps(maxT1, dt);
+  throw new WpcArgumentError(
+    `${fn}: options.dt ${dt} needs ${steps > MAX_SOLVE_STEPS ? `more than ${groupDigits(MAX_SOLVE_STEPS)}` : steps} constant steps to reach options.maxT1 = ${maxT1}, ` +
+      `more than options.maxSteps = ${maxSteps} (diffrax fails here too); raise options.dt, or options.maxSteps (at most ${groupDigits(MAX_SOLVE_STEPS)})`,
+  );
+}
+
+/** Stage records a solve uploads (record 0, the plain gradient, included; a fixed-step grid counted at its nominal ⌈t1/dt⌉ steps). */
+export function stageRecordCount(cfg: ResolvedSolver): number {
+  if (cfg.kind === 'discrete') return 1 + cfg.steps;
+  const tab = cfg.tableau;
+  if (cfg.controller === 'constant' && !cfg.event) return 1 + gridSteps(cfg.maxT1, cfg.dt!) * (tab.fsal ? tab.stages - 1 : tab.stages);
+  return 1 + tab.stages + 2;
+}
+
+/**
+ * Refuses, before anything is allocated, a solve the device cannot hold: the workspace for batches of `B` rows
+ * with the solver's stage families and grid, the stage records, and the recording buffers (maxRecords states of
+ * the layer energies, and of every activity with recordActivities). `batchSubject` names what sets B.
+ */
+export function checkSolveFits(
+  fn: string,
+  model: Pick<Model, 'runtime' | 'dims'>,
+  B: number,
+  mode: Mode,
+  cfg: ResolvedSolver,
+  batchSubject = `${fn}: output (${B} rows)`,
+): void {
+  const rt = model.runtime;
+  checkWorkspaceFits(batchSubject, rt, model.dims, B, 'train', mode, workspaceNeeds(cfg));
+  const records = stageRecordCount(cfg);
+  const what = cfg.kind === 'discrete' ? `options.steps ${cfg.steps}` : `options.maxT1 / options.dt (${cfg.maxT1} / ${cfg.dt})`;
+  checkFits(`${fn}: ${what}`, `${records} stage records of ${UNIFORM_STRIDE} bytes`, records * UNIFORM_STRIDE, bufferLimit(rt.limits));
+  const rec = cfg.record;
+  if (rec) {
+    const L = model.dims.length - 1;
+    const subject = `${fn}: options.maxRecords ${rec.capacity}`;
+    checkFits(subject, `the layer energies of ${rec.capacity} recorded states`, (4 + rec.capacity * L) * 4, storageLimit(rt.limits), 'lower maxRecords');
+    if (rec.activities) {
+      const first = mode === 'unsupervised' ? 0 : 1;
+      const perState = model.dims.slice(first).reduce((s, d) => s + B * d, 0);
+      checkFits(subject, `the activities of ${rec.capacity} recorded states (${perState} floats each)`, rec.capacity * perState * 4, storageLimit(rt.limits), 'lower maxRecords or the batch');
+    }
+  }
 }
 
 /** Stage families and grid points a solve needs in its workspace. */
 export function workspaceNeeds(cfg: ResolvedSolver): WorkspaceNeeds {
   if (cfg.kind === 'discrete') return { stages: 2, gridSteps: 1 };
-  const gridSteps = cfg.controller === 'constant' && cfg.event ? constantStepSizes(cfg.maxT1, cfg.dt!).length : 1;
+  const gridSteps = cfg.controller === 'constant' && cfg.event ? constantStepCount(cfg.maxT1, cfg.dt!) : 1;
   return { stages: cfg.tableau.stages, gridSteps };
 }
 
@@ -314,10 +422,40 @@ function constantStepGrid(t1: number, dt0: number): { ends: readonly number[]; s
   return grid;
 }
 
+/** N = ⌈t1/nextafter(dt0)⌉ in float32: the grid's step count (up to the rounding of the last steps); Infinity when dt0 rounds to 0. */
+function gridSteps(t1: number, dt0: number): number {
+  const n = Math.ceil(f32(f32(t1) / stepF32(f32(dt0), true)));
+  return Number.isFinite(n) ? Math.max(1, n) : Infinity;
+}
+
+/**
+ * Steps of diffrax's ConstantStepSize on [0, t1] with dt0: exact up to MAX_SOLVE_STEPS, and beyond it a number
+ * above MAX_SOLVE_STEPS (or Infinity), found without building the grid.
+ */
+export function constantStepCount(t1: number, dt0: number): number {
+  const n = gridSteps(t1, dt0);
+  return n > MAX_SOLVE_STEPS + 1 ? n : constantStepGrid(t1, dt0).ends.length;
+}
+
+/**
+ * Whether the grid of (t1, dt0) has more than `limit` steps. It has at most N steps, and fewer only by the steps
+ * the float32 clip at t1 drops (those within 100 ulps of t1: below N/2¹⁶ in a random sample of grids), so it is
+ * built only when `limit` falls in a band of N/2¹² below N.
+ */
+function gridLongerThan(t1: number, dt0: number, limit: number): boolean {
+  const n = gridSteps(t1, dt0);
+  if (n <= limit) return false;
+  if (n - Math.ceil(n / 2 ** 12) - 2 > limit) return true;
+  return constantStepCount(t1, dt0) > limit;
+}
+
 function buildConstantStepEnds(t1: number, dt0: number): number[] {
   const T1 = f32(t1);
   const dt = f32(dt0);
-  const n = Math.ceil(f32(T1 / stepF32(dt, true)));
+  const n = gridSteps(t1, dt0);
+  if (n > MAX_SOLVE_STEPS + 1) {
+    throw new WpcArgumentError(`constantStepEnds: a constant step of ${dt0} needs ${n} steps to reach ${t1}, more than ${groupDigits(MAX_SOLVE_STEPS)} (MAX_SOLVE_STEPS)`);
+  }
   const floor = t1ClipFloor(T1);
   const ends: number[] = [];
   let tprev = 0;
@@ -329,7 +467,7 @@ function buildConstantStepEnds(t1: number, dt0: number): number[] {
     const t1Next = completed === n ? T1 : f32(f32(T1) * f32(completed / n));
     tprev = Math.min(tnext, T1);
     tnext = t1Next > floor ? T1 : t1Next;
-    if (ends.length > 1e7) throw new Error('constantStepEnds: runaway grid');
+    if (ends.length > n + 1) throw new Error('constantStepEnds: the grid has more steps than t1/dt allows');
   }
   return ends;
 }

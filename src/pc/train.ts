@@ -11,7 +11,7 @@ import { ENERGY_KEYS } from './energy.js';
 import { copyOutRecording, type Recording } from './infer.js';
 import type { Model } from './model.js';
 import { type OptState, type Optimizer, checkOptState } from './optim.js';
-import { SOLVER_OPTION_KEYS, integrate, resolveSolverOptions, workspaceNeeds, writeSolverConfig, type ResolvedSolver, type SolverOptions } from './solver.js';
+import { SOLVER_OPTION_KEYS, checkSolveFits, integrate, resolveSolverOptions, workspaceNeeds, writeSolverConfig, type ResolvedSolver, type SolverOptions } from './solver.js';
 import type { Loss } from './workspace.js';
 
 export interface PcStepOptions extends SolverOptions, EnergyTermOptions {
@@ -105,8 +105,9 @@ export async function makePcStep<O extends PcStepOptions>(
   const fn = 'makePcStep';
   let solver: ResolvedSolver | undefined;
   let sigma = 0.05;
-  const { opts, loss, B, cap, mode, terms } = beginCall(fn, model, undefined, output, options, STEP_KEYS, (o, m) => {
+  const { opts, loss, B, cap, mode, terms } = beginCall(fn, model, undefined, output, options, STEP_KEYS, (o, m, rows) => {
     solver = resolveSolverOptions(fn, o);
+    checkSolveFits(fn, model, rows, m, solver);
     for (const key of METRIC_KEYS) {
       if (o[key] !== undefined && typeof o[key] !== 'boolean') argError(fn, `options.${key}`, 'a boolean', o[key]);
     }

@@ -55,11 +55,12 @@ import {
   type SolverEntry,
 } from '../kernels/index.js';
 import { BufferUsage, UNIFORM_USAGE } from '../runtime/flags.js';
+import { bufferLimit, checkFits, storageLimit } from '../runtime/limits.js';
 import { type CompiledKernel, createBindGroup } from '../runtime/kernel.js';
 import type { Recorder } from '../runtime/recorder.js';
 import { type Runtime, SleepEstimator } from '../runtime/runtime.js';
 import { type Job, type JobTable, epilogue4Ready, errorJob, forwardJob, gradJob, packJobs, paramJob, tilesOf, vec4Shaped } from './layer-jobs.js';
-import type { Model } from './model.js';
+import { type Model, formatDims } from './model.js';
 
 export type Loss = 'mse' | 'ce';
 export type EvalPoint = 'y' | 't';
@@ -209,6 +210,126 @@ export function tilesFor(rt: Runtime, use: 'layers' | 'gemm' = 'layers'): TileCo
   return rt.kernels.tiles ?? defaultTiles(rt.adapter, use);
 }
 
+/** Where everything of a workspace lives: element offsets in its one buffer (see the file comment). */
+export interface WorkspaceLayout {
+  first: 0 | 1;
+  layer: number[];
+  nAll: number;
+  nHidden: number;
+  stages: number;
+  gridSteps: number;
+  errorTiles: number[];
+  gradPart: number[];
+  fam: Families;
+  aux: number[];
+  x: number;
+  pred1: number;
+  target: number;
+  grid: number;
+  partE: number;
+  partCe: number;
+  partA: Partials;
+  partB: Partials;
+  partD0: Partials;
+  partRows: number;
+  extra: { off: number; size: number };
+  /** Floats of the whole buffer. */
+  floats: number;
+}
+
+/**
+ * The layout of a workspace for activity widths `dims` and batches of `batch` rows, computed from the sizes
+ * alone (nothing allocated): the constructor uses it, and size checks call it before anything is allocated.
+ */
+export function workspaceLayout(dims: readonly number[], batch: number, purpose: Purpose, mode: Mode, needs: WorkspaceNeeds, tiles: TileConfig): WorkspaceLayout {
+  const first = mode === 'unsupervised' ? 0 : 1;
+  const L = dims.length - 1;
+  const B = batch;
+  const layer = Array<number>(L + 1).fill(0);
+  let n = 0;
+  for (let l = first; l <= L; l++) {
+    layer[l] = n;
+    n += B * dims[l]!;
+  }
+  const nAll = n;
+  const train = purpose === 'train';
+  const stages = train ? Math.max(2, needs.stages) : 0;
+  const gridSteps = train ? Math.max(1, needs.gridSteps) : 0;
+  const errorTiles: number[] = [];
+  for (let l = 1; l <= L; l++) errorTiles.push(tilesOf(B, dims[l]!, tiles));
+  const gradPart = Array<number>(L + 1).fill(0);
+  let gradTiles = 0;
+  for (let l = first; l <= L; l++) {
+    gradPart[l] = 4 * gradTiles;
+    gradTiles += tilesOf(B, dims[l]!, tiles);
+  }
+
+  let at = 0;
+  const take = (size: number, needed = true): number => {
+    if (!needed) return 0;
+    const start = at;
+    at += Math.ceil(Math.max(size, 1) / ALIGN) * ALIGN;
+    return start;
+  };
+  const fam = {
+    y: take(n),
+    py: take(n),
+    t: take(n, train),
+    pt: take(n, train),
+    e: take(n, train),
+    k: take(n * stages, train),
+  };
+  const aux = Array.from({ length: train ? (needs.aux ?? 0) : 0 }, () => take(n));
+  const x = take(B * dims[0]!);
+  const pred1 = take(B * dims[1]!, mode === 'supervised');
+  const target = take(B * dims[L]!);
+  const grid = take(gridSteps, train);
+  const partE = take(4 * errorTiles.reduce((a, b) => a + b, 0), train);
+  const partCe = take(4 * B, train);
+  const partA = { off: take(4 * gradTiles, train), count: gradTiles };
+  const partB = { off: take(4 * gradTiles, train), count: gradTiles };
+  const partD0 = { off: take(4 * Math.ceil(n / SCALED_SQUARE_CHUNK), train), count: Math.ceil(n / SCALED_SQUARE_CHUNK) };
+  const partRows = take(4 * B * (L + 1));
+  const extraSize = train ? (needs.extra ?? 0) : 0;
+  const extra = { off: take(extraSize, extraSize > 0), size: extraSize };
+  return { first, layer, nAll, nHidden: layer[L]!, stages, gridSteps, errorTiles, gradPart, fam, aux, x, pred1, target, grid, partE, partCe, partA, partB, partD0, partRows, extra, floats: at };
+}
+
+/**
+ * Refuses, before anything is allocated, a workspace the device cannot hold in its one storage buffer: `subject`
+ * names the argument that sets the batch and its value (e.g. "makePcStep: output (100000 rows)"); the message
+ * says how many rows would fit.
+ */
+export function checkWorkspaceFits(subject: string, rt: Runtime, dims: readonly number[], batch: number, purpose: Purpose, mode: Mode, needs: WorkspaceNeeds): void {
+  const tiles = tilesFor(rt);
+  const limit = storageLimit(rt.limits);
+  const floats = workspaceLayout(dims, batch, purpose, mode, needs, tiles).floats;
+  if (floats * 4 <= limit.bytes) return;
+  const most = maxWorkspaceRows(rt, dims, purpose, mode, needs);
+  const what = `the ${purpose === 'eval' ? 'evaluation' : 'working'} memory of a model ${formatDims(dims)} at ${batch} rows`;
+  checkFits(subject, what, floats * 4, limit, most > 0 ? `at most ${most} rows fit` : 'no batch fits: use a smaller network');
+}
+
+/** The largest batch whose workspace fits one storage binding of `rt`'s device (0 if none does). */
+export function maxWorkspaceRows(rt: Runtime, dims: readonly number[], purpose: Purpose, mode: Mode, needs: WorkspaceNeeds = { stages: 2, gridSteps: 1 }): number {
+  const tiles = tilesFor(rt);
+  const limitFloats = storageLimit(rt.limits).bytes / 4;
+  const fits = (B: number) => workspaceLayout(dims, B, purpose, mode, needs, tiles).floats <= limitFloats;
+  if (!fits(1)) return 0;
+  let lo = 1;
+  let hi = 2;
+  while (fits(hi)) {
+    lo = hi;
+    hi *= 2;
+  }
+  while (hi - lo > 1) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (fits(mid)) lo = mid;
+    else hi = mid;
+  }
+  return lo;
+}
+
 export class Workspace {
   readonly runtime: Runtime;
   readonly tiles: TileConfig;
@@ -308,60 +429,33 @@ export class Workspace {
     this.tiles = tilesFor(rt);
     this.act = model.actFn;
     this.mode = mode;
-    this.first = mode === 'unsupervised' ? 0 : 1;
-    const dims = model.dims;
     const L = model.depth;
     const B = batch;
-    this.layer = Array<number>(L + 1).fill(0);
-    let n = 0;
-    for (let l = this.first; l <= L; l++) {
-      this.layer[l] = n;
-      n += B * dims[l]!;
-    }
-    this.nAll = n;
-    this.nHidden = this.layer[L]!;
-    const train = purpose === 'train';
-    this.stages = train ? Math.max(2, needs.stages) : 0;
-    this.gridSteps = train ? Math.max(1, needs.gridSteps) : 0;
-    this.errorTiles = [];
-    for (let l = 1; l <= L; l++) this.errorTiles.push(this.tileCount(B, dims[l]!));
-    this.gradPart = Array<number>(L + 1).fill(0);
-    let gradTiles = 0;
-    for (let l = this.first; l <= L; l++) {
-      this.gradPart[l] = 4 * gradTiles;
-      gradTiles += this.tileCount(B, dims[l]!);
-    }
-
-    let at = 0;
-    const take = (size: number, needed = true): number => {
-      if (!needed) return 0;
-      const start = at;
-      at += Math.ceil(Math.max(size, 1) / ALIGN) * ALIGN;
-      return start;
-    };
-    this.fam = {
-      y: take(n),
-      py: take(n),
-      t: take(n, train),
-      pt: take(n, train),
-      e: take(n, train),
-      k: take(n * this.stages, train),
-    };
+    const plan = workspaceLayout(model.dims, B, purpose, mode, needs, this.tiles);
+    this.first = plan.first;
+    this.layer = plan.layer;
+    this.nAll = plan.nAll;
+    this.nHidden = plan.nHidden;
+    this.stages = plan.stages;
+    this.gridSteps = plan.gridSteps;
+    this.errorTiles = plan.errorTiles;
+    this.gradPart = plan.gradPart;
+    this.fam = plan.fam;
     const { fam } = this;
     this.stageFamiliesAligned = [fam.y, fam.py, fam.t, fam.pt, fam.k, this.nAll].every((v) => v % 4 === 0);
-    this.aux = Array.from({ length: train ? (needs.aux ?? 0) : 0 }, () => take(n));
-    this.x = take(B * dims[0]!);
-    this.pred1 = take(B * dims[1]!, mode === 'supervised');
-    this.target = take(B * dims[L]!);
-    this.grid = take(this.gridSteps, train);
-    this.partE = take(4 * this.errorTiles.reduce((a, b) => a + b, 0), train);
-    this.partCe = take(4 * B, train);
-    this.partA = { off: take(4 * gradTiles, train), count: gradTiles };
-    this.partB = { off: take(4 * gradTiles, train), count: gradTiles };
-    this.partD0 = { off: take(4 * Math.ceil(n / SCALED_SQUARE_CHUNK), train), count: Math.ceil(n / SCALED_SQUARE_CHUNK) };
-    this.partRows = take(4 * B * (L + 1));
-    const extraSize = train ? (needs.extra ?? 0) : 0;
-    this.extra = { off: take(extraSize, extraSize > 0), size: extraSize };
+    this.aux = plan.aux;
+    this.x = plan.x;
+    this.pred1 = plan.pred1;
+    this.target = plan.target;
+    this.grid = plan.grid;
+    this.partE = plan.partE;
+    this.partCe = plan.partCe;
+    this.partA = plan.partA;
+    this.partB = plan.partB;
+    this.partD0 = plan.partD0;
+    this.partRows = plan.partRows;
+    this.extra = plan.extra;
+    const at = plan.floats;
     const s = { energies: 0, total: 2 * L + 2 };
     const loss = s.total + 1;
     const activityNorms = loss + 2;
@@ -1302,7 +1396,9 @@ export class Workspace {
     const all = [GRAD_RECORD, ...build()];
     if (all.length > this.stageCapacity) {
       const old = this.stageBuffer;
-      this.stageBuffer = this.makeStageBuffer(Math.max(all.length, 2 * this.stageCapacity));
+      // Room to grow (doubling), within what the device allows in one buffer (checkSolveFits checked all.length).
+      const most = Math.floor(bufferLimit(this.runtime.limits).bytes / UNIFORM_STRIDE);
+      this.stageBuffer = this.makeStageBuffer(Math.max(all.length, Math.min(2 * this.stageCapacity, most)));
       old.destroy();
     }
     this.uploadRecords(all);

@@ -11,6 +11,7 @@ import { type KernelTiming, Profiler } from './profiler.js';
 import { WpcArgumentError, WpcGpuError, argError, checkFiniteData, checkKnownKeys, checkPositiveInt, describe } from './errors.js';
 import { BufferUsage, MapMode, STORAGE_USAGE } from './flags.js';
 import { PipelineCache, type CompiledKernel, type KernelSpec } from './kernel.js';
+import { bufferLimit, checkFits, storageLimit } from './limits.js';
 import { BufferPool, checkAllocation } from './pool.js';
 import { Tensor, formatShape, shapeSize, type Shape } from './tensor.js';
 import { type MatrixOperand, type MatrixShape, SHARED_PANEL_K, matrixWorkgroupBytes, sharedPanelBytes, sharedSide } from '../kernels/index.js';
@@ -215,6 +216,8 @@ export class Runtime {
   readonly limits: GPUSupportedLimits;
   private disposedFlag = false;
   private persistentBytes = 0;
+  /** Long-lived buffers not yet destroyed (`createStorageBuffer`); `dispose()` destroys whatever is left. */
+  private readonly persistent = new Set<GPUBuffer>();
   /** Models and optimiser states made on this runtime, freed by `dispose()` (a wrapped device outlives us). */
   private readonly owned = new Set<{ dispose(): void }>();
   private lostMessage: string | undefined;
@@ -297,17 +300,21 @@ export class Runtime {
 
   /** Allocates a long-lived storage buffer (not pooled). */
   createStorageBuffer(byteSize: number, label: string, extraUsage = 0): GPUBuffer {
+    this.checkHealthy(label);
     checkAllocation(label, byteSize, STORAGE_USAGE | extraUsage, this.limits);
     const size = Math.max(16, Math.ceil(byteSize / 16) * 16);
     const buffer = this.device.createBuffer({ size, usage: STORAGE_USAGE | extraUsage, label });
-    // Count it until it is destroyed, wherever that happens (model, workspace and optimiser disposal).
+    // Count it until it is destroyed, wherever that happens (model, workspace and optimiser disposal, or this
+    // runtime's dispose(), which destroys every one still alive: their owners may free them only later).
     this.persistentBytes += size;
+    this.persistent.add(buffer);
     const destroy = buffer.destroy.bind(buffer);
     let live = true;
     buffer.destroy = () => {
       if (live) {
         live = false;
         this.persistentBytes -= size;
+        this.persistent.delete(buffer);
       }
       destroy();
     };
@@ -318,7 +325,7 @@ export class Runtime {
    * GPU memory WPC holds on this device, in bytes: `persistent` (models, gradients, optimiser moments,
    * workspaces), `inUse` (pooled buffers handed out: tensors, scratch) and `pooled` (free buffers kept for
    * reuse, at most 256 MiB). Job tables and uniforms (a few KiB per workspace) and buffers the caller owns
-   * (`runtime.wrap`) are not counted.
+   * (`runtime.wrap`) are not counted. After `dispose()` every count is 0.
    */
   memoryStats(): { persistentBytes: number; inUseBytes: number; pooledBytes: number; totalBytes: number } {
     const { inUseBytes, pooledBytes } = this.pool.stats;
@@ -338,6 +345,7 @@ export class Runtime {
       throw new WpcArgumentError(`${fn}: data has ${data.length} elements but shape ${formatShape(shape)} needs ${n}`);
     }
     checkFiniteData(fn, 'data', data);
+    checkShapeFits(fn, shape, this.limits);
     const t = this.empty(shape);
     const array = data instanceof Float32Array ? data : Float32Array.from(data);
     this.device.queue.writeBuffer(t.buffer, 0, array.buffer, array.byteOffset, array.byteLength);
@@ -358,6 +366,7 @@ export class Runtime {
   zeros(shape: Shape): Tensor {
     this.checkHealthy('runtime.zeros');
     checkShape('runtime.zeros', shape);
+    checkShapeFits('runtime.zeros', shape, this.limits);
     const t = this.empty(shape);
     const encoder = this.device.createCommandEncoder({ label: 'wpc.zeros' });
     encoder.clearBuffer(t.buffer, 0, Math.ceil(t.byteLength / 4) * 4);
@@ -369,6 +378,7 @@ export class Runtime {
   empty(shape: Shape): Tensor {
     this.checkHealthy('runtime.empty');
     checkShape('runtime.empty', shape);
+    checkShapeFits('runtime.empty', shape, this.limits);
     const n = shapeSize(shape);
     const buffer = this.pool.acquire(Math.max(4, n * 4), STORAGE_USAGE, 'wpc.tensor');
     return new Tensor(this, buffer, 0, shape, true);
@@ -386,6 +396,7 @@ export class Runtime {
     if (!Number.isInteger(byteOffset) || byteOffset < 0 || byteOffset % 4 !== 0) {
       throw new WpcArgumentError(`${fn}: byteOffset must be a non-negative multiple of 4, got ${describe(byteOffset)}`);
     }
+    checkShapeFits(fn, shape, this.limits);
     checkCallerBuffer(fn, 'buffer', buffer, byteOffset, shapeSize(shape) * 4, BufferUsage.STORAGE | BufferUsage.COPY_SRC);
     return new Tensor(this, buffer, byteOffset, shape, false);
   }
@@ -453,6 +464,7 @@ export class Runtime {
       }
     });
     const total = ranges.reduce((s, r) => s + r.byteLength, 0);
+    checkFits(`runtime.read: ranges (${ranges.length})`, 'the staging buffer they are copied into', total, bufferLimit(this.limits), 'read them in several calls');
     const size = Math.max(4, total);
     const staging = this.pool.acquire(size, BufferUsage.MAP_READ | BufferUsage.COPY_DST, 'wpc.staging');
     const encoder = this.device.createCommandEncoder({ label: 'wpc.read' });
@@ -520,6 +532,8 @@ export class Runtime {
     for (const resource of [...this.owned]) resource.dispose();
     this.owned.clear();
     this.disposedFlag = true;
+    // Workspaces are freed once their queued work is done (asynchronously): free them now.
+    for (const buffer of [...this.persistent]) buffer.destroy();
     this.pool.destroyAll();
     this.device.removeEventListener('uncapturederror', this.onError);
     if (this.ownsDevice) this.device.destroy();
@@ -631,9 +645,14 @@ function checkMatrixTiles(fn: string, tiles: { wg: number; tm: number; tn: numbe
 }
 
 function checkShape(fn: string, shape: unknown): asserts shape is Shape {
-  if (!Array.isArray(shape) || shape.some((d) => !Number.isInteger(d) || d < 1)) {
+  if (!Array.isArray(shape) || shape.some((d) => !Number.isSafeInteger(d) || d < 1)) {
     throw new WpcArgumentError(`${fn}: shape must be an array of positive integers, got ${Array.isArray(shape) ? JSON.stringify(shape) : describe(shape)}`);
   }
+}
+
+/** A tensor of `shape` is one storage binding: its 4·Π shape bytes must fit the device's limit. */
+function checkShapeFits(fn: string, shape: Shape, limits: GPUSupportedLimits): void {
+  checkFits(`${fn}: shape ${formatShape(shape)}`, 'one f32 tensor', shapeSize(shape) * 4, storageLimit(limits));
 }
 
 /** Optional features WPC uses when the adapter has them. */

@@ -12,7 +12,7 @@ import { initActivitiesWithFfwd } from '../pc/energy.js';
 import { solveInference } from '../pc/infer.js';
 import { makeMlp } from '../pc/model.js';
 import { adam } from '../pc/optim.js';
-import { constantStepSizes, type SolverOptions } from '../pc/solver.js';
+import { constantStepCount, type SolverOptions } from '../pc/solver.js';
 import { makePcStep } from '../pc/train.js';
 import { Random } from '../util/random.js';
 import { testSetMetrics } from './test-set.js';
@@ -138,7 +138,8 @@ const std = (xs: readonly number[]) => {
   return Math.sqrt(mean(xs.map((x) => (x - m) ** 2)));
 };
 
-function solverOptions(c: StudyConfig, maxSteps: number): SolverOptions {
+/** The inference options of a configuration's training steps. */
+export function solverOptions(c: StudyConfig, maxSteps: number): SolverOptions {
   return c.solver === 'euler'
     ? { solver: 'euler', stepsizeController: 'constant', maxT1: c.maxT1, dt: c.dt, maxSteps }
     : { solver: 'heun', stepsizeController: { pid: { rtol: 1e-3, atol: 1e-3 } }, maxT1: c.maxT1, dt: c.dt, maxSteps };
@@ -160,9 +161,9 @@ export async function runRuntimeStudy(runtime: Runtime, o: StudyOptions): Promis
     const { train, test } = data.get(c.dataset)!;
     const n = perRun(c);
     const base = { ...c, batches: n };
-    if (c.solver === 'euler' && constantStepSizes(c.maxT1, c.dt).length > o.maxSteps) {
+    if (c.solver === 'euler' && constantStepCount(c.maxT1, c.dt) > o.maxSteps) {
       // diffrax refuses more than max_steps steps; the paper's plots have no point here either.
-      const row: StudyRow = { ...base, status: `skipped: ${constantStepSizes(c.maxT1, c.dt).length} Euler steps > maxSteps ${o.maxSteps}`, solveMsMean: NaN, solveMsMedian: NaN, solveMsStd: NaN, trainStepMsMean: NaN, inferenceStepsMean: NaN, rejectedMean: NaN, testAccuracy: NaN };
+      const row: StudyRow = { ...base, status: `skipped: ${constantStepCount(c.maxT1, c.dt)} Euler steps > maxSteps ${o.maxSteps}`, solveMsMean: NaN, solveMsMedian: NaN, solveMsStd: NaN, trainStepMsMean: NaN, inferenceStepsMean: NaN, rejectedMean: NaN, testAccuracy: NaN };
       rows.push(row);
       o.onRow?.(row);
       done += n;
