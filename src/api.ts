@@ -6,6 +6,7 @@ export type { AdapterSummary, InitOptions, InitFromDeviceOptions, KernelTuning, 
 export { Tensor } from './runtime/tensor.js';
 export type { Shape } from './runtime/tensor.js';
 export { WpcArgumentError, WpcDivergenceError, WpcError, WpcGpuError, WpcShaderError, WpcSolverError } from './runtime/errors.js';
+export type { DivergenceDetails, DivergenceKind, RunawayDetails } from './runtime/errors.js';
 export { ACTIVATIONS, Model, PARAM_TYPES, makeMlp, makeSkipModel, mlpFromBuffer, mlpFromWeights, paramScalings } from './pc/model.js';
 export type { Activation, LayerSpec, MakeMlpOptions, MlpFromBufferOptions, MlpFromWeightsOptions, ParamType, ParameterisationOptions } from './pc/model.js';
 export { pcEnergy, computePcActivityGrad, computePcParamGrads, initActivitiesFromNormal, initActivitiesWithFfwd } from './pc/energy.js';
@@ -21,8 +22,8 @@ export { computeActivityNorms, computeParamNorms } from './pc/metrics.js';
 export { updatePcActivities, updatePcParams } from './pc/updates.js';
 export type { ActivityUpdateResult, ParamUpdateResult, UpdateOptions } from './pc/updates.js';
 export { Optimizer, OptState, adam, sgd } from './pc/optim.js';
-export type { AdamOptions, SgdOptions } from './pc/optim.js';
-export { makePcStep } from './pc/train.js';
+export type { AdamOptions, RunawayThreshold, SgdOptions } from './pc/optim.js';
+export { DEFAULT_DIVERGENCE_THRESHOLD, makePcStep } from './pc/train.js';
 export {
   bpcEnergy,
   computeBpcActivityGrad,

@@ -19,7 +19,7 @@ import type { Tensor } from './runtime/tensor.js';
 import { MAX_DEPTH, checkParamsFit, makeMlp, type Model } from './pc/model.js';
 import { type OptState, adam, sgd } from './pc/optim.js';
 import { SOLVER_NAMES, TABLEAUX, type SolverName } from './pc/tableaux.js';
-import { makePcStep } from './pc/train.js';
+import { DEFAULT_DIVERGENCE_THRESHOLD, F32_MAX, makePcStep } from './pc/train.js';
 import { testGenerativePc } from './pc/evaluate.js';
 import { initActivitiesWithFfwd } from './pc/energy.js';
 import { loadCheckpoint, loadModel, saveCheckpoint, saveModel, writeImageGrid } from './io/node-files.js';
@@ -90,6 +90,10 @@ Training
   --max-batches N      stop each epoch after N batches (a shortened epoch)      (default: all)
   --test-every N       test-set accuracy every N training steps (0: only at the end) (default 100)
   --seed S             seeds the weights and the shuffling                      (default 0)
+  --divergence-factor F|off
+                       stop when a step's energy or loss exceeds F x the largest of the first 10
+                       steps' (and at least 1), rolling back the update that caused it; off: stop
+                       only on NaN/Inf. A resumed run may change it                  (default 100)
 Kernels
   --tiles JSON         the matmul layout (init's kernels.tiles), e.g. {"wg":64,"tm":4,"tn":4}; with "matrix":"f16"
                        tensor cores where Dawn has subgroup matrices (f16 operands, f32 sums; opt-in)
@@ -224,6 +228,8 @@ interface TrainConfig {
   checkpoint: string | undefined;
   checkpointEvery: number;
   resume: boolean;
+  /** The divergence guard's runaway factor (makePcStep's divergenceThreshold.factor); null: off. */
+  divergenceFactor: number | null;
   dataset: DatasetName;
   dataDir: string | undefined;
   hidden: number;
@@ -293,6 +299,7 @@ function parseTrain(argv: string[]): TrainConfig | 'help' {
       checkpoint: { type: 'string' },
       'checkpoint-every': { type: 'string' },
       resume: { type: 'boolean' },
+      'divergence-factor': { type: 'string' },
       quiet: { type: 'boolean' },
       debug: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -327,6 +334,10 @@ function parseTrain(argv: string[]): TrainConfig | 'help' {
     checkpoint: values.checkpoint,
     checkpointEvery: parseNumber('checkpoint-every', values['checkpoint-every'], 100, positiveInt, 'a positive integer'),
     resume: values.resume ?? false,
+    divergenceFactor:
+      values['divergence-factor'] === 'off'
+        ? null
+        : parseNumber('divergence-factor', values['divergence-factor'], DEFAULT_DIVERGENCE_THRESHOLD.factor, (v) => v >= 1 && v <= F32_MAX, 'a number >= 1 (at most 3.4e38) or off'),
     task,
     testMaxT1: parseNumber('test-max-t1', values['test-max-t1'], 100, positive, 'a positive number'),
     testBatches: values['test-batches'] === undefined ? undefined : parseNumber('test-batches', values['test-batches'], 0, positiveInt, 'a positive integer'),
@@ -560,7 +571,8 @@ async function train(config: TrainConfig): Promise<void> {
     const generative = config.task === 'generative';
     const checkpointFile = config.checkpoint === undefined ? undefined : join(config.checkpoint, 'checkpoint.safetensors');
     // The settings a resumed run must share with the run it continues (outputs and the data folder may differ).
-    const { out: _out, quiet: _quiet, save: _save, samples: _samples, checkpoint: _dir, checkpointEvery: _every, resume: _resume, dataDir: _data, ...identity } = config;
+    // The divergence factor may differ too: it changes nothing in a run that does not diverge.
+    const { out: _out, quiet: _quiet, save: _save, samples: _samples, checkpoint: _dir, checkpointEvery: _every, resume: _resume, dataDir: _data, divergenceFactor: _factor, ...identity } = config;
     let optim = adam({ lr: config.lr });
     let model: Model;
     let optState: OptState;
@@ -605,7 +617,10 @@ async function train(config: TrainConfig): Promise<void> {
     }
     if (config.checkpoint !== undefined) await mkdir(config.checkpoint, { recursive: true });
     const test = () => (generative ? evaluateGenerative(model, testSet, config) : evaluate(model, testSet, config.loss));
-    const solver = trainSolver(config);
+    const solver: SolverOptions & { divergenceThreshold: false | { factor: number } } = {
+      ...trainSolver(config),
+      divergenceThreshold: config.divergenceFactor === null ? false : { factor: config.divergenceFactor },
+    };
     const perEpoch = Math.min(epochBatchCount(trainSet.count, config.batch), config.maxBatches ?? Infinity);
     const total = perEpoch * config.epochs;
     const progress = new Progress(total, config.quiet);
@@ -635,14 +650,13 @@ async function train(config: TrainConfig): Promise<void> {
       if (diverged) {
         for (const u of unread) u.loss.dispose();
         unread.length = 0;
+        progress.end();
         throw new WpcDivergenceError(
-          `${WpcDivergenceError.describe(diverged.step, diverged.what, diverged.layer)}. ` +
-            (lastCheckpoint === undefined
-              ? 'No checkpoint was written before it (use --checkpoint DIR).'
-              : `The last checkpoint, ${checkpointFile} (step ${lastCheckpoint}), holds the model from before it (loadCheckpoint reads it); lower --dt or --lr and train again.`),
+          `${WpcDivergenceError.describe(diverged.step, diverged.what, diverged.layer, diverged)}. ${await divergenceAftermath(diverged)}`,
           diverged.step,
           diverged.what,
           diverged.layer,
+          diverged,
         );
       }
       unread.forEach((u, i) => {
@@ -655,6 +669,40 @@ async function train(config: TrainConfig): Promise<void> {
       since = performance.now();
     };
     let lastCheckpoint: number | undefined = config.resume ? startStep : undefined;
+    // What a divergence leaves behind, and what to do: the checkpoint (never one of a diverged state: every
+    // write follows a flush that found none), and no outputs (a run that stops writes no --save/--samples/--out).
+    const divergenceAftermath = async (d: WpcDivergenceError): Promise<string> => {
+      let kept: string;
+      if (checkpointFile === undefined) kept = 'No checkpoint was kept (--checkpoint DIR keeps one).';
+      else if (lastCheckpoint === undefined) {
+        const earlier = await access(checkpointFile).then(
+          () => true,
+          () => false,
+        );
+        kept =
+          `This run had written no checkpoint yet (the first was due at step ${Math.min(config.checkpointEvery, total)}); ` +
+          (earlier ? `${checkpointFile} is left as it was, from an earlier run.` : `${checkpointFile} does not exist.`);
+      } else if (config.resume && lastCheckpoint === startStep) {
+        kept = `The checkpoint this run resumed from, ${checkpointFile} (step ${lastCheckpoint}), is kept as it was.`;
+      } else kept = `The last checkpoint, ${checkpointFile} (step ${lastCheckpoint}), holds the model from before it and is kept.`;
+      const unwritten = (
+        [
+          ['--save', config.save],
+          ['--samples', config.samples],
+          ['--out', config.out],
+        ] as const
+      ).filter(([, v]) => v !== undefined);
+      const outputs = unwritten.length > 0 ? ` Not written: ${unwritten.map(([flag, v]) => `${flag} ${v}`).join(', ')}.` : '';
+      const runaway = d.what === 'energy-runaway' || d.what === 'loss-runaway';
+      const stepSize = config.solver === 'sgd' || config.solver === 'adam' ? '--activity-lr' : '--dt';
+      const advice =
+        `Lower --lr (now ${config.lr}) or ${stepSize} and train again` +
+        (runaway
+          ? `; if the run was healthy, raise --divergence-factor (now ${config.divergenceFactor}) or turn the check off with --divergence-factor off` +
+            (lastCheckpoint === undefined ? '.' : ' (a --resume may change it).')
+          : '.');
+      return `${kept}${outputs} ${advice}`;
+    };
     const writeCheckpoint = async () => {
       await flush(); // throws on divergence, before a diverged state could be written
       await saveCheckpoint(checkpointFile!, model, { optim, optState, step, extra: { settings: identity, curve, tests } });
@@ -714,7 +762,7 @@ async function train(config: TrainConfig): Promise<void> {
       progress.log(`wrote generated digits to ${config.samples}`);
     }
     if (config.out) {
-      const settings = { ...identity, dataDir: config.dataDir };
+      const settings = { ...identity, dataDir: config.dataDir, divergenceFactor: config.divergenceFactor };
       await writeFile(
         config.out,
         `${JSON.stringify({ command: 'train', settings, adapter, summary, tests, curve: { step: curve.map((c) => c.step), loss: curve.map((c) => c.loss), inferenceSteps: curve.map((c) => c.inferenceSteps), rejected: curve.map((c) => c.rejected) } }, null, 1)}\n`,

@@ -11,6 +11,7 @@ import elementwiseWgsl from './elementwise.wgsl';
 import forwardWgsl from './forward.wgsl';
 import gemmWgsl from './gemm.wgsl';
 import healthWgsl from './health.wgsl';
+import copyWgsl from './copy.wgsl';
 import fusedSolveWgsl from './fused-solve.wgsl';
 import layerMatmulWgsl from './layer-matmul.wgsl';
 import optimizerWgsl from './optimizer.wgsl';
@@ -555,13 +556,34 @@ export function gemmKernel(tiles: TileConfig): KernelSpec {
   };
 }
 
-/** The divergence guard of a training step (health.wgsl). Bindings: health uniform, scalars, control. */
-export function healthKernel(): KernelSpec {
+/**
+ * The divergence guard of a training step (health.wgsl): `'before'` the update (NaN/Inf, runaway, reference) or
+ * `'after'` it (the updated parameters' energy; writes the rollback's dispatch arguments). Bindings: health
+ * uniform, scalars, control.
+ */
+export function healthKernel(phase: 'before' | 'after' = 'before'): KernelSpec {
   return {
-    name: 'train.health',
+    name: phase === 'before' ? 'train.health' : 'train.health-after',
     parts: [part('health.wgsl', healthWgsl)],
-    entryPoint: 'main',
+    entryPoint: phase === 'before' ? 'main' : 'after_update',
     bindings: [uniform('health'), ro('scalars'), rw('control')],
     workgroupSize: 1,
+  };
+}
+
+/** Bytes of the health uniform (struct Health) and of the control words (health.wgsl). */
+export const HEALTH_UNIFORM_BYTES = 80;
+export const CONTROL_BYTES = 96;
+/** Byte offsets of the rollback's indirect dispatch arguments in the control words (parameters, state). */
+export const ROLLBACK_ARGS = { params: 64, state: 80 } as const;
+
+/** A bit-exact copy between two buffers of the same size, 16 bytes per invocation (copy.wgsl). Bindings: src, dst. */
+export function copyKernel(): KernelSpec {
+  return {
+    name: 'copy.words',
+    parts: [part('copy.wgsl', copyWgsl)],
+    entryPoint: 'main',
+    bindings: [ro('src'), rw('dst')],
+    workgroupSize: SMALL_WG,
   };
 }

@@ -7,8 +7,8 @@
  *   adam:      m ← (1−b1)g + b1·m,  v ← (1−b2)g² + b2·v,  p ← p − lr·m̂ / (√(v̂ + epsRoot) + eps),
  *              m̂ = m/(1 − b1ᵗ), v̂ = v/(1 − b2ᵗ)  (eps outside the square root, as optax)
  */
-import { healthKernel, optimizerKernel, SMALL_WG, type OptimizerKernelKind } from '../kernels/index.js';
-import { WpcArgumentError, WpcDivergenceError, argError, checkFinite, checkKnownKeys } from '../runtime/errors.js';
+import { CONTROL_BYTES, HEALTH_UNIFORM_BYTES, ROLLBACK_ARGS, copyKernel, healthKernel, optimizerKernel, SMALL_WG, type OptimizerKernelKind } from '../kernels/index.js';
+import { type DivergenceKind, WpcArgumentError, WpcDivergenceError, argError, checkFinite, checkKnownKeys } from '../runtime/errors.js';
 import { BufferUsage, UNIFORM_USAGE } from '../runtime/flags.js';
 import { type CompiledKernel, createBindGroup } from '../runtime/kernel.js';
 import { checkFits, storageLimit } from '../runtime/limits.js';
@@ -41,6 +41,13 @@ export interface AdamOptions {
 export type OptimizerConfig =
   | { kind: 'sgd'; lr: number; momentum: number | undefined; nesterov: boolean }
   | { kind: 'adam'; lr: number; b1: number; b2: number; eps: number; epsRoot: number };
+
+/** The runaway check of makePcStep's divergence guard, resolved (see PcStepOptions.divergenceThreshold). */
+export interface RunawayThreshold {
+  factor: number;
+  warmup: number;
+  floor: number;
+}
 
 /** An optimiser description (like an optax GradientTransformation); `init` makes its state for a target. */
 export class Optimizer {
@@ -180,60 +187,129 @@ export class OptState {
   // ── Divergence guard (training steps): see kernels/health.wgsl ──
   private control: GPUBuffer | null = null;
   private healthUniform: GPUBuffer | null = null;
-  private readonly healthGroups = new WeakMap<GPUBuffer, GPUBindGroup>();
+  private readonly healthGroups = new Map<string, WeakMap<GPUBuffer, GPUBindGroup>>();
+  /** The parameters and optimiser state as they were before the last guarded update (runaway check only). */
+  private saved: { params: GPUBuffer; moments: GPUBuffer | null } | null = null;
+  private rollbackGroups = new WeakMap<GPUBuffer, { params: GPUBindGroup; moments: GPUBindGroup | null }>();
   /** A divergence already read back and not yet cleared. */
   private diverged: WpcDivergenceError | null = null;
 
-  /** @internal the control words (flag, step, layers, gradient scale), created on first use. */
+  /** @internal the control words (health.wgsl), created on first use. */
   controlBuffer(): GPUBuffer {
     if (!this.control) {
-      this.control = this.runtime.createStorageBuffer(32, 'wpc.optimizer.control', BufferUsage.COPY_SRC | BufferUsage.COPY_DST);
+      this.control = this.runtime.createStorageBuffer(CONTROL_BYTES, 'wpc.optimizer.control', BufferUsage.COPY_SRC | BufferUsage.COPY_DST | BufferUsage.INDIRECT);
+      this.runtime.device.queue.writeBuffer(this.control, 0, new Uint32Array(CONTROL_BYTES / 4)); // no reference, no rollback
       this.writeHealthyControl();
-      this.healthUniform = this.runtime.device.createBuffer({ size: 48, usage: UNIFORM_USAGE, label: 'wpc.optimizer.health' });
+      this.healthUniform = this.runtime.device.createBuffer({ size: HEALTH_UNIFORM_BYTES, usage: UNIFORM_USAGE, label: 'wpc.optimizer.health' });
     }
     return this.control;
   }
 
+  /** Lowers the flag (words 0–10); the runaway references (11–15) stay. */
   private writeHealthyControl(): void {
-    const words = new Uint32Array([0, 0, 0xffffffff, 0xffffffff, 0xffffffff, 0, 0, 0]);
+    const words = new Uint32Array([0, 0, 0xffffffff, 0xffffffff, 0xffffffff, 0, 0, 0, 0, 0, 0]);
     new Float32Array(words.buffer, 20, 1)[0] = 1;
     this.runtime.device.queue.writeBuffer(this.control!, 0, words);
   }
 
   /**
    * @internal records the divergence check of the step about to be applied (step = count + 1) over the
-   * per-layer energies, activity norms and gradient norms at the given offsets of `scalars`, and the clipping
-   * scale for `clip` (0: none).
+   * per-layer energies, activity norms, gradient norms, total energy and loss (lossOff -1: none) at the given
+   * offsets of `scalars`, the clipping scale for `clip` (0: none) and, with `runaway`, the runaway check
+   * against the run's reference. `params` is the buffer the step updates (sizes the rollback).
    */
   recordHealthCheck(
     rec: Recorder,
     kernel: CompiledKernel,
     scalars: GPUBuffer,
-    at: { energyOff: number; nEnergy: number; actOff: number; nAct: number; actFirstLayer: number; gradOff: number; nGrad: number },
+    at: { energyOff: number; nEnergy: number; actOff: number; nAct: number; actFirstLayer: number; gradOff: number; nGrad: number; totalOff: number; lossOff: number },
     clip: number,
+    runaway: RunawayThreshold | null = null,
+    params: GPUBuffer | null = null,
   ): void {
     const control = this.controlBuffer();
-    const words = new ArrayBuffer(48);
+    const words = new ArrayBuffer(HEALTH_UNIFORM_BYTES);
     const u = new Uint32Array(words);
+    const f = new Float32Array(words);
     u.set([at.nEnergy, at.energyOff, at.nAct, at.actOff, at.actFirstLayer, at.nGrad, at.gradOff, this.count + 1]);
-    new Float32Array(words)[8] = clip;
-    this.runtime.device.queue.writeBuffer(this.healthUniform!, 0, words);
-    let group = this.healthGroups.get(scalars);
-    if (!group) {
-      group = createBindGroup(this.runtime.device, kernel, { health: this.healthUniform!, scalars, control });
-      this.healthGroups.set(scalars, group);
+    f[8] = clip;
+    u[9] = at.totalOff;
+    u[10] = at.lossOff < 0 ? 0xffffffff : at.lossOff;
+    if (runaway) {
+      u[11] = 1;
+      f[12] = runaway.factor;
+      f[13] = runaway.floor;
+      u[14] = runaway.warmup;
+      const grid = (buffer: GPUBuffer | null | undefined): [number, number] => {
+        if (!buffer) return [0, 1];
+        const groups = Math.ceil(buffer.size / 16 / SMALL_WG);
+        const max = this.runtime.limits.maxComputeWorkgroupsPerDimension;
+        return groups <= max ? [groups, 1] : [max, Math.ceil(groups / max)];
+      };
+      u.set([...grid(params), ...grid(this.moments)], 16);
     }
-    rec.dispatch(kernel, group, 1);
+    this.runtime.device.queue.writeBuffer(this.healthUniform!, 0, words);
+    rec.dispatch(kernel, this.healthGroup(kernel, scalars, control), 1);
   }
 
-  /** @internal the health kernel. */
-  healthKernel(): Promise<CompiledKernel> {
-    return this.runtime.kernel(healthKernel());
+  private healthGroup(kernel: CompiledKernel, scalars: GPUBuffer, control: GPUBuffer): GPUBindGroup {
+    let byScalars = this.healthGroups.get(kernel.cacheKey);
+    if (!byScalars) this.healthGroups.set(kernel.cacheKey, (byScalars = new WeakMap()));
+    let group = byScalars.get(scalars);
+    if (!group) {
+      group = createBindGroup(this.runtime.device, kernel, { health: this.healthUniform!, scalars, control });
+      byScalars.set(scalars, group);
+    }
+    return group;
+  }
+
+  /**
+   * @internal runaway check: saves the parameters and optimiser state just before the update (two buffer
+   * copies), so that `recordRollbackCheck` can restore them bit for bit.
+   */
+  recordSave(rec: Recorder, params: GPUBuffer): void {
+    if (!this.saved || this.saved.params.size !== params.size) {
+      this.saved?.params.destroy();
+      this.saved?.moments?.destroy();
+      this.saved = {
+        params: this.runtime.createStorageBuffer(params.size, 'wpc.optimizer.saved-params'),
+        moments: this.moments ? this.runtime.createStorageBuffer(this.moments.size, 'wpc.optimizer.saved-state') : null,
+      };
+      this.rollbackGroups = new WeakMap();
+    }
+    rec.copy(params, 0, this.saved.params, 0, params.size);
+    if (this.moments) rec.copy(this.moments, 0, this.saved.moments!, 0, this.moments.size);
+  }
+
+  /**
+   * @internal runaway check, after the update and the updated model's feedforward loss (energy) on the batch: the
+   * after-update check, then the rollback (indirect: zero workgroups unless this step diverged).
+   */
+  recordRollbackCheck(rec: Recorder, kernels: { after: CompiledKernel; copy: CompiledKernel }, scalars: GPUBuffer, params: GPUBuffer): void {
+    const control = this.controlBuffer();
+    rec.dispatch(kernels.after, this.healthGroup(kernels.after, scalars, control), 1);
+    let groups = this.rollbackGroups.get(params);
+    if (!groups) {
+      const saved = this.saved!;
+      groups = {
+        params: createBindGroup(this.runtime.device, kernels.copy, { src: saved.params, dst: params }),
+        moments: this.moments ? createBindGroup(this.runtime.device, kernels.copy, { src: saved.moments!, dst: this.moments }) : null,
+      };
+      this.rollbackGroups.set(params, groups);
+    }
+    rec.dispatchIndirect(kernels.copy, groups.params, control, ROLLBACK_ARGS.params);
+    if (groups.moments) rec.dispatchIndirect(kernels.copy, groups.moments, control, ROLLBACK_ARGS.state);
+  }
+
+  /** @internal the health kernels (before and after the update) and the rollback's copy kernel. */
+  async healthKernels(): Promise<{ before: CompiledKernel; after: CompiledKernel; copy: CompiledKernel }> {
+    const [before, after, copy] = await Promise.all([this.runtime.kernel(healthKernel('before')), this.runtime.kernel(healthKernel('after')), this.runtime.kernel(copyKernel())]);
+    return { before, after, copy };
   }
 
   /** @internal the byte range of the control words, for a readback batched with others (`wpc train`). */
   get controlRange(): { buffer: GPUBuffer; byteOffset: number; byteLength: number } {
-    return { buffer: this.controlBuffer(), byteOffset: 0, byteLength: 32 };
+    return { buffer: this.controlBuffer(), byteOffset: 0, byteLength: CONTROL_BYTES };
   }
 
   /**
@@ -242,18 +318,32 @@ export class OptState {
    * returns the error.
    */
   noteControl(words: Float32Array | Uint32Array): WpcDivergenceError | null {
-    const u = new Uint32Array(words.buffer, words.byteOffset, 8);
+    const u = new Uint32Array(words.buffer, words.byteOffset, CONTROL_BYTES / 4);
+    const f = new Float32Array(words.buffer, words.byteOffset, CONTROL_BYTES / 4);
     if (u[0] === 0 || this.diverged) return this.diverged;
     const step = u[1]!;
     const NONE = 0xffffffff;
-    const [what, layer]: ['energy' | 'activity' | 'gradient', number] =
-      u[2] !== NONE ? ['energy', u[2]!] : u[3] !== NONE ? ['activity', u[3]!] : ['gradient', u[4] === NONE ? -1 : u[4]!];
+    const layerOf = (w: number) => (w === NONE ? -1 : w);
+    const kind = u[6]!;
+    const afterUpdate = u[7] === 1;
+    let what: DivergenceKind;
+    let layer = -1;
+    if (kind === 2 || kind === 3) what = kind === 2 ? 'energy-runaway' : 'loss-runaway';
+    else if (kind === 1) what = 'loss';
+    else if (u[2] !== NONE || afterUpdate) [what, layer] = ['energy', layerOf(u[2]!)];
+    else if (u[3] !== NONE) [what, layer] = ['activity', u[3]!];
+    else [what, layer] = ['gradient', layerOf(u[4]!)];
+    const runaway = kind >= 2 ? { value: f[8]!, threshold: f[9]!, reference: f[10]!, referenceSteps: u[11]!, factor: f[14]!, floor: f[15]! } : null;
+    const details = { afterUpdate, runaway };
+    const advice = runaway
+      ? "lower the learning rate (or the step size dt), or raise makePcStep's divergenceThreshold.factor"
+      : "lower the step size (dt) or the learning rate, or clip gradients (makePcStep's clipGradNorm)";
     this.diverged = new WpcDivergenceError(
-      `${WpcDivergenceError.describe(step, what, layer)}; lower the step size (dt) or the learning rate, or clip gradients ` +
-        `(makePcStep's clipGradNorm), then call optState.clearDivergence() to go on`,
+      `${WpcDivergenceError.describe(step, what, layer, details)}; ${advice}, then call optState.clearDivergence() to go on`,
       step,
       what,
       layer,
+      details,
     );
     this.count = step - 1;
     return this.diverged;
@@ -274,10 +364,14 @@ export class OptState {
 
   /** @internal throws the divergence already read, if any (makePcStep refuses to run on). */
   throwIfDiverged(fn: string): void {
-    if (this.diverged) throw new WpcDivergenceError(`${fn}: ${this.diverged.message}`, this.diverged.step, this.diverged.what, this.diverged.layer);
+    const d = this.diverged;
+    if (d) throw new WpcDivergenceError(`${fn}: ${d.message}`, d.step, d.what, d.layer, { afterUpdate: d.afterUpdate, runaway: d.runaway });
   }
 
-  /** Lowers the divergence flag after a WpcDivergenceError, so that training can go on (e.g. with a lower dt). */
+  /**
+   * Lowers the divergence flag after a WpcDivergenceError, so that training can go on (e.g. with a lower dt).
+   * The runaway check's references (the run's early energy and loss) are kept.
+   */
   clearDivergence(): void {
     if (this.disposedFlag) throw new WpcArgumentError('OptState.clearDivergence: this state has been disposed');
     this.diverged = null;
@@ -377,6 +471,8 @@ export class OptState {
     this.uniform.destroy();
     this.control?.destroy();
     this.healthUniform?.destroy();
+    this.saved?.params.destroy();
+    this.saved?.moments?.destroy();
     this.runtime.untrack(this);
   }
 

@@ -4,13 +4,13 @@
  * all on the GPU. The only readbacks are an adaptive solver's polls (none with a constant step size or with
  * discrete inference); metrics come back as small tensors, read when the caller wants them.
  */
-import { WpcArgumentError, argError, checkFinite } from '../runtime/errors.js';
+import { WpcArgumentError, argError, checkFinite, checkKnownKeys } from '../runtime/errors.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { type BatchData, type EnergyTermOptions, beginCall, copyOutScalars, loadBatch, onWorkspace, writeNormalActivities } from './batch.js';
 import { ENERGY_KEYS } from './energy.js';
 import { copyOutRecording, type Recording } from './infer.js';
 import type { Model } from './model.js';
-import { type OptState, type Optimizer, checkOptState } from './optim.js';
+import { type OptState, type Optimizer, type RunawayThreshold, checkOptState } from './optim.js';
 import { SOLVER_OPTION_KEYS, checkSolveFits, integrate, resolveSolverOptions, workspaceNeeds, writeSolverConfig, type ResolvedSolver, type SolverOptions } from './solver.js';
 import type { Loss } from './workspace.js';
 
@@ -47,6 +47,22 @@ export interface PcStepOptions extends SolverOptions, EnergyTermOptions {
    */
   checkFinite?: boolean;
   /**
+   * Runaway check of the divergence guard (needs checkFinite): a finite blow-up of the energy or the loss is
+   * divergence too. The reference of each is the largest value of the first `warmup` guarded steps of this
+   * optimiser state (each compared before it is folded in, so a blow-up at step 2 is measured against step 1);
+   * the threshold is max(factor × reference, floor). A step diverges when its total energy at equilibrium or its
+   * loss exceeds it before the update — then the update is not applied — or when, after the update, the loss of
+   * the updated model's feedforward prediction on the same batch does (without an input: the energy of the
+   * feedforward pass from the inferred z_0, against the energy's threshold) — then the update is rolled back: the
+   * parameters and optimiser state saved just before it are restored bit for bit. Either way the model keeps the
+   * weights of the last step that passed, which no later step has built on, and `optState.checkDivergence()`
+   * throws a WpcDivergenceError with `what` 'energy-runaway' or 'loss-runaway' and the numbers. The references
+   * belong to the optimiser state: a new one (or one restored from a checkpoint) takes them afresh;
+   * clearDivergence keeps them. `true` takes DEFAULT_DIVERGENCE_THRESHOLD. Costs a copy of the parameters and
+   * optimiser state and one feedforward pass per step, no readback. Default: off.
+   */
+  divergenceThreshold?: boolean | Partial<RunawayThreshold>;
+  /**
    * Clips the gradient to a global norm (optax.clip_by_global_norm): g ← g · min(1, c / ‖g‖) over all
    * parameters. Needs checkFinite (the guard computes the norm). Default: no clipping.
    */
@@ -54,7 +70,32 @@ export interface PcStepOptions extends SolverOptions, EnergyTermOptions {
 }
 
 const METRIC_KEYS = ['activityNorms', 'paramNorms', 'gradNorms', 'calculateAccuracy', 'timeInference'] as const;
-const STEP_KEYS = [...ENERGY_KEYS, 'seed', 'sigma', ...SOLVER_OPTION_KEYS, ...METRIC_KEYS, 'checkFinite', 'clipGradNorm'] as const;
+const STEP_KEYS = [...ENERGY_KEYS, 'seed', 'sigma', ...SOLVER_OPTION_KEYS, ...METRIC_KEYS, 'checkFinite', 'clipGradNorm', 'divergenceThreshold'] as const;
+
+/**
+ * The runaway check's defaults (`divergenceThreshold: true`, and `wpc train`): a step diverges when its energy
+ * or loss exceeds 100 × the largest of the first 10 steps' (and at least 1).
+ */
+export const DEFAULT_DIVERGENCE_THRESHOLD: Readonly<RunawayThreshold> = Object.freeze({ factor: 100, warmup: 10, floor: 1 });
+
+/** The largest float32: the GPU compares the thresholds in f32. */
+export const F32_MAX = 3.4028234663852886e38;
+
+/** Validates makePcStep's `divergenceThreshold` option; null when off. */
+export function resolveDivergenceThreshold(fn: string, arg: string, value: unknown): RunawayThreshold | null {
+  if (value === undefined || value === false) return null;
+  if (value === true) return { ...DEFAULT_DIVERGENCE_THRESHOLD };
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) argError(fn, arg, 'a boolean or an object like { factor: 100, warmup: 10, floor: 1 }', value);
+  checkKnownKeys(fn, arg, value, ['factor', 'warmup', 'floor']);
+  const o = value as Partial<RunawayThreshold>;
+  const d = DEFAULT_DIVERGENCE_THRESHOLD;
+  // The GPU compares in f32: every number must be one (factor ≥ 1, or a healthy step could trip its own reference).
+  const factor = checkFinite(fn, `${arg}.factor`, o.factor ?? d.factor, { min: 1, max: F32_MAX });
+  const floor = checkFinite(fn, `${arg}.floor`, o.floor ?? d.floor, { min: 0, max: F32_MAX });
+  const warmup = o.warmup ?? d.warmup;
+  if (!Number.isInteger(warmup) || warmup < 1 || warmup > 0xfffffffe) argError(fn, `${arg}.warmup`, 'an integer in [1, 4294967294]', warmup);
+  return { factor, warmup, floor };
+}
 
 /** `Loss` is `Tensor` when the options have an input (supervised), else `Tensor | null`. */
 export interface PcStepResult<Loss extends Tensor | null = Tensor | null> {
@@ -105,6 +146,7 @@ export async function makePcStep<O extends PcStepOptions>(
   const fn = 'makePcStep';
   let solver: ResolvedSolver | undefined;
   let sigma = 0.05;
+  let runaway: RunawayThreshold | null = null;
   const { opts, loss, B, cap, mode, terms } = beginCall(fn, model, undefined, output, options, STEP_KEYS, (o, m, rows) => {
     solver = resolveSolverOptions(fn, o);
     checkSolveFits(fn, model, rows, m, solver);
@@ -124,6 +166,8 @@ export async function makePcStep<O extends PcStepOptions>(
       }
     }
     if (o.checkFinite !== undefined && typeof o.checkFinite !== 'boolean') argError(fn, 'options.checkFinite', 'a boolean', o.checkFinite);
+    runaway = resolveDivergenceThreshold(fn, 'options.divergenceThreshold', o.divergenceThreshold);
+    if (runaway && o.checkFinite === false) throw new WpcArgumentError(`${fn}: options.divergenceThreshold needs options.checkFinite (the runaway check is part of the guard)`);
     if (o.clipGradNorm !== undefined) {
       checkFinite(fn, 'options.clipGradNorm', o.clipGradNorm, { min: Number.MIN_VALUE });
       if (o.checkFinite === false) throw new WpcArgumentError(`${fn}: options.clipGradNorm needs options.checkFinite (the guard computes the gradient norm)`);
@@ -139,7 +183,7 @@ export async function makePcStep<O extends PcStepOptions>(
     cap,
     async (ws, rec) => {
       const kernel = await optState.kernel(false, guard);
-      const healthKernel = guard ? await optState.healthKernel() : null;
+      const health = guard ? await optState.healthKernels() : null;
       writeSolverConfig(ws, cfg);
       loadBatch(ws, rec, cap.input, cap.output);
       let lossTensor: Tensor | null = null;
@@ -178,10 +222,10 @@ export async function makePcStep<O extends PcStepOptions>(
       ws.recordRegularizerGrads(rec);
       if (opts.gradNorms || guard) ws.recordParamNorms(rec, 'grads');
       const gradNorms = opts.gradNorms ? copyOutScalars(ws, rec, ws.scalar.gradNorms, [model.depth, 2]) : null;
-      if (healthKernel) {
+      if (health) {
         optState.recordHealthCheck(
           rec,
-          healthKernel,
+          health.before,
           ws.scalars,
           {
             energyOff: ws.scalar.energies,
@@ -191,13 +235,31 @@ export async function makePcStep<O extends PcStepOptions>(
             actFirstLayer: ws.first,
             gradOff: ws.scalar.gradNorms,
             nGrad: 2 * model.depth,
+            totalOff: ws.scalar.total,
+            lossOff: mode === 'supervised' ? ws.scalar.loss : -1,
           },
           opts.clipGradNorm ?? 0,
+          runaway,
+          model.params,
         );
       }
+      if (health && runaway) optState.recordSave(rec, model.params);
       optState.recordStep(rec, kernel, { buffer: model.params, offset: 0 }, { buffer: model.grads(), offset: 0 }, model.paramCount);
       let acc: Tensor | null = null;
-      if (opts.calculateAccuracy) {
+      if (health && runaway) {
+        // The updated parameters' feedforward pass on this batch (from the inferred z_0 without an input): a
+        // ruinous update shows in its loss (energy) at once. (The energy at the old equilibrium activities is no
+        // test: Adam's sign-like first step raises it many-fold in healthy runs, as the activities lag.)
+        ws.recordForward(rec);
+        if (mode === 'supervised') {
+          ws.recordLoss(rec, loss);
+          if (opts.calculateAccuracy) acc = copyOutScalars(ws, rec, ws.scalar.accuracy, [1]);
+        } else {
+          ws.recordErrors(rec, 'y', loss, false);
+          ws.recordEnergies(rec, loss);
+        }
+        optState.recordRollbackCheck(rec, health, ws.scalars, model.params);
+      } else if (opts.calculateAccuracy) {
         ws.recordForward(rec);
         ws.recordLoss(rec, loss);
         acc = copyOutScalars(ws, rec, ws.scalar.accuracy, [1]);

@@ -38,36 +38,101 @@ export class WpcSolverError extends Error {
 }
 
 /**
- * A training step produced NaN or ±Inf (activities, energies or gradients). The step's parameter update was not
- * applied, so the model keeps its last good weights; `step` is the training step (optimiser count) that
- * diverged and `layer`/`what` where it was first seen.
+ * What a divergence guard found: NaN/±Inf in a layer's energy, the activities, the parameter gradients or the
+ * loss, or a finite runaway of the total energy or the loss past the divergence threshold.
+ */
+export type DivergenceKind = 'energy' | 'activity' | 'gradient' | 'loss' | 'energy-runaway' | 'loss-runaway';
+
+/** The numbers of a runaway: value > threshold = max(factor × reference, floor). */
+export interface RunawayDetails {
+  value: number;
+  threshold: number;
+  /** The largest value of the run's first guarded steps (at most `warmup`, before this one). */
+  reference: number;
+  /** How many steps the reference was taken over. */
+  referenceSteps: number;
+  factor: number;
+  floor: number;
+}
+
+/** Where the guard caught it: before the step's update (withheld), or after it (rolled back). */
+export interface DivergenceDetails {
+  /** True when the step's update was applied, found ruinous and rolled back; false when it was withheld. */
+  afterUpdate?: boolean;
+  runaway?: RunawayDetails | null;
+}
+
+const fmt = (x: number) => (Math.abs(x) >= 1e-3 && Math.abs(x) < 1e5 ? String(Number(x.toPrecision(4))) : x.toExponential(3));
+
+/**
+ * A training step diverged: NaN or ±Inf (activities, energies, gradients, the loss) or, with the runaway check, a
+ * finite energy or loss past the divergence threshold. The step's update was not applied, or was rolled back, so
+ * the model keeps its last good weights; `step` is the training step (optimiser count) that diverged, `what` and
+ * `layer` where it was first seen.
  */
 export class WpcDivergenceError extends Error {
   override name = 'WpcDivergenceError';
+  /** True when the step's update was applied, then rolled back by the after-update check. */
+  readonly afterUpdate: boolean;
+  /** The value, threshold and reference of a runaway (`what` ends in '-runaway'); null otherwise. */
+  readonly runaway: RunawayDetails | null;
   constructor(
     message: string,
     readonly step: number,
-    readonly what: 'energy' | 'activity' | 'gradient',
+    readonly what: DivergenceKind,
     readonly layer: number,
+    details: DivergenceDetails = {},
   ) {
     super(message);
+    this.afterUpdate = details.afterUpdate ?? false;
+    this.runaway = details.runaway ?? null;
   }
 
   /**
-   * What happened, in words: "training diverged at step N: NaN or Inf in …. The parameter update of step N was
-   * not applied, so the model keeps its weights from step N−1" (callers add what to do about it). `layer` is
-   * the 0-based layer (for activities: the index l of z_l); for a gradient-norm overflow, -1.
+   * What happened, in words: "training diverged at step N: <what>. The parameter update of step N was not
+   * applied (or: was rolled back), so the model keeps its weights from step N−1" (callers add what to do about
+   * it). `layer` is the 0-based layer (for activities: the index l of z_l); -1 where none applies (a
+   * gradient-norm overflow, the total energy, the loss, a runaway).
    */
-  static describe(step: number, what: 'energy' | 'activity' | 'gradient', layer: number): string {
-    const where =
-      what === 'energy'
-        ? `the energy of layer ${layer + 1} (its prediction error)`
-        : what === 'activity'
-          ? `the activities z_${layer}`
-          : layer < 0
-            ? 'the gradient norm (overflow)'
-            : `the parameter gradients of layer ${layer + 1}`;
-    return `training diverged at step ${step}: NaN or Inf in ${where}. The parameter update of step ${step} was not applied, so the model keeps its weights from step ${step - 1}`;
+  static describe(step: number, what: DivergenceKind, layer: number, details: DivergenceDetails = {}): string {
+    const after = details.afterUpdate ?? false;
+    const r = details.runaway ?? null;
+    // After the update, the guard looks at the updated model's feedforward pass on the step's batch.
+    const loss = after ? "the loss (of the updated model's feedforward prediction on the step's batch)" : 'the loss (of the feedforward prediction)';
+    const energyAfter = 'the energy of the feedforward pass from the inferred z_0';
+    let found: string;
+    if (what === 'energy-runaway' || what === 'loss-runaway') {
+      const quantity = what === 'loss-runaway' ? loss : after ? energyAfter : 'the energy at equilibrium';
+      const value = r ? fmt(r.value) : 'a runaway value';
+      const limit = r
+        ? `the divergence threshold ${fmt(r.threshold)} (` +
+          (r.floor >= r.factor * r.reference ? `the floor; ${fmt(r.factor)} × the reference ${fmt(r.reference)} is lower` : `${fmt(r.factor)} × the reference ${fmt(r.reference)}`) +
+          `, the largest ${what === 'loss-runaway' ? 'loss' : 'energy'} of the run's first ${r.referenceSteps} step${r.referenceSteps === 1 ? '' : 's'})`
+        : 'the divergence threshold';
+      found = after ? `its parameter update raised ${quantity} to ${value}, above ${limit}` : `${quantity} was ${value}, above ${limit}`;
+    } else {
+      const where =
+        what === 'energy'
+          ? after
+            ? layer < 0
+              ? `${energyAfter} (its total)`
+              : `${energyAfter} (layer ${layer + 1})`
+            : layer < 0
+              ? 'the total energy'
+              : `the energy of layer ${layer + 1} (its prediction error)`
+          : what === 'activity'
+            ? `the activities z_${layer}`
+            : what === 'loss'
+              ? loss
+              : layer < 0
+                ? 'the gradient norm (overflow)'
+                : `the parameter gradients of layer ${layer + 1}`;
+      found = after ? `its parameter update made ${where} NaN or Inf` : `NaN or Inf in ${where}`;
+    }
+    const kept = after
+      ? `The update of step ${step} was rolled back (parameters and optimiser state restored bit for bit), so the model keeps its weights from step ${step - 1}`
+      : `The parameter update of step ${step} was not applied, so the model keeps its weights from step ${step - 1}`;
+    return `training diverged at step ${step}: ${found}. ${kept}`;
   }
 }
 

@@ -52,6 +52,27 @@ export class Recorder {
     if (timestampWrites) this.endPass();
   }
 
+  /**
+   * Records a dispatch whose workgroup counts (x, y, z: three u32) the GPU reads from `args` at `byteOffset`
+   * when it runs, so an earlier kernel can decide it (zero workgroups: nothing runs).
+   */
+  dispatchIndirect(kernel: CompiledKernel, bindGroup: GPUBindGroup, args: GPUBuffer, byteOffset: number): void {
+    const timestampWrites = this.runtime.profiler?.next(kernel.spec.name);
+    if (timestampWrites) {
+      this.endPass();
+      this.pass = this.encoder.beginComputePass({ label: this.label, timestampWrites });
+    }
+    const pass = (this.pass ??= this.encoder.beginComputePass({ label: this.label }));
+    if (this.current !== kernel.pipeline) {
+      pass.setPipeline(kernel.pipeline);
+      this.current = kernel.pipeline;
+    }
+    pass.setBindGroup(0, bindGroup);
+    pass.dispatchWorkgroupsIndirect(args, byteOffset);
+    this.dispatches++;
+    if (timestampWrites) this.endPass();
+  }
+
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, byteLength: number): void {
     if (byteLength <= 0) return;
     this.endPass();
