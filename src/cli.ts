@@ -5,7 +5,7 @@
  * runs the JPC paper's runtime study, `wpc info` shows the WebGPU adapter. Progress goes to stderr; stdout gets
  * one JSON line per command.
  */
-import { access, mkdir, writeFile } from 'node:fs/promises';
+import { access, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DATASET_NAMES, loadDataset, type DatasetName } from './data/node.js';
@@ -22,7 +22,7 @@ import { SOLVER_NAMES, TABLEAUX, type SolverName } from './pc/tableaux.js';
 import { DEFAULT_DIVERGENCE_THRESHOLD, F32_MAX, makePcStep } from './pc/train.js';
 import { testGenerativePc } from './pc/evaluate.js';
 import { initActivitiesWithFfwd } from './pc/energy.js';
-import { loadCheckpoint, loadModel, saveCheckpoint, saveModel, writeImageGrid } from './io/node-files.js';
+import { loadCheckpoint, loadModel, saveCheckpoint, saveModel, writeAtomically, writeImageGrid } from './io/node-files.js';
 import { MAX_SOLVE_STEPS, checkSolveFits, constantStepCount, resolveSolverOptions, type SolverOptions } from './pc/solver.js';
 import { checkWorkspaceFits, type Loss } from './pc/workspace.js';
 import { MAX_GRID_PIXELS, imageGridShape } from './io/image-grid.js';
@@ -763,7 +763,7 @@ async function train(config: TrainConfig): Promise<void> {
     }
     if (config.out) {
       const settings = { ...identity, dataDir: config.dataDir, divergenceFactor: config.divergenceFactor };
-      await writeFile(
+      await writeAtomically(
         config.out,
         `${JSON.stringify({ command: 'train', settings, adapter, summary, tests, curve: { step: curve.map((c) => c.step), loss: curve.map((c) => c.loss), inferenceSteps: curve.map((c) => c.inferenceSteps), rejected: curve.map((c) => c.rejected) } }, null, 1)}\n`,
       );
@@ -931,13 +931,13 @@ async function reproduceRuntime(argv: string[]): Promise<void | 'help'> {
     progress?.end();
     await mkdir(out, { recursive: true });
     const seconds = (performance.now() - started) / 1000;
-    await writeFile(join(out, 'runtime.csv'), toCsv(rows));
+    await writeAtomically(join(out, 'runtime.csv'), toCsv(rows));
     const table = bestTable(rows);
-    await writeFile(
+    await writeAtomically(
       join(out, 'best.md'),
       `# Runtime study: best settings\n\nAdapter: ${adapter}. ${batchesFlag === undefined ? 'One epoch' : `${batchesFlag} batches`} per setting; ${seconds.toFixed(0)} s in all.\n\n${table}`,
     );
-    await writeFile(join(out, 'runtime.svg'), figureSvg(rows, `Time per inference solve, Euler vs Heun (${adapter})`));
+    await writeAtomically(join(out, 'runtime.svg'), figureSvg(rows, `Time per inference solve, Euler vs Heun (${adapter})`));
     if (!quiet) process.stderr.write(`\n${table}\nwrote ${join(out, 'runtime.csv')}, ${join(out, 'best.md')}, ${join(out, 'runtime.svg')}\n`);
     const ratios = heunEulerRatios(rows).map((r) => ({ dataset: r.dataset, hidden: r.hidden, eulerMs: +r.euler.solveMsMean.toFixed(3), heunMs: +r.heun.solveMsMean.toFixed(3), eulerOverHeun: +r.ratio.toFixed(3) }));
     process.stdout.write(`${JSON.stringify({ runs: rows.length, seconds: +seconds.toFixed(1), ratios, out })}\n`);
@@ -1046,9 +1046,9 @@ async function reproduceTheory(argv: string[]): Promise<void | 'help'> {
     await mkdir(out, { recursive: true });
     const csv = join(out, `theory-${dataset}.csv`);
     const svg = join(out, `theory-${dataset}.svg`);
-    await writeFile(csv, theoryCsv(rows));
+    await writeAtomically(csv, theoryCsv(rows));
     const title = `Theoretical vs numerical PC energy, deep linear network (${dataset}, ${hidden}×${width})`;
-    await writeFile(svg, theoryFigureSvg(rows, title));
+    await writeAtomically(svg, theoryFigureSvg(rows, title));
     const gaps = maxT1s.map((t) => {
       const run = rows.filter((r) => r.maxT1 === t);
       const gap = run.reduce((sum, r) => sum + Math.abs(r.numericalEnergy - r.theoryEnergy) / r.theoryEnergy, 0) / run.length;

@@ -385,16 +385,16 @@ describe('training checkpoints', () => {
       ['optimizer not JSON', withMeta({ optimizer: '{' }), /metadata\.optimizer is not valid JSON/],
       ['optimizer array', withMeta({ optimizer: '[]' }), /metadata\.optimizer must be an object, got an array/],
       ['kind', withOptim({ kind: 'rmsprop' }), /metadata\.optimizer\.kind must be "adam" or "sgd", got "rmsprop"/],
-      ['lr zero', withOptim({ lr: 0 }), /metadata\.optimizer\.lr must be a finite number > 0, got 0/],
-      ['lr negative', withOptim({ lr: -1e-3 }), /metadata\.optimizer\.lr must be a finite number > 0, got -0\.001/],
-      ['lr string', withOptim({ lr: 'fast' }), /metadata\.optimizer\.lr must be a finite number > 0, got "fast"/],
-      ['lr null (NaN)', withOptim({ lr: null }), /metadata\.optimizer\.lr must be a finite number > 0, got null \(NaN and ±Infinity become null in JSON\)/],
-      ['lr missing', withOptim({ lr: undefined }), /metadata\.optimizer\.lr must be a finite number > 0, got undefined/],
+      ['lr negative', withOptim({ lr: -1e-3 }), /metadata\.optimizer\.lr must be a finite number ≥ 0, got -0\.001/],
+      ['lr string', withOptim({ lr: 'fast' }), /metadata\.optimizer\.lr must be a finite number ≥ 0, got "fast"/],
+      ['lr null (NaN)', withOptim({ lr: null }), /metadata\.optimizer\.lr must be a finite number ≥ 0, got null \(NaN and ±Infinity become null in JSON\)/],
+      ['lr missing', withOptim({ lr: undefined }), /metadata\.optimizer\.lr must be a finite number ≥ 0, got undefined/],
       ['b1 one', withOptim({ b1: 1 }), /metadata\.optimizer\.b1 must be a finite number in \[0, 1\), got 1/],
       ['b1 negative', withOptim({ b1: -0.1 }), /metadata\.optimizer\.b1 must be a finite number in \[0, 1\)/],
       ['b2 above', withOptim({ b2: 1.5 }), /metadata\.optimizer\.b2 must be a finite number in \[0, 1\)/],
-      ['eps zero', withOptim({ eps: 0 }), /metadata\.optimizer\.eps must be a finite number > 0, got 0/],
-      ['eps string', withOptim({ eps: '1e-8' }), /metadata\.optimizer\.eps must be a finite number > 0/],
+      ['eps and epsRoot zero', withOptim({ eps: 0, epsRoot: 0 }), /metadata\.optimizer\.eps and metadata\.optimizer\.epsRoot cannot both be 0/],
+      ['eps negative', withOptim({ eps: -1e-8 }), /metadata\.optimizer\.eps must be a finite number ≥ 0, got -1e-8/],
+      ['eps string', withOptim({ eps: '1e-8' }), /metadata\.optimizer\.eps must be a finite number ≥ 0/],
       ['epsRoot negative', withOptim({ epsRoot: -1 }), /metadata\.optimizer\.epsRoot must be a finite number ≥ 0, got -1/],
       ['optimizer unknown key', withOptim({ weightDecay: 0.1 }), /metadata\.optimizer\.weightDecay is not a field of metadata\.optimizer/],
       ['sgd momentum one', withMeta({ optimizer: '{"kind":"sgd","lr":0.1,"momentum":1,"nesterov":false}' }), /metadata\.optimizer\.momentum must be a finite number in \[0, 1\), got 1/],
@@ -448,11 +448,8 @@ describe('training checkpoints', () => {
     const first = await readFile(path);
     const cycle: Record<string, unknown> = {};
     cycle.self = cycle;
-    const lr0 = adam({ lr: 0 });
-    const b1 = adam({ lr: 1e-3, b1: 1 });
+    // (An optimiser a checkpoint would refuse cannot be made: adam and sgd check the same ranges.)
     const cases: [object, RegExp][] = [
-      [{ optim: lr0, optState: lr0.init(model) }, /^trainingCheckpoint: options\.optim\.config\.lr must be a finite number > 0, got 0/],
-      [{ optim: b1, optState: b1.init(model) }, /^trainingCheckpoint: options\.optim\.config\.b1 must be a finite number in \[0, 1\), got 1/],
       [{ extra: { curve: [{ step: 1, loss: NaN, inferenceSteps: 1, rejected: 0 }] } }, /^trainingCheckpoint: options\.extra\.curve\[0\]\.loss must be a finite number, got null \(NaN/],
       [{ extra: { curve: [{ step: 2, loss: 1, inferenceSteps: 1, rejected: 0 }] } }, /^trainingCheckpoint: options\.extra\.curve\[0\]\.step must be an integer in \[0, 1\], got 2/],
       [{ extra: { big: 10n } }, /^trainingCheckpoint: options\.extra must be JSON-serialisable/],

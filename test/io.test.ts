@@ -3,7 +3,7 @@
  * changed byte, every field validated, and refusals that allocate nothing and leave existing files untouched.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decode } from 'fast-png';
@@ -230,6 +230,23 @@ describe('checkpoints', () => {
     await expect(loadCheckpoint(rt(), fifo)).rejects.toThrow(/^loadCheckpoint: cannot read .*pipe\.json: not a regular file$/);
     await expect(loadCheckpoint(rt(), '/dev/zero')).rejects.toThrow(/^loadCheckpoint: cannot read \/dev\/zero: not a regular file$/);
     await expect(loadModel(rt(), dir)).rejects.toThrow(/^loadModel: cannot read .*: not a regular file$/);
+    expect(allocated()).toEqual(before);
+  });
+
+  it('a file larger than any checkpoint the device could hold is refused before it is read', async () => {
+    // Sparse files: their size is what counts, and reading one whole would take gigabytes.
+    const storage = Math.min(rt().limits.maxStorageBufferBindingSize, rt().limits.maxBufferSize);
+    const json = join(dir, 'huge.json');
+    const tensors = join(dir, 'huge.safetensors');
+    writeFileSync(json, '');
+    truncateSync(json, Math.ceil((4 * storage) / 3) + 200_000_000);
+    writeFileSync(tensors, '');
+    truncateSync(tensors, 3 * storage + 200_000_000);
+    const before = allocated();
+    const heap = process.memoryUsage().arrayBuffers;
+    await expect(loadModel(rt(), json)).rejects.toThrow(/^loadModel: .*huge\.json is \d+ bytes, more than any checkpoint this device can hold \(at most \d+ bytes\)/);
+    await expect(loadCheckpoint(rt(), tensors)).rejects.toThrow(/^loadCheckpoint: .*huge\.safetensors is \d+ bytes, more than any checkpoint this device can hold/);
+    expect(process.memoryUsage().arrayBuffers - heap).toBeLessThan(64 << 20);
     expect(allocated()).toEqual(before);
   });
 

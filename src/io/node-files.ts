@@ -8,6 +8,8 @@ import { constants } from 'node:fs';
 import { type FileHandle, open, readdir, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { WpcArgumentError, argError } from '../runtime/errors.js';
+import { storageLimit } from '../runtime/limits.js';
+import { MAX_HEADER_BYTES } from './safetensors.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { Tensor } from '../runtime/tensor.js';
 import { type Model, checkRuntime } from '../pc/model.js';
@@ -122,14 +124,30 @@ export async function saveModel(model: Model, path: string, meta?: Record<string
 }
 
 /**
- * Reads a regular file whole, with errors that name it. Opened without blocking and checked before reading, so
- * that a FIFO or a device is refused instead of waiting forever or reading without end.
+ * The largest checkpoint file a runtime could have written: the parameters fill at most one storage binding,
+ * and a training checkpoint adds two optimiser moments of the same size; a JSON model holds them in base64
+ * (4 characters per 3 bytes). Either has at most a safetensors reader's header bound of metadata besides.
+ * Anything larger is refused before it is read.
  */
-async function readWhole(fn: string, file: string): Promise<Uint8Array> {
+function maxCheckpointBytes(runtime: Runtime, kind: 'json' | 'safetensors'): number {
+  const params = storageLimit(runtime.limits).bytes;
+  return (kind === 'json' ? Math.ceil((4 * params) / 3) : 3 * params) + MAX_HEADER_BYTES + 8;
+}
+
+/**
+ * Reads a regular file whole, with errors that name it. Opened without blocking and checked before reading, so
+ * that a FIFO or a device is refused instead of waiting forever or reading without end, and a file larger than
+ * `maxBytes` is refused before any of it is read.
+ */
+async function readWhole(fn: string, file: string, maxBytes: number): Promise<Uint8Array> {
   let handle: FileHandle | undefined;
   try {
     handle = await open(file, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
-    if (!(await handle.stat()).isFile()) throw new WpcArgumentError(`${fn}: cannot read ${file}: not a regular file`);
+    const info = await handle.stat();
+    if (!info.isFile()) throw new WpcArgumentError(`${fn}: cannot read ${file}: not a regular file`);
+    if (info.size > maxBytes) {
+      throw new WpcArgumentError(`${fn}: ${file} is ${info.size} bytes, more than any checkpoint this device can hold (at most ${maxBytes} bytes): not a WPC checkpoint`);
+    }
     return new Uint8Array(await handle.readFile());
   } catch (e) {
     if (e instanceof WpcArgumentError) throw e;
@@ -148,7 +166,7 @@ export async function loadModel(runtime: Runtime, path: string, options: Checkpo
   checkRuntime(fn, runtime);
   const file = checkPath(fn, path);
   checkLoadOptions(fn, options);
-  return modelFromCheckpointFile(runtime, await readWhole(fn, file), `${fn}: ${file}`, options);
+  return modelFromCheckpointFile(runtime, await readWhole(fn, file, maxCheckpointBytes(runtime, 'json')), `${fn}: ${file}`, options);
 }
 
 /**
@@ -166,7 +184,7 @@ export async function loadCheckpoint(runtime: Runtime, path: string, options: Ch
   checkRuntime(fn, runtime);
   const file = checkPath(fn, path);
   checkLoadOptions(fn, options);
-  return restoreTrainingCheckpoint(runtime, await readWhole(fn, file), `${fn}: ${file}`, options);
+  return restoreTrainingCheckpoint(runtime, await readWhole(fn, file, maxCheckpointBytes(runtime, 'safetensors')), `${fn}: ${file}`, options);
 }
 
 /**

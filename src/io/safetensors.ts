@@ -45,7 +45,7 @@ export interface DecodedSafetensors {
 export const SAFETENSORS_CHECKSUM_KEY = 'wpc.crc32c';
 
 /** Largest header accepted, and written: the reference implementation's own limit. */
-const MAX_HEADER_BYTES = 100_000_000;
+export const MAX_HEADER_BYTES = 100_000_000;
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 const HEADER_START = new TextEncoder().encode(`{"__metadata__":{"${SAFETENSORS_CHECKSUM_KEY}":"`);
 /** Where the checksum's eight hex digits start in the file. */

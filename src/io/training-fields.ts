@@ -34,23 +34,25 @@ function count(what: string, field: string, v: unknown, max = Number.MAX_SAFE_IN
 
 /**
  * The optimiser a stored configuration describes (`Optimizer.config` as JSON): adam { lr, b1, b2, eps, epsRoot }
- * or sgd { lr, momentum?, nesterov }, with lr finite and > 0, betas and momentum in [0, 1), eps finite and > 0,
- * epsRoot finite and ≥ 0, nothing else. `where` names the object in messages.
+ * or sgd { lr, momentum?, nesterov }, with lr finite and ≥ 0, betas and momentum in [0, 1), eps and epsRoot finite,
+ * ≥ 0 and not both 0 (what `adam` and `sgd` accept), nothing else. `where` names the object in messages.
  */
 export function optimizerFromConfig(what: string, where: string, config: unknown): Optimizer {
   if (typeof config !== 'object' || config === null || Array.isArray(config)) throw new WpcArgumentError(`${what}: ${where} must be an object, got ${describe(config)}`);
   const c = config as Record<string, unknown>;
-  const lr = () => finite(what, `${where}.lr`, c.lr, { min: 0, minOpen: true }, 'a finite number > 0');
+  const lr = () => finite(what, `${where}.lr`, c.lr, { min: 0 }, 'a finite number ≥ 0');
   const unit = (k: string) => finite(what, `${where}.${k}`, c[k], { min: 0, max: 1, maxOpen: true }, 'a finite number in [0, 1)');
   if (c.kind === 'adam') {
     checkStoredKeys(what, where, c, ['kind', 'lr', 'b1', 'b2', 'eps', 'epsRoot']);
-    return adam({
+    const settings = {
       lr: lr(),
       b1: unit('b1'),
       b2: unit('b2'),
-      eps: finite(what, `${where}.eps`, c.eps, { min: 0, minOpen: true }, 'a finite number > 0'),
+      eps: finite(what, `${where}.eps`, c.eps, { min: 0 }, 'a finite number ≥ 0'),
       epsRoot: finite(what, `${where}.epsRoot`, c.epsRoot, { min: 0 }, 'a finite number ≥ 0'),
-    });
+    };
+    if (settings.eps === 0 && settings.epsRoot === 0) throw new WpcArgumentError(`${what}: ${where}.eps and ${where}.epsRoot cannot both be 0, got both 0`);
+    return adam(settings);
   }
   if (c.kind === 'sgd') {
     checkStoredKeys(what, where, c, ['kind', 'lr', 'momentum', 'nesterov']);

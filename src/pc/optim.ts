@@ -96,32 +96,41 @@ export class Optimizer {
   }
 }
 
-/** optax.sgd. */
+/** optax.sgd: lr ≥ 0 (0 keeps the target fixed), momentum in [0, 1). */
 export function sgd(options: SgdOptions): Optimizer {
   const fn = 'sgd';
   if (typeof options !== 'object' || options === null) argError(fn, 'options', 'an object like { lr: 0.1 }', options);
   checkKnownKeys(fn, 'options', options, ['lr', 'momentum', 'nesterov']);
-  const lr = checkFinite(fn, 'options.lr', options.lr);
-  const momentum = options.momentum === undefined ? undefined : checkFinite(fn, 'options.momentum', options.momentum, { min: 0 });
+  const lr = checkFinite(fn, 'options.lr', options.lr, { min: 0 });
+  const momentum = options.momentum === undefined ? undefined : checkUnit(fn, 'options.momentum', options.momentum);
   const nesterov = options.nesterov ?? false;
   if (typeof nesterov !== 'boolean') argError(fn, 'options.nesterov', 'a boolean', nesterov);
   if (nesterov && momentum === undefined) throw new WpcArgumentError(`${fn}: options.nesterov needs options.momentum`);
   return new Optimizer({ kind: 'sgd', lr, momentum, nesterov });
 }
 
-/** optax.adam. */
+/** optax.adam: lr ≥ 0, b1 and b2 in [0, 1), eps and epsRoot ≥ 0 and not both 0. */
 export function adam(options: AdamOptions): Optimizer {
   const fn = 'adam';
   if (typeof options !== 'object' || options === null) argError(fn, 'options', 'an object like { lr: 1e-3 }', options);
   checkKnownKeys(fn, 'options', options, ['lr', 'b1', 'b2', 'eps', 'epsRoot']);
-  return new Optimizer({
-    kind: 'adam',
-    lr: checkFinite(fn, 'options.lr', options.lr),
-    b1: checkFinite(fn, 'options.b1', options.b1 ?? 0.9, { min: 0, max: 1 }),
-    b2: checkFinite(fn, 'options.b2', options.b2 ?? 0.999, { min: 0, max: 1 }),
-    eps: checkFinite(fn, 'options.eps', options.eps ?? 1e-8, { min: 0 }),
-    epsRoot: checkFinite(fn, 'options.epsRoot', options.epsRoot ?? 0, { min: 0 }),
-  });
+  const lr = checkFinite(fn, 'options.lr', options.lr, { min: 0 });
+  const b1 = checkUnit(fn, 'options.b1', options.b1 ?? 0.9);
+  const b2 = checkUnit(fn, 'options.b2', options.b2 ?? 0.999);
+  const eps = checkFinite(fn, 'options.eps', options.eps ?? 1e-8, { min: 0 });
+  const epsRoot = checkFinite(fn, 'options.epsRoot', options.epsRoot ?? 0, { min: 0 });
+  // m̂ / (√(v̂ + eps_root) + eps) is 0/0 for a parameter whose gradient has always been zero.
+  if (eps === 0 && epsRoot === 0) throw new WpcArgumentError(`${fn}: options.eps and options.epsRoot cannot both be 0 (a parameter with zero gradient would get 0/0 = NaN), got eps 0 and epsRoot 0`);
+  return new Optimizer({ kind: 'adam', lr, b1, b2, eps, epsRoot });
+}
+
+/**
+ * A decay rate in [0, 1): at 1 Adam's bias correction 1 − β^t is 0 and momentum never forgets (optax accepts
+ * both; the result is NaN or unbounded).
+ */
+function checkUnit(fn: string, arg: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value >= 1) argError(fn, arg, 'a finite number in [0, 1)', value);
+  return value;
 }
 
 /** An optimiser's state for one target: its moments on the GPU and the step count. */
