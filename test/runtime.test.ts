@@ -423,6 +423,18 @@ describe('shader errors', () => {
     expect(fixed.pipeline).toBeDefined();
   });
 
+  it('kernels compiled at the same time: a compile error is blamed on its own kernel only', async () => {
+    const good = (i: number) => kernelWith(`concurrent-good-${i}`, '@compute @workgroup_size(1)\nfn main() {\n  let x: f32 = helper();\n}\n');
+    const bad = kernelWith('concurrent-bad', '@compute @workgroup_size(1)\nfn main() {\n  let x: f32 = nowhere + helper();\n}\n');
+    // Good kernels started before and after the broken one, all in flight together (one error-scope stack).
+    const results = await Promise.allSettled([rt().kernel(good(0)), rt().kernel(bad), rt().kernel(good(1)), rt().kernel(good(2))]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
+    const e = (results[1] as PromiseRejectedResult).reason as WpcShaderError;
+    expect(e).toBeInstanceOf(WpcShaderError);
+    expect(e.kernel).toBe('concurrent-bad');
+    expect(e.message).toContain('nowhere');
+  });
+
   it('an unknown {{TOKEN}} is an error naming the token and the file', async () => {
     const source = 'const N: u32 = {{UNKNOWN}}u;\n@compute @workgroup_size(1)\nfn main() {}\n';
     const error = await rt().kernel(kernelWith('token-kernel', source, { KNOWN: 1 })).catch((e: unknown) => e);

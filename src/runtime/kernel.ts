@@ -159,10 +159,13 @@ export class PipelineCache {
   private async compile(spec: KernelSpec, cacheKey: string): Promise<CompiledKernel> {
     const { source, starts } = assembleSource(spec);
     const device = this.device;
+    // The scope is popped before any await: error scopes are a per-device stack, and kernels compile
+    // concurrently, so a scope left open across an await would catch (and be blamed for) another kernel's error.
     device.pushErrorScope('validation');
     const module = device.createShaderModule({ code: source, label: spec.name });
+    const scope = device.popErrorScope();
     const info = await waitWithPolling(this.polling, () => module.getCompilationInfo());
-    const scopeError = await waitWithPolling(this.polling, () => device.popErrorScope());
+    const scopeError = await waitWithPolling(this.polling, () => scope);
     const errors = info.messages.filter((m) => m.type === 'error');
     if (errors.length > 0 || scopeError) {
       const lines = source.split('\n');

@@ -290,8 +290,9 @@ export class Runtime {
     try {
       result = create();
     } finally {
-      const validation = await waitWithPolling(this.polling, () => this.device.popErrorScope());
-      const oom = await waitWithPolling(this.polling, () => this.device.popErrorScope());
+      // Both scopes are popped before any await, so that concurrent calls never pop each other's scopes.
+      const scopes = [this.device.popErrorScope(), this.device.popErrorScope()];
+      const [validation, oom] = await waitWithPolling(this.polling, () => Promise.all(scopes));
       if (oom) throw new WpcGpuError(`${what}: the GPU ran out of memory: ${oom.message}`, 'out-of-memory');
       if (validation) throw new WpcGpuError(`${what}: ${validation.message}`, 'validation');
     }
