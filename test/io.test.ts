@@ -215,6 +215,13 @@ describe('checkpoints', () => {
     const file = join(dir, 'broken.json');
     writeFileSync(file, '{ nope');
     await expect(loadModel(rt(), file)).rejects.toThrow(/^loadModel: .*broken\.json: not a WPC checkpoint \(not JSON/);
+    // A file that is not JSON is never quoted back (the engine's own message would show its first characters).
+    for (const text of ['secret-password-123: yes', '{"a": secret-password-123}', '{"secret-password-123": 1', '[1, 2] secret-password-123']) {
+      writeFileSync(file, text);
+      const message = await loadModel(rt(), file).then(() => '', (e: Error) => e.message);
+      expect(message).toMatch(/not a WPC checkpoint \(not JSON: (a syntax error( at character \d+)?|it ends too early)\)$/);
+      expect(message).not.toContain('secret');
+    }
     writeFileSync(file, Buffer.from([0x7b, 0xff, 0x7d]));
     await expect(loadModel(rt(), file)).rejects.toThrow(/^loadModel: .*broken\.json: not a WPC checkpoint \(not UTF-8 text\)/);
     await expect(loadModel(rt(), join(dir, 'missing.json'))).rejects.toThrow(/^loadModel: cannot read .*missing\.json: ENOENT/);

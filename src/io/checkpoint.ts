@@ -10,7 +10,7 @@ import { ACTIVATIONS } from '../kernels/index.js';
 import { type Activation, MAX_DEPTH, type Model, PARAM_TYPES, type ParamType, checkRuntime, mlpFromWeights } from '../pc/model.js';
 import { checkModel } from '../pc/batch.js';
 import { crc32c, crc32cHex } from './crc32c.js';
-import { asStoredJson, canonicalJson, checkJsonObject, checkJsonValue } from './json-values.js';
+import { asStoredJson, canonicalJson, checkJsonObject, checkJsonValue, jsonSyntaxProblem } from './json-values.js';
 
 export const CHECKPOINT_FORMAT = 'wpc-model';
 /** Version 2 carries `crc32c`; version 1 (without) loads only with `allowUnverified`. */
@@ -292,7 +292,7 @@ export function modelFromCheckpointFile(runtime: Runtime, contents: Uint8Array |
   try {
     parsed = JSON.parse(text);
   } catch (e) {
-    throw new WpcArgumentError(`${what}: not a WPC checkpoint (not JSON: ${(e as Error).message})`);
+    throw new WpcArgumentError(`${what}: not a WPC checkpoint (not JSON: ${jsonSyntaxProblem(e)})`);
   }
   const c = checkCheckpoint(what, parsed, options);
   if (c.version === CHECKPOINT_VERSION && text !== checkpointText(parsed as ModelCheckpoint)) {

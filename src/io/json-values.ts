@@ -79,3 +79,15 @@ export function canonicalJson(value: unknown): string {
   }
   return JSON.stringify(value);
 }
+
+/**
+ * Where a JSON.parse failed, without the engine's quote of the text around it ("Unexpected token 'r',
+ * "root:x:0:0"... is not valid JSON"): error messages never repeat a file's contents.
+ */
+export function jsonSyntaxProblem(error: unknown): string {
+  const message = error instanceof Error ? error.message : '';
+  const at = /at position (\d+)/.exec(message);
+  if (at) return `a syntax error at character ${at[1]}`;
+  if (/end of JSON input/i.test(message)) return 'it ends too early';
+  return 'a syntax error';
+}

@@ -16,6 +16,7 @@
  */
 import { WpcArgumentError, argError } from '../runtime/errors.js';
 import { crc32c, crc32cHex } from './crc32c.js';
+import { jsonSyntaxProblem } from './json-values.js';
 
 /** The dtypes WPC writes and reads (safetensors names). */
 export type SafeDtype = 'F32' | 'U32' | 'I32';
@@ -152,7 +153,7 @@ function parse(bytes: Uint8Array, claimed: string | null): Layout {
   try {
     header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + n)));
   } catch (e) {
-    throw new Problem(`the header is not valid UTF-8 JSON (${(e as Error).message})`);
+    throw new Problem(`the header is not valid UTF-8 JSON (${e instanceof SyntaxError ? jsonSyntaxProblem(e) : 'not UTF-8'})`);
   }
   if (typeof header !== 'object' || header === null || Array.isArray(header)) throw new Problem('the header must be a JSON object');
   const dataStart = 8 + n;

@@ -25,7 +25,7 @@ import { ARCHITECTURE_FIELDS, type CheckpointLoadOptions, architectureOf, buildM
 import { checkModel } from '../pc/batch.js';
 import { type OptState, Optimizer, checkOptState } from '../pc/optim.js';
 import { type SafeTensorIn, decodeSafetensors, encodeSafetensors } from './safetensors.js';
-import { asStoredJson, checkJsonObject } from './json-values.js';
+import { asStoredJson, checkJsonObject, jsonSyntaxProblem } from './json-values.js';
 import { checkTrainingLog, optimizerFromConfig, parseCount } from './training-fields.js';
 
 export const TRAINING_CHECKPOINT_FORMAT = 'wpc-training-checkpoint';
@@ -118,7 +118,7 @@ function parseJson(what: string, key: string, text: string | undefined): unknown
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new WpcArgumentError(`${what}: metadata.${key} is not valid JSON (${(e as Error).message})`);
+    throw new WpcArgumentError(`${what}: metadata.${key} is not valid JSON (${jsonSyntaxProblem(e)})`);
   }
 }
 
