@@ -115,8 +115,8 @@ for (const tiles of TILES) {
         model.dispose();
       }
       // Each trial's activation compiles a new kernel set; with a cold shader cache lavapipe takes up to ~15 s per
-      // set when compiling for 16 lanes.
-    }, 360_000);
+      // set when compiling for 16 lanes, several times that on a busy machine. The limit only catches a hang.
+    }, 1_800_000);
   });
 }
 
