@@ -48,7 +48,7 @@ afterAll(async () => {
 interface DemoState {
   state: string;
   adapter: { architecture: string } | null;
-  steps: { step: number; energy: number }[];
+  steps: { step: number; energy: number; ms: number; frames: number }[];
   accuracy: { step: number; accuracy: number }[];
   error: string | null;
   maxFrameGapMs: number;
@@ -93,8 +93,11 @@ describe('the demo page in headless Chromium', () => {
     const last = demo.accuracy.at(-1)!.accuracy;
     expect(last, `accuracy ${first}% → ${last}%`).toBeGreaterThan(first + 30);
     expect(demo.digits).toBe(true);
-    // The GPU works outside the page's main thread: no multi-hundred-millisecond stalls while training.
-    expect(demo.maxFrameGapMs).toBeLessThan(250);
+    // The GPU works outside the page's main thread: the page draws while every step runs (a step that held the
+    // thread would draw no frame). Counted in frames, not milliseconds, so a busy machine slows both alike.
+    const frames = demo.steps.map((s) => s.frames);
+    expect(Math.min(...frames), `animation frames drawn during each step: ${frames.join(', ')}`).toBeGreaterThanOrEqual(1);
+    expect([...frames].sort((a, b) => a - b)[frames.length >> 1], `frames per step: ${frames.join(', ')}`).toBeGreaterThanOrEqual(3);
     await page.screenshot({ path: join(ARTIFACTS, 'browser-demo-bidirectional.png'), fullPage: true });
     expectRelClose(
       demo.steps.map((s) => s.energy),

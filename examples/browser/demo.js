@@ -7,7 +7,7 @@ import { MODELS, SOLVERS, createSession } from './session.js';
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 /** What the page did, for people and for the browser test. */
-const demo = (window.wpcDemo = { state: 'idle', adapter: null, steps: [], accuracy: [], error: null, maxFrameGapMs: 0, digits: false });
+const demo = (window.wpcDemo = { state: 'idle', adapter: null, steps: [], accuracy: [], error: null, maxFrameGapMs: 0, frames: 0, digits: false });
 
 for (const [key, label] of Object.entries(MODELS)) $('model').add(new Option(label, key));
 for (const [key, s] of Object.entries(SOLVERS)) $('solver').add(new Option(s.label, key));
@@ -160,6 +160,7 @@ function watchFrames() {
   const tick = (now) => {
     if (demo.state !== 'running') return;
     demo.maxFrameGapMs = Math.max(demo.maxFrameGapMs, now - last);
+    demo.frames++;
     last = now;
     requestAnimationFrame(tick);
   };
@@ -171,7 +172,7 @@ async function run() {
   $('train').disabled = true;
   $('stop').disabled = false;
   stopRequested = false;
-  Object.assign(demo, { state: 'running', steps: [], accuracy: [], error: null, maxFrameGapMs: 0, digits: false });
+  Object.assign(demo, { state: 'running', steps: [], accuracy: [], error: null, maxFrameGapMs: 0, frames: 0, digits: false });
   let session = null;
   try {
     const { train, test } = await loadData();
@@ -191,8 +192,10 @@ async function run() {
     // The longest gap between animation frames while training (loading and parsing the data is not counted).
     watchFrames();
     for (let i = 1; i <= steps && !stopRequested; i++) {
+      const [framesBefore, stepStart] = [demo.frames, performance.now()];
       const r = await session.step();
-      demo.steps.push({ step: r.step, energy: r.energy, layerEnergies: r.layerEnergies });
+      // Animation frames drawn while the step ran: the page keeps drawing while the GPU works.
+      demo.steps.push({ step: r.step, energy: r.energy, layerEnergies: r.layerEnergies, ms: performance.now() - stepStart, frames: demo.frames - framesBefore });
       drawEnergies(r);
       if (i % testEvery === 0 || i === steps) {
         demo.accuracy.push({ step: i, accuracy: await session.evaluate(testImages) });
