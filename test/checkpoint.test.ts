@@ -14,8 +14,8 @@ import { crc32c, crc32cHex } from '../src/io/crc32c.js';
 import { decodeSafetensors, encodeSafetensors } from '../src/io/safetensors.js';
 import { restoreTrainingCheckpoint, trainingCheckpoint } from '../src/io/training-checkpoint.js';
 import { checkpointText, modelToCheckpoint } from '../src/io/checkpoint.js';
-import { WpcArgumentError, WpcError } from '../src/runtime/errors.js';
-import { bits, randomBatch } from './helpers.js';
+import { WpcError } from '../src/runtime/errors.js';
+import { allocated as allocatedOn, bits, randomBatch, refusal } from './helpers.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DATA_DIR = process.env.WPC_DATA_DIR ?? fileURLToPath(new URL('../../shared/datasets', import.meta.url));
@@ -63,25 +63,7 @@ function uncheckedFile(tensors: Record<string, { dtype: string; shape: number[];
   return rawSafetensors(header, data);
 }
 
-/**
- * What is allocated: persistent buffers (models, optimiser state) and the pool's total. Not the pool's in-use /
- * free split, which moves when a forgotten tensor is garbage-collected.
- */
-function allocated(): { persistentBytes: number; totalBytes: number } {
-  const { persistentBytes, totalBytes } = rt.memoryStats();
-  return { persistentBytes, totalBytes };
-}
-
-/** Runs `f`, which must throw a WpcArgumentError; returns its message. */
-function refusal(f: () => unknown, label = ''): string {
-  try {
-    f();
-  } catch (e) {
-    expect(e, label).toBeInstanceOf(WpcArgumentError);
-    return (e as Error).message;
-  }
-  throw new Error(`expected a refusal, but the call succeeded ${label}`);
-}
+const allocated = () => allocatedOn(rt);
 
 /** CRC-32C bit by bit, straight from the definition (reflected polynomial 0x82F63B78). */
 function crc32cBitwise(bytes: Uint8Array): number {

@@ -7,6 +7,7 @@ import { init, mlpFromWeights, type Model, type Runtime, type Tensor } from '../
 import { type Act, type Mat, type RefModel, actDeriv, ffwd, layerErrors, mat, randomModel } from './reference/jpc64.js';
 import { Random } from '../src/util/random.js';
 import { Recorder } from '../src/runtime/recorder.js';
+import { WpcArgumentError } from '../src/runtime/errors.js';
 
 /** A runtime for the whole file (real Dawn adapter; never the null backend). */
 export function useRuntime(): () => Runtime {
@@ -207,4 +208,24 @@ export function randomBatch(rt: Runtime, seed: number, B: number, inDim: number,
 /** The raw bits of float32 values, for bit-exact comparisons. */
 export function bits(a: Float32Array): number[] {
   return Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
+}
+
+/**
+ * What `runtime` has allocated: persistent buffers (models, optimiser state) and the pool's total. Not the pool's
+ * in-use / free split, which moves when a forgotten tensor is garbage-collected.
+ */
+export function allocated(runtime: Runtime): { persistentBytes: number; totalBytes: number } {
+  const { persistentBytes, totalBytes } = runtime.memoryStats();
+  return { persistentBytes, totalBytes };
+}
+
+/** Runs `f`, which must throw a WpcArgumentError; returns its message. */
+export function refusal(f: () => unknown, label = ''): string {
+  try {
+    f();
+  } catch (e) {
+    expect(e, label).toBeInstanceOf(WpcArgumentError);
+    return (e as Error).message;
+  }
+  throw new Error(`expected a refusal, but the call succeeded ${label}`);
 }

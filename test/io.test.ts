@@ -24,8 +24,7 @@ import {
 import { modelFromCheckpointFile } from '../src/io/checkpoint.js';
 import { crc32c, crc32cHex } from '../src/io/crc32c.js';
 import { canonicalJson } from '../src/io/json-values.js';
-import { WpcArgumentError } from '../src/runtime/errors.js';
-import { useRuntime } from './helpers.js';
+import { allocated as allocatedOn, refusal, useRuntime } from './helpers.js';
 
 const rt = useRuntime();
 const dir = mkdtempSync(join(tmpdir(), 'wpc-io-'));
@@ -73,25 +72,7 @@ function seal(c: Record<string, unknown>): Record<string, unknown> {
   return { ...c, crc32c: crc32cHex(crc32c(new TextEncoder().encode(canonicalJson(content)))) };
 }
 
-/**
- * What is allocated: persistent buffers (models, optimiser state) and the pool's total. Not the pool's in-use /
- * free split, which moves when a forgotten tensor is garbage-collected.
- */
-function allocated(): { persistentBytes: number; totalBytes: number } {
-  const { persistentBytes, totalBytes } = rt().memoryStats();
-  return { persistentBytes, totalBytes };
-}
-
-/** Runs `f`, which must throw a WpcArgumentError; returns its message. */
-function refusal(f: () => unknown, label = ''): string {
-  try {
-    f();
-  } catch (e) {
-    expect(e, label).toBeInstanceOf(WpcArgumentError);
-    return (e as Error).message;
-  }
-  throw new Error(`expected a refusal, but the call succeeded ${label}`);
-}
+const allocated = () => allocatedOn(rt());
 
 describe('checkpoints', () => {
   it('a model survives a round trip through a checkpoint and a file, parameterisation included', async () => {

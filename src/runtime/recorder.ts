@@ -31,6 +31,26 @@ export class Recorder {
     if (typeof workgroups !== 'number') {
       if (workgroups[0] <= 0 || workgroups[1] <= 0) return;
     } else if (workgroups <= 0) return;
+    const { pass, timed } = this.bind(kernel, bindGroup, dynamicOffsets);
+    const max = this.runtime.limits.maxComputeWorkgroupsPerDimension;
+    if (typeof workgroups !== 'number') pass.dispatchWorkgroups(workgroups[0], workgroups[1]);
+    else if (workgroups <= max) pass.dispatchWorkgroups(workgroups);
+    else pass.dispatchWorkgroups(max, Math.ceil(workgroups / max));
+    this.finishDispatch(timed);
+  }
+
+  /**
+   * Records a dispatch whose workgroup counts (x, y, z: three u32) the GPU reads from `args` at `byteOffset`
+   * when it runs, so an earlier kernel can decide it (zero workgroups: nothing runs).
+   */
+  dispatchIndirect(kernel: CompiledKernel, bindGroup: GPUBindGroup, args: GPUBuffer, byteOffset: number): void {
+    const { pass, timed } = this.bind(kernel, bindGroup);
+    pass.dispatchWorkgroupsIndirect(args, byteOffset);
+    this.finishDispatch(timed);
+  }
+
+  /** The pass a dispatch goes into, with `kernel`'s pipeline and `bindGroup` set (profiling: a pass of its own). */
+  private bind(kernel: CompiledKernel, bindGroup: GPUBindGroup, dynamicOffsets?: readonly number[]): { pass: GPUComputePassEncoder; timed: boolean } {
     const timestampWrites = this.runtime.profiler?.next(kernel.spec.name);
     if (timestampWrites) {
       // Profiling: a pass of its own, timed at both ends.
@@ -44,33 +64,12 @@ export class Recorder {
     }
     if (dynamicOffsets) pass.setBindGroup(0, bindGroup, dynamicOffsets);
     else pass.setBindGroup(0, bindGroup);
-    const max = this.runtime.limits.maxComputeWorkgroupsPerDimension;
-    if (typeof workgroups !== 'number') pass.dispatchWorkgroups(workgroups[0], workgroups[1]);
-    else if (workgroups <= max) pass.dispatchWorkgroups(workgroups);
-    else pass.dispatchWorkgroups(max, Math.ceil(workgroups / max));
-    this.dispatches++;
-    if (timestampWrites) this.endPass();
+    return { pass, timed: timestampWrites !== undefined };
   }
 
-  /**
-   * Records a dispatch whose workgroup counts (x, y, z: three u32) the GPU reads from `args` at `byteOffset`
-   * when it runs, so an earlier kernel can decide it (zero workgroups: nothing runs).
-   */
-  dispatchIndirect(kernel: CompiledKernel, bindGroup: GPUBindGroup, args: GPUBuffer, byteOffset: number): void {
-    const timestampWrites = this.runtime.profiler?.next(kernel.spec.name);
-    if (timestampWrites) {
-      this.endPass();
-      this.pass = this.encoder.beginComputePass({ label: this.label, timestampWrites });
-    }
-    const pass = (this.pass ??= this.encoder.beginComputePass({ label: this.label }));
-    if (this.current !== kernel.pipeline) {
-      pass.setPipeline(kernel.pipeline);
-      this.current = kernel.pipeline;
-    }
-    pass.setBindGroup(0, bindGroup);
-    pass.dispatchWorkgroupsIndirect(args, byteOffset);
+  private finishDispatch(timed: boolean): void {
     this.dispatches++;
-    if (timestampWrites) this.endPass();
+    if (timed) this.endPass();
   }
 
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, byteLength: number): void {
