@@ -6,14 +6,13 @@
  * dataset's four files.
  */
 
-import { constants } from 'node:fs';
-import { open, stat, type FileHandle } from 'node:fs/promises';
+import { stat, type FileHandle } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
-import type { Stats } from 'node:fs';
 import { argError, checkKnownKeys, checkOneOf } from '../runtime/errors.js';
 import { makeDataset, NUM_CLASSES, resolveNormalization, type Dataset, type NormalizeOptions } from './dataset.js';
 import { IdxError, idxError, printable, type IdxArray } from './idx.js';
 import { readIdxStream } from './idx-reader.js';
+import { FileAccessError, openRegularFile } from '../util/regular-file.js';
 
 export type DatasetName = 'mnist' | 'fashion-mnist';
 export type Split = 'train' | 'test';
@@ -151,12 +150,12 @@ async function readIdx(dir: string, name: DatasetName, split: Split, role: Role,
   const gzPath = join(dir, `${file}.gz`);
   const plainPath = join(dir, file);
   let path = gzPath;
-  let handle = await openRegularFile(gzPath);
-  if (handle === undefined) {
+  let opened = await openDataFile(gzPath);
+  if (opened === undefined) {
     path = plainPath;
-    handle = await openRegularFile(plainPath);
+    opened = await openDataFile(plainPath);
   }
-  if (handle === undefined) {
+  if (opened === undefined) {
     throw new IdxError(
       `loadDataset: missing ${DISPLAY[name]} file ${printable(gzPath)} (nor is there an uncompressed ${file}). ` +
         `The folder ${printable(dir)} must hold ${expectedFileNames().join(', ')}; ` +
@@ -164,12 +163,13 @@ async function readIdx(dir: string, name: DatasetName, split: Split, role: Role,
       gzPath,
     );
   }
+  const { handle, size } = opened;
   try {
     const count = EXPECTED_COUNT[split];
     return await readIdxStream(fileChunks(handle), path, {
       maxBytes: role === 'images' ? 16 + count * ROWS * COLS : 8 + count,
       limitReason: `the size of the ${DISPLAY[name]} ${split} ${role} file`,
-      sourceBytes: (await handle.stat()).size,
+      sourceBytes: size,
       signal,
     });
   } finally {
@@ -178,53 +178,20 @@ async function readIdx(dir: string, name: DatasetName, split: Split, role: Role,
 }
 
 /**
- * Opens `path` for reading when it is a regular file (following symlinks); `undefined` when there is nothing
- * there. A named pipe, device, socket or directory is refused without reading from it: `stat` first, so
- * such a file is normally not even opened, then opened non-blocking (opening a FIFO with no writer would
- * otherwise wait forever) and checked again on the handle, in case the path changed in between.
+ * Opens `path` when it is a regular file (see `openRegularFile`); `undefined` when there is nothing there. A
+ * named pipe, device, socket or directory, or a file that cannot be read, is an IdxError.
  */
-async function openRegularFile(path: string): Promise<FileHandle | undefined> {
-  let info: Stats;
+async function openDataFile(path: string): Promise<{ handle: FileHandle; size: number } | undefined> {
   try {
-    info = await stat(path);
+    return await openRegularFile(path);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw cannotRead(path, err);
+    if (!(err instanceof FileAccessError)) throw err;
+    if (err.reason === 'missing') return undefined;
+    if (err.reason === 'not-regular') {
+      throw idxError(path, `is ${err.detail}, not a regular file; data files must be regular files (a pipe or device may block or never end)`);
+    }
+    throw idxError(path, `cannot read it (${printable(err.detail)})`);
   }
-  if (!info.isFile()) throw notRegular(path, info);
-  let handle: FileHandle;
-  try {
-    handle = await open(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
-  } catch (err) {
-    throw cannotRead(path, err);
-  }
-  try {
-    const opened = await handle.stat();
-    if (!opened.isFile()) throw notRegular(path, opened);
-  } catch (err) {
-    await handle.close().catch(() => undefined);
-    throw err instanceof IdxError ? err : cannotRead(path, err);
-  }
-  return handle;
-}
-
-function cannotRead(path: string, err: unknown): IdxError {
-  return idxError(path, `cannot read it (${printable((err as Error)?.message ?? String(err))})`);
-}
-
-function notRegular(path: string, info: Stats): IdxError {
-  const kind = info.isFIFO()
-    ? 'a named pipe (FIFO)'
-    : info.isCharacterDevice()
-      ? 'a character device'
-      : info.isBlockDevice()
-        ? 'a block device'
-        : info.isSocket()
-          ? 'a socket'
-          : info.isDirectory()
-            ? 'a directory'
-            : 'not a regular file';
-  return idxError(path, `is ${kind}, not a regular file; data files must be regular files (a pipe or device may block or never end)`);
 }
 
 /** The file's bytes in chunks of `CHUNK_BYTES`, read only as fast as the consumer asks. */

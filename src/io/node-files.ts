@@ -4,11 +4,11 @@
  * renamed over it, so an interrupted or failed write never leaves a truncated file where a good one was.
  */
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
 import { type FileHandle, open, readdir, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { WpcArgumentError, argError } from '../runtime/errors.js';
 import { storageLimit } from '../runtime/limits.js';
+import { FileAccessError, openRegularFile } from '../util/regular-file.js';
 import { MAX_HEADER_BYTES } from './safetensors.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { Tensor } from '../runtime/tensor.js';
@@ -135,25 +135,40 @@ function maxCheckpointBytes(runtime: Runtime, kind: 'json' | 'safetensors'): num
 }
 
 /**
- * Reads a regular file whole, with errors that name it. Opened without blocking and checked before reading, so
- * that a FIFO or a device is refused instead of waiting forever or reading without end, and a file larger than
- * `maxBytes` is refused before any of it is read.
+ * The checks `loadModel` and `loadCheckpoint` share, then the file's bytes: it must be a regular file (a FIFO or
+ * device is refused instead of waiting forever or reading without end; see `openRegularFile`) no larger than
+ * any checkpoint of `kind` this device could hold, which is refused before any of it is read. `what` names the
+ * call and the file for the decoder's messages.
  */
-async function readWhole(fn: string, file: string, maxBytes: number): Promise<Uint8Array> {
-  let handle: FileHandle | undefined;
+async function readCheckpointFile(
+  fn: string,
+  runtime: Runtime,
+  path: string,
+  options: CheckpointLoadOptions,
+  kind: 'json' | 'safetensors',
+): Promise<{ bytes: Uint8Array; what: string }> {
+  checkRuntime(fn, runtime);
+  const file = checkPath(fn, path);
+  checkLoadOptions(fn, options);
+  const maxBytes = maxCheckpointBytes(runtime, kind);
+  let opened: Awaited<ReturnType<typeof openRegularFile>>;
   try {
-    handle = await open(file, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
-    const info = await handle.stat();
-    if (!info.isFile()) throw new WpcArgumentError(`${fn}: cannot read ${file}: not a regular file`);
-    if (info.size > maxBytes) {
-      throw new WpcArgumentError(`${fn}: ${file} is ${info.size} bytes, more than any checkpoint this device can hold (at most ${maxBytes} bytes): not a WPC checkpoint`);
+    opened = await openRegularFile(file);
+  } catch (e) {
+    if (!(e instanceof FileAccessError)) throw e;
+    throw new WpcArgumentError(`${fn}: cannot read ${file}: ${e.reason === 'not-regular' ? 'not a regular file' : (e.code ?? e.detail)}`);
+  }
+  const { handle, size } = opened;
+  try {
+    if (size > maxBytes) {
+      throw new WpcArgumentError(`${fn}: ${file} is ${size} bytes, more than any checkpoint this device can hold (at most ${maxBytes} bytes): not a WPC checkpoint`);
     }
-    return new Uint8Array(await handle.readFile());
+    return { bytes: new Uint8Array(await handle.readFile()), what: `${fn}: ${file}` };
   } catch (e) {
     if (e instanceof WpcArgumentError) throw e;
     throw new WpcArgumentError(`${fn}: cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   } finally {
-    await handle?.close().catch(() => undefined);
+    await handle.close().catch(() => undefined);
   }
 }
 
@@ -162,11 +177,8 @@ async function readWhole(fn: string, file: string, maxBytes: number): Promise<Ui
  * be exactly as written (checksum, and the text saveModel writes); a refused file allocates nothing.
  */
 export async function loadModel(runtime: Runtime, path: string, options: CheckpointLoadOptions = {}): Promise<Model> {
-  const fn = 'loadModel';
-  checkRuntime(fn, runtime);
-  const file = checkPath(fn, path);
-  checkLoadOptions(fn, options);
-  return modelFromCheckpointFile(runtime, await readWhole(fn, file, maxCheckpointBytes(runtime, 'json')), `${fn}: ${file}`, options);
+  const { bytes, what } = await readCheckpointFile('loadModel', runtime, path, options, 'json');
+  return modelFromCheckpointFile(runtime, bytes, what, options);
 }
 
 /**
@@ -180,11 +192,8 @@ export async function saveCheckpoint(path: string, model: Model, options: Traini
 
 /** Reads a training checkpoint written by `saveCheckpoint` (or `wpc train --checkpoint`) onto `runtime`. */
 export async function loadCheckpoint(runtime: Runtime, path: string, options: CheckpointLoadOptions = {}): Promise<RestoredTraining> {
-  const fn = 'loadCheckpoint';
-  checkRuntime(fn, runtime);
-  const file = checkPath(fn, path);
-  checkLoadOptions(fn, options);
-  return restoreTrainingCheckpoint(runtime, await readWhole(fn, file, maxCheckpointBytes(runtime, 'safetensors')), `${fn}: ${file}`, options);
+  const { bytes, what } = await readCheckpointFile('loadCheckpoint', runtime, path, options, 'safetensors');
+  return restoreTrainingCheckpoint(runtime, bytes, what, options);
 }
 
 /**
