@@ -10,7 +10,7 @@
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { WpcError } from './runtime/errors.js';
+import { WpcError, printable } from './runtime/errors.js';
 
 /** A command-line mistake: reported on one line with a pointer to --help, exit code 2. */
 export class UsageError extends Error {
@@ -132,17 +132,9 @@ export async function checkOutputFolder(flag: string, path: string, create: 'par
   await checkWritableFolder(flag, path, folder);
 }
 
-/**
- * `message` on one printable line: line breaks become "; ", other control characters, lone surrogates and
- * replacement characters (the marks of binary data) are escaped, and it is cut at 1,000 characters.
- */
-export function printable(message: string): string {
-  const line = message
-    .replace(/\s*[\r\n]+\s*/g, '; ')
-    .replace(/[\u0000-\u001f\u007f-\u009f\ufffd]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, (c) => {
-      const code = c.charCodeAt(0);
-      return code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
-    });
+/** `message` on one printable line (`printable`, after line breaks become "; "), cut at 1,000 characters. */
+function oneLine(message: string): string {
+  const line = printable(message.replace(/\s*[\r\n]+\s*/g, '; '));
   return line.length > 1000 ? `${line.slice(0, 997)}...` : line;
 }
 
@@ -156,9 +148,9 @@ export function errorReport(e: unknown, help: string, debug: boolean): { code: n
   const stack = debug && err.stack ? `\n${err.stack}` : '';
   const code = (err as { code?: unknown }).code;
   if (e instanceof UsageError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))) {
-    return { code: 2, text: `wpc: ${printable(err.message)} (see '${help}')${stack}\n` };
+    return { code: 2, text: `wpc: ${oneLine(err.message)} (see '${help}')${stack}\n` };
   }
-  if (e instanceof WpcError || e instanceof DataError || isSystemError(e)) return { code: 1, text: `wpc: ${printable(err.message)}${stack}\n` };
-  const what = `${err.name}: ${printable(err.message)}`;
+  if (e instanceof WpcError || e instanceof DataError || isSystemError(e)) return { code: 1, text: `wpc: ${oneLine(err.message)}${stack}\n` };
+  const what = `${err.name}: ${oneLine(err.message)}`;
   return { code: 1, text: `wpc: internal error: ${what}${debug ? stack : ' (run with --debug for the stack)'}\n` };
 }

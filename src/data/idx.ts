@@ -10,7 +10,9 @@
  * supported, which is all MNIST-style data needs.
  */
 
-import { WpcArgumentError, WpcError, argError } from '../runtime/errors.js';
+import { WpcArgumentError, WpcError, argError, printable } from '../runtime/errors.js';
+
+export { printable };
 
 /**
  * A problem with a data file or folder: missing, unreadable, not a regular file, larger than allowed, or bad
@@ -59,21 +61,6 @@ function hex32(n: number): string {
 
 function hexBytes(bytes: Uint8Array, count: number): string {
   return Array.from(bytes.subarray(0, count), (b) => b.toString(16).padStart(2, '0')).join(' ');
-}
-
-/**
- * `text` safe to print in a message: control characters (C0, DEL, C1), line and paragraph separators, bidi
- * overrides and lone surrogates become `\xNN` / `\uNNNN` escapes, so a name or a third-party message can never
- * smuggle raw bytes or terminal escapes into an error. Ordinary text, including non-ASCII letters, is unchanged.
- */
-export function printable(text: string): string {
-  return String(text).replace(
-    /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g,
-    (c) => {
-      const code = c.charCodeAt(0);
-      return code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
-    },
-  );
 }
 
 /** What an IDX header declares (see `readIdxHeader`). */

@@ -148,6 +148,22 @@ export class WpcError extends Error {
   }
 }
 
+/**
+ * `text` safe to print in a message: control characters (C0, DEL, C1), line and paragraph separators, bidi
+ * overrides, replacement characters (the marks of decoded binary data) and lone surrogates become `\xNN` /
+ * `\uNNNN` escapes, so a name or a third-party message can never smuggle raw bytes or terminal escapes into an
+ * error. Ordinary text, including non-ASCII letters, is unchanged.
+ */
+export function printable(text: string): string {
+  return String(text).replace(
+    /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufffd]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g,
+    (c) => {
+      const code = c.charCodeAt(0);
+      return code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
+    },
+  );
+}
+
 /** Shortens a value for an error message. */
 export function describe(value: unknown): string {
   if (value === undefined) return 'undefined';
