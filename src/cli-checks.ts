@@ -17,21 +17,6 @@ export class UsageError extends Error {
   override name = 'UsageError';
 }
 
-/** A problem with the user's data that the data loader reported as a plain Error: a runtime error (exit 1). */
-export class DataError extends Error {
-  override name = 'DataError';
-}
-
-/** Runs `load`, turning the data loader's own messages (plain Errors, not bugs such as TypeErrors) into DataErrors. */
-export async function loadingData<T>(load: () => Promise<T>): Promise<T> {
-  try {
-    return await load();
-  } catch (e) {
-    if (e instanceof Error && e.constructor === Error) throw new DataError(e.message);
-    throw e;
-  }
-}
-
 /** A file-system error from Node (fs, net, …): `code` such as ENOENT and the failed `syscall`. */
 function isSystemError(e: unknown): e is Error & { code: string; syscall: string } {
   const x = e as { code?: unknown; syscall?: unknown } | null;
@@ -150,7 +135,7 @@ export function errorReport(e: unknown, help: string, debug: boolean): { code: n
   if (e instanceof UsageError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))) {
     return { code: 2, text: `wpc: ${oneLine(err.message)} (see '${help}')${stack}\n` };
   }
-  if (e instanceof WpcError || e instanceof DataError || isSystemError(e)) return { code: 1, text: `wpc: ${oneLine(err.message)}${stack}\n` };
+  if (e instanceof WpcError || isSystemError(e)) return { code: 1, text: `wpc: ${oneLine(err.message)}${stack}\n` };
   const what = `${err.name}: ${oneLine(err.message)}`;
   return { code: 1, text: `wpc: internal error: ${what}${debug ? stack : ' (run with --debug for the stack)'}\n` };
 }

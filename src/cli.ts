@@ -13,7 +13,7 @@ import { batches, epochBatchCount, type Dataset } from './data/dataset.js';
 import { ACTIVATIONS, type Activation } from './kernels/index.js';
 import { init, type InitOptions } from './node.js';
 import { WpcArgumentError, WpcDivergenceError } from './runtime/errors.js';
-import { checkFits, groupDigits, storageLimit } from './runtime/limits.js';
+import { groupDigits } from './runtime/limits.js';
 import { initOptionsWithTiles, SleepEstimator, type Runtime } from './runtime/runtime.js';
 import type { Tensor } from './runtime/tensor.js';
 import { MAX_DEPTH, checkParamsFit, makeMlp, type Model } from './pc/model.js';
@@ -26,7 +26,7 @@ import { loadCheckpoint, loadModel, saveCheckpoint, saveModel, writeAtomically, 
 import { MAX_SOLVE_STEPS, checkSolveFits, constantStepCount, resolveSolverOptions, type SolverOptions } from './pc/solver.js';
 import { checkWorkspaceFits, type Loss } from './pc/workspace.js';
 import { MAX_GRID_PIXELS, imageGridShape } from './io/image-grid.js';
-import { UsageError, checkOutputFile, checkOutputFolder, errorReport, loadingData } from './cli-checks.js';
+import { UsageError, checkOutputFile, checkOutputFolder, errorReport } from './cli-checks.js';
 import { THEORY_MAX_T1, runTheoryStudy, theoryCsv, theoryFigureSvg } from './study/theory-study.js';
 import { testSetMetrics } from './study/test-set.js';
 import {
@@ -45,9 +45,6 @@ import {
 
 /** Most training steps (epochs × batches per epoch) one run may take: the loss curve keeps one entry per step. */
 const MAX_TRAIN_STEPS = 10_000_000;
-
-/** loadDataset, with the loader's messages about the user's data reported as runtime errors (exit 1). */
-const loadData = (...args: Parameters<typeof loadDataset>) => loadingData(() => loadDataset(...args));
 
 const TRAIN_HELP = `Usage: wpc train [options]
 
@@ -413,16 +410,21 @@ function checkTrainLength(config: TrainConfig, count: number): void {
 function checkTrainSizes(rt: Runtime, config: TrainConfig, shape: { inputDim: number; numClasses: number }): void {
   const generative = config.task === 'generative';
   const dims = [generative ? shape.numClasses : shape.inputDim, ...Array<number>(config.hidden).fill(config.width), generative ? shape.inputDim : shape.numClasses];
-  const net = `--width ${config.width} with --hidden ${config.hidden}`;
-  const params = checkParamsFit(net, dims, config.bias, rt.limits);
-  checkFits(net, "each of Adam's two moments per parameter", params * 4, storageLimit(rt.limits), 'use a smaller network');
-  const batch = `--batch ${config.batch}`;
-  const model = { runtime: rt, dims };
-  checkSolveFits('wpc train', model, config.batch, 'supervised', resolveSolverOptions('wpc train', trainSolver(config)), batch);
+  checkNetworkFits('wpc train', rt, dims, config.bias, `--width ${config.width} with --hidden ${config.hidden}`, config.batch, resolveSolverOptions('wpc train', trainSolver(config)));
   if (generative) {
-    checkSolveFits('wpc train', model, config.batch, 'unsupervised', resolveSolverOptions('wpc train', { maxT1: config.testMaxT1 }), batch);
+    checkSolveFits('wpc train', { runtime: rt, dims }, config.batch, 'unsupervised', resolveSolverOptions('wpc train', { maxT1: config.testMaxT1 }), `--batch ${config.batch}`);
     if (config.samples !== undefined) checkWorkspaceFits(`--samples (${shape.numClasses} images)`, rt, dims, shape.numClasses, 'train', 'supervised', { stages: 2, gridSteps: 1 });
   }
+}
+
+/**
+ * A network trained with Adam against the device, naming the flags (`fn` the command): its parameters (one storage buffer), Adam's
+ * state (one buffer of two moments per parameter) and the training workspace of a batch with the solver `cfg`.
+ */
+function checkNetworkFits(fn: string, rt: Runtime, dims: number[], bias: boolean, net: string, batch: number, cfg: ReturnType<typeof resolveSolverOptions>): void {
+  const params = checkParamsFit(net, dims, bias, rt.limits);
+  adam({ lr: 1e-3 }).checkStateFits(net, params, rt.limits);
+  checkSolveFits(fn, { runtime: rt, dims }, batch, 'supervised', cfg, `--batch ${batch}`);
 }
 
 /** --out, --save, --samples and --checkpoint: checked before anything runs (the model is lost if a save fails at the end). */
@@ -561,8 +563,8 @@ async function train(config: TrainConfig): Promise<void> {
     rt = await trainRuntime(config.tiles);
     checkTrainSizes(rt, config, DATASET_SHAPES[config.dataset]);
     const [trainSet, testSet] = await Promise.all([
-      loadData(config.dataset, 'train', config.dataDir === undefined ? {} : { dataDir: config.dataDir }),
-      loadData(config.dataset, 'test', config.dataDir === undefined ? {} : { dataDir: config.dataDir }),
+      loadDataset(config.dataset, 'train', config.dataDir === undefined ? {} : { dataDir: config.dataDir }),
+      loadDataset(config.dataset, 'test', config.dataDir === undefined ? {} : { dataDir: config.dataDir }),
     ]);
     if (config.batch > trainSet.count) throw new UsageError(`--batch ${config.batch} is larger than the training set (${trainSet.count})`);
     checkTrainSizes(rt, config, trainSet);
@@ -814,15 +816,6 @@ it takes many hours, so start with the defaults or a subset, e.g.
   wpc reproduce runtime --hidden 3 --batches 100
 `;
 
-/**
- * A study's network and batch against the device, naming the flags: the parameters and Adam's moments (one
- * storage buffer each) and the training workspace of a batch with the solver `cfg`.
- */
-function checkStudySizes(rt: Runtime, dims: number[], net: string, batch: number, cfg: ReturnType<typeof resolveSolverOptions>): void {
-  const params = checkParamsFit(net, dims, false, rt.limits);
-  checkFits(net, "each of Adam's two moments per parameter", params * 4, storageLimit(rt.limits), 'use a smaller network');
-  checkSolveFits('wpc reproduce', { runtime: rt, dims }, batch, 'supervised', cfg, `--batch ${batch}`);
-}
 
 function parseList<T>(flag: string, raw: string | undefined, fallback: readonly T[], parse: (item: string) => T | undefined, expected: string): T[] {
   if (raw === undefined) return [...fallback];
@@ -899,7 +892,7 @@ async function reproduceRuntime(argv: string[]): Promise<void | 'help'> {
     for (const c of run) {
       const shape = DATASET_SHAPES[c.dataset];
       const dims = [shape.inputDim, ...Array<number>(c.hidden).fill(width), shape.numClasses];
-      checkStudySizes(rt, dims, `--width ${width} with --hidden ${c.hidden}`, batchSize, resolveSolverOptions('wpc reproduce runtime', solverOptions(c, maxSteps)));
+      checkNetworkFits('wpc reproduce', rt, dims, false, `--width ${width} with --hidden ${c.hidden}`, batchSize, resolveSolverOptions('wpc reproduce runtime', solverOptions(c, maxSteps)));
     }
     const adapter = adapterLabel(rt);
     let progress: Progress | undefined;
@@ -916,7 +909,7 @@ async function reproduceRuntime(argv: string[]): Promise<void | 'help'> {
       width,
       batchSize,
       maxSteps,
-      load: (name, split) => loadData(name, split, values['data-dir'] === undefined ? {} : { dataDir: values['data-dir'] }),
+      load: (name, split) => loadDataset(name, split, values['data-dir'] === undefined ? {} : { dataDir: values['data-dir'] }),
       onProgress: (done, total, c) => {
         progress ??= new Progress(total, quiet, 'batches', false);
         progress.update(done, undefined, `${c.dataset} H=${c.hidden} ${c.solver} T=${c.maxT1} dt=${c.dt}`);
@@ -1020,8 +1013,8 @@ async function reproduceTheory(argv: string[]): Promise<void | 'help'> {
   try {
     const shape = DATASET_SHAPES[dataset];
     const dims = [shape.inputDim, ...Array<number>(hidden).fill(width), shape.numClasses];
-    for (const t of maxT1s) checkStudySizes(rt, dims, `--width ${width} with --hidden ${hidden}`, batchSize, theorySolver(t));
-    const [train, test] = await Promise.all([loadData(dataset, 'train', dataOptions), loadData(dataset, 'test', dataOptions)]);
+    for (const t of maxT1s) checkNetworkFits('wpc reproduce', rt, dims, false, `--width ${width} with --hidden ${hidden}`, batchSize, theorySolver(t));
+    const [train, test] = await Promise.all([loadDataset(dataset, 'train', dataOptions), loadDataset(dataset, 'test', dataOptions)]);
     const adapter = adapterLabel(rt);
     if (!quiet) process.stderr.write(`wpc reproduce theory: ${dataset}, linear ${hidden}×${width}, T ∈ {${maxT1s.join(', ')}}, ${iters} iterations each, on ${adapter}\n`);
     const progress = new Progress(maxT1s.length * iters, quiet, 'steps', false);

@@ -12,6 +12,8 @@ import { init, makeMlp, saveModel } from '../src/node.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CLI = join(ROOT, 'dist/cli.js');
+/** Floats in one storage buffer of the device the CLI gets (set in beforeAll). */
+let storageFloats = 0;
 const DATA_DIR = process.env.WPC_DATA_DIR ?? fileURLToPath(new URL('../../shared/datasets', import.meta.url));
 
 /** Lines Dawn itself prints on stderr when it opens lavapipe (not WPC's). */
@@ -72,6 +74,7 @@ beforeAll(async () => {
   const rt = await init();
   try {
     await saveModel(makeMlp(rt, { seed: 1, inputDim: 10, width: 8, depth: 2, outputDim: 784, actFn: 'relu' }), join(dir, 'gen.json'));
+    storageFloats = Math.min(rt.limits.maxStorageBufferBindingSize, rt.limits.maxBufferSize) / 4;
   } finally {
     rt.dispose();
   }
@@ -178,6 +181,9 @@ describe('runtime errors: exit 1, one line', () => {
     await expectOneLine(['train', '--width', '1e6'], 1, /--width 1000000 with --hidden 3 is too large: .*maxStorageBufferBindingSize/);
     await expectOneLine(['train', '--width', '1e9'], 1, /--width 1000000000 with --hidden 3 is too large/);
     await expectOneLine(['train', '--batch', '100000'], 1, /--batch 100000 is too large: .* working memory .* at most \d+ rows fit/);
+    // Parameters that fit one storage buffer while Adam's state (two moments per parameter, one buffer) does not.
+    const width = Math.floor((0.75 * storageFloats) / (784 + 10));
+    await expectOneLine(['train', '--hidden', '1', '--width', String(width)], 1, new RegExp(`--width ${width} with --hidden 1 is too large: .* for adam's 2 moment\\(s\\) per value`));
     await expectOneLine(['train', '--task', 'generative', '--width', '5000', '--hidden', '1', '--batch', '1000'], 1, /--batch 1000 is too large/);
     await expectOneLine(['sample', '--model', 'gen.json', '--out', 'x.png', '--labels', '0', '--rows', '20000'], 1, /--rows 20000 \(20000 images\) is too large/);
     await expectOneLine(['reproduce', 'runtime', '--width', '1e6', '--hidden', '3'], 1, /--width 1000000 with --hidden 3 is too large/);

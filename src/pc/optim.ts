@@ -88,11 +88,17 @@ export class Optimizer {
       return argError(fn, 'target', 'a Model or a non-empty array of activity tensors', target);
     }
     runtime.checkHealthy(fn);
-    const width = this.stateWidth;
-    if (width > 0) {
-      checkFits(`${fn}: target (${size} ${kind === 'params' ? 'parameters' : 'activity values'})`, `${this.config.kind}'s ${width} moment(s) per value`, width * size * 4, storageLimit(runtime.limits));
-    }
+    this.checkStateFits(`${fn}: target (${size} ${kind === 'params' ? 'parameters' : 'activity values'})`, size, runtime.limits);
     return new OptState(runtime, this, size, kind);
+  }
+
+  /**
+   * Refuses, before anything is allocated, a target of `size` values whose state (one buffer of `stateWidth`
+   * words per value) the device cannot hold; `subject` names what sets the size.
+   */
+  checkStateFits(subject: string, size: number, limits: GPUSupportedLimits): void {
+    const width = this.stateWidth;
+    if (width > 0) checkFits(subject, `${this.config.kind}'s ${width} moment(s) per value`, width * size * 4, storageLimit(limits));
   }
 }
 
