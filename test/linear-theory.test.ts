@@ -302,6 +302,16 @@ describe.each(CONFIGS)('linear theory, %#: $paramType', (c) => {
   });
 });
 
+/** Every parameterisation × skips × γ × λ. */
+const EVERY_SETTING: Config[] = [];
+for (const paramType of ['sp', 'mupc', 'ntp'] as const) {
+  for (const skips of [false, true]) {
+    for (const gamma of [undefined, 0.5]) {
+      for (const lambda of [undefined, 2.5]) EVERY_SETTING.push({ paramType, skips, ...(gamma ? { gamma } : {}), ...(lambda ? { lambda } : {}) });
+    }
+  }
+}
+
 describe('computeLinearActivitySolution: the last activity is the prediction, every method and setting', () => {
   it('dims [1, 1, 1], weights 1, x = 1, y = 3: z* = [2, 2] (JPC) with every method', async () => {
     const model = mlpFromWeights(rt(), { dims: [1, 1, 1], weights: [Float32Array.of(1), Float32Array.of(1)], biases: null, actFn: 'linear' });
@@ -314,14 +324,7 @@ describe('computeLinearActivitySolution: the last activity is the prediction, ev
 
   // Every parameterisation × skips × γ × λ, and activity decay / ε where a method accepts them: z*_1..z*_H from a
   // float64 dense solve of the energy's stationarity, z*_L = s_L·W_L·z*_H in float64 (JPC's dummy prediction).
-  const table: Config[] = [];
-  for (const paramType of ['sp', 'mupc', 'ntp'] as const) {
-    for (const skips of [false, true]) {
-      for (const gamma of [undefined, 0.5]) {
-        for (const lambda of [undefined, 2.5]) table.push({ paramType, skips, ...(gamma ? { gamma } : {}), ...(lambda ? { lambda } : {}) });
-      }
-    }
-  }
+  const table = EVERY_SETTING;
   it.each(table.map((c) => [name(c), c] as const))('%s', async (_n, c) => {
     const dims = [3, 4, 4, 4, 2];
     const { ref, x, y, model, B, lambda, lambdaOpt } = fixture(c, 21 + table.indexOf(c), 3, dims);
@@ -364,14 +367,7 @@ describe('computeLinearActivitySolution: the last activity is the prediction, ev
 });
 
 describe('F*, S, the Hessian and ∂F*/∂W for every parameterisation × skips × γ × λ', () => {
-  const table: Config[] = [];
-  for (const paramType of ['sp', 'mupc', 'ntp'] as const) {
-    for (const skips of [false, true]) {
-      for (const gamma of [undefined, 0.5]) {
-        for (const lambda of [undefined, 2.5]) table.push({ paramType, skips, ...(gamma ? { gamma } : {}), ...(lambda ? { lambda } : {}) });
-      }
-    }
-  }
+  const table = EVERY_SETTING;
   it.each(table.map((c) => [name(c), c] as const))('%s', async (_n, c) => {
     const dims = [3, 4, 4, 4, 2];
     const { ref, x, y, model, lambda, lambdaOpt } = fixture(c, 51 + table.indexOf(c), 2, dims);

@@ -364,6 +364,14 @@ export interface MlpFromWeightsOptions extends ParameterisationOptions {
   actFn: Activation;
 }
 
+/** `options.dims` of a model given layer by layer: at least two positive safe integers, at most MAX_DEPTH layers. */
+function checkDims(fn: string, dims: unknown): asserts dims is number[] {
+  if (!Array.isArray(dims) || dims.length < 2 || dims.some((d) => !Number.isSafeInteger(d) || d < 1)) {
+    argError(fn, 'options.dims', 'an array of at least two positive integers', dims);
+  }
+  checkCap(fn, 'options.dims.length', dims.length, MAX_DEPTH + 1, `at most ${MAX_DEPTH} layers`);
+}
+
 /** Builds a model from given parameters, e.g. exported from JPC or from a checkpoint. */
 export function mlpFromWeights(runtime: Runtime, options: MlpFromWeightsOptions): Model {
   const fn = 'mlpFromWeights';
@@ -371,10 +379,7 @@ export function mlpFromWeights(runtime: Runtime, options: MlpFromWeightsOptions)
   if (typeof options !== 'object' || options === null) argError(fn, 'options', 'an object', options);
   checkKnownKeys(fn, 'options', options, ['dims', 'weights', 'biases', 'actFn', ...PARAM_KEYS]);
   const { dims, weights } = options;
-  if (!Array.isArray(dims) || dims.length < 2 || dims.some((d) => !Number.isSafeInteger(d) || d < 1)) {
-    argError(fn, 'options.dims', 'an array of at least two positive integers', dims);
-  }
-  checkCap(fn, 'options.dims.length', dims.length, MAX_DEPTH + 1, `at most ${MAX_DEPTH} layers`);
+  checkDims(fn, dims);
   const actFn = checkOneOf(fn, 'options.actFn', options.actFn, ACTIVATIONS);
   const depth = dims.length - 1;
   if (!Array.isArray(weights) || weights.length !== depth) {
@@ -432,10 +437,7 @@ export function mlpFromBuffer(runtime: Runtime, options: MlpFromBufferOptions): 
   if (typeof options !== 'object' || options === null) argError(fn, 'options', 'an object', options);
   checkKnownKeys(fn, 'options', options, ['dims', 'buffer', 'byteOffset', 'useBias', 'actFn', ...PARAM_KEYS]);
   const { dims, buffer } = options;
-  if (!Array.isArray(dims) || dims.length < 2 || dims.some((d) => !Number.isSafeInteger(d) || d < 1)) {
-    argError(fn, 'options.dims', 'an array of at least two positive integers', dims);
-  }
-  checkCap(fn, 'options.dims.length', dims.length, MAX_DEPTH + 1, `at most ${MAX_DEPTH} layers`);
+  checkDims(fn, dims);
   const actFn = checkOneOf(fn, 'options.actFn', options.actFn, ACTIVATIONS);
   const useBias = options.useBias ?? false;
   if (typeof useBias !== 'boolean') argError(fn, 'options.useBias', 'a boolean', useBias);

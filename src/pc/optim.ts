@@ -12,7 +12,7 @@ import { type DivergenceKind, WpcArgumentError, WpcDivergenceError, argError, ch
 import { BufferUsage, UNIFORM_USAGE } from '../runtime/flags.js';
 import { type CompiledKernel, createBindGroup } from '../runtime/kernel.js';
 import { checkFits, storageLimit } from '../runtime/limits.js';
-import type { Recorder } from '../runtime/recorder.js';
+import { type Recorder, foldWorkgroups } from '../runtime/recorder.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { Tensor, checkTensor } from '../runtime/tensor.js';
 import { Model } from './model.js';
@@ -255,12 +255,7 @@ export class OptState {
       f[12] = runaway.factor;
       f[13] = runaway.floor;
       u[14] = runaway.warmup;
-      const grid = (buffer: GPUBuffer | null | undefined): [number, number] => {
-        if (!buffer) return [0, 1];
-        const groups = Math.ceil(buffer.size / 16 / SMALL_WG);
-        const max = this.runtime.limits.maxComputeWorkgroupsPerDimension;
-        return groups <= max ? [groups, 1] : [max, Math.ceil(groups / max)];
-      };
+      const grid = (buffer: GPUBuffer | null | undefined): [number, number] => (buffer ? foldWorkgroups(Math.ceil(buffer.size / 16 / SMALL_WG), this.runtime.limits) : [0, 1]);
       u.set([...grid(params), ...grid(this.moments)], 16);
     }
     this.runtime.device.queue.writeBuffer(this.healthUniform!, 0, words);

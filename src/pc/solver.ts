@@ -17,7 +17,7 @@
  */
 import { RecordWhen, StageMode, StageOptimizer } from '../kernels/index.js';
 import { WpcArgumentError, WpcSolverError, argError, checkFinite, checkKnownKeys, checkPositiveInt } from '../runtime/errors.js';
-import { bufferLimit, checkCap, checkFits, groupDigits, storageLimit } from '../runtime/limits.js';
+import { F32_MAX, bufferLimit, checkCap, checkFits, groupDigits, storageLimit } from '../runtime/limits.js';
 import type { Recorder } from '../runtime/recorder.js';
 import type { Model } from './model.js';
 import { Optimizer } from './optim.js';
@@ -121,9 +121,6 @@ export const MAX_SOLVE_STEPS = 262_144;
  * one per step.
  */
 export const MAX_STAGE_RECORDS = 1_048_576;
-
-/** The largest float32: times and step sizes beyond it would be infinite on the GPU. */
-const F32_MAX = 3.4028234663852886e38;
 
 export const SOLVER_OPTION_KEYS = [
   'solver',

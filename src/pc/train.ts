@@ -5,6 +5,7 @@
  * discrete inference); metrics come back as small tensors, read when the caller wants them.
  */
 import { WpcArgumentError, argError, checkFinite, checkKnownKeys } from '../runtime/errors.js';
+import { F32_MAX } from '../runtime/limits.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { type BatchData, type EnergyTermOptions, beginCall, copyOutScalars, loadBatch, onWorkspace, writeNormalActivities } from './batch.js';
 import { ENERGY_KEYS } from './energy.js';
@@ -77,9 +78,6 @@ const STEP_KEYS = [...ENERGY_KEYS, 'seed', 'sigma', ...SOLVER_OPTION_KEYS, ...ME
  * or loss exceeds 100 × the largest of the first 10 steps' (and at least 1).
  */
 export const DEFAULT_DIVERGENCE_THRESHOLD: Readonly<RunawayThreshold> = Object.freeze({ factor: 100, warmup: 10, floor: 1 });
-
-/** The largest float32: the GPU compares the thresholds in f32. */
-export const F32_MAX = 3.4028234663852886e38;
 
 /** Validates makePcStep's `divergenceThreshold` option; null when off. */
 export function resolveDivergenceThreshold(fn: string, arg: string, value: unknown): RunawayThreshold | null {

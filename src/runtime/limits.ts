@@ -9,6 +9,9 @@
  */
 import { WpcArgumentError } from './errors.js';
 
+/** The largest float32: a time, step size or threshold the GPU computes with must not exceed it. */
+export const F32_MAX = 3.4028234663852886e38;
+
 /** A limit on the bytes of one buffer, and the name of the device limit it comes from. */
 export interface SizeLimit {
   /** Usable bytes: the limit rounded down to 16 (WPC rounds buffer sizes up to 16). */

@@ -8,6 +8,15 @@
 import type { CompiledKernel } from './kernel.js';
 import type { Runtime } from './runtime.js';
 
+/**
+ * A 1-D count of `n` workgroups as the [x, y] grid a dispatch takes: [n, 1] when n fits one dimension, else
+ * [max, ⌈n / max⌉] (the kernel skips the workgroups past n).
+ */
+export function foldWorkgroups(n: number, limits: Pick<GPUSupportedLimits, 'maxComputeWorkgroupsPerDimension'>): [number, number] {
+  const max = limits.maxComputeWorkgroupsPerDimension;
+  return n <= max ? [n, 1] : [max, Math.ceil(n / max)];
+}
+
 export class Recorder {
   private encoder: GPUCommandEncoder;
   private pass: GPUComputePassEncoder | undefined;
@@ -32,10 +41,8 @@ export class Recorder {
       if (workgroups[0] <= 0 || workgroups[1] <= 0) return;
     } else if (workgroups <= 0) return;
     const { pass, timed } = this.bind(kernel, bindGroup, dynamicOffsets);
-    const max = this.runtime.limits.maxComputeWorkgroupsPerDimension;
-    if (typeof workgroups !== 'number') pass.dispatchWorkgroups(workgroups[0], workgroups[1]);
-    else if (workgroups <= max) pass.dispatchWorkgroups(workgroups);
-    else pass.dispatchWorkgroups(max, Math.ceil(workgroups / max));
+    const [x, y] = typeof workgroups === 'number' ? foldWorkgroups(workgroups, this.runtime.limits) : workgroups;
+    pass.dispatchWorkgroups(x, y);
     this.finishDispatch(timed);
   }
 
