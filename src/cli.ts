@@ -173,7 +173,7 @@ const positive = (v: number) => v > 0;
 /** A positive integer at most `max`, with the expected text for messages. */
 const upTo = (max: number): [(v: number) => boolean, string] => [(v) => positiveInt(v) && v <= max, `an integer in 1..${groupDigits(max)}`];
 
-/** The datasets' shapes, known before they are loaded (checked again once they are). */
+/** The datasets' shapes, known before they are loaded (loadDataset refuses files of any other shape). */
 const DATASET_SHAPES: Record<DatasetName | 'cifar10-synthetic', { inputDim: number; numClasses: number; trainCount: number }> = {
   mnist: { inputDim: 784, numClasses: 10, trainCount: 60_000 },
   'fashion-mnist': { inputDim: 784, numClasses: 10, trainCount: 60_000 },
@@ -405,7 +405,7 @@ function checkTrainLength(config: TrainConfig, count: number): void {
 /**
  * Refuses, before anything is allocated, a network or batch the device cannot hold, naming the flags: the
  * parameters and Adam's moments (one storage buffer each), the training workspace of a --batch, and for a
- * generator the test solve's and --samples' workspaces. `shape` is the dataset's (before loading: the known one).
+ * generator the test solve's and --samples' workspaces. `shape` is the dataset's, known before it is loaded.
  */
 function checkTrainSizes(rt: Runtime, config: TrainConfig, shape: { inputDim: number; numClasses: number }): void {
   const generative = config.task === 'generative';
@@ -567,8 +567,6 @@ async function train(config: TrainConfig): Promise<void> {
       loadDataset(config.dataset, 'test', config.dataDir === undefined ? {} : { dataDir: config.dataDir }),
     ]);
     if (config.batch > trainSet.count) throw new UsageError(`--batch ${config.batch} is larger than the training set (${trainSet.count})`);
-    checkTrainSizes(rt, config, trainSet);
-    checkTrainLength(config, trainSet.count);
     const adapter = adapterLabel(rt);
     const generative = config.task === 'generative';
     const checkpointFile = config.checkpoint === undefined ? undefined : join(config.checkpoint, 'checkpoint.safetensors');
