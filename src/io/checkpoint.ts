@@ -4,7 +4,7 @@
  * other field, as canonical JSON: keys sorted, no whitespace). `modelToCheckpoint` reads the parameters back
  * from the GPU; `modelFromCheckpoint` verifies the checksum and validates every field before allocating anything.
  */
-import { WpcArgumentError, argError, describe } from '../runtime/errors.js';
+import { WpcArgumentError, argError, describe, firstNonFinite } from '../runtime/errors.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { ACTIVATIONS } from '../kernels/index.js';
 import { type Activation, MAX_DEPTH, type Model, PARAM_TYPES, type ParamType, checkRuntime, mlpFromWeights } from '../pc/model.js';
@@ -232,7 +232,7 @@ function checkCheckpoint(what: string, checkpoint: unknown, options: CheckpointL
   let at = 0;
   const take = (n: number, name: string) => {
     const v = all.subarray(at, at + n);
-    const bad = v.findIndex((x) => !Number.isFinite(x));
+    const bad = firstNonFinite(v);
     if (bad >= 0) throw new WpcArgumentError(`${what}: checkpoint.params must be finite, got ${v[bad]} in ${name} at index ${bad}`);
     at += n;
     return v;
