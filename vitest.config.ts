@@ -14,6 +14,7 @@ const wgslAsText = {
 // The files that check GPU kernels against float64 references, run a second time with the other lane count.
 const OTHER_LANES_FILES = [
   'test/tiles.test.ts',
+  'test/full/tile-layouts.test.ts',
   'test/reductions.test.ts',
   'test/energy.test.ts',
   'test/solver.test.ts',
@@ -28,7 +29,16 @@ const OTHER_LANES_FILES = [
 // The subgroup-matrix layout's tests need an adapter with subgroup matrices: `npm run test:matrix` runs them
 // under Mesa 26's lavapipe (scripts/matrix-lavapipe.mjs), which sets WPC_MATRIX_ADAPTER.
 const MATRIX_FILE = 'test/subgroup-matrix.test.ts';
-const matrixProject = process.env.WPC_MATRIX_ADAPTER ? [{ extends: true as const, test: { name: 'subgroup matrix', include: [MATRIX_FILE] } }] : [];
+const matrixProject = process.env.WPC_MATRIX_ADAPTER ? [{ extends: true as const, test: { name: 'subgroup matrix', include: [MATRIX_FILE], testTimeout: 600_000 } }] : [];
+
+// Two tiers. `npm test` runs the project `quick`: every test/*.test.ts file, no downloads; each test takes well
+// under a minute on a quiet 2-core machine with lavapipe and a cold shader cache (DEVELOPERS.md has the figures),
+// and a test that needs longer belongs in test/full/. `npm run test:all` runs every project: `quick`, `full`
+// (test/full/: the browser, the examples, the package installed from its tarball, the long CLI runs, the option
+// audit and the grids), `other lanes`, then the subgroup-matrix run. The limits only catch a hang: twice the
+// quick tests' promise, so that a machine several times slower (busy, or a cold cache) still passes.
+const QUICK_LIMIT_MS = 120_000;
+const LONG_LIMIT_MS = 1_800_000;
 
 export default defineConfig({
   plugins: [wgslAsText],
@@ -38,15 +48,24 @@ export default defineConfig({
     // native addon (Dawn) is happier in a forked process than in a worker thread.
     pool: 'forks',
     fileParallelism: false,
-    testTimeout: 120_000,
-    hookTimeout: 120_000,
     setupFiles: ['test/setup.ts'],
     projects: [
-      { extends: true, test: { name: 'default', include: ['test/**/*.test.ts'], exclude: [MATRIX_FILE] } },
+      {
+        extends: true,
+        test: { name: 'quick', include: ['test/*.test.ts'], exclude: [MATRIX_FILE], testTimeout: QUICK_LIMIT_MS, hookTimeout: QUICK_LIMIT_MS },
+      },
+      { extends: true, test: { name: 'full', include: ['test/full/**/*.test.ts'], testTimeout: LONG_LIMIT_MS, hookTimeout: LONG_LIMIT_MS } },
       {
         // The kernels again with lavapipe's other vector width (8 or 16 subgroup lanes; test/setup-other-lanes.ts).
+        // A cold compile of some kernel sets for 16 lanes takes minutes on lavapipe: the limit only catches a hang.
         extends: true,
-        test: { name: 'other lanes', include: OTHER_LANES_FILES, setupFiles: ['test/setup.ts', 'test/setup-other-lanes.ts'] },
+        test: {
+          name: 'other lanes',
+          include: OTHER_LANES_FILES,
+          setupFiles: ['test/setup.ts', 'test/setup-other-lanes.ts'],
+          testTimeout: LONG_LIMIT_MS,
+          hookTimeout: LONG_LIMIT_MS,
+        },
       },
       ...matrixProject,
     ],

@@ -85,7 +85,7 @@ afterAll(async () => {
 });
 
 describe('usage errors: exit 2, one line', () => {
-  it('every train flag with a bad value', { timeout: 600_000 }, async () => {
+  it('every train flag with a bad value', async () => {
     const cases: [string[], RegExp][] = [
       [['--dataset', 'cifar'], /--dataset must be one of/],
       [['--hidden=-1'], /--hidden must be an integer in 0\.\.9999/],
@@ -136,7 +136,7 @@ describe('usage errors: exit 2, one line', () => {
     for (const [args, message] of cases) await expectOneLine(['train', ...args], 2, message);
   });
 
-  it('the other commands', { timeout: 600_000 }, async () => {
+  it('the other commands', async () => {
     await expectOneLine(['frobnicate'], 2, /unknown command "frobnicate"/);
     await expectOneLine(['info', 'extra'], 2, /info takes no arguments/);
     await expectOneLine(['sample'], 2, /--model FILE .* is required/);
@@ -152,7 +152,7 @@ describe('usage errors: exit 2, one line', () => {
     await expectOneLine(['reproduce', 'nothing'], 2, /unknown study/);
   });
 
-  it('output files and folders are checked before anything runs: --out, --save, --samples, --checkpoint, sample --out, the studies\' --out', { timeout: 600_000 }, async () => {
+  it('output files and folders are checked before anything runs: --out, --save, --samples, --checkpoint, sample --out, the studies\' --out', async () => {
     const data = ['--data-dir', DATA_DIR];
     const gen = ['--task', 'generative'];
     const cases: [string[], RegExp][] = [
@@ -177,7 +177,7 @@ describe('usage errors: exit 2, one line', () => {
 });
 
 describe('runtime errors: exit 1, one line', () => {
-  it('sizes past the device: --width 1e6 and 1e9, a --batch whose workspace does not fit, sample --rows', { timeout: 600_000 }, async () => {
+  it('sizes past the device: --width 1e6 and 1e9, a --batch whose workspace does not fit, sample --rows', async () => {
     await expectOneLine(['train', '--width', '1e6'], 1, /--width 1000000 with --hidden 3 is too large: .*maxStorageBufferBindingSize/);
     await expectOneLine(['train', '--width', '1e9'], 1, /--width 1000000000 with --hidden 3 is too large/);
     await expectOneLine(['train', '--batch', '100000'], 1, /--batch 100000 is too large: .* working memory .* at most \d+ rows fit/);
@@ -190,14 +190,14 @@ describe('runtime errors: exit 1, one line', () => {
     await expectOneLine(['reproduce', 'theory', '--batch', '100000'], 1, /--batch 100000 is too large/);
   });
 
-  it('data that is missing, not a folder, a folder where a file should be, a symlink loop, or not IDX at all', { timeout: 600_000 }, async () => {
+  it('data that is missing, not a folder, a folder where a file should be, a symlink loop, or not IDX at all', async () => {
     for (const data of ['missing-data', 'file.txt', 'data-isdir', 'data-loop', 'data-junk']) {
       await expectOneLine(['train', '--data-dir', data, '--max-batches', '1'], 1);
     }
     await expectOneLine(['reproduce', 'theory', '--data-dir', 'missing-data', '--iters', '1'], 1);
   });
 
-  it('a model file that is missing, a folder, or binary junk', { timeout: 600_000 }, async () => {
+  it('a model file that is missing, a folder, or binary junk', async () => {
     await expectOneLine(['sample', '--model', 'missing.json', '--out', 'x.png'], 1, /missing\.json/);
     await expectOneLine(['sample', '--model', 'folder', '--out', 'x.png'], 1, /folder/);
     await expectOneLine(['sample', '--model', 'junk.json', '--out', 'x.png'], 1, /junk\.json/);
@@ -216,7 +216,7 @@ describe('the bundles', () => {
 });
 
 describe('--debug', () => {
-  it('every command documents it, and it adds the stack trace to the message', { timeout: 600_000 }, async () => {
+  it('every command documents it, and it adds the stack trace to the message', async () => {
     for (const command of [['train'], ['sample'], ['reproduce', 'runtime'], ['reproduce', 'theory'], ['info']]) {
       const help = await wpc([...command, '--help']);
       expect(help.code, command.join(' ')).toBe(0);

@@ -229,5 +229,5 @@ describe('device faults and resources', () => {
     } finally {
       r.dispose();
     }
-  }, 300_000);
+  });
 });

@@ -1,124 +1,21 @@
-// Kernel variants the default adapter here does not pick: the GPU tile configuration, the blocked CPU layout,
-// odd blocked and subgroup tiles, split-k and workgroup-memory tiles, checked against the float64 reference (the
-// adapter's default configuration — on lavapipe the subgroup layout: with 8 lanes 8×64 for the layer kernels and
-// 8×32 for lone products, with 16 lanes 4×64 — is what every other test file runs).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ACTIVATIONS, type Mat, type RefModel, activityGrads, jpcRecordLayersOrder, layerEnergies, paramGrads, solveHeunPid } from './reference/jpc64.js';
-import { init, type Runtime } from '../src/node.js';
-import { computePcActivityGrad, computePcParamGrads, pcEnergy } from '../src/pc/energy.js';
-import { solveInference } from '../src/pc/infer.js';
+// The default tiles at their edges (products narrower and batches shorter than a tile), the workgroup schedule
+// of grouped dispatches, the vec4 epilogue rules and tile option validation. The kernel variants the default
+// adapter does not pick (blocked, subgroup, split-k and workgroup-memory tiles) are test/full/tile-layouts.test.ts.
+import { describe, expect, it } from 'vitest';
+import { init } from '../src/node.js';
 import { WpcArgumentError } from '../src/runtime/errors.js';
 import { Random } from '../src/util/random.js';
 import { matmul } from '../src/pc/linalg.js';
 import { GradFlag, JOB_WORDS, defaultTiles, rowGroupVariants } from '../src/kernels/index.js';
 import { epilogue4Ready, packJobs, scheduleWorkgroups, tilesOf, vec4Shaped } from '../src/pc/layer-jobs.js';
-import { expectClose, flat, gpuModel, perturbedActivities, randomLayerProblem, randomMat, randomRefModel, readAll, tensorOf } from './helpers.js';
+import { perturbedActivities, randomMat, randomRefModel } from './helpers.js';
+import { expectLayerKernels, expectMatmul } from './tile-checks.js';
 
 const probe = await init();
 const subgroupSize = probe.adapter.subgroupSize;
 const lavapipe = probe.adapter.description.includes('llvmpipe');
 const workgroupStorage = probe.device.limits.maxComputeWorkgroupStorageSize;
 probe.dispose();
-
-// The blocked and workgroup-memory layouts do not depend on lavapipe's lane count, but at 16 lanes lavapipe
-// compiles them very slowly (up to ~6 minutes for 8 kernel sets with a cold shader cache, as CI has): they run
-// where lavapipe has 8 lanes (the `other lanes` project on AVX-512 machines, the default one elsewhere) and on
-// other adapters.
-const TILES: { wg: number; tm: number; tn: number; subgroup?: boolean; splitK?: boolean; shared?: boolean }[] =
-  lavapipe && subgroupSize === 16
-    ? []
-    : [
-        { wg: 64, tm: 4, tn: 4 },
-        { wg: 3, tm: 5, tn: 3 },
-        { wg: 8, tm: 16, tn: 8 },
-        // Workgroup-memory panels: ragged 8×12 tiles, and 32×32 tiles with the vec4 epilogue.
-        { wg: 16, tm: 2, tn: 3, shared: true },
-        { wg: 64, tm: 4, tn: 4, shared: true },
-      ];
-// Subgroup tiles: one lane's rows per workgroup (tm 1) and an odd row count with two B loads per lane.
-// Split-k tiles: an odd 3×5 block (the scalar epilogue) and, except with 16 lanes on lavapipe (a cold compile of
-// its kernel set takes ~2 minutes there), 4×4 blocks (the vec4 epilogue where the widths allow).
-if (subgroupSize !== null) {
-  TILES.push(
-    { wg: subgroupSize, tm: 1, tn: subgroupSize, subgroup: true },
-    { wg: subgroupSize, tm: 3, tn: 2 * subgroupSize, subgroup: true },
-    { wg: subgroupSize, tm: 3, tn: 5, splitK: true },
-    ...(lavapipe && subgroupSize === 16 ? [] : [{ wg: subgroupSize, tm: 4, tn: 4, splitK: true }]),
-  );
-}
-
-/** matmul of random normal operands (op(A) m×k, op(B) k×n) against the float64 product. */
-async function expectMatmul(rt: Runtime, rng: Random, [m, k, n]: readonly [number, number, number], ta: boolean, tb: boolean, tol: number): Promise<void> {
-  const a = Float32Array.from({ length: m * k }, () => rng.normal());
-  const b = Float32Array.from({ length: k * n }, () => rng.normal());
-  const at = (i: number, p: number) => (ta ? a[p * m + i]! : a[i * k + p]!);
-  const bt = (p: number, j: number) => (tb ? b[j * k + p]! : b[p * n + j]!);
-  const want = new Float64Array(m * n);
-  for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) for (let p = 0; p < k; p++) want[i * n + j]! += at(i, p) * bt(p, j);
-  const ga = rt.tensor(a, ta ? [k, m] : [m, k]);
-  const gb = rt.tensor(b, tb ? [n, k] : [k, n]);
-  const c = await matmul(ga, gb, { transA: ta, transB: tb });
-  expectClose(await c.toArray(), want, tol, `${m}×${k}×${n}, transposes ${ta}/${tb}`);
-  for (const t of [ga, gb, c]) t.dispose();
-}
-
-/**
- * Uploads a reference problem and checks WPC's energies, activity gradients and weight gradients against the
- * float64 ones; returns the GPU model (the caller disposes it) and tensors for further checks.
- */
-async function expectLayerKernels(rt: Runtime, p: { ref: RefModel; x: Mat; y: Mat; acts: Mat[]; loss: 'mse' | 'ce'; what: string }) {
-  const { ref, x, y, acts, loss, what } = p;
-  const model = gpuModel(rt, ref);
-  const [input, output] = [tensorOf(rt, x), tensorOf(rt, y)];
-  const activities = acts.map((a) => tensorOf(rt, a));
-  expectClose(
-    await (await pcEnergy(model, activities, output, { input, loss, recordLayers: true })).toArray(),
-    jpcRecordLayersOrder(layerEnergies(ref, acts, y, x, loss)),
-    1e-4,
-    `${what}: energies`,
-  );
-  expectClose(await readAll((await computePcActivityGrad(model, activities, output, { input, loss })).grads), flat(activityGrads(ref, acts, y, x, loss)), 1e-4, `${what}: activity gradients`);
-  const pg = await computePcParamGrads(model, activities, output, { input, loss });
-  expectClose(await readAll(pg.weights), flat(paramGrads(ref, acts, y, x, loss).weights), 1e-4, `${what}: weight gradients`);
-  return { model, input, output, activities };
-}
-
-for (const tiles of TILES) {
-  describe(`tiles wg ${tiles.wg}, ${tiles.tm}×${tiles.tn}${tiles.subgroup ? ', subgroup' : ''}${tiles.splitK ? ', split k' : ''}${tiles.shared ? ', shared' : ''}`, () => {
-    let rt: Runtime;
-    beforeAll(async () => {
-      rt = await init({ kernels: { tiles } });
-    });
-    afterAll(() => rt.dispose());
-
-    it('matmul (all transposes, ragged edges) matches a float64 product', async () => {
-      const rng = new Random(5 + tiles.tm);
-      for (const [m, k, n] of [[1, 1, 1], [7, 13, 5], [33, 20, 70], [64, 31, 9]] as const) {
-        for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]] as const) {
-          await expectMatmul(rt, rng, [m, k, n], ta, tb, 1e-5);
-        }
-      }
-    });
-
-    it('energies, gradients and a Heun + PID solve match the reference on random networks', async () => {
-      const rng = new Random(77 + tiles.wg);
-      for (let trial = 0; trial < 8; trial++) {
-        // The last two trials have every width and the batch ≡ 0 mod 4: the layer kernels' vec4 epilogue path.
-        const aligned = trial >= 6;
-        const problem = randomLayerProblem(rng, trial, 900 + trial, ACTIVATIONS[(trial * 3 + tiles.wg) % ACTIVATIONS.length]!, aligned);
-        const { loss, ref, x, y, acts, what } = problem;
-        const { model, input, output, activities } = await expectLayerKernels(rt, problem);
-        const sol = solveHeunPid(ref, acts, y, x, { maxT1: 5, dt0: 0.5, rtol: 1e-3, atol: 1e-3, loss, timeDtype: 'float32' });
-        const r = await solveInference(model, activities, output, { input, loss, maxT1: 5, dt: 0.5 });
-        expect(r.steps, `${what}: PID steps`).toEqual({ accepted: sol.accepted, rejected: sol.rejected });
-        expectClose(await readAll(r.activities), flat(sol.activities), 1e-4, `${what}: solution`);
-        model.dispose();
-      }
-      // Each trial's activation compiles a new kernel set; with a cold shader cache lavapipe takes up to ~15 s per
-      // set when compiling for 16 lanes, several times that on a busy machine. The limit only catches a hang.
-    }, 1_800_000);
-  });
-}
 
 describe('lone products narrower than a tile (default tiles: skipped column groups)', () => {
   it('match a float64 product', async () => {

@@ -8,11 +8,11 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { init, loadCheckpoint, type Runtime } from '../src/node.js';
-import { decodeSafetensors } from '../src/io/safetensors.js';
+import { init, loadCheckpoint, type Runtime } from '../../src/node.js';
+import { decodeSafetensors } from '../../src/io/safetensors.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const DATA_DIR = process.env.WPC_DATA_DIR ?? fileURLToPath(new URL('../../shared/datasets', import.meta.url));
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const DATA_DIR = process.env.WPC_DATA_DIR ?? fileURLToPath(new URL('../../../shared/datasets', import.meta.url));
 
 let rt: Runtime;
 let dir: string;

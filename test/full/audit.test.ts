@@ -43,9 +43,9 @@ import {
   type ParamType,
   type Runtime,
   type SolverName,
-} from '../src/node.js';
-import { TABLEAUX } from '../src/pc/tableaux.js';
-import { Random } from '../src/util/random.js';
+} from '../../src/node.js';
+import { TABLEAUX } from '../../src/pc/tableaux.js';
+import { Random } from '../../src/util/random.js';
 import {
   type Act,
   type Loss,
@@ -63,7 +63,7 @@ import {
   optimUpdate,
   rkStep,
   unflattenMats,
-} from './reference/jpc64.js';
+} from '../reference/jpc64.js';
 import {
   type GenModel,
   type PcOpts,
@@ -84,8 +84,8 @@ import {
   pcEnergyTotal,
   pcLayerEnergies,
   pcParamGrads,
-} from './reference/variants64.js';
-import { expectClose, flat, randomMat, randomRefModel, readAll, tensorOf, useRuntime } from './helpers.js';
+} from '../reference/variants64.js';
+import { expectClose, flat, randomMat, randomRefModel, readAll, tensorOf, useRuntime } from '../helpers.js';
 
 const rt = useRuntime();
 

@@ -9,16 +9,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import * as wpc from '../src/node.js';
+import * as wpc from '../../src/node.js';
 // @ts-expect-error plain JS module shared with the page
-import { createSession } from '../examples/browser/session.js';
+import { createSession } from '../../examples/browser/session.js';
 // @ts-expect-error plain JS module
-import { startDemoServer } from '../scripts/demo-server.mjs';
-import { useRuntime } from './helpers.js';
+import { startDemoServer } from '../../scripts/demo-server.mjs';
+import { useRuntime } from '../helpers.js';
 
 const rt = useRuntime();
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const DATA_DIR = process.env.WPC_DATA_DIR ?? fileURLToPath(new URL('../../shared/datasets', import.meta.url));
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const DATA_DIR = process.env.WPC_DATA_DIR ?? fileURLToPath(new URL('../../../shared/datasets', import.meta.url));
 const CHROMIUM = process.env.WPC_CHROMIUM ?? '/usr/bin/chromium';
 const ARTIFACTS = join(ROOT, 'test-artifacts');
 const FLAGS = ['--no-sandbox', '--enable-unsafe-webgpu', '--disable-dev-shm-usage'];
