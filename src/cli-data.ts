@@ -82,7 +82,7 @@ function progressPrinter(quiet: boolean): { update: (p: DownloadProgress) => voi
   if (quiet) return { update: () => undefined, end: () => undefined };
   const tty = process.stderr.isTTY === true;
   let lastDraw = 0;
-  const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
+  const mb = (bytes: number) => (bytes < 1e6 ? `${(bytes / 1e3).toFixed(1)} kB` : `${(bytes / 1e6).toFixed(1)} MB`);
   const line = (text: string) => process.stderr.write(tty ? `\r\x1b[K${text}\n` : `${text}\n`);
   return {
     update(p) {

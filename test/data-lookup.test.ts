@@ -16,6 +16,8 @@ import { expectedFileNames, loadDataset } from '../src/data/node.js';
 import { IdxError } from '../src/data/idx.js';
 import { WpcArgumentError } from '../src/runtime/errors.js';
 import { DATA_DIR, startMirrors, type Mirrors } from './mirror-server.js';
+import { dataCommand } from '../src/cli-data.js';
+import { UsageError } from '../src/cli-checks.js';
 
 const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f]/;
@@ -319,22 +321,34 @@ describe('wpc data', () => {
     await mnistIn(join(p.home, '.cache', 'wpc', 'datasets'));
     expectOneLine(await wpc(['data', 'path', 'mnist', '--data-dir', dir], p), 1, /has no complete MNIST: .* lacks t10k-labels-idx1-ubyte\.gz; run 'wpc data download mnist --dir /);
     expectOneLine(await wpc(['data', 'path', 'mnist'], p, { WPC_DATA_DIR: join(p.option, 'none') }), 1, /from the WPC_DATA_DIR environment variable\) does not exist/);
+    // Usage errors: each checked in this process (the parse), a few run as a user would (exit 2, one line).
     const usage: [string[], RegExp][] = [
-      [['data', 'download'], /needs a dataset name: mnist or fashion-mnist \(see 'wpc data download --help'\)$/],
-      [['data', 'download', 'cifar10'], /the dataset must be one of mnist, fashion-mnist, got "cifar10" \(see 'wpc data download --help'\)$/],
-      [['data', 'download', 'mnist', 'extra'], /unexpected argument "extra"/],
-      [['data', 'download', 'mnist', '--retries', 'x'], /--retries must be an integer in 0\.\.100, got "x"/],
-      [['data', 'download', 'mnist', '--retries', '101'], /--retries must be an integer in 0\.\.100, got "101"/],
-      [['data', 'download', 'mnist', '--mirror', 'ftp://example.org/'], /--mirror must be an http:\/\/ or https:\/\/ URL, got "ftp:\/\/example\.org\/"/],
-      [['data', 'download', 'mnist', '--mirror', 'http://u:pw@example.org/'], /--mirror must be a URL without a user name or password/],
-      [['data', 'download', 'mnist', '--dir', ''], /--dir must be a non-empty path, got ""/],
-      [['data', 'download', 'mnist', '--out', 'x'], /Unknown option '--out'/],
-      [['data', 'path'], /wpc data path needs a dataset name/],
-      [['data', 'path', 'mnist', '--data-dir', ''], /--data-dir needs a folder name/],
-      [['data', 'fetch'], /unknown data command "fetch"; the commands are 'download' and 'path' \(see 'wpc data --help'\)$/],
+      [['download'], /^wpc data download needs a dataset name: mnist or fashion-mnist$/],
+      [['download', 'cifar10'], /^the dataset must be one of mnist, fashion-mnist, got "cifar10"$/],
+      [['download', 'mnist', 'extra'], /^unexpected argument "extra"$/],
+      [['download', 'mnist', '--retries', 'x'], /^--retries must be an integer in 0\.\.100, got "x"$/],
+      [['download', 'mnist', '--retries', '101'], /^--retries must be an integer in 0\.\.100, got "101"$/],
+      [['download', 'mnist', '--mirror', 'ftp://example.org/'], /^--mirror must be an http:\/\/ or https:\/\/ URL, got "ftp:\/\/example\.org\/"$/],
+      [['download', 'mnist', '--mirror', 'http://u:pw@example.org/'], /^--mirror must be a URL without a user name or password/],
+      [['download', 'mnist', '--dir', ''], /^--dir must be a non-empty path, got ""$/],
+      [['path'], /^wpc data path needs a dataset name/],
+      [['path', 'mnist', '--data-dir', ''], /^--data-dir needs a folder name/],
+      [['fetch'], /^unknown data command "fetch"; the commands are 'download' and 'path'$/],
     ];
-    const runs = await Promise.all(usage.map(([args]) => wpc(args, p)));
-    for (const [i, [, re]] of usage.entries()) expectOneLine(runs[i]!, 2, re);
+    for (const [args, re] of usage) {
+      const e = await dataCommand(args).catch((x: unknown) => x);
+      expect(e, args.join(' ')).toBeInstanceOf(UsageError);
+      expect((e as Error).message).toMatch(re);
+    }
+    const spawned: [string[], RegExp][] = [
+      [['data', 'download', 'cifar10'], /^wpc: the dataset must be one of mnist, fashion-mnist, got "cifar10" \(see 'wpc data download --help'\)$/],
+      [['data', 'download', 'mnist', '--mirror', 'ftp://example.org/'], /^wpc: --mirror must be an http:\/\/ or https:\/\/ URL, got "ftp:\/\/example\.org\/" \(see 'wpc data download --help'\)$/],
+      [['data', 'download', 'mnist', '--out', 'x'], /Unknown option '--out'.* \(see 'wpc data download --help'\)$/],
+      [['data', 'path'], /^wpc: wpc data path needs a dataset name: mnist or fashion-mnist \(see 'wpc data path --help'\)$/],
+      [['data', 'fetch'], /^wpc: unknown data command "fetch"; the commands are 'download' and 'path' \(see 'wpc data --help'\)$/],
+    ];
+    const runs = await Promise.all(spawned.map(([args]) => wpc(args, p)));
+    for (const [i, [, re]] of spawned.entries()) expectOneLine(runs[i]!, 2, re);
     expect(server.count('bad')).toBe(4); // no usage error reached a mirror
   });
 
@@ -364,25 +378,22 @@ describe('wpc data', () => {
 
   it('help: each subcommand, the top level, and --data-dir pointing at the lookup order', async () => {
     const p = await places();
-    const download = await wpc(['data', 'download', '--help'], p);
-    expect(download.code).toBe(0);
-    expect(download.stdout).toMatch(/^Usage: wpc data download mnist\|fashion-mnist/);
+    const [download, path, data, top, ...commands] = await Promise.all(
+      [['data', 'download', '--help'], ['data', 'path', '--help'], ['data'], ['--help'], ['train', '--help'], ['reproduce', 'theory', '--help']].map((args) => wpc(args, p)),
+    );
+    expect(download!.code).toBe(0);
+    expect(download!.stdout).toMatch(/^Usage: wpc data download mnist\|fashion-mnist/);
     for (const url of ['https://ossci-datasets.s3.amazonaws.com/mnist/', 'https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/']) {
-      expect(download.stdout).toContain(url);
+      expect(download!.stdout).toContain(url);
     }
-    const path = await wpc(['data', 'path', '--help'], p);
-    expect(path.code).toBe(0);
-    expect(path.stdout).toMatch(/^Usage: wpc data path mnist\|fashion-mnist \[--data-dir DIR\]/);
-    expect(path.stdout).toContain('1. --data-dir DIR');
-    expect(path.stdout).toContain('4. ../shared/datasets relative to the current directory');
-    const data = await wpc(['data', '--help'], p);
-    expect([data.code, data.stdout]).toEqual([0, expect.stringMatching(/^Usage: wpc data download/)]);
-    expect((await wpc(['data'], p)).code).toBe(2);
-    const top = await wpc(['--help'], p);
-    expect(top.stdout).toMatch(/data download NAME/);
-    expect(top.stdout).toMatch(/data path NAME/);
-    for (const args of [['train', '--help'], ['reproduce', 'runtime', '--help'], ['reproduce', 'theory', '--help']]) {
-      const r = await wpc(args, p);
+    expect(path!.code).toBe(0);
+    expect(path!.stdout).toMatch(/^Usage: wpc data path mnist\|fashion-mnist \[--data-dir DIR\]/);
+    expect(path!.stdout).toContain('1. --data-dir DIR');
+    expect(path!.stdout).toContain('4. ../shared/datasets relative to the current directory');
+    expect([data!.code, data!.stdout]).toEqual([2, expect.stringMatching(/^Usage: wpc data download/)]);
+    expect(top!.stdout).toMatch(/data download NAME/);
+    expect(top!.stdout).toMatch(/data path NAME/);
+    for (const r of commands) {
       expect(r.stdout).toMatch(/--data-dir DIR .*\n.*\(default: see the lookup order|--data-dir DIR .*\(default: see the lookup order/);
       expect(r.stdout).not.toContain('$WPC_DATA_DIR)');
     }
