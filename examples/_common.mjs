@@ -7,7 +7,7 @@ import { batches, init, loadDataset, testDiscriminativePc } from 'wpc';
 
 /**
  * Parses the flags every example takes, with the notebook's defaults for `iters` and `testEvery`:
- *   --data-dir DIR    folder with mnist/ (default $WPC_DATA_DIR)
+ *   --data-dir DIR    folder with mnist/ (default: the lookup order of loadDataset; see 'wpc data path --help')
  *   --iters N         training iterations (batches of 64)
  *   --test-every N    test every N iterations (0: only at the end)
  *   --test-batches N  test on the first N test batches (default: the whole test set)
@@ -36,8 +36,8 @@ export function setup(name, defaults, extra = {}) {
     if (!Number.isInteger(v) || v < 0) throw new Error(`${name}: --${flag} must be a non-negative integer, got ${raw}`);
     return v;
   };
-  const dataDir = values['data-dir'] ?? process.env.WPC_DATA_DIR;
-  if (!dataDir) throw new Error(`${name}: pass --data-dir DIR (a folder with mnist/) or set WPC_DATA_DIR`);
+  // Without --data-dir, loadDataset looks in WPC_DATA_DIR, the per-user cache, then ../shared/datasets.
+  const dataDir = values['data-dir'];
   const out = values.out ?? join('examples', 'out');
   mkdirSync(out, { recursive: true });
   return {
@@ -57,7 +57,8 @@ export function setup(name, defaults, extra = {}) {
 }
 
 export async function mnist(dataDir) {
-  const [train, test] = await Promise.all([loadDataset('mnist', 'train', { dataDir }), loadDataset('mnist', 'test', { dataDir })]);
+  const options = dataDir === undefined ? {} : { dataDir };
+  const [train, test] = await Promise.all([loadDataset('mnist', 'train', options), loadDataset('mnist', 'test', options)]);
   return { train, test, runtime: await init() };
 }
 

@@ -2,8 +2,8 @@
 /**
  * The `wpc` command line: `wpc train` trains a discriminative (image → label) or generative (label → image) PC
  * network on MNIST or Fashion-MNIST, `wpc sample` draws images from a saved generator, `wpc reproduce runtime`
- * runs the JPC paper's runtime study, `wpc info` shows the WebGPU adapter. Progress goes to stderr; stdout gets
- * one JSON line per command.
+ * runs the JPC paper's runtime study, `wpc data` fetches and finds the datasets (cli-data.ts), `wpc info` shows
+ * the WebGPU adapter. Progress goes to stderr; stdout gets one JSON line per command.
  */
 import { access, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -27,6 +27,7 @@ import { MAX_SOLVE_STEPS, checkSolveFits, constantStepCount, resolveSolverOption
 import { checkWorkspaceFits, type Loss } from './pc/workspace.js';
 import { MAX_GRID_PIXELS, imageGridShape } from './io/image-grid.js';
 import { UsageError, checkOutputFile, checkOutputFolder, errorReport } from './cli-checks.js';
+import { dataCommand } from './cli-data.js';
 import { THEORY_MAX_T1, runTheoryStudy, theoryCsv, theoryFigureSvg } from './study/theory-study.js';
 import { testSetMetrics } from './study/test-set.js';
 import {
@@ -58,7 +59,8 @@ Task
                        label from each test image with only the image clamped (test_generative_pc)
 Data
   --dataset NAME       mnist | fashion-mnist                                   (default mnist)
-  --data-dir DIR       folder with NAME/{train,t10k}-*-ubyte.gz (or the files)  (default $WPC_DATA_DIR)
+  --data-dir DIR       folder with NAME/{train,t10k}-*-ubyte.gz (or the files)
+                       (default: see the lookup order, 'wpc data path --help')
 Model
   --hidden H           hidden layers (depth = H + 1)                            (default 3)
   --width N            units per hidden layer                                   (default 300)
@@ -147,6 +149,9 @@ Commands
   reproduce runtime  the JPC paper's runtime study, Euler vs Heun (wpc reproduce runtime --help)
   reproduce theory   the paper's Figure 2: theoretical vs numerical energy of a deep linear network
                      (wpc reproduce theory --help)
+  data download NAME fetch mnist or fashion-mnist from the public mirrors, checksums verified
+                     (wpc data download --help)
+  data path NAME     print the folder the data lookup order finds NAME in (wpc data path --help)
   info               show the WebGPU adapter WPC gets on this machine
 
 Every command takes --debug (print the stack trace of an error). Exit codes: 0 success, 2 a usage error (bad
@@ -789,7 +794,8 @@ Euler/Heun time ratios) and OUT/runtime.svg (Figure 1's layout); the last stdout
 
   --datasets LIST    mnist,fashion-mnist,cifar10-synthetic (CIFAR-10-shaped random data, for timing only)
                                                                    (default: all three)
-  --data-dir DIR     folder with mnist/ and fashion-mnist/          (default $WPC_DATA_DIR)
+  --data-dir DIR     folder with mnist/ and fashion-mnist/          (default: see the lookup order,
+                                                                   'wpc data path --help')
   --hidden LIST      hidden depths                                  (default 3,5,10)
   --solvers LIST     euler,heun                                     (default both)
   --max-t1 LIST      integration times T, 'paper' for the paper's grid ${PAPER_MAX_T1.join(',')},
@@ -950,7 +956,8 @@ Writes OUT/theory-DATASET.csv (every iteration of every T) and OUT/theory-DATASE
 Figure 2's layout); the last stdout line is a JSON summary (mean |numerical − theory| / theory per T).
 
   --dataset NAME     mnist or fashion-mnist                           (default mnist)
-  --data-dir DIR     folder with mnist/ and fashion-mnist/            (default $WPC_DATA_DIR)
+  --data-dir DIR     folder with mnist/ and fashion-mnist/            (default: see the lookup order,
+                                                                     'wpc data path --help')
   --max-t1 LIST      inference limits T                               (default ${THEORY_MAX_T1.join(',')})
   --iters N          training iterations per T                        (default 100)
   --test-every N     test every N iterations                          (default 10)
@@ -1144,6 +1151,7 @@ async function main(argv: string[]): Promise<number> {
       await info(rest);
       return 0;
     }
+    if (command === 'data') return await dataCommand(rest);
     if (command === 'sample') {
       if ((await sample(rest)) === 'help') process.stdout.write(SAMPLE_HELP);
       return 0;
@@ -1164,7 +1172,14 @@ async function main(argv: string[]): Promise<number> {
     }
     throw new UsageError(`unknown command ${JSON.stringify(command)}`);
   } catch (e) {
-    const sub = command === 'train' || command === 'sample' || command === 'info' ? `${command} ` : command === 'reproduce' ? `reproduce ${rest[0] === 'theory' ? 'theory' : 'runtime'} ` : '';
+    const sub =
+      command === 'train' || command === 'sample' || command === 'info'
+        ? `${command} `
+        : command === 'reproduce'
+          ? `reproduce ${rest[0] === 'theory' ? 'theory' : 'runtime'} `
+          : command === 'data'
+            ? `data ${rest[0] === 'download' || rest[0] === 'path' ? `${rest[0]} ` : ''}`
+            : '';
     const report = errorReport(e, `wpc ${sub}--help`, debug);
     process.stderr.write(report.text);
     return report.code;

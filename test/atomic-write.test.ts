@@ -205,3 +205,30 @@ describe('writeAtomically', () => {
     expect(readFileSync(victim, 'utf8')).toBe('untouched');
   });
 });
+
+describe('writeAtomicallyWith (content produced while it is written: a download)', () => {
+  it('renames only when the writer resolves; a writer that throws leaves the target as it was and no temporary', async () => {
+    const { writeAtomicallyWith } = await import('../src/util/atomic-write.js');
+    const target = join(dir, 'file.gz');
+    writeFileSync(target, 'old');
+    const refused = new Error('checksum mismatch');
+    await expect(
+      writeAtomicallyWith(target, async (handle) => {
+        await handle.write(Buffer.from('half of the new content'));
+        throw refused;
+      }),
+    ).rejects.toBe(refused);
+    expect(readdirSync(dir)).toEqual(['file.gz']);
+    expect(readFileSync(target, 'utf8')).toBe('old');
+    await writeAtomicallyWith(target, async (handle) => {
+      await handle.write(Buffer.from('new '));
+      await handle.write(Buffer.from('content'));
+    });
+    expect(readdirSync(dir)).toEqual(['file.gz']);
+    expect(readFileSync(target, 'utf8')).toBe('new content');
+    expect(hooks.calls.filter((c) => !c.startsWith('write ')).slice(-6)).toEqual(['sync temp', 'close temp', 'rename', 'open other r', 'sync other', 'close other']);
+    const bad = await writeAtomicallyWith(target, 'not a function' as never).catch((e: unknown) => e);
+    expect(bad).toBeInstanceOf(WpcArgumentError);
+    expect((bad as Error).message).toMatch(/^writeAtomicallyWith: write must be a function, got "not a function"/);
+  });
+});

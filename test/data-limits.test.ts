@@ -352,16 +352,24 @@ describe('messages carry no raw bytes and no path of the build machine', () => {
   });
 
   it('no data directory, a missing one, a missing file: only the user’s own paths', async () => {
-    const saved = process.env.WPC_DATA_DIR;
+    // Nothing given, and nothing in the implicit places (the cache and ../shared/datasets under a fresh folder).
+    const saved = { data: process.env.WPC_DATA_DIR, xdg: process.env.XDG_CACHE_HOME, cwd: process.cwd() };
+    const empty = join(tmp, `empty${caseNo++}`, 'cwd');
+    await mkdir(empty, { recursive: true });
     try {
       delete process.env.WPC_DATA_DIR;
+      process.env.XDG_CACHE_HOME = join(empty, 'cache');
+      process.chdir(empty);
       const unset = await rejection(loadDataset('mnist', 'test'));
       expect(unset).toBeInstanceOf(IdxError); // a WpcError: the CLI reports it in one line
-      expect(unset.message).toMatch(/no data directory given/);
-      expectOnlyUserPaths(unset.message, []);
+      expect(unset.message).toMatch(/MNIST not found\. Looked in, in order: .*wpc data download mnist/);
+      expectOnlyUserPaths(unset.message, [join(tmp, `empty${caseNo - 1}`)]);
     } finally {
-      if (saved === undefined) delete process.env.WPC_DATA_DIR;
-      else process.env.WPC_DATA_DIR = saved;
+      process.chdir(saved.cwd);
+      for (const [key, value] of [['WPC_DATA_DIR', saved.data], ['XDG_CACHE_HOME', saved.xdg]] as const) {
+        if (value === undefined) delete process.env[key];
+        else process.env[key] = value;
+      }
     }
     const nowhere = join(tmp, 'nowhere');
     const missing = await rejection(loadDataset('mnist', 'test', { dataDir: nowhere }));

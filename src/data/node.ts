@@ -1,62 +1,50 @@
 /**
  * Loading MNIST and Fashion-MNIST from the original IDX `.gz` files (Node only).
  *
- * Nothing is downloaded: the user names a directory (`dataDir`, the CLI's `--data-dir`, or the environment
- * variable `WPC_DATA_DIR`) that holds `mnist/` and `fashion-mnist/` folders, or a folder that directly holds one
- * dataset's four files.
+ * The folder is found in the lookup order of `./locate.ts`: the `dataDir` option (the CLI's `--data-dir`), else
+ * `WPC_DATA_DIR`, else the per-user cache directory, else `../shared/datasets`. A data directory holds `mnist/`
+ * and `fashion-mnist/` folders; one given explicitly may also directly hold one dataset's four files. Loading
+ * checks the files' structure, not their checksums (`downloadDataset` verifies those when it fetches them).
  */
 
-import { stat, type FileHandle } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
+import { type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
 import { argError, checkKnownKeys, checkOneOf } from '../runtime/errors.js';
 import { makeDataset, NUM_CLASSES, resolveNormalization, type Dataset, type NormalizeOptions } from './dataset.js';
 import { IdxError, idxError, printable, type IdxArray } from './idx.js';
 import { readIdxStream } from './idx-reader.js';
 import { FileAccessError, openRegularFile } from '../util/regular-file.js';
+import { DATASET_NAMES, DISPLAY_NAMES as DISPLAY, SPLITS, SPLIT_FILES as FILES, expectedFileNames, type DatasetName, type Split } from './files.js';
+import { datasetDirectory, explicitDataDir, findImplicit } from './locate.js';
 
-export type DatasetName = 'mnist' | 'fashion-mnist';
-export type Split = 'train' | 'test';
-
-export const DATASET_NAMES: readonly DatasetName[] = ['mnist', 'fashion-mnist'];
-export const SPLITS: readonly Split[] = ['train', 'test'];
-
-/** Where a checkout of the WPC repository keeps a verified copy of the files (for error messages only). */
-const SHARED_COPY_HINT = 'shared/datasets, next to the repository checkout';
+export { DATASET_NAMES, SPLITS, expectedFileNames, type DatasetName, type Split };
 
 /** Bytes read from a file per chunk: the most a read holds in memory besides the file's own buffer. */
 const CHUNK_BYTES = 64 * 1024;
-
-/** File names (without `.gz`) of each split, as distributed by LeCun et al. and Zalando. */
-const FILES: Readonly<Record<Split, { images: string; labels: string }>> = {
-  train: { images: 'train-images-idx3-ubyte', labels: 'train-labels-idx1-ubyte' },
-  test: { images: 't10k-images-idx3-ubyte', labels: 't10k-labels-idx1-ubyte' },
-};
 
 const EXPECTED_COUNT: Readonly<Record<Split, number>> = { train: 60000, test: 10000 };
 const ROWS = 28;
 const COLS = 28;
 
-const DISPLAY: Readonly<Record<DatasetName, string>> = { mnist: 'MNIST', 'fashion-mnist': 'Fashion-MNIST' };
-
 /** Options of `loadDataset`. */
 export interface LoadOptions extends NormalizeOptions {
-  /** Directory holding `mnist/` and `fashion-mnist/` (or one dataset's files); default `$WPC_DATA_DIR`. */
+  /**
+   * Directory holding `mnist/` and `fashion-mnist/` (or one dataset's files); default: `$WPC_DATA_DIR`, else the
+   * per-user cache directory, else `../shared/datasets` (see `locateDataset`).
+   */
   dataDir?: string | undefined;
-}
-
-/** The four file names a dataset directory must hold (compressed). */
-export function expectedFileNames(): string[] {
-  return [FILES.train.images, FILES.train.labels, FILES.test.images, FILES.test.labels].map((f) => `${f}.gz`);
 }
 
 /**
  * Reads, checks and normalises one split of MNIST or Fashion-MNIST from its IDX files.
  *
- * Looks in `DIR/<name>/`, else in `DIR` itself. Each file may be gzip-compressed (`*.gz`, the distributed form)
- * or already decompressed (same name without `.gz`).
+ * Looks in `DIR/<name>/`, else in `DIR` itself, where DIR is the `dataDir` option, else `WPC_DATA_DIR`; without
+ * either, in the first of the per-user cache directory and `../shared/datasets` whose `<name>/` folder holds all
+ * four files (see `locateDataset`). Each file may be gzip-compressed (`*.gz`, the distributed form) or already
+ * decompressed (same name without `.gz`).
  * @param name `'mnist'` or `'fashion-mnist'`.
  * @param split `'train'` (60000 examples) or `'test'` (10000).
- * @param options `dataDir` (default: the `WPC_DATA_DIR` environment variable); `mean`/`std` of the
+ * @param options `dataDir` (default: the lookup order above); `mean`/`std` of the
  *   normalisation (defaults 0.1307/0.3081, see `makeDataset`).
  * @returns a dataset named e.g. `"mnist-train"`.
  */
@@ -69,7 +57,8 @@ export async function loadDataset(name: DatasetName, split: Split, options: Load
   const { dataDir, ...normalizeOptions } = options;
   const normalize = resolveNormalization(fn, normalizeOptions); // before any I/O, so bad options fail fast
 
-  const dir = await datasetDirectory(name, resolveDataDir(dataDir));
+  const explicit = explicitDataDir(fn, dataDir);
+  const dir = explicit === null ? (await findImplicit(fn, name)).dir : await datasetDirectory(fn, name, explicit);
   // Both files at once; the first failure stops the other, and nothing is returned (or left open) until both
   // have settled, so a refused dataset leaves no reader running behind it.
   const stop = new AbortController();
@@ -98,47 +87,6 @@ export async function loadDataset(name: DatasetName, split: Split, options: Load
   return dataset;
 }
 
-/** The data directory from the option, else `WPC_DATA_DIR`, else an error saying how to set it. */
-function resolveDataDir(dataDir: unknown): { dir: string; from: string } {
-  if (dataDir !== undefined) {
-    if (typeof dataDir !== 'string' || dataDir === '') argError('loadDataset', 'options.dataDir', 'a non-empty string', dataDir);
-    return { dir: resolve(dataDir), from: 'the dataDir option (--data-dir)' };
-  }
-  const env = process.env.WPC_DATA_DIR;
-  if (env !== undefined && env !== '') return { dir: resolve(env), from: 'the WPC_DATA_DIR environment variable' };
-  throw new IdxError(
-    'loadDataset: no data directory given. Pass --data-dir DIR on the command line (dataDir: DIR in the API), ' +
-      'or set the environment variable WPC_DATA_DIR=DIR. DIR must hold mnist/ and fashion-mnist/ folders with the ' +
-      `original IDX files (${expectedFileNames().join(', ')}); the shared copy usually lives in ${SHARED_COPY_HINT}.`,
-    '',
-  );
-}
-
-/** `DIR/<name>` when it exists, else `DIR` itself (a folder holding one dataset's files). */
-async function datasetDirectory(name: DatasetName, { dir, from }: { dir: string; from: string }): Promise<string> {
-  const root = await stat(dir).catch(() => undefined);
-  if (!root?.isDirectory()) {
-    throw new IdxError(
-      `loadDataset: data directory ${printable(dir)} (from ${from}) ${root ? 'is not a directory' : 'does not exist'}; ` +
-        `it must hold mnist/ and fashion-mnist/ folders (the shared copy usually lives in ${SHARED_COPY_HINT})`,
-      dir,
-    );
-  }
-  const nested = join(dir, name);
-  if ((await stat(nested).catch(() => undefined))?.isDirectory()) return nested;
-  // DIR may be one dataset's own folder. Refuse the other dataset's folder: both have identical file names.
-  const other = DATASET_NAMES.find((n) => n !== name)!;
-  const base = basename(dir).toLowerCase().replace(/[-_ ]/g, '');
-  if (base === other.replace('-', '')) {
-    throw new IdxError(
-      `loadDataset: asked for ${DISPLAY[name]} but the data directory ${printable(dir)} (from ${from}) looks like the ` +
-        `${DISPLAY[other]} folder and has no ${name}/ subfolder; point it at the parent folder instead`,
-      dir,
-    );
-  }
-  return dir;
-}
-
 type Role = 'images' | 'labels';
 
 /**
@@ -159,7 +107,7 @@ async function readIdx(dir: string, name: DatasetName, split: Split, role: Role,
     throw new IdxError(
       `loadDataset: missing ${DISPLAY[name]} file ${printable(gzPath)} (nor is there an uncompressed ${file}). ` +
         `The folder ${printable(dir)} must hold ${expectedFileNames().join(', ')}; ` +
-        `the shared copy usually lives in ${SHARED_COPY_HINT}`,
+        `run 'wpc data download ${name} --dir DIR' (or downloadDataset in the API) to fetch them into DIR/${name}/`,
       gzPath,
     );
   }

@@ -4,6 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -52,12 +53,20 @@ describe.each(CASES)('examples/%s.mjs', (name, extra, keys) => {
   });
 });
 
-it('an example refuses to run without data', async () => {
-  const r = await new Promise<{ code: number; stderr: string }>((resolve) => {
-    execFile(process.execPath, [join(ROOT, 'examples', 'discriminative.mjs')], { cwd: ROOT, env: { ...process.env, WPC_DATA_DIR: '' } }, (error, _stdout, stderr) =>
-      resolve({ code: error ? 1 : 0, stderr }),
-    );
-  });
-  expect(r.code).toBe(1);
-  expect(r.stderr).toContain('pass --data-dir DIR');
+it('an example refuses to run without data, saying where it looked and how to download it', async () => {
+  // Nothing in any place of the lookup order: no WPC_DATA_DIR, an empty home, a working directory without ../shared.
+  const home = await mkdtemp(join(tmpdir(), 'wpc-example-nodata-'));
+  const cwd = join(home, 'work');
+  await mkdir(cwd);
+  try {
+    const r = await new Promise<{ code: number; stderr: string }>((resolve) => {
+      const env = { ...process.env, WPC_DATA_DIR: '', HOME: home, XDG_CACHE_HOME: join(home, 'cache') };
+      execFile(process.execPath, [join(ROOT, 'examples', 'discriminative.mjs')], { cwd, env }, (error, _stdout, stderr) => resolve({ code: error ? 1 : 0, stderr }));
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('MNIST not found. Looked in, in order');
+    expect(r.stderr).toContain("run 'wpc data download mnist'");
+  } finally {
+    await rm(home, { recursive: true, force: true });
+  }
 });

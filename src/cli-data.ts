@@ -1,0 +1,202 @@
+/**
+ * `wpc data download NAME` and `wpc data path NAME`: fetching MNIST / Fashion-MNIST from their public mirrors
+ * (checksums verified), and showing where the lookup order finds a dataset.
+ */
+import { parseArgs } from 'node:util';
+import { DEFAULT_MIRRORS, MAX_RETRIES, downloadDataset, type DownloadProgress } from './data/download.js';
+import { DATASET_NAMES, type DatasetName } from './data/files.js';
+import { locateDataset } from './data/locate.js';
+import { WpcArgumentError, printable } from './runtime/errors.js';
+import { UsageError } from './cli-checks.js';
+
+/** The lookup order, as every help text that mentions --data-dir refers to it. */
+export const LOOKUP_ORDER = `Where data is looked for (wpc train, wpc reproduce, wpc data path, loadDataset):
+  1. --data-dir DIR (dataDir in the API), else
+  2. the WPC_DATA_DIR environment variable;
+     either is your explicit choice: when the folder lacks the data, that is an error (no further search);
+  3. the per-user cache directory, where 'wpc data download' puts the files: $XDG_CACHE_HOME/wpc/datasets or
+     ~/.cache/wpc/datasets on Linux, ~/Library/Caches/wpc/datasets on macOS, %LOCALAPPDATA%\\wpc\\datasets on
+     Windows, then
+  4. ../shared/datasets relative to the current directory;
+     these two count only when their NAME/ folder holds all four files.
+A data directory holds NAME/ folders (mnist/, fashion-mnist/); one given explicitly may also hold one dataset's
+four files directly. Each file may be gzip-compressed (as distributed) or not. Loading checks the files'
+structure, not their checksums; 'wpc data download' verifies those.`;
+
+const mirrorList = (name: DatasetName) => DEFAULT_MIRRORS[name].map((m) => `      ${m}`).join('\n');
+
+export const DATA_DOWNLOAD_HELP = `Usage: wpc data download mnist|fashion-mnist [options]
+
+Fetches the dataset's four IDX files (train/t10k images and labels, .gz) into DIR/NAME/, verifying each file's
+size and SHA-256 against the genuine file's (known to WPC). Each file is written to a temporary file next to its
+final name and renamed into place only once verified; files already there with the right checksum are kept.
+Progress goes to stderr; the last line on stdout is a JSON summary {"dataset", "dir", "files": [{"file",
+"bytes", "sha256", "alreadyPresent", "url", "failedAttempts"}]}.
+
+  --dir DIR          data directory                       (default: $WPC_DATA_DIR when set, else the per-user
+                                                           cache directory; see 'wpc data path --help')
+  --mirror URL       a base URL holding the four files; repeat for more, tried in order (replaces the defaults)
+  --retries N        retries per mirror after a transient failure (a dropped connection, a truncated or stalled
+                     transfer, HTTP 408/429/5xx), 0..${MAX_RETRIES}    (default 2; waits 1 s, 2 s, 4 s, ... between them)
+  --quiet            no progress on stderr
+  --debug            print the stack trace of an error
+  -h, --help         this help
+
+A transfer that receives nothing for 30 s is abandoned as stalled. Default mirrors, in order:
+  mnist
+${mirrorList('mnist')}
+  fashion-mnist
+${mirrorList('fashion-mnist')}
+`;
+
+export const DATA_PATH_HELP = `Usage: wpc data path mnist|fashion-mnist [--data-dir DIR]
+
+Prints the folder holding the dataset's four files, found in the lookup order below; exits with 1 and a message
+listing every place searched when there is none (then 'wpc data download NAME' fetches it), e.g.
+  wpc data path mnist || wpc data download mnist
+
+  --data-dir DIR     look only there (see 1. below)
+  --debug            print the stack trace of an error
+  -h, --help         this help
+
+${LOOKUP_ORDER}
+`;
+
+export const DATA_HELP = `Usage: wpc data download mnist|fashion-mnist [--dir DIR] [--mirror URL ...] [--retries N]
+       wpc data path mnist|fashion-mnist [--data-dir DIR]
+
+  download   fetch the dataset from its public mirrors, checksums verified (wpc data download --help)
+  path       print the folder the lookup order finds the dataset in (wpc data path --help)
+`;
+
+function datasetArg(command: string, positionals: string[]): DatasetName {
+  const [name, extra] = positionals;
+  if (name === undefined) throw new UsageError(`wpc data ${command} needs a dataset name: ${DATASET_NAMES.join(' or ')}`);
+  if (extra !== undefined) throw new UsageError(`unexpected argument ${JSON.stringify(extra)}`);
+  if (!(DATASET_NAMES as readonly string[]).includes(name)) throw new UsageError(`the dataset must be one of ${DATASET_NAMES.join(', ')}, got ${JSON.stringify(name)}`);
+  return name as DatasetName;
+}
+
+/** Progress on stderr: a line redrawn in place on a terminal, one line per file (and per failed attempt) otherwise. */
+function progressPrinter(quiet: boolean): { update: (p: DownloadProgress) => void; end: () => void } {
+  if (quiet) return { update: () => undefined, end: () => undefined };
+  const tty = process.stderr.isTTY === true;
+  let lastDraw = 0;
+  const mb = (bytes: number) => (bytes < 1e6 ? `${(bytes / 1e3).toFixed(1)} kB` : `${(bytes / 1e6).toFixed(1)} MB`);
+  const line = (text: string) => process.stderr.write(tty ? `\r\x1b[K${text}\n` : `${text}\n`);
+  return {
+    update(p) {
+      const where = `[${p.index + 1}/${p.count}] ${p.file}`;
+      if (p.state === 'present') line(`${where}: already present, sha256 verified`);
+      else if (p.state === 'done') line(`${where}: ${p.size} bytes from ${printable(p.url ?? '')}, sha256 verified`);
+      else if (p.state === 'failed') line(`${where}: ${printable(p.url ?? '')} failed: ${p.reason ?? ''}`);
+      else if (tty) {
+        const now = performance.now();
+        if (now - lastDraw < 100 && p.received < p.size) return;
+        lastDraw = now;
+        process.stderr.write(`\r${where}: ${mb(p.received)} of ${mb(p.size)} (${Math.floor((100 * p.received) / p.size)}%)\x1b[K`);
+      }
+    },
+    end() {
+      if (tty) process.stderr.write('\r\x1b[K');
+    },
+  };
+}
+
+async function download(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: true,
+    options: {
+      dir: { type: 'string' },
+      mirror: { type: 'string', multiple: true },
+      retries: { type: 'string' },
+      quiet: { type: 'boolean' },
+      debug: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(DATA_DOWNLOAD_HELP);
+    return 0;
+  }
+  const name = datasetArg('download', positionals);
+  let retries: number | undefined;
+  if (values.retries !== undefined) {
+    retries = Number(values.retries);
+    if (!/^\d+$/.test(values.retries) || retries > MAX_RETRIES) throw new UsageError(`--retries must be an integer in 0..${MAX_RETRIES}, got ${JSON.stringify(values.retries)}`);
+  }
+  const progress = progressPrinter(values.quiet ?? false);
+  // Ctrl-C stops the transfer in flight and removes its temporary file before exiting.
+  const stop = new AbortController();
+  const onInterrupt = () => stop.abort(new Error('interrupted'));
+  process.once('SIGINT', onInterrupt);
+  process.once('SIGTERM', onInterrupt);
+  try {
+    const result = await downloadDataset(name, {
+      ...(values.dir === undefined ? {} : { dir: values.dir }),
+      ...(values.mirror === undefined ? {} : { mirrors: values.mirror }),
+      ...(retries === undefined ? {} : { retries }),
+      signal: stop.signal,
+      onProgress: progress.update,
+    });
+    progress.end();
+    const files = result.files.map(({ file, bytes, sha256, alreadyPresent, url, failedAttempts }) => ({ file, bytes, sha256, alreadyPresent, url, failedAttempts }));
+    process.stdout.write(`${JSON.stringify({ dataset: result.dataset, dir: result.dir, files })}\n`);
+    return 0;
+  } catch (e) {
+    progress.end();
+    if (e instanceof WpcArgumentError) {
+      // downloadDataset checks its options before any I/O: a bad --mirror or --dir is a usage error.
+      const message = e.message
+        .replace(/^downloadDataset: /, '')
+        .replace(/options\.mirrors\[\d+\]/, '--mirror')
+        .replace(/options\.dir/, '--dir')
+        .replace(/options\.retries/, '--retries');
+      throw new UsageError(message);
+    }
+    if (stop.signal.aborted) {
+      process.stderr.write(`wpc: data download interrupted; no partial file was left under a final name\n`);
+      return 130;
+    }
+    throw e;
+  } finally {
+    process.off('SIGINT', onInterrupt);
+    process.off('SIGTERM', onInterrupt);
+  }
+}
+
+async function path(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: true,
+    options: {
+      'data-dir': { type: 'string' },
+      debug: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(DATA_PATH_HELP);
+    return 0;
+  }
+  const name = datasetArg('path', positionals);
+  if (values['data-dir'] === '') throw new UsageError('--data-dir needs a folder name, got ""');
+  const found = await locateDataset(name, values['data-dir'] === undefined ? {} : { dataDir: values['data-dir'] });
+  process.stdout.write(`${found.dir}\n`);
+  return 0;
+}
+
+/** `wpc data …`; returns the exit code. */
+export async function dataCommand(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub === undefined || sub === '--help' || sub === '-h') {
+    process.stdout.write(DATA_HELP);
+    return sub === undefined ? 2 : 0;
+  }
+  if (sub === 'download') return download(rest);
+  if (sub === 'path') return path(rest);
+  throw new UsageError(`unknown data command ${JSON.stringify(sub)}; the commands are 'download' and 'path'`);
+}

@@ -1,0 +1,483 @@
+/**
+ * Downloading MNIST and Fashion-MNIST from their public mirrors (Node only; the browser entry never imports it).
+ *
+ * Each of the four `.gz` files is fetched over HTTP(S) from the mirrors in order, with retries and backoff on
+ * transient failures, streamed into a temporary file next to its final name while its SHA-256 is computed, and
+ * renamed into place only when its size and SHA-256 are those of the genuine file (`./files.ts`). A body longer
+ * than the genuine file is cut off at the first byte too many, so a hostile or broken server costs at most the
+ * file's size in disk and one chunk in memory. Files already in place with the right checksum are not fetched.
+ */
+import { createHash } from 'node:crypto';
+import type { FileHandle } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
+import { request as httpRequest, type ClientRequest, type IncomingMessage, type RequestOptions } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { WpcError, argError, checkKnownKeys, checkOneOf, printable } from '../runtime/errors.js';
+import { writeAtomicallyWith } from '../util/atomic-write.js';
+import { FileAccessError, openRegularFile } from '../util/regular-file.js';
+import { DATASET_NAMES, KNOWN_FILES, type DatasetName, type KnownFile } from './files.js';
+import { dataCacheDirectory } from './locate.js';
+
+/**
+ * The public mirrors, tried in this order: for MNIST torchvision's, TensorFlow's, then Yann LeCun's original
+ * page; for Fashion-MNIST torchvision's, then Zalando's repository.
+ */
+export const DEFAULT_MIRRORS: Readonly<Record<DatasetName, readonly string[]>> = {
+  mnist: ['https://ossci-datasets.s3.amazonaws.com/mnist/', 'https://storage.googleapis.com/cvdf-datasets/mnist/', 'http://yann.lecun.com/exdb/mnist/'],
+  'fashion-mnist': ['http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/', 'https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/'],
+};
+
+/** Most retries per mirror (`options.retries`). */
+export const MAX_RETRIES = 100;
+/** Longest wait before a retry, however many came before. */
+const MAX_BACKOFF_MS = 30_000;
+/** Most redirects followed for one request. */
+const MAX_REDIRECTS = 5;
+/** Bytes read per chunk when checking a file already in place. */
+const CHUNK_BYTES = 1 << 20;
+/** setTimeout's largest delay. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** What `onProgress` is told: a file was found in place, a transfer started or moved on, failed, or completed. */
+export interface DownloadProgress {
+  /** The file's name, e.g. `train-images-idx3-ubyte.gz`. */
+  file: string;
+  /** 0-based position of the file among the `count` files of the dataset. */
+  index: number;
+  count: number;
+  /** `present`: already in place and verified; `downloading`: bytes arrived (`received`); `failed`: this attempt failed (`reason`), another may follow; `done`: verified and in place. */
+  state: 'present' | 'downloading' | 'failed' | 'done';
+  /** The URL of this attempt; null for `present`. */
+  url: string | null;
+  received: number;
+  /** The genuine file's size in bytes. */
+  size: number;
+  /** Why the attempt failed (`failed` only). */
+  reason?: string;
+}
+
+/** Options of `downloadDataset`. */
+export interface DownloadOptions {
+  /**
+   * Data directory; the files go to `DIR/<name>/`. Default: `$WPC_DATA_DIR` when set (so that `loadDataset`,
+   * which then looks only there, finds them), else the per-user cache directory (`dataCacheDirectory()`).
+   */
+  dir?: string | undefined;
+  /** Base URLs (http or https) tried in order, each holding the four files; default `DEFAULT_MIRRORS[name]`. */
+  mirrors?: readonly string[] | undefined;
+  /**
+   * Retries per mirror after a transient failure (a dropped or refused connection, a truncated or stalled
+   * transfer, HTTP 408, 429 or 5xx), an integer in [0, 100]; default 2. A definite answer (any other HTTP status,
+   * a wrong size or checksum) moves on to the next mirror at once.
+   */
+  retries?: number | undefined;
+  /** Wait before the first retry in ms, doubled for each next one (at most 30 s); default 1000. */
+  retryDelayMs?: number | undefined;
+  /** A transfer that receives no byte for this many ms (connecting and waiting for the answer included) is abandoned as stalled; default 30000. */
+  stallTimeoutMs?: number | undefined;
+  /** Stops the download; the promise rejects with the signal's reason and no partial file is left. */
+  signal?: AbortSignal | undefined;
+  /** Called as files are found, fetched (on every chunk) and verified; an exception from it stops the download. */
+  onProgress?: ((progress: DownloadProgress) => void) | undefined;
+}
+
+/** One failed attempt: the URL and why. */
+export interface FailedAttempt {
+  url: string;
+  reason: string;
+}
+
+/** What happened to one file. */
+export interface DownloadedFile {
+  file: string;
+  /** Where it is now. */
+  path: string;
+  bytes: number;
+  sha256: string;
+  /** True when it was already in place with the right checksum (nothing fetched). */
+  alreadyPresent: boolean;
+  /** The URL it came from; null when already present. */
+  url: string | null;
+  /** The attempts that failed before it was obtained (other mirrors, retries). */
+  failedAttempts: FailedAttempt[];
+}
+
+/** What `downloadDataset` did. */
+export interface DownloadResult {
+  dataset: DatasetName;
+  /** The folder holding the four files (`DIR/<name>`), which `loadDataset` reads with `dataDir: DIR`. */
+  dir: string;
+  /** The data directory DIR. */
+  root: string;
+  files: DownloadedFile[];
+}
+
+/**
+ * A dataset file could not be obtained: every mirror failed (`attempts` says how, each mirror's attempts in
+ * order), or it could not be written locally (`attempts` empty). `file` is the path it would have had.
+ */
+export class WpcDownloadError extends Error {
+  override name = 'WpcDownloadError';
+  constructor(
+    message: string,
+    readonly file: string,
+    readonly attempts: readonly FailedAttempt[] = [],
+  ) {
+    super(message);
+  }
+}
+WpcError.members.push(WpcDownloadError);
+
+/** A failed attempt at one URL; `retry` when asking the same mirror again may succeed. */
+class AttemptFailure extends Error {
+  constructor(
+    readonly reason: string,
+    readonly retry: boolean,
+  ) {
+    super(reason);
+  }
+}
+
+/** A failure of this machine's file system while writing: no mirror can help. */
+class LocalFailure extends Error {
+  constructor(override readonly cause: unknown) {
+    super('local write failure');
+  }
+}
+
+/** An exception from the caller's progress callback, passed through the transfer untouched. */
+class CallbackFailure extends Error {
+  constructor(override readonly cause: unknown) {
+    super('progress callback failure');
+  }
+}
+
+interface Settings {
+  mirrors: string[];
+  retries: number;
+  retryDelayMs: number;
+  stallTimeoutMs: number;
+  signal: AbortSignal | undefined;
+  onProgress: ((progress: DownloadProgress) => void) | undefined;
+}
+
+function checkMirror(fn: string, arg: string, value: unknown): string {
+  if (typeof value !== 'string' || value === '') argError(fn, arg, 'an http:// or https:// URL', value);
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return argError(fn, arg, 'an http:// or https:// URL', value);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') argError(fn, arg, 'an http:// or https:// URL', value);
+  if (url.username !== '' || url.password !== '') argError(fn, arg, 'a URL without a user name or password (they would show in messages)', value);
+  if (url.search !== '' || url.hash !== '') argError(fn, arg, 'a base URL without ?query or #fragment (the file names are appended to it)', value);
+  if (!url.pathname.endsWith('/')) url.pathname += '/';
+  return url.href;
+}
+
+function checkOptions(fn: string, name: unknown, options: unknown): { name: DatasetName; root: string; settings: Settings } {
+  const dataset = checkOneOf(fn, 'name', name, DATASET_NAMES);
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) argError(fn, 'options', 'an object', options);
+  checkKnownKeys(fn, 'options', options, ['dir', 'mirrors', 'retries', 'retryDelayMs', 'stallTimeoutMs', 'signal', 'onProgress']);
+  const o = options as DownloadOptions;
+  if (o.dir !== undefined && (typeof o.dir !== 'string' || o.dir === '' || o.dir.includes('\0'))) argError(fn, 'options.dir', 'a non-empty path', o.dir);
+  let mirrors = DEFAULT_MIRRORS[dataset] as readonly unknown[];
+  if (o.mirrors !== undefined) {
+    if (!Array.isArray(o.mirrors) || o.mirrors.length === 0) argError(fn, 'options.mirrors', 'a non-empty array of URLs', o.mirrors);
+    mirrors = o.mirrors;
+  }
+  const checkedMirrors = mirrors.map((m, i) => checkMirror(fn, `options.mirrors[${i}]`, m));
+  const retries = o.retries ?? 2;
+  if (typeof retries !== 'number' || !Number.isInteger(retries) || retries < 0 || retries > MAX_RETRIES) {
+    argError(fn, 'options.retries', `an integer in [0, ${MAX_RETRIES}]`, retries);
+  }
+  const retryDelayMs = o.retryDelayMs ?? 1000;
+  if (typeof retryDelayMs !== 'number' || !Number.isFinite(retryDelayMs) || retryDelayMs < 0 || retryDelayMs > MAX_BACKOFF_MS) {
+    argError(fn, 'options.retryDelayMs', `a number of milliseconds in [0, ${MAX_BACKOFF_MS}]`, retryDelayMs);
+  }
+  const stallTimeoutMs = o.stallTimeoutMs ?? 30_000;
+  if (typeof stallTimeoutMs !== 'number' || !Number.isInteger(stallTimeoutMs) || stallTimeoutMs < 1 || stallTimeoutMs > MAX_TIMER_MS) {
+    argError(fn, 'options.stallTimeoutMs', `an integer number of milliseconds in [1, ${MAX_TIMER_MS}]`, stallTimeoutMs);
+  }
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) argError(fn, 'options.signal', 'an AbortSignal', o.signal);
+  if (o.onProgress !== undefined && typeof o.onProgress !== 'function') argError(fn, 'options.onProgress', 'a function', o.onProgress);
+  const env = process.env.WPC_DATA_DIR;
+  const root = resolve(o.dir ?? (env !== undefined && env !== '' ? env : dataCacheDirectory()));
+  return {
+    name: dataset,
+    root,
+    settings: { mirrors: checkedMirrors, retries, retryDelayMs, stallTimeoutMs, signal: o.signal, onProgress: o.onProgress },
+  };
+}
+
+/**
+ * Downloads MNIST or Fashion-MNIST (the four IDX `.gz` files) into `DIR/<name>/`, verifying each file's size
+ * and SHA-256 against the genuine file's, and skipping files already there with the right checksum.
+ *
+ * Each file is tried at each mirror in order, with up to `retries` retries per mirror on a transient failure;
+ * it is written to a temporary file next to its final name (flushed to disk) and renamed into place only once
+ * verified, so the final name never holds a partial or unverified file, and a failure leaves no temporary.
+ * A body longer than the genuine file is refused as it streams. Files are fetched one after another; the first
+ * that cannot be obtained stops the download (the files verified before it stay).
+ * @param name `'mnist'` or `'fashion-mnist'`.
+ * @param options `dir` (default `$WPC_DATA_DIR`, else the per-user cache directory), `mirrors` (default
+ *   `DEFAULT_MIRRORS[name]`), `retries` (2), `retryDelayMs` (1000), `stallTimeoutMs` (30000), `signal`, `onProgress`.
+ * @returns per file where it is, where it came from (or that it was already present) and what failed first.
+ * @throws WpcDownloadError naming the file and each attempt's URL and failure (HTTP status, size, checksum
+ *   expected and got, truncated at N of M bytes, stalled), or a local write failure; the signal's reason when
+ *   aborted; WpcArgumentError for bad options.
+ */
+export async function downloadDataset(name: DatasetName, options: DownloadOptions = {}): Promise<DownloadResult> {
+  const fn = 'downloadDataset';
+  const { name: dataset, root, settings } = checkOptions(fn, name, options);
+  settings.signal?.throwIfAborted();
+  const dir = join(root, dataset);
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (e) {
+    throw new WpcDownloadError(`${fn}: cannot create the folder ${printable(dir)}: ${systemReason(e)}`, dir);
+  }
+  const known = KNOWN_FILES[dataset];
+  const files: DownloadedFile[] = [];
+  for (const [index, file] of known.entries()) {
+    files.push(await obtainFile(fn, dataset, dir, file, index, known.length, settings));
+  }
+  return { dataset, dir, root, files };
+}
+
+/** `e`'s code and message, printable, for a message. */
+function systemReason(e: unknown): string {
+  const err = e as NodeJS.ErrnoException;
+  const message = printable(String(err?.message ?? e)).slice(0, 300);
+  return err?.code && !message.includes(err.code) ? `${err.code}: ${message}` : message;
+}
+
+/** Whether the genuine file is in place already (false when it is missing or differs: it will be replaced). */
+async function verifiedInPlace(fn: string, path: string, known: KnownFile, signal: AbortSignal | undefined): Promise<boolean> {
+  let opened: Awaited<ReturnType<typeof openRegularFile>>;
+  try {
+    opened = await openRegularFile(path);
+  } catch (e) {
+    if (e instanceof FileAccessError && e.reason === 'missing') return false;
+    const what = e instanceof FileAccessError && e.reason === 'not-regular' ? `is ${e.detail}, not a regular file; remove it` : `cannot be read (${systemReason(e)})`;
+    throw new WpcDownloadError(`${fn}: ${printable(path)} ${what}`, path);
+  }
+  const { handle, size } = opened;
+  try {
+    if (size !== known.bytes) return false;
+    const hash = createHash('sha256');
+    const buffer = new Uint8Array(CHUNK_BYTES);
+    for (;;) {
+      signal?.throwIfAborted();
+      const { bytesRead } = await handle.read(buffer, 0, CHUNK_BYTES, null);
+      if (bytesRead === 0) break;
+      hash.update(buffer.subarray(0, bytesRead));
+    }
+    return hash.digest('hex') === known.sha256;
+  } catch (e) {
+    if (signal?.aborted) throw e;
+    throw new WpcDownloadError(`${fn}: ${printable(path)} cannot be read (${systemReason(e)})`, path);
+  } finally {
+    await handle.close().catch(() => undefined);
+  }
+}
+
+/** The file in place: found there, or fetched from the first mirror that serves the genuine bytes. */
+async function obtainFile(fn: string, dataset: DatasetName, dir: string, known: KnownFile, index: number, count: number, s: Settings): Promise<DownloadedFile> {
+  const path = join(dir, known.name);
+  const report = (p: Omit<DownloadProgress, 'file' | 'index' | 'count' | 'size'>) => s.onProgress?.({ file: known.name, index, count, size: known.bytes, ...p });
+  if (await verifiedInPlace(fn, path, known, s.signal)) {
+    report({ state: 'present', url: null, received: known.bytes });
+    return { file: known.name, path, bytes: known.bytes, sha256: known.sha256, alreadyPresent: true, url: null, failedAttempts: [] };
+  }
+  const failures: FailedAttempt[] = [];
+  for (const mirror of s.mirrors) {
+    const url = new URL(known.name, mirror).href;
+    for (let attempt = 0; attempt <= s.retries; attempt++) {
+      if (attempt > 0) await backoff(Math.min(MAX_BACKOFF_MS, s.retryDelayMs * 2 ** (attempt - 1)), s.signal);
+      let fromWriter: unknown;
+      try {
+        await writeAtomicallyWith(path, async (handle) => {
+          try {
+            report({ state: 'downloading', url, received: 0 });
+            await transfer(url, handle, known, s, (received) => report({ state: 'downloading', url, received }));
+          } catch (e) {
+            fromWriter = e;
+            throw e;
+          }
+        });
+        report({ state: 'done', url, received: known.bytes });
+        return { file: known.name, path, bytes: known.bytes, sha256: known.sha256, alreadyPresent: false, url, failedAttempts: failures };
+      } catch (e) {
+        if (s.signal?.aborted) throw s.signal.reason;
+        if (e instanceof AttemptFailure) {
+          failures.push({ url, reason: e.reason });
+          report({ state: 'failed', url, received: 0, reason: e.reason });
+          if (!e.retry) break;
+          continue;
+        }
+        // The temporary could not be made, written, flushed or renamed: the disk, not the mirror.
+        if (e instanceof LocalFailure || e !== fromWriter) {
+          const cause = e instanceof LocalFailure ? e.cause : e;
+          throw new WpcDownloadError(`${fn}: cannot write ${printable(path)}: ${systemReason(cause)}`, path, failures);
+        }
+        throw e; // from onProgress, or a bug: as it is
+      }
+    }
+  }
+  throw new WpcDownloadError(failureMessage(fn, dataset, known, failures), path, failures);
+}
+
+/** "could not download F from any mirror: URL: reason, then reason; URL: reason". */
+function failureMessage(fn: string, dataset: DatasetName, known: KnownFile, failures: FailedAttempt[]): string {
+  const byUrl = new Map<string, string[]>();
+  for (const f of failures) byUrl.set(f.url, [...(byUrl.get(f.url) ?? []), f.reason]);
+  const tried = [...byUrl].map(([url, reasons]) => `${printable(url)}: ${reasons.join(', then ')}`);
+  const mirrors = byUrl.size === 1 ? 'the one mirror' : `any of the ${byUrl.size} mirrors`;
+  return `${fn}: could not download ${dataset}/${known.name} from ${mirrors} tried: ${tried.join('; ')}`;
+}
+
+async function backoff(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  try {
+    await sleep(ms, undefined, signal === undefined ? {} : { signal });
+  } catch (e) {
+    if (signal?.aborted) throw signal.reason;
+    throw e;
+  }
+}
+
+/** Whether a network error may go away when asked again (a dropped or refused connection) or not (no such host, a bad certificate). */
+function transientNetworkError(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException)?.code ?? '';
+  if (code === 'ENOTFOUND' || code.startsWith('ERR_TLS_') || code.startsWith('CERT_') || code.includes('CERT') || code === 'ERR_INVALID_URL') return false;
+  return true;
+}
+
+/** An HTTP status line for a message: code and (server-chosen, so escaped and cut) reason phrase. */
+function statusText(res: IncomingMessage): string {
+  const phrase = printable(res.statusMessage ?? '').slice(0, 100);
+  return `HTTP ${res.statusCode}${phrase ? ` ${phrase}` : ''}`;
+}
+
+/**
+ * One attempt: GET `url` (following redirects), stream the body into `handle` while hashing it, and check the
+ * result. Throws AttemptFailure for anything the mirror did wrong, LocalFailure when the write fails, the
+ * signal's reason when aborted.
+ */
+async function transfer(url: string, handle: FileHandle, known: KnownFile, s: Settings, onChunk: (received: number) => void): Promise<void> {
+  let request: ClientRequest | undefined;
+  let stalled = false;
+  let received = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const armStallTimer = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      stalled = true;
+      request?.destroy(new Error('stalled'));
+    }, s.stallTimeoutMs);
+  };
+  const onAbort = () => request?.destroy(new Error('aborted'));
+  s.signal?.addEventListener('abort', onAbort, { once: true });
+  const failed = (e: unknown): AttemptFailure => {
+    if (e instanceof AttemptFailure) return e;
+    const at = received > 0 || stalled ? ` after ${received} of ${known.bytes} bytes` : '';
+    if (stalled) return new AttemptFailure(`stalled: no data for ${s.stallTimeoutMs} ms${at}`, true);
+    const code = (e as NodeJS.ErrnoException)?.code ?? '';
+    if (code.startsWith('HPE_')) return new AttemptFailure(`not a valid HTTP answer (${systemReason(e)})`, false);
+    if (received > 0) return new AttemptFailure(`truncated at ${received} of ${known.bytes} bytes (${systemReason(e)})`, true);
+    return new AttemptFailure(`connection failed (${systemReason(e)})`, transientNetworkError(e));
+  };
+  try {
+    armStallTimer();
+    let current = url;
+    let response: IncomingMessage | undefined;
+    for (let hop = 0; response === undefined; hop++) {
+      s.signal?.throwIfAborted();
+      const started = get(current);
+      request = started.request;
+      const res = await started.response;
+      armStallTimer();
+      const status = res.statusCode ?? 0;
+      if (status >= 300 && status < 400 && status !== 304 && res.headers.location !== undefined) {
+        res.destroy();
+        if (hop >= MAX_REDIRECTS) throw new AttemptFailure(`more than ${MAX_REDIRECTS} redirects`, false);
+        let next: URL;
+        try {
+          next = new URL(res.headers.location, current);
+        } catch {
+          throw new AttemptFailure(`${statusText(res)} redirects to an invalid URL "${printable(res.headers.location).slice(0, 200)}"`, false);
+        }
+        if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+          throw new AttemptFailure(`${statusText(res)} redirects to a ${printable(next.protocol)} URL, not http or https`, false);
+        }
+        current = next.href;
+        continue;
+      }
+      if (status !== 200) {
+        res.destroy();
+        throw new AttemptFailure(statusText(res), status === 408 || status === 429 || status >= 500);
+      }
+      response = res;
+    }
+    const announced = response.headers['content-length'];
+    if (announced !== undefined && /^\d+$/.test(announced) && Number(announced) !== known.bytes) {
+      response.destroy();
+      const more = Number(announced) > known.bytes;
+      throw new AttemptFailure(`the server announces ${announced} bytes, ${more ? 'more' : 'fewer'} than the genuine file's ${known.bytes}`, false);
+    }
+    const hash = createHash('sha256');
+    for await (const chunk of response as AsyncIterable<Buffer>) {
+      if (received + chunk.length > known.bytes) {
+        response.destroy();
+        throw new AttemptFailure(`the body is longer than the genuine file's ${known.bytes} bytes (refused at byte ${known.bytes + 1})`, false);
+      }
+      hash.update(chunk);
+      try {
+        await handle.write(chunk);
+      } catch (e) {
+        response.destroy();
+        throw new LocalFailure(e);
+      }
+      received += chunk.length;
+      armStallTimer();
+      try {
+        onChunk(received);
+      } catch (e) {
+        response.destroy();
+        throw new CallbackFailure(e);
+      }
+    }
+    if (received < known.bytes) throw new AttemptFailure(`truncated at ${received} of ${known.bytes} bytes (the connection ended early)`, true);
+    const got = hash.digest('hex');
+    if (got !== known.sha256) throw new AttemptFailure(`checksum mismatch: expected sha256 ${known.sha256}, got ${got}`, false);
+  } catch (e) {
+    if (s.signal?.aborted) throw s.signal.reason;
+    if (e instanceof LocalFailure) throw e;
+    if (e instanceof CallbackFailure) throw e.cause;
+    throw failed(e);
+  } finally {
+    clearTimeout(timer);
+    s.signal?.removeEventListener('abort', onAbort);
+    request?.destroy();
+  }
+}
+
+/** A GET of `url` that never decodes the body (a `.gz` file is the data itself) and keeps no connection open. */
+function get(url: string): { request: ClientRequest; response: Promise<IncomingMessage> } {
+  const target = new URL(url);
+  const options: RequestOptions = {
+    method: 'GET',
+    headers: { 'user-agent': 'wpc-dataset-download', 'accept-encoding': 'identity', accept: '*/*' },
+    agent: false,
+  };
+  let request!: ClientRequest;
+  const response = new Promise<IncomingMessage>((resolve, reject) => {
+    request = (target.protocol === 'https:' ? httpsRequest : httpRequest)(target, options, resolve);
+    request.on('error', reject);
+    request.end();
+  });
+  return { request, response };
+}
