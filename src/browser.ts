@@ -1,3 +1,5 @@
+/// <reference types="@webgpu/types" preserve="true" />
+/// <reference lib="esnext.disposable" preserve="true" />
 /**
  * WPC for browsers (and any host with `navigator.gpu`). Never loads Dawn.
  */

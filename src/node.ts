@@ -1,3 +1,5 @@
+/// <reference types="@webgpu/types" preserve="true" />
+/// <reference lib="esnext.disposable" preserve="true" />
 /**
  * WPC for Node: WebGPU through Dawn (the `webgpu` package), loaded on the first `init()`.
  */
