@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { defineConfig } from 'vitest/config';
+// @ts-expect-error: a plain .mjs script without types
+import { packageDefines } from './scripts/package-defines.mjs';
 
 // WGSL sources are imported as strings (esbuild does the same with its `text` loader in scripts/build.mjs).
 const wgslAsText = {
@@ -32,6 +34,8 @@ const matrixProject = process.env.WPC_MATRIX_ADAPTER ? [{ extends: true as const
 
 export default defineConfig({
   plugins: [wgslAsText],
+  // The version and Dawn's range, as scripts/build.mjs defines them (src/runtime/build-info.ts).
+  define: packageDefines(),
   test: {
     environment: 'node',
     // One process, files one after another: lavapipe already spreads each dispatch over every core, and a
