@@ -181,6 +181,13 @@ describe('the packed tarball in Node', () => {
     await ok('npm', [...NPM_INSTALL, `typescript@${version('typescript')}`, `@types/node@${version('@types/node')}`], dir);
   }, 600_000);
 
+  it('runs its one command as `npx webgpu-pc` and `npx wpc`', async () => {
+    for (const name of [pkg.name, 'wpc']) {
+      const r = await ok('npx', ['--offline', name, '--version'], dir);
+      expect(r.stdout, `npx ${name} --version`).toBe(`${pkg.version}\n`);
+    }
+  });
+
   it('holds only what a consumer needs', () => {
     const installed = join(dir, 'node_modules', pkg.name);
     expect(readdirSync(installed).sort()).toEqual(['CHANGELOG.md', 'LICENSE', 'README.md', 'dist', 'package.json', 'scripts']);
