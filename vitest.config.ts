@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { defineConfig } from 'vitest/config';
+// @ts-expect-error: a plain .mjs script without types
+import { packageDefines } from './scripts/package-defines.mjs';
 
 // WGSL sources are imported as strings (esbuild does the same with its `text` loader in scripts/build.mjs).
 const wgslAsText = {
@@ -42,6 +44,8 @@ const LONG_LIMIT_MS = 1_800_000;
 
 export default defineConfig({
   plugins: [wgslAsText],
+  // The version and Dawn's range, as scripts/build.mjs defines them (src/runtime/build-info.ts).
+  define: packageDefines(),
   test: {
     environment: 'node',
     // One process, files one after another: lavapipe already spreads each dispatch over every core, and a

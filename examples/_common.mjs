@@ -1,9 +1,9 @@
 // Shared plumbing of the examples: flags, MNIST, test loops and a final JSON line. The PC itself is in each
-// example, written with WPC's public API exactly as a user would (import ... from 'wpc').
+// example, written with WPC's public API exactly as a user would (import ... from 'webgpu-pc').
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { batches, init, loadDataset, testDiscriminativePc } from 'wpc';
+import { batches, init, loadDataset, testDiscriminativePc } from 'webgpu-pc';
 
 /**
  * Parses the flags every example takes, with the notebook's defaults for `iters` and `testEvery`:

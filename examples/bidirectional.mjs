@@ -5,7 +5,7 @@
 // 85.4% with forward energy weight α_f = 1 and 94.0% with α_f = 1e-3.
 //   node examples/bidirectional.mjs --data-dir ../shared/datasets [--forward-weight 1e-3]
 import { join } from 'node:path';
-import { adam, initActivitiesWithFfwd, initBpcActivities, makeMlp, sgd, updateBpcActivities, updateBpcParams, writeImageGrid } from 'wpc';
+import { adam, initActivitiesWithFfwd, initBpcActivities, makeMlp, sgd, updateBpcActivities, updateBpcParams, writeImageGrid } from 'webgpu-pc';
 import { discriminativeAccuracy, mnist, report, setup, trainingBatches } from './_common.mjs';
 
 const ctx = setup('bidirectional', { iters: 300, testEvery: 50 }, { 'forward-weight': { type: 'string' } });

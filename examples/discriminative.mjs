@@ -1,7 +1,7 @@
 // JPC's discriminative_pc notebook: an MNIST classifier 784 → 300 → 300 → 10 (relu, biases) trained by PC with
 // make_pc_step's defaults (inference: Heun + PID to t = 20), Adam 1e-3, 300 iterations of batch 64.
 //   node examples/discriminative.mjs --data-dir ../shared/datasets
-import { adam, makeMlp, makePcStep } from 'wpc';
+import { adam, makeMlp, makePcStep } from 'webgpu-pc';
 import { discriminativeAccuracy, mnist, report, setup, trainingBatches } from './_common.mjs';
 
 const ctx = setup('discriminative', { iters: 300, testEvery: 100 });

@@ -4,7 +4,7 @@
 // (10 SGD steps on the activities from a feedforward start), which the notebook leaves as an exercise: at this
 // depth its error signal barely reaches the first layers.
 //   node examples/epc.mjs --data-dir ../shared/datasets [--method pc]
-import { adam, initActivitiesWithFfwd, initEpcErrors, makeMlp, sgd, updateEpcErrors, updateEpcParams, updatePcActivities, updatePcParams } from 'wpc';
+import { adam, initActivitiesWithFfwd, initEpcErrors, makeMlp, sgd, updateEpcErrors, updateEpcParams, updatePcActivities, updatePcParams } from 'webgpu-pc';
 import { discriminativeAccuracy, mnist, report, setup, trainingBatches } from './_common.mjs';
 
 const ctx = setup('epc', { iters: 300, testEvery: 100, seed: 5482 }, { method: { type: 'string' } });

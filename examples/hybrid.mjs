@@ -5,7 +5,7 @@
 // accuracy of the amortiser alone, of hybrid inference and of the generator alone.
 //   node examples/hybrid.mjs --data-dir ../shared/datasets
 import { join } from 'node:path';
-import { adam, initActivitiesWithFfwd, makeHpcStep, makeMlp, testHpc, writeImageGrid } from 'wpc';
+import { adam, initActivitiesWithFfwd, makeHpcStep, makeMlp, testHpc, writeImageGrid } from 'webgpu-pc';
 import { mnist, report, setup, testBatches, trainingBatches } from './_common.mjs';
 
 const ctx = setup('hybrid', { iters: 300, testEvery: 100 });

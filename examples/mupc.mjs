@@ -3,7 +3,7 @@
 // hidden layers). Each step runs 30 SGD steps (lr 0.5) on the activities from a feedforward start, then one
 // Adam step of lr 0.1 on the weights, for 900 iterations; the notebook reaches 93.3%.
 //   node examples/mupc.mjs --data-dir ../shared/datasets
-import { adam, makeMlp, makePcStep, makeSkipModel, sgd } from 'wpc';
+import { adam, makeMlp, makePcStep, makeSkipModel, sgd } from 'webgpu-pc';
 import { discriminativeAccuracy, mnist, report, setup, trainingBatches } from './_common.mjs';
 
 const DEPTH = 30;

@@ -4,7 +4,7 @@
 // with only the image clamped (to t = 100), from random activities. Writes the digits it generates per label.
 //   node examples/supervised-generative.mjs --data-dir ../shared/datasets
 import { join } from 'node:path';
-import { adam, initActivitiesWithFfwd, makeMlp, makePcStep, testGenerativePc, writeImageGrid } from 'wpc';
+import { adam, initActivitiesWithFfwd, makeMlp, makePcStep, testGenerativePc, writeImageGrid } from 'webgpu-pc';
 import { mnist, report, setup, testBatches, trainingBatches } from './_common.mjs';
 
 const MAX_T1 = 100;

@@ -6,7 +6,7 @@
 //   node examples/unsupervised-generative.mjs --data-dir ../shared/datasets
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { adam, initActivitiesFromNormal, initActivitiesWithFfwd, makeMlp, makePcStep, solveInference, writeImageGrid } from 'wpc';
+import { adam, initActivitiesFromNormal, initActivitiesWithFfwd, makeMlp, makePcStep, solveInference, writeImageGrid } from 'webgpu-pc';
 import { mnist, report, setup, testBatches, trainingBatches } from './_common.mjs';
 
 const MAX_T1 = 100;

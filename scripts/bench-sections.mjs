@@ -19,7 +19,8 @@ export const BENCHES = {
  */
 export async function bundleBench(name, external) {
   const { build } = await import('esbuild');
-  await build({ entryPoints: [`bench/${name}.ts`], bundle: true, platform: 'node', format: 'esm', outfile: `.bench-build/${name}.mjs`, loader: { '.wgsl': 'text' }, external, logLevel: 'warning' });
+  const { packageDefines } = await import('./package-defines.mjs');
+  await build({ entryPoints: [`bench/${name}.ts`], bundle: true, platform: 'node', format: 'esm', outfile: `.bench-build/${name}.mjs`, loader: { '.wgsl': 'text' }, define: packageDefines(), external, logLevel: 'warning' });
 }
 
 /** A markdown table of rows (the columns of the first row). */

@@ -3,6 +3,7 @@
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, rmSync } from 'node:fs';
+import { packageDefines } from './package-defines.mjs';
 
 rmSync('dist', { recursive: true, force: true });
 const common = {
@@ -11,6 +12,8 @@ const common = {
   target: 'es2022',
   sourcemap: true,
   loader: { '.wgsl': 'text' },
+  // The version and Dawn's range, from package.json (src/runtime/build-info.ts).
+  define: packageDefines(),
   logLevel: 'warning',
 };
 await build({

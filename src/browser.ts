@@ -1,8 +1,10 @@
+/// <reference types="@webgpu/types" preserve="true" />
+/// <reference lib="esnext.disposable" preserve="true" />
 /**
  * WPC for browsers (and any host with `navigator.gpu`). Never loads Dawn.
  */
 import { WpcGpuError } from './runtime/errors.js';
-import { initFromGpu, type InitOptions, type Runtime } from './runtime/runtime.js';
+import { checkInitOptions, initFromGpu, type InitOptions, type Runtime } from './runtime/runtime.js';
 
 export * from './api.js';
 
@@ -13,6 +15,7 @@ const NO_ADAPTER_HINT_BROWSER =
 
 /** Creates a runtime that owns a new device from `navigator.gpu`. */
 export async function init(options: InitOptions = {}): Promise<Runtime> {
+  checkInitOptions('init', options);
   const gpu = (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
   if (!gpu) throw new WpcGpuError(`WPC: navigator.gpu is missing. ${NO_ADAPTER_HINT_BROWSER}`, 'no-adapter');
   return initFromGpu(gpu, options, NO_ADAPTER_HINT_BROWSER);

@@ -12,6 +12,7 @@ import { DATASET_NAMES, loadDataset, type DatasetName } from './data/node.js';
 import { batches, epochBatchCount, type Dataset } from './data/dataset.js';
 import { ACTIVATIONS, type Activation } from './kernels/index.js';
 import { init, type InitOptions } from './node.js';
+import { VERSION } from './runtime/build-info.js';
 import { WpcArgumentError, WpcDivergenceError } from './runtime/errors.js';
 import { F32_MAX, groupDigits } from './runtime/limits.js';
 import { initOptionsWithTiles, SleepEstimator, type Runtime } from './runtime/runtime.js';
@@ -154,10 +155,14 @@ Commands
   data path NAME     print the folder the data lookup order finds NAME in (wpc data path --help)
   info               show the WebGPU adapter WPC gets on this machine
 
+  -v, --version      print the version (${VERSION})
+  -h, --help         this help
+
 Every command takes --debug (print the stack trace of an error). Exit codes: 0 success, 2 a usage error (bad
 flags, an output folder that does not exist), 1 any other error (missing data, a device limit, a failed run).
 
-WPC trains predictive-coding networks with WGSL compute shaders (WebGPU through Dawn in Node).
+WPC ${VERSION} (npm package webgpu-pc) trains predictive-coding networks with WGSL compute shaders (WebGPU
+through Dawn in Node).
 `;
 
 /** The adapter as the outputs name it, e.g. "llvmpipe: Mesa … (software)". */
@@ -1137,6 +1142,11 @@ async function main(argv: string[]): Promise<number> {
     if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
       process.stdout.write(MAIN_HELP);
       return command === undefined ? 2 : 0;
+    }
+    if (command === '--version' || command === '-v') {
+      if (rest.some((a) => a !== '--debug')) throw new UsageError(`${command} takes no arguments, got ${JSON.stringify(rest.find((a) => a !== '--debug'))}`);
+      process.stdout.write(`${VERSION}\n`);
+      return 0;
     }
     if (command === 'train') {
       const config = parseTrain(rest);

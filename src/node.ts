@@ -1,8 +1,10 @@
+/// <reference types="@webgpu/types" preserve="true" />
+/// <reference lib="esnext.disposable" preserve="true" />
 /**
  * WPC for Node: WebGPU through Dawn (the `webgpu` package), loaded on the first `init()`.
  */
 import { checkSoftwareVectorBits, dawnGpu, NO_ADAPTER_HINT_NODE } from './runtime/dawn.js';
-import { initFromGpu, type InitOptions, type Runtime } from './runtime/runtime.js';
+import { checkInitOptions, initFromGpu, type InitOptions, type Runtime } from './runtime/runtime.js';
 
 export * from './api.js';
 export { applySoftwareVectorBits, type SoftwareVectorBits } from './runtime/dawn.js';
@@ -12,6 +14,7 @@ export { applySoftwareVectorBits, type SoftwareVectorBits } from './runtime/dawn
  * Fails with an explanation (and, on Linux, the lavapipe install command) when there is no adapter.
  */
 export async function init(options: InitOptions = {}): Promise<Runtime> {
+  checkInitOptions('init', options);
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   const bits = checkSoftwareVectorBits('init', options.softwareVectorBits ?? 'auto');
   const gpu = nav?.gpu ?? (await dawnGpu(options.dawnOptions ?? [], bits));

@@ -160,6 +160,20 @@ describe('wpc reproduce theory', () => {
   });
 });
 
+describe('wpc --version', () => {
+  it('prints the package version (-v too), which --help also shows; extra arguments are a usage error', async () => {
+    const { version } = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8'));
+    for (const flag of ['--version', '-v']) expect(await wpc([flag]), flag).toEqual({ code: 0, stdout: `${version}\n`, stderr: '' });
+    const help = await wpc(['--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain(`-v, --version      print the version (${version})`);
+    expect(help.stdout).toContain(`WPC ${version} (npm package webgpu-pc)`);
+    const extra = await wpc(['--version', 'train']);
+    expect(extra).toMatchObject({ code: 2, stdout: '' });
+    expect(extra.stderr).toBe(`wpc: --version takes no arguments, got "train" (see 'wpc --help')\n`);
+  });
+});
+
 describe('wpc info', () => {
   it('prints the adapter as JSON', async () => {
     const r = await wpc(['info']);

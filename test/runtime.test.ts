@@ -226,7 +226,8 @@ describe('device ownership', () => {
   it('initFromDevice refuses something that is not a device', () => {
     expect(() => initFromDevice({ device: {} as GPUDevice })).toThrow(WpcArgumentError);
     expect(() => initFromDevice({ device: {} as GPUDevice })).toThrow(/initFromDevice: options\.device must be a GPUDevice, got an object/);
-    expect(() => initFromDevice(undefined as never)).toThrow(/options\.device must be a GPUDevice, got undefined/);
+    expect(() => initFromDevice(undefined as never)).toThrow(/^initFromDevice: options must be an object such as \{ device \}, got undefined$/);
+    expect(() => initFromDevice({ device: rt().device, polling: 'timer', pollling: 'spin' } as never)).toThrow(/^initFromDevice: unknown option "pollling" in options; known options are "device", "kernels", "polling", "adapterInfo"$/);
   });
 });
 
@@ -499,6 +500,13 @@ describe('determinism', () => {
 });
 
 describe('init', () => {
+  it('refuses options that are not an object, unknown keys and a bad powerPreference before requesting an adapter', async () => {
+    await expect(init(null as never)).rejects.toThrow(/^init: options must be an object such as \{ powerPreference \}, got null$/);
+    await expect(init({ pollling: 'spin' } as never)).rejects.toThrow(/^init: unknown option "pollling" in options; known options are "powerPreference", "kernels", "polling", "dawnOptions", "softwareVectorBits"$/);
+    await expect(init({ powerPreference: 'fast' as never })).rejects.toThrow(WpcArgumentError);
+    await expect(init({ powerPreference: 'fast' as never })).rejects.toThrow(/^init: options\.powerPreference must be "low-power" or "high-performance", got "fast"$/);
+  });
+
   it("refuses Dawn's null backend with a WpcArgumentError", async () => {
     await expect(init({ dawnOptions: ['backend=null'] })).rejects.toThrow(WpcArgumentError);
     await expect(init({ dawnOptions: ['backend=null'] })).rejects.toThrow(/dawnOptions.*backend=null.*computes nothing/);

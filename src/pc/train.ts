@@ -134,13 +134,15 @@ export interface PcStepResult<Loss extends Tensor | null = Tensor | null> {
  * (`await r.loss.item()`) and dispose them. Without `options.input` the step is unsupervised (JPC's generative
  * PC without a prior): z_0..z_L start from seeded normal draws and z_0 is inferred with the rest.
  */
-export async function makePcStep<O extends PcStepOptions>(
+export async function makePcStep<I extends BatchData | undefined = undefined>(
   model: Model,
   optim: Optimizer,
   optState: OptState,
   output: BatchData,
-  options: O,
-): Promise<PcStepResult<O extends { input: BatchData } ? Tensor : Tensor | null>> {
+  // Generic in the input only, not in the whole options object: an object literal is then checked against
+  // PcStepOptions, so an unknown key (a typo) is a compile error, while `loss` is still typed by `input`.
+  options: PcStepOptions & { input?: I },
+): Promise<PcStepResult<I extends BatchData ? Tensor : Tensor | null>> {
   const fn = 'makePcStep';
   let solver: ResolvedSolver | undefined;
   let sigma = 0.05;
@@ -266,7 +268,7 @@ export async function makePcStep<O extends PcStepOptions>(
       return {
         model,
         optState,
-        loss: lossTensor as O extends { input: BatchData } ? Tensor : Tensor | null,
+        loss: lossTensor as I extends BatchData ? Tensor : Tensor | null,
         energies,
         steps: { accepted: stats.accepted, rejected: stats.rejected },
         t: stats.t,

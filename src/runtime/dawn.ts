@@ -5,12 +5,13 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, WpcArgumentError, WpcGpuError } from './errors.js';
+import { DAWN_RANGE } from './build-info.js';
+import { describe, printable, WpcArgumentError, WpcGpuError } from './errors.js';
 
 export const NO_ADAPTER_HINT_NODE =
   'Dawn (the `webgpu` package) found no Vulkan, Metal or D3D12 adapter. On Linux without a GPU driver, install ' +
   "Mesa's software Vulkan driver lavapipe: `sudo bash scripts/install-lavapipe.sh` in a WPC checkout, or " +
-  '`sudo bash node_modules/wpc/scripts/install-lavapipe.sh` where WPC is a dependency (Debian 12: it takes ' +
+  '`sudo bash node_modules/webgpu-pc/scripts/install-lavapipe.sh` where WPC is a dependency (Debian 12: it takes ' +
   'mesa-vulkan-drivers and libvulkan1 from bookworm-backports, since Debian 12\'s own Mesa is too old for Dawn). ' +
   'Elsewhere install libvulkan1 and a Vulkan driver (Mesa >= 24, or your GPU vendor\'s), then check with `vulkaninfo --summary`.';
 
@@ -90,6 +91,28 @@ function applyWidth(fn: string, bits: SoftwareVectorBits): string | undefined {
 }
 
 /**
+ * Why `import('webgpu')` failed, as the error `init()` throws. `webgpu` is an optional peer dependency (browsers
+ * never need it), so a missing package is the expected case and gets a message that says only what to install;
+ * a package that is there but fails to load (a native binary for another platform, a broken install) keeps the
+ * loader's own message.
+ */
+export function dawnLoadError(e: unknown): WpcGpuError {
+  const err = e as { code?: unknown; message?: unknown } | null;
+  const message = typeof err?.message === 'string' ? err.message : String(e);
+  const missing = (err?.code === 'ERR_MODULE_NOT_FOUND' || err?.code === 'MODULE_NOT_FOUND') && /Cannot find (package|module) 'webgpu'/.test(message);
+  if (missing) {
+    return new WpcGpuError(
+      `WPC in Node needs Dawn: npm install webgpu@${DAWN_RANGE} (the \`webgpu\` package, an optional peer dependency of webgpu-pc that browsers do not need, was not found)`,
+      'no-adapter',
+    );
+  }
+  return new WpcGpuError(
+    `WPC: could not load Dawn (the \`webgpu\` package): ${printable(message.trim().replace(/\s*\n\s*/g, '; '))}. Reinstall it: npm install webgpu@${DAWN_RANGE}`,
+    'no-adapter',
+  );
+}
+
+/**
  * Dawn's `GPU` object, created once per process (Dawn allows one instance per set of options). `vectorBits` is
  * checked by the caller (init).
  */
@@ -120,7 +143,7 @@ export async function dawnGpu(options: readonly string[], vectorBits: SoftwareVe
       try {
         mod = (await import('webgpu')) as unknown as { create(options: string[]): GPU };
       } catch (e) {
-        throw new WpcGpuError(`WPC: could not load Dawn (the \`webgpu\` npm package): ${(e as Error).message}. Run \`npm install webgpu\`.`, 'no-adapter');
+        throw dawnLoadError(e);
       }
       return mod.create([...options]);
     })();

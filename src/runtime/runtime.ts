@@ -120,6 +120,23 @@ export interface InitOptions {
   softwareVectorBits?: SoftwareVectorBits;
 }
 
+const INIT_KEYS: readonly (keyof InitOptions)[] = ['powerPreference', 'kernels', 'polling', 'dawnOptions', 'softwareVectorBits'];
+const INIT_FROM_DEVICE_KEYS: readonly (keyof InitFromDeviceOptions)[] = ['device', 'kernels', 'polling', 'adapterInfo'];
+
+/**
+ * `init`'s options, checked before any adapter is requested: an object with InitOptions' keys only (a typo such as
+ * `{ pollling }` would otherwise be ignored; browsers accept the Node-only keys and ignore them, as documented).
+ */
+export function checkInitOptions(fn: string, options: unknown): InitOptions {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) argError(fn, 'options', 'an object such as { powerPreference }', options);
+  checkKnownKeys(fn, 'options', options, INIT_KEYS);
+  const { powerPreference } = options as InitOptions;
+  if (powerPreference !== undefined && powerPreference !== 'low-power' && powerPreference !== 'high-performance') {
+    argError(fn, 'options.powerPreference', '"low-power" or "high-performance"', powerPreference);
+  }
+  return options as InitOptions;
+}
+
 /**
  * `options` with the register tiles `tiles`, and with Dawn's experimental features shown when they ask for subgroup
  * matrices (`matrix`): what `wpc train --tiles` and the benchmarks' `WPC_BENCH_TILES` hand to `init`.
@@ -705,7 +722,10 @@ export async function initFromGpu(gpu: GPU, options: InitOptions, noAdapterHint:
  * `adapterInfo` when given.
  */
 export function initFromDevice(options: InitFromDeviceOptions): Runtime {
-  const device = options?.device as unknown;
+  const fn = 'initFromDevice';
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) argError(fn, 'options', 'an object such as { device }', options);
+  checkKnownKeys(fn, 'options', options, INIT_FROM_DEVICE_KEYS);
+  const device = options.device as unknown;
   if (!device || typeof (device as GPUDevice).createBuffer !== 'function' || typeof (device as GPUDevice).queue !== 'object') {
     throw new WpcArgumentError(`initFromDevice: options.device must be a GPUDevice, got ${describe(device)}`);
   }

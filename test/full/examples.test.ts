@@ -1,4 +1,4 @@
-// The examples (JPC's notebooks), each run as a user runs it — `node examples/NAME.mjs` importing 'wpc' (npm
+// The examples (JPC's notebooks), each run as a user runs it — `node examples/NAME.mjs` importing 'webgpu-pc' (npm
 // test builds dist/ first) — on a few iterations and test batches: they must finish, print their metric as a
 // JSON line and write their images. The full runs and their results are in BENCHMARKS.md.
 import { describe, expect, it } from 'vitest';
