@@ -60,7 +60,7 @@ vi.mock('node:crypto', async (importOriginal) => {
   return { ...real, randomBytes, default: { ...real, randomBytes } };
 });
 
-const { writeAtomically } = await import('../src/io/node-files.js');
+const { writeAtomically } = await import('../src/util/atomic-write.js');
 const { WpcArgumentError } = await import('../src/runtime/errors.js');
 
 const root = mkdtempSync(join(tmpdir(), 'wpc-atomic-'));

@@ -15,7 +15,6 @@ import { type CheckpointLoadOptions, checkLoadOptions, checkpointText, modelFrom
 import { type ImageGridOptions, imageGridPng } from './image-grid.js';
 import { type RestoredTraining, type TrainingCheckpointOptions, restoreTrainingCheckpoint, trainingCheckpoint } from './training-checkpoint.js';
 
-export { writeAtomically };
 
 function checkPath(fn: string, path: unknown): string {
   if (typeof path !== 'string' || path.length === 0 || path.includes('\0')) argError(fn, 'path', 'a file path', path);

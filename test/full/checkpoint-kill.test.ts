@@ -52,7 +52,7 @@ describe('saves under SIGKILL', () => {
     // writeAtomically bundled for a plain Node child (as scripts/build.mjs bundles the package).
     const bundle = join(dir, 'write-atomically.mjs');
     await build({
-      stdin: { contents: "export { writeAtomically } from './src/io/node-files.ts';", resolveDir: ROOT, loader: 'ts' },
+      stdin: { contents: "export { writeAtomically } from './src/util/atomic-write.ts';", resolveDir: ROOT, loader: 'ts' },
       bundle: true,
       format: 'esm',
       platform: 'node',
