@@ -168,7 +168,10 @@ describe('device ownership', () => {
     const gpu = create([]);
     const adapter = await gpu.requestAdapter();
     expect(adapter, 'an adapter').not.toBeNull();
-    const device = await adapter!.requestDevice({ label: 'caller' });
+    // The features WPC itself would ask for, so that both runtimes below pick the same kernel variants (a device
+    // without subgroups gets the blocked layout: test/full/tile-layouts.test.ts checks that one).
+    const requiredFeatures = (['subgroups', 'shader-f16', 'timestamp-query'] as const).filter((f) => adapter!.features.has(f));
+    const device = await adapter!.requestDevice({ label: 'caller', requiredFeatures });
     let lost = false;
     void device.lost.then(() => {
       lost = true;
