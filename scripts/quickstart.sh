@@ -26,7 +26,7 @@ say "node $(node --version), npm $(npm --version)"
 # 2. The npm packages, exactly as locked (skipped when node_modules already matches the lock file).
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "installing the npm packages (npm ci)"
-  npm ci --no-audit --no-fund
+  npm ci --no-audit --no-fund >&2 # stdout is for the JSON summary alone
 fi
 
 # 3. The build (dist/: the Node and browser entries, the CLI, the type declarations).
