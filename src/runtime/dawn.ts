@@ -10,8 +10,8 @@ import { describe, printable, WpcArgumentError, WpcGpuError } from './errors.js'
 
 export const NO_ADAPTER_HINT_NODE =
   'Dawn (the `webgpu` package) found no Vulkan, Metal or D3D12 adapter. On Linux without a GPU driver, install ' +
-  "Mesa's software Vulkan driver lavapipe: `sudo bash scripts/install-lavapipe.sh` in a WPC checkout, or " +
-  '`sudo bash node_modules/webgpu-pc/scripts/install-lavapipe.sh` where WPC is a dependency (Debian 12: it takes ' +
+  "Mesa's software Vulkan driver lavapipe, as root (or with sudo): `bash scripts/install-lavapipe.sh` in a WPC " +
+  'checkout, or `bash node_modules/webgpu-pc/scripts/install-lavapipe.sh` where WPC is a dependency (Debian 12: it takes ' +
   'mesa-vulkan-drivers and libvulkan1 from bookworm-backports, since Debian 12\'s own Mesa is too old for Dawn). ' +
   'Elsewhere install libvulkan1 and a Vulkan driver (Mesa >= 24, or your GPU vendor\'s), then check with `vulkaninfo --summary`.';
 
