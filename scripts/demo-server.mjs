@@ -87,16 +87,31 @@ function checkOptions(options) {
   return { port, dataDir, limits: { ...DEFAULT_LIMITS, ...limits } };
 }
 
-/** The data directory: the given one (which must be a directory), else $WPC_DATA_DIR, else ../shared/datasets. */
+/**
+ * The data directory: the given one (which must be a directory), else $WPC_DATA_DIR, else the per-user cache
+ * that `wpc data download` fills (when it holds mnist/), else ../shared/datasets beside the checkout.
+ */
 async function resolveDataDir(given) {
   if (given !== undefined) {
     if (!(await stat(given).catch(() => null))?.isDirectory()) throw argumentError('options.dataDir', 'an existing directory', given);
     return resolve(given);
   }
-  for (const dir of [process.env.WPC_DATA_DIR, join(ROOT, '..', 'shared', 'datasets')]) {
+  const cache = await userDataCache();
+  const cacheHasMnist = cache !== null && (await stat(join(cache, 'mnist')).catch(() => null))?.isDirectory();
+  for (const dir of [process.env.WPC_DATA_DIR, cacheHasMnist ? cache : undefined, join(ROOT, '..', 'shared', 'datasets')]) {
     if (dir && (await stat(dir).catch(() => null))?.isDirectory()) return resolve(dir);
   }
   return null;
+}
+
+/** The per-user dataset cache as the built package computes it, or null (no build, or no home directory). */
+async function userDataCache() {
+  try {
+    const { dataCacheDirectory } = await import('../dist/node.js');
+    return dataCacheDirectory();
+  } catch {
+    return null;
+  }
 }
 
 /** True when `path` is `root` or below it (both absolute, symlink-free). */
@@ -202,8 +217,8 @@ async function sameFileInside(rootReal, real, info) {
 
 /**
  * Starts the server on 127.0.0.1; resolves to { url, dataDir, connections(), close() }. Options: `port` (8080;
- * 0 picks a free one), `dataDir` (served under /data/; default $WPC_DATA_DIR, else ../shared/datasets when it
- * exists, else none), `limits` (see DEFAULT_LIMITS). Bad options reject with a TypeError naming the option.
+ * 0 picks a free one), `dataDir` (served under /data/; default $WPC_DATA_DIR, else the per-user cache when it
+ * holds mnist/, else ../shared/datasets when it exists, else none), `limits` (see DEFAULT_LIMITS). Bad options reject with a TypeError naming the option.
  */
 export async function startDemoServer(options = {}) {
   const { port, dataDir, limits } = checkOptions(options);

@@ -502,6 +502,32 @@ describe('startDemoServer and its command line refuse bad options', () => {
     }
   });
 
+  it('without dataDir: $WPC_DATA_DIR, else the per-user cache when it holds mnist/ (wpc data download), else ../shared/datasets', async () => {
+    const code = `import { startDemoServer } from ${JSON.stringify(pathToFileURL(SCRIPT).href)};
+const s = await startDemoServer({ port: 0 });
+console.log(JSON.stringify(s.dataDir));
+await s.close();`;
+    const servedFrom = (env: Record<string, string>) =>
+      new Promise<string | null>((done, fail) => {
+        const { WPC_DATA_DIR: _unset, ...rest } = process.env;
+        const child = spawn(process.execPath, ['--input-type=module', '-e', code], { cwd: tmpdir(), env: { ...rest, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        let err = '';
+        child.stdout!.on('data', (d) => (out += d));
+        child.stderr!.on('data', (d) => (err += d));
+        child.on('exit', (c) => (c === 0 ? done(JSON.parse(out.trim().split('\n').pop()!)) : fail(new Error(`exit ${c}: ${err}`))));
+      });
+    const xdg = join(tmp, 'xdg-cache');
+    const cache = join(xdg, 'wpc', 'datasets');
+    mkdirSync(cache, { recursive: true });
+    const shared = resolve(ROOT, '..', 'shared', 'datasets');
+    // The cache without mnist/ does not count.
+    expect(await servedFrom({ XDG_CACHE_HOME: xdg })).toBe(shared);
+    mkdirSync(join(cache, 'mnist'));
+    expect(await servedFrom({ XDG_CACHE_HOME: xdg })).toBe(cache);
+    expect(await servedFrom({ XDG_CACHE_HOME: xdg, WPC_DATA_DIR: data })).toBe(data);
+  });
+
   function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
     return new Promise((done) => {
       const child = spawn(process.execPath, [SCRIPT, ...args], { cwd: tmpdir(), stdio: ['ignore', 'pipe', 'pipe'] });
