@@ -2,7 +2,7 @@
 // and `wpc train --checkpoint DIR --resume` after a SIGKILL ends where an uninterrupted run ends.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { build } from 'esbuild';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,7 +12,7 @@ import { adam, init, loadCheckpoint, loadModel, makeMlp, saveCheckpoint, saveMod
 import { decodeSafetensors } from '../../src/io/safetensors.js';
 import { restoreTrainingCheckpoint, trainingCheckpoint } from '../../src/io/training-checkpoint.js';
 import { checkpointText, modelToCheckpoint } from '../../src/io/checkpoint.js';
-import { DATA_DIR, ROOT } from '../cli-run.js';
+import { DATA_DIR, ROOT, wpc } from '../cli-run.js';
 import { bits } from '../helpers.js';
 
 let rt: Runtime;
@@ -109,13 +109,7 @@ describe('saves under SIGKILL', () => {
   }, 300_000);
 });
 
-function wpcTrain(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [join(ROOT, 'dist/cli.js'), 'train', ...args], { cwd: ROOT, timeout: 300_000 }, (error, stdout, stderr) => {
-      resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
+const wpcTrain = (args: string[]) => wpc(['train', ...args]);
 
 describe('wpc train --checkpoint / --resume', () => {
   const RUN = ['--data-dir', DATA_DIR, '--hidden', '1', '--width', '32', '--solver', 'euler', '--max-t1', '1', '--dt', '0.25', '--batch', '32', '--epochs', '2', '--max-batches', '30', '--test-every', '0', '--quiet'];

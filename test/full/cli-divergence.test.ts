@@ -2,17 +2,13 @@
 // which checkpoint is kept (accurate with and without --checkpoint, before and after the first save, and after
 // --resume), what was not written, and what to do; never a checkpoint or output of a diverged state.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { init, loadCheckpoint, type Runtime } from '../../src/node.js';
 import { decodeSafetensors } from '../../src/io/safetensors.js';
-
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const DATA_DIR = process.env.WPC_DATA_DIR ?? fileURLToPath(new URL('../../../shared/datasets', import.meta.url));
+import { DATA_DIR, wpc } from '../cli-run.js';
 
 let rt: Runtime;
 let dir: string;
@@ -25,13 +21,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function wpcTrain(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [join(ROOT, 'dist/cli.js'), 'train', ...args], { cwd: ROOT, timeout: 300_000 }, (error, stdout, stderr) => {
-      resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
+const wpcTrain = (args: string[]) => wpc(['train', ...args]);
 
 // A tiny network and a short run (6 steps of 32 images).
 const BASE = ['--data-dir', DATA_DIR, '--hidden', '1', '--width', '32', '--batch', '32', '--max-batches', '6', '--test-every', '0', '--quiet'];
@@ -125,7 +115,7 @@ describe('wpc train: the checkpoint named on divergence is the one on disk', () 
 
 describe('wpc train --divergence-factor', () => {
   it('is documented in --help with its default', async () => {
-    const r = await new Promise<string>((resolve) => execFile(process.execPath, [join(ROOT, 'dist/cli.js'), 'train', '--help'], (_e, stdout) => resolve(stdout)));
+    const r = (await wpc(['train', '--help'])).stdout;
     expect(r).toMatch(/--divergence-factor F\|off\s+stop when a step's energy or loss exceeds F x the largest of the first 10[\s\S]*\(default 100\)/);
   });
 

@@ -1,17 +1,16 @@
 // Training on MNIST with the steady-state event: long enough (two 120-step runs of the paper network) for the
 // full tier only; the quick tier's MNIST run is test/train.test.ts's 150 steps.
 import { describe, expect, it } from 'vitest';
-import { fileURLToPath } from 'node:url';
 import { adam } from '../../src/pc/optim.js';
 import { makePcStep } from '../../src/pc/train.js';
 import { testDiscriminativePc } from '../../src/pc/evaluate.js';
 import { makeMlp } from '../../src/pc/model.js';
 import { loadDataset } from '../../src/data/node.js';
 import { batches, oneHot, subset } from '../../src/data/dataset.js';
+import { DATA_DIR } from '../cli-run.js';
 import { useRuntime } from '../helpers.js';
 
 const rt = useRuntime();
-const DATA_DIR = process.env.WPC_DATA_DIR ?? fileURLToPath(new URL('../../../shared/datasets', import.meta.url));
 
 describe('training on MNIST', () => {
   it('with the steady-state event every solve stops early and the accuracy is that of integrating to maxT1', async () => {
