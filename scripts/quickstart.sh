@@ -35,7 +35,7 @@ npm run -s build >&2
 
 # 4. A WebGPU adapter. Without a GPU (or its Vulkan driver) Dawn finds none: on Debian 12, Mesa's lavapipe
 #    runs WebGPU on the CPU.
-if ! node dist/cli.js info >/dev/null 2>&1; then
+if ! info=$(node dist/cli.js info 2>/dev/null); then
   say "no WebGPU adapter: installing Mesa's lavapipe (scripts/install-lavapipe.sh)"
   if [ "$(id -u)" -eq 0 ]; then
     bash scripts/install-lavapipe.sh
@@ -44,9 +44,9 @@ if ! node dist/cli.js info >/dev/null 2>&1; then
   else
     fail "no WebGPU adapter, and installing lavapipe needs root: run 'bash scripts/install-lavapipe.sh' as root, then this script again (or install your GPU's Vulkan driver)."
   fi
-  node dist/cli.js info >/dev/null || fail "still no WebGPU adapter after installing lavapipe; 'node dist/cli.js info' says why."
+  info=$(node dist/cli.js info 2>/dev/null) || fail "still no WebGPU adapter after installing lavapipe; 'node dist/cli.js info' says why."
 fi
-say "adapter: $(node dist/cli.js info 2>/dev/null | node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s).adapter.description))')"
+say "adapter: $(printf '%s' "$info" | node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s).adapter.description))')"
 
 # 5. The data: --data-dir, WPC_DATA_DIR, the per-user cache, ../shared/datasets (wpc data path --help);
 #    downloaded into the per-user cache, checksums verified, when none of them has it.

@@ -72,6 +72,7 @@ describe('quickstart.sh', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout.trim()).toBe('{"testAccuracy":96}');
     expect(r.calls).toContain('npm run -s build');
+    expect(r.calls.filter((c) => c === 'node dist/cli.js info'), 'the adapter is asked for once').toHaveLength(1);
     expect(r.calls).toContain('node dist/cli.js data path mnist');
     expect(r.calls.some((c) => c.includes('data download'))).toBe(false);
     expect(r.calls.some((c) => c.includes('install-lavapipe'))).toBe(false);
@@ -98,6 +99,7 @@ describe('quickstart.sh', () => {
     const root = await quickstart({ adapter: false, adapterAfterInstall: true, uid: 0, dataFound: true });
     expect(root.code, root.stderr).toBe(0);
     expect(root.calls).toContain('bash scripts/install-lavapipe.sh');
+    expect(root.calls.filter((c) => c === 'node dist/cli.js info'), 'before and after the install').toHaveLength(2);
     const sudo = await quickstart({ adapter: false, adapterAfterInstall: true, uid: 1000, sudo: true, dataFound: true });
     expect(sudo.code, sudo.stderr).toBe(0);
     expect(sudo.calls).toContain('sudo bash scripts/install-lavapipe.sh');
