@@ -7,7 +7,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import * as wpc from '../../src/node.js';
 // @ts-expect-error plain JS module shared with the page
@@ -15,10 +14,9 @@ import { createSession } from '../../examples/browser/session.js';
 // @ts-expect-error plain JS module
 import { startDemoServer } from '../../scripts/demo-server.mjs';
 import { useRuntime } from '../helpers.js';
+import { DATA_DIR, ROOT } from '../cli-run.js';
 
 const rt = useRuntime();
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const DATA_DIR = process.env.WPC_DATA_DIR ?? fileURLToPath(new URL('../../../shared/datasets', import.meta.url));
 const CHROMIUM = process.env.WPC_CHROMIUM ?? '/usr/bin/chromium';
 const ARTIFACTS = join(ROOT, 'test-artifacts');
 const FLAGS = ['--no-sandbox', '--enable-unsafe-webgpu', '--disable-dev-shm-usage'];

@@ -15,12 +15,10 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { chromium } from 'playwright-core';
+import { DATA_DIR, ROOT } from '../cli-run.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const DATA_DIR = process.env.WPC_DATA_DIR ?? fileURLToPath(new URL('../../../shared/datasets', import.meta.url));
 const CHROMIUM = process.env.WPC_CHROMIUM ?? '/usr/bin/chromium';
 const ARTIFACTS = join(ROOT, 'test-artifacts');
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
