@@ -31,7 +31,9 @@ const OTHER_LANES_FILES = [
 // The subgroup-matrix layout's tests need an adapter with subgroup matrices: `npm run test:matrix` runs them
 // under Mesa 26's lavapipe (scripts/matrix-lavapipe.mjs), which sets WPC_MATRIX_ADAPTER.
 const MATRIX_FILE = 'test/subgroup-matrix.test.ts';
-const matrixProject = process.env.WPC_MATRIX_ADAPTER ? [{ extends: true as const, test: { name: 'subgroup matrix', include: [MATRIX_FILE], testTimeout: 600_000 } }] : [];
+const matrixProject = process.env.WPC_MATRIX_ADAPTER
+  ? [{ extends: true as const, test: { name: 'subgroup matrix', include: [MATRIX_FILE], testTimeout: 600_000 } }]
+  : [];
 
 // Two tiers. `npm test` runs the project `quick`: every test/*.test.ts file, no downloads; each test takes well
 // under a minute on a quiet 2-core machine with lavapipe and a cold shader cache (DEVELOPERS.md has the figures),
@@ -56,9 +58,23 @@ export default defineConfig({
     projects: [
       {
         extends: true,
-        test: { name: 'quick', include: ['test/*.test.ts'], exclude: [MATRIX_FILE], testTimeout: QUICK_LIMIT_MS, hookTimeout: QUICK_LIMIT_MS },
+        test: {
+          name: 'quick',
+          include: ['test/*.test.ts'],
+          exclude: [MATRIX_FILE],
+          testTimeout: QUICK_LIMIT_MS,
+          hookTimeout: QUICK_LIMIT_MS,
+        },
       },
-      { extends: true, test: { name: 'full', include: ['test/full/**/*.test.ts'], testTimeout: LONG_LIMIT_MS, hookTimeout: LONG_LIMIT_MS } },
+      {
+        extends: true,
+        test: {
+          name: 'full',
+          include: ['test/full/**/*.test.ts'],
+          testTimeout: LONG_LIMIT_MS,
+          hookTimeout: LONG_LIMIT_MS,
+        },
+      },
       {
         // The kernels again with lavapipe's other vector width (8 or 16 subgroup lanes; test/setup-other-lanes.ts).
         // A cold compile of some kernel sets for 16 lanes takes minutes on lavapipe: the limit only catches a hang.

@@ -37,7 +37,12 @@ export async function benchInit(options: InitOptions = {}): Promise<Runtime> {
  * Milliseconds per dispatch of `count` dispatches that `record` adds, in one submit, timed from the submit to
  * the end of the work; the wait sleeps through most of it as `clock` (this kind of submit's estimator) expects.
  */
-export async function perDispatchMs(rt: Runtime, count: number, record: (rec: Recorder) => void, clock: SleepEstimator): Promise<number> {
+export async function perDispatchMs(
+  rt: Runtime,
+  count: number,
+  record: (rec: Recorder) => void,
+  clock: SleepEstimator,
+): Promise<number> {
   const rec = new Recorder(rt, 'bench');
   for (let i = 0; i < count; i++) record(rec);
   await rt.finish();

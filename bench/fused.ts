@@ -19,7 +19,13 @@ for (const rt of [fused, perStage]) {
   const y = rt.tensor(new Float32Array(10), [1, 10]);
   for (const solver of ['euler', 'tsit5'] as const) {
     for (let i = 0; i < 3; i++) {
-      const r = await solveInference(model, await initActivitiesWithFfwd(model, x), y, { input: x, solver, stepsizeController: 'constant', dt: 0.5, maxT1: 20 });
+      const r = await solveInference(model, await initActivitiesWithFfwd(model, x), y, {
+        input: x,
+        solver,
+        stepsizeController: 'constant',
+        dt: 0.5,
+        maxT1: 20,
+      });
       await rt.finish();
       for (const t of r.activities) t.dispose();
     }
@@ -28,19 +34,50 @@ for (const rt of [fused, perStage]) {
 }
 const rows: Record<string, unknown>[] = [];
 for (const solver of ['euler', 'tsit5'] as const) {
-  for (const [B, W] of [[1, 8], [1, 32], [1, 64], [1, 96], [1, 128], [1, 256], [2, 128], [4, 64], [8, 8], [8, 32], [8, 64], [16, 32], [32, 16], [64, 8], [64, 32]] as const) {
+  for (const [B, W] of [
+    [1, 8],
+    [1, 32],
+    [1, 64],
+    [1, 96],
+    [1, 128],
+    [1, 256],
+    [2, 128],
+    [4, 64],
+    [8, 8],
+    [8, 32],
+    [8, 64],
+    [16, 32],
+    [32, 16],
+    [64, 8],
+    [64, 32],
+  ] as const) {
     const time: Record<string, number> = {};
-    for (const [name, rt] of [['fused', fused], ['perStage', perStage]] as const) {
+    for (const [name, rt] of [
+      ['fused', fused],
+      ['perStage', perStage],
+    ] as const) {
       const model = makeMlp(rt, { seed: 1, inputDim: 20, width: W, depth: 4, outputDim: 10, actFn: 'tanh' });
-      const x = rt.tensor(new Float32Array(B * 20).map((_, i) => Math.sin(i)), [B, 20]);
-      const y = rt.tensor(new Float32Array(B * 10).map((_, i) => Math.cos(i)), [B, 10]);
+      const x = rt.tensor(
+        new Float32Array(B * 20).map((_, i) => Math.sin(i)),
+        [B, 20],
+      );
+      const y = rt.tensor(
+        new Float32Array(B * 10).map((_, i) => Math.cos(i)),
+        [B, 10],
+      );
       const acts = await initActivitiesWithFfwd(model, x);
       const clock = new SleepEstimator();
       const ms: number[] = [];
       for (let i = 0; i < REPEATS + 1; i++) {
         await rt.finish();
         const t0 = performance.now();
-        const r = await solveInference(model, acts, y, { input: x, solver, stepsizeController: 'constant', dt: 0.5, maxT1: 20 });
+        const r = await solveInference(model, acts, y, {
+          input: x,
+          solver,
+          stepsizeController: 'constant',
+          dt: 0.5,
+          maxT1: 20,
+        });
         const { waitedMs } = await rt.finish({ expectedMs: clock.sleepFor(1, performance.now() - t0) });
         clock.update(1, performance.now() - t0, waitedMs);
         if (i > 0) ms.push(performance.now() - t0);
@@ -62,6 +99,8 @@ for (const solver of ['euler', 'tsit5'] as const) {
     });
   }
 }
-process.stdout.write(`${JSON.stringify({ adapter: adapterLabel(fused), threshold: FUSED_MAX_WORK, thresholdOneRow: FUSED_MAX_WORK_ONE_ROW, rows })}\n`);
+process.stdout.write(
+  `${JSON.stringify({ adapter: adapterLabel(fused), threshold: FUSED_MAX_WORK, thresholdOneRow: FUSED_MAX_WORK_ONE_ROW, rows })}\n`,
+);
 fused.dispose();
 perStage.dispose();

@@ -13,7 +13,6 @@ const HIDDEN = (process.env.WPC_BENCH_HIDDEN ?? '3,5,10').split(',').map(Number)
 const REPEATS = Number(process.env.WPC_BENCH_REPEATS ?? 7);
 const B = 64;
 
-
 /**
  * Waits for the GPU after sleeping for most of the expected time: awaiting at once would let Dawn busy-poll
  * the JS thread and take a core from a software adapter, slowing the very work being timed.
@@ -100,5 +99,7 @@ for (const H of HIDDEN) {
     optState.dispose();
   }
 }
-process.stdout.write(`${JSON.stringify({ adapter: adapterLabel(rt), batch: B, width: 300, repeats: REPEATS, rows })}\n`);
+process.stdout.write(
+  `${JSON.stringify({ adapter: adapterLabel(rt), batch: B, width: 300, repeats: REPEATS, rows })}\n`,
+);
 rt.dispose();

@@ -50,7 +50,9 @@ for name, m, k, n in ${JSON.stringify(SHAPES.map(([s, m, k, n]) => [s, m, k, n])
 print(json.dumps(out))
 `;
   try {
-    return JSON.parse(execFileSync('python3', ['-c', script], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()) as Record<string, number>;
+    return JSON.parse(
+      execFileSync('python3', ['-c', script], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim(),
+    ) as Record<string, number>;
   } catch {
     return null;
   }
@@ -63,11 +65,18 @@ const rows: Record<string, unknown>[] = [];
 
 for (const [name, m, k, n] of SHAPES) {
   const flops = 2 * m * n * k;
-  const probeA = rt.tensor(new Float32Array(m * k).map((_, i) => Math.sin(i)), [m, k]);
-  const probeB = rt.tensor(new Float32Array(k * n).map((_, i) => Math.cos(i)), [k, n]);
+  const probeA = rt.tensor(
+    new Float32Array(m * k).map((_, i) => Math.sin(i)),
+    [m, k],
+  );
+  const probeB = rt.tensor(
+    new Float32Array(k * n).map((_, i) => Math.cos(i)),
+    [k, n],
+  );
   const c = rt.empty([m, n]);
   // The floor's product (depth FLOOR_K) reads the first FLOOR_K columns of A (row length k) and rows of B.
-  const product = (depth: number) => (rec: Recorder) => gemm.record(rec, { m, n, k: depth, a: asMatrix(probeA), b: asMatrix(probeB), c: asMatrix(c) });
+  const product = (depth: number) => (rec: Recorder) =>
+    gemm.record(rec, { m, n, k: depth, a: asMatrix(probeA), b: asMatrix(probeB), c: asMatrix(c) });
   const clocks = { product: new SleepEstimator(), floor: new SleepEstimator() };
   // Warm-up (compilation) and a first estimate: enough products per submit for ~0.2 s of work, at least one.
   const single = await perDispatchMs(rt, 1, product(k), new SleepEstimator());
@@ -102,7 +111,13 @@ for (const [name, m, k, n] of SHAPES) {
   // The adapter's own floor: one workgroup that stores one value, dispatched back to back like the products.
   const probe = await rt.kernel({
     name: 'bench.empty-dispatch',
-    parts: [{ file: 'empty-dispatch.wgsl', source: '@group(0) @binding(0) var<storage, read_write> out: array<f32>;\n@compute @workgroup_size(1) fn main() { out[0] = 1.0; }' }],
+    parts: [
+      {
+        file: 'empty-dispatch.wgsl',
+        source:
+          '@group(0) @binding(0) var<storage, read_write> out: array<f32>;\n@compute @workgroup_size(1) fn main() { out[0] = 1.0; }',
+      },
+    ],
     entryPoint: 'main',
     bindings: [{ name: 'out', kind: 'storage' }],
     workgroupSize: 1,
@@ -118,7 +133,16 @@ for (const [name, m, k, n] of SHAPES) {
   }
   out.dispose();
   const ms = median(times);
-  rows.push({ shape: 'empty dispatch (1 workgroup)', productsPerSubmit: EMPTY_PER_SUBMIT, msPerProduct: +ms.toFixed(3), floorMs: +ms.toFixed(3), wpcGflops: '', blasGflops: '', wpcOverBlas: '', ceilingOverBlas: '' });
+  rows.push({
+    shape: 'empty dispatch (1 workgroup)',
+    productsPerSubmit: EMPTY_PER_SUBMIT,
+    msPerProduct: +ms.toFixed(3),
+    floorMs: +ms.toFixed(3),
+    wpcGflops: '',
+    blasGflops: '',
+    wpcOverBlas: '',
+    ceilingOverBlas: '',
+  });
   console.error(JSON.stringify(rows.at(-1)));
 }
 process.stdout.write(`${JSON.stringify({ adapter: adapterLabel(rt), rows })}\n`);

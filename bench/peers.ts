@@ -58,7 +58,13 @@ async function wpcEngine(H: number): Promise<Engine> {
       await rt.finish();
       const t0 = performance.now();
       for (let s = 0; s < STEPS_PER_WAIT; s++) {
-        const r = await makePcStep(model, optim, state, output, { input, solver: 'euler', stepsizeController: 'constant', maxT1: STEPS * DT, dt: DT });
+        const r = await makePcStep(model, optim, state, output, {
+          input,
+          solver: 'euler',
+          stepsizeController: 'constant',
+          maxT1: STEPS * DT,
+          dt: DT,
+        });
         r.loss.dispose();
         r.energies.dispose();
       }
@@ -89,7 +95,9 @@ function loadTfjs(): Promise<typeof import('@tensorflow/tfjs-core')> {
 async function tfjsEngine(H: number): Promise<Engine> {
   const tf = await loadTfjs();
   const dims = [784, ...Array<number>(H).fill(300), 10];
-  const W = dims.slice(0, -1).map((d, l) => tf.variable(tf.randomUniform([dims[l + 1]!, d], -1 / Math.sqrt(d), 1 / Math.sqrt(d), 'float32', 0)));
+  const W = dims
+    .slice(0, -1)
+    .map((d, l) => tf.variable(tf.randomUniform([dims[l + 1]!, d], -1 / Math.sqrt(d), 1 / Math.sqrt(d), 'float32', 0)));
   const M = W.map((w) => tf.variable(tf.zerosLike(w)));
   const V = W.map((w) => tf.variable(tf.zerosLike(w)));
   const { x: xs, y: ys } = batch();
@@ -173,7 +181,14 @@ async function interleaved(H: number): Promise<{ wpc: number; tfjs: number }> {
 function numpyStepMs(recompute: boolean): Record<string, number> | null {
   try {
     const script = fileURLToPath(new URL('../bench/peers/pc_step_numpy.py', import.meta.url));
-    const args = [script, HIDDEN.join(','), String(STEPS), String(DT), String(REPEATS), ...(recompute ? ['recompute'] : [])];
+    const args = [
+      script,
+      HIDDEN.join(','),
+      String(STEPS),
+      String(DT),
+      String(REPEATS),
+      ...(recompute ? ['recompute'] : []),
+    ];
     const out = execFileSync('python3', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
     return JSON.parse(out.trim()) as Record<string, number>;
   } catch {

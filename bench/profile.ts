@@ -36,7 +36,13 @@ for (const H of [3, 5, 10]) {
     for (let i = 0; i < REPEATS + WARMUP; i++) {
       const t0 = performance.now();
       rt.startProfile();
-      const r = await makePcStep(model, optim, state, output, { input, solver: 'euler', stepsizeController: 'constant', maxT1: STEPS * DT, dt: DT });
+      const r = await makePcStep(model, optim, state, output, {
+        input,
+        solver: 'euler',
+        stepsizeController: 'constant',
+        maxT1: STEPS * DT,
+        dt: DT,
+      });
       const { waitedMs } = await rt.finish({ expectedMs: clock.sleepFor(1, performance.now() - t0) });
       clock.update(1, performance.now() - t0, waitedMs);
       const { kernels } = await rt.stopProfile();
@@ -53,9 +59,23 @@ for (const H of [3, 5, 10]) {
     const total = median(totals);
     for (const [kernel, e] of [...perKernel].sort((a, b) => median(b[1].ms) - median(a[1].ms))) {
       const ms = median(e.ms);
-      rows.push({ hidden: H, kernel, dispatches: e.dispatches, msPerStep: +ms.toFixed(2), usPerDispatch: Math.round((1000 * ms) / e.dispatches), share: `${((100 * ms) / total).toFixed(1)}%` });
+      rows.push({
+        hidden: H,
+        kernel,
+        dispatches: e.dispatches,
+        msPerStep: +ms.toFixed(2),
+        usPerDispatch: Math.round((1000 * ms) / e.dispatches),
+        share: `${((100 * ms) / total).toFixed(1)}%`,
+      });
     }
-    rows.push({ hidden: H, kernel: 'all (sum of dispatch times)', dispatches: [...perKernel.values()].reduce((s, e) => s + e.dispatches, 0), msPerStep: +total.toFixed(2), usPerDispatch: '', share: '100%' });
+    rows.push({
+      hidden: H,
+      kernel: 'all (sum of dispatch times)',
+      dispatches: [...perKernel.values()].reduce((s, e) => s + e.dispatches, 0),
+      msPerStep: +total.toFixed(2),
+      usPerDispatch: '',
+      share: '100%',
+    });
   } finally {
     rt.dispose();
   }

@@ -5,7 +5,15 @@
  * memory WPC holds during the step (runtime.memoryStats: parameters, gradients, Adam moments, workspace).
  * Inference runs STEPS Euler steps; medians over REPEATS runs after a warm-up. Prints one JSON object.
  */
-import { WpcArgumentError, adam, initActivitiesWithFfwd, makeMlp, makePcStep, solveInference, type Runtime } from '../src/node.js';
+import {
+  WpcArgumentError,
+  adam,
+  initActivitiesWithFfwd,
+  makeMlp,
+  makePcStep,
+  solveInference,
+  type Runtime,
+} from '../src/node.js';
 import { SleepEstimator } from '../src/runtime/runtime.js';
 import { adapterLabel, benchInit, median } from './common.js';
 
@@ -13,11 +21,20 @@ const STEPS = Number(process.env.WPC_BENCH_STEPS ?? 10);
 const REPEATS = Number(process.env.WPC_BENCH_REPEATS ?? 3);
 const opts = { solver: 'euler' as const, stepsizeController: 'constant' as const, maxT1: STEPS * 0.5, dt: 0.5 };
 
-async function measure(rt: Runtime, curve: string, H: number, width: number, B: number): Promise<Record<string, unknown>> {
+async function measure(
+  rt: Runtime,
+  curve: string,
+  H: number,
+  width: number,
+  B: number,
+): Promise<Record<string, unknown>> {
   const model = makeMlp(rt, { seed: 0, inputDim: 784, width, depth: H + 1, outputDim: 10, actFn: 'tanh' });
   const optim = adam({ lr: 1e-3 });
   const state = optim.init(model);
-  const x = rt.tensor(new Float32Array(B * 784).map((_, i) => Math.sin(i * 0.37)), [B, 784]);
+  const x = rt.tensor(
+    new Float32Array(B * 784).map((_, i) => Math.sin(i * 0.37)),
+    [B, 784],
+  );
   const yData = new Float32Array(B * 10);
   for (let b = 0; b < B; b++) yData[b * 10 + (b % 10)] = 1;
   const y = rt.tensor(yData, [B, 10]);
@@ -68,12 +85,24 @@ const add = async (curve: string, H: number, width: number, B: number) => {
   } catch (e) {
     // e.g. parameters over the adapter's maxStorageBufferBindingSize (lavapipe: 128 MiB): say so in the table.
     if (!(e instanceof WpcArgumentError)) throw e;
-    rows.push({ curve, H, width, batch: B, usPerInferenceStep: 'n/a', inferenceGflops: 'n/a', trainStepMs: 'n/a', gpuMemoryMiB: `does not fit: ${e.message.replace(/^[^:]*: /, '').replace(/;.*/, '')}` });
+    rows.push({
+      curve,
+      H,
+      width,
+      batch: B,
+      usPerInferenceStep: 'n/a',
+      inferenceGflops: 'n/a',
+      trainStepMs: 'n/a',
+      gpuMemoryMiB: `does not fit: ${e.message.replace(/^[^:]*: /, '').replace(/;.*/, '')}`,
+    });
   }
   console.error(JSON.stringify(rows.at(-1)));
 };
-for (const width of (process.env.WPC_BENCH_WIDTHS ?? '128,256,512,1024,2048,4096').split(',').map(Number)) await add('width', 3, width, 64);
-for (const H of (process.env.WPC_BENCH_DEPTHS ?? '3,5,10,20,50,100').split(',').map(Number)) await add('depth', H, 300, 64);
-for (const B of (process.env.WPC_BENCH_BATCHES ?? '16,64,256,1024').split(',').map(Number)) await add('batch', 3, 300, B);
+for (const width of (process.env.WPC_BENCH_WIDTHS ?? '128,256,512,1024,2048,4096').split(',').map(Number))
+  await add('width', 3, width, 64);
+for (const H of (process.env.WPC_BENCH_DEPTHS ?? '3,5,10,20,50,100').split(',').map(Number))
+  await add('depth', H, 300, 64);
+for (const B of (process.env.WPC_BENCH_BATCHES ?? '16,64,256,1024').split(',').map(Number))
+  await add('batch', 3, 300, B);
 process.stdout.write(`${JSON.stringify({ adapter: adapterLabel(rt), rows })}\n`);
 rt.dispose();

@@ -14,16 +14,28 @@ const B = 64;
 
 const rt = await benchInit();
 const model = makeMlp(rt, { seed: 0, inputDim: 784, width: 300, depth: 4, outputDim: 10, actFn: 'tanh' });
-const input = rt.tensor(new Float32Array(B * 784).map((_, i) => Math.sin(i * 0.37)), [B, 784]);
+const input = rt.tensor(
+  new Float32Array(B * 784).map((_, i) => Math.sin(i * 0.37)),
+  [B, 784],
+);
 const y = new Float32Array(B * 10);
 for (let b = 0; b < B; b++) y[b * 10 + (b % 10)] = 1;
 const output = rt.tensor(y, [B, 10]);
 const acts = await initActivitiesWithFfwd(model, input);
 
 const cases: { method: string; options: SolverOptions }[] = [
-  ...SOLVER_NAMES.map((s) => ({ method: `${s}, constant dt 0.5`, options: { solver: s, stepsizeController: 'constant' as const, dt: 0.5, maxT1: 20 } })),
-  ...SOLVER_NAMES.filter((s) => TABLEAUX[s].e).map((s) => ({ method: `${s} + PID`, options: { solver: s, dt: 0.05, maxT1: 20 } })),
-  { method: 'heun + PID + steady state (3e-5)', options: { solver: 'heun', dt: 0.05, maxT1: 500, steadyState: { rtol: 3e-5, atol: 3e-5 } } },
+  ...SOLVER_NAMES.map((s) => ({
+    method: `${s}, constant dt 0.5`,
+    options: { solver: s, stepsizeController: 'constant' as const, dt: 0.5, maxT1: 20 },
+  })),
+  ...SOLVER_NAMES.filter((s) => TABLEAUX[s].e).map((s) => ({
+    method: `${s} + PID`,
+    options: { solver: s, dt: 0.05, maxT1: 20 },
+  })),
+  {
+    method: 'heun + PID + steady state (3e-5)',
+    options: { solver: 'heun', dt: 0.05, maxT1: 500, steadyState: { rtol: 3e-5, atol: 3e-5 } },
+  },
   { method: 'sgd (discrete), 20 steps', options: { solver: sgd({ lr: 0.5 }), steps: 20 } },
 ];
 

@@ -40,50 +40,108 @@ function candidates(rt: Runtime): TileConfig[] {
   if (adapter.isSoftware) {
     // lavapipe: the alternatives BENCHMARKS.md names as measured slower, kept here to re-check on other CPUs.
     // Split k and workgroup-memory panels, the GPU-oriented layouts, for the record.
-    if (lanes === 16) list.push({ wg: 16, tm: 4, tn: 32, subgroup: true }, { wg: 16, tm: 2, tn: 64, subgroup: true }, { wg: 16, tm: 4, tn: 4, splitK: true });
-    else if (lanes === 8) list.push({ wg: 8, tm: 8, tn: 32, subgroup: true }, { wg: 8, tm: 4, tn: 64, subgroup: true }, { wg: 8, tm: 4, tn: 4, splitK: true });
+    if (lanes === 16)
+      list.push(
+        { wg: 16, tm: 4, tn: 32, subgroup: true },
+        { wg: 16, tm: 2, tn: 64, subgroup: true },
+        { wg: 16, tm: 4, tn: 4, splitK: true },
+      );
+    else if (lanes === 8)
+      list.push(
+        { wg: 8, tm: 8, tn: 32, subgroup: true },
+        { wg: 8, tm: 4, tn: 64, subgroup: true },
+        { wg: 8, tm: 4, tn: 4, splitK: true },
+      );
     else list.push({ wg: 8, tm: 8, tn: 8 }, { wg: 16, tm: 8, tn: 8 });
     list.push({ wg: 64, tm: 8, tn: 8, shared: true });
     // Mesa 26's lavapipe has f16 subgroup matrices (8 lanes only; see scripts/matrix-lavapipe.mjs).
     if (lanes === 8) list.push(...matrixCandidates(rt, [[2, 2]]));
   } else {
     const maxWg = rt.device.limits.maxComputeInvocationsPerWorkgroup;
-    for (const [wg, tm, tn] of [[32, 4, 4], [64, 2, 2], [64, 4, 4], [64, 8, 4], [64, 8, 8], [128, 4, 4], [256, 4, 4], [256, 8, 8]] as const) {
+    for (const [wg, tm, tn] of [
+      [32, 4, 4],
+      [64, 2, 2],
+      [64, 4, 4],
+      [64, 8, 4],
+      [64, 8, 8],
+      [128, 4, 4],
+      [256, 4, 4],
+      [256, 8, 8],
+    ] as const) {
       if (wg <= maxWg) list.push({ wg, tm, tn });
     }
     // Workgroup-memory panels: 32×32, 64×64, and 128×128 tiles (the large products' layout on GPUs).
-    for (const [wg, tm, tn] of [[64, 4, 4], [64, 8, 8], [256, 4, 4], [256, 8, 8]] as const) {
+    for (const [wg, tm, tn] of [
+      [64, 4, 4],
+      [64, 8, 8],
+      [256, 4, 4],
+      [256, 8, 8],
+    ] as const) {
       if (wg <= maxWg) list.push({ wg, tm, tn, shared: true });
     }
     if (lanes !== null && lanes <= rt.device.limits.maxComputeInvocationsPerWorkgroup) {
-      for (const [tm, tn] of [[2, lanes], [4, lanes], [2, 2 * lanes]] as const) if (tm * tn <= 512) list.push({ wg: lanes, tm, tn, subgroup: true });
-      for (const [tm, tn] of [[2, 4], [4, 4], [8, 8]] as const) list.push({ wg: lanes, tm, tn, splitK: true });
+      for (const [tm, tn] of [
+        [2, lanes],
+        [4, lanes],
+        [2, 2 * lanes],
+      ] as const)
+        if (tm * tn <= 512) list.push({ wg: lanes, tm, tn, subgroup: true });
+      for (const [tm, tn] of [
+        [2, 4],
+        [4, 4],
+        [8, 8],
+      ] as const)
+        list.push({ wg: lanes, tm, tn, splitK: true });
     }
     // Tensor cores where Dawn exposes them (f16 operands unless the GPU has f32 ones, e.g. Apple's).
-    list.push(...matrixCandidates(rt, [[1, 1], [2, 2], [2, 4], [4, 4]]));
+    list.push(
+      ...matrixCandidates(rt, [
+        [1, 1],
+        [2, 2],
+        [2, 4],
+        [4, 4],
+      ]),
+    );
   }
   const seen = new Set<string>();
   return list.filter((t) => {
-    const key = JSON.stringify({ ...t, subgroup: t.subgroup === true, splitK: t.splitK === true, shared: t.shared === true, matrix: t.matrix ?? '' });
-    return seen.has(key) ? false : (seen.add(key), true);
+    const key = JSON.stringify({
+      ...t,
+      subgroup: t.subgroup === true,
+      splitK: t.splitK === true,
+      shared: t.shared === true,
+      matrix: t.matrix ?? '',
+    });
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
   });
 }
 
 const label = (t: TileConfig): string => {
   const { rows, cols } = workgroupTile(t);
   if (t.splitK) return `split k wg ${t.wg}, ${rows}×${cols} per workgroup (k shared by its ${t.wg} lanes)`;
-  if (t.shared) return `shared wg ${t.wg}, ${t.tm}×${t.tn} per invocation (${rows}×${cols} per workgroup, panels in workgroup memory)`;
-  if (t.matrix) return `matrix ${t.matrix} wg ${t.wg}, ${t.tm}×${t.tn} subgroup matrices (${rows}×${cols} per workgroup)`;
+  if (t.shared)
+    return `shared wg ${t.wg}, ${t.tm}×${t.tn} per invocation (${rows}×${cols} per workgroup, panels in workgroup memory)`;
+  if (t.matrix)
+    return `matrix ${t.matrix} wg ${t.wg}, ${t.tm}×${t.tn} subgroup matrices (${rows}×${cols} per workgroup)`;
   return `${t.subgroup ? 'subgroup' : 'blocked'} wg ${t.wg}, ${t.tm}×${t.tn} per lane (${rows}×${cols} per workgroup)`;
 };
 
 /** GFLOP/s of the gemm kernel on m×k·k×n: back-to-back products, ~0.1 s of work per submit. */
 async function gemmGflops(rt: Runtime, m: number, k: number, n: number): Promise<number> {
   const gemm = await GemmRecorder.create(rt);
-  const a = rt.tensor(new Float32Array(m * k).map((_, i) => Math.sin(i)), [m, k]);
-  const b = rt.tensor(new Float32Array(k * n).map((_, i) => Math.cos(i)), [k, n]);
+  const a = rt.tensor(
+    new Float32Array(m * k).map((_, i) => Math.sin(i)),
+    [m, k],
+  );
+  const b = rt.tensor(
+    new Float32Array(k * n).map((_, i) => Math.cos(i)),
+    [k, n],
+  );
   const c = rt.empty([m, n]);
-  const product = (rec: Parameters<GemmRecorder['record']>[0]) => gemm.record(rec, { m, n, k, a: asMatrix(a), b: asMatrix(b), c: asMatrix(c) });
+  const product = (rec: Parameters<GemmRecorder['record']>[0]) =>
+    gemm.record(rec, { m, n, k, a: asMatrix(a), b: asMatrix(b), c: asMatrix(c) });
   try {
     const single = await perDispatchMs(rt, 1, product, new SleepEstimator());
     const perSubmit = Math.max(1, Math.min(200, Math.round(100 / Math.max(single, 0.005))));
@@ -107,7 +165,13 @@ async function eulerUsPerStep(rt: Runtime, H: number): Promise<number> {
     for (let i = 0; i < REPEATS + 2; i++) {
       await rt.finish();
       const t0 = performance.now();
-      const r = await solveInference(model, acts, output, { input, solver: 'euler', stepsizeController: 'constant', maxT1: 20, dt: 0.5 });
+      const r = await solveInference(model, acts, output, {
+        input,
+        solver: 'euler',
+        stepsizeController: 'constant',
+        maxT1: 20,
+        dt: 0.5,
+      });
       const { waitedMs } = await rt.finish({ expectedMs: clock.sleepFor(1, performance.now() - t0) });
       clock.update(1, performance.now() - t0, waitedMs);
       if (i >= 2) times.push((1000 * (performance.now() - t0)) / (r.steps.accepted + r.steps.rejected));

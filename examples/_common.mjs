@@ -58,7 +58,10 @@ export function setup(name, defaults, extra = {}) {
 
 export async function mnist(dataDir) {
   const options = dataDir === undefined ? {} : { dataDir };
-  const [train, test] = await Promise.all([loadDataset('mnist', 'train', options), loadDataset('mnist', 'test', options)]);
+  const [train, test] = await Promise.all([
+    loadDataset('mnist', 'train', options),
+    loadDataset('mnist', 'test', options),
+  ]);
   return { train, test, runtime: await init() };
 }
 
@@ -96,5 +99,7 @@ export async function discriminativeAccuracy(model, test, limit) {
 /** Prints the example's result as the last stdout line (JSON). */
 export function report(ctx, name, result) {
   const seconds = (performance.now() - ctx.started) / 1000;
-  process.stdout.write(`${JSON.stringify({ example: name, iters: ctx.iters, ...result, seconds: Number(seconds.toFixed(1)) })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ example: name, iters: ctx.iters, ...result, seconds: Number(seconds.toFixed(1)) })}\n`,
+  );
 }

@@ -5,15 +5,39 @@
 // 85.4% with forward energy weight α_f = 1 and 94.0% with α_f = 1e-3.
 //   node examples/bidirectional.mjs --data-dir ../shared/datasets [--forward-weight 1e-3]
 import { join } from 'node:path';
-import { adam, initActivitiesWithFfwd, initBpcActivities, makeMlp, sgd, updateBpcActivities, updateBpcParams, writeImageGrid } from 'webgpu-pc';
+import {
+  adam,
+  initActivitiesWithFfwd,
+  initBpcActivities,
+  makeMlp,
+  sgd,
+  updateBpcActivities,
+  updateBpcParams,
+  writeImageGrid,
+} from 'webgpu-pc';
 import { discriminativeAccuracy, mnist, report, setup, trainingBatches } from './_common.mjs';
 
 const ctx = setup('bidirectional', { iters: 300, testEvery: 50 }, { 'forward-weight': { type: 'string' } });
 const forwardEnergyWeight = Number(ctx.values['forward-weight'] ?? 1e-3);
-if (!(forwardEnergyWeight >= 0)) throw new Error(`--forward-weight must be a number ≥ 0, got ${ctx.values['forward-weight']}`);
+if (!(forwardEnergyWeight >= 0))
+  throw new Error(`--forward-weight must be a number ≥ 0, got ${ctx.values['forward-weight']}`);
 const { train, test, runtime } = await mnist(ctx.dataDir);
-const topDown = makeMlp(runtime, { seed: 2 * ctx.seed, inputDim: 10, width: 256, depth: 2, outputDim: 784, actFn: 'relu' });
-const bottomUp = makeMlp(runtime, { seed: 2 * ctx.seed + 1, inputDim: 784, width: 256, depth: 2, outputDim: 10, actFn: 'relu' });
+const topDown = makeMlp(runtime, {
+  seed: 2 * ctx.seed,
+  inputDim: 10,
+  width: 256,
+  depth: 2,
+  outputDim: 784,
+  actFn: 'relu',
+});
+const bottomUp = makeMlp(runtime, {
+  seed: 2 * ctx.seed + 1,
+  inputDim: 784,
+  width: 256,
+  depth: 2,
+  outputDim: 10,
+  actFn: 'relu',
+});
 const activityOptim = sgd({ lr: 0.5 });
 const optims = [adam({ lr: 1e-3 }), adam({ lr: 1e-3 })];
 const optStates = [optims[0].init(topDown), optims[1].init(bottomUp)];
@@ -25,7 +49,10 @@ for (const { x: image, y: label } of trainingBatches(train, ctx.iters, ctx.seed)
   let activities = await initBpcActivities(topDown, bottomUp, image);
   const activityState = activityOptim.init(activities);
   // Inference: depth − 1 = 1 step, as the notebook.
-  const inferred = await updateBpcActivities(topDown, bottomUp, activities, activityOptim, activityState, image, { input: label, ...options });
+  const inferred = await updateBpcActivities(topDown, bottomUp, activities, activityOptim, activityState, image, {
+    input: label,
+    ...options,
+  });
   for (const a of activities) a.dispose();
   activities = inferred.activities;
   inferred.energy.dispose();

@@ -6,7 +6,15 @@ import { discriminativeAccuracy, mnist, report, setup, trainingBatches } from '.
 
 const ctx = setup('discriminative', { iters: 300, testEvery: 100 });
 const { train, test, runtime } = await mnist(ctx.dataDir);
-const model = makeMlp(runtime, { seed: ctx.seed, inputDim: 784, width: 300, depth: 3, outputDim: 10, actFn: 'relu', useBias: true });
+const model = makeMlp(runtime, {
+  seed: ctx.seed,
+  inputDim: 784,
+  width: 300,
+  depth: 3,
+  outputDim: 10,
+  actFn: 'relu',
+  useBias: true,
+});
 const optim = adam({ lr: 1e-3 });
 const optState = optim.init(model);
 

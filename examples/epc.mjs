@@ -4,7 +4,17 @@
 // (10 SGD steps on the activities from a feedforward start), which the notebook leaves as an exercise: at this
 // depth its error signal barely reaches the first layers.
 //   node examples/epc.mjs --data-dir ../shared/datasets [--method pc]
-import { adam, initActivitiesWithFfwd, initEpcErrors, makeMlp, sgd, updateEpcErrors, updateEpcParams, updatePcActivities, updatePcParams } from 'webgpu-pc';
+import {
+  adam,
+  initActivitiesWithFfwd,
+  initEpcErrors,
+  makeMlp,
+  sgd,
+  updateEpcErrors,
+  updateEpcParams,
+  updatePcActivities,
+  updatePcParams,
+} from 'webgpu-pc';
 import { discriminativeAccuracy, mnist, report, setup, trainingBatches } from './_common.mjs';
 
 const ctx = setup('epc', { iters: 300, testEvery: 100, seed: 5482 }, { method: { type: 'string' } });
@@ -12,7 +22,15 @@ const method = ctx.values.method ?? 'epc';
 if (method !== 'epc' && method !== 'pc') throw new Error(`--method must be epc or pc, got ${method}`);
 const { train, test, runtime } = await mnist(ctx.dataDir);
 const DEPTH = 10;
-const model = makeMlp(runtime, { seed: ctx.seed, inputDim: 784, width: 128, depth: DEPTH, outputDim: 10, actFn: 'relu', useBias: true });
+const model = makeMlp(runtime, {
+  seed: ctx.seed,
+  inputDim: 784,
+  width: 128,
+  depth: DEPTH,
+  outputDim: 10,
+  actFn: 'relu',
+  useBias: true,
+});
 const stateOptim = sgd({ lr: 0.5 });
 const paramOptim = adam({ lr: 1e-3 });
 const paramState = paramOptim.init(model);
@@ -24,7 +42,10 @@ for (const { x, y } of trainingBatches(train, ctx.iters, ctx.seed)) {
   let state = method === 'epc' ? initEpcErrors(model, { batchSize: 64 }) : await initActivitiesWithFfwd(model, x);
   const optState = stateOptim.init(state);
   for (let t = 0; t < DEPTH; t++) {
-    const r = method === 'epc' ? await updateEpcErrors(model, state, stateOptim, optState, y, { input: x }) : await updatePcActivities(model, state, stateOptim, optState, y, { input: x });
+    const r =
+      method === 'epc'
+        ? await updateEpcErrors(model, state, stateOptim, optState, y, { input: x })
+        : await updatePcActivities(model, state, stateOptim, optState, y, { input: x });
     for (const s of state) s.dispose();
     state = method === 'epc' ? r.errors : r.activities;
     r.energy.dispose();

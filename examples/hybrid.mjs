@@ -10,8 +10,22 @@ import { mnist, report, setup, testBatches, trainingBatches } from './_common.mj
 
 const ctx = setup('hybrid', { iters: 300, testEvery: 100 });
 const { train, test, runtime } = await mnist(ctx.dataDir);
-const generator = makeMlp(runtime, { seed: 2 * ctx.seed, inputDim: 10, width: 300, depth: 3, outputDim: 784, actFn: 'relu' });
-const amortiser = makeMlp(runtime, { seed: 2 * ctx.seed + 1, inputDim: 784, width: 300, depth: 3, outputDim: 10, actFn: 'relu' });
+const generator = makeMlp(runtime, {
+  seed: 2 * ctx.seed,
+  inputDim: 10,
+  width: 300,
+  depth: 3,
+  outputDim: 784,
+  actFn: 'relu',
+});
+const amortiser = makeMlp(runtime, {
+  seed: 2 * ctx.seed + 1,
+  inputDim: 784,
+  width: 300,
+  depth: 3,
+  outputDim: 10,
+  actFn: 'relu',
+});
 const optims = [adam({ lr: 1e-3 }), adam({ lr: 1e-3 })];
 const optStates = [optims[0].init(generator), optims[1].init(amortiser)];
 
@@ -40,7 +54,8 @@ for (const { x, y } of trainingBatches(train, ctx.iters, ctx.seed)) {
       `iter ${iter}: gen loss ${genLoss.toFixed(4)}, amort loss ${amortLoss.toFixed(4)}, test accuracy: amortised ${accuracies.amortAcc}%, hybrid ${accuracies.hpcAcc}%, generator ${accuracies.genAcc}%`,
     );
   }
-  for (const t of [step.losses.generator, step.losses.amortiser, step.energies.generator, step.energies.amortiser]) t.dispose();
+  for (const t of [step.losses.generator, step.losses.amortiser, step.energies.generator, step.energies.amortiser])
+    t.dispose();
 }
 
 const labels = new Float32Array(10 * 10);

@@ -10,7 +10,15 @@ import { mnist, report, setup, testBatches, trainingBatches } from './_common.mj
 const MAX_T1 = 100;
 const ctx = setup('supervised-generative', { iters: 200, testEvery: 50 });
 const { train, test, runtime } = await mnist(ctx.dataDir);
-const model = makeMlp(runtime, { seed: ctx.seed, inputDim: 10, width: 300, depth: 3, outputDim: 784, actFn: 'relu', useBias: true });
+const model = makeMlp(runtime, {
+  seed: ctx.seed,
+  inputDim: 10,
+  width: 300,
+  depth: 3,
+  outputDim: 784,
+  actFn: 'relu',
+  useBias: true,
+});
 const optim = adam({ lr: 1e-3 });
 const optState = optim.init(model);
 

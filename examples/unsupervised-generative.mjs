@@ -6,13 +6,29 @@
 //   node examples/unsupervised-generative.mjs --data-dir ../shared/datasets
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { adam, initActivitiesFromNormal, initActivitiesWithFfwd, makeMlp, makePcStep, solveInference, writeImageGrid } from 'webgpu-pc';
+import {
+  adam,
+  initActivitiesFromNormal,
+  initActivitiesWithFfwd,
+  makeMlp,
+  makePcStep,
+  solveInference,
+  writeImageGrid,
+} from 'webgpu-pc';
 import { mnist, report, setup, testBatches, trainingBatches } from './_common.mjs';
 
 const MAX_T1 = 100;
 const ctx = setup('unsupervised-generative', { iters: 300, testEvery: 100 });
 const { train, test, runtime } = await mnist(ctx.dataDir);
-const model = makeMlp(runtime, { seed: ctx.seed, inputDim: 50, width: 300, depth: 3, outputDim: 784, actFn: 'relu', useBias: true });
+const model = makeMlp(runtime, {
+  seed: ctx.seed,
+  inputDim: 50,
+  width: 300,
+  depth: 3,
+  outputDim: 784,
+  actFn: 'relu',
+  useBias: true,
+});
 const optim = adam({ lr: 1e-3 });
 const optState = optim.init(model);
 
@@ -38,11 +54,17 @@ let recording = null;
 for (const { x } of trainingBatches(train, ctx.iters, ctx.seed)) {
   iter++;
   const lastStep = iter === ctx.iters;
-  const step = await makePcStep(model, optim, optState, x, { seed: ctx.seed * 100003 + iter, maxT1: MAX_T1, recordIters: lastStep });
+  const step = await makePcStep(model, optim, optState, x, {
+    seed: ctx.seed * 100003 + iter,
+    maxT1: MAX_T1,
+    recordIters: lastStep,
+  });
   if (lastStep) recording = { energies: await step.recording.energies.toArray(), states: step.recording.tMax + 1 };
   if (ctx.testEvery > 0 && iter % ctx.testEvery === 0 && !lastStep) {
     const e = await step.energies.toArray();
-    ctx.log(`iter ${iter}: equilibrium energy ${e.reduce((a, b) => a + b, 0).toFixed(2)}, ${step.steps.accepted} inference steps`);
+    ctx.log(
+      `iter ${iter}: equilibrium energy ${e.reduce((a, b) => a + b, 0).toFixed(2)}, ${step.steps.accepted} inference steps`,
+    );
   }
   step.energies.dispose();
 }
@@ -50,7 +72,9 @@ for (const { x } of trainingBatches(train, ctx.iters, ctx.seed)) {
 // The notebook's figure: each layer's energy along the last step's inference (JPC's order [E_L, E_2, E_1]).
 const L = 3;
 const rows = recording.states;
-const series = Array.from({ length: L }, (_, j) => Array.from({ length: rows }, (_, r) => recording.energies[r * L + j]));
+const series = Array.from({ length: L }, (_, j) =>
+  Array.from({ length: rows }, (_, r) => recording.energies[r * L + j]),
+);
 const names = ['output (E_3)', 'hidden (E_2)', 'first (E_1)'];
 const maxE = Math.max(...series.flat().map((v) => Math.log10(Math.max(v, 1e-6))));
 const minE = Math.min(...series.flat().map((v) => Math.log10(Math.max(v, 1e-6))));
@@ -76,6 +100,13 @@ both.set(last.generated.subarray(0, 10 * 784), 10 * 784);
 const png = join(ctx.out, 'unsupervised-reconstructions.png');
 await writeImageGrid(png, both, { count: 20, columns: 10, scale: 3 });
 const finalEnergy = series.reduce((s, e) => s + e[rows - 1], 0);
-ctx.log(`equilibrium energy ${finalEnergy.toFixed(2)} at the last step; test reconstruction error ${mse.toFixed(4)} per pixel; wrote ${plot} and ${png} (top: test images, bottom: generated from their inferred latents)`);
-report(ctx, 'unsupervised-generative', { finalEnergy: Number(finalEnergy.toFixed(3)), reconstructionMse: Number(mse.toFixed(4)), plot, png });
+ctx.log(
+  `equilibrium energy ${finalEnergy.toFixed(2)} at the last step; test reconstruction error ${mse.toFixed(4)} per pixel; wrote ${plot} and ${png} (top: test images, bottom: generated from their inferred latents)`,
+);
+report(ctx, 'unsupervised-generative', {
+  finalEnergy: Number(finalEnergy.toFixed(3)),
+  reconstructionMse: Number(mse.toFixed(4)),
+  plot,
+  png,
+});
 runtime.dispose();

@@ -9,7 +9,7 @@ export const BENCHES = {
   matmul: "Matrix products: WPC's gemm kernel vs the CPU's BLAS (numpy)",
   peers: 'The same PC training step in WPC, TensorFlow.js (WebGPU) and numpy',
   scaling: 'Scaling with width, depth and batch (Euler, 10 steps), with GPU memory',
-  profile: 'Where a training step\'s GPU time goes (per kernel, timestamp queries; 20 Euler steps + Adam)',
+  profile: "Where a training step's GPU time goes (per kernel, timestamp queries; 20 Euler steps + Adam)",
   tiles: 'Register tiles of the grouped matmul: gemm GFLOP/s and Euler µs per step for each candidate',
 };
 
@@ -20,13 +20,27 @@ export const BENCHES = {
 export async function bundleBench(name, external) {
   const { build } = await import('esbuild');
   const { packageDefines } = await import('./package-defines.mjs');
-  await build({ entryPoints: [`bench/${name}.ts`], bundle: true, platform: 'node', format: 'esm', outfile: `.bench-build/${name}.mjs`, loader: { '.wgsl': 'text' }, define: packageDefines(), external, logLevel: 'warning' });
+  await build({
+    entryPoints: [`bench/${name}.ts`],
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    outfile: `.bench-build/${name}.mjs`,
+    loader: { '.wgsl': 'text' },
+    define: packageDefines(),
+    external,
+    logLevel: 'warning',
+  });
 }
 
 /** A markdown table of rows (the columns of the first row). */
 export function markdownTable(rows) {
   const cols = Object.keys(rows[0]);
-  return [`| ${cols.join(' | ')} |`, `| ${cols.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${cols.map((c) => r[c] ?? '').join(' | ')} |`)].join('\n');
+  return [
+    `| ${cols.join(' | ')} |`,
+    `| ${cols.map(() => '---').join(' | ')} |`,
+    ...rows.map((r) => `| ${cols.map((c) => r[c] ?? '').join(' | ')} |`),
+  ].join('\n');
 }
 
 /**
@@ -35,11 +49,23 @@ export function markdownTable(rows) {
  */
 export function writeSection(file, key, { title, machine, adapter, date, command, rows, note }) {
   const table = markdownTable(rows);
-  const lines = [`## ${title}`, '', `- machine: ${machine}`, `- adapter: ${adapter}`, `- date: ${date}`, `- command: \`${command}\``, ...(note ? [`- ${note}`] : []), '', table];
+  const lines = [
+    `## ${title}`,
+    '',
+    `- machine: ${machine}`,
+    `- adapter: ${adapter}`,
+    `- date: ${date}`,
+    `- command: \`${command}\``,
+    ...(note ? [`- ${note}`] : []),
+    '',
+    table,
+  ];
   const section = `<!-- bench:${key} -->\n${lines.join('\n')}\n<!-- /bench:${key} -->`;
   const escaped = key.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const re = new RegExp(`<!-- bench:${escaped} -->[\\s\\S]*?<!-- /bench:${escaped} -->`);
-  let doc = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n\nProduced by `npm run bench`. Each figure is a median over repeated runs after warm-up.\n';
+  let doc = existsSync(file)
+    ? readFileSync(file, 'utf8')
+    : '# Benchmarks\n\nProduced by `npm run bench`. Each figure is a median over repeated runs after warm-up.\n';
   doc = re.test(doc) ? doc.replace(re, section) : `${doc.trimEnd()}\n\n${section}\n`;
   writeFileSync(file, doc.endsWith('\n') ? doc : `${doc}\n`);
   return table;

@@ -37,7 +37,14 @@ const TYPES = {
  * socket may sit with nothing read or written, e.g. a client that stops reading a response (30 s), `keepAliveMs`
  * an idle keep-alive connection is kept (5 s), `urlLength` of the request target in characters (2048; longer: 414).
  */
-export const DEFAULT_LIMITS = Object.freeze({ connections: 64, headersMs: 10_000, requestMs: 30_000, idleMs: 30_000, keepAliveMs: 5_000, urlLength: 2048 });
+export const DEFAULT_LIMITS = Object.freeze({
+  connections: 64,
+  headersMs: 10_000,
+  requestMs: 30_000,
+  idleMs: 30_000,
+  keepAliveMs: 5_000,
+  urlLength: 2048,
+});
 
 // Every answer: no MIME sniffing (a data file is never run as a script or page), no framing, not readable by
 // other sites' pages. HTML pages get a CSP that allows only this origin's scripts (the pages use inline styles
@@ -49,7 +56,8 @@ const SECURITY_HEADERS = {
   'cross-origin-resource-policy': 'same-origin',
   'cross-origin-opener-policy': 'same-origin',
 };
-const PAGE_CSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+const PAGE_CSP =
+  "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 const NO_CONTENT_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox";
 
 // Fixed texts: no answer ever contains the request's path, headers or any other input.
@@ -69,20 +77,32 @@ const NO_DATA = 'no data directory: start the server with --data-dir DIR (or set
 
 /** Fails like the library's argument checks: the function, the argument, what was expected and what was given. */
 function argumentError(what, expected, actual) {
-  return new TypeError(`startDemoServer: ${what} must be ${expected}, got ${typeof actual === 'string' ? JSON.stringify(actual) : String(actual)}`);
+  return new TypeError(
+    `startDemoServer: ${what} must be ${expected}, got ${typeof actual === 'string' ? JSON.stringify(actual) : String(actual)}`,
+  );
 }
 
 /** Checks startDemoServer's options before anything is opened; returns the port and the merged limits. */
 function checkOptions(options) {
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) throw argumentError('options', 'an object', options);
+  if (options === null || typeof options !== 'object' || Array.isArray(options))
+    throw argumentError('options', 'an object', options);
   const { port = 8080, dataDir, limits = {} } = options;
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw argumentError('options.port', 'an integer in [0, 65535]', port);
-  if (dataDir !== undefined && (typeof dataDir !== 'string' || dataDir === '' || dataDir.includes('\0'))) throw argumentError('options.dataDir', 'a non-empty path', dataDir);
-  if (limits === null || typeof limits !== 'object' || Array.isArray(limits)) throw argumentError('options.limits', 'an object', limits);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw argumentError('options.port', 'an integer in [0, 65535]', port);
+  if (dataDir !== undefined && (typeof dataDir !== 'string' || dataDir === '' || dataDir.includes('\0')))
+    throw argumentError('options.dataDir', 'a non-empty path', dataDir);
+  if (limits === null || typeof limits !== 'object' || Array.isArray(limits))
+    throw argumentError('options.limits', 'an object', limits);
   for (const key of Object.keys(limits)) {
-    if (!(key in DEFAULT_LIMITS)) throw argumentError(`options.limits.${key}`, `one of ${Object.keys(DEFAULT_LIMITS).join(', ')} (unknown key)`, key);
+    if (!(key in DEFAULT_LIMITS))
+      throw argumentError(
+        `options.limits.${key}`,
+        `one of ${Object.keys(DEFAULT_LIMITS).join(', ')} (unknown key)`,
+        key,
+      );
     const v = limits[key];
-    if (!Number.isSafeInteger(v) || v < 1 || v > 2 ** 31 - 1) throw argumentError(`options.limits.${key}`, 'an integer in [1, 2^31 - 1]', v);
+    if (!Number.isSafeInteger(v) || v < 1 || v > 2 ** 31 - 1)
+      throw argumentError(`options.limits.${key}`, 'an integer in [1, 2^31 - 1]', v);
   }
   return { port, dataDir, limits: { ...DEFAULT_LIMITS, ...limits } };
 }
@@ -93,12 +113,17 @@ function checkOptions(options) {
  */
 async function resolveDataDir(given) {
   if (given !== undefined) {
-    if (!(await stat(given).catch(() => null))?.isDirectory()) throw argumentError('options.dataDir', 'an existing directory', given);
+    if (!(await stat(given).catch(() => null))?.isDirectory())
+      throw argumentError('options.dataDir', 'an existing directory', given);
     return resolve(given);
   }
   const cache = await userDataCache();
   const cacheHasMnist = cache !== null && (await stat(join(cache, 'mnist')).catch(() => null))?.isDirectory();
-  for (const dir of [process.env.WPC_DATA_DIR, cacheHasMnist ? cache : undefined, join(ROOT, '..', 'shared', 'datasets')]) {
+  for (const dir of [
+    process.env.WPC_DATA_DIR,
+    cacheHasMnist ? cache : undefined,
+    join(ROOT, '..', 'shared', 'datasets'),
+  ]) {
     if (dir && (await stat(dir).catch(() => null))?.isDirectory()) return resolve(dir);
   }
   return null;
@@ -142,7 +167,8 @@ function parseTarget(target, maxLength) {
     } catch {
       return { status: 400 };
     }
-    if (segment === '' || segment === '.' || segment === '..' || /[/\\\x00-\x1f\x7f]/.test(segment)) return { status: 400 };
+    if (segment === '' || segment === '.' || segment === '..' || /[/\\\x00-\x1f\x7f]/.test(segment))
+      return { status: 400 };
     segments.push(segment);
   }
   return { segments, directory };
@@ -180,10 +206,19 @@ async function openInside(root, segments, directory) {
       return { status: e?.code === 'EACCES' || e?.code === 'EPERM' ? 403 : 404 };
     }
     if (!isInside(rootReal, real)) return { status: 403 };
-    if (real.slice(rootReal.length).split(sep).some((part) => part.startsWith('.'))) return { status: 404 };
+    if (
+      real
+        .slice(rootReal.length)
+        .split(sep)
+        .some((part) => part.startsWith('.'))
+    )
+      return { status: 404 };
     let file;
     try {
-      file = await open(real, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | (constants.O_NOCTTY ?? 0));
+      file = await open(
+        real,
+        constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | (constants.O_NOCTTY ?? 0),
+      );
     } catch (e) {
       return { status: e?.code === 'EACCES' || e?.code === 'EPERM' ? 403 : 404 };
     }
@@ -250,7 +285,10 @@ export async function startDemoServer(options = {}) {
       const oldest = waiting.values().next().value;
       if (oldest === undefined) {
         refused.add(socket);
-        socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\nRetry-After: 1\r\n\r\n', () => socket.destroy());
+        socket.end(
+          'HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\nRetry-After: 1\r\n\r\n',
+          () => socket.destroy(),
+        );
         return;
       }
       waiting.delete(oldest);
@@ -295,16 +333,27 @@ export async function startDemoServer(options = {}) {
     const hostHeaders = req.rawHeaders.filter((_, i) => i % 2 === 0 && req.rawHeaders[i].toLowerCase() === 'host');
     if (hostHeaders.length !== 1) return answer(req, res, 400, { close: true });
     if (!hosts.has((req.headers.host ?? '').toLowerCase())) return answer(req, res, 421, { close: true });
-    if (req.method !== 'GET' && req.method !== 'HEAD') return answer(req, res, 405, { headers: { allow: 'GET, HEAD' }, close: true });
+    if (req.method !== 'GET' && req.method !== 'HEAD')
+      return answer(req, res, 405, { headers: { allow: 'GET, HEAD' }, close: true });
 
     const target = parseTarget(req.url ?? '', limits.urlLength);
     if (target.status) return answer(req, res, target.status, { close: true });
     const { segments, directory } = target;
-    if (segments.length === 0 || (segments.length === 2 && segments[0] === 'examples' && segments[1] === 'browser' && !directory)) {
-      res.writeHead(302, { ...SECURITY_HEADERS, location: '/examples/browser/', 'content-length': 0, 'cache-control': 'no-store' });
+    if (
+      segments.length === 0 ||
+      (segments.length === 2 && segments[0] === 'examples' && segments[1] === 'browser' && !directory)
+    ) {
+      res.writeHead(302, {
+        ...SECURITY_HEADERS,
+        location: '/examples/browser/',
+        'content-length': 0,
+        'cache-control': 'no-store',
+      });
       return void res.end();
     }
-    const mount = mounts.find((m) => m.segments.every((s, i) => segments[i] === s) && (segments.length > m.segments.length || directory));
+    const mount = mounts.find(
+      (m) => m.segments.every((s, i) => segments[i] === s) && (segments.length > m.segments.length || directory),
+    );
     if (!mount) return answer(req, res, 404);
     if (mount.root === null) return answer(req, res, 404, { text: NO_DATA });
     if (segments.some((s) => s.startsWith('.'))) return answer(req, res, 404);
@@ -346,14 +395,21 @@ export async function startDemoServer(options = {}) {
   // Requests Node's parser refuses (bad request line, headers too large, too slow): the same fixed answers.
   server.on('clientError', (err, socket) => {
     const status = err?.code === 'HPE_HEADER_OVERFLOW' ? 431 : err?.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-    if (!socket.writable || err?.code === 'ECONNRESET' || socket._httpMessage?.headersSent) return void socket.destroy();
+    if (!socket.writable || err?.code === 'ECONNRESET' || socket._httpMessage?.headersSent)
+      return void socket.destroy();
     const body = MESSAGES[status] ?? `${STATUS_CODES[status]}\n`;
-    const head = [`HTTP/1.1 ${status} ${STATUS_CODES[status]}`, 'connection: close', 'content-type: text/plain; charset=utf-8', `content-length: ${Buffer.byteLength(body)}`];
-    for (const [k, v] of Object.entries({ ...SECURITY_HEADERS, 'content-security-policy': NO_CONTENT_CSP })) head.push(`${k}: ${v}`);
+    const head = [
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}`,
+      'connection: close',
+      'content-type: text/plain; charset=utf-8',
+      `content-length: ${Buffer.byteLength(body)}`,
+    ];
+    for (const [k, v] of Object.entries({ ...SECURITY_HEADERS, 'content-security-policy': NO_CONTENT_CSP }))
+      head.push(`${k}: ${v}`);
     socket.end(`${head.join('\r\n')}\r\n\r\n${body}`, () => socket.destroy());
   });
   // CONNECT never reaches 'request'; without this listener Node would drop the connection without an answer.
-  server.on('connect', (req, socket) => {
+  server.on('connect', (_req, socket) => {
     socket.on('error', () => {});
     socket.end('HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
   });
@@ -387,22 +443,39 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   let port;
   let dataDir;
   try {
-    const { values } = parseArgs({ options: { port: { type: 'string' }, 'data-dir': { type: 'string' } }, strict: true, allowPositionals: false });
+    const { values } = parseArgs({
+      options: { port: { type: 'string' }, 'data-dir': { type: 'string' } },
+      strict: true,
+      allowPositionals: false,
+    });
     port = values.port === undefined ? 8080 : /^\d{1,5}$/.test(values.port) ? Number(values.port) : NaN;
-    if (!Number.isInteger(port) || port > 65535) throw new Error(`--port must be a port number in [0, 65535], got ${JSON.stringify(values.port)}`);
+    if (!Number.isInteger(port) || port > 65535)
+      throw new Error(`--port must be a port number in [0, 65535], got ${JSON.stringify(values.port)}`);
     dataDir = values['data-dir'];
-    if (dataDir !== undefined && !(await stat(dataDir).catch(() => null))?.isDirectory()) throw new Error(`--data-dir must be an existing directory, got ${JSON.stringify(dataDir)}`);
+    if (dataDir !== undefined && !(await stat(dataDir).catch(() => null))?.isDirectory())
+      throw new Error(`--data-dir must be an existing directory, got ${JSON.stringify(dataDir)}`);
   } catch (e) {
-    console.error(`demo-server: ${String(e?.message ?? e).replace(/\s*\n\s*/g, ' ')} (usage: node scripts/demo-server.mjs [--port 8080] [--data-dir DIR])`);
+    console.error(
+      `demo-server: ${String(e?.message ?? e).replace(/\s*\n\s*/g, ' ')} (usage: node scripts/demo-server.mjs [--port 8080] [--data-dir DIR])`,
+    );
     process.exit(2);
   }
   try {
     const { url, dataDir: served } = await startDemoServer({ port, dataDir });
     console.log(`WPC demo: ${url}`);
-    console.log(served ? `MNIST served from ${served}/mnist/ (or pick your own files in the page)` : 'no data directory found: pick the MNIST files in the page, or restart with --data-dir DIR');
-    console.log('Embedding example: ' + url + 'embedding.html');
+    console.log(
+      served
+        ? `MNIST served from ${served}/mnist/ (or pick your own files in the page)`
+        : 'no data directory found: pick the MNIST files in the page, or restart with --data-dir DIR',
+    );
+    console.log(`Embedding example: ${url}embedding.html`);
   } catch (e) {
-    const why = e?.code === 'EADDRINUSE' ? `port ${port} is in use; pick another with --port` : e?.code === 'EACCES' ? `not allowed to listen on port ${port}; pick another with --port` : (e?.message ?? String(e));
+    const why =
+      e?.code === 'EADDRINUSE'
+        ? `port ${port} is in use; pick another with --port`
+        : e?.code === 'EACCES'
+          ? `not allowed to listen on port ${port}; pick another with --port`
+          : (e?.message ?? String(e));
     console.error(`demo-server: ${String(why).replace(/\s*\n\s*/g, ' ')}`);
     process.exit(1);
   }

@@ -10,7 +10,7 @@
 //       BENCHMARKS.md under the key NAME@TAG (the lavapipe sections stay), and the side-by-side table with JPC
 //       (bench:jpc@TAG) where both jpc.json and inference.json are there.
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync, readdirSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { BENCHES, bundleBench, writeSection } from './bench-sections.mjs';
 
@@ -30,7 +30,8 @@ function sizeOf(path) {
 async function buildKit() {
   const jpcAt = args.indexOf('--jpc');
   const jpcGit = jpcAt >= 0 ? args[jpcAt + 1] : null;
-  if (jpcAt >= 0 && !jpcGit) fail('--jpc needs the path of JPC\'s git directory (e.g. what `fetch github:thebuckleylab/jpc` returned)');
+  if (jpcAt >= 0 && !jpcGit)
+    fail("--jpc needs the path of JPC's git directory (e.g. what `fetch github:thebuckleylab/jpc` returned)");
   mkdirSync('.bench-build', { recursive: true });
   // TensorFlow.js goes into the peers bundle: the kit carries only the webgpu package.
   for (const name of Object.keys(BENCHES)) await bundleBench(name, ['webgpu']);
@@ -46,14 +47,17 @@ async function buildKit() {
     execFileSync('sh', ['-c', `git --git-dir="${jpcGit}" archive HEAD jpc | tar -x -C "${join(KIT, 'jpc')}"`]);
   }
   const mib = (p) => (sizeOf(p) / 2 ** 20).toFixed(1);
-  console.log(`${KIT}: ${mib(KIT)} MiB, .bench-build: ${mib('.bench-build')} MiB${existsSync('.gl') ? `, .gl: ${mib('.gl')} MiB` : ' (no .gl yet: see the device README)'}; JPC ${jpcGit ? 'included' : 'not included (--jpc)'}`);
+  console.log(
+    `${KIT}: ${mib(KIT)} MiB, .bench-build: ${mib('.bench-build')} MiB${existsSync('.gl') ? `, .gl: ${mib('.gl')} MiB` : ' (no .gl yet: see the device README)'}; JPC ${jpcGit ? 'included' : 'not included (--jpc)'}`,
+  );
   console.log('carry: [".device-kit", ".bench-build", ".gl"], command: "bash bench/device/run.sh [benchmarks…]"');
 }
 
 function report() {
   const [dir, tag] = args;
   if (!dir || !existsSync(dir)) fail(`report needs the folder of unpacked results, got ${dir}`);
-  if (!tag || !/^[A-Za-z0-9._-]+$/.test(tag)) fail(`report needs a tag of letters, digits, '.', '_' or '-' (e.g. h100), got ${tag}`);
+  if (!tag || !/^[A-Za-z0-9._-]+$/.test(tag))
+    fail(`report needs a tag of letters, digits, '.', '_' or '-' (e.g. h100), got ${tag}`);
   const read = (name) => {
     const p = join(dir, `${name}.json`);
     if (!existsSync(p)) return null;
@@ -69,7 +73,10 @@ function report() {
     return null;
   };
   const { machine, date } = read('machine') ?? fail(`${dir}/machine.json is missing`);
-  const gpu = (existsSync(join(dir, 'gpu.csv')) ? readFileSync(join(dir, 'gpu.csv'), 'utf8').trim().split('\n').slice(1).join('; ') : '') || 'unknown (no nvidia-smi)';
+  const gpu =
+    (existsSync(join(dir, 'gpu.csv'))
+      ? readFileSync(join(dir, 'gpu.csv'), 'utf8').trim().split('\n').slice(1).join('; ')
+      : '') || 'unknown (no nvidia-smi)';
   const command = (name) => `bash bench/device/run.sh ${name} (lent GPU machine; DEVELOPERS.md)`;
   for (const [name, title] of Object.entries(BENCHES)) {
     const result = read(name);
@@ -77,7 +84,14 @@ function report() {
       if (existsSync(join(dir, `${name}.json`))) console.error(`${name}: no result (see ${name}.log)`);
       continue;
     }
-    writeSection('BENCHMARKS.md', `${name}@${tag}`, { title: `${title} — ${tag}`, machine: `${machine}; GPU: ${gpu}`, adapter: result.adapter, date, command: command(name), rows: result.rows });
+    writeSection('BENCHMARKS.md', `${name}@${tag}`, {
+      title: `${title} — ${tag}`,
+      machine: `${machine}; GPU: ${gpu}`,
+      adapter: result.adapter,
+      date,
+      command: command(name),
+      rows: result.rows,
+    });
     console.error(`${name}@${tag}: written`);
   }
   const jpc = read('jpc');
@@ -87,7 +101,10 @@ function report() {
     const wpcRow = (H, solver) => inference.rows.find((r) => r.hidden === H && r.solver.startsWith(solver));
     const rows = jpc.rows.flatMap((j) => {
       const out = [];
-      for (const [solver, key] of [['Euler', 'Euler'], ['Heun', 'HeunPid']]) {
+      for (const [solver, key] of [
+        ['Euler', 'Euler'],
+        ['Heun', 'HeunPid'],
+      ]) {
         const w = wpcRow(j.H, solver);
         if (!w) continue;
         out.push({
@@ -102,7 +119,17 @@ function report() {
         });
       }
       const p = peers?.rows?.find((r) => r.H === j.H);
-      if (p) out.push({ H: j.H, solver: 'peers step: 20 Euler steps of dt 0.5 + Adam', jpcSolveMs: '', wpcSolveMs: '', solveJpcOverWpc: '', jpcTrainStepMs: j.peersStepMs, wpcTrainStepMs: p.wpcMs, stepJpcOverWpc: `${(j.peersStepMs / p.wpcMs).toFixed(2)}×` });
+      if (p)
+        out.push({
+          H: j.H,
+          solver: 'peers step: 20 Euler steps of dt 0.5 + Adam',
+          jpcSolveMs: '',
+          wpcSolveMs: '',
+          solveJpcOverWpc: '',
+          jpcTrainStepMs: j.peersStepMs,
+          wpcTrainStepMs: p.wpcMs,
+          stepJpcOverWpc: `${(j.peersStepMs / p.wpcMs).toFixed(2)}×`,
+        });
       return out;
     });
     writeSection('BENCHMARKS.md', `jpc@${tag}`, {

@@ -35,7 +35,18 @@ const MESA = { suite: 'trixie-backports', version: '26.1.6-1~bpo13+1' };
 const STAMP = join(CACHE, `ready-${MESA.version}-${process.version}`);
 
 /** Packages the driver's closure must not pull in (maintainer scripts, data, or the host's own business). */
-const SKIP = new Set(['debconf', 'debconf-2.0', 'libc-bin', 'base-files', 'dpkg', 'perl-base', 'tzdata', 'install-info', 'usrmerge', 'usr-is-merged']);
+const SKIP = new Set([
+  'debconf',
+  'debconf-2.0',
+  'libc-bin',
+  'base-files',
+  'dpkg',
+  'perl-base',
+  'tzdata',
+  'install-info',
+  'usrmerge',
+  'usr-is-merged',
+]);
 
 async function download(url) {
   const res = await fetch(url);
@@ -79,7 +90,9 @@ function closure(roots, main, backports) {
     const fields = index.byName.get(name) ?? index.byName.get(index.provides.get(name));
     if (!fields) throw new Error(`matrix-lavapipe: package ${name} not found in the index`);
     if (name === 'mesa-vulkan-drivers' && fields.Version !== MESA.version) {
-      throw new Error(`matrix-lavapipe: ${MESA.suite} has mesa-vulkan-drivers ${fields.Version}, this script expects ${MESA.version}; update MESA in ${fileURLToPath(import.meta.url)}`);
+      throw new Error(
+        `matrix-lavapipe: ${MESA.suite} has mesa-vulkan-drivers ${fields.Version}, this script expects ${MESA.version}; update MESA in ${fileURLToPath(import.meta.url)}`,
+      );
     }
     chosen.set(name, fields);
     for (const dep of `${fields['Pre-Depends'] ?? ''},${fields.Depends ?? ''}`.split(',')) {
@@ -92,7 +105,9 @@ function closure(roots, main, backports) {
 
 async function setup() {
   if (process.platform !== 'linux' || process.arch !== 'x64') {
-    throw new Error(`matrix-lavapipe: needs Linux on x86-64 (Debian's amd64 packages), this is ${process.platform}/${process.arch}`);
+    throw new Error(
+      `matrix-lavapipe: needs Linux on x86-64 (Debian's amd64 packages), this is ${process.platform}/${process.arch}`,
+    );
   }
   if (existsSync(STAMP)) return;
   rmSync(CACHE, { recursive: true, force: true });
@@ -109,10 +124,15 @@ async function setup() {
   icd.ICD.library_path = join(LIBDIR, 'libvulkan_lvp.so');
   writeFileSync(ICD, JSON.stringify(icd, null, 2));
   mkdirSync(dirname(WRAPPER), { recursive: true });
-  writeFileSync(WRAPPER, `#!/bin/sh\nexec ${[LOADER, ...LOADER_ARGS].map((a) => `'${a}'`).join(' ')} "$@"\n`, { mode: 0o755 });
+  writeFileSync(WRAPPER, `#!/bin/sh\nexec ${[LOADER, ...LOADER_ARGS].map((a) => `'${a}'`).join(' ')} "$@"\n`, {
+    mode: 0o755,
+  });
   writeFileSync(EXEC_PATH_HOOK, `process.execPath = ${JSON.stringify(WRAPPER)};\n`);
-  const version = execFileSync(LOADER, [...LOADER_ARGS, '--version']).toString().trim();
-  if (version !== process.version) throw new Error(`matrix-lavapipe: Node under Debian 13's loader says ${version}, expected ${process.version}`);
+  const version = execFileSync(LOADER, [...LOADER_ARGS, '--version'])
+    .toString()
+    .trim();
+  if (version !== process.version)
+    throw new Error(`matrix-lavapipe: Node under Debian 13's loader says ${version}, expected ${process.version}`);
   writeFileSync(STAMP, `${new Date().toISOString()}\n`);
   console.error(`matrix-lavapipe: Mesa ${MESA.version} lavapipe and ${debs.length} packages unpacked in ${CACHE}`);
 }
@@ -138,7 +158,10 @@ if (command === 'setup') {
   if (!native) await setup();
   const child = native
     ? spawnSync(process.execPath, rest, { stdio: 'inherit', env: { ...process.env, WPC_MATRIX_ADAPTER: 'native' } })
-    : spawnSync(WRAPPER, ['--import', pathToFileURL(EXEC_PATH_HOOK).href, ...rest], { stdio: 'inherit', env: matrixEnv() });
+    : spawnSync(WRAPPER, ['--import', pathToFileURL(EXEC_PATH_HOOK).href, ...rest], {
+        stdio: 'inherit',
+        env: matrixEnv(),
+      });
   if (child.error) throw child.error;
   process.exit(child.status ?? 1);
 } else {

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 export function packageDefines() {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
   const dawn = pkg.peerDependencies?.webgpu;
-  if (typeof pkg.version !== 'string' || typeof dawn !== 'string') throw new Error('package.json needs a version and peerDependencies.webgpu');
+  if (typeof pkg.version !== 'string' || typeof dawn !== 'string')
+    throw new Error('package.json needs a version and peerDependencies.webgpu');
   return { __WPC_VERSION__: JSON.stringify(pkg.version), __WPC_DAWN_RANGE__: JSON.stringify(dawn) };
 }

@@ -15,10 +15,20 @@ for (const [name, title] of Object.entries(BENCHES)) {
   if (only.length > 0 && !only.includes(name)) continue;
   await bundleBench(name, ['webgpu', '@tensorflow/*']);
   console.error(`bench ${name} ...`);
-  const out = execFileSync(process.execPath, [`.bench-build/${name}.mjs`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const out = execFileSync(process.execPath, [`.bench-build/${name}.mjs`], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const result = JSON.parse(out.trim().split('\n').pop());
   writeFileSync(`bench/results/${name}.json`, `${JSON.stringify({ machine, date, ...result }, null, 1)}\n`);
   // Re-read BENCHMARKS.md now: it may have been edited while the benchmark ran (only this section is ours).
-  const table = writeSection('BENCHMARKS.md', name, { title, machine, adapter: result.adapter, date, command: `npm run bench -- ${name}`, rows: result.rows });
+  const table = writeSection('BENCHMARKS.md', name, {
+    title,
+    machine,
+    adapter: result.adapter,
+    date,
+    command: `npm run bench -- ${name}`,
+    rows: result.rows,
+  });
   console.error(table);
 }

@@ -2,15 +2,57 @@
  * Everything WPC exports that does not depend on the platform; `node.ts` and `browser.ts` add `init()`.
  */
 export { Runtime, initFromDevice } from './runtime/runtime.js';
-export type { AdapterSummary, InitOptions, InitFromDeviceOptions, KernelTuning, RuntimeStats } from './runtime/runtime.js';
+export type {
+  AdapterSummary,
+  InitOptions,
+  InitFromDeviceOptions,
+  KernelTuning,
+  RuntimeStats,
+} from './runtime/runtime.js';
 export { Tensor } from './runtime/tensor.js';
 export type { Shape } from './runtime/tensor.js';
-export { WpcArgumentError, WpcDivergenceError, WpcError, WpcGpuError, WpcShaderError, WpcSolverError } from './runtime/errors.js';
+export {
+  WpcArgumentError,
+  WpcDivergenceError,
+  WpcError,
+  WpcGpuError,
+  WpcShaderError,
+  WpcSolverError,
+} from './runtime/errors.js';
 export type { DivergenceDetails, DivergenceKind, RunawayDetails } from './runtime/errors.js';
-export { ACTIVATIONS, Model, PARAM_TYPES, makeMlp, makeSkipModel, mlpFromBuffer, mlpFromWeights, paramScalings } from './pc/model.js';
-export type { Activation, LayerSpec, MakeMlpOptions, MlpFromBufferOptions, MlpFromWeightsOptions, ParamType, ParameterisationOptions } from './pc/model.js';
-export { pcEnergy, computePcActivityGrad, computePcParamGrads, initActivitiesFromNormal, initActivitiesWithFfwd } from './pc/energy.js';
-export type { ActivityGradResult, EnergyOptions, InitFromNormalOptions, ParamGradResult, PcEnergyOptions } from './pc/energy.js';
+export {
+  ACTIVATIONS,
+  Model,
+  PARAM_TYPES,
+  makeMlp,
+  makeSkipModel,
+  mlpFromBuffer,
+  mlpFromWeights,
+  paramScalings,
+} from './pc/model.js';
+export type {
+  Activation,
+  LayerSpec,
+  MakeMlpOptions,
+  MlpFromBufferOptions,
+  MlpFromWeightsOptions,
+  ParamType,
+  ParameterisationOptions,
+} from './pc/model.js';
+export {
+  pcEnergy,
+  computePcActivityGrad,
+  computePcParamGrads,
+  initActivitiesFromNormal,
+  initActivitiesWithFfwd,
+} from './pc/energy.js';
+export type {
+  ActivityGradResult,
+  EnergyOptions,
+  InitFromNormalOptions,
+  ParamGradResult,
+  PcEnergyOptions,
+} from './pc/energy.js';
 export type { BatchData, EnergyTermOptions } from './pc/batch.js';
 export type { Mode } from './pc/workspace.js';
 export { solveInference } from './pc/infer.js';
@@ -72,13 +114,27 @@ export type { Loss } from './pc/workspace.js';
 export { Random } from './util/random.js';
 export { IdxError, parseIdx } from './data/idx.js';
 export { MAX_IDX_BYTES } from './data/idx-reader.js';
-export { MNIST_MEAN, MNIST_STD, NUM_CLASSES, batches, epochBatchCount, makeDataset, oneHot, subset } from './data/dataset.js';
+export {
+  MNIST_MEAN,
+  MNIST_STD,
+  NUM_CLASSES,
+  batches,
+  epochBatchCount,
+  makeDataset,
+  oneHot,
+  subset,
+} from './data/dataset.js';
 export type { Batch, BatchOptions, Dataset, NormalizeOptions } from './data/dataset.js';
 export { imageGridPng } from './io/image-grid.js';
 export type { ImageGridOptions } from './io/image-grid.js';
 export { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, modelFromCheckpoint, modelToCheckpoint } from './io/checkpoint.js';
 export type { CheckpointLoadOptions, ModelCheckpoint } from './io/checkpoint.js';
-export { TRAINING_CHECKPOINT_FORMAT, TRAINING_CHECKPOINT_VERSION, restoreTrainingCheckpoint, trainingCheckpoint } from './io/training-checkpoint.js';
+export {
+  TRAINING_CHECKPOINT_FORMAT,
+  TRAINING_CHECKPOINT_VERSION,
+  restoreTrainingCheckpoint,
+  trainingCheckpoint,
+} from './io/training-checkpoint.js';
 export type { RestoredTraining, TrainingCheckpointOptions } from './io/training-checkpoint.js';
 export { decodeSafetensors, encodeSafetensors } from './io/safetensors.js';
 export type { DecodedSafetensors, SafeDtype, SafeTensorIn, SafeTensorOut } from './io/safetensors.js';

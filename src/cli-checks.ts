@@ -20,7 +20,9 @@ export class UsageError extends Error {
 /** A file-system error from Node (fs, net, …): `code` such as ENOENT and the failed `syscall`. */
 function isSystemError(e: unknown): e is Error & { code: string; syscall: string } {
   const x = e as { code?: unknown; syscall?: unknown } | null;
-  return e instanceof Error && typeof x?.code === 'string' && /^E[A-Z0-9]+$/.test(x.code) && typeof x.syscall === 'string';
+  return (
+    e instanceof Error && typeof x?.code === 'string' && /^E[A-Z0-9]+$/.test(x.code) && typeof x.syscall === 'string'
+  );
 }
 
 /** What a file-system error code means, for messages. */
@@ -57,7 +59,9 @@ async function checkWritableFolder(flag: string, path: string, folder: string): 
   try {
     await access(folder, constants.W_OK | constants.X_OK);
   } catch (e) {
-    throw new UsageError(`${flag} ${path}: the folder ${folder} is not writable (${(e as { code?: string }).code ?? 'denied'})`);
+    throw new UsageError(
+      `${flag} ${path}: the folder ${folder} is not writable (${(e as { code?: string }).code ?? 'denied'})`,
+    );
   }
 }
 
@@ -69,8 +73,10 @@ export async function checkOutputFile(flag: string, path: string): Promise<void>
   if (path === '') throw new UsageError(`${flag} needs a file name, got ""`);
   const existing = await statOrNull(flag, path);
   if (existing) {
-    if (existing.isDirectory()) throw new UsageError(`${flag} ${path} is a folder; give a file name (e.g. ${join(path, 'out')})`);
-    if (!existing.isFile()) throw new UsageError(`${flag} ${path} is not a regular file (a FIFO, device or socket); give a file name`);
+    if (existing.isDirectory())
+      throw new UsageError(`${flag} ${path} is a folder; give a file name (e.g. ${join(path, 'out')})`);
+    if (!existing.isFile())
+      throw new UsageError(`${flag} ${path} is not a regular file (a FIFO, device or socket); give a file name`);
     try {
       await access(path, constants.W_OK);
     } catch (e) {
@@ -89,7 +95,12 @@ export async function checkOutputFile(flag: string, path: string): Promise<void>
  * which of its ancestors must exist, the parent (`'parent'`, e.g. --checkpoint DIR) or any (`'ancestors'`, as
  * `mkdir -p` would, e.g. a study's --out runs/theory); that one must be a writable folder.
  */
-export async function checkOutputFolder(flag: string, path: string, create: 'parent' | 'ancestors', files: readonly string[] = []): Promise<void> {
+export async function checkOutputFolder(
+  flag: string,
+  path: string,
+  create: 'parent' | 'ancestors',
+  files: readonly string[] = [],
+): Promise<void> {
   if (path === '') throw new UsageError(`${flag} needs a folder name, got ""`);
   const existing = await statOrNull(flag, path);
   if (existing) {
@@ -109,7 +120,8 @@ export async function checkOutputFolder(flag: string, path: string, create: 'par
       if (!st.isDirectory()) throw new UsageError(`${flag} ${path}: ${folder} is not a folder`);
       break;
     }
-    if (create === 'parent') throw new UsageError(`${flag} ${path}: the folder ${folder} does not exist; create it first`);
+    if (create === 'parent')
+      throw new UsageError(`${flag} ${path}: the folder ${folder} does not exist; create it first`);
     const up = dirname(folder);
     if (up === folder) break;
     folder = up;

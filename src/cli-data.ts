@@ -71,9 +71,11 @@ export const DATA_HELP = `Usage: wpc data download mnist|fashion-mnist [--dir DI
 
 function datasetArg(command: string, positionals: string[]): DatasetName {
   const [name, extra] = positionals;
-  if (name === undefined) throw new UsageError(`wpc data ${command} needs a dataset name: ${DATASET_NAMES.join(' or ')}`);
+  if (name === undefined)
+    throw new UsageError(`wpc data ${command} needs a dataset name: ${DATASET_NAMES.join(' or ')}`);
   if (extra !== undefined) throw new UsageError(`unexpected argument ${JSON.stringify(extra)}`);
-  if (!(DATASET_NAMES as readonly string[]).includes(name)) throw new UsageError(`the dataset must be one of ${DATASET_NAMES.join(', ')}, got ${JSON.stringify(name)}`);
+  if (!(DATASET_NAMES as readonly string[]).includes(name))
+    throw new UsageError(`the dataset must be one of ${DATASET_NAMES.join(', ')}, got ${JSON.stringify(name)}`);
   return name as DatasetName;
 }
 
@@ -94,7 +96,9 @@ function progressPrinter(quiet: boolean): { update: (p: DownloadProgress) => voi
         const now = performance.now();
         if (now - lastDraw < 100 && p.received < p.size) return;
         lastDraw = now;
-        process.stderr.write(`\r${where}: ${mb(p.received)} of ${mb(p.size)} (${Math.floor((100 * p.received) / p.size)}%)\x1b[K`);
+        process.stderr.write(
+          `\r${where}: ${mb(p.received)} of ${mb(p.size)} (${Math.floor((100 * p.received) / p.size)}%)\x1b[K`,
+        );
       }
     },
     end() {
@@ -125,7 +129,8 @@ async function download(argv: string[]): Promise<number> {
   let retries: number | undefined;
   if (values.retries !== undefined) {
     retries = Number(values.retries);
-    if (!/^\d+$/.test(values.retries) || retries > MAX_RETRIES) throw new UsageError(`--retries must be an integer in 0..${MAX_RETRIES}, got ${JSON.stringify(values.retries)}`);
+    if (!/^\d+$/.test(values.retries) || retries > MAX_RETRIES)
+      throw new UsageError(`--retries must be an integer in 0..${MAX_RETRIES}, got ${JSON.stringify(values.retries)}`);
   }
   const progress = progressPrinter(values.quiet ?? false);
   // Ctrl-C stops the transfer in flight and removes its temporary file before exiting.
@@ -142,7 +147,14 @@ async function download(argv: string[]): Promise<number> {
       onProgress: progress.update,
     });
     progress.end();
-    const files = result.files.map(({ file, bytes, sha256, alreadyPresent, url, failedAttempts }) => ({ file, bytes, sha256, alreadyPresent, url, failedAttempts }));
+    const files = result.files.map(({ file, bytes, sha256, alreadyPresent, url, failedAttempts }) => ({
+      file,
+      bytes,
+      sha256,
+      alreadyPresent,
+      url,
+      failedAttempts,
+    }));
     process.stdout.write(`${JSON.stringify({ dataset: result.dataset, dir: result.dir, files })}\n`);
     return 0;
   } catch (e) {

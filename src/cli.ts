@@ -25,7 +25,13 @@ import { testGenerativePc } from './pc/evaluate.js';
 import { initActivitiesWithFfwd } from './pc/energy.js';
 import { loadCheckpoint, loadModel, saveCheckpoint, saveModel, writeImageGrid } from './io/node-files.js';
 import { writeAtomically } from './util/atomic-write.js';
-import { MAX_SOLVE_STEPS, checkSolveFits, constantStepCount, resolveSolverOptions, type SolverOptions } from './pc/solver.js';
+import {
+  MAX_SOLVE_STEPS,
+  checkSolveFits,
+  constantStepCount,
+  resolveSolverOptions,
+  type SolverOptions,
+} from './pc/solver.js';
 import { checkWorkspaceFits, type Loss } from './pc/workspace.js';
 import { MAX_GRID_PIXELS, imageGridShape } from './io/image-grid.js';
 import { UsageError, checkOutputFile, checkOutputFolder, errorReport } from './cli-checks.js';
@@ -171,10 +177,17 @@ function adapterLabel(rt: Runtime): string {
   return `${rt.adapter.description || rt.adapter.device || rt.adapter.vendor || 'unknown'} (${rt.adapter.architecture || 'unknown architecture'})`;
 }
 
-function parseNumber(flag: string, raw: string | undefined, fallback: number, check: (v: number) => boolean, expected: string): number {
+function parseNumber(
+  flag: string,
+  raw: string | undefined,
+  fallback: number,
+  check: (v: number) => boolean,
+  expected: string,
+): number {
   if (raw === undefined) return fallback;
   const v = Number(raw);
-  if (raw.trim() === '' || !Number.isFinite(v) || !check(v)) throw new UsageError(`--${flag} must be ${expected}, got ${JSON.stringify(raw)}`);
+  if (raw.trim() === '' || !Number.isFinite(v) || !check(v))
+    throw new UsageError(`--${flag} must be ${expected}, got ${JSON.stringify(raw)}`);
   return v;
 }
 
@@ -182,10 +195,16 @@ const positiveInt = (v: number) => Number.isSafeInteger(v) && v > 0;
 const nonNegativeInt = (v: number) => Number.isSafeInteger(v) && v >= 0;
 const positive = (v: number) => v > 0;
 /** A positive integer at most `max`, with the expected text for messages. */
-const upTo = (max: number): [(v: number) => boolean, string] => [(v) => positiveInt(v) && v <= max, `an integer in 1..${groupDigits(max)}`];
+const upTo = (max: number): [(v: number) => boolean, string] => [
+  (v) => positiveInt(v) && v <= max,
+  `an integer in 1..${groupDigits(max)}`,
+];
 
 /** The datasets' shapes, known before they are loaded (loadDataset refuses files of any other shape). */
-const DATASET_SHAPES: Record<DatasetName | 'cifar10-synthetic', { inputDim: number; numClasses: number; trainCount: number }> = {
+const DATASET_SHAPES: Record<
+  DatasetName | 'cifar10-synthetic',
+  { inputDim: number; numClasses: number; trainCount: number }
+> = {
   mnist: { inputDim: 784, numClasses: 10, trainCount: 60_000 },
   'fashion-mnist': { inputDim: 784, numClasses: 10, trainCount: 60_000 },
   'cifar10-synthetic': { inputDim: 3072, numClasses: 10, trainCount: 60_000 },
@@ -316,7 +335,8 @@ function parseTrain(argv: string[]): TrainConfig | 'help' {
   if (values.help) return 'help';
   if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
   const task = oneOf('task', values.task, 'discriminative', ['discriminative', 'generative'] as const);
-  if (task === 'generative' && values.loss === 'ce') throw new UsageError('--loss ce needs --task discriminative (a generator predicts images, scored by mse)');
+  if (task === 'generative' && values.loss === 'ce')
+    throw new UsageError('--loss ce needs --task discriminative (a generator predicts images, scored by mse)');
   if (task === 'discriminative') {
     for (const flag of ['samples', 'test-max-t1', 'test-batches'] as const) {
       if (values[flag] !== undefined) throw new UsageError(`--${flag} needs --task generative`);
@@ -325,35 +345,65 @@ function parseTrain(argv: string[]): TrainConfig | 'help' {
   const solver = oneOf('solver', values.solver, 'heun', [...SOLVER_NAMES, 'sgd', 'adam'] as const);
   const discrete = solver === 'sgd' || solver === 'adam';
   const hasError = !discrete && TABLEAUX[solver].e !== null;
-  const controller = oneOf('controller', values.controller, hasError ? 'pid' : 'constant', ['pid', 'constant'] as const);
+  const controller = oneOf('controller', values.controller, hasError ? 'pid' : 'constant', [
+    'pid',
+    'constant',
+  ] as const);
   if (!discrete && !hasError && controller === 'pid') {
-    throw new UsageError(`--solver ${solver} has no error estimate, so it needs --controller constant (diffrax refuses it too)`);
+    throw new UsageError(
+      `--solver ${solver} has no error estimate, so it needs --controller constant (diffrax refuses it too)`,
+    );
   }
   if (!discrete && (values.steps !== undefined || values['activity-lr'] !== undefined)) {
     throw new UsageError('--steps and --activity-lr are for discrete inference (--solver sgd or adam)');
   }
-  const dt = values.dt === 'auto' ? undefined : parseNumber('dt', values.dt, 0.05, positive, 'a positive number (or auto)');
+  const dt =
+    values.dt === 'auto' ? undefined : parseNumber('dt', values.dt, 0.05, positive, 'a positive number (or auto)');
   if (dt === undefined && controller === 'constant') throw new UsageError('--dt auto needs --controller pid');
-  const maxBatches = values['max-batches'] === undefined ? undefined : parseNumber('max-batches', values['max-batches'], 0, positiveInt, 'a positive integer');
+  const maxBatches =
+    values['max-batches'] === undefined
+      ? undefined
+      : parseNumber('max-batches', values['max-batches'], 0, positiveInt, 'a positive integer');
   if (values.checkpoint === undefined && (values.resume || values['checkpoint-every'] !== undefined)) {
     throw new UsageError(`--${values.resume ? 'resume' : 'checkpoint-every'} needs --checkpoint DIR`);
   }
   const config: TrainConfig = {
     checkpoint: values.checkpoint,
-    checkpointEvery: parseNumber('checkpoint-every', values['checkpoint-every'], 100, positiveInt, 'a positive integer'),
+    checkpointEvery: parseNumber(
+      'checkpoint-every',
+      values['checkpoint-every'],
+      100,
+      positiveInt,
+      'a positive integer',
+    ),
     resume: values.resume ?? false,
     divergenceFactor:
       values['divergence-factor'] === 'off'
         ? null
-        : parseNumber('divergence-factor', values['divergence-factor'], DEFAULT_DIVERGENCE_THRESHOLD.factor, (v) => v >= 1 && v <= F32_MAX, 'a number >= 1 (at most 3.4e38) or off'),
+        : parseNumber(
+            'divergence-factor',
+            values['divergence-factor'],
+            DEFAULT_DIVERGENCE_THRESHOLD.factor,
+            (v) => v >= 1 && v <= F32_MAX,
+            'a number >= 1 (at most 3.4e38) or off',
+          ),
     task,
     testMaxT1: parseNumber('test-max-t1', values['test-max-t1'], 100, positive, 'a positive number'),
-    testBatches: values['test-batches'] === undefined ? undefined : parseNumber('test-batches', values['test-batches'], 0, positiveInt, 'a positive integer'),
+    testBatches:
+      values['test-batches'] === undefined
+        ? undefined
+        : parseNumber('test-batches', values['test-batches'], 0, positiveInt, 'a positive integer'),
     save: values.save,
     samples: values.samples,
     dataset: oneOf('dataset', values.dataset, 'mnist', DATASET_NAMES),
     dataDir: values['data-dir'],
-    hidden: parseNumber('hidden', values.hidden, 3, (v) => nonNegativeInt(v) && v < MAX_DEPTH, `an integer in 0..${MAX_DEPTH - 1}`),
+    hidden: parseNumber(
+      'hidden',
+      values.hidden,
+      3,
+      (v) => nonNegativeInt(v) && v < MAX_DEPTH,
+      `an integer in 0..${MAX_DEPTH - 1}`,
+    ),
     width: parseNumber('width', values.width, 300, positiveInt, 'a positive integer'),
     act: oneOf('act', values.act, 'tanh', ACTIVATIONS),
     bias: values.bias ?? false,
@@ -362,7 +412,10 @@ function parseTrain(argv: string[]): TrainConfig | 'help' {
     controller,
     maxT1: parseNumber('max-t1', values['max-t1'], 20, positive, 'a positive number'),
     dt,
-    steadyState: values['steady-state'] === undefined ? undefined : parseNumber('steady-state', values['steady-state'], 0, positive, 'a positive tolerance'),
+    steadyState:
+      values['steady-state'] === undefined
+        ? undefined
+        : parseNumber('steady-state', values['steady-state'], 0, positive, 'a positive tolerance'),
     steps: values.steps === undefined ? undefined : parseNumber('steps', values.steps, 0, ...upTo(MAX_SOLVE_STEPS)),
     activityLr: parseNumber('activity-lr', values['activity-lr'], 0.5, positive, 'a positive number'),
     rtol: parseNumber('rtol', values.rtol, 1e-3, (v) => v >= 0, 'a non-negative number'),
@@ -382,7 +435,9 @@ function parseTrain(argv: string[]): TrainConfig | 'help' {
   // Sizes known without the device: the solver's step counts and grid, the run's length.
   checkSolverFlags(() => resolveSolverOptions('wpc train', trainSolver(config)), 'wpc train');
   if (task === 'generative') {
-    checkSolverFlags(() => resolveSolverOptions('wpc train', { maxT1: config.testMaxT1 }), 'wpc train', [[/options\.maxT1/g, '--test-max-t1']]);
+    checkSolverFlags(() => resolveSolverOptions('wpc train', { maxT1: config.testMaxT1 }), 'wpc train', [
+      [/options\.maxT1/g, '--test-max-t1'],
+    ]);
   }
   checkTrainLength(config, DATASET_SHAPES[config.dataset].trainCount);
   return config;
@@ -391,15 +446,21 @@ function parseTrain(argv: string[]): TrainConfig | 'help' {
 /** The inference options of a training step. */
 function trainSolver(config: TrainConfig): SolverOptions {
   return config.solver === 'sgd' || config.solver === 'adam'
-    ? { solver: (config.solver === 'sgd' ? sgd : adam)({ lr: config.activityLr }), steps: config.steps ?? config.hidden + 1 }
+    ? {
+        solver: (config.solver === 'sgd' ? sgd : adam)({ lr: config.activityLr }),
+        steps: config.steps ?? config.hidden + 1,
+      }
     : {
         solver: config.solver,
-        stepsizeController: config.controller === 'constant' ? 'constant' : { pid: { rtol: config.rtol, atol: config.atol } },
+        stepsizeController:
+          config.controller === 'constant' ? 'constant' : { pid: { rtol: config.rtol, atol: config.atol } },
         maxT1: config.maxT1,
         ...(config.dt === undefined ? {} : { dt: config.dt }),
         maxSteps: config.maxSteps,
         pollEvery: config.pollEvery,
-        ...(config.steadyState === undefined ? {} : { steadyState: { rtol: config.steadyState, atol: config.steadyState } }),
+        ...(config.steadyState === undefined
+          ? {}
+          : { steadyState: { rtol: config.steadyState, atol: config.steadyState } }),
       };
 }
 
@@ -420,11 +481,34 @@ function checkTrainLength(config: TrainConfig, count: number): void {
  */
 function checkTrainSizes(rt: Runtime, config: TrainConfig, shape: { inputDim: number; numClasses: number }): void {
   const generative = config.task === 'generative';
-  const dims = [generative ? shape.numClasses : shape.inputDim, ...Array<number>(config.hidden).fill(config.width), generative ? shape.inputDim : shape.numClasses];
-  checkNetworkFits('wpc train', rt, dims, config.bias, `--width ${config.width} with --hidden ${config.hidden}`, config.batch, resolveSolverOptions('wpc train', trainSolver(config)));
+  const dims = [
+    generative ? shape.numClasses : shape.inputDim,
+    ...Array<number>(config.hidden).fill(config.width),
+    generative ? shape.inputDim : shape.numClasses,
+  ];
+  checkNetworkFits(
+    'wpc train',
+    rt,
+    dims,
+    config.bias,
+    `--width ${config.width} with --hidden ${config.hidden}`,
+    config.batch,
+    resolveSolverOptions('wpc train', trainSolver(config)),
+  );
   if (generative) {
-    checkSolveFits('wpc train', { runtime: rt, dims }, config.batch, 'unsupervised', resolveSolverOptions('wpc train', { maxT1: config.testMaxT1 }), `--batch ${config.batch}`);
-    if (config.samples !== undefined) checkWorkspaceFits(`--samples (${shape.numClasses} images)`, rt, dims, shape.numClasses, 'train', 'supervised', { stages: 2, gridSteps: 1 });
+    checkSolveFits(
+      'wpc train',
+      { runtime: rt, dims },
+      config.batch,
+      'unsupervised',
+      resolveSolverOptions('wpc train', { maxT1: config.testMaxT1 }),
+      `--batch ${config.batch}`,
+    );
+    if (config.samples !== undefined)
+      checkWorkspaceFits(`--samples (${shape.numClasses} images)`, rt, dims, shape.numClasses, 'train', 'supervised', {
+        stages: 2,
+        gridSteps: 1,
+      });
   }
 }
 
@@ -432,7 +516,15 @@ function checkTrainSizes(rt: Runtime, config: TrainConfig, shape: { inputDim: nu
  * A network trained with Adam against the device, naming the flags (`fn` the command): its parameters (one storage buffer), Adam's
  * state (one buffer of two moments per parameter) and the training workspace of a batch with the solver `cfg`.
  */
-function checkNetworkFits(fn: string, rt: Runtime, dims: number[], bias: boolean, net: string, batch: number, cfg: ReturnType<typeof resolveSolverOptions>): void {
+function checkNetworkFits(
+  fn: string,
+  rt: Runtime,
+  dims: number[],
+  bias: boolean,
+  net: string,
+  batch: number,
+  cfg: ReturnType<typeof resolveSolverOptions>,
+): void {
   const params = checkParamsFit(net, dims, bias, rt.limits);
   adam({ lr: 1e-3 }).checkStateFits(net, params, rt.limits);
   checkSolveFits(fn, { runtime: rt, dims }, batch, 'supervised', cfg, `--batch ${batch}`);
@@ -443,7 +535,8 @@ async function checkTrainTargets(config: TrainConfig): Promise<void> {
   if (config.out !== undefined) await checkOutputFile('--out', config.out);
   if (config.save !== undefined) await checkOutputFile('--save', config.save);
   if (config.samples !== undefined) await checkOutputFile('--samples', config.samples);
-  if (config.checkpoint !== undefined) await checkOutputFolder('--checkpoint', config.checkpoint, 'parent', ['checkpoint.safetensors']);
+  if (config.checkpoint !== undefined)
+    await checkOutputFolder('--checkpoint', config.checkpoint, 'parent', ['checkpoint.safetensors']);
 }
 
 type KernelTiles = NonNullable<NonNullable<InitOptions['kernels']>['tiles']>;
@@ -526,7 +619,9 @@ class Progress {
 function formatTime(seconds: number): string {
   const s = Math.max(0, Math.round(seconds));
   const m = Math.floor(s / 60);
-  return m >= 60 ? `${Math.floor(m / 60)}:${String(m % 60).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}` : `${m}:${String(s % 60).padStart(2, '0')}`;
+  return m >= 60
+    ? `${Math.floor(m / 60)}:${String(m % 60).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}`
+    : `${m}:${String(s % 60).padStart(2, '0')}`;
 }
 
 /** Test-set loss and accuracy over every test example. */
@@ -538,12 +633,19 @@ function evaluate(model: Model, test: Dataset, loss: Loss): Promise<{ loss: numb
  * A generator's test accuracy (JPC's test_generative_pc, averaged over test batches of the training batch size,
  * dropping the last partial one as JPC's loaders do): the label inferred from each image with the image clamped.
  */
-async function evaluateGenerative(model: Model, test: Dataset, config: TrainConfig): Promise<{ loss: number; accuracy: number }> {
+async function evaluateGenerative(
+  model: Model,
+  test: Dataset,
+  config: TrainConfig,
+): Promise<{ loss: number; accuracy: number }> {
   let accSum = 0;
   let count = 0;
   for (const batch of batches(test, { batchSize: config.batch, shuffle: false })) {
     if (config.testBatches !== undefined && count >= config.testBatches) break;
-    const r = await testGenerativePc(model, batch.x, batch.y, { seed: config.seed * 7919 + count, maxT1: config.testMaxT1 });
+    const r = await testGenerativePc(model, batch.x, batch.y, {
+      seed: config.seed * 7919 + count,
+      maxT1: config.testMaxT1,
+    });
     r.preds.dispose();
     accSum += r.acc;
     count++;
@@ -559,7 +661,14 @@ function labelRows(labels: readonly number[], classes: number, rows = 1): Float3
 }
 
 /** The generator's feedforward image for each label, as a PNG grid. */
-async function writeSamples(model: Model, path: string, labels: readonly number[], rows: number, scale: number, range: 'mnist' | 'per-image'): Promise<void> {
+async function writeSamples(
+  model: Model,
+  path: string,
+  labels: readonly number[],
+  rows: number,
+  scale: number,
+  range: 'mnist' | 'per-image',
+): Promise<void> {
   const x = labelRows(labels, model.inputDim, rows);
   const acts = await initActivitiesWithFfwd(model, x);
   await writeImageGrid(path, acts.at(-1)!, { columns: labels.length, scale, range });
@@ -577,13 +686,26 @@ async function train(config: TrainConfig): Promise<void> {
       loadDataset(config.dataset, 'train', config.dataDir === undefined ? {} : { dataDir: config.dataDir }),
       loadDataset(config.dataset, 'test', config.dataDir === undefined ? {} : { dataDir: config.dataDir }),
     ]);
-    if (config.batch > trainSet.count) throw new UsageError(`--batch ${config.batch} is larger than the training set (${trainSet.count})`);
+    if (config.batch > trainSet.count)
+      throw new UsageError(`--batch ${config.batch} is larger than the training set (${trainSet.count})`);
     const adapter = adapterLabel(rt);
     const generative = config.task === 'generative';
-    const checkpointFile = config.checkpoint === undefined ? undefined : join(config.checkpoint, 'checkpoint.safetensors');
+    const checkpointFile =
+      config.checkpoint === undefined ? undefined : join(config.checkpoint, 'checkpoint.safetensors');
     // The settings a resumed run must share with the run it continues (outputs and the data folder may differ).
     // The divergence factor may differ too: it changes nothing in a run that does not diverge.
-    const { out: _out, quiet: _quiet, save: _save, samples: _samples, checkpoint: _dir, checkpointEvery: _every, resume: _resume, dataDir: _data, divergenceFactor: _factor, ...identity } = config;
+    const {
+      out: _out,
+      quiet: _quiet,
+      save: _save,
+      samples: _samples,
+      checkpoint: _dir,
+      checkpointEvery: _every,
+      resume: _resume,
+      dataDir: _data,
+      divergenceFactor: _factor,
+      ...identity
+    } = config;
     let optim = adam({ lr: config.lr });
     let model: Model;
     let optState: OptState;
@@ -598,7 +720,9 @@ async function train(config: TrainConfig): Promise<void> {
       }
       const restored = await loadCheckpoint(rt, checkpointFile!);
       const saved = (restored.extra.settings ?? {}) as Record<string, unknown>;
-      const differs = Object.keys({ ...saved, ...identity }).find((k) => JSON.stringify(saved[k]) !== JSON.stringify((identity as Record<string, unknown>)[k]));
+      const differs = Object.keys({ ...saved, ...identity }).find(
+        (k) => JSON.stringify(saved[k]) !== JSON.stringify((identity as Record<string, unknown>)[k]),
+      );
       if (differs !== undefined || !restored.optim || !restored.optState) {
         restored.model.dispose();
         restored.optState?.dispose();
@@ -627,7 +751,8 @@ async function train(config: TrainConfig): Promise<void> {
       optState = optim.init(model);
     }
     if (config.checkpoint !== undefined) await mkdir(config.checkpoint, { recursive: true });
-    const test = () => (generative ? evaluateGenerative(model, testSet, config) : evaluate(model, testSet, config.loss));
+    const test = () =>
+      generative ? evaluateGenerative(model, testSet, config) : evaluate(model, testSet, config.loss);
     const solver: SolverOptions & { divergenceThreshold: false | { factor: number } } = {
       ...trainSolver(config),
       divergenceThreshold: config.divergenceFactor === null ? false : { factor: config.divergenceFactor },
@@ -654,7 +779,10 @@ async function train(config: TrainConfig): Promise<void> {
     const flush = async () => {
       if (unread.length === 0) return;
       // The divergence flag (makePcStep's guard) is read with the losses: no extra readback.
-      const pending = rt!.readLater([...unread.map((u) => ({ buffer: u.loss.buffer, byteOffset: u.loss.byteOffset, byteLength: 4 })), optState.controlRange]);
+      const pending = rt!.readLater([
+        ...unread.map((u) => ({ buffer: u.loss.buffer, byteOffset: u.loss.byteOffset, byteLength: 4 })),
+        optState.controlRange,
+      ]);
       const values = await pending.wait({ expectedMs: estimator.sleepFor(unread.length, performance.now() - since) });
       estimator.update(unread.length, performance.now() - since, pending.mapMs);
       const diverged = optState.noteControl(values.at(-1)!);
@@ -695,7 +823,8 @@ async function train(config: TrainConfig): Promise<void> {
           (earlier ? `${checkpointFile} is left as it was, from an earlier run.` : `${checkpointFile} does not exist.`);
       } else if (config.resume && lastCheckpoint === startStep) {
         kept = `The checkpoint this run resumed from, ${checkpointFile} (step ${lastCheckpoint}), is kept as it was.`;
-      } else kept = `The last checkpoint, ${checkpointFile} (step ${lastCheckpoint}), holds the model from before it and is kept.`;
+      } else
+        kept = `The last checkpoint, ${checkpointFile} (step ${lastCheckpoint}), holds the model from before it and is kept.`;
       const unwritten = (
         [
           ['--save', config.save],
@@ -703,7 +832,8 @@ async function train(config: TrainConfig): Promise<void> {
           ['--out', config.out],
         ] as const
       ).filter(([, v]) => v !== undefined);
-      const outputs = unwritten.length > 0 ? ` Not written: ${unwritten.map(([flag, v]) => `${flag} ${v}`).join(', ')}.` : '';
+      const outputs =
+        unwritten.length > 0 ? ` Not written: ${unwritten.map(([flag, v]) => `${flag} ${v}`).join(', ')}.` : '';
       const runaway = d.what === 'energy-runaway' || d.what === 'loss-runaway';
       const stepSize = config.solver === 'sgd' || config.solver === 'adam' ? '--activity-lr' : '--dt';
       const advice =
@@ -716,7 +846,12 @@ async function train(config: TrainConfig): Promise<void> {
     };
     const writeCheckpoint = async () => {
       await flush(); // throws on divergence, before a diverged state could be written
-      await saveCheckpoint(checkpointFile!, model, { optim, optState, step, extra: { settings: identity, curve, tests } });
+      await saveCheckpoint(checkpointFile!, model, {
+        optim,
+        optState,
+        step,
+        extra: { settings: identity, curve, tests },
+      });
       lastCheckpoint = step;
       since = performance.now();
     };
@@ -725,7 +860,11 @@ async function train(config: TrainConfig): Promise<void> {
       // A resumed run replays the epoch's shuffle (seeded by epoch) and skips the batches already trained on.
       const done = epoch === Math.floor(startStep / perEpoch) ? startStep % perEpoch : 0;
       let inEpoch = 0;
-      for (const batch of batches(trainSet, { batchSize: config.batch, shuffle: true, seed: config.seed * 1000 + epoch })) {
+      for (const batch of batches(trainSet, {
+        batchSize: config.batch,
+        shuffle: true,
+        seed: config.seed * 1000 + epoch,
+      })) {
         if (inEpoch >= perEpoch) break;
         if (inEpoch++ < done) continue;
         const r = generative
@@ -733,14 +872,21 @@ async function train(config: TrainConfig): Promise<void> {
           : await makePcStep(model, optim, optState, batch.y, { input: batch.x, loss: config.loss, ...solver });
         step++;
         r.energies.dispose();
-        unread.push({ step, loss: r.loss!, inferenceSteps: r.steps.accepted + r.steps.rejected, rejected: r.steps.rejected });
+        unread.push({
+          step,
+          loss: r.loss!,
+          inferenceSteps: r.steps.accepted + r.steps.rejected,
+          rejected: r.steps.rejected,
+        });
         const testNow = config.testEvery > 0 && step % config.testEvery === 0 && step < total;
         if (unread.length >= LOSS_READ_EVERY || testNow) await flush();
         progress.update(step, smoothed);
         if (testNow) {
           const t = await test();
           tests.push({ step, ...t });
-          progress.log(`step ${step}: test accuracy ${t.accuracy.toFixed(2)}%${generative ? ' (inferred labels)' : `  (test loss ${t.loss.toFixed(4)})`}`);
+          progress.log(
+            `step ${step}: test accuracy ${t.accuracy.toFixed(2)}%${generative ? ' (inferred labels)' : `  (test loss ${t.loss.toFixed(4)})`}`,
+          );
           since = performance.now();
         }
         if (checkpointFile && step % config.checkpointEvery === 0) await writeCheckpoint();
@@ -753,8 +899,13 @@ async function train(config: TrainConfig): Promise<void> {
     const final = await test();
     tests.push({ step, ...final });
     const seconds = (performance.now() - started) / 1000;
-    const tested = generative && config.testBatches !== undefined ? `${Math.min(config.testBatches, Math.floor(testSet.count / config.batch)) * config.batch}` : `${testSet.count}`;
-    progress.log(`final test accuracy ${final.accuracy.toFixed(2)}%${generative ? ' (inferred labels)' : ''} over ${tested} test images (${seconds.toFixed(1)} s)`);
+    const tested =
+      generative && config.testBatches !== undefined
+        ? `${Math.min(config.testBatches, Math.floor(testSet.count / config.batch)) * config.batch}`
+        : `${testSet.count}`;
+    progress.log(
+      `final test accuracy ${final.accuracy.toFixed(2)}%${generative ? ' (inferred labels)' : ''} over ${tested} test images (${seconds.toFixed(1)} s)`,
+    );
     const summary = {
       testAccuracy: Number(final.accuracy.toFixed(4)),
       steps: step,
@@ -765,11 +916,23 @@ async function train(config: TrainConfig): Promise<void> {
       adapter,
     };
     if (config.save) {
-      await saveModel(model, config.save, { task: config.task, dataset: config.dataset, steps: step, testAccuracy: summary.testAccuracy });
+      await saveModel(model, config.save, {
+        task: config.task,
+        dataset: config.dataset,
+        steps: step,
+        testAccuracy: summary.testAccuracy,
+      });
       progress.log(`saved the model to ${config.save}`);
     }
     if (config.samples) {
-      await writeSamples(model, config.samples, Array.from({ length: trainSet.numClasses }, (_, i) => i), 1, 3, 'mnist');
+      await writeSamples(
+        model,
+        config.samples,
+        Array.from({ length: trainSet.numClasses }, (_, i) => i),
+        1,
+        3,
+        'mnist',
+      );
       progress.log(`wrote generated digits to ${config.samples}`);
     }
     if (config.out) {
@@ -826,14 +989,26 @@ it takes many hours, so start with the defaults or a subset, e.g.
   wpc reproduce runtime --hidden 3 --batches 100
 `;
 
-
-function parseList<T>(flag: string, raw: string | undefined, fallback: readonly T[], parse: (item: string) => T | undefined, expected: string): T[] {
+function parseList<T>(
+  flag: string,
+  raw: string | undefined,
+  fallback: readonly T[],
+  parse: (item: string) => T | undefined,
+  expected: string,
+): T[] {
   if (raw === undefined) return [...fallback];
-  const items = raw.split(',').map((s) => s.trim()).filter(Boolean);
-  if (items.length === 0) throw new UsageError(`--${flag} must be a comma-separated list of ${expected}, got ${JSON.stringify(raw)}`);
+  const items = raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  if (items.length === 0)
+    throw new UsageError(`--${flag} must be a comma-separated list of ${expected}, got ${JSON.stringify(raw)}`);
   return items.map((item) => {
     const v = parse(item);
-    if (v === undefined) throw new UsageError(`--${flag} must be a comma-separated list of ${expected}, got ${JSON.stringify(item)} in ${JSON.stringify(raw)}`);
+    if (v === undefined)
+      throw new UsageError(
+        `--${flag} must be a comma-separated list of ${expected}, got ${JSON.stringify(item)} in ${JSON.stringify(raw)}`,
+      );
     return v;
   });
 }
@@ -843,7 +1018,7 @@ const positiveNumber = (s: string) => {
   return Number.isFinite(v) && v > 0 ? v : undefined;
 };
 
-async function reproduceRuntime(argv: string[]): Promise<void | 'help'> {
+async function reproduceRuntime(argv: string[]): Promise<undefined | 'help'> {
   const { values, positionals } = parseArgs({
     args: argv,
     strict: true,
@@ -871,11 +1046,29 @@ async function reproduceRuntime(argv: string[]): Promise<void | 'help'> {
   if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
   const timing = oneOf('timing', values.timing, 'step', ['step', 'separate'] as const);
   const STUDY_DATASETS = ['mnist', 'fashion-mnist', 'cifar10-synthetic'] as const;
-  const datasets = parseList('datasets', values.datasets, STUDY_DATASETS, (s) => (STUDY_DATASETS as readonly string[]).includes(s) ? (s as StudyDataset) : undefined, STUDY_DATASETS.join(' / '));
-  const hidden = parseList('hidden', values.hidden, [3, 5, 10], (s) => (/^\d+$/.test(s) && positiveInt(Number(s)) ? Number(s) : undefined), 'positive integers');
+  const datasets = parseList(
+    'datasets',
+    values.datasets,
+    STUDY_DATASETS,
+    (s) => ((STUDY_DATASETS as readonly string[]).includes(s) ? (s as StudyDataset) : undefined),
+    STUDY_DATASETS.join(' / '),
+  );
+  const hidden = parseList(
+    'hidden',
+    values.hidden,
+    [3, 5, 10],
+    (s) => (/^\d+$/.test(s) && positiveInt(Number(s)) ? Number(s) : undefined),
+    'positive integers',
+  );
   const deep = hidden.find((h) => h >= MAX_DEPTH);
   if (deep !== undefined) throw new UsageError(`--hidden ${deep} makes a network of more than ${MAX_DEPTH} layers`);
-  const solvers = parseList('solvers', values.solvers, ['euler', 'heun'] as StudySolver[], (s) => (s === 'euler' || s === 'heun' ? s : undefined), 'euler / heun');
+  const solvers = parseList(
+    'solvers',
+    values.solvers,
+    ['euler', 'heun'] as StudySolver[],
+    (s) => (s === 'euler' || s === 'heun' ? s : undefined),
+    'euler / heun',
+  );
   const grid = (flag: 'max-t1' | 'dt', paper: readonly number[]) => {
     const raw = values[flag];
     if (raw === undefined || raw === 'best') return 'best' as const;
@@ -884,7 +1077,10 @@ async function reproduceRuntime(argv: string[]): Promise<void | 'help'> {
   };
   const maxT1 = grid('max-t1', PAPER_MAX_T1);
   const dt = grid('dt', PAPER_DT);
-  const batchesFlag = values.batches === undefined ? undefined : parseNumber('batches', values.batches, 0, positiveInt, 'a positive integer');
+  const batchesFlag =
+    values.batches === undefined
+      ? undefined
+      : parseNumber('batches', values.batches, 0, positiveInt, 'a positive integer');
   const width = parseNumber('width', values.width, 300, positiveInt, 'a positive integer');
   const batchSize = parseNumber('batch', values.batch, 64, positiveInt, 'a positive integer');
   const maxSteps = parseNumber('max-steps', values['max-steps'], 4096, ...upTo(MAX_SOLVE_STEPS));
@@ -894,7 +1090,11 @@ async function reproduceRuntime(argv: string[]): Promise<void | 'help'> {
   const configs = studyConfigs({ datasets, hidden, solvers, maxT1, dt });
   // Euler settings whose grid is longer than --max-steps are skipped by the study (as in the paper).
   const run = configs.filter((c) => c.solver !== 'euler' || constantStepCount(c.maxT1, c.dt) <= maxSteps);
-  for (const c of run) checkSolverFlags(() => resolveSolverOptions('wpc reproduce runtime', solverOptions(c, maxSteps)), 'wpc reproduce runtime');
+  for (const c of run)
+    checkSolverFlags(
+      () => resolveSolverOptions('wpc reproduce runtime', solverOptions(c, maxSteps)),
+      'wpc reproduce runtime',
+    );
   await checkOutputFolder('--out', out, 'ancestors', ['runtime.csv', 'best.md', 'runtime.svg']);
   const started = performance.now();
   const rt = await init();
@@ -902,11 +1102,22 @@ async function reproduceRuntime(argv: string[]): Promise<void | 'help'> {
     for (const c of run) {
       const shape = DATASET_SHAPES[c.dataset];
       const dims = [shape.inputDim, ...Array<number>(c.hidden).fill(width), shape.numClasses];
-      checkNetworkFits('wpc reproduce', rt, dims, false, `--width ${width} with --hidden ${c.hidden}`, batchSize, resolveSolverOptions('wpc reproduce runtime', solverOptions(c, maxSteps)));
+      checkNetworkFits(
+        'wpc reproduce',
+        rt,
+        dims,
+        false,
+        `--width ${width} with --hidden ${c.hidden}`,
+        batchSize,
+        resolveSolverOptions('wpc reproduce runtime', solverOptions(c, maxSteps)),
+      );
     }
     const adapter = adapterLabel(rt);
     let progress: Progress | undefined;
-    if (!quiet) process.stderr.write(`wpc reproduce runtime: ${configs.length} runs (${datasets.join(', ')}; H ${hidden.join(', ')}; ${solvers.join(', ')}) on ${adapter}\n`);
+    if (!quiet)
+      process.stderr.write(
+        `wpc reproduce runtime: ${configs.length} runs (${datasets.join(', ')}; H ${hidden.join(', ')}; ${solvers.join(', ')}) on ${adapter}\n`,
+      );
     const rows = await runRuntimeStudy(rt, {
       timing,
       datasets,
@@ -919,7 +1130,8 @@ async function reproduceRuntime(argv: string[]): Promise<void | 'help'> {
       width,
       batchSize,
       maxSteps,
-      load: (name, split) => loadDataset(name, split, values['data-dir'] === undefined ? {} : { dataDir: values['data-dir'] }),
+      load: (name, split) =>
+        loadDataset(name, split, values['data-dir'] === undefined ? {} : { dataDir: values['data-dir'] }),
       onProgress: (done, total, c) => {
         progress ??= new Progress(total, quiet, 'batches', false);
         progress.update(done, undefined, `${c.dataset} H=${c.hidden} ${c.solver} T=${c.maxT1} dt=${c.dt}`);
@@ -940,9 +1152,21 @@ async function reproduceRuntime(argv: string[]): Promise<void | 'help'> {
       join(out, 'best.md'),
       `# Runtime study: best settings\n\nAdapter: ${adapter}. ${batchesFlag === undefined ? 'One epoch' : `${batchesFlag} batches`} per setting; ${seconds.toFixed(0)} s in all.\n\n${table}`,
     );
-    await writeAtomically(join(out, 'runtime.svg'), figureSvg(rows, `Time per inference solve, Euler vs Heun (${adapter})`));
-    if (!quiet) process.stderr.write(`\n${table}\nwrote ${join(out, 'runtime.csv')}, ${join(out, 'best.md')}, ${join(out, 'runtime.svg')}\n`);
-    const ratios = heunEulerRatios(rows).map((r) => ({ dataset: r.dataset, hidden: r.hidden, eulerMs: +r.euler.solveMsMean.toFixed(3), heunMs: +r.heun.solveMsMean.toFixed(3), eulerOverHeun: +r.ratio.toFixed(3) }));
+    await writeAtomically(
+      join(out, 'runtime.svg'),
+      figureSvg(rows, `Time per inference solve, Euler vs Heun (${adapter})`),
+    );
+    if (!quiet)
+      process.stderr.write(
+        `\n${table}\nwrote ${join(out, 'runtime.csv')}, ${join(out, 'best.md')}, ${join(out, 'runtime.svg')}\n`,
+      );
+    const ratios = heunEulerRatios(rows).map((r) => ({
+      dataset: r.dataset,
+      hidden: r.hidden,
+      eulerMs: +r.euler.solveMsMean.toFixed(3),
+      heunMs: +r.heun.solveMsMean.toFixed(3),
+      eulerOverHeun: +r.ratio.toFixed(3),
+    }));
     process.stdout.write(`${JSON.stringify({ runs: rows.length, seconds: +seconds.toFixed(1), ratios, out })}\n`);
   } finally {
     rt.dispose();
@@ -978,7 +1202,7 @@ Figure 2's layout); the last stdout line is a JSON summary (mean |numerical − 
   --debug            print the stack trace of an error
 `;
 
-async function reproduceTheory(argv: string[]): Promise<void | 'help'> {
+async function reproduceTheory(argv: string[]): Promise<undefined | 'help'> {
   const { values, positionals } = parseArgs({
     args: argv,
     strict: true,
@@ -1007,7 +1231,10 @@ async function reproduceTheory(argv: string[]): Promise<void | 'help'> {
   const maxT1s = parseList('max-t1', values['max-t1'], THEORY_MAX_T1, positiveNumber, 'positive numbers');
   const iters = parseNumber('iters', values.iters, 100, positiveInt, 'a positive integer');
   const testEvery = parseNumber('test-every', values['test-every'], 10, positiveInt, 'a positive integer');
-  const testImages = values['test-images'] === undefined ? undefined : parseNumber('test-images', values['test-images'], 0, positiveInt, 'a positive integer');
+  const testImages =
+    values['test-images'] === undefined
+      ? undefined
+      : parseNumber('test-images', values['test-images'], 0, positiveInt, 'a positive integer');
   const hidden = parseNumber('hidden', values.hidden, 10, ...upTo(MAX_DEPTH - 1));
   const width = parseNumber('width', values.width, 300, positiveInt, 'a positive integer');
   const batchSize = parseNumber('batch', values.batch, 64, positiveInt, 'a positive integer');
@@ -1024,10 +1251,25 @@ async function reproduceTheory(argv: string[]): Promise<void | 'help'> {
   try {
     const shape = DATASET_SHAPES[dataset];
     const dims = [shape.inputDim, ...Array<number>(hidden).fill(width), shape.numClasses];
-    for (const t of maxT1s) checkNetworkFits('wpc reproduce', rt, dims, false, `--width ${width} with --hidden ${hidden}`, batchSize, theorySolver(t));
-    const [train, test] = await Promise.all([loadDataset(dataset, 'train', dataOptions), loadDataset(dataset, 'test', dataOptions)]);
+    for (const t of maxT1s)
+      checkNetworkFits(
+        'wpc reproduce',
+        rt,
+        dims,
+        false,
+        `--width ${width} with --hidden ${hidden}`,
+        batchSize,
+        theorySolver(t),
+      );
+    const [train, test] = await Promise.all([
+      loadDataset(dataset, 'train', dataOptions),
+      loadDataset(dataset, 'test', dataOptions),
+    ]);
     const adapter = adapterLabel(rt);
-    if (!quiet) process.stderr.write(`wpc reproduce theory: ${dataset}, linear ${hidden}×${width}, T ∈ {${maxT1s.join(', ')}}, ${iters} iterations each, on ${adapter}\n`);
+    if (!quiet)
+      process.stderr.write(
+        `wpc reproduce theory: ${dataset}, linear ${hidden}×${width}, T ∈ {${maxT1s.join(', ')}}, ${iters} iterations each, on ${adapter}\n`,
+      );
     const progress = new Progress(maxT1s.length * iters, quiet, 'steps', false);
     const rows = await runTheoryStudy(rt, {
       dataset,
@@ -1042,9 +1284,11 @@ async function reproduceTheory(argv: string[]): Promise<void | 'help'> {
       lr,
       seed,
       ...(testImages === undefined ? {} : { testImages }),
-      onProgress: (done, total, t) => progress.update(done, undefined, `T=${t}`),
+      onProgress: (done, _total, t) => progress.update(done, undefined, `T=${t}`),
       onTest: (r) =>
-        progress.log(`T=${r.maxT1} iter ${r.iter}: theory ${r.theoryEnergy.toFixed(4)}, numerical ${r.numericalEnergy.toFixed(4)}, test ${r.testAccuracy.toFixed(2)}%`),
+        progress.log(
+          `T=${r.maxT1} iter ${r.iter}: theory ${r.theoryEnergy.toFixed(4)}, numerical ${r.numericalEnergy.toFixed(4)}, test ${r.testAccuracy.toFixed(2)}%`,
+        ),
     });
     progress.end();
     await mkdir(out, { recursive: true });
@@ -1055,7 +1299,8 @@ async function reproduceTheory(argv: string[]): Promise<void | 'help'> {
     await writeAtomically(svg, theoryFigureSvg(rows, title));
     const gaps = maxT1s.map((t) => {
       const run = rows.filter((r) => r.maxT1 === t);
-      const gap = run.reduce((sum, r) => sum + Math.abs(r.numericalEnergy - r.theoryEnergy) / r.theoryEnergy, 0) / run.length;
+      const gap =
+        run.reduce((sum, r) => sum + Math.abs(r.numericalEnergy - r.theoryEnergy) / r.theoryEnergy, 0) / run.length;
       const last = run[run.length - 1]!;
       return { maxT1: t, meanRelativeGap: +gap.toFixed(5), finalTestAccuracy: +last.testAccuracy.toFixed(2) };
     });
@@ -1067,7 +1312,7 @@ async function reproduceTheory(argv: string[]): Promise<void | 'help'> {
   }
 }
 
-async function sample(argv: string[]): Promise<void | 'help'> {
+async function sample(argv: string[]): Promise<undefined | 'help'> {
   const { values, positionals } = parseArgs({
     args: argv,
     strict: true,
@@ -1096,17 +1341,30 @@ async function sample(argv: string[]): Promise<void | 'help'> {
     const model = await loadModel(rt, values.model);
     const pixels = model.outputDim;
     if (Math.round(Math.sqrt(pixels)) ** 2 !== pixels) {
-      throw new UsageError(`${values.model} predicts ${pixels} values, not a square image: sample needs a generator (label -> image), e.g. from 'wpc train --task generative'`);
+      throw new UsageError(
+        `${values.model} predicts ${pixels} values, not a square image: sample needs a generator (label -> image), e.g. from 'wpc train --task generative'`,
+      );
     }
-    const labels = parseList('labels', values.labels, Array.from({ length: model.inputDim }, (_, i) => i), (s) => (/^\d+$/.test(s) && Number(s) < model.inputDim ? Number(s) : undefined), `labels in 0..${model.inputDim - 1}`);
+    const labels = parseList(
+      'labels',
+      values.labels,
+      Array.from({ length: model.inputDim }, (_, i) => i),
+      (s) => (/^\d+$/.test(s) && Number(s) < model.inputDim ? Number(s) : undefined),
+      `labels in 0..${model.inputDim - 1}`,
+    );
     // The grid (a host image) and the batch of labels × rows (a workspace on the device), before either is made.
     const images = labels.length * rows;
     const side = Math.round(Math.sqrt(pixels));
     const grid = imageGridShape(images, side, side, { columns: labels.length, scale, padding: 2 });
     if (grid.width * grid.height > MAX_GRID_PIXELS) {
-      throw new UsageError(`--rows ${rows} and --scale ${scale} make a ${grid.width} × ${grid.height} image, more than ${groupDigits(MAX_GRID_PIXELS)} pixels; lower --rows or --scale`);
+      throw new UsageError(
+        `--rows ${rows} and --scale ${scale} make a ${grid.width} × ${grid.height} image, more than ${groupDigits(MAX_GRID_PIXELS)} pixels; lower --rows or --scale`,
+      );
     }
-    checkWorkspaceFits(`--rows ${rows} (${images} images)`, rt, model.dims, images, 'train', 'supervised', { stages: 2, gridSteps: 1 });
+    checkWorkspaceFits(`--rows ${rows} (${images} images)`, rt, model.dims, images, 'train', 'supervised', {
+      stages: 2,
+      gridSteps: 1,
+    });
     await writeSamples(model, values.out, labels, rows, scale, range);
     process.stdout.write(`${JSON.stringify({ out: values.out, images: labels.length * rows, labels })}\n`);
     model.dispose();
@@ -1117,7 +1375,9 @@ async function sample(argv: string[]): Promise<void | 'help'> {
 
 async function info(argv: string[]): Promise<void> {
   if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write('Usage: wpc info [--debug]\n\nPrints the WebGPU adapter WPC gets and its size limits (as JSON on stdout).\n\n  --debug   print the stack trace of an error\n');
+    process.stdout.write(
+      'Usage: wpc info [--debug]\n\nPrints the WebGPU adapter WPC gets and its size limits (as JSON on stdout).\n\n  --debug   print the stack trace of an error\n',
+    );
     return;
   }
   const extra = argv.filter((a) => a !== '--debug');
@@ -1128,7 +1388,11 @@ async function info(argv: string[]): Promise<void> {
     process.stdout.write(
       `${JSON.stringify({
         adapter: rt.adapter,
-        limits: { maxStorageBufferBindingSize: l.maxStorageBufferBindingSize, maxBufferSize: l.maxBufferSize, maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize },
+        limits: {
+          maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+          maxBufferSize: l.maxBufferSize,
+          maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+        },
         features: [...rt.device.features].sort(),
       })}\n`,
     );
@@ -1145,7 +1409,8 @@ async function main(argv: string[]): Promise<number> {
       return command === undefined ? 2 : 0;
     }
     if (command === '--version' || command === '-v') {
-      if (rest.some((a) => a !== '--debug')) throw new UsageError(`${command} takes no arguments, got ${JSON.stringify(rest.find((a) => a !== '--debug'))}`);
+      if (rest.some((a) => a !== '--debug'))
+        throw new UsageError(`${command} takes no arguments, got ${JSON.stringify(rest.find((a) => a !== '--debug'))}`);
       process.stdout.write(`${VERSION}\n`);
       return 0;
     }
@@ -1177,7 +1442,8 @@ async function main(argv: string[]): Promise<number> {
         if ((await reproduceTheory(args)) === 'help') process.stdout.write(THEORY_HELP);
         return 0;
       }
-      if (study !== 'runtime') throw new UsageError(`unknown study ${JSON.stringify(study)}; the studies are 'runtime' and 'theory'`);
+      if (study !== 'runtime')
+        throw new UsageError(`unknown study ${JSON.stringify(study)}; the studies are 'runtime' and 'theory'`);
       if ((await reproduceRuntime(args)) === 'help') process.stdout.write(RUNTIME_HELP);
       return 0;
     }

@@ -26,5 +26,11 @@ export type { DatasetName, LoadOptions, Split } from './data/node.js';
 export { dataCacheDirectory, locateDataset } from './data/locate.js';
 export type { DataSource, DatasetLocation, LocateOptions, SearchedPlace } from './data/locate.js';
 export { DEFAULT_MIRRORS, WpcDownloadError, downloadDataset } from './data/download.js';
-export type { DownloadOptions, DownloadProgress, DownloadResult, DownloadedFile, FailedAttempt } from './data/download.js';
+export type {
+  DownloadOptions,
+  DownloadProgress,
+  DownloadResult,
+  DownloadedFile,
+  FailedAttempt,
+} from './data/download.js';
 export { loadCheckpoint, loadModel, saveCheckpoint, saveModel, writeImageGrid } from './io/node-files.js';

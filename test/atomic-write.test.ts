@@ -6,7 +6,17 @@
  */
 import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -56,7 +66,9 @@ vi.mock('node:fs/promises', async (importOriginal) => {
 
 vi.mock('node:crypto', async (importOriginal) => {
   const real = await importOriginal<typeof import('node:crypto')>();
-  const randomBytes = ((n: number, ...rest: unknown[]) => hooks.random.shift() ?? (real.randomBytes as (n: number, ...r: unknown[]) => Buffer)(n, ...rest)) as typeof real.randomBytes;
+  const randomBytes = ((n: number, ...rest: unknown[]) =>
+    hooks.random.shift() ??
+    (real.randomBytes as (n: number, ...r: unknown[]) => Buffer)(n, ...rest)) as typeof real.randomBytes;
   return { ...real, randomBytes, default: { ...real, randomBytes } };
 });
 
@@ -91,11 +103,21 @@ describe('writeAtomically', () => {
     await writeAtomically(target, 'new');
     expect(readFileSync(target, 'utf8')).toBe('new');
     expect(readdirSync(dir)).toEqual(['model.json']);
-    expect(hooks.calls).toEqual(['open temp wx', 'writeFile temp', 'sync temp', 'close temp', 'rename', 'open other r', 'sync other', 'close other']);
+    expect(hooks.calls).toEqual([
+      'open temp wx',
+      'writeFile temp',
+      'sync temp',
+      'close temp',
+      'rename',
+      'open other r',
+      'sync other',
+      'close other',
+    ]);
     // Next to the target, named after it, this process and 128 random bits: a new name for every save.
     for (let i = 0; i < 3; i++) await writeAtomically(target, `v${i}`);
     expect(hooks.temporaries).toHaveLength(4);
-    for (const t of hooks.temporaries) expect(t.startsWith(`${target}.wpc-tmp-${process.pid}-`) && TEMP.test(t), t).toBe(true);
+    for (const t of hooks.temporaries)
+      expect(t.startsWith(`${target}.wpc-tmp-${process.pid}-`) && TEMP.test(t), t).toBe(true);
     expect(new Set(hooks.temporaries).size).toBe(4);
     expect(readdirSync(dir)).toEqual(['model.json']);
   });
@@ -108,7 +130,10 @@ describe('writeAtomically', () => {
       await expect(writeAtomically(target, new Uint8Array(1 << 16).fill(7)), stage).rejects.toThrow(/injected failure/);
       hooks.failAt = null;
       expect(readFileSync(target, 'utf8'), stage).toBe('precious');
-      expect(readdirSync(dir).filter((f) => f.startsWith(`${stage}.`)), stage).toEqual([`${stage}.safetensors`]);
+      expect(
+        readdirSync(dir).filter((f) => f.startsWith(`${stage}.`)),
+        stage,
+      ).toEqual([`${stage}.safetensors`]);
     }
     // Opening fails: nothing was created. A missing folder: likewise, with the system's error.
     hooks.failAt = 'open';
@@ -140,7 +165,15 @@ describe('writeAtomically', () => {
       [`${target}\0`, 'x', /^writeAtomically: path must be a file path/],
       [target, 42, /^writeAtomically: data must be a string or a Uint8Array, got 42/],
       [target, [1, 2], /^writeAtomically: data must be a string or a Uint8Array, got an array/],
-      [target, { toString: () => { throw new Error('boom'); } }, /^writeAtomically: data must be a string or a Uint8Array, got an object/],
+      [
+        target,
+        {
+          toString: () => {
+            throw new Error('boom');
+          },
+        },
+        /^writeAtomically: data must be a string or a Uint8Array, got an object/,
+      ],
     ] as [unknown, unknown, RegExp][]) {
       const e = await writeAtomically(path as string, data as string).catch((x: unknown) => x);
       expect(e).toBeInstanceOf(WpcArgumentError);
@@ -180,7 +213,10 @@ describe('writeAtomically', () => {
   it('a successful save removes the stale temporaries of its target left by killed processes, and nothing else', async () => {
     const target = join(dir, 'checkpoint.safetensors');
     const dead = deadPid();
-    const stale = [`checkpoint.safetensors.wpc-tmp-${dead}-${'a'.repeat(32)}`, `checkpoint.safetensors.wpc-tmp-${dead}-${'0123456789abcdef'.repeat(2)}`];
+    const stale = [
+      `checkpoint.safetensors.wpc-tmp-${dead}-${'a'.repeat(32)}`,
+      `checkpoint.safetensors.wpc-tmp-${dead}-${'0123456789abcdef'.repeat(2)}`,
+    ];
     const kept = [
       `checkpoint.safetensors.wpc-tmp-${process.pid}-${'b'.repeat(32)}`, // this process: a save in flight
       `checkpoint.safetensors.wpc-tmp-${process.ppid}-${'c'.repeat(32)}`, // a running process
@@ -226,7 +262,14 @@ describe('writeAtomicallyWith (content produced while it is written: a download)
     });
     expect(readdirSync(dir)).toEqual(['file.gz']);
     expect(readFileSync(target, 'utf8')).toBe('new content');
-    expect(hooks.calls.filter((c) => !c.startsWith('write ')).slice(-6)).toEqual(['sync temp', 'close temp', 'rename', 'open other r', 'sync other', 'close other']);
+    expect(hooks.calls.filter((c) => !c.startsWith('write ')).slice(-6)).toEqual([
+      'sync temp',
+      'close temp',
+      'rename',
+      'open other r',
+      'sync other',
+      'close other',
+    ]);
     const bad = await writeAtomicallyWith(target, 'not a function' as never).catch((e: unknown) => e);
     expect(bad).toBeInstanceOf(WpcArgumentError);
     expect((bad as Error).message).toMatch(/^writeAtomicallyWith: write must be a function, got "not a function"/);

@@ -15,7 +15,10 @@ const fresh = () => mkdtempSync(join(tmpdir(), 'wpc-bench-'));
 describe('BENCHMARKS.md sections', () => {
   it('replace only their own marked section and leave the rest of the file as it was', () => {
     const file = join(fresh(), 'BENCHMARKS.md');
-    writeFileSync(file, '# B\n\nprose\n\n<!-- bench:a -->\nold\n<!-- /bench:a -->\n\n<!-- bench:a@h100 -->\nkeep\n<!-- /bench:a@h100 -->\n');
+    writeFileSync(
+      file,
+      '# B\n\nprose\n\n<!-- bench:a -->\nold\n<!-- /bench:a -->\n\n<!-- bench:a@h100 -->\nkeep\n<!-- /bench:a@h100 -->\n',
+    );
     const meta = { title: 'A', machine: 'm', adapter: 'x', date: 'd', command: 'c' };
     const table = writeSection(file, 'a', { ...meta, rows: [{ p: 1, q: 'two' }] });
     expect(table).toBe(markdownTable([{ p: 1, q: 'two' }]));
@@ -30,7 +33,8 @@ describe('BENCHMARKS.md sections', () => {
 });
 
 describe('device-kit report', () => {
-  const report = (cwd: string, ...args: string[]) => spawnSync(process.execPath, [deviceKit, 'report', ...args], { cwd, encoding: 'utf8' });
+  const report = (cwd: string, ...args: string[]) =>
+    spawnSync(process.execPath, [deviceKit, 'report', ...args], { cwd, encoding: 'utf8' });
 
   it('writes NAME@TAG sections and JPC over WPC ratios from the files run.sh brings back', () => {
     const cwd = fresh();
@@ -49,7 +53,14 @@ describe('device-kit report', () => {
     // As a benchmark prints it: chatter first, the JSON line last.
     writeFileSync(join(dir, 'inference.json'), `warning: something\n${JSON.stringify(inference)}\n`);
     writeFileSync(join(dir, 'peers.json'), JSON.stringify({ adapter: 'NVIDIA', rows: [{ H: 3, wpcMs: 5 }] }));
-    writeFileSync(join(dir, 'jpc.json'), JSON.stringify({ device: 'gpu: H100', jax: '0.11', rows: [{ H: 3, solveEulerMs: 10, solveHeunPidMs: 3, stepEulerMs: 12, stepHeunPidMs: 6, peersStepMs: 20 }] }));
+    writeFileSync(
+      join(dir, 'jpc.json'),
+      JSON.stringify({
+        device: 'gpu: H100',
+        jax: '0.11',
+        rows: [{ H: 3, solveEulerMs: 10, solveHeunPidMs: 3, stepEulerMs: 12, stepHeunPidMs: 6, peersStepMs: 20 }],
+      }),
+    );
     writeFileSync(join(dir, 'matmul.json'), 'Error: the adapter was lost\n');
     const r = report(cwd, dir, 'h100');
     expect(r.status, r.stderr).toBe(0);

@@ -62,7 +62,9 @@ const SMALL = { maxStorageBufferBindingSize: 2 ** 20, maxBufferSize: 2 ** 22 };
 async function smallRuntime(): Promise<{ runtime: Runtime; device: GPUDevice }> {
   const gpu = await dawnGpu([]);
   const adapter = (await gpu.requestAdapter())!;
-  const device = await adapter.requestDevice({ requiredFeatures: [...adapter.features].filter((f) => f === 'subgroups') as GPUFeatureName[] });
+  const device = await adapter.requestDevice({
+    requiredFeatures: [...adapter.features].filter((f) => f === 'subgroups') as GPUFeatureName[],
+  });
   const limits: Record<string, number> = {};
   for (const key in device.limits) limits[key] = (device.limits as unknown as Record<string, number>)[key]!;
   Object.assign(limits, SMALL);
@@ -80,7 +82,12 @@ async function smallRuntime(): Promise<{ runtime: Runtime; device: GPUDevice }> 
  * Runs `attempt` and checks that it is refused with a WpcArgumentError whose message starts with `fn` and
  * matches each of `mentions`, and that nothing was allocated or left behind on `runtime`.
  */
-async function refused(runtime: Runtime, fn: string, mentions: (string | RegExp)[], attempt: () => unknown): Promise<void> {
+async function refused(
+  runtime: Runtime,
+  fn: string,
+  mentions: (string | RegExp)[],
+  attempt: () => unknown,
+): Promise<void> {
   const before = runtime.memoryStats();
   const created = runtime.pool.stats.created;
   let error: unknown;
@@ -133,13 +140,25 @@ describe('sizes past the device limits (a device reporting 1 MiB per storage bin
     await refused(R(), 'makeMlp', ['options.width 100000', /maxStorageBufferBindingSize/, /1\.0 MiB/], () =>
       makeMlp(R(), { seed: 0, inputDim: 4, width: 100_000, depth: 2, outputDim: 3, actFn: 'tanh' }),
     );
-    await refused(R(), 'makeMlp', ['options.inputDim 1000000000'], () => makeMlp(R(), { seed: 0, inputDim: 1e9, width: 2, depth: 2, outputDim: 3, actFn: 'tanh' }));
-    await refused(R(), 'makeMlp', ['options.outputDim 1000000000'], () => makeMlp(R(), { seed: 0, inputDim: 2, width: 2, depth: 2, outputDim: 1e9, actFn: 'tanh' }));
-    await refused(R(), 'makeMlp', ['options.width 600', /\[4, 600 ×2, 3\]/], () => makeMlp(R(), { seed: 0, inputDim: 4, width: 600, depth: 3, outputDim: 3, actFn: 'tanh' }));
-    await refused(R(), 'mlpFromWeights', ['options.dims', /\[1000000 ×2\]/], () => mlpFromWeights(R(), { dims: [1e6, 1e6], weights: [[1]], actFn: 'tanh' }));
-    await refused(R(), 'mlpFromWeights', ['options.dims.length'], () => mlpFromWeights(R(), { dims: Array<number>(10_002).fill(1), weights: [], actFn: 'tanh' }));
+    await refused(R(), 'makeMlp', ['options.inputDim 1000000000'], () =>
+      makeMlp(R(), { seed: 0, inputDim: 1e9, width: 2, depth: 2, outputDim: 3, actFn: 'tanh' }),
+    );
+    await refused(R(), 'makeMlp', ['options.outputDim 1000000000'], () =>
+      makeMlp(R(), { seed: 0, inputDim: 2, width: 2, depth: 2, outputDim: 1e9, actFn: 'tanh' }),
+    );
+    await refused(R(), 'makeMlp', ['options.width 600', /\[4, 600 ×2, 3\]/], () =>
+      makeMlp(R(), { seed: 0, inputDim: 4, width: 600, depth: 3, outputDim: 3, actFn: 'tanh' }),
+    );
+    await refused(R(), 'mlpFromWeights', ['options.dims', /\[1000000 ×2\]/], () =>
+      mlpFromWeights(R(), { dims: [1e6, 1e6], weights: [[1]], actFn: 'tanh' }),
+    );
+    await refused(R(), 'mlpFromWeights', ['options.dims.length'], () =>
+      mlpFromWeights(R(), { dims: Array<number>(10_002).fill(1), weights: [], actFn: 'tanh' }),
+    );
     const buffer = R().device.createBuffer({ size: 16, usage: 0x04 | 0x80 });
-    await refused(R(), 'mlpFromBuffer', ['options.dims'], () => mlpFromBuffer(R(), { dims: [1000, 1000], buffer, actFn: 'tanh' }));
+    await refused(R(), 'mlpFromBuffer', ['options.dims'], () =>
+      mlpFromBuffer(R(), { dims: [1000, 1000], buffer, actFn: 'tanh' }),
+    );
     buffer.destroy();
   });
 
@@ -152,16 +171,26 @@ describe('sizes past the device limits (a device reporting 1 MiB per storage bin
     await refused(R(), 'runtime.wrap', ['shape [1000000000]'], () => R().wrap(buffer, [1e9]));
     // Ranges that each fit, together past the 4 MiB a staging buffer may hold.
     const parts = Array.from({ length: 6 }, () => R().zeros([200_000]));
-    await refused(R(), 'runtime.read', [/ranges \(6\)/, /maxBufferSize/], () => R().read(parts.map((t) => ({ buffer: t.buffer, byteOffset: 0, byteLength: t.byteLength }))));
+    await refused(R(), 'runtime.read', [/ranges \(6\)/, /maxBufferSize/], () =>
+      R().read(parts.map((t) => ({ buffer: t.buffer, byteOffset: 0, byteLength: t.byteLength }))),
+    );
     for (const t of parts) t.dispose();
     buffer.destroy();
   });
 
   it('initialisations: initActivitiesFromNormal, initEpcErrors, initActivitiesWithFfwd, initActivitiesWithAmort, initBpcActivities', async () => {
-    await refused(R(), 'initActivitiesFromNormal', ['options.batchSize 100000'], () => initActivitiesFromNormal(model, { seed: 1, batchSize: 100_000 }));
-    await refused(R(), 'initEpcErrors', ['options.batchSize 100000'], () => initEpcErrors(model, { batchSize: 100_000 }));
-    await refused(R(), 'initActivitiesWithFfwd', [/input \(1000 rows\)/, /at most \d+ rows fit/], () => initActivitiesWithFfwd(model, x));
-    await refused(R(), 'initActivitiesWithAmort', [/input \(1000 rows\)/], () => initActivitiesWithAmort(amortiser, model, y));
+    await refused(R(), 'initActivitiesFromNormal', ['options.batchSize 100000'], () =>
+      initActivitiesFromNormal(model, { seed: 1, batchSize: 100_000 }),
+    );
+    await refused(R(), 'initEpcErrors', ['options.batchSize 100000'], () =>
+      initEpcErrors(model, { batchSize: 100_000 }),
+    );
+    await refused(R(), 'initActivitiesWithFfwd', [/input \(1000 rows\)/, /at most \d+ rows fit/], () =>
+      initActivitiesWithFfwd(model, x),
+    );
+    await refused(R(), 'initActivitiesWithAmort', [/input \(1000 rows\)/], () =>
+      initActivitiesWithAmort(amortiser, model, y),
+    );
     await refused(R(), 'initBpcActivities', [/output \(1000 rows\)/], () => initBpcActivities(model, bottomUp, y));
   });
 
@@ -173,19 +202,31 @@ describe('sizes past the device limits (a device reporting 1 MiB per storage bin
     await refused(R(), 'pcEnergy', [rows, /working memory/], () => pcEnergy(model, acts, y, { input: x }));
     await refused(R(), 'computePcActivityGrad', [rows], () => computePcActivityGrad(model, acts, y, { input: x }));
     await refused(R(), 'computePcParamGrads', [rows], () => computePcParamGrads(model, acts, y, { input: x }));
-    await refused(R(), 'updatePcActivities', [rows], () => updatePcActivities(model, acts, optim, actState, y, { input: x }));
+    await refused(R(), 'updatePcActivities', [rows], () =>
+      updatePcActivities(model, acts, optim, actState, y, { input: x }),
+    );
     await refused(R(), 'updatePcParams', [rows], () => updatePcParams(model, acts, optim, paramState, y, { input: x }));
     await refused(R(), 'epcEnergy', [rows], () => epcEnergy(model, hidden, y, { input: x }));
     await refused(R(), 'computeEpcErrorGrad', [rows], () => computeEpcErrorGrad(model, hidden, y, { input: x }));
-    await refused(R(), 'computeBpcActivityGrad', [rows], () => computeBpcActivityGrad(model, bottomUp, hidden, y, { input: x }));
-    await refused(R(), 'hpcEnergy', [/equilibActivities \(1000 rows\)/], () => hpcEnergy(amortiser, acts, amortActs, { input: y, output: x }));
-    await refused(R(), 'computeHpcParamGrads', [/equilibActivities \(1000 rows\)/], () => computeHpcParamGrads(amortiser, acts, amortActs, { input: y, output: x }));
+    await refused(R(), 'computeBpcActivityGrad', [rows], () =>
+      computeBpcActivityGrad(model, bottomUp, hidden, y, { input: x }),
+    );
+    await refused(R(), 'hpcEnergy', [/equilibActivities \(1000 rows\)/], () =>
+      hpcEnergy(amortiser, acts, amortActs, { input: y, output: x }),
+    );
+    await refused(R(), 'computeHpcParamGrads', [/equilibActivities \(1000 rows\)/], () =>
+      computeHpcParamGrads(amortiser, acts, amortActs, { input: y, output: x }),
+    );
     // A test batch needs less (no solver families): 3000 rows are past 1 MiB.
-    await refused(R(), 'testDiscriminativePc', [/output \(3000 rows\)/], () => testDiscriminativePc(model, new Float32Array(3000 * 3), new Float32Array(3000 * 4)));
+    await refused(R(), 'testDiscriminativePc', [/output \(3000 rows\)/], () =>
+      testDiscriminativePc(model, new Float32Array(3000 * 3), new Float32Array(3000 * 4)),
+    );
     // Σ_l d_l² = 600² floats of Gram matrices for the spectral penalty: past 1 MiB, while the model and batch are tiny.
     const wide = makeMlp(R(), { seed: 4, inputDim: 600, width: 2, depth: 2, outputDim: 1, actFn: 'tanh' });
     const wideActs = [R().zeros([1, 2]), R().zeros([1, 1])];
-    await refused(R(), 'pcEnergy', ['options.spectralPenalty 0.1', /Gram/], () => pcEnergy(wide, wideActs, new Float32Array(1), { input: new Float32Array(600), spectralPenalty: 0.1 }));
+    await refused(R(), 'pcEnergy', ['options.spectralPenalty 0.1', /Gram/], () =>
+      pcEnergy(wide, wideActs, new Float32Array(1), { input: new Float32Array(600), spectralPenalty: 0.1 }),
+    );
     wide.dispose();
     for (const t of wideActs) t.dispose();
     actState.dispose();
@@ -210,13 +251,25 @@ describe('sizes past the device limits (a device reporting 1 MiB per storage bin
       makePcStep(model, optim, state, one, { input, solver: sgd({ lr: 0.1 }), steps: 20_000 }),
     );
     await refused(R(), 'makePcStep', [/options\.maxT1 \/ options\.dt/, /stage records/], () =>
-      makePcStep(model, optim, state, one, { input, solver: 'tsit5', stepsizeController: 'constant', dt: 0.005, maxT1: 20 }),
+      makePcStep(model, optim, state, one, {
+        input,
+        solver: 'tsit5',
+        stepsizeController: 'constant',
+        dt: 0.005,
+        maxT1: 20,
+      }),
     );
-    await refused(R(), 'testGenerativePc', [/output \(1000 rows\)/], () => testGenerativePc(amortiser, x, y, { seed: 1, maxT1: 1 }));
+    await refused(R(), 'testGenerativePc', [/output \(1000 rows\)/], () =>
+      testGenerativePc(amortiser, x, y, { seed: 1, maxT1: 1 }),
+    );
     const plain = sgd({ lr: 0.1 });
     const hpcStates = [plain.init(model), plain.init(amortiser)] as const;
-    await refused(R(), 'makeHpcStep', [/output \(1000 rows\)/], () => makeHpcStep(model, amortiser, [plain, plain], hpcStates, y, { input: x }));
-    await refused(R(), 'testHpc', [/output \(1000 rows\)/], () => testHpc(model, amortiser, y, x, { seed: 1, maxT1: 1 }));
+    await refused(R(), 'makeHpcStep', [/output \(1000 rows\)/], () =>
+      makeHpcStep(model, amortiser, [plain, plain], hpcStates, y, { input: x }),
+    );
+    await refused(R(), 'testHpc', [/output \(1000 rows\)/], () =>
+      testHpc(model, amortiser, y, x, { seed: 1, maxT1: 1 }),
+    );
     state.dispose();
     for (const t of small1) t.dispose();
   });
@@ -227,19 +280,29 @@ describe('sizes past the device limits (a device reporting 1 MiB per storage bin
     const xs = new Float32Array(10_000 * 4);
     const ys = new Float32Array(10_000 * 3);
     await refused(R(), 'linearEquilibEnergy', [/x \(10000 rows\)/], () => linearEquilibEnergy(linear, xs, ys));
-    await refused(R(), 'computeLinearEquilibEnergyGrads', [/x \(10000 rows\)/], () => computeLinearEquilibEnergyGrads(linear, xs, ys));
-    await refused(R(), 'updateLinearEquilibEnergyParams', [/x \(10000 rows\)/], () => updateLinearEquilibEnergyParams(linear, optim, state, xs, ys));
-    await refused(R(), 'computeLinearActivitySolution', [/x \(10000 rows\)/], () => computeLinearActivitySolution(linear, xs, ys));
+    await refused(R(), 'computeLinearEquilibEnergyGrads', [/x \(10000 rows\)/], () =>
+      computeLinearEquilibEnergyGrads(linear, xs, ys),
+    );
+    await refused(R(), 'updateLinearEquilibEnergyParams', [/x \(10000 rows\)/], () =>
+      updateLinearEquilibEnergyParams(linear, optim, state, xs, ys),
+    );
+    await refused(R(), 'computeLinearActivitySolution', [/x \(10000 rows\)/], () =>
+      computeLinearActivitySolution(linear, xs, ys),
+    );
     // 600 hidden units: a Gram block W_iᵀW_i of 600² floats is past 1 MiB (the model itself is not).
     const wide = makeMlp(R(), { seed: 5, inputDim: 1, width: 600, depth: 2, outputDim: 1, actFn: 'linear' });
-    await refused(R(), 'computeLinearActivityHessian', ['model [1, 600, 1]', /Gram block/], () => computeLinearActivityHessian(wide));
+    await refused(R(), 'computeLinearActivityHessian', ['model [1, 600, 1]', /Gram block/], () =>
+      computeLinearActivityHessian(wide),
+    );
     await refused(R(), 'computeLinearActivitySolution', ['model [1, 600, 1]', /Gram block/], () =>
       computeLinearActivitySolution(wide, new Float32Array(1), new Float32Array(1), { method: 'block-cholesky' }),
     );
     wide.dispose();
     // A 600-unit output layer: its chain J_i (d_y × d_y at least) is past 1 MiB.
     const tall = makeMlp(R(), { seed: 6, inputDim: 1, width: 1, depth: 2, outputDim: 600, actFn: 'linear' });
-    await refused(R(), 'computeLinearEquilibRescaling', ['model [1 ×2, 600]', /chains/], () => computeLinearEquilibRescaling(tall));
+    await refused(R(), 'computeLinearEquilibRescaling', ['model [1 ×2, 600]', /chains/], () =>
+      computeLinearEquilibRescaling(tall),
+    );
     tall.dispose();
     const a = R().zeros([1000, 1]);
     const b = R().zeros([1, 1000]);
@@ -251,7 +314,9 @@ describe('sizes past the device limits (a device reporting 1 MiB per storage bin
 
   it('optimiser state: the moments of a target must fit one storage binding', async () => {
     const wide = makeMlp(R(), { seed: 7, inputDim: 500, width: 300, depth: 1, outputDim: 300, actFn: 'tanh' }); // 150,000 parameters
-    await refused(R(), 'Optimizer.init', ['target (150000 parameters)', /adam's 2 moment/], () => adam({ lr: 1e-3 }).init(wide));
+    await refused(R(), 'Optimizer.init', ['target (150000 parameters)', /adam's 2 moment/], () =>
+      adam({ lr: 1e-3 }).init(wide),
+    );
     wide.dispose();
   });
 });
@@ -269,16 +334,24 @@ describe("sizes past WPC's documented caps (the real device)", () => {
     await refused(rt(), 'makeMlp', ['options.width 1000000', /maxStorageBufferBindingSize/], () =>
       makeMlp(rt(), { seed: 0, inputDim: 784, width: 1e6, depth: 4, outputDim: 10, actFn: 'tanh' }),
     );
-    await refused(rt(), 'makeMlp', ['options.width 1000000000'], () => makeMlp(rt(), { seed: 0, inputDim: 784, width: 1e9, depth: 4, outputDim: 10, actFn: 'tanh' }));
+    await refused(rt(), 'makeMlp', ['options.width 1000000000'], () =>
+      makeMlp(rt(), { seed: 0, inputDim: 784, width: 1e9, depth: 4, outputDim: 10, actFn: 'tanh' }),
+    );
     const optim = adam({ lr: 1e-3 });
     const state = optim.init(model);
     for (const steps of [1e12, 1e8, MAX_SOLVE_STEPS + 1]) {
-      await refused(rt(), 'makePcStep', ['options.steps', String(MAX_SOLVE_STEPS).replace(/\B(?=(\d{3})+(?!\d))/g, ',')], () =>
-        makePcStep(model, optim, state, one, { input, solver: sgd({ lr: 0.1 }), steps }),
+      await refused(
+        rt(),
+        'makePcStep',
+        ['options.steps', String(MAX_SOLVE_STEPS).replace(/\B(?=(\d{3})+(?!\d))/g, ',')],
+        () => makePcStep(model, optim, state, one, { input, solver: sgd({ lr: 0.1 }), steps }),
       );
     }
-    await refused(rt(), 'makePcStep', ['options.dt 1e-7', /more than 262,144 constant steps/, /options\.maxSteps = 4096/], () =>
-      makePcStep(model, optim, state, one, { input, solver: 'euler', stepsizeController: 'constant', dt: 1e-7 }),
+    await refused(
+      rt(),
+      'makePcStep',
+      ['options.dt 1e-7', /more than 262,144 constant steps/, /options\.maxSteps = 4096/],
+      () => makePcStep(model, optim, state, one, { input, solver: 'euler', stepsizeController: 'constant', dt: 1e-7 }),
     );
     expect(state.count).toBe(0);
     state.dispose();
@@ -289,21 +362,51 @@ describe("sizes past WPC's documented caps (the real device)", () => {
     const solve = (o: object) => () => solveInference(model, acts, one, { input, ...o });
     await refused(rt(), 'solveInference', ['options.maxSteps', /262,144/], solve({ maxSteps: 1e12 }));
     await refused(rt(), 'solveInference', ['options.pollEvery', /262,144/], solve({ pollEvery: 1e9 }));
-    await refused(rt(), 'solveInference', ['options.dt 0.004', /5000 constant steps/, /options\.maxSteps = 4096/], solve({ solver: 'euler', stepsizeController: 'constant', dt: 0.004 }));
+    await refused(
+      rt(),
+      'solveInference',
+      ['options.dt 0.004', /5000 constant steps/, /options\.maxSteps = 4096/],
+      solve({ solver: 'euler', stepsizeController: 'constant', dt: 0.004 }),
+    );
     await refused(rt(), 'solveInference', ['options.maxT1', /float32/], solve({ maxT1: 1e39 }));
     await refused(rt(), 'solveInference', ['options.dt', /float32/], solve({ dt: 1e39 }));
-    await refused(rt(), 'solveInference', ['options.dt 1e-300', /more than 262,144/], solve({ solver: 'heun', stepsizeController: 'constant', dt: 1e-300 }));
-    await refused(rt(), 'solveInference', ['options.dt 0.0001', /dopri8/, /stage records/], solve({ solver: 'dopri8', stepsizeController: 'constant', dt: 1e-4, maxT1: 20, maxSteps: MAX_SOLVE_STEPS }));
+    await refused(
+      rt(),
+      'solveInference',
+      ['options.dt 1e-300', /more than 262,144/],
+      solve({ solver: 'heun', stepsizeController: 'constant', dt: 1e-300 }),
+    );
+    await refused(
+      rt(),
+      'solveInference',
+      ['options.dt 0.0001', /dopri8/, /stage records/],
+      solve({ solver: 'dopri8', stepsizeController: 'constant', dt: 1e-4, maxT1: 20, maxSteps: MAX_SOLVE_STEPS }),
+    );
     for (const t of acts) t.dispose();
   });
 
   it('host arrays: imageGridPng, oneHot, epochOrder and batches', async () => {
     const images = new Float32Array(4 * 784);
-    const check = (fn: string, mentions: (string | RegExp)[], attempt: () => unknown) => refused(rt(), fn, mentions, attempt);
+    const check = (fn: string, mentions: (string | RegExp)[], attempt: () => unknown) =>
+      refused(rt(), fn, mentions, attempt);
     await check('imageGridPng', [/pixels/, /columns/], () => imageGridPng(images, 4, { columns: 4, padding: 100_000 }));
     await check('imageGridPng', ['options.padding'], () => imageGridPng(images, 4, { padding: 1e300 }));
     await check('oneHot', ['numClasses', /1e\+?12|1000000000000/], () => oneHot([1, 2, 3], 1e12));
     await check('epochOrder', ['count'], () => epochOrder(2 ** 32, false));
-    await check('batches', ['options.batchSize'], () => batches({ name: 'd', images: new Float32Array(4), labels: new Uint8Array(1), count: 1, inputDim: 4, imageShape: [2, 2], numClasses: 10, normalization: { mean: 0, std: 1 } }, { batchSize: 1e300, shuffle: false }));
+    await check('batches', ['options.batchSize'], () =>
+      batches(
+        {
+          name: 'd',
+          images: new Float32Array(4),
+          labels: new Uint8Array(1),
+          count: 1,
+          inputDim: 4,
+          imageShape: [2, 2],
+          numClasses: 10,
+          normalization: { mean: 0, std: 1 },
+        },
+        { batchSize: 1e300, shuffle: false },
+      ),
+    );
   });
 });

@@ -5,7 +5,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Tensor, adam, init, loadCheckpoint, makeMlp, makePcStep, saveCheckpoint, sgd, type Runtime } from '../src/node.js';
+import {
+  Tensor,
+  adam,
+  init,
+  loadCheckpoint,
+  makeMlp,
+  makePcStep,
+  saveCheckpoint,
+  sgd,
+  type Runtime,
+} from '../src/node.js';
 import { crc32c, crc32cHex } from '../src/io/crc32c.js';
 import { decodeSafetensors, encodeSafetensors } from '../src/io/safetensors.js';
 import { restoreTrainingCheckpoint, trainingCheckpoint } from '../src/io/training-checkpoint.js';
@@ -37,7 +47,10 @@ function rawSafetensors(header: unknown, data: Uint8Array | number = 12): Uint8A
 }
 
 /** A file with these tensors and metadata in the layout of WPC's version-1 writer (no checksum). */
-function uncheckedFile(tensors: Record<string, { dtype: string; shape: number[]; data: Float32Array | Uint32Array | Int32Array }>, metadata: Record<string, string>): Uint8Array {
+function uncheckedFile(
+  tensors: Record<string, { dtype: string; shape: number[]; data: Float32Array | Uint32Array | Int32Array }>,
+  metadata: Record<string, string>,
+): Uint8Array {
   const header: Record<string, unknown> = { __metadata__: metadata };
   const parts: Uint8Array[] = [];
   let offset = 0;
@@ -84,7 +97,9 @@ describe('CRC-32C', () => {
       const bytes = Uint8Array.from({ length: n }, next);
       expect(crc32c(bytes), `${n} bytes`).toBe(crc32cBitwise(bytes));
       for (const cut of [0, 1, Math.floor(n / 2), n - 1, n]) {
-        expect(crc32c(bytes.subarray(cut), crc32c(bytes.subarray(0, cut))), `${n} bytes cut at ${cut}`).toBe(crc32cBitwise(bytes));
+        expect(crc32c(bytes.subarray(cut), crc32c(bytes.subarray(0, cut))), `${n} bytes cut at ${cut}`).toBe(
+          crc32cBitwise(bytes),
+        );
       }
     }
   });
@@ -94,7 +109,10 @@ describe('safetensors container', () => {
   it('round-trips tensors and metadata, 8-byte aligned, in the format Python reads', () => {
     const a = Float32Array.from([1.5, -0, NaN, 3e-39]);
     const b = Uint32Array.from([7, 0xffffffff]);
-    const bytes = encodeSafetensors({ a: { dtype: 'F32', shape: [2, 2], data: a }, b: { dtype: 'U32', shape: [2], data: b } }, { note: 'x', '7': 'integer-like keys stay after the checksum' });
+    const bytes = encodeSafetensors(
+      { a: { dtype: 'F32', shape: [2, 2], data: a }, b: { dtype: 'U32', shape: [2], data: b } },
+      { note: 'x', '7': 'integer-like keys stay after the checksum' },
+    );
     const headerLength = Number(new DataView(bytes.buffer).getBigUint64(0, true));
     expect((8 + headerLength) % 8).toBe(0);
     const text = new TextDecoder().decode(bytes.subarray(8, 8 + headerLength));
@@ -120,16 +138,33 @@ describe('safetensors container', () => {
   it('reads files written by other tools (no checksum: the structural checks only), as Python writes them', () => {
     // The layout of Python's safetensors writer: tensors sorted by name, __metadata__ anywhere, padding spaces.
     const data = new Uint8Array(new Float32Array([1, 2, 3, 4, 5]).buffer);
-    const file = rawSafetensors({ a: { dtype: 'F32', shape: [2, 2], data_offsets: [0, 16] }, __metadata__: { format: 'np' }, b: { dtype: 'F32', shape: [1], data_offsets: [16, 20] } }, data);
+    const file = rawSafetensors(
+      {
+        a: { dtype: 'F32', shape: [2, 2], data_offsets: [0, 16] },
+        __metadata__: { format: 'np' },
+        b: { dtype: 'F32', shape: [1], data_offsets: [16, 20] },
+      },
+      data,
+    );
     const r = decodeSafetensors(file, 'other.safetensors');
     expect(r.verified).toBe(false);
     expect(r.metadata).toEqual({ format: 'np' });
     expect(Array.from(r.tensors.a!.data)).toEqual([1, 2, 3, 4]);
     expect(Array.from(r.tensors.b!.data)).toEqual([5]);
     // A checksum key anywhere but where WPC writes it is a damaged header, not a file without one.
-    const moved = rawSafetensors({ __metadata__: { format: 'np', 'wpc.crc32c': '00000000' }, b: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } }, 4);
-    expect(refusal(() => decodeSafetensors(moved, 'f'))).toMatch(/^f: __metadata__\.wpc\.crc32c is not at the start of the header/);
-    expect(refusal(() => encodeSafetensors({}, { 'wpc.crc32c': 'x' }))).toMatch(/^encodeSafetensors: metadata\.wpc\.crc32c is reserved/);
+    const moved = rawSafetensors(
+      {
+        __metadata__: { format: 'np', 'wpc.crc32c': '00000000' },
+        b: { dtype: 'F32', shape: [1], data_offsets: [0, 4] },
+      },
+      4,
+    );
+    expect(refusal(() => decodeSafetensors(moved, 'f'))).toMatch(
+      /^f: __metadata__\.wpc\.crc32c is not at the start of the header/,
+    );
+    expect(refusal(() => encodeSafetensors({}, { 'wpc.crc32c': 'x' }))).toMatch(
+      /^encodeSafetensors: metadata\.wpc\.crc32c is reserved/,
+    );
   });
 
   it('refuses truncated, overlapping, gapped and mistyped files with a message saying what is wrong', () => {
@@ -137,14 +172,32 @@ describe('safetensors container', () => {
     const make = (header: unknown, data = 12) => rawSafetensors(header, data);
     const cases: [Uint8Array, RegExp][] = [
       [good.subarray(0, 5), /truncated: 5 bytes/],
-      [good.subarray(0, good.length - 4), /corrupt: the CRC-32C checksum in its header \([0-9a-f]{8}\) does not match its bytes \([0-9a-f]{8}\).*; and tensor w: data_offsets end at 12, past the 8 data bytes \(truncated file\?\)/],
+      [
+        good.subarray(0, good.length - 4),
+        /corrupt: the CRC-32C checksum in its header \([0-9a-f]{8}\) does not match its bytes \([0-9a-f]{8}\).*; and tensor w: data_offsets end at 12, past the 8 data bytes \(truncated file\?\)/,
+      ],
       [make({ w: { dtype: 'F64', shape: [3], data_offsets: [0, 12] } }), /dtype must be F32, U32 or I32, got "F64"/],
-      [make({ w: { dtype: 'F32', shape: [4], data_offsets: [0, 12] } }), /shape \[4\] needs 16 bytes of F32, data_offsets span 12/],
-      [make({ w: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, v: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }), /overlapping tensors/],
+      [
+        make({ w: { dtype: 'F32', shape: [4], data_offsets: [0, 12] } }),
+        /shape \[4\] needs 16 bytes of F32, data_offsets span 12/,
+      ],
+      [
+        make({
+          w: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
+          v: { dtype: 'F32', shape: [2], data_offsets: [4, 12] },
+        }),
+        /overlapping tensors/,
+      ],
       [make({ w: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }), /expected 0 \(a gap in the data\)/],
       [make({ w: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } }), /4 bytes after the last tensor/],
-      [make({ w: { dtype: 'F32', shape: [-1], data_offsets: [0, 12] } }), /shape must be an array of non-negative integers/],
-      [make({ __metadata__: { n: 1 }, w: { dtype: 'F32', shape: [3], data_offsets: [0, 12] } }), /__metadata__\.n must be a string/],
+      [
+        make({ w: { dtype: 'F32', shape: [-1], data_offsets: [0, 12] } }),
+        /shape must be an array of non-negative integers/,
+      ],
+      [
+        make({ __metadata__: { n: 1 }, w: { dtype: 'F32', shape: [3], data_offsets: [0, 12] } }),
+        /__metadata__\.n must be a string/,
+      ],
       [make([1, 2]), /header must be a JSON object/],
     ];
     for (const [bytes, message] of cases) expect(() => decodeSafetensors(bytes, 'f')).toThrow(message);
@@ -160,7 +213,14 @@ describe('training checkpoints', () => {
     const optim = adam({ lr: 1e-2 });
     const optState = optim.init(model);
     const { x, y } = batch(1, 5, 6, 4);
-    const step = () => makePcStep(model, optim, optState, y, { input: x, solver: 'euler', stepsizeController: 'constant', maxT1: 1, dt: 0.25 });
+    const step = () =>
+      makePcStep(model, optim, optState, y, {
+        input: x,
+        solver: 'euler',
+        stepsizeController: 'constant',
+        maxT1: 1,
+        dt: 0.25,
+      });
     for (let i = 0; i < 3; i++) await step();
     const path = join(dir, 'a.safetensors');
     await saveCheckpoint(path, model, { optim, optState, extra: { note: 'hi' } });
@@ -178,7 +238,13 @@ describe('training checkpoints', () => {
     // Two more steps on each: identical bits.
     for (let i = 0; i < 2; i++) {
       await step();
-      await makePcStep(r.model, r.optim!, r.optState!, y, { input: x, solver: 'euler', stepsizeController: 'constant', maxT1: 1, dt: 0.25 });
+      await makePcStep(r.model, r.optim!, r.optState!, y, {
+        input: x,
+        solver: 'euler',
+        stepsizeController: 'constant',
+        maxT1: 1,
+        dt: 0.25,
+      });
     }
     const [c, d] = [await model.toArrays(), await r.model.toArrays()];
     for (let l = 0; l < 3; l++) expect(bits(d.weights[l]!)).toEqual(bits(c.weights[l]!));
@@ -219,17 +285,23 @@ describe('training checkpoints', () => {
       [good.subarray(0, good.length - 1), /^ck: corrupt: the CRC-32C checksum .*truncated file/],
       [remake({ ...metadata, format: 'other' }), /metadata\.format must be "wpc-training-checkpoint"/],
       [remake({ ...metadata, version: '9' }), /version "9" is not supported/],
-      [remake({ ...metadata, model: metadata.model!.replace('[4,6,3]', '[4,7,3]') }), /tensor layers\.0\.weight must be F32 \[7, 4\], got F32 \[6, 4\]/],
+      [
+        remake({ ...metadata, model: metadata.model!.replace('[4,6,3]', '[4,7,3]') }),
+        /tensor layers\.0\.weight must be F32 \[7, 4\], got F32 \[6, 4\]/,
+      ],
       [remake(metadata, 'layers.1.weight'), /tensor layers\.1\.weight is missing/],
       [remake(metadata, undefined, 'layers.9.weight'), /unexpected tensor layers\.9\.weight/],
       [remake(metadata, 'optimizer.state'), /tensor optimizer\.state is missing/],
     ];
-    for (const [bytes, message] of cases) expect(refusal(() => restoreTrainingCheckpoint(rt, bytes, 'ck'))).toMatch(message);
+    for (const [bytes, message] of cases)
+      expect(refusal(() => restoreTrainingCheckpoint(rt, bytes, 'ck'))).toMatch(message);
     expect(allocated()).toEqual(before);
     // The model the checkpoint came from is untouched.
     const again = restoreTrainingCheckpoint(rt, good);
     expect(bits((await again.model.toArrays()).weights[0]!)).toEqual(bits((await model.toArrays()).weights[0]!));
-    await expect(loadCheckpoint(rt, join(dir, 'missing.safetensors'))).rejects.toThrow(/loadCheckpoint: cannot read .*missing\.safetensors: ENOENT/);
+    await expect(loadCheckpoint(rt, join(dir, 'missing.safetensors'))).rejects.toThrow(
+      /loadCheckpoint: cannot read .*missing\.safetensors: ENOENT/,
+    );
     for (const t of [model, optState, again.model, again.optState!]) t.dispose();
   });
 
@@ -238,9 +310,19 @@ describe('training checkpoints', () => {
     const optim = adam({ lr: 1e-2 });
     const optState = optim.init(model);
     const { x, y } = batch(2, 3, 2, 2);
-    const stepped = await makePcStep(model, optim, optState, y, { input: x, solver: 'euler', stepsizeController: 'constant', maxT1: 1, dt: 0.5 });
+    const stepped = await makePcStep(model, optim, optState, y, {
+      input: x,
+      solver: 'euler',
+      stepsizeController: 'constant',
+      maxT1: 1,
+      dt: 0.5,
+    });
     for (const v of Object.values(stepped)) if (v instanceof Tensor) v.dispose();
-    const extra = { settings: { width: 3 }, curve: [{ step: 1, loss: 0.25, inferenceSteps: 2, rejected: 0 }], tests: [{ step: 1, loss: null, accuracy: 50 }] };
+    const extra = {
+      settings: { width: 3 },
+      curve: [{ step: 1, loss: 0.25, inferenceSteps: 2, rejected: 0 }],
+      tests: [{ step: 1, loss: null, accuracy: 50 }],
+    };
     const good = await trainingCheckpoint(model, { optim, optState, extra });
     expect(restoreTrainingCheckpoint(rt, good).extra).toEqual(extra);
     const before = allocated();
@@ -259,7 +341,9 @@ describe('training checkpoints', () => {
         expect(e, `bit ${bit}`).toBeInstanceOf(WpcError);
         message = (e as Error).message;
       }
-      expect(message, `flipping bit ${bit & 7} of byte ${bit >> 3} went unnoticed`).toMatch(/^ck\.safetensors: corrupt: /);
+      expect(message, `flipping bit ${bit & 7} of byte ${bit >> 3} went unnoticed`).toMatch(
+        /^ck\.safetensors: corrupt: /,
+      );
       seen[bit >> 3 < headerEnd ? 'header' : 'data']++;
       const kind = message.replace(/[0-9a-f]{8}/g, 'X').replace(/; and .*/, '; and …');
       kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
@@ -273,12 +357,18 @@ describe('training checkpoints', () => {
       'ck.safetensors: corrupt: the checksum field wpc.crc32c at the start of the header is damaged (1 of its bytes differ from what WPC writes)',
       'ck.safetensors: corrupt: the checksum field wpc.crc32c at the start of the header is damaged (not eight hex digits and a closing quote)',
     ]);
-    for (let n = 0; n < good.length; n++) expect(refusal(() => restoreTrainingCheckpoint(rt, good.subarray(0, n), 'ck')), `cut at ${n}`).toMatch(/^ck: /);
+    for (let n = 0; n < good.length; n++)
+      expect(
+        refusal(() => restoreTrainingCheckpoint(rt, good.subarray(0, n), 'ck')),
+        `cut at ${n}`,
+      ).toMatch(/^ck: /);
     for (const b of [0, 0x20, 0xff]) {
       const longer = new Uint8Array(good.length + 1);
       longer.set(good);
       longer[good.length] = b;
-      expect(refusal(() => restoreTrainingCheckpoint(rt, longer, 'ck'))).toMatch(/^ck: corrupt: .*1 bytes after the last tensor/);
+      expect(refusal(() => restoreTrainingCheckpoint(rt, longer, 'ck'))).toMatch(
+        /^ck: corrupt: .*1 bytes after the last tensor/,
+      );
     }
     expect(allocated()).toEqual(before);
     // Through loadCheckpoint, the message names the file.
@@ -286,7 +376,9 @@ describe('training checkpoints', () => {
     const flipped = good.slice();
     flipped[good.length - 3]! ^= 0x10;
     await writeFile(file, flipped);
-    await expect(loadCheckpoint(rt, file)).rejects.toThrow(new RegExp(`^loadCheckpoint: ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: corrupt: the CRC-32C checksum`));
+    await expect(loadCheckpoint(rt, file)).rejects.toThrow(
+      new RegExp(`^loadCheckpoint: ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: corrupt: the CRC-32C checksum`),
+    );
     expect(allocated()).toEqual(before);
     for (const t of [model, optState, x, y]) t.dispose();
   });
@@ -295,20 +387,34 @@ describe('training checkpoints', () => {
     const model = makeMlp(rt, { seed: 9, inputDim: 3, width: 4, depth: 3, outputDim: 2, actFn: 'tanh', useBias: true });
     const optim = adam({ lr: 1e-3 });
     const optState = optim.init(model);
-    const good = await trainingCheckpoint(model, { optim, optState, step: 4, extra: { curve: [{ step: 4, loss: 1, inferenceSteps: 3, rejected: 1 }], tests: [{ step: 4, loss: 0.5, accuracy: 10 }] } });
+    const good = await trainingCheckpoint(model, {
+      optim,
+      optState,
+      step: 4,
+      extra: {
+        curve: [{ step: 4, loss: 1, inferenceSteps: 3, rejected: 1 }],
+        tests: [{ step: 4, loss: 0.5, accuracy: 10 }],
+      },
+    });
     const { tensors, metadata } = decodeSafetensors(good);
     const before = allocated();
     const withMeta = (patch: Record<string, string | undefined>) => {
-      const meta = Object.fromEntries(Object.entries({ ...metadata, ...patch }).filter(([, v]) => v !== undefined)) as Record<string, string>;
+      const meta = Object.fromEntries(
+        Object.entries({ ...metadata, ...patch }).filter(([, v]) => v !== undefined),
+      ) as Record<string, string>;
       return encodeSafetensors(tensors, meta);
     };
     const model_ = JSON.parse(metadata.model!) as Record<string, unknown>;
     const withModel = (patch: Record<string, unknown>) => withMeta({ model: JSON.stringify({ ...model_, ...patch }) });
     const optim_ = JSON.parse(metadata.optimizer!) as Record<string, unknown>;
-    const withOptim = (patch: Record<string, unknown>) => withMeta({ optimizer: JSON.stringify({ ...optim_, ...patch }) });
-    const withExtra = (extra: unknown) => withMeta({ extra: typeof extra === 'string' ? extra : JSON.stringify(extra) });
-    const curve = (patch: Record<string, unknown>) => withExtra({ curve: [{ step: 4, loss: 1, inferenceSteps: 3, rejected: 1, ...patch }] });
-    const tests = (patch: Record<string, unknown>) => withExtra({ tests: [{ step: 4, loss: 0.5, accuracy: 10, ...patch }] });
+    const withOptim = (patch: Record<string, unknown>) =>
+      withMeta({ optimizer: JSON.stringify({ ...optim_, ...patch }) });
+    const withExtra = (extra: unknown) =>
+      withMeta({ extra: typeof extra === 'string' ? extra : JSON.stringify(extra) });
+    const curve = (patch: Record<string, unknown>) =>
+      withExtra({ curve: [{ step: 4, loss: 1, inferenceSteps: 3, rejected: 1, ...patch }] });
+    const tests = (patch: Record<string, unknown>) =>
+      withExtra({ tests: [{ step: 4, loss: 0.5, accuracy: 10, ...patch }] });
     const withTensor = (name: string, change: (d: Float32Array) => void) => {
       const data = Float32Array.from(tensors[name]!.data as Float32Array);
       change(data);
@@ -317,7 +423,11 @@ describe('training checkpoints', () => {
     const deep = `${'{"a":'.repeat(200)}1${'}'.repeat(200)}`;
     const cases: [string, Uint8Array, RegExp][] = [
       // format, version, unknown keys
-      ['format', withMeta({ format: 'wpc-model' }), /metadata\.format must be "wpc-training-checkpoint", got "wpc-model"/],
+      [
+        'format',
+        withMeta({ format: 'wpc-model' }),
+        /metadata\.format must be "wpc-training-checkpoint", got "wpc-model"/,
+      ],
       ['version 3', withMeta({ version: '3' }), /version "3" is not supported/],
       ['version 2.0', withMeta({ version: '2.0' }), /version "2\.0" is not supported/],
       ['unknown key', withMeta({ note: 'x' }), /metadata\.note is not a field of metadata/],
@@ -327,53 +437,131 @@ describe('training checkpoints', () => {
       ['model array', withMeta({ model: '[1]' }), /metadata\.model must be an object, got an array/],
       ['model null', withMeta({ model: 'null' }), /metadata\.model must be an object, got null/],
       ['model unknown key', withModel({ width: 4 }), /metadata\.model\.width is not a field of metadata\.model/],
-      ['dims string', withModel({ dims: '3,4,4,2' }), /metadata\.model\.dims must be 2 to 10001 integers in \[1, 1073741824\], got "3,4,4,2"/],
+      [
+        'dims string',
+        withModel({ dims: '3,4,4,2' }),
+        /metadata\.model\.dims must be 2 to 10001 integers in \[1, 1073741824\], got "3,4,4,2"/,
+      ],
       ['dims short', withModel({ dims: [3] }), /metadata\.model\.dims must be 2 to/],
       ['dims zero', withModel({ dims: [3, 0, 4, 2] }), /metadata\.model\.dims must be/],
       ['dims negative', withModel({ dims: [3, -4, 4, 2] }), /metadata\.model\.dims must be/],
       ['dims fraction', withModel({ dims: [3, 4.5, 4, 2] }), /metadata\.model\.dims must be/],
       ['dims string entry', withModel({ dims: [3, '4', 4, 2] }), /metadata\.model\.dims must be/],
       ['dims huge', withModel({ dims: [3, 2 ** 31, 4, 2] }), /metadata\.model\.dims must be/],
-      ['dims too many params', withModel({ dims: [3, 2 ** 20, 2 ** 20, 2] }), /metadata\.model\.dims 3→1048576→1048576→2 give \d+ parameters, more than the 1073741824/],
+      [
+        'dims too many params',
+        withModel({ dims: [3, 2 ** 20, 2 ** 20, 2] }),
+        /metadata\.model\.dims 3→1048576→1048576→2 give \d+ parameters, more than the 1073741824/,
+      ],
       ['dims too deep', withModel({ dims: Array(10_003).fill(1) }), /metadata\.model\.dims must be 2 to 10001/],
       ['actFn', withModel({ actFn: 'swish' }), /metadata\.model\.actFn must be linear \| tanh/],
       ['actFn type', withModel({ actFn: 3 }), /metadata\.model\.actFn must be/],
       ['useBias', withModel({ useBias: 'yes' }), /metadata\.model\.useBias must be a boolean, got "yes"/],
       ['useBias null', withModel({ useBias: null }), /metadata\.model\.useBias must be a boolean, got null/],
       ['paramType', withModel({ paramType: 'xp' }), /metadata\.model\.paramType must be sp \| mupc \| ntp/],
-      ['skipModel type', withModel({ skipModel: 'yes' }), /metadata\.model\.skipModel must be null or an array of 3 booleans/],
-      ['skipModel length', withModel({ skipModel: [false, false] }), /metadata\.model\.skipModel must be null or an array of 3 booleans/],
-      ['skipModel entry', withModel({ skipModel: [false, 1, false] }), /metadata\.model\.skipModel must be null or an array of 3 booleans/],
-      ['skipModel first', withModel({ skipModel: [true, false, false] }), /metadata\.model\.skipModel\[0\] must be false/],
-      ['skipModel widths', withModel({ dims: [3, 4, 5, 2], skipModel: [false, true, false] }), /metadata\.model\.skipModel\[1\] must be false: layer 1 maps 4 → 5/],
+      [
+        'skipModel type',
+        withModel({ skipModel: 'yes' }),
+        /metadata\.model\.skipModel must be null or an array of 3 booleans/,
+      ],
+      [
+        'skipModel length',
+        withModel({ skipModel: [false, false] }),
+        /metadata\.model\.skipModel must be null or an array of 3 booleans/,
+      ],
+      [
+        'skipModel entry',
+        withModel({ skipModel: [false, 1, false] }),
+        /metadata\.model\.skipModel must be null or an array of 3 booleans/,
+      ],
+      [
+        'skipModel first',
+        withModel({ skipModel: [true, false, false] }),
+        /metadata\.model\.skipModel\[0\] must be false/,
+      ],
+      [
+        'skipModel widths',
+        withModel({ dims: [3, 4, 5, 2], skipModel: [false, true, false] }),
+        /metadata\.model\.skipModel\[1\] must be false: layer 1 maps 4 → 5/,
+      ],
       ['gamma zero', withModel({ gamma: 0 }), /metadata\.model\.gamma must be null or a finite number > 0, got 0/],
       ['gamma negative', withModel({ gamma: -2 }), /metadata\.model\.gamma must be null or a finite number > 0/],
       ['gamma string', withModel({ gamma: '2' }), /metadata\.model\.gamma must be null or a finite number > 0/],
       // step and optimizerCount
-      ...['-1', '1.5', '', '01', '1e3', ' 4', '9007199254740993', '0x10', 'Infinity'].map((v): [string, Uint8Array, RegExp] => ['step ' + v, withMeta({ step: v }), /metadata\.step must be a non-negative integer/]),
+      ...['-1', '1.5', '', '01', '1e3', ' 4', '9007199254740993', '0x10', 'Infinity'].map(
+        (v): [string, Uint8Array, RegExp] => [
+          `step ${v}`,
+          withMeta({ step: v }),
+          /metadata\.step must be a non-negative integer/,
+        ],
+      ),
       ['step missing', withMeta({ step: undefined }), /metadata\.step must be a non-negative integer .*got undefined/],
-      ...['-1', 'x', '2.5'].map((v): [string, Uint8Array, RegExp] => ['optimizerCount ' + v, withMeta({ optimizerCount: v }), /metadata\.optimizerCount must be a non-negative integer/]),
-      ['optimizerCount alone', withMeta({ optimizer: undefined }), /metadata\.optimizer and metadata\.optimizerCount go together, got only optimizerCount/],
-      ['optimizer alone', withMeta({ optimizerCount: undefined }), /metadata\.optimizer and metadata\.optimizerCount go together, got only optimizer/],
+      ...['-1', 'x', '2.5'].map((v): [string, Uint8Array, RegExp] => [
+        `optimizerCount ${v}`,
+        withMeta({ optimizerCount: v }),
+        /metadata\.optimizerCount must be a non-negative integer/,
+      ]),
+      [
+        'optimizerCount alone',
+        withMeta({ optimizer: undefined }),
+        /metadata\.optimizer and metadata\.optimizerCount go together, got only optimizerCount/,
+      ],
+      [
+        'optimizer alone',
+        withMeta({ optimizerCount: undefined }),
+        /metadata\.optimizer and metadata\.optimizerCount go together, got only optimizer/,
+      ],
       // optimizer
       ['optimizer not JSON', withMeta({ optimizer: '{' }), /metadata\.optimizer is not valid JSON/],
       ['optimizer array', withMeta({ optimizer: '[]' }), /metadata\.optimizer must be an object, got an array/],
       ['kind', withOptim({ kind: 'rmsprop' }), /metadata\.optimizer\.kind must be "adam" or "sgd", got "rmsprop"/],
       ['lr negative', withOptim({ lr: -1e-3 }), /metadata\.optimizer\.lr must be a finite number ≥ 0, got -0\.001/],
       ['lr string', withOptim({ lr: 'fast' }), /metadata\.optimizer\.lr must be a finite number ≥ 0, got "fast"/],
-      ['lr null (NaN)', withOptim({ lr: null }), /metadata\.optimizer\.lr must be a finite number ≥ 0, got null \(NaN and ±Infinity become null in JSON\)/],
-      ['lr missing', withOptim({ lr: undefined }), /metadata\.optimizer\.lr must be a finite number ≥ 0, got undefined/],
+      [
+        'lr null (NaN)',
+        withOptim({ lr: null }),
+        /metadata\.optimizer\.lr must be a finite number ≥ 0, got null \(NaN and ±Infinity become null in JSON\)/,
+      ],
+      [
+        'lr missing',
+        withOptim({ lr: undefined }),
+        /metadata\.optimizer\.lr must be a finite number ≥ 0, got undefined/,
+      ],
       ['b1 one', withOptim({ b1: 1 }), /metadata\.optimizer\.b1 must be a finite number in \[0, 1\), got 1/],
       ['b1 negative', withOptim({ b1: -0.1 }), /metadata\.optimizer\.b1 must be a finite number in \[0, 1\)/],
       ['b2 above', withOptim({ b2: 1.5 }), /metadata\.optimizer\.b2 must be a finite number in \[0, 1\)/],
-      ['eps and epsRoot zero', withOptim({ eps: 0, epsRoot: 0 }), /metadata\.optimizer\.eps and metadata\.optimizer\.epsRoot cannot both be 0/],
+      [
+        'eps and epsRoot zero',
+        withOptim({ eps: 0, epsRoot: 0 }),
+        /metadata\.optimizer\.eps and metadata\.optimizer\.epsRoot cannot both be 0/,
+      ],
       ['eps negative', withOptim({ eps: -1e-8 }), /metadata\.optimizer\.eps must be a finite number ≥ 0, got -1e-8/],
       ['eps string', withOptim({ eps: '1e-8' }), /metadata\.optimizer\.eps must be a finite number ≥ 0/],
-      ['epsRoot negative', withOptim({ epsRoot: -1 }), /metadata\.optimizer\.epsRoot must be a finite number ≥ 0, got -1/],
-      ['optimizer unknown key', withOptim({ weightDecay: 0.1 }), /metadata\.optimizer\.weightDecay is not a field of metadata\.optimizer/],
-      ['sgd momentum one', withMeta({ optimizer: '{"kind":"sgd","lr":0.1,"momentum":1,"nesterov":false}' }), /metadata\.optimizer\.momentum must be a finite number in \[0, 1\), got 1/],
-      ['sgd nesterov type', withMeta({ optimizer: '{"kind":"sgd","lr":0.1,"nesterov":"no"}' }), /metadata\.optimizer\.nesterov must be a boolean, got "no"/],
-      ['sgd nesterov alone', withMeta({ optimizer: '{"kind":"sgd","lr":0.1,"nesterov":true}' }), /metadata\.optimizer\.nesterov is true without metadata\.optimizer\.momentum/],
+      [
+        'epsRoot negative',
+        withOptim({ epsRoot: -1 }),
+        /metadata\.optimizer\.epsRoot must be a finite number ≥ 0, got -1/,
+      ],
+      [
+        'optimizer unknown key',
+        withOptim({ weightDecay: 0.1 }),
+        /metadata\.optimizer\.weightDecay is not a field of metadata\.optimizer/,
+      ],
+      [
+        'sgd momentum one',
+        withMeta({ optimizer: '{"kind":"sgd","lr":0.1,"momentum":1,"nesterov":false}' }),
+        /metadata\.optimizer\.momentum must be a finite number in \[0, 1\), got 1/,
+      ],
+      [
+        'sgd nesterov type',
+        withMeta({ optimizer: '{"kind":"sgd","lr":0.1,"nesterov":"no"}' }),
+        /metadata\.optimizer\.nesterov must be a boolean, got "no"/,
+      ],
+      [
+        'sgd nesterov alone',
+        withMeta({ optimizer: '{"kind":"sgd","lr":0.1,"nesterov":true}' }),
+        /metadata\.optimizer\.nesterov is true without metadata\.optimizer\.momentum/,
+      ],
       // extra and wpc train's log
       ['extra missing', withMeta({ extra: undefined }), /metadata\.extra is missing/],
       ['extra not JSON', withExtra('{'), /metadata\.extra is not valid JSON/],
@@ -381,26 +569,93 @@ describe('training checkpoints', () => {
       ['extra string', withExtra('"x"'), /metadata\.extra must be a plain JSON object, got "x"/],
       ['extra null', withExtra('null'), /metadata\.extra must be a plain JSON object, got null/],
       ['extra deep', withExtra(`{"x":${deep}}`), /metadata\.extra is nested more than 100 levels deep/],
-      ['settings', withExtra({ settings: [1] }), /metadata\.extra\.settings must be an object \(the run's settings\), got an array/],
-      ['curve object', withExtra({ curve: { step: 1 } }), /metadata\.extra\.curve must be an array of records, got an object/],
+      [
+        'settings',
+        withExtra({ settings: [1] }),
+        /metadata\.extra\.settings must be an object \(the run's settings\), got an array/,
+      ],
+      [
+        'curve object',
+        withExtra({ curve: { step: 1 } }),
+        /metadata\.extra\.curve must be an array of records, got an object/,
+      ],
       ['curve entry', withExtra({ curve: [3] }), /metadata\.extra\.curve\[0\] must be an object, got 3/],
-      ['curve loss null', curve({ loss: null }), /metadata\.extra\.curve\[0\]\.loss must be a finite number, got null \(NaN and ±Infinity become null in JSON\)/],
+      [
+        'curve loss null',
+        curve({ loss: null }),
+        /metadata\.extra\.curve\[0\]\.loss must be a finite number, got null \(NaN and ±Infinity become null in JSON\)/,
+      ],
       ['curve loss string', curve({ loss: '1' }), /metadata\.extra\.curve\[0\]\.loss must be a finite number, got "1"/],
-      ['curve step negative', curve({ step: -1 }), /metadata\.extra\.curve\[0\]\.step must be an integer in \[0, 4\], got -1/],
-      ['curve step past', curve({ step: 5 }), /metadata\.extra\.curve\[0\]\.step must be an integer in \[0, 4\], got 5/],
-      ['curve order', withExtra({ curve: [{ step: 3, loss: 1, inferenceSteps: 1, rejected: 0 }, { step: 3, loss: 1, inferenceSteps: 1, rejected: 0 }] }), /metadata\.extra\.curve\[1\]\.step must be above the previous entry's \(3\), got 3/],
-      ['curve inferenceSteps', curve({ inferenceSteps: 1.5 }), /metadata\.extra\.curve\[0\]\.inferenceSteps must be an integer/],
-      ['curve rejected', curve({ rejected: 4 }), /metadata\.extra\.curve\[0\]\.rejected must be an integer in \[0, 3\], got 4/],
+      [
+        'curve step negative',
+        curve({ step: -1 }),
+        /metadata\.extra\.curve\[0\]\.step must be an integer in \[0, 4\], got -1/,
+      ],
+      [
+        'curve step past',
+        curve({ step: 5 }),
+        /metadata\.extra\.curve\[0\]\.step must be an integer in \[0, 4\], got 5/,
+      ],
+      [
+        'curve order',
+        withExtra({
+          curve: [
+            { step: 3, loss: 1, inferenceSteps: 1, rejected: 0 },
+            { step: 3, loss: 1, inferenceSteps: 1, rejected: 0 },
+          ],
+        }),
+        /metadata\.extra\.curve\[1\]\.step must be above the previous entry's \(3\), got 3/,
+      ],
+      [
+        'curve inferenceSteps',
+        curve({ inferenceSteps: 1.5 }),
+        /metadata\.extra\.curve\[0\]\.inferenceSteps must be an integer/,
+      ],
+      [
+        'curve rejected',
+        curve({ rejected: 4 }),
+        /metadata\.extra\.curve\[0\]\.rejected must be an integer in \[0, 3\], got 4/,
+      ],
       ['tests object', withExtra({ tests: 'none' }), /metadata\.extra\.tests must be an array of records, got "none"/],
-      ['tests accuracy', tests({ accuracy: 101 }), /metadata\.extra\.tests\[0\]\.accuracy must be a finite number in \[0, 100\], got 101/],
-      ['tests accuracy null', tests({ accuracy: null }), /metadata\.extra\.tests\[0\]\.accuracy must be a finite number in \[0, 100\], got null/],
-      ['tests loss', tests({ loss: 'x' }), /metadata\.extra\.tests\[0\]\.loss must be a finite number or null, got "x"/],
+      [
+        'tests accuracy',
+        tests({ accuracy: 101 }),
+        /metadata\.extra\.tests\[0\]\.accuracy must be a finite number in \[0, 100\], got 101/,
+      ],
+      [
+        'tests accuracy null',
+        tests({ accuracy: null }),
+        /metadata\.extra\.tests\[0\]\.accuracy must be a finite number in \[0, 100\], got null/,
+      ],
+      [
+        'tests loss',
+        tests({ loss: 'x' }),
+        /metadata\.extra\.tests\[0\]\.loss must be a finite number or null, got "x"/,
+      ],
       ['tests step', tests({ step: 'x' }), /metadata\.extra\.tests\[0\]\.step must be an integer in \[0, 4\], got "x"/],
       // tensors: values
-      ['weights NaN', withTensor('layers.1.weight', (d) => (d[4] = NaN)), /tensor layers\.1\.weight must be finite, got NaN at index 4/],
-      ['bias Inf', withTensor('layers.2.bias', (d) => (d[1] = -Infinity)), /tensor layers\.2\.bias must be finite, got -Infinity at index 1/],
-      ['state NaN', withTensor('optimizer.state', (d) => (d[0] = NaN)), /tensor optimizer\.state must be finite, got NaN at index 0/],
-      ['Adam v negative', withTensor('optimizer.state', (d) => (d[model.paramCount + 2] = -0.5)), new RegExp(`tensor optimizer\\.state must be finite and ≥ 0 \\(Adam second moments\\), got -0\\.5 at index ${model.paramCount + 2}`)],
+      [
+        'weights NaN',
+        withTensor('layers.1.weight', (d) => (d[4] = NaN)),
+        /tensor layers\.1\.weight must be finite, got NaN at index 4/,
+      ],
+      [
+        'bias Inf',
+        withTensor('layers.2.bias', (d) => (d[1] = -Infinity)),
+        /tensor layers\.2\.bias must be finite, got -Infinity at index 1/,
+      ],
+      [
+        'state NaN',
+        withTensor('optimizer.state', (d) => (d[0] = NaN)),
+        /tensor optimizer\.state must be finite, got NaN at index 0/,
+      ],
+      [
+        'Adam v negative',
+        withTensor('optimizer.state', (d) => (d[model.paramCount + 2] = -0.5)),
+        new RegExp(
+          `tensor optimizer\\.state must be finite and ≥ 0 \\(Adam second moments\\), got -0\\.5 at index ${model.paramCount + 2}`,
+        ),
+      ],
     ];
     for (const [name, bytes, message] of cases) {
       const m = refusal(() => restoreTrainingCheckpoint(rt, bytes, 'ck'), name);
@@ -408,7 +663,10 @@ describe('training checkpoints', () => {
       expect(m, name).toMatch(/^ck: /);
     }
     // Adam's m may be negative; only v is a second moment.
-    const negativeM = restoreTrainingCheckpoint(rt, withTensor('optimizer.state', (d) => (d[0] = -1)));
+    const negativeM = restoreTrainingCheckpoint(
+      rt,
+      withTensor('optimizer.state', (d) => (d[0] = -1)),
+    );
     negativeM.model.dispose();
     negativeM.optState!.dispose();
     expect(allocated()).toEqual(before);
@@ -424,11 +682,26 @@ describe('training checkpoints', () => {
     cycle.self = cycle;
     // (An optimiser a checkpoint would refuse cannot be made: adam and sgd check the same ranges.)
     const cases: [object, RegExp][] = [
-      [{ extra: { curve: [{ step: 1, loss: NaN, inferenceSteps: 1, rejected: 0 }] } }, /^trainingCheckpoint: options\.extra\.curve\[0\]\.loss must be a finite number, got null \(NaN/],
-      [{ extra: { curve: [{ step: 2, loss: 1, inferenceSteps: 1, rejected: 0 }] } }, /^trainingCheckpoint: options\.extra\.curve\[0\]\.step must be an integer in \[0, 1\], got 2/],
+      [
+        { extra: { curve: [{ step: 1, loss: NaN, inferenceSteps: 1, rejected: 0 }] } },
+        /^trainingCheckpoint: options\.extra\.curve\[0\]\.loss must be a finite number, got null \(NaN/,
+      ],
+      [
+        { extra: { curve: [{ step: 2, loss: 1, inferenceSteps: 1, rejected: 0 }] } },
+        /^trainingCheckpoint: options\.extra\.curve\[0\]\.step must be an integer in \[0, 1\], got 2/,
+      ],
       [{ extra: { big: 10n } }, /^trainingCheckpoint: options\.extra must be JSON-serialisable/],
       [{ extra: cycle }, /^trainingCheckpoint: options\.extra must be JSON-serialisable/],
-      [{ extra: { get x() { throw new Error('boom'); } } }, /^trainingCheckpoint: options\.extra must be JSON-serialisable: boom/],
+      [
+        {
+          extra: {
+            get x() {
+              throw new Error('boom');
+            },
+          },
+        },
+        /^trainingCheckpoint: options\.extra must be JSON-serialisable: boom/,
+      ],
       [{ extra: new Date(0) }, /^trainingCheckpoint: options\.extra must be a plain JSON object, got "1970/],
       [{ stepp: 1 }, /^trainingCheckpoint: unknown option "stepp"/],
     ];
@@ -439,7 +712,9 @@ describe('training checkpoints', () => {
     }
     // A diverged model is never written over the last good checkpoint.
     rt.device.queue.writeBuffer(model.params, 4, Float32Array.from([NaN]));
-    await expect(saveCheckpoint(path, model, { step: 2 })).rejects.toThrow(/^trainingCheckpoint: the model's layers\.0\.weight must be finite, got NaN at index 1/);
+    await expect(saveCheckpoint(path, model, { step: 2 })).rejects.toThrow(
+      /^trainingCheckpoint: the model's layers\.0\.weight must be finite, got NaN at index 1/,
+    );
     expect(Buffer.compare(await readFile(path), first)).toBe(0);
     expect((await readdir(dir)).filter((f) => f.startsWith('refuse.safetensors.'))).toEqual([]);
     model.dispose();
@@ -453,10 +728,14 @@ describe('training checkpoints', () => {
     const before = allocated();
     const v1 = uncheckedFile(tensors, { ...metadata, version: '1' });
     expect(decodeSafetensors(v1).verified).toBe(false);
-    expect(refusal(() => restoreTrainingCheckpoint(rt, v1, 'old'))).toMatch(/^old: a version-1 checkpoint, written before checkpoints carried a checksum: .*allowUnverified: true/);
+    expect(refusal(() => restoreTrainingCheckpoint(rt, v1, 'old'))).toMatch(
+      /^old: a version-1 checkpoint, written before checkpoints carried a checksum: .*allowUnverified: true/,
+    );
     const file = join(dir, 'v1.safetensors');
     await writeFile(file, v1);
-    await expect(loadCheckpoint(rt, file)).rejects.toThrow(/^loadCheckpoint: .*v1\.safetensors: a version-1 checkpoint/);
+    await expect(loadCheckpoint(rt, file)).rejects.toThrow(
+      /^loadCheckpoint: .*v1\.safetensors: a version-1 checkpoint/,
+    );
     expect(allocated()).toEqual(before);
     const r = await loadCheckpoint(rt, file, { allowUnverified: true });
     expect(r.step).toBe(3);
@@ -465,10 +744,16 @@ describe('training checkpoints', () => {
     r.optState!.dispose();
     // The other checks still apply to it; a version-2 file without its checksum is corrupt whatever the option.
     const badV1 = uncheckedFile(tensors, { ...metadata, version: '1', step: '-2' });
-    expect(refusal(() => restoreTrainingCheckpoint(rt, badV1, 'old', { allowUnverified: true }))).toMatch(/^old: metadata\.step must be a non-negative integer/);
+    expect(refusal(() => restoreTrainingCheckpoint(rt, badV1, 'old', { allowUnverified: true }))).toMatch(
+      /^old: metadata\.step must be a non-negative integer/,
+    );
     const v2 = uncheckedFile(tensors, metadata);
-    expect(refusal(() => restoreTrainingCheckpoint(rt, v2, 'new', { allowUnverified: true }))).toMatch(/^new: corrupt: no checksum/);
-    expect(refusal(() => restoreTrainingCheckpoint(rt, v1, 'old', { allowUnverified: 1 } as never))).toMatch(/^restoreTrainingCheckpoint: options\.allowUnverified must be a boolean, got 1/);
+    expect(refusal(() => restoreTrainingCheckpoint(rt, v2, 'new', { allowUnverified: true }))).toMatch(
+      /^new: corrupt: no checksum/,
+    );
+    expect(refusal(() => restoreTrainingCheckpoint(rt, v1, 'old', { allowUnverified: 1 } as never))).toMatch(
+      /^restoreTrainingCheckpoint: options\.allowUnverified must be a boolean, got 1/,
+    );
     expect(allocated()).toEqual(before);
     for (const t of [model, optState]) t.dispose();
   });
@@ -478,7 +763,9 @@ describe('training checkpoints', () => {
     const path = join(dir, 'atomic.safetensors');
     await saveCheckpoint(path, model, { step: 1 });
     const first = await readFile(path);
-    await expect(saveCheckpoint(path, model, { step: -3 })).rejects.toThrow(/options\.step must be a non-negative integer/);
+    await expect(saveCheckpoint(path, model, { step: -3 })).rejects.toThrow(
+      /options\.step must be a non-negative integer/,
+    );
     await expect(saveCheckpoint(join(dir, 'no-such-dir', 'x.safetensors'), model)).rejects.toThrow(/ENOENT/);
     expect(Buffer.compare(await readFile(path), first)).toBe(0);
     expect((await readdir(dir)).filter((f) => f.includes('.wpc-tmp-'))).toEqual([]);

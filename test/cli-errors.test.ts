@@ -30,10 +30,15 @@ let dir: string;
 
 function wpc(args: string[]): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { cwd: dir, timeout: 120_000, maxBuffer: 1 << 24 }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
-      resolve({ code, stdout, lines: stderr.split('\n').filter((l) => l !== '' && !DAWN_NOTICE.test(l)) });
-    });
+    execFile(
+      process.execPath,
+      [CLI, ...args],
+      { cwd: dir, timeout: 120_000, maxBuffer: 1 << 24 },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
+        resolve({ code, stdout, lines: stderr.split('\n').filter((l) => l !== '' && !DAWN_NOTICE.test(l)) });
+      },
+    );
   });
 }
 
@@ -66,14 +71,22 @@ beforeAll(async () => {
   await symlink('train-images-idx3-ubyte.gz', join(dir, 'data-loop/mnist/train-images-idx3-ubyte.gz'));
   await mkdir(join(dir, 'data-junk/mnist'), { recursive: true });
   const junk = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
-  for (const f of ['train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte']) {
+  for (const f of [
+    'train-images-idx3-ubyte',
+    'train-labels-idx1-ubyte',
+    't10k-images-idx3-ubyte',
+    't10k-labels-idx1-ubyte',
+  ]) {
     await writeFile(join(dir, 'data-junk/mnist', f), junk);
   }
   await writeFile(join(dir, 'junk.json'), junk);
   // A generator for `wpc sample` (label → 28×28 image).
   const rt = await init();
   try {
-    await saveModel(makeMlp(rt, { seed: 1, inputDim: 10, width: 8, depth: 2, outputDim: 784, actFn: 'relu' }), join(dir, 'gen.json'));
+    await saveModel(
+      makeMlp(rt, { seed: 1, inputDim: 10, width: 8, depth: 2, outputDim: 784, actFn: 'relu' }),
+      join(dir, 'gen.json'),
+    );
     storageFloats = Math.min(rt.limits.maxStorageBufferBindingSize, rt.limits.maxBufferSize) / 4;
   } finally {
     rt.dispose();
@@ -99,9 +112,15 @@ describe('usage errors: exit 2, one line', () => {
       [['--max-t1', '0'], /--max-t1 must be a positive number/],
       [['--max-t1', '1e39'], /--max-t1 must be at most .*float32/],
       [['--dt=-1'], /--dt must be a positive number/],
-      [['--solver', 'euler', '--dt', '1e-7'], /--dt 1e-7 needs more than 262,144 constant steps to reach --max-t1 = 20, more than --max-steps = 4096/],
+      [
+        ['--solver', 'euler', '--dt', '1e-7'],
+        /--dt 1e-7 needs more than 262,144 constant steps to reach --max-t1 = 20, more than --max-steps = 4096/,
+      ],
       [['--solver', 'euler', '--dt', '0.004'], /--dt 0\.004 needs 5000 constant steps/],
-      [['--solver', 'dopri8', '--controller', 'constant', '--dt', '0.0001', '--max-steps', '262144'], /--dt 0\.0001 is too small .* stage records/],
+      [
+        ['--solver', 'dopri8', '--controller', 'constant', '--dt', '0.0001', '--max-steps', '262144'],
+        /--dt 0\.0001 is too small .* stage records/,
+      ],
       [['--rtol=-1'], /--rtol must be a non-negative number/],
       [['--atol', 'x'], /--atol must be a non-negative number/],
       [['--rtol', '0', '--atol', '0'], /--rtol and --atol cannot both be 0/],
@@ -140,19 +159,43 @@ describe('usage errors: exit 2, one line', () => {
     await expectOneLine(['frobnicate'], 2, /unknown command "frobnicate"/);
     await expectOneLine(['info', 'extra'], 2, /info takes no arguments/);
     await expectOneLine(['sample'], 2, /--model FILE .* is required/);
-    await expectOneLine(['sample', '--model', 'gen.json', '--out', 'x.png', '--scale', '17'], 2, /--scale must be an integer in 1\.\.16/);
-    await expectOneLine(['sample', '--model', 'gen.json', '--out', 'x.png', '--rows', '1e20'], 2, /--rows must be a positive integer/);
-    await expectOneLine(['sample', '--model', 'gen.json', '--out', 'x.png', '--rows', '100000'], 2, /--rows 100000 and --scale 3 make a .* image, more than 268,435,456 pixels/);
-    await expectOneLine(['reproduce', 'runtime', '--hidden', '99999999999999999999'], 2, /--hidden must be a comma-separated list/);
-    await expectOneLine(['reproduce', 'runtime', '--hidden', '3,10000'], 2, /--hidden 10000 makes a network of more than 10000 layers/);
-    await expectOneLine(['reproduce', 'runtime', '--max-steps', '1e9'], 2, /--max-steps must be an integer in 1\.\.262,144/);
+    await expectOneLine(
+      ['sample', '--model', 'gen.json', '--out', 'x.png', '--scale', '17'],
+      2,
+      /--scale must be an integer in 1\.\.16/,
+    );
+    await expectOneLine(
+      ['sample', '--model', 'gen.json', '--out', 'x.png', '--rows', '1e20'],
+      2,
+      /--rows must be a positive integer/,
+    );
+    await expectOneLine(
+      ['sample', '--model', 'gen.json', '--out', 'x.png', '--rows', '100000'],
+      2,
+      /--rows 100000 and --scale 3 make a .* image, more than 268,435,456 pixels/,
+    );
+    await expectOneLine(
+      ['reproduce', 'runtime', '--hidden', '99999999999999999999'],
+      2,
+      /--hidden must be a comma-separated list/,
+    );
+    await expectOneLine(
+      ['reproduce', 'runtime', '--hidden', '3,10000'],
+      2,
+      /--hidden 10000 makes a network of more than 10000 layers/,
+    );
+    await expectOneLine(
+      ['reproduce', 'runtime', '--max-steps', '1e9'],
+      2,
+      /--max-steps must be an integer in 1\.\.262,144/,
+    );
     await expectOneLine(['reproduce', 'runtime', '--dt', '1e39', '--solvers', 'heun'], 2, /--dt must be at most/);
     await expectOneLine(['reproduce', 'theory', '--max-t1', '1e39'], 2, /--max-t1 must be at most/);
     await expectOneLine(['reproduce', 'theory', '--hidden', '10000'], 2, /--hidden must be an integer in 1\.\.9,999/);
     await expectOneLine(['reproduce', 'nothing'], 2, /unknown study/);
   });
 
-  it('output files and folders are checked before anything runs: --out, --save, --samples, --checkpoint, sample --out, the studies\' --out', async () => {
+  it("output files and folders are checked before anything runs: --out, --save, --samples, --checkpoint, sample --out, the studies' --out", async () => {
     const data = ['--data-dir', DATA_DIR];
     const gen = ['--task', 'generative'];
     const cases: [string[], RegExp][] = [
@@ -163,30 +206,69 @@ describe('usage errors: exit 2, one line', () => {
       [[...data, '--out', ''], /--out needs a file name/],
       [[...data, '--save', 'missing/model.json'], /--save missing\/model\.json: the folder missing does not exist/],
       [[...data, '--save', 'folder'], /--save folder is a folder/],
-      [[...data, ...gen, '--samples', 'missing/digits.png'], /--samples missing\/digits\.png: the folder missing does not exist/],
+      [
+        [...data, ...gen, '--samples', 'missing/digits.png'],
+        /--samples missing\/digits\.png: the folder missing does not exist/,
+      ],
       [[...data, ...gen, '--samples', 'fifo'], /--samples fifo is not a regular file/],
       [[...data, '--checkpoint', 'missing/ck'], /--checkpoint missing\/ck: the folder missing does not exist/],
       [[...data, '--checkpoint', 'file.txt'], /--checkpoint file\.txt is not a folder/],
     ];
     for (const [args, message] of cases) await expectOneLine(['train', ...args], 2, message);
-    await expectOneLine(['sample', '--model', 'gen.json', '--out', 'missing/x.png'], 2, /--out missing\/x\.png: the folder missing does not exist/);
+    await expectOneLine(
+      ['sample', '--model', 'gen.json', '--out', 'missing/x.png'],
+      2,
+      /--out missing\/x\.png: the folder missing does not exist/,
+    );
     await expectOneLine(['sample', '--model', 'gen.json', '--out', 'folder'], 2, /--out folder is a folder/);
-    await expectOneLine(['reproduce', 'runtime', '--out', 'file.txt/sub'], 2, /--out file\.txt\/sub: file\.txt is not a folder/);
-    await expectOneLine(['reproduce', 'theory', '--out', 'file.txt', '--data-dir', DATA_DIR], 2, /--out file\.txt is not a folder/);
+    await expectOneLine(
+      ['reproduce', 'runtime', '--out', 'file.txt/sub'],
+      2,
+      /--out file\.txt\/sub: file\.txt is not a folder/,
+    );
+    await expectOneLine(
+      ['reproduce', 'theory', '--out', 'file.txt', '--data-dir', DATA_DIR],
+      2,
+      /--out file\.txt is not a folder/,
+    );
   });
 });
 
 describe('runtime errors: exit 1, one line', () => {
   it('sizes past the device: --width 1e6 and 1e9, a --batch whose workspace does not fit, sample --rows', async () => {
-    await expectOneLine(['train', '--width', '1e6'], 1, /--width 1000000 with --hidden 3 is too large: .*maxStorageBufferBindingSize/);
+    await expectOneLine(
+      ['train', '--width', '1e6'],
+      1,
+      /--width 1000000 with --hidden 3 is too large: .*maxStorageBufferBindingSize/,
+    );
     await expectOneLine(['train', '--width', '1e9'], 1, /--width 1000000000 with --hidden 3 is too large/);
-    await expectOneLine(['train', '--batch', '100000'], 1, /--batch 100000 is too large: .* working memory .* at most \d+ rows fit/);
+    await expectOneLine(
+      ['train', '--batch', '100000'],
+      1,
+      /--batch 100000 is too large: .* working memory .* at most \d+ rows fit/,
+    );
     // Parameters that fit one storage buffer while Adam's state (two moments per parameter, one buffer) does not.
     const width = Math.floor((0.75 * storageFloats) / (784 + 10));
-    await expectOneLine(['train', '--hidden', '1', '--width', String(width)], 1, new RegExp(`--width ${width} with --hidden 1 is too large: .* for adam's 2 moment\\(s\\) per value`));
-    await expectOneLine(['train', '--task', 'generative', '--width', '5000', '--hidden', '1', '--batch', '1000'], 1, /--batch 1000 is too large/);
-    await expectOneLine(['sample', '--model', 'gen.json', '--out', 'x.png', '--labels', '0', '--rows', '20000'], 1, /--rows 20000 \(20000 images\) is too large/);
-    await expectOneLine(['reproduce', 'runtime', '--width', '1e6', '--hidden', '3'], 1, /--width 1000000 with --hidden 3 is too large/);
+    await expectOneLine(
+      ['train', '--hidden', '1', '--width', String(width)],
+      1,
+      new RegExp(`--width ${width} with --hidden 1 is too large: .* for adam's 2 moment\\(s\\) per value`),
+    );
+    await expectOneLine(
+      ['train', '--task', 'generative', '--width', '5000', '--hidden', '1', '--batch', '1000'],
+      1,
+      /--batch 1000 is too large/,
+    );
+    await expectOneLine(
+      ['sample', '--model', 'gen.json', '--out', 'x.png', '--labels', '0', '--rows', '20000'],
+      1,
+      /--rows 20000 \(20000 images\) is too large/,
+    );
+    await expectOneLine(
+      ['reproduce', 'runtime', '--width', '1e6', '--hidden', '3'],
+      1,
+      /--width 1000000 with --hidden 3 is too large/,
+    );
     await expectOneLine(['reproduce', 'theory', '--batch', '100000'], 1, /--batch 100000 is too large/);
   });
 

@@ -6,11 +6,60 @@ import { join } from 'node:path';
 import { DATA_DIR, ROOT, wpc } from './cli-run.js';
 
 const FLAGS = [
-  'dataset', 'data-dir', 'hidden', 'width', 'act', 'bias', 'loss', 'solver', 'controller', 'max-t1', 'dt', 'rtol', 'atol',
-  'steady-state', 'max-steps', 'poll-every', 'steps', 'activity-lr', 'batch', 'lr', 'epochs', 'max-batches', 'test-every',
-  'seed', 'tiles', 'out', 'quiet', 'help', 'task', 'test-max-t1', 'test-batches', 'save', 'samples', 'checkpoint', 'checkpoint-every', 'resume',
+  'dataset',
+  'data-dir',
+  'hidden',
+  'width',
+  'act',
+  'bias',
+  'loss',
+  'solver',
+  'controller',
+  'max-t1',
+  'dt',
+  'rtol',
+  'atol',
+  'steady-state',
+  'max-steps',
+  'poll-every',
+  'steps',
+  'activity-lr',
+  'batch',
+  'lr',
+  'epochs',
+  'max-batches',
+  'test-every',
+  'seed',
+  'tiles',
+  'out',
+  'quiet',
+  'help',
+  'task',
+  'test-max-t1',
+  'test-batches',
+  'save',
+  'samples',
+  'checkpoint',
+  'checkpoint-every',
+  'resume',
 ];
-const STUDY_FLAGS = ['datasets', 'data-dir', 'hidden', 'solvers', 'max-t1', 'dt', 'batches', 'width', 'batch', 'max-steps', 'timing', 'seed', 'out', 'quiet', 'help'];
+const STUDY_FLAGS = [
+  'datasets',
+  'data-dir',
+  'hidden',
+  'solvers',
+  'max-t1',
+  'dt',
+  'batches',
+  'width',
+  'batch',
+  'max-steps',
+  'timing',
+  'seed',
+  'out',
+  'quiet',
+  'help',
+];
 
 describe('wpc train', () => {
   it('--help documents every flag and exits 0', async () => {
@@ -27,7 +76,10 @@ describe('wpc train', () => {
       [['--batch', '0'], /--batch must be a positive integer, got "0"/],
       [['--lr', 'fast'], /--lr must be a positive number, got "fast"/],
       [['--solver', 'euler', '--controller', 'pid'], /--solver euler has no error estimate/],
-      [['--solver', 'rk4'], /--solver must be one of euler, heun, midpoint, ralston, bosh3, tsit5, dopri5, dopri8, sgd, adam/],
+      [
+        ['--solver', 'rk4'],
+        /--solver must be one of euler, heun, midpoint, ralston, bosh3, tsit5, dopri5, dopri8, sgd, adam/,
+      ],
       [['--steps', '5'], /--steps and --activity-lr are for discrete inference/],
       [['--steady-state', '0'], /--steady-state must be a positive tolerance/],
       [['--dataset', 'cifar10'], /--dataset must be one of mnist, fashion-mnist/],
@@ -51,7 +103,27 @@ describe('wpc train', () => {
     const dir = await mkdtemp(join(tmpdir(), 'wpc-cli-'));
     try {
       const out = join(dir, 'run.json');
-      const r = await wpc(['train', '--dataset', 'mnist', '--data-dir', DATA_DIR, '--hidden', '1', '--width', '64', '--batch', '32', '--max-batches', '20', '--test-every', '10', '--seed', '3', '--out', out]);
+      const r = await wpc([
+        'train',
+        '--dataset',
+        'mnist',
+        '--data-dir',
+        DATA_DIR,
+        '--hidden',
+        '1',
+        '--width',
+        '64',
+        '--batch',
+        '32',
+        '--max-batches',
+        '20',
+        '--test-every',
+        '10',
+        '--seed',
+        '3',
+        '--out',
+        out,
+      ]);
       expect(r.code, r.stderr).toBe(0);
       const lines = r.stdout.trim().split('\n');
       expect(lines).toHaveLength(1);
@@ -67,21 +139,65 @@ describe('wpc train', () => {
       expect(run.curve.loss.every((v: number) => Number.isFinite(v) && v > 0)).toBe(true);
       expect(run.tests.map((t: { step: number }) => t.step)).toEqual([10, 20]);
       expect(run.tests.at(-1).accuracy).toBeCloseTo(summary.testAccuracy, 3);
-      expect(run.settings).toMatchObject({ hidden: 1, width: 64, batch: 32, solver: 'heun', controller: 'pid', maxT1: 20, dt: 0.05 });
+      expect(run.settings).toMatchObject({
+        hidden: 1,
+        width: 64,
+        batch: 32,
+        solver: 'heun',
+        controller: 'pid',
+        maxT1: 20,
+        dt: 0.05,
+      });
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
   });
 
   it('--tiles picks the matmul layout, and one the device refuses is a usage error naming the flag', async () => {
-    const bad = await wpc(['train', '--data-dir', DATA_DIR, '--tiles', '{"wg":8,"tm":64,"tn":4}', '--max-batches', '1']);
+    const bad = await wpc([
+      'train',
+      '--data-dir',
+      DATA_DIR,
+      '--tiles',
+      '{"wg":8,"tm":64,"tn":4}',
+      '--max-batches',
+      '1',
+    ]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/--tiles: options\.kernels\.tiles\.tm must be an integer in \[1, 32\], got 64/);
-    const matrix = await wpc(['train', '--data-dir', DATA_DIR, '--tiles', '{"wg":8,"tm":1,"tn":1,"matrix":"f16"}', '--max-batches', '1']);
+    const matrix = await wpc([
+      'train',
+      '--data-dir',
+      DATA_DIR,
+      '--tiles',
+      '{"wg":8,"tm":1,"tn":1,"matrix":"f16"}',
+      '--max-batches',
+      '1',
+    ]);
     expect(matrix.code).toBe(2);
-    expect(matrix.stderr).toMatch(/--tiles: options\.kernels\.tiles\.matrix needs the "chromium-experimental-subgroup-matrix" feature/);
+    expect(matrix.stderr).toMatch(
+      /--tiles: options\.kernels\.tiles\.matrix needs the "chromium-experimental-subgroup-matrix" feature/,
+    );
     // The blocked CPU layout trains as well as the default (8 invocations of 16×8 blocks).
-    const r = await wpc(['train', '--data-dir', DATA_DIR, '--hidden', '1', '--width', '64', '--batch', '32', '--max-batches', '20', '--test-every', '0', '--seed', '3', '--tiles', '{"wg":8,"tm":16,"tn":8}']);
+    const r = await wpc([
+      'train',
+      '--data-dir',
+      DATA_DIR,
+      '--hidden',
+      '1',
+      '--width',
+      '64',
+      '--batch',
+      '32',
+      '--max-batches',
+      '20',
+      '--test-every',
+      '0',
+      '--seed',
+      '3',
+      '--tiles',
+      '{"wg":8,"tm":16,"tn":8}',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout.trim()).testAccuracy).toBeGreaterThan(30);
   });
@@ -110,14 +226,27 @@ describe('wpc reproduce runtime', () => {
     }
     expect((await wpc(['reproduce', 'nothing'])).code).toBe(2);
   });
-
 });
 
 describe('wpc reproduce theory', () => {
   it('--help documents every flag; bad flags exit 2', async () => {
     const r = await wpc(['reproduce', 'theory', '--help']);
     expect(r.code).toBe(0);
-    for (const flag of ['dataset', 'data-dir', 'max-t1', 'iters', 'test-every', 'test-images', 'hidden', 'width', 'batch', 'lr', 'seed', 'out', 'quiet']) {
+    for (const flag of [
+      'dataset',
+      'data-dir',
+      'max-t1',
+      'iters',
+      'test-every',
+      'test-images',
+      'hidden',
+      'width',
+      'batch',
+      'lr',
+      'seed',
+      'out',
+      'quiet',
+    ]) {
       expect(r.stdout, `--${flag}`).toContain(`--${flag}`);
     }
     for (const [args, message] of [
@@ -128,14 +257,34 @@ describe('wpc reproduce theory', () => {
       const bad = await wpc(['reproduce', 'theory', ...args]);
       expect(bad.code, args.join(' ')).toBe(2);
       expect(bad.stderr).toMatch(message);
-      expect(bad.stderr).toContain("wpc reproduce theory --help");
+      expect(bad.stderr).toContain('wpc reproduce theory --help');
     }
   });
 
   it('trains a linear network per T and writes the CSV and Figure 2; the numerical energy nears the theory as T grows', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'wpc-theory-'));
     try {
-      const r = await wpc(['reproduce', 'theory', '--data-dir', DATA_DIR, '--hidden', '3', '--width', '32', '--iters', '4', '--test-every', '2', '--test-images', '500', '--max-t1', '2,100', '--out', dir, '--quiet']);
+      const r = await wpc([
+        'reproduce',
+        'theory',
+        '--data-dir',
+        DATA_DIR,
+        '--hidden',
+        '3',
+        '--width',
+        '32',
+        '--iters',
+        '4',
+        '--test-every',
+        '2',
+        '--test-images',
+        '500',
+        '--max-t1',
+        '2,100',
+        '--out',
+        dir,
+        '--quiet',
+      ]);
       expect(r.code, r.stderr).toBe(0);
       const summary = JSON.parse(r.stdout.trim().split('\n').pop()!);
       expect(summary.gaps.map((g: { maxT1: number }) => g.maxT1)).toEqual([2, 100]);
@@ -163,7 +312,8 @@ describe('wpc reproduce theory', () => {
 describe('wpc --version', () => {
   it('prints the package version (-v too), which --help also shows; extra arguments are a usage error', async () => {
     const { version } = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8'));
-    for (const flag of ['--version', '-v']) expect(await wpc([flag]), flag).toEqual({ code: 0, stdout: `${version}\n`, stderr: '' });
+    for (const flag of ['--version', '-v'])
+      expect(await wpc([flag]), flag).toEqual({ code: 0, stdout: `${version}\n`, stderr: '' });
     const help = await wpc(['--help']);
     expect(help.code).toBe(0);
     expect(help.stdout).toContain(`-v, --version      print the version (${version})`);
@@ -199,8 +349,34 @@ describe('wpc train --task generative and wpc sample', () => {
       const model = join(dir, 'gen.json');
       const samples = join(dir, 'digits.png');
       const r = await wpc([
-        'train', '--task', 'generative', '--data-dir', DATA_DIR, '--hidden', '1', '--width', '32', '--act', 'relu', '--bias', '--batch', '32',
-        '--max-batches', '6', '--max-t1', '10', '--test-every', '0', '--test-batches', '2', '--test-max-t1', '10', '--save', model, '--samples', samples,
+        'train',
+        '--task',
+        'generative',
+        '--data-dir',
+        DATA_DIR,
+        '--hidden',
+        '1',
+        '--width',
+        '32',
+        '--act',
+        'relu',
+        '--bias',
+        '--batch',
+        '32',
+        '--max-batches',
+        '6',
+        '--max-t1',
+        '10',
+        '--test-every',
+        '0',
+        '--test-batches',
+        '2',
+        '--test-max-t1',
+        '10',
+        '--save',
+        model,
+        '--samples',
+        samples,
       ]);
       expect(r.code, r.stderr).toBe(0);
       const summary = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
@@ -208,12 +384,30 @@ describe('wpc train --task generative and wpc sample', () => {
       expect(summary.testAccuracy).toBeGreaterThanOrEqual(0);
       expect(r.stderr).toContain('(inferred labels) over 64 test images');
       const checkpoint = JSON.parse(await readFile(model, 'utf8'));
-      expect(checkpoint).toMatchObject({ format: 'wpc-model', dims: [10, 32, 784], actFn: 'relu', useBias: true, meta: { task: 'generative', steps: 6 } });
+      expect(checkpoint).toMatchObject({
+        format: 'wpc-model',
+        dims: [10, 32, 784],
+        actFn: 'relu',
+        useBias: true,
+        meta: { task: 'generative', steps: 6 },
+      });
       const { decode } = await import('fast-png');
       expect(decode(await readFile(samples)).width).toBeGreaterThan(280);
 
       const out = join(dir, 'more.png');
-      const s = await wpc(['sample', '--model', model, '--out', out, '--labels', '3,1,4', '--rows', '2', '--scale', '1']);
+      const s = await wpc([
+        'sample',
+        '--model',
+        model,
+        '--out',
+        out,
+        '--labels',
+        '3,1,4',
+        '--rows',
+        '2',
+        '--scale',
+        '1',
+      ]);
       expect(s.code, s.stderr).toBe(0);
       expect(JSON.parse(s.stdout)).toEqual({ out, images: 6, labels: [3, 1, 4] });
       const png = decode(await readFile(out));
@@ -231,13 +425,53 @@ describe('wpc train --task generative and wpc sample', () => {
       expect(missing.code).toBe(1);
       expect(missing.stderr).toMatch(/cannot read/);
       const classifier = join(dir, 'clf.json');
-      const t = await wpc(['train', '--data-dir', DATA_DIR, '--hidden', '1', '--width', '16', '--batch', '32', '--max-batches', '2', '--test-every', '0', '--save', classifier]);
+      const t = await wpc([
+        'train',
+        '--data-dir',
+        DATA_DIR,
+        '--hidden',
+        '1',
+        '--width',
+        '16',
+        '--batch',
+        '32',
+        '--max-batches',
+        '2',
+        '--test-every',
+        '0',
+        '--save',
+        classifier,
+      ]);
       expect(t.code, t.stderr).toBe(0);
       const r = await wpc(['sample', '--model', classifier, '--out', join(dir, 'x.png')]);
       expect(r.code).toBe(2);
       expect(r.stderr).toMatch(/predicts 10 values, not a square image/);
       const gen = join(dir, 'g.json');
-      await wpc(['train', '--task', 'generative', '--data-dir', DATA_DIR, '--hidden', '1', '--width', '8', '--batch', '32', '--max-batches', '1', '--max-t1', '1', '--test-every', '0', '--test-batches', '1', '--test-max-t1', '1', '--save', gen]);
+      await wpc([
+        'train',
+        '--task',
+        'generative',
+        '--data-dir',
+        DATA_DIR,
+        '--hidden',
+        '1',
+        '--width',
+        '8',
+        '--batch',
+        '32',
+        '--max-batches',
+        '1',
+        '--max-t1',
+        '1',
+        '--test-every',
+        '0',
+        '--test-batches',
+        '1',
+        '--test-max-t1',
+        '1',
+        '--save',
+        gen,
+      ]);
       const labels = await wpc(['sample', '--model', gen, '--out', join(dir, 'x.png'), '--labels', '3,12']);
       expect(labels.code).toBe(2);
       expect(labels.stderr).toMatch(/--labels must be a comma-separated list of labels in 0..9, got "12"/);

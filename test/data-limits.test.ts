@@ -45,7 +45,12 @@ afterAll(async () => {
   await rm(tmp, { recursive: true, force: true });
 });
 
-const goodLabels = gzipSync(idxBytes([10000], Array.from({ length: 10000 }, (_, i) => (i * 7) % 10)));
+const goodLabels = gzipSync(
+  idxBytes(
+    [10000],
+    Array.from({ length: 10000 }, (_, i) => (i * 7) % 10),
+  ),
+);
 const goodImages = () => gzipSync(idxBytes([10000, 28, 28], new Uint8Array(10000 * 784)));
 
 /** A file's bytes, a function that makes it, or null for no file. */
@@ -93,7 +98,10 @@ function openFilesUnder(dir: string): string[] {
 function expectOnlyUserPaths(message: string, allowed: string[]): void {
   expect(message).not.toContain(`${BUILD_PARENT}/`);
   for (const [, path] of message.matchAll(/(?:^|[\s(])(\/[^\s,;:)]*)/g)) {
-    expect(allowed.some((a) => path!.startsWith(a)), `${path} in: ${message}`).toBe(true);
+    expect(
+      allowed.some((a) => path!.startsWith(a)),
+      `${path} in: ${message}`,
+    ).toBe(true);
   }
 }
 
@@ -149,7 +157,9 @@ describe('gzip bombs and oversized files (loadDataset)', () => {
     expect(bomb.length).toBeLessThan(2 * MiB);
     const root = await splitDir({ 't10k-images-idx3-ubyte.gz': bomb });
     const err = await boundedRefusal(root);
-    expect(err.message).toMatch(/t10k-images-idx3-ubyte\.gz: trailing garbage after IDX data: header says 10000×28×28 unsigned bytes, so expected 7840016 bytes/);
+    expect(err.message).toMatch(
+      /t10k-images-idx3-ubyte\.gz: trailing garbage after IDX data: header says 10000×28×28 unsigned bytes, so expected 7840016 bytes/,
+    );
     expect(err.file).toBe(join(root, 'mnist', 't10k-images-idx3-ubyte.gz'));
     expect(stoppedAt(err.message)).toBeLessThanOrEqual(TEST_IMAGES_BYTES + MiB);
   }, 60_000);
@@ -162,21 +172,31 @@ describe('gzip bombs and oversized files (loadDataset)', () => {
     ] as const) {
       const root = await splitDir({ 't10k-images-idx3-ubyte.gz': gzipBomb(idxHeader([...dims]), GiB) });
       const err = await boundedRefusal(root);
-      expect(err.message).toMatch(/more than the limit of 7840016 bytes \(the size of the MNIST test images file\); nothing more was read/);
+      expect(err.message).toMatch(
+        /more than the limit of 7840016 bytes \(the size of the MNIST test images file\); nothing more was read/,
+      );
       expect(err.message).toMatch(note);
     }
   }, 60_000);
 
   it('a labels bomb: unread when larger than any labels file compresses to, else stopped at its 10,008 bytes', async () => {
     const big = gzipBomb(idxHeader([10000]), GiB);
-    const unread = await boundedRefusal(await splitDir({ 't10k-images-idx3-ubyte.gz': goodImages(), 't10k-labels-idx1-ubyte.gz': big }));
+    const unread = await boundedRefusal(
+      await splitDir({ 't10k-images-idx3-ubyte.gz': goodImages(), 't10k-labels-idx1-ubyte.gz': big }),
+    );
     expect(unread.message).toMatch(
-      new RegExp(`t10k-labels-idx1-ubyte\\.gz: the file is ${big.length} bytes, more than an IDX file within the limit of 10008 bytes \\(the size of the MNIST test labels file\\) can be`),
+      new RegExp(
+        `t10k-labels-idx1-ubyte\\.gz: the file is ${big.length} bytes, more than an IDX file within the limit of 10008 bytes \\(the size of the MNIST test labels file\\) can be`,
+      ),
     );
     const small = gzipBomb(idxHeader([10000]), 64 * MiB);
     expect(small.length).toBeLessThan(gzipSizeLimit(TEST_LABELS_BYTES));
-    const stopped = await boundedRefusal(await splitDir({ 't10k-images-idx3-ubyte.gz': goodImages(), 't10k-labels-idx1-ubyte.gz': small }));
-    expect(stopped.message).toMatch(/t10k-labels-idx1-ubyte\.gz: trailing garbage after IDX data: .*expected 10008 bytes/);
+    const stopped = await boundedRefusal(
+      await splitDir({ 't10k-images-idx3-ubyte.gz': goodImages(), 't10k-labels-idx1-ubyte.gz': small }),
+    );
+    expect(stopped.message).toMatch(
+      /t10k-labels-idx1-ubyte\.gz: trailing garbage after IDX data: .*expected 10008 bytes/,
+    );
     expect(stoppedAt(stopped.message)).toBeLessThanOrEqual(TEST_LABELS_BYTES + MiB);
   }, 60_000);
 
@@ -190,7 +210,9 @@ describe('gzip bombs and oversized files (loadDataset)', () => {
     });
     const err = await boundedRefusal(root);
     expect(err.message).toMatch(
-      new RegExp(`the file is ${size} bytes, more than an IDX file within the limit of 7840016 bytes \\(the size of the MNIST test images file\\) can be, even gzip-compressed`),
+      new RegExp(
+        `the file is ${size} bytes, more than an IDX file within the limit of 7840016 bytes \\(the size of the MNIST test images file\\) can be, even gzip-compressed`,
+      ),
     );
   }, 60_000);
 
@@ -212,24 +234,37 @@ describe('gzip bombs and oversized files (loadDataset)', () => {
         await truncate(path, TEST_IMAGES_BYTES);
       },
     });
-    expect((await refusal(longer)).message).toMatch(/trailing garbage after IDX data: header says 5×28×28 .*expected 3936 bytes .*got 7840016 \(7836080 extra\)/);
+    expect((await refusal(longer)).message).toMatch(
+      /trailing garbage after IDX data: header says 5×28×28 .*expected 3936 bytes .*got 7840016 \(7836080 extra\)/,
+    );
     const shorter = await splitDir({ 't10k-images-idx3-ubyte': idxBytes([10000, 28, 28]).subarray(0, 5000) });
-    expect((await refusal(shorter)).message).toMatch(/truncated IDX data: header says 10000×28×28 .*expected 7840016 bytes .*got 5000/);
+    expect((await refusal(shorter)).message).toMatch(
+      /truncated IDX data: header says 10000×28×28 .*expected 7840016 bytes .*got 5000/,
+    );
   }, 60_000);
 
   it('headers of every size and kind give clear errors, never a RangeError', async () => {
     const max = 2 ** 32 - 1;
     const cases: [Uint8Array, RegExp][] = [
       [idxHeader([max, max, max]), new RegExp(`expected ${(BigInt(max) ** 3n + 16n).toString()} bytes`)],
-      [idxHeader(new Array(255).fill(max)), /header says 4294967295×4294967295×.*×… \(255 dimensions\) unsigned bytes, so expected ≈ \d\.\d\de\+2456 bytes .*sizes 4294967295 = -1 as signed/],
-      [idxHeader([2 ** 31, 2 ** 31, 2 ** 31]), /2147483648 = -2147483648 as signed 32-bit integers\): more than the limit of 7840016 bytes/],
+      [
+        idxHeader(new Array(255).fill(max)),
+        /header says 4294967295×4294967295×.*×… \(255 dimensions\) unsigned bytes, so expected ≈ \d\.\d\de\+2456 bytes .*sizes 4294967295 = -1 as signed/,
+      ],
+      [
+        idxHeader([2 ** 31, 2 ** 31, 2 ** 31]),
+        /2147483648 = -2147483648 as signed 32-bit integers\): more than the limit of 7840016 bytes/,
+      ],
       [idxHeader([]), /IDX magic number 0x00000800 declares zero dimensions/],
       [idxBytes([2], [0, 0], 0x0d03), /unsupported IDX element type 0x0d \(float32\)/],
       [idxBytes([2], [0, 0], 0xdead0803), /not an IDX file: bad magic number 0xdead0803 \(first bytes de ad 08 03\)/],
       [idxHeader([0, 28, 28]), /holds no images \(count 0\)/],
       [idxHeader([10000, 0, 28]), /images of 0×28 pixels are empty/],
       [idxBytes([10000]), /expected an images file with 3 dimensions/],
-      [idxHeader([10000, 28, 28]).subarray(0, 9), /truncated IDX header: 3 dimensions need a 16-byte header, but the file has only 9 bytes/],
+      [
+        idxHeader([10000, 28, 28]).subarray(0, 9),
+        /truncated IDX header: 3 dimensions need a 16-byte header, but the file has only 9 bytes/,
+      ],
     ];
     for (const [bytes, re] of cases) {
       for (const compress of [true, false]) {
@@ -303,7 +338,9 @@ describe('pipes, devices and other non-regular files are refused at once', () =>
 
     const fifoDir = join(tmp, `case${caseNo++}`);
     await mkfifo(fifoDir);
-    await expect(loadDataset('mnist', 'test', { dataDir: fifoDir })).rejects.toThrow(/data directory .* is not a directory/);
+    await expect(loadDataset('mnist', 'test', { dataDir: fifoDir })).rejects.toThrow(
+      /data directory .* is not a directory/,
+    );
   }, 20_000);
 });
 
@@ -326,7 +363,10 @@ describe('messages carry no raw bytes and no path of the build machine', () => {
       [gz.subarray(0, gz.length >> 1), /corrupt or truncated gzip data/],
       [corruptCrc, /corrupt or truncated gzip data/],
       [gzipSync(escapes), /bad magic number 0x1b5b3331/],
-      [new TextEncoder().encode('<html>\x1b]0;owned\x07</html>'), /bad magic number 0x3c68746d .*not gzip-compressed either/],
+      [
+        new TextEncoder().encode('<html>\x1b]0;owned\x07</html>'),
+        /bad magic number 0x3c68746d .*not gzip-compressed either/,
+      ],
     ];
     for (const [bytes, re] of files) {
       const err = await refusal(await splitDir({ 't10k-images-idx3-ubyte.gz': bytes }));
@@ -347,7 +387,9 @@ describe('messages carry no raw bytes and no path of the build machine', () => {
   });
 
   it('printable escapes controls, separators, bidi overrides and lone surrogates, and nothing else', () => {
-    expect(printable('a\x00\x1b[31m\x7f\x9b\u2028\u202e\ud800|\udc00 é 数据 🙂')).toBe('a\\x00\\x1b[31m\\x7f\\x9b\\u2028\\u202e\\ud800|\\udc00 é 数据 🙂');
+    expect(printable('a\x00\x1b[31m\x7f\x9b\u2028\u202e\ud800|\udc00 é 数据 🙂')).toBe(
+      'a\\x00\\x1b[31m\\x7f\\x9b\\u2028\\u202e\\ud800|\\udc00 é 数据 🙂',
+    );
     expect(printable('/tmp/data dir/mnist')).toBe('/tmp/data dir/mnist');
   });
 
@@ -366,7 +408,10 @@ describe('messages carry no raw bytes and no path of the build machine', () => {
       expectOnlyUserPaths(unset.message, [join(tmp, `empty${caseNo - 1}`)]);
     } finally {
       process.chdir(saved.cwd);
-      for (const [key, value] of [['WPC_DATA_DIR', saved.data], ['XDG_CACHE_HOME', saved.xdg]] as const) {
+      for (const [key, value] of [
+        ['WPC_DATA_DIR', saved.data],
+        ['XDG_CACHE_HOME', saved.xdg],
+      ] as const) {
         if (value === undefined) delete process.env[key];
         else process.env[key] = value;
       }
@@ -389,7 +434,9 @@ describe('readIdxStream (the reader both loaders share)', () => {
     const declared = 16 + 100 * 784;
     const stats: IdxReadStats = { produced: 0, raw: 0 };
     const bomb = gzipBomb(idxHeader([100, 28, 28]), GiB);
-    const err = await rejection(readIdxStream(bytesStream(bomb), 'bomb.gz', { maxBytes: MAX_IDX_BYTES, limitReason: 'a test' }, stats));
+    const err = await rejection(
+      readIdxStream(bytesStream(bomb), 'bomb.gz', { maxBytes: MAX_IDX_BYTES, limitReason: 'a test' }, stats),
+    );
     expect(err).toBeInstanceOf(IdxError);
     expect(err.message).toMatch(/^bomb\.gz: trailing garbage after IDX data: .*expected 78416 bytes/);
     expect(stats.produced).toBeGreaterThan(declared);
@@ -397,7 +444,14 @@ describe('readIdxStream (the reader both loaders share)', () => {
     expect(stats.raw).toBeLessThanOrEqual(bomb.length);
 
     const huge: IdxReadStats = { produced: 0, raw: 0 };
-    const refused = await rejection(readIdxStream(bytesStream(gzipBomb(idxHeader([2 ** 32 - 1, 28, 28]), GiB)), 'huge.gz', { maxBytes: MAX_IDX_BYTES, limitReason: 'a test' }, huge));
+    const refused = await rejection(
+      readIdxStream(
+        bytesStream(gzipBomb(idxHeader([2 ** 32 - 1, 28, 28]), GiB)),
+        'huge.gz',
+        { maxBytes: MAX_IDX_BYTES, limitReason: 'a test' },
+        huge,
+      ),
+    );
     expect(refused.message).toMatch(/^huge\.gz: IDX header says .* more than the limit of 268435456 bytes \(a test\)/);
     expect(huge.produced).toBeLessThanOrEqual(MiB);
   }, 60_000);
@@ -407,7 +461,9 @@ describe('readIdxStream (the reader both loaders share)', () => {
     const endless = new ReadableStream<Uint8Array>({
       pull(controller) {
         pulled++;
-        controller.enqueue(pulled === 1 ? Uint8Array.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]) : new Uint8Array(64 * 1024));
+        controller.enqueue(
+          pulled === 1 ? Uint8Array.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]) : new Uint8Array(64 * 1024),
+        );
       },
     });
     const stats: IdxReadStats = { produced: 0, raw: 0 };
@@ -428,8 +484,12 @@ describe('readIdxStream (the reader both loaders share)', () => {
       },
     });
     const plainStats: IdxReadStats = { produced: 0, raw: 0 };
-    const plain = await rejection(readIdxStream(plainEndless, 'x', { maxBytes: 1000, limitReason: 'a test' }, plainStats));
-    expect(plain.message).toMatch(/^x: trailing garbage after IDX data: header says 10 unsigned bytes, so expected 18 bytes .*reading stopped at 4104 bytes/);
+    const plain = await rejection(
+      readIdxStream(plainEndless, 'x', { maxBytes: 1000, limitReason: 'a test' }, plainStats),
+    );
+    expect(plain.message).toMatch(
+      /^x: trailing garbage after IDX data: header says 10 unsigned bytes, so expected 18 bytes .*reading stopped at 4104 bytes/,
+    );
     expect(cancelled).toBe(true);
   });
 
@@ -446,22 +506,32 @@ describe('readIdxStream (the reader both loaders share)', () => {
     const stop = new AbortController();
     const reason = new Error('the other file failed');
     stop.abort(reason);
-    await expect(readIdxStream(source, 'x', { maxBytes: 100, limitReason: 'a test', signal: stop.signal })).rejects.toBe(reason);
+    await expect(
+      readIdxStream(source, 'x', { maxBytes: 100, limitReason: 'a test', signal: stop.signal }),
+    ).rejects.toBe(reason);
     expect(cancelled).toBe(reason);
   });
 
   it('validates its arguments', async () => {
     const ok = () => bytesStream(idxBytes([2]));
     for (const [args, re] of [
-      [[ok(), 'x', { maxBytes: 0, limitReason: 'r' }], /readIdxStream: options\.maxBytes must be an integer in \[1, 2147483647\], got 0/],
+      [
+        [ok(), 'x', { maxBytes: 0, limitReason: 'r' }],
+        /readIdxStream: options\.maxBytes must be an integer in \[1, 2147483647\], got 0/,
+      ],
       [[ok(), 'x', { maxBytes: 2 ** 31, limitReason: 'r' }], /options\.maxBytes .*got 2147483648/],
       [[ok(), 'x', { maxBytes: Number.NaN, limitReason: 'r' }], /options\.maxBytes .*got NaN/],
-      [[ok(), 'x', { maxBytes: 10, limitReason: 'r', sourceBytes: -1 }], /options\.sourceBytes must be a non-negative integer, got -1/],
+      [
+        [ok(), 'x', { maxBytes: 10, limitReason: 'r', sourceBytes: -1 }],
+        /options\.sourceBytes must be a non-negative integer, got -1/,
+      ],
       [[new Uint8Array(3), 'x', { maxBytes: 10, limitReason: 'r' }], /readIdxStream: source must be a ReadableStream/],
       [[ok(), '', { maxBytes: 10, limitReason: 'r' }], /readIdxStream: name must be a non-empty string/],
     ] as const) {
       await expect((readIdxStream as (...a: unknown[]) => Promise<unknown>)(...args), String(re)).rejects.toThrow(re);
-      await expect((readIdxStream as (...a: unknown[]) => Promise<unknown>)(...args)).rejects.toBeInstanceOf(WpcArgumentError);
+      await expect((readIdxStream as (...a: unknown[]) => Promise<unknown>)(...args)).rejects.toBeInstanceOf(
+        WpcArgumentError,
+      );
     }
     const read = await readIdxStream(ok(), 'x', { maxBytes: 10, limitReason: 'r' });
     expect(read.dims).toEqual([2]);

@@ -61,7 +61,11 @@ async function places() {
 const ENV_KEYS = ['WPC_DATA_DIR', 'XDG_CACHE_HOME', 'HOME'] as const;
 
 /** Runs `f` with the environment variables and working directory set (unset where undefined), then restores them. */
-async function within<T>(vars: Partial<Record<(typeof ENV_KEYS)[number], string>>, cwd: string, f: () => Promise<T>): Promise<T> {
+async function within<T>(
+  vars: Partial<Record<(typeof ENV_KEYS)[number], string>>,
+  cwd: string,
+  f: () => Promise<T>,
+): Promise<T> {
   const saved = Object.fromEntries(ENV_KEYS.map((k) => [k, process.env[k]]));
   const savedCwd = process.cwd();
   try {
@@ -94,10 +98,16 @@ describe('the per-user cache directory', () => {
     expect(cacheDirectoryFor('linux', { XDG_CACHE_HOME: '/x/cache' }, '/home/u')).toBe('/x/cache/wpc/datasets');
     expect(cacheDirectoryFor('linux', {}, '/home/u')).toBe('/home/u/.cache/wpc/datasets');
     expect(cacheDirectoryFor('linux', { XDG_CACHE_HOME: '' }, '/home/u')).toBe('/home/u/.cache/wpc/datasets');
-    expect(cacheDirectoryFor('linux', { XDG_CACHE_HOME: 'relative/cache' }, '/home/u')).toBe('/home/u/.cache/wpc/datasets'); // XDG: ignored
+    expect(cacheDirectoryFor('linux', { XDG_CACHE_HOME: 'relative/cache' }, '/home/u')).toBe(
+      '/home/u/.cache/wpc/datasets',
+    ); // XDG: ignored
     expect(cacheDirectoryFor('freebsd', {}, '/home/u')).toBe('/home/u/.cache/wpc/datasets');
-    expect(cacheDirectoryFor('darwin', { XDG_CACHE_HOME: '/x/cache' }, '/Users/u')).toBe('/Users/u/Library/Caches/wpc/datasets');
-    expect(cacheDirectoryFor('win32', { LOCALAPPDATA: 'C:\\Users\\u\\AppData\\Local' }, 'C:\\Users\\u')).toBe('C:\\Users\\u\\AppData\\Local\\wpc\\datasets');
+    expect(cacheDirectoryFor('darwin', { XDG_CACHE_HOME: '/x/cache' }, '/Users/u')).toBe(
+      '/Users/u/Library/Caches/wpc/datasets',
+    );
+    expect(cacheDirectoryFor('win32', { LOCALAPPDATA: 'C:\\Users\\u\\AppData\\Local' }, 'C:\\Users\\u')).toBe(
+      'C:\\Users\\u\\AppData\\Local\\wpc\\datasets',
+    );
     expect(cacheDirectoryFor('win32', {}, 'C:\\Users\\u')).toBe('C:\\Users\\u\\AppData\\Local\\wpc\\datasets');
     expect(cacheDirectoryFor('linux', {}, '')).toBeNull();
     expect(cacheDirectoryFor('darwin', {}, 'relative')).toBeNull();
@@ -105,8 +115,12 @@ describe('the per-user cache directory', () => {
 
   it('is read from this process’s environment on every call', async () => {
     const p = await places();
-    await within({ HOME: p.home }, p.cwd, async () => expect(dataCacheDirectory()).toBe(join(p.home, '.cache', 'wpc', 'datasets')));
-    await within({ HOME: p.home, XDG_CACHE_HOME: p.cache }, p.cwd, async () => expect(dataCacheDirectory()).toBe(join(p.cache, 'wpc', 'datasets')));
+    await within({ HOME: p.home }, p.cwd, async () =>
+      expect(dataCacheDirectory()).toBe(join(p.home, '.cache', 'wpc', 'datasets')),
+    );
+    await within({ HOME: p.home, XDG_CACHE_HOME: p.cache }, p.cwd, async () =>
+      expect(dataCacheDirectory()).toBe(join(p.cache, 'wpc', 'datasets')),
+    );
   });
 });
 
@@ -116,13 +130,24 @@ describe('the lookup order (locateDataset and loadDataset)', () => {
     const cacheRoot = join(p.cache, 'wpc', 'datasets');
     // Every place holds MNIST's file names; only the one that should win holds the genuine files.
     const setUp = async (winner: 'option' | 'env' | 'cache' | 'shared') => {
-      for (const [place, root] of [['option', p.option], ['env', p.env], ['cache', cacheRoot], ['shared', p.shared]] as const) {
+      for (const [place, root] of [
+        ['option', p.option],
+        ['env', p.env],
+        ['cache', cacheRoot],
+        ['shared', p.shared],
+      ] as const) {
         await rm(join(root, 'mnist'), { recursive: true, force: true });
         await mnistIn(root, place === winner ? 'genuine' : 'garbage');
       }
     };
     const vars = { HOME: p.home, XDG_CACHE_HOME: p.cache, WPC_DATA_DIR: p.env };
-    const cases: [winner: 'option' | 'env' | 'cache' | 'shared', vars: Partial<typeof vars>, dataDir: string | undefined, source: string, root: string][] = [
+    const cases: [
+      winner: 'option' | 'env' | 'cache' | 'shared',
+      vars: Partial<typeof vars>,
+      dataDir: string | undefined,
+      source: string,
+      root: string,
+    ][] = [
       ['option', vars, p.option, 'dataDir', p.option],
       ['env', vars, undefined, 'WPC_DATA_DIR', p.env],
       ['cache', { HOME: p.home, XDG_CACHE_HOME: p.cache }, undefined, 'cache', cacheRoot],
@@ -151,7 +176,10 @@ describe('the lookup order (locateDataset and loadDataset)', () => {
     // Without XDG_CACHE_HOME the cache is ~/.cache/wpc/datasets.
     await mnistIn(join(p.home, '.cache', 'wpc', 'datasets'));
     await within({ HOME: p.home }, p.cwd, async () => {
-      expect(await locateDataset('mnist')).toMatchObject({ dir: join(p.home, '.cache', 'wpc', 'datasets', 'mnist'), source: 'cache' });
+      expect(await locateDataset('mnist')).toMatchObject({
+        dir: join(p.home, '.cache', 'wpc', 'datasets', 'mnist'),
+        source: 'cache',
+      });
       expect((await loadDataset('mnist', 'test')).count).toBe(10000);
     });
   });
@@ -167,7 +195,10 @@ describe('the lookup order (locateDataset and loadDataset)', () => {
     await within(vars, p.cwd, async () => expect((await locateDataset('mnist')).source).toBe('shared'));
     const missing = expectedFileNames()[3]!;
     const { gunzipSync } = await import('node:zlib');
-    await writeFile(join(cacheRoot, 'mnist', missing.slice(0, -3)), gunzipSync(await readFile(join(DATA_DIR, 'mnist', missing))));
+    await writeFile(
+      join(cacheRoot, 'mnist', missing.slice(0, -3)),
+      gunzipSync(await readFile(join(DATA_DIR, 'mnist', missing))),
+    );
     await within(vars, p.cwd, async () => {
       expect((await locateDataset('mnist')).source).toBe('cache');
       expect((await loadDataset('mnist', 'test')).count).toBe(10000);
@@ -190,15 +221,21 @@ describe('the lookup order (locateDataset and loadDataset)', () => {
       e = await rejection(loadDataset('mnist', 'test', { dataDir: p.option }));
       expect(e.message).toMatch(/^loadDataset: missing MNIST file .*t10k-labels-idx1-ubyte\.gz/);
       e = await rejection(locateDataset('mnist', { dataDir: nowhere }));
-      expect(e.message).toMatch(/^locateDataset: data directory .*nowhere \(from the dataDir option \(--data-dir\)\) does not exist; .*'wpc data download mnist --dir .*nowhere'/);
+      expect(e.message).toMatch(
+        /^locateDataset: data directory .*nowhere \(from the dataDir option \(--data-dir\)\) does not exist; .*'wpc data download mnist --dir .*nowhere'/,
+      );
     });
     await within({ HOME: p.home, XDG_CACHE_HOME: p.cache, WPC_DATA_DIR: nowhere }, p.cwd, async () => {
       for (const e of [await rejection(locateDataset('mnist')), await rejection(loadDataset('mnist', 'test'))]) {
-        expect(e.message).toMatch(/data directory .*nowhere \(from the WPC_DATA_DIR environment variable\) does not exist/);
+        expect(e.message).toMatch(
+          /data directory .*nowhere \(from the WPC_DATA_DIR environment variable\) does not exist/,
+        );
       }
     });
     // An empty WPC_DATA_DIR is unset.
-    await within({ HOME: p.home, XDG_CACHE_HOME: p.cache, WPC_DATA_DIR: '' }, p.cwd, async () => expect((await locateDataset('mnist')).source).toBe('cache'));
+    await within({ HOME: p.home, XDG_CACHE_HOME: p.cache, WPC_DATA_DIR: '' }, p.cwd, async () =>
+      expect((await locateDataset('mnist')).source).toBe('cache'),
+    );
   });
 
   it('found nowhere: the error lists every place searched, in order, and says to run wpc data download', async () => {
@@ -222,9 +259,15 @@ describe('the lookup order (locateDataset and loadDataset)', () => {
   });
 
   it('bad arguments', async () => {
-    await expect(locateDataset('cifar10' as 'mnist')).rejects.toThrow(/^locateDataset: name must be one of "mnist", "fashion-mnist", got "cifar10"/);
-    await expect(locateDataset('mnist', null as never)).rejects.toThrow(/^locateDataset: options must be an object, got null/);
-    await expect(locateDataset('mnist', { data_dir: 'x' } as never)).rejects.toThrow(/^locateDataset: unknown option "data_dir"/);
+    await expect(locateDataset('cifar10' as 'mnist')).rejects.toThrow(
+      /^locateDataset: name must be one of "mnist", "fashion-mnist", got "cifar10"/,
+    );
+    await expect(locateDataset('mnist', null as never)).rejects.toThrow(
+      /^locateDataset: options must be an object, got null/,
+    );
+    await expect(locateDataset('mnist', { data_dir: 'x' } as never)).rejects.toThrow(
+      /^locateDataset: unknown option "data_dir"/,
+    );
     for (const bad of ['', 42, 'a\0b']) {
       const e = await rejection(locateDataset('mnist', { dataDir: bad as string }));
       expect(e).toBeInstanceOf(WpcArgumentError);
@@ -250,12 +293,23 @@ describe('wpc data', () => {
 
   /** Runs the CLI with HOME `p.home`, no WPC_DATA_DIR or XDG_CACHE_HOME unless in `extra`, in the working directory `p.cwd`. */
   function wpc(args: string[], p: { home: string; cwd: string }, extra: Record<string, string> = {}): Promise<Run> {
-    const env: Record<string, string | undefined> = { ...process.env, HOME: p.home, WPC_DATA_DIR: undefined, XDG_CACHE_HOME: undefined, ...extra };
+    const env: Record<string, string | undefined> = {
+      ...process.env,
+      HOME: p.home,
+      WPC_DATA_DIR: undefined,
+      XDG_CACHE_HOME: undefined,
+      ...extra,
+    };
     for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
     return new Promise((resolve) => {
-      execFile(process.execPath, [CLI, ...args], { cwd: p.cwd, env: env as NodeJS.ProcessEnv, timeout: 60_000 }, (error, stdout, stderr) => {
-        resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
-      });
+      execFile(
+        process.execPath,
+        [CLI, ...args],
+        { cwd: p.cwd, env: env as NodeJS.ProcessEnv, timeout: 60_000 },
+        (error, stdout, stderr) => {
+          resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
+        },
+      );
     });
   }
 
@@ -275,17 +329,38 @@ describe('wpc data', () => {
     const dir = join(p.option, 'data');
     server.set('good', () => 'good');
     server.set('missing-here', () => 'missing');
-    const r = await wpc(['data', 'download', 'mnist', '--dir', dir, '--mirror', server.url('missing-here'), '--mirror', server.url('good'), '--retries', '0'], p);
+    const r = await wpc(
+      [
+        'data',
+        'download',
+        'mnist',
+        '--dir',
+        dir,
+        '--mirror',
+        server.url('missing-here'),
+        '--mirror',
+        server.url('good'),
+        '--retries',
+        '0',
+      ],
+      p,
+    );
     expect(r.code, r.stderr).toBe(0);
     const lines = r.stdout.trim().split('\n');
     expect(lines).toHaveLength(1);
     const summary = JSON.parse(lines[0]!);
     expect(summary.dataset).toBe('mnist');
     expect(summary.dir).toBe(join(dir, 'mnist'));
-    expect(summary.files.map((f: { file: string; alreadyPresent: boolean; url: string }) => [f.file, f.alreadyPresent, f.url])).toEqual(
-      expectedFileNames().map((n) => [n, false, `${server.url('good')}${n}`]),
+    expect(
+      summary.files.map((f: { file: string; alreadyPresent: boolean; url: string }) => [
+        f.file,
+        f.alreadyPresent,
+        f.url,
+      ]),
+    ).toEqual(expectedFileNames().map((n) => [n, false, `${server.url('good')}${n}`]));
+    expect(r.stderr).toMatch(
+      /\[4\/4\] t10k-labels-idx1-ubyte\.gz: 4542 bytes from http:\/\/127\.0\.0\.1:\d+\/good\/t10k-labels-idx1-ubyte\.gz, sha256 verified/,
     );
-    expect(r.stderr).toMatch(/\[4\/4\] t10k-labels-idx1-ubyte\.gz: 4542 bytes from http:\/\/127\.0\.0\.1:\d+\/good\/t10k-labels-idx1-ubyte\.gz, sha256 verified/);
     expect((await readdir(join(dir, 'mnist'))).sort()).toEqual(expectedFileNames().sort());
     const path = await wpc(['data', 'path', 'mnist', '--data-dir', dir], p);
     expect([path.code, path.stdout, path.stderr]).toEqual([0, `${join(dir, 'mnist')}\n`, '']);
@@ -316,11 +391,23 @@ describe('wpc data', () => {
     server.set('bad', (f) => (f === 't10k-labels-idx1-ubyte.gz' ? 'corrupt' : 'good'));
     const dir = join(p.option, 'data');
     const r = await wpc(['data', 'download', 'mnist', '--dir', dir, '--mirror', server.url('bad'), '--quiet'], p);
-    expectOneLine(r, 1, /^wpc: downloadDataset: could not download mnist\/t10k-labels-idx1-ubyte\.gz from the one mirror tried: .*checksum mismatch: expected sha256 f7ae60f9\w+, got \w+$/);
+    expectOneLine(
+      r,
+      1,
+      /^wpc: downloadDataset: could not download mnist\/t10k-labels-idx1-ubyte\.gz from the one mirror tried: .*checksum mismatch: expected sha256 f7ae60f9\w+, got \w+$/,
+    );
     expect((await readdir(join(dir, 'mnist'))).sort()).toEqual(expectedFileNames().slice(0, 3).sort());
     await mnistIn(join(p.home, '.cache', 'wpc', 'datasets'));
-    expectOneLine(await wpc(['data', 'path', 'mnist', '--data-dir', dir], p), 1, /has no complete MNIST: .* lacks t10k-labels-idx1-ubyte\.gz; run 'wpc data download mnist --dir /);
-    expectOneLine(await wpc(['data', 'path', 'mnist'], p, { WPC_DATA_DIR: join(p.option, 'none') }), 1, /from the WPC_DATA_DIR environment variable\) does not exist/);
+    expectOneLine(
+      await wpc(['data', 'path', 'mnist', '--data-dir', dir], p),
+      1,
+      /has no complete MNIST: .* lacks t10k-labels-idx1-ubyte\.gz; run 'wpc data download mnist --dir /,
+    );
+    expectOneLine(
+      await wpc(['data', 'path', 'mnist'], p, { WPC_DATA_DIR: join(p.option, 'none') }),
+      1,
+      /from the WPC_DATA_DIR environment variable\) does not exist/,
+    );
     // Usage errors: each checked in this process (the parse), a few run as a user would (exit 2, one line).
     const usage: [string[], RegExp][] = [
       [['download'], /^wpc data download needs a dataset name: mnist or fashion-mnist$/],
@@ -328,8 +415,14 @@ describe('wpc data', () => {
       [['download', 'mnist', 'extra'], /^unexpected argument "extra"$/],
       [['download', 'mnist', '--retries', 'x'], /^--retries must be an integer in 0\.\.100, got "x"$/],
       [['download', 'mnist', '--retries', '101'], /^--retries must be an integer in 0\.\.100, got "101"$/],
-      [['download', 'mnist', '--mirror', 'ftp://example.org/'], /^--mirror must be an http:\/\/ or https:\/\/ URL, got "ftp:\/\/example\.org\/"$/],
-      [['download', 'mnist', '--mirror', 'http://u:pw@example.org/'], /^--mirror must be a URL without a user name or password/],
+      [
+        ['download', 'mnist', '--mirror', 'ftp://example.org/'],
+        /^--mirror must be an http:\/\/ or https:\/\/ URL, got "ftp:\/\/example\.org\/"$/,
+      ],
+      [
+        ['download', 'mnist', '--mirror', 'http://u:pw@example.org/'],
+        /^--mirror must be a URL without a user name or password/,
+      ],
       [['download', 'mnist', '--dir', ''], /^--dir must be a non-empty path, got ""$/],
       [['path'], /^wpc data path needs a dataset name/],
       [['path', 'mnist', '--data-dir', ''], /^--data-dir needs a folder name/],
@@ -341,11 +434,23 @@ describe('wpc data', () => {
       expect((e as Error).message).toMatch(re);
     }
     const spawned: [string[], RegExp][] = [
-      [['data', 'download', 'cifar10'], /^wpc: the dataset must be one of mnist, fashion-mnist, got "cifar10" \(see 'wpc data download --help'\)$/],
-      [['data', 'download', 'mnist', '--mirror', 'ftp://example.org/'], /^wpc: --mirror must be an http:\/\/ or https:\/\/ URL, got "ftp:\/\/example\.org\/" \(see 'wpc data download --help'\)$/],
+      [
+        ['data', 'download', 'cifar10'],
+        /^wpc: the dataset must be one of mnist, fashion-mnist, got "cifar10" \(see 'wpc data download --help'\)$/,
+      ],
+      [
+        ['data', 'download', 'mnist', '--mirror', 'ftp://example.org/'],
+        /^wpc: --mirror must be an http:\/\/ or https:\/\/ URL, got "ftp:\/\/example\.org\/" \(see 'wpc data download --help'\)$/,
+      ],
       [['data', 'download', 'mnist', '--out', 'x'], /Unknown option '--out'.* \(see 'wpc data download --help'\)$/],
-      [['data', 'path'], /^wpc: wpc data path needs a dataset name: mnist or fashion-mnist \(see 'wpc data path --help'\)$/],
-      [['data', 'fetch'], /^wpc: unknown data command "fetch"; the commands are 'download' and 'path' \(see 'wpc data --help'\)$/],
+      [
+        ['data', 'path'],
+        /^wpc: wpc data path needs a dataset name: mnist or fashion-mnist \(see 'wpc data path --help'\)$/,
+      ],
+      [
+        ['data', 'fetch'],
+        /^wpc: unknown data command "fetch"; the commands are 'download' and 'path' \(see 'wpc data --help'\)$/,
+      ],
     ];
     const runs = await Promise.all(spawned.map(([args]) => wpc(args, p)));
     for (const [i, [, re]] of spawned.entries()) expectOneLine(runs[i]!, 2, re);
@@ -356,10 +461,14 @@ describe('wpc data', () => {
     const p = await places();
     server.set('stall', (f) => (f === 't10k-labels-idx1-ubyte.gz' ? 'stall-body' : 'good'));
     const dir = join(p.option, 'data');
-    const child = spawn(process.execPath, [CLI, 'data', 'download', 'mnist', '--dir', dir, '--mirror', server.url('stall')], {
-      cwd: p.cwd,
-      env: { ...process.env, HOME: p.home, WPC_DATA_DIR: '' },
-    });
+    const child = spawn(
+      process.execPath,
+      [CLI, 'data', 'download', 'mnist', '--dir', dir, '--mirror', server.url('stall')],
+      {
+        cwd: p.cwd,
+        env: { ...process.env, HOME: p.home, WPC_DATA_DIR: '' },
+      },
+    );
     let stderr = '';
     const done = new Promise<number | null>((resolve) => child.on('close', resolve));
     await new Promise<void>((resolve) => {
@@ -372,18 +481,30 @@ describe('wpc data', () => {
     while (server.count('stall', 't10k-labels-idx1-ubyte.gz') === 0) await new Promise((r) => setTimeout(r, 20));
     child.kill('SIGINT');
     expect(await done).toBe(130);
-    expect(stderr.trim().split('\n').at(-1)).toBe('wpc: data download interrupted; no partial file was left under a final name');
+    expect(stderr.trim().split('\n').at(-1)).toBe(
+      'wpc: data download interrupted; no partial file was left under a final name',
+    );
     expect((await readdir(join(dir, 'mnist'))).sort()).toEqual(expectedFileNames().slice(0, 3).sort());
   });
 
   it('help: each subcommand, the top level, and --data-dir pointing at the lookup order', async () => {
     const p = await places();
     const [download, path, data, top, ...commands] = await Promise.all(
-      [['data', 'download', '--help'], ['data', 'path', '--help'], ['data'], ['--help'], ['train', '--help'], ['reproduce', 'theory', '--help']].map((args) => wpc(args, p)),
+      [
+        ['data', 'download', '--help'],
+        ['data', 'path', '--help'],
+        ['data'],
+        ['--help'],
+        ['train', '--help'],
+        ['reproduce', 'theory', '--help'],
+      ].map((args) => wpc(args, p)),
     );
     expect(download!.code).toBe(0);
     expect(download!.stdout).toMatch(/^Usage: wpc data download mnist\|fashion-mnist/);
-    for (const url of ['https://ossci-datasets.s3.amazonaws.com/mnist/', 'https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/']) {
+    for (const url of [
+      'https://ossci-datasets.s3.amazonaws.com/mnist/',
+      'https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/',
+    ]) {
       expect(download!.stdout).toContain(url);
     }
     expect(path!.code).toBe(0);
@@ -394,7 +515,9 @@ describe('wpc data', () => {
     expect(top!.stdout).toMatch(/data download NAME/);
     expect(top!.stdout).toMatch(/data path NAME/);
     for (const r of commands) {
-      expect(r.stdout).toMatch(/--data-dir DIR .*\n.*\(default: see the lookup order|--data-dir DIR .*\(default: see the lookup order/);
+      expect(r.stdout).toMatch(
+        /--data-dir DIR .*\n.*\(default: see the lookup order|--data-dir DIR .*\(default: see the lookup order/,
+      );
       expect(r.stdout).not.toContain('$WPC_DATA_DIR)');
     }
   });

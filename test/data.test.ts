@@ -52,10 +52,15 @@ function labelCounts(labels: Uint8Array): number[] {
 function toyDataset(n: number): Dataset {
   const pixels = Array.from({ length: n * 4 }, (_, i) => Math.floor(i / 4) % 256);
   const labels = Array.from({ length: n }, (_, i) => i % 10);
-  return makeDataset('toy', parseIdx(idxBytes([n, 2, 2], pixels), 'toy-images'), parseIdx(idxBytes([n], labels), 'toy-labels'), {
-    mean: 0,
-    std: 1,
-  });
+  return makeDataset(
+    'toy',
+    parseIdx(idxBytes([n, 2, 2], pixels), 'toy-images'),
+    parseIdx(idxBytes([n], labels), 'toy-labels'),
+    {
+      mean: 0,
+      std: 1,
+    },
+  );
 }
 
 function collect(it: Iterable<Batch>): Batch[] {
@@ -259,9 +264,18 @@ describe('parseIdx', () => {
       [idxBytes([2], [0, 0], 0x0d01), /^f\.idx: unsupported IDX element type 0x0d \(float32\).*only 0x08/],
       [idxBytes([2], [0, 0], 0x0701), /unsupported IDX element type 0x07 \(not a valid IDX type\)/],
       [new Uint8Array([0, 0, 8, 0]), /^f\.idx: IDX magic number 0x00000800 declares zero dimensions/],
-      [idxBytes([5, 28, 28]).subarray(0, 10), /^f\.idx: truncated IDX header: 3 dimensions need a 16-byte header.*only 10 bytes/],
-      [idxBytes([5, 28, 28]).subarray(0, 100), /^f\.idx: truncated IDX data: header says 5×28×28 .*expected 3936 bytes .*got 100/],
-      [new Uint8Array([...idxBytes([2]), 9, 9]), /^f\.idx: trailing garbage after IDX data: .*expected 10 bytes .*got 12 \(2 extra\)/],
+      [
+        idxBytes([5, 28, 28]).subarray(0, 10),
+        /^f\.idx: truncated IDX header: 3 dimensions need a 16-byte header.*only 10 bytes/,
+      ],
+      [
+        idxBytes([5, 28, 28]).subarray(0, 100),
+        /^f\.idx: truncated IDX data: header says 5×28×28 .*expected 3936 bytes .*got 100/,
+      ],
+      [
+        new Uint8Array([...idxBytes([2]), 9, 9]),
+        /^f\.idx: trailing garbage after IDX data: .*expected 10 bytes .*got 12 \(2 extra\)/,
+      ],
     ];
     for (const [bytes, re] of cases) {
       let err: unknown;
@@ -299,7 +313,7 @@ describe('loadDataset on corrupt files', () => {
   const goodLabels = gzipSync(idxBytes([5], [0, 1, 2, 3, 4]));
   const imagesPath = (root: string) => join(root, 'mnist', 't10k-images-idx3-ubyte.gz');
   const labelsPath = (root: string) => join(root, 'mnist', 't10k-labels-idx1-ubyte.gz');
-  const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const escapeRegex = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
   async function expectError(root: string, file: string, problem: RegExp): Promise<Error> {
     const err = await loadDataset('mnist', 'test', { dataDir: root }).then(
@@ -351,7 +365,11 @@ describe('loadDataset on corrupt files', () => {
 
   it('well-formed files of the wrong size', async () => {
     const root = await writeSplit(goodImages, goodLabels);
-    await expectError(root, imagesPath(root), /expected the MNIST test split to hold 10000 images of 28×28, found 5 images of 28×28/);
+    await expectError(
+      root,
+      imagesPath(root),
+      /expected the MNIST test split to hold 10000 images of 28×28, found 5 images of 28×28/,
+    );
   });
 
   it('a missing file (names the full path and the expected files)', async () => {
@@ -363,12 +381,16 @@ describe('loadDataset on corrupt files', () => {
   it('a missing data directory, given or from WPC_DATA_DIR (without either, see the lookup order in data-lookup.test.ts)', async () => {
     const nowhere = join(tmp, 'does-not-exist');
     await expect(loadDataset('mnist', 'train', { dataDir: nowhere })).rejects.toThrow(
-      new RegExp(`data directory ${escape(nowhere)} \\(from the dataDir option \\(--data-dir\\)\\) does not exist`),
+      new RegExp(
+        `data directory ${escapeRegex(nowhere)} \\(from the dataDir option \\(--data-dir\\)\\) does not exist`,
+      ),
     );
     const saved = process.env.WPC_DATA_DIR;
     try {
       process.env.WPC_DATA_DIR = nowhere;
-      await expect(loadDataset('mnist', 'train')).rejects.toThrow(/from the WPC_DATA_DIR environment variable\) does not exist; .*'wpc data download mnist --dir /);
+      await expect(loadDataset('mnist', 'train')).rejects.toThrow(
+        /from the WPC_DATA_DIR environment variable\) does not exist; .*'wpc data download mnist --dir /,
+      );
     } finally {
       restoreEnv(saved);
     }
@@ -379,7 +401,9 @@ describe('loadDataset on corrupt files', () => {
       /loadDataset: name must be one of "mnist", "fashion-mnist", got "cifar10"/,
     );
     await expect(loadDataset('mnist', 'validation' as Split, { dataDir: tmp })).rejects.toThrow(/split must be one of/);
-    await expect(loadDataset('mnist', 'test', { dataDir: tmp, std: 0 })).rejects.toThrow(/options\.std must be a finite number > 0, got 0/);
+    await expect(loadDataset('mnist', 'test', { dataDir: tmp, std: 0 })).rejects.toThrow(
+      /options\.std must be a finite number > 0, got 0/,
+    );
     await expect(loadDataset('mnist', 'test', { data_dir: tmp } as never)).rejects.toThrow(/unknown option "data_dir"/);
   });
 });
@@ -398,18 +422,28 @@ describe('makeDataset', () => {
   });
 
   it('validates mean and std', () => {
-    expect(() => makeDataset('toy', images, labels, { std: 0 })).toThrow(/makeDataset: options\.std must be a finite number > 0, got 0/);
+    expect(() => makeDataset('toy', images, labels, { std: 0 })).toThrow(
+      /makeDataset: options\.std must be a finite number > 0, got 0/,
+    );
     expect(() => makeDataset('toy', images, labels, { std: -1 })).toThrow(/options\.std .*got -1/);
     expect(() => makeDataset('toy', images, labels, { std: Number.NaN })).toThrow(/options\.std .*got NaN/);
-    expect(() => makeDataset('toy', images, labels, { mean: Infinity })).toThrow(/options\.mean must be a finite number, got Infinity/);
+    expect(() => makeDataset('toy', images, labels, { mean: Infinity })).toThrow(
+      /options\.mean must be a finite number, got Infinity/,
+    );
     expect(() => makeDataset('toy', images, labels, { sd: 1 } as never)).toThrow(/unknown option "sd"/);
     expect(() => makeDataset('toy', labels, labels)).toThrow(/^i|^l: expected an images file/);
-    expect(() => makeDataset('toy', images, images)).toThrow(/^i: expected a labels file with 1 dimension.*is this an images file\?/);
-    expect(() => makeDataset('toy', new Uint8Array(4) as never, labels)).toThrow(/imagesIdx must be a parsed IDX array/);
+    expect(() => makeDataset('toy', images, images)).toThrow(
+      /^i: expected a labels file with 1 dimension.*is this an images file\?/,
+    );
+    expect(() => makeDataset('toy', new Uint8Array(4) as never, labels)).toThrow(
+      /imagesIdx must be a parsed IDX array/,
+    );
   });
 
   it('rejects an empty dataset', () => {
-    expect(() => makeDataset('toy', parseIdx(idxBytes([0, 2, 2]), 'i'), parseIdx(idxBytes([0]), 'l'))).toThrow(/^i: holds no images/);
+    expect(() => makeDataset('toy', parseIdx(idxBytes([0, 2, 2]), 'i'), parseIdx(idxBytes([0]), 'l'))).toThrow(
+      /^i: holds no images/,
+    );
   });
 });
 
@@ -444,13 +478,18 @@ describe('batches', () => {
     expect(all.map((b) => b.size)).toEqual([30, 30, 30, 10]);
     expect(Array.from(all[3]!.indices)).toEqual([90, 91, 92, 93, 94, 95, 96, 97, 98, 99]);
     // Toy pixels encode the example index, labels are index % 10.
-    expect(Array.from(all[3]!.x.subarray(0, 8))).toEqual([90, 90, 90, 90, 91, 91, 91, 91].map((p) => Math.fround(p / 255)));
+    expect(Array.from(all[3]!.x.subarray(0, 8))).toEqual(
+      [90, 90, 90, 90, 91, 91, 91, 91].map((p) => Math.fround(p / 255)),
+    );
     expect(Array.from(all[3]!.labels)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
-    expect(collect(batches(toy, { batchSize: 500, shuffle: false, dropLast: false })).map((b) => b.size)).toEqual([100]);
+    expect(collect(batches(toy, { batchSize: 500, shuffle: false, dropLast: false })).map((b) => b.size)).toEqual([
+      100,
+    ]);
   });
 
   it('shuffles reproducibly: same seed, same order; different seed, different order', () => {
-    const order = (seed: number) => collect(batches(toy, { batchSize: 10, shuffle: true, seed })).flatMap((b) => Array.from(b.indices));
+    const order = (seed: number) =>
+      collect(batches(toy, { batchSize: 10, shuffle: true, seed })).flatMap((b) => Array.from(b.indices));
     expect(order(42)).toEqual(order(42));
     expect(order(42)).not.toEqual(order(43));
     expect(order(42)).not.toEqual(Array.from({ length: 100 }, (_, i) => i));
@@ -465,7 +504,12 @@ describe('batches', () => {
   it('allocates fresh arrays for every batch', () => {
     const it = batches(toy, { batchSize: 10, shuffle: true, seed: 1 });
     const first = it.next().value as Batch;
-    const snapshot = { x: first.x.slice(), y: first.y.slice(), labels: first.labels.slice(), indices: first.indices.slice() };
+    const snapshot = {
+      x: first.x.slice(),
+      y: first.y.slice(),
+      labels: first.labels.slice(),
+      indices: first.indices.slice(),
+    };
     const rest = [...it];
     expect(rest.length).toBe(9);
     for (const b of rest) {
@@ -485,7 +529,10 @@ describe('batches', () => {
       [{ batchSize: 0, shuffle: false }, /batches: options\.batchSize must be a positive integer, got 0/],
       [{ batchSize: 1.5, shuffle: false }, /options\.batchSize must be a positive integer, got 1\.5/],
       [{ batchSize: '8', shuffle: false }, /options\.batchSize must be a positive integer, got "8"/],
-      [{ batchSize: 101, shuffle: false }, /options\.batchSize must be an integer in \[1, 100\] .*when dropLast is true, got 101/],
+      [
+        { batchSize: 101, shuffle: false },
+        /options\.batchSize must be an integer in \[1, 100\] .*when dropLast is true, got 101/,
+      ],
       [{ batchSize: 8, shuffle: true }, /options\.seed must be a safe integer when shuffle is true, got undefined/],
       [{ batchSize: 8, shuffle: true, seed: 0.5 }, /options\.seed must be a safe integer, got 0\.5/],
       [{ batchSize: 8, shuffle: true, seed: 2 ** 53 }, /options\.seed must be a safe integer, got 9007199254740992/],
@@ -496,9 +543,12 @@ describe('batches', () => {
     for (const [options, re] of bad) {
       expect(() => batches(toy, options as never), String(re)).toThrow(re); // no iteration needed
     }
-    expect(() => batches({ images: new Float32Array(3), labels: new Uint8Array(1), count: 1, inputDim: 4 } as never, { batchSize: 1, shuffle: false })).toThrow(
-      /batches: dataset must be a Dataset/,
-    );
+    expect(() =>
+      batches({ images: new Float32Array(3), labels: new Uint8Array(1), count: 1, inputDim: 4 } as never, {
+        batchSize: 1,
+        shuffle: false,
+      }),
+    ).toThrow(/batches: dataset must be a Dataset/);
   });
 
   it('epochBatchCount and epochOrder validate too', () => {
@@ -522,7 +572,11 @@ describe('subset', () => {
     expect(Array.from(s.labels)).toEqual(Array.from(toy.labels.subarray(0, 12)));
     expect(s.images).toEqual(toy.images.subarray(0, 48));
     expect(epochBatchCount(s.count, 5)).toBe(2);
-    expect(collect(batches(s, { batchSize: 5, shuffle: true, seed: 3 })).flatMap((b) => Array.from(b.indices)).every((i) => i < 12)).toBe(true);
+    expect(
+      collect(batches(s, { batchSize: 5, shuffle: true, seed: 3 }))
+        .flatMap((b) => Array.from(b.indices))
+        .every((i) => i < 12),
+    ).toBe(true);
   });
 
   it('validates count', () => {

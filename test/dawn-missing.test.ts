@@ -43,7 +43,10 @@ beforeAll(async () => {
   installed = join(dir, 'node_modules/webgpu-pc');
   await mkdir(join(installed, 'dist'), { recursive: true });
   for (const file of ['node.js', 'cli.js']) await copyFile(join(ROOT, 'dist', file), join(installed, 'dist', file));
-  await writeFile(join(installed, 'package.json'), JSON.stringify({ name: pkg.name, version: pkg.version, type: 'module' }));
+  await writeFile(
+    join(installed, 'package.json'),
+    JSON.stringify({ name: pkg.name, version: pkg.version, type: 'module' }),
+  );
   await writeFile(join(dir, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
 });
 afterAll(() => rm(dir, { recursive: true, force: true }));
@@ -62,7 +65,9 @@ describe('without Dawn installed', () => {
     const r = await node([join(installed, 'dist/cli.js'), 'info']);
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
-    expect(r.lines).toEqual([`wpc: ${expected}(the \`webgpu\` package, an optional peer dependency of webgpu-pc that browsers do not need, was not found)`]);
+    expect(r.lines).toEqual([
+      `wpc: ${expected}(the \`webgpu\` package, an optional peer dependency of webgpu-pc that browsers do not need, was not found)`,
+    ]);
     const version = await node([join(installed, 'dist/cli.js'), '--version']);
     expect(version).toEqual({ code: 0, stdout: `${pkg.version}\n`, lines: [] });
   });
@@ -70,12 +75,20 @@ describe('without Dawn installed', () => {
   it('a Dawn that is installed but fails to load keeps its reason, on one escaped line', async () => {
     const broken = join(dir, 'node_modules/webgpu');
     await mkdir(broken, { recursive: true });
-    await writeFile(join(broken, 'package.json'), JSON.stringify({ name: 'webgpu', version: '0.0.0', type: 'module', main: 'index.js' }));
-    await writeFile(join(broken, 'index.js'), 'throw new Error("dawn.node: wrong ELF class\\nsecond line \\u001b[31m");\n');
+    await writeFile(
+      join(broken, 'package.json'),
+      JSON.stringify({ name: 'webgpu', version: '0.0.0', type: 'module', main: 'index.js' }),
+    );
+    await writeFile(
+      join(broken, 'index.js'),
+      'throw new Error("dawn.node: wrong ELF class\\nsecond line \\u001b[31m");\n',
+    );
     try {
       const e = await initError();
       expect(e).toMatchObject({ name: 'WpcGpuError', kind: 'no-adapter', wpc: true });
-      expect(e.message).toBe(`WPC: could not load Dawn (the \`webgpu\` package): dawn.node: wrong ELF class; second line \\x1b[31m. Reinstall it: npm install webgpu@${pkg.peerDependencies.webgpu}`);
+      expect(e.message).toBe(
+        `WPC: could not load Dawn (the \`webgpu\` package): dawn.node: wrong ELF class; second line \\x1b[31m. Reinstall it: npm install webgpu@${pkg.peerDependencies.webgpu}`,
+      );
       const r = await node([join(installed, 'dist/cli.js'), 'info']);
       expect(r.code).toBe(1);
       expect(r.lines).toEqual([`wpc: ${e.message}`]);

@@ -6,7 +6,20 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, closeSync, constants, mkdirSync, mkdtempSync, openSync, realpathSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  constants,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer as createNetServer, connect, type Server as NetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -29,7 +42,8 @@ vi.mock('node:fs', async (importOriginal) => {
   const fs = await importOriginal<typeof import('node:fs')>();
   const hooked = <F extends (...a: never[]) => unknown>(f: F): F =>
     ((path: unknown, ...rest: unknown[]) => {
-      if (typeof path === 'string' || path instanceof URL) race.beforeOpen?.(String(path instanceof URL ? fileURLToPath(path) : path));
+      if (typeof path === 'string' || path instanceof URL)
+        race.beforeOpen?.(String(path instanceof URL ? fileURLToPath(path) : path));
       return (f as unknown as (...a: unknown[]) => unknown)(path, ...rest);
     }) as unknown as F;
   const createReadStream = hooked(fs.createReadStream);
@@ -107,7 +121,11 @@ interface RequestOptions {
 }
 
 /** One request with `Connection: close`, the target sent exactly as given. */
-function request(port: number, target: string, { method = 'GET', host, headers = [], body = '', version = 'HTTP/1.1' }: RequestOptions = {}): Promise<Reply> {
+function request(
+  port: number,
+  target: string,
+  { method = 'GET', host, headers = [], body = '', version = 'HTTP/1.1' }: RequestOptions = {},
+): Promise<Reply> {
   const lines = [`${method} ${target} ${version}`];
   if (host !== null) lines.push(`Host: ${host ?? `localhost:${port}`}`);
   lines.push(...headers, 'Connection: close', '', body);
@@ -145,7 +163,11 @@ console.log('PORT ' + new URL(s.url).port);`;
   let err = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (err += d));
-  await waitFor(() => /PORT \d+/.test(out) || child.exitCode !== null || child.signalCode !== null, 60_000, 'the server to start');
+  await waitFor(
+    () => /PORT \d+/.test(out) || child.exitCode !== null || child.signalCode !== null,
+    60_000,
+    'the server to start',
+  );
   if (!/PORT \d+/.test(out)) throw new Error(`the server did not start: ${err}`);
   const port = Number(/PORT (\d+)/.exec(out)![1]);
   return {
@@ -163,7 +185,11 @@ console.log('PORT ' + new URL(s.url).port);`;
 
 /** The server is still up and a good request gets the page. */
 async function expectServing(server: Served, after: string): Promise<void> {
-  if (server.child) expect(server.child.exitCode ?? server.child.signalCode, `the server process is alive after ${after}: ${server.stderr()}`).toBeNull();
+  if (server.child)
+    expect(
+      server.child.exitCode ?? server.child.signalCode,
+      `the server process is alive after ${after}: ${server.stderr()}`,
+    ).toBeNull();
   const r = await request(server.port, GOOD);
   expect(r.status, `a good request after ${after}`).toBe(200);
   expect(r.body.toString()).toContain('<!doctype html>');
@@ -237,7 +263,12 @@ describe('the demo server answers every request and keeps serving', () => {
     expect(page.headers['content-security-policy']).toMatch(/script-src 'self'/);
     expect(page.headers['content-security-policy']).toMatch(/frame-ancestors 'none'/);
     expect(Number(page.headers['content-length'])).toBe(page.body.length);
-    for (const path of ['/data/mnist/train-images-idx3-ubyte.gz', '/data/mnist/alias.gz', '/data/inner/train-images-idx3-ubyte.gz', '/data/inner/alias.gz']) {
+    for (const path of [
+      '/data/mnist/train-images-idx3-ubyte.gz',
+      '/data/mnist/alias.gz',
+      '/data/inner/train-images-idx3-ubyte.gz',
+      '/data/inner/alias.gz',
+    ]) {
       const r = await request(server.port, path);
       expect(r.status, path).toBe(200);
       expect(r.body.toString(), path).toBe(GOOD_DATA);
@@ -257,7 +288,18 @@ describe('the demo server answers every request and keeps serving', () => {
   });
 
   it('answers malformed percent-escapes with 400', async () => {
-    const targets = ['/dist/%E0%A4%A', '/dist/%', '/dist/%zz', '/dist/%E0%A4', '/%', '/data/%ff', '/data/mnist/%c0%ae%c0%ae', '/examples/browser/%ED%A0%80', '/dist/a%2', '/data/%%32%65'];
+    const targets = [
+      '/dist/%E0%A4%A',
+      '/dist/%',
+      '/dist/%zz',
+      '/dist/%E0%A4',
+      '/%',
+      '/data/%ff',
+      '/data/mnist/%c0%ae%c0%ae',
+      '/examples/browser/%ED%A0%80',
+      '/dist/a%2',
+      '/data/%%32%65',
+    ];
     for (const target of targets) {
       const r = await request(server.port, target);
       expect(r.status, target).toBe(400);
@@ -268,32 +310,78 @@ describe('the demo server answers every request and keeps serving', () => {
 
   it('refuses traversal in every spelling: 4xx, nothing outside the served folders, still serving', async () => {
     const targets = [
-      '/dist/../package.json', '/examples/browser/../../package.json', '/data/../../../../../etc/passwd', '/data/mnist/../../outside/secret.txt',
-      '/dist/%2e%2e/package.json', '/dist/%2E%2E/package.json', '/dist/%2e%2e%2fpackage.json', '/data/%2e%2e%2f%2e%2e%2foutside%2fsecret.txt',
-      '/dist/..%2fpackage.json', '/dist/.%2e/package.json', '/data/mnist/./../../outside/secret.txt',
-      '/dist/%252e%252e%252fpackage.json', '/dist/%252e%252e/package.json', '/data/%25%32%65%25%32%65/outside/secret.txt',
-      '/dist/..\\package.json', '/dist/%5c..%5cpackage.json', '/dist/..%5cpackage.json', '/data\\..\\..\\outside\\secret.txt',
-      '/dist/%00', '/dist/browser.js%00.html', '/data/mnist/train-images-idx3-ubyte.gz%00', '/data/%00/../../etc/passwd',
-      '//etc/passwd', '/dist//etc/passwd', '/data//etc/passwd', '/dist/%2fetc%2fpasswd', '/data/%2F..%2F..%2Foutside/secret.txt',
-      '/etc/passwd', '/package.json', '/.git/config', '/dist/..', '/examples/%2e%2e/package.json', '/data/.hidden', '/data/.git/config',
-      '/data/%2ehidden', '/data/.%2e/outside/secret.txt', '/data/mnist/%2e/../../outside/secret.txt',
-      'http://localhost/../package.json', `http://evil.example/etc/passwd`, '*', 'dist/../package.json', '../package.json',
+      '/dist/../package.json',
+      '/examples/browser/../../package.json',
+      '/data/../../../../../etc/passwd',
+      '/data/mnist/../../outside/secret.txt',
+      '/dist/%2e%2e/package.json',
+      '/dist/%2E%2E/package.json',
+      '/dist/%2e%2e%2fpackage.json',
+      '/data/%2e%2e%2f%2e%2e%2foutside%2fsecret.txt',
+      '/dist/..%2fpackage.json',
+      '/dist/.%2e/package.json',
+      '/data/mnist/./../../outside/secret.txt',
+      '/dist/%252e%252e%252fpackage.json',
+      '/dist/%252e%252e/package.json',
+      '/data/%25%32%65%25%32%65/outside/secret.txt',
+      '/dist/..\\package.json',
+      '/dist/%5c..%5cpackage.json',
+      '/dist/..%5cpackage.json',
+      '/data\\..\\..\\outside\\secret.txt',
+      '/dist/%00',
+      '/dist/browser.js%00.html',
+      '/data/mnist/train-images-idx3-ubyte.gz%00',
+      '/data/%00/../../etc/passwd',
+      '//etc/passwd',
+      '/dist//etc/passwd',
+      '/data//etc/passwd',
+      '/dist/%2fetc%2fpasswd',
+      '/data/%2F..%2F..%2Foutside/secret.txt',
+      '/etc/passwd',
+      '/package.json',
+      '/.git/config',
+      '/dist/..',
+      '/examples/%2e%2e/package.json',
+      '/data/.hidden',
+      '/data/.git/config',
+      '/data/%2ehidden',
+      '/data/.%2e/outside/secret.txt',
+      '/data/mnist/%2e/../../outside/secret.txt',
+      'http://localhost/../package.json',
+      `http://evil.example/etc/passwd`,
+      '*',
+      'dist/../package.json',
+      '../package.json',
     ];
     for (const target of targets) {
       const r = await request(server.port, target);
       expect([400, 403, 404], `${target} -> ${r.status}`).toContain(r.status);
       expectNoLeak(r, target);
-      expect(r.body.toString(), `${target}: the answer repeats the request`).not.toMatch(/package|passwd|secret|etc|\.\./);
+      expect(r.body.toString(), `${target}: the answer repeats the request`).not.toMatch(
+        /package|passwd|secret|etc|\.\./,
+      );
       await expectServing(server, target);
     }
   });
 
   it('refuses symlinks that leave their folder (files and directories), and hidden files', async () => {
     const targets = [
-      '/data/mnist/passwd', '/data/mnist/secret.txt', '/data/mnist/abs-secret.gz', '/data/mnist/package.json',
-      '/data/git/config', '/data/git', '/data/checkout/package.json', '/data/checkout/.git/config', '/data/checkout/scripts/demo-server.mjs',
-      '/data/outdir/secret.txt', '/data/outdir/sub/secret.gz', '/data/slash/etc/passwd', '/data/page.html', '/data/loop',
-      '/data/.hidden', '/data/inner/../.hidden',
+      '/data/mnist/passwd',
+      '/data/mnist/secret.txt',
+      '/data/mnist/abs-secret.gz',
+      '/data/mnist/package.json',
+      '/data/git/config',
+      '/data/git',
+      '/data/checkout/package.json',
+      '/data/checkout/.git/config',
+      '/data/checkout/scripts/demo-server.mjs',
+      '/data/outdir/secret.txt',
+      '/data/outdir/sub/secret.gz',
+      '/data/slash/etc/passwd',
+      '/data/page.html',
+      '/data/loop',
+      '/data/.hidden',
+      '/data/inner/../.hidden',
     ];
     for (const target of targets) {
       for (const method of ['GET', 'HEAD']) {
@@ -316,7 +404,10 @@ describe('the demo server answers every request and keeps serving', () => {
       await expectServing(server, method);
     }
     // A body that is announced but never sent is not waited for.
-    const post = await request(server.port, '/data/mnist/train-images-idx3-ubyte.gz', { method: 'POST', headers: ['Content-Length: 1000000000'] });
+    const post = await request(server.port, '/data/mnist/train-images-idx3-ubyte.gz', {
+      method: 'POST',
+      headers: ['Content-Length: 1000000000'],
+    });
     expect(post.status).toBe(405);
     for (const target of ['*', 'localhost:1', '127.0.0.1:22']) {
       const r = await request(server.port, target, { method: target === '*' ? 'OPTIONS' : 'CONNECT' });
@@ -339,12 +430,30 @@ describe('the demo server answers every request and keeps serving', () => {
 
   it('answers only to localhost names (DNS rebinding): 421 for other hosts, 400 for none or several', async () => {
     const { port } = server;
-    for (const host of ['localhost', `localhost:${port}`, `127.0.0.1:${port}`, '127.0.0.1', `[::1]:${port}`, `LOCALHOST:${port}`]) {
+    for (const host of [
+      'localhost',
+      `localhost:${port}`,
+      `127.0.0.1:${port}`,
+      '127.0.0.1',
+      `[::1]:${port}`,
+      `LOCALHOST:${port}`,
+    ]) {
       expect((await request(port, GOOD, { host })).status, host).toBe(200);
     }
     const bad = [
-      'evil.example', `evil.example:${port}`, `localhost.evil.example:${port}`, `127.0.0.1.nip.io:${port}`, `localhost:${port + 1}`, 'localhost:80',
-      `localhost:${port}@evil.example`, `evil.example#localhost:${port}`, 'localhost.', `0.0.0.0:${port}`, `127.0.0.2:${port}`, '[::ffff:127.0.0.1]', `localhost:0${port}`,
+      'evil.example',
+      `evil.example:${port}`,
+      `localhost.evil.example:${port}`,
+      `127.0.0.1.nip.io:${port}`,
+      `localhost:${port + 1}`,
+      'localhost:80',
+      `localhost:${port}@evil.example`,
+      `evil.example#localhost:${port}`,
+      'localhost.',
+      `0.0.0.0:${port}`,
+      `127.0.0.2:${port}`,
+      '[::ffff:127.0.0.1]',
+      `localhost:0${port}`,
     ];
     for (const host of bad) {
       const r = await request(port, GOOD, { host });
@@ -364,8 +473,12 @@ describe('the demo server answers every request and keeps serving', () => {
 
   it('never echoes the request into an answer (no reflected XSS)', async () => {
     const payloads = [
-      '/dist/%3Cscript%3Ealert(1)%3C%2Fscript%3E', '/dist/%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E', '/nowhere/%3Cscript%3Ealert(1)%3C/script%3E',
-      '/data/mnist/%3Csvg%20onload%3Dalert(1)%3E', '/examples/browser/%22%3E%3Cscript%3Ealert(1)%3C%2Fscript%3E.html', '/<script>alert(1)</script>',
+      '/dist/%3Cscript%3Ealert(1)%3C%2Fscript%3E',
+      '/dist/%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E',
+      '/nowhere/%3Cscript%3Ealert(1)%3C/script%3E',
+      '/data/mnist/%3Csvg%20onload%3Dalert(1)%3E',
+      '/examples/browser/%22%3E%3Cscript%3Ealert(1)%3C%2Fscript%3E.html',
+      '/<script>alert(1)</script>',
     ];
     for (const target of payloads) {
       const r = await request(server.port, target);
@@ -380,12 +493,12 @@ describe('the demo server answers every request and keeps serving', () => {
   });
 
   it('bounds the request target: 414 for long URLs, 431 or 400 for ones past the header limit', async () => {
-    const long = await request(server.port, '/dist/' + 'a'.repeat(3000));
+    const long = await request(server.port, `/dist/${'a'.repeat(3000)}`);
     expect(long.status).toBe(414);
     expect(long.body.toString()).not.toContain('aaaa');
     await expectServing(server, 'a 3000-character URL');
     for (const n of [20_000, 200_000]) {
-      const r = await request(server.port, '/dist/' + 'a'.repeat(n));
+      const r = await request(server.port, `/dist/${'a'.repeat(n)}`);
       expect([400, 414, 431], `${n} characters`).toContain(r.status);
       await expectServing(server, `a ${n}-character URL`);
     }
@@ -394,7 +507,7 @@ describe('the demo server answers every request and keeps serving', () => {
     const many = await request(server.port, GOOD, { headers: Array.from({ length: 500 }, (_, i) => `X-H${i}: v`) });
     expect([200, 400, 431]).toContain(many.status);
     // Deep but short: many segments resolve to a plain 404.
-    expect((await request(server.port, '/data/' + 'a/'.repeat(900) + 'x')).status).toBe(404);
+    expect((await request(server.port, `/data/${'a/'.repeat(900)}x`)).status).toBe(404);
     await expectServing(server, 'oversized headers');
   });
 
@@ -403,8 +516,14 @@ describe('the demo server answers every request and keeps serving', () => {
     const replies = await Promise.all(
       Array.from({ length: 48 }, (_, i) =>
         i % 2 === 0
-          ? request(server.port, i % 4 === 0 ? GOOD : '/data/mnist/train-images-idx3-ubyte.gz').then((r) => ({ r, good: true }))
-          : request(server.port, bad[(i >> 1) % bad.length]!, { method: i % 3 === 0 ? 'POST' : 'GET' }).then((r) => ({ r, good: false })),
+          ? request(server.port, i % 4 === 0 ? GOOD : '/data/mnist/train-images-idx3-ubyte.gz').then((r) => ({
+              r,
+              good: true,
+            }))
+          : request(server.port, bad[(i >> 1) % bad.length]!, { method: i % 3 === 0 ? 'POST' : 'GET' }).then((r) => ({
+              r,
+              good: false,
+            })),
       ),
     );
     for (const { r, good } of replies) {
@@ -441,7 +560,11 @@ describe('the demo server bounds connections in number and time', () => {
   }
 
   it('closes clients that trickle their headers or send nothing, and serves others meanwhile', async () => {
-    const server = await spawnServer({ port: 0, dataDir: data, limits: { headersMs: 2000, requestMs: 4000, idleMs: 4000 } });
+    const server = await spawnServer({
+      port: 0,
+      dataDir: data,
+      limits: { headersMs: 2000, requestMs: 4000, idleMs: 4000 },
+    });
     servers.push(server);
     const slow = Array.from({ length: 5 }, () => trickle(server.port));
     let silentClosed = false;
@@ -451,8 +574,13 @@ describe('the demo server bounds connections in number and time', () => {
     silent.resume(); // read, or the server's close would go unseen
     sockets.push(silent);
     await expectServing(server, 'slow clients connected');
-    const state = () => `slow: ${slow.map((s) => (s.closed() ? 'closed' : 'open')).join(', ')}; silent: ${silentClosed ? 'closed' : 'open'}`;
-    await waitFor(() => slow.every((s) => s.closed()) && silentClosed, 20_000, () => `the server to close slow and silent clients (${state()})`);
+    const state = () =>
+      `slow: ${slow.map((s) => (s.closed() ? 'closed' : 'open')).join(', ')}; silent: ${silentClosed ? 'closed' : 'open'}`;
+    await waitFor(
+      () => slow.every((s) => s.closed()) && silentClosed,
+      20_000,
+      () => `the server to close slow and silent clients (${state()})`,
+    );
     for (const s of slow) expect(['', '408']).toContain(s.received().slice(9, 12));
     await expectServing(server, 'slow clients closed');
   });
@@ -466,7 +594,11 @@ describe('the demo server bounds connections in number and time', () => {
       await new Promise((r) => s.socket.once('connect', r));
       slow.push(s);
     }
-    await waitFor(() => slow.filter((s) => !s.closed()).length <= 8, 20_000, 'the server to keep at most 8 connections');
+    await waitFor(
+      () => slow.filter((s) => !s.closed()).length <= 8,
+      20_000,
+      'the server to keep at most 8 connections',
+    );
     // The oldest were dropped first.
     expect(slow.slice(0, 22).every((s) => s.closed())).toBe(true);
     await expectServing(server, '30 slow clients against a limit of 8');
@@ -483,9 +615,15 @@ describe('startDemoServer and its command line refuse bad options', () => {
       [{ port: 65536 }, /options\.port/],
       [{ port: 1.5 }, /options\.port/],
       [{ port: '8080' }, /options\.port .*got "8080"/],
-      [{ port: 0, dataDir: join(tmp, 'does-not-exist') }, /^startDemoServer: options\.dataDir must be an existing directory/],
+      [
+        { port: 0, dataDir: join(tmp, 'does-not-exist') },
+        /^startDemoServer: options\.dataDir must be an existing directory/,
+      ],
       [{ port: 0, dataDir: '' }, /options\.dataDir/],
-      [{ port: 0, dataDir: join(data, 'mnist', 'train-images-idx3-ubyte.gz') }, /options\.dataDir must be an existing directory/],
+      [
+        { port: 0, dataDir: join(data, 'mnist', 'train-images-idx3-ubyte.gz') },
+        /options\.dataDir must be an existing directory/,
+      ],
       [{ port: 0, limits: { connections: 0 } }, /options\.limits\.connections must be an integer/],
       [{ port: 0, limits: { headersMs: Infinity } }, /options\.limits\.headersMs/],
       [{ port: 0, limits: { bogus: 1 } }, /options\.limits\.bogus/],
@@ -510,12 +648,18 @@ await s.close();`;
     const servedFrom = (env: Record<string, string>) =>
       new Promise<string | null>((done, fail) => {
         const { WPC_DATA_DIR: _unset, ...rest } = process.env;
-        const child = spawn(process.execPath, ['--input-type=module', '-e', code], { cwd: tmpdir(), env: { ...rest, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+        const child = spawn(process.execPath, ['--input-type=module', '-e', code], {
+          cwd: tmpdir(),
+          env: { ...rest, ...env },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
         let out = '';
         let err = '';
         child.stdout!.on('data', (d) => (out += d));
         child.stderr!.on('data', (d) => (err += d));
-        child.on('exit', (c) => (c === 0 ? done(JSON.parse(out.trim().split('\n').pop()!)) : fail(new Error(`exit ${c}: ${err}`))));
+        child.on('exit', (c) =>
+          c === 0 ? done(JSON.parse(out.trim().split('\n').pop()!)) : fail(new Error(`exit ${c}: ${err}`)),
+        );
       });
     const xdg = join(tmp, 'xdg-cache');
     const cache = join(xdg, 'wpc', 'datasets');
@@ -544,7 +688,15 @@ await s.close();`;
   }
 
   it('exits 2 on a bad command line and 1 when it cannot listen, with one line and no stack', async () => {
-    for (const args of [['--port', 'abc'], ['--port', '70000'], ['--port', '-1'], ['--port', '8e3'], ['--bogus'], ['extra'], ['--data-dir', join(tmp, 'nowhere')]]) {
+    for (const args of [
+      ['--port', 'abc'],
+      ['--port', '70000'],
+      ['--port', '-1'],
+      ['--port', '8e3'],
+      ['--bogus'],
+      ['extra'],
+      ['--data-dir', join(tmp, 'nowhere')],
+    ]) {
       const r = await cli(args);
       expect(r.code, args.join(' ')).toBe(2);
       expect(r.stderr.trim().split('\n'), args.join(' ')).toHaveLength(1);
@@ -572,8 +724,13 @@ describe('files it cannot serve', () => {
     const server = await spawnServer({ port: 0, dataDir: data }, uid);
     try {
       const cases: [string, number][] = [
-        ['/data/mnist/noread.gz', 403], ['/data/mnist/fifo.gz', 404], ['/data/mnist/socket.gz', 404], ['/data/mnist/dir.gz', 404],
-        ['/data/mnist/dir.gz/', 404], ['/data/mnist/train-images-idx3-ubyte.gz/', 404], ['/data/mnist/noread.gz', 403],
+        ['/data/mnist/noread.gz', 403],
+        ['/data/mnist/fifo.gz', 404],
+        ['/data/mnist/socket.gz', 404],
+        ['/data/mnist/dir.gz', 404],
+        ['/data/mnist/dir.gz/', 404],
+        ['/data/mnist/train-images-idx3-ubyte.gz/', 404],
+        ['/data/mnist/noread.gz', 403],
       ];
       for (const [target, status] of cases) {
         for (const method of ['GET', 'HEAD']) {
@@ -662,7 +819,7 @@ describe('the file system changing between the checks and the open', () => {
   it('a parent directory replaced by a symlink out of the folder is refused', async () => {
     const r = await raced('parent', (file) => {
       const sub = resolve(file, '..');
-      renameSync(sub, sub + '-old');
+      renameSync(sub, `${sub}-old`);
       writeFileSync(join(outside, 'sub', 'file.gz'), SECRET);
       symlinkSync(join(outside, 'sub'), sub);
     });
@@ -684,7 +841,9 @@ describe('a client that stops reading', () => {
       let received = 0;
       let closed = false;
       let stalling = true;
-      const client = connect(port, '127.0.0.1', () => client.write(`GET /data/mnist/big.gz HTTP/1.1\r\nHost: localhost:${port}\r\n\r\n`));
+      const client = connect(port, '127.0.0.1', () =>
+        client.write(`GET /data/mnist/big.gz HTTP/1.1\r\nHost: localhost:${port}\r\n\r\n`),
+      );
       socket = client;
       client.on('error', () => {});
       client.on('close', () => (closed = true));
@@ -694,7 +853,11 @@ describe('a client that stops reading', () => {
       });
       await waitFor(() => received > 65536 || closed, 20_000, 'the response to start');
       expect((await request(port, GOOD)).status).toBe(200);
-      await waitFor(() => server.connections().open === 0, 20_000, () => `the server to drop the stalled client (${JSON.stringify(server.connections())})`);
+      await waitFor(
+        () => server.connections().open === 0,
+        20_000,
+        () => `the server to drop the stalled client (${JSON.stringify(server.connections())})`,
+      );
       stalling = false;
       client.resume();
       await waitFor(() => closed, 20_000, 'the client to see the end');

@@ -61,7 +61,15 @@ describe('runtime.dispose()', () => {
       const step = await makePcStep(model, optim, state, y, { input: x });
       await step.loss.item();
       const acts = await initActivitiesWithFfwd(model, x);
-      const solved = await solveInference(model, acts, y, { input: x, recordIters: true, recordActivities: true, maxT1: 1, dt: 0.1, stepsizeController: 'constant', solver: 'euler' });
+      const solved = await solveInference(model, acts, y, {
+        input: x,
+        recordIters: true,
+        recordActivities: true,
+        maxT1: 1,
+        dt: 0.1,
+        stepsizeController: 'constant',
+        solver: 'euler',
+      });
       await testDiscriminativePc(model, y, x);
       // A checkpoint written and loaded back (a second model and optimiser state on the runtime).
       const file = join(dir, 'checkpoint.safetensors');
@@ -99,7 +107,10 @@ describe('runtime.dispose()', () => {
         ['makeMlp', () => makeMlp(r, MLP)],
         ['mlpFromWeights', () => mlpFromWeights(r, { dims: [1, 1], weights: [[1]], actFn: 'tanh' })],
         ['makePcStep', () => makePcStep(model, optim, state, y, { input: x })],
-        ['makePcStep (restored)', () => makePcStep(restored.model, restored.optim!, restored.optState!, y, { input: x })],
+        [
+          'makePcStep (restored)',
+          () => makePcStep(restored.model, restored.optim!, restored.optState!, y, { input: x }),
+        ],
         ['solveInference', () => solveInference(model, acts, y, { input: x })],
         ['pcEnergy', () => pcEnergy(model, acts, y, { input: x })],
         ['initActivitiesWithFfwd', () => initActivitiesWithFfwd(model, x)],

@@ -10,7 +10,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DEFAULT_MIRRORS, WpcDownloadError, downloadDataset, type DownloadOptions, type DownloadProgress } from '../src/data/download.js';
+import {
+  DEFAULT_MIRRORS,
+  WpcDownloadError,
+  downloadDataset,
+  type DownloadOptions,
+  type DownloadProgress,
+} from '../src/data/download.js';
 import { KNOWN_FILES } from '../src/data/files.js';
 import { loadDataset } from '../src/data/node.js';
 import { WpcArgumentError, WpcError } from '../src/runtime/errors.js';
@@ -40,8 +46,15 @@ beforeEach(() => {
 });
 
 /** Fast retries for the tests (the waits are not what is tested). */
-const quick = (mirrors: string[], more: DownloadOptions = {}): DownloadOptions => ({ dir: root, mirrors, retryDelayMs: 0, ...more });
-const only = (file: string, bad: Parameters<Mirrors['set']>[1] extends (f: string) => infer B ? B : never) => (f: string) => (f === file ? bad : 'good');
+const quick = (mirrors: string[], more: DownloadOptions = {}): DownloadOptions => ({
+  dir: root,
+  mirrors,
+  retryDelayMs: 0,
+  ...more,
+});
+const only =
+  (file: string, bad: Parameters<Mirrors['set']>[1] extends (f: string) => infer B ? B : never) => (f: string) =>
+    f === file ? bad : 'good';
 
 async function failure(promise: Promise<unknown>): Promise<WpcDownloadError> {
   const e = await promise.then(
@@ -121,7 +134,9 @@ describe('downloadDataset', () => {
     expect(last.url).toBe(`${server.url('b')}${LAST}`);
     expect(last.failedAttempts).toHaveLength(1);
     expect(last.failedAttempts[0]!.url).toBe(`${server.url('a')}${LAST}`);
-    expect(last.failedAttempts[0]!.reason).toMatch(/^checksum mismatch: expected sha256 f7ae60f9\w{56}, got [0-9a-f]{64}$/);
+    expect(last.failedAttempts[0]!.reason).toMatch(
+      /^checksum mismatch: expected sha256 f7ae60f9\w{56}, got [0-9a-f]{64}$/,
+    );
     expect(server.count('a', LAST)).toBe(1);
     expect(result.files.slice(0, 3).map((f) => f.url)).toEqual(NAMES.slice(0, 3).map((n) => `${server.url('a')}${n}`));
     await expectExactly(NAMES);
@@ -133,9 +148,13 @@ describe('downloadDataset', () => {
     const e = await failure(downloadDataset('mnist', quick([server.url('a'), server.url('b')])));
     const bad = Buffer.from(genuine('mnist', LAST));
     bad[bad.length >> 1]! ^= 0x01;
-    expect(e.message).toMatch(/^downloadDataset: could not download mnist\/t10k-labels-idx1-ubyte\.gz from any of the 2 mirrors tried: /);
+    expect(e.message).toMatch(
+      /^downloadDataset: could not download mnist\/t10k-labels-idx1-ubyte\.gz from any of the 2 mirrors tried: /,
+    );
     for (const m of ['a', 'b']) {
-      expect(e.message).toContain(`${server.url(m)}${LAST}: checksum mismatch: expected sha256 ${KNOWN_FILES.mnist[3]!.sha256}, got ${sha256(bad)}`);
+      expect(e.message).toContain(
+        `${server.url(m)}${LAST}: checksum mismatch: expected sha256 ${KNOWN_FILES.mnist[3]!.sha256}, got ${sha256(bad)}`,
+      );
     }
     expect(e.file).toBe(join(root, 'mnist', LAST));
     expect(e.attempts.map((a) => a.url)).toEqual([`${server.url('a')}${LAST}`, `${server.url('b')}${LAST}`]);
@@ -170,11 +189,15 @@ describe('downloadDataset', () => {
   it('retries are counted per mirror: HTTP 500 on two mirrors with retries 3 is 4 + 4 requests, listed in order', async () => {
     server.set('a', only(LAST, 'error'));
     server.set('b', only(LAST, 'error'));
-    const e = await failure(downloadDataset('mnist', quick([server.url('a'), server.url('b')], { retries: 3, retryDelayMs: 1 })));
+    const e = await failure(
+      downloadDataset('mnist', quick([server.url('a'), server.url('b')], { retries: 3, retryDelayMs: 1 })),
+    );
     expect(server.count('a', LAST)).toBe(4);
     expect(server.count('b', LAST)).toBe(4);
     expect(e.attempts).toHaveLength(8);
-    expect(e.message).toContain(`${server.url('a')}${LAST}: ${Array(4).fill('HTTP 500 Internal Server Error').join(', then ')}; ${server.url('b')}`);
+    expect(e.message).toContain(
+      `${server.url('a')}${LAST}: ${Array(4).fill('HTTP 500 Internal Server Error').join(', then ')}; ${server.url('b')}`,
+    );
     await expectExactly(NAMES.slice(0, 3));
     server.requests.length = 0;
     await failure(downloadDataset('mnist', quick([server.url('a')], { retries: 0 })));
@@ -187,7 +210,10 @@ describe('downloadDataset', () => {
       server.set('a', only(LAST, how));
       const e = await failure(downloadDataset('mnist', quick([server.url('a')], { retries: 1, stallTimeoutMs: 200 })));
       expect(server.count('a', LAST)).toBe(2);
-      expect(e.attempts.map((a) => a.reason)).toEqual([expect.stringMatching(/^stalled: no data for 200 ms/), expect.stringMatching(/^stalled: no data for 200 ms/)]);
+      expect(e.attempts.map((a) => a.reason)).toEqual([
+        expect.stringMatching(/^stalled: no data for 200 ms/),
+        expect.stringMatching(/^stalled: no data for 200 ms/),
+      ]);
       await expectExactly(NAMES.slice(0, 3));
     }
   });
@@ -195,7 +221,9 @@ describe('downloadDataset', () => {
   it('a body longer than the genuine file is refused as it streams, or at once when announced; not retried', async () => {
     server.set('a', only(LAST, 'longer'));
     let e = await failure(downloadDataset('mnist', quick([server.url('a')], { retries: 3 })));
-    expect(e.message).toContain(`${LAST}: the body is longer than the genuine file's 4542 bytes (refused at byte 4543)`);
+    expect(e.message).toContain(
+      `${LAST}: the body is longer than the genuine file's 4542 bytes (refused at byte 4543)`,
+    );
     expect(server.count('a', LAST)).toBe(1);
     await expectExactly(NAMES.slice(0, 3));
     server.set('a', only(LAST, 'longer-announced'));
@@ -217,7 +245,9 @@ describe('downloadDataset', () => {
   it('abort: before the start nothing is requested; during a transfer it stops at once with the reason, leaving no partial file', async () => {
     const early = new AbortController();
     early.abort(new Error('not now'));
-    await expect(downloadDataset('mnist', quick([server.url('a')], { signal: early.signal }))).rejects.toThrow('not now');
+    await expect(downloadDataset('mnist', quick([server.url('a')], { signal: early.signal }))).rejects.toThrow(
+      'not now',
+    );
     expect(server.requests).toEqual([]);
 
     server.set('a', only(LAST, 'stall-body'));
@@ -239,7 +269,14 @@ describe('downloadDataset', () => {
   it('an exception from onProgress stops the download as it is, leaving no partial file', async () => {
     server.set('a', () => 'good');
     const boom = new Error('progress bar broke');
-    const promise = downloadDataset('mnist', quick([server.url('a')], { onProgress: (p) => { if (p.file === NAMES[1] && p.received > 0) throw boom; } }));
+    const promise = downloadDataset(
+      'mnist',
+      quick([server.url('a')], {
+        onProgress: (p) => {
+          if (p.file === NAMES[1] && p.received > 0) throw boom;
+        },
+      }),
+    );
     await expect(promise).rejects.toBe(boom);
     await expectExactly(NAMES.slice(0, 1));
   });
@@ -247,10 +284,26 @@ describe('downloadDataset', () => {
   it('hostile answers (control characters in the status line or a redirect, a refused connection) make printable one-line errors', async () => {
     // [answer, reason, attempts with retries 2]: a 503 is transient, the others are definite answers.
     const answers: [string, RegExp, number][] = [
-      ['HTTP/1.1 503 \x1b[31mbusy\x07\r\ncontent-length: 0\r\nconnection: close\r\n\r\n', /^HTTP 503 \\x1b\[31mbusy\\x07$/, 3],
-      ['HTTP/1.1 302 Found\r\nlocation: ftp://evil/\x1b]0;x\x07\r\ncontent-length: 0\r\n\r\n', /^not a valid HTTP answer \(HPE_/, 1],
-      ['HTTP/1.1 302 Found\r\nlocation: ftp://evil/x\r\ncontent-length: 0\r\n\r\n', /^HTTP 302 Found redirects to a ftp: URL, not http or https$/, 1],
-      ['HTTP/1.1 302 Found\r\nlocation: http://[::1\r\ncontent-length: 0\r\n\r\n', /^HTTP 302 Found redirects to an invalid URL "http:\/\/\[::1"$/, 1],
+      [
+        'HTTP/1.1 503 \x1b[31mbusy\x07\r\ncontent-length: 0\r\nconnection: close\r\n\r\n',
+        /^HTTP 503 \\x1b\[31mbusy\\x07$/,
+        3,
+      ],
+      [
+        'HTTP/1.1 302 Found\r\nlocation: ftp://evil/\x1b]0;x\x07\r\ncontent-length: 0\r\n\r\n',
+        /^not a valid HTTP answer \(HPE_/,
+        1,
+      ],
+      [
+        'HTTP/1.1 302 Found\r\nlocation: ftp://evil/x\r\ncontent-length: 0\r\n\r\n',
+        /^HTTP 302 Found redirects to a ftp: URL, not http or https$/,
+        1,
+      ],
+      [
+        'HTTP/1.1 302 Found\r\nlocation: http://[::1\r\ncontent-length: 0\r\n\r\n',
+        /^HTTP 302 Found redirects to an invalid URL "http:\/\/\[::1"$/,
+        1,
+      ],
       ['not http at all \x1b[2J\x00\r\n\r\n', /^not a valid HTTP answer \(HPE_/, 1],
     ];
     const raw = await Promise.all(answers.map(([answer]) => startRawServer(answer)));
@@ -260,7 +313,9 @@ describe('downloadDataset', () => {
         const e = await failure(downloadDataset('mnist', quick([r.url], { retries: 2 })));
         expect(e.attempts).toHaveLength(attempts);
         for (const a of e.attempts) expect(a.reason).toMatch(reason);
-        expect(e.message).toMatch(/^downloadDataset: could not download mnist\/train-images-idx3-ubyte\.gz from the one mirror tried: /);
+        expect(e.message).toMatch(
+          /^downloadDataset: could not download mnist\/train-images-idx3-ubyte\.gz from the one mirror tried: /,
+        );
       }
     } finally {
       for (const r of raw) await r.close();
@@ -270,7 +325,10 @@ describe('downloadDataset', () => {
     const url = closed.url;
     await closed.close();
     const e = await failure(downloadDataset('mnist', quick([url], { retries: 1 })));
-    expect(e.attempts.map((a) => a.reason)).toEqual([expect.stringMatching(/^connection failed \(.*ECONNREFUSED/), expect.stringMatching(/^connection failed \(.*ECONNREFUSED/)]);
+    expect(e.attempts.map((a) => a.reason)).toEqual([
+      expect.stringMatching(/^connection failed \(.*ECONNREFUSED/),
+      expect.stringMatching(/^connection failed \(.*ECONNREFUSED/),
+    ]);
   });
 
   it('local problems are errors naming the path, not mirror failures: a file where the folder goes, a folder at a file name', async () => {
@@ -293,25 +351,64 @@ describe('downloadDataset', () => {
       ['mnist', { mirror: [] }, /^downloadDataset: unknown option "mirror" in options/],
       ['mnist', { dir: '' }, /^downloadDataset: options\.dir must be a non-empty path, got ""/],
       ['mnist', { dir: 42 }, /^downloadDataset: options\.dir must be a non-empty path, got 42/],
-      ['mnist', { mirrors: [] }, /^downloadDataset: options\.mirrors must be a non-empty array of URLs, got an array of length 0/],
-      ['mnist', { mirrors: 'http://x/' }, /^downloadDataset: options\.mirrors must be a non-empty array of URLs, got "http:\/\/x\/"/],
-      ['mnist', { mirrors: ['ftp://x/'] }, /^downloadDataset: options\.mirrors\[0\] must be an http:\/\/ or https:\/\/ URL, got "ftp:\/\/x\/"/],
-      ['mnist', { mirrors: ['http://x/', 'not a url'] }, /^downloadDataset: options\.mirrors\[1\] must be an http:\/\/ or https:\/\/ URL, got "not a url"/],
-      ['mnist', { mirrors: ['http://u:secret@x/'] }, /^downloadDataset: options\.mirrors\[0\] must be a URL without a user name or password/],
-      ['mnist', { mirrors: ['http://x/?a=1'] }, /^downloadDataset: options\.mirrors\[0\] must be a base URL without \?query or #fragment/],
+      [
+        'mnist',
+        { mirrors: [] },
+        /^downloadDataset: options\.mirrors must be a non-empty array of URLs, got an array of length 0/,
+      ],
+      [
+        'mnist',
+        { mirrors: 'http://x/' },
+        /^downloadDataset: options\.mirrors must be a non-empty array of URLs, got "http:\/\/x\/"/,
+      ],
+      [
+        'mnist',
+        { mirrors: ['ftp://x/'] },
+        /^downloadDataset: options\.mirrors\[0\] must be an http:\/\/ or https:\/\/ URL, got "ftp:\/\/x\/"/,
+      ],
+      [
+        'mnist',
+        { mirrors: ['http://x/', 'not a url'] },
+        /^downloadDataset: options\.mirrors\[1\] must be an http:\/\/ or https:\/\/ URL, got "not a url"/,
+      ],
+      [
+        'mnist',
+        { mirrors: ['http://u:secret@x/'] },
+        /^downloadDataset: options\.mirrors\[0\] must be a URL without a user name or password/,
+      ],
+      [
+        'mnist',
+        { mirrors: ['http://x/?a=1'] },
+        /^downloadDataset: options\.mirrors\[0\] must be a base URL without \?query or #fragment/,
+      ],
       ['mnist', { retries: -1 }, /^downloadDataset: options\.retries must be an integer in \[0, 100\], got -1/],
       ['mnist', { retries: 1.5 }, /options\.retries must be an integer in \[0, 100\], got 1\.5/],
       ['mnist', { retries: 101 }, /options\.retries must be an integer in \[0, 100\], got 101/],
       ['mnist', { retries: '2' }, /options\.retries must be an integer in \[0, 100\], got "2"/],
-      ['mnist', { retryDelayMs: Number.NaN }, /options\.retryDelayMs must be a number of milliseconds in \[0, 30000\], got NaN/],
+      [
+        'mnist',
+        { retryDelayMs: Number.NaN },
+        /options\.retryDelayMs must be a number of milliseconds in \[0, 30000\], got NaN/,
+      ],
       ['mnist', { retryDelayMs: -1 }, /options\.retryDelayMs must be a number of milliseconds in \[0, 30000\], got -1/],
-      ['mnist', { stallTimeoutMs: 0 }, /options\.stallTimeoutMs must be an integer number of milliseconds in \[1, 2147483647\], got 0/],
-      ['mnist', { stallTimeoutMs: 2 ** 31 }, /options\.stallTimeoutMs must be an integer number of milliseconds in \[1, 2147483647\], got 2147483648/],
+      [
+        'mnist',
+        { stallTimeoutMs: 0 },
+        /options\.stallTimeoutMs must be an integer number of milliseconds in \[1, 2147483647\], got 0/,
+      ],
+      [
+        'mnist',
+        { stallTimeoutMs: 2 ** 31 },
+        /options\.stallTimeoutMs must be an integer number of milliseconds in \[1, 2147483647\], got 2147483648/,
+      ],
       ['mnist', { signal: {} }, /^downloadDataset: options\.signal must be an AbortSignal, got an object/],
       ['mnist', { onProgress: 'log' }, /^downloadDataset: options\.onProgress must be a function, got "log"/],
     ];
     for (const [name, options, re] of cases) {
-      const opts = options !== null && typeof options === 'object' && !Array.isArray(options) && !('dir' in options) ? { dir: root, ...options } : options;
+      const opts =
+        options !== null && typeof options === 'object' && !Array.isArray(options) && !('dir' in options)
+          ? { dir: root, ...options }
+          : options;
       const e = await downloadDataset(name as 'mnist', opts as DownloadOptions).catch((x: unknown) => x);
       expect(e, String(re)).toBeInstanceOf(WpcArgumentError);
       expect((e as Error).message).toMatch(re);
@@ -335,7 +432,8 @@ describe('downloadDataset', () => {
   it('is exported by the Node entry only: the browser bundle holds neither the downloader nor node:http', async () => {
     const dist = (file: string) => fileURLToPath(new URL(`../dist/${file}`, import.meta.url));
     const node = await import(dist('node.js'));
-    for (const name of ['downloadDataset', 'locateDataset', 'dataCacheDirectory', 'WpcDownloadError']) expect(typeof node[name], name).toBe('function');
+    for (const name of ['downloadDataset', 'locateDataset', 'dataCacheDirectory', 'WpcDownloadError'])
+      expect(typeof node[name], name).toBe('function');
     expect(node.DEFAULT_MIRRORS).toEqual(DEFAULT_MIRRORS);
     const browser = await readFile(dist('browser.js'), 'utf8');
     const browserTypes = await readFile(dist('types/browser.d.ts'), 'utf8');

@@ -8,7 +8,11 @@ import { useRuntime } from './helpers.js';
 
 const rt = useRuntime();
 
-function callerBuffer(data: Float32Array, usage = BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST, size = data.byteLength): GPUBuffer {
+function callerBuffer(
+  data: Float32Array,
+  usage = BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST,
+  size = data.byteLength,
+): GPUBuffer {
   const buffer = rt().device.createBuffer({ size, usage: usage | BufferUsage.COPY_DST, label: 'caller' });
   rt().device.queue.writeBuffer(buffer, 0, data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
   return buffer;
@@ -32,16 +36,20 @@ describe('runtime.wrap', () => {
     // WPC never destroys what it did not create: disposing the view leaves the buffer alone.
     wrapped.dispose();
     model.dispose();
-    expect(Array.from((await rt().wrap(buffer, [2, 5], 16).toArray()))).toEqual(Array.from(x));
+    expect(Array.from(await rt().wrap(buffer, [2, 5], 16).toArray())).toEqual(Array.from(x));
     buffer.destroy();
   });
 
   it('refuses what it cannot use, naming the problem', () => {
     const data = new Float32Array(8);
     const noStorage = callerBuffer(data, BufferUsage.COPY_SRC);
-    expect(() => rt().wrap(noStorage, [8])).toThrow(/runtime.wrap: buffer needs GPUBufferUsage STORAGE \(create it with those usage flags\)/);
+    expect(() => rt().wrap(noStorage, [8])).toThrow(
+      /runtime.wrap: buffer needs GPUBufferUsage STORAGE \(create it with those usage flags\)/,
+    );
     const ok = callerBuffer(data);
-    expect(() => rt().wrap(ok, [3, 3])).toThrow(/runtime.wrap: buffer holds 32 bytes, but 36 bytes from offset 0 are needed/);
+    expect(() => rt().wrap(ok, [3, 3])).toThrow(
+      /runtime.wrap: buffer holds 32 bytes, but 36 bytes from offset 0 are needed/,
+    );
     expect(() => rt().wrap(ok, [2], 2)).toThrow(/byteOffset must be a non-negative multiple of 4, got 2/);
     expect(() => rt().wrap({} as GPUBuffer, [2])).toThrow(WpcArgumentError);
     expect(() => rt().wrap(ok, [0])).toThrow(/shape must be an array of positive integers/);
@@ -52,13 +60,32 @@ describe('runtime.wrap', () => {
 
 describe('mlpFromBuffer', () => {
   it('copies parameters on the GPU from another buffer (here another model’s), giving the same network', async () => {
-    const a = makeMlp(rt(), { seed: 3, inputDim: 6, width: 5, depth: 3, outputDim: 2, actFn: 'relu', useBias: true, paramType: 'mupc' });
+    const a = makeMlp(rt(), {
+      seed: 3,
+      inputDim: 6,
+      width: 5,
+      depth: 3,
+      outputDim: 2,
+      actFn: 'relu',
+      useBias: true,
+      paramType: 'mupc',
+    });
     // Offset it inside a caller buffer, as another program might lay it out.
     const encoder = rt().device.createCommandEncoder();
-    const host = rt().device.createBuffer({ size: 64 + a.paramCount * 4, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST });
+    const host = rt().device.createBuffer({
+      size: 64 + a.paramCount * 4,
+      usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST,
+    });
     encoder.copyBufferToBuffer(a.params, 0, host, 64, a.paramCount * 4);
     rt().device.queue.submit([encoder.finish()]);
-    const b = mlpFromBuffer(rt(), { dims: a.dims, buffer: host, byteOffset: 64, useBias: true, actFn: 'relu', paramType: 'mupc' });
+    const b = mlpFromBuffer(rt(), {
+      dims: a.dims,
+      buffer: host,
+      byteOffset: 64,
+      useBias: true,
+      actFn: 'relu',
+      paramType: 'mupc',
+    });
     expect(b.paramCount).toBe(a.paramCount);
     expect(b.layers.map((l) => l.scale)).toEqual(a.layers.map((l) => l.scale));
     const [wa, wb] = [await a.toArrays(), await b.toArrays()];
@@ -73,13 +100,23 @@ describe('mlpFromBuffer', () => {
 
   it('validates the buffer, layout and options before touching the GPU', () => {
     const small = callerBuffer(new Float32Array(10));
-    expect(() => mlpFromBuffer(rt(), { dims: [3, 4, 2], buffer: small, actFn: 'tanh' })).toThrow(/mlpFromBuffer: options.buffer holds 40 bytes, but 80 bytes from offset 0 are needed/);
+    expect(() => mlpFromBuffer(rt(), { dims: [3, 4, 2], buffer: small, actFn: 'tanh' })).toThrow(
+      /mlpFromBuffer: options.buffer holds 40 bytes, but 80 bytes from offset 0 are needed/,
+    );
     const noCopy = callerBuffer(new Float32Array(20), BufferUsage.STORAGE);
-    expect(() => mlpFromBuffer(rt(), { dims: [3, 4, 2], buffer: noCopy, actFn: 'tanh' })).toThrow(/options.buffer needs GPUBufferUsage COPY_SRC/);
-    expect(() => mlpFromBuffer(rt(), { dims: [3, 4, 2], buffer: small, actFn: 'tanh', byteOffset: 3 })).toThrow(/options.byteOffset must be a non-negative multiple of 4/);
+    expect(() => mlpFromBuffer(rt(), { dims: [3, 4, 2], buffer: noCopy, actFn: 'tanh' })).toThrow(
+      /options.buffer needs GPUBufferUsage COPY_SRC/,
+    );
+    expect(() => mlpFromBuffer(rt(), { dims: [3, 4, 2], buffer: small, actFn: 'tanh', byteOffset: 3 })).toThrow(
+      /options.byteOffset must be a non-negative multiple of 4/,
+    );
     expect(() => mlpFromBuffer(rt(), { dims: [3], buffer: small, actFn: 'tanh' })).toThrow(/options.dims/);
-    expect(() => mlpFromBuffer(rt(), { dims: [3, 4, 2], buffer: small, actFn: 'sigmoid' as never })).toThrow(/options.actFn/);
-    expect(() => mlpFromBuffer(rt(), { dims: [3, 4, 2], buffer: small, actFn: 'tanh', weights: [] } as never)).toThrow(/unknown option/);
+    expect(() => mlpFromBuffer(rt(), { dims: [3, 4, 2], buffer: small, actFn: 'sigmoid' as never })).toThrow(
+      /options.actFn/,
+    );
+    expect(() => mlpFromBuffer(rt(), { dims: [3, 4, 2], buffer: small, actFn: 'tanh', weights: [] } as never)).toThrow(
+      /unknown option/,
+    );
     small.destroy();
     noCopy.destroy();
   });

@@ -14,7 +14,18 @@ import { mlpFromWeights } from '../src/pc/model.js';
 import { sgd } from '../src/pc/optim.js';
 import { makePcStep } from '../src/pc/train.js';
 import { Random } from '../src/util/random.js';
-import { expectClose, flat, gpuModel, oneHotMat, perturbedActivities, randomMat, randomRefModel, readAll, tensorOf, useRuntime } from './helpers.js';
+import {
+  expectClose,
+  flat,
+  gpuModel,
+  oneHotMat,
+  perturbedActivities,
+  randomMat,
+  randomRefModel,
+  readAll,
+  tensorOf,
+  useRuntime,
+} from './helpers.js';
 
 const rt = useRuntime();
 
@@ -44,23 +55,45 @@ describe.each(ACTIVATIONS.map((a) => [a]))('%s', (act: Act) => {
         const output = tensorOf(rt(), y);
         const activities = acts.map((a) => tensorOf(rt(), a));
 
-        const energies = await (await pcEnergy(model, activities, output, { input, loss, recordLayers: true })).toArray();
+        const energies = await (
+          await pcEnergy(model, activities, output, { input, loss, recordLayers: true })
+        ).toArray();
         const expectedE = jpcRecordLayersOrder(layerEnergies(ref, acts, y, x, loss));
         expectClose(energies, expectedE, 1e-4, `${act}/${loss}/case ${ci}: layer energies`);
         const total = await (await pcEnergy(model, activities, output, { input, loss })).item();
         expectClose([total], [expectedE.reduce((a, b) => a + b, 0)], 1e-4, 'total energy');
 
         const { energy, grads } = await computePcActivityGrad(model, activities, output, { input, loss });
-        expectClose([await energy.item()], [expectedE.reduce((a, b) => a + b, 0)], 1e-4, 'energy from computePcActivityGrad');
-        expectClose(await readAll(grads), flat(activityGrads(ref, acts, y, x, loss)), 1e-4, `${act}/${loss}/case ${ci}: activity gradients`);
+        expectClose(
+          [await energy.item()],
+          [expectedE.reduce((a, b) => a + b, 0)],
+          1e-4,
+          'energy from computePcActivityGrad',
+        );
+        expectClose(
+          await readAll(grads),
+          flat(activityGrads(ref, acts, y, x, loss)),
+          1e-4,
+          `${act}/${loss}/case ${ci}: activity gradients`,
+        );
 
         const pg = await computePcParamGrads(model, activities, output, { input, loss });
         const expectedP = paramGrads(ref, acts, y, x, loss);
-        expectClose(await readAll(pg.weights), flat(expectedP.weights), 1e-4, `${act}/${loss}/case ${ci}: weight gradients`);
+        expectClose(
+          await readAll(pg.weights),
+          flat(expectedP.weights),
+          1e-4,
+          `${act}/${loss}/case ${ci}: weight gradients`,
+        );
         const biasGrads = pg.biases.filter((b) => b !== null);
         if (ci !== 1) {
           expect(biasGrads.length).toBe(dims.length - 1);
-          expectClose(await readAll(biasGrads), Float64Array.from(expectedP.biases.flatMap((b) => [...b!])), 1e-4, 'bias gradients');
+          expectClose(
+            await readAll(biasGrads),
+            Float64Array.from(expectedP.biases.flatMap((b) => [...b!])),
+            1e-4,
+            'bias gradients',
+          );
         }
         model.dispose();
       }
@@ -100,9 +133,19 @@ describe('random shapes (seeded), including B = 1 and width-1 layers', () => {
       const energies = await (await pcEnergy(model, activities, output, { input, loss, recordLayers: true })).toArray();
       expectClose(energies, jpcRecordLayersOrder(layerEnergies(ref, acts, y, x, loss)), 1e-4, `${what}: energies`);
       const { grads } = await computePcActivityGrad(model, activities, output, { input, loss });
-      expectClose(await readAll(grads), flat(activityGrads(ref, acts, y, x, loss)), 1e-4, `${what}: activity gradients`);
+      expectClose(
+        await readAll(grads),
+        flat(activityGrads(ref, acts, y, x, loss)),
+        1e-4,
+        `${what}: activity gradients`,
+      );
       const pg = await computePcParamGrads(model, activities, output, { input, loss });
-      expectClose(await readAll(pg.weights), flat(paramGrads(ref, acts, y, x, loss).weights), 1e-4, `${what}: weight gradients`);
+      expectClose(
+        await readAll(pg.weights),
+        flat(paramGrads(ref, acts, y, x, loss).weights),
+        1e-4,
+        `${what}: weight gradients`,
+      );
       model.dispose();
     }
   });

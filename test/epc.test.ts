@@ -22,7 +22,15 @@ import {
 } from '../src/node.js';
 import { Random } from '../src/util/random.js';
 import { type Act, type Loss, mat } from './reference/jpc64.js';
-import { type GenModel, epcEnergy as refEnergy, epcErrorGrads, epcForward, epcParamGrads, makeSkips, paramScalings } from './reference/variants64.js';
+import {
+  type GenModel,
+  epcEnergy as refEnergy,
+  epcErrorGrads,
+  epcForward,
+  epcParamGrads,
+  makeSkips,
+  paramScalings,
+} from './reference/variants64.js';
 import { expectClose, flat, oneHotMat, randomMat, randomRefModel, readAll, tensorOf, useRuntime } from './helpers.js';
 
 const rt = useRuntime();
@@ -43,7 +51,11 @@ const CASES: Case[] = [
 function models(r: Runtime, c: Case): { ref: GenModel; model: Model } {
   const L = c.dims.length - 1;
   const base = randomRefModel(9, c.dims, c.act, true);
-  const ref: GenModel = { ...base, scales: paramScalings(c.dims, c.paramType, { skips: c.skips }).map(Math.fround), ...(c.skips ? { skips: makeSkips(L) } : {}) };
+  const ref: GenModel = {
+    ...base,
+    scales: paramScalings(c.dims, c.paramType, { skips: c.skips }).map(Math.fround),
+    ...(c.skips ? { skips: makeSkips(L) } : {}),
+  };
   const model = mlpFromWeights(r, {
     dims: c.dims,
     weights: ref.weights.map((w) => Float32Array.from(w.data)),
@@ -87,17 +99,42 @@ describe.each(CASES.map((c) => [c.name, c] as const))('%s', (_n, c) => {
         const pg = await computeEpcParamGrads(model, errs, output, opts);
         const pref = epcParamGrads(ref, errors, y, xr, loss);
         expectClose(await readAll(pg.weights), flat(pref.weights), 2e-4, 'weight gradients');
-        expectClose(await readAll(pg.biases.map((b) => b!)), Float64Array.from(pref.biases.flatMap((b) => [...b!])), 2e-4, 'bias gradients');
+        expectClose(
+          await readAll(pg.biases.map((b) => b!)),
+          Float64Array.from(pref.biases.flatMap((b) => [...b!])),
+          2e-4,
+          'bias gradients',
+        );
 
         const optim = sgd({ lr: 0.5 });
         const up = await updateEpcErrors(model, errs, optim, optim.init(errs), output, opts);
         expectClose([await up.energy.item()], [F], 1e-4, 'energy before the update');
-        expectClose(await readAll(up.errors), flat(errors.map((e, i) => mat(e.rows, e.cols, Float64Array.from(e.data, (v, j) => v - 0.5 * g[i]!.data[j]!)))), 1e-4, 'updated errors');
+        expectClose(
+          await readAll(up.errors),
+          flat(
+            errors.map((e, i) =>
+              mat(
+                e.rows,
+                e.cols,
+                Float64Array.from(e.data, (v, j) => v - 0.5 * g[i]!.data[j]!),
+              ),
+            ),
+          ),
+          1e-4,
+          'updated errors',
+        );
         const before = await model.toArrays();
         const popt = sgd({ lr: 0.1 });
         await updateEpcParams(model, errs, popt, popt.init(model), output, opts);
         const after = await model.toArrays();
-        after.weights.forEach((w, i) => expectClose(w, Float64Array.from(before.weights[i]!, (v, j) => v - 0.1 * pref.weights[i]!.data[j]!), 1e-5, `updated weights ${i}`));
+        after.weights.forEach((w, i) =>
+          expectClose(
+            w,
+            Float64Array.from(before.weights[i]!, (v, j) => v - 0.1 * pref.weights[i]!.data[j]!),
+            1e-5,
+            `updated weights ${i}`,
+          ),
+        );
         model.dispose();
       });
     }
@@ -108,10 +145,17 @@ describe('ePC conventions', () => {
   it('initEpcErrors gives zeros for the hidden errors (and z_0 when unsupervised), and zero errors are the feedforward pass', async () => {
     const { ref, model } = models(rt(), CASES[0]!);
     const sup = initEpcErrors(model, { batchSize: 3 });
-    expect(sup.map((t) => t.shape)).toEqual([[3, 9], [3, 8]]);
+    expect(sup.map((t) => t.shape)).toEqual([
+      [3, 9],
+      [3, 8],
+    ]);
     expect([...(await readAll(sup))].every((v) => v === 0)).toBe(true);
     const unsup = initEpcErrors(model, { batchSize: 3, mode: 'unsupervised' });
-    expect(unsup.map((t) => t.shape)).toEqual([[3, 6], [3, 9], [3, 8]]);
+    expect(unsup.map((t) => t.shape)).toEqual([
+      [3, 6],
+      [3, 9],
+      [3, 8],
+    ]);
     const x = randomMat(new Random(1), 3, 6);
     const y = randomMat(new Random(2), 3, 5);
     const zs = await epcActivities(model, sup, tensorOf(rt(), y), { input: tensorOf(rt(), x) });
@@ -125,7 +169,9 @@ describe('ePC conventions', () => {
     const y = tensorOf(rt(), randomMat(new Random(2), 3, 5));
     const jpcStyle = [rt().zeros([3, 9]), rt().zeros([3, 8]), rt().zeros([3, 5])];
     await expect(epcEnergy(model, jpcStyle, y, { input: x })).rejects.toThrow(/WPC has no output error ε_L/);
-    await expect(epcEnergy(model, [rt().zeros([3, 9]), rt().zeros([3, 7])], y, { input: x })).rejects.toThrow(/errors\[1\]/);
+    await expect(epcEnergy(model, [rt().zeros([3, 9]), rt().zeros([3, 7])], y, { input: x })).rejects.toThrow(
+      /errors\[1\]/,
+    );
     expect(() => initEpcErrors(model, { batchSize: 0 })).toThrow(/batchSize/);
     model.dispose();
   });

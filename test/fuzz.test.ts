@@ -68,14 +68,63 @@ const junkScalar = fc.oneof(
   fc.string({ maxLength: 6 }),
 );
 const OPTION_KEYS = [
-  'input', 'loss', 'solver', 'stepsizeController', 'maxT1', 'dt', 'maxSteps', 'steps', 'seed', 'sigma', 'lr', 'b1', 'eps',
-  'momentum', 'nesterov', 'actFn', 'dims', 'depth', 'width', 'inputDim', 'outputDim', 'useBias', 'paramType', 'gamma',
-  'skipModel', 'recordLayers', 'activityNorms', 'gradNorms', 'checkFinite', 'clipGradNorm', 'transA', 'transB', 'alpha',
-  'optim', 'optState', 'step', 'extra', 'weights', 'biases', 'pollEvery', 'rtol', 'atol', 'batchSize', 'shuffle', 'bogus',
+  'input',
+  'loss',
+  'solver',
+  'stepsizeController',
+  'maxT1',
+  'dt',
+  'maxSteps',
+  'steps',
+  'seed',
+  'sigma',
+  'lr',
+  'b1',
+  'eps',
+  'momentum',
+  'nesterov',
+  'actFn',
+  'dims',
+  'depth',
+  'width',
+  'inputDim',
+  'outputDim',
+  'useBias',
+  'paramType',
+  'gamma',
+  'skipModel',
+  'recordLayers',
+  'activityNorms',
+  'gradNorms',
+  'checkFinite',
+  'clipGradNorm',
+  'transA',
+  'transB',
+  'alpha',
+  'optim',
+  'optState',
+  'step',
+  'extra',
+  'weights',
+  'biases',
+  'pollEvery',
+  'rtol',
+  'atol',
+  'batchSize',
+  'shuffle',
+  'bogus',
 ];
 
 function arbitraries() {
-  const gpuThing = fc.constantFrom<unknown>(() => model, () => optim, () => optState, () => rt, () => disposed, () => disposedModel, ...tensors.map((t) => () => t));
+  const gpuThing = fc.constantFrom<unknown>(
+    () => model,
+    () => optim,
+    () => optState,
+    () => rt,
+    () => disposed,
+    () => disposedModel,
+    ...tensors.map((t) => () => t),
+  );
   const resolved = gpuThing.map((f) => (f as () => unknown)());
   const arrayish = fc.oneof(
     fc.array(junkScalar, { maxLength: 5 }),
@@ -83,13 +132,29 @@ function arbitraries() {
     fc.array(resolved, { maxLength: 4 }),
     fc.constantFrom<unknown>(new Uint8Array(5), new Float64Array(3), [], [[]], [2, 4], [-1, 3], [0], [1e9, 1e9]),
   );
-  const options = fc.dictionary(fc.constantFrom(...OPTION_KEYS), fc.oneof(junkScalar, resolved, arrayish), { maxKeys: 4 });
-  const arg = fc.oneof({ weight: 3, arbitrary: resolved }, { weight: 3, arbitrary: junkScalar }, { weight: 2, arbitrary: arrayish }, { weight: 2, arbitrary: options });
+  const options = fc.dictionary(fc.constantFrom(...OPTION_KEYS), fc.oneof(junkScalar, resolved, arrayish), {
+    maxKeys: 4,
+  });
+  const arg = fc.oneof(
+    { weight: 3, arbitrary: resolved },
+    { weight: 3, arbitrary: junkScalar },
+    { weight: 2, arbitrary: arrayish },
+    { weight: 2, arbitrary: options },
+  );
   return fc.array(arg, { maxLength: 5 });
 }
 
 /** Every exported function of the Node entry point except constructors, async file helpers (below) and long studies. */
-const SKIP = new Set(['init', 'initFromDevice', 'loadDataset', 'loadModel', 'saveModel', 'saveCheckpoint', 'loadCheckpoint', 'writeImageGrid']);
+const SKIP = new Set([
+  'init',
+  'initFromDevice',
+  'loadDataset',
+  'loadModel',
+  'saveModel',
+  'saveCheckpoint',
+  'loadCheckpoint',
+  'writeImageGrid',
+]);
 const FUNCTIONS = Object.entries(wpc)
   .filter(([name, f]) => typeof f === 'function' && !/^[A-Z]/.test(name) && !SKIP.has(name))
   .map(([name, f]) => [name, f as (...args: unknown[]) => unknown] as const);
@@ -97,7 +162,10 @@ const FUNCTIONS = Object.entries(wpc)
 async function snapshot(): Promise<string> {
   const { weights } = await model.toArrays();
   const state = await optState.stateToArray();
-  const words = [...weights.flatMap((w) => Array.from(new Uint32Array(w.buffer, w.byteOffset, w.length))), ...Array.from(new Uint32Array(state!.buffer))];
+  const words = [
+    ...weights.flatMap((w) => Array.from(new Uint32Array(w.buffer, w.byteOffset, w.length))),
+    ...Array.from(new Uint32Array(state!.buffer)),
+  ];
   return `${optState.count}:${words.join(',')}`;
 }
 
@@ -108,7 +176,11 @@ function describeArg(a: unknown): string {
     if (a === optState) return 'optState';
     if (a === rt) return 'rt';
     if (typeof a === 'bigint' || typeof a === 'symbol') return String(a);
-    return JSON.stringify(a, (_k, v) => (v instanceof wpc.Tensor ? `Tensor[${v.shape}]` : v === model ? 'model' : typeof v === 'bigint' ? String(v) : v))?.slice(0, 300) ?? String(a);
+    return (
+      JSON.stringify(a, (_k, v) =>
+        v instanceof wpc.Tensor ? `Tensor[${v.shape}]` : v === model ? 'model' : typeof v === 'bigint' ? String(v) : v,
+      )?.slice(0, 300) ?? String(a)
+    );
   } catch {
     return '?';
   }
@@ -135,15 +207,25 @@ describe('every public function under random bad input', () => {
     await fc.assert(
       fc.asyncProperty(fc.constantFrom(...FUNCTIONS), arbitraries(), async ([name, f], args) => {
         cases++;
-        const touchesState = args.some((a) => a === model || a === optState || (typeof a === 'object' && a !== null && Object.values(a).some((v) => v === model || v === optState)));
+        const touchesState = args.some(
+          (a) =>
+            a === model ||
+            a === optState ||
+            (typeof a === 'object' && a !== null && Object.values(a).some((v) => v === model || v === optState)),
+        );
         const snap = touchesState ? await snapshot() : null;
-        if (process.env.FUZZ_LOG) appendFileSync(process.env.FUZZ_LOG, `${name}(${args.map((a) => describeArg(a)).join(', ')})\n`);
+        if (process.env.FUZZ_LOG)
+          appendFileSync(process.env.FUZZ_LOG, `${name}(${args.map((a) => describeArg(a)).join(', ')})\n`);
         try {
           const r = f(...args);
           if (r && typeof (r as Promise<unknown>).then === 'function') await r;
         } catch (e) {
           checkError(name, e);
-          if (snap !== null) expect(await snapshot(), `${name} threw (${(e as Error).message}) but changed the model or optimiser state`).toBe(snap);
+          if (snap !== null)
+            expect(
+              await snapshot(),
+              `${name} threw (${(e as Error).message}) but changed the model or optimiser state`,
+            ).toBe(snap);
           // A WPC error must not poison the runtime (no pending GPU error left behind).
           rt.checkHealthy('fuzz');
         }
@@ -172,7 +254,11 @@ describe('every public function under random bad input', () => {
       ['solveInference', wpc.solveInference as never, [model, acts, y, { input: x, maxT1: 1, dt: 0.5 }]],
       ['updatePcActivities', wpc.updatePcActivities as never, [model, acts, actOptim, actState, y, pcOpts]],
       ['updatePcParams', wpc.updatePcParams as never, [model, acts, optim, optState, y, pcOpts]],
-      ['makePcStep', wpc.makePcStep as never, [model, optim, optState, y, { input: x, solver: 'euler', stepsizeController: 'constant', maxT1: 1, dt: 0.5 }]],
+      [
+        'makePcStep',
+        wpc.makePcStep as never,
+        [model, optim, optState, y, { input: x, solver: 'euler', stepsizeController: 'constant', maxT1: 1, dt: 0.5 }],
+      ],
       ['initActivitiesWithFfwd', wpc.initActivitiesWithFfwd as never, [model, x]],
       ['testDiscriminativePc', wpc.testDiscriminativePc as never, [model, y, x, {}]],
       ['computeActivityNorms', wpc.computeActivityNorms as never, [acts]],
@@ -182,12 +268,32 @@ describe('every public function under random bad input', () => {
       ['matmul', wpc.matmul as never, [x, tensors[4]!.shape[0] === 3 ? z1 : z1, { transB: true }]],
       ['trainingCheckpoint', trainingCheckpoint as never, [model, { optim, optState, step: 1 }]],
     ];
-    const junk = fc.oneof(junkScalar, fc.constantFrom<unknown>(disposed, disposedModel, tensors[3], tensors[4], [z1], [z1, y, x], [y, z1], [], {}, optim, actOptim, actState, optState));
+    const junk = fc.oneof(
+      junkScalar,
+      fc.constantFrom<unknown>(
+        disposed,
+        disposedModel,
+        tensors[3],
+        tensors[4],
+        [z1],
+        [z1, y, x],
+        [y, z1],
+        [],
+        {},
+        optim,
+        actOptim,
+        actState,
+        optState,
+      ),
+    );
     const corruption = fc.record({
       position: fc.nat(),
       value: junk,
       optionKey: fc.constantFrom(...OPTION_KEYS),
-      optionValue: fc.oneof(junk, fc.constantFrom<unknown>('ce', 'mse', 'heun', 'tsit5', 'constant', 'mupc', true, 1e-3, 2, 64)),
+      optionValue: fc.oneof(
+        junk,
+        fc.constantFrom<unknown>('ce', 'mse', 'heun', 'tsit5', 'constant', 'mupc', true, 1e-3, 2, 64),
+      ),
       which: fc.integer({ min: 0, max: 2 }),
     });
     let cases = 0;
@@ -199,12 +305,19 @@ describe('every public function under random bad input', () => {
         if (c.which !== 1) args[c.position % args.length] = c.value;
         if (c.which !== 0) {
           const last = args.length - 1;
-          const base = typeof args[last] === 'object' && args[last] !== null && !Array.isArray(args[last]) && !(args[last] instanceof wpc.Tensor) ? (args[last] as object) : {};
+          const base =
+            typeof args[last] === 'object' &&
+            args[last] !== null &&
+            !Array.isArray(args[last]) &&
+            !(args[last] instanceof wpc.Tensor)
+              ? (args[last] as object)
+              : {};
           args[last] = { ...base, [c.optionKey]: c.optionValue };
         }
         const touchesState = args.includes(model) || args.includes(optState);
         const snap = touchesState ? await snapshot() : null;
-        if (process.env.FUZZ_LOG) appendFileSync(process.env.FUZZ_LOG, `near ${name}(${args.map((a) => describeArg(a)).join(', ')})\n`);
+        if (process.env.FUZZ_LOG)
+          appendFileSync(process.env.FUZZ_LOG, `near ${name}(${args.map((a) => describeArg(a)).join(', ')})\n`);
         try {
           const r = await f(...args);
           succeeded++;
@@ -215,12 +328,23 @@ describe('every public function under random bad input', () => {
           const release = (v: unknown, depth = 0): void => {
             if (v instanceof wpc.Tensor && !tensors.includes(v) && v !== disposed) v.dispose();
             else if (Array.isArray(v) && depth < 2) v.forEach((u) => release(u, depth + 1));
-            else if (v && typeof v === 'object' && depth < 2 && !(v instanceof wpc.Model) && !(v instanceof wpc.OptState)) Object.values(v).forEach((u) => release(u, depth + 1));
+            else if (
+              v &&
+              typeof v === 'object' &&
+              depth < 2 &&
+              !(v instanceof wpc.Model) &&
+              !(v instanceof wpc.OptState)
+            )
+              Object.values(v).forEach((u) => release(u, depth + 1));
           };
           release(r);
         } catch (e) {
           checkError(name, e);
-          if (snap !== null) expect(await snapshot(), `${name} threw (${(e as Error).message}) but changed the model or optimiser state`).toBe(snap);
+          if (snap !== null)
+            expect(
+              await snapshot(),
+              `${name} threw (${(e as Error).message}) but changed the model or optimiser state`,
+            ).toBe(snap);
           rt.checkHealthy('fuzz');
         }
         if (optState.count > 0) await optState.checkDivergence().catch(() => optState.clearDivergence());
@@ -241,11 +365,21 @@ describe('every public function under random bad input', () => {
       fc.asyncProperty(
         fc.constantFrom('tensor', 'empty', 'wrap', 'read'),
         fc.oneof(fc.array(fc.oneof(fc.integer({ min: -3, max: 5 }), junkNumber), { maxLength: 4 }), junkScalar),
-        fc.oneof(fc.array(fc.double(), { maxLength: 10 }).map((a) => Float32Array.from(a)), junkScalar),
+        fc.oneof(
+          fc.array(fc.double(), { maxLength: 10 }).map((a) => Float32Array.from(a)),
+          junkScalar,
+        ),
         async (method, shape, data) => {
           cases++;
           try {
-            const r = method === 'tensor' ? rt.tensor(data as Float32Array, shape as number[]) : method === 'empty' ? rt.empty(shape as number[]) : method === 'wrap' ? rt.wrap(data as never, shape as never) : await rt.read(data as never);
+            const r =
+              method === 'tensor'
+                ? rt.tensor(data as Float32Array, shape as number[])
+                : method === 'empty'
+                  ? rt.empty(shape as number[])
+                  : method === 'wrap'
+                    ? rt.wrap(data as never, shape as never)
+                    : await rt.read(data as never);
             if (r && typeof r === 'object' && 'dispose' in r) (r as wpc.Tensor).dispose();
           } catch (e) {
             checkError(`runtime.${method}`, e);
@@ -260,7 +394,10 @@ describe('every public function under random bad input', () => {
 });
 
 /** Flips one random bit, truncates, or both. */
-const mutation = fc.record({ cut: fc.option(fc.nat(), { nil: undefined }), flips: fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 7 })), { maxLength: 3 }) });
+const mutation = fc.record({
+  cut: fc.option(fc.nat(), { nil: undefined }),
+  flips: fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 7 })), { maxLength: 3 }),
+});
 function mutate(bytes: Uint8Array, m: { cut: number | undefined; flips: [number, number][] }): Uint8Array {
   // A copy (Buffer.slice would share memory and let the mutations pile up across cases).
   const out = new Uint8Array(bytes.subarray(0, m.cut === undefined ? bytes.length : m.cut % (bytes.length + 1)));
@@ -271,7 +408,10 @@ function mutate(bytes: Uint8Array, m: { cut: number | undefined; flips: [number,
 describe('file readers under truncated and bit-flipped files', () => {
   it('parseIdx on mangled MNIST label and image files', async () => {
     const labels = gunzipSync(await readFile(join(DATA_DIR, 'mnist', 't10k-labels-idx1-ubyte.gz'))).subarray(0, 2008);
-    const images = gunzipSync(await readFile(join(DATA_DIR, 'mnist', 't10k-images-idx3-ubyte.gz'))).subarray(0, 16 + 784 * 3);
+    const images = gunzipSync(await readFile(join(DATA_DIR, 'mnist', 't10k-images-idx3-ubyte.gz'))).subarray(
+      0,
+      16 + 784 * 3,
+    );
     let cases = 0;
     await fc.assert(
       fc.property(fc.boolean(), mutation, (useImages, m) => {
@@ -291,7 +431,11 @@ describe('file readers under truncated and bit-flipped files', () => {
   });
 
   it('IDX headers of every size through parseIdx and the bounded stream reader: an exact parse or an IdxError', async () => {
-    const size = fc.oneof(fc.constantFrom(0, 1, 2, 3, 28, 255, 2 ** 16, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1), fc.nat({ max: 2 ** 32 - 1 }), fc.nat({ max: 40 }));
+    const size = fc.oneof(
+      fc.constantFrom(0, 1, 2, 3, 28, 255, 2 ** 16, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1),
+      fc.nat({ max: 2 ** 32 - 1 }),
+      fc.nat({ max: 40 }),
+    );
     const header = fc.record({
       type: fc.oneof(fc.constant(0x08), fc.nat({ max: 255 })),
       dims: fc.oneof(fc.array(size, { maxLength: 5 }), fc.array(size, { minLength: 255, maxLength: 255 })),
@@ -328,7 +472,12 @@ describe('file readers under truncated and bit-flipped files', () => {
         const input = gzip ? gzipSync(bytes) : bytes;
         const stats = { produced: 0, raw: 0 };
         try {
-          const r = await readIdxStream(new Blob([input]).stream(), 'f.idx', { maxBytes, limitReason: 'fuzz', sourceBytes: input.length }, stats);
+          const r = await readIdxStream(
+            new Blob([input]).stream(),
+            'f.idx',
+            { maxBytes, limitReason: 'fuzz', sourceBytes: input.length },
+            stats,
+          );
           expectParse(r);
           parsed++;
           expect(bytes.length).toBeLessThanOrEqual(maxBytes);
@@ -339,7 +488,9 @@ describe('file readers under truncated and bit-flipped files', () => {
           expect((e as Error).message).not.toMatch(/[\u0000-\u001f\ufffd]/);
         }
         // Never more than the limit (plus one read's worth) is decompressed, whatever the header says.
-        expect(stats.produced).toBeLessThanOrEqual(Math.max(bytes.length <= maxBytes ? bytes.length : 0, maxBytes) + 65536);
+        expect(stats.produced).toBeLessThanOrEqual(
+          Math.max(bytes.length <= maxBytes ? bytes.length : 0, maxBytes) + 65536,
+        );
       }),
       { numRuns: runs(400), seed: 17 },
     );
@@ -348,7 +499,12 @@ describe('file readers under truncated and bit-flipped files', () => {
   });
 
   it('loadDataset on mangled .gz files in a data directory', async () => {
-    const names = ['train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz', 't10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz'];
+    const names = [
+      'train-images-idx3-ubyte.gz',
+      'train-labels-idx1-ubyte.gz',
+      't10k-images-idx3-ubyte.gz',
+      't10k-labels-idx1-ubyte.gz',
+    ];
     const small = {
       images: (n: number) => {
         const b = new Uint8Array(16 + n * 784);
@@ -365,7 +521,12 @@ describe('file readers under truncated and bit-flipped files', () => {
         return b;
       },
     };
-    const good = [gzipSync(small.images(4)), gzipSync(small.labels(4)), gzipSync(small.images(2)), gzipSync(small.labels(2))];
+    const good = [
+      gzipSync(small.images(4)),
+      gzipSync(small.labels(4)),
+      gzipSync(small.images(2)),
+      gzipSync(small.labels(2)),
+    ];
     let cases = 0;
     await fc.assert(
       fc.asyncProperty(fc.integer({ min: 0, max: 3 }), mutation, fc.boolean(), async (which, m, rawBytes) => {

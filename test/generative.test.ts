@@ -25,7 +25,17 @@ import {
 import { Random } from '../src/util/random.js';
 import { type Mat, type RefModel, mat } from './reference/jpc64.js';
 import { hpcLayerEnergies, hpcParamGrads, initActivitiesWithAmort as refAmort } from './reference/variants64.js';
-import { expectClose, flat, gpuModel, oneHotMat, randomMat, randomRefModel, readAll, tensorOf, useRuntime } from './helpers.js';
+import {
+  expectClose,
+  flat,
+  gpuModel,
+  oneHotMat,
+  randomMat,
+  randomRefModel,
+  readAll,
+  tensorOf,
+  useRuntime,
+} from './helpers.js';
 
 const rt = useRuntime();
 
@@ -68,7 +78,12 @@ describe('hybrid PC', () => {
       const grads = await computeHpcParamGrads(a, equilibT, amort, opts);
       const ref = hpcParamGrads(aRef, equilib, amortMats, image, unsupervised ? null : label);
       expectClose(await readAll(grads.weights), flat(ref.weights), 2e-4, 'hPC weight gradients');
-      expectClose(await readAll(grads.biases.map((b) => b!)), Float64Array.from(ref.biases.flatMap((b) => [...b!])), 2e-4, 'hPC bias gradients');
+      expectClose(
+        await readAll(grads.biases.map((b) => b!)),
+        Float64Array.from(ref.biases.flatMap((b) => [...b!])),
+        2e-4,
+        'hPC bias gradients',
+      );
     }
     g.dispose();
     a.dispose();
@@ -85,7 +100,11 @@ describe('hybrid PC', () => {
       const Bm = pair(11);
       const optims = [sgd({ lr }), sgd({ lr })] as const;
       const states = [optims[0].init(A.g), optims[1].init(A.a)] as const;
-      const r = await makeHpcStep(A.g, A.a, optims, states, image, { ...solver, ...(supervised ? { input: label } : {}), returnActivities: true });
+      const r = await makeHpcStep(A.g, A.a, optims, states, image, {
+        ...solver,
+        ...(supervised ? { input: label } : {}),
+        returnActivities: true,
+      });
 
       // By hand on the twin models.
       const amort = await initActivitiesWithAmort(Bm.a, Bm.g, image);
@@ -93,7 +112,10 @@ describe('hybrid PC', () => {
       const solved = await solveInference(Bm.g, start, image, { ...solver, ...(supervised ? { input: label } : {}) });
       expectClose(await readAll(r.activities!.amortised), await readAll(amort), 1e-6, 'amortised activities');
       expectClose(await readAll(r.activities!.equilibrium), await readAll(solved.activities), 1e-6, 'equilibrium');
-      const genEnergies = await pcEnergy(Bm.g, solved.activities, image, { ...(supervised ? { input: label } : {}), recordLayers: true });
+      const genEnergies = await pcEnergy(Bm.g, solved.activities, image, {
+        ...(supervised ? { input: label } : {}),
+        recordLayers: true,
+      });
       expectClose(await r.energies.generator.toArray(), await genEnergies.toArray(), 1e-5, 'generator energies');
       const hpcOpts = { input: image, ...(supervised ? { output: label } : {}) };
       const amortEnergies = await hpcEnergy(Bm.a, solved.activities, amort, { ...hpcOpts, recordLayers: true });
@@ -110,7 +132,12 @@ describe('hybrid PC', () => {
       if (supervised) {
         const pred = await (await initActivitiesWithFfwd(Bm.g, label)).at(-1)!.toArray();
         const img = await image.toArray();
-        expectClose([await r.losses.generator!.item()], [pred.reduce((s, v, i) => s + (img[i]! - v) ** 2, 0) / pred.length], 1e-5, 'generator loss');
+        expectClose(
+          [await r.losses.generator!.item()],
+          [pred.reduce((s, v, i) => s + (img[i]! - v) ** 2, 0) / pred.length],
+          1e-5,
+          'generator loss',
+        );
       } else {
         expect(r.losses.generator).toBeNull();
       }
@@ -122,7 +149,14 @@ describe('hybrid PC', () => {
       ] as const) {
         const [u, b] = await Promise.all([updated.toArrays(), before.toArrays()]);
         const gw = await Promise.all(grads.weights.map((t) => t.toArray()));
-        u.weights.forEach((w, i) => expectClose(w, Float64Array.from(b.weights[i]!, (v, j) => v - lr * gw[i]![j]!), 1e-5, `updated weights ${i}`));
+        u.weights.forEach((w, i) =>
+          expectClose(
+            w,
+            Float64Array.from(b.weights[i]!, (v, j) => v - lr * gw[i]![j]!),
+            1e-5,
+            `updated weights ${i}`,
+          ),
+        );
       }
       for (const m of [A.g, A.a, Bm.g, Bm.a]) m.dispose();
     }
@@ -152,14 +186,20 @@ describe('hybrid PC', () => {
     const g = makeMlp(rt(), { seed: 1, inputDim: 4, width: 9, depth: 3, outputDim: 12, actFn: 'relu' });
     const wrong = makeMlp(rt(), { seed: 1, inputDim: 12, width: 8, depth: 3, outputDim: 4, actFn: 'relu' });
     const image = tensorOf(rt(), randomMat(new Random(1), B, 12));
-    await expect(initActivitiesWithAmort(wrong, g, image)).rejects.toThrow(/amortiser's widths must be the generator's reversed \(12→9→9→4\), got 12→8→8→4/);
+    await expect(initActivitiesWithAmort(wrong, g, image)).rejects.toThrow(
+      /amortiser's widths must be the generator's reversed \(12→9→9→4\), got 12→8→8→4/,
+    );
     const a = makeMlp(rt(), { seed: 2, inputDim: 12, width: 9, depth: 3, outputDim: 4, actFn: 'relu' });
     const amort = await initActivitiesWithAmort(a, g, image);
-    await expect(hpcEnergy(a, amort.slice(1), amort, { input: image })).rejects.toThrow(/options.output .* is required with a supervised equilibrium/);
+    await expect(hpcEnergy(a, amort.slice(1), amort, { input: image })).rejects.toThrow(
+      /options.output .* is required with a supervised equilibrium/,
+    );
     await expect(hpcEnergy(a, amort.slice(2), amort, { input: image })).rejects.toThrow(/equilibActivities/);
     const optim = sgd({ lr: 0.1 });
     const st = optim.init(g);
-    await expect(makeHpcStep(g, a, [optim, optim], [st, st], image, {})).rejects.toThrow(/optState was made for|two different states/);
+    await expect(makeHpcStep(g, a, [optim, optim], [st, st], image, {})).rejects.toThrow(
+      /optState was made for|two different states/,
+    );
     for (const m of [g, wrong, a]) m.dispose();
   });
 });

@@ -23,9 +23,17 @@ export function useRuntime(): () => Runtime {
 }
 
 /** The dispatches (kernel name and workgroups) recorded while `run` runs (Recorder.dispatch observed). */
-export async function recordedDispatches(run: () => Promise<unknown>): Promise<{ kernel: string; workgroups: unknown }[]> {
+export async function recordedDispatches(
+  run: () => Promise<unknown>,
+): Promise<{ kernel: string; workgroups: unknown }[]> {
   const seen: { kernel: string; workgroups: unknown }[] = [];
-  type Dispatch = (this: Recorder, kernel: { spec: { name: string } }, group: unknown, workgroups: unknown, ...rest: unknown[]) => void;
+  type Dispatch = (
+    this: Recorder,
+    kernel: { spec: { name: string } },
+    group: unknown,
+    workgroups: unknown,
+    ...rest: unknown[]
+  ) => void;
   const proto = Recorder.prototype as unknown as { dispatch: Dispatch };
   const original = proto.dispatch;
   proto.dispatch = function (kernel, group, workgroups, ...rest) {
@@ -66,7 +74,11 @@ export function gpuModel(rt: Runtime, ref: RefModel): Model {
 
 /** A random matrix already rounded to float32. */
 export function randomMat(rng: Random, rows: number, cols: number, scale = 1): Mat {
-  return mat(rows, cols, Float64Array.from({ length: rows * cols }, () => Math.fround(scale * rng.normal())));
+  return mat(
+    rows,
+    cols,
+    Float64Array.from({ length: rows * cols }, () => Math.fround(scale * rng.normal())),
+  );
 }
 
 export function oneHotMat(rng: Random, rows: number, cols: number): Mat {
@@ -82,11 +94,16 @@ export function oneHotMat(rng: Random, rows: number, cols: number): Mat {
  */
 /** The feedforward activities of `ref` on `x`, each moved by 0.3·N(0, 1) and rounded to float32: a point away from the energy's minimum. */
 export function perturbedActivities(rng: Random, ref: RefModel, x: Mat): Mat[] {
-  return ffwd(ref, x).map((m) => ({ ...m, data: Float64Array.from(m.data, (v) => Math.fround(v + 0.3 * rng.normal())) }));
+  return ffwd(ref, x).map((m) => ({
+    ...m,
+    data: Float64Array.from(m.data, (v) => Math.fround(v + 0.3 * rng.normal())),
+  }));
 }
 
 export function randomLayerProblem(rng: Random, trial: number, modelSeed: number, act: Act, aligned: boolean) {
-  const dims = Array.from({ length: 3 + rng.nextInt(3) }, () => (aligned ? 4 * (1 + rng.nextInt(12)) : 1 + rng.nextInt(45)));
+  const dims = Array.from({ length: 3 + rng.nextInt(3) }, () =>
+    aligned ? 4 * (1 + rng.nextInt(12)) : 1 + rng.nextInt(45),
+  );
   const B = aligned ? 4 * (1 + rng.nextInt(20)) : 1 + rng.nextInt(90);
   const loss: 'mse' | 'ce' = trial % 2 === 0 && dims.at(-1)! > 1 ? 'ce' : 'mse';
   const ref = randomRefModel(modelSeed, dims, act, trial % 3 !== 0);
@@ -109,7 +126,13 @@ export function tensorOf(rt: Runtime, m: Mat): Tensor {
  * largest magnitude) keeps entries that cancel to nearly zero from demanding more than float32 can give.
  * Returns the worst ratio |a − e| / bound, so tests can report it.
  */
-export function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, rtol = 1e-4, what = 'values', floor = 1e-2): number {
+export function expectClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  rtol = 1e-4,
+  what = 'values',
+  floor = 1e-2,
+): number {
   expect(actual.length, `${what}: length`).toBe(expected.length);
   let maxAbs = 0;
   for (let i = 0; i < expected.length; i++) maxAbs = Math.max(maxAbs, Math.abs(expected[i]!));
@@ -124,7 +147,9 @@ export function expectClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
     }
   }
   if (!(worst <= 1)) {
-    expect.fail(`${what}: element ${at} is ${actual[at]} but the reference is ${expected[at]} (error ${(worst * rtol).toExponential(2)} relative, tolerance ${rtol})`);
+    expect.fail(
+      `${what}: element ${at} is ${actual[at]} but the reference is ${expected[at]} (error ${(worst * rtol).toExponential(2)} relative, tolerance ${rtol})`,
+    );
   }
   return worst;
 }
@@ -156,12 +181,20 @@ export async function readAll(ts: readonly Tensor[]): Promise<Float32Array> {
  * |a − e| ≤ rtol·scale elementwise, where `scale` is the magnitude of what was summed to get e (see
  * `activityGradScale`): the float32 error bound for quantities that cancel, like gradients near equilibrium.
  */
-export function expectCloseScaled(actual: ArrayLike<number>, expected: ArrayLike<number>, scale: ArrayLike<number>, rtol: number, what: string): void {
+export function expectCloseScaled(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  scale: ArrayLike<number>,
+  rtol: number,
+  what: string,
+): void {
   expect(actual.length, `${what}: length`).toBe(expected.length);
   for (let i = 0; i < expected.length; i++) {
     const err = Math.abs(actual[i]! - expected[i]!);
     if (!(err <= rtol * scale[i]! + 1e-30)) {
-      expect.fail(`${what}: element ${i} is ${actual[i]} but the reference is ${expected[i]} (error ${err.toExponential(2)}, ${(err / scale[i]!).toExponential(2)} of the summands' magnitude ${scale[i]!.toExponential(2)}, tolerance ${rtol})`);
+      expect.fail(
+        `${what}: element ${i} is ${actual[i]} but the reference is ${expected[i]} (error ${err.toExponential(2)}, ${(err / scale[i]!).toExponential(2)} of the summands' magnitude ${scale[i]!.toExponential(2)}, tolerance ${rtol})`,
+      );
     }
   }
 }
@@ -170,7 +203,13 @@ export function expectCloseScaled(actual: ArrayLike<number>, expected: ArrayLike
  * The magnitude of the terms summed into ∂F/∂z_l = (e_l − s·φ'(z_l)⊙(e_{l+1}W))/B, with e_l = z_l − pred_l:
  * (|z_l| + |pred_l| + |s·φ'(z_l)|·(|e_{l+1}|·|W|))/B per element (0 for the dummy output activity).
  */
-export function activityGradScale(ref: RefModel, acts: readonly Mat[], y: Mat, x: Mat, loss: 'mse' | 'ce'): Float64Array {
+export function activityGradScale(
+  ref: RefModel,
+  acts: readonly Mat[],
+  y: Mat,
+  x: Mat,
+  loss: 'mse' | 'ce',
+): Float64Array {
   const { errors } = layerErrors(ref, acts, y, x, loss);
   const L = ref.weights.length;
   const B = y.rows;
@@ -197,7 +236,13 @@ export function activityGradScale(ref: RefModel, acts: readonly Mat[], y: Mat, x
 }
 
 /** A random classification batch on the GPU: x ~ N(0, 1) [B, inDim], one-hot y [B, outDim]. */
-export function randomBatch(rt: Runtime, seed: number, B: number, inDim: number, outDim: number): { x: Tensor; y: Tensor } {
+export function randomBatch(
+  rt: Runtime,
+  seed: number,
+  B: number,
+  inDim: number,
+  outDim: number,
+): { x: Tensor; y: Tensor } {
   const rng = new Random(seed);
   const x = Float32Array.from({ length: B * inDim }, () => rng.normal());
   const y = new Float32Array(B * outDim);

@@ -3,7 +3,11 @@
 import { constants, crc32, deflateRawSync } from 'node:zlib';
 
 /** An unsigned-byte IDX file with the given dims; `data` defaults to 0, 1, 2, ... (mod 256). */
-export function idxBytes(dims: number[], data?: ArrayLike<number>, magic = 0x0800 + dims.length): Uint8Array<ArrayBuffer> {
+export function idxBytes(
+  dims: number[],
+  data?: ArrayLike<number>,
+  magic = 0x0800 + dims.length,
+): Uint8Array<ArrayBuffer> {
   const n = dims.reduce((a, b) => a * b, 1);
   const out = new Uint8Array(4 + 4 * dims.length + n);
   const view = new DataView(out.buffer);
@@ -41,7 +45,9 @@ export function gzipBomb(prefix: Uint8Array, zeroBytes: number): Uint8Array<Arra
   trailer.writeUInt32LE(crc >>> 0, 0);
   trailer.writeUInt32LE((prefix.length + zeroBytes) % 2 ** 32, 4);
   const gzipHeader = Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
-  return new Uint8Array(Buffer.concat([gzipHeader, head, ...new Array<Buffer>(zeroBytes / MiB).fill(block), end, trailer]));
+  return new Uint8Array(
+    Buffer.concat([gzipHeader, head, ...new Array<Buffer>(zeroBytes / MiB).fill(block), end, trailer]),
+  );
 }
 
 /**
@@ -50,7 +56,9 @@ export function gzipBomb(prefix: Uint8Array, zeroBytes: number): Uint8Array<Arra
  * unlike the resident set, drop again when garbage is collected, so a big allocation shows even when earlier
  * tests left the resident set high). A refused gzip bomb must keep this far below the bomb's inflated size.
  */
-export async function peakMemoryGrowth<T>(work: () => Promise<T>): Promise<{ outcome: PromiseSettledResult<T>; growth: number }> {
+export async function peakMemoryGrowth<T>(
+  work: () => Promise<T>,
+): Promise<{ outcome: PromiseSettledResult<T>; growth: number }> {
   const before = process.memoryUsage();
   let growth = 0;
   const sample = () => {

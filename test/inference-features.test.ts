@@ -31,7 +31,19 @@ import { computeActivityNorms, computeParamNorms } from '../src/pc/metrics.js';
 import { computePcParamGrads } from '../src/pc/energy.js';
 import { TABLEAUX } from '../src/pc/tableaux.js';
 import { Random } from '../src/util/random.js';
-import { expectClose, f32, flat, gpuModel, oneHotMat, randomMat, randomRefModel, readAll, recordedDispatches, tensorOf, useRuntime } from './helpers.js';
+import {
+  expectClose,
+  f32,
+  flat,
+  gpuModel,
+  oneHotMat,
+  randomMat,
+  randomRefModel,
+  readAll,
+  recordedDispatches,
+  tensorOf,
+  useRuntime,
+} from './helpers.js';
 
 const rt = useRuntime();
 
@@ -41,7 +53,10 @@ function problem(seed: number, B = 1, loss: Loss = 'mse', act: 'tanh' | 'relu' =
   const ref = randomRefModel(seed, dims, act, true);
   const x = randomMat(rng, B, dims[0]!);
   const y = loss === 'ce' ? oneHotMat(rng, B, dims.at(-1)!) : randomMat(rng, B, dims.at(-1)!);
-  const acts0 = ffwd(ref, x).map((m) => ({ ...m, data: Float64Array.from(m.data, (v) => Math.fround(v + 0.5 * rng.normal())) }));
+  const acts0 = ffwd(ref, x).map((m) => ({
+    ...m,
+    data: Float64Array.from(m.data, (v) => Math.fround(v + 0.5 * rng.normal())),
+  }));
   return { ref, x, y, acts0, rng };
 }
 
@@ -56,7 +71,16 @@ describe('the steady-state event', () => {
       const p = problem(3);
       const tol = { rtol: 1e-3, atol: 1e-3 };
       const tab = TABLEAUX[solver];
-      const ref = solveHeunPid(p.ref, p.acts0, p.y, p.x, { maxT1: 500, dt0: 0.1, loss: 'mse', ...tol, step: rkStep(tab), errorOrder: tab.order, timeDtype: 'float32', recordStates: true });
+      const ref = solveHeunPid(p.ref, p.acts0, p.y, p.x, {
+        maxT1: 500,
+        dt0: 0.1,
+        loss: 'mse',
+        ...tol,
+        step: rkStep(tab),
+        errorOrder: tab.order,
+        timeDtype: 'float32',
+        recordStates: true,
+      });
       // diffrax checks the initial state and every accepted one.
       const states = [p.acts0, ...ref.states!];
       const first = states.findIndex((s) => steady(p, s, tol.rtol, tol.atol));
@@ -64,15 +88,31 @@ describe('the steady-state event', () => {
       const acceptedEnds = ref.history.filter((h) => h.accepted).map((h) => h.tnext);
       const model = gpuModel(rt(), p.ref);
       const acts = p.acts0.map((a) => tensorOf(rt(), a));
-      const r = await solveInference(model, acts, tensorOf(rt(), p.y), { input: tensorOf(rt(), p.x), solver, dt: 0.1, maxT1: 500, steadyState: true });
+      const r = await solveInference(model, acts, tensorOf(rt(), p.y), {
+        input: tensorOf(rt(), p.x),
+        solver,
+        dt: 0.1,
+        maxT1: 500,
+        steadyState: true,
+      });
       expect(r.steadyState).toBe(true);
       expect(r.steps.accepted).toBe(first);
       expect(Math.abs(r.t - acceptedEnds[first - 1]!)).toBeLessThan(2e-3 * acceptedEnds[first - 1]!);
       // Heun's float32 step sizes track float64's closely; a fifth-order method's embedded estimate is mostly
       // cancellation in float32, so its step ends drift ~1e-3 relative and the state moves accordingly.
-      expectClose(await readAll(r.activities), flat(states[first]!), solver === 'heun' ? 1e-4 : 1e-3, 'activities at the steady state');
+      expectClose(
+        await readAll(r.activities),
+        flat(states[first]!),
+        solver === 'heun' ? 1e-4 : 1e-3,
+        'activities at the steady state',
+      );
       // Without the event the same solve runs to maxT1 (JPC's behaviour).
-      const full = await solveInference(model, acts, tensorOf(rt(), p.y), { input: tensorOf(rt(), p.x), solver, dt: 0.1, maxT1: 500 });
+      const full = await solveInference(model, acts, tensorOf(rt(), p.y), {
+        input: tensorOf(rt(), p.x),
+        solver,
+        dt: 0.1,
+        maxT1: 500,
+      });
       expect(full.steadyState).toBe(false);
       expect(full.t).toBe(500);
       model.dispose();
@@ -83,21 +123,54 @@ describe('the steady-state event', () => {
     const p = problem(4);
     const model = gpuModel(rt(), p.ref);
     const [input, output] = [tensorOf(rt(), p.x), tensorOf(rt(), p.y)];
-    const ref = solveEuler(p.ref, p.acts0, p.y, p.x, { maxT1: 200, dt: 0.5, loss: 'mse', timeDtype: 'float32', recordStates: true });
+    const ref = solveEuler(p.ref, p.acts0, p.y, p.x, {
+      maxT1: 200,
+      dt: 0.5,
+      loss: 'mse',
+      timeDtype: 'float32',
+      recordStates: true,
+    });
     const states = [p.acts0, ...ref.states!];
     const first = states.findIndex((s) => steady(p, s, 1e-3, 1e-3));
     expect(first).toBeGreaterThan(0);
-    const r = await solveInference(model, p.acts0.map((a) => tensorOf(rt(), a)), output, { input, solver: 'euler', stepsizeController: 'constant', dt: 0.5, maxT1: 200, steadyState: { rtol: 1e-3, atol: 1e-3 } });
+    const r = await solveInference(
+      model,
+      p.acts0.map((a) => tensorOf(rt(), a)),
+      output,
+      {
+        input,
+        solver: 'euler',
+        stepsizeController: 'constant',
+        dt: 0.5,
+        maxT1: 200,
+        steadyState: { rtol: 1e-3, atol: 1e-3 },
+      },
+    );
     expect(r.steadyState).toBe(true);
     expect(r.steps.accepted).toBe(first);
     expect(r.t).toBeCloseTo(0.5 * first, 3);
     expectClose(await readAll(r.activities), flat(states[first]!), 1e-4, 'Euler activities at the steady state');
     // Starting from that steady state, the solve ends at once.
-    const again = await solveInference(model, r.activities, output, { input, solver: 'euler', stepsizeController: 'constant', dt: 0.5, maxT1: 200, steadyState: { rtol: 1e-3, atol: 1e-3 } });
+    const again = await solveInference(model, r.activities, output, {
+      input,
+      solver: 'euler',
+      stepsizeController: 'constant',
+      dt: 0.5,
+      maxT1: 200,
+      steadyState: { rtol: 1e-3, atol: 1e-3 },
+    });
     expect(again.steadyState).toBe(true);
     expect(again.t).toBe(0);
     expect(again.steps.accepted).toBe(0);
-    await expect(solveInference(model, r.activities, output, { input, solver: 'euler', stepsizeController: 'constant', dt: 0.5, steadyState: true })).rejects.toThrow(/steadyState.rtol must be given with a constant step size/);
+    await expect(
+      solveInference(model, r.activities, output, {
+        input,
+        solver: 'euler',
+        stepsizeController: 'constant',
+        dt: 0.5,
+        steadyState: true,
+      }),
+    ).rejects.toThrow(/steadyState.rtol must be given with a constant step size/);
     model.dispose();
   });
 });
@@ -105,7 +178,11 @@ describe('the steady-state event', () => {
 describe('discrete inference (optimiser steps on the activities)', () => {
   const cases: [string, () => ReturnType<typeof sgd>, Optimiser][] = [
     ['sgd', () => sgd({ lr: 0.5 }), { kind: 'sgd', lr: 0.5 }],
-    ['momentum', () => sgd({ lr: 0.2, momentum: 0.5, nesterov: true }), { kind: 'sgd', lr: 0.2, momentum: 0.5, nesterov: true }],
+    [
+      'momentum',
+      () => sgd({ lr: 0.2, momentum: 0.5, nesterov: true }),
+      { kind: 'sgd', lr: 0.2, momentum: 0.5, nesterov: true },
+    ],
     ['adam', () => adam({ lr: 0.05 }), { kind: 'adam', lr: 0.05 }],
   ];
   for (const [name, gpu, refOpt] of cases) {
@@ -120,7 +197,12 @@ describe('discrete inference (optimiser steps on the activities)', () => {
         state = r.state;
       }
       const before = rt().stats.readbacks;
-      const r = await solveInference(model, p.acts0.map((a) => tensorOf(rt(), a)), tensorOf(rt(), p.y), { input: tensorOf(rt(), p.x), loss: 'ce', solver: gpu(), steps: 5 });
+      const r = await solveInference(
+        model,
+        p.acts0.map((a) => tensorOf(rt(), a)),
+        tensorOf(rt(), p.y),
+        { input: tensorOf(rt(), p.x), loss: 'ce', solver: gpu(), steps: 5 },
+      );
       expect(rt().stats.readbacks).toBe(before);
       expect(r.steps.accepted).toBe(5);
       expect(r.dispatches, 'errors (+ce softmax) and the fused update per step').toBe(5 * 3);
@@ -129,7 +211,7 @@ describe('discrete inference (optimiser steps on the activities)', () => {
     });
   }
 
-  it('drives makePcStep like JPC\'s notebooks (T = L steps of SGD)', async () => {
+  it("drives makePcStep like JPC's notebooks (T = L steps of SGD)", async () => {
     const p = problem(15, 6);
     const model = gpuModel(rt(), p.ref);
     const optim = sgd({ lr: 0.1 });
@@ -141,8 +223,17 @@ describe('discrete inference (optimiser steps on the activities)', () => {
       acts = r.activities;
       state = r.state;
     }
-    const expected = sgdUpdate(flattenParams(p.ref), flattenParams(paramGrads(p.ref, acts, p.y, p.x, 'mse')), sgdInit(1, { lr: 0.1 }), { lr: 0.1 }).params;
-    await makePcStep(model, optim, optim.init(model), f32(p.y), { input: f32(p.x), solver: sgd({ lr: 0.5 * 6 }), steps: L });
+    const expected = sgdUpdate(
+      flattenParams(p.ref),
+      flattenParams(paramGrads(p.ref, acts, p.y, p.x, 'mse')),
+      sgdInit(1, { lr: 0.1 }),
+      { lr: 0.1 },
+    ).params;
+    await makePcStep(model, optim, optim.init(model), f32(p.y), {
+      input: f32(p.x),
+      solver: sgd({ lr: 0.5 * 6 }),
+      steps: L,
+    });
     const { weights, biases } = await model.toArrays();
     expectClose(Float64Array.from(weights.flatMap((w, l) => [...w, ...biases[l]!])), expected, 1e-4, 'parameters');
     model.dispose();
@@ -154,18 +245,42 @@ describe('recording along the solve', () => {
     const p = problem(21, 3);
     const model = gpuModel(rt(), p.ref);
     const opts = { rtol: 1e-3, atol: 1e-3 };
-    const ref = solveHeunPid(p.ref, p.acts0, p.y, p.x, { maxT1: 20, dt0: 0.5, loss: 'mse', ...opts, timeDtype: 'float32', recordStates: true });
+    const ref = solveHeunPid(p.ref, p.acts0, p.y, p.x, {
+      maxT1: 20,
+      dt0: 0.5,
+      loss: 'mse',
+      ...opts,
+      timeDtype: 'float32',
+      recordStates: true,
+    });
     const states = [p.acts0, ...ref.states!];
-    const r = await solveInference(model, p.acts0.map((a) => tensorOf(rt(), a)), tensorOf(rt(), p.y), { input: tensorOf(rt(), p.x), dt: 0.5, recordIters: true, recordActivities: true });
+    const r = await solveInference(
+      model,
+      p.acts0.map((a) => tensorOf(rt(), a)),
+      tensorOf(rt(), p.y),
+      { input: tensorOf(rt(), p.x), dt: 0.5, recordIters: true, recordActivities: true },
+    );
     const rec = r.recording!;
     expect(rec.tMax).toBe(ref.accepted);
     expect(rec.overflow).toBe(false);
     expect(rec.energies.shape).toEqual([ref.accepted + 1, 3]);
-    expectClose(await rec.energies.toArray(), states.flatMap((s) => jpcRecordLayersOrder(layerEnergies(p.ref, s, p.y, p.x, 'mse'))), 1e-4, 'recorded energies');
+    expectClose(
+      await rec.energies.toArray(),
+      states.flatMap((s) => jpcRecordLayersOrder(layerEnergies(p.ref, s, p.y, p.x, 'mse'))),
+      1e-4,
+      'recorded energies',
+    );
     // Activities: [R, B, d_l] per layer.
     const perLayer = await Promise.all(rec.activities!.map((t) => t.toArray()));
     states.forEach((s, k) => {
-      s.forEach((m, l) => expectClose(perLayer[l]!.subarray(k * m.data.length, (k + 1) * m.data.length), m.data, 1e-4, `state ${k}, layer ${l}`));
+      s.forEach((m, l) =>
+        expectClose(
+          perLayer[l]!.subarray(k * m.data.length, (k + 1) * m.data.length),
+          m.data,
+          1e-4,
+          `state ${k}, layer ${l}`,
+        ),
+      );
     });
     model.dispose();
   });
@@ -174,10 +289,30 @@ describe('recording along the solve', () => {
     const p = problem(22, 2);
     const model = gpuModel(rt(), p.ref);
     const tab = TABLEAUX.dopri5;
-    const ref = solveHeunPid(p.ref, p.acts0, p.y, p.x, { maxT1: 20, dt0: 0.5, loss: 'mse', rtol: 1e-3, atol: 1e-3, step: rkStep(tab), errorOrder: tab.order, timeDtype: 'float32', recordStates: true });
-    const r = await solveInference(model, p.acts0.map((a) => tensorOf(rt(), a)), tensorOf(rt(), p.y), { input: tensorOf(rt(), p.x), solver: 'dopri5', dt: 0.5, recordIters: true });
+    const ref = solveHeunPid(p.ref, p.acts0, p.y, p.x, {
+      maxT1: 20,
+      dt0: 0.5,
+      loss: 'mse',
+      rtol: 1e-3,
+      atol: 1e-3,
+      step: rkStep(tab),
+      errorOrder: tab.order,
+      timeDtype: 'float32',
+      recordStates: true,
+    });
+    const r = await solveInference(
+      model,
+      p.acts0.map((a) => tensorOf(rt(), a)),
+      tensorOf(rt(), p.y),
+      { input: tensorOf(rt(), p.x), solver: 'dopri5', dt: 0.5, recordIters: true },
+    );
     expect(r.recording!.tMax).toBe(ref.accepted);
-    expectClose(await r.recording!.energies.toArray(), [p.acts0, ...ref.states!].flatMap((s) => jpcRecordLayersOrder(layerEnergies(p.ref, s, p.y, p.x, 'mse'))), 1e-4, 'dopri5 recorded energies');
+    expectClose(
+      await r.recording!.energies.toArray(),
+      [p.acts0, ...ref.states!].flatMap((s) => jpcRecordLayersOrder(layerEnergies(p.ref, s, p.y, p.x, 'mse'))),
+      1e-4,
+      'dopri5 recorded energies',
+    );
 
     let acts: Mat[] = p.acts0;
     const rows = [jpcRecordLayersOrder(layerEnergies(p.ref, acts, p.y, p.x, 'mse'))];
@@ -188,7 +323,12 @@ describe('recording along the solve', () => {
       state = u.state;
       rows.push(jpcRecordLayersOrder(layerEnergies(p.ref, acts, p.y, p.x, 'mse')));
     }
-    const d = await solveInference(model, p.acts0.map((a) => tensorOf(rt(), a)), tensorOf(rt(), p.y), { input: tensorOf(rt(), p.x), solver: sgd({ lr: 1 }), steps: 4, recordIters: true });
+    const d = await solveInference(
+      model,
+      p.acts0.map((a) => tensorOf(rt(), a)),
+      tensorOf(rt(), p.y),
+      { input: tensorOf(rt(), p.x), solver: sgd({ lr: 1 }), steps: 4, recordIters: true },
+    );
     expectClose(await d.recording!.energies.toArray(), rows.flat(), 1e-4, 'discrete recorded energies');
     model.dispose();
   });
@@ -196,20 +336,42 @@ describe('recording along the solve', () => {
   it('recordEvery with a constant step records t = 0, Δ, 2Δ, … and the final state; maxRecords bounds it', async () => {
     const p = problem(23, 2);
     const model = gpuModel(rt(), p.ref);
-    const ref = solveEuler(p.ref, p.acts0, p.y, p.x, { maxT1: 3, dt: 0.1, loss: 'mse', timeDtype: 'float32', recordStates: true });
+    const ref = solveEuler(p.ref, p.acts0, p.y, p.x, {
+      maxT1: 3,
+      dt: 0.1,
+      loss: 'mse',
+      timeDtype: 'float32',
+      recordStates: true,
+    });
     const states = [p.acts0, ...ref.states!];
     const picked = [0, 5, 10, 15, 20, 25, 30].map((k) => states[k]!);
-    const opts = { input: tensorOf(rt(), p.x), solver: 'euler' as const, stepsizeController: 'constant' as const, dt: 0.1, maxT1: 3, recordEvery: 0.5 };
+    const opts = {
+      input: tensorOf(rt(), p.x),
+      solver: 'euler' as const,
+      stepsizeController: 'constant' as const,
+      dt: 0.1,
+      maxT1: 3,
+      recordEvery: 0.5,
+    };
     const acts = p.acts0.map((a) => tensorOf(rt(), a));
     const before = rt().stats.readbacks;
     const r = await solveInference(model, acts, tensorOf(rt(), p.y), opts);
     expect(rt().stats.readbacks, 'recording adds no readback').toBe(before);
-    expectClose(await r.recording!.energies.toArray(), picked.flatMap((s) => jpcRecordLayersOrder(layerEnergies(p.ref, s, p.y, p.x, 'mse'))), 1e-4, 'energies every 0.5');
+    expectClose(
+      await r.recording!.energies.toArray(),
+      picked.flatMap((s) => jpcRecordLayersOrder(layerEnergies(p.ref, s, p.y, p.x, 'mse'))),
+      1e-4,
+      'energies every 0.5',
+    );
     const capped = await solveInference(model, acts, tensorOf(rt(), p.y), { ...opts, maxRecords: 3 });
     expect(capped.recording!.overflow).toBe(true);
     expect(capped.recording!.energies.shape).toEqual([3, 3]);
-    await expect(solveInference(model, acts, tensorOf(rt(), p.y), { ...opts, recordEvery: 0.25 })).rejects.toThrow(/recordEvery must be a multiple of options.dt/);
-    await expect(solveInference(model, acts, tensorOf(rt(), p.y), { input: opts.input, recordEvery: 0.5 })).rejects.toThrow(/recordEvery needs a constant step size/);
+    await expect(solveInference(model, acts, tensorOf(rt(), p.y), { ...opts, recordEvery: 0.25 })).rejects.toThrow(
+      /recordEvery must be a multiple of options.dt/,
+    );
+    await expect(
+      solveInference(model, acts, tensorOf(rt(), p.y), { input: opts.input, recordEvery: 0.5 }),
+    ).rejects.toThrow(/recordEvery needs a constant step size/);
     model.dispose();
   });
 });
@@ -231,15 +393,32 @@ describe("JPC's metrics", () => {
       gradNorms: true,
       calculateAccuracy: true,
     });
-    const eq = solveEuler(p.ref, ffwd(p.ref, p.x), p.y, p.x, { maxT1: 2, dt: 0.5, loss: 'ce', timeDtype: 'float32' }).activities;
+    const eq = solveEuler(p.ref, ffwd(p.ref, p.x), p.y, p.x, {
+      maxT1: 2,
+      dt: 0.5,
+      loss: 'ce',
+      timeDtype: 'float32',
+    }).activities;
     const norm = (v: ArrayLike<number>) => Math.sqrt(Array.from(v).reduce((s, x) => s + x * x, 0));
     const pairs = (w: Mat[], b: (Float64Array | null)[]) => w.flatMap((m, l) => [norm(m.data), b[l] ? norm(b[l]!) : 0]);
-    const meanRowNorm = (m: Mat) => Array.from({ length: m.rows }, (_, i) => norm(m.data.subarray(i * m.cols, (i + 1) * m.cols))).reduce((a, b) => a + b, 0) / m.rows;
+    const meanRowNorm = (m: Mat) =>
+      Array.from({ length: m.rows }, (_, i) => norm(m.data.subarray(i * m.cols, (i + 1) * m.cols))).reduce(
+        (a, b) => a + b,
+        0,
+      ) / m.rows;
     expectClose(await r.activityNorms!.toArray(), eq.map(meanRowNorm), 1e-4, 'activity norms at equilibrium');
-    expectClose(await r.paramNorms!.toArray(), pairs(p.ref.weights, p.ref.biases), 1e-4, 'parameter norms before the update');
+    expectClose(
+      await r.paramNorms!.toArray(),
+      pairs(p.ref.weights, p.ref.biases),
+      1e-4,
+      'parameter norms before the update',
+    );
     const g = paramGrads(p.ref, eq, p.y, p.x, 'ce');
     expectClose(await r.gradNorms!.toArray(), pairs(g.weights, g.biases), 1e-4, 'gradient norms');
-    const updated = unflattenParams(sgdUpdate(flattenParams(p.ref), flattenParams(g), sgdInit(1, { lr: 0.5 }), { lr: 0.5 }).params, p.ref);
+    const updated = unflattenParams(
+      sgdUpdate(flattenParams(p.ref), flattenParams(g), sgdInit(1, { lr: 0.5 }), { lr: 0.5 }).params,
+      p.ref,
+    );
     expect(await r.acc!.item()).toBeCloseTo(computeAccuracy(p.y, ffwd(updated, p.x).at(-1)!), 3);
     model.dispose();
   });
@@ -249,12 +428,26 @@ describe("JPC's metrics", () => {
     const model = gpuModel(rt(), p.ref);
     const norm = (v: ArrayLike<number>) => Math.sqrt(Array.from(v).reduce((s, x) => s + x * x, 0));
     const acts = p.acts0.map((a) => tensorOf(rt(), a));
-    const rowMean = (m: Mat) => Array.from({ length: m.rows }, (_, i) => norm(m.data.subarray(i * m.cols, (i + 1) * m.cols))).reduce((a, b) => a + b, 0) / m.rows;
+    const rowMean = (m: Mat) =>
+      Array.from({ length: m.rows }, (_, i) => norm(m.data.subarray(i * m.cols, (i + 1) * m.cols))).reduce(
+        (a, b) => a + b,
+        0,
+      ) / m.rows;
     expectClose(await (await computeActivityNorms(acts)).toArray(), p.acts0.map(rowMean), 1e-4, 'activity norms');
-    expectClose(await (await computeParamNorms(model)).toArray(), p.ref.weights.flatMap((w, l) => [norm(w.data), norm(p.ref.biases[l]!)]), 1e-4, 'parameter norms');
+    expectClose(
+      await (await computeParamNorms(model)).toArray(),
+      p.ref.weights.flatMap((w, l) => [norm(w.data), norm(p.ref.biases[l]!)]),
+      1e-4,
+      'parameter norms',
+    );
     const grads = await computePcParamGrads(model, acts, tensorOf(rt(), p.y), { input: tensorOf(rt(), p.x) });
     const g = paramGrads(p.ref, p.acts0, p.y, p.x, 'mse');
-    expectClose(await (await computeParamNorms(grads)).toArray(), g.weights.flatMap((w, l) => [norm(w.data), norm(g.biases[l]!)]), 1e-4, 'gradient norms');
+    expectClose(
+      await (await computeParamNorms(grads)).toArray(),
+      g.weights.flatMap((w, l) => [norm(w.data), norm(g.biases[l]!)]),
+      1e-4,
+      'gradient norms',
+    );
     model.dispose();
   });
 
@@ -277,7 +470,9 @@ describe("JPC's metrics", () => {
       norms = await computeActivityNorms(acts);
     });
     expectClose(await norms!.toArray(), mats.map(rowMean), 1e-5, 'activity norms');
-    expect(dispatches.filter((d) => d.kernel === 'output.row_norms')).toEqual([{ kernel: 'output.row_norms', workgroups: 3 * mats.length }]);
+    expect(dispatches.filter((d) => d.kernel === 'output.row_norms')).toEqual([
+      { kernel: 'output.row_norms', workgroups: 3 * mats.length },
+    ]);
   });
 
   it('rowTable: every region gets the workgroups of the longest, and every record says how many and how many regions', () => {

@@ -33,11 +33,16 @@ function edit(content: string): string {
 describe('install-lavapipe.sh', () => {
   it('adds bookworm-backports to the main Suites: line of a deb822 file, once', () => {
     const out = edit(DEB822);
-    expect(out.match(/^Suites:.*$/gm)).toEqual(['Suites: bookworm bookworm-updates bookworm-backports', 'Suites: bookworm-security']);
+    expect(out.match(/^Suites:.*$/gm)).toEqual([
+      'Suites: bookworm bookworm-updates bookworm-backports',
+      'Suites: bookworm-security',
+    ]);
   });
 
   it('appends a backports line to a classic sources.list, once', () => {
     const out = edit('deb http://deb.debian.org/debian bookworm main\n');
-    expect(out.split('\n').filter((l) => l.includes('bookworm-backports'))).toEqual(['deb http://deb.debian.org/debian bookworm-backports main']);
+    expect(out.split('\n').filter((l) => l.includes('bookworm-backports'))).toEqual([
+      'deb http://deb.debian.org/debian bookworm-backports main',
+    ]);
   });
 });

@@ -30,7 +30,14 @@ import { GemmRecorder, asMatrix } from '../src/pc/linalg.js';
 import { Recorder } from '../src/runtime/recorder.js';
 import { Random } from '../src/util/random.js';
 import { type Mat, layerForward, mat } from './reference/jpc64.js';
-import { type GenModel, genFfwd, makeSkips, paramScalings as refScalings, pcActivityGrads, pcEnergyTotal } from './reference/variants64.js';
+import {
+  type GenModel,
+  genFfwd,
+  makeSkips,
+  paramScalings as refScalings,
+  pcActivityGrads,
+  pcEnergyTotal,
+} from './reference/variants64.js';
 import { expectClose, flat, randomMat, randomRefModel, readAll, tensorOf, useRuntime } from './helpers.js';
 
 const rt = useRuntime();
@@ -51,15 +58,21 @@ const CONFIGS: Config[] = [
   { paramType: 'ntp', skips: true },
 ];
 const DIMS = [5, 6, 6, 6, 3];
-const name = (c: Config) => `${c.paramType}${c.skips ? ', skips' : ''}${c.gamma ? `, γ ${c.gamma}` : ''}${c.lambda ? `, λ ${c.lambda}` : ''}`;
+const name = (c: Config) =>
+  `${c.paramType}${c.skips ? ', skips' : ''}${c.gamma ? `, γ ${c.gamma}` : ''}${c.lambda ? `, λ ${c.lambda}` : ''}`;
 
 function refModelOf(c: Config, dims: number[], seed: number): GenModel {
   const base = randomRefModel(seed, dims, 'linear', false);
   // μPC and NTP want O(1) weights (their scalings shrink them); sp wants them small enough to stay stable.
   const std = c.paramType === 'sp' ? 0.4 : 1;
   const rng = new Random(seed + 1);
-  const weights = base.weights.map((w) => mat(w.rows, w.cols, Float64Array.from(randomMat(rng, w.rows, w.cols, std).data, Math.fround)));
-  const scales = refScalings(dims, c.paramType, { skips: c.skips, ...(c.gamma === undefined ? {} : { gamma: c.gamma }) }).map(Math.fround);
+  const weights = base.weights.map((w) =>
+    mat(w.rows, w.cols, Float64Array.from(randomMat(rng, w.rows, w.cols, std).data, Math.fround)),
+  );
+  const scales = refScalings(dims, c.paramType, {
+    skips: c.skips,
+    ...(c.gamma === undefined ? {} : { gamma: c.gamma }),
+  }).map(Math.fround);
   return { ...base, weights, scales, ...(c.skips ? { skips: makeSkips(dims.length - 1) } : {}) };
 }
 
@@ -124,7 +137,8 @@ function reference(ref: GenModel, dims: number[], x: Mat, y: Mat, lambda: number
   const n = dims.slice(1, -1).reduce((s, d) => s + d, 0);
   const opts = { loss: 'mse' as const, lambda, activityDecay: decay };
   const row = (m: Mat, b: number) => mat(1, m.cols, m.data.subarray(b * m.cols, (b + 1) * m.cols));
-  const grad = (h: Float64Array, xb: Mat, yb: Mat) => flat(pcActivityGrads(ref, actsFromHidden(ref, dims, h, xb), yb, xb, opts).slice(0, -1));
+  const grad = (h: Float64Array, xb: Mat, yb: Mat) =>
+    flat(pcActivityGrads(ref, actsFromHidden(ref, dims, h, xb), yb, xb, opts).slice(0, -1));
   const zero = new Float64Array(n);
   const x0 = row(x, 0);
   const y0 = row(y, 0);
@@ -154,7 +168,8 @@ function reference(ref: GenModel, dims: number[], x: Mat, y: Mat, lambda: number
 /** Second central differences of the per-sample energy (B = 1) in the hidden activities: exact for a quadratic. */
 function energyHessian(ref: GenModel, dims: number[], x: Mat, y: Mat, lambda: number, decay: number): Float64Array {
   const n = dims.slice(1, -1).reduce((a, b) => a + b, 0);
-  const F = (h: Float64Array) => pcEnergyTotal(ref, actsFromHidden(ref, dims, h, x), y, x, { loss: 'mse', lambda, activityDecay: decay });
+  const F = (h: Float64Array) =>
+    pcEnergyTotal(ref, actsFromHidden(ref, dims, h, x), y, x, { loss: 'mse', lambda, activityDecay: decay });
   const h = 0.5;
   const out = new Float64Array(n * n);
   for (let i = 0; i < n; i++) {
@@ -177,7 +192,15 @@ function fixture(c: Config, seed: number, B = 4, dims = DIMS) {
   const x = randomMat(rng, B, dims[0]!);
   const y = randomMat(rng, B, dims.at(-1)!);
   const model = gpuModelOf(rt(), c, dims, ref);
-  return { ref, x, y, model, B, lambda: c.lambda ?? 1, lambdaOpt: c.lambda === undefined ? {} : { outputEnergyScaling: c.lambda } };
+  return {
+    ref,
+    x,
+    y,
+    model,
+    B,
+    lambda: c.lambda ?? 1,
+    lambdaOpt: c.lambda === undefined ? {} : { outputEnergyScaling: c.lambda },
+  };
 }
 
 describe.each(CONFIGS)('linear theory, %#: $paramType', (c) => {
@@ -201,7 +224,11 @@ describe.each(CONFIGS)('linear theory, %#: $paramType', (c) => {
       if (l < DIMS.length - 2) for (let k = 0; k < d; k++) data[(base + k) * d + k] = 1;
       return rt().tensor(data, [n, d]);
     });
-    const g = await computePcActivityGrad(model, acts, new Float32Array(n * 3), { input: new Float32Array(n * 5), activityDecay: decay, ...lambdaOpt });
+    const g = await computePcActivityGrad(model, acts, new Float32Array(n * 3), {
+      input: new Float32Array(n * 5),
+      activityDecay: decay,
+      ...lambdaOpt,
+    });
     const rows = await readAll(g.grads.slice(0, -1));
     // rows is layer-major: layer l holds n × d_l; column j of A = B·[row j of every layer].
     const fromGpu = new Float64Array(n * n);
@@ -241,7 +268,10 @@ describe.each(CONFIGS)('linear theory, %#: $paramType', (c) => {
     };
     const want = layerMajor(r.solution);
     for (const method of ['output-space', 'block-cholesky'] as const) {
-      const z = await computeLinearActivitySolution(model, tensorOf(rt(), x), tensorOf(rt(), y), { ...lambdaOpt, method });
+      const z = await computeLinearActivitySolution(model, tensorOf(rt(), x), tensorOf(rt(), y), {
+        ...lambdaOpt,
+        method,
+      });
       expect(z.map((t) => t.shape)).toEqual(DIMS.slice(1).map((d) => [B, d]));
       expectClose((await readAll(z.slice(0, -1))).subarray(0, want.length), want, 2e-4, `z* (${method})`, 1e-2);
       // The energy at the solution is F*.
@@ -250,7 +280,11 @@ describe.each(CONFIGS)('linear theory, %#: $paramType', (c) => {
     }
     // With activity decay and a Tikhonov shift only the block solver applies.
     const rs = reference(ref, DIMS, x, y, lambda, 0.2, 0.1);
-    const zs = await computeLinearActivitySolution(model, tensorOf(rt(), x), tensorOf(rt(), y), { ...lambdaOpt, activityDecay: 0.2, epsilon: 0.1 });
+    const zs = await computeLinearActivitySolution(model, tensorOf(rt(), x), tensorOf(rt(), y), {
+      ...lambdaOpt,
+      activityDecay: 0.2,
+      epsilon: 0.1,
+    });
     const hidden = await readAll(zs.slice(0, -1));
     expectClose(hidden.subarray(0, want.length), layerMajor(rs.solution), 2e-4, 'z* with decay and ε', 1e-2);
 
@@ -262,10 +296,20 @@ describe.each(CONFIGS)('linear theory, %#: $paramType', (c) => {
       stepsizeController: { pid: { rtol: 1e-6, atol: 1e-6 } },
       ...lambdaOpt,
     });
-    const numerical = await (await pcEnergy(model, solved.activities, tensorOf(rt(), y), { input: tensorOf(rt(), x), ...lambdaOpt })).item();
+    const numerical = await (
+      await pcEnergy(model, solved.activities, tensorOf(rt(), y), { input: tensorOf(rt(), x), ...lambdaOpt })
+    ).item();
     const { energy } = await linearEquilibEnergy(model, tensorOf(rt(), x), tensorOf(rt(), y), lambdaOpt);
-    expect(Math.abs(numerical - energy) / energy, `numerical ${numerical} vs theory ${energy}`).toBeLessThanOrEqual(1e-3);
-    expectClose((await readAll(solved.activities.slice(0, -1))).subarray(0, want.length), want, 1e-2, 'inference vs z*', 1e-1);
+    expect(Math.abs(numerical - energy) / energy, `numerical ${numerical} vs theory ${energy}`).toBeLessThanOrEqual(
+      1e-3,
+    );
+    expectClose(
+      (await readAll(solved.activities.slice(0, -1))).subarray(0, want.length),
+      want,
+      1e-2,
+      'inference vs z*',
+      1e-1,
+    );
     model.dispose();
   });
 
@@ -292,11 +336,20 @@ describe.each(CONFIGS)('linear theory, %#: $paramType', (c) => {
     const before = (await model.toArrays()).weights;
     const optim = sgd({ lr: 0.1 });
     const state = optim.init(model);
-    const step = await updateLinearEquilibEnergyParams(model, optim, state, tensorOf(rt(), x), tensorOf(rt(), y), { ...lambdaOpt, returnGrads: true });
+    const step = await updateLinearEquilibEnergyParams(model, optim, state, tensorOf(rt(), x), tensorOf(rt(), y), {
+      ...lambdaOpt,
+      returnGrads: true,
+    });
     expectClose(await readAll(step.grads!.weights), gpu, 1e-5, 'returned grads');
     const after = (await model.toArrays()).weights;
     const expected = before.flatMap((w) => [...w]).map((v, i) => v - 0.1 * gpu[i]!);
-    expectClose(after.flatMap((w) => [...w]), expected, 1e-5, 'W − lr·∇F*', 1e-3);
+    expectClose(
+      after.flatMap((w) => [...w]),
+      expected,
+      1e-5,
+      'W − lr·∇F*',
+      1e-3,
+    );
     expect(B).toBe(3);
     model.dispose();
   });
@@ -307,14 +360,20 @@ const EVERY_SETTING: Config[] = [];
 for (const paramType of ['sp', 'mupc', 'ntp'] as const) {
   for (const skips of [false, true]) {
     for (const gamma of [undefined, 0.5]) {
-      for (const lambda of [undefined, 2.5]) EVERY_SETTING.push({ paramType, skips, ...(gamma ? { gamma } : {}), ...(lambda ? { lambda } : {}) });
+      for (const lambda of [undefined, 2.5])
+        EVERY_SETTING.push({ paramType, skips, ...(gamma ? { gamma } : {}), ...(lambda ? { lambda } : {}) });
     }
   }
 }
 
 describe('computeLinearActivitySolution: the last activity is the prediction, every method and setting', () => {
   it('dims [1, 1, 1], weights 1, x = 1, y = 3: z* = [2, 2] (JPC) with every method', async () => {
-    const model = mlpFromWeights(rt(), { dims: [1, 1, 1], weights: [Float32Array.of(1), Float32Array.of(1)], biases: null, actFn: 'linear' });
+    const model = mlpFromWeights(rt(), {
+      dims: [1, 1, 1],
+      weights: [Float32Array.of(1), Float32Array.of(1)],
+      biases: null,
+      actFn: 'linear',
+    });
     for (const method of ['auto', 'output-space', 'block-cholesky'] as const) {
       const z = await computeLinearActivitySolution(model, Float32Array.of(1), Float32Array.of(3), { method });
       expect(await readAll(z), method).toEqual(Float32Array.of(2, 2));
@@ -340,10 +399,14 @@ describe('computeLinearActivitySolution: the last activity is the prediction, ev
         for (let b = 0; b < B; b++) for (let k = 0; k < d; k++) hidden[at + b * d + k] = solution[b]![base + k]!;
         at += B * d;
       });
-      for (let b = 0; b < B; b++) for (let k = 0; k < dims[H]!; k++) last.data[b * dims[H]! + k] = solution[b]![n - dims[H]! + k]!;
+      for (let b = 0; b < B; b++)
+        for (let k = 0; k < dims[H]!; k++) last.data[b * dims[H]! + k] = solution[b]![n - dims[H]! + k]!;
       return { hidden, prediction: layerForward(ref, H, last).data };
     };
-    const settings: { opts: { activityDecay?: number; epsilon?: number }; methods: readonly ('auto' | 'output-space' | 'block-cholesky')[] }[] = [
+    const settings: {
+      opts: { activityDecay?: number; epsilon?: number };
+      methods: readonly ('auto' | 'output-space' | 'block-cholesky')[];
+    }[] = [
       { opts: {}, methods: ['auto', 'output-space', 'block-cholesky'] },
       { opts: { activityDecay: 0.3 }, methods: ['auto', 'block-cholesky'] },
       { opts: { epsilon: 0.2 }, methods: ['auto', 'block-cholesky'] },
@@ -353,14 +416,22 @@ describe('computeLinearActivitySolution: the last activity is the prediction, ev
       const got: Float32Array[] = [];
       for (const method of methods) {
         const what = `${JSON.stringify(opts)} ${method}`;
-        const z = await computeLinearActivitySolution(model, tensorOf(rt(), x), tensorOf(rt(), y), { ...lambdaOpt, ...opts, method });
+        const z = await computeLinearActivitySolution(model, tensorOf(rt(), x), tensorOf(rt(), y), {
+          ...lambdaOpt,
+          ...opts,
+          method,
+        });
         expect(z.map((t) => t.shape)).toEqual(dims.slice(1).map((d) => [B, d]));
         const all = await readAll(z);
         expectClose(all.subarray(0, B * n), want.hidden, 2e-4, `${what}: z*_1..z*_H`, 1e-2);
         expectClose(all.subarray(B * n), want.prediction, 2e-4, `${what}: z*_L = s_L W_L z*_H`, 1e-2);
         got.push(all);
       }
-      got.slice(1).forEach((g, i) => expectClose(g, got[0]!, 2e-4, `${JSON.stringify(opts)}: ${methods[i + 1]} vs ${methods[0]}`, 1e-2));
+      got
+        .slice(1)
+        .forEach((g, i) =>
+          expectClose(g, got[0]!, 2e-4, `${JSON.stringify(opts)}: ${methods[i + 1]} vs ${methods[0]}`, 1e-2),
+        );
     }
     model.dispose();
   });
@@ -386,20 +457,36 @@ describe('F*, S, the Hessian and ∂F*/∂W for every parameterisation × skips 
     };
     const S = new Float64Array(dy * dy);
     for (let k = 0; k < dy; k++) S[k * dy + k] = 1 / lambda;
-    let J = { rows: dy, cols: dy, data: Float64Array.from({ length: dy * dy }, (_, k) => (k % (dy + 1) === 0 ? 1 : 0)) };
+    let J = {
+      rows: dy,
+      cols: dy,
+      data: Float64Array.from({ length: dy * dy }, (_, k) => (k % (dy + 1) === 0 ? 1 : 0)),
+    };
     for (let i = L - 1; i >= 1; i--) {
       const m = M(i);
       const next = new Float64Array(dy * m.cols);
-      for (let a = 0; a < dy; a++) for (let b = 0; b < m.cols; b++) for (let k = 0; k < m.rows; k++) next[a * m.cols + b] = next[a * m.cols + b]! + J.data[a * J.cols + k]! * m.data[k * m.cols + b]!;
+      for (let a = 0; a < dy; a++)
+        for (let b = 0; b < m.cols; b++)
+          for (let k = 0; k < m.rows; k++)
+            next[a * m.cols + b] = next[a * m.cols + b]! + J.data[a * J.cols + k]! * m.data[k * m.cols + b]!;
       J = { rows: dy, cols: m.cols, data: next };
-      for (let a = 0; a < dy; a++) for (let b = 0; b < dy; b++) for (let k = 0; k < J.cols; k++) S[a * dy + b] = S[a * dy + b]! + J.data[a * J.cols + k]! * J.data[b * J.cols + k]!;
+      for (let a = 0; a < dy; a++)
+        for (let b = 0; b < dy; b++)
+          for (let k = 0; k < J.cols; k++)
+            S[a * dy + b] = S[a * dy + b]! + J.data[a * J.cols + k]! * J.data[b * J.cols + k]!;
     }
     expectClose(rescaling.data, S, 1e-4, 'S from linearEquilibEnergy');
     expectClose((await computeLinearEquilibRescaling(model, lambdaOpt)).data, S, 1e-4, 'S');
     // The Hessian: second differences of the energy (one sample), with and without decay.
     for (const decay of [0, 0.4]) {
       const got = await computeLinearActivityHessian(model, { ...lambdaOpt, activityDecay: decay });
-      expectClose(got.data, energyHessian(ref, dims, mat(1, 3, x.data.subarray(0, 3)), mat(1, 2, y.data.subarray(0, 2)), lambda, decay), 1e-4, `Hessian (decay ${decay})`, 1e-2);
+      expectClose(
+        got.data,
+        energyHessian(ref, dims, mat(1, 3, x.data.subarray(0, 3)), mat(1, 2, y.data.subarray(0, 2)), lambda, decay),
+        1e-4,
+        `Hessian (decay ${decay})`,
+        1e-2,
+      );
     }
     // ∂F*/∂W against central differences of the float64 F*, and one SGD step.
     const grads = await computeLinearEquilibEnergyGrads(model, tensorOf(rt(), x), tensorOf(rt(), y), lambdaOpt);
@@ -408,7 +495,25 @@ describe('F*, S, the Hessian and ∂F*/∂W for every parameterisation × skips 
     const fd: number[] = [];
     ref.weights.forEach((w, l) => {
       for (let k = 0; k < w.data.length; k++) {
-        const at = (d: number) => reference({ ...ref, weights: ref.weights.map((m, j) => (j === l ? mat(m.rows, m.cols, Float64Array.from(m.data, (v, q) => (q === k ? v + d : v))) : m)) }, dims, x, y, lambda).energy;
+        const at = (d: number) =>
+          reference(
+            {
+              ...ref,
+              weights: ref.weights.map((m, j) =>
+                j === l
+                  ? mat(
+                      m.rows,
+                      m.cols,
+                      Float64Array.from(m.data, (v, q) => (q === k ? v + d : v)),
+                    )
+                  : m,
+              ),
+            },
+            dims,
+            x,
+            y,
+            lambda,
+          ).energy;
         fd.push((at(h) - at(-h)) / (2 * h));
       }
     });
@@ -416,8 +521,21 @@ describe('F*, S, the Hessian and ∂F*/∂W for every parameterisation × skips 
     expectClose(gpu, fd, 2e-3, '∂F*/∂W vs finite differences', 5e-2);
     const before = (await model.toArrays()).weights.flatMap((w) => [...w]);
     const optim = sgd({ lr: 0.05 });
-    await updateLinearEquilibEnergyParams(model, optim, optim.init(model), tensorOf(rt(), x), tensorOf(rt(), y), lambdaOpt);
-    expectClose((await model.toArrays()).weights.flatMap((w) => [...w]), before.map((v, k) => v - 0.05 * gpu[k]!), 1e-5, 'W − lr·∇F*', 1e-3);
+    await updateLinearEquilibEnergyParams(
+      model,
+      optim,
+      optim.init(model),
+      tensorOf(rt(), x),
+      tensorOf(rt(), y),
+      lambdaOpt,
+    );
+    expectClose(
+      (await model.toArrays()).weights.flatMap((w) => [...w]),
+      before.map((v, k) => v - 0.05 * gpu[k]!),
+      1e-5,
+      'W − lr·∇F*',
+      1e-3,
+    );
     model.dispose();
   });
 });
@@ -432,36 +550,39 @@ describe('computeLinearActivityHessian is the Hessian of the energy where JPC’
     { paramType: 'ntp', skips: false, gamma: 0.5, jpcOutputScale: (N) => 1 / Math.sqrt(N) },
     { paramType: 'sp', skips: false, gamma: 0.5, jpcOutputScale: () => 1 },
   ];
-  it.each(cases.map((c) => [name(c), c] as const))('%s: WPC equals the energy’s finite-difference Hessian; JPC’s output block does not', async (_n, c) => {
-    const dims = [3, 4, 4, 4, 2];
-    const { ref, model, lambda, lambdaOpt } = fixture(c, 31 + cases.indexOf(c), 1, dims);
-    const N = dims[1]!;
-    const L = dims.length - 1;
-    const x = randomMat(new Random(5), 1, dims[0]!);
-    const y = randomMat(new Random(6), 1, dims.at(-1)!);
-    for (const decay of [0, 0.25]) {
-      const want = energyHessian(ref, dims, x, y, lambda, decay);
-      const got = await computeLinearActivityHessian(model, { ...lambdaOpt, activityDecay: decay });
-      expectClose(got.data, want, 1e-4, `Hessian vs second differences of the energy (decay ${decay})`, 1e-2);
-    }
-    // JPC's last diagonal block, (1 + ad)·I + λ·a²·WᵀW with its a, against the energy's.
-    const n = dims.slice(1, -1).reduce((a, b) => a + b, 0);
-    const dH = dims[L - 1]!;
-    const W = ref.weights[L - 1]!;
-    const a = c.jpcOutputScale(N, L);
-    const want = energyHessian(ref, dims, x, y, lambda, 0);
-    let worst = 0;
-    for (let r = 0; r < dH; r++) {
-      for (let q = 0; q < dH; q++) {
-        let gram = 0;
-        for (let o = 0; o < W.rows; o++) gram += W.data[o * W.cols + r]! * W.data[o * W.cols + q]!;
-        const jpc = (r === q ? 1 : 0) + lambda * a * a * gram;
-        worst = Math.max(worst, Math.abs(jpc - want[(n - dH + r) * n + (n - dH + q)]!));
+  it.each(cases.map((c) => [name(c), c] as const))(
+    '%s: WPC equals the energy’s finite-difference Hessian; JPC’s output block does not',
+    async (_n, c) => {
+      const dims = [3, 4, 4, 4, 2];
+      const { ref, model, lambda, lambdaOpt } = fixture(c, 31 + cases.indexOf(c), 1, dims);
+      const N = dims[1]!;
+      const L = dims.length - 1;
+      const x = randomMat(new Random(5), 1, dims[0]!);
+      const y = randomMat(new Random(6), 1, dims.at(-1)!);
+      for (const decay of [0, 0.25]) {
+        const want = energyHessian(ref, dims, x, y, lambda, decay);
+        const got = await computeLinearActivityHessian(model, { ...lambdaOpt, activityDecay: decay });
+        expectClose(got.data, want, 1e-4, `Hessian vs second differences of the energy (decay ${decay})`, 1e-2);
       }
-    }
-    expect(worst, 'JPC’s output block differs from the energy’s').toBeGreaterThan(1e-2);
-    model.dispose();
-  });
+      // JPC's last diagonal block, (1 + ad)·I + λ·a²·WᵀW with its a, against the energy's.
+      const n = dims.slice(1, -1).reduce((a, b) => a + b, 0);
+      const dH = dims[L - 1]!;
+      const W = ref.weights[L - 1]!;
+      const a = c.jpcOutputScale(N, L);
+      const want = energyHessian(ref, dims, x, y, lambda, 0);
+      let worst = 0;
+      for (let r = 0; r < dH; r++) {
+        for (let q = 0; q < dH; q++) {
+          let gram = 0;
+          for (let o = 0; o < W.rows; o++) gram += W.data[o * W.cols + r]! * W.data[o * W.cols + q]!;
+          const jpc = (r === q ? 1 : 0) + lambda * a * a * gram;
+          worst = Math.max(worst, Math.abs(jpc - want[(n - dH + r) * n + (n - dH + q)]!));
+        }
+      }
+      expect(worst, 'JPC’s output block differs from the energy’s').toBeGreaterThan(1e-2);
+      model.dispose();
+    },
+  );
 });
 
 describe('linear theory: scalar output and S', () => {
@@ -478,7 +599,18 @@ describe('linear theory: scalar output and S', () => {
     const N = 64;
     const L = 3;
     const lambda = gamma * gamma * N * L;
-    const model = makeMlp(rt(), { seed: 3, inputDim: 4, width: N, depth: L, outputDim: 1, actFn: 'linear', useBias: false, paramType, skipModel: skips ? makeSkipModel(L) : null, ...(paramType === 'mupc' ? { gamma } : {}) });
+    const model = makeMlp(rt(), {
+      seed: 3,
+      inputDim: 4,
+      width: N,
+      depth: L,
+      outputDim: 1,
+      actFn: 'linear',
+      useBias: false,
+      paramType,
+      skipModel: skips ? makeSkipModel(L) : null,
+      ...(paramType === 'mupc' ? { gamma } : {}),
+    });
     const rng = new Random(5);
     const x = tensorOf(rt(), randomMat(rng, 2, dims[0]!));
     const y = tensorOf(rt(), randomMat(rng, 2, 1));
@@ -506,15 +638,18 @@ describe('gemm', () => {
         for (const transB of [false, true]) {
           const A = randomMat(rng, transA ? k : m, transA ? m : k);
           const Bm = randomMat(rng, transB ? n : k, transB ? k : n);
-          const got = await (await matmul(tensorOf(rt(), A), tensorOf(rt(), Bm), { transA, transB, alpha: -0.5 })).toArray();
+          const got = await (
+            await matmul(tensorOf(rt(), A), tensorOf(rt(), Bm), { transA, transB, alpha: -0.5 })
+          ).toArray();
           const want = new Float64Array(m * n);
           const a = (i: number, p: number) => (transA ? A.data[p * m + i]! : A.data[i * k + p]!);
           const b = (p: number, j: number) => (transB ? Bm.data[j * k + p]! : Bm.data[p * n + j]!);
-          for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) {
-            let s = 0;
-            for (let p = 0; p < k; p++) s += Math.fround(a(i, p)) * Math.fround(b(p, j));
-            want[i * n + j] = -0.5 * s;
-          }
+          for (let i = 0; i < m; i++)
+            for (let j = 0; j < n; j++) {
+              let s = 0;
+              for (let p = 0; p < k; p++) s += Math.fround(a(i, p)) * Math.fround(b(p, j));
+              want[i * n + j] = -0.5 * s;
+            }
           expectClose(got, want, 1e-4, `${m}×${k}×${n} transA ${transA} transB ${transB}`, 1e-2);
         }
       }
@@ -531,16 +666,29 @@ describe('gemm', () => {
     const c = rt().empty([m, n]);
     const rec = new Recorder(rt(), 'test.gemm');
     const [ta, tb, td] = [A, Bm, D].map((t) => tensorOf(rt(), t));
-    gemm.record(rec, { m, n, k: n, a: asMatrix(ta!), b: asMatrix(tb!), transB: true, c: asMatrix(c), d: asMatrix(td!), alpha: 2, beta: -1, addA: true });
+    gemm.record(rec, {
+      m,
+      n,
+      k: n,
+      a: asMatrix(ta!),
+      b: asMatrix(tb!),
+      transB: true,
+      c: asMatrix(c),
+      d: asMatrix(td!),
+      alpha: 2,
+      beta: -1,
+      addA: true,
+    });
     rec.submit();
     gemm.release();
     const got = await c.toArray();
     const want = new Float64Array(m * n);
-    for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) {
-      let s = 0;
-      for (let p = 0; p < n; p++) s += Math.fround(A.data[i * n + p]!) * Math.fround(Bm.data[j * n + p]!);
-      want[i * n + j] = 2 * s + Math.fround(A.data[i * n + j]!) - Math.fround(D.data[i * n + j]!);
-    }
+    for (let i = 0; i < m; i++)
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        for (let p = 0; p < n; p++) s += Math.fround(A.data[i * n + p]!) * Math.fround(Bm.data[j * n + p]!);
+        want[i * n + j] = 2 * s + Math.fround(A.data[i * n + j]!) - Math.fround(D.data[i * n + j]!);
+      }
     expectClose(got, want, 1e-5, 'gemm epilogue');
   });
 });
@@ -548,27 +696,57 @@ describe('gemm', () => {
 describe('linear theory: validation', () => {
   it('names the argument and leaves the model alone', async () => {
     const relu = makeMlp(rt(), { seed: 1, inputDim: 3, width: 4, depth: 3, outputDim: 2, actFn: 'relu' });
-    const biased = makeMlp(rt(), { seed: 1, inputDim: 3, width: 4, depth: 3, outputDim: 2, actFn: 'linear', useBias: true });
+    const biased = makeMlp(rt(), {
+      seed: 1,
+      inputDim: 3,
+      width: 4,
+      depth: 3,
+      outputDim: 2,
+      actFn: 'linear',
+      useBias: true,
+    });
     const linear = makeMlp(rt(), { seed: 1, inputDim: 3, width: 4, depth: 3, outputDim: 2, actFn: 'linear' });
     const x = new Float32Array(6);
     const y = new Float32Array(4);
     await expect(linearEquilibEnergy(relu, x, y)).rejects.toThrow(/model.actFn must be 'linear', got 'relu'/);
     await expect(linearEquilibEnergy(biased, x, y)).rejects.toThrow(/layer 0 has a bias/);
-    await expect(linearEquilibEnergy(linear, new Float32Array(5), y)).rejects.toThrow(/linearEquilibEnergy: x must hold B×3 values/);
-    await expect(linearEquilibEnergy(linear, x, new Float32Array(6))).rejects.toThrow(/x and y must have the same batch size, got 2 and 3/);
-    await expect(linearEquilibEnergy(linear, x, y, { outputEnergyScaling: 0 })).rejects.toThrow(/options.outputEnergyScaling must be a finite number > 0/);
+    await expect(linearEquilibEnergy(linear, new Float32Array(5), y)).rejects.toThrow(
+      /linearEquilibEnergy: x must hold B×3 values/,
+    );
+    await expect(linearEquilibEnergy(linear, x, new Float32Array(6))).rejects.toThrow(
+      /x and y must have the same batch size, got 2 and 3/,
+    );
+    await expect(linearEquilibEnergy(linear, x, y, { outputEnergyScaling: 0 })).rejects.toThrow(
+      /options.outputEnergyScaling must be a finite number > 0/,
+    );
     await expect(linearEquilibEnergy(linear, x, y, { lambda: 1 } as never)).rejects.toThrow(/unknown option/);
-    await expect(computeLinearActivitySolution(linear, x, y, { method: 'output-space', activityDecay: 1 })).rejects.toThrow(/method 'output-space' needs activityDecay = 0/);
-    await expect(computeLinearActivitySolution(linear, x, y, { method: 'lu' as never })).rejects.toThrow(/options.method/);
-    await expect(computeLinearActivityHessian(linear, { diag: 1 as never })).rejects.toThrow(/options.diag must be a boolean/);
-    await expect(computeLinearActivityHessian(makeMlp(rt(), { seed: 1, inputDim: 3, width: 4, depth: 1, outputDim: 2, actFn: 'linear' }))).rejects.toThrow(/no hidden layer/);
+    await expect(
+      computeLinearActivitySolution(linear, x, y, { method: 'output-space', activityDecay: 1 }),
+    ).rejects.toThrow(/method 'output-space' needs activityDecay = 0/);
+    await expect(computeLinearActivitySolution(linear, x, y, { method: 'lu' as never })).rejects.toThrow(
+      /options.method/,
+    );
+    await expect(computeLinearActivityHessian(linear, { diag: 1 as never })).rejects.toThrow(
+      /options.diag must be a boolean/,
+    );
+    await expect(
+      computeLinearActivityHessian(
+        makeMlp(rt(), { seed: 1, inputDim: 3, width: 4, depth: 1, outputDim: 2, actFn: 'linear' }),
+      ),
+    ).rejects.toThrow(/no hidden layer/);
     const optim = sgd({ lr: 1 });
     const state = optim.init(linear);
     const before = await linear.toArrays();
-    await expect(updateLinearEquilibEnergyParams(linear, optim, state, x, new Float32Array(3))).rejects.toThrow(/y must hold B×2 values/);
+    await expect(updateLinearEquilibEnergyParams(linear, optim, state, x, new Float32Array(3))).rejects.toThrow(
+      /y must hold B×2 values/,
+    );
     expect((await linear.toArrays()).weights).toEqual(before.weights);
-    await expect(matmul(rt().zeros([2, 3]), rt().zeros([2, 3]))).rejects.toThrow(/matmul: inner dimensions differ: op\(a\) is 2×3/);
-    await expect(matmul(rt().zeros([2, 3]), rt().zeros([3, 3]), { transC: true } as never)).rejects.toThrow(/unknown option 'transC'/);
+    await expect(matmul(rt().zeros([2, 3]), rt().zeros([2, 3]))).rejects.toThrow(
+      /matmul: inner dimensions differ: op\(a\) is 2×3/,
+    );
+    await expect(matmul(rt().zeros([2, 3]), rt().zeros([3, 3]), { transC: true } as never)).rejects.toThrow(
+      /unknown option 'transC'/,
+    );
     for (const m of [relu, biased, linear]) m.dispose();
   });
 });

@@ -114,7 +114,8 @@ export async function startMirrors(dataset = 'mnist'): Promise<Mirrors> {
     url: (name) => `http://127.0.0.1:${port}/${name}/`,
     set: (name, behaviour) => void behaviours.set(name, behaviour),
     requests,
-    count: (mirror, file) => requests.filter((r) => r === `${mirror}/${file}` || (file === undefined && r.startsWith(`${mirror}/`))).length,
+    count: (mirror, file) =>
+      requests.filter((r) => r === `${mirror}/${file}` || (file === undefined && r.startsWith(`${mirror}/`))).length,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

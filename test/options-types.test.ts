@@ -69,19 +69,39 @@ function optionSites(): Site[] {
         const sig = sigs[sigs.length - 1];
         if (!sig) return;
         sig.getParameters().forEach((p, index) => {
-          if (isOptionsParameter(checker, p)) sites.push({ label, callee, params, count: sig.getParameters().length, index, ...(extra ? { decl: extra } : {}) });
+          if (isOptionsParameter(checker, p))
+            sites.push({
+              label,
+              callee,
+              params,
+              count: sig.getParameters().length,
+              index,
+              ...(extra ? { decl: extra } : {}),
+            });
         });
       };
       add(name, type.getCallSignatures(), name, `Parameters<typeof ${name}>`);
       if (!(sym.flags & ts.SymbolFlags.Class)) continue;
       add(`new ${name}`, type.getConstructSignatures(), `new ${name}`, `ConstructorParameters<typeof ${name}>`);
       for (const prop of checker.getPropertiesOfType(type)) {
-        if (prop.getName() !== 'prototype') add(`${name}.${prop.getName()}`, checker.getTypeOfSymbol(prop).getCallSignatures(), `${name}.${prop.getName()}`, `Parameters<typeof ${name}.${prop.getName()}>`);
+        if (prop.getName() !== 'prototype')
+          add(
+            `${name}.${prop.getName()}`,
+            checker.getTypeOfSymbol(prop).getCallSignatures(),
+            `${name}.${prop.getName()}`,
+            `Parameters<typeof ${name}.${prop.getName()}>`,
+          );
       }
       for (const prop of checker.getPropertiesOfType(checker.getDeclaredTypeOfSymbol(sym))) {
         const v = `i${instances++}`;
         const sigs = checker.getTypeOfSymbol(prop).getCallSignatures();
-        add(`${name}#${prop.getName()}`, sigs, `${v}.${prop.getName()}`, `Parameters<${name}['${prop.getName()}']>`, `declare const ${v}: ${name};`);
+        add(
+          `${name}#${prop.getName()}`,
+          sigs,
+          `${v}.${prop.getName()}`,
+          `Parameters<${name}['${prop.getName()}']>`,
+          `declare const ${v}: ${name};`,
+        );
       }
     }
   }
@@ -90,7 +110,9 @@ function optionSites(): Site[] {
 
 /** The call at `site` with its options written as `{ ...valid }` plus `extra`; other arguments any valid values. */
 function call(site: Site, n: number, extra: string): string {
-  const args = Array.from({ length: site.count }, (_, i) => (i === site.index ? `{ ...o${n}${extra} }` : `p${n}[${i}]`));
+  const args = Array.from({ length: site.count }, (_, i) =>
+    i === site.index ? `{ ...o${n}${extra} }` : `p${n}[${i}]`,
+  );
   return `${site.callee}(${args.join(', ')});`;
 }
 
@@ -112,7 +134,10 @@ function probe(sites: readonly Site[], extraLines: readonly [string, Want, strin
   const expectations = new Map<number, { want: Want; label: string }>();
   sites.forEach((site, n) => {
     if (site.decl) lines.push(site.decl);
-    lines.push(`declare const p${n}: ${site.params};`, `declare const o${n}: NonNullable<(${site.params})[${site.index}]>;`);
+    lines.push(
+      `declare const p${n}: ${site.params};`,
+      `declare const o${n}: NonNullable<(${site.params})[${site.index}]>;`,
+    );
     expectations.set(lines.length, { want: 'ok', label: site.label });
     lines.push(call(site, n, ''));
     expectations.set(lines.length, { want: 'excess', label: site.label });
@@ -148,14 +173,30 @@ function compile(text: string): { byLine: Map<number, ts.Diagnostic[]>; elsewher
 // makePcStep is generic in its input (the result's loss is a Tensor when there is one): its inference must keep
 // working while unknown keys are refused, including the typo this check was written for (maxT for maxT1).
 const MAKE_PC_STEP: [string, Want, string][] = [
-  ['declare const m: N.Model, opt: N.Optimizer, st: N.OptState, x: N.Tensor, y: N.Tensor, loose: N.PcStepOptions;', 'ok', 'declarations'],
-  ['const supervised = await N.makePcStep(m, opt, st, y, { input: x, maxT1: 20, dt: 0.05 });', 'ok', 'makePcStep with input'],
+  [
+    'declare const m: N.Model, opt: N.Optimizer, st: N.OptState, x: N.Tensor, y: N.Tensor, loose: N.PcStepOptions;',
+    'ok',
+    'declarations',
+  ],
+  [
+    'const supervised = await N.makePcStep(m, opt, st, y, { input: x, maxT1: 20, dt: 0.05 });',
+    'ok',
+    'makePcStep with input',
+  ],
   ['const l1: N.Tensor = supervised.loss;', 'ok', "makePcStep's loss is a Tensor with an input"],
   ['const unsupervised = await N.makePcStep(m, opt, st, y, { seed: 1 });', 'ok', 'makePcStep without input'],
   ['const l2: N.Tensor = unsupervised.loss;', 'not-assignable', "makePcStep's loss may be null without an input"],
-  ['const l3: N.Tensor | null = (await N.makePcStep(m, opt, st, y, loose)).loss;', 'ok', 'makePcStep with an options variable'],
+  [
+    'const l3: N.Tensor | null = (await N.makePcStep(m, opt, st, y, loose)).loss;',
+    'ok',
+    'makePcStep with an options variable',
+  ],
   ['await N.makePcStep(m, opt, st, y, { input: x, maxT: 20, dt: 0.05 });', 'excess', 'makePcStep with maxT for maxT1'],
-  ['await B.makePcStep(m, opt, st, y, { input: x, solver: "heun", stepSizeController: "constant" });', 'excess', 'makePcStep with stepSizeController'],
+  [
+    'await B.makePcStep(m, opt, st, y, { input: x, solver: "heun", stepSizeController: "constant" });',
+    'excess',
+    'makePcStep with stepSizeController',
+  ],
   ['export const used = [l1, l3];', 'ok', 'uses'],
 ];
 
@@ -164,7 +205,20 @@ describe('options types', () => {
     const sites = optionSites();
     const labels = sites.map((s) => s.label);
     // The generator must see the API: a sample of what it has to find, generic and plain, functions and methods.
-    for (const name of ['N.makePcStep', 'B.makePcStep', 'N.init', 'B.init', 'N.solveInference', 'N.makeMlp', 'N.adam', 'N.loadDataset', 'B.fetchDataset', 'N.makeHpcStep', 'N.Runtime#finish', 'new N.WpcArgumentError']) {
+    for (const name of [
+      'N.makePcStep',
+      'B.makePcStep',
+      'N.init',
+      'B.init',
+      'N.solveInference',
+      'N.makeMlp',
+      'N.adam',
+      'N.loadDataset',
+      'B.fetchDataset',
+      'N.makeHpcStep',
+      'N.Runtime#finish',
+      'new N.WpcArgumentError',
+    ]) {
       expect(labels, name).toContain(name);
     }
     expect(sites.length).toBeGreaterThan(100);
@@ -177,14 +231,25 @@ describe('options types', () => {
       const found = byLine.get(line) ?? [];
       byLine.delete(line);
       const codes = found.map((d) => d.code);
-      if (want === 'ok' && found.length > 0) wrong.push(`${label}: should compile, got ${found.map((d) => `TS${d.code} ${ts.flattenDiagnosticMessageText(d.messageText, ' ')}`).join('; ')}\n  ${lines[line]}`);
+      if (want === 'ok' && found.length > 0)
+        wrong.push(
+          `${label}: should compile, got ${found.map((d) => `TS${d.code} ${ts.flattenDiagnosticMessageText(d.messageText, ' ')}`).join('; ')}\n  ${lines[line]}`,
+        );
       if (want === 'not-assignable' && !(found.length === 1 && found[0]!.code === 2322)) {
         wrong.push(`${label}: should fail as not assignable (TS2322), got ${JSON.stringify(codes)}\n  ${lines[line]}`);
-      } else if (want === 'excess' && !(found.length === 1 && EXCESS.test(ts.flattenDiagnosticMessageText(found[0]!.messageText, ' ')))) {
-        wrong.push(`${label}: should fail with one excess-property error, got ${found.length ? found.map((d) => `TS${d.code} ${ts.flattenDiagnosticMessageText(d.messageText, ' ')}`).join('; ') : 'none'}\n  ${lines[line]}`);
+      } else if (
+        want === 'excess' &&
+        !(found.length === 1 && EXCESS.test(ts.flattenDiagnosticMessageText(found[0]!.messageText, ' ')))
+      ) {
+        wrong.push(
+          `${label}: should fail with one excess-property error, got ${found.length ? found.map((d) => `TS${d.code} ${ts.flattenDiagnosticMessageText(d.messageText, ' ')}`).join('; ') : 'none'}\n  ${lines[line]}`,
+        );
       }
     }
-    for (const [line, found] of byLine) wrong.push(`unexpected error on line ${line + 1}: ${found.map((d) => ts.flattenDiagnosticMessageText(d.messageText, ' ')).join('; ')}\n  ${lines[line]}`);
+    for (const [line, found] of byLine)
+      wrong.push(
+        `unexpected error on line ${line + 1}: ${found.map((d) => ts.flattenDiagnosticMessageText(d.messageText, ' ')).join('; ')}\n  ${lines[line]}`,
+      );
     expect(wrong).toEqual([]);
   });
 });

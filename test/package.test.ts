@@ -36,7 +36,13 @@ describe('package', () => {
     expect(pkg.engines.node).toBe('>=20.19');
     expect(Object.keys(pkg.bin), 'one command, so that `npx webgpu-pc` runs it').toEqual(['wpc']);
     // Only what a consumer needs (npm adds package.json itself).
-    expect([...pkg.files].sort()).toEqual(['CHANGELOG.md', 'LICENSE', 'README.md', 'dist', 'scripts/install-lavapipe.sh']);
+    expect([...pkg.files].sort()).toEqual([
+      'CHANGELOG.md',
+      'LICENSE',
+      'README.md',
+      'dist',
+      'scripts/install-lavapipe.sh',
+    ]);
   });
 
   it('depends at run time only on what the bundles import: Dawn an optional peer, the bundled packages dev-only', () => {
@@ -44,7 +50,10 @@ describe('package', () => {
     const kept = new Set<string>();
     for (const file of ['dist/node.js', 'dist/cli.js', 'dist/browser.js']) {
       const text = readFileSync(root(file), 'utf8');
-      for (const m of text.matchAll(/^(?:import|export)\b[^;"']*?\bfrom\s*["']([^"']+)["'];$|\bimport\(\s*["']([^"']+)["']\s*\)/gm)) kept.add((m[1] ?? m[2])!);
+      for (const m of text.matchAll(
+        /^(?:import|export)\b[^;"']*?\bfrom\s*["']([^"']+)["'];$|\bimport\(\s*["']([^"']+)["']\s*\)/gm,
+      ))
+        kept.add((m[1] ?? m[2])!);
     }
     const builtins = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]));
     expect([...kept].filter((m) => !builtins.has(m))).toEqual(['webgpu']);
@@ -55,11 +64,16 @@ describe('package', () => {
     expect(pkg.dependencies).toEqual({ '@webgpu/types': expect.any(String) });
     for (const bundled of ['fast-png', 'wgsl-preprocessor']) {
       expect(pkg.devDependencies[bundled], `${bundled} (bundled into dist/)`).toBeDefined();
-      expect(readFileSync(root('dist/node.js'), 'utf8'), `${bundled} inside dist/node.js`).toContain(`node_modules/${bundled}/`);
+      expect(readFileSync(root('dist/node.js'), 'utf8'), `${bundled} inside dist/node.js`).toContain(
+        `node_modules/${bundled}/`,
+      );
     }
     for (const entry of ['node', 'browser']) {
       const types = readFileSync(root(`dist/types/${entry}.d.ts`), 'utf8');
-      expect(types.startsWith('/// <reference types="@webgpu/types" preserve="true" />\n'), `dist/types/${entry}.d.ts references @webgpu/types`).toBe(true);
+      expect(
+        types.startsWith('/// <reference types="@webgpu/types" preserve="true" />\n'),
+        `dist/types/${entry}.d.ts references @webgpu/types`,
+      ).toBe(true);
     }
   });
 
@@ -78,7 +92,29 @@ describe('package', () => {
 
   it('the entries export the same API, plus the Node-only dataset loader', async () => {
     const nodeApi = await import(root('dist/node.js'));
-    for (const name of ['init', 'initFromDevice', 'makeMlp', 'mlpFromWeights', 'makePcStep', 'solveInference', 'pcEnergy', 'computePcActivityGrad', 'computePcParamGrads', 'initActivitiesWithFfwd', 'updatePcActivities', 'updatePcParams', 'testDiscriminativePc', 'mseLoss', 'crossEntropyLoss', 'computeAccuracy', 'adam', 'sgd', 'loadDataset', 'batches', 'parseIdx']) {
+    for (const name of [
+      'init',
+      'initFromDevice',
+      'makeMlp',
+      'mlpFromWeights',
+      'makePcStep',
+      'solveInference',
+      'pcEnergy',
+      'computePcActivityGrad',
+      'computePcParamGrads',
+      'initActivitiesWithFfwd',
+      'updatePcActivities',
+      'updatePcParams',
+      'testDiscriminativePc',
+      'mseLoss',
+      'crossEntropyLoss',
+      'computeAccuracy',
+      'adam',
+      'sgd',
+      'loadDataset',
+      'batches',
+      'parseIdx',
+    ]) {
       expect(typeof nodeApi[name], name).toBe('function');
     }
     const browserTypes = readFileSync(root('dist/types/browser.d.ts'), 'utf8');

@@ -25,7 +25,15 @@ import {
   type Runtime,
 } from '../src/node.js';
 import { Random } from '../src/util/random.js';
-import { type Act, type Loss, type Mat, integrateConstant, integrateHeunPid, jpcRecordLayersOrder, mat } from './reference/jpc64.js';
+import {
+  type Act,
+  type Loss,
+  type Mat,
+  integrateConstant,
+  integrateHeunPid,
+  jpcRecordLayersOrder,
+  mat,
+} from './reference/jpc64.js';
 import {
   type GenModel,
   type PcOpts,
@@ -65,7 +73,15 @@ const EVERY_TERM: Config = {
 
 const CONFIGS: Config[] = [
   EVERY_TERM,
-  { name: 'NTP without skips, activity decay', dims: [4, 7, 5, 3], act: 'silu', bias: false, paramType: 'ntp', skips: false, opts: { activityDecay: 0.3 } },
+  {
+    name: 'NTP without skips, activity decay',
+    dims: [4, 7, 5, 3],
+    act: 'silu',
+    bias: false,
+    paramType: 'ntp',
+    skips: false,
+    opts: { activityDecay: 0.3 },
+  },
   { name: 'sp, plain', dims: [6, 9, 4], act: 'gelu', bias: true, paramType: 'sp', skips: false, opts: {} },
   // Every width ≡ 0 mod 4: the layer kernels take their vec4 epilogues (layer-matmul.wgsl, VEC_EPILOGUE).
   { ...EVERY_TERM, name: 'μPC, skips, γ, λ and every regulariser, widths ≡ 0 mod 4', dims: [8, 8, 8, 8, 4] },
@@ -74,7 +90,10 @@ const CONFIGS: Config[] = [
 function refModel(c: Config, seed: number): GenModel {
   const base = randomRefModel(seed, c.dims, c.act, c.bias);
   const skips = c.skips ? makeSkips(c.dims.length - 1) : undefined;
-  const scales = refScalings(c.dims, c.paramType, { skips: c.skips, ...(c.gamma === undefined ? {} : { gamma: c.gamma }) }).map(Math.fround);
+  const scales = refScalings(c.dims, c.paramType, {
+    skips: c.skips,
+    ...(c.gamma === undefined ? {} : { gamma: c.gamma }),
+  }).map(Math.fround);
   return { ...base, scales, ...(skips ? { skips } : {}) };
 }
 
@@ -101,7 +120,11 @@ const termOptions = (o: Omit<PcOpts, 'loss'>) => ({
 function activitiesFor(rng: Random, ref: GenModel, x: Mat, unsupervised: boolean): Mat[] {
   const acts = genFfwd(ref, x).map((m) => {
     const p = randomMat(rng, m.rows, m.cols, 0.3);
-    return mat(m.rows, m.cols, Float64Array.from(m.data, (v, i) => Math.fround(v + p.data[i]!)));
+    return mat(
+      m.rows,
+      m.cols,
+      Float64Array.from(m.data, (v, i) => Math.fround(v + p.data[i]!)),
+    );
   });
   return unsupervised ? [x, ...acts] : acts;
 }
@@ -133,7 +156,12 @@ describe('parameterisations', () => {
           gamma: 0.5,
         });
         const expected = refScalings(dims, paramType, { skips, gamma: 0.5 });
-        expectClose(model.layers.map((l) => l.scale), expected, 1e-12, `${paramType}${skips ? '+skips' : ''} scalings`);
+        expectClose(
+          model.layers.map((l) => l.scale),
+          expected,
+          1e-12,
+          `${paramType}${skips ? '+skips' : ''} scalings`,
+        );
         expect(paramScalings(dims, paramType, { skips, gamma: 0.5 })).toEqual(expected);
         expect(model.skips).toEqual(skips ? [false, true, true, false] : [false, false, false, false]);
         expect(model.paramType).toBe(paramType);
@@ -144,7 +172,15 @@ describe('parameterisations', () => {
 
   it('μPC weights are standard normal; sp and NTP keep Equinox’s uniform init', async () => {
     for (const paramType of ['mupc', 'ntp'] as const) {
-      const model = makeMlp(rt(), { seed: 3, inputDim: 100, width: 100, depth: 3, outputDim: 100, actFn: 'relu', paramType });
+      const model = makeMlp(rt(), {
+        seed: 3,
+        inputDim: 100,
+        width: 100,
+        depth: 3,
+        outputDim: 100,
+        actFn: 'relu',
+        paramType,
+      });
       const { weights } = await model.toArrays();
       const w = weights[1]!;
       const mean = w.reduce((s, v) => s + v, 0) / w.length;
@@ -196,7 +232,13 @@ describe.each(CONFIGS.map((c) => [c.name, c] as const))('%s', (_name, c) => {
         const pg = await computePcParamGrads(model, activities, output, base);
         const expected = pcParamGrads(ref, acts, y, xr, opts);
         expectClose(await readAll(pg.weights), flat(expected.weights), 2e-4, 'weight gradients');
-        if (c.bias) expectClose(await readAll(pg.biases.map((b) => b!)), Float64Array.from(expected.biases.flatMap((b) => [...b!])), 2e-4, 'bias gradients');
+        if (c.bias)
+          expectClose(
+            await readAll(pg.biases.map((b) => b!)),
+            Float64Array.from(expected.biases.flatMap((b) => [...b!])),
+            2e-4,
+            'bias gradients',
+          );
         model.dispose();
       });
     }
@@ -212,13 +254,35 @@ describe.each(CONFIGS.map((c) => [c.name, c] as const))('%s', (_name, c) => {
       const base = { loss, ...termOptions(c.opts), ...(unsupervised ? {} : { input: tensorOf(rt(), x) }) };
 
       const optim = sgd({ lr: 0.5 });
-      const upd = await updatePcActivities(model, activities, optim, optim.init(activities), output, { ...base, returnGrads: true });
+      const upd = await updatePcActivities(model, activities, optim, optim.init(activities), output, {
+        ...base,
+        returnGrads: true,
+      });
       const g = pcActivityGrads(ref, acts, y, xr, opts);
-      const stepped = acts.map((a, i) => mat(a.rows, a.cols, Float64Array.from(a.data, (v, j) => v - 0.5 * g[i]!.data[j]!)));
+      const stepped = acts.map((a, i) =>
+        mat(
+          a.rows,
+          a.cols,
+          Float64Array.from(a.data, (v, j) => v - 0.5 * g[i]!.data[j]!),
+        ),
+      );
       expectClose(await readAll(upd.activities), flat(stepped), 1e-4, 'one SGD step on the activities');
 
-      const f = (z: readonly Mat[]) => pcActivityGrads(ref, z, y, xr, opts).map((m) => mat(m.rows, m.cols, Float64Array.from(m.data, (v) => -v)));
-      const solved = await solveInference(model, activities, output, { ...base, solver: 'euler', stepsizeController: 'constant', dt: 0.25, maxT1: 2 });
+      const f = (z: readonly Mat[]) =>
+        pcActivityGrads(ref, z, y, xr, opts).map((m) =>
+          mat(
+            m.rows,
+            m.cols,
+            Float64Array.from(m.data, (v) => -v),
+          ),
+        );
+      const solved = await solveInference(model, activities, output, {
+        ...base,
+        solver: 'euler',
+        stepsizeController: 'constant',
+        dt: 0.25,
+        maxT1: 2,
+      });
       const expected = integrateConstant(f, acts, { t1: 2, dt0: 0.25, method: 'euler', timeDtype: 'float32' });
       expect(solved.steps.accepted).toBe(expected.steps);
       expectClose(await readAll(solved.activities), flat(expected.y), 2e-4, 'Euler solve');
@@ -229,21 +293,44 @@ describe.each(CONFIGS.map((c) => [c.name, c] as const))('%s', (_name, c) => {
 
 describe('adaptive solves of the generalised energy', () => {
   it('Heun + PID follows the reference step for step (μPC, skips, λ, activity decay; unsupervised)', async () => {
-    for (const [c, unsupervised] of [CONFIGS[0]!, CONFIGS[3]!].flatMap((c) => [[c, false], [c, true]] as const)) {
+    for (const [c, unsupervised] of [CONFIGS[0]!, CONFIGS[3]!].flatMap(
+      (c) =>
+        [
+          [c, false],
+          [c, true],
+        ] as const,
+    )) {
       const { ref, x, y, acts } = fixture(c, 'mse', unsupervised, 41);
       const opts: PcOpts = { loss: 'mse', lambda: 0.7, activityDecay: 0.2 };
       const xr = unsupervised ? null : x;
       const model = gpuModelOf(rt(), c, ref);
-      const f = (z: readonly Mat[]) => pcActivityGrads(ref, z, y, xr, opts).map((m) => mat(m.rows, m.cols, Float64Array.from(m.data, (v) => -v)));
+      const f = (z: readonly Mat[]) =>
+        pcActivityGrads(ref, z, y, xr, opts).map((m) =>
+          mat(
+            m.rows,
+            m.cols,
+            Float64Array.from(m.data, (v) => -v),
+          ),
+        );
       const expected = integrateHeunPid(f, acts, { t1: 5, rtol: 1e-3, atol: 1e-3, timeDtype: 'float32' });
-      const solved = await solveInference(model, acts.map((a) => tensorOf(rt(), a)), tensorOf(rt(), y), {
-        outputEnergyScaling: 0.7,
-        activityDecay: 0.2,
-        maxT1: 5,
-        ...(unsupervised ? {} : { input: tensorOf(rt(), x) }),
-      });
+      const solved = await solveInference(
+        model,
+        acts.map((a) => tensorOf(rt(), a)),
+        tensorOf(rt(), y),
+        {
+          outputEnergyScaling: 0.7,
+          activityDecay: 0.2,
+          maxT1: 5,
+          ...(unsupervised ? {} : { input: tensorOf(rt(), x) }),
+        },
+      );
       expect(solved.steps).toEqual({ accepted: expected.accepted, rejected: expected.rejected });
-      expectClose(await readAll(solved.activities), flat(expected.y), 1e-3, `${unsupervised ? 'unsupervised' : 'supervised'} Heun/PID solution`);
+      expectClose(
+        await readAll(solved.activities),
+        flat(expected.y),
+        1e-3,
+        `${unsupervised ? 'unsupervised' : 'supervised'} Heun/PID solution`,
+      );
       model.dispose();
     }
   });
@@ -252,7 +339,12 @@ describe('adaptive solves of the generalised energy', () => {
     const c = CONFIGS[2]!;
     const { ref, y, acts } = fixture(c, 'mse', true, 5);
     const model = gpuModelOf(rt(), c, ref);
-    const r = await solveInference(model, acts.map((a) => tensorOf(rt(), a)), tensorOf(rt(), y), { maxT1: 2000, steadyState: { rtol: 1e-3, atol: 1e-4 } });
+    const r = await solveInference(
+      model,
+      acts.map((a) => tensorOf(rt(), a)),
+      tensorOf(rt(), y),
+      { maxT1: 2000, steadyState: { rtol: 1e-3, atol: 1e-4 } },
+    );
     expect(r.steadyState).toBe(true);
     expect(r.t).toBeLessThan(2000);
     // At the steady state every gradient, z_0's too, is below the event's bound.
@@ -276,9 +368,18 @@ describe('unsupervised training', () => {
   it('initActivitiesFromNormal draws σ·N(0, 1) per layer, seeded', async () => {
     const model = makeMlp(rt(), { seed: 2, inputDim: 30, width: 40, depth: 3, outputDim: 50, actFn: 'tanh' });
     const a = initActivitiesFromNormal(model, { seed: 9, batchSize: 64, mode: 'unsupervised', sigma: 0.5 });
-    expect(a.map((t) => t.shape)).toEqual([[64, 30], [64, 40], [64, 40], [64, 50]]);
+    expect(a.map((t) => t.shape)).toEqual([
+      [64, 30],
+      [64, 40],
+      [64, 40],
+      [64, 50],
+    ]);
     const s = initActivitiesFromNormal(model, { seed: 9, batchSize: 64, sigma: 0.5 });
-    expect(s.map((t) => t.shape)).toEqual([[64, 40], [64, 40], [64, 50]]);
+    expect(s.map((t) => t.shape)).toEqual([
+      [64, 40],
+      [64, 40],
+      [64, 50],
+    ]);
     const values = await readAll(a);
     const mean = values.reduce((p, v) => p + v, 0) / values.length;
     const sd = Math.sqrt(values.reduce((p, v) => p + (v - mean) ** 2, 0) / values.length);
@@ -292,13 +393,19 @@ describe('unsupervised training', () => {
   });
 
   it('makePcStep without an input is normal init → inference → parameter update, all seeded', async () => {
-    const make = () => makeMlp(rt(), { seed: 4, inputDim: 6, width: 12, depth: 3, outputDim: 9, actFn: 'relu', useBias: true });
+    const make = () =>
+      makeMlp(rt(), { seed: 4, inputDim: 6, width: 12, depth: 3, outputDim: 9, actFn: 'relu', useBias: true });
     const y = randomMat(new Random(1), 8, 9);
     const solver = { solver: 'heun' as const, stepsizeController: 'constant' as const, dt: 0.5, maxT1: 3 };
     const a = make();
     const optimA = sgd({ lr: 0.1 });
     const stateA = optimA.init(a);
-    const r = await makePcStep(a, optimA, stateA, tensorOf(rt(), y), { seed: 77, sigma: 0.1, activityNorms: true, ...solver });
+    const r = await makePcStep(a, optimA, stateA, tensorOf(rt(), y), {
+      seed: 77,
+      sigma: 0.1,
+      activityNorms: true,
+      ...solver,
+    });
     expect(r.loss).toBeNull();
     expect(r.energies.shape).toEqual([3]);
     expect(r.activityNorms!.shape).toEqual([4]);
@@ -319,7 +426,16 @@ describe('unsupervised training', () => {
   });
 
   it('supervised steps with skips, μPC and discrete inference agree with updates by hand', async () => {
-    const opts = { seed: 5, inputDim: 7, width: 8, depth: 5, outputDim: 4, actFn: 'relu' as const, paramType: 'mupc' as const, skipModel: makeSkipModel(5) };
+    const opts = {
+      seed: 5,
+      inputDim: 7,
+      width: 8,
+      depth: 5,
+      outputDim: 4,
+      actFn: 'relu' as const,
+      paramType: 'mupc' as const,
+      skipModel: makeSkipModel(5),
+    };
     const a = makeMlp(rt(), opts);
     const b = makeMlp(rt(), opts);
     const rng = new Random(3);
@@ -331,7 +447,8 @@ describe('unsupervised training', () => {
     await makePcStep(a, optA, sa, y, { input: x, solver: inference, steps: 5, weightDecay: 0.01, activityDecay: 0.1 });
     let acts = await initActivitiesWithFfwd(b, x);
     const actState = inference.init(acts);
-    for (let i = 0; i < 5; i++) acts = (await updatePcActivities(b, acts, inference, actState, y, { input: x, activityDecay: 0.1 })).activities;
+    for (let i = 0; i < 5; i++)
+      acts = (await updatePcActivities(b, acts, inference, actState, y, { input: x, activityDecay: 0.1 })).activities;
     await updatePcParams(b, acts, optB, sb, y, { input: x, weightDecay: 0.01, activityDecay: 0.1 });
     const [pa, pb] = await Promise.all([a.toArrays(), b.toArrays()]);
     pa.weights.forEach((w, i) => expectClose(w, pb.weights[i]!, 1e-5, `layer ${i} weights`));

@@ -25,7 +25,10 @@ interface World {
 }
 
 /** Runs the script with stand-ins on PATH; returns the exit code, stderr, stdout and every stand-in's calls. */
-function quickstart(world: World, args: string[] = []): Promise<{ code: number; stdout: string; stderr: string; calls: string[] }> {
+function quickstart(
+  world: World,
+  args: string[] = [],
+): Promise<{ code: number; stdout: string; stderr: string; calls: string[] }> {
   const bin = mkdtempSync(join(tmpdir(), 'wpc-quickstart-'));
   const log = join(bin, 'calls.log');
   const installed = join(bin, 'installed');
@@ -36,7 +39,11 @@ function quickstart(world: World, args: string[] = []): Promise<{ code: number; 
     writeFileSync(join(bin, name), `#!${BASH}\necho "${name} $*" >> '${log}'\n${body}\n`);
     chmodSync(join(bin, name), 0o755);
   };
-  const adapterCheck = world.adapter ? 'exit 0' : world.adapterAfterInstall ? `[ -f '${installed}' ] || exit 1` : 'exit 1';
+  const adapterCheck = world.adapter
+    ? 'exit 0'
+    : world.adapterAfterInstall
+      ? `[ -f '${installed}' ] || exit 1`
+      : 'exit 1';
   stub(
     'node',
     `case "$1 $2" in
@@ -72,7 +79,10 @@ describe('quickstart.sh', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout.trim()).toBe('{"testAccuracy":96}');
     expect(r.calls).toContain('npm run -s build');
-    expect(r.calls.filter((c) => c === 'node dist/cli.js info'), 'the adapter is asked for once').toHaveLength(1);
+    expect(
+      r.calls.filter((c) => c === 'node dist/cli.js info'),
+      'the adapter is asked for once',
+    ).toHaveLength(1);
     expect(r.calls).toContain('node dist/cli.js data path mnist');
     expect(r.calls.some((c) => c.includes('data download'))).toBe(false);
     expect(r.calls.some((c) => c.includes('install-lavapipe'))).toBe(false);
@@ -82,13 +92,20 @@ describe('quickstart.sh', () => {
   });
 
   it('downloads the dataset named by --dataset when no place has it, and passes the flags on', async () => {
-    const r = await quickstart({ adapter: true, dataFound: false }, ['--dataset', 'fashion-mnist', '--out', 'run.json']);
+    const r = await quickstart({ adapter: true, dataFound: false }, [
+      '--dataset',
+      'fashion-mnist',
+      '--out',
+      'run.json',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.calls).toContain('node dist/cli.js data download fashion-mnist');
-    expect(r.calls.at(-1)).toMatch(/^node dist\/cli\.js train --dataset mnist .* --seed 0 --dataset fashion-mnist --out run\.json$/);
+    expect(r.calls.at(-1)).toMatch(
+      /^node dist\/cli\.js train --dataset mnist .* --seed 0 --dataset fashion-mnist --out run\.json$/,
+    );
   });
 
-  it('a --data-dir without the data stops with wpc\'s message, downloading nothing', async () => {
+  it("a --data-dir without the data stops with wpc's message, downloading nothing", async () => {
     const r = await quickstart({ adapter: true, dataFound: false }, ['--data-dir', '/nowhere']);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('wpc: mnist not found');
@@ -99,8 +116,17 @@ describe('quickstart.sh', () => {
     const root = await quickstart({ adapter: false, adapterAfterInstall: true, uid: 0, dataFound: true });
     expect(root.code, root.stderr).toBe(0);
     expect(root.calls).toContain('bash scripts/install-lavapipe.sh');
-    expect(root.calls.filter((c) => c === 'node dist/cli.js info'), 'before and after the install').toHaveLength(2);
-    const sudo = await quickstart({ adapter: false, adapterAfterInstall: true, uid: 1000, sudo: true, dataFound: true });
+    expect(
+      root.calls.filter((c) => c === 'node dist/cli.js info'),
+      'before and after the install',
+    ).toHaveLength(2);
+    const sudo = await quickstart({
+      adapter: false,
+      adapterAfterInstall: true,
+      uid: 1000,
+      sudo: true,
+      dataFound: true,
+    });
     expect(sudo.code, sudo.stderr).toBe(0);
     expect(sudo.calls).toContain('sudo bash scripts/install-lavapipe.sh');
     expect(sudo.calls).not.toContain('bash scripts/install-lavapipe.sh');
@@ -109,7 +135,9 @@ describe('quickstart.sh', () => {
   it('no adapter, not root and no sudo: says what to run, installs and trains nothing', async () => {
     const r = await quickstart({ adapter: false, uid: 1000, sudo: false, dataFound: true });
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/quickstart: no WebGPU adapter, and installing lavapipe needs root: run 'bash scripts\/install-lavapipe\.sh' as root/);
+    expect(r.stderr).toMatch(
+      /quickstart: no WebGPU adapter, and installing lavapipe needs root: run 'bash scripts\/install-lavapipe\.sh' as root/,
+    );
     expect(r.calls.some((c) => c.includes(' train '))).toBe(false);
   });
 
@@ -124,7 +152,10 @@ describe('quickstart.sh', () => {
       const r = await quickstart({ nodeVersion: v, adapter: true, dataFound: true });
       expect(r.code, v).toBe(1);
       expect(r.stderr).toContain(`Node.js >= 20.19 is needed, this is ${v}`);
-      expect(r.calls.filter((c) => !c.startsWith('node ')), v).toEqual([]);
+      expect(
+        r.calls.filter((c) => !c.startsWith('node ')),
+        v,
+      ).toEqual([]);
     }
   });
 });

@@ -23,7 +23,11 @@ interface Seg {
 
 const SEGMENT_WORDS = 12;
 
-async function reduceOnGpu(subgroupSize: number | null, src: Float32Array, segs: readonly Seg[]): Promise<Float32Array> {
+async function reduceOnGpu(
+  subgroupSize: number | null,
+  src: Float32Array,
+  segs: readonly Seg[],
+): Promise<Float32Array> {
   const r = rt();
   const table = new ArrayBuffer(segs.length * SEGMENT_WORDS * 4);
   const u32 = new Uint32Array(table);
@@ -41,7 +45,11 @@ async function reduceOnGpu(subgroupSize: number | null, src: Float32Array, segs:
   const out = r.empty([segs.length]);
   const kernel = await r.kernel(reduceKernel(subgroupSize));
   const rec = new Recorder(r, 'test.reduce');
-  rec.dispatch(kernel, createBindGroup(r.device, kernel, { segments: segments.buffer, src: input.buffer, dst: out.buffer }), segs.length);
+  rec.dispatch(
+    kernel,
+    createBindGroup(r.device, kernel, { segments: segments.buffer, src: input.buffer, dst: out.buffer }),
+    segs.length,
+  );
   rec.submit();
   const values = await out.toArray();
   for (const t of [segments, input, out]) t.dispose();
@@ -73,7 +81,16 @@ describe('segment reductions', () => {
     segs.push({ off: rng.nextInt(1000), count, stride: 4, scale: 0.5, flags: ReduceFlag.SQUARE });
   }
   segs.push({ off: 3, count: 5000, stride: 1, scale: 1, flags: ReduceFlag.SQUARE | ReduceFlag.SQRT });
-  segs.push({ off: 10, count: 300, stride: 3, scale: 0.25, flags: ReduceFlag.SQUARE, off2: 20000, count2: 777, scale2: 2 });
+  segs.push({
+    off: 10,
+    count: 300,
+    stride: 3,
+    scale: 0.25,
+    flags: ReduceFlag.SQUARE,
+    off2: 20000,
+    count2: 777,
+    scale2: 2,
+  });
   const expected = Float64Array.from(segs, (s) => reference(src, s));
 
   const forms: [string, () => number | null][] = [
@@ -86,9 +103,13 @@ describe('segment reductions', () => {
       const got = await reduceOnGpu(size(), src, segs);
       // Each segment on its own scale (an absolute floor of 1e-5 of the sum of magnitudes).
       segs.forEach((s, i) => {
-        const magnitude = reference(Float32Array.from(src, Math.abs), { ...s, flags: s.flags & ~ReduceFlag.SQRT }) + 1e-30;
+        const magnitude =
+          reference(Float32Array.from(src, Math.abs), { ...s, flags: s.flags & ~ReduceFlag.SQRT }) + 1e-30;
         const bound = s.flags & ReduceFlag.SQRT ? 1e-5 * Math.sqrt(magnitude) : 1e-5 * magnitude;
-        expect(Math.abs(got[i]! - expected[i]!), `segment ${i} (count ${s.count}, stride ${s.stride})`).toBeLessThanOrEqual(bound);
+        expect(
+          Math.abs(got[i]! - expected[i]!),
+          `segment ${i} (count ${s.count}, stride ${s.stride})`,
+        ).toBeLessThanOrEqual(bound);
       });
     });
   }

@@ -195,7 +195,9 @@ describe('activations', () => {
   it('values match the JAX definitions', () => {
     expect(act('linear', -1.25)).toBe(-1.25);
     expect(act('tanh', 0.5)).toBe(Math.tanh(0.5));
-    expect([act('hard_tanh', -3), act('hard_tanh', 0.3), act('hard_tanh', 1), act('hard_tanh', 2)]).toEqual([-1, 0.3, 1, 1]);
+    expect([act('hard_tanh', -3), act('hard_tanh', 0.3), act('hard_tanh', 1), act('hard_tanh', 2)]).toEqual([
+      -1, 0.3, 1, 1,
+    ]);
     expect([act('relu', -2), act('relu', 0), act('relu', 1.5)]).toEqual([0, 0, 1.5]);
     expect([act('leaky_relu', -2), act('leaky_relu', 3)]).toEqual([-0.02, 3]);
     // gelu(approximate=True)(1) = 0.5 (1 + tanh(sqrt(2/pi) * 1.044715))
@@ -388,7 +390,22 @@ describe('energies, ffwd and losses', () => {
     expect(crossEntropyLoss(logits, onehot)).toBeCloseTo(-(Math.log(0.75) + Math.log(0.5)) / 2, 15);
     // argmax ties: the first index wins ([5, 5] → 0)
     expect(computeAccuracy(onehot, logits)).toBe(100);
-    expect(computeAccuracy(matFromRows([[0, 1], [0, 1], [1, 0], [0, 1]]), matFromRows([[1, 1], [0, 2], [3, 3], [4, 0]]))).toBe(50);
+    expect(
+      computeAccuracy(
+        matFromRows([
+          [0, 1],
+          [0, 1],
+          [1, 0],
+          [0, 1],
+        ]),
+        matFromRows([
+          [1, 1],
+          [0, 2],
+          [3, 3],
+          [4, 0],
+        ]),
+      ),
+    ).toBe(50);
   });
 
   it('checks shapes', () => {
@@ -452,9 +469,15 @@ function linearProblem() {
   const exact = (t: number): number[][] => {
     const E = expm(A.map((r) => r.map((v) => v * t)));
     return c.map((cr, r) => {
-      const zs = solve(A, cr.map((v) => -v));
+      const zs = solve(
+        A,
+        cr.map((v) => -v),
+      );
       const z0 = row(acts0[0]!, r);
-      return matvec(E, z0.map((v, i) => v - zs[i]!)).map((v, i) => v + zs[i]!);
+      return matvec(
+        E,
+        z0.map((v, i) => v - zs[i]!),
+      ).map((v, i) => v + zs[i]!);
     });
   };
   const err = (z: Mat, t: number): number => {
@@ -495,7 +518,7 @@ describe('constant-step solvers on a linear inference ODE', () => {
     expect(res.activities[1]!.data).toEqual(lp.acts0[1]!.data);
   });
 
-  it('the grid is diffrax ≥ 0.7.1\'s: first step dt0, then fractions of (t1 − t0)', () => {
+  it("the grid is diffrax ≥ 0.7.1's: first step dt0, then fractions of (t1 − t0)", () => {
     const res = solveEuler(lp.model, lp.acts0, lp.y, lp.x, { maxT1: 1, dt: 0.3, loss: 'mse', recordStates: true });
     // N = ceil(1 / 0.3⁺) = 4; ends 0.3, then 2/4, 3/4, 1
     expect(res.ts).toEqual([0, 0.3, 0.5, 0.75, 1]);
@@ -517,7 +540,9 @@ describe('constant-step solvers on a linear inference ODE', () => {
   it('Euler converges with order 1 and Heun with order 2 to the matrix-exponential solution', () => {
     const T = 2;
     const dts = [1 / 8, 1 / 16, 1 / 32, 1 / 64, 1 / 128];
-    const eErr = dts.map((dt) => lp.err(solveEuler(lp.model, lp.acts0, lp.y, lp.x, { maxT1: T, dt, loss: 'mse' }).activities[0]!, T));
+    const eErr = dts.map((dt) =>
+      lp.err(solveEuler(lp.model, lp.acts0, lp.y, lp.x, { maxT1: T, dt, loss: 'mse' }).activities[0]!, T),
+    );
     const hErr = dts.map((dt) =>
       lp.err(solveHeunConstant(lp.model, lp.acts0, lp.y, lp.x, { maxT1: T, dt, loss: 'mse' }).activities[0]!, T),
     );
@@ -534,7 +559,13 @@ describe('constant-step solvers on a linear inference ODE', () => {
   });
 
   it('Heun + PID reaches the exact solution within its tolerance', () => {
-    const res = solveHeunPid(lp.model, lp.acts0, lp.y, lp.x, { maxT1: 2, dt0: 0.1, rtol: 1e-7, atol: 1e-7, loss: 'mse' });
+    const res = solveHeunPid(lp.model, lp.acts0, lp.y, lp.x, {
+      maxT1: 2,
+      dt0: 0.1,
+      rtol: 1e-7,
+      atol: 1e-7,
+      loss: 'mse',
+    });
     expect(res.t).toBe(2);
     expect(lp.err(res.activities[0]!, 2)).toBeLessThan(1e-5);
     expect(res.activities[1]!.data).toEqual(lp.acts0[1]!.data);
@@ -542,7 +573,9 @@ describe('constant-step solvers on a linear inference ODE', () => {
 
   it('Euler throws past maxSteps (T=500, dt=0.05 is 10 000 steps > 4096)', () => {
     expect(() => solveEuler(lp.model, lp.acts0, lp.y, lp.x, { maxT1: 500, dt: 0.05, loss: 'mse' })).toThrow(/maxSteps/);
-    expect(() => solveEuler(lp.model, lp.acts0, lp.y, lp.x, { maxT1: 1, dt: 0.125, loss: 'mse', maxSteps: 7 })).toThrow(/maxSteps/);
+    expect(() => solveEuler(lp.model, lp.acts0, lp.y, lp.x, { maxT1: 1, dt: 0.125, loss: 'mse', maxSteps: 7 })).toThrow(
+      /maxSteps/,
+    );
     expect(solveEuler(lp.model, lp.acts0, lp.y, lp.x, { maxT1: 1, dt: 0.125, loss: 'mse', maxSteps: 8 }).steps).toBe(8);
   });
 });
@@ -577,7 +610,14 @@ function checkControllerInvariants(history: readonly PidStepRecord[], t1: number
 }
 
 describe('Heun + PID controller', () => {
-  const decay: VectorField = (y) => y.map((m) => mat(m.rows, m.cols, Array.from(m.data, (v) => -v)));
+  const decay: VectorField = (y) =>
+    y.map((m) =>
+      mat(
+        m.rows,
+        m.cols,
+        Array.from(m.data, (v) => -v),
+      ),
+    );
 
   it('reproduces a hand-traced start on dy/dt = −y', () => {
     const res = integrateHeunPid(decay, scalar(1), { t1: 1, dt0: 0.1, rtol: 1e-3, atol: 1e-3, recordStates: true });
@@ -601,7 +641,7 @@ describe('Heun + PID controller', () => {
     const y1 = 1 - h1 + (h1 * h1) / 2;
     const h2 = s2.h;
     const y2 = y1 * (1 - h2 + (h2 * h2) / 2);
-    expect(s2.scaledError).toBeCloseTo(((y1 * h2 * h2) / 2 / (1e-3 + 1e-3 * y1)), 10);
+    expect(s2.scaledError).toBeCloseTo((y1 * h2 * h2) / 2 / (1e-3 + 1e-3 * y1), 10);
     expect(Math.abs(y2 - Math.exp(-(h1 + h2)))).toBeLessThan(1e-3);
     checkControllerInvariants(res.history, 1);
     expect(res.t).toBe(1);
@@ -616,7 +656,14 @@ describe('Heun + PID controller', () => {
     const y = randomNormalMat(rng, 4, 3);
     const acts0 = ffwd(model, x);
     for (const timeDtype of ['float64', 'float32'] as const) {
-      const res = solveHeunPid(model, acts0, y, x, { maxT1: 20, dt0: 5, rtol: 1e-3, atol: 1e-3, loss: 'mse', timeDtype });
+      const res = solveHeunPid(model, acts0, y, x, {
+        maxT1: 20,
+        dt0: 5,
+        rtol: 1e-3,
+        atol: 1e-3,
+        loss: 'mse',
+        timeDtype,
+      });
       expect(res.history[0]!.accepted).toBe(false);
       expect(res.rejected).toBeGreaterThan(0);
       expect(res.accepted).toBeGreaterThan(3);
@@ -638,11 +685,18 @@ describe('Heun + PID controller', () => {
       }
     }
     const r64 = solveHeunPid(model, acts0, y, x, { maxT1: 20, dt0: 5, rtol: 1e-3, atol: 1e-3, loss: 'mse' });
-    const r32 = solveHeunPid(model, acts0, y, x, { maxT1: 20, dt0: 5, rtol: 1e-3, atol: 1e-3, loss: 'mse', timeDtype: 'float32' });
+    const r32 = solveHeunPid(model, acts0, y, x, {
+      maxT1: 20,
+      dt0: 5,
+      rtol: 1e-3,
+      atol: 1e-3,
+      loss: 'mse',
+      timeDtype: 'float32',
+    });
     expect(maxAbsDiff(r64.activities, r32.activities)).toBeLessThan(1e-4);
   });
 
-  it('uses Hairer\'s initial step when dt0 is undefined', () => {
+  it("uses Hairer's initial step when dt0 is undefined", () => {
     const rng = new Random(8);
     const model = randomModel(rng, [3, 5, 2], 'relu', { bias: true });
     const x = randomNormalMat(rng, 2, 3);
@@ -675,7 +729,10 @@ describe('Heun + PID controller', () => {
   });
 
   /** Replays every factor of a PID history from the recorded errors (Heun: error order 2, safety 0.9). */
-  function replayFactors(history: readonly PidStepRecord[], c: { pcoeff: number; icoeff: number; dcoeff: number }): void {
+  function replayFactors(
+    history: readonly PidStepRecord[],
+    c: { pcoeff: number; icoeff: number; dcoeff: number },
+  ): void {
     const e = 2;
     let prevInv = 1;
     let prevPrevInv = 1;
@@ -716,7 +773,14 @@ describe('Heun + PID controller', () => {
     const x = randomNormalMat(rng, 4, 4);
     const y = randomNormalMat(rng, 4, 3);
     const c = { pcoeff: 0.1, icoeff: 0.3, dcoeff: 0.2 };
-    const res = solveHeunPid(model, ffwd(model, x), y, x, { maxT1: 20, dt0: 0.05, rtol: 1e-3, atol: 1e-3, loss: 'mse', ...c });
+    const res = solveHeunPid(model, ffwd(model, x), y, x, {
+      maxT1: 20,
+      dt0: 0.05,
+      rtol: 1e-3,
+      atol: 1e-3,
+      loss: 'mse',
+      ...c,
+    });
     const firstAccepted = res.history.findIndex((s) => s.accepted);
     expect(res.history.some((s, i) => !s.accepted && i > firstAccepted + 2)).toBe(true);
     replayFactors(res.history, c);
@@ -729,7 +793,13 @@ describe('Heun + PID controller', () => {
     return (y) => {
       calls++;
       const bad = Math.floor((calls - 1) / 2) === poisoned; // Heun: two evaluations per attempt
-      return y.map((m) => mat(m.rows, m.cols, Array.from(m.data, (v) => (bad ? NaN : -v))));
+      return y.map((m) =>
+        mat(
+          m.rows,
+          m.cols,
+          Array.from(m.data, (v) => (bad ? NaN : -v)),
+        ),
+      );
     };
   }
 
@@ -761,8 +831,22 @@ describe('Heun + PID controller', () => {
 
   it('a zero error estimate grows dt by factormax and is not remembered as an infinite inverse error', () => {
     // dy/dt = 1: Heun is exact, yErr = 0, scaled error 0, inverse error +inf (reset to 1 before it is stored)
-    const one: VectorField = (y) => y.map((m) => mat(m.rows, m.cols, Array.from(m.data, () => 1)));
-    const res = integrateHeunPid(one, scalar(0), { t1: 50, dt0: 0.01, rtol: 1e-3, atol: 1e-3, pcoeff: 0.3, icoeff: 0.4 });
+    const one: VectorField = (y) =>
+      y.map((m) =>
+        mat(
+          m.rows,
+          m.cols,
+          Array.from(m.data, () => 1),
+        ),
+      );
+    const res = integrateHeunPid(one, scalar(0), {
+      t1: 50,
+      dt0: 0.01,
+      rtol: 1e-3,
+      atol: 1e-3,
+      pcoeff: 0.3,
+      icoeff: 0.4,
+    });
     expect(res.history.map((s) => s.h)).toEqual([0.01, 0.1, 1, 10, 50 - 11.11]);
     res.history.forEach((s) => {
       expect(s.scaledError).toBe(0);
@@ -782,16 +866,22 @@ describe('Heun + PID controller', () => {
   });
 
   it('throws past maxSteps, counting rejected steps', () => {
-    expect(() => integrateHeunPid(decay, scalar(1), { t1: 20, dt0: 0.01, rtol: 1e-3, atol: 1e-3, maxSteps: 3 })).toThrow(
-      /maxSteps/,
-    );
+    expect(() =>
+      integrateHeunPid(decay, scalar(1), { t1: 20, dt0: 0.01, rtol: 1e-3, atol: 1e-3, maxSteps: 3 }),
+    ).toThrow(/maxSteps/);
   });
 
   it('a NaN error estimate counts as infinite: factormin shrink', () => {
     let calls = 0;
     const f: VectorField = (y) => {
       calls++;
-      return y.map((m) => mat(m.rows, m.cols, Array.from(m.data, (v) => (calls <= 2 ? NaN : -v))));
+      return y.map((m) =>
+        mat(
+          m.rows,
+          m.cols,
+          Array.from(m.data, (v) => (calls <= 2 ? NaN : -v)),
+        ),
+      );
     };
     const res = integrateHeunPid(f, scalar(1), { t1: 1, dt0: 0.5, rtol: 1e-3, atol: 1e-3 });
     expect(res.history[0]!.scaledError).toBe(Infinity);
@@ -808,14 +898,23 @@ describe('hairerInitialStep', () => {
   const linear =
     (lam: number, c = 0): VectorField =>
     (y) =>
-      y.map((m) => mat(m.rows, m.cols, Array.from(m.data, (v) => lam * v + c)));
+      y.map((m) =>
+        mat(
+          m.rows,
+          m.cols,
+          Array.from(m.data, (v) => lam * v + c),
+        ),
+      );
 
   it('dy/dt = −2y, y0 = 1, rtol = atol = 1e-3', () => {
     // scale = 2e-3; d0 = 500; d1 = 1000; h0 = 0.01·d0/d1 = 0.005; f1 = −2(1 − 0.01) → d2 = (0.02/2e-3)/0.005 = 2000
     // h1 = (0.01/2000)^(1/2); dt0 = min(100 h0, h1) = h1
     const h = hairerInitialStep(linear(-2), scalar(1), { rtol: 1e-3, atol: 1e-3 });
     expect(h).toBeCloseTo(Math.sqrt(0.01 / 2000), 14);
-    expect(hairerInitialStep(linear(-2), scalar(1), { rtol: 1e-3, atol: 1e-3, errorOrder: 4 })).toBeCloseTo((0.01 / 2000) ** 0.25, 14);
+    expect(hairerInitialStep(linear(-2), scalar(1), { rtol: 1e-3, atol: 1e-3, errorOrder: 4 })).toBeCloseTo(
+      (0.01 / 2000) ** 0.25,
+      14,
+    );
   });
 
   it('d0 < 1e-5: h0 = 1e-6 and the result is capped at 100·h0', () => {
@@ -951,12 +1050,20 @@ describe('time dtype and the constant-step grid', () => {
   });
 
   /** The count computed independently of the implementation: ceil(fround(fround(T) / nextafter_f32(fround(dt)))). */
-  const f32Count = (T: number, dt: number): number => Math.ceil(Math.fround(Math.fround(T) / nextUpF32(Math.fround(dt))));
+  const f32Count = (T: number, dt: number): number =>
+    Math.ceil(Math.fround(Math.fround(T) / nextUpF32(Math.fround(dt))));
 
   it('maxT1 = 20, dt = 0.05 in float32 has exactly 400 steps, all on float32 times', () => {
     expect(numConstantSteps(0, 20, 0.05, 'float32')).toBe(400);
     expect(numConstantSteps(0, 20, 0.05)).toBe(400);
-    const decay: VectorField = (y) => y.map((m) => mat(m.rows, m.cols, Array.from(m.data, (v) => -v)));
+    const decay: VectorField = (y) =>
+      y.map((m) =>
+        mat(
+          m.rows,
+          m.cols,
+          Array.from(m.data, (v) => -v),
+        ),
+      );
     const res = integrateConstant(decay, scalar(1), { t1: 20, dt0: 0.05, method: 'euler', timeDtype: 'float32' });
     expect(res.steps).toBe(400);
     expect(res.t).toBe(20);
@@ -1001,8 +1108,21 @@ describe('time dtype and the constant-step grid', () => {
   });
 
   it('the legacy cumulative float32 grid ends exactly at t1', () => {
-    const decay: VectorField = (y) => y.map((m) => mat(m.rows, m.cols, Array.from(m.data, (v) => -v)));
-    const res = integrateConstant(decay, scalar(1), { t1: 20, dt0: 0.05, method: 'euler', timeDtype: 'float32', grid: 'cumulative' });
+    const decay: VectorField = (y) =>
+      y.map((m) =>
+        mat(
+          m.rows,
+          m.cols,
+          Array.from(m.data, (v) => -v),
+        ),
+      );
+    const res = integrateConstant(decay, scalar(1), {
+      t1: 20,
+      dt0: 0.05,
+      method: 'euler',
+      timeDtype: 'float32',
+      grid: 'cumulative',
+    });
     expect(res.t).toBe(20);
     // the first 399 ends are fround(t + dt) sums
     let t = 0;

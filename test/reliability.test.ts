@@ -19,7 +19,8 @@ beforeAll(async () => {
 afterAll(() => rt.dispose());
 
 const data = randomBatch;
-const flatWeights = async (m: { toArrays(): Promise<{ weights: Float32Array[] }> }) => (await m.toArrays()).weights.flatMap((w) => Array.from(w));
+const flatWeights = async (m: { toArrays(): Promise<{ weights: Float32Array[] }> }) =>
+  (await m.toArrays()).weights.flatMap((w) => Array.from(w));
 
 describe('divergence guard', () => {
   it('a huge dt makes activities non-finite: the update is withheld and the error names the step and layer', async () => {
@@ -46,7 +47,9 @@ describe('divergence guard', () => {
     expect(d.message).toMatch(/update of step 2 was not applied, so the model keeps its weights from step 1/);
     expect(await flatWeights(model)).toEqual(before);
     expect(optState.count).toBe(1);
-    await expect(makePcStep(model, optim, optState, y, sane)).rejects.toThrow(/makePcStep: training diverged at step 2/);
+    await expect(makePcStep(model, optim, optState, y, sane)).rejects.toThrow(
+      /makePcStep: training diverged at step 2/,
+    );
     // Cleared, training goes on from the last good state.
     optState.clearDivergence();
     await makePcStep(model, optim, optState, y, sane);
@@ -62,10 +65,19 @@ describe('divergence guard', () => {
     const optState = optim.init(model);
     // A huge input overflows the first layer's weight gradient e_1ᵀ·x while the activities stay finite.
     const rng = new Random(4);
-    const x = rt.tensor(Float32Array.from({ length: 8 }, () => 3e38 * (rng.nextInt(2) ? 1 : -1)), [2, 4]);
+    const x = rt.tensor(
+      Float32Array.from({ length: 8 }, () => 3e38 * (rng.nextInt(2) ? 1 : -1)),
+      [2, 4],
+    );
     const y = rt.tensor(Float32Array.from([1, 0, 0, 1]), [2, 2]);
     const before = await flatWeights(model);
-    await makePcStep(model, optim, optState, y, { input: x, solver: 'euler', stepsizeController: 'constant', maxT1: 0.5, dt: 0.5 });
+    await makePcStep(model, optim, optState, y, {
+      input: x,
+      solver: 'euler',
+      stepsizeController: 'constant',
+      maxT1: 0.5,
+      dt: 0.5,
+    });
     const e = (await optState.checkDivergence().catch((err: unknown) => err)) as WpcDivergenceError;
     expect(e).toBeInstanceOf(WpcDivergenceError);
     expect(e.step).toBe(1);
@@ -77,11 +89,27 @@ describe('divergence guard', () => {
   it('clipGradNorm scales the update to the given global norm, and is exact when not active', async () => {
     const { x, y } = data(rt, 5, 6, 4, 3);
     const run = async (opts: { clipGradNorm?: number; checkFinite?: boolean }) => {
-      const model = makeMlp(rt, { seed: 6, inputDim: 4, width: 7, depth: 3, outputDim: 3, actFn: 'tanh', useBias: true });
+      const model = makeMlp(rt, {
+        seed: 6,
+        inputDim: 4,
+        width: 7,
+        depth: 3,
+        outputDim: 3,
+        actFn: 'tanh',
+        useBias: true,
+      });
       const optim = sgd({ lr: 1 });
       const optState = optim.init(model);
       const before = await model.toArrays();
-      const r = await makePcStep(model, optim, optState, y, { input: x, solver: 'euler', stepsizeController: 'constant', maxT1: 1, dt: 0.25, gradNorms: true, ...opts });
+      const r = await makePcStep(model, optim, optState, y, {
+        input: x,
+        solver: 'euler',
+        stepsizeController: 'constant',
+        maxT1: 1,
+        dt: 0.25,
+        gradNorms: true,
+        ...opts,
+      });
       const after = await model.toArrays();
       const delta: number[] = [];
       after.weights.forEach((w, l) => w.forEach((v, i) => delta.push(v - before.weights[l]![i]!)));
@@ -99,9 +127,15 @@ describe('divergence guard', () => {
     const clipped = await run({ clipGradNorm: c });
     expect(Math.hypot(...clipped.delta)).toBeCloseTo(c, 4); // ‖Δp‖ = lr·c
     clipped.delta.forEach((v, i) => expect(v).toBeCloseTo((plain.delta[i]! * c) / plain.gradNorm, 5));
-    await expect(makePcStep(makeMlp(rt, { seed: 1, inputDim: 4, width: 3, depth: 2, outputDim: 3, actFn: 'tanh' }), sgd({ lr: 1 }), sgd({ lr: 1 }).init(makeMlp(rt, { seed: 1, inputDim: 4, width: 3, depth: 2, outputDim: 3, actFn: 'tanh' })), y, { input: x, clipGradNorm: -1 })).rejects.toThrow(
-      WpcArgumentError,
-    );
+    await expect(
+      makePcStep(
+        makeMlp(rt, { seed: 1, inputDim: 4, width: 3, depth: 2, outputDim: 3, actFn: 'tanh' }),
+        sgd({ lr: 1 }),
+        sgd({ lr: 1 }).init(makeMlp(rt, { seed: 1, inputDim: 4, width: 3, depth: 2, outputDim: 3, actFn: 'tanh' })),
+        y,
+        { input: x, clipGradNorm: -1 },
+      ),
+    ).rejects.toThrow(WpcArgumentError);
     for (const t of [x, y]) t.dispose();
   });
 
@@ -110,9 +144,15 @@ describe('divergence guard', () => {
     const optim = sgd({ lr: 0.1 });
     const optState = optim.init(model);
     const { x, y } = data(rt, 8, 2, 3, 2);
-    await expect(makePcStep(model, optim, optState, y, { input: x, clipGradNorm: 1, checkFinite: false })).rejects.toThrow(/options\.clipGradNorm needs options\.checkFinite/);
-    await expect(makePcStep(model, optim, optState, y, { input: x, checkFinite: 'yes' as never })).rejects.toThrow(/options\.checkFinite must be a boolean/);
-    await expect(makePcStep(model, optim, optState, y, { input: x, clipGradNorm: Number.NaN })).rejects.toThrow(/options\.clipGradNorm/);
+    await expect(
+      makePcStep(model, optim, optState, y, { input: x, clipGradNorm: 1, checkFinite: false }),
+    ).rejects.toThrow(/options\.clipGradNorm needs options\.checkFinite/);
+    await expect(makePcStep(model, optim, optState, y, { input: x, checkFinite: 'yes' as never })).rejects.toThrow(
+      /options\.checkFinite must be a boolean/,
+    );
+    await expect(makePcStep(model, optim, optState, y, { input: x, clipGradNorm: Number.NaN })).rejects.toThrow(
+      /options\.clipGradNorm/,
+    );
     expect(optState.count).toBe(0);
     for (const t of [model, optState, x, y]) t.dispose();
   });
@@ -123,7 +163,15 @@ describe('determinism', () => {
     const train = async () => {
       const r = await init();
       try {
-        const model = makeMlp(r, { seed: 11, inputDim: 12, width: 20, depth: 3, outputDim: 4, actFn: 'tanh', useBias: true });
+        const model = makeMlp(r, {
+          seed: 11,
+          inputDim: 12,
+          width: 20,
+          depth: 3,
+          outputDim: 4,
+          actFn: 'tanh',
+          useBias: true,
+        });
         const optim = adam({ lr: 1e-2 });
         const optState = optim.init(model);
         for (let i = 0; i < 10; i++) {
@@ -169,9 +217,15 @@ describe('device faults and resources', () => {
   it('allocations past the adapter limits report the bytes asked for and the limit', () => {
     const max = rt.limits.maxStorageBufferBindingSize;
     const rows = Math.ceil(max / 4 / 1024) + 1;
-    expect(() => rt.empty([rows, 1024])).toThrow(new RegExp(`${rows * 1024 * 4}|${((rows * 1024 * 4) / 2 ** 20).toFixed(1)} MiB`));
+    expect(() => rt.empty([rows, 1024])).toThrow(
+      new RegExp(`${rows * 1024 * 4}|${((rows * 1024 * 4) / 2 ** 20).toFixed(1)} MiB`),
+    );
     expect(() => rt.empty([rows, 1024])).toThrow(/maxStorageBufferBindingSize|maxBufferSize/);
-    expect(() => makeMlp(rt, { seed: 0, inputDim: 8192, width: 8192, depth: 2, outputDim: 8192, actFn: 'tanh' })).toThrow(/makeMlp: options\.\w+ 8192 is too large: it needs [\d.]+ MiB for the parameters .* but this device allows at most [\d.]+ MiB in one storage binding/);
+    expect(() =>
+      makeMlp(rt, { seed: 0, inputDim: 8192, width: 8192, depth: 2, outputDim: 8192, actFn: 'tanh' }),
+    ).toThrow(
+      /makeMlp: options\.\w+ 8192 is too large: it needs [\d.]+ MiB for the parameters .* but this device allows at most [\d.]+ MiB in one storage binding/,
+    );
   });
 
   it('dispose() frees every GPU byte WPC counted, and a disposed model or runtime is refused', async () => {
@@ -202,7 +256,13 @@ describe('device faults and resources', () => {
       const batches = Array.from({ length: 4 }, (_, i) => data(r, 50 + i, 4, 6, 3));
       const step = async (i: number) => {
         const b = batches[i % batches.length]!;
-        const res = await makePcStep(model, optim, optState, b.y, { input: b.x, solver: 'euler', stepsizeController: 'constant', maxT1: 0.5, dt: 0.25 });
+        const res = await makePcStep(model, optim, optState, b.y, {
+          input: b.x,
+          solver: 'euler',
+          stepsizeController: 'constant',
+          maxT1: 0.5,
+          dt: 0.25,
+        });
         res.loss.dispose();
         res.energies.dispose();
       };
@@ -224,7 +284,10 @@ describe('device faults and resources', () => {
       expect(gpu1.persistentBytes).toBe(gpu0.persistentBytes);
       expect(gpu1.inUseBytes).toBe(gpu0.inUseBytes);
       expect(gpu1.pooledBytes).toBeLessThanOrEqual(gpu0.pooledBytes + 64 * 1024);
-      expect(heap1 - heap0, `JS heap grew by ${((heap1 - heap0) / 2 ** 20).toFixed(1)} MiB over 4,800 steps`).toBeLessThan(4 * 2 ** 20); // measured: ~0.2 MiB (noise); a 1 KiB-per-step leak would be 4.7 MiB
+      expect(
+        heap1 - heap0,
+        `JS heap grew by ${((heap1 - heap0) / 2 ** 20).toFixed(1)} MiB over 4,800 steps`,
+      ).toBeLessThan(4 * 2 ** 20); // measured: ~0.2 MiB (noise); a 1 KiB-per-step leak would be 4.7 MiB
       expect(optState.count).toBe(5000);
     } finally {
       r.dispose();

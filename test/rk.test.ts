@@ -2,16 +2,46 @@
 // linear ODE with a known solution, GPU trajectories against the float64 reference with the same tableau, and
 // PID-controlled solves (accept/reject sequence, step sizes, final state) for every adaptive tableau.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ffwd, hairerInitialStep, integrateConstant, mat, pcVectorField, rkStep, solveHeunPid, type Mat, type VectorField } from './reference/jpc64.js';
+import {
+  ffwd,
+  hairerInitialStep,
+  integrateConstant,
+  mat,
+  pcVectorField,
+  rkStep,
+  solveHeunPid,
+  type Mat,
+  type VectorField,
+} from './reference/jpc64.js';
 import { SOLVER_NAMES, TABLEAUX, type SolverName } from '../src/pc/tableaux.js';
 import { solveInference } from '../src/pc/infer.js';
 import { init, initActivitiesWithFfwd, makeMlp, type Runtime } from '../src/node.js';
 import { Workspace } from '../src/pc/workspace.js';
 import { Recorder } from '../src/runtime/recorder.js';
-import { FUSED_MAX_WORK, FUSED_MAX_WORK_ONE_ROW, fusedSolvePays, integrate, resolveSolverOptions, workspaceNeeds, writeSolverConfig, type SolverStateView } from '../src/pc/solver.js';
+import {
+  FUSED_MAX_WORK,
+  FUSED_MAX_WORK_ONE_ROW,
+  fusedSolvePays,
+  integrate,
+  resolveSolverOptions,
+  workspaceNeeds,
+  writeSolverConfig,
+  type SolverStateView,
+} from '../src/pc/solver.js';
 import { loadActivities, loadBatch } from '../src/pc/batch.js';
 import { Random } from '../src/util/random.js';
-import { expectClose, flat, gpuModel, oneHotMat, randomMat, randomRefModel, readAll, recordedDispatches, tensorOf, useRuntime } from './helpers.js';
+import {
+  expectClose,
+  flat,
+  gpuModel,
+  oneHotMat,
+  randomMat,
+  randomRefModel,
+  readAll,
+  recordedDispatches,
+  tensorOf,
+  useRuntime,
+} from './helpers.js';
 
 const rt = useRuntime();
 const ADAPTIVE = SOLVER_NAMES.filter((s) => TABLEAUX[s].e !== null);
@@ -27,7 +57,8 @@ describe('tableaux', () => {
     const ac = (i: number) => sum((j) => a(i, j) * c[j]!);
     const list: [string, number, number, number][] = [['Σb', 1, sum((i) => t.b[i]!), 1]];
     if (t.order >= 2) list.push(['Σbc', 2, sum((i) => t.b[i]! * c[i]!), 1 / 2]);
-    if (t.order >= 3) list.push(['Σbc²', 3, sum((i) => t.b[i]! * c[i]! ** 2), 1 / 3], ['Σbac', 3, sum((i) => t.b[i]! * ac(i)), 1 / 6]);
+    if (t.order >= 3)
+      list.push(['Σbc²', 3, sum((i) => t.b[i]! * c[i]! ** 2), 1 / 3], ['Σbac', 3, sum((i) => t.b[i]! * ac(i)), 1 / 6]);
     if (t.order >= 4) {
       list.push(
         ['Σbc³', 4, sum((i) => t.b[i]! * c[i]! ** 3), 1 / 4],
@@ -44,7 +75,11 @@ describe('tableaux', () => {
       const { t, c, list } = conditions(name);
       for (const [what, , got, want] of list) expect(got, `${name} ${what}`).toBeCloseTo(want, 12);
       t.c.forEach((ci, i) => expect(c[i + 1], `${name} c_${i + 2}`).toBeCloseTo(ci, 12));
-      if (t.e) expect(t.e.reduce((x, y) => x + y, 0), `${name} Σe`).toBeCloseTo(0, 12);
+      if (t.e)
+        expect(
+          t.e.reduce((x, y) => x + y, 0),
+          `${name} Σe`,
+        ).toBeCloseTo(0, 12);
       if (t.fsal) {
         expect(t.b.at(-1)).toBe(0);
         expect([...t.a.at(-1)!]).toEqual(t.b.slice(0, -1));
@@ -62,12 +97,22 @@ describe('tableaux', () => {
   };
   const logistic: VectorField = (y) => [mat(1, 1, [y[0]!.data[0]! * (1 - y[0]!.data[0]!)])];
   const problems = {
-    linear: { f: spiral, y0: [1, 0], T: 2, exact: (t: number) => [Math.exp(-t) * Math.cos(2 * t), -Math.exp(-t) * Math.sin(2 * t)] },
+    linear: {
+      f: spiral,
+      y0: [1, 0],
+      T: 2,
+      exact: (t: number) => [Math.exp(-t) * Math.cos(2 * t), -Math.exp(-t) * Math.sin(2 * t)],
+    },
     logistic: { f: logistic, y0: [0.1], T: 4, exact: (t: number) => [1 / (1 + 9 * Math.exp(-t))] },
   };
   const errorWith = (name: SolverName, problem: keyof typeof problems, n: number) => {
     const { f, y0, T, exact } = problems[problem];
-    const r = integrateConstant(f, [mat(1, y0.length, y0)], { t1: T, dt0: T / n, method: 'euler', step: rkStep(TABLEAUX[name]) });
+    const r = integrateConstant(f, [mat(1, y0.length, y0)], {
+      t1: T,
+      dt0: T / n,
+      method: 'euler',
+      step: rkStep(TABLEAUX[name]),
+    });
     const e = exact(T);
     return Math.hypot(...e.map((v, i) => r.y[0]!.data[i]! - v));
   };
@@ -90,7 +135,10 @@ function problem(seed: number, act: 'tanh' | 'linear' | 'gelu', B = 3, dims = [5
   const ref = randomRefModel(seed, dims, act, true);
   const x = randomMat(rng, B, dims[0]!);
   const y = randomMat(rng, B, dims.at(-1)!);
-  const acts0 = ffwd(ref, x).map((m) => ({ ...m, data: Float64Array.from(m.data, (v) => Math.fround(v + 0.5 * rng.normal())) }));
+  const acts0 = ffwd(ref, x).map((m) => ({
+    ...m,
+    data: Float64Array.from(m.data, (v) => Math.fround(v + 0.5 * rng.normal())),
+  }));
   return { ref, x, y, acts0 };
 }
 
@@ -104,7 +152,13 @@ describe('every solver on the GPU against the float64 reference', () => {
   for (const name of SOLVER_NAMES) {
     it(`${name} with a constant step: the per-stage kernels and the fused single-workgroup solve`, async () => {
       const p = problem(31, 'tanh');
-      const ref = integrateConstant(pcVectorField(p.ref, p.y, p.x, 'mse'), p.acts0, { t1: 2, dt0: 0.25, method: 'euler', step: rkStep(TABLEAUX[name]), timeDtype: 'float32' });
+      const ref = integrateConstant(pcVectorField(p.ref, p.y, p.x, 'mse'), p.acts0, {
+        t1: 2,
+        dt0: 0.25,
+        method: 'euler',
+        step: rkStep(TABLEAUX[name]),
+        timeDtype: 'float32',
+      });
       const s = TABLEAUX[name].stages;
       // This network is small enough that the default runtime fuses the whole solve into one dispatch.
       for (const [path, runtime, dispatchesPerStep] of [
@@ -115,7 +169,13 @@ describe('every solver on the GPU against the float64 reference', () => {
         const [input, output] = [tensorOf(runtime, p.x), tensorOf(runtime, p.y)];
         const acts = p.acts0.map((a) => tensorOf(runtime, a));
         const readsBefore = runtime.stats.readbacks;
-        const r = await solveInference(model, acts, output, { input, solver: name, stepsizeController: 'constant', maxT1: 2, dt: 0.25 });
+        const r = await solveInference(model, acts, output, {
+          input,
+          solver: name,
+          stepsizeController: 'constant',
+          maxT1: 2,
+          dt: 0.25,
+        });
         expect(runtime.stats.readbacks, `${path}: a constant-step solve reads nothing back`).toBe(readsBefore);
         expect(r.steps.accepted).toBe(ref.steps);
         expect(r.dispatches / r.encodedSteps, `${path}: dispatches per step`).toBe(dispatchesPerStep);
@@ -126,15 +186,37 @@ describe('every solver on the GPU against the float64 reference', () => {
   }
 
   it("'auto' fuses stages up to FUSED_MAX_WORK, and at batch 1 on a CPU adapter up to FUSED_MAX_WORK_ONE_ROW", async () => {
-    expect([fusedSolvePays(FUSED_MAX_WORK, 64, false), fusedSolvePays(FUSED_MAX_WORK + 1, 64, true)]).toEqual([true, false]);
-    expect([fusedSolvePays(FUSED_MAX_WORK + 1, 1, true), fusedSolvePays(FUSED_MAX_WORK_ONE_ROW, 1, true)]).toEqual([true, true]);
-    expect([fusedSolvePays(FUSED_MAX_WORK_ONE_ROW + 1, 1, true), fusedSolvePays(FUSED_MAX_WORK + 1, 1, false), fusedSolvePays(FUSED_MAX_WORK + 1, 2, true)]).toEqual([false, false, false]);
+    expect([fusedSolvePays(FUSED_MAX_WORK, 64, false), fusedSolvePays(FUSED_MAX_WORK + 1, 64, true)]).toEqual([
+      true,
+      false,
+    ]);
+    expect([fusedSolvePays(FUSED_MAX_WORK + 1, 1, true), fusedSolvePays(FUSED_MAX_WORK_ONE_ROW, 1, true)]).toEqual([
+      true,
+      true,
+    ]);
+    expect([
+      fusedSolvePays(FUSED_MAX_WORK_ONE_ROW + 1, 1, true),
+      fusedSolvePays(FUSED_MAX_WORK + 1, 1, false),
+      fusedSolvePays(FUSED_MAX_WORK + 1, 2, true),
+    ]).toEqual([false, false, false]);
     // 3 hidden layers of 96: 38,784 multiply-adds per stage at batch 1, 77,568 at batch 2.
     const model = makeMlp(rt(), { seed: 3, inputDim: 20, width: 96, depth: 4, outputDim: 10, actFn: 'tanh' });
     for (const B of [1, 2]) {
-      const x = rt().tensor(new Float32Array(B * 20).map((_, i) => Math.sin(i)), [B, 20]);
-      const y = rt().tensor(new Float32Array(B * 10).map((_, i) => Math.cos(i)), [B, 10]);
-      const r = await solveInference(model, await initActivitiesWithFfwd(model, x), y, { input: x, solver: 'euler', stepsizeController: 'constant', maxT1: 2, dt: 0.25 });
+      const x = rt().tensor(
+        new Float32Array(B * 20).map((_, i) => Math.sin(i)),
+        [B, 20],
+      );
+      const y = rt().tensor(
+        new Float32Array(B * 10).map((_, i) => Math.cos(i)),
+        [B, 10],
+      );
+      const r = await solveInference(model, await initActivitiesWithFfwd(model, x), y, {
+        input: x,
+        solver: 'euler',
+        stepsizeController: 'constant',
+        maxT1: 2,
+        dt: 0.25,
+      });
       const fused = fusedSolvePays(2 * B * (2 * 96 * 96 + 96 * 10), B, rt().adapter.isSoftware);
       expect(fused, `batch ${B}`).toBe(B === 1 && rt().adapter.isSoftware);
       expect(r.dispatches / r.encodedSteps, `batch ${B}: dispatches per step`).toBe(fused ? 1 / 8 : 2);
@@ -153,7 +235,14 @@ describe('every solver on the GPU against the float64 reference', () => {
       const model = gpuModel(runtime, ref);
       for (const solver of ['ralston', 'dopri5'] as const) {
         const acts = ffwd(ref, x).map((m) => tensorOf(runtime, m));
-        const r = await solveInference(model, acts, tensorOf(runtime, y), { input: tensorOf(runtime, x), loss: 'ce', solver, stepsizeController: 'constant', maxT1: 3, dt: 0.3 });
+        const r = await solveInference(model, acts, tensorOf(runtime, y), {
+          input: tensorOf(runtime, x),
+          loss: 'ce',
+          solver,
+          stepsizeController: 'constant',
+          maxT1: 3,
+          dt: 0.3,
+        });
         out.push(await readAll(r.activities));
       }
       model.dispose();
@@ -169,10 +258,18 @@ describe('every solver on the GPU against the float64 reference', () => {
     const [input, output] = [tensorOf(rt(), p.x), tensorOf(rt(), p.y)];
     const acts = p.acts0.map((a) => tensorOf(rt(), a));
     const f = pcVectorField(p.ref, p.y, p.x, 'mse');
-    const truth = flat(integrateConstant(f, p.acts0, { t1: 4, dt0: 0.01, method: 'euler', step: rkStep(TABLEAUX.dopri8) }).y);
+    const truth = flat(
+      integrateConstant(f, p.acts0, { t1: 4, dt0: 0.01, method: 'euler', step: rkStep(TABLEAUX.dopri8) }).y,
+    );
     for (const name of ['euler', 'heun', 'midpoint', 'ralston', 'bosh3'] as const) {
       const err = async (dt: number) => {
-        const r = await solveInference(model, acts, output, { input, solver: name, stepsizeController: 'constant', maxT1: 4, dt });
+        const r = await solveInference(model, acts, output, {
+          input,
+          solver: name,
+          stepsizeController: 'constant',
+          maxT1: 4,
+          dt,
+        });
         const got = await readAll(r.activities);
         return Math.sqrt(got.reduce((s, v, i) => s + (v - truth[i]!) ** 2, 0));
       };
@@ -187,7 +284,13 @@ describe('every solver on the GPU against the float64 reference', () => {
 });
 
 /** A PID solve polled after every step, recording the GPU's solver state each time. */
-async function tracedSolve(model: ReturnType<typeof gpuModel>, acts: Mat[], x: Mat, y: Mat, options: Parameters<typeof resolveSolverOptions>[1]) {
+async function tracedSolve(
+  model: ReturnType<typeof gpuModel>,
+  acts: Mat[],
+  x: Mat,
+  y: Mat,
+  options: Parameters<typeof resolveSolverOptions>[1],
+) {
   const cfg = resolveSolverOptions('test', { ...options, pollEvery: 1 });
   const ws = await Workspace.get(model, x.rows, 'train', workspaceNeeds(cfg));
   ws.pidHistory.lastSteps = 0;
@@ -195,9 +298,15 @@ async function tracedSolve(model: ReturnType<typeof gpuModel>, acts: Mat[], x: M
   const rec = new Recorder(rt());
   writeSolverConfig(ws, cfg);
   loadBatch(ws, rec, tensorOf(rt(), x), tensorOf(rt(), y));
-  loadActivities(ws, rec, acts.map((a) => tensorOf(rt(), a)));
+  loadActivities(
+    ws,
+    rec,
+    acts.map((a) => tensorOf(rt(), a)),
+  );
   const stats = await integrate(ws, rec, cfg, 'mse', (s) => trace.push(s));
-  const [final] = await rt().read([{ buffer: ws.buffer, byteOffset: ws.activityOffset(1) * 4, byteLength: ws.nAll * 4 }]);
+  const [final] = await rt().read([
+    { buffer: ws.buffer, byteOffset: ws.activityOffset(1) * 4, byteLength: ws.nAll * 4 },
+  ]);
   return { stats, trace, final: final! };
 }
 
@@ -208,19 +317,36 @@ describe('the PID controller with every adaptive tableau', () => {
       const model = gpuModel(rt(), p.ref);
       const tab = TABLEAUX[name];
       const opts = { rtol: 1e-4, atol: 1e-4 };
-      const ref = solveHeunPid(p.ref, p.acts0, p.y, p.x, { maxT1: 10, dt0: 1.5, loss: 'mse', ...opts, step: rkStep(tab), errorOrder: tab.order, timeDtype: 'float32' });
-      const { stats, trace, final } = await tracedSolve(model, p.acts0, p.x, p.y, { solver: name, stepsizeController: { pid: opts }, maxT1: 10, dt: 1.5 });
+      const ref = solveHeunPid(p.ref, p.acts0, p.y, p.x, {
+        maxT1: 10,
+        dt0: 1.5,
+        loss: 'mse',
+        ...opts,
+        step: rkStep(tab),
+        errorOrder: tab.order,
+        timeDtype: 'float32',
+      });
+      const { stats, trace, final } = await tracedSolve(model, p.acts0, p.x, p.y, {
+        solver: name,
+        stepsizeController: { pid: opts },
+        maxT1: 10,
+        dt: 1.5,
+      });
       expect(ref.rejected, `${name}: the case exercises rejections`).toBeGreaterThan(0);
       expect(trace.map((s) => s.lastAccepted)).toEqual(ref.history.map((h) => h.accepted));
       // Step ends to 2e-3 relative: the embedded estimate h·Σ e_j k_j (Σ e = 0) is mostly cancellation in float32,
       // so step-size factors differ slightly from float64's; the decisions they lead to are compared exactly above.
-      const near = (a: number, b: number, what: string) => expect(Math.abs(a - b), what).toBeLessThanOrEqual(2e-3 * Math.max(1, Math.abs(b)));
+      const near = (a: number, b: number, what: string) =>
+        expect(Math.abs(a - b), what).toBeLessThanOrEqual(2e-3 * Math.max(1, Math.abs(b)));
       trace.forEach((s, k) => {
         const h = ref.history[k]!;
         near(s.tprev, h.accepted ? h.tnext : h.tprev, `${name}: t after step ${k}`);
         if (k + 1 < ref.history.length) near(s.tnext, ref.history[k + 1]!.tnext, `${name}: end of step ${k + 1}`);
       });
-      expect({ accepted: stats.accepted, rejected: stats.rejected }).toEqual({ accepted: ref.accepted, rejected: ref.rejected });
+      expect({ accepted: stats.accepted, rejected: stats.rejected }).toEqual({
+        accepted: ref.accepted,
+        rejected: ref.rejected,
+      });
       expectClose(final, flat(ref.activities), 1e-4, `${name}: final activities`);
       model.dispose();
     });
@@ -251,10 +377,22 @@ describe('the activity-gradient kernel compiled with only its vec4 epilogue (eve
       const model = gpuModel(perStage, p.ref);
       const [input, output] = [tensorOf(perStage, p.x), tensorOf(perStage, p.y)];
       const acts = p.acts0.map((a) => tensorOf(perStage, a));
-      const ref = integrateConstant(pcVectorField(p.ref, p.y, p.x, 'mse'), p.acts0, { t1: 2, dt0: 0.25, method: 'euler', step: rkStep(TABLEAUX[name]), timeDtype: 'float32' });
+      const ref = integrateConstant(pcVectorField(p.ref, p.y, p.x, 'mse'), p.acts0, {
+        t1: 2,
+        dt0: 0.25,
+        method: 'euler',
+        step: rkStep(TABLEAUX[name]),
+        timeDtype: 'float32',
+      });
       let constant: Awaited<ReturnType<typeof solveInference>> | undefined;
       const used = await dispatchedKernels(async () => {
-        constant = await solveInference(model, acts, output, { input, solver: name, stepsizeController: 'constant', maxT1: 2, dt: 0.25 });
+        constant = await solveInference(model, acts, output, {
+          input,
+          solver: name,
+          stepsizeController: 'constant',
+          maxT1: 2,
+          dt: 0.25,
+        });
       });
       expect(used, `${name}: constant steps`).toEqual(['layers.activity-grad.vec4']);
       expect(constant!.steps.accepted).toBe(ref.steps);
@@ -262,10 +400,24 @@ describe('the activity-gradient kernel compiled with only its vec4 epilogue (eve
       if (adaptive) {
         const opts = { rtol: 1e-4, atol: 1e-4 };
         const tab = TABLEAUX[name];
-        const pid = solveHeunPid(p.ref, p.acts0, p.y, p.x, { maxT1: 6, dt0: 1.5, loss: 'mse', ...opts, step: rkStep(tab), errorOrder: tab.order, timeDtype: 'float32' });
+        const pid = solveHeunPid(p.ref, p.acts0, p.y, p.x, {
+          maxT1: 6,
+          dt0: 1.5,
+          loss: 'mse',
+          ...opts,
+          step: rkStep(tab),
+          errorOrder: tab.order,
+          timeDtype: 'float32',
+        });
         let r: Awaited<ReturnType<typeof solveInference>> | undefined;
         const usedPid = await dispatchedKernels(async () => {
-          r = await solveInference(model, acts, output, { input, solver: name, stepsizeController: { pid: opts }, maxT1: 6, dt: 1.5 });
+          r = await solveInference(model, acts, output, {
+            input,
+            solver: name,
+            stepsizeController: { pid: opts },
+            maxT1: 6,
+            dt: 1.5,
+          });
         });
         expect(usedPid, `${name}: PID`).toEqual(['layers.activity-grad.vec4.gated']);
         expect(r!.steps, `${name}: PID steps`).toEqual({ accepted: pid.accepted, rejected: pid.rejected });
@@ -282,10 +434,18 @@ describe('the activity-gradient kernel compiled with only its vec4 epilogue (eve
     const acts = p.acts0.map((a) => tensorOf(perStage, a));
     const opts = { rtol: 1e-3, atol: 1e-3 };
     const ref = solveHeunPid(p.ref, p.acts0, p.y, p.x, { maxT1: 5, loss: 'mse', ...opts, timeDtype: 'float32' });
-    expect(ref.dt0).toBeCloseTo(Math.fround(hairerInitialStep(pcVectorField(p.ref, p.y, p.x, 'mse'), p.acts0, opts)), 6);
+    expect(ref.dt0).toBeCloseTo(
+      Math.fround(hairerInitialStep(pcVectorField(p.ref, p.y, p.x, 'mse'), p.acts0, opts)),
+      6,
+    );
     let r: Awaited<ReturnType<typeof solveInference>> | undefined;
     const used = await dispatchedKernels(async () => {
-      r = await solveInference(model, acts, output, { input, solver: 'heun', stepsizeController: { pid: opts }, maxT1: 5 });
+      r = await solveInference(model, acts, output, {
+        input,
+        solver: 'heun',
+        stepsizeController: { pid: opts },
+        maxT1: 5,
+      });
     });
     expect(used).toEqual(['layers.activity-grad', 'layers.activity-grad.vec4.gated']);
     expect(r!.steps).toEqual({ accepted: ref.accepted, rejected: ref.rejected });
@@ -295,7 +455,12 @@ describe('the activity-gradient kernel compiled with only its vec4 epilogue (eve
     const q = problem(63, 'tanh', 4);
     const unaligned = gpuModel(perStage, q.ref);
     const usedUnaligned = await dispatchedKernels(() =>
-      solveInference(unaligned, q.acts0.map((a) => tensorOf(perStage, a)), tensorOf(perStage, q.y), { input: tensorOf(perStage, q.x), solver: 'heun', stepsizeController: 'constant', maxT1: 1, dt: 0.25 }),
+      solveInference(
+        unaligned,
+        q.acts0.map((a) => tensorOf(perStage, a)),
+        tensorOf(perStage, q.y),
+        { input: tensorOf(perStage, q.x), solver: 'heun', stepsizeController: 'constant', maxT1: 1, dt: 0.25 },
+      ),
     );
     expect(usedUnaligned).toEqual(['layers.activity-grad']);
     unaligned.dispose();

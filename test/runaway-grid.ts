@@ -1,7 +1,17 @@
 // Shared by the runaway-check tests (quick tier: test/runaway.test.ts; full tier: test/full/runaway-grid.test.ts):
 // tiny training runs that record every step's state, and the grid of learning rates far too large.
 import { expect } from 'vitest';
-import { adam, makeMlp, makePcStep, sgd, type Model, type OptState, type Optimizer, type Runtime, type SolverOptions } from '../src/node.js';
+import {
+  adam,
+  makeMlp,
+  makePcStep,
+  sgd,
+  type Model,
+  type OptState,
+  type Optimizer,
+  type Runtime,
+  type SolverOptions,
+} from '../src/node.js';
 import { WpcDivergenceError } from '../src/runtime/errors.js';
 import { DEFAULT_DIVERGENCE_THRESHOLD } from '../src/pc/train.js';
 import { ACTIVATIONS, type Activation } from '../src/kernels/index.js';
@@ -10,7 +20,10 @@ import { bits, randomBatch } from './helpers.js';
 export type Task = 'discriminative' | 'generative' | 'unsupervised';
 
 /** Everything a step changes: the parameters' and the optimiser state's bits, and the step count. */
-export async function stateOf(model: Model, optState: OptState): Promise<{ params: number[]; moments: number[]; count: number }> {
+export async function stateOf(
+  model: Model,
+  optState: OptState,
+): Promise<{ params: number[]; moments: number[]; count: number }> {
   const { weights, biases } = await model.toArrays();
   const params = [...weights, ...biases.filter((b): b is Float32Array => b !== null)].flatMap((a) => bits(a));
   const moments = await optState.stateToArray();
@@ -21,7 +34,12 @@ export async function stateOf(model: Model, optState: OptState): Promise<{ param
 export function problem(rt: Runtime, task: Task, seed: number) {
   const B = 8;
   const data = randomBatch(rt, seed, B, 6, 4); // x ~ N(0, 1) [8, 6], one-hot labels [8, 4]
-  const dims = task === 'discriminative' ? { inputDim: 6, outputDim: 4 } : task === 'generative' ? { inputDim: 4, outputDim: 6 } : { inputDim: 3, outputDim: 6 };
+  const dims =
+    task === 'discriminative'
+      ? { inputDim: 6, outputDim: 4 }
+      : task === 'generative'
+        ? { inputDim: 4, outputDim: 6 }
+        : { inputDim: 3, outputDim: 6 };
   const output = task === 'discriminative' ? data.y : data.x;
   const input = task === 'discriminative' ? data.x : task === 'generative' ? data.y : undefined;
   return { dims, output, input, dispose: () => [data.x, data.y].forEach((t) => t.dispose()) };
@@ -42,7 +60,15 @@ export interface Run {
 }
 
 /** Up to `steps` training steps; stops at the first error (a divergence read after each step, or any throw). */
-export async function train(runtime: () => Runtime, task: Task, act: Activation, optim: () => Optimizer, solver: string, steps: number, threshold: boolean | object | undefined): Promise<Run> {
+export async function train(
+  runtime: () => Runtime,
+  task: Task,
+  act: Activation,
+  optim: () => Optimizer,
+  solver: string,
+  steps: number,
+  threshold: boolean | object | undefined,
+): Promise<Run> {
   const p = problem(runtime(), task, 11);
   const model = makeMlp(runtime(), { seed: 5, ...p.dims, width: 8, depth: 3, actFn: act });
   const opt = optim();
@@ -51,8 +77,13 @@ export async function train(runtime: () => Runtime, task: Task, act: Activation,
   try {
     for (let k = 1; k <= steps; k++) {
       try {
-        const options = { ...SOLVERS[solver]!(), ...(threshold === undefined ? {} : { divergenceThreshold: threshold }) };
-        const r = p.input ? await makePcStep(model, opt, optState, p.output, { input: p.input, ...options }) : await makePcStep(model, opt, optState, p.output, { seed: k, ...options });
+        const options = {
+          ...SOLVERS[solver]!(),
+          ...(threshold === undefined ? {} : { divergenceThreshold: threshold }),
+        };
+        const r = p.input
+          ? await makePcStep(model, opt, optState, p.output, { input: p.input, ...options })
+          : await makePcStep(model, opt, optState, p.output, { seed: k, ...options });
         run.values.push(r.loss ? await r.loss.item() : (await r.energies.toArray()).reduce((a, b) => a + b, 0));
         r.loss?.dispose();
         r.energies.dispose();
@@ -85,7 +116,16 @@ export const RUNAWAY_CASES = (() => {
     ['sgd 1000', () => sgd({ lr: 1000 })],
   ];
   return (['discriminative', 'generative', 'unsupervised'] as const).flatMap((task, t) =>
-    ACTIVATIONS.flatMap((act, a) => optims.map(([name, optim], o) => ({ task, act, name, optim, solver: Object.keys(SOLVERS)[(t + a + o) % 3]!, sample: t === a % 3 && o === a % 3 }))),
+    ACTIVATIONS.flatMap((act, a) =>
+      optims.map(([name, optim], o) => ({
+        task,
+        act,
+        name,
+        optim,
+        solver: Object.keys(SOLVERS)[(t + a + o) % 3]!,
+        sample: t === a % 3 && o === a % 3,
+      })),
+    ),
   );
 })();
 
@@ -93,7 +133,10 @@ export const RUNAWAY_CASES = (() => {
 export const RUNAWAY_SAMPLE = RUNAWAY_CASES.filter((c) => c.sample);
 
 /** Runs each case with and without the check and asserts the rules above; returns how many ran away unguarded. */
-export async function checkRunawayCases(runtime: () => Runtime, cases: readonly (typeof RUNAWAY_CASES)[number][]): Promise<number> {
+export async function checkRunawayCases(
+  runtime: () => Runtime,
+  cases: readonly (typeof RUNAWAY_CASES)[number][],
+): Promise<number> {
   const { factor, floor } = DEFAULT_DIVERGENCE_THRESHOLD;
   let evident = 0;
   const uncaught: string[] = [];

@@ -7,7 +7,7 @@ import { adam, initActivitiesWithFfwd, makeMlp, makePcStep, sgd, type Model, typ
 import { WpcArgumentError, WpcDivergenceError, type DivergenceKind } from '../src/runtime/errors.js';
 import { DEFAULT_DIVERGENCE_THRESHOLD } from '../src/pc/train.js';
 import { Random } from '../src/util/random.js';
-import { bits, randomBatch, useRuntime } from './helpers.js';
+import { randomBatch, useRuntime } from './helpers.js';
 import { checkRunawayCases, problem, RUNAWAY_CASES, RUNAWAY_SAMPLE, SOLVERS, stateOf, train } from './runaway-grid.js';
 
 const runtime = useRuntime();
@@ -33,7 +33,9 @@ describe('runaway check: large learning rates are caught and rolled back', () =>
     expect(r.factor).toBe(DEFAULT_DIVERGENCE_THRESHOLD.factor);
     expect(r.threshold).toBeCloseTo(Math.max(r.factor * r.reference, r.floor), 3);
     expect(r.value).toBeGreaterThan(r.threshold);
-    expect(d.message).toMatch(/training diverged at step 1: its parameter update raised the loss \(of the updated model's feedforward prediction on the step's batch\) to [\d.e+]+, above the divergence threshold [\d.e+]+ \(100 × the reference [\d.e+-]+, the largest loss of the run's first 1 step\)\. The update of step 1 was rolled back/);
+    expect(d.message).toMatch(
+      /training diverged at step 1: its parameter update raised the loss \(of the updated model's feedforward prediction on the step's batch\) to [\d.e+]+, above the divergence threshold [\d.e+]+ \(100 × the reference [\d.e+-]+, the largest loss of the run's first 1 step\)\. The update of step 1 was rolled back/,
+    );
     expect(run.states.at(-1)).toEqual(run.states[0]); // the initial weights and (zero) Adam state, bit for bit
   });
 
@@ -51,7 +53,9 @@ describe('runaway check: large learning rates are caught and rolled back', () =>
     expect(e).toBeInstanceOf(WpcDivergenceError);
     expect([e.step, e.afterUpdate]).toEqual([1, true]);
     expect(await stateOf(model, optState)).toEqual(before);
-    await expect(makePcStep(model, optim, optState, p.output, options)).rejects.toThrow(/makePcStep: training diverged at step 1: its parameter update raised the loss/);
+    await expect(makePcStep(model, optim, optState, p.output, options)).rejects.toThrow(
+      /makePcStep: training diverged at step 1: its parameter update raised the loss/,
+    );
     optState.clearDivergence();
     await makePcStep(model, optim, optState, p.output, options);
     const again = (await optState.checkDivergence().catch((x: unknown) => x)) as WpcDivergenceError;
@@ -75,16 +79,36 @@ describe('runaway check: healthy runs are never flagged and never changed', () =
       const scale = rng.uniform(0.5, 2);
       const y = new Float32Array(B * 4);
       for (let b = 0; b < B; b++) y[b * 4 + rng.nextInt(4)] = 1;
-      return { x: runtime().tensor(Float32Array.from({ length: B * 6 }, () => scale * rng.normal()), [B, 6]), y: runtime().tensor(y, [B, 4]) };
+      return {
+        x: runtime().tensor(
+          Float32Array.from({ length: B * 6 }, () => scale * rng.normal()),
+          [B, 6],
+        ),
+        y: runtime().tensor(y, [B, 4]),
+      };
     });
     const run = async (threshold: boolean) => {
-      const model = makeMlp(runtime(), { seed: 8, inputDim: 6, width: 16, depth: 3, outputDim: 4, actFn: 'tanh', useBias: true });
+      const model = makeMlp(runtime(), {
+        seed: 8,
+        inputDim: 6,
+        width: 16,
+        depth: 3,
+        outputDim: 4,
+        actFn: 'tanh',
+        useBias: true,
+      });
       const optim = adam({ lr: 1e-2 });
       const optState = optim.init(model);
       const losses: number[] = [];
       const accs: number[] = [];
       for (const { x, y } of batches) {
-        const r = await makePcStep(model, optim, optState, y, { input: x, loss: 'ce', ...SOLVERS.euler!(), calculateAccuracy: true, divergenceThreshold: threshold });
+        const r = await makePcStep(model, optim, optState, y, {
+          input: x,
+          loss: 'ce',
+          ...SOLVERS.euler!(),
+          calculateAccuracy: true,
+          divergenceThreshold: threshold,
+        });
         losses.push(await r.loss.item());
         accs.push(await r.acc!.item());
         for (const t of [r.loss, r.energies, r.acc!]) t.dispose();
@@ -115,10 +139,19 @@ describe('runaway check: the threshold, exactly', () => {
     const acts = await initActivitiesWithFfwd(model, x);
     const p = await acts.at(-1)!.toArray();
     acts.forEach((t) => t.dispose());
-    return ks.map((k) => runtime().tensor(Float32Array.from(y, (v, i) => p[i]! + k * (v - p[i]!)), [x.shape[0]!, y.length / x.shape[0]!]));
+    return ks.map((k) =>
+      runtime().tensor(
+        Float32Array.from(y, (v, i) => p[i]! + k * (v - p[i]!)),
+        [x.shape[0]!, y.length / x.shape[0]!],
+      ),
+    );
   }
 
-  async function runRatios(ratios: readonly number[], threshold: object, task: 'supervised' | 'unsupervised' = 'supervised') {
+  async function runRatios(
+    ratios: readonly number[],
+    threshold: object,
+    task: 'supervised' | 'unsupervised' = 'supervised',
+  ) {
     const { x, y } = randomBatch(runtime(), 4, 8, 5, 3);
     const model = makeMlp(runtime(), { seed: 6, inputDim: 5, width: 7, depth: 2, outputDim: 3, actFn: 'linear' });
     const optim = sgd({ lr: 0 });
@@ -128,14 +161,26 @@ describe('runaway check: the threshold, exactly', () => {
     const losses: number[] = [];
     let error: WpcDivergenceError | null = null;
     for (const [i, t] of targets.entries()) {
-      const r = task === 'supervised'
-        ? await makePcStep(model, optim, optState, t, { input: x, ...SOLVERS.euler!(), divergenceThreshold: threshold })
-        : await makePcStep(model, optim, optState, t, { seed: 1, ...SOLVERS.euler!(), divergenceThreshold: threshold });
+      const r =
+        task === 'supervised'
+          ? await makePcStep(model, optim, optState, t, {
+              input: x,
+              ...SOLVERS.euler!(),
+              divergenceThreshold: threshold,
+            })
+          : await makePcStep(model, optim, optState, t, {
+              seed: 1,
+              ...SOLVERS.euler!(),
+              divergenceThreshold: threshold,
+            });
       energies.push((await r.energies.toArray()).reduce((a, b) => a + b, 0));
       if (r.loss) losses.push(await r.loss.item());
       r.loss?.dispose();
       r.energies.dispose();
-      error = (await optState.checkDivergence().then(() => null, (e: unknown) => e)) as WpcDivergenceError | null;
+      error = (await optState.checkDivergence().then(
+        () => null,
+        (e: unknown) => e,
+      )) as WpcDivergenceError | null;
       if (error) {
         expect(error.step).toBe(i + 1);
         break;
@@ -155,7 +200,9 @@ describe('runaway check: the threshold, exactly', () => {
     expect(r.value / r.reference).toBeCloseTo(10.5, 3);
     expect(r.threshold).toBeCloseTo(10 * r.reference, 5);
     expect([r.factor, r.floor, r.referenceSteps]).toEqual([10, 0, 1]);
-    expect(above.error!.message).toMatch(/training diverged at step 2: the energy at equilibrium was [\d.e+-]+, above the divergence threshold [\d.e+-]+ \(10 × the reference [\d.e+-]+, the largest energy of the run's first 1 step\)\. The parameter update of step 2 was not applied, so the model keeps its weights from step 1/);
+    expect(above.error!.message).toMatch(
+      /training diverged at step 2: the energy at equilibrium was [\d.e+-]+, above the divergence threshold [\d.e+-]+ \(10 × the reference [\d.e+-]+, the largest energy of the run's first 1 step\)\. The parameter update of step 2 was not applied, so the model keeps its weights from step 1/,
+    );
     expect((await runRatios([1, 9.5], { factor: 10, floor: 0 })).error).toBeNull();
   });
 
@@ -172,7 +219,9 @@ describe('runaway check: the threshold, exactly', () => {
     const floorWins = await runRatios([1, 50, 1e7], { factor: 10, floor: 1000 * M });
     expect(floorWins.error?.step).toBe(3);
     expect(floorWins.error?.runaway?.threshold).toBe(Math.fround(1000 * M));
-    expect(floorWins.error?.message).toMatch(/\(the floor; 10 × the reference [\d.e+-]+ is lower, the largest energy of the run's first 2 steps\)/);
+    expect(floorWins.error?.message).toMatch(
+      /\(the floor; 10 × the reference [\d.e+-]+ is lower, the largest energy of the run's first 2 steps\)/,
+    );
   });
 
   it('the reference is the largest of the first `warmup` steps, each compared before it is folded in', async () => {
@@ -208,10 +257,16 @@ describe('divergenceThreshold: validation', () => {
     const optState = optim.init(model);
     const before = await stateOf(model, optState);
     const bad: [unknown, RegExp][] = [
-      ['yes', /makePcStep: options\.divergenceThreshold must be a boolean or an object like \{ factor: 100, warmup: 10, floor: 1 \}, got "yes"/],
+      [
+        'yes',
+        /makePcStep: options\.divergenceThreshold must be a boolean or an object like \{ factor: 100, warmup: 10, floor: 1 \}, got "yes"/,
+      ],
       [null, /options\.divergenceThreshold must be a boolean or an object/],
       [[100], /options\.divergenceThreshold must be a boolean or an object/],
-      [{ factor: 0.5 }, /options\.divergenceThreshold\.factor must be a finite number in \[1, 3\.4028234663852886e\+38\], got 0\.5/],
+      [
+        { factor: 0.5 },
+        /options\.divergenceThreshold\.factor must be a finite number in \[1, 3\.4028234663852886e\+38\], got 0\.5/,
+      ],
       [{ factor: Number.NaN }, /options\.divergenceThreshold\.factor must be a finite number/],
       [{ factor: 1e39 }, /options\.divergenceThreshold\.factor must be a finite number in \[1, /],
       [{ factor: '100' }, /options\.divergenceThreshold\.factor must be a finite number/],
@@ -221,13 +276,16 @@ describe('divergenceThreshold: validation', () => {
       [{ factr: 10 }, /makePcStep: unknown option "factr" in options\.divergenceThreshold/],
     ];
     for (const [value, message] of bad) {
-      const e = await makePcStep(model, optim, optState, p.output, { input: p.input!, divergenceThreshold: value as never }).catch((x: unknown) => x);
+      const e = await makePcStep(model, optim, optState, p.output, {
+        input: p.input!,
+        divergenceThreshold: value as never,
+      }).catch((x: unknown) => x);
       expect(e, String(value)).toBeInstanceOf(WpcArgumentError);
       expect((e as Error).message).toMatch(message);
     }
-    await expect(makePcStep(model, optim, optState, p.output, { input: p.input!, divergenceThreshold: true, checkFinite: false })).rejects.toThrow(
-      /makePcStep: options\.divergenceThreshold needs options\.checkFinite/,
-    );
+    await expect(
+      makePcStep(model, optim, optState, p.output, { input: p.input!, divergenceThreshold: true, checkFinite: false }),
+    ).rejects.toThrow(/makePcStep: options\.divergenceThreshold needs options\.checkFinite/);
     expect(await stateOf(model, optState)).toEqual(before);
     model.dispose();
     optState.dispose();
@@ -238,21 +296,64 @@ describe('divergenceThreshold: validation', () => {
 describe('WpcDivergenceError.describe', () => {
   const runaway = { value: 5e17, threshold: 49, reference: 0.49, referenceSteps: 3, factor: 100, floor: 1 };
   const cases: [DivergenceKind, number, boolean, RegExp][] = [
-    ['energy', 1, false, /NaN or Inf in the energy of layer 2 \(its prediction error\)\. The parameter update of step 7 was not applied, so the model keeps its weights from step 6$/],
-    ['energy', -1, true, /its parameter update made the energy of the feedforward pass from the inferred z_0 \(its total\) NaN or Inf\. The update of step 7 was rolled back .*weights from step 6$/],
+    [
+      'energy',
+      1,
+      false,
+      /NaN or Inf in the energy of layer 2 \(its prediction error\)\. The parameter update of step 7 was not applied, so the model keeps its weights from step 6$/,
+    ],
+    [
+      'energy',
+      -1,
+      true,
+      /its parameter update made the energy of the feedforward pass from the inferred z_0 \(its total\) NaN or Inf\. The update of step 7 was rolled back .*weights from step 6$/,
+    ],
     ['activity', 2, false, /NaN or Inf in the activities z_2\./],
     ['gradient', -1, false, /NaN or Inf in the gradient norm \(overflow\)\./],
     ['gradient', 0, false, /NaN or Inf in the parameter gradients of layer 1\./],
-    ['loss', -1, false, /NaN or Inf in the loss \(of the feedforward prediction\)\. The parameter update of step 7 was not applied/],
-    ['loss', -1, true, /its parameter update made the loss \(of the updated model's feedforward prediction on the step's batch\) NaN or Inf\. The update of step 7 was rolled back/],
-    ['energy-runaway', -1, false, /the energy at equilibrium was 5\.000e\+17, above the divergence threshold 49 \(100 × the reference 0\.49, the largest energy of the run's first 3 steps\)\. The parameter update of step 7 was not applied/],
-    ['energy-runaway', -1, true, /its parameter update raised the energy of the feedforward pass from the inferred z_0 to 5\.000e\+17, above the divergence threshold 49 .*rolled back/],
-    ['loss-runaway', -1, false, /the loss \(of the feedforward prediction\) was 5\.000e\+17, above the divergence threshold 49 \(100 × the reference 0\.49, the largest loss of the run's first 3 steps\)/],
-    ['loss-runaway', -1, true, /its parameter update raised the loss \(of the updated model's feedforward prediction on the step's batch\) to 5\.000e\+17/],
+    [
+      'loss',
+      -1,
+      false,
+      /NaN or Inf in the loss \(of the feedforward prediction\)\. The parameter update of step 7 was not applied/,
+    ],
+    [
+      'loss',
+      -1,
+      true,
+      /its parameter update made the loss \(of the updated model's feedforward prediction on the step's batch\) NaN or Inf\. The update of step 7 was rolled back/,
+    ],
+    [
+      'energy-runaway',
+      -1,
+      false,
+      /the energy at equilibrium was 5\.000e\+17, above the divergence threshold 49 \(100 × the reference 0\.49, the largest energy of the run's first 3 steps\)\. The parameter update of step 7 was not applied/,
+    ],
+    [
+      'energy-runaway',
+      -1,
+      true,
+      /its parameter update raised the energy of the feedforward pass from the inferred z_0 to 5\.000e\+17, above the divergence threshold 49 .*rolled back/,
+    ],
+    [
+      'loss-runaway',
+      -1,
+      false,
+      /the loss \(of the feedforward prediction\) was 5\.000e\+17, above the divergence threshold 49 \(100 × the reference 0\.49, the largest loss of the run's first 3 steps\)/,
+    ],
+    [
+      'loss-runaway',
+      -1,
+      true,
+      /its parameter update raised the loss \(of the updated model's feedforward prediction on the step's batch\) to 5\.000e\+17/,
+    ],
   ];
   it('says the truth for every kind, before and after the update', () => {
     for (const [what, layer, afterUpdate, message] of cases) {
-      const text = WpcDivergenceError.describe(7, what, layer, { afterUpdate, runaway: what.endsWith('-runaway') ? runaway : null });
+      const text = WpcDivergenceError.describe(7, what, layer, {
+        afterUpdate,
+        runaway: what.endsWith('-runaway') ? runaway : null,
+      });
       expect(text, `${what} ${afterUpdate}`).toMatch(/^training diverged at step 7: /);
       expect(text, `${what} ${afterUpdate}`).toMatch(message);
     }

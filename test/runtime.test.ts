@@ -52,7 +52,12 @@ function batch(seed: number): { x: Float32Array; y: Float32Array } {
 /** Random activities of the model's shapes (away from the feedforward values, so every error is non-zero). */
 function randomActivities(runtime: Runtime, model: Model, seed: number): Tensor[] {
   const rng = new Random(seed);
-  return model.dims.slice(1).map((d) => runtime.tensor(Float32Array.from({ length: B * d }, () => rng.normal()), [B, d]));
+  return model.dims.slice(1).map((d) =>
+    runtime.tensor(
+      Float32Array.from({ length: B * d }, () => rng.normal()),
+      [B, d],
+    ),
+  );
 }
 
 function bits(a: Float32Array): Uint32Array {
@@ -85,7 +90,9 @@ async function roundTripOnDevice(device: GPUDevice, data: Float32Array<ArrayBuff
 }
 
 /** One training step and an evaluation of a fixed problem; returns everything that can be compared. */
-async function trainingSnapshot(runtime: Runtime): Promise<{ loss: number; energies: Float32Array; params: Float32Array; test: { loss: number; acc: number } }> {
+async function trainingSnapshot(
+  runtime: Runtime,
+): Promise<{ loss: number; energies: Float32Array; params: Float32Array; test: { loss: number; acc: number } }> {
   const model = makeMlp(runtime, MLP);
   const optim = adam({ lr: 1e-2 });
   const state = optim.init(model);
@@ -170,7 +177,9 @@ describe('device ownership', () => {
     expect(adapter, 'an adapter').not.toBeNull();
     // The features WPC itself would ask for, so that both runtimes below pick the same kernel variants (a device
     // without subgroups gets the blocked layout: test/full/tile-layouts.test.ts checks that one).
-    const requiredFeatures = (['subgroups', 'shader-f16', 'timestamp-query'] as const).filter((f) => adapter!.features.has(f));
+    const requiredFeatures = (['subgroups', 'shader-f16', 'timestamp-query'] as const).filter((f) =>
+      adapter!.features.has(f),
+    );
     const device = await adapter!.requestDevice({ label: 'caller', requiredFeatures });
     let lost = false;
     void device.lost.then(() => {
@@ -228,15 +237,34 @@ describe('device ownership', () => {
 
   it('initFromDevice refuses something that is not a device', () => {
     expect(() => initFromDevice({ device: {} as GPUDevice })).toThrow(WpcArgumentError);
-    expect(() => initFromDevice({ device: {} as GPUDevice })).toThrow(/initFromDevice: options\.device must be a GPUDevice, got an object/);
-    expect(() => initFromDevice(undefined as never)).toThrow(/^initFromDevice: options must be an object such as \{ device \}, got undefined$/);
-    expect(() => initFromDevice({ device: rt().device, polling: 'timer', pollling: 'spin' } as never)).toThrow(/^initFromDevice: unknown option "pollling" in options; known options are "device", "kernels", "polling", "adapterInfo"$/);
+    expect(() => initFromDevice({ device: {} as GPUDevice })).toThrow(
+      /initFromDevice: options\.device must be a GPUDevice, got an object/,
+    );
+    expect(() => initFromDevice(undefined as never)).toThrow(
+      /^initFromDevice: options must be an object such as \{ device \}, got undefined$/,
+    );
+    expect(() => initFromDevice({ device: rt().device, polling: 'timer', pollling: 'spin' } as never)).toThrow(
+      /^initFromDevice: unknown option "pollling" in options; known options are "device", "kernels", "polling", "adapterInfo"$/,
+    );
   });
 });
 
 describe('tensors and the buffer pool', () => {
   it('runtime.tensor → toArray round-trips bit for bit, from a Float32Array or a number array', async () => {
-    const data = Float32Array.of(0, -0, 1, -1.5, 3.4028234663852886e38, -3.4028234663852886e38, 1.401298464324817e-45, 1.1754943508222875e-38, Math.fround(Math.PI), 1e-7, 123456.789, -42);
+    const data = Float32Array.of(
+      0,
+      -0,
+      1,
+      -1.5,
+      3.4028234663852886e38,
+      -3.4028234663852886e38,
+      1.401298464324817e-45,
+      1.1754943508222875e-38,
+      Math.fround(Math.PI),
+      1e-7,
+      123456.789,
+      -42,
+    );
     const t = rt().tensor(data, [3, 4]);
     expect(t.shape).toEqual([3, 4]);
     expect(t.size).toBe(12);
@@ -288,7 +316,13 @@ describe('tensors and the buffer pool', () => {
     after.biases.forEach((b, i) => expectBitIdentical(b!, before.biases[i]!, `b_${i}`));
     const { x, y } = batch(2);
     const optim = sgd({ lr: 0.1 });
-    const r = await makePcStep(model, optim, optim.init(model), y, { input: x, maxT1: 1, dt: 0.25, solver: 'euler', stepsizeController: 'constant' });
+    const r = await makePcStep(model, optim, optim.init(model), y, {
+      input: x,
+      maxT1: 1,
+      dt: 0.25,
+      solver: 'euler',
+      stepsizeController: 'constant',
+    });
     expect(Number.isFinite(await r.loss.item())).toBe(true);
     model.dispose();
   });
@@ -323,7 +357,13 @@ describe('steady state of a training loop', () => {
     const state = optim.init(model);
     const step = async (i: number) => {
       const { x, y } = batch(10 + (i % 3));
-      const r = await makePcStep(model, optim, state, y, { input: x, solver: 'heun', stepsizeController: { pid: { rtol: 1e-3, atol: 1e-3 } }, maxT1: 2, dt: 0.1 });
+      const r = await makePcStep(model, optim, state, y, {
+        input: x,
+        solver: 'heun',
+        stepsizeController: { pid: { rtol: 1e-3, atol: 1e-3 } },
+        maxT1: 2,
+        dt: 0.1,
+      });
       expect(r.steps.accepted).toBeGreaterThan(0);
       r.loss.dispose();
       r.energies.dispose();
@@ -361,7 +401,14 @@ describe('steady state of a training loop', () => {
       const run = async (maxT1: number) => {
         const readbacks = perStage.stats.readbacks;
         const dispatches = perStage.stats.dispatches;
-        const res = await solveInference(model, acts, ce, { input, loss: c.loss, solver: c.solver, stepsizeController: 'constant', maxT1, dt: 0.1 });
+        const res = await solveInference(model, acts, ce, {
+          input,
+          loss: c.loss,
+          solver: c.solver,
+          stepsizeController: 'constant',
+          maxT1,
+          dt: 0.1,
+        });
         const delta = perStage.stats.dispatches - dispatches;
         expect(perStage.stats.readbacks - readbacks, `${c.solver}/${c.loss}: readbacks during the solve`).toBe(0);
         res.activities.forEach((a) => a.dispose());
@@ -371,7 +418,10 @@ describe('steady state of a training loop', () => {
       const short = await run(1);
       const long = await run(3);
       expect(long.steps).toBeGreaterThan(short.steps);
-      expect((long.delta - short.delta) / (long.steps - short.steps), `${c.solver}/${c.loss}: dispatches per step`).toBe(c.perStep);
+      expect(
+        (long.delta - short.delta) / (long.steps - short.steps),
+        `${c.solver}/${c.loss}: dispatches per step`,
+      ).toBe(c.perStep);
       expect(short.reported, `${c.solver}/${c.loss}: dispatches the solve reports`).toBe(c.perStep * short.steps);
       expect(long.reported).toBe(c.perStep * long.steps);
     }
@@ -386,7 +436,13 @@ describe('steady state of a training loop', () => {
     const optim = sgd({ lr: 0.1 });
     const state = optim.init(model);
     const readbacks = rt().stats.readbacks;
-    const r = await makePcStep(model, optim, state, y, { input: x, solver: 'euler', stepsizeController: 'constant', maxT1: 1, dt: 0.1 });
+    const r = await makePcStep(model, optim, state, y, {
+      input: x,
+      solver: 'euler',
+      stepsizeController: 'constant',
+      maxT1: 1,
+      dt: 0.1,
+    });
     expect(rt().stats.readbacks - readbacks, 'readbacks during a constant-step makePcStep').toBe(0);
     expect(r.steps.accepted).toBe(10);
     expect(r.inferenceDispatches, 'the whole solve is one single-workgroup dispatch').toBe(1);
@@ -411,7 +467,9 @@ describe('shader errors', () => {
 
   it('a WGSL compile error is a WpcShaderError naming the kernel and file:line:column', async () => {
     const source = '@compute @workgroup_size(1)\nfn main() {\n  let x: f32 = undefined_thing + helper();\n}\n';
-    const error = await rt().kernel(kernelWith('broken-kernel', source)).catch((e: unknown) => e);
+    const error = await rt()
+      .kernel(kernelWith('broken-kernel', source))
+      .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(WpcShaderError);
     const e = error as WpcShaderError;
     expect(e.kernel).toBe('broken-kernel');
@@ -423,15 +481,26 @@ describe('shader errors', () => {
     expect(() => rt().checkHealthy('after a shader error')).not.toThrow();
     expect(await rt().tensor([3], [1]).item()).toBe(3);
     // A failed compile is not cached: the same name with valid source compiles.
-    const fixed = await rt().kernel(kernelWith('broken-kernel', '@compute @workgroup_size(1)\nfn main() {\n  let x: f32 = helper();\n}\n'));
+    const fixed = await rt().kernel(
+      kernelWith('broken-kernel', '@compute @workgroup_size(1)\nfn main() {\n  let x: f32 = helper();\n}\n'),
+    );
     expect(fixed.pipeline).toBeDefined();
   });
 
   it('kernels compiled at the same time: a compile error is blamed on its own kernel only', async () => {
-    const good = (i: number) => kernelWith(`concurrent-good-${i}`, '@compute @workgroup_size(1)\nfn main() {\n  let x: f32 = helper();\n}\n');
-    const bad = kernelWith('concurrent-bad', '@compute @workgroup_size(1)\nfn main() {\n  let x: f32 = nowhere + helper();\n}\n');
+    const good = (i: number) =>
+      kernelWith(`concurrent-good-${i}`, '@compute @workgroup_size(1)\nfn main() {\n  let x: f32 = helper();\n}\n');
+    const bad = kernelWith(
+      'concurrent-bad',
+      '@compute @workgroup_size(1)\nfn main() {\n  let x: f32 = nowhere + helper();\n}\n',
+    );
     // Good kernels started before and after the broken one, all in flight together (one error-scope stack).
-    const results = await Promise.allSettled([rt().kernel(good(0)), rt().kernel(bad), rt().kernel(good(1)), rt().kernel(good(2))]);
+    const results = await Promise.allSettled([
+      rt().kernel(good(0)),
+      rt().kernel(bad),
+      rt().kernel(good(1)),
+      rt().kernel(good(2)),
+    ]);
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
     const e = (results[1] as PromiseRejectedResult).reason as WpcShaderError;
     expect(e).toBeInstanceOf(WpcShaderError);
@@ -441,18 +510,26 @@ describe('shader errors', () => {
 
   it('an unknown {{TOKEN}} is an error naming the token and the file', async () => {
     const source = 'const N: u32 = {{UNKNOWN}}u;\n@compute @workgroup_size(1)\nfn main() {}\n';
-    const error = await rt().kernel(kernelWith('token-kernel', source, { KNOWN: 1 })).catch((e: unknown) => e);
+    const error = await rt()
+      .kernel(kernelWith('token-kernel', source, { KNOWN: 1 }))
+      .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(WpcShaderError);
     expect((error as Error).message).toContain('{{UNKNOWN}}');
     expect((error as Error).message).toContain('broken.wgsl');
     // A known token is substituted.
-    const ok = await rt().kernel(kernelWith('token-kernel', 'const N: u32 = {{KNOWN}}u;\n@compute @workgroup_size(1)\nfn main() {}\n', { KNOWN: 4 }));
+    const ok = await rt().kernel(
+      kernelWith('token-kernel', 'const N: u32 = {{KNOWN}}u;\n@compute @workgroup_size(1)\nfn main() {}\n', {
+        KNOWN: 4,
+      }),
+    );
     expect(ok.source).toContain('const N: u32 = 4u;');
   });
 
   it('an unknown {{TOKEN}} error names the kernel too, like a compile error', async () => {
     const source = 'const N: u32 = {{UNKNOWN}}u;\n@compute @workgroup_size(1)\nfn main() {}\n';
-    const error = (await rt().kernel(kernelWith('named-kernel', source)).catch((e: unknown) => e)) as WpcShaderError;
+    const error = (await rt()
+      .kernel(kernelWith('named-kernel', source))
+      .catch((e: unknown) => e)) as WpcShaderError;
     expect(error).toBeInstanceOf(WpcShaderError);
     expect(error.message).toContain('{{UNKNOWN}}');
     expect(error.kernel).toBe('named-kernel');
@@ -477,10 +554,18 @@ describe('determinism', () => {
       const g1 = await computePcParamGrads(model, acts, output, { input, loss });
       const g2 = await computePcParamGrads(model, acts, output, { input, loss });
       expectBitIdentical(await readAll(g2.weights), await readAll(g1.weights), `${loss}: weight gradients`);
-      expectBitIdentical(await readAll(g2.biases.map((b) => b!)), await readAll(g1.biases.map((b) => b!)), `${loss}: bias gradients`);
+      expectBitIdentical(
+        await readAll(g2.biases.map((b) => b!)),
+        await readAll(g1.biases.map((b) => b!)),
+        `${loss}: bias gradients`,
+      );
       // With a Float32Array batch instead of tensors: still the same bits.
       const g3 = await computePcParamGrads(model, acts, y, { input: x, loss });
-      expectBitIdentical(await readAll(g3.weights), await readAll(g1.weights), `${loss}: weight gradients from Float32Array batches`);
+      expectBitIdentical(
+        await readAll(g3.weights),
+        await readAll(g1.weights),
+        `${loss}: weight gradients from Float32Array batches`,
+      );
     }
     model.dispose();
   });
@@ -491,30 +576,50 @@ describe('determinism', () => {
     const input = rt().tensor(x, [B, 6]);
     const output = rt().tensor(y, [B, 3]);
     const acts = randomActivities(rt(), model, 9);
-    const solve = () => solveInference(model, acts, output, { input, solver: 'heun', stepsizeController: { pid: { rtol: 1e-3, atol: 1e-3 } }, maxT1: 5 });
+    const solve = () =>
+      solveInference(model, acts, output, {
+        input,
+        solver: 'heun',
+        stepsizeController: { pid: { rtol: 1e-3, atol: 1e-3 } },
+        maxT1: 5,
+      });
     const a = await solve();
     const b = await solve();
     expect(a.steps.accepted).toBeGreaterThan(0);
     expect(b.steps).toEqual(a.steps);
     expect(b.t).toBe(a.t);
-    expectBitIdentical(await readAll(b.activities), await readAll(a.activities), 'activities after two identical solves');
+    expectBitIdentical(
+      await readAll(b.activities),
+      await readAll(a.activities),
+      'activities after two identical solves',
+    );
     model.dispose();
   });
 });
 
 describe('init', () => {
   it('refuses options that are not an object, unknown keys and a bad powerPreference before requesting an adapter', async () => {
-    await expect(init(null as never)).rejects.toThrow(/^init: options must be an object such as \{ powerPreference \}, got null$/);
-    await expect(init({ pollling: 'spin' } as never)).rejects.toThrow(/^init: unknown option "pollling" in options; known options are "powerPreference", "kernels", "polling", "dawnOptions", "softwareVectorBits"$/);
+    await expect(init(null as never)).rejects.toThrow(
+      /^init: options must be an object such as \{ powerPreference \}, got null$/,
+    );
+    await expect(init({ pollling: 'spin' } as never)).rejects.toThrow(
+      /^init: unknown option "pollling" in options; known options are "powerPreference", "kernels", "polling", "dawnOptions", "softwareVectorBits"$/,
+    );
     await expect(init({ powerPreference: 'fast' as never })).rejects.toThrow(WpcArgumentError);
-    await expect(init({ powerPreference: 'fast' as never })).rejects.toThrow(/^init: options\.powerPreference must be "low-power" or "high-performance", got "fast"$/);
+    await expect(init({ powerPreference: 'fast' as never })).rejects.toThrow(
+      /^init: options\.powerPreference must be "low-power" or "high-performance", got "fast"$/,
+    );
   });
 
   it("refuses Dawn's null backend with a WpcArgumentError", async () => {
     await expect(init({ dawnOptions: ['backend=null'] })).rejects.toThrow(WpcArgumentError);
-    await expect(init({ dawnOptions: ['backend=null'] })).rejects.toThrow(/dawnOptions.*backend=null.*computes nothing/);
+    await expect(init({ dawnOptions: ['backend=null'] })).rejects.toThrow(
+      /dawnOptions.*backend=null.*computes nothing/,
+    );
     await expect(init({ dawnOptions: ['Backend = NULL'] })).rejects.toThrow(WpcArgumentError);
-    await expect(init({ dawnOptions: [5 as unknown as string] })).rejects.toThrow(/dawnOptions must be strings, got number/);
+    await expect(init({ dawnOptions: [5 as unknown as string] })).rejects.toThrow(
+      /dawnOptions must be strings, got number/,
+    );
   });
 
   it('softwareVectorBits: lavapipe compiles for the width asked, once per process; bad values are refused', async () => {
@@ -536,10 +641,18 @@ describe('init', () => {
     expect(applySoftwareVectorBits('auto')).toBe(width);
     expect(applySoftwareVectorBits(Number(width) as 256 | 512)).toBe(width);
     const other = width === '512' ? 256 : 512;
-    expect(() => applySoftwareVectorBits(other)).toThrow(new RegExp(`softwareVectorBits ${other} asks for ${other}-bit vectors, but Dawn was already created in this process with ${width}; one process uses one width`));
+    expect(() => applySoftwareVectorBits(other)).toThrow(
+      new RegExp(
+        `softwareVectorBits ${other} asks for ${other}-bit vectors, but Dawn was already created in this process with ${width}; one process uses one width`,
+      ),
+    );
     await expect(init({ softwareVectorBits: other })).rejects.toThrow(WpcArgumentError);
-    await expect(init({ softwareVectorBits: 384 as never })).rejects.toThrow(/init: options\.softwareVectorBits must be one of "auto", 128, 256, 512, got 384/);
-    expect(() => applySoftwareVectorBits('wide' as never)).toThrow(/applySoftwareVectorBits: options\.softwareVectorBits must be one of/);
+    await expect(init({ softwareVectorBits: 384 as never })).rejects.toThrow(
+      /init: options\.softwareVectorBits must be one of "auto", 128, 256, 512, got 384/,
+    );
+    expect(() => applySoftwareVectorBits('wide' as never)).toThrow(
+      /applySoftwareVectorBits: options\.softwareVectorBits must be one of/,
+    );
     expect(process.env.LP_NATIVE_VECTOR_WIDTH, 'refused calls change nothing').toBe(width);
   });
 });
@@ -554,8 +667,12 @@ describe('polling (how waits on the GPU poll Dawn in Node)', () => {
   it('defaults to a timer on software adapters and is validated', async () => {
     expect(rt().adapter.isSoftware).toBe(true);
     expect(rt().polling).toBe('timer');
-    await expect(init({ polling: 'fast' as never })).rejects.toThrow(/init: options\.polling must be one of "auto", "spin", "timer", got "fast"/);
-    expect(() => initFromDevice({ device: rt().device, polling: 5 as never })).toThrow(/initFromDevice: options\.polling must be one of/);
+    await expect(init({ polling: 'fast' as never })).rejects.toThrow(
+      /init: options\.polling must be one of "auto", "spin", "timer", got "fast"/,
+    );
+    expect(() => initFromDevice({ device: rt().device, polling: 5 as never })).toThrow(
+      /initFromDevice: options\.polling must be one of/,
+    );
     const spin = await init({ polling: 'spin' });
     expect(spin.polling).toBe('spin');
     spin.dispose();
@@ -593,12 +710,11 @@ describe('polling (how waits on the GPU poll Dawn in Node)', () => {
     const original = globalThis.setImmediate;
     const a = rt().tensor(new Float32Array(512 * 512).fill(1), [512, 512]);
     const product = await matmul(a, a);
-    let during: unknown;
     let ran = false;
     const waiting = rt().finish();
     // The wait installed the timer-backed setImmediate synchronously; a JS callback still gets an Immediate.
     expect(globalThis.setImmediate).not.toBe(original);
-    during = globalThis.setImmediate(() => {
+    const during = globalThis.setImmediate(() => {
       ran = true;
     });
     await waiting;

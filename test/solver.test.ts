@@ -1,15 +1,44 @@
 import { describe, expect, it } from 'vitest';
-import { ACTIVATIONS, ffwd, hairerInitialStep, pcVectorField, solveEuler, solveHeunConstant, solveHeunPid, type Act, type Loss, type Mat } from './reference/jpc64.js';
+import {
+  ACTIVATIONS,
+  ffwd,
+  hairerInitialStep,
+  pcVectorField,
+  solveEuler,
+  solveHeunConstant,
+  solveHeunPid,
+  type Act,
+  type Loss,
+  type Mat,
+} from './reference/jpc64.js';
 import { solveInference } from '../src/pc/infer.js';
 import { initActivitiesWithFfwd } from '../src/pc/energy.js';
 import { Workspace } from '../src/pc/workspace.js';
 import { Recorder } from '../src/runtime/recorder.js';
-import { integrate, resolveSolverOptions, constantStepEnds, constantStepSizes, submitAfterStep, writeSolverConfig, type SolverStateView } from '../src/pc/solver.js';
+import {
+  integrate,
+  resolveSolverOptions,
+  constantStepEnds,
+  constantStepSizes,
+  submitAfterStep,
+  writeSolverConfig,
+  type SolverStateView,
+} from '../src/pc/solver.js';
 import { loadActivities, loadBatch } from '../src/pc/batch.js';
 import { WpcArgumentError } from '../src/runtime/errors.js';
 import { init } from '../src/node.js';
 import { Random } from '../src/util/random.js';
-import { expectClose, f32, flat, gpuModel, oneHotMat, randomMat, randomRefModel, readAll, tensorOf, useRuntime } from './helpers.js';
+import {
+  expectClose,
+  flat,
+  gpuModel,
+  oneHotMat,
+  randomMat,
+  randomRefModel,
+  readAll,
+  tensorOf,
+  useRuntime,
+} from './helpers.js';
 import { numConstantSteps } from './reference/jpc64.js';
 
 const rt = useRuntime();
@@ -20,13 +49,22 @@ function problem(seed: number, act: Act, loss: Loss, dims = [6, 9, 7, 4], B = 5)
   const x = randomMat(rng, B, dims[0]!);
   const y = loss === 'ce' ? oneHotMat(rng, B, dims.at(-1)!) : randomMat(rng, B, dims.at(-1)!);
   // Start away from equilibrium so the dynamics have something to do.
-  const acts0 = ffwd(ref, x).map((m) => ({ ...m, data: Float64Array.from(m.data, (v) => Math.fround(v + 0.5 * rng.normal())) }));
+  const acts0 = ffwd(ref, x).map((m) => ({
+    ...m,
+    data: Float64Array.from(m.data, (v) => Math.fround(v + 0.5 * rng.normal())),
+  }));
   return { ref, x, y, acts0, B, dims };
 }
 
 describe('constant step sizes', () => {
-  it('the float32 step grid is diffrax\'s (first step dt0, then t0 + (t1 − t0)·n/N)', () => {
-    for (const [t1, dt] of [[20, 0.05], [10, 0.041841], [100, 0.1], [5, 0.5], [1, 0.3]] as const) {
+  it("the float32 step grid is diffrax's (first step dt0, then t0 + (t1 − t0)·n/N)", () => {
+    for (const [t1, dt] of [
+      [20, 0.05],
+      [10, 0.041841],
+      [100, 0.1],
+      [5, 0.5],
+      [1, 0.3],
+    ] as const) {
       const sizes = constantStepSizes(t1, dt);
       expect(sizes.length, `T=${t1}, dt=${dt}`).toBe(numConstantSteps(0, t1, dt, 'float32'));
       expect(sizes[0]).toBe(Math.fround(Math.min(dt, t1)));
@@ -45,7 +83,9 @@ describe('constant step sizes', () => {
   });
 
   it('submits the first steps early, then in chunks that double up to 64 steps', () => {
-    const submitsAfter = Array.from({ length: 400 }, (_, n) => n).filter(submitAfterStep).map((n) => n + 1);
+    const submitsAfter = Array.from({ length: 400 }, (_, n) => n)
+      .filter(submitAfterStep)
+      .map((n) => n + 1);
     expect(submitsAfter).toEqual([4, 12, 28, 60, 124, 188, 252, 316, 380]);
   });
 
@@ -63,11 +103,19 @@ describe('constant step sizes', () => {
       // one before's.
       for (const dt of [0.01, 0.02, 0.01]) {
         const submits = perStage.stats.submits;
-        const res = await solveInference(model, acts, output, { input, solver: 'euler', stepsizeController: 'constant', maxT1: 1.3, dt });
+        const res = await solveInference(model, acts, output, {
+          input,
+          solver: 'euler',
+          stepsizeController: 'constant',
+          maxT1: 1.3,
+          dt,
+        });
         const ref = solveEuler(p.ref, p.acts0, p.y, p.x, { maxT1: 1.3, dt, loss: 'mse', timeDtype: 'float32' });
         expect(res.steps.accepted).toBe(ref.steps);
         expect(res.encodedSteps).toBe(ref.steps);
-        expect(perStage.stats.submits - submits, 'the ramp submits, and a few around the solve').toBeGreaterThanOrEqual(dt === 0.01 ? 5 : 4);
+        expect(perStage.stats.submits - submits, 'the ramp submits, and a few around the solve').toBeGreaterThanOrEqual(
+          dt === 0.01 ? 5 : 4,
+        );
         expectClose(await readAll(res.activities), flat(ref.activities), 1e-4, `Euler dt ${dt}`);
       }
       model.dispose();
@@ -86,9 +134,21 @@ describe('constant step sizes', () => {
       const acts = p.acts0.map((a) => tensorOf(rt(), a));
       for (const solver of ['euler', 'heun'] as const) {
         const readsBefore = rt().stats.readbacks;
-        const res = await solveInference(model, acts, output, { input, loss, solver, stepsizeController: 'constant', maxT1: 3, dt: 0.1 });
+        const res = await solveInference(model, acts, output, {
+          input,
+          loss,
+          solver,
+          stepsizeController: 'constant',
+          maxT1: 3,
+          dt: 0.1,
+        });
         expect(rt().stats.readbacks, 'a constant-step solve reads nothing back').toBe(readsBefore);
-        const ref = (solver === 'euler' ? solveEuler : solveHeunConstant)(p.ref, p.acts0, p.y, p.x, { maxT1: 3, dt: 0.1, loss, timeDtype: 'float32' });
+        const ref = (solver === 'euler' ? solveEuler : solveHeunConstant)(p.ref, p.acts0, p.y, p.x, {
+          maxT1: 3,
+          dt: 0.1,
+          loss,
+          timeDtype: 'float32',
+        });
         expect(res.steps.accepted).toBe(ref.steps);
         expect(res.t).toBe(Math.fround(3));
         expectClose(await readAll(res.activities), flat(ref.activities), 1e-4, `${solver} activities`);
@@ -102,17 +162,36 @@ describe('constant step sizes', () => {
     const model = gpuModel(rt(), p.ref);
     const acts = p.acts0.map((a) => tensorOf(rt(), a));
     await expect(
-      solveInference(model, acts, tensorOf(rt(), p.y), { input: tensorOf(rt(), p.x), solver: 'euler', stepsizeController: 'constant', maxT1: 500, dt: 0.05 }),
+      solveInference(model, acts, tensorOf(rt(), p.y), {
+        input: tensorOf(rt(), p.x),
+        solver: 'euler',
+        stepsizeController: 'constant',
+        maxT1: 500,
+        dt: 0.05,
+      }),
     ).rejects.toThrow(WpcArgumentError);
     await expect(
-      solveInference(model, acts, tensorOf(rt(), p.y), { input: tensorOf(rt(), p.x), solver: 'euler', stepsizeController: 'constant', maxT1: 500, dt: 0.05 }),
+      solveInference(model, acts, tensorOf(rt(), p.y), {
+        input: tensorOf(rt(), p.x),
+        solver: 'euler',
+        stepsizeController: 'constant',
+        maxT1: 500,
+        dt: 0.05,
+      }),
     ).rejects.toThrow(/options\.dt 0\.05 needs 10000 constant steps.*maxSteps = 4096/);
     model.dispose();
   });
 });
 
 /** Runs a PID solve with a poll after every step, recording the GPU's solver state each time. */
-async function tracedPidSolve(model: ReturnType<typeof gpuModel>, acts: Mat[], x: Mat, y: Mat, loss: Loss, options: Parameters<typeof resolveSolverOptions>[1]) {
+async function tracedPidSolve(
+  model: ReturnType<typeof gpuModel>,
+  acts: Mat[],
+  x: Mat,
+  y: Mat,
+  loss: Loss,
+  options: Parameters<typeof resolveSolverOptions>[1],
+) {
   const B = x.rows;
   const ws = await Workspace.get(model, B, 'train');
   const cfg = resolveSolverOptions('test', { ...options, pollEvery: 1 });
@@ -121,15 +200,25 @@ async function tracedPidSolve(model: ReturnType<typeof gpuModel>, acts: Mat[], x
   const rec = new Recorder(rt());
   writeSolverConfig(ws, cfg);
   loadBatch(ws, rec, tensorOf(rt(), x), tensorOf(rt(), y));
-  loadActivities(ws, rec, acts.map((a) => tensorOf(rt(), a)));
+  loadActivities(
+    ws,
+    rec,
+    acts.map((a) => tensorOf(rt(), a)),
+  );
   const stats = await integrate(ws, rec, cfg, loss, (s) => trace.push(s));
-  const [final] = await rt().read([{ buffer: ws.buffer, byteOffset: ws.activityOffset(1) * 4, byteLength: ws.nAll * 4 }]);
+  const [final] = await rt().read([
+    { buffer: ws.buffer, byteOffset: ws.activityOffset(1) * 4, byteLength: ws.nAll * 4 },
+  ]);
   return { stats, trace, final: final! };
 }
 
 describe('Heun with the PID controller', () => {
   // Every activation, with initial steps large enough to force rejections (dt0 > 1) and small (0.05).
-  const PID_CASES: [Act, Loss, number][] = ACTIVATIONS.map((a, i) => [a, i % 2 === 1 ? 'mse' : 'ce', [2, 1, 0.05, 3][i % 4]!]);
+  const PID_CASES: [Act, Loss, number][] = ACTIVATIONS.map((a, i) => [
+    a,
+    i % 2 === 1 ? 'mse' : 'ce',
+    [2, 1, 0.05, 3][i % 4]!,
+  ]);
   for (const [act, loss, dt0] of PID_CASES) {
     it(`accepts and rejects the same steps as the reference and ends in the same state (${act}, ${loss}, dt0 ${dt0})`, async () => {
       const p = problem(21, act, loss);
@@ -150,7 +239,8 @@ describe('Heun with the PID controller', () => {
         // in a solve; the accept/reject decisions it drives are compared exactly above.
         expect(Math.abs(s.scaledError / h.scaledError - 1), `scaled error of step ${k}`).toBeLessThan(1e-2);
         expect(s.tprev, `t after step ${k}`).toBeCloseTo(h.accepted ? h.tnext : h.tprev, 4);
-        if (k + 1 < ref.history.length) expect(s.tnext, `end of step ${k + 1}`).toBeCloseTo(ref.history[k + 1]!.tnext, 4);
+        if (k + 1 < ref.history.length)
+          expect(s.tnext, `end of step ${k + 1}`).toBeCloseTo(ref.history[k + 1]!.tnext, 4);
       });
       expect(stats.accepted).toBe(ref.accepted);
       expect(stats.rejected).toBe(ref.rejected);
@@ -167,7 +257,11 @@ describe('Heun with the PID controller', () => {
     const h = hairerInitialStep(pcVectorField(p.ref, p.y, p.x, 'mse'), p.acts0, opts);
     const ref = solveHeunPid(p.ref, p.acts0, p.y, p.x, { maxT1: 5, loss: 'mse', ...opts, timeDtype: 'float32' });
     expect(ref.dt0).toBeCloseTo(Math.fround(h), 6);
-    const { stats, trace, final } = await tracedPidSolve(model, p.acts0, p.x, p.y, 'mse', { solver: 'heun', stepsizeController: { pid: opts }, maxT1: 5 });
+    const { stats, trace, final } = await tracedPidSolve(model, p.acts0, p.x, p.y, 'mse', {
+      solver: 'heun',
+      stepsizeController: { pid: opts },
+      maxT1: 5,
+    });
     // The first attempted step is [0, dt0].
     const first = trace[0]!;
     expect(first.lastAccepted).toBe(ref.history[0]!.accepted);
@@ -182,10 +276,22 @@ describe('Heun with the PID controller', () => {
     const p = problem(8, 'tanh', 'mse');
     const model = gpuModel(rt(), p.ref);
     const acts = p.acts0.map((a) => tensorOf(rt(), a));
-    const ref = solveHeunPid(p.ref, p.acts0, p.y, p.x, { maxT1: 20, dt0: 0.01, loss: 'mse', rtol: 1e-3, atol: 1e-3, timeDtype: 'float32' });
+    const ref = solveHeunPid(p.ref, p.acts0, p.y, p.x, {
+      maxT1: 20,
+      dt0: 0.01,
+      loss: 'mse',
+      rtol: 1e-3,
+      atol: 1e-3,
+      timeDtype: 'float32',
+    });
     const needed = ref.accepted + ref.rejected;
     const run = (maxSteps: number) =>
-      solveInference(model, acts, tensorOf(rt(), p.y), { input: tensorOf(rt(), p.x), dt: 0.01, maxSteps, pollEvery: 3 });
+      solveInference(model, acts, tensorOf(rt(), p.y), {
+        input: tensorOf(rt(), p.x),
+        dt: 0.01,
+        maxSteps,
+        pollEvery: 3,
+      });
     await expect(run(needed - 1)).rejects.toThrow(/maxSteps \(\d+\) steps were taken without reaching maxT1 = 20/);
     const ok = await run(needed);
     expect(ok.steps.accepted + ok.steps.rejected).toBe(needed);
@@ -235,9 +341,15 @@ describe('Heun with the PID controller', () => {
       Recorder.prototype.submit = submit;
       rt().readLater = readLater;
     }
-    const chunks = events.join(' ').split('poll').map((c) => c.trim().split(' ').filter(Boolean).length);
+    const chunks = events
+      .join(' ')
+      .split('poll')
+      .map((c) => c.trim().split(' ').filter(Boolean).length);
     expect(chunks[0], 'submits up to the first poll').toBe(3);
-    expect(chunks.slice(1, -1).every((n) => n === 1), `later chunks: ${events.join(' ')}`).toBe(true);
+    expect(
+      chunks.slice(1, -1).every((n) => n === 1),
+      `later chunks: ${events.join(' ')}`,
+    ).toBe(true);
     model.dispose();
   });
 });
@@ -245,12 +357,20 @@ describe('Heun with the PID controller', () => {
 describe('non-finite states', () => {
   it('a solve whose state overflows fails with a message saying so', async () => {
     const { mlpFromWeights } = await import('../src/pc/model.js');
-    const model = mlpFromWeights(rt(), { dims: [2, 3, 2], weights: [new Float32Array(6).fill(1e30), new Float32Array(6).fill(1e30)], actFn: 'linear' });
+    const model = mlpFromWeights(rt(), {
+      dims: [2, 3, 2],
+      weights: [new Float32Array(6).fill(1e30), new Float32Array(6).fill(1e30)],
+      actFn: 'linear',
+    });
     const x = rt().tensor([1e10, 1e10], [1, 2]);
     const y = rt().tensor([0, 0], [1, 2]);
     const acts = [rt().tensor([0, 0, 0], [1, 3]), rt().tensor([0, 0], [1, 2])];
-    await expect(solveInference(model, acts, y, { input: x, dt: 0.1, maxSteps: 20 })).rejects.toThrow(/became non-finite \(NaN or infinity\) during inference/);
-    await expect(solveInference(model, acts, y, { input: x, maxSteps: 20 })).rejects.toThrow(/not finite at the start of inference/);
+    await expect(solveInference(model, acts, y, { input: x, dt: 0.1, maxSteps: 20 })).rejects.toThrow(
+      /became non-finite \(NaN or infinity\) during inference/,
+    );
+    await expect(solveInference(model, acts, y, { input: x, maxSteps: 20 })).rejects.toThrow(
+      /not finite at the start of inference/,
+    );
     model.dispose();
   });
 });

@@ -3,7 +3,14 @@
 // runs in its own vitest project, `npm run test:matrix` (part of `npm test`), started by
 // scripts/matrix-lavapipe.mjs under Debian 13's Mesa 26 lavapipe (8 lanes, f16 → f32 8×8×8 matrices).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ACTIVATIONS, activityGrads, jpcRecordLayersOrder, layerEnergies, paramGrads, solveEuler } from './reference/jpc64.js';
+import {
+  ACTIVATIONS,
+  activityGrads,
+  jpcRecordLayersOrder,
+  layerEnergies,
+  paramGrads,
+  solveEuler,
+} from './reference/jpc64.js';
 import { init, type Runtime } from '../src/node.js';
 import { computePcActivityGrad, computePcParamGrads, pcEnergy } from '../src/pc/energy.js';
 import { solveInference } from '../src/pc/infer.js';
@@ -32,7 +39,10 @@ function roundToF16(x: number): number {
 
 describe('the adapter', () => {
   it('offers subgroup matrices with f16 operands and f32 results, and a fixed subgroup size', () => {
-    expect(f16Config, `${description}: subgroup-matrix configurations ${JSON.stringify(subgroupMatrixConfigs)} (run through scripts/matrix-lavapipe.mjs)`).toBeDefined();
+    expect(
+      f16Config,
+      `${description}: subgroup-matrix configurations ${JSON.stringify(subgroupMatrixConfigs)} (run through scripts/matrix-lavapipe.mjs)`,
+    ).toBeDefined();
     expect(subgroupSize).not.toBeNull();
   });
 
@@ -71,11 +81,28 @@ async function product(rt: Runtime, [m, k, n]: readonly number[], ta: boolean, t
   return { got, want, rounded, magnitude };
 }
 
-const SHAPES = [[1, 1, 1], [7, 13, 5], [33, 20, 70], [64, 31, 9], [17, 40, 24]] as const;
-const TRANSPOSES = [[false, false], [true, false], [false, true], [true, true]] as const;
+const SHAPES = [
+  [1, 1, 1],
+  [7, 13, 5],
+  [33, 20, 70],
+  [64, 31, 9],
+  [17, 40, 24],
+] as const;
+const TRANSPOSES = [
+  [false, false],
+  [true, false],
+  [false, true],
+  [true, true],
+] as const;
 
 // One matrix per subgroup, and 2×3 matrices (a 16×24 tile with 8×8 matrices: ragged edges in both directions).
-const TILES = subgroupSize === null ? [] : [{ wg: subgroupSize, tm: 1, tn: 1, matrix: 'f16' as const }, { wg: subgroupSize, tm: 2, tn: 3, matrix: 'f16' as const }];
+const TILES =
+  subgroupSize === null
+    ? []
+    : [
+        { wg: subgroupSize, tm: 1, tn: 1, matrix: 'f16' as const },
+        { wg: subgroupSize, tm: 2, tn: 3, matrix: 'f16' as const },
+      ];
 
 for (const tiles of TILES) {
   describe(`matrix tiles wg ${tiles.wg}, ${tiles.tm}×${tiles.tn} f16 matrices`, () => {
@@ -86,7 +113,10 @@ for (const tiles of TILES) {
     afterAll(() => rt.dispose());
 
     it('keep the adapter’s configuration in the validated tiles', () => {
-      expect(rt.kernels.tiles).toEqual({ ...tiles, matrixShape: { m: f16Config!.M, n: f16Config!.N, k: f16Config!.K } });
+      expect(rt.kernels.tiles).toEqual({
+        ...tiles,
+        matrixShape: { m: f16Config!.M, n: f16Config!.N, k: f16Config!.K },
+      });
     });
 
     it('matmul of f16-representable operands (all transposes, ragged edges) matches the float64 product', async () => {
@@ -115,20 +145,42 @@ for (const tiles of TILES) {
       for (let trial = 0; trial < 6; trial++) {
         // The last two trials have every width and the batch ≡ 0 mod 4: the layer kernels' vec4 epilogue path.
         const aligned = trial >= 4;
-        const { loss, ref, x, y, acts, what } = randomLayerProblem(rng, trial, 700 + trial, ACTIVATIONS[(trial * 3 + 1) % ACTIVATIONS.length]!, aligned);
+        const { loss, ref, x, y, acts, what } = randomLayerProblem(
+          rng,
+          trial,
+          700 + trial,
+          ACTIVATIONS[(trial * 3 + 1) % ACTIVATIONS.length]!,
+          aligned,
+        );
         const model = gpuModel(rt, ref);
         const [input, output] = [tensorOf(rt, x), tensorOf(rt, y)];
         const activities = acts.map((a) => tensorOf(rt, a));
         // f16 operands: ~1e-3 of the summands per product, and outputs that cancel keep that absolute error, so
         // errors are measured against each output's largest value (4e-3 of it; the worst here is 0.42 of that).
         // A wrong index or a lost tile would be off by O(1).
-        const near = (actual: ArrayLike<number>, expected: ArrayLike<number>, label: string) => expectClose(actual, expected, 4e-3, `${what}: ${label}`, 1);
-        near(await (await pcEnergy(model, activities, output, { input, loss, recordLayers: true })).toArray(), jpcRecordLayersOrder(layerEnergies(ref, acts, y, x, loss)), 'energies');
-        near(await readAll((await computePcActivityGrad(model, activities, output, { input, loss })).grads), flat(activityGrads(ref, acts, y, x, loss)), 'activity gradients');
+        const near = (actual: ArrayLike<number>, expected: ArrayLike<number>, label: string) =>
+          expectClose(actual, expected, 4e-3, `${what}: ${label}`, 1);
+        near(
+          await (await pcEnergy(model, activities, output, { input, loss, recordLayers: true })).toArray(),
+          jpcRecordLayersOrder(layerEnergies(ref, acts, y, x, loss)),
+          'energies',
+        );
+        near(
+          await readAll((await computePcActivityGrad(model, activities, output, { input, loss })).grads),
+          flat(activityGrads(ref, acts, y, x, loss)),
+          'activity gradients',
+        );
         const pg = await computePcParamGrads(model, activities, output, { input, loss });
         near(await readAll(pg.weights), flat(paramGrads(ref, acts, y, x, loss).weights), 'weight gradients');
         const sol = solveEuler(ref, acts, y, x, { maxT1: 2, dt: 0.25, loss, timeDtype: 'float32' });
-        const r = await solveInference(model, activities, output, { input, loss, solver: 'euler', stepsizeController: 'constant', maxT1: 2, dt: 0.25 });
+        const r = await solveInference(model, activities, output, {
+          input,
+          loss,
+          solver: 'euler',
+          stepsizeController: 'constant',
+          maxT1: 2,
+          dt: 0.25,
+        });
         near(await readAll(r.activities), flat(sol.activities), 'Euler solution');
         model.dispose();
       }
@@ -139,17 +191,30 @@ for (const tiles of TILES) {
 describe('matrix tile validation', () => {
   it('refuses operand types, subgroup sizes and tile counts the device cannot run, naming the field', async () => {
     const wg = subgroupSize!;
-    await expect(init({ dawnOptions, kernels: { tiles: { wg, tm: 1, tn: 1, matrix: 'f64' as never } } })).rejects.toThrow(/options\.kernels\.tiles\.matrix must be "f16" or "f32" \(the operand type\), got "f64"/);
+    await expect(
+      init({ dawnOptions, kernels: { tiles: { wg, tm: 1, tn: 1, matrix: 'f64' as never } } }),
+    ).rejects.toThrow(/options\.kernels\.tiles\.matrix must be "f16" or "f32" \(the operand type\), got "f64"/);
     if (!subgroupMatrixConfigs.some((c) => c.componentType === 'f32' && c.resultComponentType === 'f32')) {
       await expect(init({ dawnOptions, kernels: { tiles: { wg, tm: 1, tn: 1, matrix: 'f32' } } })).rejects.toThrow(
         /options\.kernels\.tiles\.matrix "f32" needs a subgroup-matrix configuration with f32 operands and f32 results; this adapter has f16→f16 8×8×8, f16→f32 8×8×8/,
       );
     }
-    await expect(init({ dawnOptions, kernels: { tiles: { wg: 2 * wg, tm: 1, tn: 1, matrix: 'f16' } } })).rejects.toThrow(
+    await expect(
+      init({ dawnOptions, kernels: { tiles: { wg: 2 * wg, tm: 1, tn: 1, matrix: 'f16' } } }),
+    ).rejects.toThrow(
       new RegExp(`options\\.kernels\\.tiles\\.wg must equal the subgroup size ${wg} when matrix is set, got ${2 * wg}`),
     );
-    await expect(init({ dawnOptions, kernels: { tiles: { wg, tm: 4, tn: 5, matrix: 'f16' } } })).rejects.toThrow(/at most 16 subgroup matrices when matrix is set, got 4 × 5 = 20/);
-    await expect(init({ dawnOptions, kernels: { tiles: { wg, tm: 1, tn: 1, matrix: 'f16', shared: true } } })).rejects.toThrow(/one of subgroup, splitK, shared and matrix, got shared and matrix/);
-    await expect(init({ dawnOptions, kernels: { tiles: { wg, tm: 1, tn: 1, matrix: 'f16', matrixShape: { m: 8, n: 8, k: 8 } } as never } })).rejects.toThrow(WpcArgumentError);
+    await expect(init({ dawnOptions, kernels: { tiles: { wg, tm: 4, tn: 5, matrix: 'f16' } } })).rejects.toThrow(
+      /at most 16 subgroup matrices when matrix is set, got 4 × 5 = 20/,
+    );
+    await expect(
+      init({ dawnOptions, kernels: { tiles: { wg, tm: 1, tn: 1, matrix: 'f16', shared: true } } }),
+    ).rejects.toThrow(/one of subgroup, splitK, shared and matrix, got shared and matrix/);
+    await expect(
+      init({
+        dawnOptions,
+        kernels: { tiles: { wg, tm: 1, tn: 1, matrix: 'f16', matrixShape: { m: 8, n: 8, k: 8 } } as never },
+      }),
+    ).rejects.toThrow(WpcArgumentError);
   });
 });

@@ -5,7 +5,6 @@ import { describe, expect, it } from 'vitest';
 import { init } from '../src/node.js';
 import { WpcArgumentError } from '../src/runtime/errors.js';
 import { Random } from '../src/util/random.js';
-import { matmul } from '../src/pc/linalg.js';
 import { GradFlag, JOB_WORDS, defaultTiles, rowGroupVariants } from '../src/kernels/index.js';
 import { epilogue4Ready, packJobs, scheduleWorkgroups, tilesOf, vec4Shaped } from '../src/pc/layer-jobs.js';
 import { perturbedActivities, randomMat, randomRefModel } from './helpers.js';
@@ -23,8 +22,16 @@ describe('lone products narrower than a tile (default tiles: skipped column grou
     try {
       const rng = new Random(31);
       // One workgroup each; 10, 5, 9 and 3 columns use one column group of the tile, the rest are skipped.
-      for (const [m, k, n] of [[64, 300, 10], [40, 17, 5], [64, 31, 9], [9, 12, 3]] as const) {
-        for (const [ta, tb] of [[false, false], [true, true]] as const) {
+      for (const [m, k, n] of [
+        [64, 300, 10],
+        [40, 17, 5],
+        [64, 31, 9],
+        [9, 12, 3],
+      ] as const) {
+        for (const [ta, tb] of [
+          [false, false],
+          [true, true],
+        ] as const) {
           // float32 sums of up to 300 unit normals: a few 1e-5 of rounding.
           await expectMatmul(rt, rng, [m, k, n], ta, tb, 1e-4);
         }
@@ -49,7 +56,11 @@ describe('batches shorter than a tile (default tiles: skipped row groups)', () =
       const rng = new Random(41);
       // float32 sums of 37 products of unit normals: ~1e-5 of rounding.
       for (const m of rowCounts) {
-        for (const [ta, tb] of [[false, false], [true, true]] as const) await expectMatmul(rt, rng, [m, 37, 70], ta, tb, 1e-4);
+        for (const [ta, tb] of [
+          [false, false],
+          [true, true],
+        ] as const)
+          await expectMatmul(rt, rng, [m, 37, 70], ta, tb, 1e-4);
       }
     } finally {
       rt.dispose();
@@ -64,7 +75,14 @@ describe('batches shorter than a tile (default tiles: skipped row groups)', () =
         const ref = randomRefModel(950 + B, [12, 20, 20, 6], 'tanh', true);
         const x = randomMat(rng, B, 12);
         const y = randomMat(rng, B, 6);
-        const { model } = await expectLayerKernels(rt, { ref, x, y, acts: perturbedActivities(rng, ref, x), loss: 'mse', what: `batch ${B}` });
+        const { model } = await expectLayerKernels(rt, {
+          ref,
+          x,
+          y,
+          acts: perturbedActivities(rng, ref, x),
+          loss: 'mse',
+          what: `batch ${B}`,
+        });
         model.dispose();
       }
     } finally {
@@ -85,7 +103,15 @@ describe('default tiles', () => {
   });
 
   it('follow the adapter: subgroup tiles on an 8- or 16-wide CPU subgroup, blocked otherwise', () => {
-    const cpu = { vendor: '', architecture: 'software', device: '', description: 'llvmpipe', isSoftware: true, subgroupMatrixConfigs: [], shaderF16: false };
+    const cpu = {
+      vendor: '',
+      architecture: 'software',
+      device: '',
+      description: 'llvmpipe',
+      isSoftware: true,
+      subgroupMatrixConfigs: [],
+      shaderF16: false,
+    };
     expect(defaultTiles({ ...cpu, subgroupSize: 8 })).toEqual({ wg: 8, tm: 8, tn: 64, subgroup: true });
     expect(defaultTiles({ ...cpu, subgroupSize: 8 }, 'gemm')).toEqual({ wg: 8, tm: 8, tn: 32, subgroup: true });
     // lavapipe compiling for 512-bit vectors (softwareVectorBits): 16 lanes, 4 rows each, one tile for both uses.
@@ -96,7 +122,15 @@ describe('default tiles', () => {
     expect(defaultTiles({ ...cpu, isSoftware: false, subgroupSize: 32 })).toEqual({ wg: 64, tm: 4, tn: 4 });
     // Subgroup matrices round operands to f16 on most GPUs: opt-in only, never a default.
     const f16Matrices = [{ componentType: 'f16', resultComponentType: 'f32', M: 16, N: 16, K: 16 }];
-    expect(defaultTiles({ ...cpu, isSoftware: false, subgroupSize: 32, subgroupMatrixConfigs: f16Matrices, shaderF16: true })).toEqual({ wg: 64, tm: 4, tn: 4 });
+    expect(
+      defaultTiles({
+        ...cpu,
+        isSoftware: false,
+        subgroupSize: 32,
+        subgroupMatrixConfigs: f16Matrices,
+        shaderF16: true,
+      }),
+    ).toEqual({ wg: 64, tm: 4, tn: 4 });
   });
 });
 
@@ -104,7 +138,9 @@ describe('default tiles', () => {
  * goes one workgroup at a time to the least loaded thread, as lavapipe's lp_cs_tpool.c does. */
 function lavapipeMakespan(costs: number[], threads: number): number {
   const per = Math.floor(costs.length / threads);
-  const load = Array.from({ length: threads }, (_, t) => costs.slice(t * per, (t + 1) * per).reduce((s, c) => s + c, 0));
+  const load = Array.from({ length: threads }, (_, t) =>
+    costs.slice(t * per, (t + 1) * per).reduce((s, c) => s + c, 0),
+  );
   for (let i = threads * per; i < costs.length; i++) {
     const least = load.indexOf(Math.min(...load));
     load[least] = load[least]! + costs[i]!;
@@ -175,7 +211,15 @@ describe('vec4 epilogue rules (host side of vec_ok in activity-grad.wgsl)', () =
   ];
   it('re-shapes element-wise jobs to a width ≡ 0 mod 4 with the same tile count, and leaves the rest alone', () => {
     for (const tiles of CONFIGS) {
-      for (const [m, n] of [[64, 10], [8, 10], [4, 10], [64, 3], [5, 6], [128, 10], [1000, 10]] as const) {
+      for (const [m, n] of [
+        [64, 10],
+        [8, 10],
+        [4, 10],
+        [64, 3],
+        [5, 6],
+        [128, 10],
+        [1000, 10],
+      ] as const) {
         const job = { m, n, k: 0, aOff: 0, bOff: 0, cOff: 0 };
         const shaped = vec4Shaped(job, tiles);
         const what = `${m}×${n} with ${JSON.stringify(tiles)}`;
@@ -184,7 +228,8 @@ describe('vec4 epilogue rules (host side of vec_ok in activity-grad.wgsl)', () =
         if (shaped !== job) expect(shaped.n % 4, what).toBe(0);
       }
       // The classifier's output at batch 64: one 64-row tile either way.
-      if (tiles.subgroup && tiles.wg * tiles.tm === 64) expect(vec4Shaped({ m: 64, n: 10, k: 0, aOff: 0, bOff: 0, cOff: 0 }, tiles)).toMatchObject({ m: 10, n: 64 });
+      if (tiles.subgroup && tiles.wg * tiles.tm === 64)
+        expect(vec4Shaped({ m: 64, n: 10, k: 0, aOff: 0, bOff: 0, cOff: 0 }, tiles)).toMatchObject({ m: 10, n: 64 });
       // No width ≡ 0 mod 4 divides 10: unchanged. A product (k > 0) is never re-shaped.
       const one = { m: 1, n: 10, k: 0, aOff: 0, bOff: 0, cOff: 0 };
       expect(vec4Shaped(one, tiles)).toBe(one);
@@ -210,35 +255,71 @@ describe('vec4 epilogue rules (host side of vec_ok in activity-grad.wgsl)', () =
 describe('tile option validation', () => {
   it('refuses tiles outside the limits, naming the field', async () => {
     await expect(init({ kernels: { tiles: { wg: 0, tm: 4, tn: 4 } } })).rejects.toThrow(WpcArgumentError);
-    await expect(init({ kernels: { tiles: { wg: 8, tm: 64, tn: 4 } } })).rejects.toThrow(/options\.kernels\.tiles\.tm must be an integer in \[1, 32\], got 64/);
-    await expect(init({ kernels: { tiles: { wg: 8, tm: 4, tn: 4, extra: 1 } as never } })).rejects.toThrow(/unknown option "extra"/);
-    await expect(init({ kernels: { tiles: { wg: 8, tm: 4, tn: 4, subgroup: 1 } as never } })).rejects.toThrow(/options\.kernels\.tiles\.subgroup must be a boolean, got 1/);
+    await expect(init({ kernels: { tiles: { wg: 8, tm: 64, tn: 4 } } })).rejects.toThrow(
+      /options\.kernels\.tiles\.tm must be an integer in \[1, 32\], got 64/,
+    );
+    await expect(init({ kernels: { tiles: { wg: 8, tm: 4, tn: 4, extra: 1 } as never } })).rejects.toThrow(
+      /unknown option "extra"/,
+    );
+    await expect(init({ kernels: { tiles: { wg: 8, tm: 4, tn: 4, subgroup: 1 } as never } })).rejects.toThrow(
+      /options\.kernels\.tiles\.subgroup must be a boolean, got 1/,
+    );
     if (subgroupSize !== null) {
-      await expect(init({ kernels: { tiles: { wg: subgroupSize * 2, tm: 4, tn: 32, subgroup: true } } })).rejects.toThrow(
-        new RegExp(`options\\.kernels\\.tiles\\.wg must equal the subgroup size ${subgroupSize} when subgroup is true, got ${subgroupSize * 2}`),
+      await expect(
+        init({ kernels: { tiles: { wg: subgroupSize * 2, tm: 4, tn: 32, subgroup: true } } }),
+      ).rejects.toThrow(
+        new RegExp(
+          `options\\.kernels\\.tiles\\.wg must equal the subgroup size ${subgroupSize} when subgroup is true, got ${subgroupSize * 2}`,
+        ),
       );
-      await expect(init({ kernels: { tiles: { wg: subgroupSize, tm: 4, tn: subgroupSize + 1, subgroup: true } } })).rejects.toThrow(/options\.kernels\.tiles\.tn must be a multiple of wg/);
-      await expect(init({ kernels: { tiles: { wg: subgroupSize, tm: 32, tn: 128, subgroup: true } } })).rejects.toThrow(/at most 512 accumulators per lane, got 32 × 128 = 4096/);
-      await expect(init({ kernels: { tiles: { wg: subgroupSize, tm: 4, tn: 4, splitK: 'yes' } as never } })).rejects.toThrow(/options\.kernels\.tiles\.splitK must be a boolean, got "yes"/);
-      await expect(init({ kernels: { tiles: { wg: subgroupSize, tm: 4, tn: subgroupSize, subgroup: true, splitK: true } } })).rejects.toThrow(/one of subgroup, splitK, shared and matrix, got subgroup and splitK/);
+      await expect(
+        init({ kernels: { tiles: { wg: subgroupSize, tm: 4, tn: subgroupSize + 1, subgroup: true } } }),
+      ).rejects.toThrow(/options\.kernels\.tiles\.tn must be a multiple of wg/);
+      await expect(init({ kernels: { tiles: { wg: subgroupSize, tm: 32, tn: 128, subgroup: true } } })).rejects.toThrow(
+        /at most 512 accumulators per lane, got 32 × 128 = 4096/,
+      );
+      await expect(
+        init({ kernels: { tiles: { wg: subgroupSize, tm: 4, tn: 4, splitK: 'yes' } as never } }),
+      ).rejects.toThrow(/options\.kernels\.tiles\.splitK must be a boolean, got "yes"/);
+      await expect(
+        init({ kernels: { tiles: { wg: subgroupSize, tm: 4, tn: subgroupSize, subgroup: true, splitK: true } } }),
+      ).rejects.toThrow(/one of subgroup, splitK, shared and matrix, got subgroup and splitK/);
       await expect(init({ kernels: { tiles: { wg: subgroupSize * 2, tm: 4, tn: 4, splitK: true } } })).rejects.toThrow(
-        new RegExp(`options\\.kernels\\.tiles\\.wg must equal the subgroup size ${subgroupSize} when splitK is true, got ${subgroupSize * 2}`),
+        new RegExp(
+          `options\\.kernels\\.tiles\\.wg must equal the subgroup size ${subgroupSize} when splitK is true, got ${subgroupSize * 2}`,
+        ),
       );
-      await expect(init({ kernels: { tiles: { wg: subgroupSize, tm: 8, tn: 16, splitK: true } } })).rejects.toThrow(/at most 64 accumulators when splitK is true, got 8 × 16 = 128/);
+      await expect(init({ kernels: { tiles: { wg: subgroupSize, tm: 8, tn: 16, splitK: true } } })).rejects.toThrow(
+        /at most 64 accumulators when splitK is true, got 8 × 16 = 128/,
+      );
     } else {
-      await expect(init({ kernels: { tiles: { wg: 8, tm: 4, tn: 4, splitK: true } } })).rejects.toThrow(/splitK needs the "subgroups" feature/);
+      await expect(init({ kernels: { tiles: { wg: 8, tm: 4, tn: 4, splitK: true } } })).rejects.toThrow(
+        /splitK needs the "subgroups" feature/,
+      );
     }
-    await expect(init({ kernels: { tiles: { wg: 8, tm: 4, tn: 4, shared: 1 } as never } })).rejects.toThrow(/options\.kernels\.tiles\.shared must be a boolean, got 1/);
+    await expect(init({ kernels: { tiles: { wg: 8, tm: 4, tn: 4, shared: 1 } as never } })).rejects.toThrow(
+      /options\.kernels\.tiles\.shared must be a boolean, got 1/,
+    );
     // Dawn shows subgroup matrices only with allow_unsafe_apis (test/subgroup-matrix.test.ts has them).
-    await expect(init({ kernels: { tiles: { wg: 8, tm: 1, tn: 1, matrix: 'f16' } } })).rejects.toThrow(/options\.kernels\.tiles\.matrix needs the "chromium-experimental-subgroup-matrix" feature/);
-    await expect(init({ kernels: { tiles: { wg: 32, tm: 4, tn: 4, shared: true } } })).rejects.toThrow(/options\.kernels\.tiles\.wg must be 4, 16, 64 or 256 \(a square grid\) when shared is true, got 32/);
-    await expect(init({ kernels: { tiles: { wg: 16, tm: 16, tn: 8, shared: true } } })).rejects.toThrow(/at most 64 accumulators when shared is true, got 16 × 8 = 128/);
-    await expect(init({ kernels: { tiles: { wg: 16, tm: 4, tn: 4, shared: true, splitK: true } } })).rejects.toThrow(/one of subgroup, splitK, shared and matrix, got splitK and shared/);
+    await expect(init({ kernels: { tiles: { wg: 8, tm: 1, tn: 1, matrix: 'f16' } } })).rejects.toThrow(
+      /options\.kernels\.tiles\.matrix needs the "chromium-experimental-subgroup-matrix" feature/,
+    );
+    await expect(init({ kernels: { tiles: { wg: 32, tm: 4, tn: 4, shared: true } } })).rejects.toThrow(
+      /options\.kernels\.tiles\.wg must be 4, 16, 64 or 256 \(a square grid\) when shared is true, got 32/,
+    );
+    await expect(init({ kernels: { tiles: { wg: 16, tm: 16, tn: 8, shared: true } } })).rejects.toThrow(
+      /at most 64 accumulators when shared is true, got 16 × 8 = 128/,
+    );
+    await expect(init({ kernels: { tiles: { wg: 16, tm: 4, tn: 4, shared: true, splitK: true } } })).rejects.toThrow(
+      /one of subgroup, splitK, shared and matrix, got splitK and shared/,
+    );
     // 256 invocations × 2×32 stage (2 + 32)·16·16·4 = 34816 bytes of panels: more than lavapipe's 32 KiB.
     const big = { wg: 256, tm: 2, tn: 32, shared: true };
     if (34816 > workgroupStorage) {
       await expect(init({ kernels: { tiles: big } })).rejects.toThrow(
-        new RegExp(`need \\(tm \\+ tn\\)·16·16·4 = 34816 bytes of workgroup memory, more than this device's ${workgroupStorage}`),
+        new RegExp(
+          `need \\(tm \\+ tn\\)·16·16·4 = 34816 bytes of workgroup memory, more than this device's ${workgroupStorage}`,
+        ),
       );
     } else {
       (await init({ kernels: { tiles: big } })).dispose();

@@ -196,7 +196,7 @@ describe('paramScalings (_get_param_scalings)', () => {
 });
 
 describe('skips and genFfwd', () => {
-  it("makeSkips follows make_skip_model: true at 1..L−2", () => {
+  it('makeSkips follows make_skip_model: true at 1..L−2', () => {
     expect(makeSkips(5)).toEqual([false, true, true, true, false]);
     expect(makeSkips(3)).toEqual([false, true, false]);
     expect(makeSkips(2)).toEqual([false, false]);
@@ -214,7 +214,11 @@ describe('skips and genFfwd', () => {
     expect(maxAbsDiff([z[0]!], [zPlain[0]!])).toBe(0);
     for (let l = 1; l < 4; l++) {
       const f = layerForward(plain, l, z[l - 1]!);
-      const expected = mat(3, f.cols, f.data.map((v, i) => v + (l <= 2 ? z[l - 1]!.data[i]! : 0)));
+      const expected = mat(
+        3,
+        f.cols,
+        f.data.map((v, i) => v + (l <= 2 ? z[l - 1]!.data[i]! : 0)),
+      );
       expect(maxAbsDiff([z[l]!], [expected])).toBeLessThan(1e-15);
     }
     const y = randomNormalMat(rng, 3, 2);
@@ -265,9 +269,9 @@ describe('generalised PC energy', () => {
       expect(pcEnergyTotal(p.model, p.acts, p.y, x, o)).toBeCloseTo(energy(p.model, p.acts, p.y, x, loss), 14);
       const le = pcLayerEnergies(p.model, p.acts, p.y, x, o);
       layerEnergies(p.model, p.acts, p.y, x, loss).forEach((e, l) => expect(le[l]).toBeCloseTo(e, 14));
-      expect(maxAbsDiff(pcActivityGrads(p.model, p.acts, p.y, x, o), activityGrads(p.model, p.acts, p.y, x, loss))).toBeLessThan(
-        1e-14,
-      );
+      expect(
+        maxAbsDiff(pcActivityGrads(p.model, p.acts, p.y, x, o), activityGrads(p.model, p.acts, p.y, x, loss)),
+      ).toBeLessThan(1e-14);
       const g1 = pcParamGrads(p.model, p.acts, p.y, x, o);
       const g2 = paramGrads(p.model, p.acts, p.y, x, loss);
       expect(maxAbsDiff(paramMats(g1), paramMats(g2))).toBeLessThan(1e-14);
@@ -275,24 +279,34 @@ describe('generalised PC energy', () => {
   });
 
   const cases: [Act, Loss, boolean, boolean][] = [];
-  for (const a of SMOOTH) for (const l of LOSSES) for (const u of [false, true]) for (const s of [false, true]) cases.push([a, l, u, s]);
+  for (const a of SMOOTH)
+    for (const l of LOSSES) for (const u of [false, true]) for (const s of [false, true]) cases.push([a, l, u, s]);
   cases.push(['relu', 'mse', false, true], ['hard_tanh', 'ce', true, false], ['leaky_relu', 'mse', true, true]);
 
-  it.each(cases)('%s / %s / unsupervised=%s / skips=%s: activity and parameter gradients vs finite differences', (a, loss, unsup, skips) => {
-    const p = pcProblem(100 + cases.findIndex((c) => c[0] === a && c[1] === loss && c[2] === unsup && c[3] === skips), a, loss, unsup, skips);
-    const o: PcOpts = { loss, lambda: 0.7, weightDecay: 0.03, spectralPenalty: 0.02, activityDecay: 0.05 };
-    const F = (): number => pcEnergyTotal(p.model, p.acts, p.y, p.x, o);
-    const ga = pcActivityGrads(p.model, p.acts, p.y, p.x, o);
-    expect(ga.length).toBe(p.acts.length);
-    expect(maxAbs(ga)).toBeGreaterThan(1e-2);
-    // the dummy's gradient is ad·z_L/B
-    const dummy = p.acts[p.acts.length - 1]!;
-    ga[ga.length - 1]!.data.forEach((v, i) => expect(v).toBeCloseTo((0.05 * dummy.data[i]!) / 3, 15));
-    const gp = pcParamGrads(p.model, p.acts, p.y, p.x, o);
-    expect(maxAbs(gp.weights)).toBeGreaterThan(1e-2);
-    checkMatsFD(F, p.acts, ga, 'activity');
-    checkParamsFD(F, p.model, gp, 'param');
-  });
+  it.each(cases)(
+    '%s / %s / unsupervised=%s / skips=%s: activity and parameter gradients vs finite differences',
+    (a, loss, unsup, skips) => {
+      const p = pcProblem(
+        100 + cases.findIndex((c) => c[0] === a && c[1] === loss && c[2] === unsup && c[3] === skips),
+        a,
+        loss,
+        unsup,
+        skips,
+      );
+      const o: PcOpts = { loss, lambda: 0.7, weightDecay: 0.03, spectralPenalty: 0.02, activityDecay: 0.05 };
+      const F = (): number => pcEnergyTotal(p.model, p.acts, p.y, p.x, o);
+      const ga = pcActivityGrads(p.model, p.acts, p.y, p.x, o);
+      expect(ga.length).toBe(p.acts.length);
+      expect(maxAbs(ga)).toBeGreaterThan(1e-2);
+      // the dummy's gradient is ad·z_L/B
+      const dummy = p.acts[p.acts.length - 1]!;
+      ga[ga.length - 1]!.data.forEach((v, i) => expect(v).toBeCloseTo((0.05 * dummy.data[i]!) / 3, 15));
+      const gp = pcParamGrads(p.model, p.acts, p.y, p.x, o);
+      expect(maxAbs(gp.weights)).toBeGreaterThan(1e-2);
+      checkMatsFD(F, p.acts, ga, 'activity');
+      checkParamsFD(F, p.model, gp, 'param');
+    },
+  );
 
   it('unsupervised gradients of z_0: only −s_0 (g_1 W_0)/B (+ activity decay)', () => {
     const p = pcProblem(7, 'tanh', 'mse', true, false);
@@ -336,11 +350,24 @@ describe('generalised PC energy', () => {
 
   it('regularisers by hand: weight decay and spectral penalty on every layer, activity decay on every activity', () => {
     const m: GenModel = {
-      weights: [matFromRows([[1, 2], [0, -1], [3, 0]]), matFromRows([[0.5, -1, 2]])],
+      weights: [
+        matFromRows([
+          [1, 2],
+          [0, -1],
+          [3, 0],
+        ]),
+        matFromRows([[0.5, -1, 2]]),
+      ],
       biases: [null, null],
       act: 'tanh',
     };
-    const acts = [matFromRows([[1, 0, 2], [0, 1, 1]]), matFromRows([[3], [-1]])];
+    const acts = [
+      matFromRows([
+        [1, 0, 2],
+        [0, 1, 1],
+      ]),
+      matFromRows([[3], [-1]]),
+    ];
     const r = pcRegularisers(m, acts, { loss: 'mse', weightDecay: 0.1, spectralPenalty: 0.2, activityDecay: 0.3 });
     // ‖W_0‖² = 15, ‖W_1‖² = 5.25
     expect(r.weight).toBeCloseTo(0.05 * 20.25, 15);
@@ -365,7 +392,13 @@ describe('generalised PC energy', () => {
  * JPC's `hpc_energy_fn(record_layers=True)` transcribed index for index (reversals and all), given the generator's
  * equilibrium in its own order, as `make_hpc_step` calls it: equilib_activities = genActs[::-1][1:].
  */
-function jpcHpcLiteral(amortiser: RefModel, genActs: readonly Mat[], amortActs: readonly Mat[], x: Mat, y: Mat | null): number[] {
+function jpcHpcLiteral(
+  amortiser: RefModel,
+  genActs: readonly Mat[],
+  amortActs: readonly Mat[],
+  x: Mat,
+  y: Mat | null,
+): number[] {
   const equilib = genActs.slice().reverse().slice(1);
   const amort = amortActs.slice().reverse().slice(1);
   const B = x.rows;
@@ -554,7 +587,11 @@ describe('bidirectional PC', () => {
     expect(e[4]).toBeCloseTo(half(z2, layerForward(p.td, 1, z1)), 14); // forward error of z_2
     expect(e[5]).toBeCloseTo(half(z2, layerForward(p.bu, 0, p.y)), 14); // backward error of z_2 (from y, identity)
     // bu layer 0 applies no activation to y (affine in y)
-    const yBig = mat(3, 2, p.y.data.map((v) => 10 * v));
+    const yBig = mat(
+      3,
+      2,
+      p.y.data.map((v) => 10 * v),
+    );
     const pred = layerForward(p.bu, 0, yBig);
     const W = p.bu.weights[0]!;
     expect(pred.data[0]).toBeCloseTo(W.data[0]! * yBig.data[0]! + W.data[1]! * yBig.data[1]! + p.bu.biases[0]![0]!, 13);
@@ -565,47 +602,69 @@ describe('bidirectional PC', () => {
     [false, true],
     [true, false],
     [true, true],
-  ])('unsupervised=%s, skips=%s: α_b = 0 is the PC energy of td; α_f = 0 that of bu on the reversed chain', (unsup, skips) => {
-    const p = bpcProblem(60 + 2 * Number(unsup) + Number(skips), 'gelu', unsup, skips);
-    const rng = new Random(7);
-    const dummy = randomNormalMat(rng, 3, 2);
-    const pcActs = [...p.acts, dummy];
-    const fwd = { alphaF: 1, alphaB: 0 };
-    expect(bpcEnergy(p.td, p.bu, p.acts, p.y, p.x, fwd)).toBeCloseTo(pcEnergyTotal(p.td, pcActs, p.y, p.x, { loss: 'mse' }), 14);
-    // the gradients agree too (the PC dummy's gradient is 0)
-    const gPc = pcActivityGrads(p.td, pcActs, p.y, p.x, { loss: 'mse' });
-    expect(maxAbsDiff(bpcActivityGrads(p.td, p.bu, p.acts, p.y, p.x, fwd), gPc.slice(0, -1))).toBeLessThan(1e-15);
-    expect(maxAbs([gPc[gPc.length - 1]!])).toBe(0);
-    const gt = bpcParamGrads(p.td, p.bu, p.acts, p.y, p.x, fwd);
-    expect(maxAbsDiff(paramMats(gt.td), paramMats(pcParamGrads(p.td, pcActs, p.y, p.x, { loss: 'mse' })))).toBeLessThan(1e-15);
-    expect(maxAbs(paramMats(gt.bu))).toBe(0);
-    // α_f = 0: bu is a supervised PC net from y to z_0 (x, or the free z_0) through z_H, …, z_1
-    const hidden = unsup ? p.acts.slice(1) : p.acts;
-    const z0 = p.x ?? p.acts[0]!;
-    const buActs = [...hidden.slice().reverse(), randomNormalMat(rng, 3, 3)];
-    const bwd = { alphaF: 0, alphaB: 1 };
-    expect(bpcEnergy(p.td, p.bu, p.acts, p.y, p.x, bwd)).toBeCloseTo(pcEnergyTotal(p.bu, buActs, z0, p.y, { loss: 'mse' }), 14);
-    const gb = bpcParamGrads(p.td, p.bu, p.acts, p.y, p.x, bwd);
-    expect(maxAbsDiff(paramMats(gb.bu), paramMats(pcParamGrads(p.bu, buActs, z0, p.y, { loss: 'mse' })))).toBeLessThan(1e-15);
-  });
+  ])(
+    'unsupervised=%s, skips=%s: α_b = 0 is the PC energy of td; α_f = 0 that of bu on the reversed chain',
+    (unsup, skips) => {
+      const p = bpcProblem(60 + 2 * Number(unsup) + Number(skips), 'gelu', unsup, skips);
+      const rng = new Random(7);
+      const dummy = randomNormalMat(rng, 3, 2);
+      const pcActs = [...p.acts, dummy];
+      const fwd = { alphaF: 1, alphaB: 0 };
+      expect(bpcEnergy(p.td, p.bu, p.acts, p.y, p.x, fwd)).toBeCloseTo(
+        pcEnergyTotal(p.td, pcActs, p.y, p.x, { loss: 'mse' }),
+        14,
+      );
+      // the gradients agree too (the PC dummy's gradient is 0)
+      const gPc = pcActivityGrads(p.td, pcActs, p.y, p.x, { loss: 'mse' });
+      expect(maxAbsDiff(bpcActivityGrads(p.td, p.bu, p.acts, p.y, p.x, fwd), gPc.slice(0, -1))).toBeLessThan(1e-15);
+      expect(maxAbs([gPc[gPc.length - 1]!])).toBe(0);
+      const gt = bpcParamGrads(p.td, p.bu, p.acts, p.y, p.x, fwd);
+      expect(
+        maxAbsDiff(paramMats(gt.td), paramMats(pcParamGrads(p.td, pcActs, p.y, p.x, { loss: 'mse' }))),
+      ).toBeLessThan(1e-15);
+      expect(maxAbs(paramMats(gt.bu))).toBe(0);
+      // α_f = 0: bu is a supervised PC net from y to z_0 (x, or the free z_0) through z_H, …, z_1
+      const hidden = unsup ? p.acts.slice(1) : p.acts;
+      const z0 = p.x ?? p.acts[0]!;
+      const buActs = [...hidden.slice().reverse(), randomNormalMat(rng, 3, 3)];
+      const bwd = { alphaF: 0, alphaB: 1 };
+      expect(bpcEnergy(p.td, p.bu, p.acts, p.y, p.x, bwd)).toBeCloseTo(
+        pcEnergyTotal(p.bu, buActs, z0, p.y, { loss: 'mse' }),
+        14,
+      );
+      const gb = bpcParamGrads(p.td, p.bu, p.acts, p.y, p.x, bwd);
+      expect(
+        maxAbsDiff(paramMats(gb.bu), paramMats(pcParamGrads(p.bu, buActs, z0, p.y, { loss: 'mse' }))),
+      ).toBeLessThan(1e-15);
+    },
+  );
 
   const cases: [Act, boolean, boolean][] = [];
-  for (const a of ['tanh', 'gelu', 'silu'] as const) for (const u of [false, true]) for (const s of [false, true]) cases.push([a, u, s]);
+  for (const a of ['tanh', 'gelu', 'silu'] as const)
+    for (const u of [false, true]) for (const s of [false, true]) cases.push([a, u, s]);
   cases.push(['relu', true, true]);
 
-  it.each(cases)('%s / unsupervised=%s / skips=%s: activity and parameter gradients vs finite differences', (a, unsup, skips) => {
-    const p = bpcProblem(70 + cases.findIndex((c) => c[0] === a && c[1] === unsup && c[2] === skips), a, unsup, skips);
-    const o = { alphaF: 0.6, alphaB: 1.3 };
-    const F = (): number => bpcEnergy(p.td, p.bu, p.acts, p.y, p.x, o);
-    const ga = bpcActivityGrads(p.td, p.bu, p.acts, p.y, p.x, o);
-    expect(maxAbs(ga)).toBeGreaterThan(1e-2);
-    checkMatsFD(F, p.acts, ga, 'activity');
-    const gp = bpcParamGrads(p.td, p.bu, p.acts, p.y, p.x, o);
-    expect(maxAbs(gp.td.weights)).toBeGreaterThan(1e-2);
-    expect(maxAbs(gp.bu.weights)).toBeGreaterThan(1e-2);
-    checkParamsFD(F, p.td, gp.td, 'td');
-    checkParamsFD(F, p.bu, gp.bu, 'bu');
-  });
+  it.each(cases)(
+    '%s / unsupervised=%s / skips=%s: activity and parameter gradients vs finite differences',
+    (a, unsup, skips) => {
+      const p = bpcProblem(
+        70 + cases.findIndex((c) => c[0] === a && c[1] === unsup && c[2] === skips),
+        a,
+        unsup,
+        skips,
+      );
+      const o = { alphaF: 0.6, alphaB: 1.3 };
+      const F = (): number => bpcEnergy(p.td, p.bu, p.acts, p.y, p.x, o);
+      const ga = bpcActivityGrads(p.td, p.bu, p.acts, p.y, p.x, o);
+      expect(maxAbs(ga)).toBeGreaterThan(1e-2);
+      checkMatsFD(F, p.acts, ga, 'activity');
+      const gp = bpcParamGrads(p.td, p.bu, p.acts, p.y, p.x, o);
+      expect(maxAbs(gp.td.weights)).toBeGreaterThan(1e-2);
+      expect(maxAbs(gp.bu.weights)).toBeGreaterThan(1e-2);
+      checkParamsFD(F, p.td, gp.td, 'td');
+      checkParamsFD(F, p.bu, gp.bu, 'bu');
+    },
+  );
 
   it('each network applies its own activation: the issue’s example, by hand', () => {
     // dims [1, 2, 1], all weights 1, no biases, td tanh, bu silu, z_1 = [1, 1], x = y = 0.
@@ -695,17 +754,26 @@ describe('error-reparameterised PC', () => {
   const cases: [Act, Loss, boolean, boolean][] = [];
   for (const a of ['tanh', 'silu', 'gelu'] as const) for (const [l, u, s] of grid) cases.push([a, l, u, s]);
 
-  it.each(cases)('%s / %s / unsupervised=%s / skips=%s: error and parameter gradients vs finite differences', (a, loss, unsup, skips) => {
-    const p = epcProblem(200 + cases.findIndex((c) => c[0] === a && c[1] === loss && c[2] === unsup && c[3] === skips), a, loss, unsup, skips);
-    const F = (): number => epcEnergy(p.model, p.errors, p.y, p.x, loss);
-    const ge = epcErrorGrads(p.model, p.errors, p.y, p.x, loss);
-    expect(ge.length).toBe(p.errors.length);
-    expect(maxAbs(ge)).toBeGreaterThan(1e-2);
-    checkMatsFD(F, p.errors, ge, 'error');
-    const gp = epcParamGrads(p.model, p.errors, p.y, p.x, loss);
-    expect(maxAbs(gp.weights)).toBeGreaterThan(1e-2);
-    checkParamsFD(F, p.model, gp, 'param');
-  });
+  it.each(cases)(
+    '%s / %s / unsupervised=%s / skips=%s: error and parameter gradients vs finite differences',
+    (a, loss, unsup, skips) => {
+      const p = epcProblem(
+        200 + cases.findIndex((c) => c[0] === a && c[1] === loss && c[2] === unsup && c[3] === skips),
+        a,
+        loss,
+        unsup,
+        skips,
+      );
+      const F = (): number => epcEnergy(p.model, p.errors, p.y, p.x, loss);
+      const ge = epcErrorGrads(p.model, p.errors, p.y, p.x, loss);
+      expect(ge.length).toBe(p.errors.length);
+      expect(maxAbs(ge)).toBeGreaterThan(1e-2);
+      checkMatsFD(F, p.errors, ge, 'error');
+      const gp = epcParamGrads(p.model, p.errors, p.y, p.x, loss);
+      expect(maxAbs(gp.weights)).toBeGreaterThan(1e-2);
+      checkParamsFD(F, p.model, gp, 'param');
+    },
+  );
 
   it("JPC's supervised layout with ε_L = 0 agrees; choosing ε_L = prediction − y drives JPC's energy to 0", () => {
     const p = epcProblem(300, 'tanh', 'mse', false, true);
@@ -715,7 +783,11 @@ describe('error-reparameterised PC', () => {
     // with zero hidden errors, ε_L = z_L − y cancels the output term in JPC; ours keeps the loss
     const zero = p.errors.map((m) => mat(m.rows, m.cols));
     const pred = epcForward(p.model, zero, p.x)[3]!;
-    const epsL = mat(3, 2, pred.data.map((v, i) => v - p.y.data[i]!));
+    const epsL = mat(
+      3,
+      2,
+      pred.data.map((v, i) => v - p.y.data[i]!),
+    );
     expect(Math.abs(jpcEpcEnergy(p.model, [...zero, epsL], p.y, p.x, 'mse'))).toBeLessThan(1e-30);
     expect(epcEnergy(p.model, zero, p.y, p.x, 'mse')).toBeCloseTo(mseLoss(pred, p.y), 14);
     expect(mseLoss(pred, p.y)).toBeGreaterThan(0.1);

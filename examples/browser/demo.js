@@ -7,11 +7,27 @@ import { MODELS, SOLVERS, createSession } from './session.js';
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 /** What the page did, for people and for the browser test. */
-const demo = (window.wpcDemo = { state: 'idle', adapter: null, steps: [], accuracy: [], error: null, maxFrameGapMs: 0, frames: 0, digits: false });
+const demo = (window.wpcDemo = {
+  state: 'idle',
+  adapter: null,
+  steps: [],
+  accuracy: [],
+  error: null,
+  maxFrameGapMs: 0,
+  frames: 0,
+  digits: false,
+});
 
 for (const [key, label] of Object.entries(MODELS)) $('model').add(new Option(label, key));
 for (const [key, s] of Object.entries(SOLVERS)) $('solver').add(new Option(s.label, key));
-for (const [param, id] of [['model', 'model'], ['solver', 'solver'], ['steps', 'steps'], ['testEvery', 'test-every'], ['testImages', 'test-images'], ['seed', 'seed']]) {
+for (const [param, id] of [
+  ['model', 'model'],
+  ['solver', 'solver'],
+  ['steps', 'steps'],
+  ['testEvery', 'test-every'],
+  ['testImages', 'test-images'],
+  ['seed', 'seed'],
+]) {
   if (params.has(param)) $(id).value = params.get(param);
 }
 
@@ -61,7 +77,10 @@ function drawLines(canvas, series, { xLabel, log, yMin, yMax, names }) {
     const v = lo + ((hi - lo) * k) / 4;
     const y = pad.t + (1 - k / 4) * (h - pad.t - pad.b);
     // Enough digits to tell the ticks apart, however narrow the range.
-    const digits = Math.min(8, Math.max(3, 2 + Math.ceil(Math.log10(Math.max(Math.abs(lo), Math.abs(hi)) / (hi - lo)))));
+    const digits = Math.min(
+      8,
+      Math.max(3, 2 + Math.ceil(Math.log10(Math.max(Math.abs(lo), Math.abs(hi)) / (hi - lo)))),
+    );
     ctx.fillText(log ? (10 ** v).toPrecision(2) : Number(v.toPrecision(digits)).toString(), pad.l - 4, y + 4);
   }
   series.forEach((s, i) => {
@@ -82,7 +101,11 @@ function drawLines(canvas, series, { xLabel, log, yMin, yMax, names }) {
 function drawEnergies(result) {
   if (result.layerEnergies === null && result.inference.length <= 2) {
     // One inference step (bPC): the energy after inference across training steps says more.
-    drawLines($('energy-chart'), [demo.steps.map((s) => [s.step, s.energy])], { xLabel: 'training step', log: true, names: ['energy'] });
+    drawLines($('energy-chart'), [demo.steps.map((s) => [s.step, s.energy])], {
+      xLabel: 'training step',
+      log: true,
+      names: ['energy'],
+    });
     return;
   }
   const rows = result.inference;
@@ -97,7 +120,11 @@ function drawEnergies(result) {
 }
 
 function drawAccuracy() {
-  drawLines($('accuracy-chart'), [demo.accuracy.map((p) => [p.step, p.accuracy])], { xLabel: 'training step', yMin: 0, yMax: 100 });
+  drawLines($('accuracy-chart'), [demo.accuracy.map((p) => [p.step, p.accuracy])], {
+    xLabel: 'training step',
+    yMin: 0,
+    yMax: 100,
+  });
 }
 
 function drawDigits(pixels) {
@@ -172,7 +199,15 @@ async function run() {
   $('train').disabled = true;
   $('stop').disabled = false;
   stopRequested = false;
-  Object.assign(demo, { state: 'running', steps: [], accuracy: [], error: null, maxFrameGapMs: 0, frames: 0, digits: false });
+  Object.assign(demo, {
+    state: 'running',
+    steps: [],
+    accuracy: [],
+    error: null,
+    maxFrameGapMs: 0,
+    frames: 0,
+    digits: false,
+  });
   let session = null;
   try {
     const { train, test } = await loadData();
@@ -183,8 +218,14 @@ async function run() {
     const testEvery = Number($('test-every').value);
     const testImages = Number($('test-images').value);
     session = await createSession(wpc, runtime, config, train, test);
-    $('energy-title').textContent = config.model === 'bidirectional' ? 'bPC energy after inference, per training step' : 'Energy during inference (latest step), per layer';
-    $('digits-title').textContent = config.model === 'discriminative' ? 'Generated digits (generative and bidirectional models only)' : 'Generated digits (label → image)';
+    $('energy-title').textContent =
+      config.model === 'bidirectional'
+        ? 'bPC energy after inference, per training step'
+        : 'Energy during inference (latest step), per layer';
+    $('digits-title').textContent =
+      config.model === 'discriminative'
+        ? 'Generated digits (generative and bidirectional models only)'
+        : 'Generated digits (label → image)';
     const test0 = await session.evaluate(testImages);
     demo.accuracy.push({ step: 0, accuracy: test0 });
     drawAccuracy();
@@ -195,7 +236,13 @@ async function run() {
       const [framesBefore, stepStart] = [demo.frames, performance.now()];
       const r = await session.step();
       // Animation frames drawn while the step ran: the page keeps drawing while the GPU works.
-      demo.steps.push({ step: r.step, energy: r.energy, layerEnergies: r.layerEnergies, ms: performance.now() - stepStart, frames: demo.frames - framesBefore });
+      demo.steps.push({
+        step: r.step,
+        energy: r.energy,
+        layerEnergies: r.layerEnergies,
+        ms: performance.now() - stepStart,
+        frames: demo.frames - framesBefore,
+      });
       drawEnergies(r);
       if (i % testEvery === 0 || i === steps) {
         demo.accuracy.push({ step: i, accuracy: await session.evaluate(testImages) });
@@ -205,7 +252,9 @@ async function run() {
       }
       const secs = (performance.now() - started) / 1000;
       const acc = demo.accuracy.at(-1);
-      status(`step ${i}/${steps}: energy ${r.energy.toPrecision(4)} · test accuracy ${acc.accuracy.toFixed(2)}% at step ${acc.step} · ${(i / secs).toFixed(1)} steps/s · ${runtime.adapter.description || runtime.adapter.architecture}`);
+      status(
+        `step ${i}/${steps}: energy ${r.energy.toPrecision(4)} · test accuracy ${acc.accuracy.toFixed(2)}% at step ${acc.step} · ${(i / secs).toFixed(1)} steps/s · ${runtime.adapter.description || runtime.adapter.architecture}`,
+      );
       // Let the page breathe between steps (the GPU work itself never blocks the main thread).
       await new Promise((resolve) => setTimeout(resolve, 0));
     }

@@ -11,7 +11,15 @@ import * as wpc from '../../dist/browser.js';
 const params = new URLSearchParams(location.search);
 const steps = Number(params.get('steps') ?? 40);
 const present = params.get('present') === 'copy' ? 'copy' : 'canvas';
-const report = (window.wpcEmbedding = { state: 'running', present, frames: 0, litPixels: 0, deviceUsableAfterDispose: false, appErrors: [], error: null });
+const report = (window.wpcEmbedding = {
+  state: 'running',
+  present,
+  frames: 0,
+  litPixels: 0,
+  deviceUsableAfterDispose: false,
+  appErrors: [],
+  error: null,
+});
 const status = (t) => (document.getElementById('status').textContent = t);
 
 // ---- the app: its device, canvas and render pipeline ----
@@ -29,9 +37,18 @@ let context = null;
 let target = null;
 if (present === 'canvas') {
   context = canvas.getContext('webgpu');
-  context.configure({ device, format, usage: GPUTextureUsage.RENDER_ATTACHMENT | GPUTextureUsage.COPY_SRC, alphaMode: 'opaque' });
+  context.configure({
+    device,
+    format,
+    usage: GPUTextureUsage.RENDER_ATTACHMENT | GPUTextureUsage.COPY_SRC,
+    alphaMode: 'opaque',
+  });
 } else {
-  target = device.createTexture({ size: [canvas.width, canvas.height], format, usage: GPUTextureUsage.RENDER_ATTACHMENT | GPUTextureUsage.COPY_SRC });
+  target = device.createTexture({
+    size: [canvas.width, canvas.height],
+    format,
+    usage: GPUTextureUsage.RENDER_ATTACHMENT | GPUTextureUsage.COPY_SRC,
+  });
 }
 
 // A full-screen triangle; the fragment shader looks the activity up: x = unit, y = sample.
@@ -51,7 +68,12 @@ const shader = device.createShaderModule({
       return vec4f(max(v, 0.0), 0.15, max(-v, 0.0), 1.0);
     }`,
 });
-const pipeline = device.createRenderPipeline({ layout: 'auto', vertex: { module: shader, entryPoint: 'vs' }, fragment: { module: shader, entryPoint: 'fs', targets: [{ format }] }, primitive: { topology: 'triangle-list' } });
+const pipeline = device.createRenderPipeline({
+  layout: 'auto',
+  vertex: { module: shader, entryPoint: 'vs' },
+  fragment: { module: shader, entryPoint: 'fs', targets: [{ format }] },
+  primitive: { topology: 'triangle-list' },
+});
 const viewUniform = device.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
 
 /**
@@ -64,18 +86,32 @@ async function draw(matrix, scale, readPixels = false) {
   new Uint32Array(words, 0, 3).set([matrix.byteOffset / 4, rows, cols]);
   new Float32Array(words, 12, 1)[0] = scale;
   device.queue.writeBuffer(viewUniform, 0, words);
-  const group = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: matrix.buffer } }, { binding: 1, resource: { buffer: viewUniform } }] });
+  const group = device.createBindGroup({
+    layout: pipeline.getBindGroupLayout(0),
+    entries: [
+      { binding: 0, resource: { buffer: matrix.buffer } },
+      { binding: 1, resource: { buffer: viewUniform } },
+    ],
+  });
   const texture = context ? context.getCurrentTexture() : target;
   const encoder = device.createCommandEncoder();
-  const pass = encoder.beginRenderPass({ colorAttachments: [{ view: texture.createView(), loadOp: 'clear', storeOp: 'store', clearValue: [0, 0, 0, 1] }] });
+  const pass = encoder.beginRenderPass({
+    colorAttachments: [{ view: texture.createView(), loadOp: 'clear', storeOp: 'store', clearValue: [0, 0, 0, 1] }],
+  });
   pass.setPipeline(pipeline);
   pass.setBindGroup(0, group);
   pass.draw(3);
   pass.end();
   const bytesPerRow = Math.ceil((canvas.width * 4) / 256) * 256;
   const read = readPixels || present === 'copy';
-  const readback = read ? device.createBuffer({ size: bytesPerRow * canvas.height, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ }) : null;
-  if (readback) encoder.copyTextureToBuffer({ texture }, { buffer: readback, bytesPerRow }, [canvas.width, canvas.height]);
+  const readback = read
+    ? device.createBuffer({
+        size: bytesPerRow * canvas.height,
+        usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ,
+      })
+    : null;
+  if (readback)
+    encoder.copyTextureToBuffer({ texture }, { buffer: readback, bytesPerRow }, [canvas.width, canvas.height]);
   device.queue.submit([encoder.finish()]);
   report.frames++;
   if (!readback) return 0;
@@ -85,7 +121,8 @@ async function draw(matrix, scale, readPixels = false) {
   for (let i = 0; i < px.length; i += 4) if (px[i] > 40 || px[i + 2] > 40) lit++; // red or blue (either channel order)
   if (present === 'copy') {
     const image = new ImageData(canvas.width, canvas.height);
-    for (let y = 0; y < canvas.height; y++) image.data.set(px.subarray(y * bytesPerRow, y * bytesPerRow + canvas.width * 4), y * canvas.width * 4);
+    for (let y = 0; y < canvas.height; y++)
+      image.data.set(px.subarray(y * bytesPerRow, y * bytesPerRow + canvas.width * 4), y * canvas.width * 4);
     canvas.getContext('2d').putImageData(image, 0, 0);
   }
   readback.unmap();
@@ -111,13 +148,19 @@ try {
     report.litPixels = await draw(activities[0], 1, step === steps);
     await wpc.updatePcParams(model, activities, optim, optState, b.y, { input: b.x });
     for (const t of [...start, ...activities]) t.dispose();
-    status(`step ${step}/${steps}: drew z_1 (${activities[0].shape.join(' × ')}) from WPC's GPU buffer with the app's pipeline`);
+    status(
+      `step ${step}/${steps}: drew z_1 (${activities[0].shape.join(' × ')}) from WPC's GPU buffer with the app's pipeline`,
+    );
     await new Promise((r) => requestAnimationFrame(r));
   }
   // ---- WPC leaves; the app's device carries on ----
   runtime.dispose();
   const own = device.createBuffer({ size: 32 * 64 * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
-  device.queue.writeBuffer(own, 0, new Float32Array(32 * 64).map((_, i) => Math.sin(i / 7)));
+  device.queue.writeBuffer(
+    own,
+    0,
+    new Float32Array(32 * 64).map((_, i) => Math.sin(i / 7)),
+  );
   device.pushErrorScope('validation');
   const lit = await draw({ shape: [32, 64], byteOffset: 0, buffer: own }, 1, true);
   const error = await device.popErrorScope();

@@ -14,7 +14,10 @@ export const MODELS = {
 
 export const SOLVERS = {
   heun: { label: 'Heun + PID (rtol = atol = 1e-3), T = 20', options: { solver: 'heun', maxT1: 20 } },
-  euler: { label: 'Euler, dt = 0.5, T = 20', options: { solver: 'euler', maxT1: 20, dt: 0.5, stepsizeController: 'constant' } },
+  euler: {
+    label: 'Euler, dt = 0.5, T = 20',
+    options: { solver: 'euler', maxT1: 20, dt: 0.5, stepsizeController: 'constant' },
+  },
   sgd: { label: 'Discrete: 20 SGD steps of lr 0.5·B', options: null },
 };
 
@@ -43,12 +46,19 @@ export async function createSession(wpc, runtime, config, train, test) {
   if (!(solver in SOLVERS)) throw new Error(`unknown solver ${solver}; pick one of ${Object.keys(SOLVERS).join(', ')}`);
   const data = endlessBatches(wpc, train, batchSize, seed);
   const owned = [];
-  const keep = (x) => (owned.push(x), x);
+  const keep = (x) => {
+    owned.push(x);
+    return x;
+  };
   let step = 0;
 
   if (model === 'bidirectional') {
-    const topDown = keep(wpc.makeMlp(runtime, { seed: 2 * seed, inputDim: 10, width: 256, depth: 2, outputDim: 784, actFn: 'relu' }));
-    const bottomUp = keep(wpc.makeMlp(runtime, { seed: 2 * seed + 1, inputDim: 784, width: 256, depth: 2, outputDim: 10, actFn: 'relu' }));
+    const topDown = keep(
+      wpc.makeMlp(runtime, { seed: 2 * seed, inputDim: 10, width: 256, depth: 2, outputDim: 784, actFn: 'relu' }),
+    );
+    const bottomUp = keep(
+      wpc.makeMlp(runtime, { seed: 2 * seed + 1, inputDim: 784, width: 256, depth: 2, outputDim: 10, actFn: 'relu' }),
+    );
     const activityOptim = wpc.sgd({ lr: 0.5 });
     const optims = [wpc.adam({ lr: 1e-3 }), wpc.adam({ lr: 1e-3 })];
     const optStates = [keep(optims[0].init(topDown)), keep(optims[1].init(bottomUp))];
@@ -60,12 +70,18 @@ export async function createSession(wpc, runtime, config, train, test) {
         const { x: image, y: label } = data.next().value;
         const start = await wpc.initBpcActivities(topDown, bottomUp, image);
         const state = activityOptim.init(start);
-        const inferred = await wpc.updateBpcActivities(topDown, bottomUp, start, activityOptim, state, image, { input: label, ...options });
+        const inferred = await wpc.updateBpcActivities(topDown, bottomUp, start, activityOptim, state, image, {
+          input: label,
+          ...options,
+        });
         const before = await inferred.energy.item();
         const after = await wpc.bpcEnergy(topDown, bottomUp, inferred.activities, image, { input: label, ...options });
         const energy = await after.item();
         after.dispose();
-        await wpc.updateBpcParams(topDown, bottomUp, inferred.activities, optims, optStates, image, { input: label, ...options });
+        await wpc.updateBpcParams(topDown, bottomUp, inferred.activities, optims, optStates, image, {
+          input: label,
+          ...options,
+        });
         for (const t of [...start, ...inferred.activities, inferred.energy]) t.dispose();
         state.dispose();
         step++;
@@ -91,7 +107,15 @@ export async function createSession(wpc, runtime, config, train, test) {
   const net = keep(
     generative
       ? wpc.makeMlp(runtime, { seed, inputDim: 10, width: 300, depth: 3, outputDim: 784, actFn: 'relu', useBias: true })
-      : wpc.makeMlp(runtime, { seed, inputDim: 784, width: 300, depth: 3, outputDim: 10, actFn: 'relu', useBias: true }),
+      : wpc.makeMlp(runtime, {
+          seed,
+          inputDim: 784,
+          width: 300,
+          depth: 3,
+          outputDim: 10,
+          actFn: 'relu',
+          useBias: true,
+        }),
   );
   const optim = wpc.adam({ lr: 1e-3 });
   const optState = keep(optim.init(net));
@@ -167,7 +191,11 @@ async function classifierAccuracy(wpc, net, test, limit) {
   for (let start = 0; start < count; start += 1000) {
     const m = Math.min(1000, count - start);
     const y = wpc.oneHot(test.labels.subarray(start, start + m));
-    const r = await wpc.testDiscriminativePc(net, y, test.images.subarray(start * test.inputDim, (start + m) * test.inputDim));
+    const r = await wpc.testDiscriminativePc(
+      net,
+      y,
+      test.images.subarray(start * test.inputDim, (start + m) * test.inputDim),
+    );
     correct += (r.acc / 100) * m;
   }
   return (100 * correct) / count;

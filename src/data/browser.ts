@@ -106,7 +106,11 @@ async function readSource(source: IdxSource, name: string, maxBytes: number, sig
  * @param options `mean`, `std` (see `makeDataset`), `maxBytes` (default `MAX_IDX_BYTES`, 256 MiB), `signal`
  *   (none by default: a download that stalls without ending waits for the server).
  */
-export async function datasetFromIdx(name: string, files: IdxPair, options: DatasetFromIdxOptions = {}): Promise<Dataset> {
+export async function datasetFromIdx(
+  name: string,
+  files: IdxPair,
+  options: DatasetFromIdxOptions = {},
+): Promise<Dataset> {
   const fn = 'datasetFromIdx';
   if (typeof name !== 'string' || name === '') argError(fn, 'name', 'a non-empty string', name);
   if (typeof files !== 'object' || files === null) argError(fn, 'files', '{ images, labels }', files);
@@ -149,7 +153,11 @@ export const IDX_FILES = {
 } as const;
 
 /** Fetches one split from a base URL holding the distributed `.gz` files, e.g. `'/data/mnist/'`. */
-export function fetchDataset(baseUrl: string, split: 'train' | 'test', options: DatasetFromIdxOptions = {}): Promise<Dataset> {
+export function fetchDataset(
+  baseUrl: string,
+  split: 'train' | 'test',
+  options: DatasetFromIdxOptions = {},
+): Promise<Dataset> {
   const fn = 'fetchDataset';
   if (typeof baseUrl !== 'string' || baseUrl === '') argError(fn, 'baseUrl', 'a non-empty URL string', baseUrl);
   if (split !== 'train' && split !== 'test') argError(fn, 'split', "'train' or 'test'", split);

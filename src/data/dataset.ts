@@ -6,7 +6,14 @@
  */
 
 import { Random } from '../util/random.js';
-import { WpcArgumentError, argError, checkFinite, checkKnownKeys, checkPositiveInt, describe } from '../runtime/errors.js';
+import {
+  WpcArgumentError,
+  argError,
+  checkFinite,
+  checkKnownKeys,
+  checkPositiveInt,
+  describe,
+} from '../runtime/errors.js';
 import { IdxError, idxMagic, printable, type IdxArray } from './idx.js';
 
 /** Number of classes in MNIST and Fashion-MNIST. */
@@ -129,7 +136,10 @@ export function makeDataset(
   try {
     images = new Float32Array(pixels.length);
   } catch {
-    throw new IdxError(`${imgFile}: its ${pixels.length} pixels need ${4 * pixels.length} bytes as float32, more than this platform could allocate`, imgName);
+    throw new IdxError(
+      `${imgFile}: its ${pixels.length} pixels need ${4 * pixels.length} bytes as float32, more than this platform could allocate`,
+      imgName,
+    );
   }
   for (let i = 0; i < pixels.length; i++) images[i] = lut[pixels[i]!]!;
   return {

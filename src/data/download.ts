@@ -25,8 +25,15 @@ import { dataCacheDirectory } from './locate.js';
  * page; for Fashion-MNIST torchvision's, then Zalando's repository.
  */
 export const DEFAULT_MIRRORS: Readonly<Record<DatasetName, readonly string[]>> = {
-  mnist: ['https://ossci-datasets.s3.amazonaws.com/mnist/', 'https://storage.googleapis.com/cvdf-datasets/mnist/', 'http://yann.lecun.com/exdb/mnist/'],
-  'fashion-mnist': ['http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/', 'https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/'],
+  mnist: [
+    'https://ossci-datasets.s3.amazonaws.com/mnist/',
+    'https://storage.googleapis.com/cvdf-datasets/mnist/',
+    'http://yann.lecun.com/exdb/mnist/',
+  ],
+  'fashion-mnist': [
+    'http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/',
+    'https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/',
+  ],
 };
 
 /** Most retries per mirror (`options.retries`). */
@@ -172,21 +179,38 @@ function checkMirror(fn: string, arg: string, value: unknown): string {
     return argError(fn, arg, 'an http:// or https:// URL', value);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') argError(fn, arg, 'an http:// or https:// URL', value);
-  if (url.username !== '' || url.password !== '') argError(fn, arg, 'a URL without a user name or password (they would show in messages)', value);
-  if (url.search !== '' || url.hash !== '') argError(fn, arg, 'a base URL without ?query or #fragment (the file names are appended to it)', value);
+  if (url.username !== '' || url.password !== '')
+    argError(fn, arg, 'a URL without a user name or password (they would show in messages)', value);
+  if (url.search !== '' || url.hash !== '')
+    argError(fn, arg, 'a base URL without ?query or #fragment (the file names are appended to it)', value);
   if (!url.pathname.endsWith('/')) url.pathname += '/';
   return url.href;
 }
 
-function checkOptions(fn: string, name: unknown, options: unknown): { name: DatasetName; root: string; settings: Settings } {
+function checkOptions(
+  fn: string,
+  name: unknown,
+  options: unknown,
+): { name: DatasetName; root: string; settings: Settings } {
   const dataset = checkOneOf(fn, 'name', name, DATASET_NAMES);
-  if (typeof options !== 'object' || options === null || Array.isArray(options)) argError(fn, 'options', 'an object', options);
-  checkKnownKeys(fn, 'options', options, ['dir', 'mirrors', 'retries', 'retryDelayMs', 'stallTimeoutMs', 'signal', 'onProgress']);
+  if (typeof options !== 'object' || options === null || Array.isArray(options))
+    argError(fn, 'options', 'an object', options);
+  checkKnownKeys(fn, 'options', options, [
+    'dir',
+    'mirrors',
+    'retries',
+    'retryDelayMs',
+    'stallTimeoutMs',
+    'signal',
+    'onProgress',
+  ]);
   const o = options as DownloadOptions;
-  if (o.dir !== undefined && (typeof o.dir !== 'string' || o.dir === '' || o.dir.includes('\0'))) argError(fn, 'options.dir', 'a non-empty path', o.dir);
+  if (o.dir !== undefined && (typeof o.dir !== 'string' || o.dir === '' || o.dir.includes('\0')))
+    argError(fn, 'options.dir', 'a non-empty path', o.dir);
   let mirrors = DEFAULT_MIRRORS[dataset] as readonly unknown[];
   if (o.mirrors !== undefined) {
-    if (!Array.isArray(o.mirrors) || o.mirrors.length === 0) argError(fn, 'options.mirrors', 'a non-empty array of URLs', o.mirrors);
+    if (!Array.isArray(o.mirrors) || o.mirrors.length === 0)
+      argError(fn, 'options.mirrors', 'a non-empty array of URLs', o.mirrors);
     mirrors = o.mirrors;
   }
   const checkedMirrors = mirrors.map((m, i) => checkMirror(fn, `options.mirrors[${i}]`, m));
@@ -195,21 +219,40 @@ function checkOptions(fn: string, name: unknown, options: unknown): { name: Data
     argError(fn, 'options.retries', `an integer in [0, ${MAX_RETRIES}]`, retries);
   }
   const retryDelayMs = o.retryDelayMs ?? 1000;
-  if (typeof retryDelayMs !== 'number' || !Number.isFinite(retryDelayMs) || retryDelayMs < 0 || retryDelayMs > MAX_BACKOFF_MS) {
+  if (
+    typeof retryDelayMs !== 'number' ||
+    !Number.isFinite(retryDelayMs) ||
+    retryDelayMs < 0 ||
+    retryDelayMs > MAX_BACKOFF_MS
+  ) {
     argError(fn, 'options.retryDelayMs', `a number of milliseconds in [0, ${MAX_BACKOFF_MS}]`, retryDelayMs);
   }
   const stallTimeoutMs = o.stallTimeoutMs ?? 30_000;
-  if (typeof stallTimeoutMs !== 'number' || !Number.isInteger(stallTimeoutMs) || stallTimeoutMs < 1 || stallTimeoutMs > MAX_TIMER_MS) {
+  if (
+    typeof stallTimeoutMs !== 'number' ||
+    !Number.isInteger(stallTimeoutMs) ||
+    stallTimeoutMs < 1 ||
+    stallTimeoutMs > MAX_TIMER_MS
+  ) {
     argError(fn, 'options.stallTimeoutMs', `an integer number of milliseconds in [1, ${MAX_TIMER_MS}]`, stallTimeoutMs);
   }
-  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) argError(fn, 'options.signal', 'an AbortSignal', o.signal);
-  if (o.onProgress !== undefined && typeof o.onProgress !== 'function') argError(fn, 'options.onProgress', 'a function', o.onProgress);
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal))
+    argError(fn, 'options.signal', 'an AbortSignal', o.signal);
+  if (o.onProgress !== undefined && typeof o.onProgress !== 'function')
+    argError(fn, 'options.onProgress', 'a function', o.onProgress);
   const env = process.env.WPC_DATA_DIR;
   const root = resolve(o.dir ?? (env !== undefined && env !== '' ? env : dataCacheDirectory()));
   return {
     name: dataset,
     root,
-    settings: { mirrors: checkedMirrors, retries, retryDelayMs, stallTimeoutMs, signal: o.signal, onProgress: o.onProgress },
+    settings: {
+      mirrors: checkedMirrors,
+      retries,
+      retryDelayMs,
+      stallTimeoutMs,
+      signal: o.signal,
+      onProgress: o.onProgress,
+    },
   };
 }
 
@@ -256,13 +299,21 @@ function systemReason(e: unknown): string {
 }
 
 /** Whether the genuine file is in place already (false when it is missing or differs: it will be replaced). */
-async function verifiedInPlace(fn: string, path: string, known: KnownFile, signal: AbortSignal | undefined): Promise<boolean> {
+async function verifiedInPlace(
+  fn: string,
+  path: string,
+  known: KnownFile,
+  signal: AbortSignal | undefined,
+): Promise<boolean> {
   let opened: Awaited<ReturnType<typeof openRegularFile>>;
   try {
     opened = await openRegularFile(path);
   } catch (e) {
     if (e instanceof FileAccessError && e.reason === 'missing') return false;
-    const what = e instanceof FileAccessError && e.reason === 'not-regular' ? `is ${e.detail}, not a regular file; remove it` : `cannot be read (${systemReason(e)})`;
+    const what =
+      e instanceof FileAccessError && e.reason === 'not-regular'
+        ? `is ${e.detail}, not a regular file; remove it`
+        : `cannot be read (${systemReason(e)})`;
     throw new WpcDownloadError(`${fn}: ${printable(path)} ${what}`, path);
   }
   const { handle, size } = opened;
@@ -286,12 +337,29 @@ async function verifiedInPlace(fn: string, path: string, known: KnownFile, signa
 }
 
 /** The file in place: found there, or fetched from the first mirror that serves the genuine bytes. */
-async function obtainFile(fn: string, dataset: DatasetName, dir: string, known: KnownFile, index: number, count: number, s: Settings): Promise<DownloadedFile> {
+async function obtainFile(
+  fn: string,
+  dataset: DatasetName,
+  dir: string,
+  known: KnownFile,
+  index: number,
+  count: number,
+  s: Settings,
+): Promise<DownloadedFile> {
   const path = join(dir, known.name);
-  const report = (p: Omit<DownloadProgress, 'file' | 'index' | 'count' | 'size'>) => s.onProgress?.({ file: known.name, index, count, size: known.bytes, ...p });
+  const report = (p: Omit<DownloadProgress, 'file' | 'index' | 'count' | 'size'>) =>
+    s.onProgress?.({ file: known.name, index, count, size: known.bytes, ...p });
   if (await verifiedInPlace(fn, path, known, s.signal)) {
     report({ state: 'present', url: null, received: known.bytes });
-    return { file: known.name, path, bytes: known.bytes, sha256: known.sha256, alreadyPresent: true, url: null, failedAttempts: [] };
+    return {
+      file: known.name,
+      path,
+      bytes: known.bytes,
+      sha256: known.sha256,
+      alreadyPresent: true,
+      url: null,
+      failedAttempts: [],
+    };
   }
   const failures: FailedAttempt[] = [];
   for (const mirror of s.mirrors) {
@@ -310,7 +378,15 @@ async function obtainFile(fn: string, dataset: DatasetName, dir: string, known: 
           }
         });
         report({ state: 'done', url, received: known.bytes });
-        return { file: known.name, path, bytes: known.bytes, sha256: known.sha256, alreadyPresent: false, url, failedAttempts: failures };
+        return {
+          file: known.name,
+          path,
+          bytes: known.bytes,
+          sha256: known.sha256,
+          alreadyPresent: false,
+          url,
+          failedAttempts: failures,
+        };
       } catch (e) {
         if (s.signal?.aborted) throw s.signal.reason;
         if (e instanceof AttemptFailure) {
@@ -352,7 +428,14 @@ async function backoff(ms: number, signal: AbortSignal | undefined): Promise<voi
 /** Whether a network error may go away when asked again (a dropped or refused connection) or not (no such host, a bad certificate). */
 function transientNetworkError(e: unknown): boolean {
   const code = (e as NodeJS.ErrnoException)?.code ?? '';
-  if (code === 'ENOTFOUND' || code.startsWith('ERR_TLS_') || code.startsWith('CERT_') || code.includes('CERT') || code === 'ERR_INVALID_URL') return false;
+  if (
+    code === 'ENOTFOUND' ||
+    code.startsWith('ERR_TLS_') ||
+    code.startsWith('CERT_') ||
+    code.includes('CERT') ||
+    code === 'ERR_INVALID_URL'
+  )
+    return false;
   return true;
 }
 
@@ -367,7 +450,13 @@ function statusText(res: IncomingMessage): string {
  * result. Throws AttemptFailure for anything the mirror did wrong, LocalFailure when the write fails, the
  * signal's reason when aborted.
  */
-async function transfer(url: string, handle: FileHandle, known: KnownFile, s: Settings, onChunk: (received: number) => void): Promise<void> {
+async function transfer(
+  url: string,
+  handle: FileHandle,
+  known: KnownFile,
+  s: Settings,
+  onChunk: (received: number) => void,
+): Promise<void> {
   let request: ClientRequest | undefined;
   let stalled = false;
   let received = 0;
@@ -387,7 +476,8 @@ async function transfer(url: string, handle: FileHandle, known: KnownFile, s: Se
     if (stalled) return new AttemptFailure(`stalled: no data for ${s.stallTimeoutMs} ms${at}`, true);
     const code = (e as NodeJS.ErrnoException)?.code ?? '';
     if (code.startsWith('HPE_')) return new AttemptFailure(`not a valid HTTP answer (${systemReason(e)})`, false);
-    if (received > 0) return new AttemptFailure(`truncated at ${received} of ${known.bytes} bytes (${systemReason(e)})`, true);
+    if (received > 0)
+      return new AttemptFailure(`truncated at ${received} of ${known.bytes} bytes (${systemReason(e)})`, true);
     return new AttemptFailure(`connection failed (${systemReason(e)})`, transientNetworkError(e));
   };
   try {
@@ -408,10 +498,16 @@ async function transfer(url: string, handle: FileHandle, known: KnownFile, s: Se
         try {
           next = new URL(res.headers.location, current);
         } catch {
-          throw new AttemptFailure(`${statusText(res)} redirects to an invalid URL "${printable(res.headers.location).slice(0, 200)}"`, false);
+          throw new AttemptFailure(
+            `${statusText(res)} redirects to an invalid URL "${printable(res.headers.location).slice(0, 200)}"`,
+            false,
+          );
         }
         if (next.protocol !== 'http:' && next.protocol !== 'https:') {
-          throw new AttemptFailure(`${statusText(res)} redirects to a ${printable(next.protocol)} URL, not http or https`, false);
+          throw new AttemptFailure(
+            `${statusText(res)} redirects to a ${printable(next.protocol)} URL, not http or https`,
+            false,
+          );
         }
         current = next.href;
         continue;
@@ -426,13 +522,19 @@ async function transfer(url: string, handle: FileHandle, known: KnownFile, s: Se
     if (announced !== undefined && /^\d+$/.test(announced) && Number(announced) !== known.bytes) {
       response.destroy();
       const more = Number(announced) > known.bytes;
-      throw new AttemptFailure(`the server announces ${announced} bytes, ${more ? 'more' : 'fewer'} than the genuine file's ${known.bytes}`, false);
+      throw new AttemptFailure(
+        `the server announces ${announced} bytes, ${more ? 'more' : 'fewer'} than the genuine file's ${known.bytes}`,
+        false,
+      );
     }
     const hash = createHash('sha256');
     for await (const chunk of response as AsyncIterable<Buffer>) {
       if (received + chunk.length > known.bytes) {
         response.destroy();
-        throw new AttemptFailure(`the body is longer than the genuine file's ${known.bytes} bytes (refused at byte ${known.bytes + 1})`, false);
+        throw new AttemptFailure(
+          `the body is longer than the genuine file's ${known.bytes} bytes (refused at byte ${known.bytes + 1})`,
+          false,
+        );
       }
       hash.update(chunk);
       try {
@@ -450,9 +552,11 @@ async function transfer(url: string, handle: FileHandle, known: KnownFile, s: Se
         throw new CallbackFailure(e);
       }
     }
-    if (received < known.bytes) throw new AttemptFailure(`truncated at ${received} of ${known.bytes} bytes (the connection ended early)`, true);
+    if (received < known.bytes)
+      throw new AttemptFailure(`truncated at ${received} of ${known.bytes} bytes (the connection ended early)`, true);
     const got = hash.digest('hex');
-    if (got !== known.sha256) throw new AttemptFailure(`checksum mismatch: expected sha256 ${known.sha256}, got ${got}`, false);
+    if (got !== known.sha256)
+      throw new AttemptFailure(`checksum mismatch: expected sha256 ${known.sha256}, got ${got}`, false);
   } catch (e) {
     if (s.signal?.aborted) throw s.signal.reason;
     if (e instanceof LocalFailure) throw e;

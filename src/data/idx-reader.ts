@@ -82,7 +82,8 @@ export async function readIdxStream(
   stats: IdxReadStats = { produced: 0, raw: 0 },
 ): Promise<IdxArray> {
   const fn = 'readIdxStream';
-  if (typeof ReadableStream === 'undefined' || !(source instanceof ReadableStream)) argError(fn, 'source', 'a ReadableStream', source);
+  if (typeof ReadableStream === 'undefined' || !(source instanceof ReadableStream))
+    argError(fn, 'source', 'a ReadableStream', source);
   if (typeof name !== 'string' || name === '') argError(fn, 'name', 'a non-empty string', name);
   const { maxBytes, limitReason, sourceBytes, signal } = options;
   if (!Number.isInteger(maxBytes) || maxBytes < 1 || maxBytes > MAX_IDX_BYTES_CEILING) {
@@ -108,10 +109,14 @@ export async function readIdxStream(
         throw idxError(name, `cannot read it (${printable((err as Error)?.message ?? String(err))})`);
       }
       if (!result.done) {
-        if (!(result.value instanceof Uint8Array)) throw idxError(name, `the source gave ${typeof result.value} chunks, not bytes`);
+        if (!(result.value instanceof Uint8Array))
+          throw idxError(name, `the source gave ${typeof result.value} chunks, not bytes`);
         stats.raw += result.value.byteLength;
         if (stats.raw > rawLimit) {
-          throw idxError(name, `the file is larger than ${rawLimit} bytes, more than an IDX file within ${limit} can be, even gzip-compressed; reading stopped there`);
+          throw idxError(
+            name,
+            `the file is larger than ${rawLimit} bytes, more than an IDX file within ${limit} can be, even gzip-compressed; reading stopped there`,
+          );
         }
       }
       return result;
@@ -141,7 +146,8 @@ export async function readIdxStream(
     const gzip = have >= 2 && byteAt(0) === 0x1f && byteAt(1) === 0x8b;
 
     if (!gzip) {
-      if (sourceBytes !== undefined && sourceBytes > maxBytes) throw idxError(name, `the file is ${sourceBytes} bytes, more than ${limit}`);
+      if (sourceBytes !== undefined && sourceBytes > maxBytes)
+        throw idxError(name, `the file is ${sourceBytes} bytes, more than ${limit}`);
       const assembler = new IdxAssembler(name, maxBytes, limit, sourceBytes, stats);
       try {
         for (const chunk of first) assembler.push(chunk);
@@ -162,7 +168,10 @@ export async function readIdxStream(
     }
 
     if (sourceBytes !== undefined && sourceBytes > rawLimit) {
-      throw idxError(name, `the file is ${sourceBytes} bytes, more than an IDX file within ${limit} can be, even gzip-compressed`);
+      throw idxError(
+        name,
+        `the file is ${sourceBytes} bytes, more than an IDX file within ${limit} can be, even gzip-compressed`,
+      );
     }
     if (typeof DecompressionStream === 'undefined') {
       throw idxError(name, 'is gzip-compressed and this platform has no DecompressionStream; decompress it first');
@@ -183,7 +192,9 @@ export async function readIdxStream(
       },
       { highWaterMark: 0 },
     );
-    const inflated = compressed.pipeThrough(new DecompressionStream('gzip') as unknown as ReadableWritablePair<Uint8Array, Uint8Array>).getReader();
+    const inflated = compressed
+      .pipeThrough(new DecompressionStream('gzip') as unknown as ReadableWritablePair<Uint8Array, Uint8Array>)
+      .getReader();
     const assembler = new IdxAssembler(name, maxBytes, limit, undefined, stats);
     try {
       for (;;) {
@@ -193,7 +204,10 @@ export async function readIdxStream(
           r = await inflated.read();
         } catch (err) {
           if (readFailure !== undefined) throw readFailure;
-          throw idxError(name, `corrupt or truncated gzip data (${printable((err as Error)?.message ?? String(err))}); replace the file with a fresh copy`);
+          throw idxError(
+            name,
+            `corrupt or truncated gzip data (${printable((err as Error)?.message ?? String(err))}); replace the file with a fresh copy`,
+          );
         }
         if (r.done) break;
         assembler.push(r.value);
@@ -228,8 +242,7 @@ class IdxAssembler {
     /** The file's exact length when known (an uncompressed file's size). */
     private readonly fileBytes: number | undefined,
     private readonly stats: IdxReadStats,
-  ) {
-  }
+  ) {}
 
   push(chunk: Uint8Array): void {
     this.stats.produced += chunk.byteLength;
@@ -252,7 +265,10 @@ class IdxAssembler {
     try {
       this.out = new Uint8Array(total);
     } catch {
-      throw idxError(this.name, `cannot allocate the ${total} bytes its IDX header declares (${header.shape}); the platform is out of memory`);
+      throw idxError(
+        this.name,
+        `cannot allocate the ${total} bytes its IDX header declares (${header.shape}); the platform is out of memory`,
+      );
     }
     this.header = header;
     this.append(this.head.subarray(0, this.headLength));

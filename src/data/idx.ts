@@ -146,7 +146,10 @@ export function describeIdxHeader(header: IdxHeader): string {
     `(${header.headerBytes}-byte header + ${formatCount(header.elements)})` +
     (negative.length > 0
       ? ` (${negative.length > 3 ? 'sizes such as ' : 'sizes '}` +
-        `${negative.slice(0, 3).map((d) => `${d} = ${d - 2 ** 32}`).join(', ')} as signed 32-bit integers)`
+        `${negative
+          .slice(0, 3)
+          .map((d) => `${d} = ${d - 2 ** 32}`)
+          .join(', ')} as signed 32-bit integers)`
       : '')
   );
 }
@@ -175,14 +178,23 @@ export function parseIdx(bytes: Uint8Array, name: string): IdxArray {
   if (!(bytes instanceof Uint8Array)) {
     throw new WpcArgumentError(`parseIdx: bytes must be a Uint8Array, got ${typeof bytes}`);
   }
-  if (typeof name !== 'string') throw new WpcArgumentError(`parseIdx: name must be a string (the file's name, for messages), got ${typeof name}`);
+  if (typeof name !== 'string')
+    throw new WpcArgumentError(`parseIdx: name must be a string (the file's name, for messages), got ${typeof name}`);
   const header = readIdxHeader(bytes, name);
   if (header === undefined) {
-    if (bytes.length < 4) throw idxError(name, `not an IDX file: only ${bytes.length} bytes, too short for the 4-byte magic number`);
+    if (bytes.length < 4)
+      throw idxError(name, `not an IDX file: only ${bytes.length} bytes, too short for the 4-byte magic number`);
     const ndims = bytes[3]!;
-    throw idxError(name, `truncated IDX header: ${ndims} dimensions need a ${4 + 4 * ndims}-byte header, but the file has only ${bytes.length} bytes`);
+    throw idxError(
+      name,
+      `truncated IDX header: ${ndims} dimensions need a ${4 + 4 * ndims}-byte header, but the file has only ${bytes.length} bytes`,
+    );
   }
   if (BigInt(bytes.length) !== header.totalBytes) throw idxError(name, idxLengthMismatch(header, bytes.length));
   // A plain Uint8Array view even when `bytes` is a Node Buffer, whose methods (e.g. `slice`) behave differently.
-  return { name, dims: header.dims, data: new Uint8Array(bytes.buffer, bytes.byteOffset + header.headerBytes, Number(header.elements)) };
+  return {
+    name,
+    dims: header.dims,
+    data: new Uint8Array(bytes.buffer, bytes.byteOffset + header.headerBytes, Number(header.elements)),
+  };
 }

@@ -59,13 +59,18 @@ export interface DataPlace {
  * `~/Library/Caches/wpc/datasets`; Windows `%LOCALAPPDATA%\wpc\datasets` (or `~\AppData\Local\wpc\datasets`).
  * `null` when there is no usable home directory.
  */
-export function cacheDirectoryFor(platform: string, env: Readonly<Record<string, string | undefined>>, home: string): string | null {
+export function cacheDirectoryFor(
+  platform: string,
+  env: Readonly<Record<string, string | undefined>>,
+  home: string,
+): string | null {
   if (platform === 'win32') {
     const local = env.LOCALAPPDATA;
     if (local && win32.isAbsolute(local)) return win32.join(local, 'wpc', 'datasets');
     return home && win32.isAbsolute(home) ? win32.join(home, 'AppData', 'Local', 'wpc', 'datasets') : null;
   }
-  if (platform === 'darwin') return home && posix.isAbsolute(home) ? posix.join(home, 'Library', 'Caches', 'wpc', 'datasets') : null;
+  if (platform === 'darwin')
+    return home && posix.isAbsolute(home) ? posix.join(home, 'Library', 'Caches', 'wpc', 'datasets') : null;
   const xdg = env.XDG_CACHE_HOME;
   if (xdg && posix.isAbsolute(xdg)) return posix.join(xdg, 'wpc', 'datasets');
   return home && posix.isAbsolute(home) ? posix.join(home, '.cache', 'wpc', 'datasets') : null;
@@ -90,18 +95,24 @@ function userCacheDirectory(): string | null {
  */
 export function dataCacheDirectory(): string {
   const dir = userCacheDirectory();
-  if (dir === null) throw new IdxError('dataCacheDirectory: this user has no home directory, so there is no per-user cache directory; give a data directory instead', '');
+  if (dir === null)
+    throw new IdxError(
+      'dataCacheDirectory: this user has no home directory, so there is no per-user cache directory; give a data directory instead',
+      '',
+    );
   return dir;
 }
 
 /** The explicitly chosen data directory: the option, else `WPC_DATA_DIR` (when set and not empty), else null. */
 export function explicitDataDir(fn: string, dataDir: unknown): DataPlace | null {
   if (dataDir !== undefined) {
-    if (typeof dataDir !== 'string' || dataDir === '' || dataDir.includes('\0')) argError(fn, 'options.dataDir', 'a non-empty path', dataDir);
+    if (typeof dataDir !== 'string' || dataDir === '' || dataDir.includes('\0'))
+      argError(fn, 'options.dataDir', 'a non-empty path', dataDir);
     return { root: resolve(dataDir), source: 'dataDir', from: 'the dataDir option (--data-dir)' };
   }
   const env = process.env.WPC_DATA_DIR;
-  if (env !== undefined && env !== '') return { root: resolve(env), source: 'WPC_DATA_DIR', from: 'the WPC_DATA_DIR environment variable' };
+  if (env !== undefined && env !== '')
+    return { root: resolve(env), source: 'WPC_DATA_DIR', from: 'the WPC_DATA_DIR environment variable' };
   return null;
 }
 
@@ -110,7 +121,11 @@ function implicitPlaces(): (DataPlace | null)[] {
   const cache = userCacheDirectory();
   return [
     cache === null ? null : { root: cache, source: 'cache', from: 'the per-user cache directory' },
-    { root: resolve('..', 'shared', 'datasets'), source: 'shared', from: '../shared/datasets from the current directory' },
+    {
+      root: resolve('..', 'shared', 'datasets'),
+      source: 'shared',
+      from: '../shared/datasets from the current directory',
+    },
   ];
 }
 
@@ -156,7 +171,8 @@ async function isRegularFile(path: string): Promise<boolean> {
 async function missingFiles(dir: string): Promise<string[]> {
   const missing: string[] = [];
   for (const file of expectedFileNames()) {
-    if (!(await isRegularFile(join(dir, file))) && !(await isRegularFile(join(dir, file.slice(0, -3))))) missing.push(file);
+    if (!(await isRegularFile(join(dir, file))) && !(await isRegularFile(join(dir, file.slice(0, -3)))))
+      missing.push(file);
   }
   return missing;
 }
@@ -226,5 +242,10 @@ export async function locateDataset(name: DatasetName, options: LocateOptions = 
       dir,
     );
   }
-  return { dir, root: explicit.root, source: explicit.source, searched: [{ source: explicit.source, dir, status: 'found' }] };
+  return {
+    dir,
+    root: explicit.root,
+    source: explicit.source,
+    searched: [{ source: explicit.source, dir, status: 'found' }],
+  };
 }

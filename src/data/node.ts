@@ -7,14 +7,22 @@
  * checks the files' structure, not their checksums (`downloadDataset` verifies those when it fetches them).
  */
 
-import { type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { argError, checkKnownKeys, checkOneOf } from '../runtime/errors.js';
 import { makeDataset, NUM_CLASSES, resolveNormalization, type Dataset, type NormalizeOptions } from './dataset.js';
 import { IdxError, idxError, printable, type IdxArray } from './idx.js';
 import { readIdxStream } from './idx-reader.js';
 import { FileAccessError, openRegularFile } from '../util/regular-file.js';
-import { DATASET_NAMES, DISPLAY_NAMES as DISPLAY, SPLITS, SPLIT_FILES as FILES, expectedFileNames, type DatasetName, type Split } from './files.js';
+import {
+  DATASET_NAMES,
+  DISPLAY_NAMES as DISPLAY,
+  SPLITS,
+  SPLIT_FILES as FILES,
+  expectedFileNames,
+  type DatasetName,
+  type Split,
+} from './files.js';
 import { datasetDirectory, explicitDataDir, findImplicit } from './locate.js';
 
 export { DATASET_NAMES, SPLITS, expectedFileNames, type DatasetName, type Split };
@@ -93,7 +101,13 @@ type Role = 'images' | 'labels';
  * Reads `DIR/<file>.gz` (or an uncompressed `DIR/<file>`) and parses it, reading no more than the largest
  * genuine file of this split and role can hold (16 + N·28·28 bytes of images, 8 + N of labels, decompressed).
  */
-async function readIdx(dir: string, name: DatasetName, split: Split, role: Role, signal: AbortSignal): Promise<IdxArray> {
+async function readIdx(
+  dir: string,
+  name: DatasetName,
+  split: Split,
+  role: Role,
+  signal: AbortSignal,
+): Promise<IdxArray> {
   const file = FILES[split][role];
   const gzPath = join(dir, `${file}.gz`);
   const plainPath = join(dir, file);
@@ -136,7 +150,10 @@ async function openDataFile(path: string): Promise<{ handle: FileHandle; size: n
     if (!(err instanceof FileAccessError)) throw err;
     if (err.reason === 'missing') return undefined;
     if (err.reason === 'not-regular') {
-      throw idxError(path, `is ${err.detail}, not a regular file; data files must be regular files (a pipe or device may block or never end)`);
+      throw idxError(
+        path,
+        `is ${err.detail}, not a regular file; data files must be regular files (a pipe or device may block or never end)`,
+      );
     }
     throw idxError(path, `cannot read it (${printable(err.detail)})`);
   }

@@ -7,7 +7,15 @@
 import { WpcArgumentError, argError, describe, firstNonFinite } from '../runtime/errors.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { ACTIVATIONS } from '../kernels/index.js';
-import { type Activation, MAX_DEPTH, type Model, PARAM_TYPES, type ParamType, checkRuntime, mlpFromWeights } from '../pc/model.js';
+import {
+  type Activation,
+  MAX_DEPTH,
+  type Model,
+  PARAM_TYPES,
+  type ParamType,
+  checkRuntime,
+  mlpFromWeights,
+} from '../pc/model.js';
 import { checkModel } from '../pc/batch.js';
 import { crc32c, crc32cHex } from './crc32c.js';
 import { asStoredJson, canonicalJson, checkJsonObject, checkJsonValue, jsonSyntaxProblem } from './json-values.js';
@@ -56,7 +64,9 @@ function toBase64(bytes: Uint8Array): string {
 
 function fromBase64(what: string, text: string): Uint8Array {
   if (typeof text !== 'string' || text.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(text)) {
-    throw new WpcArgumentError(`${what}: checkpoint.params must be base64 text (a multiple of 4 characters), got ${describe(text)}`);
+    throw new WpcArgumentError(
+      `${what}: checkpoint.params must be base64 text (a multiple of 4 characters), got ${describe(text)}`,
+    );
   }
   const pad = text.endsWith('==') ? 2 : text.endsWith('=') ? 1 : 0;
   const out = new Uint8Array((text.length / 4) * 3 - pad);
@@ -112,14 +122,24 @@ export function storedParamCount(dims: readonly number[], useBias: boolean): num
 export function checkArchitecture(what: string, where: string, a: unknown): Architecture {
   if (typeof a !== 'object' || a === null || Array.isArray(a)) argError(what, where, 'an object', a);
   const { dims, actFn, useBias, paramType } = a as Partial<Architecture>;
-  if (!Array.isArray(dims) || dims.length < 2 || dims.length > MAX_DEPTH + 1 || dims.some((d) => !Number.isSafeInteger(d) || d < 1 || d > MAX_STORED_PARAMS)) {
+  if (
+    !Array.isArray(dims) ||
+    dims.length < 2 ||
+    dims.length > MAX_DEPTH + 1 ||
+    dims.some((d) => !Number.isSafeInteger(d) || d < 1 || d > MAX_STORED_PARAMS)
+  ) {
     argError(what, `${where}.dims`, `2 to ${MAX_DEPTH + 1} integers in [1, ${MAX_STORED_PARAMS}]`, dims);
   }
-  if (!(ACTIVATIONS as readonly unknown[]).includes(actFn)) argError(what, `${where}.actFn`, ACTIVATIONS.join(' | '), actFn);
+  if (!(ACTIVATIONS as readonly unknown[]).includes(actFn))
+    argError(what, `${where}.actFn`, ACTIVATIONS.join(' | '), actFn);
   if (typeof useBias !== 'boolean') argError(what, `${where}.useBias`, 'a boolean', useBias);
-  if (!(PARAM_TYPES as readonly unknown[]).includes(paramType)) argError(what, `${where}.paramType`, PARAM_TYPES.join(' | '), paramType);
+  if (!(PARAM_TYPES as readonly unknown[]).includes(paramType))
+    argError(what, `${where}.paramType`, PARAM_TYPES.join(' | '), paramType);
   const params = storedParamCount(dims, useBias);
-  if (params > MAX_STORED_PARAMS) throw new WpcArgumentError(`${what}: ${where}.dims ${dims.join('→')} give ${params} parameters, more than the ${MAX_STORED_PARAMS} a checkpoint may hold`);
+  if (params > MAX_STORED_PARAMS)
+    throw new WpcArgumentError(
+      `${what}: ${where}.dims ${dims.join('→')} give ${params} parameters, more than the ${MAX_STORED_PARAMS} a checkpoint may hold`,
+    );
   const L = dims.length - 1;
   const skipModel = (a as { skipModel?: unknown }).skipModel ?? null;
   if (skipModel !== null) {
@@ -127,25 +147,54 @@ export function checkArchitecture(what: string, where: string, a: unknown): Arch
       argError(what, `${where}.skipModel`, `null or an array of ${L} booleans (one per layer)`, skipModel);
     }
     skipModel.forEach((s, l) => {
-      if (s && (l === 0 || l === L - 1)) throw new WpcArgumentError(`${what}: ${where}.skipModel[${l}] must be false (skips are on hidden-to-hidden layers 1..${L - 2} only), got true`);
-      if (s && dims[l] !== dims[l + 1]) throw new WpcArgumentError(`${what}: ${where}.skipModel[${l}] must be false: layer ${l} maps ${dims[l]} → ${dims[l + 1]}, a skip needs equal widths`);
+      if (s && (l === 0 || l === L - 1))
+        throw new WpcArgumentError(
+          `${what}: ${where}.skipModel[${l}] must be false (skips are on hidden-to-hidden layers 1..${L - 2} only), got true`,
+        );
+      if (s && dims[l] !== dims[l + 1])
+        throw new WpcArgumentError(
+          `${what}: ${where}.skipModel[${l}] must be false: layer ${l} maps ${dims[l]} → ${dims[l + 1]}, a skip needs equal widths`,
+        );
     });
   }
   const gamma = (a as { gamma?: unknown }).gamma ?? null;
-  if (gamma !== null && (typeof gamma !== 'number' || !Number.isFinite(gamma) || gamma <= 0)) argError(what, `${where}.gamma`, 'null or a finite number > 0', gamma);
-  return { dims: [...dims], actFn: actFn!, useBias, paramType: paramType!, skipModel: skipModel as boolean[] | null, gamma: gamma as number | null };
+  if (gamma !== null && (typeof gamma !== 'number' || !Number.isFinite(gamma) || gamma <= 0))
+    argError(what, `${where}.gamma`, 'null or a finite number > 0', gamma);
+  return {
+    dims: [...dims],
+    actFn: actFn!,
+    useBias,
+    paramType: paramType!,
+    skipModel: skipModel as boolean[] | null,
+    gamma: gamma as number | null,
+  };
 }
 
 /** Throws unless every key of `o` is in `known`. */
 export function checkStoredKeys(what: string, where: string, o: object, known: readonly string[]): void {
   const unknown = Object.keys(o).find((k) => !known.includes(k));
-  if (unknown !== undefined) throw new WpcArgumentError(`${what}: ${where}.${unknown} is not a field of ${where} (known: ${known.join(', ')})`);
+  if (unknown !== undefined)
+    throw new WpcArgumentError(`${what}: ${where}.${unknown} is not a field of ${where} (known: ${known.join(', ')})`);
 }
 
 /** The model built from validated weights; nothing is left allocated when it fails. */
-export function buildModel(what: string, runtime: Runtime, arch: Architecture, weights: Float32Array[], biases: Float32Array[] | null): Model {
+export function buildModel(
+  what: string,
+  runtime: Runtime,
+  arch: Architecture,
+  weights: Float32Array[],
+  biases: Float32Array[] | null,
+): Model {
   try {
-    return mlpFromWeights(runtime, { dims: arch.dims, weights, biases, actFn: arch.actFn, paramType: arch.paramType, skipModel: arch.skipModel, gamma: arch.gamma });
+    return mlpFromWeights(runtime, {
+      dims: arch.dims,
+      weights,
+      biases,
+      actFn: arch.actFn,
+      paramType: arch.paramType,
+      skipModel: arch.skipModel,
+      gamma: arch.gamma,
+    });
   } catch (e) {
     if (e instanceof WpcArgumentError) throw new WpcArgumentError(`${what}: ${e.message}`);
     throw e;
@@ -173,7 +222,10 @@ export async function modelToCheckpoint(model: Model, meta?: Record<string, unkn
   });
   // A checkpoint that would not load is not written (e.g. a diverged model over the last good one).
   const bad = all.findIndex((v) => !Number.isFinite(v));
-  if (bad >= 0) throw new WpcArgumentError(`${fn}: the model's parameters must be finite to be saved, got ${all[bad]} at index ${bad}`);
+  if (bad >= 0)
+    throw new WpcArgumentError(
+      `${fn}: the model's parameters must be finite to be saved, got ${all[bad]} at index ${bad}`,
+    );
   const bytes = new Uint8Array(all.buffer);
   if (BIG_ENDIAN) for (let i = 0; i < bytes.length; i += 4) bytes.subarray(i, i + 4).reverse();
   const content = {
@@ -196,9 +248,11 @@ interface CheckedCheckpoint {
 
 /** Verifies and validates a checkpoint object; allocates nothing on the GPU. */
 function checkCheckpoint(what: string, checkpoint: unknown, options: CheckpointLoadOptions): CheckedCheckpoint {
-  if (typeof checkpoint !== 'object' || checkpoint === null || Array.isArray(checkpoint)) argError(what, 'checkpoint', 'a checkpoint object', checkpoint);
+  if (typeof checkpoint !== 'object' || checkpoint === null || Array.isArray(checkpoint))
+    argError(what, 'checkpoint', 'a checkpoint object', checkpoint);
   const c = checkpoint as Record<string, unknown>;
-  if (c.format !== CHECKPOINT_FORMAT) throw new WpcArgumentError(`${what}: checkpoint.format must be '${CHECKPOINT_FORMAT}', got ${describe(c.format)}`);
+  if (c.format !== CHECKPOINT_FORMAT)
+    throw new WpcArgumentError(`${what}: checkpoint.format must be '${CHECKPOINT_FORMAT}', got ${describe(c.format)}`);
   if (c.version === 1) {
     if (options.allowUnverified !== true) {
       throw new WpcArgumentError(
@@ -206,15 +260,25 @@ function checkCheckpoint(what: string, checkpoint: unknown, options: CheckpointL
       );
     }
   } else if (c.version !== CHECKPOINT_VERSION) {
-    throw new WpcArgumentError(`${what}: checkpoint.version ${describe(c.version)} is not supported (this WPC reads version ${CHECKPOINT_VERSION}, and 1 with allowUnverified)`);
+    throw new WpcArgumentError(
+      `${what}: checkpoint.version ${describe(c.version)} is not supported (this WPC reads version ${CHECKPOINT_VERSION}, and 1 with allowUnverified)`,
+    );
   }
-  checkStoredKeys(what, 'checkpoint', c, c.version === 1 ? CHECKPOINT_KEYS.filter((k) => k !== 'crc32c') : CHECKPOINT_KEYS);
+  checkStoredKeys(
+    what,
+    'checkpoint',
+    c,
+    c.version === 1 ? CHECKPOINT_KEYS.filter((k) => k !== 'crc32c') : CHECKPOINT_KEYS,
+  );
   checkJsonValue(what, 'checkpoint', c);
   if (c.version === CHECKPOINT_VERSION) {
-    if (typeof c.crc32c !== 'string' || !/^[0-9a-f]{8}$/.test(c.crc32c)) argError(what, 'checkpoint.crc32c', 'eight lowercase hex digits', c.crc32c);
+    if (typeof c.crc32c !== 'string' || !/^[0-9a-f]{8}$/.test(c.crc32c))
+      argError(what, 'checkpoint.crc32c', 'eight lowercase hex digits', c.crc32c);
     const computed = contentChecksum(c);
     if (computed !== c.crc32c) {
-      throw new WpcArgumentError(`${what}: corrupt: checkpoint.crc32c is ${c.crc32c} but its content gives ${computed}: a field was damaged or changed after it was written`);
+      throw new WpcArgumentError(
+        `${what}: corrupt: checkpoint.crc32c is ${c.crc32c} but its content gives ${computed}: a field was damaged or changed after it was written`,
+      );
     }
   }
   const arch = checkArchitecture(what, 'checkpoint', c);
@@ -222,7 +286,9 @@ function checkCheckpoint(what: string, checkpoint: unknown, options: CheckpointL
   const { dims, useBias } = arch;
   const total = storedParamCount(dims, useBias);
   if (typeof c.params !== 'string' || c.params.length !== 4 * Math.ceil((4 * total) / 3)) {
-    throw new WpcArgumentError(`${what}: checkpoint.params must be the base64 of ${total} float32 values (${4 * Math.ceil((4 * total) / 3)} characters) for dims ${dims.join('→')}${useBias ? ' with biases' : ''}, got ${typeof c.params === 'string' ? `${c.params.length} characters` : describe(c.params)}`);
+    throw new WpcArgumentError(
+      `${what}: checkpoint.params must be the base64 of ${total} float32 values (${4 * Math.ceil((4 * total) / 3)} characters) for dims ${dims.join('→')}${useBias ? ' with biases' : ''}, got ${typeof c.params === 'string' ? `${c.params.length} characters` : describe(c.params)}`,
+    );
   }
   const bytes = fromBase64(what, c.params);
   if (BIG_ENDIAN) for (let i = 0; i < bytes.length; i += 4) bytes.subarray(i, i + 4).reverse();
@@ -233,7 +299,8 @@ function checkCheckpoint(what: string, checkpoint: unknown, options: CheckpointL
   const take = (n: number, name: string) => {
     const v = all.subarray(at, at + n);
     const bad = firstNonFinite(v);
-    if (bad >= 0) throw new WpcArgumentError(`${what}: checkpoint.params must be finite, got ${v[bad]} in ${name} at index ${bad}`);
+    if (bad >= 0)
+      throw new WpcArgumentError(`${what}: checkpoint.params must be finite, got ${v[bad]} in ${name} at index ${bad}`);
     at += n;
     return v;
   };
@@ -246,10 +313,12 @@ function checkCheckpoint(what: string, checkpoint: unknown, options: CheckpointL
 
 /** Validates `{ allowUnverified }` options. */
 export function checkLoadOptions(fn: string, options: unknown): CheckpointLoadOptions {
-  if (typeof options !== 'object' || options === null || Array.isArray(options)) argError(fn, 'options', 'an object like { allowUnverified: false }', options);
+  if (typeof options !== 'object' || options === null || Array.isArray(options))
+    argError(fn, 'options', 'an object like { allowUnverified: false }', options);
   checkStoredKeys(fn, 'options', options, ['allowUnverified']);
   const { allowUnverified } = options as CheckpointLoadOptions;
-  if (allowUnverified !== undefined && typeof allowUnverified !== 'boolean') argError(fn, 'options.allowUnverified', 'a boolean', allowUnverified);
+  if (allowUnverified !== undefined && typeof allowUnverified !== 'boolean')
+    argError(fn, 'options.allowUnverified', 'a boolean', allowUnverified);
   return options as CheckpointLoadOptions;
 }
 
@@ -276,7 +345,12 @@ export function checkpointText(checkpoint: ModelCheckpoint): string {
  * its content, so that no changed byte goes unnoticed, not even one that leaves the content equal (white space,
  * an exponent's case).
  */
-export function modelFromCheckpointFile(runtime: Runtime, contents: Uint8Array | string, what: string, options: CheckpointLoadOptions = {}): Model {
+export function modelFromCheckpointFile(
+  runtime: Runtime,
+  contents: Uint8Array | string,
+  what: string,
+  options: CheckpointLoadOptions = {},
+): Model {
   checkRuntime(what, runtime);
   checkLoadOptions(what, options);
   let text: string;
@@ -296,7 +370,9 @@ export function modelFromCheckpointFile(runtime: Runtime, contents: Uint8Array |
   }
   const c = checkCheckpoint(what, parsed, options);
   if (c.version === CHECKPOINT_VERSION && text !== checkpointText(parsed as ModelCheckpoint)) {
-    throw new WpcArgumentError(`${what}: corrupt: the file is not the text saveModel writes for its content (changed after it was written)`);
+    throw new WpcArgumentError(
+      `${what}: corrupt: the file is not the text saveModel writes for its content (changed after it was written)`,
+    );
   }
   return buildModel(what, runtime, c.arch, c.weights, c.biases);
 }

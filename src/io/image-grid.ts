@@ -28,9 +28,17 @@ export interface ImageGridOptions {
 }
 
 /** The grid's size in pixels for `count` images of h × w pixels (options as `imageGridPng`'s, already checked). */
-export function imageGridShape(count: number, h: number, w: number, o: { columns: number; scale: number; padding: number }): { width: number; height: number } {
+export function imageGridShape(
+  count: number,
+  h: number,
+  w: number,
+  o: { columns: number; scale: number; padding: number },
+): { width: number; height: number } {
   const rows = Math.ceil(count / o.columns);
-  return { width: o.columns * (w * o.scale + o.padding) + o.padding, height: rows * (h * o.scale + o.padding) + o.padding };
+  return {
+    width: o.columns * (w * o.scale + o.padding) + o.padding,
+    height: rows * (h * o.scale + o.padding) + o.padding,
+  };
 }
 
 /**
@@ -39,10 +47,13 @@ export function imageGridShape(count: number, h: number, w: number, o: { columns
  */
 export function imageGridPng(images: Float32Array, count: number, options: ImageGridOptions = {}): Uint8Array {
   const fn = 'imageGridPng';
-  if (!(images instanceof Float32Array)) argError(fn, 'images', 'a Float32Array of count × height·width values', images);
+  if (!(images instanceof Float32Array))
+    argError(fn, 'images', 'a Float32Array of count × height·width values', images);
   const n = checkPositiveInt(fn, 'count', count);
   if (images.length % n !== 0 || images.length === 0) {
-    throw new WpcArgumentError(`${fn}: images must hold count × pixels values; ${images.length} values are not a multiple of count = ${n}`);
+    throw new WpcArgumentError(
+      `${fn}: images must hold count × pixels values; ${images.length} values are not a multiple of count = ${n}`,
+    );
   }
   if (typeof options !== 'object' || options === null) argError(fn, 'options', 'an object', options);
   checkKnownKeys(fn, 'options', options, ['height', 'width', 'columns', 'range', 'padding', 'scale']);
@@ -51,11 +62,17 @@ export function imageGridPng(images: Float32Array, count: number, options: Image
   let w: number;
   if (options.height === undefined && options.width === undefined) {
     h = w = Math.round(Math.sqrt(pixels));
-    if (h * w !== pixels) throw new WpcArgumentError(`${fn}: options.height and options.width are needed: ${pixels} values per image is not a square`);
+    if (h * w !== pixels)
+      throw new WpcArgumentError(
+        `${fn}: options.height and options.width are needed: ${pixels} values per image is not a square`,
+      );
   } else {
     h = checkPositiveInt(fn, 'options.height', options.height ?? pixels / options.width!);
     w = checkPositiveInt(fn, 'options.width', options.width ?? pixels / h);
-    if (h * w !== pixels) throw new WpcArgumentError(`${fn}: options.height × options.width must be ${pixels} (values per image), got ${h} × ${w}`);
+    if (h * w !== pixels)
+      throw new WpcArgumentError(
+        `${fn}: options.height × options.width must be ${pixels} (values per image), got ${h} × ${w}`,
+      );
   }
   const columns = checkPositiveInt(fn, 'options.columns', options.columns ?? Math.min(10, n));
   const padding = options.padding ?? 2;
@@ -68,7 +85,8 @@ export function imageGridPng(images: Float32Array, count: number, options: Image
     checkKnownKeys(fn, 'options.range', range, ['min', 'max']);
     const min = checkFinite(fn, 'options.range.min', range.min);
     const max = checkFinite(fn, 'options.range.max', range.max);
-    if (!(max > min)) throw new WpcArgumentError(`${fn}: options.range.max must be above options.range.min, got ${min}..${max}`);
+    if (!(max > min))
+      throw new WpcArgumentError(`${fn}: options.range.max must be above options.range.min, got ${min}..${max}`);
     fixed = { min, max };
   } else if (range !== 'per-image') argError(fn, 'options.range', "'mnist', 'per-image' or { min, max }", range);
 

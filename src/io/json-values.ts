@@ -25,23 +25,30 @@ export function checkJsonValue(what: string, field: string, value: unknown): voi
     const [v, at, depth] = stack.pop()!;
     if (v === null || typeof v === 'boolean' || typeof v === 'string') continue;
     if (typeof v === 'number') {
-      if (!Number.isFinite(v)) throw new WpcArgumentError(`${what}: ${at} must be a finite number (JSON has no NaN or Infinity), got ${v}`);
+      if (!Number.isFinite(v))
+        throw new WpcArgumentError(`${what}: ${at} must be a finite number (JSON has no NaN or Infinity), got ${v}`);
       continue;
     }
-    if (depth >= MAX_JSON_DEPTH) throw new WpcArgumentError(`${what}: ${field} is nested more than ${MAX_JSON_DEPTH} levels deep (at ${at.slice(0, 80)}…)`);
+    if (depth >= MAX_JSON_DEPTH)
+      throw new WpcArgumentError(
+        `${what}: ${field} is nested more than ${MAX_JSON_DEPTH} levels deep (at ${at.slice(0, 80)}…)`,
+      );
     if (Array.isArray(v)) {
       v.forEach((u, i) => stack.push([u, `${at}[${i}]`, depth + 1]));
     } else if (isPlainObject(v)) {
       for (const [k, u] of Object.entries(v)) stack.push([u, `${at}.${k}`, depth + 1]);
     } else {
-      throw new WpcArgumentError(`${what}: ${at} must be JSON data (null, a boolean, a finite number, a string, an array or a plain object), got ${describe(v)}`);
+      throw new WpcArgumentError(
+        `${what}: ${at} must be JSON data (null, a boolean, a finite number, a string, an array or a plain object), got ${describe(v)}`,
+      );
     }
   }
 }
 
 /** `checkJsonValue`, and a plain object at the top. */
 export function checkJsonObject(what: string, field: string, value: unknown): Record<string, unknown> {
-  if (!isPlainObject(value)) throw new WpcArgumentError(`${what}: ${field} must be a plain JSON object, got ${describe(value)}`);
+  if (!isPlainObject(value))
+    throw new WpcArgumentError(`${what}: ${field} must be a plain JSON object, got ${describe(value)}`);
   checkJsonValue(what, field, value);
   return value;
 }

@@ -11,10 +11,20 @@ import { MAX_HEADER_BYTES } from './safetensors.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { Tensor } from '../runtime/tensor.js';
 import { type Model, checkRuntime } from '../pc/model.js';
-import { type CheckpointLoadOptions, checkLoadOptions, checkpointText, modelFromCheckpointFile, modelToCheckpoint } from './checkpoint.js';
+import {
+  type CheckpointLoadOptions,
+  checkLoadOptions,
+  checkpointText,
+  modelFromCheckpointFile,
+  modelToCheckpoint,
+} from './checkpoint.js';
 import { type ImageGridOptions, imageGridPng } from './image-grid.js';
-import { type RestoredTraining, type TrainingCheckpointOptions, restoreTrainingCheckpoint, trainingCheckpoint } from './training-checkpoint.js';
-
+import {
+  type RestoredTraining,
+  type TrainingCheckpointOptions,
+  restoreTrainingCheckpoint,
+  trainingCheckpoint,
+} from './training-checkpoint.js';
 
 function checkPath(fn: string, path: unknown): string {
   if (typeof path !== 'string' || path.length === 0 || path.includes('\0')) argError(fn, 'path', 'a file path', path);
@@ -61,17 +71,23 @@ async function readCheckpointFile(
     opened = await openRegularFile(file);
   } catch (e) {
     if (!(e instanceof FileAccessError)) throw e;
-    throw new WpcArgumentError(`${fn}: cannot read ${file}: ${e.reason === 'not-regular' ? 'not a regular file' : (e.code ?? e.detail)}`);
+    throw new WpcArgumentError(
+      `${fn}: cannot read ${file}: ${e.reason === 'not-regular' ? 'not a regular file' : (e.code ?? e.detail)}`,
+    );
   }
   const { handle, size } = opened;
   try {
     if (size > maxBytes) {
-      throw new WpcArgumentError(`${fn}: ${file} is ${size} bytes, more than any checkpoint this device can hold (at most ${maxBytes} bytes): not a WPC checkpoint`);
+      throw new WpcArgumentError(
+        `${fn}: ${file} is ${size} bytes, more than any checkpoint this device can hold (at most ${maxBytes} bytes): not a WPC checkpoint`,
+      );
     }
     return { bytes: new Uint8Array(await handle.readFile()), what: `${fn}: ${file}` };
   } catch (e) {
     if (e instanceof WpcArgumentError) throw e;
-    throw new WpcArgumentError(`${fn}: cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new WpcArgumentError(
+      `${fn}: cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   } finally {
     await handle.close().catch(() => undefined);
   }
@@ -90,13 +106,21 @@ export async function loadModel(runtime: Runtime, path: string, options: Checkpo
  * Writes a training checkpoint (safetensors: the model, its optimiser state and the step; see
  * io/training-checkpoint.ts) to `path`, atomically.
  */
-export async function saveCheckpoint(path: string, model: Model, options: TrainingCheckpointOptions = {}): Promise<void> {
+export async function saveCheckpoint(
+  path: string,
+  model: Model,
+  options: TrainingCheckpointOptions = {},
+): Promise<void> {
   const file = checkPath('saveCheckpoint', path);
   await writeAtomically(file, await trainingCheckpoint(model, options));
 }
 
 /** Reads a training checkpoint written by `saveCheckpoint` (or `wpc train --checkpoint`) onto `runtime`. */
-export async function loadCheckpoint(runtime: Runtime, path: string, options: CheckpointLoadOptions = {}): Promise<RestoredTraining> {
+export async function loadCheckpoint(
+  runtime: Runtime,
+  path: string,
+  options: CheckpointLoadOptions = {},
+): Promise<RestoredTraining> {
   const { bytes, what } = await readCheckpointFile('loadCheckpoint', runtime, path, options, 'safetensors');
   return restoreTrainingCheckpoint(runtime, bytes, what, options);
 }
@@ -105,14 +129,19 @@ export async function loadCheckpoint(runtime: Runtime, path: string, options: Ch
  * Writes a PNG grid of images: the rows of a [N, pixels] tensor (read back here) or `count` images in a
  * Float32Array. See `imageGridPng` for the layout and the grey-level mapping.
  */
-export async function writeImageGrid(path: string, images: Tensor | Float32Array, options: ImageGridOptions & { count?: number } = {}): Promise<void> {
+export async function writeImageGrid(
+  path: string,
+  images: Tensor | Float32Array,
+  options: ImageGridOptions & { count?: number } = {},
+): Promise<void> {
   const fn = 'writeImageGrid';
   const file = checkPath(fn, path);
   const { count, ...grid } = options;
   let data: Float32Array;
   let n: number;
   if (images instanceof Tensor) {
-    if (images.shape.length !== 2) throw new WpcArgumentError(`${fn}: images must be a [N, pixels] tensor, got shape [${images.shape.join(', ')}]`);
+    if (images.shape.length !== 2)
+      throw new WpcArgumentError(`${fn}: images must be a [N, pixels] tensor, got shape [${images.shape.join(', ')}]`);
     if (count !== undefined && (!Number.isInteger(count) || count < 1 || count > images.shape[0]!)) {
       argError(fn, 'options.count', `an integer in 1..${images.shape[0]} (the tensor's rows)`, count);
     }
@@ -120,7 +149,8 @@ export async function writeImageGrid(path: string, images: Tensor | Float32Array
     n = count ?? images.shape[0]!;
     data = data.subarray(0, n * images.shape[1]!);
   } else if (images instanceof Float32Array) {
-    if (count === undefined) throw new WpcArgumentError(`${fn}: options.count (how many images the Float32Array holds) is required`);
+    if (count === undefined)
+      throw new WpcArgumentError(`${fn}: options.count (how many images the Float32Array holds) is required`);
     data = images;
     n = count;
   } else {

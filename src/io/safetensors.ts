@@ -67,25 +67,40 @@ function fileChecksum(bytes: Uint8Array): number {
  * Serialises tensors (in the given order) and string metadata into one safetensors file with WPC's checksum.
  * The key `wpc.crc32c` is reserved.
  */
-export function encodeSafetensors(tensors: Readonly<Record<string, SafeTensorIn>>, metadata: Readonly<Record<string, string>> = {}): Uint8Array {
+export function encodeSafetensors(
+  tensors: Readonly<Record<string, SafeTensorIn>>,
+  metadata: Readonly<Record<string, string>> = {},
+): Uint8Array {
   const fn = 'encodeSafetensors';
-  if (typeof tensors !== 'object' || tensors === null || Array.isArray(tensors)) argError(fn, 'tensors', 'an object of { dtype, shape, data } by name', tensors);
-  if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)) argError(fn, 'metadata', 'an object of strings', metadata);
+  if (typeof tensors !== 'object' || tensors === null || Array.isArray(tensors))
+    argError(fn, 'tensors', 'an object of { dtype, shape, data } by name', tensors);
+  if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata))
+    argError(fn, 'metadata', 'an object of strings', metadata);
   for (const [k, v] of Object.entries(metadata)) {
-    if (k === SAFETENSORS_CHECKSUM_KEY) throw new WpcArgumentError(`${fn}: metadata.${k} is reserved (WPC writes the file's checksum there)`);
+    if (k === SAFETENSORS_CHECKSUM_KEY)
+      throw new WpcArgumentError(`${fn}: metadata.${k} is reserved (WPC writes the file's checksum there)`);
     if (typeof v !== 'string') argError(fn, `metadata.${k}`, 'a string', v);
   }
   let offset = 0;
   const entries: string[] = [];
   for (const [name, t] of Object.entries(tensors)) {
-    if (name === '__metadata__' || name.length === 0) argError(fn, 'tensors', 'names other than "" and "__metadata__"', name);
+    if (name === '__metadata__' || name.length === 0)
+      argError(fn, 'tensors', 'names other than "" and "__metadata__"', name);
     if (typeof t !== 'object' || t === null) argError(fn, `tensors.${name}`, 'an object { dtype, shape, data }', t);
-    if (t.dtype !== 'F32' && t.dtype !== 'U32' && t.dtype !== 'I32') argError(fn, `tensors.${name}.dtype`, '"F32", "U32" or "I32"', t.dtype);
-    if (!Array.isArray(t.shape) || t.shape.some((d) => !Number.isSafeInteger(d) || d < 0)) argError(fn, `tensors.${name}.shape`, 'an array of non-negative integers', t.shape);
-    if (!(t.data instanceof ctor(t.dtype))) argError(fn, `tensors.${name}.data`, `a ${ctor(t.dtype).name} (dtype ${t.dtype})`, t.data);
+    if (t.dtype !== 'F32' && t.dtype !== 'U32' && t.dtype !== 'I32')
+      argError(fn, `tensors.${name}.dtype`, '"F32", "U32" or "I32"', t.dtype);
+    if (!Array.isArray(t.shape) || t.shape.some((d) => !Number.isSafeInteger(d) || d < 0))
+      argError(fn, `tensors.${name}.shape`, 'an array of non-negative integers', t.shape);
+    if (!(t.data instanceof ctor(t.dtype)))
+      argError(fn, `tensors.${name}.data`, `a ${ctor(t.dtype).name} (dtype ${t.dtype})`, t.data);
     const count = t.shape.reduce((a, b) => a * b, 1);
-    if (t.data.length !== count) throw new WpcArgumentError(`${fn}: tensors.${name}.data has ${t.data.length} values, shape [${t.shape.join(', ')}] needs ${count}`);
-    entries.push(`,${JSON.stringify(name)}:${JSON.stringify({ dtype: t.dtype, shape: [...t.shape], data_offsets: [offset, offset + 4 * count] })}`);
+    if (t.data.length !== count)
+      throw new WpcArgumentError(
+        `${fn}: tensors.${name}.data has ${t.data.length} values, shape [${t.shape.join(', ')}] needs ${count}`,
+      );
+    entries.push(
+      `,${JSON.stringify(name)}:${JSON.stringify({ dtype: t.dtype, shape: [...t.shape], data_offsets: [offset, offset + 4 * count] })}`,
+    );
     offset += 4 * count;
   }
   // Written by hand so that the checksum comes first whatever the other keys are (JavaScript objects would put
@@ -97,7 +112,9 @@ export function encodeSafetensors(tensors: Readonly<Record<string, SafeTensorIn>
   // Pad the header with spaces so that the data starts 8-byte aligned (as the reference writer does).
   const jsonBytes = new TextEncoder().encode(json + ' '.repeat((8 - ((8 + jsonBytes0.length) % 8)) % 8));
   if (jsonBytes.length > MAX_HEADER_BYTES) {
-    throw new WpcArgumentError(`${fn}: the header would be ${jsonBytes.length} bytes, more than the ${MAX_HEADER_BYTES} a safetensors reader accepts (metadata too large)`);
+    throw new WpcArgumentError(
+      `${fn}: the header would be ${jsonBytes.length} bytes, more than the ${MAX_HEADER_BYTES} a safetensors reader accepts (metadata too large)`,
+    );
   }
   const out = new Uint8Array(8 + jsonBytes.length + offset);
   const view = new DataView(out.buffer);
@@ -126,10 +143,15 @@ function claimedChecksum(bytes: Uint8Array): string | null {
   let differ = 0;
   for (let i = 0; i < HEADER_START.length; i++) if (bytes[8 + i] !== HEADER_START[i]) differ++;
   if (differ > 2) return null;
-  if (differ > 0) throw new Problem(`the checksum field ${SAFETENSORS_CHECKSUM_KEY} at the start of the header is damaged (${differ} of its bytes differ from what WPC writes)`);
+  if (differ > 0)
+    throw new Problem(
+      `the checksum field ${SAFETENSORS_CHECKSUM_KEY} at the start of the header is damaged (${differ} of its bytes differ from what WPC writes)`,
+    );
   const digits = String.fromCharCode(...bytes.subarray(CHECKSUM_AT, CHECKSUM_AT + 8));
   if (!/^[0-9a-f]{8}$/.test(digits) || bytes[CHECKSUM_AT + 8] !== 0x22) {
-    throw new Problem(`the checksum field ${SAFETENSORS_CHECKSUM_KEY} at the start of the header is damaged (not eight hex digits and a closing quote)`);
+    throw new Problem(
+      `the checksum field ${SAFETENSORS_CHECKSUM_KEY} at the start of the header is damaged (not eight hex digits and a closing quote)`,
+    );
   }
   return digits;
 }
@@ -142,33 +164,44 @@ interface Layout {
 
 /** Checks the header against the file; copies nothing. */
 function parse(bytes: Uint8Array, claimed: string | null): Layout {
-  if (bytes.length < 8) throw new Problem(`truncated: ${bytes.length} bytes, a safetensors file starts with an 8-byte header length`);
+  if (bytes.length < 8)
+    throw new Problem(`truncated: ${bytes.length} bytes, a safetensors file starts with an 8-byte header length`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLength = view.getBigUint64(0, true);
   if (headerLength > BigInt(Math.min(MAX_HEADER_BYTES, bytes.length - 8))) {
-    throw new Problem(`header length ${headerLength} does not fit the file (${bytes.length} bytes; at most ${MAX_HEADER_BYTES} accepted): truncated or not a safetensors file`);
+    throw new Problem(
+      `header length ${headerLength} does not fit the file (${bytes.length} bytes; at most ${MAX_HEADER_BYTES} accepted): truncated or not a safetensors file`,
+    );
   }
   const n = Number(headerLength);
   let header: unknown;
   try {
     header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + n)));
   } catch (e) {
-    throw new Problem(`the header is not valid UTF-8 JSON (${e instanceof SyntaxError ? jsonSyntaxProblem(e) : 'not UTF-8'})`);
+    throw new Problem(
+      `the header is not valid UTF-8 JSON (${e instanceof SyntaxError ? jsonSyntaxProblem(e) : 'not UTF-8'})`,
+    );
   }
-  if (typeof header !== 'object' || header === null || Array.isArray(header)) throw new Problem('the header must be a JSON object');
+  if (typeof header !== 'object' || header === null || Array.isArray(header))
+    throw new Problem('the header must be a JSON object');
   const dataStart = 8 + n;
   const dataLength = bytes.length - dataStart;
   const metadata: Record<string, string> = {};
   const entries: Layout['entries'] = [];
   for (const [name, value] of Object.entries(header as Record<string, unknown>)) {
     if (name === '__metadata__') {
-      if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Problem('__metadata__ must be an object of strings');
+      if (typeof value !== 'object' || value === null || Array.isArray(value))
+        throw new Problem('__metadata__ must be an object of strings');
       for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
         if (typeof v !== 'string') throw new Problem(`__metadata__.${k} must be a string, got ${typeof v}`);
         if (k === SAFETENSORS_CHECKSUM_KEY) {
           // JSON.parse keeps the last of repeated keys: the one read must be the one at the fixed place.
-          if (claimed === null) throw new Problem(`__metadata__.${k} is not at the start of the header, where WPC writes it (a damaged or edited header)`);
-          if (v !== claimed) throw new Problem(`__metadata__.${k} appears twice (${JSON.stringify(claimed)} and ${JSON.stringify(v)})`);
+          if (claimed === null)
+            throw new Problem(
+              `__metadata__.${k} is not at the start of the header, where WPC writes it (a damaged or edited header)`,
+            );
+          if (v !== claimed)
+            throw new Problem(`__metadata__.${k} appears twice (${JSON.stringify(claimed)} and ${JSON.stringify(v)})`);
           continue;
         }
         metadata[k] = v;
@@ -181,35 +214,54 @@ function parse(bytes: Uint8Array, claimed: string | null): Layout {
       throw new Problem(`tensor ${name}: dtype must be F32, U32 or I32, got ${JSON.stringify(e.dtype)}`);
     }
     if (!Array.isArray(e.shape) || e.shape.some((d) => !Number.isSafeInteger(d) || (d as number) < 0)) {
-      throw new Problem(`tensor ${name}: shape must be an array of non-negative integers, got ${JSON.stringify(e.shape)}`);
+      throw new Problem(
+        `tensor ${name}: shape must be an array of non-negative integers, got ${JSON.stringify(e.shape)}`,
+      );
     }
     const offs = e.data_offsets;
-    if (!Array.isArray(offs) || offs.length !== 2 || offs.some((o) => !Number.isSafeInteger(o) || (o as number) < 0) || (offs[0] as number) > (offs[1] as number)) {
-      throw new Problem(`tensor ${name}: data_offsets must be [begin, end] with 0 ≤ begin ≤ end, got ${JSON.stringify(offs)}`);
+    if (
+      !Array.isArray(offs) ||
+      offs.length !== 2 ||
+      offs.some((o) => !Number.isSafeInteger(o) || (o as number) < 0) ||
+      (offs[0] as number) > (offs[1] as number)
+    ) {
+      throw new Problem(
+        `tensor ${name}: data_offsets must be [begin, end] with 0 ≤ begin ≤ end, got ${JSON.stringify(offs)}`,
+      );
     }
     const shape = e.shape as number[];
     const count = shape.reduce((a, b) => a * b, 1);
     const [begin, end] = offs as [number, number];
     if (end - begin !== 4 * count) {
-      throw new Problem(`tensor ${name}: shape [${shape.join(', ')}] needs ${4 * count} bytes of ${e.dtype}, data_offsets span ${end - begin}`);
+      throw new Problem(
+        `tensor ${name}: shape [${shape.join(', ')}] needs ${4 * count} bytes of ${e.dtype}, data_offsets span ${end - begin}`,
+      );
     }
-    if (end > dataLength) throw new Problem(`tensor ${name}: data_offsets end at ${end}, past the ${dataLength} data bytes (truncated file?)`);
+    if (end > dataLength)
+      throw new Problem(
+        `tensor ${name}: data_offsets end at ${end}, past the ${dataLength} data bytes (truncated file?)`,
+      );
     entries.push({ name, dtype: e.dtype, shape, begin, end });
   }
   const meta = (header as Record<string, unknown>).__metadata__;
   if (claimed !== null && (typeof meta !== 'object' || meta === null || !(SAFETENSORS_CHECKSUM_KEY in meta))) {
-    throw new Problem(`the header starts with a checksum field that JSON does not read as __metadata__.${SAFETENSORS_CHECKSUM_KEY}`);
+    throw new Problem(
+      `the header starts with a checksum field that JSON does not read as __metadata__.${SAFETENSORS_CHECKSUM_KEY}`,
+    );
   }
   // The data must be covered exactly once, in order of offsets (no overlaps, holes or trailing bytes).
   const sorted = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
   let expected = 0;
   for (const e of sorted) {
     if (e.begin !== expected) {
-      throw new Problem(`tensor ${e.name} starts at data byte ${e.begin}, expected ${expected} (${e.begin < expected ? 'overlapping tensors' : 'a gap in the data'})`);
+      throw new Problem(
+        `tensor ${e.name} starts at data byte ${e.begin}, expected ${expected} (${e.begin < expected ? 'overlapping tensors' : 'a gap in the data'})`,
+      );
     }
     expected = e.end;
   }
-  if (expected !== dataLength) throw new Problem(`${dataLength - expected} bytes after the last tensor (the header does not describe the file)`);
+  if (expected !== dataLength)
+    throw new Problem(`${dataLength - expected} bytes after the last tensor (the header does not describe the file)`);
   return { metadata, dataStart, entries };
 }
 
@@ -220,8 +272,10 @@ function parse(bytes: Uint8Array, claimed: string | null): Layout {
  * saying what and where.
  */
 export function decodeSafetensors(bytes: Uint8Array, what = 'decodeSafetensors'): DecodedSafetensors {
-  if (typeof what !== 'string') throw new WpcArgumentError(`decodeSafetensors: what must be a string (a name for messages), got ${typeof what}`);
-  if (!(bytes instanceof Uint8Array)) throw new WpcArgumentError(`${what}: expected the file's bytes (a Uint8Array), got ${typeof bytes}`);
+  if (typeof what !== 'string')
+    throw new WpcArgumentError(`decodeSafetensors: what must be a string (a name for messages), got ${typeof what}`);
+  if (!(bytes instanceof Uint8Array))
+    throw new WpcArgumentError(`${what}: expected the file's bytes (a Uint8Array), got ${typeof bytes}`);
   let claimed: string | null;
   try {
     claimed = claimedChecksum(bytes);
@@ -230,7 +284,8 @@ export function decodeSafetensors(bytes: Uint8Array, what = 'decodeSafetensors')
   }
   const computed = claimed === null ? null : crc32cHex(fileChecksum(bytes));
   const mismatch = computed !== claimed;
-  const corrupt = () => `${what}: corrupt: the CRC-32C checksum in its header (${claimed}) does not match its bytes (${computed}): the file was damaged or changed after it was written`;
+  const corrupt = () =>
+    `${what}: corrupt: the CRC-32C checksum in its header (${claimed}) does not match its bytes (${computed}): the file was damaged or changed after it was written`;
   let layout: Layout;
   try {
     layout = parse(bytes, claimed);

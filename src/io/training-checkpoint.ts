@@ -21,9 +21,18 @@
 import { WpcArgumentError, argError, checkKnownKeys, describe } from '../runtime/errors.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { type Model, checkRuntime } from '../pc/model.js';
-import { ARCHITECTURE_FIELDS, type CheckpointLoadOptions, architectureOf, buildModel, checkArchitecture, checkLoadOptions, checkStoredKeys, storedParamCount } from './checkpoint.js';
+import {
+  ARCHITECTURE_FIELDS,
+  type CheckpointLoadOptions,
+  architectureOf,
+  buildModel,
+  checkArchitecture,
+  checkLoadOptions,
+  checkStoredKeys,
+  storedParamCount,
+} from './checkpoint.js';
 import { checkModel } from '../pc/batch.js';
-import { type OptState, Optimizer, checkOptState } from '../pc/optim.js';
+import { type OptState, type Optimizer, checkOptState } from '../pc/optim.js';
 import { type SafeTensorIn, decodeSafetensors, encodeSafetensors } from './safetensors.js';
 import { asStoredJson, checkJsonObject, jsonSyntaxProblem } from './json-values.js';
 import { checkTrainingLog, optimizerFromConfig, parseCount } from './training-fields.js';
@@ -71,10 +80,14 @@ export async function trainingCheckpoint(model: Model, options: TrainingCheckpoi
   if (typeof options !== 'object' || options === null) argError(fn, 'options', 'an object', options);
   checkKnownKeys(fn, 'options', options, ['optim', 'optState', 'step', 'extra']);
   const { optim, optState } = options;
-  if ((optim === undefined) !== (optState === undefined)) throw new WpcArgumentError(`${fn}: options.optim and options.optState go together (give both or neither)`);
+  if ((optim === undefined) !== (optState === undefined))
+    throw new WpcArgumentError(`${fn}: options.optim and options.optState go together (give both or neither)`);
   if (optState !== undefined) {
     // Validates type, kind, runtime and size against the model.
-    checkOptState(fn, optState, optim, 'params', model.paramCount, model.runtime, { optim: 'options.optim', optState: 'options.optState' });
+    checkOptState(fn, optState, optim, 'params', model.paramCount, model.runtime, {
+      optim: 'options.optim',
+      optState: 'options.optState',
+    });
     optimizerFromConfig(fn, 'options.optim.config', optim!.config);
   }
   const step = options.step ?? optState?.count ?? 0;
@@ -127,13 +140,23 @@ function parseJson(what: string, key: string, text: string | undefined): unknown
  * errors (e.g. the path). The checksum is verified and everything validated before anything is allocated; a
  * refused file changes nothing.
  */
-export function restoreTrainingCheckpoint(runtime: Runtime, bytes: Uint8Array, what = 'restoreTrainingCheckpoint', options: CheckpointLoadOptions = {}): RestoredTraining {
-  if (typeof what !== 'string') throw new WpcArgumentError(`restoreTrainingCheckpoint: what must be a string (a name for messages), got ${describe(what)}`);
+export function restoreTrainingCheckpoint(
+  runtime: Runtime,
+  bytes: Uint8Array,
+  what = 'restoreTrainingCheckpoint',
+  options: CheckpointLoadOptions = {},
+): RestoredTraining {
+  if (typeof what !== 'string')
+    throw new WpcArgumentError(
+      `restoreTrainingCheckpoint: what must be a string (a name for messages), got ${describe(what)}`,
+    );
   checkRuntime('restoreTrainingCheckpoint', runtime);
   checkLoadOptions('restoreTrainingCheckpoint', options);
   const { tensors, metadata, verified } = decodeSafetensors(bytes, what);
   if (metadata.format !== TRAINING_CHECKPOINT_FORMAT) {
-    throw new WpcArgumentError(`${what}: metadata.format must be "${TRAINING_CHECKPOINT_FORMAT}", got ${describe(metadata.format)} (not a WPC training checkpoint)`);
+    throw new WpcArgumentError(
+      `${what}: metadata.format must be "${TRAINING_CHECKPOINT_FORMAT}", got ${describe(metadata.format)} (not a WPC training checkpoint)`,
+    );
   }
   if (metadata.version === '1') {
     if (!verified && options.allowUnverified !== true) {
@@ -142,23 +165,31 @@ export function restoreTrainingCheckpoint(runtime: Runtime, bytes: Uint8Array, w
       );
     }
   } else if (metadata.version !== String(TRAINING_CHECKPOINT_VERSION)) {
-    throw new WpcArgumentError(`${what}: version ${describe(metadata.version)} is not supported (this WPC reads version ${TRAINING_CHECKPOINT_VERSION}, and 1 with allowUnverified)`);
+    throw new WpcArgumentError(
+      `${what}: version ${describe(metadata.version)} is not supported (this WPC reads version ${TRAINING_CHECKPOINT_VERSION}, and 1 with allowUnverified)`,
+    );
   } else if (!verified) {
-    throw new WpcArgumentError(`${what}: corrupt: no checksum (metadata wpc.crc32c at the start of the header), which every version-${TRAINING_CHECKPOINT_VERSION} checkpoint carries`);
+    throw new WpcArgumentError(
+      `${what}: corrupt: no checksum (metadata wpc.crc32c at the start of the header), which every version-${TRAINING_CHECKPOINT_VERSION} checkpoint carries`,
+    );
   }
   checkStoredKeys(what, 'metadata', metadata, METADATA_KEYS);
   const stored = parseJson(what, 'model', metadata.model);
-  if (typeof stored === 'object' && stored !== null && !Array.isArray(stored)) checkStoredKeys(what, 'metadata.model', stored, ARCHITECTURE_FIELDS);
+  if (typeof stored === 'object' && stored !== null && !Array.isArray(stored))
+    checkStoredKeys(what, 'metadata.model', stored, ARCHITECTURE_FIELDS);
   const m = checkArchitecture(what, 'metadata.model', stored);
   const dims = m.dims;
   const step = parseCount(what, 'metadata.step', metadata.step);
-  if (metadata.version !== '1' && metadata.extra === undefined) throw new WpcArgumentError(`${what}: metadata.extra is missing`);
+  if (metadata.version !== '1' && metadata.extra === undefined)
+    throw new WpcArgumentError(`${what}: metadata.extra is missing`);
   const extra = checkJsonObject(what, 'metadata.extra', parseJson(what, 'extra', metadata.extra ?? '{}'));
   checkTrainingLog(what, 'metadata.extra', extra, step);
   let optim: Optimizer | null = null;
   let count = 0;
   if ((metadata.optimizer === undefined) !== (metadata.optimizerCount === undefined)) {
-    throw new WpcArgumentError(`${what}: metadata.optimizer and metadata.optimizerCount go together, got only ${metadata.optimizer === undefined ? 'optimizerCount' : 'optimizer'}`);
+    throw new WpcArgumentError(
+      `${what}: metadata.optimizer and metadata.optimizerCount go together, got only ${metadata.optimizer === undefined ? 'optimizerCount' : 'optimizer'}`,
+    );
   }
   if (metadata.optimizer !== undefined) {
     optim = optimizerFromConfig(what, 'metadata.optimizer', parseJson(what, 'optimizer', metadata.optimizer));
@@ -170,7 +201,9 @@ export function restoreTrainingCheckpoint(runtime: Runtime, bytes: Uint8Array, w
     const t = tensors[name];
     if (!t) throw new WpcArgumentError(`${what}: tensor ${name} is missing (the model's metadata needs it)`);
     if (t.dtype !== 'F32' || t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
-      throw new WpcArgumentError(`${what}: tensor ${name} must be F32 [${shape.join(', ')}], got ${t.dtype} [${t.shape.join(', ')}]`);
+      throw new WpcArgumentError(
+        `${what}: tensor ${name} must be F32 [${shape.join(', ')}], got ${t.dtype} [${t.shape.join(', ')}]`,
+      );
     }
     expected.add(name);
     checkValues(what, `tensor ${name}`, t.data as Float32Array, nonNegativeFrom);
@@ -179,9 +212,15 @@ export function restoreTrainingCheckpoint(runtime: Runtime, bytes: Uint8Array, w
   const weights = Array.from({ length: L }, (_, l) => take(`layers.${l}.weight`, [dims[l + 1]!, dims[l]!]));
   const biases = m.useBias ? Array.from({ length: L }, (_, l) => take(`layers.${l}.bias`, [dims[l + 1]!])) : null;
   const paramCount = storedParamCount(dims, m.useBias);
-  const state = optim && optim.stateWidth > 0 ? take('optimizer.state', [optim.stateWidth, paramCount], optim.config.kind === 'adam' ? paramCount : undefined) : null;
+  const state =
+    optim && optim.stateWidth > 0
+      ? take('optimizer.state', [optim.stateWidth, paramCount], optim.config.kind === 'adam' ? paramCount : undefined)
+      : null;
   const unknown = Object.keys(tensors).filter((name) => !expected.has(name));
-  if (unknown.length > 0) throw new WpcArgumentError(`${what}: unexpected tensor ${unknown[0]} (not part of this model${optim ? ' or its optimiser' : ''})`);
+  if (unknown.length > 0)
+    throw new WpcArgumentError(
+      `${what}: unexpected tensor ${unknown[0]} (not part of this model${optim ? ' or its optimiser' : ''})`,
+    );
   const model = buildModel(what, runtime, m, weights, biases);
   let optState: OptState | null = null;
   try {

@@ -106,7 +106,8 @@ export function epilogueColumns(tiles: TileConfig): number {
 }
 
 function matrixShapeOf(tiles: TileConfig): MatrixShape {
-  if (!tiles.matrixShape) throw new Error(`subgroup-matrix tiles need matrixShape (the adapter's M, N, K), got ${JSON.stringify(tiles)}`);
+  if (!tiles.matrixShape)
+    throw new Error(`subgroup-matrix tiles need matrixShape (the adapter's M, N, K), got ${JSON.stringify(tiles)}`);
   return tiles.matrixShape;
 }
 
@@ -172,7 +173,10 @@ function subgroupKLoop(tiles: TileConfig, rowGroups: number): string {
     lines.push(`  if (${j * tiles.wg}u < cols) {`);
     for (let l = 0; l < tiles.wg; l++) {
       const col = j * tiles.wg + l;
-      const fmas = Array.from({ length: rowGroups }, (_, i) => `acc[${i}][${col}] = fma(a[${i}], v, acc[${i}][${col}]);`);
+      const fmas = Array.from(
+        { length: rowGroups },
+        (_, i) => `acc[${i}][${col}] = fma(a[${i}], v, acc[${i}][${col}]);`,
+      );
       lines.push(`    { let v = subgroupBroadcast(b[${j}], ${l}u); ${fmas.join(' ')} }`);
     }
     lines.push('  }');
@@ -218,7 +222,8 @@ function matmulSpec(
   } = {},
 ) {
   const columns = epilogueColumns(tiles);
-  if (vecEpilogue === 'only' && columns % 4 !== 0) throw new Error(`vec4-only epilogue needs tn ≡ 0 mod 4, got tn ${tiles.tn}`);
+  if (vecEpilogue === 'only' && columns % 4 !== 0)
+    throw new Error(`vec4-only epilogue needs tn ≡ 0 mod 4, got tn ${tiles.tn}`);
   const enable = tiles.matrix ? [MATRIX_PARTS[tiles.matrix]] : tiles.subgroup || tiles.splitK ? [SUBGROUPS_PART] : [];
   return {
     parts: [...enable, ...parts],
@@ -239,7 +244,13 @@ function matmulSpec(
       ...(tiles.subgroup ? { SUBGROUP_K_LOOPS: subgroupKLoops(tiles) } : {}),
       ...(tiles.shared ? { SIDE: sharedSide(tiles) } : {}),
       ...(tiles.matrix
-        ? { OPERAND: tiles.matrix, SM: matrixShapeOf(tiles).m, SN: matrixShapeOf(tiles).n, SK: matrixShapeOf(tiles).k, BK: matrixPanelK(tiles) }
+        ? {
+            OPERAND: tiles.matrix,
+            SM: matrixShapeOf(tiles).m,
+            SN: matrixShapeOf(tiles).n,
+            SK: matrixShapeOf(tiles).k,
+            BK: matrixPanelK(tiles),
+          }
         : {}),
     },
     workgroupSize: tiles.wg,
@@ -264,8 +275,16 @@ export const JobFlag = {
 /** Flags of activity-gradient jobs (activity-grad.wgsl). */
 export const GradFlag = { NO_OWN: 1, IDENTITY: 2, SKIP: 4, ACCUMULATE: 8 } as const;
 
-const ro = (name: string, index?: number): BindingSpec => ({ name, kind: 'read-only-storage', ...(index === undefined ? {} : { index }) });
-const rw = (name: string, index?: number): BindingSpec => ({ name, kind: 'storage', ...(index === undefined ? {} : { index }) });
+const ro = (name: string, index?: number): BindingSpec => ({
+  name,
+  kind: 'read-only-storage',
+  ...(index === undefined ? {} : { index }),
+});
+const rw = (name: string, index?: number): BindingSpec => ({
+  name,
+  kind: 'storage',
+  ...(index === undefined ? {} : { index }),
+});
 const uniform = (name: string, dynamicOffset = false, index?: number): BindingSpec => ({
   name,
   kind: 'uniform',
@@ -273,14 +292,18 @@ const uniform = (name: string, dynamicOffset = false, index?: number): BindingSp
   ...(index === undefined ? {} : { index }),
 });
 
-
 /**
  * Layer predictions (forward.wgsl): `mode: 'forward'` writes activities for the feedforward initialisation;
  * `'errors'` writes the prediction errors of every layer and their energy partials. `gated` kernels read the
  * solver state and do nothing once a solve has finished.
  * Bindings: jobs, params, work[, state].
  */
-export function forwardKernel(act: Activation, tiles: TileConfig, mode: 'forward' | 'errors', gated: boolean): KernelSpec {
+export function forwardKernel(
+  act: Activation,
+  tiles: TileConfig,
+  mode: 'forward' | 'errors',
+  gated: boolean,
+): KernelSpec {
   return {
     name: `layers.${mode}${gated ? '.gated' : ''}`,
     ...matmulSpec(tiles, [ACTIVATIONS_PART, STATE_PART, MATMUL_PART, part('forward.wgsl', forwardWgsl)], {
@@ -319,7 +342,12 @@ export const MAX_STAGES = 16;
  * kernel (`'any'`) on lavapipe.
  * Bindings: jobs, params, work, [state,] stage uniform (dynamic offset); the same layout for both epilogues.
  */
-export function activityGradKernel(act: Activation, tiles: TileConfig, gated: boolean, epilogue: 'any' | 'vec4' = 'any'): KernelSpec {
+export function activityGradKernel(
+  act: Activation,
+  tiles: TileConfig,
+  gated: boolean,
+  epilogue: 'any' | 'vec4' = 'any',
+): KernelSpec {
   return {
     name: `layers.activity-grad${epilogue === 'vec4' ? '.vec4' : ''}${gated ? '.gated' : ''}`,
     ...matmulSpec(tiles, [ACTIVATIONS_PART, STATE_PART, MATMUL_PART, part('activity-grad.wgsl', activityGradWgsl)], {
@@ -342,7 +370,15 @@ export function paramGradKernel(tiles: TileConfig): KernelSpec {
   };
 }
 
-export const SOLVER_ENTRIES = ['step_control', 'accept', 'scaled_square', 'hairer_h0', 'hairer_probe', 'hairer_dt0', 'activate'] as const;
+export const SOLVER_ENTRIES = [
+  'step_control',
+  'accept',
+  'scaled_square',
+  'hairer_h0',
+  'hairer_probe',
+  'hairer_dt0',
+  'activate',
+] as const;
 export type SolverEntry = (typeof SOLVER_ENTRIES)[number];
 /** Elements each `scaled_square` invocation adds up. */
 export const SCALED_SQUARE_CHUNK = 64;
@@ -354,8 +390,19 @@ export const SMALL_WG = 64;
  * adapter reports one fixed subgroup size that is a power of two with SMALL_WG / size ≤ size, else a tree in
  * workgroup memory. `subgroupSize` is the runtime's `adapter.subgroupSize`.
  */
-function workgroupSum(subgroupSize: number | null): { enable: { file: string; source: string }[]; part: { file: string; source: string }; defines: Record<string, boolean>; constants: Record<string, number> } {
-  const sg = subgroupSize !== null && Number.isInteger(Math.log2(subgroupSize)) && SMALL_WG % subgroupSize === 0 && SMALL_WG / subgroupSize <= subgroupSize ? subgroupSize : null;
+function workgroupSum(subgroupSize: number | null): {
+  enable: { file: string; source: string }[];
+  part: { file: string; source: string };
+  defines: Record<string, boolean>;
+  constants: Record<string, number>;
+} {
+  const sg =
+    subgroupSize !== null &&
+    Number.isInteger(Math.log2(subgroupSize)) &&
+    SMALL_WG % subgroupSize === 0 &&
+    SMALL_WG / subgroupSize <= subgroupSize
+      ? subgroupSize
+      : null;
   return {
     enable: sg === null ? [] : [SUBGROUPS_PART],
     part: WORKGROUP_SUM_PART,
@@ -508,7 +555,12 @@ export function recordKernel(entry: RecordEntry, subgroupSize: number | null = n
 export type OptimizerKernelKind = 'sgd' | 'momentum' | 'adam';
 
 /** Elementwise optimiser update (optimizer.wgsl). Bindings: opt, values[, grads][, moments]. */
-export function optimizerKernel(kind: OptimizerKernelKind, gradsInTarget: boolean, guarded = false, vec4 = false): KernelSpec {
+export function optimizerKernel(
+  kind: OptimizerKernelKind,
+  gradsInTarget: boolean,
+  guarded = false,
+  vec4 = false,
+): KernelSpec {
   const hasState = kind !== 'sgd';
   const bindings: BindingSpec[] = [uniform('opt'), rw('values')];
   if (!gradsInTarget) bindings.push(ro('grads', 2));
@@ -517,7 +569,14 @@ export function optimizerKernel(kind: OptimizerKernelKind, gradsInTarget: boolea
   return {
     name: `optimizer.${kind}${gradsInTarget ? '.in-place' : ''}${guarded ? '.guarded' : ''}${vec4 ? '.vec4' : ''}`,
     parts: [part('optimizer.wgsl', optimizerWgsl)],
-    defines: { GRADS_IN_TARGET: gradsInTarget, HAS_STATE: hasState, MOMENTUM: kind === 'momentum', ADAM: kind === 'adam', GUARDED: guarded, VEC4: vec4 },
+    defines: {
+      GRADS_IN_TARGET: gradsInTarget,
+      HAS_STATE: hasState,
+      MOMENTUM: kind === 'momentum',
+      ADAM: kind === 'adam',
+      GUARDED: guarded,
+      VEC4: vec4,
+    },
     entryPoint: 'main',
     bindings,
     workgroupSize: SMALL_WG,

@@ -2,13 +2,28 @@
  * Moving a batch in and out of a workspace, with the argument checks every public PC function shares. All
  * checks run before anything is written or recorded, so a bad argument leaves every GPU buffer as it was.
  */
-import { WpcArgumentError, argError, checkFinite, checkFiniteData, checkKnownKeys, checkOneOf } from '../runtime/errors.js';
+import {
+  WpcArgumentError,
+  argError,
+  checkFinite,
+  checkFiniteData,
+  checkKnownKeys,
+  checkOneOf,
+} from '../runtime/errors.js';
 import { checkFits, storageLimit } from '../runtime/limits.js';
 import { Recorder } from '../runtime/recorder.js';
 import { Tensor, checkTensor, formatShape } from '../runtime/tensor.js';
 import { Random } from '../util/random.js';
 import { Model } from './model.js';
-import { type EnergyTerms, type Loss, type Mode, PLAIN_ENERGY, Workspace, type WorkspaceNeeds, checkWorkspaceFits } from './workspace.js';
+import {
+  type EnergyTerms,
+  type Loss,
+  type Mode,
+  PLAIN_ENERGY,
+  Workspace,
+  type WorkspaceNeeds,
+  checkWorkspaceFits,
+} from './workspace.js';
 
 /** A batch given as a GPU tensor `[B, d]`, or as a row-major `Float32Array` of B·d values (uploaded). */
 export type BatchData = Tensor | Float32Array;
@@ -36,7 +51,9 @@ export function batchSizeOf(fn: string, arg: string, data: unknown, width: numbe
   }
   if (data instanceof Float32Array) {
     if (data.length === 0 || data.length % width !== 0) {
-      throw new WpcArgumentError(`${fn}: ${arg} must hold B×${width} values (row-major [B, ${width}]), got a Float32Array of length ${data.length}`);
+      throw new WpcArgumentError(
+        `${fn}: ${arg} must hold B×${width} values (row-major [B, ${width}]), got a Float32Array of length ${data.length}`,
+      );
     }
     checkFiniteData(fn, arg, data);
     return data.length / width;
@@ -60,11 +77,13 @@ export function checkBatch(
   const B = batchSizeOf(fn, 'output', output, model.outputDim, model);
   let mode: Mode = 'supervised';
   if (input === undefined) {
-    if (!unsupervised) throw new WpcArgumentError(`${fn}: ${inputName} is required (supervised PC clamps the input layer to it)`);
+    if (!unsupervised)
+      throw new WpcArgumentError(`${fn}: ${inputName} is required (supervised PC clamps the input layer to it)`);
     mode = 'unsupervised';
   } else {
     const Bx = batchSizeOf(fn, inputName, input, model.inputDim, model);
-    if (Bx !== B) throw new WpcArgumentError(`${fn}: ${inputName} has ${Bx} rows but output has ${B}; they must be the same batch`);
+    if (Bx !== B)
+      throw new WpcArgumentError(`${fn}: ${inputName} has ${Bx} rows but output has ${B}; they must be the same batch`);
   }
   if (activities !== undefined) checkActivities(fn, model, activities, B, mode);
   return { B, mode };
@@ -128,10 +147,23 @@ export function beginCall<O extends { input?: BatchData | undefined; loss?: Loss
 export function checkWorkspaces(fn: string, requests: readonly WorkspaceRequest[], batchArg = 'output'): void {
   for (const r of requests) {
     const { model, B } = r;
-    checkWorkspaceFits(`${fn}: ${batchArg} (${B} rows)`, model.runtime, model.dims, B, 'train', r.mode ?? 'supervised', r.needs ?? { stages: 2, gridSteps: 1 });
+    checkWorkspaceFits(
+      `${fn}: ${batchArg} (${B} rows)`,
+      model.runtime,
+      model.dims,
+      B,
+      'train',
+      r.mode ?? 'supervised',
+      r.needs ?? { stages: 2, gridSteps: 1 },
+    );
     if (r.terms && r.terms.spectralPenalty !== 0) {
       const floats = model.layers.reduce((s, l) => s + l.inDim * l.inDim, 0);
-      checkFits(`${fn}: options.spectralPenalty ${r.terms.spectralPenalty}`, `the Gram matrices W_lᵀW_l of every layer (${floats} floats)`, floats * 4, storageLimit(model.runtime.limits));
+      checkFits(
+        `${fn}: options.spectralPenalty ${r.terms.spectralPenalty}`,
+        `the Gram matrices W_lᵀW_l of every layer (${floats} floats)`,
+        floats * 4,
+        storageLimit(model.runtime.limits),
+      );
     }
   }
 }
@@ -139,7 +171,12 @@ export function checkWorkspaces(fn: string, requests: readonly WorkspaceRequest[
 /** Refuses `options.batchSize` B where one of the [B, d] tensors (d in `widths`) a call returns would not fit a storage binding. */
 export function checkBatchTensors(fn: string, model: Model, B: number, widths: readonly number[]): void {
   const widest = Math.max(...widths);
-  checkFits(`${fn}: options.batchSize ${B}`, `a [${B}, ${widest}] tensor`, B * widest * 4, storageLimit(model.runtime.limits));
+  checkFits(
+    `${fn}: options.batchSize ${B}`,
+    `a [${B}, ${widest}] tensor`,
+    B * widest * 4,
+    storageLimit(model.runtime.limits),
+  );
 }
 
 /** The options object every PC function takes: an object (the input lives in it). */
@@ -151,7 +188,13 @@ export function checkOptions<T extends object>(fn: string, options: T | undefine
   return options;
 }
 
-export function checkActivities(fn: string, model: Model, activities: unknown, B: number, mode: Mode = 'supervised'): Tensor[] {
+export function checkActivities(
+  fn: string,
+  model: Model,
+  activities: unknown,
+  B: number,
+  mode: Mode = 'supervised',
+): Tensor[] {
   const first = mode === 'unsupervised' ? 0 : 1;
   const count = model.depth + 1 - first;
   if (Array.isArray(activities) && mode === 'unsupervised' && activities.length === model.depth) {
@@ -229,7 +272,9 @@ export function loadBatch(ws: Workspace, rec: Recorder, input: Tensor | null, ou
  * energy evaluation starts from. Needs the solver config's layout (writeSolverConfig) for `activate`.
  */
 export function loadActivities(ws: Workspace, rec: Recorder, activities: readonly Tensor[]): void {
-  activities.forEach((a, i) => rec.copy(a.buffer, a.byteOffset, ws.buffer, ws.activityOffset(i + ws.first) * 4, a.byteLength));
+  activities.forEach((a, i) =>
+    rec.copy(a.buffer, a.byteOffset, ws.buffer, ws.activityOffset(i + ws.first) * 4, a.byteLength),
+  );
   ws.recordElementwise(rec, 'activate');
   ws.recordFirstPrediction(rec);
 }
@@ -298,8 +343,13 @@ export async function onWorkspaces<T>(
   task: (ws: Workspace[], rec: Recorder) => T | Promise<T>,
 ): Promise<T> {
   try {
-    const wss = await Promise.all(requests.map((r) => Workspace.get(r.model, r.B, 'train', r.needs, r.mode ?? 'supervised')));
-    const locks = [...new Set(wss)].sort((a, b) => a.model.serial - b.model.serial || a.batch - b.batch || (a.mode < b.mode ? -1 : a.mode > b.mode ? 1 : 0));
+    const wss = await Promise.all(
+      requests.map((r) => Workspace.get(r.model, r.B, 'train', r.needs, r.mode ?? 'supervised')),
+    );
+    const locks = [...new Set(wss)].sort(
+      (a, b) =>
+        a.model.serial - b.model.serial || a.batch - b.batch || (a.mode < b.mode ? -1 : a.mode > b.mode ? 1 : 0),
+    );
     const run = async (k: number): Promise<T> => {
       if (k < locks.length) return locks[k]!.exclusive(() => run(k + 1));
       for (const r of requests) r.model.checkAlive('WPC');
@@ -356,6 +406,7 @@ export function writeNormalActivities(ws: Workspace, seed: number, sigma: number
 export function checkSameRuntime(fn: string, models: readonly { name: string; model: Model }[]): void {
   const rt = models[0]!.model.runtime;
   for (const { name, model } of models.slice(1)) {
-    if (model.runtime !== rt) throw new WpcArgumentError(`${fn}: ${name} belongs to a different runtime (GPU device) than ${models[0]!.name}`);
+    if (model.runtime !== rt)
+      throw new WpcArgumentError(`${fn}: ${name} belongs to a different runtime (GPU device) than ${models[0]!.name}`);
   }
 }

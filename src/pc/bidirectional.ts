@@ -81,7 +81,8 @@ function checkBpcModels(fn: string, topDown: unknown, bottomUp: unknown): { td: 
     { name: 'topDown', model: td },
     { name: 'bottomUp', model: bu },
   ]);
-  if (td.depth < 2) throw new WpcArgumentError(`${fn}: topDown needs at least 2 layers (one hidden activity), got ${td.depth}`);
+  if (td.depth < 2)
+    throw new WpcArgumentError(`${fn}: topDown needs at least 2 layers (one hidden activity), got ${td.depth}`);
   const reversed = [...td.dims].reverse();
   if (bu.dims.length !== reversed.length || bu.dims.some((d, i) => d !== reversed[i])) {
     throw new WpcArgumentError(
@@ -244,13 +245,31 @@ function bpcJobs(ws: Workspace, bu: Model, alphaF: number, alphaB: number, unsup
     );
   }
   const tdParams = td.layers.map((layer, i) =>
-    paramJob({ layer, rows: B, error: slot(fam.e, i + 1), input: i === 0 ? slot(fam.y, 0) : slot(fam.py, i), coef: (-alphaF * layer.scale) / B }),
+    paramJob({
+      layer,
+      rows: B,
+      error: slot(fam.e, i + 1),
+      input: i === 0 ? slot(fam.y, 0) : slot(fam.py, i),
+      coef: (-alphaF * layer.scale) / B,
+    }),
   );
   // JPC's record_layers order: [(output forward, input backward), (forward, backward) of z_1, …, of z_H].
-  const fwd = (l: number): SegmentSpec => ({ off: ws.errorPart(l), count: ws.errorTiles[l - 1]!, stride: 4, out: 0, scale: (0.5 * alphaF) / B });
+  const fwd = (l: number): SegmentSpec => ({
+    off: ws.errorPart(l),
+    count: ws.errorTiles[l - 1]!,
+    stride: 4,
+    out: 0,
+    scale: (0.5 * alphaF) / B,
+  });
   const bwd = (l: number): SegmentSpec => {
     const a = H + 1 - l;
-    return { off: buErrorPart[a - 1]!, count: ws.tileCount(B, bu.dims[a]!), stride: 4, out: 0, scale: (0.5 * alphaB) / B };
+    return {
+      off: buErrorPart[a - 1]!,
+      count: ws.tileCount(B, bu.dims[a]!),
+      stride: 4,
+      out: 0,
+      scale: (0.5 * alphaB) / B,
+    };
   };
   const order = [fwd(H + 1), bwd(0)];
   for (let l = 1; l <= H; l++) order.push(fwd(l), bwd(l));
@@ -302,24 +321,43 @@ async function prepareBpc(ws: Workspace, bu: Model, call: Omit<BpcCall, 'cap'>):
     const buffer = ws.addTable(`${prefix}.${name}`, table);
     buffers.set(name, buffer);
     const params = name.startsWith('bu') ? bu.params : ws.model.params;
-    if (name === 'buErrors') ws.setGroup(`${prefix}.${name}`, createBindGroup(device, ws.k('errors'), { jobs: buffer, params, work: ws.buffer }), table.workgroups);
+    if (name === 'buErrors')
+      ws.setGroup(
+        `${prefix}.${name}`,
+        createBindGroup(device, ws.k('errors'), { jobs: buffer, params, work: ws.buffer }),
+        table.workgroups,
+      );
     if (name === 'buParams' || name === 'tdParams') {
       const grads = (name === 'buParams' ? bu : ws.model).grads();
-      ws.setGroup(`${prefix}.${name}`, createBindGroup(device, ws.k('paramGrad'), { jobs: buffer, work: ws.buffer, grads }), table.workgroups);
+      ws.setGroup(
+        `${prefix}.${name}`,
+        createBindGroup(device, ws.k('paramGrad'), { jobs: buffer, work: ws.buffer, grads }),
+        table.workgroups,
+      );
     }
-    if (isActTable(name)) ws.registerActTable(`${prefix}.${name}`, buffer, params, list, name === 'buGrads' && own ? names.grad : 'act');
+    if (isActTable(name))
+      ws.registerActTable(`${prefix}.${name}`, buffer, params, list, name === 'buGrads' && own ? names.grad : 'act');
   }
   if (own) {
     // φ_b over the whole state (z_0..z_{H+1}) into aux family 2: one elementwise op.
     const ops = new ArrayBuffer(COMBINE_WORDS * 4);
     new Uint32Array(ops).set([ws.nAll, ws.fam.y, 0, ws.aux[2]!]);
     const table = ws.storageTable(`${prefix}.activate`, ops);
-    ws.setGroup(`${prefix}.activate`, createBindGroup(device, ws.k(names.activate), { ops: table, work: ws.buffer }), Math.min(1024, ws.elementwiseGroups(ws.nAll)));
+    ws.setGroup(
+      `${prefix}.activate`,
+      createBindGroup(device, ws.k(names.activate), { ops: table, work: ws.buffer }),
+      Math.min(1024, ws.elementwiseGroups(ws.nAll)),
+    );
   }
   const energies = ws.segmentTable(`${prefix}.energies`, jobs.energies);
-  ws.setGroup(`reduce.${prefix}.energies`, createBindGroup(device, ws.k('reduce'), { segments: energies, src: ws.buffer, dst: ws.scalars }));
+  ws.setGroup(
+    `reduce.${prefix}.energies`,
+    createBindGroup(device, ws.k('reduce'), { segments: energies, src: ws.buffer, dst: ws.scalars }),
+  );
   buffers.set('energies', energies);
-  const acc = ws.segmentTable(`${prefix}.total`, [{ off: ws.scalar.energies, count: jobs.count, stride: 1, out: ws.scalar.total, scale: 1 }]);
+  const acc = ws.segmentTable(`${prefix}.total`, [
+    { off: ws.scalar.energies, count: jobs.count, stride: 1, out: ws.scalar.total, scale: 1 },
+  ]);
   ws.setGroup(`${prefix}.total`, createBindGroup(device, ws.k('accumulate'), { segments: acc, dst: ws.scalars }), 1);
   perWs.set(bu.serial * 2 + (call.unsupervised ? 1 : 0), { key, buffers });
   return prefix;
@@ -330,9 +368,12 @@ function loadBpc(ws: Workspace, rec: Recorder, call: BpcCall, prefix: string): v
   const { cap, unsupervised } = call;
   writeSolverConfig(ws, undefined);
   loadBatch(ws, rec, null, cap.output);
-  if (!unsupervised) rec.copy(cap.input!.buffer, cap.input!.byteOffset, ws.buffer, ws.activityOffset(0) * 4, cap.input!.byteLength);
+  if (!unsupervised)
+    rec.copy(cap.input!.buffer, cap.input!.byteOffset, ws.buffer, ws.activityOffset(0) * 4, cap.input!.byteLength);
   const first = unsupervised ? 0 : 1;
-  call.cap.activities.forEach((t, i) => rec.copy(t.buffer, t.byteOffset, ws.buffer, ws.activityOffset(i + first) * 4, t.byteLength));
+  call.cap.activities.forEach((t, i) =>
+    rec.copy(t.buffer, t.byteOffset, ws.buffer, ws.activityOffset(i + first) * 4, t.byteLength),
+  );
   ws.recordElementwise(rec, 'activate');
   if (ownActivation(call.td, call.bu)) ws.dispatchGroup(rec, buKernels(call.bu).activate, `${prefix}.activate`);
 }
@@ -357,7 +398,12 @@ function recordBpcActivityGrad(ws: Workspace, rec: Recorder, prefix: string): vo
 function bpcWorkspace(td: Model, bu: Model, B: number): WorkspaceRequest {
   const tile = tilesFor(td.runtime);
   const tiles = (m: number, n: number) => tilesOf(m, n, tile);
-  return { model: td, B, mode: 'unsupervised', needs: { stages: 2, gridSteps: 1, aux: auxFamilies(td, bu), extra: extraFloats(td, bu, B, tiles) } };
+  return {
+    model: td,
+    B,
+    mode: 'unsupervised',
+    needs: { stages: 2, gridSteps: 1, aux: auxFamilies(td, bu), extra: extraFloats(td, bu, B, tiles) },
+  };
 }
 
 function onBpc<T>(call: BpcCall, task: (ws: Workspace, rec: Recorder, prefix: string) => T | Promise<T>): Promise<T> {
@@ -387,15 +433,24 @@ export interface BpcEnergyOptions extends BpcOptions {
  * JPC's `bpc_energy_fn` (with the activities fixed to the H hidden ones): the total, or with `recordLayers`
  * [α_f E_out, α_b E_in, α_f E^f_1, α_b E^b_1, …, α_f E^f_H, α_b E^b_H], each /B.
  */
-export async function bpcEnergy(topDown: Model, bottomUp: Model, activities: readonly Tensor[], output: BatchData, options: BpcEnergyOptions = {}): Promise<Tensor> {
+export async function bpcEnergy(
+  topDown: Model,
+  bottomUp: Model,
+  activities: readonly Tensor[],
+  output: BatchData,
+  options: BpcEnergyOptions = {},
+): Promise<Tensor> {
   const fn = 'bpcEnergy';
   const call = beginBpc(fn, topDown, bottomUp, activities, output, options, [...BPC_KEYS, 'recordLayers'], (_c, o) => {
-    if (o.recordLayers !== undefined && typeof o.recordLayers !== 'boolean') argError(fn, 'options.recordLayers', 'a boolean', o.recordLayers);
+    if (o.recordLayers !== undefined && typeof o.recordLayers !== 'boolean')
+      argError(fn, 'options.recordLayers', 'a boolean', o.recordLayers);
   });
   return onBpc(call, (ws, rec, prefix) => {
     loadBpc(ws, rec, call, prefix);
     recordBpcErrors(ws, rec, prefix, true);
-    const out = call.opts.recordLayers ? copyOutScalars(ws, rec, ws.scalar.energies, [2 * (call.H + 1)]) : copyOutScalars(ws, rec, ws.scalar.total, [1]);
+    const out = call.opts.recordLayers
+      ? copyOutScalars(ws, rec, ws.scalar.energies, [2 * (call.H + 1)])
+      : copyOutScalars(ws, rec, ws.scalar.total, [1]);
     rec.submit();
     return out;
   });
@@ -475,7 +530,13 @@ export async function updateBpcActivities(
     const energy = copyOutScalars(ws, rec, ws.scalar.total, [1]);
     const grads = call.opts.returnGrads ? copyOutSlots(ws, rec, ws.aux[1]!, first, call.H) : null;
     const n = ws.layer[call.H + 1]! - ws.layer[first]!;
-    optState.recordStep(rec, kernel, { buffer: ws.buffer, offset: ws.activityOffset(first) }, { inTarget: ws.aux[1]! + ws.layer[first]! }, n);
+    optState.recordStep(
+      rec,
+      kernel,
+      { buffer: ws.buffer, offset: ws.activityOffset(first) },
+      { inTarget: ws.aux[1]! + ws.layer[first]! },
+      n,
+    );
     const updated = copyOutSlots(ws, rec, ws.fam.y, first, call.H);
     rec.submit();
     return { energy, activities: updated, grads, optState };
@@ -494,14 +555,27 @@ export async function updateBpcParams(
   optStates: readonly [OptState, OptState],
   output: BatchData,
   options: BpcUpdateOptions = {},
-): Promise<{ models: [Model, Model]; grads: { topDown: ParamGradResult; bottomUp: ParamGradResult } | null; optStates: [OptState, OptState] }> {
+): Promise<{
+  models: [Model, Model];
+  grads: { topDown: ParamGradResult; bottomUp: ParamGradResult } | null;
+  optStates: [OptState, OptState];
+}> {
   const fn = 'updateBpcParams';
   const call = beginBpc(fn, topDown, bottomUp, activities, output, options, [...BPC_KEYS, 'returnGrads'], (c) => {
-    if (!Array.isArray(optims) || optims.length !== 2) argError(fn, 'optims', '[topDownOptimiser, bottomUpOptimiser]', optims);
-    if (!Array.isArray(optStates) || optStates.length !== 2) argError(fn, 'optStates', '[topDownState, bottomUpState]', optStates);
-    checkOptState(fn, optStates[0], optims[0], 'params', c.td.paramCount, c.td.runtime, { optim: 'optims[0]', optState: 'optStates[0]' });
-    checkOptState(fn, optStates[1], optims[1], 'params', c.bu.paramCount, c.bu.runtime, { optim: 'optims[1]', optState: 'optStates[1]' });
-    if (optStates[0] === optStates[1]) throw new WpcArgumentError(`${fn}: optStates must be two different states (one per model)`);
+    if (!Array.isArray(optims) || optims.length !== 2)
+      argError(fn, 'optims', '[topDownOptimiser, bottomUpOptimiser]', optims);
+    if (!Array.isArray(optStates) || optStates.length !== 2)
+      argError(fn, 'optStates', '[topDownState, bottomUpState]', optStates);
+    checkOptState(fn, optStates[0], optims[0], 'params', c.td.paramCount, c.td.runtime, {
+      optim: 'optims[0]',
+      optState: 'optStates[0]',
+    });
+    checkOptState(fn, optStates[1], optims[1], 'params', c.bu.paramCount, c.bu.runtime, {
+      optim: 'optims[1]',
+      optState: 'optStates[1]',
+    });
+    if (optStates[0] === optStates[1])
+      throw new WpcArgumentError(`${fn}: optStates must be two different states (one per model)`);
   });
   return onBpc(call, async (ws, rec, prefix) => {
     const [tk, bk] = await Promise.all([optStates[0].kernel(false), optStates[1].kernel(false)]);
@@ -509,10 +583,24 @@ export async function updateBpcParams(
     recordBpcErrors(ws, rec, prefix, false);
     ws.dispatchGroup(rec, 'paramGrad', `${prefix}.tdParams`);
     ws.dispatchGroup(rec, 'paramGrad', `${prefix}.buParams`);
-    const grads = call.opts.returnGrads ? { topDown: copyParamGrads(call.td, rec), bottomUp: copyParamGrads(call.bu, rec) } : null;
+    const grads = call.opts.returnGrads
+      ? { topDown: copyParamGrads(call.td, rec), bottomUp: copyParamGrads(call.bu, rec) }
+      : null;
     const { td, bu } = call;
-    optStates[0].recordStep(rec, tk, { buffer: td.params, offset: 0 }, { buffer: td.grads(), offset: 0 }, td.paramCount);
-    optStates[1].recordStep(rec, bk, { buffer: bu.params, offset: 0 }, { buffer: bu.grads(), offset: 0 }, bu.paramCount);
+    optStates[0].recordStep(
+      rec,
+      tk,
+      { buffer: td.params, offset: 0 },
+      { buffer: td.grads(), offset: 0 },
+      td.paramCount,
+    );
+    optStates[1].recordStep(
+      rec,
+      bk,
+      { buffer: bu.params, offset: 0 },
+      { buffer: bu.grads(), offset: 0 },
+      bu.paramCount,
+    );
     rec.submit();
     return { models: [td, bu], grads, optStates: [optStates[0], optStates[1]] };
   });
@@ -534,9 +622,13 @@ export async function initBpcActivities(
   const { td, bu } = checkBpcModels(fn, topDown, bottomUp);
   const opts = checkOptions(fn, options, ['mode']);
   const mode = opts.mode ?? 'supervised';
-  if (mode !== 'supervised' && mode !== 'unsupervised') argError(fn, 'options.mode', "'supervised' or 'unsupervised'", mode);
+  if (mode !== 'supervised' && mode !== 'unsupervised')
+    argError(fn, 'options.mode', "'supervised' or 'unsupervised'", mode);
   const B = batchSizeOf(fn, 'output', output, bu.inputDim, bu);
-  checkWorkspaces(fn, [{ model: td, B }, { model: bu, B }]);
+  checkWorkspaces(fn, [
+    { model: td, B },
+    { model: bu, B },
+  ]);
   const amort = await initActivitiesWithAmort(bu, td, output);
   amort.pop()!.dispose(); // the image guess
   if (mode === 'supervised') amort.shift()!.dispose(); // the label guess

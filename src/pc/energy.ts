@@ -17,7 +17,14 @@
  * other layer (JPC drops it there, but JPC's μPC/NTP scalings need an input and fail without one, so only sp —
  * where s_1 = 1 — runs in JPC).
  */
-import { WpcArgumentError, argError, checkFinite, checkKnownKeys, checkOneOf, checkPositiveInt } from '../runtime/errors.js';
+import {
+  WpcArgumentError,
+  argError,
+  checkFinite,
+  checkKnownKeys,
+  checkOneOf,
+  checkPositiveInt,
+} from '../runtime/errors.js';
 import type { Recorder } from '../runtime/recorder.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { Random } from '../util/random.js';
@@ -71,23 +78,38 @@ function prepareState(ws: Workspace, rec: Recorder, cap: Captured, loss: Loss): 
   ws.recordErrors(rec, 'y', loss, false);
 }
 
-
 /**
  * The PC energy F of `activities` (a one-element tensor, regularisers included), or with `recordLayers` the L
  * layer energies (without the regularisers, as JPC).
  * $$F = \frac{1}{B}\sum_l E_l + R$$
  */
-export async function pcEnergy(model: Model, activities: readonly Tensor[], output: BatchData, options: PcEnergyOptions): Promise<Tensor> {
-  const { loss, B, cap, opts, mode, terms } = beginCall('pcEnergy', model, activities, output, options, [...ENERGY_KEYS, 'recordLayers']);
-  return onWorkspace(model, B, cap, (ws, rec) => {
-    prepareState(ws, rec, cap, loss);
-    ws.recordEnergies(rec, loss);
-    const result = opts.recordLayers
-      ? copyOutScalars(ws, rec, ws.scalar.energies, [model.depth])
-      : copyOutScalars(ws, rec, ws.scalar.total, [1]);
-    rec.submit();
-    return result;
-  }, undefined, mode, terms);
+export async function pcEnergy(
+  model: Model,
+  activities: readonly Tensor[],
+  output: BatchData,
+  options: PcEnergyOptions,
+): Promise<Tensor> {
+  const { loss, B, cap, opts, mode, terms } = beginCall('pcEnergy', model, activities, output, options, [
+    ...ENERGY_KEYS,
+    'recordLayers',
+  ]);
+  return onWorkspace(
+    model,
+    B,
+    cap,
+    (ws, rec) => {
+      prepareState(ws, rec, cap, loss);
+      ws.recordEnergies(rec, loss);
+      const result = opts.recordLayers
+        ? copyOutScalars(ws, rec, ws.scalar.energies, [model.depth])
+        : copyOutScalars(ws, rec, ws.scalar.total, [1]);
+      rec.submit();
+      return result;
+    },
+    undefined,
+    mode,
+    terms,
+  );
 }
 
 export type { ParamGradResult };
@@ -111,18 +133,32 @@ export async function computePcActivityGrad(
   output: BatchData,
   options: EnergyOptions,
 ): Promise<ActivityGradResult> {
-  const { loss, B, cap, mode, terms } = beginCall('computePcActivityGrad', model, activities, output, options, ENERGY_KEYS);
-  return onWorkspace(model, B, cap, (ws, rec) => {
-    prepareState(ws, rec, cap, loss);
-    ws.recordEnergies(rec, loss);
-    ws.recordActivityGrad(rec, 'y', false, 0);
-    const grads = copyOutLayers(ws, rec, (l) => ws.gradOffset(l));
-    const energy = copyOutScalars(ws, rec, ws.scalar.total, [1]);
-    rec.submit();
-    return { energy, grads };
-  }, undefined, mode, terms);
+  const { loss, B, cap, mode, terms } = beginCall(
+    'computePcActivityGrad',
+    model,
+    activities,
+    output,
+    options,
+    ENERGY_KEYS,
+  );
+  return onWorkspace(
+    model,
+    B,
+    cap,
+    (ws, rec) => {
+      prepareState(ws, rec, cap, loss);
+      ws.recordEnergies(rec, loss);
+      ws.recordActivityGrad(rec, 'y', false, 0);
+      const grads = copyOutLayers(ws, rec, (l) => ws.gradOffset(l));
+      const energy = copyOutScalars(ws, rec, ws.scalar.total, [1]);
+      rec.submit();
+      return { energy, grads };
+    },
+    undefined,
+    mode,
+    terms,
+  );
 }
-
 
 /**
  * JPC's `compute_pc_param_grads`: the gradient of the energy with respect to every weight and bias,
@@ -136,15 +172,30 @@ export async function computePcParamGrads(
   output: BatchData,
   options: EnergyOptions,
 ): Promise<ParamGradResult> {
-  const { loss, B, cap, mode, terms } = beginCall('computePcParamGrads', model, activities, output, options, ENERGY_KEYS);
-  return onWorkspace(model, B, cap, (ws, rec) => {
-    prepareState(ws, rec, cap, loss);
-    ws.recordParamGrads(rec);
-    ws.recordRegularizerGrads(rec);
-    const result = copyParamGrads(model, rec);
-    rec.submit();
-    return result;
-  }, undefined, mode, terms);
+  const { loss, B, cap, mode, terms } = beginCall(
+    'computePcParamGrads',
+    model,
+    activities,
+    output,
+    options,
+    ENERGY_KEYS,
+  );
+  return onWorkspace(
+    model,
+    B,
+    cap,
+    (ws, rec) => {
+      prepareState(ws, rec, cap, loss);
+      ws.recordParamGrads(rec);
+      ws.recordRegularizerGrads(rec);
+      const result = copyParamGrads(model, rec);
+      rec.submit();
+      return result;
+    },
+    undefined,
+    mode,
+    terms,
+  );
 }
 
 /**
@@ -187,7 +238,8 @@ export interface InitFromNormalOptions {
 export function initActivitiesFromNormal(model: Model, options: InitFromNormalOptions): Tensor[] {
   const fn = 'initActivitiesFromNormal';
   checkModel(fn, model);
-  if (typeof options !== 'object' || options === null) argError(fn, 'options', 'an object like { seed, batchSize }', options);
+  if (typeof options !== 'object' || options === null)
+    argError(fn, 'options', 'an object like { seed, batchSize }', options);
   checkKnownKeys(fn, 'options', options, ['seed', 'batchSize', 'mode', 'sigma']);
   if (!Number.isSafeInteger(options.seed)) argError(fn, 'options.seed', 'a safe integer', options.seed);
   const B = checkPositiveInt(fn, 'options.batchSize', options.batchSize);

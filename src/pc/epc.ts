@@ -74,9 +74,18 @@ function errorWidths(model: Model, mode: Mode): number[] {
   return model.dims.slice(mode === 'unsupervised' ? 0 : 1, model.depth);
 }
 
-function beginEpc<O extends EpcOptions>(fn: string, model: unknown, errors: unknown, output: BatchData, options: O, keys: readonly string[], extra?: (m: Model, mode: Mode, o: O) => void): EpcCall & { opts: O } {
+function beginEpc<O extends EpcOptions>(
+  fn: string,
+  model: unknown,
+  errors: unknown,
+  output: BatchData,
+  options: O,
+  keys: readonly string[],
+  extra?: (m: Model, mode: Mode, o: O) => void,
+): EpcCall & { opts: O } {
   const m = checkModel(fn, model);
-  if (m.depth < 2) throw new WpcArgumentError(`${fn}: ePC needs a hidden layer (a model of at least 2 layers), got ${m.depth}`);
+  if (m.depth < 2)
+    throw new WpcArgumentError(`${fn}: ePC needs a hidden layer (a model of at least 2 layers), got ${m.depth}`);
   const opts = checkOptions(fn, options, keys);
   const loss = checkLoss(fn, opts.loss);
   const B = batchSizeOf(fn, 'output', output, m.outputDim, m);
@@ -131,7 +140,11 @@ function prepareEpc(ws: Workspace): void {
     });
     const table = packJobs([job], ws.tiles);
     const jobs = ws.addTable(`epc.forward.${l}`, table);
-    ws.setGroup(`epc.forward.${l}`, createBindGroup(device, ws.k('forward'), { jobs, params: model.params, work: ws.buffer }), table.workgroups);
+    ws.setGroup(
+      `epc.forward.${l}`,
+      createBindGroup(device, ws.k('forward'), { jobs, params: model.params, work: ws.buffer }),
+      table.workgroups,
+    );
   }
   // The backward pass: r_l from r_{l+1}, one layer per dispatch (MODE_GRAD with no own error and factor −1).
   for (let l = L - 1; l >= ws.first; l--) {
@@ -150,11 +163,21 @@ function prepareEpc(ws: Workspace): void {
   }
   // r_L is the output layer's error e_L itself.
   const params = model.layers.map((layer, i) =>
-    paramJob({ layer, rows: B, error: i + 1 === L ? slot(fam.e, L) : slot(r, i + 1), input: ws.layerInput(i + 1, 'y'), coef: -layer.scale / B }),
+    paramJob({
+      layer,
+      rows: B,
+      error: i + 1 === L ? slot(fam.e, L) : slot(r, i + 1),
+      input: ws.layerInput(i + 1, 'y'),
+      coef: -layer.scale / B,
+    }),
   );
   const ptable = packJobs(params, ws.tiles);
   const pjobs = ws.addTable('epc.paramGrad', ptable);
-  ws.setGroup('epc.paramGrad', createBindGroup(device, ws.k('paramGrad'), { jobs: pjobs, work: ws.buffer, grads: model.grads() }), ptable.workgroups);
+  ws.setGroup(
+    'epc.paramGrad',
+    createBindGroup(device, ws.k('paramGrad'), { jobs: pjobs, work: ws.buffer, grads: model.grads() }),
+    ptable.workgroups,
+  );
   // F = ½Σε²/B over ε_1..ε_{L−1} (into the total) + the output term (into a spare slot, then added).
   const hidden = ws.layer[L]! - ws.layer[1]!;
   const misc = ws.scalar.misc;
@@ -181,7 +204,9 @@ function recordForward(ws: Workspace, rec: Recorder, call: EpcCall): void {
   const L = ws.model.depth;
   writeSolverConfig(ws, undefined);
   loadBatch(ws, rec, call.cap.input, call.cap.output);
-  call.cap.activities.forEach((t, i) => rec.copy(t.buffer, t.byteOffset, ws.buffer, (ws.fam.t + ws.layer[i + ws.first]!) * 4, t.byteLength));
+  call.cap.activities.forEach((t, i) =>
+    rec.copy(t.buffer, t.byteOffset, ws.buffer, (ws.fam.t + ws.layer[i + ws.first]!) * 4, t.byteLength),
+  );
   if (ws.mode === 'unsupervised') {
     // z_0 = ε_0 (a copy inside one buffer, which copyBufferToBuffer cannot do).
     const n = ws.batch * ws.model.inputDim;
@@ -209,8 +234,11 @@ function recordErrorGrad(ws: Workspace, rec: Recorder): void {
   const B = ws.batch;
   const r = ws.aux[0]!;
   const at = (family: number, l: number) => family + ws.layer[l]!;
-  const ops = [{ n: ws.layer[L]! - ws.layer[1]!, u: at(ws.fam.t, 1), v: at(r, 1), out: ws.gradOffset(1), a: 1 / B, b: -1 / B }];
-  if (ws.mode === 'unsupervised') ops.push({ n: B * ws.model.inputDim, u: at(r, 0), v: at(r, 0), out: ws.gradOffset(0), a: 0, b: -1 / B });
+  const ops = [
+    { n: ws.layer[L]! - ws.layer[1]!, u: at(ws.fam.t, 1), v: at(r, 1), out: ws.gradOffset(1), a: 1 / B, b: -1 / B },
+  ];
+  if (ws.mode === 'unsupervised')
+    ops.push({ n: B * ws.model.inputDim, u: at(r, 0), v: at(r, 0), out: ws.gradOffset(0), a: 0, b: -1 / B });
   ws.recordCombine(rec, 'epc.grad', ops);
 }
 
@@ -242,13 +270,19 @@ export function initEpcErrors(model: Model, options: { batchSize: number; mode?:
   checkKnownKeys(fn, 'options', options, ['batchSize', 'mode']);
   const B = checkPositiveInt(fn, 'options.batchSize', options.batchSize);
   const mode = checkOneOf<Mode>(fn, 'options.mode', options.mode ?? 'supervised', ['supervised', 'unsupervised']);
-  if (model.depth < 2) throw new WpcArgumentError(`${fn}: ePC needs a hidden layer (a model of at least 2 layers), got ${model.depth}`);
+  if (model.depth < 2)
+    throw new WpcArgumentError(`${fn}: ePC needs a hidden layer (a model of at least 2 layers), got ${model.depth}`);
   checkBatchTensors(fn, model, B, errorWidths(model, mode));
   return errorWidths(model, mode).map((d) => model.runtime.zeros([B, d]));
 }
 
 /** JPC's `epc_energy_fn`: F(ε), the PC energy at the activities the errors define. */
-export async function epcEnergy(model: Model, errors: readonly Tensor[], output: BatchData, options: EpcOptions = {}): Promise<Tensor> {
+export async function epcEnergy(
+  model: Model,
+  errors: readonly Tensor[],
+  output: BatchData,
+  options: EpcOptions = {},
+): Promise<Tensor> {
   const call = beginEpc('epcEnergy', model, errors, output, options, EPC_KEYS);
   return onEpc(call, (ws, rec) => {
     recordForward(ws, rec, call);
@@ -263,7 +297,12 @@ export async function epcEnergy(model: Model, errors: readonly Tensor[], output:
  * The activities z(ε) of the ePC forward pass, as PC lays them out: [z_1..z_L] (supervised) or [z_0..z_L], the
  * last being the network's prediction.
  */
-export async function epcActivities(model: Model, errors: readonly Tensor[], output: BatchData, options: EpcOptions = {}): Promise<Tensor[]> {
+export async function epcActivities(
+  model: Model,
+  errors: readonly Tensor[],
+  output: BatchData,
+  options: EpcOptions = {},
+): Promise<Tensor[]> {
   const call = beginEpc('epcActivities', model, errors, output, options, EPC_KEYS);
   return onEpc(call, (ws, rec) => {
     recordForward(ws, rec, call);
@@ -280,7 +319,12 @@ export async function epcActivities(model: Model, errors: readonly Tensor[], out
 }
 
 /** JPC's `compute_epc_error_grad`: the energy and ∂F/∂ε for every error. */
-export async function computeEpcErrorGrad(model: Model, errors: readonly Tensor[], output: BatchData, options: EpcOptions = {}): Promise<{ energy: Tensor; grads: Tensor[] }> {
+export async function computeEpcErrorGrad(
+  model: Model,
+  errors: readonly Tensor[],
+  output: BatchData,
+  options: EpcOptions = {},
+): Promise<{ energy: Tensor; grads: Tensor[] }> {
   const call = beginEpc('computeEpcErrorGrad', model, errors, output, options, EPC_KEYS);
   return onEpc(call, (ws, rec) => {
     recordForward(ws, rec, call);
@@ -295,7 +339,12 @@ export async function computeEpcErrorGrad(model: Model, errors: readonly Tensor[
 }
 
 /** JPC's `compute_epc_param_grads`: ∂F/∂θ at fixed errors, −(s_l/B) r_lᵀ φ(z_{l−1}). */
-export async function computeEpcParamGrads(model: Model, errors: readonly Tensor[], output: BatchData, options: EpcOptions = {}): Promise<ParamGradResult> {
+export async function computeEpcParamGrads(
+  model: Model,
+  errors: readonly Tensor[],
+  output: BatchData,
+  options: EpcOptions = {},
+): Promise<ParamGradResult> {
   const call = beginEpc('computeEpcParamGrads', model, errors, output, options, EPC_KEYS);
   return onEpc(call, (ws, rec) => {
     recordForward(ws, rec, call);
@@ -326,7 +375,14 @@ export async function updateEpcErrors(
 ): Promise<{ energy: Tensor; errors: Tensor[]; grads: Tensor[] | null; optState: OptState }> {
   const fn = 'updateEpcErrors';
   const call = beginEpc(fn, model, errors, output, options, [...EPC_KEYS, 'returnGrads'], (m) => {
-    checkOptState(fn, optState, optim, 'activities', errors.reduce((s, t) => s + t.size, 0), m.runtime);
+    checkOptState(
+      fn,
+      optState,
+      optim,
+      'activities',
+      errors.reduce((s, t) => s + t.size, 0),
+      m.runtime,
+    );
   });
   return onEpc(call, async (ws, rec) => {
     const kernel = await optState.kernel(true);
@@ -337,7 +393,13 @@ export async function updateEpcErrors(
     const energy = copyOutScalars(ws, rec, ws.scalar.total, [1]);
     const grads = call.opts.returnGrads ? copyOutErrors(ws, rec, ws.fam.k) : null;
     const n = ws.layer[ws.model.depth]! - ws.layer[ws.first]!;
-    optState.recordStep(rec, kernel, { buffer: ws.buffer, offset: ws.fam.t + ws.layer[ws.first]! }, { inTarget: ws.gradOffset(ws.first) }, n);
+    optState.recordStep(
+      rec,
+      kernel,
+      { buffer: ws.buffer, offset: ws.fam.t + ws.layer[ws.first]! },
+      { inTarget: ws.gradOffset(ws.first) },
+      n,
+    );
     const updated = copyOutErrors(ws, rec, ws.fam.t);
     rec.submit();
     return { energy, errors: updated, grads, optState };

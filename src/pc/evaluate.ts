@@ -24,7 +24,16 @@ import {
   type WorkspaceRequest,
 } from './batch.js';
 import type { Model } from './model.js';
-import { SOLVER_OPTION_KEYS, checkSolveFits, integrate, refuseRecording, resolveSolverOptions, workspaceNeeds, writeSolverConfig, type SolverOptions } from './solver.js';
+import {
+  SOLVER_OPTION_KEYS,
+  checkSolveFits,
+  integrate,
+  refuseRecording,
+  resolveSolverOptions,
+  workspaceNeeds,
+  writeSolverConfig,
+  type SolverOptions,
+} from './solver.js';
 import { type Loss, Workspace, checkWorkspaceFits } from './workspace.js';
 
 export interface TestOptions {
@@ -47,7 +56,10 @@ export async function testDiscriminativePc(
   const opts = checkOptions(fn, options, ['loss']);
   const loss = checkLoss(fn, opts.loss);
   const { B } = checkBatch(fn, model, output, input, undefined, 'input');
-  checkWorkspaceFits(`${fn}: output (${B} rows)`, model.runtime, model.dims, B, 'eval', 'supervised', { stages: 0, gridSteps: 0 });
+  checkWorkspaceFits(`${fn}: output (${B} rows)`, model.runtime, model.dims, B, 'eval', 'supervised', {
+    stages: 0,
+    gridSteps: 0,
+  });
   const cap = captureBatch(model, B, input, output);
   const ws = await Workspace.get(model, B, 'eval').catch((e: unknown) => {
     cap.release();
@@ -66,7 +78,9 @@ export async function testDiscriminativePc(
 }
 
 /** The solver options without the recording ones (a test returns scores, not a recording). */
-export interface TestGenerativeOptions extends Omit<SolverOptions, 'recordIters' | 'recordEvery' | 'recordActivities' | 'maxRecords'>, EnergyTermOptions {
+export interface TestGenerativeOptions
+  extends Omit<SolverOptions, 'recordIters' | 'recordEvery' | 'recordActivities' | 'maxRecords'>,
+    EnergyTermOptions {
   /** Seed of the random initialisation of the activities (required, as JPC's `key`). */
   seed: number;
   /** σ of that initialisation. Default 0.05. */
@@ -89,7 +103,12 @@ export interface TestGenerativeResult {
  * inference with an optimiser and `steps` too) — and
  * scores the inferred z_0 against `input`. Also returns the feedforward predictions from `input`.
  */
-export async function testGenerativePc(model: Model, output: BatchData, input: BatchData, options: TestGenerativeOptions): Promise<TestGenerativeResult> {
+export async function testGenerativePc(
+  model: Model,
+  output: BatchData,
+  input: BatchData,
+  options: TestGenerativeOptions,
+): Promise<TestGenerativeResult> {
   const fn = 'testGenerativePc';
   checkModel(fn, model);
   const opts = checkOptions(fn, options, ['seed', 'sigma', 'loss', ...ENERGY_TERM_KEYS, ...SOLVER_OPTION_KEYS]);
@@ -107,27 +126,30 @@ export async function testGenerativePc(model: Model, output: BatchData, input: B
   checkSolveFits(fn, model, B, 'unsupervised', cfg);
   checkWorkspaces(fn, workspaces);
   const cap = captureBatch(model, B, input, output);
-  return onWorkspaces(
-    workspaces,
-    cap,
-    async ([free, clamped], rec) => {
-      const ws = free!;
-      writeSolverConfig(ws, cfg);
-      loadBatch(ws, rec, cap.input, cap.output); // the label goes to x, unused by the energy: the accuracy's truth
-      writeNormalActivities(ws, opts.seed, sigma);
-      ws.recordElementwise(rec, 'activate');
-      await integrate(ws, rec, cfg, loss);
-      ws.recordRowMetric(rec, 'generative', { pred: ws.activityOffset(0), target: ws.x, cols: model.inputDim, out: ws.scalar.misc });
-      const sup = clamped!;
-      loadBatch(sup, rec, cap.input, undefined);
-      sup.recordForward(rec);
-      const preds = model.runtime.empty([B, model.outputDim]);
-      rec.copy(sup.buffer, sup.activityOffset(model.depth) * 4, preds.buffer, 0, preds.byteLength);
-      rec.submit();
-      const [values] = await model.runtime.read([{ buffer: ws.scalars, byteOffset: (ws.scalar.misc + 1) * 4, byteLength: 4 }]);
-      return { acc: values![0]!, preds };
-    },
-  );
+  return onWorkspaces(workspaces, cap, async ([free, clamped], rec) => {
+    const ws = free!;
+    writeSolverConfig(ws, cfg);
+    loadBatch(ws, rec, cap.input, cap.output); // the label goes to x, unused by the energy: the accuracy's truth
+    writeNormalActivities(ws, opts.seed, sigma);
+    ws.recordElementwise(rec, 'activate');
+    await integrate(ws, rec, cfg, loss);
+    ws.recordRowMetric(rec, 'generative', {
+      pred: ws.activityOffset(0),
+      target: ws.x,
+      cols: model.inputDim,
+      out: ws.scalar.misc,
+    });
+    const sup = clamped!;
+    loadBatch(sup, rec, cap.input, undefined);
+    sup.recordForward(rec);
+    const preds = model.runtime.empty([B, model.outputDim]);
+    rec.copy(sup.buffer, sup.activityOffset(model.depth) * 4, preds.buffer, 0, preds.byteLength);
+    rec.submit();
+    const [values] = await model.runtime.read([
+      { buffer: ws.scalars, byteOffset: (ws.scalar.misc + 1) * 4, byteLength: 4 },
+    ]);
+    return { acc: values![0]!, preds };
+  });
 }
 
 type Metric = 'mse' | 'ce' | 'accuracy';
@@ -142,11 +164,21 @@ async function rowMetric(fn: string, metric: Metric, preds: Tensor, labels: Tens
   const rt = first.runtime;
   checkTensor(fn, a!, first, rt);
   checkTensor(fn, b!, second, rt);
-  if (preds.shape.length !== 2 || labels.shape.length !== 2 || preds.shape[0] !== labels.shape[0] || preds.shape[1] !== labels.shape[1]) {
-    throw new WpcArgumentError(`${fn}: ${a} and ${b} must both have shape [B, d], got ${formatShape(metric === 'accuracy' ? labels.shape : preds.shape)} and ${formatShape(metric === 'accuracy' ? preds.shape : labels.shape)}`);
+  if (
+    preds.shape.length !== 2 ||
+    labels.shape.length !== 2 ||
+    preds.shape[0] !== labels.shape[0] ||
+    preds.shape[1] !== labels.shape[1]
+  ) {
+    throw new WpcArgumentError(
+      `${fn}: ${a} and ${b} must both have shape [B, d], got ${formatShape(metric === 'accuracy' ? labels.shape : preds.shape)} and ${formatShape(metric === 'accuracy' ? preds.shape : labels.shape)}`,
+    );
   }
   const [rows, cols] = preds.shape as [number, number];
-  const [rowsKernel, reduce] = await Promise.all([rt.kernel(outputKernel('loss_rows', false)), rt.kernel(reduceKernel(rt.adapter.subgroupSize))]);
+  const [rowsKernel, reduce] = await Promise.all([
+    rt.kernel(outputKernel('loss_rows', false)),
+    rt.kernel(reduceKernel(rt.adapter.subgroupSize)),
+  ]);
   // Scratch: preds, labels, then 4 partials per row; the result goes straight into the output tensor.
   const n = rows * cols;
   const part = 2 * n;
@@ -162,7 +194,11 @@ async function rowMetric(fn: string, metric: Metric, preds: Tensor, labels: Tens
   const rec = new Recorder(rt, `wpc.${fn}`);
   rec.copy(preds.buffer, preds.byteOffset, scratch, 0, n * 4);
   rec.copy(labels.buffer, labels.byteOffset, scratch, n * 4, n * 4);
-  rec.dispatch(rowsKernel, createBindGroup(rt.device, rowsKernel, { rows: uniform, work: scratch }), Math.ceil(rows / SMALL_WG));
+  rec.dispatch(
+    rowsKernel,
+    createBindGroup(rt.device, rowsKernel, { rows: uniform, work: scratch }),
+    Math.ceil(rows / SMALL_WG),
+  );
   rec.dispatch(reduce, createBindGroup(rt.device, reduce, { segments, src: scratch, dst: out.buffer }), 1);
   rec.submit();
   for (const buffer of [scratch, uniform, segments]) rt.pool.release(buffer);

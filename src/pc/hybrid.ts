@@ -43,7 +43,16 @@ import {
 import { type Job, errorJob, packJobs, paramJob } from './layer-jobs.js';
 import type { Model } from './model.js';
 import { type OptState, type Optimizer, checkOptState } from './optim.js';
-import { SOLVER_OPTION_KEYS, checkSolveFits, integrate, refuseRecording, resolveSolverOptions, workspaceNeeds, writeSolverConfig, type SolverOptions } from './solver.js';
+import {
+  SOLVER_OPTION_KEYS,
+  checkSolveFits,
+  integrate,
+  refuseRecording,
+  resolveSolverOptions,
+  workspaceNeeds,
+  writeSolverConfig,
+  type SolverOptions,
+} from './solver.js';
 import { copyOutRecording, type Recording } from './infer.js';
 import type { SegmentSpec, Workspace } from './workspace.js';
 
@@ -81,7 +90,13 @@ function seedGenerator(gws: Workspace, aws: Workspace, rec: Recorder): void {
   const L = gws.model.depth;
   const B = gws.batch;
   for (let l = gws.first; l < L; l++) {
-    rec.copy(aws.buffer, aws.activityOffset(L - l) * 4, gws.buffer, gws.activityOffset(l) * 4, B * gws.model.dims[l]! * 4);
+    rec.copy(
+      aws.buffer,
+      aws.activityOffset(L - l) * 4,
+      gws.buffer,
+      gws.activityOffset(l) * 4,
+      B * gws.model.dims[l]! * 4,
+    );
   }
   gws.recordElementwise(rec, 'activate');
   gws.recordFirstPrediction(rec);
@@ -132,10 +147,18 @@ function prepareAmortiser(aws: Workspace): void {
   const device = aws.runtime.device;
   const errTable = packJobs(errors, aws.tiles);
   const errJobs = aws.addTable('hpc.errors', errTable);
-  aws.setGroup('hpc.errors', createBindGroup(device, aws.k('errors'), { jobs: errJobs, params: model.params, work: aws.buffer }), errTable.workgroups);
+  aws.setGroup(
+    'hpc.errors',
+    createBindGroup(device, aws.k('errors'), { jobs: errJobs, params: model.params, work: aws.buffer }),
+    errTable.workgroups,
+  );
   const paramTable = packJobs(params, aws.tiles);
   const paramJobs = aws.addTable('hpc.paramGrad', paramTable);
-  aws.setGroup('hpc.paramGrad', createBindGroup(device, aws.k('paramGrad'), { jobs: paramJobs, work: aws.buffer, grads: model.grads() }), paramTable.workgroups);
+  aws.setGroup(
+    'hpc.paramGrad',
+    createBindGroup(device, aws.k('paramGrad'), { jobs: paramJobs, work: aws.buffer, grads: model.grads() }),
+    paramTable.workgroups,
+  );
   // JPC's hpc record_layers order: [E_L, E_2, …, E_{L−1}, E_1], each Σe²/B (no ½).
   const order = L === 1 ? [1] : [L, ...Array.from({ length: L - 2 }, (_, i) => i + 2), 1];
   const layers: SegmentSpec[] = order.map((l, position) => ({
@@ -147,7 +170,12 @@ function prepareAmortiser(aws: Workspace): void {
   }));
   aws.reduceGroup('hpc.energies', layers, aws.buffer, aws.scalars);
   const tiles = aws.errorTiles.reduce((a, b) => a + b, 0);
-  aws.reduceGroup('hpc.total', [{ off: aws.partE, count: tiles, stride: 4, out: aws.scalar.total, scale: 1 / B }], aws.buffer, aws.scalars);
+  aws.reduceGroup(
+    'hpc.total',
+    [{ off: aws.partE, count: tiles, stride: 4, out: aws.scalar.total, scale: 1 / B }],
+    aws.buffer,
+    aws.scalars,
+  );
 }
 
 /**
@@ -158,7 +186,13 @@ function amortTargetsFromGenerator(aws: Workspace, gws: Workspace, rec: Recorder
   const L = aws.model.depth;
   const B = aws.batch;
   for (let l = 1; l < L; l++) {
-    rec.copy(gws.buffer, gws.activityOffset(L - l) * 4, aws.buffer, (aws.fam.t + aws.layer[l]!) * 4, B * aws.model.dims[l]! * 4);
+    rec.copy(
+      gws.buffer,
+      gws.activityOffset(L - l) * 4,
+      aws.buffer,
+      (aws.fam.t + aws.layer[l]!) * 4,
+      B * aws.model.dims[l]! * 4,
+    );
   }
   if (!label) rec.copy(gws.buffer, gws.activityOffset(0) * 4, aws.buffer, aws.target * 4, B * aws.model.outputDim * 4);
 }
@@ -188,18 +222,14 @@ export async function initActivitiesWithAmort(amortiser: Model, generator: Model
   ];
   checkWorkspaces(fn, workspaces, 'input');
   const cap = captureBatch(a, B, input, undefined);
-  return onWorkspaces(
-    workspaces,
-    cap,
-    ([gws, aws], rec) => {
-      writeSolverConfig(gws!, undefined);
-      amortForward(aws!, rec, cap.input!, null);
-      seedGenerator(gws!, aws!, rec);
-      const out = copyAmortised(gws!, aws!, rec);
-      rec.submit();
-      return out;
-    },
-  );
+  return onWorkspaces(workspaces, cap, ([gws, aws], rec) => {
+    writeSolverConfig(gws!, undefined);
+    amortForward(aws!, rec, cap.input!, null);
+    seedGenerator(gws!, aws!, rec);
+    const out = copyAmortised(gws!, aws!, rec);
+    rec.submit();
+    return out;
+  });
 }
 
 export interface HpcEnergyOptions {
@@ -224,7 +254,14 @@ interface AmortCall {
 }
 
 /** Validates (amortiser, equilibrium, amortised activities, options) and captures them. */
-function beginAmortCall(fn: string, amortiser: unknown, equilib: unknown, amortActs: unknown, options: HpcEnergyOptions, keys: readonly string[]): AmortCall & { a: Model } {
+function beginAmortCall(
+  fn: string,
+  amortiser: unknown,
+  equilib: unknown,
+  amortActs: unknown,
+  options: HpcEnergyOptions,
+  keys: readonly string[],
+): AmortCall & { a: Model } {
   const a = checkModel(fn, amortiser);
   const opts = checkOptions(fn, options, keys);
   const L = a.depth;
@@ -236,26 +273,44 @@ function beginAmortCall(fn: string, amortiser: unknown, equilib: unknown, amortA
   // The generator's widths are the amortiser's reversed.
   const gDims = [...a.dims].reverse();
   if (!Array.isArray(equilib) || (equilib.length !== L && equilib.length !== L + 1)) {
-    argError(fn, 'equilibActivities', `the generator's ${L} activities z_1..z_L (supervised) or ${L + 1} (z_0..z_L, unsupervised), as solveInference returns them`, equilib);
+    argError(
+      fn,
+      'equilibActivities',
+      `the generator's ${L} activities z_1..z_L (supervised) or ${L + 1} (z_0..z_L, unsupervised), as solveInference returns them`,
+      equilib,
+    );
   }
   const unsupervised = equilib.length === L + 1;
-  equilib.forEach((t, i) => checkTensor(fn, `equilibActivities[${i}]`, t, a.runtime, [B, gDims[i + (unsupervised ? 0 : 1)]!]));
+  equilib.forEach((t, i) =>
+    checkTensor(fn, `equilibActivities[${i}]`, t, a.runtime, [B, gDims[i + (unsupervised ? 0 : 1)]!]),
+  );
   if (!unsupervised && opts.output === undefined) {
-    throw new WpcArgumentError(`${fn}: options.output (the amortiser's target, e.g. the labels) is required with a supervised equilibrium (z_1..z_L); pass z_0..z_L for unsupervised hybrid PC`);
+    throw new WpcArgumentError(
+      `${fn}: options.output (the amortiser's target, e.g. the labels) is required with a supervised equilibrium (z_1..z_L); pass z_0..z_L for unsupervised hybrid PC`,
+    );
   }
   if (!Array.isArray(amortActs) || amortActs.length !== L + 1) {
-    argError(fn, 'amortActivities', `the ${L + 1} tensors initActivitiesWithAmort returns ([a_L, …, a_1, dummy])`, amortActs);
+    argError(
+      fn,
+      'amortActivities',
+      `the ${L + 1} tensors initActivitiesWithAmort returns ([a_L, …, a_1, dummy])`,
+      amortActs,
+    );
   }
-  amortActs.forEach((t, i) => checkTensor(fn, `amortActivities[${i}]`, t, a.runtime, [B, i < L ? a.dims[L - i]! : a.inputDim]));
+  amortActs.forEach((t, i) =>
+    checkTensor(fn, `amortActivities[${i}]`, t, a.runtime, [B, i < L ? a.dims[L - i]! : a.inputDim]),
+  );
   checkWorkspaces(fn, [{ model: a, B }], 'equilibActivities');
-  const cap = captureBatch(a, B, opts.input, opts.output, [...(equilib as Tensor[]), ...(amortActs as Tensor[]).slice(0, L)]);
+  const cap = captureBatch(a, B, opts.input, opts.output, [
+    ...(equilib as Tensor[]),
+    ...(amortActs as Tensor[]).slice(0, L),
+  ]);
   return { a, B, unsupervised, label: opts.output !== undefined, cap };
 }
 
 /** Loads a caller's amortised activities and equilibrium into the amortiser's workspace. */
 function loadAmortCall(aws: Workspace, rec: Recorder, call: AmortCall): void {
   const L = aws.model.depth;
-  const B = aws.batch;
   const { cap, unsupervised } = call;
   writeSolverConfig(aws, undefined);
   loadBatch(aws, rec, cap.input, call.label ? cap.output : undefined);
@@ -284,16 +339,28 @@ function loadAmortCall(aws: Workspace, rec: Recorder, call: AmortCall): void {
  * amortised activities:
  * $$F = \frac{1}{B}\sum_{l=1}^{L} \sum_b \lVert T_l - A_l(a_{l-1}) \rVert^2.$$
  */
-export async function hpcEnergy(amortiser: Model, equilibActivities: readonly Tensor[], amortActivities: readonly Tensor[], options: HpcEnergyOptions): Promise<Tensor> {
+export async function hpcEnergy(
+  amortiser: Model,
+  equilibActivities: readonly Tensor[],
+  amortActivities: readonly Tensor[],
+  options: HpcEnergyOptions,
+): Promise<Tensor> {
   const fn = 'hpcEnergy';
-  const call = beginAmortCall(fn, amortiser, equilibActivities, amortActivities, options, ['input', 'output', 'recordLayers']);
+  const call = beginAmortCall(fn, amortiser, equilibActivities, amortActivities, options, [
+    'input',
+    'output',
+    'recordLayers',
+  ]);
   const { a, B } = call;
-  if (options.recordLayers !== undefined && typeof options.recordLayers !== 'boolean') argError(fn, 'options.recordLayers', 'a boolean', options.recordLayers);
+  if (options.recordLayers !== undefined && typeof options.recordLayers !== 'boolean')
+    argError(fn, 'options.recordLayers', 'a boolean', options.recordLayers);
   return onWorkspaces([{ model: a, B }], call.cap, ([aws], rec) => {
     prepareAmortiser(aws!);
     loadAmortCall(aws!, rec, call);
     recordAmortErrors(aws!, rec);
-    const out = options.recordLayers ? copyOutScalars(aws!, rec, aws!.scalar.energies, [a.depth]) : copyOutScalars(aws!, rec, aws!.scalar.total, [1]);
+    const out = options.recordLayers
+      ? copyOutScalars(aws!, rec, aws!.scalar.energies, [a.depth])
+      : copyOutScalars(aws!, rec, aws!.scalar.total, [1]);
     rec.submit();
     return out;
   });
@@ -368,18 +435,28 @@ export async function makeHpcStep(
   const fn = 'makeHpcStep';
   const { generator: g, amortiser: a } = checkPair(fn, generator, amortiser);
   const opts = checkOptions(fn, options, ['input', 'returnActivities', ...SOLVER_OPTION_KEYS]);
-  if (!Array.isArray(optims) || optims.length !== 2) argError(fn, 'optims', '[generatorOptimiser, amortiserOptimiser]', optims);
-  if (!Array.isArray(optStates) || optStates.length !== 2) argError(fn, 'optStates', '[generatorState, amortiserState]', optStates);
+  if (!Array.isArray(optims) || optims.length !== 2)
+    argError(fn, 'optims', '[generatorOptimiser, amortiserOptimiser]', optims);
+  if (!Array.isArray(optStates) || optStates.length !== 2)
+    argError(fn, 'optStates', '[generatorState, amortiserState]', optStates);
   const B = batchSizeOf(fn, 'output', output, g.outputDim, g);
   if (opts.input !== undefined) {
     const Bx = batchSizeOf(fn, 'options.input', opts.input, g.inputDim, g);
     if (Bx !== B) throw new WpcArgumentError(`${fn}: options.input has ${Bx} rows but output has ${B}`);
   }
-  if (opts.returnActivities !== undefined && typeof opts.returnActivities !== 'boolean') argError(fn, 'options.returnActivities', 'a boolean', opts.returnActivities);
+  if (opts.returnActivities !== undefined && typeof opts.returnActivities !== 'boolean')
+    argError(fn, 'options.returnActivities', 'a boolean', opts.returnActivities);
   const cfg = resolveSolverOptions(fn, opts, 300);
-  checkOptState(fn, optStates[0], optims[0], 'params', g.paramCount, g.runtime, { optim: 'optims[0]', optState: 'optStates[0]' });
-  checkOptState(fn, optStates[1], optims[1], 'params', a.paramCount, a.runtime, { optim: 'optims[1]', optState: 'optStates[1]' });
-  if (optStates[0] === optStates[1]) throw new WpcArgumentError(`${fn}: optStates must be two different states (one per model)`);
+  checkOptState(fn, optStates[0], optims[0], 'params', g.paramCount, g.runtime, {
+    optim: 'optims[0]',
+    optState: 'optStates[0]',
+  });
+  checkOptState(fn, optStates[1], optims[1], 'params', a.paramCount, a.runtime, {
+    optim: 'optims[1]',
+    optState: 'optStates[1]',
+  });
+  if (optStates[0] === optStates[1])
+    throw new WpcArgumentError(`${fn}: optStates must be two different states (one per model)`);
   const supervised = opts.input !== undefined;
   const workspaces: WorkspaceRequest[] = [
     { model: g, B, mode: supervised ? 'supervised' : 'unsupervised', needs: workspaceNeeds(cfg) },
@@ -388,56 +465,64 @@ export async function makeHpcStep(
   checkSolveFits(fn, g, B, supervised ? 'supervised' : 'unsupervised', cfg);
   checkWorkspaces(fn, workspaces);
   const cap = captureBatch(g, B, opts.input, output);
-  return onWorkspaces(
-    workspaces,
-    cap,
-    async ([gws, aws], rec) => {
-      const [gk, ak] = await Promise.all([optStates[0].kernel(false), optStates[1].kernel(false)]);
-      const G = gws!;
-      const A = aws!;
-      prepareAmortiser(A);
-      writeSolverConfig(G, cfg);
-      loadBatch(G, rec, cap.input, cap.output);
-      let genLoss: Tensor | null = null;
-      if (supervised) {
-        G.recordForward(rec);
-        G.recordRowMetric(rec, 'hpc.genLoss', { pred: G.activityOffset(g.depth), target: G.target, cols: g.outputDim, lossScale: 2 / g.outputDim, out: G.scalar.misc });
-        genLoss = copyOutScalars(G, rec, G.scalar.misc, [1]);
-      }
-      amortForward(A, rec, cap.output, cap.input);
-      seedGenerator(G, A, rec);
-      const amortised = opts.returnActivities ? copyAmortised(G, A, rec) : null;
-      const stats = await integrate(G, rec, cfg, 'mse');
-      const recording = copyOutRecording(G, rec, stats);
-      G.recordErrors(rec, 'y', 'mse', false);
-      G.recordEnergies(rec, 'mse');
-      const genEnergies = copyOutScalars(G, rec, G.scalar.energies, [g.depth]);
-      const equilibrium = opts.returnActivities ? copyEquilibrium(G, rec) : null;
-      G.recordParamGrads(rec);
-      // The amortiser learns the equilibrium (its targets) from its own feedforward inputs.
-      amortTargetsFromGenerator(A, G, rec, supervised);
-      A.recordRowMetric(rec, 'hpc.amortLoss', { pred: A.activityOffset(a.depth), target: A.target, cols: a.outputDim, lossScale: 2 / a.outputDim, out: A.scalar.misc });
-      const amortLoss = copyOutScalars(A, rec, A.scalar.misc, [1]);
-      recordAmortErrors(A, rec);
-      const amortEnergies = copyOutScalars(A, rec, A.scalar.energies, [a.depth]);
-      A.dispatchGroup(rec, 'paramGrad', 'hpc.paramGrad');
-      optStates[0].recordStep(rec, gk, { buffer: g.params, offset: 0 }, { buffer: g.grads(), offset: 0 }, g.paramCount);
-      optStates[1].recordStep(rec, ak, { buffer: a.params, offset: 0 }, { buffer: a.grads(), offset: 0 }, a.paramCount);
-      rec.submit();
-      return {
-        generator: g,
-        amortiser: a,
-        optStates: [optStates[0], optStates[1]],
-        losses: { generator: genLoss, amortiser: amortLoss },
-        energies: { generator: genEnergies, amortiser: amortEnergies },
-        steps: { accepted: stats.accepted, rejected: stats.rejected },
-        t: stats.t,
-        steadyState: stats.steadyState,
-        recording,
-        activities: amortised && equilibrium ? { amortised, equilibrium } : null,
-      };
-    },
-  );
+  return onWorkspaces(workspaces, cap, async ([gws, aws], rec) => {
+    const [gk, ak] = await Promise.all([optStates[0].kernel(false), optStates[1].kernel(false)]);
+    const G = gws!;
+    const A = aws!;
+    prepareAmortiser(A);
+    writeSolverConfig(G, cfg);
+    loadBatch(G, rec, cap.input, cap.output);
+    let genLoss: Tensor | null = null;
+    if (supervised) {
+      G.recordForward(rec);
+      G.recordRowMetric(rec, 'hpc.genLoss', {
+        pred: G.activityOffset(g.depth),
+        target: G.target,
+        cols: g.outputDim,
+        lossScale: 2 / g.outputDim,
+        out: G.scalar.misc,
+      });
+      genLoss = copyOutScalars(G, rec, G.scalar.misc, [1]);
+    }
+    amortForward(A, rec, cap.output, cap.input);
+    seedGenerator(G, A, rec);
+    const amortised = opts.returnActivities ? copyAmortised(G, A, rec) : null;
+    const stats = await integrate(G, rec, cfg, 'mse');
+    const recording = copyOutRecording(G, rec, stats);
+    G.recordErrors(rec, 'y', 'mse', false);
+    G.recordEnergies(rec, 'mse');
+    const genEnergies = copyOutScalars(G, rec, G.scalar.energies, [g.depth]);
+    const equilibrium = opts.returnActivities ? copyEquilibrium(G, rec) : null;
+    G.recordParamGrads(rec);
+    // The amortiser learns the equilibrium (its targets) from its own feedforward inputs.
+    amortTargetsFromGenerator(A, G, rec, supervised);
+    A.recordRowMetric(rec, 'hpc.amortLoss', {
+      pred: A.activityOffset(a.depth),
+      target: A.target,
+      cols: a.outputDim,
+      lossScale: 2 / a.outputDim,
+      out: A.scalar.misc,
+    });
+    const amortLoss = copyOutScalars(A, rec, A.scalar.misc, [1]);
+    recordAmortErrors(A, rec);
+    const amortEnergies = copyOutScalars(A, rec, A.scalar.energies, [a.depth]);
+    A.dispatchGroup(rec, 'paramGrad', 'hpc.paramGrad');
+    optStates[0].recordStep(rec, gk, { buffer: g.params, offset: 0 }, { buffer: g.grads(), offset: 0 }, g.paramCount);
+    optStates[1].recordStep(rec, ak, { buffer: a.params, offset: 0 }, { buffer: a.grads(), offset: 0 }, a.paramCount);
+    rec.submit();
+    return {
+      generator: g,
+      amortiser: a,
+      optStates: [optStates[0], optStates[1]],
+      losses: { generator: genLoss, amortiser: amortLoss },
+      energies: { generator: genEnergies, amortiser: amortEnergies },
+      steps: { accepted: stats.accepted, rejected: stats.rejected },
+      t: stats.t,
+      steadyState: stats.steadyState,
+      recording,
+      activities: amortised && equilibrium ? { amortised, equilibrium } : null,
+    };
+  });
 }
 
 function copyEquilibrium(ws: Workspace, rec: Recorder): Tensor[] {
@@ -451,7 +536,8 @@ function copyEquilibrium(ws: Workspace, rec: Recorder): Tensor[] {
 }
 
 /** The solver options without the recording ones (testHpc returns accuracies, not a recording). */
-export interface TestHpcOptions extends Omit<SolverOptions, 'recordIters' | 'recordEvery' | 'recordActivities' | 'maxRecords'> {
+export interface TestHpcOptions
+  extends Omit<SolverOptions, 'recordIters' | 'recordEvery' | 'recordActivities' | 'maxRecords'> {
   /** Seed of the random initialisation of the generator-only inference (required, JPC's `key`). */
   seed: number;
   /** σ of that initialisation. Default 0.05. */
@@ -475,7 +561,13 @@ export interface TestHpcResult {
  * N(0, σ²) draws), with only `output` (the image) clamped — default Heun + PID to maxT1 = 500, or discrete
  * inference with an optimiser and `steps` — and the generator's predictions from `input` (the labels).
  */
-export async function testHpc(generator: Model, amortiser: Model, output: BatchData, input: BatchData, options: TestHpcOptions): Promise<TestHpcResult> {
+export async function testHpc(
+  generator: Model,
+  amortiser: Model,
+  output: BatchData,
+  input: BatchData,
+  options: TestHpcOptions,
+): Promise<TestHpcResult> {
   const fn = 'testHpc';
   const { generator: g, amortiser: a } = checkPair(fn, generator, amortiser);
   if (typeof options !== 'object' || options === null) argError(fn, 'options', 'an object like { seed }', options);
@@ -483,7 +575,8 @@ export async function testHpc(generator: Model, amortiser: Model, output: BatchD
   refuseRecording(fn, options);
   if (!Number.isSafeInteger(options.seed)) argError(fn, 'options.seed', 'a safe integer', options.seed);
   const sigma = options.sigma ?? 0.05;
-  if (typeof sigma !== 'number' || !Number.isFinite(sigma) || sigma < 0) argError(fn, 'options.sigma', 'a finite number ≥ 0', sigma);
+  if (typeof sigma !== 'number' || !Number.isFinite(sigma) || sigma < 0)
+    argError(fn, 'options.sigma', 'a finite number ≥ 0', sigma);
   const B = batchSizeOf(fn, 'output', output, g.outputDim, g);
   const Bx = batchSizeOf(fn, 'input', input, g.inputDim, g);
   if (Bx !== B) throw new WpcArgumentError(`${fn}: input has ${Bx} rows but output has ${B}`);
@@ -496,38 +589,39 @@ export async function testHpc(generator: Model, amortiser: Model, output: BatchD
   checkSolveFits(fn, g, B, 'unsupervised', cfg);
   checkWorkspaces(fn, workspaces);
   const cap = captureBatch(g, B, input, output);
-  return onWorkspaces(
-    workspaces,
-    cap,
-    async ([free, clamped, aws], rec) => {
-      const G = free!;
-      const A = aws!;
-      const misc = G.scalar.misc;
-      amortForward(A, rec, cap.output, cap.input);
-      A.recordRowMetric(rec, 'hpc.amortAcc', { pred: A.activityOffset(a.depth), target: A.target, cols: a.outputDim, out: A.scalar.misc });
-      // Hybrid: inference from the amortised guesses (the label goes to x, unused by the energy: the truth).
-      writeSolverConfig(G, cfg);
-      loadBatch(G, rec, cap.input, cap.output);
-      seedGenerator(G, A, rec);
-      await integrate(G, rec, cfg, 'mse');
-      G.recordRowMetric(rec, 'hpc.hpcAcc', { pred: G.activityOffset(0), target: G.x, cols: g.inputDim, out: misc });
-      rec.submit();
-      // Generator alone: inference from random draws (written after the hybrid solve's commands are queued).
-      writeNormalActivities(G, options.seed, sigma);
-      G.recordElementwise(rec, 'activate');
-      await integrate(G, rec, cfg, 'mse');
-      G.recordRowMetric(rec, 'hpc.genAcc', { pred: G.activityOffset(0), target: G.x, cols: g.inputDim, out: misc + 2 });
-      const S = clamped!;
-      loadBatch(S, rec, cap.input, undefined);
-      S.recordForward(rec);
-      const outputPreds = g.runtime.empty([B, g.outputDim]);
-      rec.copy(S.buffer, S.activityOffset(g.depth) * 4, outputPreds.buffer, 0, outputPreds.byteLength);
-      rec.submit();
-      const [amortValues, genValues] = await g.runtime.read([
-        { buffer: A.scalars, byteOffset: (A.scalar.misc + 1) * 4, byteLength: 4 },
-        { buffer: G.scalars, byteOffset: misc * 4, byteLength: 16 },
-      ]);
-      return { amortAcc: amortValues![0]!, hpcAcc: genValues![1]!, genAcc: genValues![3]!, outputPreds };
-    },
-  );
+  return onWorkspaces(workspaces, cap, async ([free, clamped, aws], rec) => {
+    const G = free!;
+    const A = aws!;
+    const misc = G.scalar.misc;
+    amortForward(A, rec, cap.output, cap.input);
+    A.recordRowMetric(rec, 'hpc.amortAcc', {
+      pred: A.activityOffset(a.depth),
+      target: A.target,
+      cols: a.outputDim,
+      out: A.scalar.misc,
+    });
+    // Hybrid: inference from the amortised guesses (the label goes to x, unused by the energy: the truth).
+    writeSolverConfig(G, cfg);
+    loadBatch(G, rec, cap.input, cap.output);
+    seedGenerator(G, A, rec);
+    await integrate(G, rec, cfg, 'mse');
+    G.recordRowMetric(rec, 'hpc.hpcAcc', { pred: G.activityOffset(0), target: G.x, cols: g.inputDim, out: misc });
+    rec.submit();
+    // Generator alone: inference from random draws (written after the hybrid solve's commands are queued).
+    writeNormalActivities(G, options.seed, sigma);
+    G.recordElementwise(rec, 'activate');
+    await integrate(G, rec, cfg, 'mse');
+    G.recordRowMetric(rec, 'hpc.genAcc', { pred: G.activityOffset(0), target: G.x, cols: g.inputDim, out: misc + 2 });
+    const S = clamped!;
+    loadBatch(S, rec, cap.input, undefined);
+    S.recordForward(rec);
+    const outputPreds = g.runtime.empty([B, g.outputDim]);
+    rec.copy(S.buffer, S.activityOffset(g.depth) * 4, outputPreds.buffer, 0, outputPreds.byteLength);
+    rec.submit();
+    const [amortValues, genValues] = await g.runtime.read([
+      { buffer: A.scalars, byteOffset: (A.scalar.misc + 1) * 4, byteLength: 4 },
+      { buffer: G.scalars, byteOffset: misc * 4, byteLength: 16 },
+    ]);
+    return { amortAcc: amortValues![0]!, hpcAcc: genValues![1]!, genAcc: genValues![3]!, outputPreds };
+  });
 }

@@ -10,10 +10,28 @@
  */
 import type { Recorder } from '../runtime/recorder.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { type BatchData, type EnergyTermOptions, beginCall, copyOutLayers, loadActivities, loadBatch, onWorkspace } from './batch.js';
+import {
+  type BatchData,
+  type EnergyTermOptions,
+  beginCall,
+  copyOutLayers,
+  loadActivities,
+  loadBatch,
+  onWorkspace,
+} from './batch.js';
 import { ENERGY_KEYS } from './energy.js';
 import type { Model } from './model.js';
-import { SOLVER_OPTION_KEYS, checkSolveFits, integrate, resolveSolverOptions, workspaceNeeds, writeSolverConfig, type ResolvedSolver, type SolveStats, type SolverOptions } from './solver.js';
+import {
+  SOLVER_OPTION_KEYS,
+  checkSolveFits,
+  integrate,
+  resolveSolverOptions,
+  workspaceNeeds,
+  writeSolverConfig,
+  type ResolvedSolver,
+  type SolveStats,
+  type SolverOptions,
+} from './solver.js';
 import type { Loss, Workspace } from './workspace.js';
 
 export interface SolveInferenceOptions extends SolverOptions, EnergyTermOptions {
@@ -69,7 +87,8 @@ export function copyOutRecording(ws: Workspace, rec: Recorder, stats: SolveStats
     for (let l = ws.first; l <= L; l++) {
       const width = ws.batch * ws.model.dims[l]!;
       const t = ws.runtime.empty([R, ws.batch, ws.model.dims[l]!]);
-      for (let r = 0; r < R; r++) rec.copy(buffers.traj, (r * ws.nAll + ws.layer[l]!) * 4, t.buffer, r * width * 4, width * 4);
+      for (let r = 0; r < R; r++)
+        rec.copy(buffers.traj, (r * ws.nAll + ws.layer[l]!) * 4, t.buffer, r * width * 4, width * 4);
       activities.push(t);
     }
   }
@@ -88,10 +107,18 @@ export async function solveInference(
 ): Promise<SolveInferenceResult> {
   const fn = 'solveInference';
   let cfg: ResolvedSolver | undefined;
-  const { loss, B, cap, mode, terms } = beginCall(fn, model, activities, output, options, [...ENERGY_KEYS, ...SOLVER_OPTION_KEYS], (opts, m, rows) => {
-    cfg = resolveSolverOptions(fn, opts);
-    checkSolveFits(fn, model, rows, m, cfg);
-  });
+  const { loss, B, cap, mode, terms } = beginCall(
+    fn,
+    model,
+    activities,
+    output,
+    options,
+    [...ENERGY_KEYS, ...SOLVER_OPTION_KEYS],
+    (opts, m, rows) => {
+      cfg = resolveSolverOptions(fn, opts);
+      checkSolveFits(fn, model, rows, m, cfg);
+    },
+  );
   const solver = cfg!;
   return onWorkspace(
     model,

@@ -60,7 +60,11 @@ export class GemmRecorder {
       throw new Error('GemmRecorder: C must not share a buffer with A, B or D');
     }
     if (call.addA && (k !== n || call.transA)) throw new Error('GemmRecorder: addA needs k = n and A not transposed');
-    const flags = (call.transA ? GemmFlag.TRANS_A : 0) | (call.transB ? GemmFlag.TRANS_B : 0) | (d ? GemmFlag.HAS_D : 0) | (call.addA ? GemmFlag.ADD_A : 0);
+    const flags =
+      (call.transA ? GemmFlag.TRANS_A : 0) |
+      (call.transB ? GemmFlag.TRANS_B : 0) |
+      (d ? GemmFlag.HAS_D : 0) |
+      (call.addA ? GemmFlag.ADD_A : 0);
     const table = packJobs(
       [
         {
@@ -82,14 +86,24 @@ export class GemmRecorder {
       tilesFor(this.runtime, 'gemm'),
     );
     if (d && d.ld !== c.ld) throw new Error('GemmRecorder: D must have the leading dimension of C');
-    const jobs = this.runtime.pool.acquire(table.data.byteLength, BufferUsage.STORAGE | BufferUsage.COPY_DST, 'wpc.gemm.jobs');
+    const jobs = this.runtime.pool.acquire(
+      table.data.byteLength,
+      BufferUsage.STORAGE | BufferUsage.COPY_DST,
+      'wpc.gemm.jobs',
+    );
     // Pooled buffers are rounded up, and the kernel scans every entry (arrayLength): pad with jobs that start
     // past any workgroup, so they are never picked.
     const padded = new Uint32Array(jobs.size / 4).fill(0xffffffff);
     padded.set(new Uint32Array(table.data));
     this.runtime.device.queue.writeBuffer(jobs, 0, padded);
     this.temps.push(jobs);
-    const group = createBindGroup(this.runtime.device, this.kernel, { jobs, a: a.buffer, b: b.buffer, d: (d ?? a).buffer, c: c.buffer });
+    const group = createBindGroup(this.runtime.device, this.kernel, {
+      jobs,
+      a: a.buffer,
+      b: b.buffer,
+      d: (d ?? a).buffer,
+      c: c.buffer,
+    });
     rec.dispatch(this.kernel, group, table.workgroups);
   }
 
@@ -124,10 +138,12 @@ export async function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}):
   checkTensor(fn, 'b', b, rt);
   if (typeof options !== 'object' || options === null) argError(fn, 'options', 'an object', options);
   for (const key of Object.keys(options)) {
-    if (!['transA', 'transB', 'alpha'].includes(key)) throw new WpcArgumentError(`${fn}: unknown option '${key}' (known: transA, transB, alpha)`);
+    if (!['transA', 'transB', 'alpha'].includes(key))
+      throw new WpcArgumentError(`${fn}: unknown option '${key}' (known: transA, transB, alpha)`);
   }
   for (const key of ['transA', 'transB'] as const) {
-    if (options[key] !== undefined && typeof options[key] !== 'boolean') argError(fn, `options.${key}`, 'a boolean', options[key]);
+    if (options[key] !== undefined && typeof options[key] !== 'boolean')
+      argError(fn, `options.${key}`, 'a boolean', options[key]);
   }
   const alpha = options.alpha === undefined ? 1 : checkFinite(fn, 'options.alpha', options.alpha);
   if (a.shape.length !== 2) throw new WpcArgumentError(`${fn}: a must be 2-D, got shape ${formatShape(a.shape)}`);
@@ -144,7 +160,17 @@ export async function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}):
   const gemm = await GemmRecorder.create(rt);
   const c = rt.empty([m, n]);
   const rec = new Recorder(rt, `wpc.${fn}`);
-  gemm.record(rec, { m, n, k: ka, a: asMatrix(a), b: asMatrix(b), c: asMatrix(c), transA: options.transA ?? false, transB: options.transB ?? false, alpha });
+  gemm.record(rec, {
+    m,
+    n,
+    k: ka,
+    a: asMatrix(a),
+    b: asMatrix(b),
+    c: asMatrix(c),
+    transA: options.transA ?? false,
+    transB: options.transB ?? false,
+    alpha,
+  });
   rec.submit();
   gemm.release();
   return c;

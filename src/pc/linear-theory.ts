@@ -25,7 +25,13 @@ import { checkFits, groupDigits, storageLimit } from '../runtime/limits.js';
 import { Recorder } from '../runtime/recorder.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { Tensor, checkTensor } from '../runtime/tensor.js';
-import { blockTridiagonalCholesky, blockTridiagonalSolve, cholesky, choleskySolve, type BlockTridiagonal } from '../util/linalg64.js';
+import {
+  blockTridiagonalCholesky,
+  blockTridiagonalSolve,
+  cholesky,
+  choleskySolve,
+  type BlockTridiagonal,
+} from '../util/linalg64.js';
 import { batchSizeOf, checkModel, checkOptions, type BatchData, type ParamGradResult } from './batch.js';
 import { GemmRecorder, asMatrix, type GpuMatrix } from './linalg.js';
 import { type Model, formatDims } from './model.js';
@@ -102,16 +108,29 @@ function checkTheoryFits(fn: string, model: Model, work: TheoryWork): void {
   const subject = `${fn}: model ${formatDims(dims)}`;
   const host = (what: string, entries: number, hint: string) => {
     if (entries > MAX_HOST_MATRIX_ENTRIES) {
-      throw new WpcArgumentError(`${subject} is too large for ${what}: ${groupDigits(entries)} float64 entries, more than ${groupDigits(MAX_HOST_MATRIX_ENTRIES)} (512 MiB, WPC's cap for one host matrix); ${hint}`);
+      throw new WpcArgumentError(
+        `${subject} is too large for ${what}: ${groupDigits(entries)} float64 entries, more than ${groupDigits(MAX_HOST_MATRIX_ENTRIES)} (512 MiB, WPC's cap for one host matrix); ${hint}`,
+      );
     }
   };
   if (work.B !== undefined) {
     const widest = Math.max(...dims);
-    checkFits(`${fn}: x (${work.B} rows)`, `a [${work.B}, ${widest}] activity tensor`, work.B * widest * 4, limit, 'use a smaller batch');
+    checkFits(
+      `${fn}: x (${work.B} rows)`,
+      `a [${work.B}, ${widest}] activity tensor`,
+      work.B * widest * 4,
+      limit,
+      'use a smaller batch',
+    );
   }
   if (work.chain) {
     host('the rescaling S (d_y × d_y)', dy * dy, 'the output layer is too wide');
-    checkFits(subject, `the chains J_i (d_y × d_i, up to ${dy} × ${Math.max(dy, ...hidden)} floats)`, dy * Math.max(dy, ...hidden) * 4, limit);
+    checkFits(
+      subject,
+      `the chains J_i (d_y × d_i, up to ${dy} × ${Math.max(dy, ...hidden)} floats)`,
+      dy * Math.max(dy, ...hidden) * 4,
+      limit,
+    );
   }
   if (work.blocks) {
     const widest = Math.max(0, ...hidden);
@@ -126,9 +145,15 @@ function checkTheoryFits(fn: string, model: Model, work: TheoryWork): void {
 
 function checkLinearModel(fn: string, model: unknown): Model {
   const m = checkModel(fn, model);
-  if (m.actFn !== 'linear') throw new WpcArgumentError(`${fn}: the theory holds for deep linear networks: model.actFn must be 'linear', got '${m.actFn}'`);
+  if (m.actFn !== 'linear')
+    throw new WpcArgumentError(
+      `${fn}: the theory holds for deep linear networks: model.actFn must be 'linear', got '${m.actFn}'`,
+    );
   const biased = m.layers.findIndex((l) => l.useBias);
-  if (biased >= 0) throw new WpcArgumentError(`${fn}: the theory holds for networks without biases: layer ${biased} has a bias (make the model with useBias: false)`);
+  if (biased >= 0)
+    throw new WpcArgumentError(
+      `${fn}: the theory holds for networks without biases: layer ${biased} has a bias (make the model with useBias: false)`,
+    );
   return m;
 }
 
@@ -148,7 +173,12 @@ function flag(fn: string, arg: string, v: unknown, fallback: boolean): boolean {
 }
 
 /** x and y as tensors (uploaded when given as arrays); `owned` are the ones to dispose. */
-function batchTensors(fn: string, model: Model, x: BatchData, y: BatchData | undefined): { B: number; X: Tensor; Y: Tensor | null; owned: Tensor[] } {
+function batchTensors(
+  fn: string,
+  model: Model,
+  x: BatchData,
+  y: BatchData | undefined,
+): { B: number; X: Tensor; Y: Tensor | null; owned: Tensor[] } {
   const B = batchSizeOf(fn, 'x', x, model.inputDim, model);
   if (y !== undefined) {
     const By = batchSizeOf(fn, 'y', y, model.outputDim, model);
@@ -213,7 +243,16 @@ class Chains {
       const layer = model.layers[i]!;
       J[i] = this.temp([dy, layer.inDim]);
       // J_i = J_{i+1}·(a_i W_i + σ_i I): W_i is [d_{i+1}, d_i].
-      this.gemm.record(this.rec, { m: dy, k: layer.outDim, n: layer.inDim, a: asMatrix(J[i + 1]!), b: this.weight(i), c: asMatrix(J[i]!), alpha: layer.scale, addA: layer.skip });
+      this.gemm.record(this.rec, {
+        m: dy,
+        k: layer.outDim,
+        n: layer.inDim,
+        a: asMatrix(J[i + 1]!),
+        b: this.weight(i),
+        c: asMatrix(J[i]!),
+        alpha: layer.scale,
+        addA: layer.skip,
+      });
     }
     return J;
   }
@@ -315,7 +354,14 @@ function injections(ch: Chains, space: OutputSpace, B: number): Tensor[] {
   const g: Tensor[] = [];
   for (let i = 1; i <= H; i++) {
     g[i] = ch.temp([B, model.dims[i]!]);
-    ch.gemm.record(ch.rec, { m: B, k: dy, n: model.dims[i]!, a: asMatrix(U), b: asMatrix(space.J[i]!), c: asMatrix(g[i]!) });
+    ch.gemm.record(ch.rec, {
+      m: B,
+      k: dy,
+      n: model.dims[i]!,
+      a: asMatrix(U),
+      b: asMatrix(space.J[i]!),
+      c: asMatrix(g[i]!),
+    });
   }
   g[H + 1] = U;
   return g;
@@ -328,7 +374,13 @@ const rangeOf = (t: Tensor) => ({ buffer: t.buffer, byteOffset: t.byteOffset, by
  * Runs `body` on the batch (x, y uploaded when given as arrays, both checked again once the kernel is ready, in
  * case the caller disposed a tensor meanwhile) and frees every temporary afterwards.
  */
-async function withBatch<T>(fn: string, model: Model, x: BatchData, y: BatchData, body: (ch: Chains, X: Tensor, Y: Tensor, B: number) => Promise<T>): Promise<T> {
+async function withBatch<T>(
+  fn: string,
+  model: Model,
+  x: BatchData,
+  y: BatchData,
+  body: (ch: Chains, X: Tensor, Y: Tensor, B: number) => Promise<T>,
+): Promise<T> {
   const { B, X, Y, owned } = batchTensors(fn, model, x, y);
   return withChains(
     fn,
@@ -342,7 +394,12 @@ async function withBatch<T>(fn: string, model: Model, x: BatchData, y: BatchData
   );
 }
 
-async function withChains<T>(fn: string, model: Model, body: (ch: Chains) => Promise<T>, owned: Tensor[] = []): Promise<T> {
+async function withChains<T>(
+  fn: string,
+  model: Model,
+  body: (ch: Chains) => Promise<T>,
+  owned: Tensor[] = [],
+): Promise<T> {
   let ch: Chains | undefined;
   try {
     ch = await Chains.create(fn, model);
@@ -358,7 +415,10 @@ async function withChains<T>(fn: string, model: Model, body: (ch: Chains) => Pro
  * JPC's `compute_linear_equilib_rescaling`: S = I/λ + Σ_{i=1}^{H} J_i J_iᵀ with J_i = M_{L−1}⋯M_i (with
  * identity skips, M_i = a_i W_i + I). The scalings a_i, skips and γ come from the model. Returns S in float64.
  */
-export async function computeLinearEquilibRescaling(model: Model, options: LinearTheoryOptions = {}): Promise<Matrix64> {
+export async function computeLinearEquilibRescaling(
+  model: Model,
+  options: LinearTheoryOptions = {},
+): Promise<Matrix64> {
   const fn = 'computeLinearEquilibRescaling';
   checkLinearModel(fn, model);
   const opts = checkOptions(fn, options, LAMBDA_KEYS);
@@ -376,7 +436,12 @@ export async function computeLinearEquilibRescaling(model: Model, options: Linea
  * JPC's `linear_equilib_energy`: the PC energy at the exact inference equilibrium of a deep linear network,
  * F* = (1/B) Σ_b ½ r_bᵀ S⁻¹ r_b with r_b = y_b − W_eff x_b. Returns F* and S.
  */
-export async function linearEquilibEnergy(model: Model, x: BatchData, y: BatchData, options: LinearTheoryOptions = {}): Promise<LinearEquilibEnergyResult> {
+export async function linearEquilibEnergy(
+  model: Model,
+  x: BatchData,
+  y: BatchData,
+  options: LinearTheoryOptions = {},
+): Promise<LinearEquilibEnergyResult> {
   const fn = 'linearEquilibEnergy';
   checkLinearModel(fn, model);
   const opts = checkOptions(fn, options, LAMBDA_KEYS);
@@ -392,7 +457,13 @@ export async function linearEquilibEnergy(model: Model, x: BatchData, y: BatchDa
  * The equilibrium activities z*_1..z*_L through S (activity decay 0, ε 0): z*_H from the injected pass, and
  * z*_L = M_{L−1} z*_H, the prediction (JPC's dummy output activity). `g` also holds g_L = u for the gradients.
  */
-async function outputSpaceSolution(ch: Chains, X: Tensor, Y: Tensor, B: number, lambda: number): Promise<{ Z: Tensor[]; g: Tensor[]; energy: number }> {
+async function outputSpaceSolution(
+  ch: Chains,
+  X: Tensor,
+  Y: Tensor,
+  B: number,
+  lambda: number,
+): Promise<{ Z: Tensor[]; g: Tensor[]; energy: number }> {
   const space = await outputSpace(ch, X, Y, B, lambda);
   const g = injections(ch, space, B);
   return { Z: ch.forward(X, B, g, true), g, energy: space.energy };
@@ -414,13 +485,24 @@ async function hessianBlocks(ch: Chains, lambda: number, shift: number): Promise
     const layer = model.layers[i]!;
     const gram = ch.temp([layer.inDim, layer.inDim]);
     const w = ch.weight(i);
-    ch.gemm.record(ch.rec, { m: layer.inDim, k: layer.outDim, n: layer.inDim, a: w, transA: true, b: w, c: asMatrix(gram), alpha: layer.scale * layer.scale });
+    ch.gemm.record(ch.rec, {
+      m: layer.inDim,
+      k: layer.outDim,
+      n: layer.inDim,
+      a: w,
+      transA: true,
+      b: w,
+      c: asMatrix(gram),
+      alpha: layer.scale * layer.scale,
+    });
     grams.push(gram);
   }
   ch.submit();
   const read = await ch.rt.read([
     ...grams.map(rangeOf),
-    ...model.layers.slice(1).map((l) => ({ buffer: model.params, byteOffset: l.weightOffset * 4, byteLength: l.inDim * l.outDim * 4 })),
+    ...model.layers
+      .slice(1)
+      .map((l) => ({ buffer: model.params, byteOffset: l.weightOffset * 4, byteLength: l.inDim * l.outDim * 4 })),
   ]);
   const sizes = model.dims.slice(1, H + 1);
   const diag: Float64Array[] = [];
@@ -444,12 +526,14 @@ async function hessianBlocks(ch: Chains, lambda: number, shift: number): Promise
       }
     }
     // Symmetrise what float32 rounding left in the Gram block.
-    for (let r = 0; r < n; r++) for (let s = r + 1; s < n; s++) D[r * n + s] = D[s * n + r] = 0.5 * (D[r * n + s]! + D[s * n + r]!);
+    for (let r = 0; r < n; r++)
+      for (let s = r + 1; s < n; s++) D[r * n + s] = D[s * n + r] = 0.5 * (D[r * n + s]! + D[s * n + r]!);
     diag.push(D);
     if (i < H) {
       // A[i, i+1] = −M_iᵀ: n × q, entry (r, s) = −(a W[s, r] + σ δ_rs).
       const U = new Float64Array(n * q);
-      for (let r = 0; r < n; r++) for (let s = 0; s < q; s++) U[r * q + s] = -(a * W[s * n + r]! + (sigma && r === s ? 1 : 0));
+      for (let r = 0; r < n; r++)
+        for (let s = 0; s < q; s++) U[r * q + s] = -(a * W[s * n + r]! + (sigma && r === s ? 1 : 0));
       upper.push(U);
     }
   }
@@ -468,7 +552,10 @@ async function hessianBlocks(ch: Chains, lambda: number, shift: number): Promise
  * output block by 1/√(N·L), its energy by 1/√N) and γ under sp or ntp (JPC's block ignores γ, its energy divides
  * a_L by it). With skips and activity decay WPC adds ad·I only (JPC doubles the skip cross term).
  */
-export async function computeLinearActivityHessian(model: Model, options: LinearHessianOptions = {}): Promise<Matrix64> {
+export async function computeLinearActivityHessian(
+  model: Model,
+  options: LinearHessianOptions = {},
+): Promise<Matrix64> {
   const fn = 'computeLinearActivityHessian';
   checkLinearModel(fn, model);
   const opts = checkOptions(fn, options, [...LAMBDA_KEYS, 'activityDecay', 'diag', 'offDiag']);
@@ -476,7 +563,10 @@ export async function computeLinearActivityHessian(model: Model, options: Linear
   const decay = nonNegative(fn, 'options.activityDecay', opts.activityDecay);
   const diag = flag(fn, 'options.diag', opts.diag, true);
   const offDiag = flag(fn, 'options.offDiag', opts.offDiag, true);
-  if (model.depth < 2) throw new WpcArgumentError(`${fn}: the model has no hidden layer (depth ${model.depth}); the activity Hessian needs depth >= 2`);
+  if (model.depth < 2)
+    throw new WpcArgumentError(
+      `${fn}: the model has no hidden layer (depth ${model.depth}); the activity Hessian needs depth >= 2`,
+    );
   const n = model.dims.slice(1, -1).reduce((s, d) => s + d, 0);
   checkTheoryFits(fn, model, { blocks: true, dense: true });
   return withChains(fn, model, async (ch) => {
@@ -511,7 +601,12 @@ export async function computeLinearActivityHessian(model: Model, options: Linear
  * its last λ M_Hᵀ y. Every method returns the same activities; see `method` for how the system is solved; no
  * dense inverse is ever formed.
  */
-export async function computeLinearActivitySolution(model: Model, x: BatchData, y: BatchData, options: LinearActivitySolutionOptions = {}): Promise<Tensor[]> {
+export async function computeLinearActivitySolution(
+  model: Model,
+  x: BatchData,
+  y: BatchData,
+  options: LinearActivitySolutionOptions = {},
+): Promise<Tensor[]> {
   const fn = 'computeLinearActivitySolution';
   checkLinearModel(fn, model);
   const opts = checkOptions(fn, options, [...LAMBDA_KEYS, 'activityDecay', 'epsilon', 'method']);
@@ -519,13 +614,20 @@ export async function computeLinearActivitySolution(model: Model, x: BatchData, 
   const decay = nonNegative(fn, 'options.activityDecay', opts.activityDecay);
   const epsilon = nonNegative(fn, 'options.epsilon', opts.epsilon);
   const method = opts.method ?? 'auto';
-  if (!['auto', 'output-space', 'block-cholesky'].includes(method)) argError(fn, 'options.method', "'auto', 'output-space' or 'block-cholesky'", method);
+  if (!['auto', 'output-space', 'block-cholesky'].includes(method))
+    argError(fn, 'options.method', "'auto', 'output-space' or 'block-cholesky'", method);
   if (method === 'output-space' && (decay !== 0 || epsilon !== 0)) {
-    throw new WpcArgumentError(`${fn}: method 'output-space' needs activityDecay = 0 and epsilon = 0 (got ${decay} and ${epsilon}); use 'block-cholesky' or 'auto'`);
+    throw new WpcArgumentError(
+      `${fn}: method 'output-space' needs activityDecay = 0 and epsilon = 0 (got ${decay} and ${epsilon}); use 'block-cholesky' or 'auto'`,
+    );
   }
   if (model.depth < 2) throw new WpcArgumentError(`${fn}: the model has no hidden layer (depth ${model.depth})`);
   const outputSpaceRoute = method !== 'block-cholesky' && decay === 0 && epsilon === 0;
-  checkTheoryFits(fn, model, { B: batchSizeOf(fn, 'x', x, model.inputDim, model), chain: outputSpaceRoute, blocks: !outputSpaceRoute });
+  checkTheoryFits(fn, model, {
+    B: batchSizeOf(fn, 'x', x, model.inputDim, model),
+    chain: outputSpaceRoute,
+    blocks: !outputSpaceRoute,
+  });
   return withBatch(fn, model, x, y, async (ch, X, Y, B) => {
     if (method !== 'block-cholesky' && decay === 0 && epsilon === 0) {
       const { Z } = await outputSpaceSolution(ch, X, Y, B, lambda);
@@ -536,7 +638,14 @@ export async function computeLinearActivitySolution(model: Model, x: BatchData, 
   });
 }
 
-async function blockCholeskySolution(ch: Chains, X: Tensor, Y: Tensor, B: number, lambda: number, shift: number): Promise<Tensor[]> {
+async function blockCholeskySolution(
+  ch: Chains,
+  X: Tensor,
+  Y: Tensor,
+  B: number,
+  lambda: number,
+  shift: number,
+): Promise<Tensor[]> {
   const { model, H } = ch;
   const rt = ch.rt;
   // Right-hand sides on the GPU: a_0·X·W_0ᵀ (B × d_1) and λ·a_H·Y·W_H (B × d_H).
@@ -544,8 +653,25 @@ async function blockCholeskySolution(ch: Chains, X: Tensor, Y: Tensor, B: number
   const last = model.layers[H]!;
   const b1 = ch.temp([B, first.outDim]);
   const bH = ch.temp([B, last.inDim]);
-  ch.gemm.record(ch.rec, { m: B, k: first.inDim, n: first.outDim, a: asMatrix(X), b: ch.weight(0), transB: true, c: asMatrix(b1), alpha: first.scale });
-  ch.gemm.record(ch.rec, { m: B, k: last.outDim, n: last.inDim, a: asMatrix(Y), b: ch.weight(H), c: asMatrix(bH), alpha: lambda * last.scale });
+  ch.gemm.record(ch.rec, {
+    m: B,
+    k: first.inDim,
+    n: first.outDim,
+    a: asMatrix(X),
+    b: ch.weight(0),
+    transB: true,
+    c: asMatrix(b1),
+    alpha: first.scale,
+  });
+  ch.gemm.record(ch.rec, {
+    m: B,
+    k: last.outDim,
+    n: last.inDim,
+    a: asMatrix(Y),
+    b: ch.weight(H),
+    c: asMatrix(bH),
+    alpha: lambda * last.scale,
+  });
   const blocks = await hessianBlocks(ch, lambda, shift); // submits the recorder
   const [rhs1, rhsH] = await rt.read([b1, bH].map(rangeOf));
   const factor = blockTridiagonalCholesky(blocks);
@@ -569,15 +695,39 @@ async function blockCholeskySolution(ch: Chains, X: Tensor, Y: Tensor, B: number
   // The dummy output activity: the prediction a_H·z*_H·W_Hᵀ.
   const out = rt.empty([B, model.outputDim]);
   const rec = new Recorder(rt, 'wpc.computeLinearActivitySolution');
-  ch.gemm.record(rec, { m: B, k: last.inDim, n: last.outDim, a: asMatrix(Z[H - 1]!), b: ch.weight(H), transB: true, c: asMatrix(out), alpha: last.scale });
+  ch.gemm.record(rec, {
+    m: B,
+    k: last.inDim,
+    n: last.outDim,
+    a: asMatrix(Z[H - 1]!),
+    b: ch.weight(H),
+    transB: true,
+    c: asMatrix(out),
+    alpha: last.scale,
+  });
   rec.submit();
   return [...Z, out];
 }
 
 /** Records ∂(F*)/∂W_l = −(a_l/B)·g_{l+1}ᵀ z*_l for every layer into `target(l)`. */
-function recordEquilibGrads(ch: Chains, Z: readonly Tensor[], g: readonly Tensor[], B: number, target: (l: number) => GpuMatrix): void {
+function recordEquilibGrads(
+  ch: Chains,
+  Z: readonly Tensor[],
+  g: readonly Tensor[],
+  B: number,
+  target: (l: number) => GpuMatrix,
+): void {
   ch.model.layers.forEach((layer, l) => {
-    ch.gemm.record(ch.rec, { m: layer.outDim, k: B, n: layer.inDim, a: asMatrix(g[l + 1]!), transA: true, b: asMatrix(Z[l]!), c: target(l), alpha: -layer.scale / B });
+    ch.gemm.record(ch.rec, {
+      m: layer.outDim,
+      k: B,
+      n: layer.inDim,
+      a: asMatrix(g[l + 1]!),
+      transA: true,
+      b: asMatrix(Z[l]!),
+      c: target(l),
+      alpha: -layer.scale / B,
+    });
   });
 }
 
@@ -591,7 +741,12 @@ export interface LinearEquilibGradsResult extends ParamGradResult {
  * theorem this is the PC weight gradient at the exact equilibrium, −(a_l/B) Σ_b g_{l+1,b} z*_{l,b}ᵀ with
  * g_i = J_iᵀ S⁻¹ r (hidden) and g_L = S⁻¹ r: computed in closed form, no inference.
  */
-export async function computeLinearEquilibEnergyGrads(model: Model, x: BatchData, y: BatchData, options: LinearTheoryOptions = {}): Promise<LinearEquilibGradsResult> {
+export async function computeLinearEquilibEnergyGrads(
+  model: Model,
+  x: BatchData,
+  y: BatchData,
+  options: LinearTheoryOptions = {},
+): Promise<LinearEquilibGradsResult> {
   const fn = 'computeLinearEquilibEnergyGrads';
   checkLinearModel(fn, model);
   const opts = checkOptions(fn, options, LAMBDA_KEYS);
@@ -645,7 +800,11 @@ export async function updateLinearEquilibEnergyParams(
     const { Z, g, energy } = await outputSpaceSolution(ch, X, Y, B, lambda);
     ch.temps.push(...Z.slice(1));
     const grads = model.grads();
-    recordEquilibGrads(ch, Z, g, B, (l) => ({ buffer: grads, offset: model.layers[l]!.weightOffset, ld: model.layers[l]!.inDim }));
+    recordEquilibGrads(ch, Z, g, B, (l) => ({
+      buffer: grads,
+      offset: model.layers[l]!.weightOffset,
+      ld: model.layers[l]!.inDim,
+    }));
     const copies = returnGrads
       ? model.layers.map((l) => {
           const t = model.runtime.empty([l.outDim, l.inDim]);
@@ -653,8 +812,19 @@ export async function updateLinearEquilibEnergyParams(
           return t;
         })
       : null;
-    optState.recordStep(ch.rec, kernel, { buffer: model.params, offset: 0 }, { buffer: grads, offset: 0 }, model.paramCount);
+    optState.recordStep(
+      ch.rec,
+      kernel,
+      { buffer: model.params, offset: 0 },
+      { buffer: grads, offset: 0 },
+      model.paramCount,
+    );
     ch.submit();
-    return { model, optState, energy, grads: copies ? { weights: copies, biases: model.layers.map(() => null) } : null };
+    return {
+      model,
+      optState,
+      energy,
+      grads: copies ? { weights: copies, biases: model.layers.map(() => null) } : null,
+    };
   });
 }

@@ -14,7 +14,10 @@ import { Model } from './model.js';
 
 const SEGMENT_WORDS = 12;
 
-function segmentBuffer(rt: Runtime, segs: { off: number; count: number; stride: number; out: number; scale: number; flags: number }[]): GPUBuffer {
+function segmentBuffer(
+  rt: Runtime,
+  segs: { off: number; count: number; stride: number; out: number; scale: number; flags: number }[],
+): GPUBuffer {
   const data = new ArrayBuffer(Math.max(1, segs.length) * SEGMENT_WORDS * 4);
   const u = new Uint32Array(data);
   const f = new Float32Array(data);
@@ -35,12 +38,16 @@ function segmentBuffer(rt: Runtime, segs: { off: number; count: number; stride: 
  */
 export async function computeActivityNorms(activities: readonly Tensor[]): Promise<Tensor> {
   const fn = 'computeActivityNorms';
-  if (!Array.isArray(activities) || activities.length === 0) argError(fn, 'activities', 'a non-empty array of tensors', activities);
+  if (!Array.isArray(activities) || activities.length === 0)
+    argError(fn, 'activities', 'a non-empty array of tensors', activities);
   const first = activities[0];
   if (!(first instanceof Tensor)) argError(fn, 'activities[0]', 'a Tensor', first);
   const rt = first.runtime;
   activities.forEach((a, i) => checkTensor(fn, `activities[${i}]`, a, rt));
-  const [rowsKernel, reduce] = await Promise.all([rt.kernel(outputKernel('row_norms', false)), rt.kernel(reduceKernel(rt.adapter.subgroupSize))]);
+  const [rowsKernel, reduce] = await Promise.all([
+    rt.kernel(outputKernel('row_norms', false)),
+    rt.kernel(reduceKernel(rt.adapter.subgroupSize)),
+  ]);
   // Scratch: every activity, then 4 partials per row of each.
   let at = 0;
   const layout = activities.map((a) => {
@@ -63,12 +70,20 @@ export async function computeActivityNorms(activities: readonly Tensor[]): Promi
   const table = rowTable(layout.map((l, i) => ({ rows: l.rows, cols: l.cols, predOff: l.off, partOff: parts[i]! })));
   const rowsBuffer = rt.pool.acquire(table.data.byteLength, STORAGE_USAGE, 'wpc.metric.rows');
   rt.device.queue.writeBuffer(rowsBuffer, 0, table.data);
-  rec.dispatch(rowsKernel, createBindGroup(rt.device, rowsKernel, { rows: rowsBuffer, work: scratch }), table.workgroups);
+  rec.dispatch(
+    rowsKernel,
+    createBindGroup(rt.device, rowsKernel, { rows: rowsBuffer, work: scratch }),
+    table.workgroups,
+  );
   const segments = segmentBuffer(
     rt,
     layout.map((l, i) => ({ off: parts[i]!, count: l.rows, stride: 4, out: i, scale: 1 / l.rows, flags: 0 })),
   );
-  rec.dispatch(reduce, createBindGroup(rt.device, reduce, { segments, src: scratch, dst: out.buffer }), activities.length);
+  rec.dispatch(
+    reduce,
+    createBindGroup(rt.device, reduce, { segments, src: scratch, dst: out.buffer }),
+    activities.length,
+  );
   rec.submit();
   for (const b of [scratch, segments, rowsBuffer]) rt.pool.release(b);
   return out;
@@ -87,28 +102,56 @@ export async function computeParamNorms(params: Model | ParamGradResult): Promis
     const segments = segmentBuffer(
       rt,
       params.layers.flatMap((l, i) => [
-        { off: l.weightOffset, count: l.inDim * l.outDim, stride: 1, out: 2 * i, scale: 1, flags: ReduceFlag.SQUARE | ReduceFlag.SQRT },
-        { off: Math.max(0, l.biasOffset), count: l.useBias ? l.outDim : 0, stride: 1, out: 2 * i + 1, scale: 1, flags: ReduceFlag.SQUARE | ReduceFlag.SQRT },
+        {
+          off: l.weightOffset,
+          count: l.inDim * l.outDim,
+          stride: 1,
+          out: 2 * i,
+          scale: 1,
+          flags: ReduceFlag.SQUARE | ReduceFlag.SQRT,
+        },
+        {
+          off: Math.max(0, l.biasOffset),
+          count: l.useBias ? l.outDim : 0,
+          stride: 1,
+          out: 2 * i + 1,
+          scale: 1,
+          flags: ReduceFlag.SQUARE | ReduceFlag.SQRT,
+        },
       ]),
     );
     const out = rt.empty([params.depth, 2]);
     const rec = new Recorder(rt, `wpc.${fn}`);
-    rec.dispatch(reduce, createBindGroup(rt.device, reduce, { segments, src: params.params, dst: out.buffer }), 2 * params.depth);
+    rec.dispatch(
+      reduce,
+      createBindGroup(rt.device, reduce, { segments, src: params.params, dst: out.buffer }),
+      2 * params.depth,
+    );
     rec.submit();
     rt.pool.release(segments);
     return out;
   }
-  if (typeof params !== 'object' || params === null || !Array.isArray(params.weights) || !Array.isArray(params.biases)) {
+  if (
+    typeof params !== 'object' ||
+    params === null ||
+    !Array.isArray(params.weights) ||
+    !Array.isArray(params.biases)
+  ) {
     return argError(fn, 'params', 'a Model or the result of computePcParamGrads ({ weights, biases })', params);
   }
   const { weights, biases } = params;
   if (weights.length === 0 || biases.length !== weights.length) {
-    throw new WpcArgumentError(`${fn}: params.weights and params.biases must be non-empty and of the same length, got ${weights.length} and ${biases.length}`);
+    throw new WpcArgumentError(
+      `${fn}: params.weights and params.biases must be non-empty and of the same length, got ${weights.length} and ${biases.length}`,
+    );
   }
   const first = weights[0];
   if (!(first instanceof Tensor)) return argError(fn, 'params.weights[0]', 'a Tensor', first);
   const rt = first.runtime;
-  const tensors: (Tensor | null)[] = weights.flatMap((w, i) => [checkTensor(fn, `params.weights[${i}]`, w, rt), biases[i] === null ? null : checkTensor(fn, `params.biases[${i}]`, biases[i], rt)]);
+  const tensors: (Tensor | null)[] = weights.flatMap((w, i) => [
+    checkTensor(fn, `params.weights[${i}]`, w, rt),
+    biases[i] === null ? null : checkTensor(fn, `params.biases[${i}]`, biases[i], rt),
+  ]);
   const reduce = await rt.kernel(reduceKernel(rt.adapter.subgroupSize));
   let at = 0;
   const offsets = tensors.map((t) => {
@@ -123,7 +166,14 @@ export async function computeParamNorms(params: Model | ParamGradResult): Promis
   });
   const segments = segmentBuffer(
     rt,
-    tensors.map((t, i) => ({ off: offsets[i]!, count: t?.size ?? 0, stride: 1, out: i, scale: 1, flags: ReduceFlag.SQUARE | ReduceFlag.SQRT })),
+    tensors.map((t, i) => ({
+      off: offsets[i]!,
+      count: t?.size ?? 0,
+      stride: 1,
+      out: i,
+      scale: 1,
+      flags: ReduceFlag.SQUARE | ReduceFlag.SQRT,
+    })),
   );
   const out = rt.empty([weights.length, 2]);
   rec.dispatch(reduce, createBindGroup(rt.device, reduce, { segments, src: scratch, dst: out.buffer }), tensors.length);

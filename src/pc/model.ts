@@ -9,7 +9,16 @@
  * model is one dispatch and the grouped layer kernels read every layer through one binding.
  */
 import { ACTIVATIONS, type Activation } from '../kernels/index.js';
-import { WpcArgumentError, argError, checkFinite, checkKnownKeys, checkOneOf, checkPositiveInt, describe, firstNonFinite } from '../runtime/errors.js';
+import {
+  WpcArgumentError,
+  argError,
+  checkFinite,
+  checkKnownKeys,
+  checkOneOf,
+  checkPositiveInt,
+  describe,
+  firstNonFinite,
+} from '../runtime/errors.js';
 import { BufferUsage } from '../runtime/flags.js';
 import { checkCap, checkFits, storageLimit } from '../runtime/limits.js';
 import { Runtime, checkCallerBuffer } from '../runtime/runtime.js';
@@ -53,14 +62,21 @@ export type ParamType = (typeof PARAM_TYPES)[number];
  * and s_L is divided by `gamma` when given. A one-layer model takes the output's scaling (JPC returns two entries
  * there, [s_1, s_L], and its energy reads the last).
  */
-export function paramScalings(dims: readonly number[], paramType: ParamType, options: { skips?: boolean; gamma?: number | null } = {}): number[] {
+export function paramScalings(
+  dims: readonly number[],
+  paramType: ParamType,
+  options: { skips?: boolean; gamma?: number | null } = {},
+): number[] {
   const fn = 'paramScalings';
-  if (!Array.isArray(dims) || dims.length < 2 || dims.some((d) => !Number.isSafeInteger(d) || d < 1)) argError(fn, 'dims', 'an array of at least two positive integers', dims);
+  if (!Array.isArray(dims) || dims.length < 2 || dims.some((d) => !Number.isSafeInteger(d) || d < 1))
+    argError(fn, 'dims', 'an array of at least two positive integers', dims);
   checkOneOf(fn, 'paramType', paramType, PARAM_TYPES);
   if (typeof options !== 'object' || options === null) argError(fn, 'options', 'an object', options);
   checkKnownKeys(fn, 'options', options, ['skips', 'gamma']);
-  if (options.skips !== undefined && typeof options.skips !== 'boolean') argError(fn, 'options.skips', 'a boolean', options.skips);
-  if (options.gamma !== undefined && options.gamma !== null) checkFinite(fn, 'options.gamma', options.gamma, { min: Number.MIN_VALUE });
+  if (options.skips !== undefined && typeof options.skips !== 'boolean')
+    argError(fn, 'options.skips', 'a boolean', options.skips);
+  if (options.gamma !== undefined && options.gamma !== null)
+    checkFinite(fn, 'options.gamma', options.gamma, { min: Number.MIN_VALUE });
   const L = dims.length - 1;
   const D = dims[0]!;
   const N = dims[1]!;
@@ -119,7 +135,9 @@ export class Model {
     const last = layers[layers.length - 1]!;
     this.paramCount = last.useBias ? last.biasOffset + last.outDim : last.weightOffset + last.outDim * last.inDim;
     this.weights = Object.freeze(layers.map((l) => runtime.view(params, l.weightOffset * 4, [l.outDim, l.inDim])));
-    this.biases = Object.freeze(layers.map((l) => (l.useBias ? runtime.view(params, l.biasOffset * 4, [l.outDim]) : null)));
+    this.biases = Object.freeze(
+      layers.map((l) => (l.useBias ? runtime.view(params, l.biasOffset * 4, [l.outDim]) : null)),
+    );
   }
 
   /** Which layers have identity residuals (JPC's skip model), one flag per layer. */
@@ -176,7 +194,11 @@ export class Model {
   dispose(): void {
     if (this.disposedFlag) return;
     this.disposedFlag = true;
-    for (const ws of this.workspaces.values()) void ws.then((w) => w.dispose(), () => undefined);
+    for (const ws of this.workspaces.values())
+      void ws.then(
+        (w) => w.dispose(),
+        () => undefined,
+      );
     this.workspaces.clear();
     this.params.destroy();
     this.gradBuffer?.destroy();
@@ -190,7 +212,12 @@ export class Model {
 
 let nextSerial = 1;
 
-function layout(dims: readonly number[], useBias: boolean, scales: readonly number[], skips: readonly boolean[]): LayerSpec[] {
+function layout(
+  dims: readonly number[],
+  useBias: boolean,
+  scales: readonly number[],
+  skips: readonly boolean[],
+): LayerSpec[] {
   const layers: LayerSpec[] = [];
   let at = 0;
   for (let l = 0; l + 1 < dims.length; l++) {
@@ -228,9 +255,20 @@ export function formatDims(dims: readonly number[]): string {
  * Refuses a model whose parameters (one storage buffer, and its gradients another of the same size) the device
  * cannot hold, before anything is allocated. `subject` names the argument and its value ("makeMlp: options.width 10000").
  */
-export function checkParamsFit(subject: string, dims: readonly number[], useBias: boolean, limits: GPUSupportedLimits): number {
+export function checkParamsFit(
+  subject: string,
+  dims: readonly number[],
+  useBias: boolean,
+  limits: GPUSupportedLimits,
+): number {
   const total = mlpParamCount(dims, useBias);
-  checkFits(subject, `the parameters of a model ${formatDims(dims)} (${total} floats)`, total * 4, storageLimit(limits), 'use a smaller network');
+  checkFits(
+    subject,
+    `the parameters of a model ${formatDims(dims)} (${total} floats)`,
+    total * 4,
+    storageLimit(limits),
+    'use a smaller network',
+  );
   return total;
 }
 
@@ -240,7 +278,14 @@ export function checkRuntime(fn: string, runtime: unknown): Runtime {
   return runtime;
 }
 
-function upload(runtime: Runtime, fn: string, actFn: Activation, layers: LayerSpec[], data: Float32Array, param: Parameterisation): Model {
+function upload(
+  runtime: Runtime,
+  fn: string,
+  actFn: Activation,
+  layers: LayerSpec[],
+  data: Float32Array,
+  param: Parameterisation,
+): Model {
   const buffer = runtime.createStorageBuffer(data.length * 4, 'wpc.model.params');
   runtime.device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
   runtime.checkHealthy(fn);
@@ -268,14 +313,23 @@ interface Parameterisation {
 const PARAM_KEYS = ['paramType', 'skipModel', 'gamma'] as const;
 
 /** Validates the parameterisation options against the activity widths `dims`. */
-function checkParameterisation(fn: string, options: ParameterisationOptions, dims: readonly number[]): Parameterisation {
+function checkParameterisation(
+  fn: string,
+  options: ParameterisationOptions,
+  dims: readonly number[],
+): Parameterisation {
   const paramType = checkOneOf(fn, 'options.paramType', options.paramType ?? 'sp', PARAM_TYPES);
   const L = dims.length - 1;
   const given = options.skipModel ?? null;
   let skips = Array<boolean>(L).fill(false);
   if (given !== null) {
     if (!Array.isArray(given) || given.length !== L || given.some((v) => typeof v !== 'boolean')) {
-      argError(fn, 'options.skipModel', `null or an array of ${L} booleans (one per layer, e.g. makeSkipModel(${L}))`, given);
+      argError(
+        fn,
+        'options.skipModel',
+        `null or an array of ${L} booleans (one per layer, e.g. makeSkipModel(${L}))`,
+        given,
+      );
     }
     given.forEach((skip, l) => {
       if (!skip) return;
@@ -285,7 +339,9 @@ function checkParameterisation(fn: string, options: ParameterisationOptions, dim
         );
       }
       if (dims[l] !== dims[l + 1]) {
-        throw new WpcArgumentError(`${fn}: options.skipModel[${l}] needs layer ${l} to map a width to itself, got ${dims[l]} → ${dims[l + 1]}`);
+        throw new WpcArgumentError(
+          `${fn}: options.skipModel[${l}] needs layer ${l} to map a width to itself, got ${dims[l]} → ${dims[l + 1]}`,
+        );
       }
     });
     skips = [...given];
@@ -340,7 +396,12 @@ export function makeMlp(runtime: Runtime, options: MakeMlpOptions): Model {
   const sizes = { inputDim, width, outputDim };
   const largest = (Object.keys(sizes) as (keyof typeof sizes)[]).reduce((a, b) => (sizes[b] > sizes[a] ? b : a));
   const total = checkParamsFit(`${fn}: options.${largest} ${sizes[largest]}`, dims, useBias, runtime.limits);
-  const layers = layout(dims, useBias, paramScalings(dims, param.paramType, { skips: param.skips.some(Boolean), gamma: param.gamma }), param.skips);
+  const layers = layout(
+    dims,
+    useBias,
+    paramScalings(dims, param.paramType, { skips: param.skips.some(Boolean), gamma: param.gamma }),
+    param.skips,
+  );
   const data = new Float32Array(total);
   const root = new Random(options.seed);
   layers.forEach((l, i) => {
@@ -391,22 +452,33 @@ export function mlpFromWeights(runtime: Runtime, options: MlpFromWeightsOptions)
   }
   const param = checkParameterisation(fn, options, dims);
   const total = checkParamsFit(`${fn}: options.dims ${formatDims(dims)}`, dims, biases !== null, runtime.limits);
-  const layers = layout(dims, biases !== null, paramScalings(dims, param.paramType, { skips: param.skips.some(Boolean), gamma: param.gamma }), param.skips);
+  const layers = layout(
+    dims,
+    biases !== null,
+    paramScalings(dims, param.paramType, { skips: param.skips.some(Boolean), gamma: param.gamma }),
+    param.skips,
+  );
   const data = new Float32Array(total);
   layers.forEach((l, i) => {
     const w = weights[i] as ArrayLike<number> | undefined;
     if (!w || typeof w.length !== 'number') argError(fn, `options.weights[${i}]`, 'an array of numbers', w);
     if (w.length !== l.outDim * l.inDim) {
-      throw new WpcArgumentError(`${fn}: options.weights[${i}] must have ${l.outDim}×${l.inDim} = ${l.outDim * l.inDim} elements ([out, in] row-major), got ${w.length}`);
+      throw new WpcArgumentError(
+        `${fn}: options.weights[${i}] must have ${l.outDim}×${l.inDim} = ${l.outDim * l.inDim} elements ([out, in] row-major), got ${w.length}`,
+      );
     }
     const bad = firstNonFinite(w);
-    if (bad >= 0) throw new WpcArgumentError(`${fn}: options.weights[${i}] must be finite, got ${String(w[bad])} at index ${bad}`);
+    if (bad >= 0)
+      throw new WpcArgumentError(`${fn}: options.weights[${i}] must be finite, got ${String(w[bad])} at index ${bad}`);
     data.set(w, l.weightOffset);
     if (biases) {
       const b = biases[i] as ArrayLike<number> | undefined;
       if (!b || b.length !== l.outDim) argError(fn, `options.biases[${i}]`, `an array of ${l.outDim} numbers`, b);
       const badB = firstNonFinite(b);
-      if (badB >= 0) throw new WpcArgumentError(`${fn}: options.biases[${i}] must be finite, got ${String(b[badB])} at index ${badB}`);
+      if (badB >= 0)
+        throw new WpcArgumentError(
+          `${fn}: options.biases[${i}] must be finite, got ${String(b[badB])} at index ${badB}`,
+        );
       data.set(b, l.biasOffset);
     }
   });
@@ -442,10 +514,16 @@ export function mlpFromBuffer(runtime: Runtime, options: MlpFromBufferOptions): 
   const useBias = options.useBias ?? false;
   if (typeof useBias !== 'boolean') argError(fn, 'options.useBias', 'a boolean', useBias);
   const byteOffset = options.byteOffset ?? 0;
-  if (!Number.isInteger(byteOffset) || byteOffset < 0 || byteOffset % 4 !== 0) argError(fn, 'options.byteOffset', 'a non-negative multiple of 4', byteOffset);
+  if (!Number.isInteger(byteOffset) || byteOffset < 0 || byteOffset % 4 !== 0)
+    argError(fn, 'options.byteOffset', 'a non-negative multiple of 4', byteOffset);
   const param = checkParameterisation(fn, options, dims);
   const total = checkParamsFit(`${fn}: options.dims ${formatDims(dims)}`, dims, useBias, runtime.limits);
-  const layers = layout(dims, useBias, paramScalings(dims, param.paramType, { skips: param.skips.some(Boolean), gamma: param.gamma }), param.skips);
+  const layers = layout(
+    dims,
+    useBias,
+    paramScalings(dims, param.paramType, { skips: param.skips.some(Boolean), gamma: param.gamma }),
+    param.skips,
+  );
   checkCallerBuffer(fn, 'options.buffer', buffer, byteOffset, total * 4, BufferUsage.COPY_SRC);
   const own = runtime.createStorageBuffer(total * 4, 'wpc.model.params');
   const encoder = runtime.device.createCommandEncoder({ label: `wpc.${fn}` });

@@ -7,14 +7,30 @@
  *   adam:      m ← (1−b1)g + b1·m,  v ← (1−b2)g² + b2·v,  p ← p − lr·m̂ / (√(v̂ + epsRoot) + eps),
  *              m̂ = m/(1 − b1ᵗ), v̂ = v/(1 − b2ᵗ)  (eps outside the square root, as optax)
  */
-import { CONTROL_BYTES, HEALTH_UNIFORM_BYTES, ROLLBACK_ARGS, copyKernel, healthKernel, optimizerKernel, SMALL_WG, type OptimizerKernelKind } from '../kernels/index.js';
-import { type DivergenceKind, WpcArgumentError, WpcDivergenceError, argError, checkFinite, checkKnownKeys } from '../runtime/errors.js';
+import {
+  CONTROL_BYTES,
+  HEALTH_UNIFORM_BYTES,
+  ROLLBACK_ARGS,
+  copyKernel,
+  healthKernel,
+  optimizerKernel,
+  SMALL_WG,
+  type OptimizerKernelKind,
+} from '../kernels/index.js';
+import {
+  type DivergenceKind,
+  WpcArgumentError,
+  WpcDivergenceError,
+  argError,
+  checkFinite,
+  checkKnownKeys,
+} from '../runtime/errors.js';
 import { BufferUsage, UNIFORM_USAGE } from '../runtime/flags.js';
 import { type CompiledKernel, createBindGroup } from '../runtime/kernel.js';
 import { checkFits, storageLimit } from '../runtime/limits.js';
 import { type Recorder, foldWorkgroups } from '../runtime/recorder.js';
 import type { Runtime } from '../runtime/runtime.js';
-import { Tensor, checkTensor } from '../runtime/tensor.js';
+import { type Tensor, checkTensor } from '../runtime/tensor.js';
 import { Model } from './model.js';
 
 export interface SgdOptions {
@@ -88,7 +104,11 @@ export class Optimizer {
       return argError(fn, 'target', 'a Model or a non-empty array of activity tensors', target);
     }
     runtime.checkHealthy(fn);
-    this.checkStateFits(`${fn}: target (${size} ${kind === 'params' ? 'parameters' : 'activity values'})`, size, runtime.limits);
+    this.checkStateFits(
+      `${fn}: target (${size} ${kind === 'params' ? 'parameters' : 'activity values'})`,
+      size,
+      runtime.limits,
+    );
     return new OptState(runtime, this, size, kind);
   }
 
@@ -98,7 +118,8 @@ export class Optimizer {
    */
   checkStateFits(subject: string, size: number, limits: GPUSupportedLimits): void {
     const width = this.stateWidth;
-    if (width > 0) checkFits(subject, `${this.config.kind}'s ${width} moment(s) per value`, width * size * 4, storageLimit(limits));
+    if (width > 0)
+      checkFits(subject, `${this.config.kind}'s ${width} moment(s) per value`, width * size * 4, storageLimit(limits));
   }
 }
 
@@ -126,7 +147,10 @@ export function adam(options: AdamOptions): Optimizer {
   const eps = checkFinite(fn, 'options.eps', options.eps ?? 1e-8, { min: 0 });
   const epsRoot = checkFinite(fn, 'options.epsRoot', options.epsRoot ?? 0, { min: 0 });
   // m̂ / (√(v̂ + eps_root) + eps) is 0/0 for a parameter whose gradient has always been zero.
-  if (eps === 0 && epsRoot === 0) throw new WpcArgumentError(`${fn}: options.eps and options.epsRoot cannot both be 0 (a parameter with zero gradient would get 0/0 = NaN), got eps 0 and epsRoot 0`);
+  if (eps === 0 && epsRoot === 0)
+    throw new WpcArgumentError(
+      `${fn}: options.eps and options.epsRoot cannot both be 0 (a parameter with zero gradient would get 0/0 = NaN), got eps 0 and epsRoot 0`,
+    );
   return new Optimizer({ kind: 'adam', lr, b1, b2, eps, epsRoot });
 }
 
@@ -135,7 +159,8 @@ export function adam(options: AdamOptions): Optimizer {
  * both; the result is NaN or unbounded).
  */
 function checkUnit(fn: string, arg: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value >= 1) argError(fn, arg, 'a finite number in [0, 1)', value);
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value >= 1)
+    argError(fn, arg, 'a finite number in [0, 1)', value);
   return value;
 }
 
@@ -168,15 +193,26 @@ export class OptState {
   }
 
   /** @internal validates that this state can update `size` values of kind `target` with `optimizer`. */
-  check(fn: string, optimizer: unknown, target: 'params' | 'activities', size: number, runtime: Runtime, names: { optim: string; optState: string } = { optim: 'optim', optState: 'optState' }): void {
+  check(
+    fn: string,
+    optimizer: unknown,
+    target: 'params' | 'activities',
+    size: number,
+    runtime: Runtime,
+    names: { optim: string; optState: string } = { optim: 'optim', optState: 'optState' },
+  ): void {
     const { optState: name } = names;
     if (!(optimizer instanceof Optimizer)) argError(fn, names.optim, 'an Optimizer (from sgd() or adam())', optimizer);
     if (this.disposedFlag) throw new WpcArgumentError(`${fn}: ${name} has been disposed`);
     if (this.runtime !== runtime) {
-      throw new WpcArgumentError(`${fn}: ${name} belongs to a different runtime (GPU device) than the model; make it with optim.init(...) on the model's runtime`);
+      throw new WpcArgumentError(
+        `${fn}: ${name} belongs to a different runtime (GPU device) than the model; make it with optim.init(...) on the model's runtime`,
+      );
     }
     if (optimizer !== this.optimizer) {
-      throw new WpcArgumentError(`${fn}: ${name} was made by a different optimiser than ${names.optim} (call ${names.optim}.init(...) to make it)`);
+      throw new WpcArgumentError(
+        `${fn}: ${name} was made by a different optimiser than ${names.optim} (call ${names.optim}.init(...) to make it)`,
+      );
     }
     if (this.target !== target || this.size !== size) {
       throw new WpcArgumentError(
@@ -194,7 +230,10 @@ export class OptState {
    */
   async kernel(gradsInTarget: boolean, guarded = false): Promise<CompiledKernel> {
     const kind = this.optimizer.kernelKind;
-    const [scalar, vec4] = await Promise.all([this.runtime.kernel(optimizerKernel(kind, gradsInTarget, guarded)), this.runtime.kernel(optimizerKernel(kind, gradsInTarget, guarded, true))]);
+    const [scalar, vec4] = await Promise.all([
+      this.runtime.kernel(optimizerKernel(kind, gradsInTarget, guarded)),
+      this.runtime.kernel(optimizerKernel(kind, gradsInTarget, guarded, true)),
+    ]);
     this.vec4Kernels.set(scalar.cacheKey, vec4);
     return scalar;
   }
@@ -212,10 +251,18 @@ export class OptState {
   /** @internal the control words (health.wgsl), created on first use. */
   controlBuffer(): GPUBuffer {
     if (!this.control) {
-      this.control = this.runtime.createStorageBuffer(CONTROL_BYTES, 'wpc.optimizer.control', BufferUsage.COPY_SRC | BufferUsage.COPY_DST | BufferUsage.INDIRECT);
+      this.control = this.runtime.createStorageBuffer(
+        CONTROL_BYTES,
+        'wpc.optimizer.control',
+        BufferUsage.COPY_SRC | BufferUsage.COPY_DST | BufferUsage.INDIRECT,
+      );
       this.runtime.device.queue.writeBuffer(this.control, 0, new Uint32Array(CONTROL_BYTES / 4)); // no reference, no rollback
       this.writeHealthyControl();
-      this.healthUniform = this.runtime.device.createBuffer({ size: HEALTH_UNIFORM_BYTES, usage: UNIFORM_USAGE, label: 'wpc.optimizer.health' });
+      this.healthUniform = this.runtime.device.createBuffer({
+        size: HEALTH_UNIFORM_BYTES,
+        usage: UNIFORM_USAGE,
+        label: 'wpc.optimizer.health',
+      });
     }
     return this.control;
   }
@@ -237,7 +284,17 @@ export class OptState {
     rec: Recorder,
     kernel: CompiledKernel,
     scalars: GPUBuffer,
-    at: { energyOff: number; nEnergy: number; actOff: number; nAct: number; actFirstLayer: number; gradOff: number; nGrad: number; totalOff: number; lossOff: number },
+    at: {
+      energyOff: number;
+      nEnergy: number;
+      actOff: number;
+      nAct: number;
+      actFirstLayer: number;
+      gradOff: number;
+      nGrad: number;
+      totalOff: number;
+      lossOff: number;
+    },
     clip: number,
     runaway: RunawayThreshold | null = null,
     params: GPUBuffer | null = null,
@@ -255,7 +312,8 @@ export class OptState {
       f[12] = runaway.factor;
       f[13] = runaway.floor;
       u[14] = runaway.warmup;
-      const grid = (buffer: GPUBuffer | null | undefined): [number, number] => (buffer ? foldWorkgroups(Math.ceil(buffer.size / 16 / SMALL_WG), this.runtime.limits) : [0, 1]);
+      const grid = (buffer: GPUBuffer | null | undefined): [number, number] =>
+        buffer ? foldWorkgroups(Math.ceil(buffer.size / 16 / SMALL_WG), this.runtime.limits) : [0, 1];
       u.set([...grid(params), ...grid(this.moments)], 16);
     }
     this.runtime.device.queue.writeBuffer(this.healthUniform!, 0, words);
@@ -295,7 +353,12 @@ export class OptState {
    * @internal runaway check, after the update and the updated model's feedforward loss (energy) on the batch: the
    * after-update check, then the rollback (indirect: zero workgroups unless this step diverged).
    */
-  recordRollbackCheck(rec: Recorder, kernels: { after: CompiledKernel; copy: CompiledKernel }, scalars: GPUBuffer, params: GPUBuffer): void {
+  recordRollbackCheck(
+    rec: Recorder,
+    kernels: { after: CompiledKernel; copy: CompiledKernel },
+    scalars: GPUBuffer,
+    params: GPUBuffer,
+  ): void {
     const control = this.controlBuffer();
     rec.dispatch(kernels.after, this.healthGroup(kernels.after, scalars, control), 1);
     let groups = this.rollbackGroups.get(params);
@@ -303,7 +366,9 @@ export class OptState {
       const saved = this.saved!;
       groups = {
         params: createBindGroup(this.runtime.device, kernels.copy, { src: saved.params, dst: params }),
-        moments: this.moments ? createBindGroup(this.runtime.device, kernels.copy, { src: saved.moments!, dst: this.moments }) : null,
+        moments: this.moments
+          ? createBindGroup(this.runtime.device, kernels.copy, { src: saved.moments!, dst: this.moments })
+          : null,
       };
       this.rollbackGroups.set(params, groups);
     }
@@ -313,7 +378,11 @@ export class OptState {
 
   /** @internal the health kernels (before and after the update) and the rollback's copy kernel. */
   async healthKernels(): Promise<{ before: CompiledKernel; after: CompiledKernel; copy: CompiledKernel }> {
-    const [before, after, copy] = await Promise.all([this.runtime.kernel(healthKernel('before')), this.runtime.kernel(healthKernel('after')), this.runtime.kernel(copyKernel())]);
+    const [before, after, copy] = await Promise.all([
+      this.runtime.kernel(healthKernel('before')),
+      this.runtime.kernel(healthKernel('after')),
+      this.runtime.kernel(copyKernel()),
+    ]);
     return { before, after, copy };
   }
 
@@ -343,7 +412,10 @@ export class OptState {
     else if (u[2] !== NONE || afterUpdate) [what, layer] = ['energy', layerOf(u[2]!)];
     else if (u[3] !== NONE) [what, layer] = ['activity', u[3]!];
     else [what, layer] = ['gradient', layerOf(u[4]!)];
-    const runaway = kind >= 2 ? { value: f[8]!, threshold: f[9]!, reference: f[10]!, referenceSteps: u[11]!, factor: f[14]!, floor: f[15]! } : null;
+    const runaway =
+      kind >= 2
+        ? { value: f[8]!, threshold: f[9]!, reference: f[10]!, referenceSteps: u[11]!, factor: f[14]!, floor: f[15]! }
+        : null;
     const details = { afterUpdate, runaway };
     const advice = runaway
       ? "lower the learning rate (or the step size dt), or raise makePcStep's divergenceThreshold.factor"
@@ -375,7 +447,11 @@ export class OptState {
   /** @internal throws the divergence already read, if any (makePcStep refuses to run on). */
   throwIfDiverged(fn: string): void {
     const d = this.diverged;
-    if (d) throw new WpcDivergenceError(`${fn}: ${d.message}`, d.step, d.what, d.layer, { afterUpdate: d.afterUpdate, runaway: d.runaway });
+    if (d)
+      throw new WpcDivergenceError(`${fn}: ${d.message}`, d.step, d.what, d.layer, {
+        afterUpdate: d.afterUpdate,
+        runaway: d.runaway,
+      });
   }
 
   /**
@@ -414,8 +490,8 @@ export class OptState {
       f[6] = c.b2;
       f[7] = c.eps;
       f[8] = c.epsRoot;
-      f[9] = 1 - Math.pow(c.b1, this.count);
-      f[10] = 1 - Math.pow(c.b2, this.count);
+      f[9] = 1 - c.b1 ** this.count;
+      f[10] = 1 - c.b2 ** this.count;
     } else {
       f[5] = c.momentum ?? 0;
       u[11] = c.nesterov ? 1 : 0;
@@ -424,7 +500,9 @@ export class OptState {
     const gradBuffer = 'inTarget' in grads ? target.buffer : grads.buffer;
     // 4 values per invocation where every offset and n are multiples of 4 and every bound buffer a multiple of
     // 16 bytes (a vec4 array binding cannot reach a buffer's last 1–3 floats otherwise).
-    const aligned = (u[0]! | u[1]! | u[2]!) % 4 === 0 && [target.buffer, gradBuffer, ...(this.moments ? [this.moments] : [])].every((b) => b.size % 16 === 0);
+    const aligned =
+      (u[0]! | u[1]! | u[2]!) % 4 === 0 &&
+      [target.buffer, gradBuffer, ...(this.moments ? [this.moments] : [])].every((b) => b.size % 16 === 0);
     const vec4 = aligned ? this.vec4Kernels.get(kernel.cacheKey) : undefined;
     if (vec4) kernel = vec4;
     let byGrads = this.groups.get(target.buffer);
@@ -450,7 +528,9 @@ export class OptState {
   async stateToArray(): Promise<Float32Array | null> {
     if (this.disposedFlag) throw new WpcArgumentError('OptState.stateToArray: this state has been disposed');
     if (!this.moments) return null;
-    const [values] = await this.runtime.read([{ buffer: this.moments, byteOffset: 0, byteLength: this.optimizer.stateWidth * this.size * 4 }]);
+    const [values] = await this.runtime.read([
+      { buffer: this.moments, byteOffset: 0, byteLength: this.optimizer.stateWidth * this.size * 4 },
+    ]);
     return values!;
   }
 
@@ -464,10 +544,14 @@ export class OptState {
     if (!Number.isSafeInteger(count) || count < 0) argError(fn, 'count', 'a non-negative integer', count);
     const want = this.optimizer.stateWidth * this.size;
     if (want === 0) {
-      if (values !== null && values.length !== 0) throw new WpcArgumentError(`${fn}: values must be null for a stateless optimiser, got ${values.length} values`);
+      if (values !== null && values.length !== 0)
+        throw new WpcArgumentError(`${fn}: values must be null for a stateless optimiser, got ${values.length} values`);
     } else {
       if (!(values instanceof Float32Array)) argError(fn, 'values', `a Float32Array of ${want} values`, values);
-      if (values.length !== want) throw new WpcArgumentError(`${fn}: values must hold ${want} values (${this.optimizer.stateWidth} × ${this.size}), got ${values.length}`);
+      if (values.length !== want)
+        throw new WpcArgumentError(
+          `${fn}: values must hold ${want} values (${this.optimizer.stateWidth} × ${this.size}), got ${values.length}`,
+        );
       this.runtime.device.queue.writeBuffer(this.moments!, 0, values.buffer, values.byteOffset, values.byteLength);
     }
     this.count = count;
@@ -501,6 +585,7 @@ export function checkOptState(
   runtime: Runtime,
   names: { optim: string; optState: string } = { optim: 'optim', optState: 'optState' },
 ): asserts optState is OptState {
-  if (!(optState instanceof OptState)) argError(fn, names.optState, `an OptState (from ${names.optim}.init(...))`, optState);
+  if (!(optState instanceof OptState))
+    argError(fn, names.optState, `an OptState (from ${names.optim}.init(...))`, optState);
   optState.check(fn, optim, target, size, runtime, names);
 }

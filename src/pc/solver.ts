@@ -16,7 +16,14 @@
  * whole network (prediction errors, then activity gradient fused with the stage's update), whatever the depth.
  */
 import { RecordWhen, StageMode, StageOptimizer } from '../kernels/index.js';
-import { WpcArgumentError, WpcSolverError, argError, checkFinite, checkKnownKeys, checkPositiveInt } from '../runtime/errors.js';
+import {
+  WpcArgumentError,
+  WpcSolverError,
+  argError,
+  checkFinite,
+  checkKnownKeys,
+  checkPositiveInt,
+} from '../runtime/errors.js';
 import { F32_MAX, bufferLimit, checkCap, checkFits, groupDigits, storageLimit } from '../runtime/limits.js';
 import type { Recorder } from '../runtime/recorder.js';
 import type { Model } from './model.js';
@@ -148,7 +155,9 @@ export function refuseRecording(fn: string, options: SolverOptions): void {
   for (const key of RECORDING_OPTION_KEYS) {
     const v = options[key];
     if (v !== undefined && v !== false) {
-      throw new WpcArgumentError(`${fn}: options.${key} is not available here: ${fn} returns no recording (record with solveInference, makePcStep or makeHpcStep); got ${JSON.stringify(v)}`);
+      throw new WpcArgumentError(
+        `${fn}: options.${key} is not available here: ${fn} returns no recording (record with solveInference, makePcStep or makeHpcStep); got ${JSON.stringify(v)}`,
+      );
     }
   }
 }
@@ -181,10 +190,27 @@ export type ResolvedSolver =
       record: ResolvedRecording | null;
     };
 
-const PID_KEYS = ['rtol', 'atol', 'pcoeff', 'icoeff', 'dcoeff', 'factormin', 'factormax', 'safety', 'dtmin', 'dtmax', 'forceDtmin'] as const;
+const PID_KEYS = [
+  'rtol',
+  'atol',
+  'pcoeff',
+  'icoeff',
+  'dcoeff',
+  'factormin',
+  'factormax',
+  'safety',
+  'dtmin',
+  'dtmax',
+  'forceDtmin',
+] as const;
 
 function resolvePid(fn: string, sc: unknown): ResolvedPid {
-  if (typeof sc !== 'object' || sc === null || typeof (sc as { pid?: unknown }).pid !== 'object' || (sc as { pid?: unknown }).pid === null) {
+  if (
+    typeof sc !== 'object' ||
+    sc === null ||
+    typeof (sc as { pid?: unknown }).pid !== 'object' ||
+    (sc as { pid?: unknown }).pid === null
+  ) {
     argError(fn, 'options.stepsizeController', "'constant' or { pid: { rtol, atol, ... } }", sc);
   }
   checkKnownKeys(fn, 'options.stepsizeController', sc, ['pid']);
@@ -204,12 +230,18 @@ function resolvePid(fn: string, sc: unknown): ResolvedPid {
     ...(p.dtmin === undefined ? {} : { dtmin: checkFinite(fn, at('dtmin'), p.dtmin, { min: 0, open: true }) }),
     ...(p.dtmax === undefined ? {} : { dtmax: checkFinite(fn, at('dtmax'), p.dtmax, { min: 0, open: true }) }),
   };
-  if (c.rtol === 0 && c.atol === 0) throw new WpcArgumentError(`${fn}: options.stepsizeController.pid needs rtol > 0 or atol > 0, got both 0`);
+  if (c.rtol === 0 && c.atol === 0)
+    throw new WpcArgumentError(`${fn}: options.stepsizeController.pid needs rtol > 0 or atol > 0, got both 0`);
   if (typeof c.forceDtmin !== 'boolean') argError(fn, at('forceDtmin'), 'a boolean', c.forceDtmin);
   return c;
 }
 
-function resolveRecording(fn: string, options: SolverOptions, dt: number | undefined, constant: boolean): ResolvedRecording | null {
+function resolveRecording(
+  fn: string,
+  options: SolverOptions,
+  dt: number | undefined,
+  constant: boolean,
+): ResolvedRecording | null {
   const iters = options.recordIters ?? false;
   if (typeof iters !== 'boolean') argError(fn, 'options.recordIters', 'a boolean', iters);
   const activities = options.recordActivities ?? false;
@@ -230,7 +262,8 @@ function resolveRecording(fn: string, options: SolverOptions, dt: number | undef
     return { everySteps: Math.round(ratio), activities, capacity };
   }
   if (iters) return { everySteps: 1, activities, capacity };
-  if (activities) throw new WpcArgumentError(`${fn}: options.recordActivities needs options.recordIters or options.recordEvery`);
+  if (activities)
+    throw new WpcArgumentError(`${fn}: options.recordActivities needs options.recordIters or options.recordEvery`);
   return null;
 }
 
@@ -244,18 +277,32 @@ export function resolveSolverOptions(fn: string, options: SolverOptions, default
   if (solver instanceof Optimizer) {
     for (const key of ['stepsizeController', 'maxT1', 'dt', 'maxSteps', 'pollEvery', 'steadyState'] as const) {
       if (options[key] !== undefined) {
-        throw new WpcArgumentError(`${fn}: options.${key} does not apply to discrete inference (options.solver is an optimiser)`);
+        throw new WpcArgumentError(
+          `${fn}: options.${key} does not apply to discrete inference (options.solver is an optimiser)`,
+        );
       }
     }
-    if (options.steps === undefined) throw new WpcArgumentError(`${fn}: options.steps (the number of activity updates) is required when options.solver is an optimiser`);
+    if (options.steps === undefined)
+      throw new WpcArgumentError(
+        `${fn}: options.steps (the number of activity updates) is required when options.solver is an optimiser`,
+      );
     const steps = checkSteps(fn, 'options.steps', options.steps);
-    if (options.recordEvery !== undefined) throw new WpcArgumentError(`${fn}: options.recordEvery needs an ODE solver; use recordIters with an optimiser`);
+    if (options.recordEvery !== undefined)
+      throw new WpcArgumentError(`${fn}: options.recordEvery needs an ODE solver; use recordIters with an optimiser`);
     return { kind: 'discrete', optimizer: solver, steps, record: resolveRecording(fn, options, 1, true) };
   }
   if (typeof solver !== 'string' || !(SOLVER_NAMES as readonly string[]).includes(solver)) {
-    argError(fn, 'options.solver', `one of ${SOLVER_NAMES.map((s) => JSON.stringify(s)).join(', ')}, or an optimiser (sgd/adam)`, solver);
+    argError(
+      fn,
+      'options.solver',
+      `one of ${SOLVER_NAMES.map((s) => JSON.stringify(s)).join(', ')}, or an optimiser (sgd/adam)`,
+      solver,
+    );
   }
-  if (options.steps !== undefined) throw new WpcArgumentError(`${fn}: options.steps applies to discrete inference only; ODE solvers integrate to options.maxT1`);
+  if (options.steps !== undefined)
+    throw new WpcArgumentError(
+      `${fn}: options.steps applies to discrete inference only; ODE solvers integrate to options.maxT1`,
+    );
   const tableau = TABLEAUX[solver];
   const maxT1 = checkTime(fn, 'options.maxT1', options.maxT1 ?? defaultMaxT1);
   const dt = options.dt === undefined ? undefined : checkTime(fn, 'options.dt', options.dt);
@@ -265,7 +312,9 @@ export function resolveSolverOptions(fn: string, options: SolverOptions, default
   let controller: 'constant' | ResolvedPid;
   if (sc === 'constant') {
     if (dt === undefined) {
-      throw new WpcArgumentError(`${fn}: options.dt must be given with stepsizeController 'constant' (diffrax cannot choose a constant step)`);
+      throw new WpcArgumentError(
+        `${fn}: options.dt must be given with stepsizeController 'constant' (diffrax cannot choose a constant step)`,
+      );
     }
     checkConstantGrid(fn, maxT1, dt, maxSteps);
     controller = 'constant';
@@ -281,12 +330,15 @@ export function resolveSolverOptions(fn: string, options: SolverOptions, default
   const ss = options.steadyState ?? false;
   if (ss !== false) {
     const given = ss === true ? {} : ss;
-    if (typeof given !== 'object' || given === null) argError(fn, 'options.steadyState', 'a boolean or { rtol, atol }', ss);
+    if (typeof given !== 'object' || given === null)
+      argError(fn, 'options.steadyState', 'a boolean or { rtol, atol }', ss);
     checkKnownKeys(fn, 'options.steadyState', given, ['rtol', 'atol']);
     const pick = (k: 'rtol' | 'atol') => {
       const v = given[k] ?? (controller === 'constant' ? undefined : controller[k]);
       if (v === undefined) {
-        throw new WpcArgumentError(`${fn}: options.steadyState.${k} must be given with a constant step size (it defaults to the PID controller's)`);
+        throw new WpcArgumentError(
+          `${fn}: options.steadyState.${k} must be given with a constant step size (it defaults to the PID controller's)`,
+        );
       }
       return checkFinite(fn, `options.steadyState.${k}`, v, { min: 0 });
     };
@@ -338,7 +390,8 @@ function checkConstantGrid(fn: string, maxT1: number, dt: number, maxSteps: numb
 export function stageRecordCount(cfg: ResolvedSolver): number {
   if (cfg.kind === 'discrete') return 1 + cfg.steps;
   const tab = cfg.tableau;
-  if (cfg.controller === 'constant' && !cfg.event) return 1 + gridSteps(cfg.maxT1, cfg.dt!) * (tab.fsal ? tab.stages - 1 : tab.stages);
+  if (cfg.controller === 'constant' && !cfg.event)
+    return 1 + gridSteps(cfg.maxT1, cfg.dt!) * (tab.fsal ? tab.stages - 1 : tab.stages);
   return 1 + tab.stages + 2;
 }
 
@@ -358,17 +411,35 @@ export function checkSolveFits(
   const rt = model.runtime;
   checkWorkspaceFits(batchSubject, rt, model.dims, B, 'train', mode, workspaceNeeds(cfg));
   const records = stageRecordCount(cfg);
-  const what = cfg.kind === 'discrete' ? `options.steps ${cfg.steps}` : `options.maxT1 / options.dt (${cfg.maxT1} / ${cfg.dt})`;
-  checkFits(`${fn}: ${what}`, `${records} stage records of ${UNIFORM_STRIDE} bytes`, records * UNIFORM_STRIDE, bufferLimit(rt.limits));
+  const what =
+    cfg.kind === 'discrete' ? `options.steps ${cfg.steps}` : `options.maxT1 / options.dt (${cfg.maxT1} / ${cfg.dt})`;
+  checkFits(
+    `${fn}: ${what}`,
+    `${records} stage records of ${UNIFORM_STRIDE} bytes`,
+    records * UNIFORM_STRIDE,
+    bufferLimit(rt.limits),
+  );
   const rec = cfg.record;
   if (rec) {
     const L = model.dims.length - 1;
     const subject = `${fn}: options.maxRecords ${rec.capacity}`;
-    checkFits(subject, `the layer energies of ${rec.capacity} recorded states`, (4 + rec.capacity * L) * 4, storageLimit(rt.limits), 'lower maxRecords');
+    checkFits(
+      subject,
+      `the layer energies of ${rec.capacity} recorded states`,
+      (4 + rec.capacity * L) * 4,
+      storageLimit(rt.limits),
+      'lower maxRecords',
+    );
     if (rec.activities) {
       const first = mode === 'unsupervised' ? 0 : 1;
       const perState = model.dims.slice(first).reduce((s, d) => s + B * d, 0);
-      checkFits(subject, `the activities of ${rec.capacity} recorded states (${perState} floats each)`, rec.capacity * perState * 4, storageLimit(rt.limits), 'lower maxRecords or the batch');
+      checkFits(
+        subject,
+        `the activities of ${rec.capacity} recorded states (${perState} floats each)`,
+        rec.capacity * perState * 4,
+        storageLimit(rt.limits),
+        'lower maxRecords or the batch',
+      );
     }
   }
 }
@@ -391,7 +462,7 @@ function stepF32(x: number, up: boolean): number {
   if (v === 0) return up ? 1.4e-45 : -1.4e-45;
   scratch.setFloat32(0, v);
   const bits = scratch.getUint32(0);
-  scratch.setUint32(0, (v > 0) === up ? bits + 1 : bits - 1);
+  scratch.setUint32(0, v > 0 === up ? bits + 1 : bits - 1);
   return scratch.getFloat32(0);
 }
 
@@ -451,7 +522,9 @@ function buildConstantStepEnds(t1: number, dt0: number): number[] {
   const dt = f32(dt0);
   const n = gridSteps(t1, dt0);
   if (n > MAX_SOLVE_STEPS + 1) {
-    throw new WpcArgumentError(`constantStepEnds: a constant step of ${dt0} needs ${n} steps to reach ${t1}, more than ${groupDigits(MAX_SOLVE_STEPS)} (MAX_SOLVE_STEPS)`);
+    throw new WpcArgumentError(
+      `constantStepEnds: a constant step of ${dt0} needs ${n} steps to reach ${t1}, more than ${groupDigits(MAX_SOLVE_STEPS)} (MAX_SOLVE_STEPS)`,
+    );
   }
   const floor = t1ClipFloor(T1);
   const ends: number[] = [];
@@ -520,10 +593,21 @@ function discreteRecords(opt: Optimizer, steps: number): StageRecord[] {
     const count = n + 1;
     const coef =
       c.kind === 'adam'
-        ? [c.lr, c.b1, c.b2, c.eps, c.epsRoot, 1 - Math.pow(c.b1, count), 1 - Math.pow(c.b2, count), 0]
+        ? [c.lr, c.b1, c.b2, c.eps, c.epsRoot, 1 - c.b1 ** count, 1 - c.b2 ** count, 0]
         : [c.lr, c.momentum ?? 0, 0, 0, 0, 1, 1, c.nesterov ? 1 : 0];
-    const kind = c.kind === 'adam' ? StageOptimizer.ADAM : c.momentum === undefined ? StageOptimizer.SGD : StageOptimizer.MOMENTUM;
-    return { mode: StageMode.OPTIM, index: 1, coef, ecoef: [], dt: 0, rtol: 0, atol: 0, candidate: 'in-place', opt: kind };
+    const kind =
+      c.kind === 'adam' ? StageOptimizer.ADAM : c.momentum === undefined ? StageOptimizer.SGD : StageOptimizer.MOMENTUM;
+    return {
+      mode: StageMode.OPTIM,
+      index: 1,
+      coef,
+      ecoef: [],
+      dt: 0,
+      rtol: 0,
+      atol: 0,
+      candidate: 'in-place',
+      opt: kind,
+    };
   });
 }
 
@@ -653,7 +737,13 @@ export function fusedSolvePays(work: number, batch: number, softwareAdapter: boo
   return work <= FUSED_MAX_WORK || (batch === 1 && softwareAdapter && work <= FUSED_MAX_WORK_ONE_ROW);
 }
 
-async function runFreeRunning(ws: Workspace, rec: Recorder, cfg: Extract<ResolvedSolver, { kind: 'ode' }>, loss: Loss, before: number): Promise<SolveStats> {
+async function runFreeRunning(
+  ws: Workspace,
+  rec: Recorder,
+  cfg: Extract<ResolvedSolver, { kind: 'ode' }>,
+  loss: Loss,
+  before: number,
+): Promise<SolveStats> {
   const sizes = constantStepSizes(cfg.maxT1, cfg.dt!);
   if (sizes.length > cfg.maxSteps) {
     throw new WpcSolverError(
@@ -663,11 +753,26 @@ async function runFreeRunning(ws: Workspace, rec: Recorder, cfg: Extract<Resolve
   const tab = cfg.tableau;
   const perStep = tab.fsal ? tab.stages - 1 : tab.stages;
   if (useFusedSolve(ws, cfg)) {
-    await ws.recordFusedSolve(rec, tab.a.slice(0, perStep - 1), tab.b.slice(0, perStep), sizes, loss, `${tab.name}:${cfg.maxT1}:${cfg.dt}`);
+    await ws.recordFusedSolve(
+      rec,
+      tab.a.slice(0, perStep - 1),
+      tab.b.slice(0, perStep),
+      sizes,
+      loss,
+      `${tab.name}:${cfg.maxT1}:${cfg.dt}`,
+    );
     rec.submit();
-    return finishStats(ws, before, { t: f32(cfg.maxT1), accepted: sizes.length, rejected: 0, steadyState: false, stepsEncoded: sizes.length }, cfg, 0);
+    return finishStats(
+      ws,
+      before,
+      { t: f32(cfg.maxT1), accepted: sizes.length, rejected: 0, steadyState: false, stepsEncoded: sizes.length },
+      cfg,
+      0,
+    );
   }
-  ws.writeStageRecords(`free:${tab.name}:${cfg.maxT1}:${cfg.dt}`, () => sizes.flatMap((dt) => freeRunningRecords(tab, dt)));
+  ws.writeStageRecords(`free:${tab.name}:${cfg.maxT1}:${cfg.dt}`, () =>
+    sizes.flatMap((dt) => freeRunningRecords(tab, dt)),
+  );
   writeSolverConfig(ws, cfg);
   const every = cfg.record?.everySteps ?? 0;
   sizes.forEach((_, n) => {
@@ -681,11 +786,25 @@ async function runFreeRunning(ws: Workspace, rec: Recorder, cfg: Extract<Resolve
   if (every > 0) recordFinal(ws, rec, cfg, loss, RecordWhen.ALWAYS);
   rec.submit();
   const recorded = every > 0 ? Math.floor((sizes.length - 1) / every) + 2 : 0;
-  return finishStats(ws, before, { t: f32(cfg.maxT1), accepted: sizes.length, rejected: 0, steadyState: false, stepsEncoded: sizes.length }, cfg, recorded);
+  return finishStats(
+    ws,
+    before,
+    { t: f32(cfg.maxT1), accepted: sizes.length, rejected: 0, steadyState: false, stepsEncoded: sizes.length },
+    cfg,
+    recorded,
+  );
 }
 
-function runDiscrete(ws: Workspace, rec: Recorder, cfg: Extract<ResolvedSolver, { kind: 'discrete' }>, loss: Loss, before: number): SolveStats {
-  ws.writeStageRecords(`discrete:${JSON.stringify(cfg.optimizer.config)}:${cfg.steps}`, () => discreteRecords(cfg.optimizer, cfg.steps));
+function runDiscrete(
+  ws: Workspace,
+  rec: Recorder,
+  cfg: Extract<ResolvedSolver, { kind: 'discrete' }>,
+  loss: Loss,
+  before: number,
+): SolveStats {
+  ws.writeStageRecords(`discrete:${JSON.stringify(cfg.optimizer.config)}:${cfg.steps}`, () =>
+    discreteRecords(cfg.optimizer, cfg.steps),
+  );
   writeSolverConfig(ws, cfg);
   // Fresh optimiser state for every solve (JPC initialises it per batch).
   rec.clear(ws.buffer, ws.stageOffset(1) * 4, 2 * ws.nAll * 4);
@@ -698,7 +817,13 @@ function runDiscrete(ws: Workspace, rec: Recorder, cfg: Extract<ResolvedSolver, 
   }
   if (recording) recordFinal(ws, rec, cfg, loss, RecordWhen.ALWAYS);
   rec.submit();
-  return finishStats(ws, before, { t: cfg.steps, accepted: cfg.steps, rejected: 0, steadyState: false, stepsEncoded: cfg.steps }, cfg, recording ? cfg.steps + 1 : 0);
+  return finishStats(
+    ws,
+    before,
+    { t: cfg.steps, accepted: cfg.steps, rejected: 0, steadyState: false, stepsEncoded: cfg.steps },
+    cfg,
+    recording ? cfg.steps + 1 : 0,
+  );
 }
 
 function finishStats(
@@ -840,7 +965,9 @@ async function runControlled(
     ws.writeGrid(ends);
   }
   // Records 1..s: the stages; s+1, s+2: Hairer's probes.
-  ws.writeStageRecords(`controlled:${tab.name}:${pid?.rtol}:${pid?.atol}`, () => controlledRecords(tab, pid?.rtol ?? 0, pid?.atol ?? 0, pid !== undefined));
+  ws.writeStageRecords(`controlled:${tab.name}:${pid?.rtol}:${pid?.atol}`, () =>
+    controlledRecords(tab, pid?.rtol ?? 0, pid?.atol ?? 0, pid !== undefined),
+  );
   const stageRecord = (i: number) => i;
   if (pid && cfg.dt === undefined) {
     // Hairer's initial step: d0 from y, d1 from f0 = f(y), then d2 from f(y + h0·f0).
@@ -903,7 +1030,9 @@ async function runControlled(
     const expectedDone = history.lastSteps > confirmed ? Math.min(encoded, history.lastSteps) : encoded;
     const units = Math.max(1, expectedDone - confirmed);
     const next = speculate && encoded < cfg.maxSteps ? encodeSteps(chunk()) : undefined;
-    [words] = (await pending.wait({ expectedMs: history.sleep.sleepFor(units, performance.now() - started) })) as [Float32Array];
+    [words] = (await pending.wait({ expectedMs: history.sleep.sleepFor(units, performance.now() - started) })) as [
+      Float32Array,
+    ];
     const v = view(words);
     history.sleep.update(v.steps - confirmed, performance.now() - started, pending.mapMs);
     started = performance.now();
@@ -922,8 +1051,12 @@ async function runControlled(
   const failed = u[STATE.failed]!;
   if (failed !== 0 || u[STATE.done] === 0) {
     const where = `after ${u[STATE.accepted]} accepted and ${u[STATE.rejected]} rejected steps at t = ${t}`;
-    if (failed === 2) throw new WpcSolverError(`solveInference: the step size fell below dtmin (forceDtmin is off) ${where}`);
-    if (failed === 3) throw new WpcSolverError('solveInference: the activities or their gradients are not finite at the start of inference');
+    if (failed === 2)
+      throw new WpcSolverError(`solveInference: the step size fell below dtmin (forceDtmin is off) ${where}`);
+    if (failed === 3)
+      throw new WpcSolverError(
+        'solveInference: the activities or their gradients are not finite at the start of inference',
+      );
     if (words[STATE.scaledError] === -1) {
       throw new WpcSolverError(
         `solveInference: the activities became non-finite (NaN or infinity) during inference, so every step was rejected until maxSteps (${cfg.maxSteps}) ${where}; check the data and weights for NaN, or lower the learning rate`,
@@ -949,6 +1082,7 @@ async function runControlled(
 
 /** A description of the solver options for messages. */
 export function describeSolver(cfg: ResolvedSolver): string {
-  return cfg.kind === 'discrete' ? `${cfg.optimizer.config.kind} × ${cfg.steps}` : `${cfg.tableau.name}/${cfg.controller === 'constant' ? 'constant' : 'pid'}`;
+  return cfg.kind === 'discrete'
+    ? `${cfg.optimizer.config.kind} × ${cfg.steps}`
+    : `${cfg.tableau.name}/${cfg.controller === 'constant' ? 'constant' : 'pid'}`;
 }
-

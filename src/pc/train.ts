@@ -7,12 +7,29 @@
 import { WpcArgumentError, argError, checkFinite, checkKnownKeys } from '../runtime/errors.js';
 import { F32_MAX } from '../runtime/limits.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { type BatchData, type EnergyTermOptions, beginCall, copyOutScalars, loadBatch, onWorkspace, writeNormalActivities } from './batch.js';
+import {
+  type BatchData,
+  type EnergyTermOptions,
+  beginCall,
+  copyOutScalars,
+  loadBatch,
+  onWorkspace,
+  writeNormalActivities,
+} from './batch.js';
 import { ENERGY_KEYS } from './energy.js';
 import { copyOutRecording, type Recording } from './infer.js';
 import type { Model } from './model.js';
 import { type OptState, type Optimizer, type RunawayThreshold, checkOptState } from './optim.js';
-import { SOLVER_OPTION_KEYS, checkSolveFits, integrate, resolveSolverOptions, workspaceNeeds, writeSolverConfig, type ResolvedSolver, type SolverOptions } from './solver.js';
+import {
+  SOLVER_OPTION_KEYS,
+  checkSolveFits,
+  integrate,
+  resolveSolverOptions,
+  workspaceNeeds,
+  writeSolverConfig,
+  type ResolvedSolver,
+  type SolverOptions,
+} from './solver.js';
 import type { Loss } from './workspace.js';
 
 export interface PcStepOptions extends SolverOptions, EnergyTermOptions {
@@ -71,19 +88,33 @@ export interface PcStepOptions extends SolverOptions, EnergyTermOptions {
 }
 
 const METRIC_KEYS = ['activityNorms', 'paramNorms', 'gradNorms', 'calculateAccuracy', 'timeInference'] as const;
-const STEP_KEYS = [...ENERGY_KEYS, 'seed', 'sigma', ...SOLVER_OPTION_KEYS, ...METRIC_KEYS, 'checkFinite', 'clipGradNorm', 'divergenceThreshold'] as const;
+const STEP_KEYS = [
+  ...ENERGY_KEYS,
+  'seed',
+  'sigma',
+  ...SOLVER_OPTION_KEYS,
+  ...METRIC_KEYS,
+  'checkFinite',
+  'clipGradNorm',
+  'divergenceThreshold',
+] as const;
 
 /**
  * The runaway check's defaults (`divergenceThreshold: true`, and `wpc train`): a step diverges when its energy
  * or loss exceeds 100 × the largest of the first 10 steps' (and at least 1).
  */
-export const DEFAULT_DIVERGENCE_THRESHOLD: Readonly<RunawayThreshold> = Object.freeze({ factor: 100, warmup: 10, floor: 1 });
+export const DEFAULT_DIVERGENCE_THRESHOLD: Readonly<RunawayThreshold> = Object.freeze({
+  factor: 100,
+  warmup: 10,
+  floor: 1,
+});
 
 /** Validates makePcStep's `divergenceThreshold` option; null when off. */
 export function resolveDivergenceThreshold(fn: string, arg: string, value: unknown): RunawayThreshold | null {
   if (value === undefined || value === false) return null;
   if (value === true) return { ...DEFAULT_DIVERGENCE_THRESHOLD };
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) argError(fn, arg, 'a boolean or an object like { factor: 100, warmup: 10, floor: 1 }', value);
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    argError(fn, arg, 'a boolean or an object like { factor: 100, warmup: 10, floor: 1 }', value);
   checkKnownKeys(fn, arg, value, ['factor', 'warmup', 'floor']);
   const o = value as Partial<RunawayThreshold>;
   const d = DEFAULT_DIVERGENCE_THRESHOLD;
@@ -91,7 +122,8 @@ export function resolveDivergenceThreshold(fn: string, arg: string, value: unkno
   const factor = checkFinite(fn, `${arg}.factor`, o.factor ?? d.factor, { min: 1, max: F32_MAX });
   const floor = checkFinite(fn, `${arg}.floor`, o.floor ?? d.floor, { min: 0, max: F32_MAX });
   const warmup = o.warmup ?? d.warmup;
-  if (!Number.isInteger(warmup) || warmup < 1 || warmup > 0xfffffffe) argError(fn, `${arg}.warmup`, 'an integer in [1, 4294967294]', warmup);
+  if (!Number.isInteger(warmup) || warmup < 1 || warmup > 0xfffffffe)
+    argError(fn, `${arg}.warmup`, 'an integer in [1, 4294967294]', warmup);
   return { factor, warmup, floor };
 }
 
@@ -147,34 +179,57 @@ export async function makePcStep<I extends BatchData | undefined = undefined>(
   let solver: ResolvedSolver | undefined;
   let sigma = 0.05;
   let runaway: RunawayThreshold | null = null;
-  const { opts, loss, B, cap, mode, terms } = beginCall(fn, model, undefined, output, options, STEP_KEYS, (o, m, rows) => {
-    solver = resolveSolverOptions(fn, o);
-    checkSolveFits(fn, model, rows, m, solver);
-    for (const key of METRIC_KEYS) {
-      if (o[key] !== undefined && typeof o[key] !== 'boolean') argError(fn, `options.${key}`, 'a boolean', o[key]);
-    }
-    if (m === 'unsupervised') {
-      if (o.seed === undefined) {
-        throw new WpcArgumentError(`${fn}: options.seed is required without options.input (unsupervised PC draws its initial activities from it)`);
+  const { opts, loss, B, cap, mode, terms } = beginCall(
+    fn,
+    model,
+    undefined,
+    output,
+    options,
+    STEP_KEYS,
+    (o, m, rows) => {
+      solver = resolveSolverOptions(fn, o);
+      checkSolveFits(fn, model, rows, m, solver);
+      for (const key of METRIC_KEYS) {
+        if (o[key] !== undefined && typeof o[key] !== 'boolean') argError(fn, `options.${key}`, 'a boolean', o[key]);
       }
-      if (!Number.isSafeInteger(o.seed)) argError(fn, 'options.seed', 'a safe integer', o.seed);
-      sigma = checkFinite(fn, 'options.sigma', o.sigma ?? 0.05, { min: 0 });
-      if (o.calculateAccuracy) throw new WpcArgumentError(`${fn}: options.calculateAccuracy needs options.input (there is no prediction to score without one)`);
-    } else {
-      for (const key of ['seed', 'sigma'] as const) {
-        if (o[key] !== undefined) throw new WpcArgumentError(`${fn}: options.${key} only applies without options.input (unsupervised PC); a supervised step starts from a feedforward pass`);
+      if (m === 'unsupervised') {
+        if (o.seed === undefined) {
+          throw new WpcArgumentError(
+            `${fn}: options.seed is required without options.input (unsupervised PC draws its initial activities from it)`,
+          );
+        }
+        if (!Number.isSafeInteger(o.seed)) argError(fn, 'options.seed', 'a safe integer', o.seed);
+        sigma = checkFinite(fn, 'options.sigma', o.sigma ?? 0.05, { min: 0 });
+        if (o.calculateAccuracy)
+          throw new WpcArgumentError(
+            `${fn}: options.calculateAccuracy needs options.input (there is no prediction to score without one)`,
+          );
+      } else {
+        for (const key of ['seed', 'sigma'] as const) {
+          if (o[key] !== undefined)
+            throw new WpcArgumentError(
+              `${fn}: options.${key} only applies without options.input (unsupervised PC); a supervised step starts from a feedforward pass`,
+            );
+        }
       }
-    }
-    if (o.checkFinite !== undefined && typeof o.checkFinite !== 'boolean') argError(fn, 'options.checkFinite', 'a boolean', o.checkFinite);
-    runaway = resolveDivergenceThreshold(fn, 'options.divergenceThreshold', o.divergenceThreshold);
-    if (runaway && o.checkFinite === false) throw new WpcArgumentError(`${fn}: options.divergenceThreshold needs options.checkFinite (the runaway check is part of the guard)`);
-    if (o.clipGradNorm !== undefined) {
-      checkFinite(fn, 'options.clipGradNorm', o.clipGradNorm, { min: Number.MIN_VALUE });
-      if (o.checkFinite === false) throw new WpcArgumentError(`${fn}: options.clipGradNorm needs options.checkFinite (the guard computes the gradient norm)`);
-    }
-    checkOptState(fn, optState, optim, 'params', model.paramCount, model.runtime);
-    optState.throwIfDiverged(fn);
-  });
+      if (o.checkFinite !== undefined && typeof o.checkFinite !== 'boolean')
+        argError(fn, 'options.checkFinite', 'a boolean', o.checkFinite);
+      runaway = resolveDivergenceThreshold(fn, 'options.divergenceThreshold', o.divergenceThreshold);
+      if (runaway && o.checkFinite === false)
+        throw new WpcArgumentError(
+          `${fn}: options.divergenceThreshold needs options.checkFinite (the runaway check is part of the guard)`,
+        );
+      if (o.clipGradNorm !== undefined) {
+        checkFinite(fn, 'options.clipGradNorm', o.clipGradNorm, { min: Number.MIN_VALUE });
+        if (o.checkFinite === false)
+          throw new WpcArgumentError(
+            `${fn}: options.clipGradNorm needs options.checkFinite (the guard computes the gradient norm)`,
+          );
+      }
+      checkOptState(fn, optState, optim, 'params', model.paramCount, model.runtime);
+      optState.throwIfDiverged(fn);
+    },
+  );
   const guard = options.checkFinite !== false;
   const cfg = solver!;
   return onWorkspace(
@@ -208,7 +263,9 @@ export async function makePcStep<I extends BatchData | undefined = undefined>(
       if (opts.timeInference) {
         rec.submit();
         // Sleep through most of the solve first: awaiting at once makes Dawn busy-poll a CPU core.
-        const { waitedMs } = await ws.runtime.finish({ expectedMs: ws.solveClock.sleepFor(1, performance.now() - solveStart) });
+        const { waitedMs } = await ws.runtime.finish({
+          expectedMs: ws.solveClock.sleepFor(1, performance.now() - solveStart),
+        });
         ws.solveClock.update(1, performance.now() - solveStart, waitedMs);
         inferenceMs = performance.now() - solveStart;
       }
@@ -217,7 +274,9 @@ export async function makePcStep<I extends BatchData | undefined = undefined>(
       ws.recordEnergies(rec, loss);
       const energies = copyOutScalars(ws, rec, ws.scalar.energies, [model.depth]);
       if (opts.activityNorms || guard) ws.recordActivityNorms(rec);
-      const activityNorms = opts.activityNorms ? copyOutScalars(ws, rec, ws.scalar.activityNorms, [model.depth + 1 - ws.first]) : null;
+      const activityNorms = opts.activityNorms
+        ? copyOutScalars(ws, rec, ws.scalar.activityNorms, [model.depth + 1 - ws.first])
+        : null;
       ws.recordParamGrads(rec);
       ws.recordRegularizerGrads(rec);
       if (opts.gradNorms || guard) ws.recordParamNorms(rec, 'grads');
@@ -244,7 +303,13 @@ export async function makePcStep<I extends BatchData | undefined = undefined>(
         );
       }
       if (health && runaway) optState.recordSave(rec, model.params);
-      optState.recordStep(rec, kernel, { buffer: model.params, offset: 0 }, { buffer: model.grads(), offset: 0 }, model.paramCount);
+      optState.recordStep(
+        rec,
+        kernel,
+        { buffer: model.params, offset: 0 },
+        { buffer: model.grads(), offset: 0 },
+        model.paramCount,
+      );
       let acc: Tensor | null = null;
       if (health && runaway) {
         // The updated parameters' feedforward pass on this batch (from the inferred z_0 without an input): a

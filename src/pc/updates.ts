@@ -49,24 +49,44 @@ export async function updatePcActivities(
   const fn = 'updatePcActivities';
   // The activities are validated by the time the extra check runs.
   const n = () => activities.reduce((s, a) => s + a.size, 0);
-  const { opts, loss, B, cap, mode, terms } = beginCall(fn, model, activities, output, options, [...ENERGY_KEYS, 'returnGrads'], () =>
-    checkOptState(fn, optState, optim, 'activities', n(), model.runtime),
+  const { opts, loss, B, cap, mode, terms } = beginCall(
+    fn,
+    model,
+    activities,
+    output,
+    options,
+    [...ENERGY_KEYS, 'returnGrads'],
+    () => checkOptState(fn, optState, optim, 'activities', n(), model.runtime),
   );
-  return onWorkspace(model, B, cap, async (ws, rec) => {
-    const kernel = await optState.kernel(true);
-    writeSolverConfig(ws, undefined);
-    loadBatch(ws, rec, cap.input, cap.output);
-    loadActivities(ws, rec, cap.activities);
-    ws.recordErrors(rec, 'y', loss, false);
-    ws.recordEnergies(rec, loss);
-    ws.recordActivityGrad(rec, 'y', false, 0);
-    const grads = opts.returnGrads ? copyOutLayers(ws, rec, (l) => ws.gradOffset(l)) : null;
-    const energy = copyOutScalars(ws, rec, ws.scalar.total, [1]);
-    optState.recordStep(rec, kernel, { buffer: ws.buffer, offset: ws.activityOffset(ws.first) }, { inTarget: ws.gradOffset(ws.first) }, ws.nAll);
-    const updated = copyOutLayers(ws, rec, (l) => ws.activityOffset(l));
-    rec.submit();
-    return { energy, activities: updated, grads, optState };
-  }, undefined, mode, terms);
+  return onWorkspace(
+    model,
+    B,
+    cap,
+    async (ws, rec) => {
+      const kernel = await optState.kernel(true);
+      writeSolverConfig(ws, undefined);
+      loadBatch(ws, rec, cap.input, cap.output);
+      loadActivities(ws, rec, cap.activities);
+      ws.recordErrors(rec, 'y', loss, false);
+      ws.recordEnergies(rec, loss);
+      ws.recordActivityGrad(rec, 'y', false, 0);
+      const grads = opts.returnGrads ? copyOutLayers(ws, rec, (l) => ws.gradOffset(l)) : null;
+      const energy = copyOutScalars(ws, rec, ws.scalar.total, [1]);
+      optState.recordStep(
+        rec,
+        kernel,
+        { buffer: ws.buffer, offset: ws.activityOffset(ws.first) },
+        { inTarget: ws.gradOffset(ws.first) },
+        ws.nAll,
+      );
+      const updated = copyOutLayers(ws, rec, (l) => ws.activityOffset(l));
+      rec.submit();
+      return { energy, activities: updated, grads, optState };
+    },
+    undefined,
+    mode,
+    terms,
+  );
 }
 
 export interface ParamUpdateResult {
@@ -89,20 +109,40 @@ export async function updatePcParams(
   options: UpdateOptions,
 ): Promise<ParamUpdateResult> {
   const fn = 'updatePcParams';
-  const { opts, loss, B, cap, mode, terms } = beginCall(fn, model, activities, output, options, [...ENERGY_KEYS, 'returnGrads'], () =>
-    checkOptState(fn, optState, optim, 'params', model.paramCount, model.runtime),
+  const { opts, loss, B, cap, mode, terms } = beginCall(
+    fn,
+    model,
+    activities,
+    output,
+    options,
+    [...ENERGY_KEYS, 'returnGrads'],
+    () => checkOptState(fn, optState, optim, 'params', model.paramCount, model.runtime),
   );
-  return onWorkspace(model, B, cap, async (ws, rec) => {
-    const kernel = await optState.kernel(false);
-    writeSolverConfig(ws, undefined);
-    loadBatch(ws, rec, cap.input, cap.output);
-    loadActivities(ws, rec, cap.activities);
-    ws.recordErrors(rec, 'y', loss, false);
-    ws.recordParamGrads(rec);
-    ws.recordRegularizerGrads(rec);
-    const grads = opts.returnGrads ? copyParamGrads(model, rec) : null;
-    optState.recordStep(rec, kernel, { buffer: model.params, offset: 0 }, { buffer: model.grads(), offset: 0 }, model.paramCount);
-    rec.submit();
-    return { model, optState, grads };
-  }, undefined, mode, terms);
+  return onWorkspace(
+    model,
+    B,
+    cap,
+    async (ws, rec) => {
+      const kernel = await optState.kernel(false);
+      writeSolverConfig(ws, undefined);
+      loadBatch(ws, rec, cap.input, cap.output);
+      loadActivities(ws, rec, cap.activities);
+      ws.recordErrors(rec, 'y', loss, false);
+      ws.recordParamGrads(rec);
+      ws.recordRegularizerGrads(rec);
+      const grads = opts.returnGrads ? copyParamGrads(model, rec) : null;
+      optState.recordStep(
+        rec,
+        kernel,
+        { buffer: model.params, offset: 0 },
+        { buffer: model.grads(), offset: 0 },
+        model.paramCount,
+      );
+      rec.submit();
+      return { model, optState, grads };
+    },
+    undefined,
+    mode,
+    terms,
+  );
 }

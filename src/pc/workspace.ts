@@ -52,14 +52,24 @@ import {
   solverKernel,
   type RecordEntry,
   type RegularizeEntry,
-  type SolverEntry,
 } from '../kernels/index.js';
 import { BufferUsage, UNIFORM_USAGE } from '../runtime/flags.js';
 import { bufferLimit, checkFits, storageLimit } from '../runtime/limits.js';
 import { type CompiledKernel, createBindGroup } from '../runtime/kernel.js';
 import type { Recorder } from '../runtime/recorder.js';
 import { type Runtime, SleepEstimator } from '../runtime/runtime.js';
-import { type Job, type JobTable, epilogue4Ready, errorJob, forwardJob, gradJob, packJobs, paramJob, tilesOf, vec4Shaped } from './layer-jobs.js';
+import {
+  type Job,
+  type JobTable,
+  epilogue4Ready,
+  errorJob,
+  forwardJob,
+  gradJob,
+  packJobs,
+  paramJob,
+  tilesOf,
+  vec4Shaped,
+} from './layer-jobs.js';
 import { type Model, formatDims } from './model.js';
 
 export type Loss = 'mse' | 'ce';
@@ -93,7 +103,12 @@ export interface EnergyTerms {
   spectralPenalty: number;
 }
 
-export const PLAIN_ENERGY: Readonly<EnergyTerms> = Object.freeze({ lambda: 1, activityDecay: 0, weightDecay: 0, spectralPenalty: 0 });
+export const PLAIN_ENERGY: Readonly<EnergyTerms> = Object.freeze({
+  lambda: 1,
+  activityDecay: 0,
+  weightDecay: 0,
+  spectralPenalty: 0,
+});
 
 /** Bytes between records of the stage and recording uniforms (≥ every adapter's minUniformBufferOffsetAlignment). */
 export const UNIFORM_STRIDE = 256;
@@ -161,7 +176,16 @@ export interface StageRecord {
 }
 
 /** Record 0 of every stage buffer: the plain activity gradient (computePcActivityGrad, discrete updates). */
-const GRAD_RECORD: StageRecord = { mode: StageMode.GRAD, index: 1, coef: [], ecoef: [], dt: 0, rtol: 0, atol: 0, candidate: 'probe' };
+const GRAD_RECORD: StageRecord = {
+  mode: StageMode.GRAD,
+  index: 1,
+  coef: [],
+  ecoef: [],
+  dt: 0,
+  rtol: 0,
+  atol: 0,
+  candidate: 'probe',
+};
 
 export interface SegmentSpec {
   off: number;
@@ -241,7 +265,14 @@ export interface WorkspaceLayout {
  * The layout of a workspace for activity widths `dims` and batches of `batch` rows, computed from the sizes
  * alone (nothing allocated): the constructor uses it, and size checks call it before anything is allocated.
  */
-export function workspaceLayout(dims: readonly number[], batch: number, purpose: Purpose, mode: Mode, needs: WorkspaceNeeds, tiles: TileConfig): WorkspaceLayout {
+export function workspaceLayout(
+  dims: readonly number[],
+  batch: number,
+  purpose: Purpose,
+  mode: Mode,
+  needs: WorkspaceNeeds,
+  tiles: TileConfig,
+): WorkspaceLayout {
   const first = mode === 'unsupervised' ? 0 : 1;
   const L = dims.length - 1;
   const B = batch;
@@ -288,11 +319,37 @@ export function workspaceLayout(dims: readonly number[], batch: number, purpose:
   const partCe = take(4 * B, train);
   const partA = { off: take(4 * gradTiles, train), count: gradTiles };
   const partB = { off: take(4 * gradTiles, train), count: gradTiles };
-  const partD0 = { off: take(4 * Math.ceil(n / SCALED_SQUARE_CHUNK), train), count: Math.ceil(n / SCALED_SQUARE_CHUNK) };
+  const partD0 = {
+    off: take(4 * Math.ceil(n / SCALED_SQUARE_CHUNK), train),
+    count: Math.ceil(n / SCALED_SQUARE_CHUNK),
+  };
   const partRows = take(4 * B * (L + 1));
   const extraSize = train ? (needs.extra ?? 0) : 0;
   const extra = { off: take(extraSize, extraSize > 0), size: extraSize };
-  return { first, layer, nAll, nHidden: layer[L]!, stages, gridSteps, errorTiles, gradPart, fam, aux, x, pred1, target, grid, partE, partCe, partA, partB, partD0, partRows, extra, floats: at };
+  return {
+    first,
+    layer,
+    nAll,
+    nHidden: layer[L]!,
+    stages,
+    gridSteps,
+    errorTiles,
+    gradPart,
+    fam,
+    aux,
+    x,
+    pred1,
+    target,
+    grid,
+    partE,
+    partCe,
+    partA,
+    partB,
+    partD0,
+    partRows,
+    extra,
+    floats: at,
+  };
 }
 
 /**
@@ -300,18 +357,38 @@ export function workspaceLayout(dims: readonly number[], batch: number, purpose:
  * names the argument that sets the batch and its value (e.g. "makePcStep: output (100000 rows)"); the message
  * says how many rows would fit.
  */
-export function checkWorkspaceFits(subject: string, rt: Runtime, dims: readonly number[], batch: number, purpose: Purpose, mode: Mode, needs: WorkspaceNeeds): void {
+export function checkWorkspaceFits(
+  subject: string,
+  rt: Runtime,
+  dims: readonly number[],
+  batch: number,
+  purpose: Purpose,
+  mode: Mode,
+  needs: WorkspaceNeeds,
+): void {
   const tiles = tilesFor(rt);
   const limit = storageLimit(rt.limits);
   const floats = workspaceLayout(dims, batch, purpose, mode, needs, tiles).floats;
   if (floats * 4 <= limit.bytes) return;
   const most = maxWorkspaceRows(rt, dims, purpose, mode, needs);
   const what = `the ${purpose === 'eval' ? 'evaluation' : 'working'} memory of a model ${formatDims(dims)} at ${batch} rows`;
-  checkFits(subject, what, floats * 4, limit, most > 0 ? `at most ${most} rows fit` : 'no batch fits: use a smaller network');
+  checkFits(
+    subject,
+    what,
+    floats * 4,
+    limit,
+    most > 0 ? `at most ${most} rows fit` : 'no batch fits: use a smaller network',
+  );
 }
 
 /** The largest batch whose workspace fits one storage binding of `rt`'s device (0 if none does). */
-export function maxWorkspaceRows(rt: Runtime, dims: readonly number[], purpose: Purpose, mode: Mode, needs: WorkspaceNeeds = { stages: 2, gridSteps: 1 }): number {
+export function maxWorkspaceRows(
+  rt: Runtime,
+  dims: readonly number[],
+  purpose: Purpose,
+  mode: Mode,
+  needs: WorkspaceNeeds = { stages: 2, gridSteps: 1 },
+): number {
   const tiles = tilesFor(rt);
   const limitFloats = storageLimit(rt.limits).bytes / 4;
   const fits = (B: number) => workspaceLayout(dims, B, purpose, mode, needs, tiles).floats <= limitFloats;
@@ -395,7 +472,10 @@ export class Workspace {
   private readonly workgroups = new Map<string, number>();
   private readonly ownBuffers: GPUBuffer[] = [];
   /** Job tables that depend on the energy terms (λ), rebuilt in place when they change. */
-  private readonly energyTables = new Map<string, { buffer: GPUBuffer; build: () => Job[] | SegmentSpec[]; kind: 'jobs' | 'segments' }>();
+  private readonly energyTables = new Map<
+    string,
+    { buffer: GPUBuffer; build: () => Job[] | SegmentSpec[]; kind: 'jobs' | 'segments' }
+  >();
   /**
    * Activity-gradient tables by key: bind groups rebuilt when the stage buffer grows, and whether every job takes
    * the vec4 epilogue (then dispatches with a 4-aligned Runge–Kutta stage record use the 'act.vec4' kernel).
@@ -469,7 +549,11 @@ export class Workspace {
     this.scalars = rt.createStorageBuffer(this.scalar.size * 4, 'wpc.scalars');
     this.state = rt.createStorageBuffer(STATE_WORDS * 4, 'wpc.solver-state');
     this.config = rt.device.createBuffer({ size: CONFIG_WORDS * 4, usage: UNIFORM_USAGE, label: 'wpc.solver-config' });
-    this.recordingUniform = rt.device.createBuffer({ size: 4 * UNIFORM_STRIDE, usage: UNIFORM_USAGE, label: 'wpc.recording' });
+    this.recordingUniform = rt.device.createBuffer({
+      size: 4 * UNIFORM_STRIDE,
+      usage: UNIFORM_USAGE,
+      label: 'wpc.recording',
+    });
     this.stageBuffer = this.makeStageBuffer(1);
     this.uploadRecords([GRAD_RECORD]);
     this.ownBuffers.push(this.buffer, this.scalars, this.state, this.config, this.recordingUniform);
@@ -496,7 +580,10 @@ export class Workspace {
           const old = await previous.catch(() => undefined);
           if (old) await old.exclusive(async () => old.dispose());
         }
-        const w = await model.runtime.scoped(`workspace for batch ${batch}`, () => new Workspace(model, batch, purpose, mode, grown));
+        const w = await model.runtime.scoped(
+          `workspace for batch ${batch}`,
+          () => new Workspace(model, batch, purpose, mode, grown),
+        );
         await w.prepare();
         return w;
       })();
@@ -512,14 +599,20 @@ export class Workspace {
         const oldest = model.workspaces.keys().next().value!;
         const old = model.workspaces.get(oldest)!;
         model.workspaces.delete(oldest);
-        void old.then((w) => w.exclusive(async () => w.dispose()), () => undefined);
+        void old.then(
+          (w) => w.exclusive(async () => w.dispose()),
+          () => undefined,
+        );
       }
       return build(needs);
     }
     return cached.then((w) => {
       if (w.purpose !== 'train') return w;
       const enough =
-        w.stages >= needs.stages && w.gridSteps >= needs.gridSteps && w.aux.length >= (needs.aux ?? 0) && w.extra.size >= (needs.extra ?? 0);
+        w.stages >= needs.stages &&
+        w.gridSteps >= needs.gridSteps &&
+        w.aux.length >= (needs.aux ?? 0) &&
+        w.extra.size >= (needs.extra ?? 0);
       if (enough) return w;
       return build(
         {
@@ -588,7 +681,9 @@ export class Workspace {
 
   /** Whether the energy is JPC's plain one (no λ, decay or skips, input clamped): the fused solve's case. */
   get plain(): boolean {
-    return this.mode === 'supervised' && !this.model.hasSkips && this.energy.lambda === 1 && this.energy.activityDecay === 0;
+    return (
+      this.mode === 'supervised' && !this.model.hasSkips && this.energy.lambda === 1 && this.energy.activityDecay === 0
+    );
   }
 
   // ---------------------------------------------------------------------------------------------------------
@@ -652,7 +747,9 @@ export class Workspace {
         grad: fam.k + this.layer[l]!,
         part: part + this.gradPart[l]!,
         ...(l >= 1 && l < L ? { own: fam.e + this.layer[l]! } : {}),
-        ...(l < L ? { next: { layer: model.layers[l]!, error: fam.e + this.layer[l + 1]!, weight: this.layerWeight(l + 1) } } : {}),
+        ...(l < L
+          ? { next: { layer: model.layers[l]!, error: fam.e + this.layer[l + 1]!, weight: this.layerWeight(l + 1) } }
+          : {}),
         identity: l === 0,
         scale: 1 / B,
       });
@@ -665,7 +762,13 @@ export class Workspace {
   private paramGradJobs(): Job[] {
     const { model, batch: B, fam } = this;
     return model.layers.map((spec, i) =>
-      paramJob({ layer: spec, rows: B, error: fam.e + this.layer[i + 1]!, input: this.layerInput(i + 1, 'y'), coef: (-spec.scale * this.layerWeight(i + 1)) / B }),
+      paramJob({
+        layer: spec,
+        rows: B,
+        error: fam.e + this.layer[i + 1]!,
+        input: this.layerInput(i + 1, 'y'),
+        coef: (-spec.scale * this.layerWeight(i + 1)) / B,
+      }),
     );
   }
 
@@ -688,7 +791,13 @@ export class Workspace {
     return order.map((l, position) =>
       l === L && loss === 'ce'
         ? { off: this.partCe, count: B, stride: 4, out: position, scale: lambda / B }
-        : { off: this.errorPart(l), count: this.errorTiles[l - 1]!, stride: 4, out: position, scale: (0.5 * this.layerWeight(l)) / B },
+        : {
+            off: this.errorPart(l),
+            count: this.errorTiles[l - 1]!,
+            stride: 4,
+            out: position,
+            scale: (0.5 * this.layerWeight(l)) / B,
+          },
     );
   }
 
@@ -698,7 +807,16 @@ export class Workspace {
     const lambda = this.energy.lambda;
     const hiddenTiles = this.errorTiles.slice(0, L - 1).reduce((a, b) => a + b, 0);
     return loss === 'ce'
-      ? { off: this.partE, count: hiddenTiles, stride: 4, out: this.scalar.total, scale: 0.5 / B, off2: this.partCe, count2: B, scale2: lambda / B }
+      ? {
+          off: this.partE,
+          count: hiddenTiles,
+          stride: 4,
+          out: this.scalar.total,
+          scale: 0.5 / B,
+          off2: this.partCe,
+          count2: B,
+          scale2: lambda / B,
+        }
       : {
           off: this.partE,
           count: hiddenTiles,
@@ -738,7 +856,11 @@ export class Workspace {
   }
 
   private uniformFrom(words: Uint32Array<ArrayBuffer>, label: string): GPUBuffer {
-    const buffer = this.runtime.device.createBuffer({ size: Math.max(16, words.byteLength), usage: UNIFORM_USAGE, label });
+    const buffer = this.runtime.device.createBuffer({
+      size: Math.max(16, words.byteLength),
+      usage: UNIFORM_USAGE,
+      label,
+    });
     this.runtime.device.queue.writeBuffer(buffer, 0, words);
     this.ownBuffers.push(buffer);
     return buffer;
@@ -810,7 +932,9 @@ export class Workspace {
       for (const entry of SOLVER_ENTRIES) specs[`solver.${entry}`] = solverKernel(entry, act, rt.adapter.subgroupSize);
       for (const entry of RECORD_ENTRIES) specs[`record.${entry}`] = recordKernel(entry, rt.adapter.subgroupSize);
     }
-    const compiled = await Promise.all(Object.entries(specs).map(async ([k, spec]) => [k, await rt.kernel(spec)] as const));
+    const compiled = await Promise.all(
+      Object.entries(specs).map(async ([k, spec]) => [k, await rt.kernel(spec)] as const),
+    );
     for (const [k, kernel] of compiled) this.kernels.set(k, kernel);
 
     await rt.scoped('workspace bind groups', () => {
@@ -825,7 +949,10 @@ export class Workspace {
       if (supervised) {
         // The first layer's prediction alone, for activities handed in by the caller (y must stay theirs).
         const first = this.forwardJobOf(1);
-        const predJobs = this.addTable('pred1', packJobs([{ ...first, cOff: this.pred1, flags: (first.flags ?? 0) & JobFlag.BIAS }], tiles));
+        const predJobs = this.addTable(
+          'pred1',
+          packJobs([{ ...first, cOff: this.pred1, flags: (first.flags ?? 0) & JobFlag.BIAS }], tiles),
+        );
         this.groups.set('pred1', createBindGroup(device, this.k('forward'), { jobs: predJobs, params, work }));
         const outputY = this.fam.y + this.layer[L]!;
         for (const loss of ['mse', 'ce'] as const) {
@@ -849,11 +976,20 @@ export class Workspace {
         for (const point of ['y', 't'] as const) {
           const jobs = this.addTable(`errors.${point}.${loss}`, packJobs(this.errorJobs(point, loss), tiles));
           this.groups.set(`errors.${point}.${loss}`, createBindGroup(device, this.k('errors'), { jobs, params, work }));
-          this.groups.set(`errors.${point}.${loss}.gated`, createBindGroup(device, this.k('errors.gated'), { jobs, params, work, state }));
+          this.groups.set(
+            `errors.${point}.${loss}.gated`,
+            createBindGroup(device, this.k('errors.gated'), { jobs, params, work, state }),
+          );
         }
         // The layer energies and their total in one dispatch (one workgroup per segment).
-        const energies = this.energySegments(`energies.${loss}`, () => [...this.layerEnergySegments(loss), this.totalEnergySegment(loss)]);
-        this.groups.set(`reduce.energies.${loss}`, createBindGroup(device, this.k('reduce'), { segments: energies, src: work, dst: this.scalars }));
+        const energies = this.energySegments(`energies.${loss}`, () => [
+          ...this.layerEnergySegments(loss),
+          this.totalEnergySegment(loss),
+        ]);
+        this.groups.set(
+          `reduce.energies.${loss}`,
+          createBindGroup(device, this.k('reduce'), { segments: energies, src: work, dst: this.scalars }),
+        );
         // The recording tables: layer energies into a row of the records buffer.
         this.energySegments(`record.${loss}`, () => this.layerEnergySegments(loss));
       }
@@ -865,18 +1001,35 @@ export class Workspace {
         this.actGroups.set(`act.${point}`, { jobs, params, vec4: epilogue4Ready(list), kernel: 'act' });
       }
       const pjobs = this.energyTable('paramGrad', () => this.paramGradJobs()).buffer;
-      this.groups.set('paramGrad', createBindGroup(device, this.k('paramGrad'), { jobs: pjobs, work, grads: model.grads() }));
+      this.groups.set(
+        'paramGrad',
+        createBindGroup(device, this.k('paramGrad'), { jobs: pjobs, work, grads: model.grads() }),
+      );
       for (const entry of SOLVER_ENTRIES) {
-        this.groups.set(`solver.${entry}`, createBindGroup(device, this.k(`solver.${entry}`), { config: this.config, work, state }));
+        this.groups.set(
+          `solver.${entry}`,
+          createBindGroup(device, this.k(`solver.${entry}`), { config: this.config, work, state }),
+        );
       }
       // Norms: mean_b ‖z_b‖ per activity (JPC's compute_activity_norms), ‖W_l‖ and ‖b_l‖ of parameters and gradients.
       const regions = Array.from({ length: L + 1 - this.first }, (_, i) => {
         const l = i + this.first;
-        return { rows: B, cols: model.dims[l]!, predOff: this.fam.y + this.layer[l]!, partOff: this.partRows + 4 * B * l };
+        return {
+          rows: B,
+          cols: model.dims[l]!,
+          predOff: this.fam.y + this.layer[l]!,
+          partOff: this.partRows + 4 * B * l,
+        };
       });
       const rowNorms = rowTable(regions);
       this.workgroups.set('rowNorms', rowNorms.workgroups);
-      this.groups.set('rowNorms', createBindGroup(device, this.k('rowNorms'), { rows: this.storageFrom(rowNorms.data.buffer, 'wpc.rows.activityNorms'), work }));
+      this.groups.set(
+        'rowNorms',
+        createBindGroup(device, this.k('rowNorms'), {
+          rows: this.storageFrom(rowNorms.data.buffer, 'wpc.rows.activityNorms'),
+          work,
+        }),
+      );
       const activities = L + 1 - this.first;
       this.reduceGroup(
         'activityNorms',
@@ -892,14 +1045,33 @@ export class Workspace {
       );
       const norms = (out: number): SegmentSpec[] =>
         model.layers.flatMap((spec, i) => [
-          { off: spec.weightOffset, count: spec.inDim * spec.outDim, stride: 1, out: out + 2 * i, scale: 1, flags: ReduceFlag.SQUARE | ReduceFlag.SQRT },
-          { off: Math.max(0, spec.biasOffset), count: spec.useBias ? spec.outDim : 0, stride: 1, out: out + 2 * i + 1, scale: 1, flags: ReduceFlag.SQUARE | ReduceFlag.SQRT },
+          {
+            off: spec.weightOffset,
+            count: spec.inDim * spec.outDim,
+            stride: 1,
+            out: out + 2 * i,
+            scale: 1,
+            flags: ReduceFlag.SQUARE | ReduceFlag.SQRT,
+          },
+          {
+            off: Math.max(0, spec.biasOffset),
+            count: spec.useBias ? spec.outDim : 0,
+            stride: 1,
+            out: out + 2 * i + 1,
+            scale: 1,
+            flags: ReduceFlag.SQUARE | ReduceFlag.SQRT,
+          },
         ]);
       this.reduceGroup('paramNorms', norms(this.scalar.paramNorms), params, this.scalars);
       this.reduceGroup('gradNorms', norms(this.scalar.gradNorms), model.grads(), this.scalars);
       // Regulariser energies: every slot added into the total (unused ones are cleared to 0).
-      const acc = this.segmentTable('regs.accumulate', [{ off: this.scalar.regs, count: L + 2, stride: 1, out: this.scalar.total, scale: 1 }]);
-      this.groups.set('regs.accumulate', createBindGroup(device, this.k('accumulate'), { segments: acc, dst: this.scalars }));
+      const acc = this.segmentTable('regs.accumulate', [
+        { off: this.scalar.regs, count: L + 2, stride: 1, out: this.scalar.total, scale: 1 },
+      ]);
+      this.groups.set(
+        'regs.accumulate',
+        createBindGroup(device, this.k('accumulate'), { segments: acc, dst: this.scalars }),
+      );
       this.buildStageGroups();
     });
   }
@@ -929,7 +1101,16 @@ export class Workspace {
     const stage: GPUBufferBinding = { buffer: this.stageBuffer, offset: 0, size: STAGE_BYTES };
     this.groups.set(key, createBindGroup(device, this.k(kernel), { jobs, params, work: this.buffer, stage }));
     if (this.kernels.has(`${kernel}.gated`)) {
-      this.groups.set(`${key}.gated`, createBindGroup(device, this.k(`${kernel}.gated`), { jobs, params, work: this.buffer, state: this.state, stage }));
+      this.groups.set(
+        `${key}.gated`,
+        createBindGroup(device, this.k(`${kernel}.gated`), {
+          jobs,
+          params,
+          work: this.buffer,
+          state: this.state,
+          stage,
+        }),
+      );
     }
   }
 
@@ -992,7 +1173,8 @@ export class Workspace {
     if (old.lambda !== terms.lambda) {
       for (const [key, table] of this.energyTables) {
         const built = table.build();
-        const data = table.kind === 'jobs' ? packJobs(built as Job[], this.tiles).data : this.segmentData(built as SegmentSpec[]);
+        const data =
+          table.kind === 'jobs' ? packJobs(built as Job[], this.tiles).data : this.segmentData(built as SegmentSpec[]);
         this.runtime.device.queue.writeBuffer(table.buffer, 0, data);
         if (this.actGroups.has(key)) this.updateActTable(key, built as Job[]);
       }
@@ -1011,14 +1193,23 @@ export class Workspace {
     let reg = this.regState;
     if (!reg || reg.scratchSize < scratchSize) {
       reg?.scratch.destroy();
-      const uniform = reg?.uniform ?? this.runtime.device.createBuffer({ size: 2 * L * UNIFORM_STRIDE, usage: UNIFORM_USAGE, label: 'wpc.regularize' });
+      const uniform =
+        reg?.uniform ??
+        this.runtime.device.createBuffer({
+          size: 2 * L * UNIFORM_STRIDE,
+          usage: UNIFORM_USAGE,
+          label: 'wpc.regularize',
+        });
       const scratch = this.runtime.createStorageBuffer(scratchSize * 4, 'wpc.regularize.scratch');
       if (!reg) this.ownBuffers.push(uniform);
       reg = this.regState = { key: '', uniform, scratch, scratchSize };
       const device = this.runtime.device;
       const reduceOver = (key: string, src: GPUBuffer) => {
         const segments = this.segmentTables.get(key) ?? this.segmentTable(key, this.regSegments(key));
-        this.groups.set(`reduce.${key}`, createBindGroup(device, this.k('reduce'), { segments, src, dst: this.scalars }));
+        this.groups.set(
+          `reduce.${key}`,
+          createBindGroup(device, this.k('reduce'), { segments, src, dst: this.scalars }),
+        );
       };
       reduceOver('regs.weight', this.model.params);
       reduceOver('regs.spectral', scratch);
@@ -1063,17 +1254,37 @@ export class Workspace {
     const regs = this.scalar.regs;
     const L = this.model.depth;
     if (key === 'regs.weight') {
-      return this.model.layers.map((spec, l) => ({ off: spec.weightOffset, count: spec.inDim * spec.outDim, stride: 1, out: regs + l, scale: wd / 2, flags: ReduceFlag.SQUARE }));
+      return this.model.layers.map((spec, l) => ({
+        off: spec.weightOffset,
+        count: spec.inDim * spec.outDim,
+        stride: 1,
+        out: regs + l,
+        scale: wd / 2,
+        flags: ReduceFlag.SQUARE,
+      }));
     }
     if (key === 'regs.spectral') {
       const count = sp !== 0 ? this.model.layers.reduce((s, l) => s + l.inDim * l.inDim, 0) : 0;
       return [{ off: 0, count, stride: 1, out: regs + L, scale: sp / 2, flags: ReduceFlag.SQUARE }];
     }
-    return [{ off: this.fam.y, count: this.nAll, stride: 1, out: regs + L + 1, scale: ad / (2 * this.batch), flags: ReduceFlag.SQUARE }];
+    return [
+      {
+        off: this.fam.y,
+        count: this.nAll,
+        stride: 1,
+        out: regs + L + 1,
+        scale: ad / (2 * this.batch),
+        flags: ReduceFlag.SQUARE,
+      },
+    ];
   }
 
   private async prepareRegularizer(): Promise<void> {
-    await Promise.all((['weight_decay', 'gram', 'spectral'] as RegularizeEntry[]).map((e) => this.kernel(`regularize.${e}`, regularizeKernel(e))));
+    await Promise.all(
+      (['weight_decay', 'gram', 'spectral'] as RegularizeEntry[]).map((e) =>
+        this.kernel(`regularize.${e}`, regularizeKernel(e)),
+      ),
+    );
   }
 
   /** Whether the current terms have regularisers whose kernels must be compiled first (`ensureRegularizer`). */
@@ -1090,7 +1301,12 @@ export class Workspace {
   private recordGram(rec: Recorder, reg: { uniform: GPUBuffer }): void {
     const L = this.model.depth;
     this.model.layers.forEach((spec, l) => {
-      rec.dispatch(this.k('regularize.gram'), this.g('regularize.gram'), this.elementwiseGroups(spec.inDim * spec.inDim), [(L + l) * UNIFORM_STRIDE]);
+      rec.dispatch(
+        this.k('regularize.gram'),
+        this.g('regularize.gram'),
+        this.elementwiseGroups(spec.inDim * spec.inDim),
+        [(L + l) * UNIFORM_STRIDE],
+      );
     });
     void reg;
   }
@@ -1104,12 +1320,22 @@ export class Workspace {
     if (sp !== 0) {
       this.recordGram(rec, reg);
       this.model.layers.forEach((spec, l) => {
-        rec.dispatch(this.k('regularize.spectral'), this.g('regularize.spectral'), this.elementwiseGroups(spec.inDim * spec.outDim), [(L + l) * UNIFORM_STRIDE]);
+        rec.dispatch(
+          this.k('regularize.spectral'),
+          this.g('regularize.spectral'),
+          this.elementwiseGroups(spec.inDim * spec.outDim),
+          [(L + l) * UNIFORM_STRIDE],
+        );
       });
     }
     if (wd !== 0) {
       this.model.layers.forEach((spec, l) => {
-        rec.dispatch(this.k('regularize.weight_decay'), this.g('regularize.weight_decay'), this.elementwiseGroups(spec.inDim * spec.outDim), [l * UNIFORM_STRIDE]);
+        rec.dispatch(
+          this.k('regularize.weight_decay'),
+          this.g('regularize.weight_decay'),
+          this.elementwiseGroups(spec.inDim * spec.outDim),
+          [l * UNIFORM_STRIDE],
+        );
       });
     }
   }
@@ -1158,7 +1384,11 @@ export class Workspace {
   /** Prediction errors of every layer at `point` (and their energy partials). */
   recordErrors(rec: Recorder, point: EvalPoint, loss: Loss, gated: boolean): void {
     const suffix = gated ? '.gated' : '';
-    rec.dispatch(this.k(`errors${suffix}`), this.g(`errors.${point}.${loss}${suffix}`), this.workgroups.get(`errors.${point}.${loss}`)!);
+    rec.dispatch(
+      this.k(`errors${suffix}`),
+      this.g(`errors.${point}.${loss}${suffix}`),
+      this.workgroups.get(`errors.${point}.${loss}`)!,
+    );
     if (loss === 'ce') rec.dispatch(this.k(`ce${suffix}`), this.g(`ce${suffix}`), this.elementwiseGroups(this.batch));
   }
 
@@ -1184,12 +1414,23 @@ export class Workspace {
   actKernelTakesVec4(key: string, record: number): boolean {
     const table = this.actGroups.get(key);
     const r = this.records[record];
-    return table !== undefined && this.kernels.has(`${table.kernel}.vec4`) && table.vec4 && r !== undefined && r.mode <= StageMode.FINAL_FSAL && this.stageFamiliesAligned;
+    return (
+      table !== undefined &&
+      this.kernels.has(`${table.kernel}.vec4`) &&
+      table.vec4 &&
+      r !== undefined &&
+      r.mode <= StageMode.FINAL_FSAL &&
+      this.stageFamiliesAligned
+    );
   }
 
   /** Whether this workspace's own activity-gradient tables can use the vec4-only kernel (see prepare). */
   private actTablesTakeVec4(): boolean {
-    return epilogueColumns(this.tiles) % 4 === 0 && this.stageFamiliesAligned && (['y', 't'] as const).every((p) => epilogue4Ready(this.activityGradJobs(p)));
+    return (
+      epilogueColumns(this.tiles) % 4 === 0 &&
+      this.stageFamiliesAligned &&
+      (['y', 't'] as const).every((p) => epilogue4Ready(this.activityGradJobs(p)))
+    );
   }
 
   recordParamGrads(rec: Recorder): void {
@@ -1220,16 +1461,28 @@ export class Workspace {
    * `lossScale`·B (1 gives JPC's mean over rows) into scalars[out], and compute_accuracy into scalars[out + 1].
    * The uniform and segments are built once per key.
    */
-  recordRowMetric(rec: Recorder, key: string, m: { pred: number; target: number; cols: number; ce?: boolean; lossScale?: number; out: number }): void {
+  recordRowMetric(
+    rec: Recorder,
+    key: string,
+    m: { pred: number; target: number; cols: number; ce?: boolean; lossScale?: number; out: number },
+  ): void {
     const name = `metric.${key}`;
     if (!this.groups.has(name)) {
       const B = this.batch;
-      const rows = this.uniformFrom(new Uint32Array([B, m.cols, m.pred, m.target, this.partRows, m.ce ? 1 : 0, 0, 0]), `wpc.rows.${key}`);
+      const rows = this.uniformFrom(
+        new Uint32Array([B, m.cols, m.pred, m.target, this.partRows, m.ce ? 1 : 0, 0, 0]),
+        `wpc.rows.${key}`,
+      );
       this.groups.set(name, createBindGroup(this.runtime.device, this.k('lossRows'), { rows, work: this.buffer }));
-      this.reduceGroup(name, [
-        { off: this.partRows, count: B, stride: 4, out: m.out, scale: (m.lossScale ?? 1) / B },
-        { off: this.partRows + 1, count: B, stride: 4, out: m.out + 1, scale: 100 / B },
-      ], this.buffer, this.scalars);
+      this.reduceGroup(
+        name,
+        [
+          { off: this.partRows, count: B, stride: 4, out: m.out, scale: (m.lossScale ?? 1) / B },
+          { off: this.partRows + 1, count: B, stride: 4, out: m.out + 1, scale: 100 / B },
+        ],
+        this.buffer,
+        this.scalars,
+      );
     }
     rec.dispatch(this.k('lossRows'), this.g(name), this.elementwiseGroups(this.batch));
     this.recordReduce(rec, name);
@@ -1295,7 +1548,8 @@ export class Workspace {
     const buffers = this.recordBuffers!;
     rec.clear(buffers.records, 0, 16);
     const words = new Uint32Array(4 * (UNIFORM_STRIDE / 4));
-    for (let when = 0; when < 4; when++) words.set([when, L, capacity, trajN, this.fam.y, 0, 0, 0], when * (UNIFORM_STRIDE / 4));
+    for (let when = 0; when < 4; when++)
+      words.set([when, L, capacity, trajN, this.fam.y, 0, 0, 0], when * (UNIFORM_STRIDE / 4));
     this.runtime.device.queue.writeBuffer(this.recordingUniform, 0, words);
     return buffers;
   }
@@ -1321,19 +1575,41 @@ export class Workspace {
       return g;
     };
     const offset = [when * UNIFORM_STRIDE];
-    if (trajectory) rec.dispatch(this.k('record.record_activities'), group('record_activities'), this.elementwiseGroups(this.nAll), offset);
+    if (trajectory)
+      rec.dispatch(
+        this.k('record.record_activities'),
+        group('record_activities'),
+        this.elementwiseGroups(this.nAll),
+        offset,
+      );
     rec.dispatch(this.k('record.record_energies'), group('record_energies'), this.model.depth, offset);
     rec.dispatch(this.k('record.record_advance'), group('record_advance'), 1, offset);
   }
 
-  private fused: { kernel: CompiledKernel; layers: GPUBuffer; cfg: GPUBuffer; coefs?: GPUBuffer; key?: string; group?: GPUBindGroup } | undefined;
+  private fused:
+    | {
+        kernel: CompiledKernel;
+        layers: GPUBuffer;
+        cfg: GPUBuffer;
+        coefs?: GPUBuffer;
+        key?: string;
+        group?: GPUBindGroup;
+      }
+    | undefined;
 
   /**
    * Records a whole fixed-step Runge–Kutta solve as one single-workgroup dispatch (fused-solve.wgsl): `a` and
    * `b` of the stages evaluated, the step sizes. The coefficients upload only when `key` changes. Only for the
    * plain energy (see `plain`).
    */
-  async recordFusedSolve(rec: Recorder, a: readonly (readonly number[])[], b: readonly number[], sizes: readonly number[], loss: Loss, key: string): Promise<void> {
+  async recordFusedSolve(
+    rec: Recorder,
+    a: readonly (readonly number[])[],
+    b: readonly number[],
+    sizes: readonly number[],
+    loss: Loss,
+    key: string,
+  ): Promise<void> {
     if (!this.plain) throw new Error('workspace: the fused solve only handles the plain supervised energy');
     const rt = this.runtime;
     const { model, fam } = this;
@@ -1364,12 +1640,37 @@ export class Workspace {
       fused.coefs?.destroy();
       fused.coefs = this.runtime.createStorageBuffer(coefs.byteLength, 'wpc.fused.coefs');
       rt.device.queue.writeBuffer(fused.coefs, 0, coefs);
-      fused.group = createBindGroup(rt.device, fused.kernel, { cfg: fused.cfg, params: model.params, work: this.buffer, layers: fused.layers, coefs: fused.coefs });
+      fused.group = createBindGroup(rt.device, fused.kernel, {
+        cfg: fused.cfg,
+        params: model.params,
+        work: this.buffer,
+        layers: fused.layers,
+        coefs: fused.coefs,
+      });
       fused.key = key;
     }
     const words = new ArrayBuffer(FUSED_WORDS * 4);
     const u = new Uint32Array(words);
-    u.set([L, this.batch, s, sizes.length, loss === 'ce' ? 1 : 0, this.nAll, this.nHidden, fam.y, fam.py, fam.t, fam.pt, fam.k, fam.e, this.pred1, this.target, 0, s * s, s * s + s]);
+    u.set([
+      L,
+      this.batch,
+      s,
+      sizes.length,
+      loss === 'ce' ? 1 : 0,
+      this.nAll,
+      this.nHidden,
+      fam.y,
+      fam.py,
+      fam.t,
+      fam.pt,
+      fam.k,
+      fam.e,
+      this.pred1,
+      this.target,
+      0,
+      s * s,
+      s * s + s,
+    ]);
     new Float32Array(words)[18] = 1 / this.batch;
     rt.device.queue.writeBuffer(fused.cfg, 0, words);
     rec.dispatch(fused.kernel, fused.group!, 1);

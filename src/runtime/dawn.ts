@@ -12,8 +12,8 @@ export const NO_ADAPTER_HINT_NODE =
   'Dawn (the `webgpu` package) found no Vulkan, Metal or D3D12 adapter. On Linux without a GPU driver, install ' +
   "Mesa's software Vulkan driver lavapipe, as root (or with sudo): `bash scripts/install-lavapipe.sh` in a WPC " +
   'checkout, or `bash node_modules/webgpu-pc/scripts/install-lavapipe.sh` where WPC is a dependency (Debian 12: it takes ' +
-  'mesa-vulkan-drivers and libvulkan1 from bookworm-backports, since Debian 12\'s own Mesa is too old for Dawn). ' +
-  'Elsewhere install libvulkan1 and a Vulkan driver (Mesa >= 24, or your GPU vendor\'s), then check with `vulkaninfo --summary`.';
+  "mesa-vulkan-drivers and libvulkan1 from bookworm-backports, since Debian 12's own Mesa is too old for Dawn). " +
+  "Elsewhere install libvulkan1 and a Vulkan driver (Mesa >= 24, or your GPU vendor's), then check with `vulkaninfo --summary`.";
 
 /**
  * The SIMD width lavapipe (Mesa's software Vulkan driver) compiles shaders for, in bits; `'auto'` picks it.
@@ -46,7 +46,11 @@ export function cpuHasAvx512(cpuinfo?: string): boolean {
  * this project's AMD EPYC (Zen 5) training steps took 10–15% less time and lone products up to 1.5× less than
  * with lavapipe's default 256 (BENCHMARKS.md).
  */
-export function lavapipeVectorWidth(bits: SoftwareVectorBits, env: Record<string, string | undefined>, avx512: () => boolean): string | undefined {
+export function lavapipeVectorWidth(
+  bits: SoftwareVectorBits,
+  env: Record<string, string | undefined>,
+  avx512: () => boolean,
+): string | undefined {
   if (bits !== 'auto') return String(bits);
   if (env[LAVAPIPE_WIDTH_VAR] !== undefined) return undefined;
   return avx512() ? '512' : undefined;
@@ -54,7 +58,9 @@ export function lavapipeVectorWidth(bits: SoftwareVectorBits, env: Record<string
 
 export function checkSoftwareVectorBits(fn: string, bits: unknown): SoftwareVectorBits {
   if (!SOFTWARE_VECTOR_BITS.includes(bits as SoftwareVectorBits)) {
-    throw new WpcArgumentError(`${fn}: options.softwareVectorBits must be one of "auto", 128, 256, 512, got ${describe(bits)}`);
+    throw new WpcArgumentError(
+      `${fn}: options.softwareVectorBits must be one of "auto", 128, 256, 512, got ${describe(bits)}`,
+    );
   }
   return bits as SoftwareVectorBits;
 }
@@ -99,7 +105,9 @@ function applyWidth(fn: string, bits: SoftwareVectorBits): string | undefined {
 export function dawnLoadError(e: unknown): WpcGpuError {
   const err = e as { code?: unknown; message?: unknown } | null;
   const message = typeof err?.message === 'string' ? err.message : String(e);
-  const missing = (err?.code === 'ERR_MODULE_NOT_FOUND' || err?.code === 'MODULE_NOT_FOUND') && /Cannot find (package|module) 'webgpu'/.test(message);
+  const missing =
+    (err?.code === 'ERR_MODULE_NOT_FOUND' || err?.code === 'MODULE_NOT_FOUND') &&
+    /Cannot find (package|module) 'webgpu'/.test(message);
   if (missing) {
     return new WpcGpuError(
       `WPC in Node needs Dawn: npm install webgpu@${DAWN_RANGE} (the \`webgpu\` package, an optional peer dependency of webgpu-pc that browsers do not need, was not found)`,
@@ -117,16 +125,21 @@ export function dawnLoadError(e: unknown): WpcGpuError {
  * checked by the caller (init).
  */
 export async function dawnGpu(options: readonly string[], vectorBits: SoftwareVectorBits = 'auto'): Promise<GPU> {
-  if (!Array.isArray(options)) throw new WpcArgumentError(`init: dawnOptions must be an array of strings, got ${describe(options)}`);
+  if (!Array.isArray(options))
+    throw new WpcArgumentError(`init: dawnOptions must be an array of strings, got ${describe(options)}`);
   for (const o of options) {
     if (typeof o !== 'string') throw new WpcArgumentError(`init: dawnOptions must be strings, got ${typeof o}`);
     if (/^backend\s*=\s*null$/i.test(o)) {
-      throw new WpcArgumentError("init: dawnOptions must not select 'backend=null': Dawn's null backend computes nothing");
+      throw new WpcArgumentError(
+        "init: dawnOptions must not select 'backend=null': Dawn's null backend computes nothing",
+      );
     }
   }
   const key = options.join('\n');
   if (loaded && key !== loadedWith) {
-    throw new WpcArgumentError(`init: Dawn was already created with dawnOptions ${JSON.stringify(loadedWith.split('\n').filter(Boolean))}; one process uses one set`);
+    throw new WpcArgumentError(
+      `init: Dawn was already created with dawnOptions ${JSON.stringify(loadedWith.split('\n').filter(Boolean))}; one process uses one set`,
+    );
   }
   const width = applyWidth('init', vectorBits);
   if (!loaded) {

@@ -62,7 +62,8 @@ export interface DivergenceDetails {
   runaway?: RunawayDetails | null;
 }
 
-const fmt = (x: number) => (Math.abs(x) >= 1e-3 && Math.abs(x) < 1e5 ? String(Number(x.toPrecision(4))) : x.toExponential(3));
+const fmt = (x: number) =>
+  Math.abs(x) >= 1e-3 && Math.abs(x) < 1e5 ? String(Number(x.toPrecision(4))) : x.toExponential(3);
 
 /**
  * A training step diverged: NaN or ±Inf (activities, energies, gradients, the loss) or, with the runaway check, a
@@ -98,7 +99,9 @@ export class WpcDivergenceError extends Error {
     const after = details.afterUpdate ?? false;
     const r = details.runaway ?? null;
     // After the update, the guard looks at the updated model's feedforward pass on the step's batch.
-    const loss = after ? "the loss (of the updated model's feedforward prediction on the step's batch)" : 'the loss (of the feedforward prediction)';
+    const loss = after
+      ? "the loss (of the updated model's feedforward prediction on the step's batch)"
+      : 'the loss (of the feedforward prediction)';
     const energyAfter = 'the energy of the feedforward pass from the inferred z_0';
     let found: string;
     if (what === 'energy-runaway' || what === 'loss-runaway') {
@@ -106,10 +109,14 @@ export class WpcDivergenceError extends Error {
       const value = r ? fmt(r.value) : 'a runaway value';
       const limit = r
         ? `the divergence threshold ${fmt(r.threshold)} (` +
-          (r.floor >= r.factor * r.reference ? `the floor; ${fmt(r.factor)} × the reference ${fmt(r.reference)} is lower` : `${fmt(r.factor)} × the reference ${fmt(r.reference)}`) +
+          (r.floor >= r.factor * r.reference
+            ? `the floor; ${fmt(r.factor)} × the reference ${fmt(r.reference)} is lower`
+            : `${fmt(r.factor)} × the reference ${fmt(r.reference)}`) +
           `, the largest ${what === 'loss-runaway' ? 'loss' : 'energy'} of the run's first ${r.referenceSteps} step${r.referenceSteps === 1 ? '' : 's'})`
         : 'the divergence threshold';
-      found = after ? `its parameter update raised ${quantity} to ${value}, above ${limit}` : `${quantity} was ${value}, above ${limit}`;
+      found = after
+        ? `its parameter update raised ${quantity} to ${value}, above ${limit}`
+        : `${quantity} was ${value}, above ${limit}`;
     } else {
       const where =
         what === 'energy'
@@ -142,7 +149,13 @@ export class WpcDivergenceError extends Error {
  * (The classes keep their own bases — WpcArgumentError is a TypeError — so this is a check, not a base class.)
  */
 export class WpcError extends Error {
-  static readonly members: (abstract new (...args: never[]) => Error)[] = [WpcArgumentError, WpcGpuError, WpcShaderError, WpcSolverError, WpcDivergenceError];
+  static readonly members: (abstract new (...args: never[]) => Error)[] = [
+    WpcArgumentError,
+    WpcGpuError,
+    WpcShaderError,
+    WpcSolverError,
+    WpcDivergenceError,
+  ];
   static override [Symbol.hasInstance](value: unknown): boolean {
     return WpcError.members.some((C) => value instanceof C);
   }

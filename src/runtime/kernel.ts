@@ -102,11 +102,15 @@ export function preprocess(
   try {
     text = wgsl(raw, ...values);
   } catch (e) {
-    throw new WpcShaderError(`WGSL kernel "${kernel}": ${part.file}: preprocessor error: ${(e as Error).message}`, kernel);
+    throw new WpcShaderError(
+      `WGSL kernel "${kernel}": ${part.file}: preprocessor error: ${(e as Error).message}`,
+      kernel,
+    );
   }
   return text.replace(CONSTANT, (_, name: string) => {
     const value = constants[name];
-    if (value === undefined) throw new WpcShaderError(`WGSL kernel "${kernel}": ${part.file}: no value given for {{${name}}}`, kernel);
+    if (value === undefined)
+      throw new WpcShaderError(`WGSL kernel "${kernel}": ${part.file}: no value given for {{${name}}}`, kernel);
     return String(value);
   });
 }
@@ -194,7 +198,10 @@ export class PipelineCache {
         }),
       );
     } catch (e) {
-      throw new WpcGpuError(`could not create the pipeline for kernel "${spec.name}": ${(e as Error).message}`, 'validation');
+      throw new WpcGpuError(
+        `could not create the pipeline for kernel "${spec.name}": ${(e as Error).message}`,
+        'validation',
+      );
     }
     return { spec, cacheKey, pipeline, layout, source };
   }

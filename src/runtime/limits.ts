@@ -27,7 +27,11 @@ type Limits = Pick<GPUSupportedLimits, 'maxStorageBufferBindingSize' | 'maxBuffe
 export function storageLimit(limits: Limits): SizeLimit {
   const binding = limits.maxStorageBufferBindingSize < limits.maxBufferSize;
   const bytes = binding ? limits.maxStorageBufferBindingSize : limits.maxBufferSize;
-  return { bytes: Math.floor(bytes / 16) * 16, name: binding ? 'maxStorageBufferBindingSize' : 'maxBufferSize', storage: true };
+  return {
+    bytes: Math.floor(bytes / 16) * 16,
+    name: binding ? 'maxStorageBufferBindingSize' : 'maxBufferSize',
+    storage: true,
+  };
 }
 
 /** The most bytes any one buffer may hold. */

@@ -35,7 +35,8 @@ export async function waitWithPolling<T>(mode: 'spin' | 'timer', wait: () => Pro
   if (mode === 'spin' || !isNode || typeof g.setImmediate !== 'function') return wait();
   if (depth++ === 0) {
     const original = g.setImmediate;
-    const gentle: Immediate = (callback, ...args) => (isNativeFunction(callback) ? setTimeout(callback, 1, ...args) : original(callback, ...args));
+    const gentle: Immediate = (callback, ...args) =>
+      isNativeFunction(callback) ? setTimeout(callback, 1, ...args) : original(callback, ...args);
     try {
       // Keep what hangs off the real one (e.g. util.promisify's custom implementation).
       Object.defineProperties(gentle, Object.getOwnPropertyDescriptors(original));

@@ -28,7 +28,9 @@ export class Profiler {
     private readonly polling: 'spin' | 'timer' = 'spin',
   ) {
     if (!device.features.has('timestamp-query')) {
-      throw new WpcArgumentError('runtime.startProfile: this adapter has no "timestamp-query" feature, so dispatches cannot be timed');
+      throw new WpcArgumentError(
+        'runtime.startProfile: this adapter has no "timestamp-query" feature, so dispatches cannot be timed',
+      );
     }
     this.querySet = device.createQuerySet({ type: 'timestamp', count: 2 * capacity, label: 'wpc.profile' });
   }

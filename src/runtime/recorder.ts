@@ -12,7 +12,10 @@ import type { Runtime } from './runtime.js';
  * A 1-D count of `n` workgroups as the [x, y] grid a dispatch takes: [n, 1] when n fits one dimension, else
  * [max, ⌈n / max⌉] (the kernel skips the workgroups past n).
  */
-export function foldWorkgroups(n: number, limits: Pick<GPUSupportedLimits, 'maxComputeWorkgroupsPerDimension'>): [number, number] {
+export function foldWorkgroups(
+  n: number,
+  limits: Pick<GPUSupportedLimits, 'maxComputeWorkgroupsPerDimension'>,
+): [number, number] {
   const max = limits.maxComputeWorkgroupsPerDimension;
   return n <= max ? [n, 1] : [max, Math.ceil(n / max)];
 }
@@ -36,7 +39,12 @@ export class Recorder {
    * 2-D; kernels recover the linear index as `wid.x + wid.y * nwg.x` and skip indices past their count. A pair
    * [x, y] is dispatched as given (the kernel interprets both dimensions).
    */
-  dispatch(kernel: CompiledKernel, bindGroup: GPUBindGroup, workgroups: number | readonly [number, number], dynamicOffsets?: readonly number[]): void {
+  dispatch(
+    kernel: CompiledKernel,
+    bindGroup: GPUBindGroup,
+    workgroups: number | readonly [number, number],
+    dynamicOffsets?: readonly number[],
+  ): void {
     if (typeof workgroups !== 'number') {
       if (workgroups[0] <= 0 || workgroups[1] <= 0) return;
     } else if (workgroups <= 0) return;
@@ -57,7 +65,11 @@ export class Recorder {
   }
 
   /** The pass a dispatch goes into, with `kernel`'s pipeline and `bindGroup` set (profiling: a pass of its own). */
-  private bind(kernel: CompiledKernel, bindGroup: GPUBindGroup, dynamicOffsets?: readonly number[]): { pass: GPUComputePassEncoder; timed: boolean } {
+  private bind(
+    kernel: CompiledKernel,
+    bindGroup: GPUBindGroup,
+    dynamicOffsets?: readonly number[],
+  ): { pass: GPUComputePassEncoder; timed: boolean } {
     const timestampWrites = this.runtime.profiler?.next(kernel.spec.name);
     if (timestampWrites) {
       // Profiling: a pass of its own, timed at both ends.

@@ -8,13 +8,28 @@
 import type { SoftwareVectorBits } from './dawn.js';
 import { POLLING_MODES, type Polling, waitWithPolling } from './polling.js';
 import { type KernelTiming, Profiler } from './profiler.js';
-import { WpcArgumentError, WpcGpuError, argError, checkFiniteData, checkKnownKeys, checkPositiveInt, describe } from './errors.js';
+import {
+  WpcArgumentError,
+  WpcGpuError,
+  argError,
+  checkFiniteData,
+  checkKnownKeys,
+  checkPositiveInt,
+  describe,
+} from './errors.js';
 import { BufferUsage, MapMode, STORAGE_USAGE } from './flags.js';
 import { PipelineCache, type CompiledKernel, type KernelSpec } from './kernel.js';
 import { bufferLimit, checkFits, storageLimit } from './limits.js';
 import { BufferPool, checkAllocation } from './pool.js';
 import { Tensor, formatShape, shapeSize, type Shape } from './tensor.js';
-import { type MatrixOperand, type MatrixShape, SHARED_PANEL_K, matrixWorkgroupBytes, sharedPanelBytes, sharedSide } from '../kernels/index.js';
+import {
+  type MatrixOperand,
+  type MatrixShape,
+  SHARED_PANEL_K,
+  matrixWorkgroupBytes,
+  sharedPanelBytes,
+  sharedSide,
+} from '../kernels/index.js';
 
 export interface AdapterSummary {
   vendor: string;
@@ -86,7 +101,15 @@ export interface KernelTuning {
    * product, while sums, the epilogues and all other arithmetic stay f32: results differ from JPC's float32 by
    * about 1e-3 relative, and values beyond f16's range overflow. GPUs' f32 configurations (Apple) keep f32 operands.
    */
-  tiles?: { wg: number; tm: number; tn: number; subgroup?: boolean; splitK?: boolean; shared?: boolean; matrix?: MatrixOperand };
+  tiles?: {
+    wg: number;
+    tm: number;
+    tn: number;
+    subgroup?: boolean;
+    splitK?: boolean;
+    shared?: boolean;
+    matrix?: MatrixOperand;
+  };
   /**
    * Fixed-step solves of small networks can run in a single workgroup that loops over every step itself,
    * avoiding a dispatch per stage. `'auto'` (default) uses it where WPC measured it faster; `'always'` and
@@ -120,7 +143,13 @@ export interface InitOptions {
   softwareVectorBits?: SoftwareVectorBits;
 }
 
-const INIT_KEYS: readonly (keyof InitOptions)[] = ['powerPreference', 'kernels', 'polling', 'dawnOptions', 'softwareVectorBits'];
+const INIT_KEYS: readonly (keyof InitOptions)[] = [
+  'powerPreference',
+  'kernels',
+  'polling',
+  'dawnOptions',
+  'softwareVectorBits',
+];
 const INIT_FROM_DEVICE_KEYS: readonly (keyof InitFromDeviceOptions)[] = ['device', 'kernels', 'polling', 'adapterInfo'];
 
 /**
@@ -128,7 +157,8 @@ const INIT_FROM_DEVICE_KEYS: readonly (keyof InitFromDeviceOptions)[] = ['device
  * `{ pollling }` would otherwise be ignored; browsers accept the Node-only keys and ignore them, as documented).
  */
 export function checkInitOptions(fn: string, options: unknown): InitOptions {
-  if (typeof options !== 'object' || options === null || Array.isArray(options)) argError(fn, 'options', 'an object such as { powerPreference }', options);
+  if (typeof options !== 'object' || options === null || Array.isArray(options))
+    argError(fn, 'options', 'an object such as { powerPreference }', options);
   checkKnownKeys(fn, 'options', options, INIT_KEYS);
   const { powerPreference } = options as InitOptions;
   if (powerPreference !== undefined && powerPreference !== 'low-power' && powerPreference !== 'high-performance') {
@@ -142,7 +172,8 @@ export function checkInitOptions(fn: string, options: unknown): InitOptions {
  * matrices (`matrix`): what `wpc train --tiles` and the benchmarks' `WPC_BENCH_TILES` hand to `init`.
  */
 export function initOptionsWithTiles(options: InitOptions, tiles: NonNullable<KernelTuning['tiles']>): InitOptions {
-  const dawnOptions = tiles.matrix === undefined ? options.dawnOptions : [...(options.dawnOptions ?? []), DAWN_EXPERIMENTAL_OPTION];
+  const dawnOptions =
+    tiles.matrix === undefined ? options.dawnOptions : [...(options.dawnOptions ?? []), DAWN_EXPERIMENTAL_OPTION];
   return { ...options, ...(dawnOptions ? { dawnOptions } : {}), kernels: { ...options.kernels, tiles } };
 }
 
@@ -195,7 +226,11 @@ export class SleepEstimator {
 
 const isNode = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
 
-function summarise(info: GPUAdapterInfo | undefined, isFallback: boolean, features: GPUSupportedFeatures): AdapterSummary {
+function summarise(
+  info: GPUAdapterInfo | undefined,
+  isFallback: boolean,
+  features: GPUSupportedFeatures,
+): AdapterSummary {
   const vendor = info?.vendor ?? '';
   const architecture = info?.architecture ?? '';
   const description = info?.description ?? '';
@@ -205,13 +240,23 @@ function summarise(info: GPUAdapterInfo | undefined, isFallback: boolean, featur
     /llvmpipe|lavapipe|swiftshader|warp|software/i.test(`${description} ${info?.device ?? ''}`);
   const sizes = info as { subgroupMinSize?: number; subgroupMaxSize?: number } | undefined;
   const subgroupSize =
-    features.has('subgroups') && typeof sizes?.subgroupMinSize === 'number' && sizes.subgroupMinSize > 0 && sizes.subgroupMinSize === sizes.subgroupMaxSize
+    features.has('subgroups') &&
+    typeof sizes?.subgroupMinSize === 'number' &&
+    sizes.subgroupMinSize > 0 &&
+    sizes.subgroupMinSize === sizes.subgroupMaxSize
       ? sizes.subgroupMinSize
       : null;
-  const configs = (info as { subgroupMatrixConfigs?: Iterable<SubgroupMatrixConfig> } | undefined)?.subgroupMatrixConfigs;
+  const configs = (info as { subgroupMatrixConfigs?: Iterable<SubgroupMatrixConfig> } | undefined)
+    ?.subgroupMatrixConfigs;
   const subgroupMatrixConfigs =
     features.has(SUBGROUP_MATRIX_FEATURE) && configs
-      ? [...configs].map(({ componentType, resultComponentType, M, N, K }) => ({ componentType, resultComponentType, M, N, K }))
+      ? [...configs].map(({ componentType, resultComponentType, M, N, K }) => ({
+          componentType,
+          resultComponentType,
+          M,
+          N,
+          K,
+        }))
       : [];
   return {
     vendor,
@@ -263,9 +308,12 @@ export class Runtime {
     this.limits = device.limits;
     this.kernels = checkKernelTuning(fn, kernels, device.limits, this.adapter);
     if (!POLLING_MODES.includes(polling as Polling)) {
-      throw new WpcArgumentError(`${fn}: options.polling must be one of "auto", "spin", "timer", got ${describe(polling)}`);
+      throw new WpcArgumentError(
+        `${fn}: options.polling must be one of "auto", "spin", "timer", got ${describe(polling)}`,
+      );
     }
-    this.polling = polling === 'auto' ? (isNode && this.adapter.isSoftware ? 'timer' : 'spin') : (polling as 'spin' | 'timer');
+    this.polling =
+      polling === 'auto' ? (isNode && this.adapter.isSoftware ? 'timer' : 'spin') : (polling as 'spin' | 'timer');
     this.pool = new BufferPool(device);
     this.pipelines = new PipelineCache(device, this.polling);
     device.addEventListener('uncapturederror', this.onError);
@@ -281,12 +329,23 @@ export class Runtime {
   /** Throws if the device was lost, the runtime disposed, or the GPU reported an error since the last check. */
   checkHealthy(what = 'WPC'): void {
     if (this.disposedFlag) throw new WpcGpuError(`${what}: the runtime has been disposed`, 'device-lost');
-    if (this.lostMessage) throw new WpcGpuError(`${what}: the GPU device was lost (${this.lostMessage}); everything on it is gone — call init() again for a new device and reload your model (e.g. from a checkpoint)`, 'device-lost');
+    if (this.lostMessage)
+      throw new WpcGpuError(
+        `${what}: the GPU device was lost (${this.lostMessage}); everything on it is gone — call init() again for a new device and reload your model (e.g. from a checkpoint)`,
+        'device-lost',
+      );
     const error = this.pendingError;
     if (error) {
       this.pendingError = undefined;
-      const kind = error.constructor.name.includes('OutOfMemory') ? 'out-of-memory' : error.constructor.name.includes('Internal') ? 'internal' : 'validation';
-      throw new WpcGpuError(`${what}: the GPU reported ${kind === 'out-of-memory' ? 'running out of memory' : `a ${kind} error`}: ${error.message}`, kind);
+      const kind = error.constructor.name.includes('OutOfMemory')
+        ? 'out-of-memory'
+        : error.constructor.name.includes('Internal')
+          ? 'internal'
+          : 'validation';
+      throw new WpcGpuError(
+        `${what}: the GPU reported ${kind === 'out-of-memory' ? 'running out of memory' : `a ${kind} error`}: ${error.message}`,
+        kind,
+      );
     }
   }
 
@@ -303,17 +362,20 @@ export class Runtime {
     this.checkHealthy(what);
     this.device.pushErrorScope('out-of-memory');
     this.device.pushErrorScope('validation');
-    let result: T;
+    // A GPU error the scopes caught replaces an exception `create` threw (it is the cause).
+    let outcome: { value: T } | { error: unknown };
     try {
-      result = create();
-    } finally {
-      // Both scopes are popped before any await, so that concurrent calls never pop each other's scopes.
-      const scopes = [this.device.popErrorScope(), this.device.popErrorScope()];
-      const [validation, oom] = await waitWithPolling(this.polling, () => Promise.all(scopes));
-      if (oom) throw new WpcGpuError(`${what}: the GPU ran out of memory: ${oom.message}`, 'out-of-memory');
-      if (validation) throw new WpcGpuError(`${what}: ${validation.message}`, 'validation');
+      outcome = { value: create() };
+    } catch (error) {
+      outcome = { error };
     }
-    return result;
+    // Both scopes are popped before any await, so that concurrent calls never pop each other's scopes.
+    const scopes = [this.device.popErrorScope(), this.device.popErrorScope()];
+    const [validation, oom] = await waitWithPolling(this.polling, () => Promise.all(scopes));
+    if (oom) throw new WpcGpuError(`${what}: the GPU ran out of memory: ${oom.message}`, 'out-of-memory');
+    if (validation) throw new WpcGpuError(`${what}: ${validation.message}`, 'validation');
+    if ('error' in outcome) throw outcome.error;
+    return outcome.value;
   }
 
   /** Allocates a long-lived storage buffer (not pooled). */
@@ -347,7 +409,12 @@ export class Runtime {
    */
   memoryStats(): { persistentBytes: number; inUseBytes: number; pooledBytes: number; totalBytes: number } {
     const { inUseBytes, pooledBytes } = this.pool.stats;
-    return { persistentBytes: this.persistentBytes, inUseBytes, pooledBytes, totalBytes: this.persistentBytes + inUseBytes + pooledBytes };
+    return {
+      persistentBytes: this.persistentBytes,
+      inUseBytes,
+      pooledBytes,
+      totalBytes: this.persistentBytes + inUseBytes + pooledBytes,
+    };
   }
 
   /** Uploads `data` (row-major) into a new pooled tensor of the given shape. Refuses NaN and infinities. */
@@ -415,7 +482,14 @@ export class Runtime {
       throw new WpcArgumentError(`${fn}: byteOffset must be a non-negative multiple of 4, got ${describe(byteOffset)}`);
     }
     checkShapeFits(fn, shape, this.limits);
-    checkCallerBuffer(fn, 'buffer', buffer, byteOffset, shapeSize(shape) * 4, BufferUsage.STORAGE | BufferUsage.COPY_SRC);
+    checkCallerBuffer(
+      fn,
+      'buffer',
+      buffer,
+      byteOffset,
+      shapeSize(shape) * 4,
+      BufferUsage.STORAGE | BufferUsage.COPY_SRC,
+    );
     return new Tensor(this, buffer, byteOffset, shape, false);
   }
 
@@ -434,7 +508,8 @@ export class Runtime {
   startProfile(maxDispatches = 2048): void {
     this.checkHealthy('runtime.startProfile');
     checkPositiveInt('runtime.startProfile', 'maxDispatches', maxDispatches, 2048); // WebGPU's 4096 queries per set
-    if (this.profiler) throw new WpcArgumentError('runtime.startProfile: a profile is already running; call stopProfile() first');
+    if (this.profiler)
+      throw new WpcArgumentError('runtime.startProfile: a profile is already running; call stopProfile() first');
     this.profiler = new Profiler(this.device, maxDispatches, this.polling);
   }
 
@@ -467,7 +542,8 @@ export class Runtime {
    */
   readLater(ranges: readonly Range[]): PendingRead {
     this.checkHealthy('read');
-    if (!Array.isArray(ranges)) argError('runtime.read', 'ranges', 'an array of { buffer, byteOffset, byteLength }', ranges);
+    if (!Array.isArray(ranges))
+      argError('runtime.read', 'ranges', 'an array of { buffer, byteOffset, byteLength }', ranges);
     ranges.forEach((r: Range, i) => {
       const b = (r as Partial<Range> | null)?.buffer as GPUBuffer | undefined;
       if (typeof r !== 'object' || r === null || typeof b !== 'object' || b === null || typeof b.size !== 'number') {
@@ -475,14 +551,23 @@ export class Runtime {
       }
       for (const key of ['byteOffset', 'byteLength'] as const) {
         const v = r[key];
-        if (!Number.isSafeInteger(v) || v < 0 || v % 4 !== 0) argError('runtime.read', `ranges[${i}].${key}`, 'a non-negative multiple of 4', v);
+        if (!Number.isSafeInteger(v) || v < 0 || v % 4 !== 0)
+          argError('runtime.read', `ranges[${i}].${key}`, 'a non-negative multiple of 4', v);
       }
       if (r.byteOffset + r.byteLength > b!.size) {
-        throw new WpcArgumentError(`runtime.read: ranges[${i}] ends at byte ${r.byteOffset + r.byteLength}, past the buffer's ${b!.size} bytes`);
+        throw new WpcArgumentError(
+          `runtime.read: ranges[${i}] ends at byte ${r.byteOffset + r.byteLength}, past the buffer's ${b!.size} bytes`,
+        );
       }
     });
     const total = ranges.reduce((s, r) => s + r.byteLength, 0);
-    checkFits(`runtime.read: ranges (${ranges.length})`, 'the staging buffer they are copied into', total, bufferLimit(this.limits), 'read them in several calls');
+    checkFits(
+      `runtime.read: ranges (${ranges.length})`,
+      'the staging buffer they are copied into',
+      total,
+      bufferLimit(this.limits),
+      'read them in several calls',
+    );
     const size = Math.max(4, total);
     const staging = this.pool.acquire(size, BufferUsage.MAP_READ | BufferUsage.COPY_DST, 'wpc.staging');
     const encoder = this.device.createCommandEncoder({ label: 'wpc.read' });
@@ -500,7 +585,8 @@ export class Runtime {
       wait: async ({ expectedMs = 0 } = {}) => {
         if (used) throw new Error('read: wait() was already called');
         used = true;
-        if (isNode && this.polling === 'spin' && expectedMs > 1) await new Promise((resolve) => setTimeout(resolve, expectedMs));
+        if (isNode && this.polling === 'spin' && expectedMs > 1)
+          await new Promise((resolve) => setTimeout(resolve, expectedMs));
         const mapStart = performance.now();
         try {
           await waitWithPolling(this.polling, () => staging.mapAsync(MapMode.READ, 0, size));
@@ -532,7 +618,8 @@ export class Runtime {
    */
   async finish({ expectedMs = 0 }: { expectedMs?: number } = {}): Promise<{ waitedMs: number }> {
     this.checkHealthy('finish');
-    if (isNode && this.polling === 'spin' && expectedMs > 1) await new Promise((resolve) => setTimeout(resolve, expectedMs));
+    if (isNode && this.polling === 'spin' && expectedMs > 1)
+      await new Promise((resolve) => setTimeout(resolve, expectedMs));
     const start = performance.now();
     await waitWithPolling(this.polling, () => this.device.queue.onSubmittedWorkDone());
     const waitedMs = performance.now() - start;
@@ -562,56 +649,93 @@ export class Runtime {
   }
 }
 
-function checkKernelTuning(fn: string, kernels: KernelTuning | undefined, limits: GPUSupportedLimits, adapter: AdapterSummary): KernelTuning {
+function checkKernelTuning(
+  fn: string,
+  kernels: KernelTuning | undefined,
+  limits: GPUSupportedLimits,
+  adapter: AdapterSummary,
+): KernelTuning {
   if (kernels === undefined) return {};
-  if (typeof kernels !== 'object' || kernels === null) throw new WpcArgumentError(`${fn}: options.kernels must be an object, got ${describe(kernels)}`);
+  if (typeof kernels !== 'object' || kernels === null)
+    throw new WpcArgumentError(`${fn}: options.kernels must be an object, got ${describe(kernels)}`);
   checkKnownKeys(fn, 'options.kernels', kernels, ['tiles', 'fused']);
   const fused = kernels.fused;
   if (fused !== undefined && fused !== 'auto' && fused !== 'always' && fused !== 'never') {
-    throw new WpcArgumentError(`${fn}: options.kernels.fused must be one of "auto", "always", "never", got ${describe(fused)}`);
+    throw new WpcArgumentError(
+      `${fn}: options.kernels.fused must be one of "auto", "always", "never", got ${describe(fused)}`,
+    );
   }
   const withFused = fused === undefined ? {} : { fused };
   const t = kernels.tiles;
   if (t === undefined) return withFused;
-  if (typeof t !== 'object' || t === null) throw new WpcArgumentError(`${fn}: options.kernels.tiles must be { wg, tm, tn, subgroup?, splitK?, shared?, matrix? }, got ${describe(t)}`);
+  if (typeof t !== 'object' || t === null)
+    throw new WpcArgumentError(
+      `${fn}: options.kernels.tiles must be { wg, tm, tn, subgroup?, splitK?, shared?, matrix? }, got ${describe(t)}`,
+    );
   checkKnownKeys(fn, 'options.kernels.tiles', t, ['wg', 'tm', 'tn', 'subgroup', 'splitK', 'shared', 'matrix']);
   const maxWg = Math.min(limits.maxComputeInvocationsPerWorkgroup, limits.maxComputeWorkgroupSizeX);
   const wg = checkPositiveInt(fn, 'options.kernels.tiles.wg', t.wg, maxWg);
   const tm = checkPositiveInt(fn, 'options.kernels.tiles.tm', t.tm, 32);
   const layouts = { subgroup: t.subgroup ?? false, splitK: t.splitK ?? false, shared: t.shared ?? false };
   for (const [name, on] of Object.entries(layouts)) {
-    if (typeof on !== 'boolean') throw new WpcArgumentError(`${fn}: options.kernels.tiles.${name} must be a boolean, got ${describe(on)}`);
+    if (typeof on !== 'boolean')
+      throw new WpcArgumentError(`${fn}: options.kernels.tiles.${name} must be a boolean, got ${describe(on)}`);
   }
   const matrix = t.matrix;
   if (matrix !== undefined && matrix !== 'f16' && matrix !== 'f32') {
-    throw new WpcArgumentError(`${fn}: options.kernels.tiles.matrix must be "f16" or "f32" (the operand type), got ${describe(matrix)}`);
+    throw new WpcArgumentError(
+      `${fn}: options.kernels.tiles.matrix must be "f16" or "f32" (the operand type), got ${describe(matrix)}`,
+    );
   }
-  const chosen = [...Object.keys(layouts).filter((name) => layouts[name as keyof typeof layouts]), ...(matrix ? ['matrix'] : [])];
-  if (chosen.length > 1) throw new WpcArgumentError(`${fn}: options.kernels.tiles can have one of subgroup, splitK, shared and matrix, got ${chosen.join(' and ')}`);
+  const chosen = [
+    ...Object.keys(layouts).filter((name) => layouts[name as keyof typeof layouts]),
+    ...(matrix ? ['matrix'] : []),
+  ];
+  if (chosen.length > 1)
+    throw new WpcArgumentError(
+      `${fn}: options.kernels.tiles can have one of subgroup, splitK, shared and matrix, got ${chosen.join(' and ')}`,
+    );
   const { subgroup, splitK, shared } = layouts;
   const tn = checkPositiveInt(fn, 'options.kernels.tiles.tn', t.tn, subgroup ? 128 : 32);
   if (subgroup || splitK) {
     const name = subgroup ? 'subgroup' : 'splitK';
     if (adapter.subgroupSize === null) {
-      throw new WpcArgumentError(`${fn}: options.kernels.tiles.${name} needs the "subgroups" feature and a fixed subgroup size, which this adapter does not report`);
+      throw new WpcArgumentError(
+        `${fn}: options.kernels.tiles.${name} needs the "subgroups" feature and a fixed subgroup size, which this adapter does not report`,
+      );
     }
     if (wg !== adapter.subgroupSize) {
-      throw new WpcArgumentError(`${fn}: options.kernels.tiles.wg must equal the subgroup size ${adapter.subgroupSize} when ${name} is true, got ${wg}`);
+      throw new WpcArgumentError(
+        `${fn}: options.kernels.tiles.wg must equal the subgroup size ${adapter.subgroupSize} when ${name} is true, got ${wg}`,
+      );
     }
   }
   if (subgroup) {
-    if (tn % wg !== 0) throw new WpcArgumentError(`${fn}: options.kernels.tiles.tn must be a multiple of wg (${wg}) when subgroup is true, got ${tn}`);
-    if (tm * tn > 512) throw new WpcArgumentError(`${fn}: options.kernels.tiles.tm × tn must be at most 512 accumulators per lane, got ${tm} × ${tn} = ${tm * tn}`);
+    if (tn % wg !== 0)
+      throw new WpcArgumentError(
+        `${fn}: options.kernels.tiles.tn must be a multiple of wg (${wg}) when subgroup is true, got ${tn}`,
+      );
+    if (tm * tn > 512)
+      throw new WpcArgumentError(
+        `${fn}: options.kernels.tiles.tm × tn must be at most 512 accumulators per lane, got ${tm} × ${tn} = ${tm * tn}`,
+      );
   }
   if ((splitK || shared) && tm * tn > 64) {
-    throw new WpcArgumentError(`${fn}: options.kernels.tiles.tm × tn must be at most 64 accumulators when ${splitK ? 'splitK' : 'shared'} is true, got ${tm} × ${tn} = ${tm * tn}`);
+    throw new WpcArgumentError(
+      `${fn}: options.kernels.tiles.tm × tn must be at most 64 accumulators when ${splitK ? 'splitK' : 'shared'} is true, got ${tm} × ${tn} = ${tm * tn}`,
+    );
   }
   if (shared) {
-    if (![4, 16, 64, 256].includes(wg)) throw new WpcArgumentError(`${fn}: options.kernels.tiles.wg must be 4, 16, 64 or 256 (a square grid) when shared is true, got ${wg}`);
+    if (![4, 16, 64, 256].includes(wg))
+      throw new WpcArgumentError(
+        `${fn}: options.kernels.tiles.wg must be 4, 16, 64 or 256 (a square grid) when shared is true, got ${wg}`,
+      );
     const side = sharedSide({ wg, tm, tn });
     const bytes = sharedPanelBytes({ wg, tm, tn });
     if (bytes > limits.maxComputeWorkgroupStorageSize) {
-      throw new WpcArgumentError(`${fn}: options.kernels.tiles with shared: true need (tm + tn)·${side}·${SHARED_PANEL_K}·4 = ${bytes} bytes of workgroup memory, more than this device's ${limits.maxComputeWorkgroupStorageSize}`);
+      throw new WpcArgumentError(
+        `${fn}: options.kernels.tiles with shared: true need (tm + tn)·${side}·${SHARED_PANEL_K}·4 = ${bytes} bytes of workgroup memory, more than this device's ${limits.maxComputeWorkgroupStorageSize}`,
+      );
     }
   }
   if (matrix) {
@@ -623,7 +747,12 @@ function checkKernelTuning(fn: string, kernels: KernelTuning | undefined, limits
 }
 
 /** Validates subgroup-matrix tiles against the device and returns the configuration's shape they will use. */
-function checkMatrixTiles(fn: string, tiles: { wg: number; tm: number; tn: number; matrix: MatrixOperand }, limits: GPUSupportedLimits, adapter: AdapterSummary): MatrixShape {
+function checkMatrixTiles(
+  fn: string,
+  tiles: { wg: number; tm: number; tn: number; matrix: MatrixOperand },
+  limits: GPUSupportedLimits,
+  adapter: AdapterSummary,
+): MatrixShape {
   const { wg, tm, tn, matrix } = tiles;
   const configs = adapter.subgroupMatrixConfigs;
   if (configs.length === 0) {
@@ -634,23 +763,35 @@ function checkMatrixTiles(fn: string, tiles: { wg: number; tm: number; tn: numbe
   const config = configs.find((c) => c.componentType === matrix && c.resultComponentType === 'f32');
   if (!config) {
     const have = configs.map((c) => `${c.componentType}→${c.resultComponentType} ${c.M}×${c.N}×${c.K}`).join(', ');
-    throw new WpcArgumentError(`${fn}: options.kernels.tiles.matrix "${matrix}" needs a subgroup-matrix configuration with ${matrix} operands and f32 results; this adapter has ${have}`);
+    throw new WpcArgumentError(
+      `${fn}: options.kernels.tiles.matrix "${matrix}" needs a subgroup-matrix configuration with ${matrix} operands and f32 results; this adapter has ${have}`,
+    );
   }
   if (matrix === 'f16' && !adapter.shaderF16) {
-    throw new WpcArgumentError(`${fn}: options.kernels.tiles.matrix "f16" needs the "shader-f16" feature, which this device does not have`);
+    throw new WpcArgumentError(
+      `${fn}: options.kernels.tiles.matrix "f16" needs the "shader-f16" feature, which this device does not have`,
+    );
   }
   if (adapter.subgroupSize === null) {
-    throw new WpcArgumentError(`${fn}: options.kernels.tiles.matrix needs a fixed subgroup size, which this adapter does not report`);
+    throw new WpcArgumentError(
+      `${fn}: options.kernels.tiles.matrix needs a fixed subgroup size, which this adapter does not report`,
+    );
   }
   if (wg !== adapter.subgroupSize) {
-    throw new WpcArgumentError(`${fn}: options.kernels.tiles.wg must equal the subgroup size ${adapter.subgroupSize} when matrix is set, got ${wg}`);
+    throw new WpcArgumentError(
+      `${fn}: options.kernels.tiles.wg must equal the subgroup size ${adapter.subgroupSize} when matrix is set, got ${wg}`,
+    );
   }
   if (adapter.isSoftware && /llvmpipe/.test(adapter.description) && adapter.subgroupSize !== 8) {
     // Mesa 26.1's lavapipe segfaults compiling cooperative-matrix shaders for 16-lane subgroups.
-    throw new WpcArgumentError(`${fn}: options.kernels.tiles.matrix on lavapipe needs 8-lane subgroups (init's softwareVectorBits: 256), this device has ${adapter.subgroupSize}`);
+    throw new WpcArgumentError(
+      `${fn}: options.kernels.tiles.matrix on lavapipe needs 8-lane subgroups (init's softwareVectorBits: 256), this device has ${adapter.subgroupSize}`,
+    );
   }
   if (tm * tn > 16) {
-    throw new WpcArgumentError(`${fn}: options.kernels.tiles.tm × tn must be at most 16 subgroup matrices when matrix is set, got ${tm} × ${tn} = ${tm * tn}`);
+    throw new WpcArgumentError(
+      `${fn}: options.kernels.tiles.tm × tn must be at most 16 subgroup matrices when matrix is set, got ${tm} × ${tn} = ${tm * tn}`,
+    );
   }
   const shape = { m: config.M, n: config.N, k: config.K };
   const bytes = matrixWorkgroupBytes({ ...tiles, matrixShape: shape });
@@ -664,7 +805,9 @@ function checkMatrixTiles(fn: string, tiles: { wg: number; tm: number; tn: numbe
 
 function checkShape(fn: string, shape: unknown): asserts shape is Shape {
   if (!Array.isArray(shape) || shape.some((d) => !Number.isSafeInteger(d) || d < 1)) {
-    throw new WpcArgumentError(`${fn}: shape must be an array of positive integers, got ${Array.isArray(shape) ? JSON.stringify(shape) : describe(shape)}`);
+    throw new WpcArgumentError(
+      `${fn}: shape must be an array of positive integers, got ${Array.isArray(shape) ? JSON.stringify(shape) : describe(shape)}`,
+    );
   }
 }
 
@@ -694,7 +837,10 @@ export async function initFromGpu(gpu: GPU, options: InitOptions, noAdapterHint:
     adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference ?? 'high-performance' });
   } catch (e) {
     // Dawn rejects instead of returning null when, e.g., dawnOptions name an adapter that does not exist.
-    throw new WpcGpuError(`WPC: no WebGPU adapter is available (${(e as Error).message.trim().replace(/\s*\n\s*/g, '; ')}). ${noAdapterHint}`, 'no-adapter');
+    throw new WpcGpuError(
+      `WPC: no WebGPU adapter is available (${(e as Error).message.trim().replace(/\s*\n\s*/g, '; ')}). ${noAdapterHint}`,
+      'no-adapter',
+    );
   }
   if (!adapter) {
     throw new WpcGpuError(`WPC: no WebGPU adapter is available. ${noAdapterHint}`, 'no-adapter');
@@ -723,14 +869,27 @@ export async function initFromGpu(gpu: GPU, options: InitOptions, noAdapterHint:
  */
 export function initFromDevice(options: InitFromDeviceOptions): Runtime {
   const fn = 'initFromDevice';
-  if (typeof options !== 'object' || options === null || Array.isArray(options)) argError(fn, 'options', 'an object such as { device }', options);
+  if (typeof options !== 'object' || options === null || Array.isArray(options))
+    argError(fn, 'options', 'an object such as { device }', options);
   checkKnownKeys(fn, 'options', options, INIT_FROM_DEVICE_KEYS);
   const device = options.device as unknown;
-  if (!device || typeof (device as GPUDevice).createBuffer !== 'function' || typeof (device as GPUDevice).queue !== 'object') {
+  if (
+    !device ||
+    typeof (device as GPUDevice).createBuffer !== 'function' ||
+    typeof (device as GPUDevice).queue !== 'object'
+  ) {
     throw new WpcArgumentError(`initFromDevice: options.device must be a GPUDevice, got ${describe(device)}`);
   }
-  const info = options.adapterInfo ?? ((device as { adapterInfo?: GPUAdapterInfo }).adapterInfo);
-  return new Runtime(device as GPUDevice, false, info, false, options.kernels, 'initFromDevice', options.polling ?? 'auto');
+  const info = options.adapterInfo ?? (device as { adapterInfo?: GPUAdapterInfo }).adapterInfo;
+  return new Runtime(
+    device as GPUDevice,
+    false,
+    info,
+    false,
+    options.kernels,
+    'initFromDevice',
+    options.polling ?? 'auto',
+  );
 }
 
 const USAGE_NAMES: [number, string][] = [
@@ -744,18 +903,36 @@ const USAGE_NAMES: [number, string][] = [
  * holding `byteLength` bytes from `byteOffset`. (Whether it belongs to the right device only the GPU can tell:
  * a foreign buffer fails at its first use, with a validation error.)
  */
-export function checkCallerBuffer(fn: string, arg: string, buffer: unknown, byteOffset: number, byteLength: number, usage: number): GPUBuffer {
+export function checkCallerBuffer(
+  fn: string,
+  arg: string,
+  buffer: unknown,
+  byteOffset: number,
+  byteLength: number,
+  usage: number,
+): GPUBuffer {
   const b = buffer as GPUBuffer | null;
-  if (typeof b !== 'object' || b === null || typeof b.size !== 'number' || typeof b.usage !== 'number' || typeof b.destroy !== 'function') {
+  if (
+    typeof b !== 'object' ||
+    b === null ||
+    typeof b.size !== 'number' ||
+    typeof b.usage !== 'number' ||
+    typeof b.destroy !== 'function'
+  ) {
     throw new WpcArgumentError(`${fn}: ${arg} must be a GPUBuffer, got ${describe(buffer)}`);
   }
   const missing = USAGE_NAMES.filter(([bit]) => (usage & bit) !== 0 && (b.usage & bit) === 0).map(([, name]) => name);
   if (missing.length > 0) {
-    throw new WpcArgumentError(`${fn}: ${arg} needs GPUBufferUsage ${missing.join(' | ')} (create it with those usage flags), got usage 0x${b.usage.toString(16)}`);
+    throw new WpcArgumentError(
+      `${fn}: ${arg} needs GPUBufferUsage ${missing.join(' | ')} (create it with those usage flags), got usage 0x${b.usage.toString(16)}`,
+    );
   }
-  if (b.mapState !== undefined && b.mapState !== 'unmapped') throw new WpcArgumentError(`${fn}: ${arg} is ${b.mapState}; unmap it first`);
+  if (b.mapState !== undefined && b.mapState !== 'unmapped')
+    throw new WpcArgumentError(`${fn}: ${arg} is ${b.mapState}; unmap it first`);
   if (byteOffset + byteLength > b.size) {
-    throw new WpcArgumentError(`${fn}: ${arg} holds ${b.size} bytes, but ${byteLength} bytes from offset ${byteOffset} are needed`);
+    throw new WpcArgumentError(
+      `${fn}: ${arg} holds ${b.size} bytes, but ${byteLength} bytes from offset ${byteOffset} are needed`,
+    );
   }
   return b;
 }

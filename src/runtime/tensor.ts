@@ -61,14 +61,18 @@ export class Tensor {
   /** Copies the data to the CPU (one readback). */
   async toArray(): Promise<Float32Array> {
     this.assertAlive('toArray');
-    const [data] = await this.runtime.read([{ buffer: this.gpuBuffer, byteOffset: this.byteOffset, byteLength: this.byteLength }]);
+    const [data] = await this.runtime.read([
+      { buffer: this.gpuBuffer, byteOffset: this.byteOffset, byteLength: this.byteLength },
+    ]);
     return data!;
   }
 
   /** The value of a one-element tensor. */
   async item(): Promise<number> {
     if (this.size !== 1) {
-      throw new WpcArgumentError(`Tensor.item: the tensor must have exactly one element, got shape ${formatShape(this.shape)}`);
+      throw new WpcArgumentError(
+        `Tensor.item: the tensor must have exactly one element, got shape ${formatShape(this.shape)}`,
+      );
     }
     return (await this.toArray())[0]!;
   }
@@ -99,10 +103,13 @@ export class Tensor {
 /** Validates that `t` is a live tensor of this runtime with the given shape (`-1` matches any size). */
 export function checkTensor(fn: string, arg: string, t: unknown, runtime: Runtime, shape?: Shape): Tensor {
   if (!(t instanceof Tensor)) {
-    throw new WpcArgumentError(`${fn}: ${arg} must be a Tensor, got ${t === null ? 'null' : typeof t === 'object' ? (t.constructor?.name ?? 'an object') : typeof t}`);
+    throw new WpcArgumentError(
+      `${fn}: ${arg} must be a Tensor, got ${t === null ? 'null' : typeof t === 'object' ? (t.constructor?.name ?? 'an object') : typeof t}`,
+    );
   }
   if (t.disposed) throw new WpcArgumentError(`${fn}: ${arg} has been disposed`);
-  if (t.runtime !== runtime) throw new WpcArgumentError(`${fn}: ${arg} belongs to a different runtime (GPU device) than the other arguments`);
+  if (t.runtime !== runtime)
+    throw new WpcArgumentError(`${fn}: ${arg} belongs to a different runtime (GPU device) than the other arguments`);
   if (shape) {
     const ok = shape.length === t.shape.length && shape.every((d, i) => d < 0 || d === t.shape[i]);
     if (!ok) {

@@ -28,7 +28,9 @@ export const PAPER_DT = [0.5, 0.1, 0.05] as const;
  * The best (T, dt) the paper reports for each dataset, depth and solver (plot_mlp_results.ipynb, the settings of
  * Figure 1). CIFAR-10 is replaced here by synthetic data of its shape, used for timing only.
  */
-export const PAPER_BEST: Readonly<Record<StudyDataset, Readonly<Record<number, Readonly<Record<StudySolver, { maxT1: number; dt: number }>>>>>> = {
+export const PAPER_BEST: Readonly<
+  Record<StudyDataset, Readonly<Record<number, Readonly<Record<StudySolver, { maxT1: number; dt: number }>>>>>
+> = {
   mnist: {
     3: { euler: { maxT1: 20, dt: 0.5 }, heun: { maxT1: 20, dt: 0.05 } },
     5: { euler: { maxT1: 50, dt: 0.5 }, heun: { maxT1: 50, dt: 0.05 } },
@@ -132,7 +134,8 @@ export function syntheticCifar(count: number, seed: number): Dataset {
 }
 
 const mean = (xs: readonly number[]) => (xs.length === 0 ? NaN : xs.reduce((a, b) => a + b, 0) / xs.length);
-const median = (xs: readonly number[]) => (xs.length === 0 ? NaN : [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!);
+const median = (xs: readonly number[]) =>
+  xs.length === 0 ? NaN : [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const std = (xs: readonly number[]) => {
   const m = mean(xs);
   return Math.sqrt(mean(xs.map((x) => (x - m) ** 2)));
@@ -153,7 +156,8 @@ export async function runRuntimeStudy(runtime: Runtime, o: StudyOptions): Promis
     if (d === 'cifar10-synthetic') data.set(d, { train: syntheticCifar(60000, o.seed + 17), test: null });
     else data.set(d, { train: await o.load(d, 'train'), test: await o.load(d, 'test') });
   }
-  const perRun = (c: StudyConfig) => Math.min(epochBatchCount(data.get(c.dataset)!.train.count, o.batchSize), o.batches ?? Infinity);
+  const perRun = (c: StudyConfig) =>
+    Math.min(epochBatchCount(data.get(c.dataset)!.train.count, o.batchSize), o.batches ?? Infinity);
   const total = configs.reduce((s, c) => s + perRun(c), 0);
   let done = 0;
   const rows: StudyRow[] = [];
@@ -163,14 +167,31 @@ export async function runRuntimeStudy(runtime: Runtime, o: StudyOptions): Promis
     const base = { ...c, batches: n };
     if (c.solver === 'euler' && constantStepCount(c.maxT1, c.dt) > o.maxSteps) {
       // diffrax refuses more than max_steps steps; the paper's plots have no point here either.
-      const row: StudyRow = { ...base, status: `skipped: ${constantStepCount(c.maxT1, c.dt)} Euler steps > maxSteps ${o.maxSteps}`, solveMsMean: NaN, solveMsMedian: NaN, solveMsStd: NaN, trainStepMsMean: NaN, inferenceStepsMean: NaN, rejectedMean: NaN, testAccuracy: NaN };
+      const row: StudyRow = {
+        ...base,
+        status: `skipped: ${constantStepCount(c.maxT1, c.dt)} Euler steps > maxSteps ${o.maxSteps}`,
+        solveMsMean: NaN,
+        solveMsMedian: NaN,
+        solveMsStd: NaN,
+        trainStepMsMean: NaN,
+        inferenceStepsMean: NaN,
+        rejectedMean: NaN,
+        testAccuracy: NaN,
+      };
       rows.push(row);
       o.onRow?.(row);
       done += n;
       o.onProgress?.(done, total, c);
       continue;
     }
-    const model = makeMlp(runtime, { seed: o.seed, inputDim: train.inputDim, width: o.width, depth: c.hidden + 1, outputDim: 10, actFn: 'tanh' });
+    const model = makeMlp(runtime, {
+      seed: o.seed,
+      inputDim: train.inputDim,
+      width: o.width,
+      depth: c.hidden + 1,
+      outputDim: 10,
+      actFn: 'tanh',
+    });
     const optim = adam({ lr: 1e-3 });
     const optState = optim.init(model);
     const opts = solverOptions(c, o.maxSteps);
@@ -188,7 +209,11 @@ export async function runRuntimeStudy(runtime: Runtime, o: StudyOptions): Promis
     for (const b of batches(train, { batchSize: o.batchSize, shuffle: true, seed: o.seed })) {
       if (i >= n) break;
       const t0 = performance.now();
-      const r = await makePcStep(model, optim, optState, b.y, { input: b.x, ...opts, timeInference: o.timing === 'step' });
+      const r = await makePcStep(model, optim, optState, b.y, {
+        input: b.x,
+        ...opts,
+        timeInference: o.timing === 'step',
+      });
       await settle(stepClock, t0);
       const stepTime = performance.now() - t0;
       r.loss?.dispose();
@@ -259,7 +284,14 @@ const CSV_COLUMNS: (keyof StudyRow)[] = [
 ];
 
 export function toCsv(rows: readonly StudyRow[]): string {
-  const cell = (v: unknown) => (typeof v === 'number' ? (Number.isFinite(v) ? String(+v.toFixed(4)) : '') : /[",\n]/.test(String(v)) ? `"${String(v).replace(/"/g, '""')}"` : String(v));
+  const cell = (v: unknown) =>
+    typeof v === 'number'
+      ? Number.isFinite(v)
+        ? String(+v.toFixed(4))
+        : ''
+      : /[",\n]/.test(String(v))
+        ? `"${String(v).replace(/"/g, '""')}"`
+        : String(v);
   return `${CSV_COLUMNS.join(',')}\n${rows.map((r) => CSV_COLUMNS.map((c) => cell(r[c])).join(',')).join('\n')}\n`;
 }
 
@@ -276,13 +308,21 @@ export function bestSettings(rows: readonly StudyRow[]): StudyRow[] {
   }
   return [...groups.values()].map((g) =>
     g.reduce((best, r) =>
-      Number.isNaN(r.testAccuracy) ? (r.solveMsMean < best.solveMsMean ? r : best) : r.testAccuracy > best.testAccuracy ? r : best,
+      Number.isNaN(r.testAccuracy)
+        ? r.solveMsMean < best.solveMsMean
+          ? r
+          : best
+        : r.testAccuracy > best.testAccuracy
+          ? r
+          : best,
     ),
   );
 }
 
 /** Euler's mean solve time over Heun's, at each solver's best setting, per (dataset, depth). */
-export function heunEulerRatios(rows: readonly StudyRow[]): { dataset: StudyDataset; hidden: number; euler: StudyRow; heun: StudyRow; ratio: number }[] {
+export function heunEulerRatios(
+  rows: readonly StudyRow[],
+): { dataset: StudyDataset; hidden: number; euler: StudyRow; heun: StudyRow; ratio: number }[] {
   const best = bestSettings(rows);
   const out: { dataset: StudyDataset; hidden: number; euler: StudyRow; heun: StudyRow; ratio: number }[] = [];
   for (const e of best.filter((r) => r.solver === 'euler')) {
@@ -304,8 +344,15 @@ export function bestTable(rows: readonly StudyRow[]): string {
   ];
   const ratios = heunEulerRatios(rows);
   if (ratios.length > 0) {
-    lines.push('', '| dataset | H | Euler solve (ms) | Heun solve (ms) | Euler / Heun |', '| --- | --- | --- | --- | --- |');
-    for (const r of ratios) lines.push(`| ${r.dataset} | ${r.hidden} | ${r.euler.solveMsMean.toFixed(2)} | ${r.heun.solveMsMean.toFixed(2)} | ${r.ratio.toFixed(2)}× |`);
+    lines.push(
+      '',
+      '| dataset | H | Euler solve (ms) | Heun solve (ms) | Euler / Heun |',
+      '| --- | --- | --- | --- | --- |',
+    );
+    for (const r of ratios)
+      lines.push(
+        `| ${r.dataset} | ${r.hidden} | ${r.euler.solveMsMean.toFixed(2)} | ${r.heun.solveMsMean.toFixed(2)} | ${r.ratio.toFixed(2)}× |`,
+      );
   }
   return `${lines.join('\n')}\n`;
 }
@@ -318,16 +365,19 @@ export function figureSvg(rows: readonly StudyRow[], title: string): string {
   const best = bestSettings(rows);
   const datasets = [...new Set(best.map((r) => r.dataset))];
   const depths = [...new Set(best.map((r) => r.hidden))].sort((a, b) => a - b);
-  const values = best.flatMap((r) => [r.solveMsMean + r.solveMsStd, Math.max(1e-3, r.solveMsMean - r.solveMsStd)]).filter((v) => v > 0);
-  const lo = Math.pow(10, Math.floor(Math.log10(Math.min(...values, 1))));
-  const hi = Math.pow(10, Math.ceil(Math.log10(Math.max(...values, 10))));
+  const values = best
+    .flatMap((r) => [r.solveMsMean + r.solveMsStd, Math.max(1e-3, r.solveMsMean - r.solveMsStd)])
+    .filter((v) => v > 0);
+  const lo = 10 ** Math.floor(Math.log10(Math.min(...values, 1)));
+  const hi = 10 ** Math.ceil(Math.log10(Math.max(...values, 10)));
   const panelW = 280;
   const panelH = 240;
   const left = 64;
   const top = 48;
   const W = left + datasets.length * (panelW + 24) + 16;
   const H = top + panelH + 70;
-  const y = (v: number) => top + panelH - (panelH * (Math.log10(Math.max(v, lo)) - Math.log10(lo))) / (Math.log10(hi) - Math.log10(lo));
+  const y = (v: number) =>
+    top + panelH - (panelH * (Math.log10(Math.max(v, lo)) - Math.log10(lo))) / (Math.log10(hi) - Math.log10(lo));
   const colors: Record<StudySolver, string> = { euler: '#d95f02', heun: '#1b9e77' };
   const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
   const parts: string[] = [
@@ -342,7 +392,10 @@ export function figureSvg(rows: readonly StudyRow[], title: string): string {
     for (let e = Math.log10(lo); e <= Math.log10(hi); e++) {
       const yy = y(10 ** e);
       parts.push(`<line x1="${x0}" x2="${x0 + panelW}" y1="${yy}" y2="${yy}" stroke="#eee"/>`);
-      if (p === 0) parts.push(`<text x="${x0 - 6}" y="${yy + 4}" text-anchor="end">${10 ** e >= 1 ? 10 ** e : (10 ** e).toPrecision(1)}</text>`);
+      if (p === 0)
+        parts.push(
+          `<text x="${x0 - 6}" y="${yy + 4}" text-anchor="end">${10 ** e >= 1 ? 10 ** e : (10 ** e).toPrecision(1)}</text>`,
+        );
     }
     const slot = panelW / depths.length;
     depths.forEach((h, k) => {
@@ -354,17 +407,25 @@ export function figureSvg(rows: readonly StudyRow[], title: string): string {
         const bw = slot * 0.3;
         const bx = cx + (j - 1) * bw;
         const by = y(r.solveMsMean);
-        parts.push(`<rect x="${bx}" y="${by}" width="${bw}" height="${top + panelH - by}" fill="${colors[s]}"><title>${s}: ${r.solveMsMean.toFixed(2)} ms (T ${r.maxT1}, dt ${r.dt})</title></rect>`);
-        parts.push(`<line x1="${bx + bw / 2}" x2="${bx + bw / 2}" y1="${y(r.solveMsMean + r.solveMsStd)}" y2="${y(Math.max(lo, r.solveMsMean - r.solveMsStd))}" stroke="black"/>`);
+        parts.push(
+          `<rect x="${bx}" y="${by}" width="${bw}" height="${top + panelH - by}" fill="${colors[s]}"><title>${s}: ${r.solveMsMean.toFixed(2)} ms (T ${r.maxT1}, dt ${r.dt})</title></rect>`,
+        );
+        parts.push(
+          `<line x1="${bx + bw / 2}" x2="${bx + bw / 2}" y1="${y(r.solveMsMean + r.solveMsStd)}" y2="${y(Math.max(lo, r.solveMsMean - r.solveMsStd))}" stroke="black"/>`,
+        );
       });
     });
   });
-  parts.push(`<text transform="translate(16 ${top + panelH / 2}) rotate(-90)" text-anchor="middle">time per inference solve (ms, log scale)</text>`);
+  parts.push(
+    `<text transform="translate(16 ${top + panelH / 2}) rotate(-90)" text-anchor="middle">time per inference solve (ms, log scale)</text>`,
+  );
   const ly = top + panelH + 40;
   (['euler', 'heun'] as const).forEach((s, j) => {
     const lx = left + j * 170;
     parts.push(`<rect x="${lx}" y="${ly}" width="12" height="12" fill="${colors[s]}"/>`);
-    parts.push(`<text x="${lx + 18}" y="${ly + 11}">${s === 'euler' ? 'Euler (constant step)' : 'Heun (PID, rtol = atol = 1e-3)'}</text>`);
+    parts.push(
+      `<text x="${lx + 18}" y="${ly + 11}">${s === 'euler' ? 'Euler (constant step)' : 'Heun (PID, rtol = atol = 1e-3)'}</text>`,
+    );
   });
   parts.push('</svg>');
   return `${parts.join('\n')}\n`;

@@ -10,7 +10,11 @@ import { type Loss, maxWorkspaceRows } from '../pc/workspace.js';
 
 const CHUNK = 2000;
 
-export async function testSetMetrics(model: Model, test: Dataset, options: { loss?: Loss; limit?: number } = {}): Promise<{ loss: number; accuracy: number }> {
+export async function testSetMetrics(
+  model: Model,
+  test: Dataset,
+  options: { loss?: Loss; limit?: number } = {},
+): Promise<{ loss: number; accuracy: number }> {
   const count = Math.min(options.limit ?? test.count, test.count);
   let lossSum = 0;
   let correct = 0;

@@ -56,7 +56,15 @@ export async function runTheoryStudy(runtime: Runtime, o: TheoryStudyOptions): P
   let done = 0;
   for (const maxT1 of o.maxT1s) {
     // Same initial weights and batch order for every T, as JPC's script (one key, one loader seed).
-    const model = makeMlp(runtime, { seed: o.seed, inputDim: o.train.inputDim, width: o.width, depth: o.hidden + 1, outputDim: 10, actFn: 'linear', useBias: false });
+    const model = makeMlp(runtime, {
+      seed: o.seed,
+      inputDim: o.train.inputDim,
+      width: o.width,
+      depth: o.hidden + 1,
+      outputDim: 10,
+      actFn: 'linear',
+      useBias: false,
+    });
     const optim = adam({ lr: o.lr });
     const optState = optim.init(model);
     let iter = 0;
@@ -77,7 +85,9 @@ export async function runTheoryStudy(runtime: Runtime, o: TheoryStudyOptions): P
           iter,
           theoryEnergy,
           numericalEnergy,
-          testAccuracy: tested ? (await testSetMetrics(model, o.test, { limit: o.testImages ?? o.test.count })).accuracy : NaN,
+          testAccuracy: tested
+            ? (await testSetMetrics(model, o.test, { limit: o.testImages ?? o.test.count })).accuracy
+            : NaN,
         };
         rows.push(row);
         if (tested) o.onTest?.(row);
@@ -146,26 +156,52 @@ export function theoryFigureSvg(rows: readonly TheoryRow[], title: string): stri
       parts.push(`<line x1="${x0}" x2="${x0 + panelW}" y1="${yy}" y2="${yy}" stroke="#eee"/>`);
       parts.push(`<text x="${x0 - 6}" y="${yy + 4}" text-anchor="end">${Number(v.toPrecision(3))}</text>`);
     }
-    for (const it of [1, Math.round(iters / 2), iters]) parts.push(`<text x="${px(x0, it)}" y="${top + panelH + 16}" text-anchor="middle">${it}</text>`);
+    for (const it of [1, Math.round(iters / 2), iters])
+      parts.push(`<text x="${px(x0, it)}" y="${top + panelH + 16}" text-anchor="middle">${it}</text>`);
     parts.push(`<text x="${x0 + panelW / 2}" y="${top + panelH + 34}" text-anchor="middle">training iteration</text>`);
-    parts.push(`<text transform="translate(${x0 - 44} ${top + panelH / 2}) rotate(-90)" text-anchor="middle">${label}</text>`);
+    parts.push(
+      `<text transform="translate(${x0 - 44} ${top + panelH / 2}) rotate(-90)" text-anchor="middle">${label}</text>`,
+    );
   }
   const line = (pts: [number, number][], colour: string, extra = '') =>
     `<polyline fill="none" stroke="${colour}" stroke-width="2" ${extra} points="${pts.map(([x, y]) => `${x.toFixed(1)},${y.toFixed(1)}`).join(' ')}"/>`;
   ts.forEach((t, i) => {
     const run = rows.filter((r) => r.maxT1 === t).sort((a, b) => a.iter - b.iter);
-    parts.push(line(run.map((r) => [px(left, r.iter), pyE(r.numericalEnergy)]), shade(i)));
+    parts.push(
+      line(
+        run.map((r) => [px(left, r.iter), pyE(r.numericalEnergy)]),
+        shade(i),
+      ),
+    );
     const tested = run.filter((r) => Number.isFinite(r.testAccuracy));
-    parts.push(line(tested.map((r) => [px(x1, r.iter), pyA(r.testAccuracy)]), shade(i)));
-    for (const r of tested) parts.push(`<circle cx="${px(x1, r.iter).toFixed(1)}" cy="${pyA(r.testAccuracy).toFixed(1)}" r="3" fill="${shade(i)}"><title>T = ${t}, iteration ${r.iter}: ${r.testAccuracy.toFixed(2)}%</title></circle>`);
+    parts.push(
+      line(
+        tested.map((r) => [px(x1, r.iter), pyA(r.testAccuracy)]),
+        shade(i),
+      ),
+    );
+    for (const r of tested)
+      parts.push(
+        `<circle cx="${px(x1, r.iter).toFixed(1)}" cy="${pyA(r.testAccuracy).toFixed(1)}" r="3" fill="${shade(i)}"><title>T = ${t}, iteration ${r.iter}: ${r.testAccuracy.toFixed(2)}%</title></circle>`,
+      );
   });
   const theory = rows.filter((r) => r.maxT1 === longest).sort((a, b) => a.iter - b.iter);
-  parts.push(line(theory.map((r) => [px(left, r.iter), pyE(r.theoryEnergy)]), '#000', 'stroke-dasharray="6 4"'));
+  parts.push(
+    line(
+      theory.map((r) => [px(left, r.iter), pyE(r.theoryEnergy)]),
+      '#000',
+      'stroke-dasharray="6 4"',
+    ),
+  );
   const lx = x1 + panelW + 16;
-  parts.push(`<line x1="${lx}" x2="${lx + 24}" y1="${top + 8}" y2="${top + 8}" stroke="#000" stroke-width="2" stroke-dasharray="6 4"/><text x="${lx + 30}" y="${top + 12}">theory</text>`);
+  parts.push(
+    `<line x1="${lx}" x2="${lx + 24}" y1="${top + 8}" y2="${top + 8}" stroke="#000" stroke-width="2" stroke-dasharray="6 4"/><text x="${lx + 30}" y="${top + 12}">theory</text>`,
+  );
   ts.forEach((t, i) => {
     const yy = top + 28 + 18 * i;
-    parts.push(`<line x1="${lx}" x2="${lx + 24}" y1="${yy}" y2="${yy}" stroke="${shade(i)}" stroke-width="2"/><text x="${lx + 30}" y="${yy + 4}">T = ${t}</text>`);
+    parts.push(
+      `<line x1="${lx}" x2="${lx + 24}" y1="${yy}" y2="${yy}" stroke="${shade(i)}" stroke-width="2"/><text x="${lx + 30}" y="${yy + 4}">T = ${t}</text>`,
+    );
   });
   parts.push('</svg>');
   return `${parts.join('\n')}\n`;

@@ -56,7 +56,15 @@ async function syncDirectory(dir: string): Promise<void> {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     // Windows cannot open or sync a folder; some file systems do not sync them.
-    if (code !== 'EISDIR' && code !== 'EPERM' && code !== 'EINVAL' && code !== 'EBADF' && code !== 'ENOTSUP' && code !== 'EACCES') throw e;
+    if (
+      code !== 'EISDIR' &&
+      code !== 'EPERM' &&
+      code !== 'EINVAL' &&
+      code !== 'EBADF' &&
+      code !== 'ENOTSUP' &&
+      code !== 'EACCES'
+    )
+      throw e;
   } finally {
     await handle?.close().catch(() => undefined);
   }

@@ -111,11 +111,12 @@ export class Random {
     if (!Number.isInteger(index) || index < 0) {
       throw new RangeError(`Random.fork: index must be a non-negative integer, got ${String(index)}`);
     }
-    const mix = (this.s0 ^ Math.imul(this.s1, 0x9e3779b1) ^ Math.imul(this.s2 + index, 0x85ebca77) ^ rotl(this.s3, 13)) | 0;
+    const mix =
+      (this.s0 ^ Math.imul(this.s1, 0x9e3779b1) ^ Math.imul(this.s2 + index, 0x85ebca77) ^ rotl(this.s3, 13)) | 0;
     return new Random(mix * 4096 + index);
   }
 }
 
 function rotl(x: number, k: number): number {
-  return ((x << k) | (x >>> (32 - k))) | 0;
+  return (x << k) | (x >>> (32 - k)) | 0;
 }

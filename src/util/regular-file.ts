@@ -34,7 +34,12 @@ function kindOf(info: Stats): string {
 /** `err` from stat (where ENOENT means nothing is there) or from a later call (where it is a failure). */
 function unreadable(path: string, err: unknown, atStat = false): FileAccessError {
   const code = (err as NodeJS.ErrnoException)?.code;
-  return new FileAccessError(path, atStat && code === 'ENOENT' ? 'missing' : 'unreadable', (err as Error)?.message ?? String(err), code);
+  return new FileAccessError(
+    path,
+    atStat && code === 'ENOENT' ? 'missing' : 'unreadable',
+    (err as Error)?.message ?? String(err),
+    code,
+  );
 }
 
 /**

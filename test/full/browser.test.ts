@@ -57,7 +57,11 @@ async function runDemo(page: Page, query: string): Promise<DemoState> {
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
   await page.goto(`${server.url}?auto=1&${query}`);
-  await page.waitForFunction(() => ['done', 'error', 'no-webgpu'].includes((window as unknown as { wpcDemo?: DemoState }).wpcDemo?.state ?? ''), null, { timeout: 540_000, polling: 500 });
+  await page.waitForFunction(
+    () => ['done', 'error', 'no-webgpu'].includes((window as unknown as { wpcDemo?: DemoState }).wpcDemo?.state ?? ''),
+    null,
+    { timeout: 540_000, polling: 500 },
+  );
   const demo = await page.evaluate(() => (window as unknown as { wpcDemo: DemoState }).wpcDemo);
   expect(errors, 'page errors').toEqual([]);
   return demo;
@@ -65,7 +69,10 @@ async function runDemo(page: Page, query: string): Promise<DemoState> {
 
 /** The same session in Node, on Dawn: energy after each step. */
 async function nodeEnergies(model: string, solver: string, steps: number): Promise<number[]> {
-  const [train, test] = await Promise.all([wpc.loadDataset('mnist', 'train', { dataDir: DATA_DIR }), wpc.loadDataset('mnist', 'test', { dataDir: DATA_DIR })]);
+  const [train, test] = await Promise.all([
+    wpc.loadDataset('mnist', 'train', { dataDir: DATA_DIR }),
+    wpc.loadDataset('mnist', 'test', { dataDir: DATA_DIR }),
+  ]);
   const session = await createSession(wpc, rt(), { model, solver, seed: 0 }, train, test);
   const out: number[] = [];
   for (let i = 0; i < steps; i++) out.push((await session.step()).energy);
@@ -75,11 +82,18 @@ async function nodeEnergies(model: string, solver: string, steps: number): Promi
 
 function expectRelClose(actual: number[], expected: number[], rtol: number, what: string): void {
   expect(actual.length, `${what}: length`).toBe(expected.length);
-  actual.forEach((a, i) => expect(Math.abs(a - expected[i]!) / Math.abs(expected[i]!), `${what}[${i}]: ${a} vs ${expected[i]}`).toBeLessThanOrEqual(rtol));
+  actual.forEach((a, i) =>
+    expect(
+      Math.abs(a - expected[i]!) / Math.abs(expected[i]!),
+      `${what}[${i}]: ${a} vs ${expected[i]}`,
+    ).toBeLessThanOrEqual(rtol),
+  );
 }
 
 describe('the demo page in headless Chromium', () => {
-  it('trains bidirectional PC for 30 steps: accuracy rises, energies match Node’s, the digits are drawn, frames keep coming', { timeout: 600_000 }, async () => {
+  it('trains bidirectional PC for 30 steps: accuracy rises, energies match Node’s, the digits are drawn, frames keep coming', {
+    timeout: 600_000,
+  }, async () => {
     const page = await browser.newPage();
     await page.setViewportSize({ width: 1100, height: 820 });
     const demo = await runDemo(page, 'model=bidirectional&steps=30&testEvery=10&testImages=1000&seed=0');
@@ -94,8 +108,13 @@ describe('the demo page in headless Chromium', () => {
     // The GPU works outside the page's main thread: the page draws while every step runs (a step that held the
     // thread would draw no frame). Counted in frames, not milliseconds, so a busy machine slows both alike.
     const frames = demo.steps.map((s) => s.frames);
-    expect(Math.min(...frames), `animation frames drawn during each step: ${frames.join(', ')}`).toBeGreaterThanOrEqual(1);
-    expect([...frames].sort((a, b) => a - b)[frames.length >> 1], `frames per step: ${frames.join(', ')}`).toBeGreaterThanOrEqual(3);
+    expect(Math.min(...frames), `animation frames drawn during each step: ${frames.join(', ')}`).toBeGreaterThanOrEqual(
+      1,
+    );
+    expect(
+      [...frames].sort((a, b) => a - b)[frames.length >> 1],
+      `frames per step: ${frames.join(', ')}`,
+    ).toBeGreaterThanOrEqual(3);
     await page.screenshot({ path: join(ARTIFACTS, 'browser-demo-bidirectional.png'), fullPage: true });
     expectRelClose(
       demo.steps.map((s) => s.energy),
@@ -106,7 +125,9 @@ describe('the demo page in headless Chromium', () => {
     await page.close();
   });
 
-  it('discriminative PC with Heun + PID: the energy after every step matches Node’s within 1e-3', { timeout: 600_000 }, async () => {
+  it('discriminative PC with Heun + PID: the energy after every step matches Node’s within 1e-3', {
+    timeout: 600_000,
+  }, async () => {
     const page = await browser.newPage();
     await page.setViewportSize({ width: 1100, height: 820 });
     const demo = await runDemo(page, 'model=discriminative&solver=heun&steps=12&testEvery=12&testImages=500&seed=0');
@@ -127,7 +148,11 @@ describe('the demo page in headless Chromium', () => {
     try {
       const page = await plain.newPage();
       await page.goto(`${server.url}?auto=1&steps=1`);
-      await page.waitForFunction(() => ['error', 'no-webgpu'].includes((window as unknown as { wpcDemo?: DemoState }).wpcDemo?.state ?? ''), null, { timeout: 60_000 });
+      await page.waitForFunction(
+        () => ['error', 'no-webgpu'].includes((window as unknown as { wpcDemo?: DemoState }).wpcDemo?.state ?? ''),
+        null,
+        { timeout: 60_000 },
+      );
       expect(await page.isVisible('#no-webgpu')).toBe(true);
       expect(await page.textContent('#no-webgpu')).toContain('WebGPU is not available here');
     } finally {
@@ -137,13 +162,24 @@ describe('the demo page in headless Chromium', () => {
 });
 
 describe('embedding: WPC on the caller’s device', () => {
-  it('draws WPC’s activity buffers with the app’s render pipeline, and the app’s device outlives runtime.dispose()', { timeout: 300_000 }, async () => {
+  it('draws WPC’s activity buffers with the app’s render pipeline, and the app’s device outlives runtime.dispose()', {
+    timeout: 300_000,
+  }, async () => {
     const page = await browser.newPage();
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
     await page.goto(`${server.url}embedding.html?steps=12&present=copy`);
-    await page.waitForFunction(() => ['done', 'error', 'no-webgpu'].includes((window as unknown as { wpcEmbedding?: { state: string } }).wpcEmbedding?.state ?? ''), null, { timeout: 240_000, polling: 500 });
-    const report = await page.evaluate(() => (window as unknown as { wpcEmbedding: Record<string, unknown> }).wpcEmbedding);
+    await page.waitForFunction(
+      () =>
+        ['done', 'error', 'no-webgpu'].includes(
+          (window as unknown as { wpcEmbedding?: { state: string } }).wpcEmbedding?.state ?? '',
+        ),
+      null,
+      { timeout: 240_000, polling: 500 },
+    );
+    const report = await page.evaluate(
+      () => (window as unknown as { wpcEmbedding: Record<string, unknown> }).wpcEmbedding,
+    );
     expect(errors).toEqual([]);
     expect(report.error).toBeNull();
     expect(report.state).toBe('done');

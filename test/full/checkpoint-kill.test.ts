@@ -8,7 +8,16 @@ import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { adam, init, loadCheckpoint, loadModel, makeMlp, saveCheckpoint, saveModel, type Runtime } from '../../src/node.js';
+import {
+  adam,
+  init,
+  loadCheckpoint,
+  loadModel,
+  makeMlp,
+  saveCheckpoint,
+  saveModel,
+  type Runtime,
+} from '../../src/node.js';
 import { decodeSafetensors } from '../../src/io/safetensors.js';
 import { restoreTrainingCheckpoint, trainingCheckpoint } from '../../src/io/training-checkpoint.js';
 import { checkpointText, modelToCheckpoint } from '../../src/io/checkpoint.js';
@@ -52,7 +61,11 @@ describe('saves under SIGKILL', () => {
     // writeAtomically bundled for a plain Node child (as scripts/build.mjs bundles the package).
     const bundle = join(dir, 'write-atomically.mjs');
     await build({
-      stdin: { contents: "export { writeAtomically } from './src/util/atomic-write.ts';", resolveDir: ROOT, loader: 'ts' },
+      stdin: {
+        contents: "export { writeAtomically } from './src/util/atomic-write.ts';",
+        resolveDir: ROOT,
+        loader: 'ts',
+      },
       bundle: true,
       format: 'esm',
       platform: 'node',
@@ -67,15 +80,24 @@ describe('saves under SIGKILL', () => {
     const optim = adam({ lr: 1e-3 });
     const optState = optim.init(model);
     const versions: Record<string, { checkpoint: Buffer; model: Buffer }> = {};
-    for (const [v, step] of [['a', 1], ['b', 2]] as const) {
+    for (const [v, step] of [
+      ['a', 1],
+      ['b', 2],
+    ] as const) {
       await writeFile(join(from, `${v}.safetensors`), await trainingCheckpoint(model, { optim, optState, step }));
       await writeFile(join(from, `${v}.json`), checkpointText(await modelToCheckpoint(model, { version: v })));
-      versions[v] = { checkpoint: await readFile(join(from, `${v}.safetensors`)), model: await readFile(join(from, `${v}.json`)) };
+      versions[v] = {
+        checkpoint: await readFile(join(from, `${v}.safetensors`)),
+        model: await readFile(join(from, `${v}.json`)),
+      };
     }
-    const isVersion = (bytes: Buffer, kind: 'checkpoint' | 'model') => Object.values(versions).some((v) => Buffer.compare(v[kind], bytes) === 0);
+    const isVersion = (bytes: Buffer, kind: 'checkpoint' | 'model') =>
+      Object.values(versions).some((v) => Buffer.compare(v[kind], bytes) === 0);
     const dead: number[] = [];
     for (let kill = 0; kill < 8; kill++) {
-      const child = spawn(process.execPath, [script, pathToFileURL(bundle).href, d, from], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const child = spawn(process.execPath, [script, pathToFileURL(bundle).href, d, from], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
       const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
       await new Promise<void>((resolve, reject) => {
         child.stdout.on('data', (b: Buffer) => b.toString().includes('saved') && resolve());
@@ -91,7 +113,10 @@ describe('saves under SIGKILL', () => {
       const temps = names.filter((n) => TEMP.test(n));
       expect(names.filter((n) => !TEMP.test(n)).sort()).toEqual(['checkpoint.safetensors', 'model.json']);
       expect(temps.length).toBeLessThanOrEqual(1);
-      expect(temps.every((n) => Number(TEMP.exec(n)![2]) === child.pid), temps.join(', ')).toBe(true);
+      expect(
+        temps.every((n) => Number(TEMP.exec(n)![2]) === child.pid),
+        temps.join(', '),
+      ).toBe(true);
       // Exactly one of the versions, never a mix, and it loads.
       expect(isVersion(await readFile(join(d, 'checkpoint.safetensors')), 'checkpoint')).toBe(true);
       expect(isVersion(await readFile(join(d, 'model.json')), 'model')).toBe(true);
@@ -112,7 +137,29 @@ describe('saves under SIGKILL', () => {
 const wpcTrain = (args: string[]) => wpc(['train', ...args]);
 
 describe('wpc train --checkpoint / --resume', () => {
-  const RUN = ['--data-dir', DATA_DIR, '--hidden', '1', '--width', '32', '--solver', 'euler', '--max-t1', '1', '--dt', '0.25', '--batch', '32', '--epochs', '2', '--max-batches', '30', '--test-every', '0', '--quiet'];
+  const RUN = [
+    '--data-dir',
+    DATA_DIR,
+    '--hidden',
+    '1',
+    '--width',
+    '32',
+    '--solver',
+    'euler',
+    '--max-t1',
+    '1',
+    '--dt',
+    '0.25',
+    '--batch',
+    '32',
+    '--epochs',
+    '2',
+    '--max-batches',
+    '30',
+    '--test-every',
+    '0',
+    '--quiet',
+  ];
 
   it('killed with SIGKILL mid-run and resumed, it ends with the weights of an uninterrupted run, bit for bit', async () => {
     const full = join(dir, 'full');
@@ -120,7 +167,11 @@ describe('wpc train --checkpoint / --resume', () => {
     expect(r1.code, r1.stderr).toBe(0);
     const killed = join(dir, 'killed');
     const ckpt = join(killed, 'checkpoint.safetensors');
-    const child = spawn(process.execPath, [join(ROOT, 'dist/cli.js'), 'train', ...RUN, '--checkpoint', killed, '--checkpoint-every', '10'], { cwd: ROOT, stdio: 'ignore' });
+    const child = spawn(
+      process.execPath,
+      [join(ROOT, 'dist/cli.js'), 'train', ...RUN, '--checkpoint', killed, '--checkpoint-every', '10'],
+      { cwd: ROOT, stdio: 'ignore' },
+    );
     const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
     // Kill as soon as the first checkpoint is on disk (mid-way through the 60 steps).
     const t0 = Date.now();
@@ -139,7 +190,8 @@ describe('wpc train --checkpoint / --resume', () => {
     const a = decodeSafetensors(new Uint8Array(await readFile(join(full, 'checkpoint.safetensors'))));
     const b = decodeSafetensors(new Uint8Array(await readFile(ckpt)));
     expect(b.metadata.step).toBe('60');
-    for (const name of Object.keys(a.tensors)) expect(bits(b.tensors[name]!.data as Float32Array), name).toEqual(bits(a.tensors[name]!.data as Float32Array));
+    for (const name of Object.keys(a.tensors))
+      expect(bits(b.tensors[name]!.data as Float32Array), name).toEqual(bits(a.tensors[name]!.data as Float32Array));
     // The resumed run's loss curve is the whole run's.
     expect(JSON.parse(b.metadata.extra!).curve).toEqual(JSON.parse(a.metadata.extra!).curve);
   }, 300_000);
@@ -148,10 +200,22 @@ describe('wpc train --checkpoint / --resume', () => {
     const d = join(dir, 'diverge');
     // Adam with lr 1e30 makes the weights ~1e30 after one step: the next step's energy overflows to Inf. (With
     // the runaway check on, the default, step 1's update is rolled back at once: test/full/cli-divergence.test.ts.)
-    const r = await wpcTrain([...RUN, '--lr', '1e30', '--divergence-factor', 'off', '--checkpoint', d, '--checkpoint-every', '1']);
+    const r = await wpcTrain([
+      ...RUN,
+      '--lr',
+      '1e30',
+      '--divergence-factor',
+      'off',
+      '--checkpoint',
+      d,
+      '--checkpoint-every',
+      '1',
+    ]);
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toMatch(/wpc: training diverged at step (\d+): NaN or Inf in .*The parameter update of step \1 was not applied/);
+    expect(r.stderr).toMatch(
+      /wpc: training diverged at step (\d+): NaN or Inf in .*The parameter update of step \1 was not applied/,
+    );
     const at = Number(/diverged at step (\d+)/.exec(r.stderr)![1]);
     expect(r.stderr).toContain(`The last checkpoint, ${join(d, 'checkpoint.safetensors')} (step ${at - 1})`);
     const last = await loadCheckpoint(rt, join(d, 'checkpoint.safetensors'));
@@ -165,7 +229,18 @@ describe('wpc train --checkpoint / --resume', () => {
   it('refuses to resume with different settings or without a checkpoint', async () => {
     const d = join(dir, 'settings');
     expect((await wpcTrain([...RUN, '--max-batches', '2', '--epochs', '1', '--checkpoint', d])).code).toBe(0);
-    const r = await wpcTrain([...RUN, '--max-batches', '2', '--epochs', '1', '--width', '33', '--checkpoint', d, '--resume']);
+    const r = await wpcTrain([
+      ...RUN,
+      '--max-batches',
+      '2',
+      '--epochs',
+      '1',
+      '--width',
+      '33',
+      '--checkpoint',
+      d,
+      '--resume',
+    ]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--resume: .* was written with width = 32, this run has 33/);
     const none = await wpcTrain([...RUN, '--checkpoint', join(dir, 'empty'), '--resume']);

@@ -24,7 +24,21 @@ afterAll(async () => {
 const wpcTrain = (args: string[]) => wpc(['train', ...args]);
 
 // A tiny network and a short run (6 steps of 32 images).
-const BASE = ['--data-dir', DATA_DIR, '--hidden', '1', '--width', '32', '--batch', '32', '--max-batches', '6', '--test-every', '0', '--quiet'];
+const BASE = [
+  '--data-dir',
+  DATA_DIR,
+  '--hidden',
+  '1',
+  '--width',
+  '32',
+  '--batch',
+  '32',
+  '--max-batches',
+  '6',
+  '--test-every',
+  '0',
+  '--quiet',
+];
 const RUN = [...BASE, '--solver', 'euler', '--max-t1', '1', '--dt', '0.25'];
 // relu with Adam lr 3: the first update makes the loss run away (the issue's case, on a smaller network).
 const RELU_LR3 = [...RUN, '--act', 'relu', '--lr', '3'];
@@ -37,7 +51,10 @@ function divergenceLine(r: { code: number; stdout: string; stderr: string }): st
   expect(r.code, r.stderr).toBe(1);
   expect(r.stdout).toBe('');
   // (Dawn itself may print "Warning: …" lines about adapter limits; they are not WPC's.)
-  const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('Warning: '));
+  const lines = r.stderr
+    .trim()
+    .split('\n')
+    .filter((l) => !l.startsWith('Warning: '));
   expect(lines, r.stderr).toHaveLength(1);
   expect(lines[0]).toMatch(/^wpc: training diverged at step \d+: /);
   expect(lines[0]).not.toMatch(/\n|at .*\.js:\d+/); // no stack
@@ -54,13 +71,17 @@ describe('wpc train: a finite runaway stops the run', () => {
     );
     expect(line).toContain('No checkpoint was kept (--checkpoint DIR keeps one).');
     expect(line).toContain(`Not written: --save ${save}, --out ${out}.`);
-    expect(line).toMatch(/Lower --lr \(now 3\) or --dt and train again; if the run was healthy, raise --divergence-factor \(now 100\) or turn the check off with --divergence-factor off\.$/);
+    expect(line).toMatch(
+      /Lower --lr \(now 3\) or --dt and train again; if the run was healthy, raise --divergence-factor \(now 100\) or turn the check off with --divergence-factor off\.$/,
+    );
     expect(existsSync(save)).toBe(false);
     expect(existsSync(out)).toBe(false);
   }, 300_000);
 
   it('discrete inference: the advice names --activity-lr, not --dt', async () => {
-    const line = divergenceLine(await wpcTrain([...BASE, '--act', 'relu', '--lr', '3', '--solver', 'sgd', '--steps', '3']));
+    const line = divergenceLine(
+      await wpcTrain([...BASE, '--act', 'relu', '--lr', '3', '--solver', 'sgd', '--steps', '3']),
+    );
     expect(line).toMatch(/Lower --lr \(now 3\) or --activity-lr and train again/);
   }, 300_000);
 
@@ -68,7 +89,9 @@ describe('wpc train: a finite runaway stops the run', () => {
     const d = join(dir, 'early');
     const line = divergenceLine(await wpcTrain([...RELU_LR3, '--checkpoint', d]));
     const file = join(d, 'checkpoint.safetensors');
-    expect(line).toContain(`This run had written no checkpoint yet (the first was due at step 6); ${file} does not exist.`);
+    expect(line).toContain(
+      `This run had written no checkpoint yet (the first was due at step 6); ${file} does not exist.`,
+    );
     expect(line).not.toMatch(/use --checkpoint/);
     expect(existsSync(file)).toBe(false);
   }, 300_000);
@@ -79,7 +102,9 @@ describe('wpc train: a finite runaway stops the run', () => {
     expect((await wpcTrain([...RUN, '--max-batches', '2', '--checkpoint', d])).code).toBe(0);
     const before = await readFile(file);
     const line = divergenceLine(await wpcTrain([...RELU_LR3, '--checkpoint', d, '--checkpoint-every', '3']));
-    expect(line).toContain(`This run had written no checkpoint yet (the first was due at step 3); ${file} is left as it was, from an earlier run.`);
+    expect(line).toContain(
+      `This run had written no checkpoint yet (the first was due at step 3); ${file} is left as it was, from an earlier run.`,
+    );
     expect((await readFile(file)).equals(before)).toBe(true);
   }, 300_000);
 
@@ -95,7 +120,9 @@ describe('wpc train: the checkpoint named on divergence is the one on disk', () 
     const d = join(dir, 'saved');
     const file = join(d, 'checkpoint.safetensors');
     const line = divergenceLine(await wpcTrain([...NAN_AT_2, '--checkpoint', d, '--checkpoint-every', '1']));
-    expect(line).toMatch(/^wpc: training diverged at step 2: NaN or Inf in .*\. The parameter update of step 2 was not applied, so the model keeps its weights from step 1\./);
+    expect(line).toMatch(
+      /^wpc: training diverged at step 2: NaN or Inf in .*\. The parameter update of step 2 was not applied, so the model keeps its weights from step 1\./,
+    );
     expect(line).toContain(`The last checkpoint, ${file} (step 1), holds the model from before it and is kept.`);
     expect(line).toMatch(/Lower --lr \(now 1e\+30\) or --dt and train again\.$/); // NaN: the runaway factor is not the point
     const saved = await loadCheckpoint(rt, file);
@@ -105,25 +132,33 @@ describe('wpc train: the checkpoint named on divergence is the one on disk', () 
     const bytes = await readFile(file);
     // Resumed (with the runaway check back on: --divergence-factor may differ on resume), step 2 diverges
     // again before this run saves anything: the message names the checkpoint it resumed from, untouched.
-    const again = divergenceLine(await wpcTrain([...RUN, '--lr', '1e30', '--checkpoint', d, '--checkpoint-every', '1', '--resume']));
+    const again = divergenceLine(
+      await wpcTrain([...RUN, '--lr', '1e30', '--checkpoint', d, '--checkpoint-every', '1', '--resume']),
+    );
     expect(again).toMatch(/^wpc: training diverged at step 2: /);
     expect(again).toContain(`The checkpoint this run resumed from, ${file} (step 1), is kept as it was.`);
     expect((await readFile(file)).equals(bytes)).toBe(true);
-    expect(JSON.parse(decodeSafetensors(new Uint8Array(bytes)).metadata.extra!).curve.map((c: { step: number }) => c.step)).toEqual([1]);
+    expect(
+      JSON.parse(decodeSafetensors(new Uint8Array(bytes)).metadata.extra!).curve.map((c: { step: number }) => c.step),
+    ).toEqual([1]);
   }, 300_000);
 });
 
 describe('wpc train --divergence-factor', () => {
   it('is documented in --help with its default', async () => {
     const r = (await wpc(['train', '--help'])).stdout;
-    expect(r).toMatch(/--divergence-factor F\|off\s+stop when a step's energy or loss exceeds F x the largest of the first 10[\s\S]*\(default 100\)/);
+    expect(r).toMatch(
+      /--divergence-factor F\|off\s+stop when a step's energy or loss exceeds F x the largest of the first 10[\s\S]*\(default 100\)/,
+    );
   });
 
   it('refuses values that are not a number >= 1 or off (exit 2)', async () => {
     for (const bad of ['0.5', '-1', 'abc', '', '1e39', 'Infinity', 'OFF']) {
       const r = await wpcTrain([...RUN, `--divergence-factor=${bad}`]);
       expect(r.code, bad).toBe(2);
-      expect(r.stderr).toContain(`wpc: --divergence-factor must be a number >= 1 (at most 3.4e38) or off, got ${JSON.stringify(bad)}`);
+      expect(r.stderr).toContain(
+        `wpc: --divergence-factor must be a number >= 1 (at most 3.4e38) or off, got ${JSON.stringify(bad)}`,
+      );
     }
   }, 300_000);
 
@@ -131,10 +166,13 @@ describe('wpc train --divergence-factor', () => {
     const a = join(dir, 'h-default');
     const b = join(dir, 'h-off');
     expect((await wpcTrain([...RUN, '--max-batches', '3', '--checkpoint', a])).code).toBe(0);
-    expect((await wpcTrain([...RUN, '--max-batches', '3', '--checkpoint', b, '--divergence-factor', 'off'])).code).toBe(0);
+    expect((await wpcTrain([...RUN, '--max-batches', '3', '--checkpoint', b, '--divergence-factor', 'off'])).code).toBe(
+      0,
+    );
     const ta = decodeSafetensors(new Uint8Array(await readFile(join(a, 'checkpoint.safetensors')))).tensors;
     const tb = decodeSafetensors(new Uint8Array(await readFile(join(b, 'checkpoint.safetensors')))).tensors;
-    const bytes = (d: { buffer: ArrayBufferLike; byteOffset: number; byteLength: number }) => Buffer.from(d.buffer, d.byteOffset, d.byteLength);
+    const bytes = (d: { buffer: ArrayBufferLike; byteOffset: number; byteLength: number }) =>
+      Buffer.from(d.buffer, d.byteOffset, d.byteLength);
     expect(Object.keys(ta).length).toBeGreaterThan(0);
     for (const name of Object.keys(ta)) expect(bytes(tb[name]!.data).equals(bytes(ta[name]!.data)), name).toBe(true);
   }, 300_000);

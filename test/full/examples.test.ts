@@ -10,12 +10,16 @@ import { join } from 'node:path';
 import { decode } from 'fast-png';
 import { DATA_DIR, ROOT } from '../cli-run.js';
 
-
 function example(name: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [join(ROOT, 'examples', `${name}.mjs`), '--data-dir', DATA_DIR, '--quiet', ...args], { cwd: ROOT, timeout: 600_000 }, (error, stdout, stderr) => {
-      resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [join(ROOT, 'examples', `${name}.mjs`), '--data-dir', DATA_DIR, '--quiet', ...args],
+      { cwd: ROOT, timeout: 600_000 },
+      (error, stdout, stderr) => {
+        resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -59,7 +63,12 @@ it('an example refuses to run without data, saying where it looked and how to do
   try {
     const r = await new Promise<{ code: number; stderr: string }>((resolve) => {
       const env = { ...process.env, WPC_DATA_DIR: '', HOME: home, XDG_CACHE_HOME: join(home, 'cache') };
-      execFile(process.execPath, [join(ROOT, 'examples', 'discriminative.mjs')], { cwd, env }, (error, _stdout, stderr) => resolve({ code: error ? 1 : 0, stderr }));
+      execFile(
+        process.execPath,
+        [join(ROOT, 'examples', 'discriminative.mjs')],
+        { cwd, env },
+        (error, _stdout, stderr) => resolve({ code: error ? 1 : 0, stderr }),
+      );
     });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('MNIST not found. Looked in, in order');

@@ -23,7 +23,8 @@ const CHROMIUM = process.env.WPC_CHROMIUM ?? '/usr/bin/chromium';
 const ARTIFACTS = join(ROOT, 'test-artifacts');
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
 /** The versions this repository uses, so the consumers get what the npm cache already holds. */
-const version = (name: string): string => JSON.parse(readFileSync(join(ROOT, 'node_modules', name, 'package.json'), 'utf8')).version;
+const version = (name: string): string =>
+  JSON.parse(readFileSync(join(ROOT, 'node_modules', name, 'package.json'), 'utf8')).version;
 const NPM_INSTALL = ['install', '--prefer-offline', '--no-audit', '--no-fund'];
 
 interface Run {
@@ -33,7 +34,13 @@ interface Run {
 }
 
 /** Runs a command; npm's own variables from an outer `npm test` are left out, so they cannot steer the installs. */
-function run(cmd: string, args: string[], cwd: string, env: Record<string, string> = {}, timeout = 300_000): Promise<Run> {
+function run(
+  cmd: string,
+  args: string[],
+  cwd: string,
+  env: Record<string, string> = {},
+  timeout = 300_000,
+): Promise<Run> {
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k)));
   return new Promise((resolve) => {
     execFile(cmd, args, { cwd, env: { ...clean, ...env }, timeout, maxBuffer: 1 << 26 }, (error, stdout, stderr) => {
@@ -42,7 +49,13 @@ function run(cmd: string, args: string[], cwd: string, env: Record<string, strin
   });
 }
 
-async function ok(cmd: string, args: string[], cwd: string, env: Record<string, string> = {}, timeout?: number): Promise<Run> {
+async function ok(
+  cmd: string,
+  args: string[],
+  cwd: string,
+  env: Record<string, string> = {},
+  timeout?: number,
+): Promise<Run> {
   const r = await run(cmd, args, cwd, env, timeout);
   expect(r.code, `${cmd} ${args.join(' ')}\n${r.stdout}\n${r.stderr}`).toBe(0);
   return r;
@@ -63,7 +76,10 @@ function readmeExample(): string {
 
 function consumer(dir: string): void {
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: `consumer-${dir.split('/').at(-1)}`, private: true, type: 'module' }));
+  writeFileSync(
+    join(dir, 'package.json'),
+    JSON.stringify({ name: `consumer-${dir.split('/').at(-1)}`, private: true, type: 'module' }),
+  );
 }
 
 const tsc = (dir: string) => join(dir, 'node_modules/typescript/bin/tsc');
@@ -176,7 +192,11 @@ describe('the packed tarball in Node', () => {
     await ok('npm', [...NPM_INSTALL, tarball, `webgpu@${pkg.peerDependencies.webgpu}`], dir);
     sizes.node = await sizeOf(join(dir, 'node_modules'));
     // The tools of this test, installed after the size was taken.
-    await ok('npm', [...NPM_INSTALL, `typescript@${version('typescript')}`, `@types/node@${version('@types/node')}`], dir);
+    await ok(
+      'npm',
+      [...NPM_INSTALL, `typescript@${version('typescript')}`, `@types/node@${version('@types/node')}`],
+      dir,
+    );
   }, 600_000);
 
   it('runs its one command as `npx webgpu-pc` and `npx wpc`', async () => {
@@ -188,16 +208,40 @@ describe('the packed tarball in Node', () => {
 
   it('holds only what a consumer needs', () => {
     const installed = join(dir, 'node_modules', pkg.name);
-    expect(readdirSync(installed).sort()).toEqual(['CHANGELOG.md', 'LICENSE', 'README.md', 'dist', 'package.json', 'scripts']);
+    expect(readdirSync(installed).sort()).toEqual([
+      'CHANGELOG.md',
+      'LICENSE',
+      'README.md',
+      'dist',
+      'package.json',
+      'scripts',
+    ]);
     expect(existsSync(join(dir, 'node_modules/fast-png')), 'a bundled package installed again').toBe(false);
     expect(existsSync(join(dir, 'node_modules/wgsl-preprocessor')), 'a bundled package installed again').toBe(false);
   });
 
-  it("runs the README's API example as ESM after tsc --strict compiled it: one epoch of MNIST", { timeout: 900_000 }, async () => {
+  it("runs the README's API example as ESM after tsc --strict compiled it: one epoch of MNIST", {
+    timeout: 900_000,
+  }, async () => {
     const example = readmeExample();
     expect(example).toContain(`from '${pkg.name}'`);
     writeFileSync(join(dir, 'example.mts'), example);
-    await ok(process.execPath, [tsc(dir), '--strict', '--module', 'nodenext', '--target', 'es2022', '--noEmitOnError', '--outDir', 'out', 'example.mts'], dir);
+    await ok(
+      process.execPath,
+      [
+        tsc(dir),
+        '--strict',
+        '--module',
+        'nodenext',
+        '--target',
+        'es2022',
+        '--noEmitOnError',
+        '--outDir',
+        'out',
+        'example.mts',
+      ],
+      dir,
+    );
     const r = await ok(process.execPath, ['out/example.mjs'], dir, { WPC_DATA_DIR: DATA_DIR }, 900_000);
     // console.log of testDiscriminativePc's { loss, acc }.
     const acc = Number(r.stdout.match(/\bacc: ([\d.]+)/)?.[1]);
@@ -208,17 +252,38 @@ describe('the packed tarball in Node', () => {
     const example = readmeExample();
     expect(example).toMatch(/\bmaxT1: /);
     writeFileSync(join(dir, 'typo.mts'), example.replace(/\bmaxT1: /, 'maxT: '));
-    const r = await run(process.execPath, [tsc(dir), '--strict', '--module', 'nodenext', '--target', 'es2022', '--noEmit', 'typo.mts'], dir);
+    const r = await run(
+      process.execPath,
+      [tsc(dir), '--strict', '--module', 'nodenext', '--target', 'es2022', '--noEmit', 'typo.mts'],
+      dir,
+    );
     expect(r.code).not.toBe(0);
     const errors = r.stdout.split('\n').filter((l) => /error TS\d+/.test(l));
     expect(errors, r.stdout).toHaveLength(1);
-    expect(errors[0]).toMatch(/^typo\.mts\(\d+,\d+\): error TS(2353|2561): Object literal may only specify known properties, (and|but) 'maxT' does not exist/);
+    expect(errors[0]).toMatch(
+      /^typo\.mts\(\d+,\d+\): error TS(2353|2561): Object literal may only specify known properties, (and|but) 'maxT' does not exist/,
+    );
   });
 
   it('computes the small run the browser test compares with', { timeout: 300_000 }, async () => {
     writeFileSync(join(dir, 'compute.ts'), COMPUTE_TS);
     writeFileSync(join(dir, 'main.ts'), NODE_MAIN_TS);
-    await ok(process.execPath, [tsc(dir), '--strict', '--module', 'nodenext', '--target', 'es2022', '--noEmitOnError', '--outDir', 'out', 'main.ts'], dir);
+    await ok(
+      process.execPath,
+      [
+        tsc(dir),
+        '--strict',
+        '--module',
+        'nodenext',
+        '--target',
+        'es2022',
+        '--noEmitOnError',
+        '--outDir',
+        'out',
+        'main.ts',
+      ],
+      dir,
+    );
     const r = await ok(process.execPath, ['out/main.js'], dir);
     const result = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
     writeFileSync(join(work, 'node-small-run.json'), JSON.stringify(result));
@@ -238,7 +303,12 @@ describe('the packed tarball in a browser', () => {
     await ok('npm', [...NPM_INSTALL, tarball], dir);
     sizes.browser = await sizeOf(join(dir, 'node_modules'));
     expect(existsSync(join(dir, 'node_modules/webgpu')), 'Dawn installed for a browser-only consumer').toBe(false);
-    expect(readdirSync(join(dir, 'node_modules')).filter((f) => !f.startsWith('.')).sort(), 'the packages installed').toEqual(['@webgpu', pkg.name].sort());
+    expect(
+      readdirSync(join(dir, 'node_modules'))
+        .filter((f) => !f.startsWith('.'))
+        .sort(),
+      'the packages installed',
+    ).toEqual(['@webgpu', pkg.name].sort());
     await ok('npm', [...NPM_INSTALL, `typescript@${version('typescript')}`], dir);
     expect(existsSync(join(dir, 'node_modules/@types/node')), '@types/node in the browser consumer').toBe(false);
     writeFileSync(join(dir, 'compute.ts'), COMPUTE_TS);
@@ -251,35 +321,73 @@ describe('the packed tarball in a browser', () => {
     writeFileSync(
       join(dir, 'tsconfig.json'),
       JSON.stringify({
-        compilerOptions: { target: 'ES2022', module: 'ESNext', moduleResolution: 'bundler', lib: ['ES2022', 'DOM'], types: [], strict: true, noEmit: true },
+        compilerOptions: {
+          target: 'ES2022',
+          module: 'ESNext',
+          moduleResolution: 'bundler',
+          lib: ['ES2022', 'DOM'],
+          types: [],
+          strict: true,
+          noEmit: true,
+        },
         files: ['app.ts'],
       }),
     );
     const r = await run(process.execPath, [tsc(dir), '-p', 'tsconfig.json', '--traceResolution'], dir);
-    expect(r.code, r.stdout.split('\n').filter((l) => /error TS/.test(l)).join('\n')).toBe(0);
-    expect(r.stdout).toMatch(new RegExp(`Module name '${pkg.name}' was successfully resolved to '[^']*/node_modules/${pkg.name}/dist/types/browser\\.d\\.ts'`));
+    expect(
+      r.code,
+      r.stdout
+        .split('\n')
+        .filter((l) => /error TS/.test(l))
+        .join('\n'),
+    ).toBe(0);
+    expect(r.stdout).toMatch(
+      new RegExp(
+        `Module name '${pkg.name}' was successfully resolved to '[^']*/node_modules/${pkg.name}/dist/types/browser\\.d\\.ts'`,
+      ),
+    );
   });
 
-  it('bundles with esbuild for the browser without Dawn, and trains in Chromium to the energies Node computes', { timeout: 600_000 }, async () => {
+  it('bundles with esbuild for the browser without Dawn, and trains in Chromium to the energies Node computes', {
+    timeout: 600_000,
+  }, async () => {
     const bundle = join(dir, 'public/app.js');
-    await build({ entryPoints: [join(dir, 'app.ts')], absWorkingDir: dir, bundle: true, platform: 'browser', format: 'esm', target: 'es2022', outfile: bundle, logLevel: 'error' });
+    await build({
+      entryPoints: [join(dir, 'app.ts')],
+      absWorkingDir: dir,
+      bundle: true,
+      platform: 'browser',
+      format: 'esm',
+      target: 'es2022',
+      outfile: bundle,
+      logLevel: 'error',
+    });
     const text = readFileSync(bundle, 'utf8');
     sizes.browserBundle = text.length;
     // Everything is inside the bundle: no import or require is left, so nothing of Dawn (or Node) can load.
     expect(text).not.toMatch(/^\s*import\b|\bimport\s*\(|\brequire\s*\(/m);
     expect(text).not.toMatch(/["'](webgpu|node:[a-z/]+)["']/);
-    writeFileSync(join(dir, 'public/index.html'), '<!doctype html><meta charset="utf-8"><title>webgpu-pc</title><script type="module" src="app.js"></script>\n');
+    writeFileSync(
+      join(dir, 'public/index.html'),
+      '<!doctype html><meta charset="utf-8"><title>webgpu-pc</title><script type="module" src="app.js"></script>\n',
+    );
 
     server = createServer((req, res) => {
       const name = req.url === '/' ? 'index.html' : req.url === '/app.js' ? 'app.js' : null;
       if (!name) return void res.writeHead(404).end();
-      res.writeHead(200, { 'content-type': name.endsWith('.js') ? 'text/javascript' : 'text/html' }).end(readFileSync(join(dir, 'public', name)));
+      res
+        .writeHead(200, { 'content-type': name.endsWith('.js') ? 'text/javascript' : 'text/html' })
+        .end(readFileSync(join(dir, 'public', name)));
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const { port } = server.address() as { port: number };
 
     const profile = mkdtempSync(join(tmpdir(), 'wpc-chromium-'));
-    const browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--enable-unsafe-webgpu', '--disable-dev-shm-usage'] });
+    const browser = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--no-sandbox', '--enable-unsafe-webgpu', '--disable-dev-shm-usage'],
+    });
     let result: { adapter?: string; energies?: number[]; losses?: number[]; acc?: number; error?: string };
     try {
       const page = await browser.newPage();
@@ -287,7 +395,10 @@ describe('the packed tarball in a browser', () => {
       page.on('pageerror', (e) => errors.push(e.message));
       // http://localhost is a secure context, which WebGPU needs.
       await page.goto(`http://localhost:${port}/`);
-      await page.waitForFunction(() => (window as { wpcResult?: unknown }).wpcResult !== undefined, null, { timeout: 540_000, polling: 250 });
+      await page.waitForFunction(() => (window as { wpcResult?: unknown }).wpcResult !== undefined, null, {
+        timeout: 540_000,
+        polling: 250,
+      });
       result = await page.evaluate(() => (window as unknown as { wpcResult: typeof result }).wpcResult);
       expect(errors, 'page errors').toEqual([]);
     } finally {
@@ -302,9 +413,16 @@ describe('the packed tarball in a browser', () => {
     for (const key of ['energies', 'losses'] as const) {
       const got = result[key]!;
       expect(got, key).toHaveLength(node[key].length);
-      got.forEach((v, i) => expect(Math.abs(v - node[key][i]!) / Math.abs(node[key][i]!), `${key}[${i}]: browser ${v}, Node ${node[key][i]}`).toBeLessThanOrEqual(1e-3));
+      got.forEach((v, i) =>
+        expect(
+          Math.abs(v - node[key][i]!) / Math.abs(node[key][i]!),
+          `${key}[${i}]: browser ${v}, Node ${node[key][i]}`,
+        ).toBeLessThanOrEqual(1e-3),
+      );
     }
     // 256 test rows: at most two may fall on the other side of a boundary between the two devices' roundings.
-    expect(Math.abs(result.acc! - node.acc), `accuracy: browser ${result.acc}, Node ${node.acc}`).toBeLessThanOrEqual(200 / 256);
+    expect(Math.abs(result.acc! - node.acc), `accuracy: browser ${result.acc}, Node ${node.acc}`).toBeLessThanOrEqual(
+      200 / 256,
+    );
   });
 });

@@ -14,7 +14,10 @@ const rt = useRuntime();
 
 describe('training on MNIST', () => {
   it('with the steady-state event every solve stops early and the accuracy is that of integrating to maxT1', async () => {
-    const [train, test] = await Promise.all([loadDataset('mnist', 'train', { dataDir: DATA_DIR }), loadDataset('mnist', 'test', { dataDir: DATA_DIR })]);
+    const [train, test] = await Promise.all([
+      loadDataset('mnist', 'train', { dataDir: DATA_DIR }),
+      loadDataset('mnist', 'test', { dataDir: DATA_DIR }),
+    ]);
     const few = subset(test, 2000);
     const run = async (steadyState: false | { rtol: number; atol: number }) => {
       const model = makeMlp(rt(), { seed: 1, inputDim: 784, width: 300, depth: 4, outputDim: 10, actFn: 'tanh' });
@@ -39,10 +42,14 @@ describe('training on MNIST', () => {
     const early = await run({ rtol: 3e-5, atol: 3e-5 });
     const full = await run(false);
     expect(full.times.every((t) => t === 500)).toBe(true);
-    expect(early.times.every((t) => t > 0 && t < 500), 'every solve stopped early').toBe(true);
+    expect(
+      early.times.every((t) => t > 0 && t < 500),
+      'every solve stopped early',
+    ).toBe(true);
     expect(early.times.reduce((a, b) => a + b, 0) / early.times.length).toBeLessThan(250);
-    expect(Math.abs(early.acc - full.acc), `accuracy ${early.acc} with the event, ${full.acc} to maxT1`).toBeLessThan(1.5);
+    expect(Math.abs(early.acc - full.acc), `accuracy ${early.acc} with the event, ${full.acc} to maxT1`).toBeLessThan(
+      1.5,
+    );
     expect(early.readbacks, 'a few polls per solve, never one per step').toBeLessThanOrEqual(3);
   });
-
 });

@@ -53,8 +53,18 @@ for (const tiles of TILES) {
 
     it('matmul (all transposes, ragged edges) matches a float64 product', async () => {
       const rng = new Random(5 + tiles.tm);
-      for (const [m, k, n] of [[1, 1, 1], [7, 13, 5], [33, 20, 70], [64, 31, 9]] as const) {
-        for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+      for (const [m, k, n] of [
+        [1, 1, 1],
+        [7, 13, 5],
+        [33, 20, 70],
+        [64, 31, 9],
+      ] as const) {
+        for (const [ta, tb] of [
+          [false, false],
+          [true, false],
+          [false, true],
+          [true, true],
+        ] as const) {
           await expectMatmul(rt, rng, [m, k, n], ta, tb, 1e-5);
         }
       }
@@ -65,10 +75,23 @@ for (const tiles of TILES) {
       for (let trial = 0; trial < 8; trial++) {
         // The last two trials have every width and the batch ≡ 0 mod 4: the layer kernels' vec4 epilogue path.
         const aligned = trial >= 6;
-        const problem = randomLayerProblem(rng, trial, 900 + trial, ACTIVATIONS[(trial * 3 + tiles.wg) % ACTIVATIONS.length]!, aligned);
+        const problem = randomLayerProblem(
+          rng,
+          trial,
+          900 + trial,
+          ACTIVATIONS[(trial * 3 + tiles.wg) % ACTIVATIONS.length]!,
+          aligned,
+        );
         const { loss, ref, x, y, acts, what } = problem;
         const { model, input, output, activities } = await expectLayerKernels(rt, problem);
-        const sol = solveHeunPid(ref, acts, y, x, { maxT1: 5, dt0: 0.5, rtol: 1e-3, atol: 1e-3, loss, timeDtype: 'float32' });
+        const sol = solveHeunPid(ref, acts, y, x, {
+          maxT1: 5,
+          dt0: 0.5,
+          rtol: 1e-3,
+          atol: 1e-3,
+          loss,
+          timeDtype: 'float32',
+        });
         const r = await solveInference(model, activities, output, { input, loss, maxT1: 5, dt: 0.5 });
         expect(r.steps, `${what}: PID steps`).toEqual({ accepted: sol.accepted, rejected: sol.rejected });
         expectClose(await readAll(r.activities), flat(sol.activities), 1e-4, `${what}: solution`);
@@ -79,4 +102,3 @@ for (const tiles of TILES) {
     });
   });
 }
-

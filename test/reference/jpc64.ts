@@ -14,7 +14,7 @@
  *   (the ffwd prediction): the energy never reads it and its gradient is 0, but it is part of the ODE state.
  * - Every energy and gradient carries JPC's 1/B factor (B = rows of y).
  */
-import { Random } from '../../src/util/random.js';
+import type { Random } from '../../src/util/random.js';
 
 // ───────────────────────────────────────── matrices ─────────────────────────────────────────
 
@@ -144,7 +144,16 @@ export function rmsNorm(leaves: readonly Mat[]): number {
 
 /** JPC's eight activation names (`jpc._utils._ACT_FNS`). */
 export type Act = 'linear' | 'tanh' | 'hard_tanh' | 'relu' | 'leaky_relu' | 'gelu' | 'selu' | 'silu';
-export const ACTIVATIONS: readonly Act[] = ['linear', 'tanh', 'hard_tanh', 'relu', 'leaky_relu', 'gelu', 'selu', 'silu'];
+export const ACTIVATIONS: readonly Act[] = [
+  'linear',
+  'tanh',
+  'hard_tanh',
+  'relu',
+  'leaky_relu',
+  'gelu',
+  'selu',
+  'silu',
+];
 
 /** Kinks of each activation (points where the derivative jumps); finite differences must avoid them. */
 export const ACT_KINKS: Readonly<Record<Act, readonly number[]>> = {
@@ -158,8 +167,8 @@ export const ACT_KINKS: Readonly<Record<Act, readonly number[]>> = {
   silu: [],
 };
 
-export const SELU_SCALE = 1.0507009873554804934193349852946;
-export const SELU_ALPHA = 1.6732632423543772848170429916717;
+export const SELU_SCALE = 1.0507009873554805;
+export const SELU_ALPHA = 1.6732632423543772;
 export const LEAKY_RELU_SLOPE = 0.01;
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 const GELU_C = 0.044715;
@@ -182,9 +191,9 @@ export function act(name: Act, x: number): number {
     case 'tanh':
       return Math.tanh(x);
     case 'hard_tanh':
-      return x > 1 ? 1 : x < -1 ? -1 : x;
+      return x > 1 ? 1 : Math.max(x, -1);
     case 'relu':
-      return x > 0 ? x : 0;
+      return Math.max(x, 0);
     case 'leaky_relu':
       return x >= 0 ? x : LEAKY_RELU_SLOPE * x;
     case 'gelu':
@@ -270,7 +279,8 @@ export function checkShapes(model: RefModel, acts: readonly Mat[] | null, y: Mat
   const L = numLayers(model);
   if (L < 2) throw new RangeError('jpc64 needs at least 2 layers (JPC mis-indexes a 1-layer supervised energy)');
   if (model.biases.length !== L) throw new RangeError('biases must have one entry per layer');
-  if (model.scales !== undefined && model.scales.length !== L) throw new RangeError('scales must have one entry per layer');
+  if (model.scales !== undefined && model.scales.length !== L)
+    throw new RangeError('scales must have one entry per layer');
   const B = x.rows;
   for (let l = 0; l < L; l++) {
     const w = W(model, l);
@@ -518,7 +528,9 @@ export function randomModel(
     const nIn = dims[l]!;
     const nOut = dims[l + 1]!;
     const lim = 1 / Math.sqrt(nIn);
-    weights.push(opts.init === 'normal' ? randomNormalMat(rng, nOut, nIn) : randomUniformMat(rng, nOut, nIn, -lim, lim));
+    weights.push(
+      opts.init === 'normal' ? randomNormalMat(rng, nOut, nIn) : randomUniformMat(rng, nOut, nIn, -lim, lim),
+    );
     biases.push(opts.bias ? randomUniformMat(rng, 1, nOut, -lim, lim).data : null);
   }
   const model: RefModel = { weights, biases, act: actName };
@@ -864,8 +876,7 @@ export function integrateConstant(f: VectorField, y0: readonly Mat[], opts: Cons
     let proposed: number;
     if (grid === 'fraction') {
       completed += 1;
-      proposed =
-        completed === N ? t1 : ops.add(t0, ops.mul(ops.sub(t1, t0), ops.div(ops.r(completed), ops.r(N))));
+      proposed = completed === N ? t1 : ops.add(t0, ops.mul(ops.sub(t1, t0), ops.div(ops.r(completed), ops.r(N))));
     } else {
       proposed = ops.add(tnext, dt0);
     }

@@ -199,12 +199,6 @@ function accumulateParamGrad(grads: ParamGrads, model: RefModel, l: number, inpu
   }
 }
 
-function scaleParamGrads(g: ParamGrads, c: number): ParamGrads {
-  for (const w of g.weights) scaleInPlace(w, c);
-  for (const b of g.biases) if (b) for (let i = 0; i < b.length; i++) b[i] = c * b[i]!;
-  return g;
-}
-
 // ─────────────────────────────────────── parameterisations ───────────────────────────────────────
 
 /** JPC's `param_type`. */
@@ -271,7 +265,8 @@ function checkSkips(model: GenModel): void {
 function checkChain(model: RefModel): void {
   const L = numLayers(model);
   if (model.biases.length !== L) throw new RangeError('biases must have one entry per layer');
-  if (model.scales !== undefined && model.scales.length !== L) throw new RangeError('scales must have one entry per layer');
+  if (model.scales !== undefined && model.scales.length !== L)
+    throw new RangeError('scales must have one entry per layer');
   for (let l = 0; l < L; l++) {
     const w = Wm(model, l);
     if (l > 0 && w.cols !== Wm(model, l - 1).rows) {
@@ -336,7 +331,9 @@ function pcState(model: GenModel, acts: readonly Mat[], y: Mat, x: Mat | null, o
   const B = y.rows;
   const want = x === null ? L + 1 : L;
   if (acts.length !== want) {
-    throw new RangeError(`expected ${want} activities (${x === null ? 'unsupervised' : 'supervised'}), got ${acts.length}`);
+    throw new RangeError(
+      `expected ${want} activities (${x === null ? 'unsupervised' : 'supervised'}), got ${acts.length}`,
+    );
   }
   const z: Mat[] = [];
   z.push(expectShape(x ?? acts[0], B, Wm(model, 0).cols, x === null ? 'z_0' : 'x'));
@@ -521,14 +518,16 @@ function hpcState(
   const L = numLayers(amortiser);
   if (L < 2) throw new RangeError('hpc: the amortiser needs at least 2 layers');
   const B = image.rows;
-  if (amortActs.length !== L + 1) throw new RangeError(`hpc: expected ${L + 1} amortised activities, got ${amortActs.length}`);
+  if (amortActs.length !== L + 1)
+    throw new RangeError(`hpc: expected ${L + 1} amortised activities, got ${amortActs.length}`);
   // z_k of the generator: genActs[k] (L+1 entries, unsupervised) or genActs[k − 1] (L entries, supervised).
   let zOff: number;
   if (genActs.length === L + 1) zOff = 0;
   else if (genActs.length === L) zOff = -1;
   else throw new RangeError(`hpc: expected ${L} or ${L + 1} generator activities, got ${genActs.length}`);
   const genZ = (k: number): Mat | undefined => genActs[k + zOff];
-  if (label === null && zOff !== 0) throw new RangeError('hpc: without a label the generator activities must include z_0');
+  if (label === null && zOff !== 0)
+    throw new RangeError('hpc: without a label the generator activities must include z_0');
   const inputs: Mat[] = [];
   const r: Mat[] = [];
   for (let l = 0; l < L; l++) {
@@ -677,7 +676,14 @@ export function bpcLayerEnergies(
 }
 
 /** The total bPC energy: the sum of `bpcLayerEnergies`. */
-export function bpcEnergy(td: GenModel, bu: GenModel, acts: readonly Mat[], y: Mat, x: Mat | null, opts: BpcOpts): number {
+export function bpcEnergy(
+  td: GenModel,
+  bu: GenModel,
+  acts: readonly Mat[],
+  y: Mat,
+  x: Mat | null,
+  opts: BpcOpts,
+): number {
   return bpcLayerEnergies(td, bu, acts, y, x, opts).reduce((a, b) => a + b, 0);
 }
 
@@ -853,7 +859,13 @@ export function epcParamGrads(model: GenModel, errors: readonly Mat[], y: Mat, x
  * - unsupervised: errors = [ε_0..ε_L] (L+1 entries), z_0 = ε_0, the same forward pass with errors[1..L−1] and
  *   z_L − errors[L]; the penalty sums errors[0..L−2], i.e. ε_0 is penalised and ε_{L−1} is not.
  */
-export function jpcEpcEnergy(model: GenModel, errorsJpcLayout: readonly Mat[], y: Mat, x: Mat | null, loss: Loss): number {
+export function jpcEpcEnergy(
+  model: GenModel,
+  errorsJpcLayout: readonly Mat[],
+  y: Mat,
+  x: Mat | null,
+  loss: Loss,
+): number {
   checkChain(model);
   const L = numLayers(model);
   const want = x === null ? L + 1 : L;
