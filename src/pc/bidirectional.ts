@@ -46,7 +46,8 @@ import {
   type WorkspaceRequest,
 } from './batch.js';
 import { initActivitiesWithAmort } from './hybrid.js';
-import { type Job, errorJob, gradJob, packJobs, paramJob, tilesOf } from './layer-jobs.js';
+import { type Job, gradJob, packJobs, tilesOf } from './layer-jobs.js';
+import { carryTerm, errorJob, paramGradJob } from './layers/index.js';
 import type { Model } from './model.js';
 import { type OptState, type Optimizer, checkOptState } from './optim.js';
 import { writeSolverConfig } from './solver.js';
@@ -195,8 +196,7 @@ function bpcJobs(ws: Workspace, bu: Model, alphaF: number, alphaB: number, unsup
     const out = H + 1 - a; // slot of u_a
     const input = a === 1 ? ws.target : slot(phiBu, out + 1);
     buErrors.push(
-      errorJob({
-        layer,
+      errorJob(layer, {
         rows: B,
         input,
         target: slot(fam.y, out),
@@ -206,7 +206,7 @@ function bpcJobs(ws: Workspace, bu: Model, alphaF: number, alphaB: number, unsup
         ...(layer.skip ? { residualFrom: slot(fam.y, out + 1) } : {}),
       }),
     );
-    buParams.push(paramJob({ layer, rows: B, error: slot(e2, out), input, coef: (-alphaB * layer.scale) / B }));
+    buParams.push(paramGradJob(layer, { rows: B, error: slot(e2, out), input, coef: (-alphaB * layer.scale) / B }));
   }
   // Pass 1 (bottom-up weights): ∂/∂u_a of α_b's terms into the gradient family.
   const buGrads: Job[] = [];
@@ -224,7 +224,7 @@ function bpcJobs(ws: Workspace, bu: Model, alphaF: number, alphaB: number, unsup
         grad: slot(grad, l),
         part: buGradPart[l]!,
         own: slot(e2, l),
-        ...(nextBu ? { next: { layer: nextBu, error: slot(e2, l - 1), weight: 1 } } : {}),
+        ...(nextBu ? { carry: carryTerm(nextBu, { error: slot(e2, l - 1), weight: 1 }) } : {}),
         scale: alphaB / B,
       }),
     );
@@ -237,7 +237,7 @@ function bpcJobs(ws: Workspace, bu: Model, alphaF: number, alphaB: number, unsup
         grad: slot(grad, l),
         part: ws.partA.off + ws.gradPart[l]!,
         ...(l >= 1 ? { own: slot(fam.e, l) } : {}),
-        next: { layer: td.layers[l]!, error: slot(fam.e, l + 1), weight: 1 },
+        carry: carryTerm(td.layers[l]!, { error: slot(fam.e, l + 1), weight: 1 }),
         identity: l === 0,
         accumulate: true,
         scale: alphaF / B,
@@ -245,8 +245,7 @@ function bpcJobs(ws: Workspace, bu: Model, alphaF: number, alphaB: number, unsup
     );
   }
   const tdParams = td.layers.map((layer, i) =>
-    paramJob({
-      layer,
+    paramGradJob(layer, {
       rows: B,
       error: slot(fam.e, i + 1),
       input: i === 0 ? slot(fam.y, 0) : slot(fam.py, i),

@@ -46,7 +46,8 @@ import {
   loadBatch,
   onWorkspaces,
 } from './batch.js';
-import { forwardJob, gradJob, packJobs, paramJob } from './layer-jobs.js';
+import { gradJob, packJobs } from './layer-jobs.js';
+import { carryTerm, forwardJob, paramGradJob } from './layers/index.js';
 import type { Model } from './model.js';
 import { type OptState, type Optimizer, checkOptState } from './optim.js';
 import { writeSolverConfig } from './solver.js';
@@ -128,8 +129,7 @@ function prepareEpc(ws: Workspace): void {
   const supervised = ws.mode === 'supervised';
   for (let l = 1; l < L; l++) {
     const layer = model.layers[l - 1]!;
-    const job = forwardJob({
-      layer,
+    const job = forwardJob(layer, {
       rows: B,
       input: ws.layerInput(l, 'y'),
       output: slot(fam.y, l),
@@ -155,7 +155,7 @@ function prepareEpc(ws: Workspace): void {
       family: ws.layer[l]!,
       grad: slot(r, l),
       part: ws.partA.off + ws.gradPart[l]!,
-      next: { layer: model.layers[l]!, error: l + 1 === L ? slot(fam.e, L) : slot(r, l + 1), weight: 1 },
+      carry: carryTerm(model.layers[l]!, { error: l + 1 === L ? slot(fam.e, L) : slot(r, l + 1), weight: 1 }),
       identity: l === 0,
       scale: -1,
     });
@@ -163,8 +163,7 @@ function prepareEpc(ws: Workspace): void {
   }
   // r_L is the output layer's error e_L itself.
   const params = model.layers.map((layer, i) =>
-    paramJob({
-      layer,
+    paramGradJob(layer, {
       rows: B,
       error: i + 1 === L ? slot(fam.e, L) : slot(r, i + 1),
       input: ws.layerInput(i + 1, 'y'),

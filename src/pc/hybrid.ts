@@ -40,7 +40,8 @@ import {
   writeNormalActivities,
   type WorkspaceRequest,
 } from './batch.js';
-import { type Job, errorJob, packJobs, paramJob } from './layer-jobs.js';
+import { type Job, packJobs } from './layer-jobs.js';
+import { errorJob, paramGradJob } from './layers/index.js';
 import type { Model } from './model.js';
 import { type OptState, type Optimizer, checkOptState } from './optim.js';
 import {
@@ -130,8 +131,7 @@ function prepareAmortiser(aws: Workspace): void {
     const layer = model.layers[l - 1]!;
     const input = l === 1 ? aws.x : fam.py + aws.layer[l - 1]!;
     errors.push(
-      errorJob({
-        layer,
+      errorJob(layer, {
         rows: B,
         input,
         ...(l === 1 ? { fixedPrediction: aws.pred1 } : {}),
@@ -142,7 +142,7 @@ function prepareAmortiser(aws: Workspace): void {
         ...(layer.skip ? { residualFrom: fam.y + aws.layer[l - 1]! } : {}),
       }),
     );
-    params.push(paramJob({ layer, rows: B, error: fam.e + aws.layer[l]!, input, coef: (-2 * layer.scale) / B }));
+    params.push(paramGradJob(layer, { rows: B, error: fam.e + aws.layer[l]!, input, coef: (-2 * layer.scale) / B }));
   }
   const device = aws.runtime.device;
   const errTable = packJobs(errors, aws.tiles);

@@ -1,13 +1,10 @@
 /**
  * Job tables for the grouped layer kernels (struct Job in kernels/layer-matmul.wgsl): 80-byte records of one layer
- * matmul each, with the offsets each kernel file documents. Tables are built once per workspace.
- *
- * The builders below describe one layer's work in terms of where its operands live, so that every network
- * shape WPC trains (supervised and unsupervised PC, the two halves of bidirectional PC, the amortiser of
- * hybrid PC, error-reparameterised PC's backward pass) is built from the same three kinds of job.
+ * matmul each, with the offsets each kernel file documents, packed in a workgroup order that balances the load.
+ * Tables are built once per workspace. A layer's own jobs come from its kind (pc/layers); the one job built here
+ * is an activity's gradient, which joins its own error with the term its next layer's kind carries down.
  */
 import { GradFlag, JOB_WORDS, JobFlag, type TileConfig, workgroupSharesTile, workgroupTile } from '../kernels/index.js';
-import type { LayerSpec } from './model.js';
 
 export interface Job {
   m: number;
@@ -137,88 +134,17 @@ export function packJobs(jobs: readonly Job[], tiles: TileConfig): JobTable {
   return { data, workgroups: order.length, tiles: counts };
 }
 
-/** A layer's prediction error (forward.wgsl, ERRORS): e = target − s·(W·input + b) [− residual]. */
-export interface ErrorJobSpec {
-  layer: LayerSpec;
-  /** Rows (the batch). */
-  rows: number;
-  /** The A operand: φ(z_{l−1}), or the raw input of a first layer (x, a free z_0, an image). */
-  input: number;
-  /** A first layer whose prediction is fixed (clamped input) and precomputed here: no matmul. */
-  fixedPrediction?: number;
-  /** What the prediction is compared with: z_l, or the target y of an output layer. */
-  target: number;
-  error: number;
-  /** First of the tiles' partial-sum quads (Σe² of each tile). */
-  part: number;
-  output?: boolean;
-  /** Cross-entropy output: leave the logits (output.wgsl turns them into the error). */
-  logits?: boolean;
-  /** The raw z_{l−1} of an identity residual, added to the prediction. */
-  residualFrom?: number;
-}
-
-export function errorJob(s: ErrorJobSpec): Job {
-  const fixed = s.fixedPrediction !== undefined;
-  return {
-    m: s.rows,
-    n: s.layer.outDim,
-    k: fixed ? 0 : s.layer.inDim,
-    aOff: fixed ? 0 : s.input,
-    bOff: s.layer.weightOffset,
-    cOff: s.error,
-    dOff: s.target,
-    eOff: s.fixedPrediction ?? 0,
-    fOff: s.residualFrom ?? 0,
-    biasOff: Math.max(0, s.layer.biasOffset),
-    partOff: s.part,
-    flags:
-      (s.layer.useBias ? JobFlag.BIAS : 0) |
-      (fixed ? JobFlag.FIRST : 0) |
-      (s.output ? JobFlag.OUTPUT : 0) |
-      (s.logits ? JobFlag.LOGITS : 0) |
-      (s.residualFrom !== undefined ? JobFlag.SKIP : 0),
-    coef0: s.layer.scale,
-  };
-}
-
-/** A layer's feedforward pass (forward.wgsl, FORWARD): z = s·(W·input + b) [+ residual] [+ ε]. */
-export interface ForwardJobSpec {
-  layer: LayerSpec;
-  rows: number;
-  input: number;
-  /** Where z goes. */
-  output: number;
-  /** Where φ(z) goes (hidden layers). */
-  phi?: number;
-  /** Where the prediction alone goes (the first layer's, fixed while the input is clamped). */
-  prediction?: number;
-  residualFrom?: number;
-  /** ε added to the prediction (error-reparameterised PC). */
-  addError?: number;
-}
-
-export function forwardJob(s: ForwardJobSpec): Job {
-  return {
-    m: s.rows,
-    n: s.layer.outDim,
-    k: s.layer.inDim,
-    aOff: s.input,
-    bOff: s.layer.weightOffset,
-    cOff: s.output,
-    dOff: s.phi ?? 0,
-    eOff: s.prediction ?? 0,
-    fOff: s.residualFrom ?? 0,
-    biasOff: Math.max(0, s.layer.biasOffset),
-    partOff: s.addError ?? 0,
-    flags:
-      (s.layer.useBias ? JobFlag.BIAS : 0) |
-      (s.phi !== undefined ? JobFlag.WRITE_PHI : 0) |
-      (s.prediction !== undefined ? JobFlag.WRITE_PRED : 0) |
-      (s.residualFrom !== undefined ? JobFlag.SKIP : 0) |
-      (s.addError !== undefined ? JobFlag.ADD_ERR : 0),
-    coef0: s.layer.scale,
-  };
+/**
+ * A layer's term in the activity gradient of its input, as the activity-gradient job takes it (from the layer
+ * kind's `carry`): a product of `k` columns of the error at `aOff` with the parameters at `bOff`, times `coef`;
+ * `skip` adds w·e itself (an identity residual's derivative).
+ */
+export interface CarryTerm {
+  k: number;
+  aOff: number;
+  bOff: number;
+  coef: number;
+  skip: boolean;
 }
 
 /**
@@ -238,8 +164,8 @@ export interface GradJobSpec {
   part: number;
   /** z's own prediction error; none for a free input z_0 or an unused output activity. */
   own?: number;
-  /** The layer z feeds, its error, and that layer's energy weight (λ for an output layer, else 1). */
-  next?: { layer: LayerSpec; error: number; weight: number };
+  /** The term of the layer z feeds (its kind's `carry`): the transposed product of that layer's error. */
+  carry?: CarryTerm;
   /** φ' = 1: z enters the next layer without an activation (a free z_0). */
   identity?: boolean;
   /** Add the value already at `grad` (a first pass's part). */
@@ -249,13 +175,13 @@ export interface GradJobSpec {
 }
 
 export function gradJob(s: GradJobSpec): Job {
-  const next = s.next;
+  const carry = s.carry;
   return {
     m: s.rows,
     n: s.width,
-    k: next ? next.layer.outDim : 0,
-    aOff: next ? next.error : 0,
-    bOff: next ? next.layer.weightOffset : 0,
+    k: carry ? carry.k : 0,
+    aOff: carry ? carry.aOff : 0,
+    bOff: carry ? carry.bOff : 0,
     cOff: s.grad,
     dOff: s.own ?? 0,
     eOff: s.z,
@@ -264,9 +190,9 @@ export function gradJob(s: GradJobSpec): Job {
     flags:
       (s.own === undefined ? GradFlag.NO_OWN : 0) |
       (s.identity ? GradFlag.IDENTITY : 0) |
-      (next?.layer.skip ? GradFlag.SKIP : 0) |
+      (carry?.skip ? GradFlag.SKIP : 0) |
       (s.accumulate ? GradFlag.ACCUMULATE : 0),
-    coef0: next ? next.layer.scale * next.weight : 0,
+    coef0: carry ? carry.coef : 0,
     coef1: s.scale,
   };
 }
@@ -298,29 +224,4 @@ export function vec4Shaped(job: Job, tiles: TileConfig): Job {
     if (size % n === 0 && tilesOf(size / n, n, tiles) === want) return { ...job, m: size / n, n };
   }
   return job;
-}
-
-/** ∂F/∂W = coef·eᵀ·input, ∂F/∂b = coef·Σ_b e (param-grad.wgsl), with coef = −s·w·factor/B. */
-export interface ParamJobSpec {
-  layer: LayerSpec;
-  rows: number;
-  error: number;
-  /** φ(z_{l−1}), or the raw input of a first layer. */
-  input: number;
-  /** Where ∂F/∂W and ∂F/∂b go (the gradient buffer shares the parameters' layout). */
-  coef: number;
-}
-
-export function paramJob(s: ParamJobSpec): Job {
-  return {
-    m: s.layer.outDim,
-    n: s.layer.inDim,
-    k: s.rows,
-    aOff: s.error,
-    bOff: s.input,
-    cOff: s.layer.weightOffset,
-    dOff: Math.max(0, s.layer.biasOffset),
-    flags: s.layer.useBias ? JobFlag.BIAS : 0,
-    coef0: s.coef,
-  };
 }

@@ -24,23 +24,11 @@ import { checkCap, checkFits, storageLimit } from '../runtime/limits.js';
 import { Runtime, checkCallerBuffer } from '../runtime/runtime.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { Random } from '../util/random.js';
-import type { Workspace } from './workspace.js';
+import { type LayerSpec, biasTensor, denseLayers, initLayer, layerParamCount, weightMatrix } from './layers/index.js';
 
 export type { Activation };
 export { ACTIVATIONS };
-
-export interface LayerSpec {
-  readonly inDim: number;
-  readonly outDim: number;
-  readonly useBias: boolean;
-  /** Offsets (in f32 elements) of W_l and b_l in the parameter buffer; `biasOffset` is -1 without bias. */
-  readonly weightOffset: number;
-  readonly biasOffset: number;
-  /** The layer's parameter scaling s_l (1 for JPC's standard parameterisation; see `paramScalings`). */
-  readonly scale: number;
-  /** An identity residual: the layer predicts s_l·f_l(z_{l−1}) + z_{l−1} (JPC's `make_skip_model`). */
-  readonly skip: boolean;
-}
+export type { LayerSpec };
 
 /**
  * JPC's parameterisations: `'sp'` (standard, every s_l = 1), `'ntp'` (neural tangent) and `'mupc'` (μPC,
@@ -114,8 +102,8 @@ export class Model {
   readonly biases: readonly (Tensor | null)[];
   private disposedFlag = false;
   private gradBuffer: GPUBuffer | undefined;
-  /** @internal workspaces by batch size and purpose, built once and reused (see workspace.ts). */
-  readonly workspaces = new Map<string, Promise<Workspace>>();
+  /** Work to do when the model is disposed (e.g. freeing the workspaces built for it). */
+  private readonly disposers: (() => void)[] = [];
   /** @internal a number unique to this model, to take several models' locks in one order. */
   readonly serial = nextSerial++;
 
@@ -132,11 +120,18 @@ export class Model {
   ) {
     this.layers = Object.freeze(layers);
     this.dims = Object.freeze([layers[0]!.inDim, ...layers.map((l) => l.outDim)]);
-    const last = layers[layers.length - 1]!;
-    this.paramCount = last.useBias ? last.biasOffset + last.outDim : last.weightOffset + last.outDim * last.inDim;
-    this.weights = Object.freeze(layers.map((l) => runtime.view(params, l.weightOffset * 4, [l.outDim, l.inDim])));
+    this.paramCount = layers.reduce((n, l) => n + layerParamCount(l), 0);
+    this.weights = Object.freeze(
+      layers.map((l) => {
+        const w = weightMatrix(l);
+        return runtime.view(params, w.offset * 4, [w.rows, w.cols]);
+      }),
+    );
     this.biases = Object.freeze(
-      layers.map((l) => (l.useBias ? runtime.view(params, l.biasOffset * 4, [l.outDim]) : null)),
+      layers.map((l) => {
+        const b = biasTensor(l);
+        return b ? runtime.view(params, b.offset * 4, b.shape) : null;
+      }),
     );
   }
 
@@ -179,9 +174,20 @@ export class Model {
     this.checkAlive('toArrays');
     const [all] = await this.runtime.read([{ buffer: this.params, byteOffset: 0, byteLength: this.paramCount * 4 }]);
     return {
-      weights: this.layers.map((l) => all!.slice(l.weightOffset, l.weightOffset + l.outDim * l.inDim)),
-      biases: this.layers.map((l) => (l.useBias ? all!.slice(l.biasOffset, l.biasOffset + l.outDim) : null)),
+      weights: this.layers.map((l) => {
+        const w = weightMatrix(l);
+        return all!.slice(w.offset, w.offset + w.rows * w.cols);
+      }),
+      biases: this.layers.map((l) => {
+        const b = biasTensor(l);
+        return b ? all!.slice(b.offset, b.offset + b.shape[0]!) : null;
+      }),
     };
+  }
+
+  /** @internal runs `dispose` when the model is disposed. */
+  onDispose(dispose: () => void): void {
+    this.disposers.push(dispose);
   }
 
   /** @internal throws if the model was disposed or its device lost. */
@@ -194,12 +200,7 @@ export class Model {
   dispose(): void {
     if (this.disposedFlag) return;
     this.disposedFlag = true;
-    for (const ws of this.workspaces.values())
-      void ws.then(
-        (w) => w.dispose(),
-        () => undefined,
-      );
-    this.workspaces.clear();
+    for (const dispose of this.disposers.splice(0)) dispose();
     this.params.destroy();
     this.gradBuffer?.destroy();
     this.runtime.untrack(this);
@@ -211,26 +212,6 @@ export class Model {
 }
 
 let nextSerial = 1;
-
-function layout(
-  dims: readonly number[],
-  useBias: boolean,
-  scales: readonly number[],
-  skips: readonly boolean[],
-): LayerSpec[] {
-  const layers: LayerSpec[] = [];
-  let at = 0;
-  for (let l = 0; l + 1 < dims.length; l++) {
-    const inDim = dims[l]!;
-    const outDim = dims[l + 1]!;
-    const weightOffset = at;
-    at += inDim * outDim;
-    const biasOffset = useBias ? at : -1;
-    if (useBias) at += outDim;
-    layers.push({ inDim, outDim, useBias, weightOffset, biasOffset, scale: scales[l]!, skip: skips[l] ?? false });
-  }
-  return layers;
-}
 
 /** Parameters (weights and biases) of a model with activity widths `dims`: Σ_l d_l·d_{l+1} (+ d_{l+1}). */
 export function mlpParamCount(dims: readonly number[], useBias: boolean): number {
@@ -396,7 +377,7 @@ export function makeMlp(runtime: Runtime, options: MakeMlpOptions): Model {
   const sizes = { inputDim, width, outputDim };
   const largest = (Object.keys(sizes) as (keyof typeof sizes)[]).reduce((a, b) => (sizes[b] > sizes[a] ? b : a));
   const total = checkParamsFit(`${fn}: options.${largest} ${sizes[largest]}`, dims, useBias, runtime.limits);
-  const layers = layout(
+  const layers = denseLayers(
     dims,
     useBias,
     paramScalings(dims, param.paramType, { skips: param.skips.some(Boolean), gamma: param.gamma }),
@@ -404,14 +385,7 @@ export function makeMlp(runtime: Runtime, options: MakeMlpOptions): Model {
   );
   const data = new Float32Array(total);
   const root = new Random(options.seed);
-  layers.forEach((l, i) => {
-    const stream = root.fork(i);
-    const lim = 1 / Math.sqrt(l.inDim);
-    const n = l.inDim * l.outDim;
-    if (param.paramType === 'mupc') for (let j = 0; j < n; j++) data[l.weightOffset + j] = stream.normal();
-    else for (let j = 0; j < n; j++) data[l.weightOffset + j] = stream.uniform(-lim, lim);
-    if (l.useBias) for (let j = 0; j < l.outDim; j++) data[l.biasOffset + j] = stream.uniform(-lim, lim);
-  });
+  layers.forEach((l, i) => initLayer(l, data, root.fork(i), param.paramType === 'mupc' ? 'mupc' : 'default'));
   return upload(runtime, fn, actFn, layers, data, param);
 }
 
@@ -452,7 +426,7 @@ export function mlpFromWeights(runtime: Runtime, options: MlpFromWeightsOptions)
   }
   const param = checkParameterisation(fn, options, dims);
   const total = checkParamsFit(`${fn}: options.dims ${formatDims(dims)}`, dims, biases !== null, runtime.limits);
-  const layers = layout(
+  const layers = denseLayers(
     dims,
     biases !== null,
     paramScalings(dims, param.paramType, { skips: param.skips.some(Boolean), gamma: param.gamma }),
@@ -518,7 +492,7 @@ export function mlpFromBuffer(runtime: Runtime, options: MlpFromBufferOptions): 
     argError(fn, 'options.byteOffset', 'a non-negative multiple of 4', byteOffset);
   const param = checkParameterisation(fn, options, dims);
   const total = checkParamsFit(`${fn}: options.dims ${formatDims(dims)}`, dims, useBias, runtime.limits);
-  const layers = layout(
+  const layers = denseLayers(
     dims,
     useBias,
     paramScalings(dims, param.paramType, { skips: param.skips.some(Boolean), gamma: param.gamma }),

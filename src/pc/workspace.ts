@@ -58,21 +58,12 @@ import { bufferLimit, checkFits, storageLimit } from '../runtime/limits.js';
 import { type CompiledKernel, createBindGroup } from '../runtime/kernel.js';
 import type { Recorder } from '../runtime/recorder.js';
 import { type Runtime, SleepEstimator } from '../runtime/runtime.js';
-import {
-  type Job,
-  type JobTable,
-  epilogue4Ready,
-  errorJob,
-  forwardJob,
-  gradJob,
-  packJobs,
-  paramJob,
-  tilesOf,
-  vec4Shaped,
-} from './layer-jobs.js';
+import { type Job, type JobTable, epilogue4Ready, gradJob, packJobs, tilesOf, vec4Shaped } from './layer-jobs.js';
+import { biasTensor, carryTerm, errorJob, forwardJob, fusedLayer, paramGradJob, weightMatrix } from './layers/index.js';
+import { FINISH_ENTRIES, LOSSES, type Loss, type OutputSite, outputKind } from './layers/output.js';
 import { type Model, formatDims } from './model.js';
 
-export type Loss = 'mse' | 'ce';
+export type { Loss };
 export type EvalPoint = 'y' | 't';
 /** `eval` workspaces only hold what a feedforward pass and its loss need (test batches can be large). */
 export type Purpose = 'train' | 'eval';
@@ -407,6 +398,27 @@ export function maxWorkspaceRows(
   return lo;
 }
 
+/** The workspaces built for each model, by batch size, purpose and mode (freed with the model). */
+const workspaces = new WeakMap<Model, Map<string, Promise<Workspace>>>();
+
+function workspacesOf(model: Model): Map<string, Promise<Workspace>> {
+  let cache = workspaces.get(model);
+  if (!cache) {
+    const built = new Map<string, Promise<Workspace>>();
+    model.onDispose(() => {
+      for (const ws of built.values())
+        void ws.then(
+          (w) => w.dispose(),
+          () => undefined,
+        );
+      built.clear();
+    });
+    workspaces.set(model, built);
+    cache = built;
+  }
+  return cache;
+}
+
 export class Workspace {
   readonly runtime: Runtime;
   readonly tiles: TileConfig;
@@ -570,9 +582,10 @@ export class Workspace {
     needs: WorkspaceNeeds = { stages: 2, gridSteps: 1 },
     mode: Mode = 'supervised',
   ): Promise<Workspace> {
+    const cache = workspacesOf(model);
     const trainKey = `${batch}:train:${mode}`;
-    const key = purpose === 'eval' && model.workspaces.has(trainKey) ? trainKey : `${batch}:${purpose}:${mode}`;
-    const cached = model.workspaces.get(key);
+    const key = purpose === 'eval' && cache.has(trainKey) ? trainKey : `${batch}:${purpose}:${mode}`;
+    const cached = cache.get(key);
     const build = (grown: WorkspaceNeeds, previous?: Promise<Workspace>) => {
       const ws = (async () => {
         if (previous) {
@@ -587,18 +600,18 @@ export class Workspace {
         await w.prepare();
         return w;
       })();
-      model.workspaces.set(key, ws);
+      cache.set(key, ws);
       ws.catch(() => {
-        if (model.workspaces.get(key) === ws) model.workspaces.delete(key);
+        if (cache.get(key) === ws) cache.delete(key);
       });
       return ws;
     };
     if (!cached) {
       // Keep at most a few workspaces per model (e.g. the training batch, a test batch, a last partial batch).
-      if (model.workspaces.size >= 4) {
-        const oldest = model.workspaces.keys().next().value!;
-        const old = model.workspaces.get(oldest)!;
-        model.workspaces.delete(oldest);
+      if (cache.size >= 4) {
+        const oldest = cache.keys().next().value!;
+        const old = cache.get(oldest)!;
+        cache.delete(oldest);
         void old.then(
           (w) => w.exclusive(async () => w.dispose()),
           () => undefined,
@@ -679,10 +692,17 @@ export class Workspace {
     return l === this.model.depth ? this.energy.lambda : 1;
   }
 
-  /** Whether the energy is JPC's plain one (no λ, decay or skips, input clamped): the fused solve's case. */
+  /**
+   * Whether the fused whole-solve kernel can run this workspace: JPC's plain energy (no λ, decay or skips, input
+   * clamped), and every layer of a kind that kernel knows.
+   */
   get plain(): boolean {
     return (
-      this.mode === 'supervised' && !this.model.hasSkips && this.energy.lambda === 1 && this.energy.activityDecay === 0
+      this.mode === 'supervised' &&
+      !this.model.hasSkips &&
+      this.energy.lambda === 1 &&
+      this.energy.activityDecay === 0 &&
+      this.model.layers.every((l) => fusedLayer(l) !== undefined)
     );
   }
 
@@ -692,8 +712,7 @@ export class Workspace {
   private forwardJobOf(l: number): Job {
     const { model, batch: B, fam } = this;
     const L = model.depth;
-    return forwardJob({
-      layer: model.layers[l - 1]!,
+    return forwardJob(model.layers[l - 1]!, {
       rows: B,
       input: this.layerInput(l, 'y'),
       output: fam.y + this.layer[l]!,
@@ -708,13 +727,13 @@ export class Workspace {
     const L = model.depth;
     const z = this.zFam(point);
     const jobs: Job[] = [];
+    const logits = outputKind(loss).logits;
     let part = this.partE;
     for (let l = 1; l <= L; l++) {
       const output = l === L;
       const residual = this.residual(l, point);
       jobs.push(
-        errorJob({
-          layer: model.layers[l - 1]!,
+        errorJob(model.layers[l - 1]!, {
           rows: B,
           input: this.layerInput(l, point),
           ...(l === 1 && this.mode === 'supervised' ? { fixedPrediction: this.pred1 } : {}),
@@ -722,7 +741,7 @@ export class Workspace {
           error: fam.e + this.layer[l]!,
           part,
           output,
-          logits: output && loss === 'ce',
+          logits: output && logits,
           ...(residual !== undefined ? { residualFrom: residual } : {}),
         }),
       );
@@ -748,7 +767,12 @@ export class Workspace {
         part: part + this.gradPart[l]!,
         ...(l >= 1 && l < L ? { own: fam.e + this.layer[l]! } : {}),
         ...(l < L
-          ? { next: { layer: model.layers[l]!, error: fam.e + this.layer[l + 1]!, weight: this.layerWeight(l + 1) } }
+          ? {
+              carry: carryTerm(model.layers[l]!, {
+                error: fam.e + this.layer[l + 1]!,
+                weight: this.layerWeight(l + 1),
+              }),
+            }
           : {}),
         identity: l === 0,
         scale: 1 / B,
@@ -762,8 +786,7 @@ export class Workspace {
   private paramGradJobs(): Job[] {
     const { model, batch: B, fam } = this;
     return model.layers.map((spec, i) =>
-      paramJob({
-        layer: spec,
+      paramGradJob(spec, {
         rows: B,
         error: fam.e + this.layer[i + 1]!,
         input: this.layerInput(i + 1, 'y'),
@@ -789,8 +812,8 @@ export class Workspace {
     // JPC's record_layers order: [E_L, E_2, …, E_{L−1}, E_1].
     const order = L === 1 ? [1] : [L, ...Array.from({ length: L - 2 }, (_, i) => i + 2), 1];
     return order.map((l, position) =>
-      l === L && loss === 'ce'
-        ? { off: this.partCe, count: B, stride: 4, out: position, scale: lambda / B }
+      l === L
+        ? { ...outputKind(loss).energyTerm(this.outputSite, lambda), out: position }
         : {
             off: this.errorPart(l),
             count: this.errorTiles[l - 1]!,
@@ -806,27 +829,28 @@ export class Workspace {
     const L = this.model.depth;
     const lambda = this.energy.lambda;
     const hiddenTiles = this.errorTiles.slice(0, L - 1).reduce((a, b) => a + b, 0);
-    return loss === 'ce'
-      ? {
-          off: this.partE,
-          count: hiddenTiles,
-          stride: 4,
-          out: this.scalar.total,
-          scale: 0.5 / B,
-          off2: this.partCe,
-          count2: B,
-          scale2: lambda / B,
-        }
-      : {
-          off: this.partE,
-          count: hiddenTiles,
-          stride: 4,
-          out: this.scalar.total,
-          scale: 0.5 / B,
-          off2: this.errorPart(L),
-          count2: this.errorTiles[L - 1]!,
-          scale2: (0.5 * lambda) / B,
-        };
+    const output = outputKind(loss).energyTerm(this.outputSite, lambda);
+    return {
+      off: this.partE,
+      count: hiddenTiles,
+      stride: 4,
+      out: this.scalar.total,
+      scale: 0.5 / B,
+      off2: output.off,
+      count2: output.count,
+      scale2: output.scale,
+    };
+  }
+
+  /** Where the output layer's partial sums are, for its output kind. */
+  private get outputSite(): OutputSite {
+    const L = this.model.depth;
+    return {
+      errorPart: this.errorPart(L),
+      errorTiles: this.errorTiles[L - 1]!,
+      rowPart: this.partCe,
+      rows: this.batch,
+    };
   }
 
   private segmentData(segs: readonly SegmentSpec[]): ArrayBuffer {
@@ -914,8 +938,10 @@ export class Workspace {
     if (train) {
       specs.errors = forwardKernel(act, tiles, 'errors', false);
       specs['errors.gated'] = forwardKernel(act, tiles, 'errors', true);
-      specs.ce = outputKernel('ce_errors', false);
-      specs['ce.gated'] = outputKernel('ce_errors', true);
+      for (const finish of FINISH_ENTRIES) {
+        specs[finish] = outputKernel(finish, false);
+        specs[`${finish}.gated`] = outputKernel(finish, true);
+      }
       specs.rowNorms = outputKernel('row_norms', false);
       specs.paramGrad = paramGradKernel(tiles);
       specs.act = activityGradKernel(act, tiles, false);
@@ -955,8 +981,8 @@ export class Workspace {
         );
         this.groups.set('pred1', createBindGroup(device, this.k('forward'), { jobs: predJobs, params, work }));
         const outputY = this.fam.y + this.layer[L]!;
-        for (const loss of ['mse', 'ce'] as const) {
-          const rows = this.rowsUniform(B, model.outputDim, outputY, this.partRows, loss === 'ce' ? 1 : 0);
+        for (const loss of LOSSES) {
+          const rows = this.rowsUniform(B, model.outputDim, outputY, this.partRows, outputKind(loss).kernelFlag);
           this.groups.set(`lossRows.${loss}`, createBindGroup(device, this.k('lossRows'), { rows, work }));
         }
         this.reduceGroup(
@@ -972,7 +998,7 @@ export class Workspace {
       if (!train) return;
 
       const state = this.state;
-      for (const loss of ['mse', 'ce'] as const) {
+      for (const loss of LOSSES) {
         for (const point of ['y', 't'] as const) {
           const jobs = this.addTable(`errors.${point}.${loss}`, packJobs(this.errorJobs(point, loss), tiles));
           this.groups.set(`errors.${point}.${loss}`, createBindGroup(device, this.k('errors'), { jobs, params, work }));
@@ -993,9 +1019,15 @@ export class Workspace {
         // The recording tables: layer energies into a row of the records buffer.
         this.energySegments(`record.${loss}`, () => this.layerEnergySegments(loss));
       }
-      const ceRows = this.rowsUniform(B, model.outputDim, this.fam.e + this.layer[L]!, this.partCe, 1);
-      this.groups.set('ce', createBindGroup(device, this.k('ce'), { rows: ceRows, work }));
-      this.groups.set('ce.gated', createBindGroup(device, this.k('ce.gated'), { rows: ceRows, work, state }));
+      // The output kinds' finishing kernels read the logits left in e_L and write one partial quad per row.
+      const finishRows = this.rowsUniform(B, model.outputDim, this.fam.e + this.layer[L]!, this.partCe, 1);
+      for (const finish of FINISH_ENTRIES) {
+        this.groups.set(finish, createBindGroup(device, this.k(finish), { rows: finishRows, work }));
+        this.groups.set(
+          `${finish}.gated`,
+          createBindGroup(device, this.k(`${finish}.gated`), { rows: finishRows, work, state }),
+        );
+      }
       for (const point of ['y', 't'] as const) {
         const { buffer: jobs, jobs: list } = this.energyTable(`act.${point}`, () => this.activityGradJobs(point));
         this.actGroups.set(`act.${point}`, { jobs, params, vec4: epilogue4Ready(list), kernel: 'act' });
@@ -1043,25 +1075,30 @@ export class Workspace {
         work,
         this.scalars,
       );
+      // ‖W_l‖ and ‖b_l‖ per layer (an empty segment gives 0 for a layer without bias).
       const norms = (out: number): SegmentSpec[] =>
-        model.layers.flatMap((spec, i) => [
-          {
-            off: spec.weightOffset,
-            count: spec.inDim * spec.outDim,
-            stride: 1,
-            out: out + 2 * i,
-            scale: 1,
-            flags: ReduceFlag.SQUARE | ReduceFlag.SQRT,
-          },
-          {
-            off: Math.max(0, spec.biasOffset),
-            count: spec.useBias ? spec.outDim : 0,
-            stride: 1,
-            out: out + 2 * i + 1,
-            scale: 1,
-            flags: ReduceFlag.SQUARE | ReduceFlag.SQRT,
-          },
-        ]);
+        model.layers.flatMap((spec, i) => {
+          const w = weightMatrix(spec);
+          const b = biasTensor(spec);
+          return [
+            {
+              off: w.offset,
+              count: w.rows * w.cols,
+              stride: 1,
+              out: out + 2 * i,
+              scale: 1,
+              flags: ReduceFlag.SQUARE | ReduceFlag.SQRT,
+            },
+            {
+              off: b ? b.offset : 0,
+              count: b ? b.shape[0]! : 0,
+              stride: 1,
+              out: out + 2 * i + 1,
+              scale: 1,
+              flags: ReduceFlag.SQUARE | ReduceFlag.SQRT,
+            },
+          ];
+        });
       this.reduceGroup('paramNorms', norms(this.scalar.paramNorms), params, this.scalars);
       this.reduceGroup('gradNorms', norms(this.scalar.gradNorms), model.grads(), this.scalars);
       // Regulariser energies: every slot added into the total (unused ones are cleared to 0).
@@ -1189,7 +1226,7 @@ export class Workspace {
   private regularizer(): { uniform: GPUBuffer; scratch: GPUBuffer } {
     const L = this.model.depth;
     const { weightDecay: wd, spectralPenalty: sp } = this.energy;
-    const scratchSize = sp !== 0 ? this.model.layers.reduce((s, l) => s + l.inDim * l.inDim, 0) : 1;
+    const scratchSize = sp !== 0 ? this.model.layers.reduce((s, l) => s + weightMatrix(l).cols ** 2, 0) : 1;
     let reg = this.regState;
     if (!reg || reg.scratchSize < scratchSize) {
       reg?.scratch.destroy();
@@ -1234,11 +1271,12 @@ export class Workspace {
       const f = new Float32Array(data);
       let d = 0;
       this.model.layers.forEach((spec, l) => {
-        u.set([spec.weightOffset, spec.outDim, spec.inDim, d], l * words);
+        const w = weightMatrix(spec);
+        u.set([w.offset, w.rows, w.cols, d], l * words);
         f[l * words + 4] = wd;
-        u.set([spec.weightOffset, spec.outDim, spec.inDim, d], (L + l) * words);
+        u.set([w.offset, w.rows, w.cols, d], (L + l) * words);
         f[(L + l) * words + 4] = 2 * sp;
-        d += spec.inDim * spec.inDim;
+        d += w.cols * w.cols;
       });
       this.runtime.device.queue.writeBuffer(reg.uniform, 0, data);
       for (const k of ['regs.weight', 'regs.spectral', 'regs.activity']) {
@@ -1255,8 +1293,8 @@ export class Workspace {
     const L = this.model.depth;
     if (key === 'regs.weight') {
       return this.model.layers.map((spec, l) => ({
-        off: spec.weightOffset,
-        count: spec.inDim * spec.outDim,
+        off: weightMatrix(spec).offset,
+        count: weightMatrix(spec).rows * weightMatrix(spec).cols,
         stride: 1,
         out: regs + l,
         scale: wd / 2,
@@ -1264,7 +1302,7 @@ export class Workspace {
       }));
     }
     if (key === 'regs.spectral') {
-      const count = sp !== 0 ? this.model.layers.reduce((s, l) => s + l.inDim * l.inDim, 0) : 0;
+      const count = sp !== 0 ? this.model.layers.reduce((s, l) => s + weightMatrix(l).cols ** 2, 0) : 0;
       return [{ off: 0, count, stride: 1, out: regs + L, scale: sp / 2, flags: ReduceFlag.SQUARE }];
     }
     return [
@@ -1304,7 +1342,7 @@ export class Workspace {
       rec.dispatch(
         this.k('regularize.gram'),
         this.g('regularize.gram'),
-        this.elementwiseGroups(spec.inDim * spec.inDim),
+        this.elementwiseGroups(weightMatrix(spec).cols ** 2),
         [(L + l) * UNIFORM_STRIDE],
       );
     });
@@ -1323,7 +1361,7 @@ export class Workspace {
         rec.dispatch(
           this.k('regularize.spectral'),
           this.g('regularize.spectral'),
-          this.elementwiseGroups(spec.inDim * spec.outDim),
+          this.elementwiseGroups(weightMatrix(spec).rows * weightMatrix(spec).cols),
           [(L + l) * UNIFORM_STRIDE],
         );
       });
@@ -1333,7 +1371,7 @@ export class Workspace {
         rec.dispatch(
           this.k('regularize.weight_decay'),
           this.g('regularize.weight_decay'),
-          this.elementwiseGroups(spec.inDim * spec.outDim),
+          this.elementwiseGroups(weightMatrix(spec).rows * weightMatrix(spec).cols),
           [l * UNIFORM_STRIDE],
         );
       });
@@ -1389,7 +1427,9 @@ export class Workspace {
       this.g(`errors.${point}.${loss}${suffix}`),
       this.workgroups.get(`errors.${point}.${loss}`)!,
     );
-    if (loss === 'ce') rec.dispatch(this.k(`ce${suffix}`), this.g(`ce${suffix}`), this.elementwiseGroups(this.batch));
+    const finish = outputKind(loss).finish;
+    if (finish)
+      rec.dispatch(this.k(`${finish}${suffix}`), this.g(`${finish}${suffix}`), this.elementwiseGroups(this.batch));
   }
 
   /** Activity gradients at `point`, fused with what stage record `record` says. */
@@ -1622,8 +1662,9 @@ export class Workspace {
       const f = new Float32Array(table);
       model.layers.forEach((spec, i) => {
         const o = i * FUSED_LAYER_WORDS;
-        u.set([spec.inDim, spec.outDim, spec.weightOffset, Math.max(0, spec.biasOffset), spec.useBias ? 1 : 0], o);
-        f[o + 5] = spec.scale;
+        const fl = fusedLayer(spec)!;
+        u.set([fl.inDim, fl.outDim, fl.weightOffset, Math.max(0, fl.biasOffset), fl.useBias ? 1 : 0], o);
+        f[o + 5] = fl.scale;
         u[o + 6] = this.layer[i + 1]!;
       });
       const cfg = rt.device.createBuffer({ size: FUSED_WORDS * 4, usage: UNIFORM_USAGE, label: 'wpc.fused.cfg' });
@@ -1656,7 +1697,7 @@ export class Workspace {
       this.batch,
       s,
       sizes.length,
-      loss === 'ce' ? 1 : 0,
+      outputKind(loss).kernelFlag,
       this.nAll,
       this.nHidden,
       fam.y,
