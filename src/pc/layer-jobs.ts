@@ -4,7 +4,7 @@
  * Tables are built once per workspace. A layer's own jobs come from its kind (pc/layers); the one job built here
  * is an activity's gradient, which joins its own error with the term its next layer's kind carries down.
  */
-import { GradFlag, JOB_WORDS, JobFlag, type TileConfig, workgroupSharesTile, workgroupTile } from '../kernels/index.js';
+import { GradFlag, JOB_WORDS, type TileConfig, workgroupSharesTile, workgroupTile } from '../kernels/index.js';
 
 export interface Job {
   m: number;
