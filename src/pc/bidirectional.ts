@@ -26,7 +26,6 @@
  */
 import { WpcArgumentError, argError, checkFinite } from '../runtime/errors.js';
 import { COMBINE_WORDS, activateKernel, activityGradKernel } from '../kernels/index.js';
-import { createBindGroup } from '../runtime/kernel.js';
 import type { Recorder } from '../runtime/recorder.js';
 import { type Tensor, checkTensor } from '../runtime/tensor.js';
 import {
@@ -51,7 +50,9 @@ import { carryTerm, errorJob, paramGradJob } from './layers/index.js';
 import type { Model } from './model.js';
 import { type OptState, type Optimizer, checkOptState } from './optim.js';
 import { writeSolverConfig } from './solver.js';
-import { type SegmentSpec, type Workspace, segmentData, tilesFor } from './workspace.js';
+import { type ActTable, type SegmentSpec, type Workspace, tilesFor } from './workspace.js';
+import { type Dispatch, cachedPer, record } from './workspace/handles.js';
+import type { SegmentTable } from './workspace/tables.js';
 
 export interface BpcOptions {
   /** The top-down network's input x (e.g. labels), [B, topDown.inputDim]. Omit for unsupervised bPC (z_0 free). */
@@ -147,19 +148,31 @@ function extraFloats(td: Model, bu: Model, B: number, tiles: (m: number, n: numb
 
 /** The tables of one (top-down, bottom-up, α_f, α_b) on the top-down workspace; rewritten when α changes. */
 interface BpcTables {
+  /** The α_f:α_b the tables hold. */
   key: string;
-  buffers: Map<string, GPUBuffer>;
+  jobs: { buErrors: GPUBuffer; buParams: GPUBuffer; tdParams: GPUBuffer };
+  buErrors: Dispatch;
+  buParams: Dispatch;
+  tdParams: Dispatch;
+  buGrads: ActTable;
+  tdGrads: ActTable;
+  /** φ_b over the whole state, when the activations differ. */
+  activate: Dispatch | undefined;
+  energiesTable: SegmentTable;
+  energies: Dispatch;
+  total: Dispatch;
 }
-const bpcTables = new WeakMap<Workspace, Map<number, BpcTables>>();
+
+/** Per top-down workspace, per bottom-up model, the tables of each mode. */
+const bpcTables = cachedPer(
+  (_ws: Workspace) => new WeakMap<Model, { supervised?: BpcTables; unsupervised?: BpcTables }>(),
+);
 
 /** Whether the bottom-up network's activation differs from the top-down one's (then φ_b(z) has its own family). */
 const ownActivation = (td: Model, bu: Model): boolean => td.actFn !== bu.actFn;
 
 /** Aux families: 0 the bottom-up errors, 1 the gradients, 2 φ_b(z) when the activations differ. */
 const auxFamilies = (td: Model, bu: Model): number => (ownActivation(td, bu) ? 3 : 2);
-
-/** Kernel names of the bottom-up network's own activation (compiled once per workspace). */
-const buKernels = (bu: Model) => ({ grad: `bpc.act.${bu.actFn}`, activate: `bpc.activate.${bu.actFn}` });
 
 /**
  * Slot l (0..H+1) of the top-down workspace's layout holds z_l (z_0: x or the free z_0; z_{H+1}: the top-down
@@ -276,94 +289,81 @@ function bpcJobs(ws: Workspace, bu: Model, alphaF: number, alphaB: number, unsup
   return { buErrors, buParams, buGrads, tdGrads, tdParams, energies, count: 2 * (H + 1) };
 }
 
-/** The bPC tables the activity-gradient kernel runs (registered with the workspace, which picks its variant). */
-const isActTable = (name: string): boolean => name === 'buGrads' || name === 'tdGrads';
-
 /** Builds or refreshes the bPC tables and bind groups on the top-down workspace. */
-async function prepareBpc(ws: Workspace, bu: Model, call: Omit<BpcCall, 'cap'>): Promise<string> {
-  const prefix = `bpc.${bu.serial}.${call.unsupervised ? 'u' : 's'}`;
+async function prepareBpc(ws: Workspace, bu: Model, call: Omit<BpcCall, 'cap'>): Promise<BpcTables> {
   const own = ownActivation(ws.model, bu);
-  const names = buKernels(bu);
-  if (own) {
-    await Promise.all([
-      ws.kernel(names.grad, activityGradKernel(bu.actFn, ws.tiles, false)),
-      ws.kernel(names.activate, activateKernel(bu.actFn)),
-    ]);
-  }
-  let perWs = bpcTables.get(ws);
-  if (!perWs) bpcTables.set(ws, (perWs = new Map()));
   const jobs = bpcJobs(ws, bu, call.alphaF, call.alphaB, call.unsupervised);
   const key = `${call.alphaF}:${call.alphaB}`;
-  const existing = perWs.get(bu.serial * 2 + (call.unsupervised ? 1 : 0));
-  const tables: [string, Job[]][] = [
-    ['buErrors', jobs.buErrors],
-    ['buParams', jobs.buParams],
-    ['buGrads', jobs.buGrads],
-    ['tdGrads', jobs.tdGrads],
-    ['tdParams', jobs.tdParams],
-  ];
+  const mode = call.unsupervised ? 'unsupervised' : 'supervised';
+  let perBu = bpcTables(ws).get(bu);
+  if (!perBu) bpcTables(ws).set(bu, (perBu = {}));
+  const existing = perBu[mode];
   if (existing) {
     if (existing.key !== key) {
-      for (const [name, list] of tables) {
-        ws.runtime.device.queue.writeBuffer(existing.buffers.get(name)!, 0, packJobs(list, ws.tiles).data);
-        if (isActTable(name)) ws.updateActTable(`${prefix}.${name}`, list);
-      }
-      ws.runtime.device.queue.writeBuffer(existing.buffers.get('energies')!, 0, segmentData(jobs.energies));
+      const write = (buffer: GPUBuffer, list: Job[]) =>
+        ws.runtime.device.queue.writeBuffer(buffer, 0, packJobs(list, ws.tiles).data);
+      write(existing.jobs.buErrors, jobs.buErrors);
+      write(existing.jobs.buParams, jobs.buParams);
+      write(existing.buGrads.jobs, jobs.buGrads);
+      existing.buGrads.update(jobs.buGrads);
+      write(existing.tdGrads.jobs, jobs.tdGrads);
+      existing.tdGrads.update(jobs.tdGrads);
+      write(existing.jobs.tdParams, jobs.tdParams);
+      ws.rewriteSegments(existing.energiesTable, jobs.energies);
       existing.key = key;
     }
-    return prefix;
+    return existing;
   }
-  const device = ws.runtime.device;
-  const buffers = new Map<string, GPUBuffer>();
-  for (const [name, list] of tables) {
+  const rt = ws.runtime;
+  // The bottom-up network's own activation: its activity-gradient kernel and φ_b (rt.kernel compiles each once).
+  const [buAct, activateK] = own
+    ? await Promise.all([rt.kernel(activityGradKernel(bu.actFn, ws.tiles, false)), rt.kernel(activateKernel(bu.actFn))])
+    : [undefined, undefined];
+  const label = `bpc.${bu.serial}.${call.unsupervised ? 'u' : 's'}`;
+  const upload = (name: string, list: Job[]) => {
     const table = packJobs(list, ws.tiles);
-    const buffer = ws.addTable(`${prefix}.${name}`, table);
-    buffers.set(name, buffer);
-    const params = name.startsWith('bu') ? bu.params : ws.model.params;
-    if (name === 'buErrors')
-      ws.setGroup(
-        `${prefix}.${name}`,
-        createBindGroup(device, ws.k('errors'), { jobs: buffer, params, work: ws.buffer }),
-        table.workgroups,
-      );
-    if (name === 'buParams' || name === 'tdParams') {
-      const grads = (name === 'buParams' ? bu : ws.model).grads();
-      ws.setGroup(
-        `${prefix}.${name}`,
-        createBindGroup(device, ws.k('paramGrad'), { jobs: buffer, work: ws.buffer, grads }),
-        table.workgroups,
-      );
-    }
-    if (isActTable(name))
-      ws.registerActTable(`${prefix}.${name}`, buffer, params, list, name === 'buGrads' && own ? names.grad : 'act');
-  }
-  if (own) {
+    return { buffer: ws.jobTable(`${label}.${name}`, table), workgroups: table.workgroups };
+  };
+  const k = ws.trainKernels;
+  const buErrors = upload('buErrors', jobs.buErrors);
+  const buParams = upload('buParams', jobs.buParams);
+  const tdParams = upload('tdParams', jobs.tdParams);
+  const work = ws.buffer;
+  let activate: Dispatch | undefined;
+  if (activateK) {
     // φ_b over the whole state (z_0..z_{H+1}) into aux family 2: one elementwise op.
     const ops = new ArrayBuffer(COMBINE_WORDS * 4);
     new Uint32Array(ops).set([ws.nAll, ws.fam.y, 0, ws.aux[2]!]);
-    const table = ws.storageTable(`${prefix}.activate`, ops);
-    ws.setGroup(
-      `${prefix}.activate`,
-      createBindGroup(device, ws.k(names.activate), { ops: table, work: ws.buffer }),
-      Math.min(1024, ws.elementwiseGroups(ws.nAll)),
-    );
+    const table = ws.storageTable(`${label}.activate`, ops);
+    activate = ws.bind(activateK, { ops: table, work }, Math.min(1024, ws.elementwiseGroups(ws.nAll)));
   }
-  const energies = ws.segmentTable(`${prefix}.energies`, jobs.energies);
-  ws.setGroup(
-    `reduce.${prefix}.energies`,
-    createBindGroup(device, ws.k('reduce'), { segments: energies, src: ws.buffer, dst: ws.scalars }),
-  );
-  buffers.set('energies', energies);
-  const acc = ws.segmentTable(`${prefix}.total`, [
+  const energiesTable = ws.segmentTable(`${label}.energies`, jobs.energies);
+  const acc = ws.segmentTable(`${label}.total`, [
     { off: ws.scalar.energies, count: jobs.count, stride: 1, out: ws.scalar.total, scale: 1 },
   ]);
-  ws.setGroup(`${prefix}.total`, createBindGroup(device, ws.k('accumulate'), { segments: acc, dst: ws.scalars }), 1);
-  perWs.set(bu.serial * 2 + (call.unsupervised ? 1 : 0), { key, buffers });
-  return prefix;
+  const tables: BpcTables = {
+    key,
+    jobs: { buErrors: buErrors.buffer, buParams: buParams.buffer, tdParams: tdParams.buffer },
+    buErrors: ws.bind(k.errors.plain, { jobs: buErrors.buffer, params: bu.params, work }, buErrors.workgroups),
+    buParams: ws.bind(k.paramGrad, { jobs: buParams.buffer, work, grads: bu.grads() }, buParams.workgroups),
+    tdParams: ws.bind(k.paramGrad, { jobs: tdParams.buffer, work, grads: ws.model.grads() }, tdParams.workgroups),
+    buGrads: ws.actTable(`${label}.buGrads`, jobs.buGrads, bu.params, buAct ? { plain: buAct } : k.act),
+    tdGrads: ws.actTable(`${label}.tdGrads`, jobs.tdGrads, ws.model.params),
+    activate,
+    energiesTable,
+    energies: ws.bind(
+      ws.kernels.reduce,
+      { segments: energiesTable.buffer, src: work, dst: ws.scalars },
+      energiesTable.workgroups,
+    ),
+    total: ws.bind(k.accumulate, { segments: acc.buffer, dst: ws.scalars }, 1),
+  };
+  perBu[mode] = tables;
+  return tables;
 }
 
 /** Loads x (into z_0's slot when supervised), the activities and y; computes φ (and φ_b when it differs). */
-function loadBpc(ws: Workspace, rec: Recorder, call: BpcCall, prefix: string): void {
+function loadBpc(ws: Workspace, rec: Recorder, call: BpcCall, tables: BpcTables): void {
   const { cap, unsupervised } = call;
   writeSolverConfig(ws, undefined);
   loadBatch(ws, rec, null, cap.output);
@@ -374,23 +374,23 @@ function loadBpc(ws: Workspace, rec: Recorder, call: BpcCall, prefix: string): v
     rec.copy(t.buffer, t.byteOffset, ws.buffer, ws.activityOffset(i + first) * 4, t.byteLength),
   );
   ws.recordElementwise(rec, 'activate');
-  if (ownActivation(call.td, call.bu)) ws.dispatchGroup(rec, buKernels(call.bu).activate, `${prefix}.activate`);
+  if (tables.activate) record(rec, tables.activate);
 }
 
 /** Both networks' errors, the layer energies and their total. */
-function recordBpcErrors(ws: Workspace, rec: Recorder, prefix: string, energies: boolean): void {
+function recordBpcErrors(ws: Workspace, rec: Recorder, tables: BpcTables, energies: boolean): void {
   ws.recordErrors(rec, 'y', 'mse', false);
-  ws.dispatchGroup(rec, 'errors', `${prefix}.buErrors`);
+  record(rec, tables.buErrors);
   if (!energies) return;
-  ws.recordReduce(rec, `${prefix}.energies`);
+  record(rec, tables.energies);
   rec.clear(ws.scalars, ws.scalar.total * 4, 4);
-  ws.dispatchGroup(rec, 'accumulate', `${prefix}.total`);
+  record(rec, tables.total);
 }
 
 /** ∂F/∂z for the free activities into the gradient family (aux 1). */
-function recordBpcActivityGrad(ws: Workspace, rec: Recorder, prefix: string): void {
-  ws.recordActTable(rec, `${prefix}.buGrads`, false, 0);
-  ws.recordActTable(rec, `${prefix}.tdGrads`, false, 0);
+function recordBpcActivityGrad(ws: Workspace, rec: Recorder, tables: BpcTables): void {
+  ws.recordActTable(rec, tables.buGrads, false, 0);
+  ws.recordActTable(rec, tables.tdGrads, false, 0);
 }
 
 /** The top-down workspace every bPC call runs on (the bottom-up network's work goes into its aux and extra). */
@@ -405,11 +405,14 @@ function bpcWorkspace(td: Model, bu: Model, B: number): WorkspaceRequest {
   };
 }
 
-function onBpc<T>(call: BpcCall, task: (ws: Workspace, rec: Recorder, prefix: string) => T | Promise<T>): Promise<T> {
+function onBpc<T>(
+  call: BpcCall,
+  task: (ws: Workspace, rec: Recorder, tables: BpcTables) => T | Promise<T>,
+): Promise<T> {
   const { td, bu, B } = call;
   return onWorkspaces([bpcWorkspace(td, bu, B)], call.cap, async ([ws], rec) => {
-    const prefix = await prepareBpc(ws!, bu, call);
-    return task(ws!, rec, prefix);
+    const tables = await prepareBpc(ws!, bu, call);
+    return task(ws!, rec, tables);
   });
 }
 
@@ -444,9 +447,9 @@ export async function bpcEnergy(
     if (o.recordLayers !== undefined && typeof o.recordLayers !== 'boolean')
       argError(fn, 'options.recordLayers', 'a boolean', o.recordLayers);
   });
-  return onBpc(call, (ws, rec, prefix) => {
-    loadBpc(ws, rec, call, prefix);
-    recordBpcErrors(ws, rec, prefix, true);
+  return onBpc(call, (ws, rec, tables) => {
+    loadBpc(ws, rec, call, tables);
+    recordBpcErrors(ws, rec, tables, true);
     const out = call.opts.recordLayers
       ? copyOutScalars(ws, rec, ws.scalar.energies, [2 * (call.H + 1)])
       : copyOutScalars(ws, rec, ws.scalar.total, [1]);
@@ -465,10 +468,10 @@ export async function computeBpcActivityGrad(
 ): Promise<{ energy: Tensor; grads: Tensor[] }> {
   const fn = 'computeBpcActivityGrad';
   const call = beginBpc(fn, topDown, bottomUp, activities, output, options, BPC_KEYS);
-  return onBpc(call, (ws, rec, prefix) => {
-    loadBpc(ws, rec, call, prefix);
-    recordBpcErrors(ws, rec, prefix, true);
-    recordBpcActivityGrad(ws, rec, prefix);
+  return onBpc(call, (ws, rec, tables) => {
+    loadBpc(ws, rec, call, tables);
+    recordBpcErrors(ws, rec, tables, true);
+    recordBpcActivityGrad(ws, rec, tables);
     const energy = copyOutScalars(ws, rec, ws.scalar.total, [1]);
     const grads = copyOutSlots(ws, rec, ws.aux[1]!, call.unsupervised ? 0 : 1, call.H);
     rec.submit();
@@ -486,11 +489,11 @@ export async function computeBpcParamGrads(
 ): Promise<{ topDown: ParamGradResult; bottomUp: ParamGradResult }> {
   const fn = 'computeBpcParamGrads';
   const call = beginBpc(fn, topDown, bottomUp, activities, output, options, BPC_KEYS);
-  return onBpc(call, (ws, rec, prefix) => {
-    loadBpc(ws, rec, call, prefix);
-    recordBpcErrors(ws, rec, prefix, false);
-    ws.dispatchGroup(rec, 'paramGrad', `${prefix}.tdParams`);
-    ws.dispatchGroup(rec, 'paramGrad', `${prefix}.buParams`);
+  return onBpc(call, (ws, rec, tables) => {
+    loadBpc(ws, rec, call, tables);
+    recordBpcErrors(ws, rec, tables, false);
+    record(rec, tables.tdParams);
+    record(rec, tables.buParams);
     const out = { topDown: copyParamGrads(call.td, rec), bottomUp: copyParamGrads(call.bu, rec) };
     rec.submit();
     return out;
@@ -520,11 +523,11 @@ export async function updateBpcActivities(
     const n = activities.reduce((s, t) => s + t.size, 0);
     checkOptState(fn, optState, optim, 'activities', n, c.td.runtime);
   });
-  return onBpc(call, async (ws, rec, prefix) => {
+  return onBpc(call, async (ws, rec, tables) => {
     const kernel = await optState.kernel(true);
-    loadBpc(ws, rec, call, prefix);
-    recordBpcErrors(ws, rec, prefix, true);
-    recordBpcActivityGrad(ws, rec, prefix);
+    loadBpc(ws, rec, call, tables);
+    recordBpcErrors(ws, rec, tables, true);
+    recordBpcActivityGrad(ws, rec, tables);
     const first = call.unsupervised ? 0 : 1;
     const energy = copyOutScalars(ws, rec, ws.scalar.total, [1]);
     const grads = call.opts.returnGrads ? copyOutSlots(ws, rec, ws.aux[1]!, first, call.H) : null;
@@ -576,12 +579,12 @@ export async function updateBpcParams(
     if (optStates[0] === optStates[1])
       throw new WpcArgumentError(`${fn}: optStates must be two different states (one per model)`);
   });
-  return onBpc(call, async (ws, rec, prefix) => {
+  return onBpc(call, async (ws, rec, tables) => {
     const [tk, bk] = await Promise.all([optStates[0].kernel(false), optStates[1].kernel(false)]);
-    loadBpc(ws, rec, call, prefix);
-    recordBpcErrors(ws, rec, prefix, false);
-    ws.dispatchGroup(rec, 'paramGrad', `${prefix}.tdParams`);
-    ws.dispatchGroup(rec, 'paramGrad', `${prefix}.buParams`);
+    loadBpc(ws, rec, call, tables);
+    recordBpcErrors(ws, rec, tables, false);
+    record(rec, tables.tdParams);
+    record(rec, tables.buParams);
     const grads = call.opts.returnGrads
       ? { topDown: copyParamGrads(call.td, rec), bottomUp: copyParamGrads(call.bu, rec) }
       : null;

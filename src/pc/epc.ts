@@ -27,7 +27,6 @@
  * forward dispatches, the layers' errors (one), the backward pass (L − 1) and one elementwise combination.
  */
 import { WpcArgumentError, argError, checkKnownKeys, checkOneOf, checkPositiveInt } from '../runtime/errors.js';
-import { createBindGroup } from '../runtime/kernel.js';
 import type { Recorder } from '../runtime/recorder.js';
 import { type Tensor, checkTensor } from '../runtime/tensor.js';
 import {
@@ -48,10 +47,12 @@ import {
 } from './batch.js';
 import { gradJob, packJobs } from './layer-jobs.js';
 import { carryTerm, forwardJob, paramGradJob } from './layers/index.js';
+import { outputKind } from './layers/output.js';
 import type { Model } from './model.js';
 import { type OptState, type Optimizer, checkOptState } from './optim.js';
 import { writeSolverConfig } from './solver.js';
-import type { Loss, Mode, Workspace } from './workspace.js';
+import type { ActTable, Loss, Mode, Workspace } from './workspace.js';
+import { type Dispatch, record } from './workspace/handles.js';
 
 export interface EpcOptions {
   /** The clamped input x, [B, inputDim]. Omit for unsupervised ePC: the errors then start with a free z_0. */
@@ -116,17 +117,39 @@ function beginEpc<O extends EpcOptions>(
 /** An ePC workspace's families: the plain ones and the back-propagated signal r (aux 0). */
 const EPC_NEEDS = { stages: 2, gridSteps: 1, aux: 1 } as const;
 
-const prepared = new WeakSet<Workspace>();
+/** What ePC dispatches on a workspace, built once. */
+interface EpcTables {
+  /** z_l = s·f(z_{l−1}) + ε_l for l = 1..L−1 (index l − 1). */
+  forward: Dispatch[];
+  /** r_l from r_{l+1} (index l). */
+  back: ActTable[];
+  paramGrad: Dispatch;
+  energy: Record<Loss, Dispatch>;
+  total: Dispatch;
+  /** z_0 = ε_0 (unsupervised), and ∂F/∂ε. */
+  z0: Dispatch | undefined;
+  grad: Dispatch;
+}
 
-/** Builds the ePC tables on a workspace once. */
-function prepareEpc(ws: Workspace): void {
-  if (prepared.has(ws)) return;
+const epcTables = new WeakMap<Workspace, EpcTables>();
+
+/** The ePC tables of a workspace (built on first use). */
+function tablesOf(ws: Workspace): EpcTables {
+  let tables = epcTables.get(ws);
+  if (!tables) {
+    tables = buildTables(ws);
+    epcTables.set(ws, tables);
+  }
+  return tables;
+}
+
+function buildTables(ws: Workspace): EpcTables {
   const { model, batch: B, fam } = ws;
   const L = model.depth;
   const r = ws.aux[0]!;
-  const device = ws.runtime.device;
   const slot = (family: number, l: number) => family + ws.layer[l]!;
   const supervised = ws.mode === 'supervised';
+  const forward: Dispatch[] = [];
   for (let l = 1; l < L; l++) {
     const layer = model.layers[l - 1]!;
     const job = forwardJob(layer, {
@@ -139,14 +162,11 @@ function prepareEpc(ws: Workspace): void {
       addError: slot(fam.t, l),
     });
     const table = packJobs([job], ws.tiles);
-    const jobs = ws.addTable(`epc.forward.${l}`, table);
-    ws.setGroup(
-      `epc.forward.${l}`,
-      createBindGroup(device, ws.k('forward'), { jobs, params: model.params, work: ws.buffer }),
-      table.workgroups,
-    );
+    const jobs = ws.jobTable(`epc.forward.${l}`, table);
+    forward.push(ws.bind(ws.kernels.forward, { jobs, params: model.params, work: ws.buffer }, table.workgroups));
   }
   // The backward pass: r_l from r_{l+1}, one layer per dispatch (MODE_GRAD with no own error and factor −1).
+  const back: ActTable[] = [];
   for (let l = L - 1; l >= ws.first; l--) {
     const job = gradJob({
       rows: B,
@@ -159,7 +179,7 @@ function prepareEpc(ws: Workspace): void {
       identity: l === 0,
       scale: -1,
     });
-    ws.registerActTable(`epc.back.${l}`, ws.addTable(`epc.back.${l}`, packJobs([job], ws.tiles)), model.params, [job]);
+    back[l] = ws.actTable(`epc.back.${l}`, [job], model.params);
   }
   // r_L is the output layer's error e_L itself.
   const params = model.layers.map((layer, i) =>
@@ -171,31 +191,40 @@ function prepareEpc(ws: Workspace): void {
     }),
   );
   const ptable = packJobs(params, ws.tiles);
-  const pjobs = ws.addTable('epc.paramGrad', ptable);
-  ws.setGroup(
-    'epc.paramGrad',
-    createBindGroup(device, ws.k('paramGrad'), { jobs: pjobs, work: ws.buffer, grads: model.grads() }),
+  const paramGrad = ws.bind(
+    ws.trainKernels.paramGrad,
+    { jobs: ws.jobTable('epc.paramGrad', ptable), work: ws.buffer, grads: model.grads() },
     ptable.workgroups,
   );
   // F = ½Σε²/B over ε_1..ε_{L−1} (into the total) + the output term (into a spare slot, then added).
   const hidden = ws.layer[L]! - ws.layer[1]!;
   const misc = ws.scalar.misc;
-  for (const loss of ['mse', 'ce'] as const) {
-    ws.reduceGroup(
+  const energyOf = (loss: Loss): Dispatch =>
+    ws.reduce(
       `epc.energy.${loss}`,
       [
         { off: slot(fam.t, 1), count: hidden, stride: 1, out: ws.scalar.total, scale: 0.5 / B, flags: 1 },
-        loss === 'ce'
-          ? { off: ws.partCe, count: B, stride: 4, out: misc, scale: 1 / B }
-          : { off: ws.errorPart(L), count: ws.errorTiles[L - 1]!, stride: 4, out: misc, scale: 0.5 / B },
+        { ...outputKind(loss).energyTerm(ws.tables.outputSite, 1), out: misc },
       ],
       ws.buffer,
       ws.scalars,
     );
-  }
   const acc = ws.segmentTable('epc.total', [{ off: misc, count: 1, stride: 1, out: ws.scalar.total, scale: 1 }]);
-  ws.setGroup('epc.total', createBindGroup(device, ws.k('accumulate'), { segments: acc, dst: ws.scalars }), 1);
-  prepared.add(ws);
+  const total = ws.bind(ws.trainKernels.accumulate, { segments: acc.buffer, dst: ws.scalars }, 1);
+  // z_0 = ε_0 (a copy inside one buffer, which copyBufferToBuffer cannot do).
+  const from = fam.t + ws.layer[0]!;
+  const z0 =
+    ws.mode === 'unsupervised'
+      ? ws.combine('epc.z0', [{ n: B * model.inputDim, u: from, v: from, out: ws.activityOffset(0), a: 1, b: 0 }])
+      : undefined;
+  // ∂F/∂ε = (ε − r)/B for the hidden errors, −r_0/B for a free z_0, into the k_1 family.
+  const ops = [
+    { n: ws.layer[L]! - ws.layer[1]!, u: slot(fam.t, 1), v: slot(r, 1), out: ws.gradOffset(1), a: 1 / B, b: -1 / B },
+  ];
+  if (ws.mode === 'unsupervised')
+    ops.push({ n: B * model.inputDim, u: slot(r, 0), v: slot(r, 0), out: ws.gradOffset(0), a: 0, b: -1 / B });
+  const grad = ws.combine('epc.grad', ops);
+  return { forward, back, paramGrad, energy: { mse: energyOf('mse'), ce: energyOf('ce') }, total, z0, grad };
 }
 
 /** Loads the batch and the errors (into t), then runs the forward pass z(ε) and the layers' errors at it. */
@@ -206,44 +235,32 @@ function recordForward(ws: Workspace, rec: Recorder, call: EpcCall): void {
   call.cap.activities.forEach((t, i) =>
     rec.copy(t.buffer, t.byteOffset, ws.buffer, (ws.fam.t + ws.layer[i + ws.first]!) * 4, t.byteLength),
   );
-  if (ws.mode === 'unsupervised') {
-    // z_0 = ε_0 (a copy inside one buffer, which copyBufferToBuffer cannot do).
-    const n = ws.batch * ws.model.inputDim;
-    const from = ws.fam.t + ws.layer[0]!;
-    ws.recordCombine(rec, 'epc.z0', [{ n, u: from, v: from, out: ws.activityOffset(0), a: 1, b: 0 }]);
-  }
-  for (let l = 1; l < L; l++) ws.dispatchGroup(rec, 'forward', `epc.forward.${l}`);
+  const tables = tablesOf(ws);
+  if (tables.z0) record(rec, tables.z0);
+  for (let l = 1; l < L; l++) record(rec, tables.forward[l - 1]!);
   ws.recordErrors(rec, 'y', call.loss, false);
 }
 
 /** The energy into scalars.total (needs recordForward). */
 function recordEnergy(ws: Workspace, rec: Recorder, loss: Loss): void {
-  ws.recordReduce(rec, `epc.energy.${loss}`);
-  ws.dispatchGroup(rec, 'accumulate', 'epc.total');
+  record(rec, tablesOf(ws).energy[loss]);
+  record(rec, tablesOf(ws).total);
 }
 
 /** r: the output residual (e_L) back-propagated through the forward pass (needs recordForward). */
 function recordBackward(ws: Workspace, rec: Recorder): void {
-  for (let l = ws.model.depth - 1; l >= ws.first; l--) ws.recordActTable(rec, `epc.back.${l}`, false, 0);
+  const { back } = tablesOf(ws);
+  for (let l = ws.model.depth - 1; l >= ws.first; l--) ws.recordActTable(rec, back[l]!, false, 0);
 }
 
 /** ∂F/∂ε = (ε − r)/B for the hidden errors, −r_0/B for a free z_0, into the k_1 family (needs recordBackward). */
 function recordErrorGrad(ws: Workspace, rec: Recorder): void {
-  const L = ws.model.depth;
-  const B = ws.batch;
-  const r = ws.aux[0]!;
-  const at = (family: number, l: number) => family + ws.layer[l]!;
-  const ops = [
-    { n: ws.layer[L]! - ws.layer[1]!, u: at(ws.fam.t, 1), v: at(r, 1), out: ws.gradOffset(1), a: 1 / B, b: -1 / B },
-  ];
-  if (ws.mode === 'unsupervised')
-    ops.push({ n: B * ws.model.inputDim, u: at(r, 0), v: at(r, 0), out: ws.gradOffset(0), a: 0, b: -1 / B });
-  ws.recordCombine(rec, 'epc.grad', ops);
+  record(rec, tablesOf(ws).grad);
 }
 
 function onEpc<T>(call: EpcCall, task: (ws: Workspace, rec: Recorder) => T | Promise<T>): Promise<T> {
   return onWorkspaces([{ model: call.model, B: call.B, mode: call.mode, needs: EPC_NEEDS }], call.cap, ([ws], rec) => {
-    prepareEpc(ws!);
+    tablesOf(ws!);
     return task(ws!, rec);
   });
 }
@@ -348,7 +365,7 @@ export async function computeEpcParamGrads(
   return onEpc(call, (ws, rec) => {
     recordForward(ws, rec, call);
     recordBackward(ws, rec);
-    ws.dispatchGroup(rec, 'paramGrad', 'epc.paramGrad');
+    record(rec, tablesOf(ws).paramGrad);
     const out = copyParamGrads(call.model, rec);
     rec.submit();
     return out;
@@ -422,7 +439,7 @@ export async function updateEpcParams(
     const kernel = await optState.kernel(false);
     recordForward(ws, rec, call);
     recordBackward(ws, rec);
-    ws.dispatchGroup(rec, 'paramGrad', 'epc.paramGrad');
+    record(rec, tablesOf(ws).paramGrad);
     const grads = call.opts.returnGrads ? copyParamGrads(call.model, rec) : null;
     const m = call.model;
     optState.recordStep(rec, kernel, { buffer: m.params, offset: 0 }, { buffer: m.grads(), offset: 0 }, m.paramCount);

@@ -35,6 +35,7 @@ import {
   type SolverOptions,
 } from './solver.js';
 import { type Loss, Workspace, checkWorkspaceFits } from './workspace.js';
+import { cachedPer } from './workspace/handles.js';
 
 export interface TestOptions {
   /** `'mse'` (default) or `'ce'`. */
@@ -96,6 +97,16 @@ export interface TestGenerativeResult {
   preds: Tensor;
 }
 
+/** The accuracy of the image layer z_0 against the label in x (the generative test's metric), per workspace. */
+const generativeMetric = cachedPer((ws: Workspace) =>
+  ws.rowMetric('generative', {
+    pred: ws.activityOffset(0),
+    target: ws.x,
+    cols: ws.model.inputDim,
+    out: ws.scalar.misc,
+  }),
+);
+
 /**
  * JPC's `test_generative_pc`: for a generator trained as `makePcStep(model, …, image, { input: label })`,
  * infers the input from the output — every activity, z_0 included, starts from seeded N(0, σ²) draws and
@@ -133,12 +144,7 @@ export async function testGenerativePc(
     writeNormalActivities(ws, opts.seed, sigma);
     ws.recordElementwise(rec, 'activate');
     await integrate(ws, rec, cfg, loss);
-    ws.recordRowMetric(rec, 'generative', {
-      pred: ws.activityOffset(0),
-      target: ws.x,
-      cols: model.inputDim,
-      out: ws.scalar.misc,
-    });
+    ws.recordRowMetric(rec, generativeMetric(ws));
     const sup = clamped!;
     loadBatch(sup, rec, cap.input, undefined);
     sup.recordForward(rec);

@@ -21,7 +21,6 @@
  * prediction of the image appended as the dummy).
  */
 import { WpcArgumentError, argError, checkKnownKeys } from '../runtime/errors.js';
-import { createBindGroup } from '../runtime/kernel.js';
 import type { Recorder } from '../runtime/recorder.js';
 import { type Tensor, checkTensor } from '../runtime/tensor.js';
 import {
@@ -55,7 +54,8 @@ import {
   type SolverOptions,
 } from './solver.js';
 import { copyOutRecording, type Recording } from './infer.js';
-import type { SegmentSpec, Workspace } from './workspace.js';
+import type { RowMetric, SegmentSpec, Workspace } from './workspace.js';
+import { type Dispatch, cachedPer, record } from './workspace/handles.js';
 
 /** Checks that `amortiser` runs the other way through the generator's widths. */
 function checkPair(fn: string, generator: unknown, amortiser: unknown): { generator: Model; amortiser: Model } {
@@ -120,9 +120,16 @@ function copyAmortised(gws: Workspace, aws: Workspace, rec: Recorder): Tensor[] 
   return out;
 }
 
-/** Builds (once per workspace) the amortiser's hybrid tables: errors against the targets in t, gradients, energies. */
-function prepareAmortiser(aws: Workspace): void {
-  if (aws.has('hpc.errors')) return;
+/** The amortiser's hybrid tables on a workspace: errors against the targets in t, gradients, energies. */
+interface AmortTables {
+  errors: Dispatch;
+  paramGrad: Dispatch;
+  energies: Dispatch;
+  total: Dispatch;
+}
+
+/** Builds (once per workspace) the amortiser's hybrid tables. */
+const amortTables = cachedPer((aws: Workspace): AmortTables => {
   const { model, batch: B, fam } = aws;
   const L = model.depth;
   const errors: Job[] = [];
@@ -144,19 +151,18 @@ function prepareAmortiser(aws: Workspace): void {
     );
     params.push(paramGradJob(layer, { rows: B, error: fam.e + aws.layer[l]!, input, coef: (-2 * layer.scale) / B }));
   }
-  const device = aws.runtime.device;
   const errTable = packJobs(errors, aws.tiles);
-  const errJobs = aws.addTable('hpc.errors', errTable);
-  aws.setGroup(
-    'hpc.errors',
-    createBindGroup(device, aws.k('errors'), { jobs: errJobs, params: model.params, work: aws.buffer }),
+  const errJobs = aws.jobTable('hpc.errors', errTable);
+  const errorsDispatch = aws.bind(
+    aws.trainKernels.errors.plain,
+    { jobs: errJobs, params: model.params, work: aws.buffer },
     errTable.workgroups,
   );
   const paramTable = packJobs(params, aws.tiles);
-  const paramJobs = aws.addTable('hpc.paramGrad', paramTable);
-  aws.setGroup(
-    'hpc.paramGrad',
-    createBindGroup(device, aws.k('paramGrad'), { jobs: paramJobs, work: aws.buffer, grads: model.grads() }),
+  const paramJobs = aws.jobTable('hpc.paramGrad', paramTable);
+  const paramGrad = aws.bind(
+    aws.trainKernels.paramGrad,
+    { jobs: paramJobs, work: aws.buffer, grads: model.grads() },
     paramTable.workgroups,
   );
   // JPC's hpc record_layers order: [E_L, E_2, …, E_{L−1}, E_1], each Σe²/B (no ½).
@@ -168,15 +174,27 @@ function prepareAmortiser(aws: Workspace): void {
     out: aws.scalar.energies + position,
     scale: 1 / B,
   }));
-  aws.reduceGroup('hpc.energies', layers, aws.buffer, aws.scalars);
+  const energies = aws.reduce('hpc.energies', layers, aws.buffer, aws.scalars);
   const tiles = aws.errorTiles.reduce((a, b) => a + b, 0);
-  aws.reduceGroup(
+  const total = aws.reduce(
     'hpc.total',
     [{ off: aws.partE, count: tiles, stride: 4, out: aws.scalar.total, scale: 1 / B }],
     aws.buffer,
     aws.scalars,
   );
+  return { errors: errorsDispatch, paramGrad, energies, total };
+});
+
+/** The row metrics hybrid PC reports, per workspace (built on first use). */
+interface HpcMetrics {
+  genLoss?: RowMetric;
+  amortLoss?: RowMetric;
+  amortAcc?: RowMetric;
+  hpcAcc?: RowMetric;
+  genAcc?: RowMetric;
 }
+
+const metricsOf = cachedPer((_ws: Workspace): HpcMetrics => ({}));
 
 /**
  * Puts the amortiser's targets in place: T_l = z*_{L−l} from the generator's state (in the generator's
@@ -199,9 +217,10 @@ function amortTargetsFromGenerator(aws: Workspace, gws: Workspace, rec: Recorder
 
 /** The amortiser's errors, then its layer energies and total (JPC's hpc_energy_fn, record_layers order). */
 function recordAmortErrors(aws: Workspace, rec: Recorder): void {
-  aws.dispatchGroup(rec, 'errors', 'hpc.errors');
-  aws.recordReduce(rec, 'hpc.energies');
-  aws.recordReduce(rec, 'hpc.total');
+  const tables = amortTables(aws);
+  record(rec, tables.errors);
+  record(rec, tables.energies);
+  record(rec, tables.total);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -355,7 +374,7 @@ export async function hpcEnergy(
   if (options.recordLayers !== undefined && typeof options.recordLayers !== 'boolean')
     argError(fn, 'options.recordLayers', 'a boolean', options.recordLayers);
   return onWorkspaces([{ model: a, B }], call.cap, ([aws], rec) => {
-    prepareAmortiser(aws!);
+    amortTables(aws!);
     loadAmortCall(aws!, rec, call);
     recordAmortErrors(aws!, rec);
     const out = options.recordLayers
@@ -377,10 +396,10 @@ export async function computeHpcParamGrads(
   const call = beginAmortCall(fn, amortiser, equilibActivities, amortActivities, options, ['input', 'output']);
   const { a, B } = call;
   return onWorkspaces([{ model: a, B }], call.cap, ([aws], rec) => {
-    prepareAmortiser(aws!);
+    const tables = amortTables(aws!);
     loadAmortCall(aws!, rec, call);
-    aws!.dispatchGroup(rec, 'errors', 'hpc.errors');
-    aws!.dispatchGroup(rec, 'paramGrad', 'hpc.paramGrad');
+    record(rec, tables.errors);
+    record(rec, tables.paramGrad);
     const out = copyParamGrads(a, rec);
     rec.submit();
     return out;
@@ -469,19 +488,21 @@ export async function makeHpcStep(
     const [gk, ak] = await Promise.all([optStates[0].kernel(false), optStates[1].kernel(false)]);
     const G = gws!;
     const A = aws!;
-    prepareAmortiser(A);
+    amortTables(A);
     writeSolverConfig(G, cfg);
     loadBatch(G, rec, cap.input, cap.output);
     let genLoss: Tensor | null = null;
     if (supervised) {
       G.recordForward(rec);
-      G.recordRowMetric(rec, 'hpc.genLoss', {
+      const gm = metricsOf(G);
+      gm.genLoss ??= G.rowMetric('hpc.genLoss', {
         pred: G.activityOffset(g.depth),
         target: G.target,
         cols: g.outputDim,
         lossScale: 2 / g.outputDim,
         out: G.scalar.misc,
       });
+      G.recordRowMetric(rec, gm.genLoss);
       genLoss = copyOutScalars(G, rec, G.scalar.misc, [1]);
     }
     amortForward(A, rec, cap.output, cap.input);
@@ -496,17 +517,19 @@ export async function makeHpcStep(
     G.recordParamGrads(rec);
     // The amortiser learns the equilibrium (its targets) from its own feedforward inputs.
     amortTargetsFromGenerator(A, G, rec, supervised);
-    A.recordRowMetric(rec, 'hpc.amortLoss', {
+    const am = metricsOf(A);
+    am.amortLoss ??= A.rowMetric('hpc.amortLoss', {
       pred: A.activityOffset(a.depth),
       target: A.target,
       cols: a.outputDim,
       lossScale: 2 / a.outputDim,
       out: A.scalar.misc,
     });
+    A.recordRowMetric(rec, am.amortLoss);
     const amortLoss = copyOutScalars(A, rec, A.scalar.misc, [1]);
     recordAmortErrors(A, rec);
     const amortEnergies = copyOutScalars(A, rec, A.scalar.energies, [a.depth]);
-    A.dispatchGroup(rec, 'paramGrad', 'hpc.paramGrad');
+    record(rec, amortTables(A).paramGrad);
     optStates[0].recordStep(rec, gk, { buffer: g.params, offset: 0 }, { buffer: g.grads(), offset: 0 }, g.paramCount);
     optStates[1].recordStep(rec, ak, { buffer: a.params, offset: 0 }, { buffer: a.grads(), offset: 0 }, a.paramCount);
     rec.submit();
@@ -594,24 +617,34 @@ export async function testHpc(
     const A = aws!;
     const misc = G.scalar.misc;
     amortForward(A, rec, cap.output, cap.input);
-    A.recordRowMetric(rec, 'hpc.amortAcc', {
+    const am = metricsOf(A);
+    am.amortAcc ??= A.rowMetric('hpc.amortAcc', {
       pred: A.activityOffset(a.depth),
       target: A.target,
       cols: a.outputDim,
       out: A.scalar.misc,
     });
+    A.recordRowMetric(rec, am.amortAcc);
     // Hybrid: inference from the amortised guesses (the label goes to x, unused by the energy: the truth).
     writeSolverConfig(G, cfg);
     loadBatch(G, rec, cap.input, cap.output);
     seedGenerator(G, A, rec);
     await integrate(G, rec, cfg, 'mse');
-    G.recordRowMetric(rec, 'hpc.hpcAcc', { pred: G.activityOffset(0), target: G.x, cols: g.inputDim, out: misc });
+    const gm = metricsOf(G);
+    gm.hpcAcc ??= G.rowMetric('hpc.hpcAcc', { pred: G.activityOffset(0), target: G.x, cols: g.inputDim, out: misc });
+    G.recordRowMetric(rec, gm.hpcAcc);
     rec.submit();
     // Generator alone: inference from random draws (written after the hybrid solve's commands are queued).
     writeNormalActivities(G, options.seed, sigma);
     G.recordElementwise(rec, 'activate');
     await integrate(G, rec, cfg, 'mse');
-    G.recordRowMetric(rec, 'hpc.genAcc', { pred: G.activityOffset(0), target: G.x, cols: g.inputDim, out: misc + 2 });
+    gm.genAcc ??= G.rowMetric('hpc.genAcc', {
+      pred: G.activityOffset(0),
+      target: G.x,
+      cols: g.inputDim,
+      out: misc + 2,
+    });
+    G.recordRowMetric(rec, gm.genAcc);
     const S = clamped!;
     loadBatch(S, rec, cap.input, undefined);
     S.recordForward(rec);
