@@ -12,37 +12,24 @@
 import {
   type Activation,
   COMBINE_WORDS,
-  RECORD_ENTRIES,
-  type RecordEntry,
   JobFlag,
-  ReduceFlag,
   SMALL_WG,
-  SOLVER_ENTRIES,
-  type SolverEntry,
   type TileConfig,
-  accumulateKernel,
-  activityGradKernel,
-  combineKernel,
   epilogueColumns,
-  forwardKernel,
-  outputKernel,
-  paramGradKernel,
-  recordKernel,
-  reduceKernel,
-  rowTable,
-  solverKernel,
 } from '../kernels/index.js';
 import { BufferUsage, UNIFORM_USAGE } from '../runtime/flags.js';
 import type { CompiledKernel } from '../runtime/kernel.js';
 import type { Recorder } from '../runtime/recorder.js';
 import { type Runtime, SleepEstimator } from '../runtime/runtime.js';
 import { type Job, type JobTable, epilogue4Ready, packJobs, tilesOf } from './layer-jobs.js';
-import { biasTensor, fusedLayer, weightMatrix } from './layers/index.js';
-import { FINISH_ENTRIES, LOSSES, type Loss, outputKind } from './layers/output.js';
+import { fusedLayer } from './layers/index.js';
+import { type Loss, outputKind } from './layers/output.js';
 import type { Model } from './model.js';
 import { type ActBindings, type ActKernels, ActTable } from './workspace/act-table.js';
+import { type TrainKernels, type WorkspaceKernels, compileKernels } from './workspace/kernels.js';
+import { type EnergyTable, type TrainDispatches, buildTraining } from './workspace/train-tables.js';
 import { FusedSolve } from './workspace/fused.js';
-import { type Dispatch, type Gated, bind, record } from './workspace/handles.js';
+import { type Dispatch, bind, record } from './workspace/handles.js';
 import {
   type EvalPoint,
   type Families,
@@ -56,7 +43,7 @@ import {
   workspaceLayout,
 } from './workspace/layout.js';
 import { NetworkTables } from './workspace/network-tables.js';
-import { Recording, type RecordingBuffers } from './workspace/recording.js';
+import type { Recording, RecordingBuffers } from './workspace/recording.js';
 import { Regularizer } from './workspace/regularizer.js';
 import { type StageRecord, StageRecords } from './workspace/stages.js';
 import { type CombineOp, type SegmentSpec, type SegmentTable, segmentData } from './workspace/tables.js';
@@ -100,51 +87,11 @@ export const STATE = {
 /** Words of the solver config uniform (struct Config in solver.wgsl). */
 export const CONFIG_WORDS = 48;
 
-/** The kernels a training workspace compiles besides the evaluation ones. */
-interface TrainKernels {
-  errors: Gated<CompiledKernel>;
-  finish: Record<(typeof FINISH_ENTRIES)[number], Gated<CompiledKernel>>;
-  rowNorms: CompiledKernel;
-  paramGrad: CompiledKernel;
-  act: ActKernels;
-  accumulate: CompiledKernel;
-  combine: CompiledKernel;
-  solver: Record<SolverEntry, CompiledKernel>;
-  record: Record<RecordEntry, CompiledKernel>;
-}
-
-/** Every workspace's kernels; `train` only in training workspaces. */
-export interface WorkspaceKernels {
-  forward: CompiledKernel;
-  lossRows: CompiledKernel;
-  reduce: CompiledKernel;
-  train?: TrainKernels;
-}
-
 /** A row metric (loss and accuracy of one region against another) with its tables, built once. */
 export interface RowMetric {
   readonly rows: Dispatch;
   readonly reduce: Dispatch;
 }
-
-/** What a training workspace dispatches of its own network. */
-interface TrainDispatches {
-  errors: Record<EvalPoint, Record<Loss, Gated<Dispatch>>>;
-  finish: Record<(typeof FINISH_ENTRIES)[number], Gated<Dispatch>>;
-  energies: Record<Loss, Dispatch>;
-  act: Record<EvalPoint, ActTable>;
-  paramGrad: Dispatch;
-  solver: Record<SolverEntry, Dispatch>;
-  rowNorms: Dispatch;
-  activityNorms: Dispatch;
-  paramNorms: Dispatch;
-  gradNorms: Dispatch;
-}
-
-/** A table whose contents depend on the energy terms (λ): rebuilt in place by `applyEnergy`. */
-type EnergyTable =
-  | { kind: 'jobs'; buffer: GPUBuffer; build: () => Job[]; act?: ActTable }
-  | { kind: 'segments'; buffer: GPUBuffer; build: () => SegmentSpec[] };
 
 /** The workspaces built for each model, by batch size, purpose and mode (freed with the model). */
 const workspaces = new WeakMap<Model, Map<string, Promise<Workspace>>>();
@@ -536,59 +483,6 @@ export class Workspace {
   // ---------------------------------------------------------------------------------------------------------
   // Building (once)
 
-  private async compile(): Promise<WorkspaceKernels> {
-    const rt = this.runtime;
-    const { act, tiles } = this;
-    const sub = rt.adapter.subgroupSize;
-    const gated = (spec: (g: boolean) => Parameters<Runtime['kernel']>[0]) =>
-      Promise.all([rt.kernel(spec(false)), rt.kernel(spec(true))]).then(([plain, g]) => ({ plain, gated: g }));
-    const byName = async <K extends string>(names: readonly K[], spec: (name: K) => Parameters<Runtime['kernel']>[0]) =>
-      Object.fromEntries(await Promise.all(names.map(async (n) => [n, await rt.kernel(spec(n))] as const))) as Record<
-        K,
-        CompiledKernel
-      >;
-    const [forward, lossRows, reduce] = await Promise.all([
-      rt.kernel(forwardKernel(act, tiles, 'forward', false)),
-      rt.kernel(outputKernel('loss_rows', false)),
-      rt.kernel(reduceKernel(sub)),
-    ]);
-    if (this.purpose !== 'train') return { forward, lossRows, reduce };
-    // The variant with only the vec4 epilogue, where this workspace's own tables can use it (the general one
-    // stays: Hairer's initial step, discrete inference and other networks' tables may need it). Adapters that
-    // compile at pipeline creation would otherwise compile a kernel no dispatch uses.
-    const vec4 = this.actTablesTakeVec4();
-    const [errors, finishList, rowNorms, paramGrad, actPlain, actVec4, accumulate, combine, solver, recordK] =
-      await Promise.all([
-        gated((g) => forwardKernel(act, tiles, 'errors', g)),
-        Promise.all(FINISH_ENTRIES.map((f) => gated((g) => outputKernel(f, g)))),
-        rt.kernel(outputKernel('row_norms', false)),
-        rt.kernel(paramGradKernel(tiles)),
-        gated((g) => activityGradKernel(act, tiles, g)),
-        vec4 ? gated((g) => activityGradKernel(act, tiles, g, 'vec4')) : undefined,
-        rt.kernel(accumulateKernel(sub)),
-        rt.kernel(combineKernel()),
-        byName(SOLVER_ENTRIES, (e) => solverKernel(e, act, sub)),
-        byName(RECORD_ENTRIES, (e) => recordKernel(e, sub)),
-      ]);
-    const finish = Object.fromEntries(FINISH_ENTRIES.map((f, i) => [f, finishList[i]!])) as TrainKernels['finish'];
-    return {
-      forward,
-      lossRows,
-      reduce,
-      train: {
-        errors,
-        finish,
-        rowNorms,
-        paramGrad,
-        act: { ...actPlain, ...(actVec4 ? { vec4: actVec4 } : {}) },
-        accumulate,
-        combine,
-        solver,
-        record: recordK,
-      },
-    };
-  }
-
   /** Whether this workspace's own activity-gradient tables can use the vec4-only kernel. */
   private actTablesTakeVec4(): boolean {
     return (
@@ -599,7 +493,13 @@ export class Workspace {
   }
 
   private async prepare(): Promise<void> {
-    const kernels = (this.compiled = await this.compile());
+    const kernels = (this.compiled = await compileKernels(
+      this.runtime,
+      this.act,
+      this.tiles,
+      this.purpose,
+      this.actTablesTakeVec4(),
+    ));
     await this.runtime.scoped('workspace bind groups', () => {
       this.buildEvaluation(kernels);
       if (kernels.train) this.buildTraining(kernels, kernels.train);
@@ -647,149 +547,42 @@ export class Workspace {
   }
 
   private buildTraining(kernels: WorkspaceKernels, k: TrainKernels): void {
-    const { model, tables } = this;
-    const L = model.depth;
-    const B = this.batch;
-    const work = this.buffer;
-    const params = model.params;
-    const state = this.state;
-    const lambda = () => this.energy.lambda;
-
-    const errorsAt = (point: EvalPoint, loss: Loss): Gated<Dispatch> => {
-      const table = packJobs(tables.errorJobs(point, loss), this.tiles);
-      const jobs = this.jobTable(`errors.${point}.${loss}`, table);
-      return {
-        plain: this.bind(k.errors.plain, { jobs, params, work }, table.workgroups),
-        gated: this.bind(k.errors.gated, { jobs, params, work, state }, table.workgroups),
-      };
-    };
-    const errors = {
-      y: { mse: errorsAt('y', 'mse'), ce: errorsAt('y', 'ce') },
-      t: { mse: errorsAt('t', 'mse'), ce: errorsAt('t', 'ce') },
-    };
-    // The layer energies and their total in one dispatch (one workgroup per segment); and the recording tables:
-    // the layer energies into a row of the records buffer.
-    const energies = {} as Record<Loss, Dispatch>;
-    const recordSegments = {} as Record<Loss, SegmentTable>;
-    for (const loss of LOSSES) {
-      const table = this.energySegments(`energies.${loss}`, () => [
-        ...tables.layerEnergySegments(loss, lambda()),
-        tables.totalEnergySegment(loss, lambda()),
-      ]);
-      energies[loss] = this.bind(
-        kernels.reduce,
-        { segments: table.buffer, src: work, dst: this.scalars },
-        table.workgroups,
-      );
-      recordSegments[loss] = this.energySegments(`record.${loss}`, () => tables.layerEnergySegments(loss, lambda()));
-    }
-    // The output kinds' finishing kernels read the logits left in e_L and write one partial quad per row.
-    const finishRows = this.rowsUniform(B, model.outputDim, this.fam.e + this.layer[L]!, this.partCe, 1);
-    const finish = Object.fromEntries(
-      FINISH_ENTRIES.map((f) => [
-        f,
-        {
-          plain: this.bind(k.finish[f].plain, { rows: finishRows, work }, this.elementwiseGroups(B)),
-          gated: this.bind(k.finish[f].gated, { rows: finishRows, work, state }, this.elementwiseGroups(B)),
-        },
-      ]),
-    ) as TrainDispatches['finish'];
-    const actAt = (point: EvalPoint): ActTable => {
-      const { entry, jobs, workgroups } = this.energyJobs(`act.${point}`, () =>
-        tables.activityGradJobs(point, lambda()),
-      );
-      entry.act = new ActTable(entry.buffer, params, k.act, workgroups, jobs);
-      return entry.act;
-    };
-    const act = { y: actAt('y'), t: actAt('t') };
-    const pgrad = this.energyJobs('paramGrad', () => tables.paramGradJobs(lambda()));
-    const paramGrad = this.bind(
-      k.paramGrad,
-      { jobs: pgrad.entry.buffer, work, grads: model.grads() },
-      pgrad.workgroups,
+    const built = buildTraining(
+      {
+        runtime: this.runtime,
+        model: this.model,
+        tables: this.tables,
+        batch: this.batch,
+        tiles: this.tiles,
+        work: this.buffer,
+        scalars: this.scalars,
+        state: this.state,
+        config: this.config,
+        fam: this.fam,
+        layer: this.layer,
+        first: this.first,
+        nAll: this.nAll,
+        partCe: this.partCe,
+        partRows: this.partRows,
+        scalar: this.scalar,
+        lambda: () => this.energy.lambda,
+        jobTable: (label, table) => this.jobTable(label, table),
+        storageTable: (label, data) => this.storageTable(label, data),
+        segmentTable: (label, segs) => this.segmentTable(label, segs),
+        rewriteSegments: (table, segs) => this.rewriteSegments(table, segs),
+        bind: (kernel, resources, workgroups) => this.bind(kernel, resources, workgroups),
+        reduce: (label, segs, src, dst) => this.reduce(label, segs, src, dst),
+        rowsUniform: (rows, cols, pred, part, ce) => this.rowsUniform(rows, cols, pred, part, ce),
+        energyJobs: (label, build) => this.energyJobs(label, build),
+        energySegments: (label, build) => this.energySegments(label, build),
+        own: (buffer) => this.ownBuffers.push(buffer),
+      },
+      kernels,
+      k,
     );
-    const solver = Object.fromEntries(
-      SOLVER_ENTRIES.map((e) => [e, this.bind(k.solver[e], { config: this.config, work, state }, 1)]),
-    ) as Record<SolverEntry, Dispatch>;
-    // Norms: mean_b ‖z_b‖ per activity (JPC's compute_activity_norms), ‖W_l‖ and ‖b_l‖ of parameters and gradients.
-    const regions = Array.from({ length: L + 1 - this.first }, (_, i) => {
-      const l = i + this.first;
-      return {
-        rows: B,
-        cols: model.dims[l]!,
-        predOff: this.fam.y + this.layer[l]!,
-        partOff: this.partRows + 4 * B * l,
-      };
-    });
-    const rowNormTable = rowTable(regions);
-    const rowNorms = this.bind(
-      k.rowNorms,
-      { rows: this.storageTable('rows.activityNorms', rowNormTable.data.buffer), work },
-      rowNormTable.workgroups,
-    );
-    const activityNorms = this.reduce(
-      'activityNorms',
-      Array.from({ length: L + 1 - this.first }, (_, i) => ({
-        off: this.partRows + 4 * B * (i + this.first),
-        count: B,
-        stride: 4,
-        out: this.scalar.activityNorms + i,
-        scale: 1 / B,
-      })),
-      work,
-      this.scalars,
-    );
-    // ‖W_l‖ and ‖b_l‖ per layer (an empty segment gives 0 for a layer without bias).
-    const norms = (out: number): SegmentSpec[] =>
-      model.layers.flatMap((spec, i) => {
-        const w = weightMatrix(spec);
-        const b = biasTensor(spec);
-        const flags = ReduceFlag.SQUARE | ReduceFlag.SQRT;
-        return [
-          { off: w.offset, count: w.rows * w.cols, stride: 1, out: out + 2 * i, scale: 1, flags },
-          { off: b ? b.offset : 0, count: b ? b.shape[0]! : 0, stride: 1, out: out + 2 * i + 1, scale: 1, flags },
-        ];
-      });
-    const paramNorms = this.reduce('paramNorms', norms(this.scalar.paramNorms), params, this.scalars);
-    const gradNorms = this.reduce('gradNorms', norms(this.scalar.gradNorms), model.grads(), this.scalars);
-    this.regularizerState = new Regularizer({
-      runtime: this.runtime,
-      model,
-      batch: B,
-      work,
-      y: this.fam.y,
-      nAll: this.nAll,
-      scalars: this.scalars,
-      regsSlot: this.scalar.regs,
-      totalSlot: this.scalar.total,
-      reduceKernel: kernels.reduce,
-      accumulateKernel: k.accumulate,
-      segmentTable: (label, segs) => this.segmentTable(label, segs),
-      rewriteSegments: (table, segs) => this.rewriteSegments(table, segs),
-      own: (buffer) => this.ownBuffers.push(buffer),
-    });
-    this.recordingState = new Recording({
-      runtime: this.runtime,
-      depth: L,
-      work,
-      state,
-      y: this.fam.y,
-      nAll: this.nAll,
-      kernels: k.record,
-      segments: recordSegments,
-    });
-    this.trainDispatches = {
-      errors,
-      finish,
-      energies,
-      act,
-      paramGrad,
-      solver,
-      rowNorms,
-      activityNorms,
-      paramNorms,
-      gradNorms,
-    };
+    this.trainDispatches = built.dispatches;
+    this.regularizerState = built.regularizer;
+    this.recordingState = built.recording;
   }
 
   // ---------------------------------------------------------------------------------------------------------
