@@ -6,7 +6,7 @@
  */
 import { initActivitiesWithFfwd, makeMlp, solveInference } from '../src/node.js';
 import { SleepEstimator } from '../src/runtime/runtime.js';
-import { FUSED_MAX_WORK, FUSED_MAX_WORK_ONE_ROW, fusedSolvePays } from '../src/pc/solver.js';
+import { FUSED_MAX_WORK, FUSED_MAX_WORK_ONE_ROW, fusedSolvePays } from '../src/pc/solve/options.js';
 import { adapterLabel, benchInit, median } from './common.js';
 
 const REPEATS = Number(process.env.WPC_BENCH_REPEATS ?? 5);

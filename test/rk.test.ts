@@ -27,7 +27,7 @@ import {
   workspaceNeeds,
   writeSolverConfig,
   type SolverStateView,
-} from '../src/pc/solver.js';
+} from '../src/pc/solve/options.js';
 import { loadActivities, loadBatch } from '../src/pc/batch.js';
 import { Random } from '../src/util/random.js';
 import {

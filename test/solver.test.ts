@@ -23,7 +23,7 @@ import {
   submitAfterStep,
   writeSolverConfig,
   type SolverStateView,
-} from '../src/pc/solver.js';
+} from '../src/pc/solve/options.js';
 import { loadActivities, loadBatch } from '../src/pc/batch.js';
 import { WpcArgumentError } from '../src/runtime/errors.js';
 import { init } from '../src/node.js';

@@ -33,7 +33,7 @@ import {
   workspaceNeeds,
   writeSolverConfig,
   type SolverOptions,
-} from './solver.js';
+} from './solve/options.js';
 import { type Loss, Workspace, checkWorkspaceFits } from './workspace.js';
 
 export interface TestOptions {

@@ -52,7 +52,7 @@ import {
   workspaceNeeds,
   writeSolverConfig,
   type SolverOptions,
-} from './solver.js';
+} from './solve/options.js';
 import { copyOutRecording, type Recording } from './infer.js';
 import type { SegmentSpec, Workspace } from './workspace.js';
 

@@ -31,7 +31,7 @@ import {
   type ResolvedSolver,
   type SolveStats,
   type SolverOptions,
-} from './solver.js';
+} from './solve/options.js';
 import type { Loss, Workspace } from './workspace.js';
 
 export interface SolveInferenceOptions extends SolverOptions, EnergyTermOptions {

@@ -29,7 +29,7 @@ import {
   writeSolverConfig,
   type ResolvedSolver,
   type SolverOptions,
-} from './solver.js';
+} from './solve/options.js';
 import type { Loss } from './workspace.js';
 
 export interface PcStepOptions extends SolverOptions, EnergyTermOptions {

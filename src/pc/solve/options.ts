@@ -15,7 +15,7 @@
  * Every explicit Runge–Kutta tableau of diffrax is supported (tableaux.ts); each stage is two dispatches for the
  * whole network (prediction errors, then activity gradient fused with the stage's update), whatever the depth.
  */
-import { RecordWhen, StageMode, StageOptimizer } from '../kernels/index.js';
+import { RecordWhen, StageMode, StageOptimizer } from '../../kernels/index.js';
 import {
   WpcArgumentError,
   WpcSolverError,
@@ -23,12 +23,12 @@ import {
   checkFinite,
   checkKnownKeys,
   checkPositiveInt,
-} from '../runtime/errors.js';
-import { F32_MAX, bufferLimit, checkCap, checkFits, groupDigits, storageLimit } from '../runtime/limits.js';
-import type { Recorder } from '../runtime/recorder.js';
-import type { Model } from './model.js';
-import { Optimizer } from './optim.js';
-import { SOLVER_NAMES, TABLEAUX, type SolverName, type Tableau } from './tableaux.js';
+} from '../../runtime/errors.js';
+import { F32_MAX, bufferLimit, checkCap, checkFits, groupDigits, storageLimit } from '../../runtime/limits.js';
+import type { Recorder } from '../../runtime/recorder.js';
+import type { Model } from '../model.js';
+import { Optimizer } from '../optim.js';
+import { SOLVER_NAMES, TABLEAUX, type SolverName, type Tableau } from '../tableaux.js';
 import {
   CONFIG_WORDS,
   STATE,
@@ -41,7 +41,7 @@ import {
   type StageRecord,
   type Workspace,
   type WorkspaceNeeds,
-} from './workspace.js';
+} from '../workspace.js';
 
 export { SOLVER_NAMES, type SolverName };
 
