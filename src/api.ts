@@ -65,7 +65,7 @@ export type {
   SolverOptions,
   SteadyStateOptions,
   StepsizeController,
-} from './pc/solve/options.js';
+} from './pc/solve/index.js';
 export { computeActivityNorms, computeParamNorms } from './pc/metrics.js';
 export { updatePcActivities, updatePcParams } from './pc/updates.js';
 export type { ActivityUpdateResult, ParamUpdateResult, UpdateOptions } from './pc/updates.js';

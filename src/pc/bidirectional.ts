@@ -49,7 +49,7 @@ import { initActivitiesWithAmort } from './hybrid.js';
 import { type Job, errorJob, gradJob, packJobs, paramJob, tilesOf } from './layer-jobs.js';
 import type { Model } from './model.js';
 import { type OptState, type Optimizer, checkOptState } from './optim.js';
-import { writeSolverConfig } from './solve/options.js';
+import { writeSolverConfig } from './solve/index.js';
 import { type SegmentSpec, type Workspace, segmentData, tilesFor } from './workspace.js';
 
 export interface BpcOptions {

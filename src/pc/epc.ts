@@ -49,7 +49,7 @@ import {
 import { forwardJob, gradJob, packJobs, paramJob } from './layer-jobs.js';
 import type { Model } from './model.js';
 import { type OptState, type Optimizer, checkOptState } from './optim.js';
-import { writeSolverConfig } from './solve/options.js';
+import { writeSolverConfig } from './solve/index.js';
 import type { Loss, Mode, Workspace } from './workspace.js';
 
 export interface EpcOptions {

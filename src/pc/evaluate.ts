@@ -33,7 +33,7 @@ import {
   workspaceNeeds,
   writeSolverConfig,
   type SolverOptions,
-} from './solve/options.js';
+} from './solve/index.js';
 import { type Loss, Workspace, checkWorkspaceFits } from './workspace.js';
 
 export interface TestOptions {

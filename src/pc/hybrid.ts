@@ -52,7 +52,7 @@ import {
   workspaceNeeds,
   writeSolverConfig,
   type SolverOptions,
-} from './solve/options.js';
+} from './solve/index.js';
 import { copyOutRecording, type Recording } from './infer.js';
 import type { SegmentSpec, Workspace } from './workspace.js';
 

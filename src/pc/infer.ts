@@ -5,7 +5,7 @@
  *
  * integrated to t1 = `maxT1` by any of diffrax's explicit Runge–Kutta methods, with a constant step or diffrax's
  * PID step-size controller (JPC's default: Heun + PID, rtol = atol = 1e-3), optionally stopping at a steady
- * state; or discrete inference, `steps` optimiser updates. Everything runs on the GPU; see solver.ts for how
+ * state; or discrete inference, `steps` optimiser updates. Everything runs on the GPU; see solve/ for how
  * the host is kept out of the loop.
  */
 import type { Recorder } from '../runtime/recorder.js';
@@ -31,7 +31,7 @@ import {
   type ResolvedSolver,
   type SolveStats,
   type SolverOptions,
-} from './solve/options.js';
+} from './solve/index.js';
 import type { Loss, Workspace } from './workspace.js';
 
 export interface SolveInferenceOptions extends SolverOptions, EnergyTermOptions {

@@ -29,7 +29,7 @@ import {
   writeSolverConfig,
   type ResolvedSolver,
   type SolverOptions,
-} from './solve/options.js';
+} from './solve/index.js';
 import type { Loss } from './workspace.js';
 
 export interface PcStepOptions extends SolverOptions, EnergyTermOptions {
