@@ -28,7 +28,6 @@ import {
   resolveSolverOptions,
   workspaceNeeds,
   writeSolverConfig,
-  type ResolvedSolver,
   type SolveStats,
   type SolverOptions,
 } from './solve/index.js';
@@ -106,20 +105,18 @@ export async function solveInference(
   options: SolveInferenceOptions,
 ): Promise<SolveInferenceResult> {
   const fn = 'solveInference';
-  let cfg: ResolvedSolver | undefined;
-  const { loss, B, cap, mode, terms } = beginCall(
-    fn,
-    model,
-    activities,
-    output,
-    options,
-    [...ENERGY_KEYS, ...SOLVER_OPTION_KEYS],
-    (opts, m, rows) => {
-      cfg = resolveSolverOptions(fn, opts);
-      checkSolveFits(fn, model, rows, m, cfg);
-    },
-  );
-  const solver = cfg!;
+  const {
+    loss,
+    B,
+    cap,
+    mode,
+    terms,
+    resolved: solver,
+  } = beginCall(fn, model, activities, output, options, [...ENERGY_KEYS, ...SOLVER_OPTION_KEYS], (opts, m, rows) => {
+    const solver = resolveSolverOptions(fn, opts);
+    checkSolveFits(fn, model, rows, m, solver);
+    return solver;
+  });
   return onWorkspace(
     model,
     B,

@@ -16,7 +16,6 @@ export {
   refuseRecording,
   resolveSolverOptions,
   type PidOptions,
-  type ResolvedSolver,
   type SolverOptions,
   type SteadyStateOptions,
   type StepsizeController,
