@@ -42,12 +42,13 @@ export interface SolverConfig {
  * and the controller's fields keep diffrax's defaults.
  */
 export function solverConfig(solver: ResolvedSolver | undefined): SolverConfig {
-  const ode = solver?.kind === 'ode' ? solver : undefined;
-  const pid = ode && ode.controller !== 'constant' ? ode.controller : undefined;
-  const tableau = ode?.tableau;
-  const fsal = tableau?.fsal ?? false;
-  const maxT1 = ode?.maxT1 ?? 0;
-  const constant = ode !== undefined && ode.controller === 'constant';
+  // Discrete inference has neither a controller nor a tableau: its config is the one of no solve.
+  const odeSolver = solver?.kind === 'ode' ? solver : undefined;
+  const pid = odeSolver && odeSolver.controller !== 'constant' ? odeSolver.controller : undefined;
+  const tableau = odeSolver?.tableau;
+  const event = odeSolver?.event ?? null;
+  const maxT1 = odeSolver?.maxT1 ?? 0;
+  const constant = odeSolver !== undefined && odeSolver.controller === 'constant';
   return {
     fields: {
       t0: 0,
@@ -64,21 +65,21 @@ export function solverConfig(solver: ResolvedSolver | undefined): SolverConfig {
       dtmin: pid?.dtmin ?? 0,
       dtmax: pid?.dtmax ?? 0,
       errorOrder: tableau?.order ?? 1,
-      maxSteps: ode?.maxSteps ?? 0,
+      maxSteps: odeSolver?.maxSteps ?? 0,
       flags:
         (pid?.dtmin !== undefined ? ConfigFlag.DTMIN : 0) |
         (pid?.dtmax !== undefined ? ConfigFlag.DTMAX : 0) |
         (pid?.forceDtmin ? ConfigFlag.FORCE_DTMIN : 0) |
-        (ode?.event ? ConfigFlag.EVENT : 0) |
-        (fsal ? ConfigFlag.FSAL : 0),
+        (event ? ConfigFlag.EVENT : 0) |
+        (tableau?.fsal ? ConfigFlag.FSAL : 0),
       controller: constant ? Controller.CONSTANT : Controller.PID,
-      eventRtol: ode?.event?.rtol ?? 0,
-      eventAtol: ode?.event?.atol ?? 0,
+      eventRtol: event?.rtol ?? 0,
+      eventAtol: event?.atol ?? 0,
       a21: tableau && tableau.stages > 1 ? tableau.a[0]![0]! : 0,
-      gridN: constant && ode.event ? constantStepEnds(ode.maxT1, ode.dt!).length : 0,
+      gridN: constant && event ? constantStepEnds(maxT1, odeSolver.dt!).length : 0,
     },
     stages: tableau?.stages ?? null,
-    fsal,
+    fsal: tableau?.fsal ?? false,
   };
 }
 

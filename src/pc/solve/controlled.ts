@@ -56,7 +56,7 @@ export async function runControlled(
 ): Promise<SolveStats> {
   const rt = ws.runtime;
   const { tableau } = plan;
-  const s = tableau.stages;
+  const { stages } = tableau;
   const recording = plan.recording !== null;
   if (plan.grid) {
     if (plan.grid.length > plan.maxSteps) {
@@ -66,18 +66,18 @@ export async function runControlled(
     }
     ws.writeGrid(plan.grid);
   }
-  // Records 1..s: the stages; s+1, s+2: Hairer's probes.
+  // Records 1..stages: the stages; then Hairer's two probes.
   ws.writeStageRecords(plan.recordsKey, () => stageRecords(plan));
   if (plan.hairer) {
     // Hairer's initial step: d0 from y, d1 from f0 = f(y), then d2 from f(y + h0·f0).
     encodeConfig(ws, plan.config, { err: ws.partD0, ev: ws.partA });
     ws.recordErrors(rec, 'y', loss, false);
-    ws.recordActivityGrad(rec, 'y', false, s + 1);
+    ws.recordActivityGrad(rec, 'y', false, stages + 1);
     ws.recordElementwise(rec, 'scaled_square');
     ws.recordSolver(rec, 'hairer_h0');
     ws.recordElementwise(rec, 'hairer_probe');
     ws.recordErrors(rec, 't', loss, false);
-    ws.recordActivityGrad(rec, 't', false, s + 2);
+    ws.recordActivityGrad(rec, 't', false, stages + 2);
     rec.submit();
     // Queue-ordered after the submit above: hairer_dt0 and the steps see the controller's config.
     encodeConfig(ws, plan.config);
@@ -97,7 +97,7 @@ export async function runControlled(
   let confirmed = 0; // steps the last poll saw completed
   const encodeSteps = (count: number) => {
     for (let n = 0; n < count; n++) {
-      for (let i = tableau.fsal ? 2 : 1; i <= s; i++) {
+      for (let i = tableau.fsal ? 2 : 1; i <= stages; i++) {
         ws.recordErrors(rec, pointOf(i), loss, true);
         if (i === 1 && recording) recordState(ws, rec, plan, loss, RecordWhen.NEXT_START);
         ws.recordActivityGrad(rec, pointOf(i), true, i);

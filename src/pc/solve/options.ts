@@ -187,26 +187,26 @@ function resolvePid(fn: string, sc: unknown): ResolvedPid {
     argError(fn, 'options.stepsizeController', "'constant' or { pid: { rtol, atol, ... } }", sc);
   }
   checkKnownKeys(fn, 'options.stepsizeController', sc, ['pid']);
-  const p = (sc as { pid: PidOptions }).pid;
-  checkKnownKeys(fn, 'options.stepsizeController.pid', p, PID_KEYS);
+  const given = (sc as { pid: PidOptions }).pid;
+  checkKnownKeys(fn, 'options.stepsizeController.pid', given, PID_KEYS);
   const at = (k: string) => `options.stepsizeController.pid.${k}`;
-  const c: ResolvedPid = {
-    rtol: checkFinite(fn, at('rtol'), p.rtol, { min: 0 }),
-    atol: checkFinite(fn, at('atol'), p.atol, { min: 0 }),
-    pcoeff: checkFinite(fn, at('pcoeff'), p.pcoeff ?? 0),
-    icoeff: checkFinite(fn, at('icoeff'), p.icoeff ?? 1),
-    dcoeff: checkFinite(fn, at('dcoeff'), p.dcoeff ?? 0),
-    factormin: checkFinite(fn, at('factormin'), p.factormin ?? 0.2, { min: 0, max: 1 }),
-    factormax: checkFinite(fn, at('factormax'), p.factormax ?? 10, { min: 1 }),
-    safety: checkFinite(fn, at('safety'), p.safety ?? 0.9, { min: 0, max: 1, open: true }),
-    forceDtmin: p.forceDtmin ?? true,
-    ...(p.dtmin === undefined ? {} : { dtmin: checkFinite(fn, at('dtmin'), p.dtmin, { min: 0, open: true }) }),
-    ...(p.dtmax === undefined ? {} : { dtmax: checkFinite(fn, at('dtmax'), p.dtmax, { min: 0, open: true }) }),
+  const pid: ResolvedPid = {
+    rtol: checkFinite(fn, at('rtol'), given.rtol, { min: 0 }),
+    atol: checkFinite(fn, at('atol'), given.atol, { min: 0 }),
+    pcoeff: checkFinite(fn, at('pcoeff'), given.pcoeff ?? 0),
+    icoeff: checkFinite(fn, at('icoeff'), given.icoeff ?? 1),
+    dcoeff: checkFinite(fn, at('dcoeff'), given.dcoeff ?? 0),
+    factormin: checkFinite(fn, at('factormin'), given.factormin ?? 0.2, { min: 0, max: 1 }),
+    factormax: checkFinite(fn, at('factormax'), given.factormax ?? 10, { min: 1 }),
+    safety: checkFinite(fn, at('safety'), given.safety ?? 0.9, { min: 0, max: 1, open: true }),
+    forceDtmin: given.forceDtmin ?? true,
+    ...(given.dtmin === undefined ? {} : { dtmin: checkFinite(fn, at('dtmin'), given.dtmin, { min: 0, open: true }) }),
+    ...(given.dtmax === undefined ? {} : { dtmax: checkFinite(fn, at('dtmax'), given.dtmax, { min: 0, open: true }) }),
   };
-  if (c.rtol === 0 && c.atol === 0)
+  if (pid.rtol === 0 && pid.atol === 0)
     throw new WpcArgumentError(`${fn}: options.stepsizeController.pid needs rtol > 0 or atol > 0, got both 0`);
-  if (typeof c.forceDtmin !== 'boolean') argError(fn, at('forceDtmin'), 'a boolean', c.forceDtmin);
-  return c;
+  if (typeof pid.forceDtmin !== 'boolean') argError(fn, at('forceDtmin'), 'a boolean', pid.forceDtmin);
+  return pid;
 }
 
 function resolveRecording(

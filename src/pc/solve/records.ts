@@ -27,24 +27,24 @@ export function stageRecords(plan: SolvePlan): StageRecord[] {
 
 /** Records of one fixed-size step: stages up to the last that matters, the last updating y in place. */
 function freeRunningStep(tableau: Tableau, dt: number): StageRecord[] {
-  const s = stagesPerStep(tableau);
+  const stages = stagesPerStep(tableau);
   const base = { dt, rtol: 0, atol: 0, ecoef: [] as number[] };
-  return Array.from({ length: s }, (_, j) => {
+  return Array.from({ length: stages }, (_, j) => {
     const i = j + 1;
-    return i < s
+    return i < stages
       ? { ...base, mode: StageMode.STAGE, index: i, coef: tableau.a[i - 1]!, candidate: 'probe' as const }
-      : { ...base, mode: StageMode.FINAL, index: i, coef: tableau.b.slice(0, s), candidate: 'in-place' as const };
+      : { ...base, mode: StageMode.FINAL, index: i, coef: tableau.b.slice(0, stages), candidate: 'in-place' as const };
   });
 }
 
-/** Records of a controlled step: stages 1..s, then Hairer's two probes. The candidate goes to the probe's slot. */
+/** Records of a controlled step: every stage, then Hairer's two probes. The candidate goes to the probe's slot. */
 function controlledStep(tableau: Tableau, rtol: number, atol: number, withError: boolean): StageRecord[] {
   const base = { dt: 0, rtol, atol, candidate: 'probe' as const };
-  const s = tableau.stages;
+  const { stages } = tableau;
   const e = withError && tableau.e ? tableau.e : [];
   const records: StageRecord[] = [];
-  for (let i = 1; i <= s; i++) {
-    if (i < s) records.push({ ...base, mode: StageMode.STAGE, index: i, coef: tableau.a[i - 1]!, ecoef: [] });
+  for (let i = 1; i <= stages; i++) {
+    if (i < stages) records.push({ ...base, mode: StageMode.STAGE, index: i, coef: tableau.a[i - 1]!, ecoef: [] });
     else if (tableau.fsal) records.push({ ...base, mode: StageMode.FINAL_FSAL, index: i, coef: [], ecoef: e });
     else records.push({ ...base, mode: StageMode.FINAL, index: i, coef: tableau.b, ecoef: e });
   }
@@ -55,15 +55,27 @@ function controlledStep(tableau: Tableau, rtol: number, atol: number, withError:
 
 /** Records of `steps` optimiser updates (optax semantics: Adam's bias corrections use the update count). */
 function discreteSteps(optimizer: Readonly<OptimizerConfig>, steps: number): StageRecord[] {
-  const c = optimizer;
+  const kind =
+    optimizer.kind === 'adam'
+      ? StageOptimizer.ADAM
+      : optimizer.momentum === undefined
+        ? StageOptimizer.SGD
+        : StageOptimizer.MOMENTUM;
   return Array.from({ length: steps }, (_, n) => {
     const count = n + 1;
     const coef =
-      c.kind === 'adam'
-        ? [c.lr, c.b1, c.b2, c.eps, c.epsRoot, 1 - c.b1 ** count, 1 - c.b2 ** count, 0]
-        : [c.lr, c.momentum ?? 0, 0, 0, 0, 1, 1, c.nesterov ? 1 : 0];
-    const kind =
-      c.kind === 'adam' ? StageOptimizer.ADAM : c.momentum === undefined ? StageOptimizer.SGD : StageOptimizer.MOMENTUM;
+      optimizer.kind === 'adam'
+        ? [
+            optimizer.lr,
+            optimizer.b1,
+            optimizer.b2,
+            optimizer.eps,
+            optimizer.epsRoot,
+            1 - optimizer.b1 ** count,
+            1 - optimizer.b2 ** count,
+            0,
+          ]
+        : [optimizer.lr, optimizer.momentum ?? 0, 0, 0, 0, 1, 1, optimizer.nesterov ? 1 : 0];
     return {
       mode: StageMode.OPTIM,
       index: 1,
