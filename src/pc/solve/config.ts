@@ -118,14 +118,7 @@ export function encodeConfig(ws: Workspace, config: SolverConfig, regions: Confi
   );
 }
 
-/**
- * Writes the solver config uniform for `solver` (or for none: the layout the elementwise kernels use outside a
- * solve). `regions` point the controller at other partials.
- */
-export function writeSolverConfig(
-  ws: Workspace,
-  solver: ResolvedSolver | undefined,
-  regions: ConfigRegions = {},
-): void {
-  encodeConfig(ws, solverConfig(solver), regions);
+/** Writes the solver config uniform of `solver` on `ws`, or of none (for the kernels that run outside a solve). */
+export function writeSolverConfig(ws: Workspace, solver: ResolvedSolver | undefined): void {
+  encodeConfig(ws, solverConfig(solver));
 }
