@@ -1,12 +1,12 @@
 /**
  * Fixed-step solves as one fused single-workgroup dispatch vs two dispatches per stage, over network sizes
  * (3 hidden layers of width W, 20 inputs, 10 outputs, batch B; T = 20, dt = 0.5), for Euler and Tsit5. The
- * crossovers set FUSED_MAX_WORK and FUSED_MAX_WORK_ONE_ROW in src/pc/solver.ts (`fusedSolvePays`: what 'auto'
+ * crossovers set FUSED_MAX_WORK and FUSED_MAX_WORK_ONE_ROW in src/pc/solve/fused.ts (`fusedSolvePays`: what 'auto'
  * picks). Prints JSON.
  */
 import { initActivitiesWithFfwd, makeMlp, solveInference } from '../src/node.js';
 import { SleepEstimator } from '../src/runtime/runtime.js';
-import { FUSED_MAX_WORK, FUSED_MAX_WORK_ONE_ROW, fusedSolvePays } from '../src/pc/solver.js';
+import { FUSED_MAX_WORK, FUSED_MAX_WORK_ONE_ROW, fusedSolvePays } from '../src/pc/solve/fused.js';
 import { adapterLabel, benchInit, median } from './common.js';
 
 const REPEATS = Number(process.env.WPC_BENCH_REPEATS ?? 5);

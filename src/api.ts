@@ -59,7 +59,13 @@ export { solveInference } from './pc/infer.js';
 export type { Recording, SolveInferenceOptions, SolveInferenceResult } from './pc/infer.js';
 export { SOLVER_NAMES, TABLEAUX } from './pc/tableaux.js';
 export type { Tableau } from './pc/tableaux.js';
-export type { PidOptions, SolverName, SolverOptions, SteadyStateOptions, StepsizeController } from './pc/solver.js';
+export type {
+  PidOptions,
+  SolverName,
+  SolverOptions,
+  SteadyStateOptions,
+  StepsizeController,
+} from './pc/solve/index.js';
 export { computeActivityNorms, computeParamNorms } from './pc/metrics.js';
 export { updatePcActivities, updatePcParams } from './pc/updates.js';
 export type { ActivityUpdateResult, ParamUpdateResult, UpdateOptions } from './pc/updates.js';

@@ -31,7 +31,7 @@ import {
   constantStepCount,
   resolveSolverOptions,
   type SolverOptions,
-} from './pc/solver.js';
+} from './pc/solve/index.js';
 import { checkWorkspaceFits, type Loss } from './pc/workspace.js';
 import { MAX_GRID_PIXELS, imageGridShape } from './io/image-grid.js';
 import { UsageError, checkOutputFile, checkOutputFolder, errorReport } from './cli-checks.js';

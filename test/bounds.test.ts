@@ -50,7 +50,7 @@ import {
 } from '../src/node.js';
 import { epochOrder } from '../src/data/dataset.js';
 import { dawnGpu } from '../src/runtime/dawn.js';
-import { MAX_SOLVE_STEPS } from '../src/pc/solver.js';
+import { MAX_SOLVE_STEPS } from '../src/pc/solve/grid.js';
 import { useRuntime } from './helpers.js';
 
 const rt = useRuntime();

@@ -18,16 +18,12 @@ import { solveInference } from '../src/pc/infer.js';
 import { init, initActivitiesWithFfwd, makeMlp, type Runtime } from '../src/node.js';
 import { Workspace } from '../src/pc/workspace.js';
 import { Recorder } from '../src/runtime/recorder.js';
-import {
-  FUSED_MAX_WORK,
-  FUSED_MAX_WORK_ONE_ROW,
-  fusedSolvePays,
-  integrate,
-  resolveSolverOptions,
-  workspaceNeeds,
-  writeSolverConfig,
-  type SolverStateView,
-} from '../src/pc/solver.js';
+import { writeSolverConfig } from '../src/pc/solve/config.js';
+import type { SolverStateView } from '../src/pc/solve/controlled.js';
+import { workspaceNeeds } from '../src/pc/solve/fits.js';
+import { FUSED_MAX_WORK, FUSED_MAX_WORK_ONE_ROW, fusedSolvePays } from '../src/pc/solve/fused.js';
+import { integrate } from '../src/pc/solve/integrate.js';
+import { resolveSolverOptions } from '../src/pc/solve/options.js';
 import { loadActivities, loadBatch } from '../src/pc/batch.js';
 import { Random } from '../src/util/random.js';
 import {

@@ -15,15 +15,12 @@ import { solveInference } from '../src/pc/infer.js';
 import { initActivitiesWithFfwd } from '../src/pc/energy.js';
 import { Workspace } from '../src/pc/workspace.js';
 import { Recorder } from '../src/runtime/recorder.js';
-import {
-  integrate,
-  resolveSolverOptions,
-  constantStepEnds,
-  constantStepSizes,
-  submitAfterStep,
-  writeSolverConfig,
-  type SolverStateView,
-} from '../src/pc/solver.js';
+import { writeSolverConfig } from '../src/pc/solve/config.js';
+import type { SolverStateView } from '../src/pc/solve/controlled.js';
+import { constantStepEnds, constantStepSizes } from '../src/pc/solve/grid.js';
+import { integrate } from '../src/pc/solve/integrate.js';
+import { resolveSolverOptions } from '../src/pc/solve/options.js';
+import { submitAfterStep } from '../src/pc/solve/plan.js';
 import { loadActivities, loadBatch } from '../src/pc/batch.js';
 import { WpcArgumentError } from '../src/runtime/errors.js';
 import { init } from '../src/node.js';

@@ -112,30 +112,42 @@ export function resolveEnergyTerms(fn: string, opts: EnergyTermOptions): EnergyT
   };
 }
 
+/** What the start of a call checked, resolved and captured. */
+export interface CallStart<O, R> {
+  opts: O;
+  loss: Loss;
+  B: number;
+  cap: Captured;
+  mode: Mode;
+  terms: EnergyTerms;
+  /** What the call's own `resolve` returned (undefined without one). */
+  resolved: R;
+}
+
 /**
  * The start of every `(model, [activities,] output, options)` call: checks the model, the options (no unknown
- * keys), the loss, the batch, the energy terms and whatever `extraChecks` adds, and only then captures the
- * inputs, so a call that fails a check has allocated and changed nothing. Without `options.input` the call is
- * unsupervised (when `unsupervised` allows it).
+ * keys), the loss, the batch, the energy terms and then the call's own options with `resolve` (which returns
+ * what it resolved, e.g. the solver), and only then captures the inputs, so a call that fails a check has
+ * allocated and changed nothing. Without `options.input` the call is unsupervised (when `unsupervised` allows it).
  */
-export function beginCall<O extends { input?: BatchData | undefined; loss?: Loss } & EnergyTermOptions>(
+export function beginCall<O extends { input?: BatchData | undefined; loss?: Loss } & EnergyTermOptions, R = undefined>(
   fn: string,
   model: Model,
   activities: readonly Tensor[] | undefined,
   output: BatchData,
   options: O,
   keys: readonly string[],
-  extraChecks?: (opts: O, mode: Mode, B: number) => void,
+  resolve?: (opts: O, mode: Mode, B: number) => R,
   unsupervised = true,
-): { opts: O; loss: Loss; B: number; cap: Captured; mode: Mode; terms: EnergyTerms } {
+): CallStart<O, R> {
   checkModel(fn, model);
   const opts = checkOptions(fn, options, keys);
   const loss = checkLoss(fn, opts.loss);
   const { B, mode } = checkBatch(fn, model, output, opts.input, activities, 'options.input', unsupervised);
   const terms = resolveEnergyTerms(fn, opts);
-  extraChecks?.(opts, mode, B);
+  const resolved = resolve ? resolve(opts, mode, B) : (undefined as R);
   checkWorkspaces(fn, [{ model, B, mode, terms }]);
-  return { opts, loss, B, mode, terms, cap: captureBatch(model, B, opts.input, output, activities ?? []) };
+  return { opts, loss, B, mode, terms, resolved, cap: captureBatch(model, B, opts.input, output, activities ?? []) };
 }
 
 /**

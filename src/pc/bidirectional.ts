@@ -49,7 +49,7 @@ import { type Job, gradJob, packJobs, tilesOf } from './layer-jobs.js';
 import { carryTerm, errorJob, paramGradJob } from './layers/index.js';
 import type { Model } from './model.js';
 import { type OptState, type Optimizer, checkOptState } from './optim.js';
-import { writeSolverConfig } from './solver.js';
+import { writeSolverConfig } from './solve/index.js';
 import { type ActTable, type SegmentSpec, type Workspace, tilesFor } from './workspace.js';
 import { type Dispatch, cachedPer, record } from './workspace/handles.js';
 import type { SegmentTable } from './workspace/tables.js';

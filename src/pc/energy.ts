@@ -48,7 +48,7 @@ import {
   onWorkspace,
 } from './batch.js';
 import type { Model } from './model.js';
-import { writeSolverConfig } from './solver.js';
+import { writeSolverConfig } from './solve/index.js';
 import type { Loss, Mode, Workspace } from './workspace.js';
 
 export interface EnergyOptions extends EnergyTermOptions {

@@ -50,7 +50,7 @@ import { carryTerm, forwardJob, paramGradJob } from './layers/index.js';
 import { outputKind } from './layers/output.js';
 import type { Model } from './model.js';
 import { type OptState, type Optimizer, checkOptState } from './optim.js';
-import { writeSolverConfig } from './solver.js';
+import { writeSolverConfig } from './solve/index.js';
 import type { ActTable, Loss, Mode, Workspace } from './workspace.js';
 import { type Dispatch, record } from './workspace/handles.js';
 

@@ -33,7 +33,7 @@ import {
   workspaceNeeds,
   writeSolverConfig,
   type SolverOptions,
-} from './solver.js';
+} from './solve/index.js';
 import { type Loss, Workspace, checkWorkspaceFits } from './workspace.js';
 import { cachedPer } from './workspace/handles.js';
 

@@ -52,7 +52,7 @@ import {
   workspaceNeeds,
   writeSolverConfig,
   type SolverOptions,
-} from './solver.js';
+} from './solve/index.js';
 import { copyOutRecording, type Recording } from './infer.js';
 import type { RowMetric, SegmentSpec, Workspace } from './workspace.js';
 import { type Dispatch, cachedPer, record } from './workspace/handles.js';

@@ -5,7 +5,7 @@
  *
  * integrated to t1 = `maxT1` by any of diffrax's explicit Runge–Kutta methods, with a constant step or diffrax's
  * PID step-size controller (JPC's default: Heun + PID, rtol = atol = 1e-3), optionally stopping at a steady
- * state; or discrete inference, `steps` optimiser updates. Everything runs on the GPU; see solver.ts for how
+ * state; or discrete inference, `steps` optimiser updates. Everything runs on the GPU; see solve/ for how
  * the host is kept out of the loop.
  */
 import type { Recorder } from '../runtime/recorder.js';
@@ -28,10 +28,9 @@ import {
   resolveSolverOptions,
   workspaceNeeds,
   writeSolverConfig,
-  type ResolvedSolver,
   type SolveStats,
   type SolverOptions,
-} from './solver.js';
+} from './solve/index.js';
 import type { Loss, Workspace } from './workspace.js';
 
 export interface SolveInferenceOptions extends SolverOptions, EnergyTermOptions {
@@ -106,20 +105,18 @@ export async function solveInference(
   options: SolveInferenceOptions,
 ): Promise<SolveInferenceResult> {
   const fn = 'solveInference';
-  let cfg: ResolvedSolver | undefined;
-  const { loss, B, cap, mode, terms } = beginCall(
-    fn,
-    model,
-    activities,
-    output,
-    options,
-    [...ENERGY_KEYS, ...SOLVER_OPTION_KEYS],
-    (opts, m, rows) => {
-      cfg = resolveSolverOptions(fn, opts);
-      checkSolveFits(fn, model, rows, m, cfg);
-    },
-  );
-  const solver = cfg!;
+  const {
+    loss,
+    B,
+    cap,
+    mode,
+    terms,
+    resolved: solver,
+  } = beginCall(fn, model, activities, output, options, [...ENERGY_KEYS, ...SOLVER_OPTION_KEYS], (opts, m, rows) => {
+    const solver = resolveSolverOptions(fn, opts);
+    checkSolveFits(fn, model, rows, m, solver);
+    return solver;
+  });
   return onWorkspace(
     model,
     B,

@@ -27,9 +27,8 @@ import {
   resolveSolverOptions,
   workspaceNeeds,
   writeSolverConfig,
-  type ResolvedSolver,
   type SolverOptions,
-} from './solver.js';
+} from './solve/index.js';
 import type { Loss } from './workspace.js';
 
 export interface PcStepOptions extends SolverOptions, EnergyTermOptions {
@@ -176,10 +175,7 @@ export async function makePcStep<I extends BatchData | undefined = undefined>(
   options: PcStepOptions & { input?: I },
 ): Promise<PcStepResult<I extends BatchData ? Tensor : Tensor | null>> {
   const fn = 'makePcStep';
-  let solver: ResolvedSolver | undefined;
-  let sigma = 0.05;
-  let runaway: RunawayThreshold | null = null;
-  const { opts, loss, B, cap, mode, terms } = beginCall(
+  const { opts, loss, B, cap, mode, terms, resolved } = beginCall(
     fn,
     model,
     undefined,
@@ -187,11 +183,12 @@ export async function makePcStep<I extends BatchData | undefined = undefined>(
     options,
     STEP_KEYS,
     (o, m, rows) => {
-      solver = resolveSolverOptions(fn, o);
+      const solver = resolveSolverOptions(fn, o);
       checkSolveFits(fn, model, rows, m, solver);
       for (const key of METRIC_KEYS) {
         if (o[key] !== undefined && typeof o[key] !== 'boolean') argError(fn, `options.${key}`, 'a boolean', o[key]);
       }
+      let sigma = 0.05;
       if (m === 'unsupervised') {
         if (o.seed === undefined) {
           throw new WpcArgumentError(
@@ -214,7 +211,7 @@ export async function makePcStep<I extends BatchData | undefined = undefined>(
       }
       if (o.checkFinite !== undefined && typeof o.checkFinite !== 'boolean')
         argError(fn, 'options.checkFinite', 'a boolean', o.checkFinite);
-      runaway = resolveDivergenceThreshold(fn, 'options.divergenceThreshold', o.divergenceThreshold);
+      const runaway = resolveDivergenceThreshold(fn, 'options.divergenceThreshold', o.divergenceThreshold);
       if (runaway && o.checkFinite === false)
         throw new WpcArgumentError(
           `${fn}: options.divergenceThreshold needs options.checkFinite (the runaway check is part of the guard)`,
@@ -228,10 +225,11 @@ export async function makePcStep<I extends BatchData | undefined = undefined>(
       }
       checkOptState(fn, optState, optim, 'params', model.paramCount, model.runtime);
       optState.throwIfDiverged(fn);
+      return { solver, sigma, runaway };
     },
   );
+  const { solver, sigma, runaway } = resolved;
   const guard = options.checkFinite !== false;
-  const cfg = solver!;
   return onWorkspace(
     model,
     B,
@@ -239,7 +237,7 @@ export async function makePcStep<I extends BatchData | undefined = undefined>(
     async (ws, rec) => {
       const kernel = await optState.kernel(false, guard);
       const health = guard ? await optState.healthKernels() : null;
-      writeSolverConfig(ws, cfg);
+      writeSolverConfig(ws, solver);
       loadBatch(ws, rec, cap.input, cap.output);
       let lossTensor: Tensor | null = null;
       if (mode === 'supervised') {
@@ -259,7 +257,7 @@ export async function makePcStep<I extends BatchData | undefined = undefined>(
         await ws.runtime.finish();
         solveStart = performance.now();
       }
-      const stats = await integrate(ws, rec, cfg, loss);
+      const stats = await integrate(ws, rec, solver, loss);
       if (opts.timeInference) {
         rec.submit();
         // Sleep through most of the solve first: awaiting at once makes Dawn busy-poll a CPU core.
@@ -347,7 +345,7 @@ export async function makePcStep<I extends BatchData | undefined = undefined>(
         inferenceMs,
       };
     },
-    workspaceNeeds(cfg),
+    workspaceNeeds(solver),
     mode,
     terms,
   );

@@ -17,7 +17,7 @@ import {
 import { ENERGY_KEYS, type EnergyOptions } from './energy.js';
 import type { Model } from './model.js';
 import { type OptState, type Optimizer, checkOptState } from './optim.js';
-import { writeSolverConfig } from './solver.js';
+import { writeSolverConfig } from './solve/index.js';
 
 export interface UpdateOptions extends EnergyOptions {
   /** Also return the gradients as new tensors (JPC always does; here they cost a copy). Default false. */

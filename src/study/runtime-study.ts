@@ -12,7 +12,7 @@ import { initActivitiesWithFfwd } from '../pc/energy.js';
 import { solveInference } from '../pc/infer.js';
 import { makeMlp } from '../pc/model.js';
 import { adam } from '../pc/optim.js';
-import { constantStepCount, type SolverOptions } from '../pc/solver.js';
+import { constantStepCount, type SolverOptions } from '../pc/solve/index.js';
 import { makePcStep } from '../pc/train.js';
 import { Random } from '../util/random.js';
 import { testSetMetrics } from './test-set.js';
