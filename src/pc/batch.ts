@@ -14,6 +14,7 @@ import { checkFits, storageLimit } from '../runtime/limits.js';
 import { Recorder } from '../runtime/recorder.js';
 import { Tensor, checkTensor, formatShape } from '../runtime/tensor.js';
 import { Random } from '../util/random.js';
+import { biasTensor, weightMatrix } from './layers/index.js';
 import { Model } from './model.js';
 import {
   type EnergyTerms,
@@ -169,7 +170,7 @@ export function checkWorkspaces(fn: string, requests: readonly WorkspaceRequest[
       r.needs ?? { stages: 2, gridSteps: 1 },
     );
     if (r.terms && r.terms.spectralPenalty !== 0) {
-      const floats = model.layers.reduce((s, l) => s + l.inDim * l.inDim, 0);
+      const floats = model.layers.reduce((s, l) => s + weightMatrix(l).cols ** 2, 0);
       checkFits(
         `${fn}: options.spectralPenalty ${r.terms.spectralPenalty}`,
         `the Gram matrices W_lᵀW_l of every layer (${floats} floats)`,
@@ -387,14 +388,20 @@ export interface ParamGradResult {
 /** New tensors holding the model's last parameter gradients. */
 export function copyParamGrads(model: Model, rec: Recorder): ParamGradResult {
   const grads = model.grads();
-  const copy = (offset: number, shape: number[]) => {
-    const t = model.runtime.empty(shape);
+  const copy = (offset: number, shape: readonly number[]) => {
+    const t = model.runtime.empty([...shape]);
     rec.copy(grads, offset * 4, t.buffer, 0, t.byteLength);
     return t;
   };
   return {
-    weights: model.layers.map((l) => copy(l.weightOffset, [l.outDim, l.inDim])),
-    biases: model.layers.map((l) => (l.useBias ? copy(l.biasOffset, [l.outDim]) : null)),
+    weights: model.layers.map((l) => {
+      const w = weightMatrix(l);
+      return copy(w.offset, [w.rows, w.cols]);
+    }),
+    biases: model.layers.map((l) => {
+      const b = biasTensor(l);
+      return b ? copy(b.offset, b.shape) : null;
+    }),
   };
 }
 

@@ -1,11 +1,12 @@
 /**
- * Models: JPC's MLP, `[φ → Linear]` per layer, with its parameters resident on the GPU.
+ * Models: a stack of layers with its parameters resident on the GPU. Every layer kind is reached through
+ * pc/layers (see its kind.ts); the builders here make JPC's MLP, `[φ → Linear]` per layer.
  *
  * Layer l (0-based) computes f_l(z) = W_l φ_l(z) + b_l with φ_0 = identity and φ_l = the model's activation for
  * l ≥ 1: the activation comes *before* the linear map, so activities are pre-activations, the input is never
  * activated and the output is linear. W_l is stored `[out, in]` row-major, as in JPC/Equinox.
  *
- * All parameters live in one GPU buffer (weights then bias of each layer), so an optimiser step over the whole
+ * All parameters live in one GPU buffer (each layer's tensors back to back), so an optimiser step over the whole
  * model is one dispatch and the grouped layer kernels read every layer through one binding.
  */
 import { ACTIVATIONS, type Activation } from '../kernels/index.js';
