@@ -54,7 +54,10 @@ export interface DownloadProgress {
   /** 0-based position of the file among the `count` files of the dataset. */
   index: number;
   count: number;
-  /** `present`: already in place and verified; `downloading`: bytes arrived (`received`); `failed`: this attempt failed (`reason`), another may follow; `done`: verified and in place. */
+  /**
+   * `present`: already in place and verified; `downloading`: bytes arrived (`received`); `failed`: this attempt
+   * failed (`reason`), another may follow; `done`: verified and in place.
+   */
   state: 'present' | 'downloading' | 'failed' | 'done';
   /** The URL of this attempt; null for `present`. */
   url: string | null;
@@ -82,7 +85,10 @@ export interface DownloadOptions {
   retries?: number | undefined;
   /** Wait before the first retry in ms, doubled for each next one (at most 30 s); default 1000. */
   retryDelayMs?: number | undefined;
-  /** A transfer that receives no byte for this many ms (connecting and waiting for the answer included) is abandoned as stalled; default 30000. */
+  /**
+   * A transfer that receives no byte for this many ms (connecting and waiting for the answer included) is abandoned
+   * as stalled; default 30000.
+   */
   stallTimeoutMs?: number | undefined;
   /** Stops the download; the promise rejects with the signal's reason and no partial file is left. */
   signal?: AbortSignal | undefined;
@@ -425,7 +431,10 @@ async function backoff(ms: number, signal: AbortSignal | undefined): Promise<voi
   }
 }
 
-/** Whether a network error may go away when asked again (a dropped or refused connection) or not (no such host, a bad certificate). */
+/**
+ * Whether a network error may go away when asked again (a dropped or refused connection) or not (no such host, a
+ * bad certificate).
+ */
 function transientNetworkError(e: unknown): boolean {
   const code = (e as NodeJS.ErrnoException)?.code ?? '';
   if (

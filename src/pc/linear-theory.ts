@@ -80,8 +80,11 @@ export interface LinearEquilibEnergyResult {
 
 const LAMBDA_KEYS = ['outputEnergyScaling'] as const;
 
-/** Most entries of one dense float64 matrix a theory function forms on the host (512 MiB): S, a Hessian or one of its blocks. */
-export const MAX_HOST_MATRIX_ENTRIES = 2 ** 26;
+/**
+ * Most entries of one dense float64 matrix a theory function forms on the host (512 MiB): S, a Hessian or one of
+ * its blocks.
+ */
+const MAX_HOST_MATRIX_ENTRIES = 2 ** 26;
 
 /** What a theory call computes, for `checkTheoryFits`. */
 interface TheoryWork {
