@@ -28,6 +28,7 @@ type Room = (typeof ROOMS)[number];
  * matching entry wins. errors.ts imports nothing, and every room throws its errors: it is core.
  */
 const ROOM_OF: Readonly<Record<string, Room>> = {
+  'src/core/': 'core',
   'src/util/': 'core',
   'src/runtime/errors.ts': 'core',
   'src/wgsl.d.ts': 'core',
