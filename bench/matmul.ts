@@ -2,7 +2,8 @@
  * Matrix-product throughput: WPC's gemm kernel (the register-tiled WGSL matmul, gemm.wgsl) on the paper's layer
  * shapes (batch 64: 64×784×300, 64×300×300, 64×300×10) and large squares (1024³, 4096³), against the CPU's BLAS
  * through numpy in the same run when python3 and numpy are present. Each WPC figure is the median over
- * repeated submits of back-to-back products (about 0.2 s of work per submit) after a warm-up (GFLOP/s = 2·m·n·k / time).
+ * repeated submits of back-to-back products (about 0.2 s of work per submit) after a warm-up
+ * (GFLOP/s = 2·m·n·k / time).
  *
  * The floor: the same kernel on the same m × n grid with k = 4, so nearly no arithmetic, timed in rounds that
  * alternate with the product's (this machine's speed drifts). It is what one dispatch costs before any

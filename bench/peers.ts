@@ -5,9 +5,9 @@
  * feedforward initialisation, 20 Euler steps of dt 0.5 on the activities, one Adam step (lr 1e-3) on the weights.
  * All three do the same arithmetic: the first layer's prediction W_1 x, fixed while the input is clamped, is
  * computed once per training step. `numpyRecomputeMs` is the numpy step recomputing it at every Euler step, as
- * JPC's energy function is written (and as the peers did before 2026-11-23: 30 of the 54 MFLOP of an H = 3 Euler
- * step). Steps run STEPS_PER_WAIT at a time between waits (both GPU engines), WPC's and TF.js's rounds alternating;
- * median ms per step after warm-up.
+ * JPC's energy function is written (30 of the 54 MFLOP of an H = 3 Euler step; BENCHMARKS.md, "Against the
+ * peers", says when the peers changed). Steps run STEPS_PER_WAIT at a time between waits (both GPU engines), WPC's
+ * and TF.js's rounds alternating; median ms per step after warm-up.
  * Prints one JSON object on stdout.
  */
 import { execFileSync } from 'node:child_process';

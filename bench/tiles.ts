@@ -5,8 +5,9 @@
  * `defaultTiles` was measured on lavapipe only; on a GPU this table is what its default should be chosen from
  * (blocked and workgroup-memory tiles of several workgroup sizes and register blocks, subgroup and split-k
  * tiles where the adapter reports one fixed subgroup size, and subgroup-matrix tiles where it has subgroup
- * matrices: Dawn is created with allow_unsafe_apis so that it shows them). Each figure is the median of repeated runs after a warm-up; every candidate gets a
- * runtime of its own, so its kernels compile afresh. Prints one JSON object on stdout.
+ * matrices: Dawn is created with allow_unsafe_apis so that it shows them). Each figure is the median of repeated
+ * runs after a warm-up; every candidate gets a runtime of its own, so its kernels compile afresh. Prints one JSON
+ * object on stdout.
  */
 import { init, initActivitiesWithFfwd, solveInference, type Runtime } from '../src/node.js';
 import { defaultTiles, type TileConfig, workgroupTile } from '../src/kernels/index.js';

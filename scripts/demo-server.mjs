@@ -37,7 +37,7 @@ const TYPES = {
  * socket may sit with nothing read or written, e.g. a client that stops reading a response (30 s), `keepAliveMs`
  * an idle keep-alive connection is kept (5 s), `urlLength` of the request target in characters (2048; longer: 414).
  */
-export const DEFAULT_LIMITS = Object.freeze({
+const DEFAULT_LIMITS = Object.freeze({
   connections: 64,
   headersMs: 10_000,
   requestMs: 30_000,
@@ -253,7 +253,8 @@ async function sameFileInside(rootReal, real, info) {
 /**
  * Starts the server on 127.0.0.1; resolves to { url, dataDir, connections(), close() }. Options: `port` (8080;
  * 0 picks a free one), `dataDir` (served under /data/; default $WPC_DATA_DIR, else the per-user cache when it
- * holds mnist/, else ../shared/datasets when it exists, else none), `limits` (see DEFAULT_LIMITS). Bad options reject with a TypeError naming the option.
+ * holds mnist/, else ../shared/datasets when it exists, else none), `limits` (see DEFAULT_LIMITS). Bad options
+ * reject with a TypeError naming the option.
  */
 export async function startDemoServer(options = {}) {
   const { port, dataDir, limits } = checkOptions(options);

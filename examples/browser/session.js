@@ -1,7 +1,8 @@
 // One training session of the demo, written against WPC's public API only and parameterised by the `wpc`
 // module, so the page (dist/browser.js) and the Node test (dist/node.js) run exactly the same procedure.
 //
-//   const session = await createSession(wpc, runtime, { model: 'discriminative', solver: 'heun', seed: 0 }, train, test);
+//   const config = { model: 'discriminative', solver: 'heun', seed: 0 };
+//   const session = await createSession(wpc, runtime, config, train, test);
 //   const r = await session.step();   // { step, energy, layerEnergies, inference }
 //   const acc = await session.evaluate(1000);
 //   const digits = await session.digits();   // Float32Array [10, 784] or null

@@ -24,7 +24,10 @@ export interface DatasetFromIdxOptions extends NormalizeOptions {
    * is refused before the rest is read or inflated.
    */
   maxBytes?: number | undefined;
-  /** Stops reading (and downloading) when aborted, e.g. `AbortSignal.timeout(60_000)`; the promise rejects with its reason. */
+  /**
+   * Stops reading (and downloading) when aborted, e.g. `AbortSignal.timeout(60_000)`; the promise rejects with its
+   * reason.
+   */
   signal?: AbortSignal | undefined;
 }
 

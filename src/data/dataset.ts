@@ -20,10 +20,10 @@ import { IdxError, idxMagic, printable, type IdxArray } from './idx.js';
 export const NUM_CLASSES = 10;
 
 /** Most examples `epochOrder` orders (its index array takes 4 bytes each: 256 MiB). */
-export const MAX_EXAMPLES = 2 ** 26;
+const MAX_EXAMPLES = 2 ** 26;
 
 /** Most values `oneHot` makes (labels × classes; 4 bytes each: 1 GiB). */
-export const MAX_ONE_HOT_VALUES = 2 ** 28;
+const MAX_ONE_HOT_VALUES = 2 ** 28;
 
 /** MNIST's training-set pixel mean and standard deviation (of p/255), as used by torchvision and JPC's notebooks. */
 export const MNIST_MEAN = 0.1307;

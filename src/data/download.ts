@@ -6,12 +6,10 @@
  * renamed into place only when its size and SHA-256 are those of the genuine file (`./files.ts`). A body longer
  * than the genuine file is cut off at the first byte too many, so a hostile or broken server costs at most the
  * file's size in disk and one chunk in memory. Files already in place with the right checksum are not fetched.
+ * This file chooses what to fetch, from where and how often; one attempt at one URL is ./transfer.ts.
  */
 import { createHash } from 'node:crypto';
-import type { FileHandle } from 'node:fs/promises';
 import { mkdir } from 'node:fs/promises';
-import { request as httpRequest, type ClientRequest, type IncomingMessage, type RequestOptions } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WpcError, argError, checkKnownKeys, checkOneOf, printable } from '../runtime/errors.js';
@@ -19,6 +17,7 @@ import { writeAtomicallyWith } from '../util/atomic-write.js';
 import { FileAccessError, openRegularFile } from '../util/regular-file.js';
 import { DATASET_NAMES, KNOWN_FILES, type DatasetName, type KnownFile } from './files.js';
 import { dataCacheDirectory } from './locate.js';
+import { AttemptFailure, LocalFailure, systemReason, transfer, type TransferSettings } from './transfer.js';
 
 /**
  * The public mirrors, tried in this order: for MNIST torchvision's, TensorFlow's, then Yann LeCun's original
@@ -40,8 +39,6 @@ export const DEFAULT_MIRRORS: Readonly<Record<DatasetName, readonly string[]>> =
 export const MAX_RETRIES = 100;
 /** Longest wait before a retry, however many came before. */
 const MAX_BACKOFF_MS = 30_000;
-/** Most redirects followed for one request. */
-const MAX_REDIRECTS = 5;
 /** Bytes read per chunk when checking a file already in place. */
 const CHUNK_BYTES = 1 << 20;
 /** setTimeout's largest delay. */
@@ -54,7 +51,10 @@ export interface DownloadProgress {
   /** 0-based position of the file among the `count` files of the dataset. */
   index: number;
   count: number;
-  /** `present`: already in place and verified; `downloading`: bytes arrived (`received`); `failed`: this attempt failed (`reason`), another may follow; `done`: verified and in place. */
+  /**
+   * `present`: already in place and verified; `downloading`: bytes arrived (`received`); `failed`: this attempt
+   * failed (`reason`), another may follow; `done`: verified and in place.
+   */
   state: 'present' | 'downloading' | 'failed' | 'done';
   /** The URL of this attempt; null for `present`. */
   url: string | null;
@@ -82,7 +82,10 @@ export interface DownloadOptions {
   retries?: number | undefined;
   /** Wait before the first retry in ms, doubled for each next one (at most 30 s); default 1000. */
   retryDelayMs?: number | undefined;
-  /** A transfer that receives no byte for this many ms (connecting and waiting for the answer included) is abandoned as stalled; default 30000. */
+  /**
+   * A transfer that receives no byte for this many ms (connecting and waiting for the answer included) is abandoned
+   * as stalled; default 30000.
+   */
   stallTimeoutMs?: number | undefined;
   /** Stops the download; the promise rejects with the signal's reason and no partial file is left. */
   signal?: AbortSignal | undefined;
@@ -137,36 +140,11 @@ export class WpcDownloadError extends Error {
 }
 WpcError.members.push(WpcDownloadError);
 
-/** A failed attempt at one URL; `retry` when asking the same mirror again may succeed. */
-class AttemptFailure extends Error {
-  constructor(
-    readonly reason: string,
-    readonly retry: boolean,
-  ) {
-    super(reason);
-  }
-}
-
-/** A failure of this machine's file system while writing: no mirror can help. */
-class LocalFailure extends Error {
-  constructor(override readonly cause: unknown) {
-    super('local write failure');
-  }
-}
-
-/** An exception from the caller's progress callback, passed through the transfer untouched. */
-class CallbackFailure extends Error {
-  constructor(override readonly cause: unknown) {
-    super('progress callback failure');
-  }
-}
-
-interface Settings {
+/** The checked options (the stall timeout and the signal go on to each transfer). */
+interface Settings extends TransferSettings {
   mirrors: string[];
   retries: number;
   retryDelayMs: number;
-  stallTimeoutMs: number;
-  signal: AbortSignal | undefined;
   onProgress: ((progress: DownloadProgress) => void) | undefined;
 }
 
@@ -289,13 +267,6 @@ export async function downloadDataset(name: DatasetName, options: DownloadOption
     files.push(await obtainFile(fn, dataset, dir, file, index, known.length, settings));
   }
   return { dataset, dir, root, files };
-}
-
-/** `e`'s code and message, printable, for a message. */
-function systemReason(e: unknown): string {
-  const err = e as NodeJS.ErrnoException;
-  const message = printable(String(err?.message ?? e)).slice(0, 300);
-  return err?.code && !message.includes(err.code) ? `${err.code}: ${message}` : message;
 }
 
 /** Whether the genuine file is in place already (false when it is missing or differs: it will be replaced). */
@@ -423,165 +394,4 @@ async function backoff(ms: number, signal: AbortSignal | undefined): Promise<voi
     if (signal?.aborted) throw signal.reason;
     throw e;
   }
-}
-
-/** Whether a network error may go away when asked again (a dropped or refused connection) or not (no such host, a bad certificate). */
-function transientNetworkError(e: unknown): boolean {
-  const code = (e as NodeJS.ErrnoException)?.code ?? '';
-  if (
-    code === 'ENOTFOUND' ||
-    code.startsWith('ERR_TLS_') ||
-    code.startsWith('CERT_') ||
-    code.includes('CERT') ||
-    code === 'ERR_INVALID_URL'
-  )
-    return false;
-  return true;
-}
-
-/** An HTTP status line for a message: code and (server-chosen, so escaped and cut) reason phrase. */
-function statusText(res: IncomingMessage): string {
-  const phrase = printable(res.statusMessage ?? '').slice(0, 100);
-  return `HTTP ${res.statusCode}${phrase ? ` ${phrase}` : ''}`;
-}
-
-/**
- * One attempt: GET `url` (following redirects), stream the body into `handle` while hashing it, and check the
- * result. Throws AttemptFailure for anything the mirror did wrong, LocalFailure when the write fails, the
- * signal's reason when aborted.
- */
-async function transfer(
-  url: string,
-  handle: FileHandle,
-  known: KnownFile,
-  s: Settings,
-  onChunk: (received: number) => void,
-): Promise<void> {
-  let request: ClientRequest | undefined;
-  let stalled = false;
-  let received = 0;
-  let timer: NodeJS.Timeout | undefined;
-  const armStallTimer = () => {
-    clearTimeout(timer);
-    timer = setTimeout(() => {
-      stalled = true;
-      request?.destroy(new Error('stalled'));
-    }, s.stallTimeoutMs);
-  };
-  const onAbort = () => request?.destroy(new Error('aborted'));
-  s.signal?.addEventListener('abort', onAbort, { once: true });
-  const failed = (e: unknown): AttemptFailure => {
-    if (e instanceof AttemptFailure) return e;
-    const at = received > 0 || stalled ? ` after ${received} of ${known.bytes} bytes` : '';
-    if (stalled) return new AttemptFailure(`stalled: no data for ${s.stallTimeoutMs} ms${at}`, true);
-    const code = (e as NodeJS.ErrnoException)?.code ?? '';
-    if (code.startsWith('HPE_')) return new AttemptFailure(`not a valid HTTP answer (${systemReason(e)})`, false);
-    if (received > 0)
-      return new AttemptFailure(`truncated at ${received} of ${known.bytes} bytes (${systemReason(e)})`, true);
-    return new AttemptFailure(`connection failed (${systemReason(e)})`, transientNetworkError(e));
-  };
-  try {
-    armStallTimer();
-    let current = url;
-    let response: IncomingMessage | undefined;
-    for (let hop = 0; response === undefined; hop++) {
-      s.signal?.throwIfAborted();
-      const started = get(current);
-      request = started.request;
-      const res = await started.response;
-      armStallTimer();
-      const status = res.statusCode ?? 0;
-      if (status >= 300 && status < 400 && status !== 304 && res.headers.location !== undefined) {
-        res.destroy();
-        if (hop >= MAX_REDIRECTS) throw new AttemptFailure(`more than ${MAX_REDIRECTS} redirects`, false);
-        let next: URL;
-        try {
-          next = new URL(res.headers.location, current);
-        } catch {
-          throw new AttemptFailure(
-            `${statusText(res)} redirects to an invalid URL "${printable(res.headers.location).slice(0, 200)}"`,
-            false,
-          );
-        }
-        if (next.protocol !== 'http:' && next.protocol !== 'https:') {
-          throw new AttemptFailure(
-            `${statusText(res)} redirects to a ${printable(next.protocol)} URL, not http or https`,
-            false,
-          );
-        }
-        current = next.href;
-        continue;
-      }
-      if (status !== 200) {
-        res.destroy();
-        throw new AttemptFailure(statusText(res), status === 408 || status === 429 || status >= 500);
-      }
-      response = res;
-    }
-    const announced = response.headers['content-length'];
-    if (announced !== undefined && /^\d+$/.test(announced) && Number(announced) !== known.bytes) {
-      response.destroy();
-      const more = Number(announced) > known.bytes;
-      throw new AttemptFailure(
-        `the server announces ${announced} bytes, ${more ? 'more' : 'fewer'} than the genuine file's ${known.bytes}`,
-        false,
-      );
-    }
-    const hash = createHash('sha256');
-    for await (const chunk of response as AsyncIterable<Buffer>) {
-      if (received + chunk.length > known.bytes) {
-        response.destroy();
-        throw new AttemptFailure(
-          `the body is longer than the genuine file's ${known.bytes} bytes (refused at byte ${known.bytes + 1})`,
-          false,
-        );
-      }
-      hash.update(chunk);
-      try {
-        await handle.write(chunk);
-      } catch (e) {
-        response.destroy();
-        throw new LocalFailure(e);
-      }
-      received += chunk.length;
-      armStallTimer();
-      try {
-        onChunk(received);
-      } catch (e) {
-        response.destroy();
-        throw new CallbackFailure(e);
-      }
-    }
-    if (received < known.bytes)
-      throw new AttemptFailure(`truncated at ${received} of ${known.bytes} bytes (the connection ended early)`, true);
-    const got = hash.digest('hex');
-    if (got !== known.sha256)
-      throw new AttemptFailure(`checksum mismatch: expected sha256 ${known.sha256}, got ${got}`, false);
-  } catch (e) {
-    if (s.signal?.aborted) throw s.signal.reason;
-    if (e instanceof LocalFailure) throw e;
-    if (e instanceof CallbackFailure) throw e.cause;
-    throw failed(e);
-  } finally {
-    clearTimeout(timer);
-    s.signal?.removeEventListener('abort', onAbort);
-    request?.destroy();
-  }
-}
-
-/** A GET of `url` that never decodes the body (a `.gz` file is the data itself) and keeps no connection open. */
-function get(url: string): { request: ClientRequest; response: Promise<IncomingMessage> } {
-  const target = new URL(url);
-  const options: RequestOptions = {
-    method: 'GET',
-    headers: { 'user-agent': 'wpc-dataset-download', 'accept-encoding': 'identity', accept: '*/*' },
-    agent: false,
-  };
-  let request!: ClientRequest;
-  const response = new Promise<IncomingMessage>((resolve, reject) => {
-    request = (target.protocol === 'https:' ? httpsRequest : httpRequest)(target, options, resolve);
-    request.on('error', reject);
-    request.end();
-  });
-  return { request, response };
 }

@@ -42,7 +42,7 @@ export function gzipSizeLimit(maxBytes: number): number {
 }
 
 /** Options of `readIdxStream`. */
-export interface IdxStreamOptions {
+interface IdxStreamOptions {
   /** Largest decompressed file accepted, header included, in bytes: an integer in [1, 2^31 − 1]. */
   maxBytes: number;
   /** Where the limit comes from, for messages, e.g. "the size of the MNIST test images file". */

@@ -130,7 +130,7 @@ export function readIdxHeader(bytes: Uint8Array, name: string): IdxHeader | unde
 }
 
 /** A byte count for messages: exact up to 30 digits (any three 32-bit sizes), else rounded, e.g. "≈ 1.16e+77". */
-export function formatCount(n: bigint | number): string {
+function formatCount(n: bigint | number): string {
   const digits = n.toString();
   return digits.length <= 30 ? digits : `≈ ${digits[0]}.${digits.slice(1, 3)}e+${digits.length - 1}`;
 }

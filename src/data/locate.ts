@@ -47,7 +47,7 @@ export interface DatasetLocation {
 }
 
 /** A data directory and where it came from, in words for messages. */
-export interface DataPlace {
+interface DataPlace {
   root: string;
   source: DataSource;
   from: string;

@@ -25,7 +25,7 @@ export const CHECKPOINT_FORMAT = 'wpc-model';
 export const CHECKPOINT_VERSION = 2;
 
 /** Most parameters a stored model may have: 4 GiB of float32, more than any WebGPU adapter binds at once. */
-export const MAX_STORED_PARAMS = 2 ** 30;
+const MAX_STORED_PARAMS = 2 ** 30;
 
 export interface ModelCheckpoint extends Architecture {
   format: typeof CHECKPOINT_FORMAT;
@@ -82,7 +82,7 @@ function fromBase64(what: string, text: string): Uint8Array {
 }
 
 /** A model's architecture and parameterisation, as both checkpoint formats store it. */
-export interface Architecture {
+interface Architecture {
   /** Activity widths [d_0, …, d_L]. */
   dims: number[];
   actFn: Activation;

@@ -6,7 +6,7 @@
 import { WpcArgumentError, describe } from '../runtime/errors.js';
 
 /** Deepest nesting accepted (deep enough for any record, shallow enough for a recursive reader's stack). */
-export const MAX_JSON_DEPTH = 100;
+const MAX_JSON_DEPTH = 100;
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;

@@ -43,7 +43,7 @@ export interface DecodedSafetensors {
 }
 
 /** The metadata key of WPC's checksum (eight lowercase hex digits). */
-export const SAFETENSORS_CHECKSUM_KEY = 'wpc.crc32c';
+const SAFETENSORS_CHECKSUM_KEY = 'wpc.crc32c';
 
 /** Largest header accepted, and written: the reference implementation's own limit. */
 export const MAX_HEADER_BYTES = 100_000_000;

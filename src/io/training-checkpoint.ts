@@ -49,7 +49,10 @@ export interface TrainingCheckpointOptions {
   optState?: OptState;
   /** Training steps done so far (a non-negative integer). Default: optState's count, else 0. */
   step?: number;
-  /** The caller's own information, stored as JSON reads it back (plain data; see training-fields.ts for `wpc train`'s keys). */
+  /**
+   * The caller's own information, stored as JSON reads it back (plain data; see training-fields.ts for `wpc train`'s
+   * keys).
+   */
   extra?: Record<string, unknown>;
 }
 

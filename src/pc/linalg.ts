@@ -21,7 +21,7 @@ export interface GpuMatrix {
   readonly ld: number;
 }
 
-export interface GemmCall {
+interface GemmCall {
   /** C is m × n; the inner dimension is k. */
   m: number;
   n: number;

@@ -26,7 +26,7 @@ export function cholesky(a: Float64Array, n: number, what = 'matrix'): Float64Ar
 }
 
 /** Solves L·x = b in place (L lower triangular n×n; b a vector of n at `off` in `x`). */
-export function forwardSubstitute(l: Float64Array, n: number, x: Float64Array, off = 0): void {
+function forwardSubstitute(l: Float64Array, n: number, x: Float64Array, off = 0): void {
   for (let i = 0; i < n; i++) {
     let s = x[off + i]!;
     const li = i * n;
@@ -36,7 +36,7 @@ export function forwardSubstitute(l: Float64Array, n: number, x: Float64Array, o
 }
 
 /** Solves Lᵀ·x = b in place. */
-export function backSubstitute(l: Float64Array, n: number, x: Float64Array, off = 0): void {
+function backSubstitute(l: Float64Array, n: number, x: Float64Array, off = 0): void {
   for (let i = n - 1; i >= 0; i--) {
     let s = x[off + i]!;
     for (let k = i + 1; k < n; k++) s -= l[k * n + i]! * x[off + k]!;
@@ -61,7 +61,7 @@ export interface BlockTridiagonal {
 }
 
 /** Block Cholesky factor: L_ii (lower triangular) and the sub-diagonal blocks C_i = L[i+1, i] (n_{i+1} × n_i). */
-export interface BlockCholesky {
+interface BlockCholesky {
   readonly sizes: readonly number[];
   readonly diag: Float64Array[];
   readonly lower: Float64Array[];
