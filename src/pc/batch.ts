@@ -15,6 +15,7 @@ import { Recorder } from '../runtime/recorder.js';
 import { Tensor, checkTensor, formatShape } from '../runtime/tensor.js';
 import { Random } from '../util/random.js';
 import { biasTensor, weightMatrix } from './layers/index.js';
+import { LOSSES } from './layers/output.js';
 import { Model } from './model.js';
 import {
   type EnergyTerms,
@@ -28,8 +29,6 @@ import {
 
 /** A batch given as a GPU tensor `[B, d]`, or as a row-major `Float32Array` of B·d values (uploaded). */
 export type BatchData = Tensor | Float32Array;
-
-export const LOSSES: readonly Loss[] = ['mse', 'ce'];
 
 export function checkModel(fn: string, model: unknown): Model {
   if (!(model instanceof Model)) argError(fn, 'model', 'a Model (from makeMlp or mlpFromWeights)', model);
@@ -114,7 +113,7 @@ export function resolveEnergyTerms(fn: string, opts: EnergyTermOptions): EnergyT
 }
 
 /** What the start of a call checked, resolved and captured. */
-export interface CallStart<O, R> {
+interface CallStart<O, R> {
   opts: O;
   loss: Loss;
   B: number;
@@ -181,7 +180,10 @@ export function checkWorkspaces(fn: string, requests: readonly WorkspaceRequest[
   }
 }
 
-/** Refuses `options.batchSize` B where one of the [B, d] tensors (d in `widths`) a call returns would not fit a storage binding. */
+/**
+ * Refuses `options.batchSize` B where one of the [B, d] tensors (d in `widths`) a call returns would not fit a
+ * storage binding.
+ */
 export function checkBatchTensors(fn: string, model: Model, B: number, widths: readonly number[]): void {
   const widest = Math.max(...widths);
   checkFits(
@@ -201,7 +203,7 @@ export function checkOptions<T extends object>(fn: string, options: T | undefine
   return options;
 }
 
-export function checkActivities(
+function checkActivities(
   fn: string,
   model: Model,
   activities: unknown,

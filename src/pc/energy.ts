@@ -18,7 +18,6 @@
  * where s_1 = 1 — runs in JPC).
  */
 import {
-  WpcArgumentError,
   argError,
   checkFinite,
   checkKnownKeys,
@@ -250,7 +249,7 @@ export function initActivitiesFromNormal(model: Model, options: InitFromNormalOp
 }
 
 /** The draws of initActivitiesFromNormal (arguments already checked). */
-export function normalActivities(model: Model, seed: number, B: number, mode: Mode, sigma: number): Tensor[] {
+function normalActivities(model: Model, seed: number, B: number, mode: Mode, sigma: number): Tensor[] {
   const root = new Random(seed);
   const first = mode === 'unsupervised' ? 0 : 1;
   const out: Tensor[] = [];
@@ -261,9 +260,4 @@ export function normalActivities(model: Model, seed: number, B: number, mode: Mo
     out.push(model.runtime.tensor(data, [B, model.dims[l]!]));
   }
   return out;
-}
-
-/** Throws unless `mode` (from the presence of an input) is one a function supports. */
-export function requireSupervised(fn: string, mode: Mode): void {
-  if (mode !== 'supervised') throw new WpcArgumentError(`${fn}: options.input is required`);
 }

@@ -385,7 +385,10 @@ export async function hpcEnergy(
   });
 }
 
-/** JPC's `compute_hpc_param_grads`: ∂F_amort/∂θ_amort = −(2 s_l/B) e_lᵀ φ(a_{l−1}) (the amortised inputs held fixed). */
+/**
+ * JPC's `compute_hpc_param_grads`: ∂F_amort/∂θ_amort = −(2 s_l/B) e_lᵀ φ(a_{l−1}) (the amortised inputs held
+ * fixed).
+ */
 export async function computeHpcParamGrads(
   amortiser: Model,
   equilibActivities: readonly Tensor[],

@@ -41,7 +41,7 @@ export function tilesOf(m: number, n: number, tiles: TileConfig): number {
 
 /**
  * Cost of one workgroup of a job in the schedule below, in units of one step of its k loop: the loop, plus the
- * epilogue (a few loads and stores per output, measured on lavapipe at about 16 loop steps' worth).
+ * epilogue, a few loads and stores per output (DEVELOPERS.md, "Reading lavapipe's machine code", has its weight).
  */
 const EPILOGUE_COST = 16;
 
@@ -50,8 +50,8 @@ const EPILOGUE_COST = 16;
  * running cost grows as evenly as possible with the workgroup index. lavapipe (lp_cs_tpool.c) hands each of its
  * T threads one contiguous chunk of ⌊N/T⌋ workgroups and never rebalances, so with the jobs laid out one after
  * the other a dispatch whose first half is cheap (the fixed first-layer errors, k = 0; an output layer's
- * 10-wide activity gradient) left one thread with all the matmuls: measured 0.95 and 1.4 ms for the H = 3
- * errors and activity-gradient kernels, no faster than one thread. Interleaved, any contiguous chunking is
+ * 10-wide activity gradient) left one thread with all the matmuls, no faster than one thread (DEVELOPERS.md has
+ * the figures). Interleaved, any contiguous chunking is
  * balanced to within one workgroup. GPUs run the workgroups concurrently, where the order is immaterial; the
  * results do not depend on it (every tile computes and stores the same values wherever it runs).
  * Returns the job index of each workgroup.
@@ -151,7 +151,7 @@ export interface CarryTerm {
  * The energy gradient of one activity z (activity-grad.wgsl):
  *   scale · (own − s_next·w·φ'(z) ⊙ (e_next W_next) [− w·e_next] + decay·z)  [+ what is already at grad]
  */
-export interface GradJobSpec {
+interface GradJobSpec {
   rows: number;
   /** Width of z. */
   width: number;

@@ -235,7 +235,8 @@ export function formatDims(dims: readonly number[]): string {
 
 /**
  * Refuses a model whose parameters (one storage buffer, and its gradients another of the same size) the device
- * cannot hold, before anything is allocated. `subject` names the argument and its value ("makeMlp: options.width 10000").
+ * cannot hold, before anything is allocated. `subject` names the argument and its value
+ * ("makeMlp: options.width 10000").
  */
 export function checkParamsFit(
   subject: string,

@@ -109,7 +109,7 @@ export const DEFAULT_DIVERGENCE_THRESHOLD: Readonly<RunawayThreshold> = Object.f
 });
 
 /** Validates makePcStep's `divergenceThreshold` option; null when off. */
-export function resolveDivergenceThreshold(fn: string, arg: string, value: unknown): RunawayThreshold | null {
+function resolveDivergenceThreshold(fn: string, arg: string, value: unknown): RunawayThreshold | null {
   if (value === undefined || value === false) return null;
   if (value === true) return { ...DEFAULT_DIVERGENCE_THRESHOLD };
   if (typeof value !== 'object' || value === null || Array.isArray(value))

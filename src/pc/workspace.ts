@@ -51,18 +51,16 @@ import { type EnergyTerms, PLAIN_ENERGY } from './workspace/terms.js';
 
 export type { Loss };
 export type { ActTable } from './workspace/act-table.js';
-export type { Dispatch } from './workspace/handles.js';
 export {
   type EvalPoint,
   type Mode,
-  type Purpose,
   type WorkspaceNeeds,
   checkWorkspaceFits,
   maxWorkspaceRows,
   tilesFor,
 } from './workspace/layout.js';
 export { type StageRecord, UNIFORM_STRIDE } from './workspace/stages.js';
-export { type CombineOp, type SegmentSpec, segmentData } from './workspace/tables.js';
+export type { SegmentSpec } from './workspace/tables.js';
 export { type EnergyTerms, PLAIN_ENERGY } from './workspace/terms.js';
 
 /** Words of the solver state (struct SolverState in solver-state.wgsl). */

@@ -16,8 +16,7 @@ import type {
   ParamTensor,
 } from './kind.js';
 
-export type { ErrorIo, ForwardIo, InitScheme, ParamGradIo, ParamTensor } from './kind.js';
-export { type DenseLayerSpec, denseLayers } from './dense.js';
+export { denseLayers } from './dense.js';
 
 /** A layer of a model: one of the kinds below, told apart by `kind`. */
 export type LayerSpec = DenseLayerSpec;
@@ -56,7 +55,7 @@ export function layerParamCount(layer: LayerSpec): number {
 }
 
 /** `layer`'s parameter tensors (weights first), at their offsets in the parameter buffer. */
-export function paramTensors(layer: LayerSpec): readonly ParamTensor[] {
+function paramTensors(layer: LayerSpec): readonly ParamTensor[] {
   return kindOf(layer).tensors(layer);
 }
 

@@ -25,14 +25,14 @@ export interface OutputSite {
 }
 
 /** A reduction over partial quads: `count` of them from `off`, `stride` floats apart, times `scale`. */
-export interface EnergyTerm {
+interface EnergyTerm {
   off: number;
   count: number;
   stride: number;
   scale: number;
 }
 
-export interface OutputKind {
+interface OutputKind {
   readonly loss: Loss;
   /** The output layer's error job leaves the logits (the finishing kernel makes them the error). */
   readonly logits: boolean;

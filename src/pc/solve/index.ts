@@ -6,7 +6,6 @@
  */
 export type { SolverName } from '../tableaux.js';
 export { writeSolverConfig } from './config.js';
-export type { SolverStateView } from './controlled.js';
 export type { SolveStats } from './encode.js';
 export { checkSolveFits, workspaceNeeds } from './fits.js';
 export { MAX_SOLVE_STEPS, constantStepCount } from './grid.js';

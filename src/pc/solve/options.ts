@@ -54,7 +54,10 @@ export interface SolverOptions {
   stepsizeController?: StepsizeController;
   /** End time t1 of the integration. Default 20. */
   maxT1?: number;
-  /** The (initial, for PID) step size dt0. Default: Hairer's initial-step algorithm with PID; required when constant. */
+  /**
+   * The (initial, for PID) step size dt0. Default: Hairer's initial-step algorithm with PID; required when
+   * constant.
+   */
   dt?: number;
   /** Most attempted steps (accepted + rejected); exceeding it is an error, as in diffrax. Default 4096. */
   maxSteps?: number;

@@ -14,7 +14,7 @@ import type { Model } from '../model.js';
 import type { Families } from './layout.js';
 
 /** What the fused solve reads of its workspace. */
-export interface FusedHost {
+interface FusedHost {
   readonly runtime: Runtime;
   readonly model: Model;
   readonly act: Activation;

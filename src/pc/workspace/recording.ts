@@ -21,7 +21,7 @@ export interface RecordingBuffers {
 }
 
 /** What recording reads of its workspace. */
-export interface RecordingHost {
+interface RecordingHost {
   readonly runtime: Runtime;
   readonly depth: number;
   readonly work: GPUBuffer;

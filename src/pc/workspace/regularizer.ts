@@ -22,7 +22,7 @@ const REG_WORDS = 8;
 const ENTRIES: readonly RegularizeEntry[] = ['weight_decay', 'gram', 'spectral'];
 
 /** What the regulariser reads of its workspace. */
-export interface RegularizerHost {
+interface RegularizerHost {
   readonly runtime: Runtime;
   readonly model: Model;
   readonly batch: number;

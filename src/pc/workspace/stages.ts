@@ -45,7 +45,7 @@ const GRAD_RECORD: StageRecord = {
 };
 
 /** The element offsets a stage record names: the activity families and the size of the state. */
-export interface StageFamilies {
+interface StageFamilies {
   y: number;
   py: number;
   t: number;

@@ -47,7 +47,7 @@ export type EnergyTable =
   | { kind: 'segments'; buffer: GPUBuffer; build: () => SegmentSpec[] };
 
 /** What building reads of its workspace. */
-export interface TrainHost {
+interface TrainHost {
   readonly runtime: Runtime;
   readonly model: Model;
   readonly tables: NetworkTables;
