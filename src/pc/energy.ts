@@ -17,13 +17,7 @@
  * other layer (JPC drops it there, but JPC's μPC/NTP scalings need an input and fail without one, so only sp —
  * where s_1 = 1 — runs in JPC).
  */
-import {
-  argError,
-  checkFinite,
-  checkKnownKeys,
-  checkOneOf,
-  checkPositiveInt,
-} from '../runtime/errors.js';
+import { argError, checkFinite, checkKnownKeys, checkOneOf, checkPositiveInt } from '../runtime/errors.js';
 import type { Recorder } from '../runtime/recorder.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { Random } from '../util/random.js';

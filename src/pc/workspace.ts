@@ -8,6 +8,10 @@
  * the stage records, activity-gradient tables, the regulariser, recording and the fused solve. This file owns
  * the buffers, compiles the kernels, builds the bind groups and records the dispatches the solvers and the
  * PC functions ask for. Variants build their own tables with the same calls and keep the handles they get.
+ *
+ * Longer than 500 lines: this class is the one surface through which solvers, the PC functions and the variants
+ * record work on a workspace (about forty short methods, each a dispatch or two); the parts with state of their
+ * own are already in workspace/, and splitting the surface would only add a layer of forwarding.
  */
 import {
   type Activation,
