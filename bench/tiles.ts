@@ -9,7 +9,7 @@
  * runtime of its own, so its kernels compile afresh. Prints one JSON object on stdout.
  */
 import { init, initActivitiesWithFfwd, solveInference, type Runtime } from '../src/node.js';
-import { defaultTiles, type TileConfig, workgroupTile } from '../src/kernels/index.js';
+import { defaultTiles, type TileConfig, workgroupTile } from '../src/kernels/tiles.js';
 import { GemmRecorder, asMatrix } from '../src/pc/linalg.js';
 import { DAWN_EXPERIMENTAL_OPTION, SleepEstimator } from '../src/runtime/runtime.js';
 import { adapterLabel, median, paperNetwork, perDispatchMs } from './common.js';

@@ -25,7 +25,8 @@
  * are the same, both read the workspace's φ(z) and nothing is added.
  */
 import { WpcArgumentError, argError, checkFinite } from '../runtime/errors.js';
-import { COMBINE_WORDS, activateKernel, activityGradKernel } from '../kernels/index.js';
+import { COMBINE_WORDS, activateKernel } from '../kernels/elementwise.js';
+import { activityGradKernel } from '../kernels/layer-matmul.js';
 import { createBindGroup } from '../runtime/kernel.js';
 import type { Recorder } from '../runtime/recorder.js';
 import { type Tensor, checkTensor } from '../runtime/tensor.js';

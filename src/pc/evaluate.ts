@@ -1,7 +1,9 @@
 /**
  * Evaluation (JPC's `test_discriminative_pc`) and JPC's loss and accuracy utilities.
  */
-import { outputKernel, reduceKernel, SMALL_WG } from '../kernels/index.js';
+import { outputKernel } from '../kernels/output.js';
+import { SMALL_WG } from '../kernels/parts.js';
+import { reduceKernel } from '../kernels/reduce.js';
 import { WpcArgumentError, argError, checkFinite } from '../runtime/errors.js';
 import { BufferUsage, STORAGE_USAGE } from '../runtime/flags.js';
 import { createBindGroup } from '../runtime/kernel.js';

@@ -2,7 +2,8 @@
  * JPC's norm utilities on GPU tensors: `compute_activity_norms` and `compute_param_norms`. Results are small
  * tensors (read them with `toArray()`); nothing is read back here.
  */
-import { ReduceFlag, outputKernel, reduceKernel, rowTable } from '../kernels/index.js';
+import { outputKernel, rowTable } from '../kernels/output.js';
+import { ReduceFlag, reduceKernel } from '../kernels/reduce.js';
 import { WpcArgumentError, argError } from '../runtime/errors.js';
 import { BufferUsage, STORAGE_USAGE } from '../runtime/flags.js';
 import { createBindGroup } from '../runtime/kernel.js';

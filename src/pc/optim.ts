@@ -7,16 +7,10 @@
  *   adam:      m ← (1−b1)g + b1·m,  v ← (1−b2)g² + b2·v,  p ← p − lr·m̂ / (√(v̂ + epsRoot) + eps),
  *              m̂ = m/(1 − b1ᵗ), v̂ = v/(1 − b2ᵗ)  (eps outside the square root, as optax)
  */
-import {
-  CONTROL_BYTES,
-  HEALTH_UNIFORM_BYTES,
-  ROLLBACK_ARGS,
-  copyKernel,
-  healthKernel,
-  optimizerKernel,
-  SMALL_WG,
-  type OptimizerKernelKind,
-} from '../kernels/index.js';
+import { copyKernel } from '../kernels/copy.js';
+import { CONTROL_BYTES, HEALTH_UNIFORM_BYTES, ROLLBACK_ARGS, healthKernel } from '../kernels/health.js';
+import { type OptimizerKernelKind, optimizerKernel } from '../kernels/optimizer.js';
+import { SMALL_WG } from '../kernels/parts.js';
 import {
   type DivergenceKind,
   WpcArgumentError,
