@@ -1,8 +1,11 @@
 /**
- * Register tiles of the grouped matmul (layer-matmul.wgsl): the five layouts, their defaults per adapter, and
- * the sizes derived from a tile (outputs per workgroup, workgroup memory).
+ * Register tiles of the grouped matmul (layer-matmul.wgsl): the five layouts, their defaults per adapter, the
+ * sizes derived from a tile (outputs per workgroup, workgroup memory), and the check of the tuning a caller
+ * gives `init()` (`options.kernels`) against the device.
  */
-import type { AdapterSummary } from '../runtime/runtime.js';
+import { type AdapterSummary, DAWN_EXPERIMENTAL_OPTION, SUBGROUP_MATRIX_FEATURE } from '../runtime/adapter.js';
+import { WpcArgumentError, checkKnownKeys, checkPositiveInt, describe } from '../runtime/errors.js';
+import type { KernelTuning, MatrixOperand } from '../runtime/options.js';
 
 /**
  * Register tile of the grouped matmul (layer-matmul.wgsl). Blocked layout: `wg` invocations per workgroup,
@@ -17,7 +20,8 @@ import type { AdapterSummary } from '../runtime/runtime.js';
  * workgroup is one subgroup of `wg` lanes owning `tm × tn` subgroup matrices (tensor cores where the GPU has
  * them), a `(tm·M) × (tn·N)` tile, with panels of A and B staged in workgroup memory in the operand type.
  * CPU adapters want a SIMD-width workgroup and big register blocks; GPUs want more invocations per workgroup
- * and smaller blocks. The defaults below were measured (BENCHMARKS.md, "Matmul").
+ * and smaller blocks. The defaults below come from paired runs (DEVELOPERS.md, "Measurements behind the kernel
+ * defaults"; BENCHMARKS.md, "Register tiles").
  */
 export interface TileConfig {
   readonly wg: number;
@@ -31,8 +35,6 @@ export interface TileConfig {
   readonly matrixShape?: MatrixShape;
 }
 
-/** Operand type of the subgroup-matrix layout: `'f16'` rounds A and B to half precision (sums stay f32). */
-export type MatrixOperand = 'f16' | 'f32';
 export interface MatrixShape {
   readonly m: number;
   readonly n: number;
@@ -41,16 +43,13 @@ export interface MatrixShape {
 
 export function defaultTiles(adapter: AdapterSummary, use: 'layers' | 'gemm' = 'layers'): TileConfig {
   if (adapter.isSoftware && adapter.subgroupSize === 8) {
-    // lavapipe. Layer kernels (many jobs per dispatch): 8 rows per lane × 64 columns beat 8 × 32 in 8 of 9 paired
-    // training-step runs (H = 3/5/10, 20 Euler steps; up to 25% for H = 10) and over 200-step solves. A lone
-    // product (gemm) has few workgroups, and 64-column tiles leave 2 cores unevenly loaded (64×784×300: 5
-    // workgroups, 24 GFLOP/s, against 29 with 8 × 32); see BENCHMARKS.md.
+    // lavapipe with 8 lanes: layer kernels (many jobs per dispatch) take 64-column tiles; a lone product (gemm)
+    // has few workgroups, which 64-column tiles would spread unevenly over the cores, so it takes 32.
     return { wg: 8, tm: 8, tn: use === 'layers' ? 64 : 32, subgroup: true };
   }
   if (adapter.isSoftware && adapter.subgroupSize === 16) {
     // lavapipe compiling for 512-bit vectors (AVX-512; InitOptions.softwareVectorBits): 4 rows per lane × 64
-    // columns for layer kernels and lone products alike (paired runs: 64×300×300 57 GFLOP/s against 28 with
-    // 4 × 32 and 36–47 with 2 × 64; training steps 5–37% slower with 4 × 48 or 2 × 128).
+    // columns for layer kernels and lone products alike.
     return { wg: 16, tm: 4, tn: 64, subgroup: true };
   }
   return adapter.isSoftware ? { wg: 8, tm: 16, tn: 8 } : { wg: 64, tm: 4, tn: 4 };
@@ -111,4 +110,162 @@ export function sharedPanelBytes(tiles: TileConfig): number {
  */
 export function workgroupSharesTile(tiles: TileConfig): boolean {
   return tiles.subgroup === true || tiles.splitK === true || tiles.shared === true || tiles.matrix !== undefined;
+}
+
+/**
+ * Validates `options.kernels` of `fn` (`init` or `initFromDevice`) against the device's limits and adapter, and
+ * returns the tuning the runtime keeps: the tiles frozen, with the subgroup-matrix shape they will use.
+ */
+export function checkKernelTuning(
+  fn: string,
+  kernels: KernelTuning | undefined,
+  limits: GPUSupportedLimits,
+  adapter: AdapterSummary,
+): KernelTuning {
+  if (kernels === undefined) return {};
+  if (typeof kernels !== 'object' || kernels === null)
+    throw new WpcArgumentError(`${fn}: options.kernels must be an object, got ${describe(kernels)}`);
+  checkKnownKeys(fn, 'options.kernels', kernels, ['tiles', 'fused']);
+  const fused = kernels.fused;
+  if (fused !== undefined && fused !== 'auto' && fused !== 'always' && fused !== 'never') {
+    throw new WpcArgumentError(
+      `${fn}: options.kernels.fused must be one of "auto", "always", "never", got ${describe(fused)}`,
+    );
+  }
+  const withFused = fused === undefined ? {} : { fused };
+  const t = kernels.tiles;
+  if (t === undefined) return withFused;
+  if (typeof t !== 'object' || t === null)
+    throw new WpcArgumentError(
+      `${fn}: options.kernels.tiles must be { wg, tm, tn, subgroup?, splitK?, shared?, matrix? }, got ${describe(t)}`,
+    );
+  checkKnownKeys(fn, 'options.kernels.tiles', t, ['wg', 'tm', 'tn', 'subgroup', 'splitK', 'shared', 'matrix']);
+  const maxWg = Math.min(limits.maxComputeInvocationsPerWorkgroup, limits.maxComputeWorkgroupSizeX);
+  const wg = checkPositiveInt(fn, 'options.kernels.tiles.wg', t.wg, maxWg);
+  const tm = checkPositiveInt(fn, 'options.kernels.tiles.tm', t.tm, 32);
+  const layouts = { subgroup: t.subgroup ?? false, splitK: t.splitK ?? false, shared: t.shared ?? false };
+  for (const [name, on] of Object.entries(layouts)) {
+    if (typeof on !== 'boolean')
+      throw new WpcArgumentError(`${fn}: options.kernels.tiles.${name} must be a boolean, got ${describe(on)}`);
+  }
+  const matrix = t.matrix;
+  if (matrix !== undefined && matrix !== 'f16' && matrix !== 'f32') {
+    throw new WpcArgumentError(
+      `${fn}: options.kernels.tiles.matrix must be "f16" or "f32" (the operand type), got ${describe(matrix)}`,
+    );
+  }
+  const chosen = [
+    ...Object.keys(layouts).filter((name) => layouts[name as keyof typeof layouts]),
+    ...(matrix ? ['matrix'] : []),
+  ];
+  if (chosen.length > 1)
+    throw new WpcArgumentError(
+      `${fn}: options.kernels.tiles can have one of subgroup, splitK, shared and matrix, got ${chosen.join(' and ')}`,
+    );
+  const { subgroup, splitK, shared } = layouts;
+  const tn = checkPositiveInt(fn, 'options.kernels.tiles.tn', t.tn, subgroup ? 128 : 32);
+  if (subgroup || splitK) {
+    const name = subgroup ? 'subgroup' : 'splitK';
+    if (adapter.subgroupSize === null) {
+      throw new WpcArgumentError(
+        `${fn}: options.kernels.tiles.${name} needs the "subgroups" feature and a fixed subgroup size, which this adapter does not report`,
+      );
+    }
+    if (wg !== adapter.subgroupSize) {
+      throw new WpcArgumentError(
+        `${fn}: options.kernels.tiles.wg must equal the subgroup size ${adapter.subgroupSize} when ${name} is true, got ${wg}`,
+      );
+    }
+  }
+  if (subgroup) {
+    if (tn % wg !== 0)
+      throw new WpcArgumentError(
+        `${fn}: options.kernels.tiles.tn must be a multiple of wg (${wg}) when subgroup is true, got ${tn}`,
+      );
+    if (tm * tn > 512)
+      throw new WpcArgumentError(
+        `${fn}: options.kernels.tiles.tm × tn must be at most 512 accumulators per lane, got ${tm} × ${tn} = ${tm * tn}`,
+      );
+  }
+  if ((splitK || shared) && tm * tn > 64) {
+    throw new WpcArgumentError(
+      `${fn}: options.kernels.tiles.tm × tn must be at most 64 accumulators when ${splitK ? 'splitK' : 'shared'} is true, got ${tm} × ${tn} = ${tm * tn}`,
+    );
+  }
+  if (shared) {
+    if (![4, 16, 64, 256].includes(wg))
+      throw new WpcArgumentError(
+        `${fn}: options.kernels.tiles.wg must be 4, 16, 64 or 256 (a square grid) when shared is true, got ${wg}`,
+      );
+    const side = sharedSide({ wg, tm, tn });
+    const bytes = sharedPanelBytes({ wg, tm, tn });
+    if (bytes > limits.maxComputeWorkgroupStorageSize) {
+      throw new WpcArgumentError(
+        `${fn}: options.kernels.tiles with shared: true need (tm + tn)·${side}·${SHARED_PANEL_K}·4 = ${bytes} bytes of workgroup memory, more than this device's ${limits.maxComputeWorkgroupStorageSize}`,
+      );
+    }
+  }
+  if (matrix) {
+    const matrixShape = checkMatrixTiles(fn, { wg, tm, tn, matrix }, limits, adapter);
+    return { ...withFused, tiles: Object.freeze({ wg, tm, tn, matrix, matrixShape }) };
+  }
+  const layout = subgroup ? { subgroup } : splitK ? { splitK } : shared ? { shared } : {};
+  return { ...withFused, tiles: Object.freeze({ wg, tm, tn, ...layout }) };
+}
+
+/** Validates subgroup-matrix tiles against the device and returns the configuration's shape they will use. */
+function checkMatrixTiles(
+  fn: string,
+  tiles: { wg: number; tm: number; tn: number; matrix: MatrixOperand },
+  limits: GPUSupportedLimits,
+  adapter: AdapterSummary,
+): MatrixShape {
+  const { wg, tm, tn, matrix } = tiles;
+  const configs = adapter.subgroupMatrixConfigs;
+  if (configs.length === 0) {
+    throw new WpcArgumentError(
+      `${fn}: options.kernels.tiles.matrix needs the "${SUBGROUP_MATRIX_FEATURE}" feature with at least one configuration, which this device does not have (Dawn in Node exposes it with dawnOptions ['${DAWN_EXPERIMENTAL_OPTION}'] where the driver has VK_KHR_cooperative_matrix or Metal simdgroup matrices; Chrome with --enable-unsafe-webgpu; initFromDevice needs adapterInfo: adapter.info)`,
+    );
+  }
+  const config = configs.find((c) => c.componentType === matrix && c.resultComponentType === 'f32');
+  if (!config) {
+    const have = configs.map((c) => `${c.componentType}→${c.resultComponentType} ${c.M}×${c.N}×${c.K}`).join(', ');
+    throw new WpcArgumentError(
+      `${fn}: options.kernels.tiles.matrix "${matrix}" needs a subgroup-matrix configuration with ${matrix} operands and f32 results; this adapter has ${have}`,
+    );
+  }
+  if (matrix === 'f16' && !adapter.shaderF16) {
+    throw new WpcArgumentError(
+      `${fn}: options.kernels.tiles.matrix "f16" needs the "shader-f16" feature, which this device does not have`,
+    );
+  }
+  if (adapter.subgroupSize === null) {
+    throw new WpcArgumentError(
+      `${fn}: options.kernels.tiles.matrix needs a fixed subgroup size, which this adapter does not report`,
+    );
+  }
+  if (wg !== adapter.subgroupSize) {
+    throw new WpcArgumentError(
+      `${fn}: options.kernels.tiles.wg must equal the subgroup size ${adapter.subgroupSize} when matrix is set, got ${wg}`,
+    );
+  }
+  if (adapter.isSoftware && /llvmpipe/.test(adapter.description) && adapter.subgroupSize !== 8) {
+    // Mesa 26.1's lavapipe segfaults compiling cooperative-matrix shaders for 16-lane subgroups.
+    throw new WpcArgumentError(
+      `${fn}: options.kernels.tiles.matrix on lavapipe needs 8-lane subgroups (init's softwareVectorBits: 256), this device has ${adapter.subgroupSize}`,
+    );
+  }
+  if (tm * tn > 16) {
+    throw new WpcArgumentError(
+      `${fn}: options.kernels.tiles.tm × tn must be at most 16 subgroup matrices when matrix is set, got ${tm} × ${tn} = ${tm * tn}`,
+    );
+  }
+  const shape = { m: config.M, n: config.N, k: config.K };
+  const bytes = matrixWorkgroupBytes({ ...tiles, matrixShape: shape });
+  if (bytes > limits.maxComputeWorkgroupStorageSize) {
+    throw new WpcArgumentError(
+      `${fn}: options.kernels.tiles with matrix need ${bytes} bytes of workgroup memory (${tm}×${tn} matrices of ${config.M}×${config.N}), more than this device's ${limits.maxComputeWorkgroupStorageSize}`,
+    );
+  }
+  return Object.freeze(shape);
 }
