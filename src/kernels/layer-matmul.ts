@@ -8,6 +8,7 @@ import type { KernelSpec, SourcePart } from '../runtime/kernel.js';
 import activityGradWgsl from './activity-grad.wgsl';
 import forwardWgsl from './forward.wgsl';
 import layerMatmulWgsl from './layer-matmul.wgsl';
+import layerWorkWgsl from './layer-work.wgsl';
 import paramGradWgsl from './param-grad.wgsl';
 import { ACTIVATIONS_PART, type Activation, activationId } from './activations.js';
 import { STATE_PART, SUBGROUPS_PART, part, ro, rw, uniform } from './parts.js';
@@ -15,6 +16,8 @@ import { type TileConfig, epilogueColumns, matrixPanelK, matrixShapeOf, sharedSi
 
 /** The grouped matmul itself: job lookup, the layouts' k loops, the epilogue calls. */
 export const MATMUL_PART = part('layer-matmul.wgsl', layerMatmulWgsl);
+/** The workspace bindings and accessors of the forward and activity-gradient kernels. */
+const LAYER_WORK_PART = part('layer-work.wgsl', layerWorkWgsl);
 
 /**
  * Row groups (of WG rows) the subgroup layout's inner product is compiled for: powers of two below TM, and TM.
@@ -158,11 +161,15 @@ export function forwardKernel(
 ): KernelSpec {
   return {
     name: `layers.${mode}${gated ? '.gated' : ''}`,
-    ...matmulSpec(tiles, [ACTIVATIONS_PART, STATE_PART, MATMUL_PART, part('forward.wgsl', forwardWgsl)], {
-      constants: { ACT: activationId(act) },
-      defines: { ERRORS: mode === 'errors', GATED: gated },
-      vecEpilogue: true,
-    }),
+    ...matmulSpec(
+      tiles,
+      [ACTIVATIONS_PART, STATE_PART, MATMUL_PART, LAYER_WORK_PART, part('forward.wgsl', forwardWgsl)],
+      {
+        constants: { ACT: activationId(act) },
+        defines: { ERRORS: mode === 'errors', GATED: gated },
+        vecEpilogue: true,
+      },
+    ),
     entryPoint: 'main',
     bindings: [ro('jobs'), ro('params'), rw('work'), ...(gated ? [ro('state')] : [])],
   };
@@ -199,11 +206,15 @@ export function activityGradKernel(
 ): KernelSpec {
   return {
     name: `layers.activity-grad${epilogue === 'vec4' ? '.vec4' : ''}${gated ? '.gated' : ''}`,
-    ...matmulSpec(tiles, [ACTIVATIONS_PART, STATE_PART, MATMUL_PART, part('activity-grad.wgsl', activityGradWgsl)], {
-      constants: { ACT: activationId(act) },
-      defines: { GATED: gated },
-      vecEpilogue: epilogue === 'vec4' ? 'only' : true,
-    }),
+    ...matmulSpec(
+      tiles,
+      [ACTIVATIONS_PART, STATE_PART, MATMUL_PART, LAYER_WORK_PART, part('activity-grad.wgsl', activityGradWgsl)],
+      {
+        constants: { ACT: activationId(act) },
+        defines: { GATED: gated },
+        vecEpilogue: epilogue === 'vec4' ? 'only' : true,
+      },
+    ),
     entryPoint: 'main',
     bindings: [ro('jobs'), ro('params'), rw('work'), ...(gated ? [ro('state')] : []), uniform('stage', true, 4)],
   };

@@ -1,9 +1,10 @@
 /**
- * The WGSL parts several kernel families share (the solver state, the subgroup `enable` line, the workgroup
- * sum), the binding helpers every descriptor uses, and the workgroup size of the small kernels. A kernel's WGSL
- * is its parts joined in order (runtime/kernel.ts assembles and caches them).
+ * The WGSL parts several kernel families share (the solver state, the reduce segment, the subgroup `enable`
+ * line, the workgroup sum), the binding helpers every descriptor uses, and the workgroup size of the small
+ * kernels. A kernel's WGSL is its parts joined in order (runtime/kernel.ts assembles and caches them).
  */
 import type { BindingSpec, SourcePart } from '../runtime/kernel.js';
+import segmentWgsl from './segment.wgsl';
 import solverStateWgsl from './solver-state.wgsl';
 import workgroupSumWgsl from './workgroup-sum.wgsl';
 
@@ -12,6 +13,8 @@ export const part = (file: string, source: string): SourcePart => ({ file, sourc
 
 /** struct SolverState, read by the gated kernels and written by the controller (solver.wgsl). */
 export const STATE_PART = part('solver-state.wgsl', solverStateWgsl);
+/** struct Segment, the records of the segment sums (reduce.wgsl) and of recording (record.wgsl). */
+export const SEGMENT_PART = part('segment.wgsl', segmentWgsl);
 export const SUBGROUPS_PART = part('enable-subgroups.wgsl', 'enable subgroups;');
 const WORKGROUP_SUM_PART = part('workgroup-sum.wgsl', workgroupSumWgsl);
 

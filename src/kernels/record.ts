@@ -4,7 +4,7 @@
  */
 import type { KernelSpec } from '../runtime/kernel.js';
 import recordWgsl from './record.wgsl';
-import { SMALL_WG, STATE_PART, part, ro, rw, uniform, workgroupSum } from './parts.js';
+import { SEGMENT_PART, SMALL_WG, STATE_PART, part, ro, rw, uniform, workgroupSum } from './parts.js';
 
 export const RECORD_ENTRIES = ['record_activities', 'record_energies', 'record_advance'] as const;
 export type RecordEntry = (typeof RECORD_ENTRIES)[number];
@@ -16,7 +16,7 @@ export function recordKernel(entry: RecordEntry, subgroupSize: number | null = n
   const sum = workgroupSum(subgroupSize);
   return {
     name: `record.${entry}`,
-    parts: [...sum.enable, STATE_PART, part('record.wgsl', recordWgsl), sum.part],
+    parts: [...sum.enable, STATE_PART, SEGMENT_PART, part('record.wgsl', recordWgsl), sum.part],
     defines: sum.defines,
     constants: sum.constants,
     entryPoint: entry,

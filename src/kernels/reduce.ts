@@ -4,14 +4,14 @@
  */
 import type { KernelSpec } from '../runtime/kernel.js';
 import reduceWgsl from './reduce.wgsl';
-import { SMALL_WG, part, ro, rw, workgroupSum } from './parts.js';
+import { SEGMENT_PART, SMALL_WG, part, ro, rw, workgroupSum } from './parts.js';
 
 /** Deterministic segment sums, optionally squared and square-rooted (reduce.wgsl). Bindings: segments, src, dst. */
 export function reduceKernel(subgroupSize: number | null = null): KernelSpec {
   const sum = workgroupSum(subgroupSize);
   return {
     name: 'reduce.segments',
-    parts: [...sum.enable, part('reduce.wgsl', reduceWgsl), sum.part],
+    parts: [...sum.enable, SEGMENT_PART, part('reduce.wgsl', reduceWgsl), sum.part],
     defines: sum.defines,
     constants: sum.constants,
     entryPoint: 'main',
@@ -25,7 +25,7 @@ export function accumulateKernel(subgroupSize: number | null = null): KernelSpec
   const sum = workgroupSum(subgroupSize);
   return {
     name: 'reduce.accumulate',
-    parts: [...sum.enable, part('reduce.wgsl', reduceWgsl), sum.part],
+    parts: [...sum.enable, SEGMENT_PART, part('reduce.wgsl', reduceWgsl), sum.part],
     defines: sum.defines,
     constants: sum.constants,
     entryPoint: 'accumulate',

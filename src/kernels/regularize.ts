@@ -8,7 +8,10 @@ import { SMALL_WG, part, ro, rw, uniform } from './parts.js';
 
 export type RegularizeEntry = 'weight_decay' | 'gram' | 'spectral';
 
-/** Weight decay and the spectral penalty, one layer per dispatch (regularize.wgsl). Bindings: reg, params, grads, scratch. */
+/**
+ * Weight decay and the spectral penalty, one layer per dispatch (regularize.wgsl). Bindings: reg, params, grads,
+ * scratch.
+ */
 export function regularizeKernel(entry: RegularizeEntry): KernelSpec {
   return {
     name: `regularize.${entry}`,

@@ -23,10 +23,10 @@ export interface KernelTuning {
    * subgroup size, and at most 64 accumulators: for GPUs, where the PC layers' small products otherwise leave
    * most cores idle), or with `shared: true` wg = side² invocations (wg 4, 16, 64 or 256) computing a
    * `(tm·side) × (tn·side)` tile from panels staged in workgroup memory (the classic layout for large
-   * products on GPUs; at most 64 accumulators). Default: `{ wg: 16, tm: 4, tn: 64, subgroup: true }` on lavapipe with 16 lanes,
-   * `{ wg: 8, tm: 8, tn: 64, subgroup: true }` with 8 (tn 32 for standalone products, `matmul`),
-   * `{ wg: 8, tm: 16, tn: 8 }` on other CPU adapters, `{ wg: 64, tm: 4, tn: 4 }` on GPUs (not yet measured on
-   * one: `npm run bench -- tiles` compares the candidates). Given here, it applies to every kernel.
+   * products on GPUs; at most 64 accumulators). Default: `{ wg: 16, tm: 4, tn: 64, subgroup: true }` on
+   * lavapipe with 16 lanes, `{ wg: 8, tm: 8, tn: 64, subgroup: true }` with 8 (tn 32 for standalone products,
+   * `matmul`), `{ wg: 8, tm: 16, tn: 8 }` on other CPU adapters, `{ wg: 64, tm: 4, tn: 4 }` on GPUs (not yet
+   * measured on one: `npm run bench -- tiles` compares the candidates). Given here, it applies to every kernel.
    *
    * `matrix: 'f16'` or `'f32'` (opt-in, never a default): the tensor-core path. One subgroup of `wg` lanes (the
    * adapter's fixed subgroup size) multiplies `tm × tn` subgroup matrices of the adapter's M×N×K configuration

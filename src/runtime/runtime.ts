@@ -267,8 +267,8 @@ export class Runtime {
   profiler: Profiler | undefined;
 
   /**
-   * Starts timing every dispatch on the GPU (needs the `timestamp-query` feature; up to `maxDispatches`, at most 2048). Each
-   * dispatch then gets its own compute pass, so profiled work is a little slower than usual.
+   * Starts timing every dispatch on the GPU (needs the `timestamp-query` feature; up to `maxDispatches`, at most
+   * 2048). Each dispatch then gets its own compute pass, so profiled work is a little slower than usual.
    */
   startProfile(maxDispatches = 2048): void {
     this.checkHealthy('runtime.startProfile');
