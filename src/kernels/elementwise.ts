@@ -7,9 +7,6 @@ import elementwiseWgsl from './elementwise.wgsl';
 import { ACTIVATIONS_PART, type Activation, activationId } from './activations.js';
 import { SMALL_WG, part, ro, rw } from './parts.js';
 
-/** Words of an elementwise op (struct Op in elementwise.wgsl). */
-export const COMBINE_WORDS = 8;
-
 /** out = a·u + b·v over workspace regions, one op per workgroup row (elementwise.wgsl). Bindings: ops, work. */
 export function combineKernel(): KernelSpec {
   return {

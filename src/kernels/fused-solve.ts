@@ -21,7 +21,3 @@ export function fusedSolveKernel(act: Activation, wg: number): KernelSpec {
     workgroupSize: wg,
   };
 }
-
-/** Words of the fused solver's uniform (struct Fused) and of a layer entry (struct LayerEntry). */
-export const FUSED_WORDS = 20;
-export const FUSED_LAYER_WORDS = 8;

@@ -20,9 +20,3 @@ export function healthKernel(phase: 'before' | 'after' = 'before'): KernelSpec {
     workgroupSize: 1,
   };
 }
-
-/** Bytes of the health uniform (struct Health) and of the control words (health.wgsl). */
-export const HEALTH_UNIFORM_BYTES = 80;
-export const CONTROL_BYTES = 96;
-/** Byte offsets of the rollback's indirect dispatch arguments in the control words (parameters, state). */
-export const ROLLBACK_ARGS = { params: 64, state: 80 } as const;

@@ -129,9 +129,6 @@ export function matmulSpec(
   };
 }
 
-/** Words per job in the grouped matmul's job table (struct Job in layer-matmul.wgsl). */
-export const JOB_WORDS = 20;
-
 /** Flags in job tables (forward.wgsl / param-grad.wgsl). */
 export const JobFlag = {
   BIAS: 1,

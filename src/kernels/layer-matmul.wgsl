@@ -51,7 +51,7 @@ const WG: u32 = {{WG}}u;
 const TM: u32 = {{TM}}u;
 const TN: u32 = {{TN}}u;
 
-// One matmul of the group (80 bytes; mirrored by JOB_WORDS in layer-jobs.ts). Offsets are in f32 elements;
+// One matmul of the group (80 bytes; packed by packJobRecords, kernels/structs.ts). Offsets are in f32 elements;
 // each kernel file documents what its d/e/f offsets, flags and coefficients mean.
 struct Job {
   wg_start: u32,  // first workgroup of this record in the dispatch

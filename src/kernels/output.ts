@@ -6,6 +6,7 @@ import type { KernelSpec } from '../runtime/kernel.js';
 import outputWgsl from './output.wgsl';
 import { ACTIVATIONS_PART } from './activations.js';
 import { SMALL_WG, STATE_PART, part, ro, rw, uniform } from './parts.js';
+import { packRows } from './structs.js';
 
 /**
  * Row-wise kernels (output.wgsl). Bindings: rows (a uniform Rows record; for row_norms a storage table of them,
@@ -33,13 +34,12 @@ export interface RowRegion {
 }
 
 /**
- * The storage table of a row_norms dispatch (Rows records, output.wgsl) and its workgroup count: every region
+ * The storage table of a row_norms dispatch (struct Rows, kernels/structs.ts) and its workgroup count: every region
  * gets the workgroups its longest sibling needs, so the kernel finds a workgroup's region by division.
  */
 export function rowTable(regions: readonly RowRegion[]): { data: Uint32Array<ArrayBuffer>; workgroups: number } {
   if (regions.length === 0) throw new Error('rowTable: no regions');
   const groups = Math.max(1, ...regions.map((r) => Math.ceil(r.rows / SMALL_WG)));
-  const data = new Uint32Array(8 * regions.length);
-  regions.forEach((r, i) => data.set([r.rows, r.cols, r.predOff, 0, r.partOff, 0, groups, regions.length], 8 * i));
-  return { data, workgroups: groups * regions.length };
+  const data = packRows(regions.map((r) => ({ ...r, groups, regions: regions.length })));
+  return { data: new Uint32Array(data), workgroups: groups * regions.length };
 }

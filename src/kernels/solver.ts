@@ -17,6 +17,11 @@ export const SOLVER_ENTRIES = [
   'activate',
 ] as const;
 export type SolverEntry = (typeof SOLVER_ENTRIES)[number];
+/** Flags of the solver config (FLAG_* in solver.wgsl). */
+export const ConfigFlag = { DTMIN: 1, DTMAX: 2, FORCE_DTMIN: 4, EVENT: 8, FSAL: 16 } as const;
+/** Step-size controllers of the solver config (CONTROLLER_* in solver.wgsl). */
+export const Controller = { PID: 0, CONSTANT: 1 } as const;
+
 /** Elements each `scaled_square` invocation adds up. */
 export const SCALED_SQUARE_CHUNK = 64;
 

@@ -85,7 +85,7 @@ export function matrixPanelK(tiles: TileConfig): number {
 }
 
 /** Bytes of workgroup memory the subgroup-matrix layout takes: the A and B panels, and the f32 tile. */
-export function matrixWorkgroupBytes(tiles: TileConfig): number {
+function matrixWorkgroupBytes(tiles: TileConfig): number {
   const { rows, cols } = workgroupTile(tiles);
   const operandBytes = tiles.matrix === 'f16' ? 2 : 4;
   return (rows + cols) * matrixPanelK(tiles) * operandBytes + rows * cols * 4;
@@ -97,10 +97,10 @@ export function sharedSide(tiles: TileConfig): number {
 }
 
 /** Steps of k the workgroup-memory layout stages per panel (BK in layer-matmul.wgsl). */
-export const SHARED_PANEL_K = 16;
+const SHARED_PANEL_K = 16;
 
 /** Bytes of workgroup memory the workgroup-memory layout's A and B panels take: (BM + BN)·BK floats. */
-export function sharedPanelBytes(tiles: TileConfig): number {
+function sharedPanelBytes(tiles: TileConfig): number {
   return (tiles.tm + tiles.tn) * sharedSide(tiles) * SHARED_PANEL_K * 4;
 }
 

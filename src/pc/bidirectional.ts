@@ -25,8 +25,9 @@
  * are the same, both read the workspace's φ(z) and nothing is added.
  */
 import { WpcArgumentError, argError, checkFinite } from '../runtime/errors.js';
-import { COMBINE_WORDS, activateKernel } from '../kernels/elementwise.js';
+import { activateKernel } from '../kernels/elementwise.js';
 import { activityGradKernel } from '../kernels/layer-matmul.js';
+import { type Job, type SegmentSpec, packCombineOps, packSegments } from '../kernels/structs.js';
 import { createBindGroup } from '../runtime/kernel.js';
 import type { Recorder } from '../runtime/recorder.js';
 import { type Tensor, checkTensor } from '../runtime/tensor.js';
@@ -47,11 +48,11 @@ import {
   type WorkspaceRequest,
 } from './batch.js';
 import { initActivitiesWithAmort } from './hybrid.js';
-import { type Job, errorJob, gradJob, packJobs, paramJob, tilesOf } from './layer-jobs.js';
+import { errorJob, gradJob, packJobs, paramJob, tilesOf } from './layer-jobs.js';
 import type { Model } from './model.js';
 import { type OptState, type Optimizer, checkOptState } from './optim.js';
 import { writeSolverConfig } from './solver.js';
-import { type SegmentSpec, type Workspace, segmentData, tilesFor } from './workspace.js';
+import { type Workspace, tilesFor } from './workspace.js';
 
 export interface BpcOptions {
   /** The top-down network's input x (e.g. labels), [B, topDown.inputDim]. Omit for unsupervised bPC (z_0 free). */
@@ -310,7 +311,7 @@ async function prepareBpc(ws: Workspace, bu: Model, call: Omit<BpcCall, 'cap'>):
         ws.runtime.device.queue.writeBuffer(existing.buffers.get(name)!, 0, packJobs(list, ws.tiles).data);
         if (isActTable(name)) ws.updateActTable(`${prefix}.${name}`, list);
       }
-      ws.runtime.device.queue.writeBuffer(existing.buffers.get('energies')!, 0, segmentData(jobs.energies));
+      ws.runtime.device.queue.writeBuffer(existing.buffers.get('energies')!, 0, packSegments(jobs.energies));
       existing.key = key;
     }
     return prefix;
@@ -341,8 +342,7 @@ async function prepareBpc(ws: Workspace, bu: Model, call: Omit<BpcCall, 'cap'>):
   }
   if (own) {
     // φ_b over the whole state (z_0..z_{H+1}) into aux family 2: one elementwise op.
-    const ops = new ArrayBuffer(COMBINE_WORDS * 4);
-    new Uint32Array(ops).set([ws.nAll, ws.fam.y, 0, ws.aux[2]!]);
+    const ops = packCombineOps([{ n: ws.nAll, u: ws.fam.y, v: 0, out: ws.aux[2]!, a: 0, b: 0 }]);
     const table = ws.storageTable(`${prefix}.activate`, ops);
     ws.setGroup(
       `${prefix}.activate`,

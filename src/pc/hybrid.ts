@@ -21,6 +21,7 @@
  * prediction of the image appended as the dummy).
  */
 import { WpcArgumentError, argError, checkKnownKeys } from '../runtime/errors.js';
+import type { Job, SegmentSpec } from '../kernels/structs.js';
 import { createBindGroup } from '../runtime/kernel.js';
 import type { Recorder } from '../runtime/recorder.js';
 import { type Tensor, checkTensor } from '../runtime/tensor.js';
@@ -40,7 +41,7 @@ import {
   writeNormalActivities,
   type WorkspaceRequest,
 } from './batch.js';
-import { type Job, errorJob, packJobs, paramJob } from './layer-jobs.js';
+import { errorJob, packJobs, paramJob } from './layer-jobs.js';
 import type { Model } from './model.js';
 import { type OptState, type Optimizer, checkOptState } from './optim.js';
 import {
@@ -54,7 +55,7 @@ import {
   type SolverOptions,
 } from './solver.js';
 import { copyOutRecording, type Recording } from './infer.js';
-import type { SegmentSpec, Workspace } from './workspace.js';
+import type { Workspace } from './workspace.js';
 
 /** Checks that `amortiser` runs the other way through the generator's widths. */
 function checkPair(fn: string, generator: unknown, amortiser: unknown): { generator: Model; amortiser: Model } {

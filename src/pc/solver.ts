@@ -16,6 +16,15 @@
  * whole network (prediction errors, then activity gradient fused with the stage's update), whatever the depth.
  */
 import { RecordWhen, StageMode, StageOptimizer } from '../kernels/index.js';
+import { ConfigFlag, Controller } from '../kernels/solver.js';
+import {
+  STATE,
+  STATE_WORDS,
+  type StageRecord,
+  UNIFORM_STRIDE,
+  packSolverConfig,
+  packSolverState,
+} from '../kernels/structs.js';
 import {
   WpcArgumentError,
   WpcSolverError,
@@ -30,15 +39,10 @@ import type { Model } from './model.js';
 import { Optimizer } from './optim.js';
 import { SOLVER_NAMES, TABLEAUX, type SolverName, type Tableau } from './tableaux.js';
 import {
-  CONFIG_WORDS,
-  STATE,
-  STATE_WORDS,
-  UNIFORM_STRIDE,
   checkWorkspaceFits,
   type EvalPoint,
   type Loss,
   type Mode,
-  type StageRecord,
   type Workspace,
   type WorkspaceNeeds,
 } from './workspace.js';
@@ -670,22 +674,19 @@ export async function integrate(
 
 /** The solver state at the start of a solve (queue-ordered before the solve's commands). */
 function resetState(ws: Workspace, cfg: ResolvedSolver): void {
-  const state = new ArrayBuffer(STATE_WORDS * 4);
-  const f = new Float32Array(state);
-  const u = new Uint32Array(state);
-  f[STATE.prevInv] = 1;
-  f[STATE.prevPrevInv] = 1;
-  u[STATE.lastAccepted] = 1; // the initial state counts as accepted (recording)
+  let tnext = 0;
   if (cfg.kind === 'ode') {
     if (cfg.controller === 'constant') {
-      f[STATE.tnext] = constantStepEnds(cfg.maxT1, cfg.dt!)[0]!;
+      tnext = constantStepEnds(cfg.maxT1, cfg.dt!)[0]!;
     } else if (cfg.dt !== undefined) {
       let dt0 = cfg.dt;
       if (cfg.controller.dtmax !== undefined) dt0 = Math.min(dt0, cfg.controller.dtmax);
       if (cfg.controller.dtmin !== undefined) dt0 = Math.max(dt0, cfg.controller.dtmin);
-      f[STATE.tnext] = Math.min(f32(dt0), f32(cfg.maxT1));
+      tnext = Math.min(f32(dt0), f32(cfg.maxT1));
     }
   }
+  // The initial state counts as accepted (recording).
+  const state = packSolverState({ tnext, prevInv: 1, prevPrevInv: 1, lastAccepted: 1 });
   ws.runtime.device.queue.writeBuffer(ws.state, 0, state);
 }
 
@@ -856,60 +857,59 @@ export function writeSolverConfig(
   const c = ode && ode.controller !== 'constant' ? ode.controller : undefined;
   const tab = ode?.tableau;
   const fsal = tab?.fsal ?? false;
-  const data = new ArrayBuffer(CONFIG_WORDS * 4);
-  const f = new Float32Array(data);
-  const u = new Uint32Array(data);
   const maxT1 = ode?.maxT1 ?? 0;
   // The error estimate comes from the last stage (at the probe, partials B); steady-state tests read f(y) from
   // the first stage (partials A) or, for FSAL tableaux, from the last stage at the candidate.
   const last = tab && tab.stages > 1 ? ws.partB : ws.partA;
   const err = regions.err ?? last;
   const ev = regions.ev ?? (fsal ? ws.partB : ws.partA);
-  f[0] = 0;
-  f[1] = maxT1;
-  f[2] = t1ClipFloor(maxT1);
-  f[3] = c?.rtol ?? 0;
-  f[4] = c?.atol ?? 0;
-  f[5] = c?.pcoeff ?? 0;
-  f[6] = c?.icoeff ?? 1;
-  f[7] = c?.dcoeff ?? 0;
-  f[8] = c?.factormin ?? 0.2;
-  f[9] = c?.factormax ?? 10;
-  f[10] = c?.safety ?? 0.9;
-  f[11] = c?.dtmin ?? 0;
-  f[12] = c?.dtmax ?? 0;
-  f[13] = tab?.order ?? 1;
-  f[14] = ws.nAll; // the whole ODE state, the output layer's dummy activity included
-  u[15] = ode?.maxSteps ?? 0;
-  u[16] =
-    (c?.dtmin !== undefined ? 1 : 0) |
-    (c?.dtmax !== undefined ? 2 : 0) |
-    (c?.forceDtmin ? 4 : 0) |
-    (ode?.event ? 8 : 0) |
-    (fsal ? 16 : 0);
-  u[17] = err.off;
-  u[18] = err.count;
-  u[19] = ev.off;
-  u[20] = ev.count;
-  u[21] = ws.partA.off;
-  u[22] = ws.partA.count;
-  u[23] = ode && ode.controller === 'constant' ? 1 : 0;
-  f[24] = ode?.event?.rtol ?? 0;
-  f[25] = ode?.event?.atol ?? 0;
-  f[26] = tab && tab.stages > 1 ? tab.a[0]![0]! : 0;
-  u[27] = ws.grid;
-  u[28] = ode && ode.controller === 'constant' && ode.event ? constantStepEnds(ode.maxT1, ode.dt!).length : 0;
-  u[29] = ws.fam.y;
-  u[30] = ws.fam.py;
-  u[31] = ws.fam.t; // the candidate y1 shares the probe's slot
-  u[32] = ws.fam.pt;
-  u[33] = ws.stageOffset(1);
-  u[34] = tab ? ws.stageOffset(Math.min(tab.stages, ws.stages)) : ws.stageOffset(1);
-  u[35] = ws.fam.t;
-  u[36] = ws.fam.pt;
-  u[37] = ws.nAll;
-  u[38] = ws.fam.y;
-  u[39] = ws.nAll;
+  const data = packSolverConfig({
+    t0: 0,
+    t1: maxT1,
+    t1Floor: t1ClipFloor(maxT1),
+    rtol: c?.rtol ?? 0,
+    atol: c?.atol ?? 0,
+    pcoeff: c?.pcoeff ?? 0,
+    icoeff: c?.icoeff ?? 1,
+    dcoeff: c?.dcoeff ?? 0,
+    factormin: c?.factormin ?? 0.2,
+    factormax: c?.factormax ?? 10,
+    safety: c?.safety ?? 0.9,
+    dtmin: c?.dtmin ?? 0,
+    dtmax: c?.dtmax ?? 0,
+    errorOrder: tab?.order ?? 1,
+    count: ws.nAll, // the whole ODE state, the output layer's dummy activity included
+    maxSteps: ode?.maxSteps ?? 0,
+    flags:
+      (c?.dtmin !== undefined ? ConfigFlag.DTMIN : 0) |
+      (c?.dtmax !== undefined ? ConfigFlag.DTMAX : 0) |
+      (c?.forceDtmin ? ConfigFlag.FORCE_DTMIN : 0) |
+      (ode?.event ? ConfigFlag.EVENT : 0) |
+      (fsal ? ConfigFlag.FSAL : 0),
+    errOff: err.off,
+    errCount: err.count,
+    evOff: ev.off,
+    evCount: ev.count,
+    ev0Off: ws.partA.off,
+    ev0Count: ws.partA.count,
+    controller: ode && ode.controller === 'constant' ? Controller.CONSTANT : Controller.PID,
+    eventRtol: ode?.event?.rtol ?? 0,
+    eventAtol: ode?.event?.atol ?? 0,
+    a21: tab && tab.stages > 1 ? tab.a[0]![0]! : 0,
+    gridOff: ws.grid,
+    gridN: ode && ode.controller === 'constant' && ode.event ? constantStepEnds(ode.maxT1, ode.dt!).length : 0,
+    y: ws.fam.y,
+    py: ws.fam.py,
+    y1: ws.fam.t, // the candidate y1 shares the probe's slot
+    py1: ws.fam.pt,
+    k1: ws.stageOffset(1),
+    ks: tab ? ws.stageOffset(Math.min(tab.stages, ws.stages)) : ws.stageOffset(1),
+    t: ws.fam.t,
+    pt: ws.fam.pt,
+    n: ws.nAll,
+    sqOff: ws.fam.y,
+    sqN: ws.nAll,
+  });
   ws.writeConfig(data);
 }
 

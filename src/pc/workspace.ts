@@ -26,7 +26,6 @@
 import {
   type Activation,
   type TileConfig,
-  COMBINE_WORDS,
   JobFlag,
   RECORD_ENTRIES,
   ReduceFlag,
@@ -40,8 +39,6 @@ import {
   defaultTiles,
   epilogueColumns,
   fusedSolveKernel,
-  FUSED_LAYER_WORDS,
-  FUSED_WORDS,
   forwardKernel,
   outputKernel,
   paramGradKernel,
@@ -53,13 +50,33 @@ import {
   type RecordEntry,
   type RegularizeEntry,
 } from '../kernels/index.js';
+import {
+  type CombineOp,
+  type Job,
+  type SegmentSpec,
+  type StageRecord,
+  CONFIG_WORDS,
+  FUSED_WORDS,
+  REG_WORDS,
+  type RegRecord,
+  STAGE_BYTES,
+  STATE_WORDS,
+  UNIFORM_STRIDE,
+  packCombineOps,
+  packFused,
+  packFusedLayers,
+  packRecordings,
+  packRegs,
+  packRows,
+  packSegments,
+  packStages,
+} from '../kernels/structs.js';
 import { BufferUsage, UNIFORM_USAGE } from '../runtime/flags.js';
 import { bufferLimit, checkFits, storageLimit } from '../runtime/limits.js';
 import { type CompiledKernel, createBindGroup } from '../runtime/kernel.js';
 import type { Recorder } from '../runtime/recorder.js';
 import { type Runtime, SleepEstimator } from '../runtime/runtime.js';
 import {
-  type Job,
   type JobTable,
   epilogue4Ready,
   errorJob,
@@ -110,36 +127,6 @@ export const PLAIN_ENERGY: Readonly<EnergyTerms> = Object.freeze({
   spectralPenalty: 0,
 });
 
-/** Bytes between records of the stage and recording uniforms (≥ every adapter's minUniformBufferOffsetAlignment). */
-export const UNIFORM_STRIDE = 256;
-/** Bytes of a stage record (struct Stage in activity-grad.wgsl). */
-const STAGE_BYTES = 208;
-/** Words of the solver state (struct SolverState in solver-state.wgsl). */
-export const STATE_WORDS = 16;
-export const STATE = {
-  tprev: 0,
-  tnext: 1,
-  prevInv: 2,
-  prevPrevInv: 3,
-  atDtmin: 4,
-  done: 5,
-  failed: 6,
-  lastAccepted: 7,
-  steps: 8,
-  accepted: 9,
-  rejected: 10,
-  scaledError: 11,
-  h0: 12,
-  d1: 13,
-  event: 15,
-} as const;
-/** Words of the solver config uniform (struct Config in solver.wgsl). */
-export const CONFIG_WORDS = 48;
-/** Words of a reduce segment (struct Segment in reduce.wgsl / record.wgsl). */
-const SEGMENT_WORDS = 12;
-/** Words of a regulariser record (struct Reg in regularize.wgsl). */
-const REG_WORDS = 8;
-
 const ALIGN = 64; // elements: region starts on 256-byte boundaries
 
 interface Families {
@@ -157,24 +144,6 @@ export interface Partials {
   count: number;
 }
 
-/** One record of the stage uniform (struct Stage in activity-grad.wgsl). */
-export interface StageRecord {
-  mode: number;
-  /** i: the dispatch computes k_i (1-based). */
-  index: number;
-  /** a_{i+1,1..i} (MODE_STAGE) or b_1..b_i (MODE_FINAL); for MODE_OPTIM the optimiser's numbers. */
-  coef: readonly number[];
-  /** Error weights e_1..e_i; empty when there is no error estimate. */
-  ecoef: readonly number[];
-  dt: number;
-  rtol: number;
-  atol: number;
-  /** Where MODE_FINAL writes the candidate: the probe's slot (decided later) or y itself (fixed steps). */
-  candidate: 'probe' | 'in-place';
-  /** MODE_OPTIM: StageOptimizer.*. */
-  opt?: number;
-}
-
 /** Record 0 of every stage buffer: the plain activity gradient (computePcActivityGrad, discrete updates). */
 const GRAD_RECORD: StageRecord = {
   mode: StageMode.GRAD,
@@ -186,48 +155,6 @@ const GRAD_RECORD: StageRecord = {
   atol: 0,
   candidate: 'probe',
 };
-
-export interface SegmentSpec {
-  off: number;
-  count: number;
-  stride: number;
-  out: number;
-  scale: number;
-  flags?: number;
-  off2?: number;
-  count2?: number;
-  scale2?: number;
-}
-
-/** out = a·u + b·v over n elements of the workspace (elementwise.wgsl). */
-export interface CombineOp {
-  n: number;
-  u: number;
-  v: number;
-  out: number;
-  a: number;
-  b: number;
-}
-
-/** A segment table's bytes (struct Segment in reduce.wgsl). */
-export function segmentData(segs: readonly SegmentSpec[]): ArrayBuffer {
-  const data = new ArrayBuffer(Math.max(1, segs.length) * SEGMENT_WORDS * 4);
-  const u32 = new Uint32Array(data);
-  const f32 = new Float32Array(data);
-  segs.forEach((s, i) => {
-    const o = i * SEGMENT_WORDS;
-    u32[o] = s.off;
-    u32[o + 1] = s.count;
-    u32[o + 2] = s.stride;
-    u32[o + 3] = s.out;
-    f32[o + 4] = s.scale;
-    u32[o + 5] = s.flags ?? 0;
-    u32[o + 6] = s.off2 ?? 0;
-    u32[o + 7] = s.count2 ?? 0;
-    f32[o + 8] = s.scale2 ?? 0;
-  });
-  return data;
-}
 
 /** The register tile a runtime's layer kernels use. */
 export function tilesFor(rt: Runtime, use: 'layers' | 'gemm' = 'layers'): TileConfig {
@@ -830,7 +757,7 @@ export class Workspace {
   }
 
   private segmentData(segs: readonly SegmentSpec[]): ArrayBuffer {
-    return segmentData(segs);
+    return packSegments(segs);
   }
 
   /** Uploads a segment table under `key` (its dispatch has one workgroup per segment). */
@@ -892,7 +819,8 @@ export class Workspace {
   }
 
   private rowsUniform(rows: number, cols: number, predOff: number, partOff: number, ce: number): GPUBuffer {
-    return this.uniformFrom(new Uint32Array([rows, cols, predOff, this.target, partOff, ce, 0, 0]), 'wpc.rows');
+    const data = packRows([{ rows, cols, predOff, targetOff: this.target, partOff, lossCe: ce !== 0 }]);
+    return this.uniformFrom(new Uint32Array(data), 'wpc.rows');
   }
 
   reduceGroup(key: string, segs: readonly SegmentSpec[], src: GPUBuffer, dst: GPUBuffer): void {
@@ -1228,19 +1156,15 @@ export class Workspace {
     }
     const key = `${wd}:${sp}:${this.energy.activityDecay}`;
     if (reg.key !== key) {
-      const words = UNIFORM_STRIDE / 4;
-      const data = new ArrayBuffer(2 * L * UNIFORM_STRIDE);
-      const u = new Uint32Array(data);
-      const f = new Float32Array(data);
+      const records: RegRecord[] = [];
       let d = 0;
       this.model.layers.forEach((spec, l) => {
-        u.set([spec.weightOffset, spec.outDim, spec.inDim, d], l * words);
-        f[l * words + 4] = wd;
-        u.set([spec.weightOffset, spec.outDim, spec.inDim, d], (L + l) * words);
-        f[(L + l) * words + 4] = 2 * sp;
+        const at = { wOff: spec.weightOffset, outDim: spec.outDim, inDim: spec.inDim, dOff: d };
+        records[l] = { ...at, coef: wd };
+        records[L + l] = { ...at, coef: 2 * sp };
         d += spec.inDim * spec.inDim;
       });
-      this.runtime.device.queue.writeBuffer(reg.uniform, 0, data);
+      this.runtime.device.queue.writeBuffer(reg.uniform, 0, packRegs(records));
       for (const k of ['regs.weight', 'regs.spectral', 'regs.activity']) {
         this.runtime.device.queue.writeBuffer(this.segmentTables.get(k)!, 0, this.segmentData(this.regSegments(k)));
       }
@@ -1470,7 +1394,18 @@ export class Workspace {
     if (!this.groups.has(name)) {
       const B = this.batch;
       const rows = this.uniformFrom(
-        new Uint32Array([B, m.cols, m.pred, m.target, this.partRows, m.ce ? 1 : 0, 0, 0]),
+        new Uint32Array(
+          packRows([
+            {
+              rows: B,
+              cols: m.cols,
+              predOff: m.pred,
+              targetOff: m.target,
+              partOff: this.partRows,
+              lossCe: m.ce === true,
+            },
+          ]),
+        ),
         `wpc.rows.${key}`,
       );
       this.groups.set(name, createBindGroup(this.runtime.device, this.k('lossRows'), { rows, work: this.buffer }));
@@ -1514,15 +1449,7 @@ export class Workspace {
   recordCombine(rec: Recorder, key: string, ops: readonly CombineOp[]): void {
     const name = `combine.${key}`;
     if (!this.groups.has(name)) {
-      const data = new ArrayBuffer(ops.length * COMBINE_WORDS * 4);
-      const u = new Uint32Array(data);
-      const f = new Float32Array(data);
-      ops.forEach((op, i) => {
-        u.set([op.n, op.u, op.v, op.out], i * COMBINE_WORDS);
-        f[i * COMBINE_WORDS + 4] = op.a;
-        f[i * COMBINE_WORDS + 5] = op.b;
-      });
-      const table = this.storageFrom(data, `wpc.combine.${key}`);
+      const table = this.storageFrom(packCombineOps(ops), `wpc.combine.${key}`);
       this.groups.set(name, createBindGroup(this.runtime.device, this.k('combine'), { ops: table, work: this.buffer }));
     }
     const most = Math.max(...ops.map((o) => o.n));
@@ -1547,9 +1474,7 @@ export class Workspace {
     }
     const buffers = this.recordBuffers!;
     rec.clear(buffers.records, 0, 16);
-    const words = new Uint32Array(4 * (UNIFORM_STRIDE / 4));
-    for (let when = 0; when < 4; when++)
-      words.set([when, L, capacity, trajN, this.fam.y, 0, 0, 0], when * (UNIFORM_STRIDE / 4));
+    const words = packRecordings([0, 1, 2, 3].map((when) => ({ when, layers: L, capacity, trajN, y: this.fam.y })));
     this.runtime.device.queue.writeBuffer(this.recordingUniform, 0, words);
     return buffers;
   }
@@ -1617,15 +1542,17 @@ export class Workspace {
     const wg = rt.adapter.isSoftware ? 64 : 256;
     if (!this.fused) {
       const kernel = await rt.kernel(fusedSolveKernel(this.act, wg));
-      const table = new ArrayBuffer(L * FUSED_LAYER_WORDS * 4);
-      const u = new Uint32Array(table);
-      const f = new Float32Array(table);
-      model.layers.forEach((spec, i) => {
-        const o = i * FUSED_LAYER_WORDS;
-        u.set([spec.inDim, spec.outDim, spec.weightOffset, Math.max(0, spec.biasOffset), spec.useBias ? 1 : 0], o);
-        f[o + 5] = spec.scale;
-        u[o + 6] = this.layer[i + 1]!;
-      });
+      const table = packFusedLayers(
+        model.layers.map((spec, i) => ({
+          inDim: spec.inDim,
+          outDim: spec.outDim,
+          wOff: spec.weightOffset,
+          bOff: Math.max(0, spec.biasOffset),
+          hasBias: spec.useBias,
+          scale: spec.scale,
+          layOff: this.layer[i + 1]!,
+        })),
+      );
       const cfg = rt.device.createBuffer({ size: FUSED_WORDS * 4, usage: UNIFORM_USAGE, label: 'wpc.fused.cfg' });
       this.ownBuffers.push(cfg);
       this.fused = { kernel, layers: this.storageFrom(table, 'wpc.fused.layers'), cfg };
@@ -1649,29 +1576,27 @@ export class Workspace {
       });
       fused.key = key;
     }
-    const words = new ArrayBuffer(FUSED_WORDS * 4);
-    const u = new Uint32Array(words);
-    u.set([
-      L,
-      this.batch,
-      s,
-      sizes.length,
-      loss === 'ce' ? 1 : 0,
-      this.nAll,
-      this.nHidden,
-      fam.y,
-      fam.py,
-      fam.t,
-      fam.pt,
-      fam.k,
-      fam.e,
-      this.pred1,
-      this.target,
-      0,
-      s * s,
-      s * s + s,
-    ]);
-    new Float32Array(words)[18] = 1 / this.batch;
+    const words = packFused({
+      layers: L,
+      batch: this.batch,
+      stages: s,
+      steps: sizes.length,
+      ce: loss === 'ce',
+      nAll: this.nAll,
+      nHidden: this.nHidden,
+      y: fam.y,
+      py: fam.py,
+      t: fam.t,
+      pt: fam.pt,
+      k: fam.k,
+      e: fam.e,
+      pred1: this.pred1,
+      goal: this.target,
+      aOff: 0,
+      bOff: s * s,
+      dtOff: s * s + s,
+      invBatch: 1 / this.batch,
+    });
     rt.device.queue.writeBuffer(fused.cfg, 0, words);
     rec.dispatch(fused.kernel, fused.group!, 1);
   }
@@ -1707,27 +1632,16 @@ export class Workspace {
   }
 
   private uploadRecords(records: readonly StageRecord[]): void {
-    const words = UNIFORM_STRIDE / 4;
-    const data = new ArrayBuffer(records.length * UNIFORM_STRIDE);
-    const u32 = new Uint32Array(data);
-    const f32 = new Float32Array(data);
     const { fam } = this;
     const decay = this.energy.activityDecay;
-    records.forEach((r, i) => {
-      const o = i * words;
-      const inPlace = r.candidate === 'in-place';
-      u32.set([fam.y, fam.py, fam.t, fam.pt, fam.k, this.nAll, inPlace ? fam.y : fam.t, inPlace ? fam.py : fam.pt], o);
-      f32[o + 8] = r.dt;
-      f32[o + 9] = r.rtol;
-      f32[o + 10] = r.atol;
-      u32[o + 11] = r.index;
-      u32[o + 12] = r.mode;
-      u32[o + 13] = r.coef.length;
-      u32[o + 14] = r.ecoef.length;
-      u32[o + 15] = r.opt ?? 0;
-      f32.set(r.coef, o + 16);
-      f32.set(r.ecoef, o + 32);
-      f32[o + 48] = decay;
+    const data = packStages(records, {
+      y: fam.y,
+      py: fam.py,
+      t: fam.t,
+      pt: fam.pt,
+      k: fam.k,
+      kStride: this.nAll,
+      decay,
     });
     this.runtime.device.queue.writeBuffer(this.stageBuffer, 0, data);
     this.records = records;
