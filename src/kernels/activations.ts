@@ -2,6 +2,7 @@
  * JPC's activations (activations.wgsl): their names, the ids the kernels select them by (the constant ACT),
  * and the WGSL part that defines `act` and its derivative.
  */
+import type { SourcePart } from '../runtime/kernel.js';
 import activationsWgsl from './activations.wgsl';
 import { part } from './parts.js';
 
@@ -13,4 +14,4 @@ export function activationId(act: Activation): number {
   return ACTIVATIONS.indexOf(act);
 }
 
-export const ACTIVATIONS_PART = part('activations.wgsl', activationsWgsl);
+export const ACTIVATIONS_PART: SourcePart = part('activations.wgsl', activationsWgsl);
