@@ -1,7 +1,8 @@
 /** Helpers every benchmark shares. */
 import { init, makeMlp, type InitOptions, type Model, type Runtime, type Tensor } from '../src/node.js';
 import { Recorder } from '../src/runtime/recorder.js';
-import { initOptionsWithTiles, type SleepEstimator } from '../src/runtime/runtime.js';
+import { initOptionsWithTiles } from '../src/runtime/options.js';
+import type { SleepEstimator } from '../src/runtime/polling.js';
 
 /** The middle value (upper middle for an even count). */
 export const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;

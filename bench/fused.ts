@@ -5,7 +5,7 @@
  * picks). Prints JSON.
  */
 import { initActivitiesWithFfwd, makeMlp, solveInference } from '../src/node.js';
-import { SleepEstimator } from '../src/runtime/runtime.js';
+import { SleepEstimator } from '../src/runtime/polling.js';
 import { FUSED_MAX_WORK, FUSED_MAX_WORK_ONE_ROW, fusedSolvePays } from '../src/pc/solve/fused.js';
 import { adapterLabel, benchInit, median } from './common.js';
 

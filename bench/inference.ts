@@ -6,7 +6,7 @@
  * repeated runs after a warm-up. Prints one JSON object on stdout.
  */
 import { adam, initActivitiesWithFfwd, makePcStep, solveInference, type SolverOptions } from '../src/node.js';
-import { SleepEstimator } from '../src/runtime/runtime.js';
+import { SleepEstimator } from '../src/runtime/polling.js';
 import { adapterLabel, benchInit, median, paperNetwork } from './common.js';
 
 const HIDDEN = (process.env.WPC_BENCH_HIDDEN ?? '3,5,10').split(',').map(Number);

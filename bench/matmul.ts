@@ -16,7 +16,7 @@ import { execFileSync } from 'node:child_process';
 import { GemmRecorder, asMatrix } from '../src/pc/linalg.js';
 import { createBindGroup } from '../src/runtime/kernel.js';
 import type { Recorder } from '../src/runtime/recorder.js';
-import { SleepEstimator } from '../src/runtime/runtime.js';
+import { SleepEstimator } from '../src/runtime/polling.js';
 import { adapterLabel, benchInit, median, perDispatchMs } from './common.js';
 
 const SHAPES: [string, number, number, number][] = [

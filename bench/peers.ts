@@ -16,7 +16,7 @@ import type { Tensor as TfTensor } from '@tensorflow/tfjs-core';
 import { create, globals } from 'webgpu';
 import { adam, makeMlp, makePcStep } from '../src/node.js';
 import { waitWithPolling } from '../src/runtime/polling.js';
-import { SleepEstimator } from '../src/runtime/runtime.js';
+import { SleepEstimator } from '../src/runtime/polling.js';
 import { adapterLabel, benchInit, median } from './common.js';
 
 const HIDDEN = (process.env.WPC_BENCH_HIDDEN ?? '3,5,10').split(',').map(Number);

@@ -5,7 +5,7 @@
  * JSON object on stdout.
  */
 import { adam, makeMlp, makePcStep } from '../src/node.js';
-import { SleepEstimator } from '../src/runtime/runtime.js';
+import { SleepEstimator } from '../src/runtime/polling.js';
 import { adapterLabel, benchInit, median } from './common.js';
 
 const B = 64;

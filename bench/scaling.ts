@@ -14,7 +14,7 @@ import {
   solveInference,
   type Runtime,
 } from '../src/node.js';
-import { SleepEstimator } from '../src/runtime/runtime.js';
+import { SleepEstimator } from '../src/runtime/polling.js';
 import { adapterLabel, benchInit, median } from './common.js';
 
 const STEPS = Number(process.env.WPC_BENCH_STEPS ?? 10);

@@ -5,7 +5,7 @@
  * Prints one JSON object on stdout.
  */
 import { initActivitiesWithFfwd, makeMlp, sgd, solveInference, type SolverOptions } from '../src/node.js';
-import { SleepEstimator } from '../src/runtime/runtime.js';
+import { SleepEstimator } from '../src/runtime/polling.js';
 import { SOLVER_NAMES, TABLEAUX } from '../src/pc/tableaux.js';
 import { adapterLabel, benchInit, median } from './common.js';
 

@@ -10,9 +10,10 @@
  * object on stdout.
  */
 import { init, initActivitiesWithFfwd, solveInference, type Runtime } from '../src/node.js';
-import { defaultTiles, type TileConfig, workgroupTile } from '../src/kernels/index.js';
+import { defaultTiles, type TileConfig, workgroupTile } from '../src/kernels/tiles.js';
 import { GemmRecorder, asMatrix } from '../src/pc/linalg.js';
-import { DAWN_EXPERIMENTAL_OPTION, SleepEstimator } from '../src/runtime/runtime.js';
+import { DAWN_EXPERIMENTAL_OPTION } from '../src/runtime/adapter.js';
+import { SleepEstimator } from '../src/runtime/polling.js';
 import { adapterLabel, median, paperNetwork, perDispatchMs } from './common.js';
 
 const REPEATS = Number(process.env.WPC_BENCH_REPEATS ?? 5);

@@ -1,14 +1,11 @@
 /**
  * Everything WPC exports that does not depend on the platform; `node.ts` and `browser.ts` add `init()`.
  */
-export { Runtime, initFromDevice } from './runtime/runtime.js';
-export type {
-  AdapterSummary,
-  InitOptions,
-  InitFromDeviceOptions,
-  KernelTuning,
-  RuntimeStats,
-} from './runtime/runtime.js';
+export { initFromDevice } from './init.js';
+export type { AdapterSummary } from './runtime/adapter.js';
+export type { InitFromDeviceOptions, InitOptions, KernelTuning } from './runtime/options.js';
+export { Runtime } from './runtime/runtime.js';
+export type { RuntimeStats } from './runtime/runtime.js';
 export { Tensor } from './runtime/tensor.js';
 export type { Shape } from './runtime/tensor.js';
 export {

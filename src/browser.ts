@@ -4,7 +4,9 @@
  * WPC for browsers (and any host with `navigator.gpu`). Never loads Dawn.
  */
 import { WpcGpuError } from './runtime/errors.js';
-import { checkInitOptions, initFromGpu, type InitOptions, type Runtime } from './runtime/runtime.js';
+import { initFromGpu } from './init.js';
+import { checkInitOptions, type InitOptions } from './runtime/options.js';
+import type { Runtime } from './runtime/runtime.js';
 
 export * from './api.js';
 

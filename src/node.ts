@@ -4,7 +4,9 @@
  * WPC for Node: WebGPU through Dawn (the `webgpu` package), loaded on the first `init()`.
  */
 import { checkSoftwareVectorBits, dawnGpu, NO_ADAPTER_HINT_NODE } from './runtime/dawn.js';
-import { checkInitOptions, initFromGpu, type InitOptions, type Runtime } from './runtime/runtime.js';
+import { initFromGpu } from './init.js';
+import { checkInitOptions, type InitOptions } from './runtime/options.js';
+import type { Runtime } from './runtime/runtime.js';
 
 export * from './api.js';
 export { applySoftwareVectorBits, type SoftwareVectorBits } from './runtime/dawn.js';

@@ -1,7 +1,7 @@
 // Inference beyond integrating to maxT1: diffrax's steady-state event, discrete inference with optimisers,
 // recording along the solve, and JPC's norms and training-batch accuracy — each against the float64 reference.
 import { describe, expect, it } from 'vitest';
-import { rowTable } from '../src/kernels/index.js';
+import { rowTable } from '../src/kernels/output.js';
 import type { Tensor } from '../src/runtime/tensor.js';
 import {
   computeAccuracy,

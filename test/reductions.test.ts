@@ -2,7 +2,7 @@
 // workgroup and subgroup sizes, in both of its forms: subgroup butterflies (adapters with one fixed subgroup
 // size, lavapipe's 8 here) and the tree in workgroup memory (every other adapter).
 import { describe, expect, it } from 'vitest';
-import { ReduceFlag, reduceKernel } from '../src/kernels/index.js';
+import { ReduceFlag, reduceKernel } from '../src/kernels/reduce.js';
 import { createBindGroup } from '../src/runtime/kernel.js';
 import { Recorder } from '../src/runtime/recorder.js';
 import { Random } from '../src/util/random.js';

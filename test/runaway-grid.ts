@@ -14,7 +14,7 @@ import {
 } from '../src/node.js';
 import { WpcDivergenceError } from '../src/runtime/errors.js';
 import { DEFAULT_DIVERGENCE_THRESHOLD } from '../src/pc/train.js';
-import { ACTIVATIONS, type Activation } from '../src/kernels/index.js';
+import { ACTIVATIONS, type Activation } from '../src/kernels/activations.js';
 import { bits, randomBatch } from './helpers.js';
 
 export type Task = 'discriminative' | 'generative' | 'unsupervised';

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { StageMode, StageOptimizer } from '../src/kernels/index.js';
 import { adam, sgd } from '../src/pc/optim.js';
-import { ConfigFlag, Controller } from '../src/pc/solve/structs.js';
+import { ConfigFlag, Controller } from '../src/kernels/solver.js';
 import { constantStepEnds } from '../src/pc/solve/grid.js';
 import { type SolverOptions, resolveSolverOptions } from '../src/pc/solve/options.js';
 import { planSolve } from '../src/pc/solve/plan.js';

@@ -16,7 +16,7 @@ import { computePcActivityGrad, computePcParamGrads, pcEnergy } from '../src/pc/
 import { solveInference } from '../src/pc/infer.js';
 import { matmul } from '../src/pc/linalg.js';
 import { WpcArgumentError } from '../src/runtime/errors.js';
-import { DAWN_EXPERIMENTAL_OPTION } from '../src/runtime/runtime.js';
+import { DAWN_EXPERIMENTAL_OPTION } from '../src/runtime/adapter.js';
 import { Random } from '../src/util/random.js';
 import { expectClose, expectCloseScaled, flat, gpuModel, randomLayerProblem, readAll, tensorOf } from './helpers.js';
 

@@ -6,7 +6,7 @@
  */
 import { WpcArgumentError, argError, describe, firstNonFinite } from '../runtime/errors.js';
 import type { Runtime } from '../runtime/runtime.js';
-import { ACTIVATIONS } from '../kernels/index.js';
+import { ACTIVATIONS } from '../kernels/activations.js';
 import {
   type Activation,
   MAX_DEPTH,

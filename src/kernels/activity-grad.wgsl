@@ -27,14 +27,7 @@
 //
 // Each tile writes 4 partial sums: (Σ (err/scale)², #non-finite errors, Σ k², Σ z²), z the evaluation point;
 // the last two give diffrax's steady-state test rms(f) < atol + rtol·rms(y). diffrax scales the error by
-// max(|y0|, |y1|), using y0 where the candidate is not finite.
-
-@group(0) @binding(1) var<storage, read> params: array<f32>;
-// vec4 elements so that the epilogue can move 4 outputs at once (epilogue4); ld / st address single floats.
-@group(0) @binding(2) var<storage, read_write> work: array<vec4<f32>>;
-#if GATED
-@group(0) @binding(3) var<storage, read> state: SolverState;
-#endif
+// max(|y0|, |y1|), using y0 where the candidate is not finite. Bindings 1–3 and ld / st: layer-work.wgsl.
 
 const MODE_GRAD: u32 = 0u;
 const MODE_STAGE: u32 = 1u;
@@ -78,26 +71,6 @@ struct Stage {
   pad2: f32,
 }
 @group(0) @binding(4) var<uniform> stage: Stage;
-
-fn ld(i: u32) -> f32 {
-  return work[i >> 2u][i & 3u];
-}
-
-fn st(i: u32, v: f32) {
-  work[i >> 2u][i & 3u] = v;
-}
-
-fn skip_dispatch() -> bool {
-#if GATED
-  return state.done != 0u;
-#else
-  return false;
-#endif
-}
-
-fn load_a(job: Job, row: u32, kk: u32) -> f32 {
-  return ld(job.a_off + row * job.k + kk);
-}
 
 fn load_b(job: Job, kk: u32, col: u32) -> f32 {
   return params[job.b_off + kk * job.n + col];

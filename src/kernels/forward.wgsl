@@ -11,7 +11,7 @@
 //   partial sums of e² per tile → the first of the 4 slots at part_off + 4·tile (the layer energy is ½Σe²/B).
 // A = φ(z_{l-1}) [B × in] (or the input x, or a free z_0 without activation), B = W_l stored [out × in]
 // (JPC's layout), so this is A·Wᵀ. coef0 = s_l (the layer's parameter scaling). With SKIP (an identity residual,
-// hidden layers of equal width) the prediction also adds z_{l-1}, read at f.
+// hidden layers of equal width) the prediction also adds z_{l-1}, read at f. Bindings and ld / st: layer-work.wgsl.
 
 const FLAG_BIAS: u32 = 1u;
 const FLAG_FIRST: u32 = 2u;
@@ -21,34 +21,6 @@ const FLAG_WRITE_PRED: u32 = 16u;
 const FLAG_LOGITS: u32 = 32u;
 const FLAG_SKIP: u32 = 64u;
 const FLAG_ADD_ERR: u32 = 128u;
-
-@group(0) @binding(1) var<storage, read> params: array<f32>;
-// vec4 elements so that the epilogue can move 4 outputs at once (epilogue4); ld / st address single floats.
-@group(0) @binding(2) var<storage, read_write> work: array<vec4<f32>>;
-#if GATED
-// Solver state (solver.wgsl): a finished solve turns the remaining steps' dispatches into no-ops.
-@group(0) @binding(3) var<storage, read> state: SolverState;
-#endif
-
-fn skip_dispatch() -> bool {
-#if GATED
-  return state.done != 0u;
-#else
-  return false;
-#endif
-}
-
-fn ld(i: u32) -> f32 {
-  return work[i >> 2u][i & 3u];
-}
-
-fn st(i: u32, v: f32) {
-  work[i >> 2u][i & 3u] = v;
-}
-
-fn load_a(job: Job, row: u32, kk: u32) -> f32 {
-  return ld(job.a_off + row * job.k + kk);
-}
 
 fn load_b(job: Job, kk: u32, col: u32) -> f32 {
   return params[job.b_off + col * job.k + kk];

@@ -3,9 +3,9 @@
 // WebGPU has no barrier across workgroups, so a dispatch per stage is normally needed to order "prediction
 // errors of every layer" before "activity gradients". Inside a single workgroup a barrier does it, so for a
 // network small enough that one workgroup keeps up, this kernel loops over every step and stage itself and the
-// per-dispatch cost (15–30 µs on lavapipe, per stage) disappears. The maths is the one of forward.wgsl,
-// output.wgsl and activity-grad.wgsl (MODE_STAGE / MODE_FINAL with the candidate written in place); the host
-// picks this kernel where it measured it faster (see solver.ts).
+// per-dispatch cost (per stage) disappears. The maths is the one of forward.wgsl, output.wgsl and
+// activity-grad.wgsl (MODE_STAGE / MODE_FINAL with the candidate written in place); the host picks this kernel
+// where it is faster (see solver.ts; BENCHMARKS.md, "Fused single-workgroup solve").
 //
 // Invocations share the work of each phase by striding over flat element indices; a storage barrier separates
 // the phases (errors → [ce softmax] → gradients + stage update).

@@ -2,16 +2,15 @@
 // so that a whole network's forward errors, activity gradients or parameter gradients cost one dispatch.
 //
 // Each invocation owns a block of one job's output and keeps it in registers. The first three layouts use no
-// workgroup memory and no barrier (barriers are slow on CPU adapters such as lavapipe, where 16×16 shared-memory
-// tiles measured 0.6 GFLOP/s); the last two are for GPUs. Five layouts:
+// workgroup memory and no barrier (barriers are slow on CPU adapters such as lavapipe); the last two are for GPUs.
+// Five layouts:
 //   blocked (default): invocation t owns a TM×TN block; consecutive invocations take consecutive column blocks
 //     of the same rows.
 //   SUBGROUP_TILES: the workgroup is one subgroup of WG lanes and owns a (TM·WG)×TN tile; lane l owns rows
 //     m0 + l, m0 + WG + l, … and all TN columns. Each lane loads TM values of A and TN/WG of B per k, and the
 //     B values reach the other lanes by subgroupBroadcast. On lavapipe every non-uniform load is a per-lane
-//     scalar loop (~10 instructions a lane), so this cuts the loads per FMA by WG and doubled throughput
-//     (measured: 64×300×300 17 → 34 GFLOP/s). The k loops are generated (subgroupBroadcast needs a constant
-//     lane), see kernels/index.ts.
+//     scalar loop (~10 instructions a lane), so this cuts the loads per FMA by WG. The k loops are generated
+//     (subgroupBroadcast needs a constant lane), see kernels/layer-matmul.ts.
 //   SPLIT_K: the workgroup is one subgroup of WG lanes and owns a TM×TN block; lane l takes k = l, l + WG, …
 //     and the partial products meet in subgroupAdd, after which lane 0 runs the epilogue. For GPUs running the
 //     small products of PC layers (batch 64, k = 300): WG times more workgroups than the blocked layout and a k
@@ -52,7 +51,7 @@ const WG: u32 = {{WG}}u;
 const TM: u32 = {{TM}}u;
 const TN: u32 = {{TN}}u;
 
-// One matmul of the group (80 bytes; mirrored by JOB_WORDS in layer-jobs.ts). Offsets are in f32 elements;
+// One matmul of the group (80 bytes; packed by packJobRecords, kernels/structs.ts). Offsets are in f32 elements;
 // each kernel file documents what its d/e/f offsets, flags and coefficients mean.
 struct Job {
   wg_start: u32,  // first workgroup of this record in the dispatch
@@ -140,13 +139,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   var acc: array<array<f32, TN>, TM>;
   var a: array<f32, TM>;
   var b: array<f32, TB>;
-  // The k loop, once per row-group variant G (kernels/index.ts, subgroupKLoops), each of the form
+  // The k loop, once per row-group variant G (kernels/layer-matmul.ts, subgroupKLoops), each of the form
   //   for (var kk = 0u; kk < job.k; kk++) {
   //     for (var i = 0u; i < G; i++) { a[i] = load_a(job, min(m0 + i * WG, m_last), kk); }
   //     for (var j = 0u; j < TB; j++) { if (j * WG < cols) { b[j] = load_b(job, kk, min(n0 + j * WG + lane, n_last)); } }
   //     <for each column: broadcast its B value, fma into the accumulators of the first G row groups>
   //   }
-  // chosen once per tile: a branch inside the loop measured 15-21% slower for whole tiles on lavapipe.
+  // chosen once per tile, outside the loop (a branch per k would slow whole tiles).
   {{SUBGROUP_K_LOOPS}}
 
   finish_tile(job, group * WG + lane, tile_epilogue(job, m0, WG, n0, &acc));

@@ -15,22 +15,6 @@ const WHEN_NEXT_START: u32 = 0u; // at the start of a step: the state the last s
 const WHEN_ACCEPTED: u32 = 1u;   // after the step control: the candidate, if accepted
 const WHEN_ALWAYS: u32 = 2u;
 const WHEN_FINAL: u32 = 3u;       // the final state, unless the steady-state event already recorded it
-const RED_WG: u32 = 64u;
-
-struct Segment {   // as in reduce.wgsl (the second range is unused here)
-  off: u32,
-  count: u32,
-  stride: u32,
-  out: u32,      // position in the row
-  scale: f32,
-  flags: u32,
-  off2: u32,
-  count2: u32,
-  scale2: f32,
-  pad0: u32,
-  pad1: u32,
-  pad2: u32,
-}
 
 struct Recording {
   when: u32,

@@ -1,5 +1,5 @@
 // Deterministic strided sums: one workgroup per segment, each thread adding a strided subset in index order,
-// then a fixed-order sum over the workgroup (workgroup-sum.wgsl).
+// then a fixed-order sum over the workgroup (workgroup-sum.wgsl). The segments: struct Segment (segment.wgsl).
 //
 //   dst[seg.out] = seg.scale · Σ_{i < count} x_i  +  seg.scale2 · Σ_{i < count2} x2_i
 //   x_i = src[seg.off + seg.stride·i] (squared if SQUARE), x2_i = src[seg.off2 + seg.stride·i] (squared if
@@ -9,25 +9,9 @@
 // Layer energies (½Σe²/B from the partials, stride 4), their total, losses, accuracies and parameter norms.
 // The source is read-only and the destination another buffer, so parameters can be reduced without copies.
 
-const RED_WG: u32 = 64u;
 const FLAG_SQUARE: u32 = 1u;
 const FLAG_SQRT: u32 = 2u;
 const FLAG_SQUARE2: u32 = 4u;
-
-struct Segment {
-  off: u32,
-  count: u32,
-  stride: u32,
-  out: u32,
-  scale: f32,
-  flags: u32,
-  off2: u32,
-  count2: u32,
-  scale2: f32,
-  pad0: u32,
-  pad1: u32,
-  pad2: u32,
-}
 
 @group(0) @binding(0) var<storage, read> segments: array<Segment>;
 @group(0) @binding(1) var<storage, read> src: array<f32>;

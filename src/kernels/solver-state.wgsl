@@ -1,4 +1,4 @@
-// The inference solver's state, kept on the GPU for a whole solve (mirrored by STATE in workspace.ts).
+// The inference solver's state, kept on the GPU for a whole solve (STATE in kernels/structs.ts).
 // Written by the controller kernels (solver.wgsl) and by the host before a solve starts; read by the gated
 // stage kernels, which become no-ops once `done` is set.
 struct SolverState {

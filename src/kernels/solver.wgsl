@@ -20,7 +20,6 @@
 // first stage of the next step (non-FSAL tableaux), or from the last stage at the candidate (FSAL): the same
 // decisions at no extra cost.
 
-const RED_WG: u32 = 64u;
 const CHUNK: u32 = {{CHUNK}}u;
 
 const FLAG_DTMIN: u32 = 1u;

@@ -1,12 +1,14 @@
 // workgroup_sum: the sum of one vec4 per invocation over a workgroup of RED_WG invocations, returned to every
 // invocation, in a fixed order (so every reduction is deterministic on a given adapter). The including file
-// defines RED_WG and calls it from uniform control flow; calling it twice in one dispatch needs a
-// workgroupBarrier() in between (the scratch array is reused).
+// runs RED_WG invocations per workgroup and calls it from uniform control flow; calling it twice in one dispatch
+// needs a workgroupBarrier() in between (the scratch array is reused).
 //
 // SUBGROUP_REDUCE (the adapter's subgroup size SG is fixed, a power of two, RED_WG / SG ≤ SG): each subgroup
 // sums its lanes by a butterfly of subgroupShuffleXor, the subgroups' sums meet in workgroup memory, and a
 // second butterfly adds them: one barrier instead of log2(RED_WG) + 1 (barriers are costly on CPU adapters,
 // where a workgroup's subgroups run one after another). Otherwise a tree in workgroup memory.
+
+const RED_WG: u32 = 64u;  // SMALL_WG in kernels/parts.ts
 
 #if SUBGROUP_REDUCE
 const SG: u32 = {{SG}}u;

@@ -1,7 +1,10 @@
 /**
  * Evaluation (JPC's `test_discriminative_pc`) and JPC's loss and accuracy utilities.
  */
-import { outputKernel, reduceKernel, SMALL_WG } from '../kernels/index.js';
+import { outputKernel } from '../kernels/output.js';
+import { SMALL_WG } from '../kernels/parts.js';
+import { reduceKernel } from '../kernels/reduce.js';
+import { ROWS, SEGMENT, packRows, packSegments } from '../kernels/structs.js';
 import { WpcArgumentError, argError, checkFinite } from '../runtime/errors.js';
 import { BufferUsage, STORAGE_USAGE } from '../runtime/flags.js';
 import { createBindGroup } from '../runtime/kernel.js';
@@ -189,13 +192,13 @@ async function rowMetric(fn: string, metric: Metric, preds: Tensor, labels: Tens
   const n = rows * cols;
   const part = 2 * n;
   const scratch = rt.pool.acquire((part + 4 * rows) * 4, STORAGE_USAGE, 'wpc.metric');
-  const uniform = rt.pool.acquire(32, BufferUsage.UNIFORM | BufferUsage.COPY_DST, 'wpc.metric.rows');
-  const segments = rt.pool.acquire(48, BufferUsage.STORAGE | BufferUsage.COPY_DST, 'wpc.metric.segment');
-  rt.device.queue.writeBuffer(uniform, 0, new Uint32Array([rows, cols, 0, n, part, metric === 'ce' ? 1 : 0, 0, 0]));
-  const seg = new ArrayBuffer(48);
-  new Uint32Array(seg).set([part + (metric === 'accuracy' ? 1 : 0), rows, 4, 0]);
-  new Float32Array(seg)[4] = (metric === 'accuracy' ? 100 : 1) / rows;
-  rt.device.queue.writeBuffer(segments, 0, seg);
+  const uniform = rt.pool.acquire(ROWS.bytes, BufferUsage.UNIFORM | BufferUsage.COPY_DST, 'wpc.metric.rows');
+  const segments = rt.pool.acquire(SEGMENT.bytes, BufferUsage.STORAGE | BufferUsage.COPY_DST, 'wpc.metric.segment');
+  const rowsRecord = { rows, cols, predOff: 0, targetOff: n, partOff: part, lossCe: metric === 'ce' };
+  rt.device.queue.writeBuffer(uniform, 0, packRows([rowsRecord]));
+  const accuracy = metric === 'accuracy';
+  const seg = { off: part + (accuracy ? 1 : 0), count: rows, stride: 4, out: 0, scale: (accuracy ? 100 : 1) / rows };
+  rt.device.queue.writeBuffer(segments, 0, packSegments([seg]));
   const out = rt.empty([1]);
   const rec = new Recorder(rt, `wpc.${fn}`);
   rec.copy(preds.buffer, preds.byteOffset, scratch, 0, n * 4);

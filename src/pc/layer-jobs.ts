@@ -4,24 +4,8 @@
  * Tables are built once per workspace. A layer's own jobs come from its kind (pc/layers); the one job built here
  * is an activity's gradient, which joins its own error with the term its next layer's kind carries down.
  */
-import { GradFlag, JOB_WORDS, type TileConfig, workgroupSharesTile, workgroupTile } from '../kernels/index.js';
-
-export interface Job {
-  m: number;
-  n: number;
-  k: number;
-  aOff: number;
-  bOff: number;
-  cOff: number;
-  dOff?: number;
-  eOff?: number;
-  fOff?: number;
-  biasOff?: number;
-  partOff?: number;
-  flags?: number;
-  coef0?: number;
-  coef1?: number;
-}
+import { GradFlag, type TileConfig, workgroupSharesTile, workgroupTile } from '../kernels/index.js';
+import { type Job, packJobRecords } from '../kernels/structs.js';
 
 export interface JobTable {
   /** The packed table (uploaded once). */
@@ -106,31 +90,13 @@ export function packJobs(jobs: readonly Job[], tiles: TileConfig): JobTable {
     if (runs.at(-1)?.job !== j) runs.push({ job: j, wgStart: wg, group0: next[j]! });
     next[j]!++;
   });
-  const data = new ArrayBuffer(Math.max(1, runs.length) * JOB_WORDS * 4);
-  const u32 = new Uint32Array(data);
-  const f32 = new Float32Array(data);
-  runs.forEach((run, i) => {
-    const job = jobs[run.job]!;
-    const o = i * JOB_WORDS;
-    u32[o + 0] = run.wgStart;
-    u32[o + 1] = Math.ceil(job.n / workgroupTile(tiles).cols);
-    u32[o + 2] = counts[run.job]!;
-    u32[o + 3] = job.m;
-    u32[o + 4] = job.n;
-    u32[o + 5] = job.k;
-    u32[o + 6] = job.aOff;
-    u32[o + 7] = job.bOff;
-    u32[o + 8] = job.cOff;
-    u32[o + 9] = job.dOff ?? 0;
-    u32[o + 10] = job.eOff ?? 0;
-    u32[o + 11] = job.fOff ?? 0;
-    u32[o + 12] = job.biasOff ?? 0;
-    u32[o + 13] = job.partOff ?? 0;
-    u32[o + 14] = job.flags ?? 0;
-    f32[o + 15] = job.coef0 ?? 1;
-    f32[o + 16] = job.coef1 ?? 1;
-    u32[o + 17] = run.group0;
-  });
+  const data = packJobRecords(
+    runs.map((run) => {
+      const job = jobs[run.job]!;
+      const tilesN = Math.ceil(job.n / workgroupTile(tiles).cols);
+      return { job, wgStart: run.wgStart, tilesN, tiles: counts[run.job]!, group0: run.group0 };
+    }),
+  );
   return { data, workgroups: order.length, tiles: counts };
 }
 

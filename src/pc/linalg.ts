@@ -3,7 +3,7 @@
  * anywhere in any buffers. The grouped layer kernels do everything inside inference; this serves the
  * linear-network theory (weight chains, Gram blocks, batched residuals) and `matmul`.
  */
-import { GemmFlag, gemmKernel } from '../kernels/index.js';
+import { GemmFlag, gemmKernel } from '../kernels/gemm.js';
 import { WpcArgumentError, argError, checkFinite } from '../runtime/errors.js';
 import { BufferUsage } from '../runtime/flags.js';
 import { checkFits, storageLimit } from '../runtime/limits.js';

@@ -2,7 +2,9 @@
  * JPC's norm utilities on GPU tensors: `compute_activity_norms` and `compute_param_norms`. Results are small
  * tensors (read them with `toArray()`); nothing is read back here.
  */
-import { ReduceFlag, outputKernel, reduceKernel, rowTable } from '../kernels/index.js';
+import { outputKernel, rowTable } from '../kernels/output.js';
+import { ReduceFlag, reduceKernel } from '../kernels/reduce.js';
+import { type SegmentSpec, packSegments } from '../kernels/structs.js';
 import { WpcArgumentError, argError } from '../runtime/errors.js';
 import { BufferUsage, STORAGE_USAGE } from '../runtime/flags.js';
 import { createBindGroup } from '../runtime/kernel.js';
@@ -12,21 +14,9 @@ import { Tensor, checkTensor } from '../runtime/tensor.js';
 import type { ParamGradResult } from './batch.js';
 import { Model } from './model.js';
 
-const SEGMENT_WORDS = 12;
-
-function segmentBuffer(
-  rt: Runtime,
-  segs: { off: number; count: number; stride: number; out: number; scale: number; flags: number }[],
-): GPUBuffer {
-  const data = new ArrayBuffer(Math.max(1, segs.length) * SEGMENT_WORDS * 4);
-  const u = new Uint32Array(data);
-  const f = new Float32Array(data);
-  segs.forEach((s, i) => {
-    const o = i * SEGMENT_WORDS;
-    u.set([s.off, s.count, s.stride, s.out], o);
-    f[o + 4] = s.scale;
-    u[o + 5] = s.flags;
-  });
+/** A pooled segment table (the caller releases it). */
+function segmentBuffer(rt: Runtime, segs: readonly SegmentSpec[]): GPUBuffer {
+  const data = packSegments(segs);
   const buffer = rt.pool.acquire(data.byteLength, BufferUsage.STORAGE | BufferUsage.COPY_DST, 'wpc.metric.segments');
   rt.device.queue.writeBuffer(buffer, 0, data);
   return buffer;

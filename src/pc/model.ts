@@ -22,7 +22,8 @@ import {
 } from '../runtime/errors.js';
 import { BufferUsage } from '../runtime/flags.js';
 import { checkCap, checkFits, storageLimit } from '../runtime/limits.js';
-import { Runtime, checkCallerBuffer } from '../runtime/runtime.js';
+import { checkCallerBuffer } from '../runtime/buffers.js';
+import { Runtime } from '../runtime/runtime.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { Random } from '../util/random.js';
 import { type LayerSpec, biasTensor, denseLayers, initLayer, layerParamCount, weightMatrix } from './layers/index.js';

@@ -7,16 +7,21 @@
  *   adam:      m ← (1−b1)g + b1·m,  v ← (1−b2)g² + b2·v,  p ← p − lr·m̂ / (√(v̂ + epsRoot) + eps),
  *              m̂ = m/(1 − b1ᵗ), v̂ = v/(1 − b2ᵗ)  (eps outside the square root, as optax)
  */
+import { copyKernel } from '../kernels/copy.js';
+import { healthKernel } from '../kernels/health.js';
+import { type OptimizerKernelKind, optimizerKernel } from '../kernels/optimizer.js';
+import { SMALL_WG } from '../kernels/parts.js';
 import {
+  CONTROL,
   CONTROL_BYTES,
   HEALTH_UNIFORM_BYTES,
+  NONE,
+  OPT_BYTES,
   ROLLBACK_ARGS,
-  copyKernel,
-  healthKernel,
-  optimizerKernel,
-  SMALL_WG,
-  type OptimizerKernelKind,
-} from '../kernels/index.js';
+  packHealth,
+  packHealthyControl,
+  packOpt,
+} from '../kernels/structs.js';
 import {
   type DivergenceKind,
   WpcArgumentError,
@@ -184,7 +189,11 @@ export class OptState {
   ) {
     const width = optimizer.stateWidth;
     this.moments = width > 0 ? runtime.createStorageBuffer(width * size * 4, 'wpc.optimizer.moments') : null;
-    this.uniform = runtime.device.createBuffer({ size: 48, usage: UNIFORM_USAGE, label: 'wpc.optimizer.params' });
+    this.uniform = runtime.device.createBuffer({
+      size: OPT_BYTES,
+      usage: UNIFORM_USAGE,
+      label: 'wpc.optimizer.params',
+    });
     runtime.track(this);
   }
 
@@ -269,9 +278,7 @@ export class OptState {
 
   /** Lowers the flag (words 0–10); the runaway references (11–15) stay. */
   private writeHealthyControl(): void {
-    const words = new Uint32Array([0, 0, 0xffffffff, 0xffffffff, 0xffffffff, 0, 0, 0, 0, 0, 0]);
-    new Float32Array(words.buffer, 20, 1)[0] = 1;
-    this.runtime.device.queue.writeBuffer(this.control!, 0, words);
+    this.runtime.device.queue.writeBuffer(this.control!, 0, packHealthyControl());
   }
 
   /**
@@ -300,22 +307,28 @@ export class OptState {
     params: GPUBuffer | null = null,
   ): void {
     const control = this.controlBuffer();
-    const words = new ArrayBuffer(HEALTH_UNIFORM_BYTES);
-    const u = new Uint32Array(words);
-    const f = new Float32Array(words);
-    u.set([at.nEnergy, at.energyOff, at.nAct, at.actOff, at.actFirstLayer, at.nGrad, at.gradOff, this.count + 1]);
-    f[8] = clip;
-    u[9] = at.totalOff;
-    u[10] = at.lossOff < 0 ? 0xffffffff : at.lossOff;
-    if (runaway) {
-      u[11] = 1;
-      f[12] = runaway.factor;
-      f[13] = runaway.floor;
-      u[14] = runaway.warmup;
-      const grid = (buffer: GPUBuffer | null | undefined): [number, number] =>
-        buffer ? foldWorkgroups(Math.ceil(buffer.size / 16 / SMALL_WG), this.runtime.limits) : [0, 1];
-      u.set([...grid(params), ...grid(this.moments)], 16);
-    }
+    // The rollback copies 16 bytes per invocation (copy.wgsl); (0, 1) workgroups without an optimiser state.
+    const grid = (buffer: GPUBuffer | null | undefined): [number, number] =>
+      buffer ? foldWorkgroups(Math.ceil(buffer.size / 16 / SMALL_WG), this.runtime.limits) : [0, 1];
+    const words = packHealth({
+      nEnergy: at.nEnergy,
+      energyOff: at.energyOff,
+      nAct: at.nAct,
+      actOff: at.actOff,
+      actFirstLayer: at.actFirstLayer,
+      nGrad: at.nGrad,
+      gradOff: at.gradOff,
+      step: this.count + 1,
+      clip,
+      totalOff: at.totalOff,
+      lossOff: at.lossOff < 0 ? NONE : at.lossOff,
+      runaway: runaway !== null,
+      factor: runaway?.factor ?? 0,
+      floor: runaway?.floor ?? 0,
+      warmup: runaway?.warmup ?? 0,
+      rollbackParams: runaway ? grid(params) : [0, 0],
+      rollbackState: runaway ? grid(this.moments) : [0, 0],
+    });
     this.runtime.device.queue.writeBuffer(this.healthUniform!, 0, words);
     rec.dispatch(kernel, this.healthGroup(kernel, scalars, control), 1);
   }
@@ -399,22 +412,29 @@ export class OptState {
   noteControl(words: Float32Array | Uint32Array): WpcDivergenceError | null {
     const u = new Uint32Array(words.buffer, words.byteOffset, CONTROL_BYTES / 4);
     const f = new Float32Array(words.buffer, words.byteOffset, CONTROL_BYTES / 4);
-    if (u[0] === 0 || this.diverged) return this.diverged;
-    const step = u[1]!;
-    const NONE = 0xffffffff;
+    if (u[CONTROL.flag] === 0 || this.diverged) return this.diverged;
+    const step = u[CONTROL.step]!;
     const layerOf = (w: number) => (w === NONE ? -1 : w);
-    const kind = u[6]!;
-    const afterUpdate = u[7] === 1;
+    const kind = u[CONTROL.kind]!;
+    const afterUpdate = u[CONTROL.afterUpdate] === 1;
+    const energyLayer = u[CONTROL.energyLayer]!;
     let what: DivergenceKind;
     let layer = -1;
     if (kind === 2 || kind === 3) what = kind === 2 ? 'energy-runaway' : 'loss-runaway';
     else if (kind === 1) what = 'loss';
-    else if (u[2] !== NONE || afterUpdate) [what, layer] = ['energy', layerOf(u[2]!)];
-    else if (u[3] !== NONE) [what, layer] = ['activity', u[3]!];
-    else [what, layer] = ['gradient', layerOf(u[4]!)];
+    else if (energyLayer !== NONE || afterUpdate) [what, layer] = ['energy', layerOf(energyLayer)];
+    else if (u[CONTROL.activityLayer] !== NONE) [what, layer] = ['activity', u[CONTROL.activityLayer]!];
+    else [what, layer] = ['gradient', layerOf(u[CONTROL.gradLayer]!)];
     const runaway =
       kind >= 2
-        ? { value: f[8]!, threshold: f[9]!, reference: f[10]!, referenceSteps: u[11]!, factor: f[14]!, floor: f[15]! }
+        ? {
+            value: f[CONTROL.value]!,
+            threshold: f[CONTROL.threshold]!,
+            reference: f[CONTROL.reference]!,
+            referenceSteps: u[CONTROL.referenceSteps]!,
+            factor: f[CONTROL.factor]!,
+            floor: f[CONTROL.floor]!,
+          }
         : null;
     const details = { afterUpdate, runaway };
     const advice = runaway
@@ -477,31 +497,28 @@ export class OptState {
   ): void {
     this.count++;
     const c = this.optimizer.config;
-    const words = new ArrayBuffer(48);
-    const u = new Uint32Array(words);
-    const f = new Float32Array(words);
-    u[0] = n;
-    u[1] = target.offset;
-    u[2] = 'inTarget' in grads ? grads.inTarget : grads.offset;
-    u[3] = 0;
-    f[4] = c.lr;
-    if (c.kind === 'adam') {
-      f[5] = c.b1;
-      f[6] = c.b2;
-      f[7] = c.eps;
-      f[8] = c.epsRoot;
-      f[9] = 1 - c.b1 ** this.count;
-      f[10] = 1 - c.b2 ** this.count;
-    } else {
-      f[5] = c.momentum ?? 0;
-      u[11] = c.nesterov ? 1 : 0;
-    }
+    const adam = c.kind === 'adam';
+    const gOff = 'inTarget' in grads ? grads.inTarget : grads.offset;
+    const words = packOpt({
+      n,
+      pOff: target.offset,
+      gOff,
+      sOff: 0,
+      lr: c.lr,
+      b1: adam ? c.b1 : (c.momentum ?? 0),
+      b2: adam ? c.b2 : 0,
+      eps: adam ? c.eps : 0,
+      epsRoot: adam ? c.epsRoot : 0,
+      bc1: adam ? 1 - c.b1 ** this.count : 0,
+      bc2: adam ? 1 - c.b2 ** this.count : 0,
+      nesterov: !adam && c.nesterov === true,
+    });
     this.runtime.device.queue.writeBuffer(this.uniform, 0, words);
     const gradBuffer = 'inTarget' in grads ? target.buffer : grads.buffer;
     // 4 values per invocation where every offset and n are multiples of 4 and every bound buffer a multiple of
     // 16 bytes (a vec4 array binding cannot reach a buffer's last 1–3 floats otherwise).
     const aligned =
-      (u[0]! | u[1]! | u[2]!) % 4 === 0 &&
+      (n | target.offset | gOff) % 4 === 0 &&
       [target.buffer, gradBuffer, ...(this.moments ? [this.moments] : [])].every((b) => b.size % 16 === 0);
     const vec4 = aligned ? this.vec4Kernels.get(kernel.cacheKey) : undefined;
     if (vec4) kernel = vec4;

@@ -14,18 +14,22 @@
  * own are already in workspace/, and splitting the surface would only add a layer of forwarding.
  */
 import {
-  type Activation,
-  COMBINE_WORDS,
-  JobFlag,
-  SMALL_WG,
-  type TileConfig,
-  epilogueColumns,
-} from '../kernels/index.js';
+  CONFIG_WORDS,
+  type CombineOp,
+  type Job,
+  STATE_WORDS,
+  type SegmentSpec,
+  type StageRecord,
+  packCombineOps,
+  packRows,
+  packSegments,
+} from '../kernels/structs.js';
+import { type Activation, JobFlag, SMALL_WG, type TileConfig, epilogueColumns } from '../kernels/index.js';
 import { BufferUsage, UNIFORM_USAGE } from '../runtime/flags.js';
 import type { CompiledKernel } from '../runtime/kernel.js';
 import type { Recorder } from '../runtime/recorder.js';
 import { type Runtime, SleepEstimator } from '../runtime/runtime.js';
-import { type Job, type JobTable, epilogue4Ready, packJobs, tilesOf } from './layer-jobs.js';
+import { type JobTable, epilogue4Ready, packJobs, tilesOf } from './layer-jobs.js';
 import { fusedLayer } from './layers/index.js';
 import { type Loss, outputKind } from './layers/output.js';
 import type { Model } from './model.js';
@@ -49,8 +53,8 @@ import {
 import { NetworkTables } from './workspace/network-tables.js';
 import type { Recording, RecordingBuffers } from './workspace/recording.js';
 import { Regularizer } from './workspace/regularizer.js';
-import { type StageRecord, StageRecords } from './workspace/stages.js';
-import { type CombineOp, type SegmentSpec, type SegmentTable, segmentData } from './workspace/tables.js';
+import { StageRecords } from './workspace/stages.js';
+import type { SegmentTable } from './workspace/tables.js';
 import { type EnergyTerms, PLAIN_ENERGY } from './workspace/terms.js';
 
 export type { Loss };
@@ -63,31 +67,7 @@ export {
   maxWorkspaceRows,
   tilesFor,
 } from './workspace/layout.js';
-export { type StageRecord, UNIFORM_STRIDE } from './workspace/stages.js';
-export type { SegmentSpec } from './workspace/tables.js';
 export { type EnergyTerms, PLAIN_ENERGY } from './workspace/terms.js';
-
-/** Words of the solver state (struct SolverState in solver-state.wgsl). */
-export const STATE_WORDS = 16;
-export const STATE = {
-  tprev: 0,
-  tnext: 1,
-  prevInv: 2,
-  prevPrevInv: 3,
-  atDtmin: 4,
-  done: 5,
-  failed: 6,
-  lastAccepted: 7,
-  steps: 8,
-  accepted: 9,
-  rejected: 10,
-  scaledError: 11,
-  h0: 12,
-  d1: 13,
-  event: 15,
-} as const;
-/** Words of the solver config uniform (struct Config in solver.wgsl). */
-export const CONFIG_WORDS = 48;
 
 /** A row metric (loss and accuracy of one region against another) with its tables, built once. */
 export interface RowMetric {
@@ -408,12 +388,12 @@ export class Workspace {
 
   /** Uploads a segment table (its dispatch has one workgroup per segment). */
   segmentTable(label: string, segs: readonly SegmentSpec[]): SegmentTable {
-    return { buffer: this.storageTable(`segments.${label}`, segmentData(segs)), workgroups: segs.length };
+    return { buffer: this.storageTable(`segments.${label}`, packSegments(segs)), workgroups: segs.length };
   }
 
   /** Rewrites a segment table in place (the same number of segments). */
   rewriteSegments(table: SegmentTable, segs: readonly SegmentSpec[]): void {
-    this.runtime.device.queue.writeBuffer(table.buffer, 0, segmentData(segs));
+    this.runtime.device.queue.writeBuffer(table.buffer, 0, packSegments(segs));
   }
 
   /** A bind group of `kernel` over `resources`, with its dispatch size. */
@@ -479,7 +459,8 @@ export class Workspace {
   }
 
   private rowsUniform(rows: number, cols: number, predOff: number, partOff: number, ce: number): GPUBuffer {
-    return this.uniformFrom(new Uint32Array([rows, cols, predOff, this.target, partOff, ce, 0, 0]), 'wpc.rows');
+    const data = packRows([{ rows, cols, predOff, targetOff: this.target, partOff, lossCe: ce !== 0 }]);
+    return this.uniformFrom(new Uint32Array(data), 'wpc.rows');
   }
 
   // ---------------------------------------------------------------------------------------------------------
@@ -606,7 +587,7 @@ export class Workspace {
           this.runtime.device.queue.writeBuffer(table.buffer, 0, packJobs(built, this.tiles).data);
           table.act?.update(built);
         } else {
-          this.runtime.device.queue.writeBuffer(table.buffer, 0, segmentData(table.build()));
+          this.runtime.device.queue.writeBuffer(table.buffer, 0, packSegments(table.build()));
         }
       }
     }
@@ -707,10 +688,10 @@ export class Workspace {
     m: { pred: number; target: number; cols: number; ce?: boolean; lossScale?: number; out: number },
   ): RowMetric {
     const B = this.batch;
-    const rows = this.uniformFrom(
-      new Uint32Array([B, m.cols, m.pred, m.target, this.partRows, m.ce ? 1 : 0, 0, 0]),
-      `wpc.rows.${label}`,
-    );
+    const data = packRows([
+      { rows: B, cols: m.cols, predOff: m.pred, targetOff: m.target, partOff: this.partRows, lossCe: m.ce === true },
+    ]);
+    const rows = this.uniformFrom(new Uint32Array(data), `wpc.rows.${label}`);
     return {
       rows: this.bind(this.kernels.lossRows, { rows, work: this.buffer }, this.elementwiseGroups(B)),
       reduce: this.reduce(
@@ -754,15 +735,7 @@ export class Workspace {
 
   /** out = a·u + b·v for each op, in one dispatch (the ops must not depend on each other). Built once; keep it. */
   combine(label: string, ops: readonly CombineOp[]): Dispatch {
-    const data = new ArrayBuffer(ops.length * COMBINE_WORDS * 4);
-    const u = new Uint32Array(data);
-    const f = new Float32Array(data);
-    ops.forEach((op, i) => {
-      u.set([op.n, op.u, op.v, op.out], i * COMBINE_WORDS);
-      f[i * COMBINE_WORDS + 4] = op.a;
-      f[i * COMBINE_WORDS + 5] = op.b;
-    });
-    const table = this.storageTable(`combine.${label}`, data);
+    const table = this.storageTable(`combine.${label}`, packCombineOps(ops));
     const most = Math.max(...ops.map((o) => o.n));
     return this.bind(this.trainKernels.combine, { ops: table, work: this.buffer }, [
       Math.min(1024, this.elementwiseGroups(most)),

@@ -12,12 +12,16 @@
  * most about a millisecond of extra latency per wait. `'spin'` leaves Dawn alone. `'auto'` (the default) is
  * `'timer'` on software adapters in Node and `'spin'` everywhere else (a GPU is not slowed by the spinning,
  * and short solves there want the lowest latency). Browsers poll their own way; the setting does nothing there.
+ *
+ * With `'spin'`, a wait can first sleep through the time the work is expected to take (`SleepEstimator` learns
+ * it), so that the spinning starts only when the work is nearly done.
  */
 export type Polling = 'auto' | 'spin' | 'timer';
 
 export const POLLING_MODES: readonly Polling[] = ['auto', 'spin', 'timer'];
 
-const isNode = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
+/** Whether this is Node (Dawn), where waits may spin; browsers poll their own way. */
+export const isNode = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
 
 type Immediate = (callback: (...args: unknown[]) => void, ...args: unknown[]) => unknown;
 
@@ -55,6 +59,34 @@ export async function waitWithPolling<T>(mode: 'spin' | 'timer', wait: () => Pro
       if (g.setImmediate === installed && saved) g.setImmediate = saved;
       saved = undefined;
       installed = undefined;
+    }
+  }
+}
+
+/**
+ * Learns how long GPU work takes per unit (say, per solver step) so the host can sleep instead of letting
+ * Dawn busy-poll. It learns only from waits that undershot (the map still had to wait, so sleep + map time is
+ * the true duration) and backs off after oversleeping, so its own sleeps cannot inflate it.
+ */
+export class SleepEstimator {
+  private msPerUnit = 0;
+  private oversleeps = 0;
+
+  /** How long to sleep before waiting for `units` of work submitted `sinceMs` ago. */
+  sleepFor(units: number, sinceMs: number): number {
+    return Math.max(0, 0.9 * this.msPerUnit * units - sinceMs);
+  }
+
+  /** Feeds back one wait: `totalMs` from submit to data, `mapMs` spent in the map after waking. */
+  update(units: number, totalMs: number, mapMs: number): void {
+    if (units <= 0) return;
+    if (mapMs > 1) {
+      this.msPerUnit = totalMs / units; // undershot: the GPU was still busy when we woke
+      this.oversleeps = 0;
+    } else {
+      // Overslept (or the work was trivial): sleep less next time, faster after repeated oversleeps, so that a
+      // first estimate inflated by pipeline compilation (seconds) is forgotten within a few waits.
+      this.msPerUnit *= this.oversleeps++ > 0 ? 0.5 : 0.8;
     }
   }
 }

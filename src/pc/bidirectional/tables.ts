@@ -3,14 +3,15 @@
  * the same activities in reverse), built once per (bottom-up model, mode) and rewritten when α changes, and the
  * recording steps every bPC call shares.
  */
-import { COMBINE_WORDS, activateKernel, activityGradKernel } from '../../kernels/index.js';
+import { type Job, type SegmentSpec, packCombineOps } from '../../kernels/structs.js';
+import { activateKernel, activityGradKernel } from '../../kernels/index.js';
 import type { Recorder } from '../../runtime/recorder.js';
 import { type Captured, loadBatch, onWorkspaces, type WorkspaceRequest } from '../batch.js';
-import { type Job, gradJob, packJobs, tilesOf } from '../layer-jobs.js';
+import { gradJob, packJobs, tilesOf } from '../layer-jobs.js';
 import { carryTerm, errorJob, paramGradJob } from '../layers/index.js';
 import type { Model } from '../model.js';
 import { writeSolverConfig } from '../solve/index.js';
-import { type ActTable, type SegmentSpec, type Workspace, tilesFor } from '../workspace.js';
+import { type ActTable, type Workspace, tilesFor } from '../workspace.js';
 import { type Dispatch, cachedPer, record } from '../workspace/handles.js';
 import type { SegmentTable } from '../workspace/tables.js';
 
@@ -218,8 +219,7 @@ async function prepareBpc(ws: Workspace, bu: Model, call: Omit<BpcCall, 'cap'>):
   let activate: Dispatch | undefined;
   if (activateK) {
     // φ_b over the whole state (z_0..z_{H+1}) into aux family 2: one elementwise op.
-    const ops = new ArrayBuffer(COMBINE_WORDS * 4);
-    new Uint32Array(ops).set([ws.nAll, ws.fam.y, 0, ws.aux[2]!]);
+    const ops = packCombineOps([{ n: ws.nAll, u: ws.fam.y, v: 0, out: ws.aux[2]!, a: 0, b: 0 }]);
     const table = ws.storageTable(`${label}.activate`, ops);
     activate = ws.bind(activateK, { ops: table, work }, Math.min(1024, ws.elementwiseGroups(ws.nAll)));
   }

@@ -3,12 +3,13 @@
  * its parameter gradients and energies), the row metrics, loading a caller's activities, and the copies between
  * the two workspaces.
  */
+import type { Job, SegmentSpec } from '../../kernels/structs.js';
 import type { Recorder } from '../../runtime/recorder.js';
 import type { Tensor } from '../../runtime/tensor.js';
 import { type Captured, loadBatch } from '../batch.js';
-import { type Job, packJobs } from '../layer-jobs.js';
+import { packJobs } from '../layer-jobs.js';
 import { errorJob, paramGradJob } from '../layers/index.js';
-import type { RowMetric, SegmentSpec, Workspace } from '../workspace.js';
+import type { RowMetric, Workspace } from '../workspace.js';
 import { type Dispatch, cachedPer, record } from '../workspace/handles.js';
 import { writeSolverConfig } from '../solve/index.js';
 

@@ -3,9 +3,10 @@
  * Equinox, the bias optional. Its work runs in the grouped layer-matmul kernels (kernels/layer-matmul.wgsl
  * with the forward, activity-gradient and parameter-gradient epilogues).
  */
+import type { Job } from '../../kernels/structs.js';
 import { JobFlag } from '../../kernels/index.js';
 import type { Random } from '../../util/random.js';
-import type { CarryTerm, Job } from '../layer-jobs.js';
+import type { CarryTerm } from '../layer-jobs.js';
 import type {
   CarryIo,
   ErrorIo,
@@ -155,7 +156,14 @@ export const dense: LayerKind<DenseLayerSpec> = {
   },
 
   fused(layer: DenseLayerSpec): FusedLayer {
-    const { inDim, outDim, weightOffset, biasOffset, useBias, scale } = layer;
-    return { inDim, outDim, weightOffset, biasOffset, useBias, scale };
+    const { inDim, outDim, scale } = layer;
+    return {
+      inDim,
+      outDim,
+      wOff: layer.weightOffset,
+      bOff: Math.max(0, layer.biasOffset),
+      hasBias: layer.useBias,
+      scale,
+    };
   },
 };

@@ -2,8 +2,9 @@
  * The layer kinds WPC knows, and the engine's one way in: `LayerSpec` is the union of every kind's spec, and the
  * functions below hand each layer to its own kind. Nothing outside this folder reads a kind-specific field.
  */
+import type { Job } from '../../kernels/structs.js';
 import type { Random } from '../../util/random.js';
-import type { CarryTerm, Job } from '../layer-jobs.js';
+import type { CarryTerm } from '../layer-jobs.js';
 import { type DenseLayerSpec, dense } from './dense.js';
 import type {
   CarryIo,

@@ -22,8 +22,9 @@
  * Adding a kind: a module in this folder implementing `LayerKind` for its spec type (with a `kind` tag), the spec
  * added to `LayerSpec` and the kind to `KINDS` in index.ts. DEVELOPERS.md, "Adding a layer kind", has the steps.
  */
+import type { FusedLayer as FusedLayerEntry, Job } from '../../kernels/structs.js';
 import type { Random } from '../../util/random.js';
-import type { CarryTerm, Job } from '../layer-jobs.js';
+import type { CarryTerm } from '../layer-jobs.js';
 
 /** Where a layer's feedforward pass reads and writes (element offsets). */
 export interface ForwardIo {
@@ -84,18 +85,11 @@ export interface ParamTensor {
 }
 
 /**
- * A layer as the fused whole-solve kernel (fused-solve.wgsl, small dense networks) reads it. Kinds that cannot
- * run there leave `fused` out, which turns the fused path off for their models.
+ * A layer as the fused whole-solve kernel (fused-solve.wgsl, small dense networks) reads it: struct LayerEntry
+ * without its place in the activities. Kinds that cannot run there leave `fused` out, which turns the fused path
+ * off for their models.
  */
-export interface FusedLayer {
-  inDim: number;
-  outDim: number;
-  weightOffset: number;
-  /** -1 without bias. */
-  biasOffset: number;
-  useBias: boolean;
-  scale: number;
-}
+export type FusedLayer = Omit<FusedLayerEntry, 'layOff'>;
 
 /** How a kind's initial parameters are drawn: Equinox's default, or μPC's N(0, 1) weights. */
 export type InitScheme = 'default' | 'mupc';

@@ -6,14 +6,18 @@
 import type { Workspace } from '../workspace.js';
 import { constantStepEnds, t1ClipFloor } from './grid.js';
 import type { ResolvedSolver } from './options.js';
-import { ConfigFlag, Controller, type ConfigRegion, type SolverConfigStruct, packSolverConfig } from './structs.js';
+import { ConfigFlag, Controller } from '../../kernels/solver.js';
+import { type SolverConfig as ConfigStruct, packSolverConfig } from '../../kernels/structs.js';
 
 /** The fields of struct Config a workspace decides. */
 type LayoutField =
   | 'count'
-  | 'err'
-  | 'ev'
-  | 'ev0'
+  | 'errOff'
+  | 'errCount'
+  | 'evOff'
+  | 'evCount'
+  | 'ev0Off'
+  | 'ev0Count'
   | 'gridOff'
   | 'y'
   | 'py'
@@ -30,7 +34,7 @@ type LayoutField =
 /** The config uniform as a solve's configuration alone fixes it. */
 export interface SolverConfig {
   /** Every field of struct Config that does not depend on the workspace. */
-  readonly fields: Readonly<Omit<SolverConfigStruct, LayoutField>>;
+  readonly fields: Readonly<Omit<ConfigStruct, LayoutField>>;
   /** The tableau's stages (null without one): which stage's partials carry the error, and the last stage's slot. */
   readonly stages: number | null;
   /** FSAL tableaux test the steady-state event on the last stage's partials. */
@@ -83,6 +87,12 @@ export function solverConfig(solver: ResolvedSolver | undefined): SolverConfig {
   };
 }
 
+/** A partial-sum region: `count` tiles of 4 floats from `off`. */
+interface ConfigRegion {
+  off: number;
+  count: number;
+}
+
 /** Partial-sum regions that replace the controller's usual ones (Hairer's first phase reads d0's and d1's). */
 interface ConfigRegions {
   err?: ConfigRegion;
@@ -93,15 +103,20 @@ interface ConfigRegions {
 export function encodeConfig(ws: Workspace, config: SolverConfig, regions: ConfigRegions = {}): void {
   const { fam } = ws;
   const multiStage = config.stages !== null && config.stages > 1;
+  // The error estimate comes from the last stage (at the probe, partials B); steady-state tests read f(y)
+  // from the first stage (partials A) or, for FSAL tableaux, from the last stage at the candidate.
+  const err = regions.err ?? (multiStage ? ws.partB : ws.partA);
+  const ev = regions.ev ?? (config.fsal ? ws.partB : ws.partA);
   ws.writeConfig(
     packSolverConfig({
       ...config.fields,
       count: ws.nAll, // the whole ODE state, the output layer's dummy activity included
-      // The error estimate comes from the last stage (at the probe, partials B); steady-state tests read f(y)
-      // from the first stage (partials A) or, for FSAL tableaux, from the last stage at the candidate.
-      err: regions.err ?? (multiStage ? ws.partB : ws.partA),
-      ev: regions.ev ?? (config.fsal ? ws.partB : ws.partA),
-      ev0: ws.partA,
+      errOff: err.off,
+      errCount: err.count,
+      evOff: ev.off,
+      evCount: ev.count,
+      ev0Off: ws.partA.off,
+      ev0Count: ws.partA.count,
       gridOff: ws.grid,
       y: fam.y,
       py: fam.py,

@@ -7,7 +7,8 @@
 import { RecordWhen } from '../../kernels/index.js';
 import { WpcSolverError } from '../../runtime/errors.js';
 import type { Recorder } from '../../runtime/recorder.js';
-import { type Loss, STATE, STATE_WORDS, type Workspace } from '../workspace.js';
+import { STATE, STATE_WORDS } from '../../kernels/structs.js';
+import type { Loss, Workspace } from '../workspace.js';
 import { encodeConfig } from './config.js';
 import { type SolveStats, finishStats, pointOf, recordFinal, recordState } from './encode.js';
 import { type ControlledPlan, submitAfterStep } from './plan.js';

@@ -4,7 +4,8 @@
  */
 import { bufferLimit, checkFits, storageLimit } from '../../runtime/limits.js';
 import type { Model } from '../model.js';
-import { type Mode, UNIFORM_STRIDE, type WorkspaceNeeds, checkWorkspaceFits } from '../workspace.js';
+import { UNIFORM_STRIDE } from '../../kernels/structs.js';
+import { type Mode, type WorkspaceNeeds, checkWorkspaceFits } from '../workspace.js';
 import { constantStepCount, gridSteps } from './grid.js';
 import { type ResolvedSolver, stagesPerStep } from './options.js';
 

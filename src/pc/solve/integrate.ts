@@ -11,7 +11,7 @@ import type { SolveStats } from './encode.js';
 import { runFreeRunning } from './free-running.js';
 import type { ResolvedSolver } from './options.js';
 import { planSolve } from './plan.js';
-import { packInitialState } from './structs.js';
+import { packSolverState } from '../../kernels/structs.js';
 
 /**
  * Integrates from the activities in the workspace's y (with φ(y), pred1, x and the target in place; work to
@@ -29,8 +29,10 @@ export async function integrate(
   const before = rec.dispatches + ws.runtime.stats.dispatches;
   const recording = plan.recording;
   if (recording) ws.prepareRecording(rec, recording.capacity, recording.activities);
-  // The solver state at the start (queue-ordered before the solve's commands).
-  ws.runtime.device.queue.writeBuffer(ws.state, 0, packInitialState(plan.firstStepEnd));
+  // The solver state at the start (queue-ordered before the solve's commands): no PID memory yet (1/error = 1),
+  // the initial state counting as accepted (recording), and the end of the first step (0 where the GPU picks it).
+  const start = { tnext: plan.firstStepEnd, prevInv: 1, prevPrevInv: 1, lastAccepted: 1 };
+  ws.runtime.device.queue.writeBuffer(ws.state, 0, packSolverState(start));
   switch (plan.loop) {
     case 'discrete':
       return runDiscrete(ws, rec, plan, loss, before);

@@ -6,7 +6,7 @@
 import { StageMode, StageOptimizer } from '../../kernels/index.js';
 import type { OptimizerConfig } from '../optim.js';
 import type { Tableau } from '../tableaux.js';
-import type { StageRecord } from '../workspace.js';
+import type { StageRecord } from '../../kernels/structs.js';
 import { stagesPerStep } from './options.js';
 import type { SolvePlan } from './plan.js';
 

@@ -4,12 +4,13 @@
  * rebuilt when that buffer grows; and where every job and the stage record allow it, a dispatch takes the kernel
  * compiled with only the vec4 epilogue.
  */
+import type { Job } from '../../kernels/structs.js';
 import { StageMode } from '../../kernels/index.js';
 import { type CompiledKernel, createBindGroup } from '../../runtime/kernel.js';
 import type { Recorder } from '../../runtime/recorder.js';
-import { type Job, epilogue4Ready } from '../layer-jobs.js';
+import { epilogue4Ready } from '../layer-jobs.js';
 import type { Gated } from './handles.js';
-import { STAGE_BYTES, type StageRecord, UNIFORM_STRIDE } from './stages.js';
+import { STAGE_BYTES, type StageRecord, UNIFORM_STRIDE } from '../../kernels/structs.js';
 
 /** The kernels a table runs with: the general one, its gated form, and the vec4-only pair where compiled. */
 export interface ActKernels {

@@ -3,7 +3,8 @@
  * single-workgroup dispatch, every step and stage inside the kernel. Only for JPC's plain supervised energy and
  * layers whose kind the kernel knows (`Workspace.plain`); the solver decides when it pays.
  */
-import { type Activation, FUSED_LAYER_WORDS, FUSED_WORDS, fusedSolveKernel } from '../../kernels/index.js';
+import { type Activation, fusedSolveKernel } from '../../kernels/index.js';
+import { FUSED_WORDS, packFused, packFusedLayers } from '../../kernels/structs.js';
 import { UNIFORM_USAGE } from '../../runtime/flags.js';
 import { type CompiledKernel, createBindGroup } from '../../runtime/kernel.js';
 import type { Recorder } from '../../runtime/recorder.js';
@@ -45,19 +46,11 @@ export class FusedSolve {
 
   static async create(host: FusedHost): Promise<FusedSolve> {
     const { runtime: rt, model } = host;
-    const L = model.depth;
     const wg = rt.adapter.isSoftware ? 64 : 256;
     const kernel = await rt.kernel(fusedSolveKernel(host.act, wg));
-    const table = new ArrayBuffer(L * FUSED_LAYER_WORDS * 4);
-    const u = new Uint32Array(table);
-    const f = new Float32Array(table);
-    model.layers.forEach((spec, i) => {
-      const o = i * FUSED_LAYER_WORDS;
-      const fl = fusedLayer(spec)!;
-      u.set([fl.inDim, fl.outDim, fl.weightOffset, Math.max(0, fl.biasOffset), fl.useBias ? 1 : 0], o);
-      f[o + 5] = fl.scale;
-      u[o + 6] = host.layer[i + 1]!;
-    });
+    const table = packFusedLayers(
+      model.layers.map((spec, i) => ({ ...fusedLayer(spec)!, layOff: host.layer[i + 1]! })),
+    );
     const cfg = rt.device.createBuffer({ size: FUSED_WORDS * 4, usage: UNIFORM_USAGE, label: 'wpc.fused.cfg' });
     return new FusedSolve(host, kernel, host.storageTable('fused.layers', table), cfg);
   }
@@ -95,29 +88,27 @@ export class FusedSolve {
       });
       this.key = key;
     }
-    const words = new ArrayBuffer(FUSED_WORDS * 4);
-    const u = new Uint32Array(words);
-    u.set([
-      host.model.depth,
-      host.batch,
-      s,
-      sizes.length,
-      outputKind(loss).kernelFlag,
-      host.nAll,
-      host.nHidden,
-      fam.y,
-      fam.py,
-      fam.t,
-      fam.pt,
-      fam.k,
-      fam.e,
-      host.pred1,
-      host.target,
-      0,
-      s * s,
-      s * s + s,
-    ]);
-    new Float32Array(words)[18] = 1 / host.batch;
+    const words = packFused({
+      layers: host.model.depth,
+      batch: host.batch,
+      stages: s,
+      steps: sizes.length,
+      ce: outputKind(loss).kernelFlag === 1,
+      nAll: host.nAll,
+      nHidden: host.nHidden,
+      y: fam.y,
+      py: fam.py,
+      t: fam.t,
+      pt: fam.pt,
+      k: fam.k,
+      e: fam.e,
+      pred1: host.pred1,
+      goal: host.target,
+      aOff: 0,
+      bOff: s * s,
+      dtOff: s * s + s,
+      invBatch: 1 / host.batch,
+    });
     rt.device.queue.writeBuffer(this.cfg, 0, words);
     rec.dispatch(this.kernel, this.group!, 1);
   }

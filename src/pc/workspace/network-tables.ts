@@ -3,13 +3,14 @@
  * layer's work reads and writes where (each layer's jobs come from its kind), and which partial sums make each
  * energy. The workspace uploads them once; the tables that depend on λ are rebuilt when it changes.
  */
+import type { Job } from '../../kernels/structs.js';
 import type { TileConfig } from '../../kernels/index.js';
-import { type Job, gradJob, vec4Shaped } from '../layer-jobs.js';
+import { gradJob, vec4Shaped } from '../layer-jobs.js';
 import { carryTerm, errorJob, forwardJob, paramGradJob } from '../layers/index.js';
 import { type Loss, type OutputSite, outputKind } from '../layers/output.js';
 import type { Model } from '../model.js';
 import type { EvalPoint, Families, Mode, Partials, ScalarSlots, WorkspaceLayout } from './layout.js';
-import type { SegmentSpec } from './tables.js';
+import type { SegmentSpec } from '../../kernels/structs.js';
 
 export class NetworkTables {
   readonly first: 0 | 1;

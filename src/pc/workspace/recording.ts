@@ -10,7 +10,7 @@ import { type CompiledKernel, createBindGroup } from '../../runtime/kernel.js';
 import type { Recorder } from '../../runtime/recorder.js';
 import type { Runtime } from '../../runtime/runtime.js';
 import type { Loss } from '../layers/output.js';
-import { UNIFORM_STRIDE } from './stages.js';
+import { UNIFORM_STRIDE, packRecordings } from '../../kernels/structs.js';
 import type { SegmentTable } from './tables.js';
 
 export interface RecordingBuffers {
@@ -71,9 +71,7 @@ export class Recording {
     }
     const buffers = this.buffers!;
     rec.clear(buffers.records, 0, 16);
-    const words = new Uint32Array(4 * (UNIFORM_STRIDE / 4));
-    for (let when = 0; when < 4; when++)
-      words.set([when, L, capacity, trajN, this.host.y, 0, 0, 0], when * (UNIFORM_STRIDE / 4));
+    const words = packRecordings([0, 1, 2, 3].map((when) => ({ when, layers: L, capacity, trajN, y: this.host.y })));
     runtime.device.queue.writeBuffer(this.uniform, 0, words);
     return buffers;
   }

@@ -13,12 +13,10 @@ import type { Runtime } from '../../runtime/runtime.js';
 import { weightMatrix } from '../layers/index.js';
 import type { Model } from '../model.js';
 import { type Dispatch, bind, record } from './handles.js';
-import { UNIFORM_STRIDE } from './stages.js';
-import type { SegmentSpec, SegmentTable } from './tables.js';
+import { REG_WORDS, type SegmentSpec, UNIFORM_STRIDE, packRegs } from '../../kernels/structs.js';
+import type { SegmentTable } from './tables.js';
 import type { EnergyTerms } from './terms.js';
 
-/** Words of a regulariser record (struct Reg in regularize.wgsl). */
-const REG_WORDS = 8;
 const ENTRIES: readonly RegularizeEntry[] = ['weight_decay', 'gram', 'spectral'];
 
 /** What the regulariser reads of its workspace. */
@@ -165,20 +163,16 @@ export class Regularizer {
     }
     const key = `${wd}:${sp}:${terms.activityDecay}`;
     if (state.key !== key) {
-      const words = UNIFORM_STRIDE / 4;
-      const data = new ArrayBuffer(2 * L * UNIFORM_STRIDE);
-      const u = new Uint32Array(data);
-      const f = new Float32Array(data);
+      // Records 0..L−1: weight decay of each layer; L..2L−1: its spectral penalty, with D_l = W_lᵀW_l − I at dOff.
+      const layers: { wOff: number; outDim: number; inDim: number; dOff: number }[] = [];
       let d = 0;
-      model.layers.forEach((spec, l) => {
+      for (const spec of model.layers) {
         const w = weightMatrix(spec);
-        u.set([w.offset, w.rows, w.cols, d], l * words);
-        f[l * words + 4] = wd;
-        u.set([w.offset, w.rows, w.cols, d], (L + l) * words);
-        f[(L + l) * words + 4] = 2 * sp;
+        layers.push({ wOff: w.offset, outDim: w.rows, inDim: w.cols, dOff: d });
         d += w.cols * w.cols;
-      });
-      device.queue.writeBuffer(state.uniform, 0, data);
+      }
+      const records = [...layers.map((r) => ({ ...r, coef: wd })), ...layers.map((r) => ({ ...r, coef: 2 * sp }))];
+      device.queue.writeBuffer(state.uniform, 0, packRegs(records));
       const tables = this.tables!;
       host.rewriteSegments(tables.weight, this.segments('weight', terms));
       host.rewriteSegments(tables.spectral, this.segments('spectral', terms));

@@ -5,32 +5,10 @@
  * records skips the upload.
  */
 import { StageMode } from '../../kernels/index.js';
+import { type StageRecord, UNIFORM_STRIDE, packStages } from '../../kernels/structs.js';
 import { BufferUsage } from '../../runtime/flags.js';
 import { bufferLimit } from '../../runtime/limits.js';
 import type { Runtime } from '../../runtime/runtime.js';
-
-/** Bytes between records of the stage and recording uniforms (≥ every adapter's minUniformBufferOffsetAlignment). */
-export const UNIFORM_STRIDE = 256;
-/** Bytes of a stage record (struct Stage in activity-grad.wgsl). */
-export const STAGE_BYTES = 208;
-
-/** One record of the stage uniform (struct Stage in activity-grad.wgsl). */
-export interface StageRecord {
-  mode: number;
-  /** i: the dispatch computes k_i (1-based). */
-  index: number;
-  /** a_{i+1,1..i} (MODE_STAGE) or b_1..b_i (MODE_FINAL); for MODE_OPTIM the optimiser's numbers. */
-  coef: readonly number[];
-  /** Error weights e_1..e_i; empty when there is no error estimate. */
-  ecoef: readonly number[];
-  dt: number;
-  rtol: number;
-  atol: number;
-  /** Where MODE_FINAL writes the candidate: the probe's slot (decided later) or y itself (fixed steps). */
-  candidate: 'probe' | 'in-place';
-  /** MODE_OPTIM: StageOptimizer.*. */
-  opt?: number;
-}
 
 /** Record 0 of every stage buffer: the plain activity gradient (computePcActivityGrad, discrete updates). */
 const GRAD_RECORD: StageRecord = {
@@ -45,7 +23,7 @@ const GRAD_RECORD: StageRecord = {
 };
 
 /** The element offsets a stage record names: the activity families and the size of the state. */
-interface StageFamilies {
+export interface StageLayout {
   y: number;
   py: number;
   t: number;
@@ -66,7 +44,7 @@ export class StageRecords {
 
   constructor(
     private readonly runtime: Runtime,
-    private readonly fam: StageFamilies,
+    private readonly fam: StageLayout,
   ) {
     this.buffer = this.makeBuffer(1);
     this.upload([GRAD_RECORD], 0);
@@ -112,27 +90,8 @@ export class StageRecords {
   }
 
   private upload(records: readonly StageRecord[], decay: number): void {
-    const words = UNIFORM_STRIDE / 4;
-    const data = new ArrayBuffer(records.length * UNIFORM_STRIDE);
-    const u32 = new Uint32Array(data);
-    const f32 = new Float32Array(data);
-    const { fam } = this;
-    records.forEach((r, i) => {
-      const o = i * words;
-      const inPlace = r.candidate === 'in-place';
-      u32.set([fam.y, fam.py, fam.t, fam.pt, fam.k, fam.nAll, inPlace ? fam.y : fam.t, inPlace ? fam.py : fam.pt], o);
-      f32[o + 8] = r.dt;
-      f32[o + 9] = r.rtol;
-      f32[o + 10] = r.atol;
-      u32[o + 11] = r.index;
-      u32[o + 12] = r.mode;
-      u32[o + 13] = r.coef.length;
-      u32[o + 14] = r.ecoef.length;
-      u32[o + 15] = r.opt ?? 0;
-      f32.set(r.coef, o + 16);
-      f32.set(r.ecoef, o + 32);
-      f32[o + 48] = decay;
-    });
+    const { y, py, t, pt, k, nAll } = this.fam;
+    const data = packStages(records, { y, py, t, pt, k, kStride: nAll, decay });
     this.runtime.device.queue.writeBuffer(this.buffer, 0, data);
     this.records = records;
     this.decay = decay;

@@ -4,6 +4,7 @@
  * reductions, the activity-gradient tables, the parameter gradients, the solver's entry points, the norms, and
  * the regulariser and recording that hang off them.
  */
+import type { Job } from '../../kernels/structs.js';
 import {
   ReduceFlag,
   SMALL_WG,
@@ -14,7 +15,7 @@ import {
 } from '../../kernels/index.js';
 import type { CompiledKernel } from '../../runtime/kernel.js';
 import type { Runtime } from '../../runtime/runtime.js';
-import { type Job, type JobTable, packJobs } from '../layer-jobs.js';
+import { type JobTable, packJobs } from '../layer-jobs.js';
 import { biasTensor, weightMatrix } from '../layers/index.js';
 import { FINISH_ENTRIES, LOSSES, type Loss } from '../layers/output.js';
 import type { Model } from '../model.js';
@@ -25,7 +26,8 @@ import type { EvalPoint, Families, ScalarSlots } from './layout.js';
 import type { NetworkTables } from './network-tables.js';
 import { Recording } from './recording.js';
 import { Regularizer } from './regularizer.js';
-import type { SegmentSpec, SegmentTable } from './tables.js';
+import type { SegmentSpec } from '../../kernels/structs.js';
+import type { SegmentTable } from './tables.js';
 
 /** What a training workspace dispatches of its own network. */
 export interface TrainDispatches {
