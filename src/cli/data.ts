@@ -3,11 +3,11 @@
  * (checksums verified), and showing where the lookup order finds a dataset.
  */
 import { parseArgs } from 'node:util';
-import { DEFAULT_MIRRORS, MAX_RETRIES, downloadDataset, type DownloadProgress } from './data/download.js';
-import { DATASET_NAMES, type DatasetName } from './data/files.js';
-import { locateDataset } from './data/locate.js';
-import { WpcArgumentError, printable } from './runtime/errors.js';
-import { UsageError } from './cli-checks.js';
+import { DEFAULT_MIRRORS, MAX_RETRIES, downloadDataset, type DownloadProgress } from '../data/download.js';
+import { DATASET_NAMES, type DatasetName } from '../data/files.js';
+import { locateDataset } from '../data/locate.js';
+import { WpcArgumentError, printable } from '../runtime/errors.js';
+import { UsageError } from './checks.js';
 
 /** The lookup order, as every help text that mentions --data-dir refers to it. */
 export const LOOKUP_ORDER = `Where data is looked for (wpc train, wpc reproduce, wpc data path, loadDataset):

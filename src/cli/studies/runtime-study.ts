@@ -5,16 +5,16 @@
  * initialisation, waiting for the GPU to finish (the paper's `block_until_ready`); see `StudyTiming`. The first
  * batch is excluded; the test accuracy is measured at the end.
  */
-import { batches, epochBatchCount, type Dataset } from '../data/dataset.js';
-import type { Runtime } from '../runtime/runtime.js';
-import { SleepEstimator } from '../runtime/runtime.js';
-import { initActivitiesWithFfwd } from '../pc/energy.js';
-import { solveInference } from '../pc/infer.js';
-import { makeMlp } from '../pc/model.js';
-import { adam } from '../pc/optim.js';
-import { constantStepCount, type SolverOptions } from '../pc/solver.js';
-import { makePcStep } from '../pc/train.js';
-import { Random } from '../util/random.js';
+import { batches, epochBatchCount, type Dataset } from '../../data/dataset.js';
+import type { Runtime } from '../../runtime/runtime.js';
+import { SleepEstimator } from '../../runtime/runtime.js';
+import { initActivitiesWithFfwd } from '../../pc/energy.js';
+import { solveInference } from '../../pc/infer.js';
+import { makeMlp } from '../../pc/model.js';
+import { adam } from '../../pc/optim.js';
+import { constantStepCount, type SolverOptions } from '../../pc/solver.js';
+import { makePcStep } from '../../pc/train.js';
+import { Random } from '../../util/random.js';
 import { testSetMetrics } from './test-set.js';
 
 export type StudyDataset = 'mnist' | 'fashion-mnist' | 'cifar10-synthetic';

@@ -8,36 +8,36 @@
 import { access, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { DATASET_NAMES, loadDataset, type DatasetName } from './data/node.js';
-import { batches, epochBatchCount, type Dataset } from './data/dataset.js';
-import { ACTIVATIONS, type Activation } from './kernels/index.js';
-import { init, type InitOptions } from './node.js';
-import { VERSION } from './runtime/build-info.js';
-import { WpcArgumentError, WpcDivergenceError } from './runtime/errors.js';
-import { F32_MAX, groupDigits } from './runtime/limits.js';
-import { initOptionsWithTiles, SleepEstimator, type Runtime } from './runtime/runtime.js';
-import type { Tensor } from './runtime/tensor.js';
-import { MAX_DEPTH, checkParamsFit, makeMlp, type Model } from './pc/model.js';
-import { type OptState, adam, sgd } from './pc/optim.js';
-import { SOLVER_NAMES, TABLEAUX, type SolverName } from './pc/tableaux.js';
-import { DEFAULT_DIVERGENCE_THRESHOLD, makePcStep } from './pc/train.js';
-import { testGenerativePc } from './pc/evaluate.js';
-import { initActivitiesWithFfwd } from './pc/energy.js';
-import { loadCheckpoint, loadModel, saveCheckpoint, saveModel, writeImageGrid } from './io/node-files.js';
-import { writeAtomically } from './util/atomic-write.js';
+import { DATASET_NAMES, loadDataset, type DatasetName } from '../data/node.js';
+import { batches, epochBatchCount, type Dataset } from '../data/dataset.js';
+import { ACTIVATIONS, type Activation } from '../kernels/index.js';
+import { init, type InitOptions } from '../node.js';
+import { VERSION } from '../runtime/build-info.js';
+import { WpcArgumentError, WpcDivergenceError } from '../runtime/errors.js';
+import { F32_MAX, groupDigits } from '../runtime/limits.js';
+import { initOptionsWithTiles, SleepEstimator, type Runtime } from '../runtime/runtime.js';
+import type { Tensor } from '../runtime/tensor.js';
+import { MAX_DEPTH, checkParamsFit, makeMlp, type Model } from '../pc/model.js';
+import { type OptState, adam, sgd } from '../pc/optim.js';
+import { SOLVER_NAMES, TABLEAUX, type SolverName } from '../pc/tableaux.js';
+import { DEFAULT_DIVERGENCE_THRESHOLD, makePcStep } from '../pc/train.js';
+import { testGenerativePc } from '../pc/evaluate.js';
+import { initActivitiesWithFfwd } from '../pc/energy.js';
+import { loadCheckpoint, loadModel, saveCheckpoint, saveModel, writeImageGrid } from '../io/node-files.js';
+import { writeAtomically } from '../util/atomic-write.js';
 import {
   MAX_SOLVE_STEPS,
   checkSolveFits,
   constantStepCount,
   resolveSolverOptions,
   type SolverOptions,
-} from './pc/solver.js';
-import { checkWorkspaceFits, type Loss } from './pc/workspace.js';
-import { MAX_GRID_PIXELS, imageGridShape } from './io/image-grid.js';
-import { UsageError, checkOutputFile, checkOutputFolder, errorReport } from './cli-checks.js';
-import { dataCommand } from './cli-data.js';
-import { THEORY_MAX_T1, runTheoryStudy, theoryCsv, theoryFigureSvg } from './study/theory-study.js';
-import { testSetMetrics } from './study/test-set.js';
+} from '../pc/solver.js';
+import { checkWorkspaceFits, type Loss } from '../pc/workspace.js';
+import { MAX_GRID_PIXELS, imageGridShape } from '../io/image-grid.js';
+import { UsageError, checkOutputFile, checkOutputFolder, errorReport } from './checks.js';
+import { dataCommand } from './data.js';
+import { THEORY_MAX_T1, runTheoryStudy, theoryCsv, theoryFigureSvg } from './studies/theory-study.js';
+import { testSetMetrics } from './studies/test-set.js';
 import {
   PAPER_DT,
   PAPER_MAX_T1,
@@ -50,7 +50,7 @@ import {
   toCsv,
   type StudyDataset,
   type StudySolver,
-} from './study/runtime-study.js';
+} from './studies/runtime-study.js';
 
 /** Most training steps (epochs × batches per epoch) one run may take: the loss curve keeps one entry per step. */
 const MAX_TRAIN_STEPS = 10_000_000;
