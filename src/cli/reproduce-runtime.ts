@@ -1,0 +1,222 @@
+/**
+ * `wpc reproduce runtime`: the JPC paper's runtime study (Euler vs Heun; studies/runtime-study.ts) and its outputs.
+ */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadDataset } from '../data/node.js';
+import { init } from '../node.js';
+import { MAX_DEPTH } from '../pc/model.js';
+import { writeAtomically } from '../util/atomic-write.js';
+import { MAX_SOLVE_STEPS, constantStepCount, resolveSolverOptions } from '../pc/solver.js';
+import { UsageError, checkOutputFolder } from './checks.js';
+import {
+  PAPER_DT,
+  PAPER_MAX_T1,
+  bestTable,
+  figureSvg,
+  heunEulerRatios,
+  runRuntimeStudy,
+  solverOptions,
+  studyConfigs,
+  toCsv,
+  type StudyDataset,
+  type StudySolver,
+} from './studies/runtime-study.js';
+import { parseNumber, positiveInt, upTo, checkSolverFlags, oneOf, parseList, positiveNumber } from './args.js';
+import { adapterLabel, DATASET_SHAPES, checkNetworkFits } from './device.js';
+import { Progress } from './progress.js';
+
+export const RUNTIME_HELP = `Usage: wpc reproduce runtime [options]
+
+The JPC library paper's runtime study (Figure 1, and the best settings of Figures 3-6): Euler with a constant
+step vs Heun with the PID controller (rtol = atol = 1e-3); networks of H hidden tanh layers of 300 units, no
+bias, batch 64, Adam 1e-3, one epoch per setting. Every batch times one inference solve from a fresh
+feedforward initialisation until the GPU is done (the first batch excluded); the test accuracy is measured at
+the end of each run.
+
+Writes OUT/runtime.csv (every run), OUT/best.md (the best setting of each dataset/depth/solver and the
+Euler/Heun time ratios) and OUT/runtime.svg (Figure 1's layout); the last stdout line is a JSON summary.
+
+  --datasets LIST    mnist,fashion-mnist,cifar10-synthetic (CIFAR-10-shaped random data, for timing only)
+                                                                   (default: all three)
+  --data-dir DIR     folder with mnist/ and fashion-mnist/          (default: see the lookup order,
+                                                                   'wpc data path --help')
+  --hidden LIST      hidden depths                                  (default 3,5,10)
+  --solvers LIST     euler,heun                                     (default both)
+  --max-t1 LIST      integration times T, 'paper' for the paper's grid ${PAPER_MAX_T1.join(',')},
+                     or 'best' for the paper's best T of each setting (default best)
+  --dt LIST          step sizes (Heun: the initial one), 'paper' (${PAPER_DT.join(',')}) or 'best'
+                                                                   (default best)
+  --batches N        batches per run, a shortened epoch            (default: the whole epoch)
+  --width N          units per hidden layer                         (default 300)
+  --batch B          batch size                                     (default 64)
+  --max-steps N      most steps per solve; Euler settings beyond it are skipped, as in the paper (default 4096)
+  --timing MODE      step: time the solve inside each training step (it starts from a fresh feedforward init);
+                     separate: the paper's extra solve after each step with the updated weights (the same
+                     computation, at twice the cost)                 (default step)
+  --seed S           weights, shuffling and synthetic data          (default 0)
+  --out DIR          output folder, created if needed               (default runs/runtime)
+  --quiet            no progress on stderr
+  --debug            print the stack trace of an error
+  -h, --help         this help
+
+The whole grid (--max-t1 paper --dt paper) is 252 training runs per depth set; on a CPU adapter such as lavapipe
+it takes many hours, so start with the defaults or a subset, e.g.
+  wpc reproduce runtime --hidden 3 --batches 100
+`;
+
+export async function reproduceRuntime(argv: string[]): Promise<undefined | 'help'> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: true,
+    options: {
+      datasets: { type: 'string' },
+      'data-dir': { type: 'string' },
+      hidden: { type: 'string' },
+      solvers: { type: 'string' },
+      'max-t1': { type: 'string' },
+      dt: { type: 'string' },
+      batches: { type: 'string' },
+      width: { type: 'string' },
+      batch: { type: 'string' },
+      'max-steps': { type: 'string' },
+      timing: { type: 'string' },
+      seed: { type: 'string' },
+      out: { type: 'string' },
+      quiet: { type: 'boolean' },
+      debug: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) return 'help';
+  if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
+  const timing = oneOf('timing', values.timing, 'step', ['step', 'separate'] as const);
+  const STUDY_DATASETS = ['mnist', 'fashion-mnist', 'cifar10-synthetic'] as const;
+  const datasets = parseList(
+    'datasets',
+    values.datasets,
+    STUDY_DATASETS,
+    (s) => ((STUDY_DATASETS as readonly string[]).includes(s) ? (s as StudyDataset) : undefined),
+    STUDY_DATASETS.join(' / '),
+  );
+  const hidden = parseList(
+    'hidden',
+    values.hidden,
+    [3, 5, 10],
+    (s) => (/^\d+$/.test(s) && positiveInt(Number(s)) ? Number(s) : undefined),
+    'positive integers',
+  );
+  const deep = hidden.find((h) => h >= MAX_DEPTH);
+  if (deep !== undefined) throw new UsageError(`--hidden ${deep} makes a network of more than ${MAX_DEPTH} layers`);
+  const solvers = parseList(
+    'solvers',
+    values.solvers,
+    ['euler', 'heun'] as StudySolver[],
+    (s) => (s === 'euler' || s === 'heun' ? s : undefined),
+    'euler / heun',
+  );
+  const grid = (flag: 'max-t1' | 'dt', paper: readonly number[]) => {
+    const raw = values[flag];
+    if (raw === undefined || raw === 'best') return 'best' as const;
+    if (raw === 'paper') return [...paper];
+    return parseList(flag, raw, paper, positiveNumber, "positive numbers (or 'paper' / 'best')");
+  };
+  const maxT1 = grid('max-t1', PAPER_MAX_T1);
+  const dt = grid('dt', PAPER_DT);
+  const batchesFlag =
+    values.batches === undefined
+      ? undefined
+      : parseNumber('batches', values.batches, 0, positiveInt, 'a positive integer');
+  const width = parseNumber('width', values.width, 300, positiveInt, 'a positive integer');
+  const batchSize = parseNumber('batch', values.batch, 64, positiveInt, 'a positive integer');
+  const maxSteps = parseNumber('max-steps', values['max-steps'], 4096, ...upTo(MAX_SOLVE_STEPS));
+  const seed = parseNumber('seed', values.seed, 0, Number.isSafeInteger, 'an integer');
+  const out = values.out ?? 'runs/runtime';
+  const quiet = values.quiet ?? false;
+  const configs = studyConfigs({ datasets, hidden, solvers, maxT1, dt });
+  // Euler settings whose grid is longer than --max-steps are skipped by the study (as in the paper).
+  const run = configs.filter((c) => c.solver !== 'euler' || constantStepCount(c.maxT1, c.dt) <= maxSteps);
+  for (const c of run)
+    checkSolverFlags(
+      () => resolveSolverOptions('wpc reproduce runtime', solverOptions(c, maxSteps)),
+      'wpc reproduce runtime',
+    );
+  await checkOutputFolder('--out', out, 'ancestors', ['runtime.csv', 'best.md', 'runtime.svg']);
+  const started = performance.now();
+  const rt = await init();
+  try {
+    for (const c of run) {
+      const shape = DATASET_SHAPES[c.dataset];
+      const dims = [shape.inputDim, ...Array<number>(c.hidden).fill(width), shape.numClasses];
+      checkNetworkFits(
+        'wpc reproduce',
+        rt,
+        dims,
+        false,
+        `--width ${width} with --hidden ${c.hidden}`,
+        batchSize,
+        resolveSolverOptions('wpc reproduce runtime', solverOptions(c, maxSteps)),
+      );
+    }
+    const adapter = adapterLabel(rt);
+    let progress: Progress | undefined;
+    if (!quiet)
+      process.stderr.write(
+        `wpc reproduce runtime: ${configs.length} runs (${datasets.join(', ')}; H ${hidden.join(', ')}; ${solvers.join(', ')}) on ${adapter}\n`,
+      );
+    const rows = await runRuntimeStudy(rt, {
+      timing,
+      datasets,
+      hidden,
+      solvers,
+      maxT1,
+      dt,
+      ...(batchesFlag === undefined ? {} : { batches: batchesFlag }),
+      seed,
+      width,
+      batchSize,
+      maxSteps,
+      load: (name, split) =>
+        loadDataset(name, split, values['data-dir'] === undefined ? {} : { dataDir: values['data-dir'] }),
+      onProgress: (done, total, c) => {
+        progress ??= new Progress(total, quiet, 'batches', false);
+        progress.update(done, undefined, `${c.dataset} H=${c.hidden} ${c.solver} T=${c.maxT1} dt=${c.dt}`);
+      },
+      onRow: (r) =>
+        progress?.log(
+          r.status === 'ok'
+            ? `${r.dataset} H=${r.hidden} ${r.solver} T=${r.maxT1} dt=${r.dt}: solve ${r.solveMsMean.toFixed(2)} ms (${r.inferenceStepsMean.toFixed(1)} steps), test ${Number.isNaN(r.testAccuracy) ? 'n/a' : `${r.testAccuracy.toFixed(2)}%`}`
+            : `${r.dataset} H=${r.hidden} ${r.solver} T=${r.maxT1} dt=${r.dt}: ${r.status}`,
+        ),
+    });
+    progress?.end();
+    await mkdir(out, { recursive: true });
+    const seconds = (performance.now() - started) / 1000;
+    await writeAtomically(join(out, 'runtime.csv'), toCsv(rows));
+    const table = bestTable(rows);
+    await writeAtomically(
+      join(out, 'best.md'),
+      `# Runtime study: best settings\n\nAdapter: ${adapter}. ${batchesFlag === undefined ? 'One epoch' : `${batchesFlag} batches`} per setting; ${seconds.toFixed(0)} s in all.\n\n${table}`,
+    );
+    await writeAtomically(
+      join(out, 'runtime.svg'),
+      figureSvg(rows, `Time per inference solve, Euler vs Heun (${adapter})`),
+    );
+    if (!quiet)
+      process.stderr.write(
+        `\n${table}\nwrote ${join(out, 'runtime.csv')}, ${join(out, 'best.md')}, ${join(out, 'runtime.svg')}\n`,
+      );
+    const ratios = heunEulerRatios(rows).map((r) => ({
+      dataset: r.dataset,
+      hidden: r.hidden,
+      eulerMs: +r.euler.solveMsMean.toFixed(3),
+      heunMs: +r.heun.solveMsMean.toFixed(3),
+      eulerOverHeun: +r.ratio.toFixed(3),
+    }));
+    process.stdout.write(`${JSON.stringify({ runs: rows.length, seconds: +seconds.toFixed(1), ratios, out })}\n`);
+  } finally {
+    rt.dispose();
+  }
+}

@@ -1,0 +1,165 @@
+/**
+ * `wpc reproduce theory`: the JPC paper's Figure 2, theoretical vs numerical energy of a deep linear network
+ * (studies/theory-study.ts), and its outputs.
+ */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadDataset } from '../data/node.js';
+import { init } from '../node.js';
+import { MAX_DEPTH } from '../pc/model.js';
+import { writeAtomically } from '../util/atomic-write.js';
+import { resolveSolverOptions } from '../pc/solver.js';
+import { UsageError, checkOutputFolder } from './checks.js';
+import { THEORY_MAX_T1, runTheoryStudy, theoryCsv, theoryFigureSvg } from './studies/theory-study.js';
+import {
+  parseNumber,
+  positiveInt,
+  positive,
+  upTo,
+  checkSolverFlags,
+  oneOf,
+  parseList,
+  positiveNumber,
+} from './args.js';
+import { adapterLabel, DATASET_SHAPES, checkNetworkFits } from './device.js';
+import { Progress } from './progress.js';
+
+export const THEORY_HELP = `Usage: wpc reproduce theory [options]
+
+The JPC library paper's Figure 2 (Figure 7 with --dataset fashion-mnist): a deep linear network (H hidden
+layers of W units, no bias) trained with PC, batch 64, Adam 1e-3, once per inference limit T (Heun + PID, the
+same initial weights for every T). Before each step the theoretical energy at the exact inference equilibrium
+(linearEquilibEnergy, paper Eq. 4) is computed for the batch; the step's inference ends at the numerical
+energy; the test accuracy is measured every --test-every iterations. As T grows the numerical energy approaches
+the theoretical one.
+
+Writes OUT/theory-DATASET.csv (every iteration of every T) and OUT/theory-DATASET.svg (energies and accuracies,
+Figure 2's layout); the last stdout line is a JSON summary (mean |numerical − theory| / theory per T).
+
+  --dataset NAME     mnist or fashion-mnist                           (default mnist)
+  --data-dir DIR     folder with mnist/ and fashion-mnist/            (default: see the lookup order,
+                                                                     'wpc data path --help')
+  --max-t1 LIST      inference limits T                               (default ${THEORY_MAX_T1.join(',')})
+  --iters N          training iterations per T                        (default 100)
+  --test-every N     test every N iterations                          (default 10)
+  --test-images N    test on the first N test images                  (default: all)
+  --hidden N         hidden layers                                    (default 10)
+  --width N          units per hidden layer                           (default 300)
+  --batch B          batch size                                       (default 64)
+  --lr LR            Adam learning rate                               (default 1e-3)
+  --seed S           weights and batch order                          (default 0)
+  --out DIR          output folder, created if needed                 (default runs/theory)
+  --quiet            no progress
+  --debug            print the stack trace of an error
+`;
+
+export async function reproduceTheory(argv: string[]): Promise<undefined | 'help'> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: true,
+    options: {
+      dataset: { type: 'string' },
+      'data-dir': { type: 'string' },
+      'max-t1': { type: 'string' },
+      iters: { type: 'string' },
+      'test-every': { type: 'string' },
+      'test-images': { type: 'string' },
+      hidden: { type: 'string' },
+      width: { type: 'string' },
+      batch: { type: 'string' },
+      lr: { type: 'string' },
+      seed: { type: 'string' },
+      out: { type: 'string' },
+      quiet: { type: 'boolean' },
+      debug: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) return 'help';
+  if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
+  const dataset = oneOf('dataset', values.dataset, 'mnist', ['mnist', 'fashion-mnist'] as const);
+  const maxT1s = parseList('max-t1', values['max-t1'], THEORY_MAX_T1, positiveNumber, 'positive numbers');
+  const iters = parseNumber('iters', values.iters, 100, positiveInt, 'a positive integer');
+  const testEvery = parseNumber('test-every', values['test-every'], 10, positiveInt, 'a positive integer');
+  const testImages =
+    values['test-images'] === undefined
+      ? undefined
+      : parseNumber('test-images', values['test-images'], 0, positiveInt, 'a positive integer');
+  const hidden = parseNumber('hidden', values.hidden, 10, ...upTo(MAX_DEPTH - 1));
+  const width = parseNumber('width', values.width, 300, positiveInt, 'a positive integer');
+  const batchSize = parseNumber('batch', values.batch, 64, positiveInt, 'a positive integer');
+  const lr = parseNumber('lr', values.lr, 1e-3, positive, 'a positive number');
+  const seed = parseNumber('seed', values.seed, 0, Number.isSafeInteger, 'an integer');
+  const out = values.out ?? 'runs/theory';
+  const quiet = values.quiet ?? false;
+  const dataOptions = values['data-dir'] === undefined ? {} : { dataDir: values['data-dir'] };
+  const theorySolver = (maxT1: number) => resolveSolverOptions('wpc reproduce theory', { maxT1 });
+  for (const t of maxT1s) checkSolverFlags(() => theorySolver(t), 'wpc reproduce theory');
+  await checkOutputFolder('--out', out, 'ancestors', [`theory-${dataset}.csv`, `theory-${dataset}.svg`]);
+  const started = performance.now();
+  const rt = await init();
+  try {
+    const shape = DATASET_SHAPES[dataset];
+    const dims = [shape.inputDim, ...Array<number>(hidden).fill(width), shape.numClasses];
+    for (const t of maxT1s)
+      checkNetworkFits(
+        'wpc reproduce',
+        rt,
+        dims,
+        false,
+        `--width ${width} with --hidden ${hidden}`,
+        batchSize,
+        theorySolver(t),
+      );
+    const [train, test] = await Promise.all([
+      loadDataset(dataset, 'train', dataOptions),
+      loadDataset(dataset, 'test', dataOptions),
+    ]);
+    const adapter = adapterLabel(rt);
+    if (!quiet)
+      process.stderr.write(
+        `wpc reproduce theory: ${dataset}, linear ${hidden}×${width}, T ∈ {${maxT1s.join(', ')}}, ${iters} iterations each, on ${adapter}\n`,
+      );
+    const progress = new Progress(maxT1s.length * iters, quiet, 'steps', false);
+    const rows = await runTheoryStudy(rt, {
+      dataset,
+      train,
+      test,
+      maxT1s,
+      iters,
+      testEvery,
+      width,
+      hidden,
+      batchSize,
+      lr,
+      seed,
+      ...(testImages === undefined ? {} : { testImages }),
+      onProgress: (done, _total, t) => progress.update(done, undefined, `T=${t}`),
+      onTest: (r) =>
+        progress.log(
+          `T=${r.maxT1} iter ${r.iter}: theory ${r.theoryEnergy.toFixed(4)}, numerical ${r.numericalEnergy.toFixed(4)}, test ${r.testAccuracy.toFixed(2)}%`,
+        ),
+    });
+    progress.end();
+    await mkdir(out, { recursive: true });
+    const csv = join(out, `theory-${dataset}.csv`);
+    const svg = join(out, `theory-${dataset}.svg`);
+    await writeAtomically(csv, theoryCsv(rows));
+    const title = `Theoretical vs numerical PC energy, deep linear network (${dataset}, ${hidden}×${width})`;
+    await writeAtomically(svg, theoryFigureSvg(rows, title));
+    const gaps = maxT1s.map((t) => {
+      const run = rows.filter((r) => r.maxT1 === t);
+      const gap =
+        run.reduce((sum, r) => sum + Math.abs(r.numericalEnergy - r.theoryEnergy) / r.theoryEnergy, 0) / run.length;
+      const last = run[run.length - 1]!;
+      return { maxT1: t, meanRelativeGap: +gap.toFixed(5), finalTestAccuracy: +last.testAccuracy.toFixed(2) };
+    });
+    const seconds = (performance.now() - started) / 1000;
+    if (!quiet) process.stderr.write(`wrote ${csv} and ${svg}\n`);
+    process.stdout.write(`${JSON.stringify({ dataset, seconds: +seconds.toFixed(1), gaps, csv, svg, adapter })}\n`);
+  } finally {
+    rt.dispose();
+  }
+}
