@@ -3,7 +3,6 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { loadDataset } from '../data/node.js';
 import { init } from '../node.js';
 import { MAX_DEPTH } from '../pc/model.js';
@@ -23,9 +22,118 @@ import {
   type StudyDataset,
   type StudySolver,
 } from './studies/runtime-study.js';
-import { parseNumber, positiveInt, upTo, checkSolverFlags, oneOf, parseList, positiveNumber } from './args.js';
+import {
+  INTEGER,
+  POSITIVE_INTEGER,
+  STANDARD_FLAGS,
+  checkSolverFlags,
+  choice,
+  flagLines,
+  list,
+  listValue,
+  number,
+  parseFlags,
+  positiveIntegerItem,
+  positiveNumberItem,
+  text,
+  toggle,
+  upTo,
+  valued,
+} from './args.js';
 import { adapterLabel, DATASET_SHAPES, checkNetworkFits } from './device.js';
 import { Progress } from './progress.js';
+
+const STUDY_DATASETS = ['mnist', 'fashion-mnist', 'cifar10-synthetic'] as const;
+
+/** --max-t1 and --dt: 'best' (the paper's best setting of each run), 'paper' (the paper's grid), or a list. */
+const grid = (label: string, help: readonly string[], paper: readonly number[]) =>
+  valued(label, help, 'best' as const, (raw, name) =>
+    raw === 'best'
+      ? ('best' as const)
+      : raw === 'paper'
+        ? [...paper]
+        : listValue(name, raw, positiveNumberItem, "positive numbers (or 'paper' / 'best')"),
+  );
+
+const RUNTIME_FLAGS = {
+  datasets: list(
+    '--datasets LIST',
+    [
+      'mnist,fashion-mnist,cifar10-synthetic (CIFAR-10-shaped random data, for timing only)',
+      '                                              (default: all three)',
+    ],
+    STUDY_DATASETS,
+    (s) => ((STUDY_DATASETS as readonly string[]).includes(s) ? (s as StudyDataset) : undefined),
+    STUDY_DATASETS.join(' / '),
+  ),
+  'data-dir': text('--data-dir DIR', [
+    'folder with mnist/ and fashion-mnist/          (default: see the lookup order,',
+    "                                              'wpc data path --help')",
+  ]),
+  hidden: list(
+    '--hidden LIST',
+    'hidden depths                                  (default 3,5,10)',
+    [3, 5, 10],
+    positiveIntegerItem,
+    'positive integers',
+  ),
+  solvers: list(
+    '--solvers LIST',
+    'euler,heun                                     (default both)',
+    ['euler', 'heun'] as StudySolver[],
+    (s) => (s === 'euler' || s === 'heun' ? s : undefined),
+    'euler / heun',
+  ),
+  'max-t1': grid(
+    '--max-t1 LIST',
+    [
+      `integration times T, 'paper' for the paper's grid ${PAPER_MAX_T1.join(',')},`,
+      "or 'best' for the paper's best T of each setting (default best)",
+    ],
+    PAPER_MAX_T1,
+  ),
+  dt: grid(
+    '--dt LIST',
+    [
+      `step sizes (Heun: the initial one), 'paper' (${PAPER_DT.join(',')}) or 'best'`,
+      '                                              (default best)',
+    ],
+    PAPER_DT,
+  ),
+  batches: number(
+    '--batches N',
+    'batches per run, a shortened epoch            (default: the whole epoch)',
+    undefined,
+    POSITIVE_INTEGER,
+  ),
+  width: number('--width N', 'units per hidden layer                         (default 300)', 300, POSITIVE_INTEGER),
+  batch: number('--batch B', 'batch size                                     (default 64)', 64, POSITIVE_INTEGER),
+  'max-steps': number(
+    '--max-steps N',
+    'most steps per solve; Euler settings beyond it are skipped, as in the paper (default 4096)',
+    4096,
+    upTo(MAX_SOLVE_STEPS),
+  ),
+  timing: choice(
+    '--timing MODE',
+    [
+      'step: time the solve inside each training step (it starts from a fresh feedforward init);',
+      "separate: the paper's extra solve after each step with the updated weights (the same",
+      'computation, at twice the cost)                 (default step)',
+    ],
+    ['step', 'separate'] as const,
+    'step',
+  ),
+  seed: number('--seed S', 'weights, shuffling and synthetic data          (default 0)', 0, INTEGER),
+  out: valued(
+    '--out DIR',
+    'output folder, created if needed               (default runs/runtime)',
+    'runs/runtime',
+    (raw) => raw,
+  ),
+  quiet: toggle('--quiet', 'no progress on stderr'),
+  ...STANDARD_FLAGS,
+};
 
 export const RUNTIME_HELP = `Usage: wpc reproduce runtime [options]
 
@@ -38,103 +146,33 @@ the end of each run.
 Writes OUT/runtime.csv (every run), OUT/best.md (the best setting of each dataset/depth/solver and the
 Euler/Heun time ratios) and OUT/runtime.svg (Figure 1's layout); the last stdout line is a JSON summary.
 
-  --datasets LIST    mnist,fashion-mnist,cifar10-synthetic (CIFAR-10-shaped random data, for timing only)
-                                                                   (default: all three)
-  --data-dir DIR     folder with mnist/ and fashion-mnist/          (default: see the lookup order,
-                                                                   'wpc data path --help')
-  --hidden LIST      hidden depths                                  (default 3,5,10)
-  --solvers LIST     euler,heun                                     (default both)
-  --max-t1 LIST      integration times T, 'paper' for the paper's grid ${PAPER_MAX_T1.join(',')},
-                     or 'best' for the paper's best T of each setting (default best)
-  --dt LIST          step sizes (Heun: the initial one), 'paper' (${PAPER_DT.join(',')}) or 'best'
-                                                                   (default best)
-  --batches N        batches per run, a shortened epoch            (default: the whole epoch)
-  --width N          units per hidden layer                         (default 300)
-  --batch B          batch size                                     (default 64)
-  --max-steps N      most steps per solve; Euler settings beyond it are skipped, as in the paper (default 4096)
-  --timing MODE      step: time the solve inside each training step (it starts from a fresh feedforward init);
-                     separate: the paper's extra solve after each step with the updated weights (the same
-                     computation, at twice the cost)                 (default step)
-  --seed S           weights, shuffling and synthetic data          (default 0)
-  --out DIR          output folder, created if needed               (default runs/runtime)
-  --quiet            no progress on stderr
-  --debug            print the stack trace of an error
-  -h, --help         this help
+${flagLines(RUNTIME_FLAGS, 21)}
 
 The whole grid (--max-t1 paper --dt paper) is 252 training runs per depth set; on a CPU adapter such as lavapipe
 it takes many hours, so start with the defaults or a subset, e.g.
   wpc reproduce runtime --hidden 3 --batches 100
 `;
 
+/** `wpc reproduce runtime ARGS`: runs the study and writes its outputs, or returns 'help'. */
 export async function reproduceRuntime(argv: string[]): Promise<undefined | 'help'> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: true,
-    options: {
-      datasets: { type: 'string' },
-      'data-dir': { type: 'string' },
-      hidden: { type: 'string' },
-      solvers: { type: 'string' },
-      'max-t1': { type: 'string' },
-      dt: { type: 'string' },
-      batches: { type: 'string' },
-      width: { type: 'string' },
-      batch: { type: 'string' },
-      'max-steps': { type: 'string' },
-      timing: { type: 'string' },
-      seed: { type: 'string' },
-      out: { type: 'string' },
-      quiet: { type: 'boolean' },
-      debug: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) return 'help';
-  if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
-  const timing = oneOf('timing', values.timing, 'step', ['step', 'separate'] as const);
-  const STUDY_DATASETS = ['mnist', 'fashion-mnist', 'cifar10-synthetic'] as const;
-  const datasets = parseList(
-    'datasets',
-    values.datasets,
-    STUDY_DATASETS,
-    (s) => ((STUDY_DATASETS as readonly string[]).includes(s) ? (s as StudyDataset) : undefined),
-    STUDY_DATASETS.join(' / '),
-  );
-  const hidden = parseList(
-    'hidden',
-    values.hidden,
-    [3, 5, 10],
-    (s) => (/^\d+$/.test(s) && positiveInt(Number(s)) ? Number(s) : undefined),
-    'positive integers',
-  );
+  const a = parseFlags(argv, RUNTIME_FLAGS);
+  if (a === 'help') return 'help';
+  const timing = a.value('timing');
+  const datasets = a.value('datasets');
+  const hidden = a.value('hidden');
   const deep = hidden.find((h) => h >= MAX_DEPTH);
   if (deep !== undefined) throw new UsageError(`--hidden ${deep} makes a network of more than ${MAX_DEPTH} layers`);
-  const solvers = parseList(
-    'solvers',
-    values.solvers,
-    ['euler', 'heun'] as StudySolver[],
-    (s) => (s === 'euler' || s === 'heun' ? s : undefined),
-    'euler / heun',
-  );
-  const grid = (flag: 'max-t1' | 'dt', paper: readonly number[]) => {
-    const raw = values[flag];
-    if (raw === undefined || raw === 'best') return 'best' as const;
-    if (raw === 'paper') return [...paper];
-    return parseList(flag, raw, paper, positiveNumber, "positive numbers (or 'paper' / 'best')");
-  };
-  const maxT1 = grid('max-t1', PAPER_MAX_T1);
-  const dt = grid('dt', PAPER_DT);
-  const batchesFlag =
-    values.batches === undefined
-      ? undefined
-      : parseNumber('batches', values.batches, 0, positiveInt, 'a positive integer');
-  const width = parseNumber('width', values.width, 300, positiveInt, 'a positive integer');
-  const batchSize = parseNumber('batch', values.batch, 64, positiveInt, 'a positive integer');
-  const maxSteps = parseNumber('max-steps', values['max-steps'], 4096, ...upTo(MAX_SOLVE_STEPS));
-  const seed = parseNumber('seed', values.seed, 0, Number.isSafeInteger, 'an integer');
-  const out = values.out ?? 'runs/runtime';
-  const quiet = values.quiet ?? false;
+  const solvers = a.value('solvers');
+  const maxT1 = a.value('max-t1');
+  const dt = a.value('dt');
+  const batchesFlag = a.value('batches');
+  const width = a.value('width');
+  const batchSize = a.value('batch');
+  const maxSteps = a.value('max-steps');
+  const seed = a.value('seed');
+  const out = a.value('out');
+  const quiet = a.value('quiet');
+  const dataDir = a.value('data-dir');
   const configs = studyConfigs({ datasets, hidden, solvers, maxT1, dt });
   // Euler settings whose grid is longer than --max-steps are skipped by the study (as in the paper).
   const run = configs.filter((c) => c.solver !== 'euler' || constantStepCount(c.maxT1, c.dt) <= maxSteps);
@@ -178,8 +216,7 @@ export async function reproduceRuntime(argv: string[]): Promise<undefined | 'hel
       width,
       batchSize,
       maxSteps,
-      load: (name, split) =>
-        loadDataset(name, split, values['data-dir'] === undefined ? {} : { dataDir: values['data-dir'] }),
+      load: (name, split) => loadDataset(name, split, dataDir === undefined ? {} : { dataDir }),
       onProgress: (done, total, c) => {
         progress ??= new Progress(total, quiet, 'batches', false);
         progress.update(done, undefined, `${c.dataset} H=${c.hidden} ${c.solver} T=${c.maxT1} dt=${c.dt}`);

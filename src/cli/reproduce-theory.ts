@@ -4,26 +4,83 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { loadDataset } from '../data/node.js';
 import { init } from '../node.js';
 import { MAX_DEPTH } from '../pc/model.js';
 import { writeAtomically } from '../util/atomic-write.js';
 import { resolveSolverOptions } from '../pc/solver.js';
-import { UsageError, checkOutputFolder } from './checks.js';
+import { checkOutputFolder } from './checks.js';
 import { THEORY_MAX_T1, runTheoryStudy, theoryCsv, theoryFigureSvg } from './studies/theory-study.js';
 import {
-  parseNumber,
-  positiveInt,
-  positive,
-  upTo,
+  INTEGER,
+  POSITIVE,
+  POSITIVE_INTEGER,
+  STANDARD_FLAGS,
   checkSolverFlags,
-  oneOf,
-  parseList,
-  positiveNumber,
+  choice,
+  flagLines,
+  list,
+  number,
+  parseFlags,
+  positiveNumberItem,
+  text,
+  toggle,
+  upTo,
+  valued,
 } from './args.js';
 import { adapterLabel, DATASET_SHAPES, checkNetworkFits } from './device.js';
 import { Progress } from './progress.js';
+
+const THEORY_FLAGS = {
+  dataset: choice(
+    '--dataset NAME',
+    'mnist or fashion-mnist                           (default mnist)',
+    ['mnist', 'fashion-mnist'] as const,
+    'mnist',
+  ),
+  'data-dir': text('--data-dir DIR', [
+    'folder with mnist/ and fashion-mnist/            (default: see the lookup order,',
+    "                                                'wpc data path --help')",
+  ]),
+  'max-t1': list(
+    '--max-t1 LIST',
+    `inference limits T                               (default ${THEORY_MAX_T1.join(',')})`,
+    THEORY_MAX_T1,
+    positiveNumberItem,
+    'positive numbers',
+  ),
+  iters: number('--iters N', 'training iterations per T                        (default 100)', 100, POSITIVE_INTEGER),
+  'test-every': number(
+    '--test-every N',
+    'test every N iterations                          (default 10)',
+    10,
+    POSITIVE_INTEGER,
+  ),
+  'test-images': number(
+    '--test-images N',
+    'test on the first N test images                  (default: all)',
+    undefined,
+    POSITIVE_INTEGER,
+  ),
+  hidden: number(
+    '--hidden N',
+    'hidden layers                                    (default 10)',
+    10,
+    upTo(MAX_DEPTH - 1),
+  ),
+  width: number('--width N', 'units per hidden layer                           (default 300)', 300, POSITIVE_INTEGER),
+  batch: number('--batch B', 'batch size                                       (default 64)', 64, POSITIVE_INTEGER),
+  lr: number('--lr LR', 'Adam learning rate                               (default 1e-3)', 1e-3, POSITIVE),
+  seed: number('--seed S', 'weights and batch order                          (default 0)', 0, INTEGER),
+  out: valued(
+    '--out DIR',
+    'output folder, created if needed                 (default runs/theory)',
+    'runs/theory',
+    (raw) => raw,
+  ),
+  quiet: toggle('--quiet', 'no progress'),
+  ...STANDARD_FLAGS,
+};
 
 export const THEORY_HELP = `Usage: wpc reproduce theory [options]
 
@@ -37,64 +94,27 @@ the theoretical one.
 Writes OUT/theory-DATASET.csv (every iteration of every T) and OUT/theory-DATASET.svg (energies and accuracies,
 Figure 2's layout); the last stdout line is a JSON summary (mean |numerical − theory| / theory per T).
 
-  --dataset NAME     mnist or fashion-mnist                           (default mnist)
-  --data-dir DIR     folder with mnist/ and fashion-mnist/            (default: see the lookup order,
-                                                                     'wpc data path --help')
-  --max-t1 LIST      inference limits T                               (default ${THEORY_MAX_T1.join(',')})
-  --iters N          training iterations per T                        (default 100)
-  --test-every N     test every N iterations                          (default 10)
-  --test-images N    test on the first N test images                  (default: all)
-  --hidden N         hidden layers                                    (default 10)
-  --width N          units per hidden layer                           (default 300)
-  --batch B          batch size                                       (default 64)
-  --lr LR            Adam learning rate                               (default 1e-3)
-  --seed S           weights and batch order                          (default 0)
-  --out DIR          output folder, created if needed                 (default runs/theory)
-  --quiet            no progress
-  --debug            print the stack trace of an error
+${flagLines(THEORY_FLAGS, 21)}
 `;
 
+/** `wpc reproduce theory ARGS`: runs the study and writes its outputs, or returns 'help'. */
 export async function reproduceTheory(argv: string[]): Promise<undefined | 'help'> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: true,
-    options: {
-      dataset: { type: 'string' },
-      'data-dir': { type: 'string' },
-      'max-t1': { type: 'string' },
-      iters: { type: 'string' },
-      'test-every': { type: 'string' },
-      'test-images': { type: 'string' },
-      hidden: { type: 'string' },
-      width: { type: 'string' },
-      batch: { type: 'string' },
-      lr: { type: 'string' },
-      seed: { type: 'string' },
-      out: { type: 'string' },
-      quiet: { type: 'boolean' },
-      debug: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) return 'help';
-  if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
-  const dataset = oneOf('dataset', values.dataset, 'mnist', ['mnist', 'fashion-mnist'] as const);
-  const maxT1s = parseList('max-t1', values['max-t1'], THEORY_MAX_T1, positiveNumber, 'positive numbers');
-  const iters = parseNumber('iters', values.iters, 100, positiveInt, 'a positive integer');
-  const testEvery = parseNumber('test-every', values['test-every'], 10, positiveInt, 'a positive integer');
-  const testImages =
-    values['test-images'] === undefined
-      ? undefined
-      : parseNumber('test-images', values['test-images'], 0, positiveInt, 'a positive integer');
-  const hidden = parseNumber('hidden', values.hidden, 10, ...upTo(MAX_DEPTH - 1));
-  const width = parseNumber('width', values.width, 300, positiveInt, 'a positive integer');
-  const batchSize = parseNumber('batch', values.batch, 64, positiveInt, 'a positive integer');
-  const lr = parseNumber('lr', values.lr, 1e-3, positive, 'a positive number');
-  const seed = parseNumber('seed', values.seed, 0, Number.isSafeInteger, 'an integer');
-  const out = values.out ?? 'runs/theory';
-  const quiet = values.quiet ?? false;
-  const dataOptions = values['data-dir'] === undefined ? {} : { dataDir: values['data-dir'] };
+  const a = parseFlags(argv, THEORY_FLAGS);
+  if (a === 'help') return 'help';
+  const dataset = a.value('dataset');
+  const maxT1s = a.value('max-t1');
+  const iters = a.value('iters');
+  const testEvery = a.value('test-every');
+  const testImages = a.value('test-images');
+  const hidden = a.value('hidden');
+  const width = a.value('width');
+  const batchSize = a.value('batch');
+  const lr = a.value('lr');
+  const seed = a.value('seed');
+  const out = a.value('out');
+  const quiet = a.value('quiet');
+  const dataDir = a.value('data-dir');
+  const dataOptions = dataDir === undefined ? {} : { dataDir };
   const theorySolver = (maxT1: number) => resolveSolverOptions('wpc reproduce theory', { maxT1 });
   for (const t of maxT1s) checkSolverFlags(() => theorySolver(t), 'wpc reproduce theory');
   await checkOutputFolder('--out', out, 'ancestors', [`theory-${dataset}.csv`, `theory-${dataset}.svg`]);

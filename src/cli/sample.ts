@@ -2,7 +2,6 @@
  * `wpc sample`: draws images from a saved generator (label → image) as a PNG grid; also the writer of
  * `wpc train --samples`.
  */
-import { parseArgs } from 'node:util';
 import { init } from '../node.js';
 import { groupDigits } from '../runtime/limits.js';
 import type { Model } from '../pc/model.js';
@@ -11,21 +10,40 @@ import { loadModel, writeImageGrid } from '../io/node-files.js';
 import { checkWorkspaceFits } from '../pc/workspace.js';
 import { MAX_GRID_PIXELS, imageGridShape } from '../io/image-grid.js';
 import { UsageError, checkOutputFile } from './checks.js';
-import { parseNumber, positiveInt, oneOf, parseList } from './args.js';
+import {
+  POSITIVE_INTEGER,
+  STANDARD_FLAGS,
+  choice,
+  flagLines,
+  listValue,
+  number,
+  parseFlags,
+  text,
+  upTo,
+} from './args.js';
+
+const SAMPLE_FLAGS = {
+  model: text('--model FILE', 'the checkpoint'),
+  out: text('--out FILE', 'the PNG to write'),
+  // Read once the model is loaded: the labels it takes are 0..inputDim-1.
+  labels: text('--labels LIST', 'labels to draw, e.g. 0,1,2 (default: every label, 0..inputDim-1)'),
+  rows: number('--rows N', 'repeat the labels on N rows                           (default 1)', 1, POSITIVE_INTEGER),
+  scale: number('--scale S', 'each pixel becomes S x S                               (default 3)', 3, upTo(16)),
+  range: choice(
+    '--range NAME',
+    'mnist: undo the MNIST normalisation (default); per-image: stretch each image',
+    ['mnist', 'per-image'] as const,
+    'mnist',
+  ),
+  ...STANDARD_FLAGS,
+};
 
 export const SAMPLE_HELP = `Usage: wpc sample --model FILE --out FILE [options]
 
 Draws images from a generative model saved by 'wpc train --task generative --save FILE' (or saveModel): the
 feedforward prediction from each one-hot label, as a PNG grid (JPC's output_preds).
 
-  --model FILE         the checkpoint
-  --out FILE           the PNG to write
-  --labels LIST        labels to draw, e.g. 0,1,2 (default: every label, 0..inputDim-1)
-  --rows N             repeat the labels on N rows                           (default 1)
-  --scale S            each pixel becomes S x S                               (default 3)
-  --range NAME         mnist: undo the MNIST normalisation (default); per-image: stretch each image
-  --debug              print the stack trace of an error
-  -h, --help           this help
+${flagLines(SAMPLE_FLAGS, 23)}
 `;
 
 /** One-hot rows for `labels` (repeated `rows` times). */
@@ -50,46 +68,37 @@ export async function writeSamples(
   for (const a of acts) a.dispose();
 }
 
+/** `wpc sample ARGS`: writes the PNG, or returns 'help'. */
 export async function sample(argv: string[]): Promise<undefined | 'help'> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: true,
-    options: {
-      model: { type: 'string' },
-      out: { type: 'string' },
-      labels: { type: 'string' },
-      rows: { type: 'string' },
-      scale: { type: 'string' },
-      range: { type: 'string' },
-      debug: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) return 'help';
-  if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
-  if (values.model === undefined) throw new UsageError('--model FILE (a checkpoint from wpc train --save) is required');
-  if (values.out === undefined) throw new UsageError('--out FILE (the PNG to write) is required');
-  const rows = parseNumber('rows', values.rows, 1, positiveInt, 'a positive integer');
-  const scale = parseNumber('scale', values.scale, 3, (v) => positiveInt(v) && v <= 16, 'an integer in 1..16');
-  const range = oneOf('range', values.range, 'mnist', ['mnist', 'per-image'] as const);
-  await checkOutputFile('--out', values.out);
+  const a = parseFlags(argv, SAMPLE_FLAGS);
+  if (a === 'help') return 'help';
+  const modelFile = a.value('model');
+  const out = a.value('out');
+  if (modelFile === undefined) throw new UsageError('--model FILE (a checkpoint from wpc train --save) is required');
+  if (out === undefined) throw new UsageError('--out FILE (the PNG to write) is required');
+  const rows = a.value('rows');
+  const scale = a.value('scale');
+  const range = a.value('range');
+  await checkOutputFile('--out', out);
   const rt = await init();
   try {
-    const model = await loadModel(rt, values.model);
+    const model = await loadModel(rt, modelFile);
     const pixels = model.outputDim;
     if (Math.round(Math.sqrt(pixels)) ** 2 !== pixels) {
       throw new UsageError(
-        `${values.model} predicts ${pixels} values, not a square image: sample needs a generator (label -> image), e.g. from 'wpc train --task generative'`,
+        `${modelFile} predicts ${pixels} values, not a square image: sample needs a generator (label -> image), e.g. from 'wpc train --task generative'`,
       );
     }
-    const labels = parseList(
-      'labels',
-      values.labels,
-      Array.from({ length: model.inputDim }, (_, i) => i),
-      (s) => (/^\d+$/.test(s) && Number(s) < model.inputDim ? Number(s) : undefined),
-      `labels in 0..${model.inputDim - 1}`,
-    );
+    const rawLabels = a.value('labels');
+    const labels =
+      rawLabels === undefined
+        ? Array.from({ length: model.inputDim }, (_, i) => i)
+        : listValue(
+            'labels',
+            rawLabels,
+            (s) => (/^\d+$/.test(s) && Number(s) < model.inputDim ? Number(s) : undefined),
+            `labels in 0..${model.inputDim - 1}`,
+          );
     // The grid (a host image) and the batch of labels × rows (a workspace on the device), before either is made.
     const images = labels.length * rows;
     const side = Math.round(Math.sqrt(pixels));
@@ -103,8 +112,8 @@ export async function sample(argv: string[]): Promise<undefined | 'help'> {
       stages: 2,
       gridSteps: 1,
     });
-    await writeSamples(model, values.out, labels, rows, scale, range);
-    process.stdout.write(`${JSON.stringify({ out: values.out, images: labels.length * rows, labels })}\n`);
+    await writeSamples(model, out, labels, rows, scale, range);
+    process.stdout.write(`${JSON.stringify({ out, images: labels.length * rows, labels })}\n`);
     model.dispose();
   } finally {
     rt.dispose();
