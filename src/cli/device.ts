@@ -27,8 +27,9 @@ export const DATASET_SHAPES: Record<
 };
 
 /**
- * A network trained with Adam against the device, naming the flags (`fn` the command): its parameters (one storage buffer), Adam's
- * state (one buffer of two moments per parameter) and the training workspace of a batch with the solver `cfg`.
+ * Checks a network trained with Adam against the device, naming the flags (`fn` the command): its parameters (one
+ * storage buffer), Adam's state (one buffer of two moments per parameter) and the training workspace of a batch
+ * with the solver `cfg`.
  */
 export function checkNetworkFits(
   fn: string,
@@ -44,13 +45,14 @@ export function checkNetworkFits(
   checkSolveFits(fn, { runtime: rt, dims }, batch, 'supervised', cfg, `--batch ${batch}`);
 }
 
+/** --tiles: init's kernels.tiles. */
 export type KernelTiles = NonNullable<NonNullable<InitOptions['kernels']>['tiles']>;
 
 /**
  * The runtime of a training run: default kernels, or --tiles (subgroup-matrix tiles need Dawn's experimental
  * features shown). A layout the device refuses is a usage error naming the flag.
  */
-export async function trainRuntime(tiles: KernelTiles | undefined): Promise<Runtime> {
+export async function openRuntime(tiles: KernelTiles | undefined): Promise<Runtime> {
   if (tiles === undefined) return init();
   try {
     return await init(initOptionsWithTiles({}, tiles));

@@ -4,6 +4,7 @@
 import { init } from '../node.js';
 import { UsageError } from './checks.js';
 
+/** `wpc info ARGS`: prints the adapter, or the help. */
 export async function info(argv: string[]): Promise<void> {
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(

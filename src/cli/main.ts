@@ -38,6 +38,7 @@ WPC ${VERSION} (npm package webgpu-pc) trains predictive-coding networks with WG
 through Dawn in Node).
 `;
 
+/** Runs the command in `argv`; returns the exit code (errors are reported here, on stderr). */
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
