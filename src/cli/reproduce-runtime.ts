@@ -5,6 +5,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadDataset } from '../data/node.js';
 import { init } from '../node.js';
+import type { Runtime } from '../runtime/runtime.js';
 import { MAX_DEPTH } from '../pc/model.js';
 import { writeAtomically } from '../util/atomic-write.js';
 import { MAX_SOLVE_STEPS, constantStepCount, resolveSolverOptions } from '../pc/solver.js';
@@ -19,7 +20,10 @@ import {
   solverOptions,
   studyConfigs,
   toCsv,
+  type StudyConfig,
   type StudyDataset,
+  type StudyOptions,
+  type StudyRow,
   type StudySolver,
 } from './studies/runtime-study.js';
 import {
@@ -153,8 +157,19 @@ it takes many hours, so start with the defaults or a subset, e.g.
   wpc reproduce runtime --hidden 3 --batches 100
 `;
 
-/** `wpc reproduce runtime ARGS`: runs the study and writes its outputs, or returns 'help'. */
-export async function reproduceRuntime(argv: string[]): Promise<undefined | 'help'> {
+/** The study's settings from the command line (the loader and callbacks are added when it runs). */
+type RuntimeSettings = Omit<StudyOptions, 'load' | 'onProgress' | 'onRow'> & {
+  out: string;
+  quiet: boolean;
+  dataDir: string | undefined;
+  /** The configurations run (Euler settings longer than --max-steps are skipped, as in the paper). */
+  run: StudyConfig[];
+  /** Every configuration, skipped ones included. */
+  configs: StudyConfig[];
+};
+
+/** `wpc reproduce runtime ARGS` as settings, checked as far as is possible without the device, or 'help'. */
+function parseRuntime(argv: string[]): RuntimeSettings | 'help' {
   const a = parseFlags(argv, RUNTIME_FLAGS);
   if (a === 'help') return 'help';
   const timing = a.value('timing');
@@ -165,57 +180,68 @@ export async function reproduceRuntime(argv: string[]): Promise<undefined | 'hel
   const solvers = a.value('solvers');
   const maxT1 = a.value('max-t1');
   const dt = a.value('dt');
-  const batchesFlag = a.value('batches');
-  const width = a.value('width');
-  const batchSize = a.value('batch');
-  const maxSteps = a.value('max-steps');
-  const seed = a.value('seed');
-  const out = a.value('out');
-  const quiet = a.value('quiet');
-  const dataDir = a.value('data-dir');
+  const batches = a.value('batches');
+  const s = {
+    timing,
+    datasets,
+    hidden,
+    solvers,
+    maxT1,
+    dt,
+    ...(batches === undefined ? {} : { batches }),
+    width: a.value('width'),
+    batchSize: a.value('batch'),
+    maxSteps: a.value('max-steps'),
+    seed: a.value('seed'),
+    out: a.value('out'),
+    quiet: a.value('quiet'),
+    dataDir: a.value('data-dir'),
+  };
   const configs = studyConfigs({ datasets, hidden, solvers, maxT1, dt });
-  // Euler settings whose grid is longer than --max-steps are skipped by the study (as in the paper).
-  const run = configs.filter((c) => c.solver !== 'euler' || constantStepCount(c.maxT1, c.dt) <= maxSteps);
+  const run = configs.filter((c) => c.solver !== 'euler' || constantStepCount(c.maxT1, c.dt) <= s.maxSteps);
   for (const c of run)
     checkSolverFlags(
-      () => resolveSolverOptions('wpc reproduce runtime', solverOptions(c, maxSteps)),
+      () => resolveSolverOptions('wpc reproduce runtime', solverOptions(c, s.maxSteps)),
       'wpc reproduce runtime',
     );
-  await checkOutputFolder('--out', out, 'ancestors', ['runtime.csv', 'best.md', 'runtime.svg']);
+  return { ...s, run, configs };
+}
+
+/** Refuses, before anything is allocated, a network of the study that the device cannot hold. */
+function checkStudyFits(rt: Runtime, s: RuntimeSettings): void {
+  for (const c of s.run) {
+    const shape = DATASET_SHAPES[c.dataset];
+    const dims = [shape.inputDim, ...Array<number>(c.hidden).fill(s.width), shape.numClasses];
+    checkNetworkFits(
+      'wpc reproduce',
+      rt,
+      dims,
+      false,
+      `--width ${s.width} with --hidden ${c.hidden}`,
+      s.batchSize,
+      resolveSolverOptions('wpc reproduce runtime', solverOptions(c, s.maxSteps)),
+    );
+  }
+}
+
+/** `wpc reproduce runtime ARGS`: runs the study and writes its outputs, or returns 'help'. */
+export async function reproduceRuntime(argv: string[]): Promise<undefined | 'help'> {
+  const s = parseRuntime(argv);
+  if (s === 'help') return 'help';
+  await checkOutputFolder('--out', s.out, 'ancestors', ['runtime.csv', 'best.md', 'runtime.svg']);
   const started = performance.now();
   const rt = await init();
   try {
-    for (const c of run) {
-      const shape = DATASET_SHAPES[c.dataset];
-      const dims = [shape.inputDim, ...Array<number>(c.hidden).fill(width), shape.numClasses];
-      checkNetworkFits(
-        'wpc reproduce',
-        rt,
-        dims,
-        false,
-        `--width ${width} with --hidden ${c.hidden}`,
-        batchSize,
-        resolveSolverOptions('wpc reproduce runtime', solverOptions(c, maxSteps)),
-      );
-    }
+    checkStudyFits(rt, s);
     const adapter = adapterLabel(rt);
     let progress: Progress | undefined;
-    if (!quiet)
+    if (!s.quiet)
       process.stderr.write(
-        `wpc reproduce runtime: ${configs.length} runs (${datasets.join(', ')}; H ${hidden.join(', ')}; ${solvers.join(', ')}) on ${adapter}\n`,
+        `wpc reproduce runtime: ${s.configs.length} runs (${s.datasets.join(', ')}; H ${s.hidden.join(', ')}; ${s.solvers.join(', ')}) on ${adapter}\n`,
       );
+    const { out: _out, quiet, dataDir, run: _run, configs: _configs, ...options } = s;
     const rows = await runRuntimeStudy(rt, {
-      timing,
-      datasets,
-      hidden,
-      solvers,
-      maxT1,
-      dt,
-      ...(batchesFlag === undefined ? {} : { batches: batchesFlag }),
-      seed,
-      width,
-      batchSize,
-      maxSteps,
+      ...options,
       load: (name, split) => loadDataset(name, split, dataDir === undefined ? {} : { dataDir }),
       onProgress: (done, total, c) => {
         progress ??= new Progress(total, quiet, 'batches', false);
@@ -229,31 +255,38 @@ export async function reproduceRuntime(argv: string[]): Promise<undefined | 'hel
         ),
     });
     progress?.end();
-    await mkdir(out, { recursive: true });
-    const seconds = (performance.now() - started) / 1000;
-    await writeAtomically(join(out, 'runtime.csv'), toCsv(rows));
-    const table = bestTable(rows);
-    await writeAtomically(
-      join(out, 'best.md'),
-      `# Runtime study: best settings\n\nAdapter: ${adapter}. ${batchesFlag === undefined ? 'One epoch' : `${batchesFlag} batches`} per setting; ${seconds.toFixed(0)} s in all.\n\n${table}`,
-    );
-    await writeAtomically(
-      join(out, 'runtime.svg'),
-      figureSvg(rows, `Time per inference solve, Euler vs Heun (${adapter})`),
-    );
-    if (!quiet)
-      process.stderr.write(
-        `\n${table}\nwrote ${join(out, 'runtime.csv')}, ${join(out, 'best.md')}, ${join(out, 'runtime.svg')}\n`,
-      );
-    const ratios = heunEulerRatios(rows).map((r) => ({
-      dataset: r.dataset,
-      hidden: r.hidden,
-      eulerMs: +r.euler.solveMsMean.toFixed(3),
-      heunMs: +r.heun.solveMsMean.toFixed(3),
-      eulerOverHeun: +r.ratio.toFixed(3),
-    }));
-    process.stdout.write(`${JSON.stringify({ runs: rows.length, seconds: +seconds.toFixed(1), ratios, out })}\n`);
+    await writeOutputs(s, rows, adapter, started);
   } finally {
     rt.dispose();
   }
+}
+
+/** OUT/runtime.csv, OUT/best.md and OUT/runtime.svg, the table on stderr, and the summary line on stdout. */
+async function writeOutputs(s: RuntimeSettings, rows: StudyRow[], adapter: string, started: number): Promise<void> {
+  const { out, quiet } = s;
+  await mkdir(out, { recursive: true });
+  const seconds = (performance.now() - started) / 1000;
+  await writeAtomically(join(out, 'runtime.csv'), toCsv(rows));
+  const table = bestTable(rows);
+  const length = s.batches === undefined ? 'One epoch' : `${s.batches} batches`;
+  await writeAtomically(
+    join(out, 'best.md'),
+    `# Runtime study: best settings\n\nAdapter: ${adapter}. ${length} per setting; ${seconds.toFixed(0)} s in all.\n\n${table}`,
+  );
+  await writeAtomically(
+    join(out, 'runtime.svg'),
+    figureSvg(rows, `Time per inference solve, Euler vs Heun (${adapter})`),
+  );
+  if (!quiet)
+    process.stderr.write(
+      `\n${table}\nwrote ${join(out, 'runtime.csv')}, ${join(out, 'best.md')}, ${join(out, 'runtime.svg')}\n`,
+    );
+  const ratios = heunEulerRatios(rows).map((r) => ({
+    dataset: r.dataset,
+    hidden: r.hidden,
+    eulerMs: +r.euler.solveMsMean.toFixed(3),
+    heunMs: +r.heun.solveMsMean.toFixed(3),
+    eulerOverHeun: +r.ratio.toFixed(3),
+  }));
+  process.stdout.write(`${JSON.stringify({ runs: rows.length, seconds: +seconds.toFixed(1), ratios, out })}\n`);
 }

@@ -10,7 +10,7 @@ import { MAX_DEPTH } from '../pc/model.js';
 import { writeAtomically } from '../util/atomic-write.js';
 import { resolveSolverOptions } from '../pc/solver.js';
 import { checkOutputFolder } from './checks.js';
-import { THEORY_MAX_T1, runTheoryStudy, theoryCsv, theoryFigureSvg } from './studies/theory-study.js';
+import { THEORY_MAX_T1, type TheoryRow, runTheoryStudy, theoryCsv, theoryFigureSvg } from './studies/theory-study.js';
 import {
   INTEGER,
   POSITIVE,
@@ -97,26 +97,54 @@ Figure 2's layout); the last stdout line is a JSON summary (mean |numerical − 
 ${flagLines(THEORY_FLAGS, 21)}
 `;
 
-/** `wpc reproduce theory ARGS`: runs the study and writes its outputs, or returns 'help'. */
-export async function reproduceTheory(argv: string[]): Promise<undefined | 'help'> {
+/** The study's settings from the command line. */
+interface TheorySettings {
+  dataset: 'mnist' | 'fashion-mnist';
+  maxT1s: number[];
+  iters: number;
+  testEvery: number;
+  testImages: number | undefined;
+  hidden: number;
+  width: number;
+  batchSize: number;
+  lr: number;
+  seed: number;
+  out: string;
+  quiet: boolean;
+  dataDir: string | undefined;
+}
+
+/** The inference options of a training step with limit T = `maxT1` (Heun + PID). */
+const theorySolver = (maxT1: number) => resolveSolverOptions('wpc reproduce theory', { maxT1 });
+
+/** `wpc reproduce theory ARGS` as settings, checked as far as is possible without the device, or 'help'. */
+function parseTheory(argv: string[]): TheorySettings | 'help' {
   const a = parseFlags(argv, THEORY_FLAGS);
   if (a === 'help') return 'help';
-  const dataset = a.value('dataset');
-  const maxT1s = a.value('max-t1');
-  const iters = a.value('iters');
-  const testEvery = a.value('test-every');
-  const testImages = a.value('test-images');
-  const hidden = a.value('hidden');
-  const width = a.value('width');
-  const batchSize = a.value('batch');
-  const lr = a.value('lr');
-  const seed = a.value('seed');
-  const out = a.value('out');
-  const quiet = a.value('quiet');
-  const dataDir = a.value('data-dir');
-  const dataOptions = dataDir === undefined ? {} : { dataDir };
-  const theorySolver = (maxT1: number) => resolveSolverOptions('wpc reproduce theory', { maxT1 });
-  for (const t of maxT1s) checkSolverFlags(() => theorySolver(t), 'wpc reproduce theory');
+  const s: TheorySettings = {
+    dataset: a.value('dataset'),
+    maxT1s: a.value('max-t1'),
+    iters: a.value('iters'),
+    testEvery: a.value('test-every'),
+    testImages: a.value('test-images'),
+    hidden: a.value('hidden'),
+    width: a.value('width'),
+    batchSize: a.value('batch'),
+    lr: a.value('lr'),
+    seed: a.value('seed'),
+    out: a.value('out'),
+    quiet: a.value('quiet'),
+    dataDir: a.value('data-dir'),
+  };
+  for (const t of s.maxT1s) checkSolverFlags(() => theorySolver(t), 'wpc reproduce theory');
+  return s;
+}
+
+/** `wpc reproduce theory ARGS`: runs the study and writes its outputs, or returns 'help'. */
+export async function reproduceTheory(argv: string[]): Promise<undefined | 'help'> {
+  const s = parseTheory(argv);
+  if (s === 'help') return 'help';
+  const { dataset, maxT1s, iters, hidden, width, batchSize, out, quiet } = s;
   await checkOutputFolder('--out', out, 'ancestors', [`theory-${dataset}.csv`, `theory-${dataset}.svg`]);
   const started = performance.now();
   const rt = await init();
@@ -133,6 +161,7 @@ export async function reproduceTheory(argv: string[]): Promise<undefined | 'help
         batchSize,
         theorySolver(t),
       );
+    const dataOptions = s.dataDir === undefined ? {} : { dataDir: s.dataDir };
     const [train, test] = await Promise.all([
       loadDataset(dataset, 'train', dataOptions),
       loadDataset(dataset, 'test', dataOptions),
@@ -149,13 +178,13 @@ export async function reproduceTheory(argv: string[]): Promise<undefined | 'help
       test,
       maxT1s,
       iters,
-      testEvery,
+      testEvery: s.testEvery,
       width,
       hidden,
       batchSize,
-      lr,
-      seed,
-      ...(testImages === undefined ? {} : { testImages }),
+      lr: s.lr,
+      seed: s.seed,
+      ...(s.testImages === undefined ? {} : { testImages: s.testImages }),
       onProgress: (done, _total, t) => progress.update(done, undefined, `T=${t}`),
       onTest: (r) =>
         progress.log(
@@ -163,23 +192,29 @@ export async function reproduceTheory(argv: string[]): Promise<undefined | 'help
         ),
     });
     progress.end();
-    await mkdir(out, { recursive: true });
-    const csv = join(out, `theory-${dataset}.csv`);
-    const svg = join(out, `theory-${dataset}.svg`);
-    await writeAtomically(csv, theoryCsv(rows));
-    const title = `Theoretical vs numerical PC energy, deep linear network (${dataset}, ${hidden}×${width})`;
-    await writeAtomically(svg, theoryFigureSvg(rows, title));
-    const gaps = maxT1s.map((t) => {
-      const run = rows.filter((r) => r.maxT1 === t);
-      const gap =
-        run.reduce((sum, r) => sum + Math.abs(r.numericalEnergy - r.theoryEnergy) / r.theoryEnergy, 0) / run.length;
-      const last = run[run.length - 1]!;
-      return { maxT1: t, meanRelativeGap: +gap.toFixed(5), finalTestAccuracy: +last.testAccuracy.toFixed(2) };
-    });
-    const seconds = (performance.now() - started) / 1000;
-    if (!quiet) process.stderr.write(`wrote ${csv} and ${svg}\n`);
-    process.stdout.write(`${JSON.stringify({ dataset, seconds: +seconds.toFixed(1), gaps, csv, svg, adapter })}\n`);
+    await writeOutputs(s, rows, adapter, started);
   } finally {
     rt.dispose();
   }
+}
+
+/** OUT/theory-DATASET.csv and .svg, and the summary line (the mean relative gap per T) on stdout. */
+async function writeOutputs(s: TheorySettings, rows: TheoryRow[], adapter: string, started: number): Promise<void> {
+  const { dataset, out } = s;
+  await mkdir(out, { recursive: true });
+  const csv = join(out, `theory-${dataset}.csv`);
+  const svg = join(out, `theory-${dataset}.svg`);
+  await writeAtomically(csv, theoryCsv(rows));
+  const title = `Theoretical vs numerical PC energy, deep linear network (${dataset}, ${s.hidden}×${s.width})`;
+  await writeAtomically(svg, theoryFigureSvg(rows, title));
+  const gaps = s.maxT1s.map((t) => {
+    const run = rows.filter((r) => r.maxT1 === t);
+    const gap =
+      run.reduce((sum, r) => sum + Math.abs(r.numericalEnergy - r.theoryEnergy) / r.theoryEnergy, 0) / run.length;
+    const last = run[run.length - 1]!;
+    return { maxT1: t, meanRelativeGap: +gap.toFixed(5), finalTestAccuracy: +last.testAccuracy.toFixed(2) };
+  });
+  const seconds = (performance.now() - started) / 1000;
+  if (!s.quiet) process.stderr.write(`wrote ${csv} and ${svg}\n`);
+  process.stdout.write(`${JSON.stringify({ dataset, seconds: +seconds.toFixed(1), gaps, csv, svg, adapter })}\n`);
 }
