@@ -18,7 +18,7 @@ const common = {
 };
 await build({
   ...common,
-  entryPoints: { node: 'src/node.ts', cli: 'src/cli.ts' },
+  entryPoints: { node: 'src/node.ts', cli: 'src/cli/main.ts' },
   outdir: 'dist',
   platform: 'node',
   // Dawn is a native addon: keep it an import (a dynamic one, in src/runtime/dawn.ts).

@@ -28,7 +28,8 @@ import { type Activation, JobFlag, SMALL_WG, type TileConfig, epilogueColumns } 
 import { BufferUsage, UNIFORM_USAGE } from '../runtime/flags.js';
 import type { CompiledKernel } from '../runtime/kernel.js';
 import type { Recorder } from '../runtime/recorder.js';
-import { type Runtime, SleepEstimator } from '../runtime/runtime.js';
+import { SleepEstimator } from '../runtime/polling.js';
+import type { Runtime } from '../runtime/runtime.js';
 import { type JobTable, epilogue4Ready, packJobs, tilesOf } from './layer-jobs.js';
 import { fusedLayer } from './layers/index.js';
 import { type Loss, outputKind } from './layers/output.js';

@@ -24,8 +24,6 @@ import { type PendingRead, type Range, queueRead } from './readback.js';
 import { type Shape, formatShape, shapeSize } from './shape.js';
 
 // Kept for importers that have not moved to the new homes yet (the CLI, the study, the workspace).
-export { initOptionsWithTiles } from './options.js';
-export { SleepEstimator } from './polling.js';
 
 /** Counters for benchmarks and tests ("no readback per inference step" is checked with these). */
 export interface RuntimeStats {

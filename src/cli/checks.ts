@@ -10,7 +10,7 @@
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { WpcError, printable } from './runtime/errors.js';
+import { WpcError, printable } from '../runtime/errors.js';
 
 /** A command-line mistake: reported on one line with a pointer to --help, exit code 2. */
 export class UsageError extends Error {

@@ -2,15 +2,15 @@
  * `wpc data download NAME` and `wpc data path NAME`: fetching MNIST / Fashion-MNIST from their public mirrors
  * (checksums verified), and showing where the lookup order finds a dataset.
  */
-import { parseArgs } from 'node:util';
-import { DEFAULT_MIRRORS, MAX_RETRIES, downloadDataset, type DownloadProgress } from './data/download.js';
-import { DATASET_NAMES, type DatasetName } from './data/files.js';
-import { locateDataset } from './data/locate.js';
-import { WpcArgumentError, printable } from './runtime/errors.js';
-import { UsageError } from './cli-checks.js';
+import { DEFAULT_MIRRORS, MAX_RETRIES, downloadDataset, type DownloadProgress } from '../data/download.js';
+import { DATASET_NAMES, type DatasetName } from '../data/files.js';
+import { locateDataset } from '../data/locate.js';
+import { WpcArgumentError, printable } from '../runtime/errors.js';
+import { UsageError } from './checks.js';
+import { STANDARD_FLAGS, flagLines, parseFlags, text, texts, toggle, valued } from './args.js';
 
 /** The lookup order, as every help text that mentions --data-dir refers to it. */
-export const LOOKUP_ORDER = `Where data is looked for (wpc train, wpc reproduce, wpc data path, loadDataset):
+const LOOKUP_ORDER = `Where data is looked for (wpc train, wpc reproduce, wpc data path, loadDataset):
   1. --data-dir DIR (dataDir in the API), else
   2. the WPC_DATA_DIR environment variable;
      either is your explicit choice: when the folder lacks the data, that is an error (no further search);
@@ -25,7 +25,33 @@ structure, not their checksums; 'wpc data download' verifies those.`;
 
 const mirrorList = (name: DatasetName) => DEFAULT_MIRRORS[name].map((m) => `      ${m}`).join('\n');
 
-export const DATA_DOWNLOAD_HELP = `Usage: wpc data download mnist|fashion-mnist [options]
+const DOWNLOAD_FLAGS = {
+  dir: text('--dir DIR', [
+    'data directory                       (default: $WPC_DATA_DIR when set, else the per-user',
+    "                                      cache directory; see 'wpc data path --help')",
+  ]),
+  mirror: texts(
+    '--mirror URL',
+    'a base URL holding the four files; repeat for more, tried in order (replaces the defaults)',
+  ),
+  retries: valued(
+    '--retries N',
+    [
+      'retries per mirror after a transient failure (a dropped connection, a truncated or stalled',
+      `transfer, HTTP 408/429/5xx), 0..${MAX_RETRIES}    (default 2; waits 1 s, 2 s, 4 s, ... between them)`,
+    ],
+    undefined,
+    (raw, name) => {
+      if (!/^\d+$/.test(raw) || Number(raw) > MAX_RETRIES)
+        throw new UsageError(`--${name} must be an integer in 0..${MAX_RETRIES}, got ${JSON.stringify(raw)}`);
+      return Number(raw);
+    },
+  ),
+  quiet: toggle('--quiet', 'no progress on stderr'),
+  ...STANDARD_FLAGS,
+};
+
+const DATA_DOWNLOAD_HELP = `Usage: wpc data download mnist|fashion-mnist [options]
 
 Fetches the dataset's four IDX files (train/t10k images and labels, .gz) into DIR/NAME/, verifying each file's
 size and SHA-256 against the genuine file's (known to WPC). Each file is written to a temporary file next to its
@@ -33,14 +59,7 @@ final name and renamed into place only once verified; files already there with t
 Progress goes to stderr; the last line on stdout is a JSON summary {"dataset", "dir", "files": [{"file",
 "bytes", "sha256", "alreadyPresent", "url", "failedAttempts"}]}.
 
-  --dir DIR          data directory                       (default: $WPC_DATA_DIR when set, else the per-user
-                                                           cache directory; see 'wpc data path --help')
-  --mirror URL       a base URL holding the four files; repeat for more, tried in order (replaces the defaults)
-  --retries N        retries per mirror after a transient failure (a dropped connection, a truncated or stalled
-                     transfer, HTTP 408/429/5xx), 0..${MAX_RETRIES}    (default 2; waits 1 s, 2 s, 4 s, ... between them)
-  --quiet            no progress on stderr
-  --debug            print the stack trace of an error
-  -h, --help         this help
+${flagLines(DOWNLOAD_FLAGS, 21)}
 
 A transfer that receives nothing for 30 s is abandoned as stalled. Default mirrors, in order:
   mnist
@@ -49,27 +68,30 @@ ${mirrorList('mnist')}
 ${mirrorList('fashion-mnist')}
 `;
 
-export const DATA_PATH_HELP = `Usage: wpc data path mnist|fashion-mnist [--data-dir DIR]
+const PATH_FLAGS = {
+  'data-dir': text('--data-dir DIR', 'look only there (see 1. below)'),
+  ...STANDARD_FLAGS,
+};
+
+const DATA_PATH_HELP = `Usage: wpc data path mnist|fashion-mnist [--data-dir DIR]
 
 Prints the folder holding the dataset's four files, found in the lookup order below; exits with 1 and a message
 listing every place searched when there is none (then 'wpc data download NAME' fetches it), e.g.
   wpc data path mnist || wpc data download mnist
 
-  --data-dir DIR     look only there (see 1. below)
-  --debug            print the stack trace of an error
-  -h, --help         this help
+${flagLines(PATH_FLAGS, 21)}
 
 ${LOOKUP_ORDER}
 `;
 
-export const DATA_HELP = `Usage: wpc data download mnist|fashion-mnist [--dir DIR] [--mirror URL ...] [--retries N]
+const DATA_HELP = `Usage: wpc data download mnist|fashion-mnist [--dir DIR] [--mirror URL ...] [--retries N]
        wpc data path mnist|fashion-mnist [--data-dir DIR]
 
   download   fetch the dataset from its public mirrors, checksums verified (wpc data download --help)
   path       print the folder the lookup order finds the dataset in (wpc data path --help)
 `;
 
-function datasetArg(command: string, positionals: string[]): DatasetName {
+function datasetArg(command: string, positionals: readonly string[]): DatasetName {
   const [name, extra] = positionals;
   if (name === undefined)
     throw new UsageError(`wpc data ${command} needs a dataset name: ${DATASET_NAMES.join(' or ')}`);
@@ -108,31 +130,16 @@ function progressPrinter(quiet: boolean): { update: (p: DownloadProgress) => voi
 }
 
 async function download(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: true,
-    options: {
-      dir: { type: 'string' },
-      mirror: { type: 'string', multiple: true },
-      retries: { type: 'string' },
-      quiet: { type: 'boolean' },
-      debug: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) {
+  const a = parseFlags(argv, DOWNLOAD_FLAGS, 'allowed');
+  if (a === 'help') {
     process.stdout.write(DATA_DOWNLOAD_HELP);
     return 0;
   }
-  const name = datasetArg('download', positionals);
-  let retries: number | undefined;
-  if (values.retries !== undefined) {
-    retries = Number(values.retries);
-    if (!/^\d+$/.test(values.retries) || retries > MAX_RETRIES)
-      throw new UsageError(`--retries must be an integer in 0..${MAX_RETRIES}, got ${JSON.stringify(values.retries)}`);
-  }
-  const progress = progressPrinter(values.quiet ?? false);
+  const name = datasetArg('download', a.positionals);
+  const retries = a.value('retries');
+  const dir = a.value('dir');
+  const mirrors = a.value('mirror');
+  const progress = progressPrinter(a.value('quiet'));
   // Ctrl-C stops the transfer in flight and removes its temporary file before exiting.
   const stop = new AbortController();
   const onInterrupt = () => stop.abort(new Error('interrupted'));
@@ -140,8 +147,8 @@ async function download(argv: string[]): Promise<number> {
   process.once('SIGTERM', onInterrupt);
   try {
     const result = await downloadDataset(name, {
-      ...(values.dir === undefined ? {} : { dir: values.dir }),
-      ...(values.mirror === undefined ? {} : { mirrors: values.mirror }),
+      ...(dir === undefined ? {} : { dir }),
+      ...(mirrors === undefined ? {} : { mirrors }),
       ...(retries === undefined ? {} : { retries }),
       signal: stop.signal,
       onProgress: progress.update,
@@ -180,23 +187,15 @@ async function download(argv: string[]): Promise<number> {
 }
 
 async function path(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: true,
-    options: {
-      'data-dir': { type: 'string' },
-      debug: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) {
+  const a = parseFlags(argv, PATH_FLAGS, 'allowed');
+  if (a === 'help') {
     process.stdout.write(DATA_PATH_HELP);
     return 0;
   }
-  const name = datasetArg('path', positionals);
-  if (values['data-dir'] === '') throw new UsageError('--data-dir needs a folder name, got ""');
-  const found = await locateDataset(name, values['data-dir'] === undefined ? {} : { dataDir: values['data-dir'] });
+  const name = datasetArg('path', a.positionals);
+  const dataDir = a.value('data-dir');
+  if (dataDir === '') throw new UsageError('--data-dir needs a folder name, got ""');
+  const found = await locateDataset(name, dataDir === undefined ? {} : { dataDir });
   process.stdout.write(`${found.dir}\n`);
   return 0;
 }

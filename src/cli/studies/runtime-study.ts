@@ -5,16 +5,16 @@
  * initialisation, waiting for the GPU to finish (the paper's `block_until_ready`); see `StudyTiming`. The first
  * batch is excluded; the test accuracy is measured at the end.
  */
-import { batches, epochBatchCount, type Dataset } from '../data/dataset.js';
-import type { Runtime } from '../runtime/runtime.js';
-import { SleepEstimator } from '../runtime/runtime.js';
-import { initActivitiesWithFfwd } from '../pc/energy.js';
-import { solveInference } from '../pc/infer.js';
-import { makeMlp } from '../pc/model.js';
-import { adam } from '../pc/optim.js';
-import { constantStepCount, type SolverOptions } from '../pc/solve/index.js';
-import { makePcStep } from '../pc/train.js';
-import { Random } from '../util/random.js';
+import { batches, epochBatchCount, type Dataset } from '../../data/dataset.js';
+import type { Runtime } from '../../runtime/runtime.js';
+import { SleepEstimator } from '../../runtime/polling.js';
+import { initActivitiesWithFfwd } from '../../pc/energy.js';
+import { solveInference } from '../../pc/infer.js';
+import { makeMlp } from '../../pc/model.js';
+import { adam } from '../../pc/optim.js';
+import { constantStepCount, type SolverOptions } from '../../pc/solve/index.js';
+import { makePcStep } from '../../pc/train.js';
+import { Random } from '../../util/random.js';
 import { testSetMetrics } from './test-set.js';
 
 export type StudyDataset = 'mnist' | 'fashion-mnist' | 'cifar10-synthetic';
@@ -28,7 +28,7 @@ export const PAPER_DT = [0.5, 0.1, 0.05] as const;
  * The best (T, dt) the paper reports for each dataset, depth and solver (plot_mlp_results.ipynb, the settings of
  * Figure 1). CIFAR-10 is replaced here by synthetic data of its shape, used for timing only.
  */
-export const PAPER_BEST: Readonly<
+const PAPER_BEST: Readonly<
   Record<StudyDataset, Readonly<Record<number, Readonly<Record<StudySolver, { maxT1: number; dt: number }>>>>>
 > = {
   mnist: {
@@ -114,7 +114,7 @@ export function studyConfigs(o: Pick<StudyOptions, 'datasets' | 'hidden' | 'solv
 }
 
 /** CIFAR-10-shaped data (3072 inputs, 10 classes) with random inputs and labels: for timing only. */
-export function syntheticCifar(count: number, seed: number): Dataset {
+function syntheticCifar(count: number, seed: number): Dataset {
   const rng = new Random(seed);
   const inputDim = 3072;
   const images = new Float32Array(count * inputDim);
@@ -299,7 +299,7 @@ export function toCsv(rows: readonly StudyRow[]): string {
  * The best setting of each (dataset, depth, solver): highest test accuracy among the runs (synthetic data has no
  * accuracy: fastest), as in the paper's Figures 3–6.
  */
-export function bestSettings(rows: readonly StudyRow[]): StudyRow[] {
+function bestSettings(rows: readonly StudyRow[]): StudyRow[] {
   const groups = new Map<string, StudyRow[]>();
   for (const r of rows) {
     if (r.status !== 'ok') continue;

@@ -7,12 +7,12 @@
  * summed); every `testEvery` iterations the test accuracy is measured. As T grows the numerical energy should
  * approach the theoretical one.
  */
-import { batches, type Dataset } from '../data/dataset.js';
-import type { Runtime } from '../runtime/runtime.js';
-import { linearEquilibEnergy } from '../pc/linear-theory.js';
-import { makeMlp } from '../pc/model.js';
-import { adam } from '../pc/optim.js';
-import { makePcStep } from '../pc/train.js';
+import { batches, type Dataset } from '../../data/dataset.js';
+import type { Runtime } from '../../runtime/runtime.js';
+import { linearEquilibEnergy } from '../../pc/linear-theory.js';
+import { makeMlp } from '../../pc/model.js';
+import { adam } from '../../pc/optim.js';
+import { makePcStep } from '../../pc/train.js';
 import { testSetMetrics } from './test-set.js';
 
 export const THEORY_MAX_T1 = [10, 20, 50, 100, 200] as const;

@@ -3,10 +3,10 @@
  * in chunks of 2,000, or fewer where a wide network's evaluation workspace would not fit the device. Shared by
  * `wpc train` and the paper studies.
  */
-import { oneHot, type Dataset } from '../data/dataset.js';
-import { testDiscriminativePc } from '../pc/evaluate.js';
-import type { Model } from '../pc/model.js';
-import { type Loss, maxWorkspaceRows } from '../pc/workspace.js';
+import { oneHot, type Dataset } from '../../data/dataset.js';
+import { testDiscriminativePc } from '../../pc/evaluate.js';
+import type { Model } from '../../pc/model.js';
+import { type Loss, maxWorkspaceRows } from '../../pc/workspace.js';
 
 const CHUNK = 2000;
 
