@@ -38,12 +38,10 @@ const ROOM_OF: Readonly<Record<string, Room>> = {
   'src/io/': 'io',
   'src/data/': 'io',
   'src/api.ts': 'api',
+  'src/init.ts': 'api',
   'src/node.ts': 'entries',
   'src/browser.ts': 'entries',
-  'src/cli.ts': 'cli',
-  'src/cli-': 'cli',
   'src/cli/': 'cli',
-  'src/study/': 'cli',
 };
 
 /** The public entries: every name they export, directly or through re-exports, is the package's API. */

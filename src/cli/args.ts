@@ -17,7 +17,7 @@ import { UsageError } from './checks.js';
 type RawValue = string | boolean | (string | boolean)[] | undefined;
 
 /** One flag of a command; `T` is its value (from `read`), whether given or not. */
-export interface Flag<T> {
+interface Flag<T> {
   /** How the help names it, e.g. "--hidden H" or "-h, --help". */
   readonly label: string;
   /** Its help text, one entry per line, each starting at the help's text column; none: described with another. */
@@ -33,12 +33,12 @@ export interface Flag<T> {
 }
 
 /** A command's flags by name (without the leading --), in the order of its help. */
-export type FlagTable = Readonly<Record<string, Flag<unknown>>>;
+type FlagTable = Readonly<Record<string, Flag<unknown>>>;
 
 type FlagValue<F> = F extends Flag<infer T> ? T : never;
 
 /** The parsed command line of a command with the flags `F`. */
-export interface Args<F extends FlagTable> {
+interface Args<F extends FlagTable> {
   /** The arguments that are not flags (only commands that take them let `parseFlags` accept any). */
   readonly positionals: readonly string[];
   /** Whether --name was given. */
@@ -139,7 +139,7 @@ export function valued<T, D = T>(
 }
 
 /** What a number must be: the check, and the words for it in messages ("a positive integer"). */
-export type NumberRule = readonly [check: (v: number) => boolean, expected: string];
+type NumberRule = readonly [check: (v: number) => boolean, expected: string];
 
 const positiveInt = (v: number) => Number.isSafeInteger(v) && v > 0;
 export const POSITIVE_INTEGER: NumberRule = [positiveInt, 'a positive integer'];

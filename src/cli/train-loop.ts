@@ -44,7 +44,7 @@ export interface TrainingRun {
 }
 
 /** What the loop works with besides the run. */
-export interface LoopSetup {
+interface LoopSetup {
   readonly config: TrainConfig;
   readonly trainSet: Dataset;
   /** Training steps per epoch, and in the whole run. */

@@ -227,7 +227,7 @@ fn vec_ok(job: Job) -> bool {
 
 // The epilogue for columns col..col+3 (layer-matmul.wgsl, VEC_EPILOGUE). In the VEC4_ONLY variant, which the
 // host picks when every job and the stage record pass vec_ok, it is the only path compiled: the scalar one, with
-// every stage mode, takes ~40% of this kernel's first-use compile time on lavapipe.
+// every stage mode, is a large share of this kernel's first-use compile time on lavapipe (DEVELOPERS.md).
 
 fn ld4(i: u32) -> vec4<f32> {
   return work[i >> 2u];

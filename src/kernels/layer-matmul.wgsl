@@ -15,7 +15,7 @@
 //     and the partial products meet in subgroupAdd, after which lane 0 runs the epilogue. For GPUs running the
 //     small products of PC layers (batch 64, k = 300): WG times more workgroups than the blocked layout and a k
 //     loop WG times shorter, the regime where the dependent loads of the k loop, not the FMAs, set the time. (On
-//     lavapipe it is ~10× slower than the subgroup layout, bench/tiles.ts: a lane loads TM + TN values per TM·TN
+//     lavapipe it is far slower than the subgroup layout, bench/tiles.ts: a lane loads TM + TN values per TM·TN
 //     multiply-adds, and every load there is a per-lane loop.)
 //   SHARED_TILES: the classic GPU layout: WG = SIDE² invocations own a (TM·SIDE)×(TN·SIDE) tile, invocation
 //     (y, x) the TM rows from y·TM and TN columns from x·TN; per block of BK = 16 steps of k the workgroup
@@ -142,7 +142,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   // The k loop, once per row-group variant G (kernels/layer-matmul.ts, subgroupKLoops), each of the form
   //   for (var kk = 0u; kk < job.k; kk++) {
   //     for (var i = 0u; i < G; i++) { a[i] = load_a(job, min(m0 + i * WG, m_last), kk); }
-  //     for (var j = 0u; j < TB; j++) { if (j * WG < cols) { b[j] = load_b(job, kk, min(n0 + j * WG + lane, n_last)); } }
+  //     for (var j = 0u; j < TB; j++) {
+  //       if (j * WG < cols) { b[j] = load_b(job, kk, min(n0 + j * WG + lane, n_last)); }
+  //     }
   //     <for each column: broadcast its B value, fma into the accumulators of the first G row groups>
   //   }
   // chosen once per tile, outside the loop (a branch per k would slow whole tiles).

@@ -3,7 +3,8 @@
  * offsets and size by WGSL's alignment rules) and its one packer, from a typed record to the bytes the kernel
  * reads. Records that share a uniform buffer sit UNIFORM_STRIDE bytes apart (bound with a dynamic offset).
  * test/structs.test.ts parses each struct from its `.wgsl` file and checks layout and packer against it.
- * (Over 500 lines because every host-written struct lives here, one short section each.)
+ *
+ * Longer than 500 lines: every host-written struct lives here, one short section each.
  */
 
 /** The WGSL types the host-written structs use. */
@@ -61,7 +62,10 @@ function uniformBytes(layout: StructLayout<string>): number {
 const u32 = <N extends string>(name: N) => [name, 'u32'] as const;
 const f32 = <N extends string>(name: N) => [name, 'f32'] as const;
 
-/** Bytes between records of a uniform bound with dynamic offsets (≥ every adapter's minUniformBufferOffsetAlignment). */
+/**
+ * Bytes between records of a uniform bound with dynamic offsets (≥ every adapter's
+ * minUniformBufferOffsetAlignment).
+ */
 export const UNIFORM_STRIDE = 256;
 
 type Value = number | boolean | readonly number[] | undefined;
@@ -126,7 +130,7 @@ export interface Job {
 }
 
 /** A record of a job table: a run of consecutive workgroups of one job (pc/layer-jobs.ts schedules them). */
-export interface JobRecord {
+interface JobRecord {
   job: Job;
   /** The run's first workgroup in the dispatch. */
   wgStart: number;
@@ -210,7 +214,7 @@ export interface StageRecord {
 }
 
 /** Where the activity families of a workspace start (element offsets), and the activity decay of its energy. */
-export interface StageFamilies {
+interface StageFamilies {
   y: number;
   py: number;
   t: number;
@@ -325,7 +329,7 @@ export const STATE = {
 } as const;
 
 /** The solver state's fields the host sets before a solve (the others start at 0). */
-export interface SolverStateStart {
+interface SolverStateStart {
   tnext: number;
   prevInv: number;
   prevPrevInv: number;
@@ -345,7 +349,7 @@ export const REG = layout('Reg', 'regularize.wgsl', [
 ]);
 export const REG_WORDS = REG.words;
 
-export interface RegRecord {
+interface RegRecord {
   /** W in the parameters and gradients, [out × in]. */
   wOff: number;
   outDim: number;
@@ -395,7 +399,7 @@ export const FUSED = layout('Fused', 'fused-solve.wgsl', [
 /** Words of the fused solve's uniform (struct Fused rounded up to 16 bytes). */
 export const FUSED_WORDS = uniformBytes(FUSED) / 4;
 
-export interface FusedConfig {
+interface FusedConfig {
   layers: number;
   batch: number;
   /** Stages evaluated per step. */
@@ -466,7 +470,7 @@ export const HEALTH_UNIFORM_BYTES = uniformBytes(HEALTH);
 /** "None" in the health uniform and the control words (no loss; no bad layer). */
 export const NONE = 0xffffffff;
 
-export interface HealthRecord {
+interface HealthRecord {
   nEnergy: number;
   energyOff: number;
   nAct: number;
@@ -539,7 +543,7 @@ export const OPT = layout('Opt', 'optimizer.wgsl', [
 ]);
 export const OPT_BYTES = uniformBytes(OPT);
 
-export interface OptRecord {
+interface OptRecord {
   n: number;
   pOff: number;
   gOff: number;
@@ -569,7 +573,7 @@ export const ROWS = layout(
   (['rows', 'cols', 'pred_off', 'target_off', 'part_off', 'loss_ce', 'groups', 'regions'] as const).map(u32),
 );
 
-export interface RowsRecord {
+interface RowsRecord {
   rows: number;
   cols: number;
   predOff: number;
@@ -595,7 +599,7 @@ export const RECORDING = layout(
   (['when', 'layers', 'capacity', 'traj_n', 'y', 'pad0', 'pad1', 'pad2'] as const).map(u32),
 );
 
-export interface RecordingRecord {
+interface RecordingRecord {
   /** RecordWhen.* (kernels/record.ts). */
   when: number;
   layers: number;

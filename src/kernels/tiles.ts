@@ -20,7 +20,7 @@ import type { KernelTuning, MatrixOperand } from '../runtime/options.js';
  * workgroup is one subgroup of `wg` lanes owning `tm × tn` subgroup matrices (tensor cores where the GPU has
  * them), a `(tm·M) × (tn·N)` tile, with panels of A and B staged in workgroup memory in the operand type.
  * CPU adapters want a SIMD-width workgroup and big register blocks; GPUs want more invocations per workgroup
- * and smaller blocks. The defaults below come from paired runs (DEVELOPERS.md, "Measurements behind the kernel
+ * and smaller blocks. The defaults below come from measurements (DEVELOPERS.md, "Measurements behind the kernel
  * defaults"; BENCHMARKS.md, "Register tiles").
  */
 export interface TileConfig {

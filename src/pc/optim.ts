@@ -6,6 +6,10 @@
  *   sgd:       p ← p − lr·g;  with momentum μ: t ← g + μt, p ← p − lr·t  (nesterov: p ← p − lr·(g + μt))
  *   adam:      m ← (1−b1)g + b1·m,  v ← (1−b2)g² + b2·v,  p ← p − lr·m̂ / (√(v̂ + epsRoot) + eps),
  *              m̂ = m/(1 − b1ᵗ), v̂ = v/(1 − b2ᵗ)  (eps outside the square root, as optax)
+ *
+ * Longer than 500 lines: an OptState holds both the optimiser's GPU state and the divergence guard's (the copy
+ * saved before an update, the health checks, the rollback), which read and restore the same buffers; the guard
+ * could become a class of its own that the state owns.
  */
 import { copyKernel } from '../kernels/copy.js';
 import { healthKernel } from '../kernels/health.js';
@@ -265,7 +269,8 @@ export class OptState {
         'wpc.optimizer.control',
         BufferUsage.COPY_SRC | BufferUsage.COPY_DST | BufferUsage.INDIRECT,
       );
-      this.runtime.device.queue.writeBuffer(this.control, 0, new Uint32Array(CONTROL_BYTES / 4)); // no reference, no rollback
+      // No reference yet, no rollback.
+      this.runtime.device.queue.writeBuffer(this.control, 0, new Uint32Array(CONTROL_BYTES / 4));
       this.writeHealthyControl();
       this.healthUniform = this.runtime.device.createBuffer({
         size: HEALTH_UNIFORM_BYTES,

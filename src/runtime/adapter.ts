@@ -27,7 +27,7 @@ export interface AdapterSummary {
 }
 
 /** One of the adapter's subgroup-matrix configurations: componentType A and B, resultComponentType C = A·B. */
-export interface SubgroupMatrixConfig {
+interface SubgroupMatrixConfig {
   componentType: string;
   resultComponentType: string;
   M: number;

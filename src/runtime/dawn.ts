@@ -21,7 +21,7 @@ export const NO_ADAPTER_HINT_NODE =
  */
 export type SoftwareVectorBits = 'auto' | 128 | 256 | 512;
 
-export const SOFTWARE_VECTOR_BITS: readonly SoftwareVectorBits[] = ['auto', 128, 256, 512];
+const SOFTWARE_VECTOR_BITS: readonly SoftwareVectorBits[] = ['auto', 128, 256, 512];
 
 /** The variable lavapipe reads its vector width from, once per process, when it first compiles. */
 const LAVAPIPE_WIDTH_VAR = 'LP_NATIVE_VECTOR_WIDTH';
@@ -42,9 +42,8 @@ export function cpuHasAvx512(cpuinfo?: string): boolean {
 
 /**
  * What LP_NATIVE_VECTOR_WIDTH should be set to for `bits`, or undefined to leave the environment alone. `'auto'`
- * asks for 512-bit vectors (16 lanes per subgroup) on CPUs with AVX-512 unless the user set the variable: on
- * this project's AMD EPYC (Zen 5) training steps took 10–15% less time and lone products up to 1.5× less than
- * with lavapipe's default 256 (BENCHMARKS.md).
+ * asks for 512-bit vectors (16 lanes per subgroup) on CPUs with AVX-512 unless the user set the variable: there
+ * training steps and lone products are faster than with lavapipe's default 256 (DEVELOPERS.md has the figures).
  */
 export function lavapipeVectorWidth(
   bits: SoftwareVectorBits,
@@ -102,7 +101,7 @@ function applyWidth(fn: string, bits: SoftwareVectorBits): string | undefined {
  * a package that is there but fails to load (a native binary for another platform, a broken install) keeps the
  * loader's own message.
  */
-export function dawnLoadError(e: unknown): WpcGpuError {
+function dawnLoadError(e: unknown): WpcGpuError {
   const err = e as { code?: unknown; message?: unknown } | null;
   const message = typeof err?.message === 'string' ? err.message : String(e);
   const missing =

@@ -15,7 +15,7 @@ import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 import { WpcGpuError, WpcShaderError } from './errors.js';
 import { ShaderStage } from './flags.js';
 
-export type BindingKind = 'uniform' | 'storage' | 'read-only-storage';
+type BindingKind = 'uniform' | 'storage' | 'read-only-storage';
 
 export interface BindingSpec {
   readonly name: string;
@@ -64,7 +64,7 @@ function sourceHash(parts: readonly SourcePart[]): string {
   return (h >>> 0).toString(16);
 }
 
-export function kernelCacheKey(spec: KernelSpec): string {
+function kernelCacheKey(spec: KernelSpec): string {
   const defines = Object.entries(spec.defines ?? {})
     .filter(([, on]) => on)
     .map(([k]) => k)
@@ -80,7 +80,7 @@ const CONSTANT = /\{\{([A-Za-z_][A-Za-z0-9_]*)\}\}/g;
  * Applies `#if NAME` switches (through wgsl-preprocessor) and `{{NAME}}` constants to one source file.
  * An unknown `{{NAME}}` is an error: a silently unreplaced token would only fail later, inside the compiler.
  */
-export function preprocess(
+function preprocess(
   part: SourcePart,
   defines: Readonly<Record<string, boolean>>,
   constants: Readonly<Record<string, number | string>>,
@@ -116,7 +116,7 @@ export function preprocess(
 }
 
 /** Preprocesses and joins a kernel's parts, remembering where each part starts for error messages. */
-export function assembleSource(spec: KernelSpec): { source: string; starts: { file: string; line: number }[] } {
+function assembleSource(spec: KernelSpec): { source: string; starts: { file: string; line: number }[] } {
   const starts: { file: string; line: number }[] = [];
   let source = '';
   let line = 1;

@@ -13,7 +13,7 @@ import { WpcArgumentError } from './errors.js';
 export const F32_MAX = 3.4028234663852886e38;
 
 /** A limit on the bytes of one buffer, and the name of the device limit it comes from. */
-export interface SizeLimit {
+interface SizeLimit {
   /** Usable bytes: the limit rounded down to 16 (WPC rounds buffer sizes up to 16). */
   readonly bytes: number;
   readonly name: 'maxStorageBufferBindingSize' | 'maxBufferSize';
@@ -39,13 +39,8 @@ export function bufferLimit(limits: Limits): SizeLimit {
   return { bytes: Math.floor(limits.maxBufferSize / 16) * 16, name: 'maxBufferSize', storage: false };
 }
 
-/** Most f32 values one storage binding holds. */
-export function maxStorageFloats(limits: Limits): number {
-  return Math.floor(storageLimit(limits).bytes / 4);
-}
-
 /** Bytes for messages: "512 B", "12.0 KiB", "128.0 MiB", "3.2 GiB", "1.5e+12 B" beyond TiB. */
-export function formatBytes(bytes: number): string {
+function formatBytes(bytes: number): string {
   if (!Number.isFinite(bytes)) return `${bytes} B`;
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let v = bytes;
@@ -73,7 +68,10 @@ export function checkFits(subject: string, what: string, bytes: number, limit: S
   );
 }
 
-/** Throws unless `value` ≤ `cap` (a documented cap on host work): "`fn`: `arg` must be at most `cap` (`why`), got `value`". */
+/**
+ * Throws unless `value` ≤ `cap` (a documented cap on host work): "`fn`: `arg` must be at most `cap` (`why`), got
+ * `value`".
+ */
 export function checkCap(fn: string, arg: string, value: number, cap: number, why: string): void {
   if (value <= cap) return;
   throw new WpcArgumentError(`${fn}: ${arg} must be at most ${groupDigits(cap)} (${why}), got ${value}`);

@@ -30,14 +30,14 @@ export function checkAllocation(label: string, byteSize: number, usage: number, 
 }
 
 /** Sizes are rounded up to a power of two (at least 256 B) below 16 MiB and to whole MiB above. */
-export function bucketSize(byteSize: number): number {
+function bucketSize(byteSize: number): number {
   const min = 256;
   if (byteSize <= min) return min;
   if (byteSize <= 16 * 2 ** 20) return 2 ** Math.ceil(Math.log2(byteSize));
   return Math.ceil(byteSize / 2 ** 20) * 2 ** 20;
 }
 
-export interface PoolStats {
+interface PoolStats {
   /** Buffers created since the pool was made. */
   created: number;
   /** Acquisitions served from the free lists. */

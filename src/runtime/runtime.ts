@@ -23,8 +23,6 @@ import { type KernelTiming, Profiler } from './profiler.js';
 import { type PendingRead, type Range, queueRead } from './readback.js';
 import { type Shape, formatShape, shapeSize } from './shape.js';
 
-// Kept for importers that have not moved to the new homes yet (the CLI, the study, the workspace).
-
 /** Counters for benchmarks and tests ("no readback per inference step" is checked with these). */
 export interface RuntimeStats {
   dispatches: number;

@@ -7,7 +7,7 @@ import { type Runtime, Tensor } from './runtime.js';
 import { type Shape, formatShape } from './shape.js';
 
 export { Tensor } from './runtime.js';
-export { type Shape, formatShape, shapeSize } from './shape.js';
+export { type Shape, formatShape } from './shape.js';
 
 /** Validates that `t` is a live tensor of this runtime with the given shape (`-1` matches any size). */
 export function checkTensor(fn: string, arg: string, t: unknown, runtime: Runtime, shape?: Shape): Tensor {

@@ -76,7 +76,7 @@ export interface StudyRow extends StudyConfig {
  * after each training step from a fresh feedforward initialisation with the updated weights — the same
  * computation, at twice the cost.
  */
-export type StudyTiming = 'step' | 'separate';
+type StudyTiming = 'step' | 'separate';
 
 export interface StudyOptions {
   timing: StudyTiming;

@@ -17,7 +17,7 @@ import { testSetMetrics } from './test-set.js';
 
 export const THEORY_MAX_T1 = [10, 20, 50, 100, 200] as const;
 
-export interface TheoryStudyOptions {
+interface TheoryStudyOptions {
   dataset: string;
   train: Dataset;
   test: Dataset;

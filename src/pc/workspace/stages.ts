@@ -23,7 +23,7 @@ const GRAD_RECORD: StageRecord = {
 };
 
 /** The element offsets a stage record names: the activity families and the size of the state. */
-export interface StageLayout {
+interface StageLayout {
   y: number;
   py: number;
   t: number;
