@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DATA_DIR, ROOT, wpc } from './cli-run.js';
+import { DATA_DIR, ROOT, wpc } from '../support/cli-run.js';
 
 const FLAGS = [
   'dataset',

@@ -8,13 +8,13 @@ import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { init, makeMlp, saveModel } from '../src/node.js';
+import { init, makeMlp, saveModel } from '../../src/node.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CLI = join(ROOT, 'dist/cli.js');
 /** Floats in one storage buffer of the device the CLI gets (set in beforeAll). */
 let storageFloats = 0;
-const DATA_DIR = process.env.WPC_DATA_DIR ?? fileURLToPath(new URL('../../shared/datasets', import.meta.url));
+const DATA_DIR = process.env.WPC_DATA_DIR ?? fileURLToPath(new URL('../../../shared/datasets', import.meta.url));
 
 /** Lines Dawn itself prints on stderr when it opens lavapipe (not WPC's). */
 const DAWN_NOTICE = /^Warning: max\w+ artificially reduced/;

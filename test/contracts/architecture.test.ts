@@ -14,7 +14,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 
-const ROOT = resolve(import.meta.dirname, '..');
+const ROOT = resolve(import.meta.dirname, '../..');
 
 /**
  * The rooms, lowest first: a file may import from its own room and the rooms before it, never from a later one.
@@ -552,12 +552,12 @@ describe('the checks themselves', () => {
   });
 
   it('resolves .js to .ts and a folder to its index, and reports a missing file', () => {
-    expect(resolveSpec('test/architecture.test.ts', './helpers.js')).toBe('test/helpers.ts');
-    expect(resolveSpec('test/architecture.test.ts', '../src/node.js')).toBe('src/node.ts');
-    expect(resolveSpec('test/architecture.test.ts', '../src/util')).toBe(
+    expect(resolveSpec('test/contracts/architecture.test.ts', '../support/helpers.js')).toBe('test/support/helpers.ts');
+    expect(resolveSpec('test/contracts/architecture.test.ts', '../../src/node.js')).toBe('src/node.ts');
+    expect(resolveSpec('test/contracts/architecture.test.ts', '../../src/util')).toBe(
       existsSync(join(ROOT, 'src/util/index.ts')) ? 'src/util/index.ts' : undefined,
     );
-    expect(resolveSpec('test/architecture.test.ts', './no-such-file.js')).toBeUndefined();
+    expect(resolveSpec('test/contracts/architecture.test.ts', './no-such-file.js')).toBeUndefined();
   });
 
   it('finds comments, not // in strings, templates or regular expressions', () => {

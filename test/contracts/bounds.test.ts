@@ -47,11 +47,11 @@ import {
   type Model,
   type Runtime,
   type Tensor,
-} from '../src/node.js';
-import { epochOrder } from '../src/data/dataset.js';
-import { dawnGpu } from '../src/runtime/dawn.js';
-import { MAX_SOLVE_STEPS } from '../src/pc/solve/grid.js';
-import { useRuntime } from './helpers.js';
+} from '../../src/node.js';
+import { epochOrder } from '../../src/data/dataset.js';
+import { dawnGpu } from '../../src/runtime/dawn.js';
+import { MAX_SOLVE_STEPS } from '../../src/pc/solve/grid.js';
+import { useRuntime } from '../support/helpers.js';
 
 const rt = useRuntime();
 

@@ -27,7 +27,7 @@ import {
   solveInference,
   testDiscriminativePc,
   type Runtime,
-} from '../src/node.js';
+} from '../../src/node.js';
 
 const ZERO = { persistentBytes: 0, inUseBytes: 0, pooledBytes: 0, totalBytes: 0 };
 const MLP = { seed: 1, inputDim: 4, width: 8, depth: 2, outputDim: 3, actFn: 'tanh' as const };

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const ENTRIES = { N: join(ROOT, 'dist/types/node.d.ts'), B: join(ROOT, 'dist/types/browser.d.ts') };
 const OPTIONS: ts.CompilerOptions = {
   strict: true,

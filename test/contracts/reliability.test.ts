@@ -1,10 +1,10 @@
 // Reliability: the divergence guard (NaN/Inf detected on the GPU, update withheld, error naming step and
 // layer), gradient clipping, determinism, device loss, allocation limits, dispose, and a 5,000-step leak test.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { adam, init, makeMlp, makePcStep, sgd, type Runtime } from '../src/node.js';
-import { WpcArgumentError, WpcDivergenceError, WpcGpuError } from '../src/runtime/errors.js';
-import { Random } from '../src/util/random.js';
-import { bits, randomBatch } from './helpers.js';
+import { adam, init, makeMlp, makePcStep, sgd, type Runtime } from '../../src/node.js';
+import { WpcArgumentError, WpcDivergenceError, WpcGpuError } from '../../src/runtime/errors.js';
+import { Random } from '../../src/util/random.js';
+import { bits, randomBatch } from '../support/helpers.js';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 

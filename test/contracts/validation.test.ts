@@ -41,9 +41,9 @@ import {
   type PcStepOptions,
   type Runtime,
   type Tensor,
-} from '../src/node.js';
-import { Random } from '../src/util/random.js';
-import { useRuntime } from './helpers.js';
+} from '../../src/node.js';
+import { Random } from '../../src/util/random.js';
+import { useRuntime } from '../support/helpers.js';
 
 const rt = useRuntime();
 

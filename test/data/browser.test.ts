@@ -8,12 +8,12 @@ import type { AddressInfo } from 'node:net';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { datasetFromIdx, fetchDataset } from '../src/data/browser.js';
-import { IdxError } from '../src/data/idx.js';
-import { loadDataset } from '../src/node.js';
-import { UNPRINTABLE, gzipBomb, idxBytes, idxHeader, peakMemoryGrowth } from './idx-fixtures.js';
+import { datasetFromIdx, fetchDataset } from '../../src/data/browser.js';
+import { IdxError } from '../../src/data/idx.js';
+import { loadDataset } from '../../src/node.js';
+import { UNPRINTABLE, gzipBomb, idxBytes, idxHeader, peakMemoryGrowth } from '../support/idx-fixtures.js';
 
-const DATA_DIR = process.env.WPC_DATA_DIR ?? fileURLToPath(new URL('../../shared/datasets', import.meta.url));
+const DATA_DIR = process.env.WPC_DATA_DIR ?? fileURLToPath(new URL('../../../shared/datasets', import.meta.url));
 const file = (name: string) => new Uint8Array(readFileSync(join(DATA_DIR, 'mnist', name)));
 
 describe('datasetFromIdx', () => {

@@ -14,15 +14,15 @@ import {
   subset,
   type Batch,
   type Dataset,
-} from '../src/data/dataset.js';
-import { IdxError, parseIdx } from '../src/data/idx.js';
-import { expectedFileNames, loadDataset, type DatasetName, type Split } from '../src/data/node.js';
-import { Random } from '../src/util/random.js';
-import { idxBytes } from './idx-fixtures.js';
+} from '../../src/data/dataset.js';
+import { IdxError, parseIdx } from '../../src/data/idx.js';
+import { expectedFileNames, loadDataset, type DatasetName, type Split } from '../../src/data/node.js';
+import { Random } from '../../src/util/random.js';
+import { idxBytes } from '../support/idx-fixtures.js';
 
 // Computed before any test touches process.env.
 const ENV_DIR = process.env.WPC_DATA_DIR;
-const DATA_DIR = ENV_DIR ?? fileURLToPath(new URL('../../shared/datasets', import.meta.url));
+const DATA_DIR = ENV_DIR ?? fileURLToPath(new URL('../../../shared/datasets', import.meta.url));
 // The real datasets are required (CI and the README point at ../shared/datasets): a missing copy fails loudly.
 
 // Every real split is read at most once per file.

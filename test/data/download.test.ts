@@ -1,5 +1,5 @@
 /**
- * downloadDataset against a local HTTP server (test/mirror-server.ts) serving the genuine files: verified
+ * downloadDataset against a local HTTP server (test/support/mirror-server.ts) serving the genuine files: verified
  * downloads, files already present, and every way a mirror can fail (corrupt, truncated, 404, 5xx, stalled,
  * too long, hostile status lines), with retries counted on the server. Whatever fails, the final name never
  * holds a partial or unverified file and no temporary is left. No test depends on timing: a stall never ends.
@@ -16,11 +16,11 @@ import {
   downloadDataset,
   type DownloadOptions,
   type DownloadProgress,
-} from '../src/data/download.js';
-import { KNOWN_FILES } from '../src/data/files.js';
-import { loadDataset } from '../src/data/node.js';
-import { WpcArgumentError, WpcError } from '../src/runtime/errors.js';
-import { genuine, startMirrors, startRawServer, type Mirrors } from './mirror-server.js';
+} from '../../src/data/download.js';
+import { KNOWN_FILES } from '../../src/data/files.js';
+import { loadDataset } from '../../src/data/node.js';
+import { WpcArgumentError, WpcError } from '../../src/runtime/errors.js';
+import { genuine, startMirrors, startRawServer, type Mirrors } from '../support/mirror-server.js';
 
 const LAST = 't10k-labels-idx1-ubyte.gz'; // the last file fetched (4542 bytes): where most failures are put
 const NAMES = KNOWN_FILES.mnist.map((f) => f.name);
@@ -430,7 +430,7 @@ describe('downloadDataset', () => {
   });
 
   it('is exported by the Node entry only: the browser bundle holds neither the downloader nor node:http', async () => {
-    const dist = (file: string) => fileURLToPath(new URL(`../dist/${file}`, import.meta.url));
+    const dist = (file: string) => fileURLToPath(new URL(`../../dist/${file}`, import.meta.url));
     const node = await import(dist('node.js'));
     for (const name of ['downloadDataset', 'locateDataset', 'dataCacheDirectory', 'WpcDownloadError'])
       expect(typeof node[name], name).toBe('function');

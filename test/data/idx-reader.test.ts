@@ -13,15 +13,15 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IdxError, parseIdx, printable } from '../src/data/idx.js';
-import { MAX_IDX_BYTES, gzipSizeLimit, readIdxStream, type IdxReadStats } from '../src/data/idx-reader.js';
-import { loadDataset } from '../src/data/node.js';
-import { WpcArgumentError, WpcError } from '../src/runtime/errors.js';
-import { UNPRINTABLE, gzipBomb, idxBytes, idxHeader, peakMemoryGrowth } from './idx-fixtures.js';
+import { IdxError, parseIdx, printable } from '../../src/data/idx.js';
+import { MAX_IDX_BYTES, gzipSizeLimit, readIdxStream, type IdxReadStats } from '../../src/data/idx-reader.js';
+import { loadDataset } from '../../src/data/node.js';
+import { WpcArgumentError, WpcError } from '../../src/runtime/errors.js';
+import { UNPRINTABLE, gzipBomb, idxBytes, idxHeader, peakMemoryGrowth } from '../support/idx-fixtures.js';
 
-const DATA_DIR = process.env.WPC_DATA_DIR ?? fileURLToPath(new URL('../../shared/datasets', import.meta.url));
+const DATA_DIR = process.env.WPC_DATA_DIR ?? fileURLToPath(new URL('../../../shared/datasets', import.meta.url));
 /** The folder holding this checkout: a path of the machine WPC is built on, which no message may contain. */
-const BUILD_PARENT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+const BUILD_PARENT = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
 const GiB = 2 ** 30;
 const MiB = 2 ** 20;
 const TEST_IMAGES_BYTES = 16 + 10000 * 784; // 7,840,016: the largest MNIST test images file

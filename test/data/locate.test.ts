@@ -11,15 +11,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cacheDirectoryFor, dataCacheDirectory, locateDataset } from '../src/data/locate.js';
-import { expectedFileNames, loadDataset } from '../src/data/node.js';
-import { IdxError } from '../src/data/idx.js';
-import { WpcArgumentError } from '../src/runtime/errors.js';
-import { DATA_DIR, startMirrors, type Mirrors } from './mirror-server.js';
-import { dataCommand } from '../src/cli/data.js';
-import { UsageError } from '../src/cli/checks.js';
+import { cacheDirectoryFor, dataCacheDirectory, locateDataset } from '../../src/data/locate.js';
+import { expectedFileNames, loadDataset } from '../../src/data/node.js';
+import { IdxError } from '../../src/data/idx.js';
+import { WpcArgumentError } from '../../src/runtime/errors.js';
+import { DATA_DIR, startMirrors, type Mirrors } from '../support/mirror-server.js';
+import { dataCommand } from '../../src/cli/data.js';
+import { UsageError } from '../../src/cli/checks.js';
 
-const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f]/;
 
 let tmp: string;

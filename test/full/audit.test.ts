@@ -85,7 +85,7 @@ import {
   pcLayerEnergies,
   pcParamGrads,
 } from '../reference/variants64.js';
-import { expectClose, flat, randomMat, randomRefModel, readAll, tensorOf, useRuntime } from '../helpers.js';
+import { expectClose, flat, randomMat, randomRefModel, readAll, tensorOf, useRuntime } from '../support/helpers.js';
 
 const rt = useRuntime();
 

@@ -13,8 +13,8 @@ import * as wpc from '../../src/node.js';
 import { createSession } from '../../examples/browser/session.js';
 // @ts-expect-error plain JS module
 import { startDemoServer } from '../../scripts/demo-server.mjs';
-import { useRuntime } from '../helpers.js';
-import { DATA_DIR, ROOT } from '../cli-run.js';
+import { useRuntime } from '../support/helpers.js';
+import { DATA_DIR, ROOT } from '../support/cli-run.js';
 
 const rt = useRuntime();
 const CHROMIUM = process.env.WPC_CHROMIUM ?? '/usr/bin/chromium';

@@ -21,8 +21,8 @@ import {
 import { decodeSafetensors } from '../../src/io/safetensors.js';
 import { restoreTrainingCheckpoint, trainingCheckpoint } from '../../src/io/training-checkpoint.js';
 import { checkpointText, modelToCheckpoint } from '../../src/io/checkpoint.js';
-import { DATA_DIR, ROOT, wpc } from '../cli-run.js';
-import { bits } from '../helpers.js';
+import { DATA_DIR, ROOT, wpc } from '../support/cli-run.js';
+import { bits } from '../support/helpers.js';
 
 let rt: Runtime;
 let dir: string;

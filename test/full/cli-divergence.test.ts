@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { init, loadCheckpoint, type Runtime } from '../../src/node.js';
 import { decodeSafetensors } from '../../src/io/safetensors.js';
-import { DATA_DIR, wpc } from '../cli-run.js';
+import { DATA_DIR, wpc } from '../support/cli-run.js';
 
 let rt: Runtime;
 let dir: string;

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DATA_DIR, wpc } from '../cli-run.js';
+import { DATA_DIR, wpc } from '../support/cli-run.js';
 
 describe('wpc train with other solvers', () => {
   it('trains with Tsit5 + PID and the steady-state event, and with discrete SGD inference', async () => {

@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { chromium } from 'playwright-core';
-import { DATA_DIR, ROOT } from '../cli-run.js';
+import { DATA_DIR, ROOT } from '../support/cli-run.js';
 
 const CHROMIUM = process.env.WPC_CHROMIUM ?? '/usr/bin/chromium';
 const ARTIFACTS = join(ROOT, 'test-artifacts');

@@ -1,8 +1,8 @@
-// The runaway check's whole grid (test/runaway-grid.ts): every activation × task × optimiser, the cases the quick
-// tier's sample (test/runaway.test.ts) leaves out.
+// The runaway check's whole grid (test/support/runaway-grid.ts): every activation × task × optimiser, the cases the
+// quick tier's sample (test/pc/train-runaway.test.ts) leaves out.
 import { describe, expect, it } from 'vitest';
-import { useRuntime } from '../helpers.js';
-import { checkRunawayCases, RUNAWAY_CASES } from '../runaway-grid.js';
+import { useRuntime } from '../support/helpers.js';
+import { checkRunawayCases, RUNAWAY_CASES } from '../support/runaway-grid.js';
 
 const runtime = useRuntime();
 

@@ -1,5 +1,5 @@
 // Training on MNIST with the steady-state event: long enough (two 120-step runs of the paper network) for the
-// full tier only; the quick tier's MNIST run is test/train.test.ts's 150 steps.
+// full tier only; the quick tier's MNIST run is test/pc/train.test.ts's 150 steps.
 import { describe, expect, it } from 'vitest';
 import { adam } from '../../src/pc/optim.js';
 import { makePcStep } from '../../src/pc/train.js';
@@ -7,8 +7,8 @@ import { testDiscriminativePc } from '../../src/pc/evaluate.js';
 import { makeMlp } from '../../src/pc/model.js';
 import { loadDataset } from '../../src/data/node.js';
 import { batches, oneHot, subset } from '../../src/data/dataset.js';
-import { DATA_DIR } from '../cli-run.js';
-import { useRuntime } from '../helpers.js';
+import { DATA_DIR } from '../support/cli-run.js';
+import { useRuntime } from '../support/helpers.js';
 
 const rt = useRuntime();
 

@@ -8,8 +8,8 @@ import { ACTIVATIONS, solveHeunPid } from '../reference/jpc64.js';
 import { init, type Runtime } from '../../src/node.js';
 import { solveInference } from '../../src/pc/infer.js';
 import { Random } from '../../src/util/random.js';
-import { expectClose, flat, randomLayerProblem, readAll } from '../helpers.js';
-import { expectLayerKernels, expectMatmul } from '../tile-checks.js';
+import { expectClose, flat, randomLayerProblem, readAll } from '../support/helpers.js';
+import { expectLayerKernels, expectMatmul } from '../support/tile-checks.js';
 
 const probe = await init();
 const subgroupSize = probe.adapter.subgroupSize;

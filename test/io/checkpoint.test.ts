@@ -20,11 +20,11 @@ import {
   modelToCheckpoint,
   saveModel,
   writeImageGrid,
-} from '../src/node.js';
-import { modelFromCheckpointFile } from '../src/io/checkpoint.js';
-import { crc32c, crc32cHex } from '../src/io/crc32c.js';
-import { canonicalJson } from '../src/io/json-values.js';
-import { allocated as allocatedOn, refusal, useRuntime } from './helpers.js';
+} from '../../src/node.js';
+import { modelFromCheckpointFile } from '../../src/io/checkpoint.js';
+import { crc32c, crc32cHex } from '../../src/io/crc32c.js';
+import { canonicalJson } from '../../src/io/json-values.js';
+import { allocated as allocatedOn, refusal, useRuntime } from '../support/helpers.js';
 
 const rt = useRuntime();
 const dir = mkdtempSync(join(tmpdir(), 'wpc-io-'));

@@ -15,12 +15,12 @@ import {
   saveCheckpoint,
   sgd,
   type Runtime,
-} from '../src/node.js';
-import { crc32c, crc32cHex } from '../src/io/crc32c.js';
-import { decodeSafetensors, encodeSafetensors } from '../src/io/safetensors.js';
-import { restoreTrainingCheckpoint, trainingCheckpoint } from '../src/io/training-checkpoint.js';
-import { WpcError } from '../src/runtime/errors.js';
-import { allocated as allocatedOn, bits, randomBatch, refusal } from './helpers.js';
+} from '../../src/node.js';
+import { crc32c, crc32cHex } from '../../src/io/crc32c.js';
+import { decodeSafetensors, encodeSafetensors } from '../../src/io/safetensors.js';
+import { restoreTrainingCheckpoint, trainingCheckpoint } from '../../src/io/training-checkpoint.js';
+import { WpcError } from '../../src/runtime/errors.js';
+import { allocated as allocatedOn, bits, randomBatch, refusal } from '../support/helpers.js';
 
 let rt: Runtime;
 let dir: string;

@@ -2,11 +2,11 @@
 // workgroup and subgroup sizes, in both of its forms: subgroup butterflies (adapters with one fixed subgroup
 // size, lavapipe's 8 here) and the tree in workgroup memory (every other adapter).
 import { describe, expect, it } from 'vitest';
-import { ReduceFlag, reduceKernel } from '../src/kernels/reduce.js';
-import { createBindGroup } from '../src/runtime/kernel.js';
-import { Recorder } from '../src/runtime/recorder.js';
-import { Random } from '../src/util/random.js';
-import { useRuntime } from './helpers.js';
+import { ReduceFlag, reduceKernel } from '../../src/kernels/reduce.js';
+import { createBindGroup } from '../../src/runtime/kernel.js';
+import { Recorder } from '../../src/runtime/recorder.js';
+import { Random } from '../../src/util/random.js';
+import { useRuntime } from '../support/helpers.js';
 
 const rt = useRuntime();
 

@@ -4,8 +4,8 @@
 // hand-written bytes (the layouts the engine wrote before the packers were gathered here).
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { rowTable } from '../src/kernels/output.js';
-import { ConfigFlag, Controller } from '../src/kernels/solver.js';
+import { rowTable } from '../../src/kernels/output.js';
+import { ConfigFlag, Controller } from '../../src/kernels/solver.js';
 import {
   CONFIG,
   CONTROL,
@@ -40,9 +40,9 @@ import {
   packSolverConfig,
   packSolverState,
   packStages,
-} from '../src/kernels/structs.js';
+} from '../../src/kernels/structs.js';
 
-const KERNELS = new URL('../src/kernels/', import.meta.url);
+const KERNELS = new URL('../../src/kernels/', import.meta.url);
 const wgsl = (file: string) => readFileSync(new URL(file, KERNELS), 'utf8');
 const ALL_WGSL = readdirSync(KERNELS)
   .filter((f) => f.endsWith('.wgsl'))

@@ -10,15 +10,23 @@ import {
   layerEnergies,
   paramGrads,
   solveEuler,
-} from './reference/jpc64.js';
-import { init, type Runtime } from '../src/node.js';
-import { computePcActivityGrad, computePcParamGrads, pcEnergy } from '../src/pc/energy.js';
-import { solveInference } from '../src/pc/infer.js';
-import { matmul } from '../src/pc/linalg.js';
-import { WpcArgumentError } from '../src/runtime/errors.js';
-import { DAWN_EXPERIMENTAL_OPTION } from '../src/runtime/adapter.js';
-import { Random } from '../src/util/random.js';
-import { expectClose, expectCloseScaled, flat, gpuModel, randomLayerProblem, readAll, tensorOf } from './helpers.js';
+} from '../reference/jpc64.js';
+import { init, type Runtime } from '../../src/node.js';
+import { computePcActivityGrad, computePcParamGrads, pcEnergy } from '../../src/pc/energy.js';
+import { solveInference } from '../../src/pc/infer.js';
+import { matmul } from '../../src/pc/linalg.js';
+import { WpcArgumentError } from '../../src/runtime/errors.js';
+import { DAWN_EXPERIMENTAL_OPTION } from '../../src/runtime/adapter.js';
+import { Random } from '../../src/util/random.js';
+import {
+  expectClose,
+  expectCloseScaled,
+  flat,
+  gpuModel,
+  randomLayerProblem,
+  readAll,
+  tensorOf,
+} from '../support/helpers.js';
 
 // Dawn hides experimental features unless asked; this file runs in a fresh process, so it creates Dawn first.
 const dawnOptions = [DAWN_EXPERIMENTAL_OPTION];

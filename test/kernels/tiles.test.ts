@@ -2,15 +2,15 @@
 // of grouped dispatches, the vec4 epilogue rules and tile option validation. The kernel variants the default
 // adapter does not pick (blocked, subgroup, split-k and workgroup-memory tiles) are test/full/tile-layouts.test.ts.
 import { describe, expect, it } from 'vitest';
-import { init } from '../src/node.js';
-import { WpcArgumentError } from '../src/runtime/errors.js';
-import { Random } from '../src/util/random.js';
-import { GradFlag, rowGroupVariants } from '../src/kernels/layer-matmul.js';
-import { JOB_WORDS } from '../src/kernels/structs.js';
-import { defaultTiles } from '../src/kernels/tiles.js';
-import { epilogue4Ready, packJobs, scheduleWorkgroups, tilesOf, vec4Shaped } from '../src/pc/layer-jobs.js';
-import { perturbedActivities, randomMat, randomRefModel } from './helpers.js';
-import { expectLayerKernels, expectMatmul } from './tile-checks.js';
+import { init } from '../../src/node.js';
+import { WpcArgumentError } from '../../src/runtime/errors.js';
+import { Random } from '../../src/util/random.js';
+import { GradFlag, rowGroupVariants } from '../../src/kernels/layer-matmul.js';
+import { JOB_WORDS } from '../../src/kernels/structs.js';
+import { defaultTiles } from '../../src/kernels/tiles.js';
+import { epilogue4Ready, packJobs, scheduleWorkgroups, tilesOf, vec4Shaped } from '../../src/pc/layer-jobs.js';
+import { perturbedActivities, randomMat, randomRefModel } from '../support/helpers.js';
+import { expectLayerKernels, expectMatmul } from '../support/tile-checks.js';
 
 const probe = await init();
 const subgroupSize = probe.adapter.subgroupSize;
@@ -302,7 +302,7 @@ describe('tile option validation', () => {
     await expect(init({ kernels: { tiles: { wg: 8, tm: 4, tn: 4, shared: 1 } as never } })).rejects.toThrow(
       /options\.kernels\.tiles\.shared must be a boolean, got 1/,
     );
-    // Dawn shows subgroup matrices only with allow_unsafe_apis (test/subgroup-matrix.test.ts has them).
+    // Dawn shows subgroup matrices only with allow_unsafe_apis (test/kernels/subgroup-matrix.test.ts has them).
     await expect(init({ kernels: { tiles: { wg: 8, tm: 1, tn: 1, matrix: 'f16' } } })).rejects.toThrow(
       /options\.kernels\.tiles\.matrix needs the "chromium-experimental-subgroup-matrix" feature/,
     );

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const script = fileURLToPath(new URL('../scripts/install-lavapipe.sh', import.meta.url));
+const script = fileURLToPath(new URL('../../scripts/install-lavapipe.sh', import.meta.url));
 
 // Debian 12's stock /etc/apt/sources.list.d/debian.sources.
 const DEB822 = `Types: deb

@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
-const root = (p: string) => fileURLToPath(new URL(`../${p}`, import.meta.url));
+const root = (p: string) => fileURLToPath(new URL(`../../${p}`, import.meta.url));
 const pkg = JSON.parse(readFileSync(root('package.json'), 'utf8'));
 
 describe('package', () => {

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const SCRIPT = fileURLToPath(new URL('../scripts/quickstart.sh', import.meta.url));
+const SCRIPT = fileURLToPath(new URL('../../scripts/quickstart.sh', import.meta.url));
 const BASH = '/bin/bash';
 
 interface World {

@@ -18,9 +18,9 @@ import {
   updateBpcParams,
   type Model,
   type Runtime,
-} from '../src/node.js';
-import { Random } from '../src/util/random.js';
-import { ACTIVATIONS, type Act, mat } from './reference/jpc64.js';
+} from '../../src/node.js';
+import { Random } from '../../src/util/random.js';
+import { ACTIVATIONS, type Act, mat } from '../reference/jpc64.js';
 import {
   type GenModel,
   bpcActivityGrads,
@@ -28,8 +28,17 @@ import {
   bpcParamGrads,
   initActivitiesWithAmort,
   makeSkips,
-} from './reference/variants64.js';
-import { expectClose, flat, oneHotMat, randomMat, randomRefModel, readAll, tensorOf, useRuntime } from './helpers.js';
+} from '../reference/variants64.js';
+import {
+  expectClose,
+  flat,
+  oneHotMat,
+  randomMat,
+  randomRefModel,
+  readAll,
+  tensorOf,
+  useRuntime,
+} from '../support/helpers.js';
 
 const rt = useRuntime();
 

@@ -8,12 +8,12 @@ import {
   paramGrads,
   type Act,
   type Loss,
-} from './reference/jpc64.js';
-import { computePcActivityGrad, computePcParamGrads, initActivitiesWithFfwd, pcEnergy } from '../src/pc/energy.js';
-import { mlpFromWeights } from '../src/pc/model.js';
-import { sgd } from '../src/pc/optim.js';
-import { makePcStep } from '../src/pc/train.js';
-import { Random } from '../src/util/random.js';
+} from '../reference/jpc64.js';
+import { computePcActivityGrad, computePcParamGrads, initActivitiesWithFfwd, pcEnergy } from '../../src/pc/energy.js';
+import { mlpFromWeights } from '../../src/pc/model.js';
+import { sgd } from '../../src/pc/optim.js';
+import { makePcStep } from '../../src/pc/train.js';
+import { Random } from '../../src/util/random.js';
 import {
   expectClose,
   flat,
@@ -25,7 +25,7 @@ import {
   readAll,
   tensorOf,
   useRuntime,
-} from './helpers.js';
+} from '../support/helpers.js';
 
 const rt = useRuntime();
 

@@ -19,9 +19,9 @@ import {
   type Model,
   type ParamType,
   type Runtime,
-} from '../src/node.js';
-import { Random } from '../src/util/random.js';
-import { type Act, type Loss, mat } from './reference/jpc64.js';
+} from '../../src/node.js';
+import { Random } from '../../src/util/random.js';
+import { type Act, type Loss, mat } from '../reference/jpc64.js';
 import {
   type GenModel,
   epcEnergy as refEnergy,
@@ -30,8 +30,17 @@ import {
   epcParamGrads,
   makeSkips,
   paramScalings,
-} from './reference/variants64.js';
-import { expectClose, flat, oneHotMat, randomMat, randomRefModel, readAll, tensorOf, useRuntime } from './helpers.js';
+} from '../reference/variants64.js';
+import {
+  expectClose,
+  flat,
+  oneHotMat,
+  randomMat,
+  randomRefModel,
+  readAll,
+  tensorOf,
+  useRuntime,
+} from '../support/helpers.js';
 
 const rt = useRuntime();
 

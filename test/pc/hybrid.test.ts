@@ -21,10 +21,10 @@ import {
   testHpc,
   type Model,
   type Tensor,
-} from '../src/node.js';
-import { Random } from '../src/util/random.js';
-import { type Mat, type RefModel, mat } from './reference/jpc64.js';
-import { hpcLayerEnergies, hpcParamGrads, initActivitiesWithAmort as refAmort } from './reference/variants64.js';
+} from '../../src/node.js';
+import { Random } from '../../src/util/random.js';
+import { type Mat, type RefModel, mat } from '../reference/jpc64.js';
+import { hpcLayerEnergies, hpcParamGrads, initActivitiesWithAmort as refAmort } from '../reference/variants64.js';
 import {
   expectClose,
   flat,
@@ -35,7 +35,7 @@ import {
   readAll,
   tensorOf,
   useRuntime,
-} from './helpers.js';
+} from '../support/helpers.js';
 
 const rt = useRuntime();
 

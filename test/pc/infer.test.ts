@@ -1,8 +1,8 @@
 // Inference beyond integrating to maxT1: diffrax's steady-state event, discrete inference with optimisers,
 // recording along the solve, and JPC's norms and training-batch accuracy — each against the float64 reference.
 import { describe, expect, it } from 'vitest';
-import { rowTable } from '../src/kernels/output.js';
-import type { Tensor } from '../src/runtime/tensor.js';
+import { rowTable } from '../../src/kernels/output.js';
+import type { Tensor } from '../../src/runtime/tensor.js';
 import {
   computeAccuracy,
   ffwd,
@@ -23,14 +23,14 @@ import {
   type Loss,
   type Mat,
   type Optimiser,
-} from './reference/jpc64.js';
-import { adam, sgd } from '../src/pc/optim.js';
-import { solveInference } from '../src/pc/infer.js';
-import { makePcStep } from '../src/pc/train.js';
-import { computeActivityNorms, computeParamNorms } from '../src/pc/metrics.js';
-import { computePcParamGrads } from '../src/pc/energy.js';
-import { TABLEAUX } from '../src/pc/tableaux.js';
-import { Random } from '../src/util/random.js';
+} from '../reference/jpc64.js';
+import { adam, sgd } from '../../src/pc/optim.js';
+import { solveInference } from '../../src/pc/infer.js';
+import { makePcStep } from '../../src/pc/train.js';
+import { computeActivityNorms, computeParamNorms } from '../../src/pc/metrics.js';
+import { computePcParamGrads } from '../../src/pc/energy.js';
+import { TABLEAUX } from '../../src/pc/tableaux.js';
+import { Random } from '../../src/util/random.js';
 import {
   expectClose,
   f32,
@@ -43,7 +43,7 @@ import {
   recordedDispatches,
   tensorOf,
   useRuntime,
-} from './helpers.js';
+} from '../support/helpers.js';
 
 const rt = useRuntime();
 

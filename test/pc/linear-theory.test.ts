@@ -25,11 +25,11 @@ import {
   type Model,
   type ParamType,
   type Runtime,
-} from '../src/node.js';
-import { GemmRecorder, asMatrix } from '../src/pc/linalg.js';
-import { Recorder } from '../src/runtime/recorder.js';
-import { Random } from '../src/util/random.js';
-import { type Mat, layerForward, mat } from './reference/jpc64.js';
+} from '../../src/node.js';
+import { GemmRecorder, asMatrix } from '../../src/pc/linalg.js';
+import { Recorder } from '../../src/runtime/recorder.js';
+import { Random } from '../../src/util/random.js';
+import { type Mat, layerForward, mat } from '../reference/jpc64.js';
 import {
   type GenModel,
   genFfwd,
@@ -37,8 +37,8 @@ import {
   paramScalings as refScalings,
   pcActivityGrads,
   pcEnergyTotal,
-} from './reference/variants64.js';
-import { expectClose, flat, randomMat, randomRefModel, readAll, tensorOf, useRuntime } from './helpers.js';
+} from '../reference/variants64.js';
+import { expectClose, flat, randomMat, randomRefModel, readAll, tensorOf, useRuntime } from '../support/helpers.js';
 
 const rt = useRuntime();
 

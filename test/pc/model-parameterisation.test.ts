@@ -23,8 +23,8 @@ import {
   type Model,
   type ParamType,
   type Runtime,
-} from '../src/node.js';
-import { Random } from '../src/util/random.js';
+} from '../../src/node.js';
+import { Random } from '../../src/util/random.js';
 import {
   type Act,
   type Loss,
@@ -33,7 +33,7 @@ import {
   integrateHeunPid,
   jpcRecordLayersOrder,
   mat,
-} from './reference/jpc64.js';
+} from '../reference/jpc64.js';
 import {
   type GenModel,
   type PcOpts,
@@ -44,8 +44,17 @@ import {
   pcEnergyTotal,
   pcLayerEnergies,
   pcParamGrads,
-} from './reference/variants64.js';
-import { expectClose, flat, oneHotMat, randomMat, randomRefModel, readAll, tensorOf, useRuntime } from './helpers.js';
+} from '../reference/variants64.js';
+import {
+  expectClose,
+  flat,
+  oneHotMat,
+  randomMat,
+  randomRefModel,
+  readAll,
+  tensorOf,
+  useRuntime,
+} from '../support/helpers.js';
 
 const rt = useRuntime();
 

@@ -4,13 +4,13 @@
  * settings and the stage records that configuration asks for.
  */
 import { describe, expect, it } from 'vitest';
-import { StageMode, StageOptimizer } from '../src/kernels/index.js';
-import { adam, sgd } from '../src/pc/optim.js';
-import { ConfigFlag, Controller } from '../src/kernels/solver.js';
-import { constantStepEnds } from '../src/pc/solve/grid.js';
-import { type SolverOptions, resolveSolverOptions } from '../src/pc/solve/options.js';
-import { planSolve } from '../src/pc/solve/plan.js';
-import { stageRecords } from '../src/pc/solve/records.js';
+import { StageMode, StageOptimizer } from '../../src/kernels/index.js';
+import { adam, sgd } from '../../src/pc/optim.js';
+import { ConfigFlag, Controller } from '../../src/kernels/solver.js';
+import { constantStepEnds } from '../../src/pc/solve/grid.js';
+import { type SolverOptions, resolveSolverOptions } from '../../src/pc/solve/options.js';
+import { planSolve } from '../../src/pc/solve/plan.js';
+import { stageRecords } from '../../src/pc/solve/records.js';
 
 const plan = (options: SolverOptions) => planSolve(resolveSolverOptions('test', options));
 

@@ -12,20 +12,20 @@ import {
   solveHeunPid,
   type Mat,
   type VectorField,
-} from './reference/jpc64.js';
-import { SOLVER_NAMES, TABLEAUX, type SolverName } from '../src/pc/tableaux.js';
-import { solveInference } from '../src/pc/infer.js';
-import { init, initActivitiesWithFfwd, makeMlp, type Runtime } from '../src/node.js';
-import { Workspace } from '../src/pc/workspace.js';
-import { Recorder } from '../src/runtime/recorder.js';
-import { writeSolverConfig } from '../src/pc/solve/config.js';
-import type { SolverStateView } from '../src/pc/solve/controlled.js';
-import { workspaceNeeds } from '../src/pc/solve/fits.js';
-import { FUSED_MAX_WORK, FUSED_MAX_WORK_ONE_ROW, fusedSolvePays } from '../src/pc/solve/fused.js';
-import { integrate } from '../src/pc/solve/integrate.js';
-import { resolveSolverOptions } from '../src/pc/solve/options.js';
-import { loadActivities, loadBatch } from '../src/pc/batch.js';
-import { Random } from '../src/util/random.js';
+} from '../reference/jpc64.js';
+import { SOLVER_NAMES, TABLEAUX, type SolverName } from '../../src/pc/tableaux.js';
+import { solveInference } from '../../src/pc/infer.js';
+import { init, initActivitiesWithFfwd, makeMlp, type Runtime } from '../../src/node.js';
+import { Workspace } from '../../src/pc/workspace.js';
+import { Recorder } from '../../src/runtime/recorder.js';
+import { writeSolverConfig } from '../../src/pc/solve/config.js';
+import type { SolverStateView } from '../../src/pc/solve/controlled.js';
+import { workspaceNeeds } from '../../src/pc/solve/fits.js';
+import { FUSED_MAX_WORK, FUSED_MAX_WORK_ONE_ROW, fusedSolvePays } from '../../src/pc/solve/fused.js';
+import { integrate } from '../../src/pc/solve/integrate.js';
+import { resolveSolverOptions } from '../../src/pc/solve/options.js';
+import { loadActivities, loadBatch } from '../../src/pc/batch.js';
+import { Random } from '../../src/util/random.js';
 import {
   expectClose,
   flat,
@@ -37,7 +37,7 @@ import {
   recordedDispatches,
   tensorOf,
   useRuntime,
-} from './helpers.js';
+} from '../support/helpers.js';
 
 const rt = useRuntime();
 const ADAPTIVE = SOLVER_NAMES.filter((s) => TABLEAUX[s].e !== null);

@@ -10,21 +10,21 @@ import {
   type Act,
   type Loss,
   type Mat,
-} from './reference/jpc64.js';
-import { solveInference } from '../src/pc/infer.js';
-import { initActivitiesWithFfwd } from '../src/pc/energy.js';
-import { Workspace } from '../src/pc/workspace.js';
-import { Recorder } from '../src/runtime/recorder.js';
-import { writeSolverConfig } from '../src/pc/solve/config.js';
-import type { SolverStateView } from '../src/pc/solve/controlled.js';
-import { constantStepEnds, constantStepSizes } from '../src/pc/solve/grid.js';
-import { integrate } from '../src/pc/solve/integrate.js';
-import { resolveSolverOptions } from '../src/pc/solve/options.js';
-import { submitAfterStep } from '../src/pc/solve/plan.js';
-import { loadActivities, loadBatch } from '../src/pc/batch.js';
-import { WpcArgumentError } from '../src/runtime/errors.js';
-import { init } from '../src/node.js';
-import { Random } from '../src/util/random.js';
+} from '../reference/jpc64.js';
+import { solveInference } from '../../src/pc/infer.js';
+import { initActivitiesWithFfwd } from '../../src/pc/energy.js';
+import { Workspace } from '../../src/pc/workspace.js';
+import { Recorder } from '../../src/runtime/recorder.js';
+import { writeSolverConfig } from '../../src/pc/solve/config.js';
+import type { SolverStateView } from '../../src/pc/solve/controlled.js';
+import { constantStepEnds, constantStepSizes } from '../../src/pc/solve/grid.js';
+import { integrate } from '../../src/pc/solve/integrate.js';
+import { resolveSolverOptions } from '../../src/pc/solve/options.js';
+import { submitAfterStep } from '../../src/pc/solve/plan.js';
+import { loadActivities, loadBatch } from '../../src/pc/batch.js';
+import { WpcArgumentError } from '../../src/runtime/errors.js';
+import { init } from '../../src/node.js';
+import { Random } from '../../src/util/random.js';
 import {
   expectClose,
   flat,
@@ -35,8 +35,8 @@ import {
   readAll,
   tensorOf,
   useRuntime,
-} from './helpers.js';
-import { numConstantSteps } from './reference/jpc64.js';
+} from '../support/helpers.js';
+import { numConstantSteps } from '../reference/jpc64.js';
 
 const rt = useRuntime();
 
@@ -353,7 +353,7 @@ describe('Heun with the PID controller', () => {
 
 describe('non-finite states', () => {
   it('a solve whose state overflows fails with a message saying so', async () => {
-    const { mlpFromWeights } = await import('../src/pc/model.js');
+    const { mlpFromWeights } = await import('../../src/pc/model.js');
     const model = mlpFromWeights(rt(), {
       dims: [2, 3, 2],
       weights: [new Float32Array(6).fill(1e30), new Float32Array(6).fill(1e30)],

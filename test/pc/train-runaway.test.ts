@@ -3,12 +3,20 @@
 // the threshold means exactly what the documentation says (max(factor × reference, floor), the reference the
 // largest value of the first `warmup` steps, each compared before it is folded in).
 import { describe, expect, it } from 'vitest';
-import { adam, initActivitiesWithFfwd, makeMlp, makePcStep, sgd, type Model, type Tensor } from '../src/node.js';
-import { WpcArgumentError, WpcDivergenceError, type DivergenceKind } from '../src/runtime/errors.js';
-import { DEFAULT_DIVERGENCE_THRESHOLD } from '../src/pc/train.js';
-import { Random } from '../src/util/random.js';
-import { randomBatch, useRuntime } from './helpers.js';
-import { checkRunawayCases, problem, RUNAWAY_CASES, RUNAWAY_SAMPLE, SOLVERS, stateOf, train } from './runaway-grid.js';
+import { adam, initActivitiesWithFfwd, makeMlp, makePcStep, sgd, type Model, type Tensor } from '../../src/node.js';
+import { WpcArgumentError, WpcDivergenceError, type DivergenceKind } from '../../src/runtime/errors.js';
+import { DEFAULT_DIVERGENCE_THRESHOLD } from '../../src/pc/train.js';
+import { Random } from '../../src/util/random.js';
+import { randomBatch, useRuntime } from '../support/helpers.js';
+import {
+  checkRunawayCases,
+  problem,
+  RUNAWAY_CASES,
+  RUNAWAY_SAMPLE,
+  SOLVERS,
+  stateOf,
+  train,
+} from '../support/runaway-grid.js';
 
 const runtime = useRuntime();
 

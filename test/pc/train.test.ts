@@ -21,20 +21,20 @@ import {
   type Loss,
   type Optimiser,
   type RefModel,
-} from './reference/jpc64.js';
-import { adam, sgd } from '../src/pc/optim.js';
-import { makePcStep } from '../src/pc/train.js';
-import { updatePcActivities, updatePcParams } from '../src/pc/updates.js';
+} from '../reference/jpc64.js';
+import { adam, sgd } from '../../src/pc/optim.js';
+import { makePcStep } from '../../src/pc/train.js';
+import { updatePcActivities, updatePcParams } from '../../src/pc/updates.js';
 import {
   testDiscriminativePc,
   mseLoss as gpuMse,
   crossEntropyLoss as gpuCe,
   computeAccuracy as gpuAcc,
-} from '../src/pc/evaluate.js';
-import { makeMlp } from '../src/pc/model.js';
-import { loadDataset } from '../src/data/node.js';
-import { batches, oneHot, subset } from '../src/data/dataset.js';
-import { Random } from '../src/util/random.js';
+} from '../../src/pc/evaluate.js';
+import { makeMlp } from '../../src/pc/model.js';
+import { loadDataset } from '../../src/data/node.js';
+import { batches, oneHot, subset } from '../../src/data/dataset.js';
+import { Random } from '../../src/util/random.js';
 import {
   activityGradScale,
   expectClose,
@@ -48,10 +48,10 @@ import {
   readAll,
   tensorOf,
   useRuntime,
-} from './helpers.js';
+} from '../support/helpers.js';
 
 const rt = useRuntime();
-const DATA_DIR = process.env.WPC_DATA_DIR ?? fileURLToPath(new URL('../../shared/datasets', import.meta.url));
+const DATA_DIR = process.env.WPC_DATA_DIR ?? fileURLToPath(new URL('../../../shared/datasets', import.meta.url));
 
 async function paramsOf(model: ReturnType<typeof gpuModel>): Promise<Float64Array> {
   const { weights, biases } = await model.toArrays();

@@ -4,7 +4,7 @@
  * steps, and the float32 time grid.
  */
 import { describe, expect, it } from 'vitest';
-import { Random } from '../src/util/random.js';
+import { Random } from '../../src/util/random.js';
 import {
   ACTIVATIONS,
   ACT_KINKS,
@@ -62,7 +62,7 @@ import {
   type PidStepRecord,
   type RefModel,
   type VectorField,
-} from './reference/jpc64.js';
+} from './jpc64.js';
 
 // ─────────────────────────────────────────── helpers ───────────────────────────────────────────
 

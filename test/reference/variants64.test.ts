@@ -5,7 +5,7 @@
  * reductions to plain PC, and the documented departures from JPC's bugs.
  */
 import { describe, expect, it } from 'vitest';
-import { Random } from '../src/util/random.js';
+import { Random } from '../../src/util/random.js';
 import {
   ACTIVATIONS,
   ACT_KINKS,
@@ -28,7 +28,7 @@ import {
   type Mat,
   type ParamGrads,
   type RefModel,
-} from './reference/jpc64.js';
+} from './jpc64.js';
 import {
   bpcActivityGrads,
   bpcEnergy,
@@ -53,7 +53,7 @@ import {
   pcRegularisers,
   type GenModel,
   type PcOpts,
-} from './reference/variants64.js';
+} from './variants64.js';
 
 // ─────────────────────────────────────────── helpers ───────────────────────────────────────────
 
@@ -682,7 +682,7 @@ describe('bidirectional PC', () => {
   });
 
   // Every (top-down, bottom-up) pair of activations, both orders, supervised and unsupervised: the reference's
-  // gradients (each network's own φ') against finite differences of its energy (test/bidirectional.test.ts then
+  // gradients (each network's own φ') against finite differences of its energy (test/pc/bidirectional.test.ts then
   // holds the GPU to this reference for the same pairs).
   const pairs: [Act, Act, boolean][] = [];
   for (const a of ACTIVATIONS) for (const b of ACTIVATIONS) for (const u of [false, true]) pairs.push([a, b, u]);

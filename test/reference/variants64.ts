@@ -3,7 +3,7 @@
  * parameterisations (sp / μPC / NTP), identity skip connections, the generalised PC energy (output-energy scaling
  * λ, weight decay, spectral penalty, activity decay, unsupervised mode), hybrid PC (hPC), bidirectional PC (bPC)
  * and error-reparameterised PC (ePC). Every gradient is derived by hand and written out loop by loop, like
- * jpc64.ts; test/variants-reference.test.ts checks each against central finite differences of its energy.
+ * jpc64.ts; test/reference/variants64.test.ts checks each against central finite differences of its energy.
  *
  * Conventions (those of jpc64.ts, plus the ones below)
  * - Code layer l (0-based; JPC's f_{l+1}) maps f_l(z) = s_l·(W_l act_l(z) + b_l), act_0 = identity, act_l = φ for

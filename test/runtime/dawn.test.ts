@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8'));
 /** Lines Dawn itself prints on stderr when it opens an adapter (not WPC's). */
 const DAWN_NOTICE = /^Warning: max\w+ artificially reduced/;

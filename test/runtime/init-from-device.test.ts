@@ -2,9 +2,9 @@
 // from parameters already on the GPU (mlpFromBuffer), and WPC's own buffers handed out (Tensor.buffer,
 // Model.params). The browser side (a render pipeline drawing activities) is in browser.test.ts.
 import { describe, expect, it } from 'vitest';
-import { initActivitiesWithFfwd, makeMlp, mlpFromBuffer, pcEnergy, WpcArgumentError } from '../src/node.js';
-import { BufferUsage } from '../src/runtime/flags.js';
-import { useRuntime } from './helpers.js';
+import { initActivitiesWithFfwd, makeMlp, mlpFromBuffer, pcEnergy, WpcArgumentError } from '../../src/node.js';
+import { BufferUsage } from '../../src/runtime/flags.js';
+import { useRuntime } from '../support/helpers.js';
 
 const rt = useRuntime();
 

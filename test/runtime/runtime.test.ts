@@ -24,11 +24,11 @@ import {
   type Model,
   type Runtime,
   type Tensor,
-} from '../src/node.js';
-import type { KernelSpec } from '../src/runtime/kernel.js';
-import { cpuHasAvx512, lavapipeVectorWidth } from '../src/runtime/dawn.js';
-import { Random } from '../src/util/random.js';
-import { expectClose, readAll, useRuntime } from './helpers.js';
+} from '../../src/node.js';
+import type { KernelSpec } from '../../src/runtime/kernel.js';
+import { cpuHasAvx512, lavapipeVectorWidth } from '../../src/runtime/dawn.js';
+import { Random } from '../../src/util/random.js';
+import { expectClose, readAll, useRuntime } from '../support/helpers.js';
 
 const rt = useRuntime();
 
@@ -636,7 +636,7 @@ describe('init', () => {
 
     // This process's Dawn exists (useRuntime): the width in effect is fixed, and asking for another fails.
     const width = process.env.LP_NATIVE_VECTOR_WIDTH;
-    expect(width, 'set by init (auto, AVX-512) or test/setup-other-lanes.ts').toMatch(/^(256|512)$/);
+    expect(width, 'set by init (auto, AVX-512) or test/support/setup-other-lanes.ts').toMatch(/^(256|512)$/);
     if (rt().adapter.description.includes('llvmpipe')) expect(rt().adapter.subgroupSize).toBe(Number(width) / 32);
     expect(applySoftwareVectorBits('auto')).toBe(width);
     expect(applySoftwareVectorBits(Number(width) as 256 | 512)).toBe(width);

@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 // @ts-expect-error: a plain .mjs script without types
-import { markdownTable, writeSection } from '../scripts/bench-sections.mjs';
+import { markdownTable, writeSection } from '../../scripts/bench-sections.mjs';
 
-const deviceKit = fileURLToPath(new URL('../scripts/device-kit.mjs', import.meta.url));
+const deviceKit = fileURLToPath(new URL('../../scripts/device-kit.mjs', import.meta.url));
 const fresh = () => mkdtempSync(join(tmpdir(), 'wpc-bench-'));
 
 describe('BENCHMARKS.md sections', () => {

@@ -25,7 +25,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 // @ts-expect-error plain JS module
-import { startDemoServer } from '../scripts/demo-server.mjs';
+import { startDemoServer } from '../../scripts/demo-server.mjs';
 
 // `open` is hooked so a test can change the file system at the last moment before the server opens a file —
 // the window between any check and the open (fs/promises `open`, and fs's `open`/`createReadStream`).
@@ -51,7 +51,7 @@ vi.mock('node:fs', async (importOriginal) => {
   return { ...fs, createReadStream, open, default: { ...fs, createReadStream, open } };
 });
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const SCRIPT = join(ROOT, 'scripts', 'demo-server.mjs');
 const GOOD = '/examples/browser/index.html';
 const GOOD_DATA = 'GOOD-DATA-0123456789';

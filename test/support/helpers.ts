@@ -3,11 +3,20 @@
  * and GPU models, and the tolerance check every kernel test uses.
  */
 import { afterAll, beforeAll, expect } from 'vitest';
-import { init, mlpFromWeights, type Model, type Runtime, type Tensor } from '../src/node.js';
-import { type Act, type Mat, type RefModel, actDeriv, ffwd, layerErrors, mat, randomModel } from './reference/jpc64.js';
-import { Random } from '../src/util/random.js';
-import { Recorder } from '../src/runtime/recorder.js';
-import { WpcArgumentError } from '../src/runtime/errors.js';
+import { init, mlpFromWeights, type Model, type Runtime, type Tensor } from '../../src/node.js';
+import {
+  type Act,
+  type Mat,
+  type RefModel,
+  actDeriv,
+  ffwd,
+  layerErrors,
+  mat,
+  randomModel,
+} from '../reference/jpc64.js';
+import { Random } from '../../src/util/random.js';
+import { Recorder } from '../../src/runtime/recorder.js';
+import { WpcArgumentError } from '../../src/runtime/errors.js';
 
 /** A runtime for the whole file (real Dawn adapter; never the null backend). */
 export function useRuntime(): () => Runtime {

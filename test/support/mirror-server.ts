@@ -9,7 +9,7 @@ import { createServer as createTcpServer, type Server as TcpServer, type Socket 
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const DATA_DIR = process.env.WPC_DATA_DIR ?? fileURLToPath(new URL('../../shared/datasets', import.meta.url));
+export const DATA_DIR = process.env.WPC_DATA_DIR ?? fileURLToPath(new URL('../../../shared/datasets', import.meta.url));
 
 /** How a mirror answers a request for a file. */
 export type Behaviour =

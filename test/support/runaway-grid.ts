@@ -1,5 +1,6 @@
-// Shared by the runaway-check tests (quick tier: test/runaway.test.ts; full tier: test/full/runaway-grid.test.ts):
-// tiny training runs that record every step's state, and the grid of learning rates far too large.
+// Shared by the runaway-check tests (quick tier: test/pc/train-runaway.test.ts; full tier:
+// test/full/runaway-grid.test.ts): tiny training runs that record every step's state, and the grid of learning rates
+// far too large.
 import { expect } from 'vitest';
 import {
   adam,
@@ -11,10 +12,10 @@ import {
   type Optimizer,
   type Runtime,
   type SolverOptions,
-} from '../src/node.js';
-import { WpcDivergenceError } from '../src/runtime/errors.js';
-import { DEFAULT_DIVERGENCE_THRESHOLD } from '../src/pc/train.js';
-import { ACTIVATIONS, type Activation } from '../src/kernels/activations.js';
+} from '../../src/node.js';
+import { WpcDivergenceError } from '../../src/runtime/errors.js';
+import { DEFAULT_DIVERGENCE_THRESHOLD } from '../../src/pc/train.js';
+import { ACTIVATIONS, type Activation } from '../../src/kernels/activations.js';
 import { bits, randomBatch } from './helpers.js';
 
 export type Task = 'discriminative' | 'generative' | 'unsupervised';

@@ -1,5 +1,5 @@
-// Checks shared by the tile tests (test/tiles.test.ts, test/full/tile-layouts.test.ts): a product and the layer
-// kernels of a reference problem against float64.
+// Checks shared by the tile tests (test/kernels/tiles.test.ts, test/full/tile-layouts.test.ts): a product and the
+// layer kernels of a reference problem against float64.
 import {
   type Mat,
   type RefModel,
@@ -7,11 +7,11 @@ import {
   jpcRecordLayersOrder,
   layerEnergies,
   paramGrads,
-} from './reference/jpc64.js';
-import type { Runtime } from '../src/node.js';
-import { computePcActivityGrad, computePcParamGrads, pcEnergy } from '../src/pc/energy.js';
-import type { Random } from '../src/util/random.js';
-import { matmul } from '../src/pc/linalg.js';
+} from '../reference/jpc64.js';
+import type { Runtime } from '../../src/node.js';
+import { computePcActivityGrad, computePcParamGrads, pcEnergy } from '../../src/pc/energy.js';
+import type { Random } from '../../src/util/random.js';
+import { matmul } from '../../src/pc/linalg.js';
 import { expectClose, flat, gpuModel, readAll, tensorOf } from './helpers.js';
 
 /** matmul of random normal operands (op(A) m×k, op(B) k×n) against the float64 product. */

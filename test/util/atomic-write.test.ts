@@ -72,8 +72,8 @@ vi.mock('node:crypto', async (importOriginal) => {
   return { ...real, randomBytes, default: { ...real, randomBytes } };
 });
 
-const { writeAtomically } = await import('../src/util/atomic-write.js');
-const { WpcArgumentError } = await import('../src/runtime/errors.js');
+const { writeAtomically } = await import('../../src/util/atomic-write.js');
+const { WpcArgumentError } = await import('../../src/runtime/errors.js');
 
 const root = mkdtempSync(join(tmpdir(), 'wpc-atomic-'));
 let dir: string;
@@ -244,7 +244,7 @@ describe('writeAtomically', () => {
 
 describe('writeAtomicallyWith (content produced while it is written: a download)', () => {
   it('renames only when the writer resolves; a writer that throws leaves the target as it was and no temporary', async () => {
-    const { writeAtomicallyWith } = await import('../src/util/atomic-write.js');
+    const { writeAtomicallyWith } = await import('../../src/util/atomic-write.js');
     const target = join(dir, 'file.gz');
     writeFileSync(target, 'old');
     const refused = new Error('checksum mismatch');
