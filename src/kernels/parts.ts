@@ -21,6 +21,11 @@ const WORKGROUP_SUM_PART = part('workgroup-sum.wgsl', workgroupSumWgsl);
 /** Invocations per workgroup of the solver, output, reduce and optimiser kernels (RED_WG in workgroup-sum.wgsl). */
 export const SMALL_WG = 64;
 
+/** Workgroups of SMALL_WG invocations an elementwise dispatch over `n` elements takes. */
+export function elementwiseGroups(n: number): number {
+  return Math.ceil(n / SMALL_WG);
+}
+
 /**
  * The shared workgroup sum (workgroup-sum.wgsl) of the reduction kernels: subgroup butterflies where the
  * adapter reports one fixed subgroup size that is a power of two with SMALL_WG / size ≤ size, else a tree in

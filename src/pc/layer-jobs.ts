@@ -4,7 +4,8 @@
  * Tables are built once per workspace. A layer's own jobs come from its kind (pc/layers); the one job built here
  * is an activity's gradient, which joins its own error with the term its next layer's kind carries down.
  */
-import { GradFlag, type TileConfig, workgroupSharesTile, workgroupTile } from '../kernels/index.js';
+import { GradFlag } from '../kernels/layer-matmul.js';
+import { type TileConfig, workgroupSharesTile, workgroupTile } from '../kernels/tiles.js';
 import { type Job, packJobRecords } from '../kernels/structs.js';
 
 export interface JobTable {

@@ -9,7 +9,7 @@
  * All parameters live in one GPU buffer (each layer's tensors back to back), so an optimiser step over the whole
  * model is one dispatch and the grouped layer kernels read every layer through one binding.
  */
-import { ACTIVATIONS, type Activation } from '../kernels/index.js';
+import { ACTIVATIONS, type Activation } from '../kernels/activations.js';
 import {
   WpcArgumentError,
   argError,

@@ -24,7 +24,10 @@ import {
   packRows,
   packSegments,
 } from '../kernels/structs.js';
-import { type Activation, JobFlag, SMALL_WG, type TileConfig, epilogueColumns } from '../kernels/index.js';
+import type { Activation } from '../kernels/activations.js';
+import { JobFlag } from '../kernels/layer-matmul.js';
+import { elementwiseGroups } from '../kernels/parts.js';
+import { type TileConfig, epilogueColumns } from '../kernels/tiles.js';
 import { BufferUsage, UNIFORM_USAGE } from '../runtime/flags.js';
 import type { CompiledKernel } from '../runtime/kernel.js';
 import type { Recorder } from '../runtime/recorder.js';
@@ -145,11 +148,15 @@ export class Workspace {
   private readonly ownBuffers: GPUBuffer[] = [];
   private readonly energyTables: EnergyTable[] = [];
   private readonly stageRecords: StageRecords;
+  /** What the activity-gradient tables are bound over. */
+  private readonly actBindings: ActBindings;
+  /** Every layer is of a kind the fused whole-solve kernel runs. */
+  private readonly fusableLayers: boolean;
   private compiled: WorkspaceKernels | undefined;
   private forwardLayers: Dispatch[] = [];
   private pred1Dispatch: Dispatch | undefined;
-  private lossRows: Record<Loss, Dispatch> | undefined;
-  private lossReduce: Dispatch | undefined;
+  /** JPC's loss and accuracy of z_L against the target, by output kind (supervised workspaces). */
+  private loss: Record<Loss, RowMetric> | undefined;
   private trainDispatches: TrainDispatches | undefined;
   private regularizerState: Regularizer | undefined;
   private recordingState: Recording | undefined;
@@ -205,6 +212,14 @@ export class Workspace {
     this.state = rt.createStorageBuffer(STATE_WORDS * 4, 'wpc.solver-state');
     this.config = rt.device.createBuffer({ size: CONFIG_WORDS * 4, usage: UNIFORM_USAGE, label: 'wpc.solver-config' });
     this.stageRecords = new StageRecords(rt, { ...fam, nAll: this.nAll });
+    this.actBindings = {
+      device: rt.device,
+      work: this.buffer,
+      state: this.state,
+      stages: this.stageRecords,
+      stagesAligned: this.stageFamiliesAligned,
+    };
+    this.fusableLayers = model.layers.every((l) => fusedLayer(l) !== undefined);
     this.ownBuffers.push(this.buffer, this.scalars, this.state, this.config);
   }
 
@@ -315,7 +330,7 @@ export class Workspace {
       !this.model.hasSkips &&
       this.energy.lambda === 1 &&
       this.energy.activityDecay === 0 &&
-      this.model.layers.every((l) => fusedLayer(l) !== undefined)
+      this.fusableLayers
     );
   }
 
@@ -335,7 +350,7 @@ export class Workspace {
   }
 
   elementwiseGroups(n: number): number {
-    return Math.ceil(n / SMALL_WG);
+    return elementwiseGroups(n);
   }
 
   // ---------------------------------------------------------------------------------------------------------
@@ -428,17 +443,7 @@ export class Workspace {
 
   /** Dispatches an activity-gradient table with stage record `index`. */
   recordActTable(rec: Recorder, table: ActTable, gated: boolean, index: number): void {
-    table.record(rec, this.actBindings, gated, index, this.stageRecords.at(index));
-  }
-
-  private get actBindings(): ActBindings {
-    return {
-      device: this.runtime.device,
-      work: this.buffer,
-      state: this.state,
-      stages: this.stageRecords.buffer,
-      stagesAligned: this.stageFamiliesAligned,
-    };
+    table.record(rec, this.actBindings, gated, index);
   }
 
   /** A job table whose contents depend on the energy terms: rebuilt in place by `applyEnergy`. */
@@ -459,9 +464,12 @@ export class Workspace {
     return table;
   }
 
-  private rowsUniform(rows: number, cols: number, predOff: number, partOff: number, ce: number): GPUBuffer {
-    const data = packRows([{ rows, cols, predOff, targetOff: this.target, partOff, lossCe: ce !== 0 }]);
-    return this.uniformFrom(new Uint32Array(data), 'wpc.rows');
+  /** A Rows uniform (output.wgsl) over the batch's rows of a `cols`-wide region and a target of the same shape. */
+  private rowsUniform(label: string, r: { cols: number; pred: number; target: number; part: number; ce: boolean }) {
+    const data = packRows([
+      { rows: this.batch, cols: r.cols, predOff: r.pred, targetOff: r.target, partOff: r.part, lossCe: r.ce },
+    ]);
+    return this.uniformFrom(new Uint32Array(data), `wpc.rows.${label}`);
   }
 
   // ---------------------------------------------------------------------------------------------------------
@@ -493,7 +501,6 @@ export class Workspace {
   private buildEvaluation(kernels: WorkspaceKernels): void {
     const { model, tiles, tables } = this;
     const L = model.depth;
-    const B = this.batch;
     const work = this.buffer;
     const params = model.params;
     for (let l = 1; l <= L; l++) {
@@ -511,23 +518,15 @@ export class Workspace {
       { jobs: this.jobTable('pred1', pred), params, work },
       pred.workgroups,
     );
-    const outputY = this.fam.y + this.layer[L]!;
-    const rows = (loss: Loss): Dispatch =>
-      this.bind(
-        kernels.lossRows,
-        { rows: this.rowsUniform(B, model.outputDim, outputY, this.partRows, outputKind(loss).kernelFlag), work },
-        this.elementwiseGroups(B),
-      );
-    this.lossRows = { mse: rows('mse'), ce: rows('ce') };
-    this.lossReduce = this.reduce(
-      'loss',
-      [
-        { off: this.partRows, count: B, stride: 4, out: this.scalar.loss, scale: 1 / B },
-        { off: this.partRows + 1, count: B, stride: 4, out: this.scalar.accuracy, scale: 100 / B },
-      ],
-      work,
-      this.scalars,
-    );
+    const lossOf = (loss: Loss): RowMetric =>
+      this.rowMetric(`loss.${loss}`, {
+        pred: this.fam.y + this.layer[L]!,
+        target: this.target,
+        cols: model.outputDim,
+        ce: outputKind(loss).kernelFlag,
+        out: this.scalar.loss,
+      });
+    this.loss = { mse: lossOf('mse'), ce: lossOf('ce') };
   }
 
   private buildTraining(kernels: WorkspaceKernels, k: TrainKernels): void {
@@ -546,6 +545,7 @@ export class Workspace {
         layer: this.layer,
         first: this.first,
         nAll: this.nAll,
+        target: this.target,
         partCe: this.partCe,
         partRows: this.partRows,
         scalar: this.scalar,
@@ -556,7 +556,7 @@ export class Workspace {
         rewriteSegments: (table, segs) => this.rewriteSegments(table, segs),
         bind: (kernel, resources, workgroups) => this.bind(kernel, resources, workgroups),
         reduce: (label, segs, src, dst) => this.reduce(label, segs, src, dst),
-        rowsUniform: (rows, cols, pred, part, ce) => this.rowsUniform(rows, cols, pred, part, ce),
+        rowsUniform: (label, r) => this.rowsUniform(label, r),
         energyJobs: (label, build) => this.energyJobs(label, build),
         energySegments: (label, build) => this.energySegments(label, build),
         own: (buffer) => this.ownBuffers.push(buffer),
@@ -675,9 +675,8 @@ export class Workspace {
 
   /** JPC's mse_loss / cross_entropy_loss and compute_accuracy of the prediction z_L against the target. */
   recordLoss(rec: Recorder, loss: Loss): void {
-    if (!this.lossRows || !this.lossReduce) throw new Error('workspace: no loss in an unsupervised workspace');
-    record(rec, this.lossRows[loss]);
-    record(rec, this.lossReduce);
+    if (!this.loss) throw new Error('workspace: no loss in an unsupervised workspace');
+    this.recordRowMetric(rec, this.loss[loss]);
   }
 
   /**
@@ -689,10 +688,7 @@ export class Workspace {
     m: { pred: number; target: number; cols: number; ce?: boolean; lossScale?: number; out: number },
   ): RowMetric {
     const B = this.batch;
-    const data = packRows([
-      { rows: B, cols: m.cols, predOff: m.pred, targetOff: m.target, partOff: this.partRows, lossCe: m.ce === true },
-    ]);
-    const rows = this.uniformFrom(new Uint32Array(data), `wpc.rows.${label}`);
+    const rows = this.rowsUniform(label, { ...m, part: this.partRows, ce: m.ce === true });
     return {
       rows: this.bind(this.kernels.lossRows, { rows, work: this.buffer }, this.elementwiseGroups(B)),
       reduce: this.reduce(

@@ -4,7 +4,8 @@
  * recording steps every bPC call shares.
  */
 import { type Job, type SegmentSpec, packCombineOps } from '../../kernels/structs.js';
-import { activateKernel, activityGradKernel } from '../../kernels/index.js';
+import { activateKernel } from '../../kernels/elementwise.js';
+import { activityGradKernel } from '../../kernels/layer-matmul.js';
 import type { Recorder } from '../../runtime/recorder.js';
 import { type Captured, loadBatch, onWorkspaces, type WorkspaceRequest } from '../batch.js';
 import { gradJob, packJobs, tilesOf } from '../layer-jobs.js';

@@ -4,7 +4,7 @@
  * with the forward, activity-gradient and parameter-gradient epilogues).
  */
 import type { Job } from '../../kernels/structs.js';
-import { JobFlag } from '../../kernels/index.js';
+import { JobFlag } from '../../kernels/layer-matmul.js';
 import type { Random } from '../../util/random.js';
 import type { CarryTerm } from '../layer-jobs.js';
 import type {

@@ -39,7 +39,7 @@ interface OutputKind {
   /** The output kernel (output.wgsl) that finishes the error and its per-row energies, run after the error jobs. */
   readonly finish: (typeof FINISH_ENTRIES)[number] | null;
   /** The flag of kernels that handle both outputs in one body (output.wgsl loss_rows, fused-solve.wgsl). */
-  readonly kernelFlag: 0 | 1;
+  readonly kernelFlag: boolean;
   /** The output layer's energy as a reduction term: its partials and their scale (λ and 1/B included). */
   energyTerm(site: OutputSite, lambda: number): EnergyTerm;
 }
@@ -48,7 +48,7 @@ const mse: OutputKind = {
   loss: 'mse',
   logits: false,
   finish: null,
-  kernelFlag: 0,
+  kernelFlag: false,
   energyTerm: (site, lambda) => ({
     off: site.errorPart,
     count: site.errorTiles,
@@ -61,7 +61,7 @@ const ce: OutputKind = {
   loss: 'ce',
   logits: true,
   finish: 'ce_errors',
-  kernelFlag: 1,
+  kernelFlag: true,
   energyTerm: (site, lambda) => ({ off: site.rowPart, count: site.rows, stride: 4, scale: lambda / site.rows }),
 };
 

@@ -4,7 +4,7 @@
  * the 64-byte solver state only between chunks (at most once every `pollEvery` steps). Steps submitted after
  * the solve has finished are no-ops.
  */
-import { RecordWhen } from '../../kernels/index.js';
+import { RecordWhen } from '../../kernels/record.js';
 import { WpcSolverError } from '../../runtime/errors.js';
 import type { Recorder } from '../../runtime/recorder.js';
 import { STATE, STATE_WORDS } from '../../kernels/structs.js';

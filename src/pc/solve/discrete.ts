@@ -2,7 +2,7 @@
  * The discrete loop: `steps` optimiser updates of the activities (optax semantics), each one prediction-error
  * dispatch and one activity-gradient dispatch fused with the update, all encoded up front.
  */
-import { RecordWhen } from '../../kernels/index.js';
+import { RecordWhen } from '../../kernels/record.js';
 import type { Recorder } from '../../runtime/recorder.js';
 import type { Loss, Workspace } from '../workspace.js';
 import { encodeConfig } from './config.js';

@@ -4,7 +4,7 @@
  * submitted in growing chunks, and nothing is read back.
  */
 import { WpcSolverError } from '../../runtime/errors.js';
-import { RecordWhen } from '../../kernels/index.js';
+import { RecordWhen } from '../../kernels/record.js';
 import type { Recorder } from '../../runtime/recorder.js';
 import type { Loss, Workspace } from '../workspace.js';
 import { encodeConfig } from './config.js';

@@ -3,7 +3,7 @@
  * of the activity-gradient kernel that computes a stage, saying which stage it is, its coefficients, and where
  * the result goes. Record 0, the plain gradient, is the workspace's own; these go at 1, 2, ….
  */
-import { StageMode, StageOptimizer } from '../../kernels/index.js';
+import { StageMode, StageOptimizer } from '../../kernels/layer-matmul.js';
 import type { OptimizerConfig } from '../optim.js';
 import type { Tableau } from '../tableaux.js';
 import type { StageRecord } from '../../kernels/structs.js';

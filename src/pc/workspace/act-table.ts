@@ -5,12 +5,13 @@
  * compiled with only the vec4 epilogue.
  */
 import type { Job } from '../../kernels/structs.js';
-import { StageMode } from '../../kernels/index.js';
+import { StageMode } from '../../kernels/layer-matmul.js';
 import { type CompiledKernel, createBindGroup } from '../../runtime/kernel.js';
 import type { Recorder } from '../../runtime/recorder.js';
 import { epilogue4Ready } from '../layer-jobs.js';
 import type { Gated } from './handles.js';
 import { STAGE_BYTES, type StageRecord, UNIFORM_STRIDE } from '../../kernels/structs.js';
+import type { StageRecords } from './stages.js';
 
 /** The kernels a table runs with: the general one, its gated form, and the vec4-only pair where compiled. */
 export interface ActKernels {
@@ -24,7 +25,8 @@ export interface ActBindings {
   readonly device: GPUDevice;
   readonly work: GPUBuffer;
   readonly state: GPUBuffer;
-  readonly stages: GPUBuffer;
+  /** The stage records (their buffer is replaced when it grows). */
+  readonly stages: StageRecords;
   /** Whether the stage records' families are ≡ 0 mod 4 (the record part of vec_ok). */
   readonly stagesAligned: boolean;
 }
@@ -64,10 +66,11 @@ export class ActTable {
     );
   }
 
-  /** Records the table with stage record `index` (`record` is its contents). */
-  record(rec: Recorder, at: ActBindings, gated: boolean, index: number, record: StageRecord | undefined): void {
-    if (this.groupsFor !== at.stages || !this.groups) {
-      const stage: GPUBufferBinding = { buffer: at.stages, offset: 0, size: STAGE_BYTES };
+  /** Records the table with stage record `index`. */
+  record(rec: Recorder, at: ActBindings, gated: boolean, index: number): void {
+    const stages = at.stages.buffer;
+    if (this.groupsFor !== stages || !this.groups) {
+      const stage: GPUBufferBinding = { buffer: stages, offset: 0, size: STAGE_BYTES };
       const { jobs, params } = this;
       const { device, work, state } = at;
       this.groups = {
@@ -76,10 +79,10 @@ export class ActTable {
           ? { gated: createBindGroup(device, this.kernels.gated, { jobs, params, work, state, stage }) }
           : {}),
       };
-      this.groupsFor = at.stages;
+      this.groupsFor = stages;
     }
     const group = gated ? this.groups.gated : this.groups.plain;
-    const vec4 = this.takesVec4(record, at.stagesAligned) ? this.kernels.vec4 : undefined;
+    const vec4 = this.takesVec4(at.stages.at(index), at.stagesAligned) ? this.kernels.vec4 : undefined;
     const kernel = gated ? (vec4?.gated ?? this.kernels.gated) : (vec4?.plain ?? this.kernels.plain);
     if (!group || !kernel) throw new Error('workspace: this activity-gradient table has no gated kernel');
     rec.dispatch(kernel, group, this.workgroups, [index * UNIFORM_STRIDE]);

@@ -3,7 +3,8 @@
  * single-workgroup dispatch, every step and stage inside the kernel. Only for JPC's plain supervised energy and
  * layers whose kind the kernel knows (`Workspace.plain`); the solver decides when it pays.
  */
-import { type Activation, fusedSolveKernel } from '../../kernels/index.js';
+import type { Activation } from '../../kernels/activations.js';
+import { fusedSolveKernel } from '../../kernels/fused-solve.js';
 import { FUSED_WORDS, packFused, packFusedLayers } from '../../kernels/structs.js';
 import { UNIFORM_USAGE } from '../../runtime/flags.js';
 import { type CompiledKernel, createBindGroup } from '../../runtime/kernel.js';
@@ -93,7 +94,7 @@ export class FusedSolve {
       batch: host.batch,
       stages: s,
       steps: sizes.length,
-      ce: outputKind(loss).kernelFlag === 1,
+      ce: outputKind(loss).kernelFlag,
       nAll: host.nAll,
       nHidden: host.nHidden,
       y: fam.y,

@@ -3,23 +3,14 @@
  * activity and parameter gradients, the output kinds' finishing kernels, reductions, the solver's and the
  * recording's entry points). Compiled in parallel; the runtime's pipeline cache shares them between workspaces.
  */
-import {
-  type Activation,
-  RECORD_ENTRIES,
-  type RecordEntry,
-  SOLVER_ENTRIES,
-  type SolverEntry,
-  type TileConfig,
-  accumulateKernel,
-  activityGradKernel,
-  combineKernel,
-  forwardKernel,
-  outputKernel,
-  paramGradKernel,
-  recordKernel,
-  reduceKernel,
-  solverKernel,
-} from '../../kernels/index.js';
+import type { Activation } from '../../kernels/activations.js';
+import { combineKernel } from '../../kernels/elementwise.js';
+import { activityGradKernel, forwardKernel, paramGradKernel } from '../../kernels/layer-matmul.js';
+import { outputKernel } from '../../kernels/output.js';
+import { RECORD_ENTRIES, type RecordEntry, recordKernel } from '../../kernels/record.js';
+import { accumulateKernel, reduceKernel } from '../../kernels/reduce.js';
+import { SOLVER_ENTRIES, type SolverEntry, solverKernel } from '../../kernels/solver.js';
+import type { TileConfig } from '../../kernels/tiles.js';
 import type { CompiledKernel } from '../../runtime/kernel.js';
 import type { Runtime } from '../../runtime/runtime.js';
 import { FINISH_ENTRIES } from '../layers/output.js';

@@ -18,7 +18,8 @@
  * written by the same invocation. Besides: x (input), pred1 (the first layer's prediction, fixed during inference
  * because x is clamped), target, the constant-step grid, and partial-sum regions.
  */
-import { SCALED_SQUARE_CHUNK, type TileConfig, defaultTiles } from '../../kernels/index.js';
+import { SCALED_SQUARE_CHUNK } from '../../kernels/solver.js';
+import { type TileConfig, defaultTiles } from '../../kernels/tiles.js';
 import { checkFits, storageLimit } from '../../runtime/limits.js';
 import type { Runtime } from '../../runtime/runtime.js';
 import { tilesOf } from '../layer-jobs.js';

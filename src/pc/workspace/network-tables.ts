@@ -4,7 +4,7 @@
  * energy. The workspace uploads them once; the tables that depend on λ are rebuilt when it changes.
  */
 import type { Job } from '../../kernels/structs.js';
-import type { TileConfig } from '../../kernels/index.js';
+import type { TileConfig } from '../../kernels/tiles.js';
 import { gradJob, vec4Shaped } from '../layer-jobs.js';
 import { carryTerm, errorJob, forwardJob, paramGradJob } from '../layers/index.js';
 import { type Loss, type OutputSite, outputKind } from '../layers/output.js';

@@ -4,7 +4,8 @@
  * Which states are recorded is decided on the GPU (the `when` record of the recording uniform), so nothing is read
  * back during the solve.
  */
-import { RECORD_ENTRIES, type RecordEntry, SMALL_WG } from '../../kernels/index.js';
+import { elementwiseGroups } from '../../kernels/parts.js';
+import { RECORD_ENTRIES, type RecordEntry } from '../../kernels/record.js';
 import { UNIFORM_USAGE } from '../../runtime/flags.js';
 import { type CompiledKernel, createBindGroup } from '../../runtime/kernel.js';
 import type { Recorder } from '../../runtime/recorder.js';
@@ -99,7 +100,7 @@ export class Recording {
     }
     const offset = [when * UNIFORM_STRIDE];
     if (trajectory)
-      rec.dispatch(kernels.record_activities, groups.record_activities, Math.ceil(this.host.nAll / SMALL_WG), offset);
+      rec.dispatch(kernels.record_activities, groups.record_activities, elementwiseGroups(this.host.nAll), offset);
     rec.dispatch(kernels.record_energies, groups.record_energies, this.host.depth, offset);
     rec.dispatch(kernels.record_advance, groups.record_advance, 1, offset);
   }

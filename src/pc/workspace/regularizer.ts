@@ -5,7 +5,9 @@
  * total. Kernels compile on first use (`ensureKernels`); buffers follow the terms (the spectral scratch holds
  * every layer's Gram matrix).
  */
-import { ReduceFlag, type RegularizeEntry, SMALL_WG, regularizeKernel } from '../../kernels/index.js';
+import { elementwiseGroups } from '../../kernels/parts.js';
+import { ReduceFlag } from '../../kernels/reduce.js';
+import { type RegularizeEntry, regularizeKernel } from '../../kernels/regularize.js';
 import { UNIFORM_USAGE } from '../../runtime/flags.js';
 import type { CompiledKernel } from '../../runtime/kernel.js';
 import type { Recorder } from '../../runtime/recorder.js';
@@ -51,16 +53,19 @@ interface State {
   apply: Record<RegularizeEntry, Dispatch>;
 }
 
-const groups = (n: number): number => Math.ceil(n / SMALL_WG);
-
 export class Regularizer {
   private kernels: Record<RegularizeEntry, CompiledKernel> | undefined;
   private state: State | undefined;
   private tables: { weight: SegmentTable; spectral: SegmentTable; activity: SegmentTable } | undefined;
   private readonly accumulate: Dispatch;
+  /** Each layer's weight matrix, and the floats of all their Gram matrices WᵀW (the spectral scratch). */
+  private readonly weights: readonly { offset: number; rows: number; cols: number }[];
+  private readonly gramFloats: number;
 
   constructor(private readonly host: RegularizerHost) {
     const { runtime, scalars, regsSlot, totalSlot, model } = host;
+    this.weights = model.layers.map(weightMatrix);
+    this.gramFloats = this.weights.reduce((s, w) => s + w.cols ** 2, 0);
     // Every slot is added into the total (unused ones are cleared to 0).
     const acc = host.segmentTable('regs.accumulate', [
       { off: regsSlot, count: model.depth + 2, stride: 1, out: totalSlot, scale: 1 },
@@ -85,9 +90,9 @@ export class Regularizer {
     const { model, regsSlot: regs } = this.host;
     const L = model.depth;
     if (which === 'weight') {
-      return model.layers.map((spec, l) => ({
-        off: weightMatrix(spec).offset,
-        count: weightMatrix(spec).rows * weightMatrix(spec).cols,
+      return this.weights.map((w, l) => ({
+        off: w.offset,
+        count: w.rows * w.cols,
         stride: 1,
         out: regs + l,
         scale: wd / 2,
@@ -95,7 +100,7 @@ export class Regularizer {
       }));
     }
     if (which === 'spectral') {
-      const count = sp !== 0 ? model.layers.reduce((s, l) => s + weightMatrix(l).cols ** 2, 0) : 0;
+      const count = sp !== 0 ? this.gramFloats : 0;
       return [{ off: 0, count, stride: 1, out: regs + L, scale: sp / 2, flags: ReduceFlag.SQUARE }];
     }
     return [
@@ -119,7 +124,7 @@ export class Regularizer {
     if (!kernels) throw new Error('workspace: the regulariser kernels are not compiled (ensureKernels)');
     const L = model.depth;
     const { weightDecay: wd, spectralPenalty: sp } = terms;
-    const scratchSize = sp !== 0 ? model.layers.reduce((s, l) => s + weightMatrix(l).cols ** 2, 0) : 1;
+    const scratchSize = sp !== 0 ? this.gramFloats : 1;
     let state = this.state;
     if (!state || state.scratchSize < scratchSize) {
       state?.scratch.destroy();
@@ -166,8 +171,7 @@ export class Regularizer {
       // Records 0..L−1: weight decay of each layer; L..2L−1: its spectral penalty, with D_l = W_lᵀW_l − I at dOff.
       const layers: { wOff: number; outDim: number; inDim: number; dOff: number }[] = [];
       let d = 0;
-      for (const spec of model.layers) {
-        const w = weightMatrix(spec);
+      for (const w of this.weights) {
         layers.push({ wOff: w.offset, outDim: w.rows, inDim: w.cols, dOff: d });
         d += w.cols * w.cols;
       }
@@ -184,8 +188,8 @@ export class Regularizer {
 
   private recordGram(rec: Recorder, state: State): void {
     const L = this.host.model.depth;
-    this.host.model.layers.forEach((spec, l) => {
-      record(rec, state.apply.gram, [(L + l) * UNIFORM_STRIDE], groups(weightMatrix(spec).cols ** 2));
+    this.weights.forEach((w, l) => {
+      record(rec, state.apply.gram, [(L + l) * UNIFORM_STRIDE], elementwiseGroups(w.cols ** 2));
     });
   }
 
@@ -195,16 +199,16 @@ export class Regularizer {
     if (wd === 0 && sp === 0) return;
     const state = this.stateFor(terms);
     const L = this.host.model.depth;
-    const size = (spec: Model['layers'][number]) => groups(weightMatrix(spec).rows * weightMatrix(spec).cols);
+    const size = (w: { rows: number; cols: number }) => elementwiseGroups(w.rows * w.cols);
     if (sp !== 0) {
       this.recordGram(rec, state);
-      this.host.model.layers.forEach((spec, l) => {
-        record(rec, state.apply.spectral, [(L + l) * UNIFORM_STRIDE], size(spec));
+      this.weights.forEach((w, l) => {
+        record(rec, state.apply.spectral, [(L + l) * UNIFORM_STRIDE], size(w));
       });
     }
     if (wd !== 0) {
-      this.host.model.layers.forEach((spec, l) => {
-        record(rec, state.apply.weight_decay, [l * UNIFORM_STRIDE], size(spec));
+      this.weights.forEach((w, l) => {
+        record(rec, state.apply.weight_decay, [l * UNIFORM_STRIDE], size(w));
       });
     }
   }

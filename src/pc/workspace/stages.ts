@@ -4,7 +4,7 @@
  * always the plain activity gradient; a solve writes its records at 1..n once, and a later solve with the same
  * records skips the upload.
  */
-import { StageMode } from '../../kernels/index.js';
+import { StageMode } from '../../kernels/layer-matmul.js';
 import { type StageRecord, UNIFORM_STRIDE, packStages } from '../../kernels/structs.js';
 import { BufferUsage } from '../../runtime/flags.js';
 import { bufferLimit } from '../../runtime/limits.js';

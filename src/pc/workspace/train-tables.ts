@@ -5,14 +5,11 @@
  * the regulariser and recording that hang off them.
  */
 import type { Job } from '../../kernels/structs.js';
-import {
-  ReduceFlag,
-  SMALL_WG,
-  SOLVER_ENTRIES,
-  type SolverEntry,
-  type TileConfig,
-  rowTable,
-} from '../../kernels/index.js';
+import { rowTable } from '../../kernels/output.js';
+import { elementwiseGroups } from '../../kernels/parts.js';
+import { ReduceFlag } from '../../kernels/reduce.js';
+import { SOLVER_ENTRIES, type SolverEntry } from '../../kernels/solver.js';
+import type { TileConfig } from '../../kernels/tiles.js';
 import type { CompiledKernel } from '../../runtime/kernel.js';
 import type { Runtime } from '../../runtime/runtime.js';
 import { type JobTable, packJobs } from '../layer-jobs.js';
@@ -63,6 +60,7 @@ interface TrainHost {
   readonly layer: readonly number[];
   readonly first: 0 | 1;
   readonly nAll: number;
+  readonly target: number;
   readonly partCe: number;
   readonly partRows: number;
   readonly scalar: ScalarSlots;
@@ -78,7 +76,7 @@ interface TrainHost {
     workgroups: number | readonly [number, number],
   ): Dispatch;
   reduce(label: string, segs: readonly SegmentSpec[], src: GPUBuffer, dst: GPUBuffer): Dispatch;
-  rowsUniform(rows: number, cols: number, predOff: number, partOff: number, ce: number): GPUBuffer;
+  rowsUniform(label: string, r: { cols: number; pred: number; target: number; part: number; ce: boolean }): GPUBuffer;
   /** Job and segment tables that depend on λ (rebuilt in place when it changes). */
   energyJobs(
     label: string,
@@ -88,8 +86,6 @@ interface TrainHost {
   /** Buffers freed with the workspace. */
   own(buffer: GPUBuffer): void;
 }
-
-const elementwiseGroups = (n: number): number => Math.ceil(n / SMALL_WG);
 
 /** Builds a training workspace's dispatches, regulariser and recording. */
 export function buildTraining(
@@ -130,7 +126,13 @@ export function buildTraining(
     recordSegments[loss] = h.energySegments(`record.${loss}`, () => tables.layerEnergySegments(loss, lambda()));
   }
   // The output kinds' finishing kernels read the logits left in e_L and write one partial quad per row.
-  const finishRows = h.rowsUniform(B, model.outputDim, h.fam.e + h.layer[L]!, h.partCe, 1);
+  const finishRows = h.rowsUniform('finish', {
+    cols: model.outputDim,
+    pred: h.fam.e + h.layer[L]!,
+    target: h.target,
+    part: h.partCe,
+    ce: true,
+  });
   const finish = Object.fromEntries(
     FINISH_ENTRIES.map((f) => [
       f,
