@@ -36,6 +36,17 @@ export type {
   ParamType,
   ParameterisationOptions,
 } from './pc/model.js';
+export { avgPool, conv, dense, flatten, makeModel, residual } from './pc/architecture.js';
+export type {
+  AvgPoolDef,
+  ConvDef,
+  DenseDef,
+  FlattenDef,
+  LayerAct,
+  LayerDef,
+  MakeModelOptions,
+  ResidualDef,
+} from './pc/architecture.js';
 export {
   pcEnergy,
   computePcActivityGrad,

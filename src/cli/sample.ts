@@ -108,7 +108,7 @@ export async function sample(argv: string[]): Promise<undefined | 'help'> {
         `--rows ${rows} and --scale ${scale} make a ${grid.width} × ${grid.height} image, more than ${groupDigits(MAX_GRID_PIXELS)} pixels; lower --rows or --scale`,
       );
     }
-    checkWorkspaceFits(`--rows ${rows} (${images} images)`, rt, model.dims, images, 'train', 'supervised', {
+    checkWorkspaceFits(`--rows ${rows} (${images} images)`, rt, model, images, 'train', 'supervised', {
       stages: 2,
       gridSteps: 1,
     });

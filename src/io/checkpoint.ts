@@ -4,6 +4,7 @@
  * other field, as canonical JSON: keys sorted, no whitespace). `modelToCheckpoint` reads the parameters back
  * from the GPU; `modelFromCheckpoint` verifies the checksum and validates every field before allocating anything.
  */
+import { mlpLayers } from '../pc/layers/index.js';
 import { WpcArgumentError, argError, describe, firstNonFinite } from '../runtime/errors.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { ACTIVATIONS } from '../kernels/activations.js';
@@ -98,7 +99,7 @@ export function architectureOf(model: Model): Architecture {
   return {
     dims: [...model.dims],
     actFn: model.actFn,
-    useBias: model.layers[0]!.useBias,
+    useBias: mlpLayers('architectureOf', model.layers)[0]!.useBias,
     paramType: model.paramType,
     skipModel: model.hasSkips ? model.skips : null,
     gamma: model.gamma,
@@ -216,7 +217,7 @@ export async function modelToCheckpoint(model: Model, meta?: Record<string, unkn
   const storedMeta = meta === undefined ? undefined : checkJsonObject(fn, 'meta', asStoredJson(fn, 'meta', meta));
   const { weights, biases } = await model.toArrays();
   const all = new Float32Array(model.paramCount);
-  model.layers.forEach((l, i) => {
+  mlpLayers(fn, model.layers).forEach((l, i) => {
     all.set(weights[i]!, l.weightOffset);
     if (l.useBias) all.set(biases[i]!, l.biasOffset);
   });

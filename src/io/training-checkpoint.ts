@@ -18,6 +18,7 @@
  * every field before it allocates anything, so a bad file never leaves a half-made model behind. Save → load is
  * bit-exact (the raw float32 words round-trip).
  */
+import { mlpLayers } from '../pc/layers/index.js';
 import { WpcArgumentError, argError, checkKnownKeys, describe } from '../runtime/errors.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { type Model, checkRuntime } from '../pc/model.js';
@@ -102,7 +103,7 @@ export async function trainingCheckpoint(model: Model, options: TrainingCheckpoi
   }
   const { weights, biases } = await model.toArrays();
   const tensors: Record<string, SafeTensorIn> = {};
-  model.layers.forEach((l, i) => {
+  mlpLayers(fn, model.layers).forEach((l, i) => {
     checkValues(fn, `the model's layers.${i}.weight`, weights[i]!);
     tensors[`layers.${i}.weight`] = { dtype: 'F32', shape: [l.outDim, l.inDim], data: weights[i]! };
     if (l.useBias) {

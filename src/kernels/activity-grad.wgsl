@@ -73,8 +73,22 @@ struct Stage {
 @group(0) @binding(4) var<uniform> stage: Stage;
 
 fn load_b(job: Job, kk: u32, col: u32) -> f32 {
+#if CONV
+  if (gather_of(job) != GATHER_NONE) { return conv_gather(geometry(job), job.a_off, kk, col); }
+#endif
   return params[job.b_off + kk * job.n + col];
 }
+
+#if CONV
+// The carry of a convolution into its input, one example: rows are the input's channels c, kk = (c_out, ky, kx),
+// so A[c, kk] = W[c_out, c, ky, kx] (W stored [C_out, C_in, kh, kw] at b) and B the output error's CONV_T gather.
+fn conv_weight(job: Job, row: u32, kk: u32) -> f32 {
+  let g = geometry(job);
+  let taps = g.kh * g.kw;
+  let co = kk / taps;
+  return params[job.b_off + (co * job.m + row) * taps + (kk - co * taps)];
+}
+#endif
 
 fn step_size() -> f32 {
 #if GATED
@@ -157,8 +171,15 @@ fn epilogue(job: Job, row: u32, col: u32, acc: f32) -> vec4<f32> {
   let z = ld(job.e_off + at);
   let own = select(ld(job.d_off + at), 0.0, (job.flags & FLAG_NO_OWN) != 0u);
   let slope = select(act_grad(z), 1.0, (job.flags & FLAG_IDENTITY) != 0u);
+#if CONV
+  var g = own - job.coef0 * slope * gathered(job, row, col, acc) + stage.decay * z;
+  // A residual's error has z's shape: one example's planes (convolution jobs) or the batch's rows.
+  let skip_at = select(row * job.k + col, at, gather_of(job) != GATHER_NONE);
+#else
   var g = own - job.coef0 * slope * acc + stage.decay * z;
-  if ((job.flags & FLAG_SKIP) != 0u) { g -= ld(job.a_off + row * job.k + col); }
+  let skip_at = row * job.k + col;
+#endif
+  if ((job.flags & FLAG_SKIP) != 0u) { g -= ld(job.a_off + skip_at); }
   var grad = g * job.coef1;
   if ((job.flags & FLAG_ACCUMULATE) != 0u) { grad += ld(job.c_off + at); }
   let k = -grad;
@@ -217,6 +238,9 @@ fn epilogue(job: Job, row: u32, col: u32, acc: f32) -> vec4<f32> {
 // Whether the job takes epilogue4: its and the stage record's offsets are 4-aligned. The discrete-inference and
 // Hairer modes (once per solve or cheap) take the scalar path. (Host twins: epilogue4Ready, actKernelTakesVec4.)
 fn vec_ok(job: Job) -> bool {
+#if CONV
+  if (gather_of(job) != GATHER_NONE) { return false; }
+#endif
   var offsets = job.n | job.c_off | job.d_off | job.e_off | job.f_off;
   if ((job.flags & FLAG_SKIP) != 0u) { offsets |= job.a_off | job.k; }
   offsets |= stage.y | stage.py | stage.t | stage.pt | stage.k | stage.k_stride | stage.y1 | stage.py1;

@@ -12,6 +12,8 @@
 // A = φ(z_{l-1}) [B × in] (or the input x, or a free z_0 without activation), B = W_l stored [out × in]
 // (JPC's layout), so this is A·Wᵀ. coef0 = s_l (the layer's parameter scaling). With SKIP (an identity residual,
 // hidden layers of equal width) the prediction also adds z_{l-1}, read at f. Bindings and ld / st: layer-work.wgsl.
+// With CONV, jobs with a geometry are one example's convolution or pooling (conv-gather.wgsl): A is the kernel,
+// B the gathered input (x or φ(z_{l−1}) at a), the bias per row (output channel); a pooling's value replaces acc.
 
 const FLAG_BIAS: u32 = 1u;
 const FLAG_FIRST: u32 = 2u;
@@ -23,13 +25,30 @@ const FLAG_SKIP: u32 = 64u;
 const FLAG_ADD_ERR: u32 = 128u;
 
 fn load_b(job: Job, kk: u32, col: u32) -> f32 {
+#if CONV
+  if (gather_of(job) != GATHER_NONE) { return conv_gather(geometry(job), job.a_off, kk, col); }
+#endif
   return params[job.b_off + col * job.k + kk];
 }
 
+#if CONV
+// A convolution job of one example: rows are output channels, so A is the kernel [C_out, C_in·kh·kw] at b.
+fn conv_weight(job: Job, row: u32, kk: u32) -> f32 {
+  return params[job.b_off + row * job.k + kk];
+}
+#endif
+
 fn prediction(job: Job, row: u32, col: u32, acc: f32) -> f32 {
   if ((job.flags & FLAG_FIRST) != 0u) { return ld(job.e_off + row * job.n + col); }
+#if CONV
+  var v = gathered(job, row, col, acc);
+  // A convolution's bias is per output channel, its job's row.
+  let bias_at = select(col, row, gather_of(job) != GATHER_NONE);
+#else
   var v = acc;
-  if ((job.flags & FLAG_BIAS) != 0u) { v += params[job.bias_off + col]; }
+  let bias_at = col;
+#endif
+  if ((job.flags & FLAG_BIAS) != 0u) { v += params[job.bias_off + bias_at]; }
   var pred = job.coef0 * v;
   if ((job.flags & FLAG_SKIP) != 0u) { pred += ld(job.f_off + row * job.n + col); }
   return pred;
@@ -58,6 +77,9 @@ fn epilogue(job: Job, row: u32, col: u32, acc: f32) -> vec4<f32> {
 
 // The same for columns col..col+3 (layer-matmul.wgsl, VEC_EPILOGUE), when every offset used is 4-aligned.
 fn vec_ok(job: Job) -> bool {
+#if CONV
+  if (gather_of(job) != GATHER_NONE) { return false; }
+#endif
   var offsets = job.n | job.c_off | job.d_off | job.e_off | job.f_off;
 #if !ERRORS
   if ((job.flags & FLAG_ADD_ERR) != 0u) { offsets |= job.part_off; }

@@ -9,6 +9,7 @@ import activityGradWgsl from './activity-grad.wgsl';
 import forwardWgsl from './forward.wgsl';
 import layerMatmulWgsl from './layer-matmul.wgsl';
 import layerWorkWgsl from './layer-work.wgsl';
+import convGatherWgsl from './conv-gather.wgsl';
 import paramGradWgsl from './param-grad.wgsl';
 import { ACTIVATIONS_PART, type Activation, activationId } from './activations.js';
 import { STATE_PART, SUBGROUPS_PART, part, ro, rw, uniform } from './parts.js';
@@ -18,6 +19,13 @@ import { type TileConfig, epilogueColumns, matrixPanelK, matrixShapeOf, sharedSi
 export const MATMUL_PART = part('layer-matmul.wgsl', layerMatmulWgsl);
 /** The workspace bindings and accessors of the forward and activity-gradient kernels. */
 const LAYER_WORK_PART = part('layer-work.wgsl', layerWorkWgsl);
+/** Convolution-shaped jobs (one example's convolution, its transpose, a pooling): see conv-gather.wgsl. */
+const CONV_PART = part('conv-gather.wgsl', convGatherWgsl);
+
+/** The parts and switch of kernels that also run convolution-shaped jobs (`conv`), or of plain-matmul ones. */
+function convParts(conv: boolean): { parts: SourcePart[]; suffix: string } {
+  return conv ? { parts: [CONV_PART], suffix: '.conv' } : { parts: [], suffix: '' };
+}
 
 /**
  * Row groups (of WG rows) the subgroup layout's inner product is compiled for: powers of two below TM, and TM.
@@ -155,15 +163,17 @@ export function forwardKernel(
   tiles: TileConfig,
   mode: 'forward' | 'errors',
   gated: boolean,
+  conv = false,
 ): KernelSpec {
+  const c = convParts(conv);
   return {
-    name: `layers.${mode}${gated ? '.gated' : ''}`,
+    name: `layers.${mode}${gated ? '.gated' : ''}${c.suffix}`,
     ...matmulSpec(
       tiles,
-      [ACTIVATIONS_PART, STATE_PART, MATMUL_PART, LAYER_WORK_PART, part('forward.wgsl', forwardWgsl)],
+      [ACTIVATIONS_PART, STATE_PART, MATMUL_PART, ...c.parts, LAYER_WORK_PART, part('forward.wgsl', forwardWgsl)],
       {
         constants: { ACT: activationId(act) },
-        defines: { ERRORS: mode === 'errors', GATED: gated },
+        defines: { ERRORS: mode === 'errors', GATED: gated, CONV: conv },
         vecEpilogue: true,
       },
     ),
@@ -200,15 +210,25 @@ export function activityGradKernel(
   tiles: TileConfig,
   gated: boolean,
   epilogue: 'any' | 'vec4' = 'any',
+  conv = false,
 ): KernelSpec {
+  if (conv && epilogue === 'vec4') throw new Error('activityGradKernel: convolution jobs take the general epilogue');
+  const c = convParts(conv);
   return {
-    name: `layers.activity-grad${epilogue === 'vec4' ? '.vec4' : ''}${gated ? '.gated' : ''}`,
+    name: `layers.activity-grad${epilogue === 'vec4' ? '.vec4' : ''}${gated ? '.gated' : ''}${c.suffix}`,
     ...matmulSpec(
       tiles,
-      [ACTIVATIONS_PART, STATE_PART, MATMUL_PART, LAYER_WORK_PART, part('activity-grad.wgsl', activityGradWgsl)],
+      [
+        ACTIVATIONS_PART,
+        STATE_PART,
+        MATMUL_PART,
+        ...c.parts,
+        LAYER_WORK_PART,
+        part('activity-grad.wgsl', activityGradWgsl),
+      ],
       {
         constants: { ACT: activationId(act) },
-        defines: { GATED: gated },
+        defines: { GATED: gated, CONV: conv },
         vecEpilogue: epilogue === 'vec4' ? 'only' : true,
       },
     ),
@@ -218,10 +238,13 @@ export function activityGradKernel(
 }
 
 /** Parameter gradients (param-grad.wgsl). Bindings: jobs, work, grads. */
-export function paramGradKernel(tiles: TileConfig): KernelSpec {
+export function paramGradKernel(tiles: TileConfig, conv = false): KernelSpec {
+  const c = convParts(conv);
   return {
-    name: 'layers.param-grad',
-    ...matmulSpec(tiles, [MATMUL_PART, part('param-grad.wgsl', paramGradWgsl)]),
+    name: `layers.param-grad${c.suffix}`,
+    ...matmulSpec(tiles, [MATMUL_PART, ...c.parts, part('param-grad.wgsl', paramGradWgsl)], {
+      defines: { CONV: conv },
+    }),
     entryPoint: 'main',
     bindings: [ro('jobs'), ro('work'), rw('grads')],
   };

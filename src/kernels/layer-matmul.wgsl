@@ -51,7 +51,7 @@ const WG: u32 = {{WG}}u;
 const TM: u32 = {{TM}}u;
 const TN: u32 = {{TN}}u;
 
-// One matmul of the group (80 bytes; packed by packJobRecords, kernels/structs.ts). Offsets are in f32 elements;
+// One matmul of the group (88 bytes; packed by packJobRecords, kernels/structs.ts). Offsets are in f32 elements;
 // each kernel file documents what its d/e/f offsets, flags and coefficients mean.
 struct Job {
   wg_start: u32,  // first workgroup of this record in the dispatch
@@ -72,8 +72,10 @@ struct Job {
   coef0: f32,
   coef1: f32,
   group0: u32,    // the job's workgroup that this record's first workgroup computes (see find_job)
-  pad1: u32,
-  pad2: u32,
+  geo0: u32,      // a convolution-shaped job's geometry (conv-gather.wgsl); zeros for a plain matmul
+  geo1: u32,
+  geo2: u32,
+  geo3: u32,
 }
 
 @group(0) @binding(0) var<storage, read> jobs: array<Job>;

@@ -105,8 +105,7 @@ export const JOB = layout('Job', 'layer-matmul.wgsl', [
   f32('coef0'),
   f32('coef1'),
   u32('group0'),
-  u32('pad1'),
-  u32('pad2'),
+  ...(['geo0', 'geo1', 'geo2', 'geo3'] as const).map(u32),
 ]);
 /** Words per record of a job table. */
 export const JOB_WORDS = JOB.words;
@@ -127,6 +126,11 @@ export interface Job {
   flags?: number;
   coef0?: number;
   coef1?: number;
+  /** A convolution-shaped job's geometry (kernels/conv-gather.wgsl, packed by `packGeometry`); zeros: none. */
+  geo0?: number;
+  geo1?: number;
+  geo2?: number;
+  geo3?: number;
 }
 
 /** A record of a job table: a run of consecutive workgroups of one job (pc/layer-jobs.ts schedules them). */

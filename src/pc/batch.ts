@@ -162,7 +162,7 @@ export function checkWorkspaces(fn: string, requests: readonly WorkspaceRequest[
     checkWorkspaceFits(
       `${fn}: ${batchArg} (${B} rows)`,
       model.runtime,
-      model.dims,
+      model,
       B,
       'train',
       r.mode ?? 'supervised',
@@ -381,8 +381,8 @@ export async function onWorkspaces<T>(
 }
 
 export interface ParamGradResult {
-  /** ∂F/∂W_l, shaped `[out, in]` like the weights. */
-  weights: Tensor[];
+  /** ∂F/∂W_l, shaped like the weights (`[out, in]`; a convolution's 4-D kernel); null for a pooling layer. */
+  weights: (Tensor | null)[];
   /** ∂F/∂b_l, or null for layers without bias. */
   biases: (Tensor | null)[];
 }
@@ -398,7 +398,7 @@ export function copyParamGrads(model: Model, rec: Recorder): ParamGradResult {
   return {
     weights: model.layers.map((l) => {
       const w = weightMatrix(l);
-      return copy(w.offset, [w.rows, w.cols]);
+      return w.rows === 0 ? null : copy(w.offset, model.weights[model.layers.indexOf(l)]!.shape);
     }),
     biases: model.layers.map((l) => {
       const b = biasTensor(l);

@@ -24,6 +24,7 @@
  * own (one more elementwise dispatch per call) and its gradient pass runs a kernel compiled with φ_b; when they
  * are the same, both read the workspace's φ(z) and nothing is added.
  */
+import { mlpLayers } from './layers/index.js';
 import { WpcArgumentError, argError, checkFinite } from '../runtime/errors.js';
 import type { Recorder } from '../runtime/recorder.js';
 import { type Tensor, checkTensor } from '../runtime/tensor.js';
@@ -67,6 +68,8 @@ const BPC_KEYS = ['input', 'forwardEnergyWeight', 'backwardEnergyWeight'] as con
 function checkBpcModels(fn: string, topDown: unknown, bottomUp: unknown): { td: Model; bu: Model } {
   const td = checkModel(fn, topDown);
   const bu = checkModel(fn, bottomUp);
+  mlpLayers(`${fn}: topDown`, td.layers);
+  mlpLayers(`${fn}: bottomUp`, bu.layers);
   checkSameRuntime(fn, [
     { name: 'topDown', model: td },
     { name: 'bottomUp', model: bu },

@@ -46,7 +46,7 @@ import {
   onWorkspaces,
 } from './batch.js';
 import { gradJob, packJobs } from './layer-jobs.js';
-import { carryTerm, forwardJob, paramGradJob } from './layers/index.js';
+import { carryTerm, forwardJobs, mlpLayers, paramGradJobs } from './layers/index.js';
 import { outputKind } from './layers/output.js';
 import type { Model } from './model.js';
 import { type OptState, type Optimizer, checkOptState } from './optim.js';
@@ -86,6 +86,7 @@ function beginEpc<O extends EpcOptions>(
   extra?: (m: Model, mode: Mode, o: O) => void,
 ): EpcCall & { opts: O } {
   const m = checkModel(fn, model);
+  mlpLayers(fn, m.layers);
   if (m.depth < 2)
     throw new WpcArgumentError(`${fn}: ePC needs a hidden layer (a model of at least 2 layers), got ${m.depth}`);
   const opts = checkOptions(fn, options, keys);
@@ -152,7 +153,7 @@ function buildTables(ws: Workspace): EpcTables {
   const forward: Dispatch[] = [];
   for (let l = 1; l < L; l++) {
     const layer = model.layers[l - 1]!;
-    const job = forwardJob(layer, {
+    const layerJobs = forwardJobs(layer, {
       rows: B,
       input: ws.layerInput(l, 'y'),
       output: slot(fam.y, l),
@@ -161,7 +162,7 @@ function buildTables(ws: Workspace): EpcTables {
       ...(layer.skip ? { residualFrom: slot(fam.y, l - 1) } : {}),
       addError: slot(fam.t, l),
     });
-    const table = packJobs([job], ws.tiles);
+    const table = packJobs(layerJobs, ws.tiles);
     const jobs = ws.jobTable(`epc.forward.${l}`, table);
     forward.push(ws.bind(ws.kernels.forward, { jobs, params: model.params, work: ws.buffer }, table.workgroups));
   }
@@ -182,8 +183,8 @@ function buildTables(ws: Workspace): EpcTables {
     back[l] = ws.actTable(`epc.back.${l}`, [job], model.params);
   }
   // r_L is the output layer's error e_L itself.
-  const params = model.layers.map((layer, i) =>
-    paramGradJob(layer, {
+  const params = model.layers.flatMap((layer, i) =>
+    paramGradJobs(layer, {
       rows: B,
       error: i + 1 === L ? slot(fam.e, L) : slot(r, i + 1),
       input: ws.layerInput(i + 1, 'y'),
@@ -281,7 +282,7 @@ function copyOutErrors(ws: Workspace, rec: Recorder, family: number): Tensor[] {
  */
 export function initEpcErrors(model: Model, options: { batchSize: number; mode?: Mode }): Tensor[] {
   const fn = 'initEpcErrors';
-  checkModel(fn, model);
+  mlpLayers(fn, checkModel(fn, model).layers);
   if (typeof options !== 'object' || options === null) argError(fn, 'options', 'an object like { batchSize }', options);
   checkKnownKeys(fn, 'options', options, ['batchSize', 'mode']);
   const B = checkPositiveInt(fn, 'options.batchSize', options.batchSize);

@@ -60,7 +60,7 @@ export async function testDiscriminativePc(
   const opts = checkOptions(fn, options, ['loss']);
   const loss = checkLoss(fn, opts.loss);
   const { B } = checkBatch(fn, model, output, input, undefined, 'input');
-  checkWorkspaceFits(`${fn}: output (${B} rows)`, model.runtime, model.dims, B, 'eval', 'supervised', {
+  checkWorkspaceFits(`${fn}: output (${B} rows)`, model.runtime, model, B, 'eval', 'supervised', {
     stages: 0,
     gridSteps: 0,
   });

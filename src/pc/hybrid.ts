@@ -20,6 +20,7 @@
  * are `initActivitiesWithAmort`'s: [a_L, …, a_1, g_L(a_1)] (JPC's order: reversed, with the generator's
  * prediction of the image appended as the dummy).
  */
+import { mlpLayers } from './layers/index.js';
 import { WpcArgumentError, argError, checkKnownKeys } from '../runtime/errors.js';
 import type { Recorder } from '../runtime/recorder.js';
 import { type Tensor, checkTensor } from '../runtime/tensor.js';
@@ -70,6 +71,8 @@ import {
 function checkPair(fn: string, generator: unknown, amortiser: unknown): { generator: Model; amortiser: Model } {
   const g = checkModel(fn, generator);
   const a = checkModel(fn, amortiser);
+  mlpLayers(`${fn}: generator`, g.layers);
+  mlpLayers(`${fn}: amortiser`, a.layers);
   checkSameRuntime(fn, [
     { name: 'generator', model: g },
     { name: 'amortiser', model: a },
@@ -133,6 +136,7 @@ function beginAmortCall(
   keys: readonly string[],
 ): AmortCall & { a: Model } {
   const a = checkModel(fn, amortiser);
+  mlpLayers(`${fn}: amortiser`, a.layers);
   const opts = checkOptions(fn, options, keys);
   const L = a.depth;
   const B = batchSizeOf(fn, 'options.input', opts.input, a.inputDim, a);

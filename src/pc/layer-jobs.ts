@@ -1,5 +1,5 @@
 /**
- * Job tables for the grouped layer kernels (struct Job in kernels/layer-matmul.wgsl): 80-byte records of one layer
+ * Job tables for the grouped layer kernels (struct Job in kernels/layer-matmul.wgsl): 88-byte records of one layer
  * matmul each, with the offsets each kernel file documents, packed in a workgroup order that balances the load.
  * Tables are built once per workspace. A layer's own jobs come from its kind (pc/layers); the one job built here
  * is an activity's gradient, which joins its own error with the term its next layer's kind carries down.
@@ -7,6 +7,15 @@
 import { GradFlag } from '../kernels/layer-matmul.js';
 import { type TileConfig, workgroupSharesTile, workgroupTile } from '../kernels/tiles.js';
 import { type Job, packJobRecords } from '../kernels/structs.js';
+
+/**
+ * How a layer's convolution-shaped jobs split: one job per example over `channels` rows of `plane` positions
+ * (NCHW planes), so that a whole batch is `rows` such jobs (kernels/conv-gather.wgsl).
+ */
+export interface Planes {
+  channels: number;
+  plane: number;
+}
 
 export interface JobTable {
   /** The packed table (uploaded once). */
@@ -112,6 +121,12 @@ export interface CarryTerm {
   bOff: number;
   coef: number;
   skip: boolean;
+  /**
+   * A convolution-shaped carry (conv-gather.wgsl): the geo words of its gather, and the error's size per example.
+   * The activity-gradient job then runs per example over the input's planes (the kind's `inputPlanes`).
+   */
+  geometry?: { geo0: number; geo1: number; geo2: number; geo3: number };
+  errorStride?: number;
 }
 
 /**
@@ -139,6 +154,48 @@ interface GradJobSpec {
   accumulate?: boolean;
   /** Overall factor (1/B for JPC's normalisation). */
   scale: number;
+  /** How a convolution-shaped carry splits z per example (the carrying kind's `inputPlanes`). */
+  planes?: { channels: number; plane: number };
+}
+
+/**
+ * The activity-gradient jobs of one activity: one batch job, or with a convolution-shaped carry one job per
+ * example over z's planes (its partial-sum slots are assigned by `assignParts`).
+ */
+export function gradJobs(s: GradJobSpec): Job[] {
+  const carry = s.carry;
+  if (!carry?.geometry || !s.planes) return [gradJob(s)];
+  const { channels, plane } = s.planes;
+  const first = gradJob({ ...s, rows: channels, width: plane });
+  const out: Job[] = [];
+  for (let b = 0; b < s.rows; b++) {
+    const shift = b * s.width;
+    out.push({
+      ...first,
+      ...carry.geometry,
+      aOff: carry.aOff + b * carry.errorStride!,
+      cOff: first.cOff + shift,
+      dOff: (first.dOff ?? 0) + (s.own !== undefined ? shift : 0),
+      eOff: (first.eOff ?? 0) + shift,
+      fOff: (first.fOff ?? 0) + shift,
+    });
+  }
+  return out;
+}
+
+/** Gives `jobs` consecutive partial-sum slots from `part` (4 floats per tile), in order. */
+export function assignParts(jobs: readonly Job[], part: number, tiles: TileConfig): Job[] {
+  let at = part;
+  return jobs.map((job) => {
+    const placed = { ...job, partOff: at };
+    at += 4 * tilesOf(job.m, job.n, tiles);
+    return placed;
+  });
+}
+
+/** Tiles (partial-sum quads) of a layer's jobs over `rows` examples: per example over `planes`, or one batch job. */
+export function jobTiles(rows: number, width: number, planes: Planes | undefined, tiles: TileConfig): number {
+  return planes ? rows * tilesOf(planes.channels, planes.plane, tiles) : tilesOf(rows, width, tiles);
 }
 
 export function gradJob(s: GradJobSpec): Job {
@@ -171,6 +228,7 @@ export function gradJob(s: GradJobSpec): Job {
  */
 export function epilogue4Ready(jobs: readonly Job[]): boolean {
   return jobs.every((j) => {
+    if ((j.geo0 ?? 0) !== 0) return false;
     const used = [j.n, j.cOff, j.dOff ?? 0, j.eOff ?? 0, j.fOff ?? 0];
     if (((j.flags ?? 0) & GradFlag.SKIP) !== 0) used.push(j.aOff, j.k);
     return used.every((v) => v % 4 === 0);
@@ -184,7 +242,7 @@ export function epilogue4Ready(jobs: readonly Job[]): boolean {
  * when it already has such a width or no such shape exists (e.g. 1×10).
  */
 export function vec4Shaped(job: Job, tiles: TileConfig): Job {
-  if (job.k !== 0 || job.n % 4 === 0) return job;
+  if (job.k !== 0 || job.n % 4 === 0 || (job.geo0 ?? 0) !== 0) return job;
   const size = job.m * job.n;
   const want = tilesOf(job.m, job.n, tiles);
   for (let n = 4 * Math.floor(size / 4); n >= 4; n -= 4) {

@@ -23,6 +23,7 @@
  * This file holds the public functions; what they accept is ./linear-theory/options.ts, the GPU side of a call
  * ./linear-theory/chains.ts, and the closed forms ./linear-theory/equilibrium.ts.
  */
+import { mlpLayers } from './layers/index.js';
 import { WpcArgumentError, argError } from '../runtime/errors.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { batchSizeOf, checkOptions, type BatchData, type ParamGradResult } from './batch.js';
@@ -291,11 +292,11 @@ export async function updateLinearEquilibEnergyParams(
     const grads = model.grads();
     recordEquilibGrads(ch, Z, g, B, (l) => ({
       buffer: grads,
-      offset: model.layers[l]!.weightOffset,
+      offset: mlpLayers(fn, model.layers)[l]!.weightOffset,
       ld: model.layers[l]!.inDim,
     }));
     const copies = returnGrads
-      ? model.layers.map((l) => {
+      ? mlpLayers(fn, model.layers).map((l) => {
           const t = model.runtime.empty([l.outDim, l.inDim]);
           ch.rec.copy(grads, l.weightOffset * 4, t.buffer, 0, t.byteLength);
           return t;

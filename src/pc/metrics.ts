@@ -2,6 +2,7 @@
  * JPC's norm utilities on GPU tensors: `compute_activity_norms` and `compute_param_norms`. Results are small
  * tensors (read them with `toArray()`); nothing is read back here.
  */
+import { biasTensor, weightMatrix } from './layers/index.js';
 import { outputKernel, rowTable } from '../kernels/output.js';
 import { ReduceFlag, reduceKernel } from '../kernels/reduce.js';
 import { type SegmentSpec, packSegments } from '../kernels/structs.js';
@@ -91,24 +92,15 @@ export async function computeParamNorms(params: Model | ParamGradResult): Promis
     const reduce = await rt.kernel(reduceKernel(rt.adapter.subgroupSize));
     const segments = segmentBuffer(
       rt,
-      params.layers.flatMap((l, i) => [
-        {
-          off: l.weightOffset,
-          count: l.inDim * l.outDim,
-          stride: 1,
-          out: 2 * i,
-          scale: 1,
-          flags: ReduceFlag.SQUARE | ReduceFlag.SQRT,
-        },
-        {
-          off: Math.max(0, l.biasOffset),
-          count: l.useBias ? l.outDim : 0,
-          stride: 1,
-          out: 2 * i + 1,
-          scale: 1,
-          flags: ReduceFlag.SQUARE | ReduceFlag.SQRT,
-        },
-      ]),
+      params.layers.flatMap((l, i) => {
+        const w = weightMatrix(l);
+        const b = biasTensor(l);
+        const flags = ReduceFlag.SQUARE | ReduceFlag.SQRT;
+        return [
+          { off: w.offset, count: w.rows * w.cols, stride: 1, out: 2 * i, scale: 1, flags },
+          { off: b ? b.offset : 0, count: b ? b.shape[0]! : 0, stride: 1, out: 2 * i + 1, scale: 1, flags },
+        ];
+      }),
     );
     const out = rt.empty([params.depth, 2]);
     const rec = new Recorder(rt, `wpc.${fn}`);
@@ -135,11 +127,12 @@ export async function computeParamNorms(params: Model | ParamGradResult): Promis
       `${fn}: params.weights and params.biases must be non-empty and of the same length, got ${weights.length} and ${biases.length}`,
     );
   }
-  const first = weights[0];
-  if (!(first instanceof Tensor)) return argError(fn, 'params.weights[0]', 'a Tensor', first);
+  const at0 = weights.findIndex((w) => w !== null);
+  const first = weights[at0];
+  if (!(first instanceof Tensor)) return argError(fn, `params.weights[${Math.max(0, at0)}]`, 'a Tensor', first);
   const rt = first.runtime;
   const tensors: (Tensor | null)[] = weights.flatMap((w, i) => [
-    checkTensor(fn, `params.weights[${i}]`, w, rt),
+    w === null ? null : checkTensor(fn, `params.weights[${i}]`, w, rt),
     biases[i] === null ? null : checkTensor(fn, `params.biases[${i}]`, biases[i], rt),
   ]);
   const reduce = await rt.kernel(reduceKernel(rt.adapter.subgroupSize));

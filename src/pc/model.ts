@@ -26,7 +26,16 @@ import { checkCallerBuffer } from '../runtime/buffers.js';
 import { Runtime } from '../runtime/runtime.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { Random } from '../util/random.js';
-import { type LayerSpec, biasTensor, denseLayers, initLayer, layerParamCount, weightMatrix } from './layers/index.js';
+import {
+  type LayerSpec,
+  activityShape,
+  biasTensor,
+  denseLayers,
+  initLayer,
+  layerParamCount,
+  paramTensors,
+  weightMatrix,
+} from './layers/index.js';
 import { MAX_DEPTH, PARAM_TYPES, type ParamType, paramScalings } from './parameterisation.js';
 
 export type { Activation };
@@ -37,10 +46,15 @@ export { MAX_DEPTH, PARAM_TYPES, type ParamType, makeSkipModel, paramScalings } 
 export class Model {
   /** Activity widths [d_0 (input), d_1, …, d_L (output)]. */
   readonly dims: readonly number[];
+  /** Each activity's shape per example, [C, H, W] (NCHW, flattened in memory) or [N]; `dims` are their sizes. */
+  readonly shapes: readonly (readonly number[])[];
   readonly layers: readonly LayerSpec[];
   /** Number of f32 parameters (weights and biases). */
   readonly paramCount: number;
-  /** Views of W_l (`[out, in]`) and b_l in the parameter buffer. They share the model's memory. */
+  /**
+   * Views of W_l (`[out, in]`; a convolution's `[C_out, C_in, kh, kw]`; 0×0 for a pooling) and b_l in the
+   * parameter buffer. They share the model's memory.
+   */
   readonly weights: readonly Tensor[];
   readonly biases: readonly (Tensor | null)[];
   private disposedFlag = false;
@@ -63,11 +77,15 @@ export class Model {
   ) {
     this.layers = Object.freeze(layers);
     this.dims = Object.freeze([layers[0]!.inDim, ...layers.map((l) => l.outDim)]);
+    this.shapes = Object.freeze([
+      Object.freeze([...activityShape(layers[0]!, 'in')]),
+      ...layers.map((l) => Object.freeze([...activityShape(l, 'out')])),
+    ]);
     this.paramCount = layers.reduce((n, l) => n + layerParamCount(l), 0);
     this.weights = Object.freeze(
       layers.map((l) => {
         const w = weightMatrix(l);
-        return runtime.view(params, w.offset * 4, [w.rows, w.cols]);
+        return runtime.view(params, w.offset * 4, weightShape(l) ?? [w.rows, w.cols]);
       }),
     );
     this.biases = Object.freeze(
@@ -156,6 +174,12 @@ export class Model {
 
 let nextSerial = 1;
 
+/** The weight tensor's own shape (a convolution's 4-D kernel), if the layer has weights. */
+function weightShape(layer: LayerSpec): number[] | undefined {
+  const w = paramTensors(layer).find((t) => t.role === 'weight');
+  return w ? [...w.shape] : undefined;
+}
+
 /** Parameters (weights and biases) of a model with activity widths `dims`: Σ_l d_l·d_{l+1} (+ d_{l+1}). */
 export function mlpParamCount(dims: readonly number[], useBias: boolean): number {
   let total = 0;
@@ -203,7 +227,7 @@ export function checkRuntime(fn: string, runtime: unknown): Runtime {
   return runtime;
 }
 
-function upload(
+export function uploadModel(
   runtime: Runtime,
   fn: string,
   actFn: Activation,
@@ -229,7 +253,7 @@ export interface ParameterisationOptions {
   gamma?: number | null;
 }
 
-interface Parameterisation {
+export interface Parameterisation {
   paramType: ParamType;
   skips: boolean[];
   gamma: number | null;
@@ -330,7 +354,7 @@ export function makeMlp(runtime: Runtime, options: MakeMlpOptions): Model {
   const data = new Float32Array(total);
   const root = new Random(options.seed);
   layers.forEach((l, i) => initLayer(l, data, root.fork(i), param.paramType === 'mupc' ? 'mupc' : 'default'));
-  return upload(runtime, fn, actFn, layers, data, param);
+  return uploadModel(runtime, fn, actFn, layers, data, param);
 }
 
 export interface MlpFromWeightsOptions extends ParameterisationOptions {
@@ -401,7 +425,7 @@ export function mlpFromWeights(runtime: Runtime, options: MlpFromWeightsOptions)
     }
   });
   if (total === 0) argError(fn, 'options.dims', 'dimensions giving at least one parameter', describe(dims));
-  return upload(runtime, fn, actFn, layers, data, param);
+  return uploadModel(runtime, fn, actFn, layers, data, param);
 }
 
 export interface MlpFromBufferOptions extends ParameterisationOptions {

@@ -25,7 +25,6 @@ import {
   packSegments,
 } from '../kernels/structs.js';
 import type { Activation } from '../kernels/activations.js';
-import { JobFlag } from '../kernels/layer-matmul.js';
 import { elementwiseGroups } from '../kernels/parts.js';
 import { type TileConfig, epilogueColumns } from '../kernels/tiles.js';
 import { BufferUsage, UNIFORM_USAGE } from '../runtime/flags.js';
@@ -34,7 +33,7 @@ import type { Recorder } from '../runtime/recorder.js';
 import { SleepEstimator } from '../runtime/polling.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { type JobTable, epilogue4Ready, packJobs, tilesOf } from './layer-jobs.js';
-import { fusedLayer } from './layers/index.js';
+import { convolutional, fusedLayer } from './layers/index.js';
 import { type Loss, outputKind } from './layers/output.js';
 import type { Model } from './model.js';
 import { type ActBindings, type ActKernels, ActTable } from './workspace/act-table.js';
@@ -180,7 +179,7 @@ export class Workspace {
     this.act = model.actFn;
     this.mode = mode;
     const B = batch;
-    const plan = workspaceLayout(model.dims, B, purpose, mode, needs, this.tiles);
+    const plan = workspaceLayout(model, B, purpose, mode, needs, this.tiles);
     this.first = plan.first;
     this.layer = plan.layer;
     this.nAll = plan.nAll;
@@ -491,6 +490,7 @@ export class Workspace {
       this.tiles,
       this.purpose,
       this.actTablesTakeVec4(),
+      this.model.layers.some(convolutional),
     ));
     await this.runtime.scoped('workspace bind groups', () => {
       this.buildEvaluation(kernels);
@@ -504,15 +504,14 @@ export class Workspace {
     const work = this.buffer;
     const params = model.params;
     for (let l = 1; l <= L; l++) {
-      const table = packJobs([tables.forwardJob(l)], tiles);
+      const table = packJobs(tables.forwardJobs(l), tiles);
       this.forwardLayers.push(
         this.bind(kernels.forward, { jobs: this.jobTable(`forward.${l}`, table), params, work }, table.workgroups),
       );
     }
     if (this.mode !== 'supervised') return;
     // The first layer's prediction alone, for activities handed in by the caller (y must stay theirs).
-    const first = tables.forwardJob(1);
-    const pred = packJobs([{ ...first, cOff: this.pred1, flags: (first.flags ?? 0) & JobFlag.BIAS }], tiles);
+    const pred = packJobs(tables.predictionJobs(), tiles);
     this.pred1Dispatch = this.bind(
       kernels.forward,
       { jobs: this.jobTable('pred1', pred), params, work },

@@ -148,7 +148,7 @@ describe('hybrid PC', () => {
         [A.a, Bm.a, aGrads],
       ] as const) {
         const [u, b] = await Promise.all([updated.toArrays(), before.toArrays()]);
-        const gw = await Promise.all(grads.weights.map((t) => t.toArray()));
+        const gw = await Promise.all(grads.weights.map((t) => t!.toArray()));
         u.weights.forEach((w, i) =>
           expectClose(
             w,

@@ -174,8 +174,8 @@ export function flat(ms: readonly Mat[]): Float64Array {
   return out;
 }
 
-export async function readAll(ts: readonly Tensor[]): Promise<Float32Array> {
-  const parts = await Promise.all(ts.map((t) => t.toArray()));
+export async function readAll(ts: readonly (Tensor | null)[]): Promise<Float32Array> {
+  const parts = await Promise.all(ts.filter((t): t is Tensor => t !== null).map((t) => t.toArray()));
   const n = parts.reduce((s, p) => s + p.length, 0);
   const out = new Float32Array(n);
   let at = 0;

@@ -18,7 +18,7 @@ export async function testSetMetrics(
   const count = Math.min(options.limit ?? test.count, test.count);
   let lossSum = 0;
   let correct = 0;
-  const chunk = Math.max(1, Math.min(CHUNK, maxWorkspaceRows(model.runtime, model.dims, 'eval', 'supervised')));
+  const chunk = Math.max(1, Math.min(CHUNK, maxWorkspaceRows(model.runtime, model, 'eval', 'supervised')));
   for (let start = 0; start < count; start += chunk) {
     const n = Math.min(chunk, count - start);
     const x = test.images.subarray(start * test.inputDim, (start + n) * test.inputDim);

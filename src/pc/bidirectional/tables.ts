@@ -9,7 +9,7 @@ import { activityGradKernel } from '../../kernels/layer-matmul.js';
 import type { Recorder } from '../../runtime/recorder.js';
 import { type Captured, loadBatch, onWorkspaces, type WorkspaceRequest } from '../batch.js';
 import { gradJob, packJobs, tilesOf } from '../layer-jobs.js';
-import { carryTerm, errorJob, paramGradJob } from '../layers/index.js';
+import { carryTerm, errorJobs, paramGradJobs } from '../layers/index.js';
 import type { Model } from '../model.js';
 import { writeSolverConfig } from '../solve/index.js';
 import { type ActTable, type Workspace, tilesFor } from '../workspace.js';
@@ -97,7 +97,7 @@ function bpcJobs(ws: Workspace, bu: Model, alphaF: number, alphaB: number, unsup
     const out = H + 1 - a; // slot of u_a
     const input = a === 1 ? ws.target : slot(phiBu, out + 1);
     buErrors.push(
-      errorJob(layer, {
+      ...errorJobs(layer, {
         rows: B,
         input,
         target: slot(fam.y, out),
@@ -107,7 +107,7 @@ function bpcJobs(ws: Workspace, bu: Model, alphaF: number, alphaB: number, unsup
         ...(layer.skip ? { residualFrom: slot(fam.y, out + 1) } : {}),
       }),
     );
-    buParams.push(paramGradJob(layer, { rows: B, error: slot(e2, out), input, coef: (-alphaB * layer.scale) / B }));
+    buParams.push(...paramGradJobs(layer, { rows: B, error: slot(e2, out), input, coef: (-alphaB * layer.scale) / B }));
   }
   // Pass 1 (bottom-up weights): ∂/∂u_a of α_b's terms into the gradient family.
   const buGrads: Job[] = [];
@@ -145,8 +145,8 @@ function bpcJobs(ws: Workspace, bu: Model, alphaF: number, alphaB: number, unsup
       }),
     );
   }
-  const tdParams = td.layers.map((layer, i) =>
-    paramGradJob(layer, {
+  const tdParams = td.layers.flatMap((layer, i) =>
+    paramGradJobs(layer, {
       rows: B,
       error: slot(fam.e, i + 1),
       input: i === 0 ? slot(fam.y, 0) : slot(fam.py, i),

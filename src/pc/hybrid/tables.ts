@@ -8,7 +8,7 @@ import type { Recorder } from '../../runtime/recorder.js';
 import type { Tensor } from '../../runtime/tensor.js';
 import { type Captured, loadBatch } from '../batch.js';
 import { packJobs } from '../layer-jobs.js';
-import { errorJob, paramGradJob } from '../layers/index.js';
+import { errorJobs, paramGradJobs } from '../layers/index.js';
 import type { RowMetric, Workspace } from '../workspace.js';
 import { type Dispatch, cachedPer, record } from '../workspace/handles.js';
 import { writeSolverConfig } from '../solve/index.js';
@@ -74,7 +74,7 @@ export const amortTables = cachedPer((aws: Workspace): AmortTables => {
     const layer = model.layers[l - 1]!;
     const input = l === 1 ? aws.x : fam.py + aws.layer[l - 1]!;
     errors.push(
-      errorJob(layer, {
+      ...errorJobs(layer, {
         rows: B,
         input,
         ...(l === 1 ? { fixedPrediction: aws.pred1 } : {}),
@@ -85,7 +85,9 @@ export const amortTables = cachedPer((aws: Workspace): AmortTables => {
         ...(layer.skip ? { residualFrom: fam.y + aws.layer[l - 1]! } : {}),
       }),
     );
-    params.push(paramGradJob(layer, { rows: B, error: fam.e + aws.layer[l]!, input, coef: (-2 * layer.scale) / B }));
+    params.push(
+      ...paramGradJobs(layer, { rows: B, error: fam.e + aws.layer[l]!, input, coef: (-2 * layer.scale) / B }),
+    );
   }
   const errTable = packJobs(errors, aws.tiles);
   const errJobs = aws.jobTable('hpc.errors', errTable);

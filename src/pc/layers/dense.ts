@@ -58,56 +58,60 @@ export function denseLayers(
 
 const biasFlag = (layer: DenseLayerSpec): number => (layer.useBias ? JobFlag.BIAS : 0);
 
-export const dense: LayerKind<DenseLayerSpec> = {
+export const denseKind: LayerKind<DenseLayerSpec> = {
   name: 'dense',
 
   /** forward.wgsl, FORWARD: z = s·(W·input + b) [+ residual] [+ ε]. */
-  forward(layer: DenseLayerSpec, io: ForwardIo): Job {
-    return {
-      m: io.rows,
-      n: layer.outDim,
-      k: layer.inDim,
-      aOff: io.input,
-      bOff: layer.weightOffset,
-      cOff: io.output,
-      dOff: io.phi ?? 0,
-      eOff: io.prediction ?? 0,
-      fOff: io.residualFrom ?? 0,
-      biasOff: Math.max(0, layer.biasOffset),
-      partOff: io.addError ?? 0,
-      flags:
-        biasFlag(layer) |
-        (io.phi !== undefined ? JobFlag.WRITE_PHI : 0) |
-        (io.prediction !== undefined ? JobFlag.WRITE_PRED : 0) |
-        (io.residualFrom !== undefined ? JobFlag.SKIP : 0) |
-        (io.addError !== undefined ? JobFlag.ADD_ERR : 0),
-      coef0: layer.scale,
-    };
+  forward(layer: DenseLayerSpec, io: ForwardIo): Job[] {
+    return [
+      {
+        m: io.rows,
+        n: layer.outDim,
+        k: layer.inDim,
+        aOff: io.input,
+        bOff: layer.weightOffset,
+        cOff: io.output,
+        dOff: io.phi ?? 0,
+        eOff: io.prediction ?? 0,
+        fOff: io.residualFrom ?? 0,
+        biasOff: Math.max(0, layer.biasOffset),
+        partOff: io.addError ?? 0,
+        flags:
+          biasFlag(layer) |
+          (io.phi !== undefined ? JobFlag.WRITE_PHI : 0) |
+          (io.prediction !== undefined ? JobFlag.WRITE_PRED : 0) |
+          (io.residualFrom !== undefined ? JobFlag.SKIP : 0) |
+          (io.addError !== undefined ? JobFlag.ADD_ERR : 0),
+        coef0: layer.scale,
+      },
+    ];
   },
 
   /** forward.wgsl, ERRORS: e = target − s·(W·input + b) [− residual]. */
-  error(layer: DenseLayerSpec, io: ErrorIo): Job {
+  error(layer: DenseLayerSpec, io: ErrorIo): Job[] {
     const fixed = io.fixedPrediction !== undefined;
-    return {
-      m: io.rows,
-      n: layer.outDim,
-      k: fixed ? 0 : layer.inDim,
-      aOff: fixed ? 0 : io.input,
-      bOff: layer.weightOffset,
-      cOff: io.error,
-      dOff: io.target,
-      eOff: io.fixedPrediction ?? 0,
-      fOff: io.residualFrom ?? 0,
-      biasOff: Math.max(0, layer.biasOffset),
-      partOff: io.part,
-      flags:
-        biasFlag(layer) |
-        (fixed ? JobFlag.FIRST : 0) |
-        (io.output ? JobFlag.OUTPUT : 0) |
-        (io.logits ? JobFlag.LOGITS : 0) |
-        (io.residualFrom !== undefined ? JobFlag.SKIP : 0),
-      coef0: layer.scale,
-    };
+    return [
+      {
+        m: io.rows,
+        n: layer.outDim,
+        k: fixed ? 0 : layer.inDim,
+        aOff: fixed ? 0 : io.input,
+        bOff: layer.weightOffset,
+        cOff: io.error,
+        dOff: io.target,
+        eOff: io.fixedPrediction ?? 0,
+        fOff: io.residualFrom ?? 0,
+        biasOff: Math.max(0, layer.biasOffset),
+        partOff: io.part,
+        flags:
+          biasFlag(layer) |
+          (fixed ? JobFlag.FIRST : 0) |
+          (io.output ? JobFlag.OUTPUT : 0) |
+          (io.logits ? JobFlag.LOGITS : 0) |
+          (io.residualFrom !== undefined ? JobFlag.SKIP : 0),
+        coef0: layer.scale,
+      },
+    ];
   },
 
   /** s·w·(e W): the error's product with W (activity-grad.wgsl), and w·e itself through a residual. */
@@ -122,18 +126,20 @@ export const dense: LayerKind<DenseLayerSpec> = {
   },
 
   /** param-grad.wgsl: ∂F/∂W = coef·eᵀ·input, ∂F/∂b = coef·Σ_b e. */
-  paramGrad(layer: DenseLayerSpec, io: ParamGradIo): Job {
-    return {
-      m: layer.outDim,
-      n: layer.inDim,
-      k: io.rows,
-      aOff: io.error,
-      bOff: io.input,
-      cOff: layer.weightOffset,
-      dOff: Math.max(0, layer.biasOffset),
-      flags: biasFlag(layer),
-      coef0: io.coef,
-    };
+  paramGrad(layer: DenseLayerSpec, io: ParamGradIo): Job[] {
+    return [
+      {
+        m: layer.outDim,
+        n: layer.inDim,
+        k: io.rows,
+        aOff: io.error,
+        bOff: io.input,
+        cOff: layer.weightOffset,
+        dOff: Math.max(0, layer.biasOffset),
+        flags: biasFlag(layer),
+        coef0: io.coef,
+      },
+    ];
   },
 
   paramCount(layer: DenseLayerSpec): number {

@@ -16,15 +16,16 @@
  *   init        its initial parameters, from its own random stream
  *
  * The work items are jobs of the grouped layer kernels (kernels/layer-matmul.wgsl: one record per job, so a whole
- * network's errors, activity gradients or parameter gradients are one dispatch whatever its depth). A kind that
- * needs another kernel family adds that family and says so here; nothing in the solvers or the variants changes.
+ * network's errors, activity gradients or parameter gradients are one dispatch whatever its depth). Convolution-
+ * shaped kinds (conv.ts, pool.ts) give jobs with a geometry, one per example (kernels/conv-gather.wgsl), which the
+ * same kernels run when compiled with CONV; nothing in the solvers or the variants changes.
  *
  * Adding a kind: a module in this folder implementing `LayerKind` for its spec type (with a `kind` tag), the spec
  * added to `LayerSpec` and the kind to `KINDS` in index.ts. DEVELOPERS.md, "Adding a layer kind", has the steps.
  */
 import type { FusedLayer as FusedLayerEntry, Job } from '../../kernels/structs.js';
 import type { Random } from '../../util/random.js';
-import type { CarryTerm } from '../layer-jobs.js';
+import type { CarryTerm, Planes } from '../layer-jobs.js';
 
 /** Where a layer's feedforward pass reads and writes (element offsets). */
 export interface ForwardIo {
@@ -105,15 +106,24 @@ export interface LayerBase<Tag extends string> {
   readonly scale: number;
   /** An identity residual: the layer predicts s_l·f_l(z_{l−1}) + z_{l−1} (JPC's `make_skip_model`). */
   readonly skip: boolean;
+  /**
+   * The layer reads z_{l−1} itself, without the model's activation (a per-layer `act: 'linear'`). The first layer
+   * always reads the raw input, whatever this says.
+   */
+  readonly linearInput?: boolean;
 }
 
 /** A layer kind: see the file comment. `S` is its spec type. */
 export interface LayerKind<S extends LayerBase<string>> {
   readonly name: S['kind'];
-  forward(layer: S, io: ForwardIo): Job;
-  error(layer: S, io: ErrorIo): Job;
+  forward(layer: S, io: ForwardIo): Job[];
+  error(layer: S, io: ErrorIo): Job[];
   carry(layer: S, io: CarryIo): CarryTerm;
-  paramGrad(layer: S, io: ParamGradIo): Job;
+  paramGrad(layer: S, io: ParamGradIo): Job[];
+  /** How its forward and error jobs split per example (convolution-shaped kinds); undefined: one batch job. */
+  outputPlanes?(layer: S): Planes;
+  /** How the activity-gradient jobs of its input split per example, when its carry is convolution-shaped. */
+  inputPlanes?(layer: S): Planes;
   /** Floats of parameters. */
   paramCount(layer: S): number;
   tensors(layer: S): readonly ParamTensor[];

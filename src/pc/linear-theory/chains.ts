@@ -3,6 +3,7 @@
  * chains J_i = M_{L−1}⋯M_i, forward passes (plain, or with an injection at every hidden layer), and every
  * temporary, freed when the call ends.
  */
+import { mlpLayers } from '../layers/index.js';
 import { WpcArgumentError } from '../../runtime/errors.js';
 import { Recorder } from '../../runtime/recorder.js';
 import type { Runtime } from '../../runtime/runtime.js';
@@ -59,7 +60,7 @@ export class Chains {
   }
 
   weight(l: number): GpuMatrix {
-    const layer = this.model.layers[l]!;
+    const layer = mlpLayers('linear theory', this.model.layers)[l]!;
     return { buffer: this.model.params, offset: layer.weightOffset, ld: layer.inDim };
   }
 

@@ -5,6 +5,7 @@
  * block-tridiagonally on the host, which also takes an activity decay or a Tikhonov shift. And the weight
  * gradients at that equilibrium.
  */
+import { mlpLayers } from '../layers/index.js';
 import { Recorder } from '../../runtime/recorder.js';
 import type { Tensor } from '../../runtime/tensor.js';
 import {
@@ -148,7 +149,7 @@ export async function hessianBlocks(ch: Chains, lambda: number, shift: number): 
   ch.submit();
   const read = await ch.rt.read([
     ...grams.map(rangeOf),
-    ...model.layers
+    ...mlpLayers('linear theory', model.layers)
       .slice(1)
       .map((l) => ({ buffer: model.params, byteOffset: l.weightOffset * 4, byteLength: l.inDim * l.outDim * 4 })),
   ]);

@@ -3,6 +3,7 @@
  * linear model without biases, the output energy's weight λ and the other options, and sizes the closed forms can
  * hold (the GPU arrays each one storage binding, the float64 matrices formed on the host at most 512 MiB each).
  */
+import { mlpLayers } from '../layers/index.js';
 import { WpcArgumentError, argError, checkFinite } from '../../runtime/errors.js';
 import { checkFits, groupDigits, storageLimit } from '../../runtime/limits.js';
 import { checkModel } from '../batch.js';
@@ -83,11 +84,12 @@ export function checkTheoryFits(fn: string, model: Model, work: TheoryWork): voi
 
 export function checkLinearModel(fn: string, model: unknown): Model {
   const m = checkModel(fn, model);
+  mlpLayers(fn, m.layers);
   if (m.actFn !== 'linear')
     throw new WpcArgumentError(
       `${fn}: the theory holds for deep linear networks: model.actFn must be 'linear', got '${m.actFn}'`,
     );
-  const biased = m.layers.findIndex((l) => l.useBias);
+  const biased = mlpLayers(fn, m.layers).findIndex((l) => l.useBias);
   if (biased >= 0)
     throw new WpcArgumentError(
       `${fn}: the theory holds for networks without biases: layer ${biased} has a bias (make the model with useBias: false)`,

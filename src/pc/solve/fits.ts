@@ -27,14 +27,22 @@ function stageRecordCount(solver: ResolvedSolver): number {
  */
 export function checkSolveFits(
   fn: string,
-  model: Pick<Model, 'runtime' | 'dims'>,
+  model: Pick<Model, 'runtime' | 'dims'> & { layers?: Model['layers'] },
   B: number,
   mode: Mode,
   solver: ResolvedSolver,
   batchSubject = `${fn}: output (${B} rows)`,
 ): void {
   const rt = model.runtime;
-  checkWorkspaceFits(batchSubject, rt, model.dims, B, 'train', mode, workspaceNeeds(solver));
+  checkWorkspaceFits(
+    batchSubject,
+    rt,
+    model.layers ? { dims: model.dims, layers: model.layers } : model.dims,
+    B,
+    'train',
+    mode,
+    workspaceNeeds(solver),
+  );
   const records = stageRecordCount(solver);
   const what =
     solver.kind === 'discrete'

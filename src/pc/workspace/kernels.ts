@@ -41,7 +41,8 @@ export interface WorkspaceKernels {
 
 /**
  * Compiles a workspace's kernels for activation `act` and register tile `tiles`; `vec4` adds the activity-gradient
- * kernels with only the vec4 epilogue.
+ * kernels with only the vec4 epilogue; `conv` compiles the layer kernels with convolution-shaped jobs
+ * (conv-gather.wgsl), for models with such layers.
  */
 export async function compileKernels(
   rt: Runtime,
@@ -49,6 +50,7 @@ export async function compileKernels(
   tiles: TileConfig,
   purpose: Purpose,
   vec4: boolean,
+  conv = false,
 ): Promise<WorkspaceKernels> {
   const sub = rt.adapter.subgroupSize;
   const gated = (spec: (g: boolean) => Parameters<Runtime['kernel']>[0]) =>
@@ -59,7 +61,7 @@ export async function compileKernels(
       CompiledKernel
     >;
   const [forward, lossRows, reduce] = await Promise.all([
-    rt.kernel(forwardKernel(act, tiles, 'forward', false)),
+    rt.kernel(forwardKernel(act, tiles, 'forward', false, conv)),
     rt.kernel(outputKernel('loss_rows', false)),
     rt.kernel(reduceKernel(sub)),
   ]);
@@ -69,12 +71,12 @@ export async function compileKernels(
   // compile at pipeline creation would otherwise compile a kernel no dispatch uses.
   const [errors, finishList, rowNorms, paramGrad, actPlain, actVec4, accumulate, combine, solver, recordK] =
     await Promise.all([
-      gated((g) => forwardKernel(act, tiles, 'errors', g)),
+      gated((g) => forwardKernel(act, tiles, 'errors', g, conv)),
       Promise.all(FINISH_ENTRIES.map((f) => gated((g) => outputKernel(f, g)))),
       rt.kernel(outputKernel('row_norms', false)),
-      rt.kernel(paramGradKernel(tiles)),
-      gated((g) => activityGradKernel(act, tiles, g)),
-      vec4 ? gated((g) => activityGradKernel(act, tiles, g, 'vec4')) : undefined,
+      rt.kernel(paramGradKernel(tiles, conv)),
+      gated((g) => activityGradKernel(act, tiles, g, 'any', conv)),
+      vec4 && !conv ? gated((g) => activityGradKernel(act, tiles, g, 'vec4')) : undefined,
       rt.kernel(accumulateKernel(sub)),
       rt.kernel(combineKernel()),
       byName(SOLVER_ENTRIES, (e) => solverKernel(e, act, sub)),

@@ -22,7 +22,8 @@ import { SCALED_SQUARE_CHUNK } from '../../kernels/solver.js';
 import { type TileConfig, defaultTiles } from '../../kernels/tiles.js';
 import { checkFits, storageLimit } from '../../runtime/limits.js';
 import type { Runtime } from '../../runtime/runtime.js';
-import { tilesOf } from '../layer-jobs.js';
+import { jobTiles } from '../layer-jobs.js';
+import { type LayerSpec, inputPlanes, outputPlanes } from '../layers/index.js';
 import { formatDims } from '../model.js';
 
 export type EvalPoint = 'y' | 't';
@@ -58,6 +59,21 @@ export interface Families {
 export interface Partials {
   off: number;
   count: number;
+}
+
+/**
+ * What a layout is computed from: a model's activity widths and layers, or widths alone (dense layers, for
+ * checks made before a model exists).
+ */
+type Network = readonly number[] | { readonly dims: readonly number[]; readonly layers: readonly LayerSpec[] };
+
+function networkOf(network: Network): { dims: readonly number[]; layers: readonly LayerSpec[] | undefined } {
+  return Array.isArray(network)
+    ? { dims: network as readonly number[], layers: undefined }
+    : {
+        dims: (network as { dims: readonly number[] }).dims,
+        layers: (network as { layers: readonly LayerSpec[] }).layers,
+      };
 }
 
 /** The register tile a runtime's layer kernels use. */
@@ -97,13 +113,14 @@ export interface WorkspaceLayout {
  * alone (nothing allocated): the constructor uses it, and size checks call it before anything is allocated.
  */
 export function workspaceLayout(
-  dims: readonly number[],
+  network: Network,
   batch: number,
   purpose: Purpose,
   mode: Mode,
   needs: WorkspaceNeeds,
   tiles: TileConfig,
 ): WorkspaceLayout {
+  const { dims, layers } = networkOf(network);
   const first = mode === 'unsupervised' ? 0 : 1;
   const L = dims.length - 1;
   const B = batch;
@@ -118,12 +135,13 @@ export function workspaceLayout(
   const stages = train ? Math.max(2, needs.stages) : 0;
   const gridSteps = train ? Math.max(1, needs.gridSteps) : 0;
   const errorTiles: number[] = [];
-  for (let l = 1; l <= L; l++) errorTiles.push(tilesOf(B, dims[l]!, tiles));
+  for (let l = 1; l <= L; l++) errorTiles.push(jobTiles(B, dims[l]!, layers && outputPlanes(layers[l - 1]!), tiles));
   const gradPart = Array<number>(L + 1).fill(0);
   let gradTiles = 0;
   for (let l = first; l <= L; l++) {
     gradPart[l] = 4 * gradTiles;
-    gradTiles += tilesOf(B, dims[l]!, tiles);
+    // z_l's gradient jobs split the way its consumer (layer l + 1) carries into it.
+    gradTiles += jobTiles(B, dims[l]!, l < L && layers ? inputPlanes(layers[l]!) : undefined, tiles);
   }
 
   let at = 0;
@@ -191,7 +209,7 @@ export function workspaceLayout(
 export function checkWorkspaceFits(
   subject: string,
   rt: Runtime,
-  dims: readonly number[],
+  network: Network,
   batch: number,
   purpose: Purpose,
   mode: Mode,
@@ -199,9 +217,10 @@ export function checkWorkspaceFits(
 ): void {
   const tiles = tilesFor(rt);
   const limit = storageLimit(rt.limits);
-  const floats = workspaceLayout(dims, batch, purpose, mode, needs, tiles).floats;
+  const floats = workspaceLayout(network, batch, purpose, mode, needs, tiles).floats;
   if (floats * 4 <= limit.bytes) return;
-  const most = maxWorkspaceRows(rt, dims, purpose, mode, needs);
+  const most = maxWorkspaceRows(rt, network, purpose, mode, needs);
+  const { dims } = networkOf(network);
   const what = `the ${purpose === 'eval' ? 'evaluation' : 'working'} memory of a model ${formatDims(dims)} at ${batch} rows`;
   checkFits(
     subject,
@@ -215,14 +234,14 @@ export function checkWorkspaceFits(
 /** The largest batch whose workspace fits one storage binding of `rt`'s device (0 if none does). */
 export function maxWorkspaceRows(
   rt: Runtime,
-  dims: readonly number[],
+  network: Network,
   purpose: Purpose,
   mode: Mode,
   needs: WorkspaceNeeds = { stages: 2, gridSteps: 1 },
 ): number {
   const tiles = tilesFor(rt);
   const limitFloats = storageLimit(rt.limits).bytes / 4;
-  const fits = (B: number) => workspaceLayout(dims, B, purpose, mode, needs, tiles).floats <= limitFloats;
+  const fits = (B: number) => workspaceLayout(network, B, purpose, mode, needs, tiles).floats <= limitFloats;
   if (!fits(1)) return 0;
   let lo = 1;
   let hi = 2;

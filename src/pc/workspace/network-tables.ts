@@ -5,8 +5,8 @@
  */
 import type { Job } from '../../kernels/structs.js';
 import type { TileConfig } from '../../kernels/tiles.js';
-import { gradJob, vec4Shaped } from '../layer-jobs.js';
-import { carryTerm, errorJob, forwardJob, paramGradJob } from '../layers/index.js';
+import { assignParts, gradJobs, vec4Shaped } from '../layer-jobs.js';
+import { carryTerm, errorJobs, forwardJobs, inputPlanes, paramGradJobs } from '../layers/index.js';
 import { type Loss, type OutputSite, outputKind } from '../layers/output.js';
 import type { Model } from '../model.js';
 import type { EvalPoint, Families, Mode, Partials, ScalarSlots, WorkspaceLayout } from './layout.js';
@@ -56,10 +56,18 @@ export class NetworkTables {
     return point === 'y' ? this.fam.py : this.fam.pt;
   }
 
-  /** The A operand of layer l's prediction at `point`: φ(z_{l−1}), or the raw x / z_0 for the first layer. */
+  /**
+   * The A operand of layer l's prediction at `point`: φ(z_{l−1}), z_{l−1} itself for a layer with a linear input,
+   * or the raw x / z_0 for the first layer.
+   */
   layerInput(l: number, point: EvalPoint): number {
-    if (l > 1) return this.pzFam(point) + this.layer[l - 1]!;
+    if (l > 1) return (this.linearInput(l) ? this.zFam(point) : this.pzFam(point)) + this.layer[l - 1]!;
     return this.mode === 'supervised' ? this.x : this.zFam(point) + this.layer[0]!;
+  }
+
+  /** Whether layer l reads its input without the activation (the first layer always does). */
+  linearInput(l: number): boolean {
+    return l === 1 || this.model.layers[l - 1]!.linearInput === true;
   }
 
   /** Where a layer's identity residual reads z_{l−1} at `point`, if it has one. */
@@ -72,10 +80,10 @@ export class NetworkTables {
     return l === this.model.depth ? lambda : 1;
   }
 
-  forwardJob(l: number): Job {
+  forwardJobs(l: number): Job[] {
     const { model, batch: B, fam } = this;
     const L = model.depth;
-    return forwardJob(model.layers[l - 1]!, {
+    return forwardJobs(model.layers[l - 1]!, {
       rows: B,
       input: this.layerInput(l, 'y'),
       output: fam.y + this.layer[l]!,
@@ -83,6 +91,11 @@ export class NetworkTables {
       ...(l === 1 && this.mode === 'supervised' ? { prediction: this.pred1 } : {}),
       ...(this.residual(l, 'y') !== undefined ? { residualFrom: this.residual(l, 'y')! } : {}),
     });
+  }
+
+  /** The first layer's prediction alone, written to pred1 (for activities handed in by the caller). */
+  predictionJobs(): Job[] {
+    return forwardJobs(this.model.layers[0]!, { rows: this.batch, input: this.layerInput(1, 'y'), output: this.pred1 });
   }
 
   errorJobs(point: EvalPoint, loss: Loss): Job[] {
@@ -95,19 +108,18 @@ export class NetworkTables {
     for (let l = 1; l <= L; l++) {
       const output = l === L;
       const residual = this.residual(l, point);
-      jobs.push(
-        errorJob(model.layers[l - 1]!, {
-          rows: B,
-          input: this.layerInput(l, point),
-          ...(l === 1 && this.mode === 'supervised' ? { fixedPrediction: this.pred1 } : {}),
-          target: output ? this.target : z + this.layer[l]!,
-          error: fam.e + this.layer[l]!,
-          part,
-          output,
-          logits: output && logits,
-          ...(residual !== undefined ? { residualFrom: residual } : {}),
-        }),
-      );
+      const layerJobs = errorJobs(model.layers[l - 1]!, {
+        rows: B,
+        input: this.layerInput(l, point),
+        ...(l === 1 && this.mode === 'supervised' ? { fixedPrediction: this.pred1 } : {}),
+        target: output ? this.target : z + this.layer[l]!,
+        error: fam.e + this.layer[l]!,
+        part,
+        output,
+        logits: output && logits,
+        ...(residual !== undefined ? { residualFrom: residual } : {}),
+      });
+      jobs.push(...assignParts(layerJobs, part, this.tiles));
       part += 4 * this.errorTiles[l - 1]!;
     }
     return jobs;
@@ -121,7 +133,9 @@ export class NetworkTables {
     const part = (point === 'y' ? this.partA : this.partB).off;
     const jobs: Job[] = [];
     for (let l = this.first; l <= L; l++) {
-      const job = gradJob({
+      const consumer = l < L ? model.layers[l]! : undefined;
+      const planes = consumer && inputPlanes(consumer);
+      const layerJobs = gradJobs({
         rows: B,
         width: model.dims[l]!,
         z: z + this.layer[l]!,
@@ -137,19 +151,20 @@ export class NetworkTables {
               }),
             }
           : {}),
-        identity: l === 0,
+        identity: l === 0 || (l < L && this.linearInput(l + 1)),
         scale: 1 / B,
+        ...(planes ? { planes } : {}),
       });
       // The output's job (no product) in a shape the vec4 epilogue takes.
-      jobs.push(vec4Shaped(job, this.tiles));
+      jobs.push(...assignParts(layerJobs, part + this.gradPart[l]!, this.tiles).map((j) => vec4Shaped(j, this.tiles)));
     }
     return jobs;
   }
 
   paramGradJobs(lambda: number): Job[] {
     const { model, batch: B, fam } = this;
-    return model.layers.map((spec, i) =>
-      paramGradJob(spec, {
+    return model.layers.flatMap((spec, i) =>
+      paramGradJobs(spec, {
         rows: B,
         error: fam.e + this.layer[i + 1]!,
         input: this.layerInput(i + 1, 'y'),

@@ -1,0 +1,94 @@
+// Convolution-shaped jobs of the grouped layer kernels (compiled in with CONV): the operand of a convolution,
+// of its transpose or of a pooling, read straight from an activity by index arithmetic (an implicit GEMM: no
+// im2col is ever written). A job of one example computes an output plane set [rows = channels, cols = positions
+// y·dst_w + x], NCHW as the activities are stored. The including file provides ld(i) (a work element).
+//
+// Geometry (struct Job's geo words, packed by packGeometry in kernels/conv.ts):
+//   geo0 = gather | kh << 8 | kw << 16 | stride << 24      geo1 = padding (each side)
+//   geo2 = src_h | src_w << 16 (the gathered tensor's planes)      geo3 = dst_h | dst_w << 16 (the output's)
+// Gathers (kk runs over (channel, ky, kx) of the source, row-major as Equinox stores a kernel's [in, kh, kw]):
+//   CONV       src[c, y·s + ky − p, x·s + kx − p]                  (a convolution's input; zero outside)
+//   CONV_T     src[c, (y + p − ky)/s, (x + p − kx)/s] where exact   (the adjoint: a convolution's output error)
+//   AVG_POOL   mean over the window at (y·s, x·s) of plane `row`     (k = 0: the value replaces the product)
+//   AVG_POOL_T Σ over the windows holding (y, x) of src/(kh·kw)     (the average pooling's adjoint)
+
+const GATHER_NONE: u32 = 0u;
+const GATHER_CONV: u32 = 1u;
+const GATHER_CONV_T: u32 = 2u;
+const GATHER_AVG_POOL: u32 = 3u;
+const GATHER_AVG_POOL_T: u32 = 4u;
+
+struct Geometry {
+  gather: u32,
+  kh: u32,
+  kw: u32,
+  stride: u32,
+  pad: u32,
+  src_h: u32,
+  src_w: u32,
+  dst_h: u32,
+  dst_w: u32,
+}
+
+fn geometry(job: Job) -> Geometry {
+  return Geometry(job.geo0 & 255u, (job.geo0 >> 8u) & 255u, (job.geo0 >> 16u) & 255u, job.geo0 >> 24u, job.geo1,
+                  job.geo2 & 65535u, job.geo2 >> 16u, job.geo3 & 65535u, job.geo3 >> 16u);
+}
+
+fn gather_of(job: Job) -> u32 {
+  return job.geo0 & 255u;
+}
+
+// The source element of a convolution's input (CONV) or of its output's error (CONV_T) for column `col` of the
+// output plane and step kk = (c, ky, kx) of the product; 0 where the window leaves the source.
+fn conv_gather(g: Geometry, base: u32, kk: u32, col: u32) -> f32 {
+  let taps = g.kh * g.kw;
+  let c = kk / taps;
+  let r = kk - c * taps;
+  let ky = r / g.kw;
+  let kx = r - ky * g.kw;
+  let y = col / g.dst_w;
+  let x = col - y * g.dst_w;
+  var sy: i32;
+  var sx: i32;
+  if (g.gather == GATHER_CONV) {
+    sy = i32(y * g.stride + ky) - i32(g.pad);
+    sx = i32(x * g.stride + kx) - i32(g.pad);
+  } else {
+    let ny = i32(y + g.pad) - i32(ky);
+    let nx = i32(x + g.pad) - i32(kx);
+    if (ny < 0 || nx < 0 || (u32(ny) % g.stride) != 0u || (u32(nx) % g.stride) != 0u) { return 0.0; }
+    sy = ny / i32(g.stride);
+    sx = nx / i32(g.stride);
+  }
+  if (sy < 0 || sx < 0 || u32(sy) >= g.src_h || u32(sx) >= g.src_w) { return 0.0; }
+  return ld(base + (c * g.src_h + u32(sy)) * g.src_w + u32(sx));
+}
+
+// A pooling's value at (row = channel, col = output position): the window mean (AVG_POOL) or the adjoint's sum
+// over the windows holding the position (AVG_POOL_T).
+fn pool_gather(g: Geometry, base: u32, row: u32, col: u32) -> f32 {
+  let y = col / g.dst_w;
+  let x = col - y * g.dst_w;
+  let plane = base + row * g.src_h * g.src_w;
+  var sum = 0.0;
+  for (var ky = 0u; ky < g.kh; ky++) {
+    for (var kx = 0u; kx < g.kw; kx++) {
+      if (g.gather == GATHER_AVG_POOL) {
+        sum += ld(plane + (y * g.stride + ky) * g.src_w + x * g.stride + kx);
+      } else if (y >= ky && x >= kx && (y - ky) % g.stride == 0u && (x - kx) % g.stride == 0u) {
+        let sy = (y - ky) / g.stride;
+        let sx = (x - kx) / g.stride;
+        if (sy < g.src_h && sx < g.src_w) { sum += ld(plane + sy * g.src_w + sx); }
+      }
+    }
+  }
+  return sum / f32(g.kh * g.kw);
+}
+
+// The value a pooling job's epilogue takes in place of the product (acc for every other job).
+fn gathered(job: Job, row: u32, col: u32, acc: f32) -> f32 {
+  let g = geometry(job);
+  if (g.gather == GATHER_AVG_POOL || g.gather == GATHER_AVG_POOL_T) { return pool_gather(g, job.a_off, row, col); }
+  return acc;
+}

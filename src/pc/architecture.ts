@@ -1,0 +1,277 @@
+/**
+ * Models from a list of layers, in the shape of JPC's list of Equinox modules: each entry with parameters or a
+ * pooling is one PC layer with its own activity (JPC's ResNet has its AvgPool2d as a layer of its own), `flatten()`
+ * only reshapes ([C, H, W] → [C·H·W], NCHW as `jnp.ravel`; a dense layer after a convolution ravels its input by
+ * itself, as JPC's Readout does).
+ *
+ *   makeModel(runtime, { seed: 0, inputShape: [1, 28, 28], actFn: 'relu', layers: [
+ *     conv(16, 3, { padding: 1 }), avgPool(2), conv(32, 3, { padding: 1 }), flatten(), dense(128), dense(10)] })
+ *
+ * Each layer's `act` is the activation its input goes through (JPC's rule: before the map): by default the model's
+ * `actFn`, the first layer seeing the raw input; `'linear'` for none (JPC's ScaledConv2d and Readout).
+ */
+import { ACTIVATIONS, type Activation } from '../kernels/activations.js';
+import { MAX_KERNEL, MAX_SIDE } from '../kernels/conv.js';
+import { WpcArgumentError, argError, checkKnownKeys, checkOneOf, checkPositiveInt } from '../runtime/errors.js';
+import { checkFits, storageLimit } from '../runtime/limits.js';
+import type { Runtime } from '../runtime/runtime.js';
+import { Random } from '../util/random.js';
+import { type ConvLayerSpec, convOutSide } from './layers/conv.js';
+import { type DenseLayerSpec, type LayerSpec, initLayer, layerParamCount } from './layers/index.js';
+import type { AvgPoolLayerSpec } from './layers/pool.js';
+import { MAX_DEPTH } from './parameterisation.js';
+import { type Model, checkRuntime, uploadModel } from './model.js';
+
+/** A layer's input activation: none, or the model's `actFn` (the default past the first layer). */
+export type LayerAct = 'linear' | Activation;
+
+interface LayerCommon {
+  /** The activation this layer's input goes through; default the model's actFn (the first layer: none). */
+  act?: LayerAct;
+}
+
+/** A dense layer `[φ → Linear]` of `units` outputs (its input raveled). */
+export interface DenseDef extends LayerCommon {
+  type: 'dense';
+  units: number;
+  useBias?: boolean;
+}
+
+/** Equinox's Conv2d: `channels` outputs, a kernel side (or [kh, kw]), stride and zero padding per side. */
+export interface ConvDef extends LayerCommon {
+  type: 'conv';
+  channels: number;
+  kernel: number | readonly [number, number];
+  stride?: number;
+  padding?: number;
+  useBias?: boolean;
+}
+
+/** JPC's residual block: act → conv (C → C, stride 1, 'same' padding, odd kernel) + the identity skip. */
+export interface ResidualDef extends LayerCommon {
+  type: 'residual';
+  kernel: number;
+  useBias?: boolean;
+}
+
+/** Equinox's AvgPool2d as a PC layer: windows of `kernel` (side or [kh, kw]), stride default the kernel. */
+export interface AvgPoolDef extends LayerCommon {
+  type: 'avgPool';
+  kernel: number | readonly [number, number];
+  stride?: number;
+}
+
+/** [C, H, W] → [C·H·W]: a reshape, not a layer. */
+export interface FlattenDef {
+  type: 'flatten';
+}
+
+export type LayerDef = DenseDef | ConvDef | ResidualDef | AvgPoolDef | FlattenDef;
+
+type Options<D> = Omit<D, 'type' | 'units' | 'channels' | 'kernel'>;
+
+/** A dense layer of `units` outputs. */
+export function dense(units: number, options: Options<DenseDef> = {}): DenseDef {
+  return { type: 'dense', units, ...options };
+}
+
+/** A 2-D convolution of `channels` outputs and kernel side `kernel` (or [kh, kw]). */
+export function conv(channels: number, kernel: number | [number, number], options: Options<ConvDef> = {}): ConvDef {
+  return { type: 'conv', channels, kernel, ...options };
+}
+
+/** JPC's residual block with an odd kernel side `kernel`. */
+export function residual(kernel: number, options: Options<ResidualDef> = {}): ResidualDef {
+  return { type: 'residual', kernel, ...options };
+}
+
+/** Average pooling over `kernel`×`kernel` windows (stride default `kernel`). */
+export function avgPool(kernel: number | [number, number], options: Options<AvgPoolDef> = {}): AvgPoolDef {
+  return { type: 'avgPool', kernel, ...options };
+}
+
+/** Ravels [C, H, W] into [C·H·W]. */
+export function flatten(): FlattenDef {
+  return { type: 'flatten' };
+}
+
+export interface MakeModelOptions {
+  /** Seed of the initialisation; equal seeds give equal parameters. */
+  seed: number;
+  /** One example's input: [C, H, W] for images (NCHW) or [N]. */
+  inputShape: readonly number[];
+  layers: readonly LayerDef[];
+  /** The activation layers apply to their inputs by default; one of JPC's eight. */
+  actFn: Activation;
+  /** Default bias for layers that do not say; default `false`, as in JPC. */
+  useBias?: boolean;
+}
+
+const KEYS: Record<LayerDef['type'], readonly string[]> = {
+  dense: ['type', 'units', 'useBias', 'act'],
+  conv: ['type', 'channels', 'kernel', 'stride', 'padding', 'useBias', 'act'],
+  residual: ['type', 'kernel', 'useBias', 'act'],
+  avgPool: ['type', 'kernel', 'stride', 'act'],
+  flatten: ['type'],
+};
+
+type Shape = readonly number[];
+
+function kernelOf(fn: string, arg: string, kernel: unknown): [number, number] {
+  if (Array.isArray(kernel)) {
+    if (kernel.length !== 2) argError(fn, arg, 'a side or [kh, kw]', kernel);
+    return [
+      checkPositiveInt(fn, `${arg}[0]`, kernel[0], MAX_KERNEL),
+      checkPositiveInt(fn, `${arg}[1]`, kernel[1], MAX_KERNEL),
+    ];
+  }
+  const k = checkPositiveInt(fn, arg, kernel, MAX_KERNEL);
+  return [k, k];
+}
+
+function image(fn: string, arg: string, shape: Shape, what: string): readonly [number, number, number] {
+  if (shape.length !== 3)
+    throw new WpcArgumentError(
+      `${fn}: ${arg} (${what}) needs an image input [C, H, W], got [${shape.join(', ')}]: start from an inputShape of [C, H, W] and put convolutions before flatten()`,
+    );
+  return shape as readonly [number, number, number];
+}
+
+/**
+ * JPC's list of layers as a model: shapes checked layer by layer, parameters drawn from each layer's own stream
+ * (Equinox's defaults: U(±1/√fan_in) for weights and biases, fan_in = C_in·kh·kw for a convolution).
+ */
+export function makeModel(runtime: Runtime, options: MakeModelOptions): Model {
+  const fn = 'makeModel';
+  checkRuntime(fn, runtime);
+  if (typeof options !== 'object' || options === null) argError(fn, 'options', 'an object', options);
+  checkKnownKeys(fn, 'options', options, ['seed', 'inputShape', 'layers', 'actFn', 'useBias']);
+  if (!Number.isSafeInteger(options.seed)) argError(fn, 'options.seed', 'a safe integer', options.seed);
+  const actFn = checkOneOf(fn, 'options.actFn', options.actFn, ACTIVATIONS);
+  const useBias = options.useBias ?? false;
+  if (typeof useBias !== 'boolean') argError(fn, 'options.useBias', 'a boolean', useBias);
+  const input = options.inputShape;
+  if (!Array.isArray(input) || (input.length !== 1 && input.length !== 3))
+    argError(fn, 'options.inputShape', '[C, H, W] or [N]', input);
+  input.forEach((d, i) => checkPositiveInt(fn, `options.inputShape[${i}]`, d, MAX_SIDE));
+  const defs = options.layers;
+  if (!Array.isArray(defs) || defs.length === 0) argError(fn, 'options.layers', 'a non-empty array of layers', defs);
+
+  const layers: LayerSpec[] = [];
+  let shape: Shape = [...input];
+  let at = 0;
+  defs.forEach((def: unknown, i) => {
+    const arg = `options.layers[${i}]`;
+    if (typeof def !== 'object' || def === null || !('type' in def) || !((def.type as string) in KEYS))
+      argError(fn, arg, `a layer (dense, conv, residual, avgPool or flatten: use the builders)`, def);
+    const d = def as LayerDef;
+    checkKnownKeys(fn, arg, d, KEYS[d.type]);
+    if (d.type === 'flatten') {
+      shape = [image(fn, arg, shape, 'flatten').reduce((a, b) => a * b, 1)];
+      return;
+    }
+    const first = layers.length === 0;
+    const act = d.act ?? (first ? 'linear' : actFn);
+    if (act !== 'linear' && act !== actFn) argError(fn, `${arg}.act`, `'linear' or the model's actFn '${actFn}'`, act);
+    if (first && act !== 'linear')
+      throw new WpcArgumentError(`${fn}: ${arg}.act must be 'linear': the first layer sees the raw input (JPC)`);
+    const common = { scale: 1, linearInput: !first && act === 'linear' };
+    const inDim = shape.reduce((a, b) => a * b, 1);
+    const bias = (v: unknown) => {
+      if (v !== undefined && typeof v !== 'boolean') argError(fn, `${arg}.useBias`, 'a boolean', v);
+      return (v as boolean | undefined) ?? useBias;
+    };
+    let spec: LayerSpec;
+    if (d.type === 'dense') {
+      const units = checkPositiveInt(fn, `${arg}.units`, d.units);
+      const withBias = bias(d.useBias);
+      spec = {
+        kind: 'dense',
+        inDim,
+        outDim: units,
+        useBias: withBias,
+        weightOffset: at,
+        biasOffset: withBias ? at + inDim * units : -1,
+        skip: false,
+        ...common,
+      } satisfies DenseLayerSpec;
+      shape = [units];
+    } else if (d.type === 'conv' || d.type === 'residual') {
+      const [c, h, w] = image(fn, arg, shape, d.type);
+      const kernel = kernelOf(fn, `${arg}.kernel`, d.kernel);
+      const res = d.type === 'residual';
+      if (res && kernel[0] % 2 === 0)
+        argError(fn, `${arg}.kernel`, 'an odd side (a residual block keeps its shape)', d.kernel);
+      const channels = res ? c : checkPositiveInt(fn, `${arg}.channels`, (d as ConvDef).channels);
+      const stride = res ? 1 : checkPositiveInt(fn, `${arg}.stride`, (d as ConvDef).stride ?? 1, MAX_KERNEL);
+      const padding = res ? (kernel[0] - 1) / 2 : ((d as ConvDef).padding ?? 0);
+      if (!Number.isSafeInteger(padding) || padding < 0 || padding > MAX_KERNEL)
+        argError(fn, `${arg}.padding`, `an integer in [0, ${MAX_KERNEL}]`, padding);
+      const oh = convOutSide(h, kernel[0], stride, padding);
+      const ow = convOutSide(w, kernel[1], stride, padding);
+      if (oh < 1 || ow < 1)
+        throw new WpcArgumentError(
+          `${fn}: ${arg}: a ${kernel[0]}×${kernel[1]} kernel with padding ${padding} does not fit a ${h}×${w} input`,
+        );
+      if (res && first) throw new WpcArgumentError(`${fn}: ${arg}: a residual block cannot be the first layer`);
+      const withBias = bias(d.useBias);
+      const weights = channels * c * kernel[0] * kernel[1];
+      spec = {
+        kind: 'conv',
+        inDim,
+        outDim: channels * oh * ow,
+        inShape: [c, h, w],
+        outShape: [channels, oh, ow],
+        kernel,
+        stride,
+        padding,
+        useBias: withBias,
+        weightOffset: at,
+        biasOffset: withBias ? at + weights : -1,
+        skip: res,
+        ...common,
+      } satisfies ConvLayerSpec;
+      shape = [channels, oh, ow];
+    } else {
+      const [c, h, w] = image(fn, arg, shape, 'avgPool');
+      const kernel = kernelOf(fn, `${arg}.kernel`, d.kernel);
+      const stride = checkPositiveInt(fn, `${arg}.stride`, d.stride ?? kernel[0], MAX_KERNEL);
+      const oh = Math.floor((h - kernel[0]) / stride) + 1;
+      const ow = Math.floor((w - kernel[1]) / stride) + 1;
+      if (kernel[0] > h || kernel[1] > w)
+        throw new WpcArgumentError(`${fn}: ${arg}: a ${kernel[0]}×${kernel[1]} window does not fit a ${h}×${w} input`);
+      spec = {
+        kind: 'avgPool',
+        inDim,
+        outDim: c * oh * ow,
+        inShape: [c, h, w],
+        outShape: [c, oh, ow],
+        kernel,
+        stride,
+        skip: false,
+        ...common,
+      } satisfies AvgPoolLayerSpec;
+      shape = [c, oh, ow];
+    }
+    layers.push(spec);
+    at += layerParamCount(spec);
+  });
+  if (layers.length === 0) argError(fn, 'options.layers', 'at least one layer besides flatten()', defs);
+  if (layers.length > MAX_DEPTH) argError(fn, 'options.layers', `at most ${MAX_DEPTH} layers`, layers.length);
+  if (at === 0) argError(fn, 'options.layers', 'layers with at least one parameter', defs);
+  checkFits(
+    `${fn}: options.layers`,
+    `the parameters (${at} floats)`,
+    at * 4,
+    storageLimit(runtime.limits),
+    'use a smaller network',
+  );
+  const data = new Float32Array(at);
+  const root = new Random(options.seed);
+  layers.forEach((l, i) => initLayer(l, data, root.fork(i), 'default'));
+  return uploadModel(runtime, fn, actFn, layers, data, {
+    paramType: 'sp',
+    skips: layers.map((l) => l.skip),
+    gamma: null,
+  });
+}
