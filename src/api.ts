@@ -36,7 +36,9 @@ export type {
   ParamType,
   ParameterisationOptions,
 } from './pc/model.js';
-export { avgPool, conv, dense, flatten, makeModel, residual } from './pc/architecture.js';
+export { makeModel } from './pc/architecture.js';
+export type { MakeModelOptions } from './pc/architecture.js';
+export { avgPool, conv, dense, flatten, residual } from './pc/layer-defs.js';
 export type {
   AvgPoolDef,
   ConvDef,
@@ -44,9 +46,9 @@ export type {
   FlattenDef,
   LayerAct,
   LayerDef,
-  MakeModelOptions,
+  ModelDefinition,
   ResidualDef,
-} from './pc/architecture.js';
+} from './pc/layer-defs.js';
 export {
   pcEnergy,
   computePcActivityGrad,

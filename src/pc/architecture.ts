@@ -20,80 +20,8 @@ import { type ConvLayerSpec, convOutSide } from './layers/conv.js';
 import { type DenseLayerSpec, type LayerSpec, initLayer, layerParamCount } from './layers/index.js';
 import type { AvgPoolLayerSpec } from './layers/pool.js';
 import { MAX_DEPTH } from './parameterisation.js';
+import type { ConvDef, LayerDef, ModelDefinition } from './layer-defs.js';
 import { type Model, checkRuntime, uploadModel } from './model.js';
-
-/** A layer's input activation: none, or the model's `actFn` (the default past the first layer). */
-export type LayerAct = 'linear' | Activation;
-
-interface LayerCommon {
-  /** The activation this layer's input goes through; default the model's actFn (the first layer: none). */
-  act?: LayerAct;
-}
-
-/** A dense layer `[φ → Linear]` of `units` outputs (its input raveled). */
-export interface DenseDef extends LayerCommon {
-  type: 'dense';
-  units: number;
-  useBias?: boolean;
-}
-
-/** Equinox's Conv2d: `channels` outputs, a kernel side (or [kh, kw]), stride and zero padding per side. */
-export interface ConvDef extends LayerCommon {
-  type: 'conv';
-  channels: number;
-  kernel: number | readonly [number, number];
-  stride?: number;
-  padding?: number;
-  useBias?: boolean;
-}
-
-/** JPC's residual block: act → conv (C → C, stride 1, 'same' padding, odd kernel) + the identity skip. */
-export interface ResidualDef extends LayerCommon {
-  type: 'residual';
-  kernel: number;
-  useBias?: boolean;
-}
-
-/** Equinox's AvgPool2d as a PC layer: windows of `kernel` (side or [kh, kw]), stride default the kernel. */
-export interface AvgPoolDef extends LayerCommon {
-  type: 'avgPool';
-  kernel: number | readonly [number, number];
-  stride?: number;
-}
-
-/** [C, H, W] → [C·H·W]: a reshape, not a layer. */
-export interface FlattenDef {
-  type: 'flatten';
-}
-
-export type LayerDef = DenseDef | ConvDef | ResidualDef | AvgPoolDef | FlattenDef;
-
-type Options<D> = Omit<D, 'type' | 'units' | 'channels' | 'kernel'>;
-
-/** A dense layer of `units` outputs. */
-export function dense(units: number, options: Options<DenseDef> = {}): DenseDef {
-  return { type: 'dense', units, ...options };
-}
-
-/** A 2-D convolution of `channels` outputs and kernel side `kernel` (or [kh, kw]). */
-export function conv(channels: number, kernel: number | [number, number], options: Options<ConvDef> = {}): ConvDef {
-  return { type: 'conv', channels, kernel, ...options };
-}
-
-/** JPC's residual block with an odd kernel side `kernel`. */
-export function residual(kernel: number, options: Options<ResidualDef> = {}): ResidualDef {
-  return { type: 'residual', kernel, ...options };
-}
-
-/** Average pooling over `kernel`×`kernel` windows (stride default `kernel`). */
-export function avgPool(kernel: number | [number, number], options: Options<AvgPoolDef> = {}): AvgPoolDef {
-  return { type: 'avgPool', kernel, ...options };
-}
-
-/** Ravels [C, H, W] into [C·H·W]. */
-export function flatten(): FlattenDef {
-  return { type: 'flatten' };
-}
 
 export interface MakeModelOptions {
   /** Seed of the initialisation; equal seeds give equal parameters. */
@@ -147,21 +75,73 @@ export function makeModel(runtime: Runtime, options: MakeModelOptions): Model {
   if (typeof options !== 'object' || options === null) argError(fn, 'options', 'an object', options);
   checkKnownKeys(fn, 'options', options, ['seed', 'inputShape', 'layers', 'actFn', 'useBias']);
   if (!Number.isSafeInteger(options.seed)) argError(fn, 'options.seed', 'a safe integer', options.seed);
-  const actFn = checkOneOf(fn, 'options.actFn', options.actFn, ACTIVATIONS);
+  const { layers, definition, count } = resolveLayers(fn, options, runtime);
+  const data = new Float32Array(count);
+  const root = new Random(options.seed);
+  layers.forEach((l, i) => initLayer(l, data, root.fork(i), 'default'));
+  return uploadModel(runtime, fn, definition.actFn, layers, data, PLAIN(layers), definition);
+}
+
+/** The parameterisation of a layer list (standard; residual blocks carry their skips). */
+const PLAIN = (layers: readonly LayerSpec[]) => ({
+  paramType: 'sp' as const,
+  skips: layers.map((l) => l.skip),
+  gamma: null,
+});
+
+/**
+ * A model of `definition` holding `params` (`Model.params`' layout, e.g. from a checkpoint): `fn` and `subject`
+ * name the caller and the argument in errors. Refuses a parameter count that does not match the layers.
+ */
+export function modelFromDefinition(
+  runtime: Runtime,
+  fn: string,
+  subject: string,
+  definition: ModelDefinition,
+  params: Float32Array,
+): Model {
+  checkRuntime(fn, runtime);
+  if (typeof definition !== 'object' || definition === null)
+    argError(fn, subject, 'a model definition { inputShape, layers, actFn, useBias }', definition);
+  checkKnownKeys(fn, subject, definition, ['inputShape', 'layers', 'actFn', 'useBias']);
+  const resolved = resolveLayers(fn, definition, runtime, subject);
+  if (params.length !== resolved.count)
+    throw new WpcArgumentError(
+      `${fn}: ${subject} holds ${params.length} parameters, but its layers have ${resolved.count}`,
+    );
+  return uploadModel(
+    runtime,
+    fn,
+    resolved.definition.actFn,
+    resolved.layers,
+    params,
+    PLAIN(resolved.layers),
+    resolved.definition,
+  );
+}
+
+/** Checks a definition layer by layer and lays its parameters out back to back. */
+function resolveLayers(
+  fn: string,
+  options: Omit<MakeModelOptions, 'seed'>,
+  runtime: Runtime,
+  subject = 'options',
+): { layers: LayerSpec[]; definition: ModelDefinition; count: number } {
+  const actFn = checkOneOf(fn, `${subject}.actFn`, options.actFn, ACTIVATIONS);
   const useBias = options.useBias ?? false;
-  if (typeof useBias !== 'boolean') argError(fn, 'options.useBias', 'a boolean', useBias);
+  if (typeof useBias !== 'boolean') argError(fn, `${subject}.useBias`, 'a boolean', useBias);
   const input = options.inputShape;
   if (!Array.isArray(input) || (input.length !== 1 && input.length !== 3))
-    argError(fn, 'options.inputShape', '[C, H, W] or [N]', input);
-  input.forEach((d, i) => checkPositiveInt(fn, `options.inputShape[${i}]`, d, MAX_SIDE));
+    argError(fn, `${subject}.inputShape`, '[C, H, W] or [N]', input);
+  input.forEach((d, i) => checkPositiveInt(fn, `${subject}.inputShape[${i}]`, d, MAX_SIDE));
   const defs = options.layers;
-  if (!Array.isArray(defs) || defs.length === 0) argError(fn, 'options.layers', 'a non-empty array of layers', defs);
+  if (!Array.isArray(defs) || defs.length === 0) argError(fn, `${subject}.layers`, 'a non-empty array of layers', defs);
 
   const layers: LayerSpec[] = [];
   let shape: Shape = [...input];
   let at = 0;
   defs.forEach((def: unknown, i) => {
-    const arg = `options.layers[${i}]`;
+    const arg = `${subject}.layers[${i}]`;
     if (typeof def !== 'object' || def === null || !('type' in def) || !((def.type as string) in KEYS))
       argError(fn, arg, `a layer (dense, conv, residual, avgPool or flatten: use the builders)`, def);
     const d = def as LayerDef;
@@ -256,22 +236,21 @@ export function makeModel(runtime: Runtime, options: MakeModelOptions): Model {
     layers.push(spec);
     at += layerParamCount(spec);
   });
-  if (layers.length === 0) argError(fn, 'options.layers', 'at least one layer besides flatten()', defs);
-  if (layers.length > MAX_DEPTH) argError(fn, 'options.layers', `at most ${MAX_DEPTH} layers`, layers.length);
-  if (at === 0) argError(fn, 'options.layers', 'layers with at least one parameter', defs);
+  if (layers.length === 0) argError(fn, `${subject}.layers`, 'at least one layer besides flatten()', defs);
+  if (layers.length > MAX_DEPTH) argError(fn, `${subject}.layers`, `at most ${MAX_DEPTH} layers`, layers.length);
+  if (at === 0) argError(fn, `${subject}.layers`, 'layers with at least one parameter', defs);
   checkFits(
-    `${fn}: options.layers`,
+    `${fn}: ${subject}.layers`,
     `the parameters (${at} floats)`,
     at * 4,
     storageLimit(runtime.limits),
     'use a smaller network',
   );
-  const data = new Float32Array(at);
-  const root = new Random(options.seed);
-  layers.forEach((l, i) => initLayer(l, data, root.fork(i), 'default'));
-  return uploadModel(runtime, fn, actFn, layers, data, {
-    paramType: 'sp',
-    skips: layers.map((l) => l.skip),
-    gamma: null,
-  });
+  const definition: ModelDefinition = {
+    inputShape: Object.freeze([...input]),
+    layers: Object.freeze(defs.map((d) => Object.freeze({ ...d }))),
+    actFn,
+    useBias,
+  };
+  return { layers, definition, count: at };
 }

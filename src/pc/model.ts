@@ -36,6 +36,7 @@ import {
   paramTensors,
   weightMatrix,
 } from './layers/index.js';
+import type { ModelDefinition } from './layer-defs.js';
 import { MAX_DEPTH, PARAM_TYPES, type ParamType, paramScalings } from './parameterisation.js';
 
 export type { Activation };
@@ -74,6 +75,8 @@ export class Model {
     readonly paramType: ParamType = 'sp',
     /** μPC's output scaling divisor γ (s_L ← s_L/γ), or null. */
     readonly gamma: number | null = null,
+    /** The list of layers it was made from (`makeModel`), or null for an MLP of `makeMlp` and its siblings. */
+    readonly definition: ModelDefinition | null = null,
   ) {
     this.layers = Object.freeze(layers);
     this.dims = Object.freeze([layers[0]!.inDim, ...layers.map((l) => l.outDim)]);
@@ -234,11 +237,12 @@ export function uploadModel(
   layers: LayerSpec[],
   data: Float32Array,
   param: Parameterisation,
+  definition: ModelDefinition | null = null,
 ): Model {
   const buffer = runtime.createStorageBuffer(data.length * 4, 'wpc.model.params');
   runtime.device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
   runtime.checkHealthy(fn);
-  const model = new Model(runtime, actFn, layers, buffer, param.paramType, param.gamma);
+  const model = new Model(runtime, actFn, layers, buffer, param.paramType, param.gamma, definition);
   runtime.track(model);
   return model;
 }

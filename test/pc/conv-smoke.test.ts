@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { avgPool, conv, dense, flatten, makeModel } from '../../src/pc/architecture.js';
+import { makeModel } from '../../src/pc/architecture.js';
+import { avgPool, conv, dense, flatten } from '../../src/pc/layer-defs.js';
 import { computePcActivityGrad, computePcParamGrads, initActivitiesWithFfwd, pcEnergy } from '../../src/pc/energy.js';
 import { Random } from '../../src/util/random.js';
 import { useRuntime } from '../support/helpers.js';
