@@ -38,12 +38,15 @@ export type {
 } from './pc/model.js';
 export { makeModel } from './pc/architecture.js';
 export type { MakeModelOptions } from './pc/architecture.js';
-export { avgPool, conv, dense, flatten, residual } from './pc/layer-defs.js';
+export { avgPool, conv, convTranspose, dense, flatten, maxPool, reshape, residual } from './pc/layer-defs.js';
 export type {
   AvgPoolDef,
   ConvDef,
+  ConvTransposeDef,
   DenseDef,
   FlattenDef,
+  MaxPoolDef,
+  ReshapeDef,
   LayerAct,
   LayerDef,
   ModelDefinition,

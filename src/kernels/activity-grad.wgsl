@@ -74,7 +74,7 @@ struct Stage {
 
 fn load_b(job: Job, kk: u32, col: u32) -> f32 {
 #if CONV
-  if (gather_of(job) != GATHER_NONE) { return conv_gather(geometry(job), job.a_off, kk, col); }
+  if (gather_of(job) != GATHER_NONE) { return conv_gather(geometry(job), job.a_off, kk, col, false); }
 #endif
   return params[job.b_off + kk * job.n + col];
 }
@@ -86,7 +86,7 @@ fn conv_weight(job: Job, row: u32, kk: u32) -> f32 {
   let g = geometry(job);
   let taps = g.kh * g.kw;
   let co = kk / taps;
-  return params[job.b_off + (co * job.m + row) * taps + (kk - co * taps)];
+  return params[job.b_off + (co * job.m + row) * taps + tap(g, kk - co * taps, g.flip)];
 }
 #endif
 

@@ -4,19 +4,26 @@
 // y·dst_w + x], NCHW as the activities are stored. The including file provides ld(i) (a work element).
 //
 // Geometry (struct Job's geo words, packed by packGeometry in kernels/conv.ts):
-//   geo0 = gather | kh << 8 | kw << 16 | stride << 24      geo1 = padding (each side)
+//   geo0 = gather | kh << 8 | kw << 16 | stride << 24      geo1 = padding (each side) | flip << 16
 //   geo2 = src_h | src_w << 16 (the gathered tensor's planes)      geo3 = dst_h | dst_w << 16 (the output's)
 // Gathers (kk runs over (channel, ky, kx) of the source, row-major as Equinox stores a kernel's [in, kh, kw]):
 //   CONV       src[c, y·s + ky − p, x·s + kx − p]                  (a convolution's input; zero outside)
 //   CONV_T     src[c, (y + p − ky)/s, (x + p − kx)/s] where exact   (the adjoint: a convolution's output error)
 //   AVG_POOL   mean over the window at (y·s, x·s) of plane `row`     (k = 0: the value replaces the product)
 //   AVG_POOL_T Σ over the windows holding (y, x) of src/(kh·kw)     (the average pooling's adjoint)
+//   MAX_POOL   the window's maximum (its first, row-major, on ties: jax's select-and-scatter); the errors pass
+//              also stores where it was (the position in the plane, as f32) for the adjoint
+//   MAX_POOL_T Σ over the windows holding (y, x) whose stored maximum is (y, x) of src   (the adjoint)
+// flip: the kernel's taps are read reversed against the gather's (Equinox's ConvTranspose2d stamps the flipped
+// kernel): kernel files apply it to the weight index, the weight gradient to the gather's tap.
 
 const GATHER_NONE: u32 = 0u;
 const GATHER_CONV: u32 = 1u;
 const GATHER_CONV_T: u32 = 2u;
 const GATHER_AVG_POOL: u32 = 3u;
 const GATHER_AVG_POOL_T: u32 = 4u;
+const GATHER_MAX_POOL: u32 = 5u;
+const GATHER_MAX_POOL_T: u32 = 6u;
 
 struct Geometry {
   gather: u32,
@@ -24,6 +31,7 @@ struct Geometry {
   kw: u32,
   stride: u32,
   pad: u32,
+  flip: bool,
   src_h: u32,
   src_w: u32,
   dst_h: u32,
@@ -31,8 +39,14 @@ struct Geometry {
 }
 
 fn geometry(job: Job) -> Geometry {
-  return Geometry(job.geo0 & 255u, (job.geo0 >> 8u) & 255u, (job.geo0 >> 16u) & 255u, job.geo0 >> 24u, job.geo1,
+  return Geometry(job.geo0 & 255u, (job.geo0 >> 8u) & 255u, (job.geo0 >> 16u) & 255u, job.geo0 >> 24u,
+                  job.geo1 & 65535u, (job.geo1 >> 16u) != 0u,
                   job.geo2 & 65535u, job.geo2 >> 16u, job.geo3 & 65535u, job.geo3 >> 16u);
+}
+
+// Tap r = ky·kw + kx of the kernel, or its mirror (kh−1−ky, kw−1−kx) when `flip`.
+fn tap(g: Geometry, r: u32, flip: bool) -> u32 {
+  return select(r, g.kh * g.kw - 1u - r, flip);
 }
 
 fn gather_of(job: Job) -> u32 {
@@ -40,11 +54,12 @@ fn gather_of(job: Job) -> u32 {
 }
 
 // The source element of a convolution's input (CONV) or of its output's error (CONV_T) for column `col` of the
-// output plane and step kk = (c, ky, kx) of the product; 0 where the window leaves the source.
-fn conv_gather(g: Geometry, base: u32, kk: u32, col: u32) -> f32 {
+// output plane and step kk = (c, ky, kx) of the product (its tap mirrored with `flip_taps`); 0 where the window
+// leaves the source.
+fn conv_gather(g: Geometry, base: u32, kk: u32, col: u32, flip_taps: bool) -> f32 {
   let taps = g.kh * g.kw;
   let c = kk / taps;
-  let r = kk - c * taps;
+  let r = tap(g, kk - c * taps, flip_taps);
   let ky = r / g.kw;
   let kx = r - ky * g.kw;
   let y = col / g.dst_w;
@@ -65,9 +80,9 @@ fn conv_gather(g: Geometry, base: u32, kk: u32, col: u32) -> f32 {
   return ld(base + (c * g.src_h + u32(sy)) * g.src_w + u32(sx));
 }
 
-// A pooling's value at (row = channel, col = output position): the window mean (AVG_POOL) or the adjoint's sum
-// over the windows holding the position (AVG_POOL_T).
-fn pool_gather(g: Geometry, base: u32, row: u32, col: u32) -> f32 {
+// A pooling's value at (row = channel, col = output position): the window mean (AVG_POOL), or the adjoints' sum
+// over the windows holding the position (AVG_POOL_T; MAX_POOL_T with the stored maxima at `maxima`).
+fn pool_gather(g: Geometry, base: u32, maxima: u32, row: u32, col: u32) -> f32 {
   let y = col / g.dst_w;
   let x = col - y * g.dst_w;
   let plane = base + row * g.src_h * g.src_w;
@@ -79,16 +94,48 @@ fn pool_gather(g: Geometry, base: u32, row: u32, col: u32) -> f32 {
       } else if (y >= ky && x >= kx && (y - ky) % g.stride == 0u && (x - kx) % g.stride == 0u) {
         let sy = (y - ky) / g.stride;
         let sx = (x - kx) / g.stride;
-        if (sy < g.src_h && sx < g.src_w) { sum += ld(plane + sy * g.src_w + sx); }
+        if (sy < g.src_h && sx < g.src_w) {
+          let at = row * g.src_h * g.src_w + sy * g.src_w + sx;
+          if (g.gather == GATHER_AVG_POOL_T) {
+            sum += ld(base + at);
+          } else if (ld(maxima + at) == f32(col)) {
+            sum += ld(base + at);
+          }
+        }
       }
     }
   }
-  return sum / f32(g.kh * g.kw);
+  return select(sum, sum / f32(g.kh * g.kw), g.gather != GATHER_MAX_POOL_T);
 }
 
-// The value a pooling job's epilogue takes in place of the product (acc for every other job).
+// The maximum of the window at output position `col` of plane `row`, and where it is in the input plane (the
+// first maximal element in row-major order).
+fn max_pool(g: Geometry, base: u32, row: u32, col: u32) -> vec2<f32> {
+  let y = col / g.dst_w;
+  let x = col - y * g.dst_w;
+  let plane = base + row * g.src_h * g.src_w;
+  var best = ld(plane + y * g.stride * g.src_w + x * g.stride);
+  var at = y * g.stride * g.src_w + x * g.stride;
+  for (var ky = 0u; ky < g.kh; ky++) {
+    for (var kx = 0u; kx < g.kw; kx++) {
+      let i = (y * g.stride + ky) * g.src_w + x * g.stride + kx;
+      let v = ld(plane + i);
+      if (v > best) {
+        best = v;
+        at = i;
+      }
+    }
+  }
+  return vec2<f32>(best, f32(at));
+}
+
+// The value a pooling job's epilogue takes in place of the product (acc for every other job); a MAX_POOL_T job
+// reads the stored maxima at b.
 fn gathered(job: Job, row: u32, col: u32, acc: f32) -> f32 {
   let g = geometry(job);
-  if (g.gather == GATHER_AVG_POOL || g.gather == GATHER_AVG_POOL_T) { return pool_gather(g, job.a_off, row, col); }
-  return acc;
+  switch g.gather {
+    case GATHER_AVG_POOL, GATHER_AVG_POOL_T, GATHER_MAX_POOL_T: { return pool_gather(g, job.a_off, job.b_off, row, col); }
+    case GATHER_MAX_POOL: { return max_pool(g, job.a_off, row, col).x; }
+    default: { return acc; }
+  }
 }

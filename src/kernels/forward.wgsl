@@ -26,7 +26,7 @@ const FLAG_ADD_ERR: u32 = 128u;
 
 fn load_b(job: Job, kk: u32, col: u32) -> f32 {
 #if CONV
-  if (gather_of(job) != GATHER_NONE) { return conv_gather(geometry(job), job.a_off, kk, col); }
+  if (gather_of(job) != GATHER_NONE) { return conv_gather(geometry(job), job.a_off, kk, col, false); }
 #endif
   return params[job.b_off + col * job.k + kk];
 }
@@ -34,7 +34,10 @@ fn load_b(job: Job, kk: u32, col: u32) -> f32 {
 #if CONV
 // A convolution job of one example: rows are output channels, so A is the kernel [C_out, C_in·kh·kw] at b.
 fn conv_weight(job: Job, row: u32, kk: u32) -> f32 {
-  return params[job.b_off + row * job.k + kk];
+  let g = geometry(job);
+  let taps = g.kh * g.kw;
+  let c = kk / taps;
+  return params[job.b_off + row * job.k + c * taps + tap(g, kk - c * taps, g.flip)];
 }
 #endif
 
@@ -58,6 +61,10 @@ fn epilogue(job: Job, row: u32, col: u32, acc: f32) -> vec4<f32> {
   let at = row * job.n + col;
   let pred = prediction(job, row, col, acc);
 #if ERRORS
+#if CONV
+  // Where a max pooling's maximum was, for its adjoint in the activity gradients (at bias_off).
+  if (gather_of(job) == GATHER_MAX_POOL) { st(job.bias_off + at, max_pool(geometry(job), job.a_off, row, col).y); }
+#endif
   if ((job.flags & FLAG_LOGITS) != 0u) {
     st(job.c_off + at, pred);
     return vec4<f32>(0.0);

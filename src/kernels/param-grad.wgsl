@@ -48,7 +48,7 @@ fn load_b(job: Job, kk: u32, col: u32) -> f32 {
     let p = positions(job);
     let b = kk / p;
     let per_example = (job.n / (g.kh * g.kw)) * g.src_h * g.src_w;
-    return conv_gather(g, job.b_off + b * per_example, col, kk - b * p);
+    return conv_gather(g, job.b_off + b * per_example, col, kk - b * p, g.flip);
   }
 #endif
   return work[job.b_off + kk * job.n + col];

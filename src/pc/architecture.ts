@@ -18,7 +18,8 @@ import type { Runtime } from '../runtime/runtime.js';
 import { Random } from '../util/random.js';
 import { type ConvLayerSpec, convOutSide } from './layers/conv.js';
 import { type DenseLayerSpec, type LayerSpec, initLayer, layerParamCount } from './layers/index.js';
-import type { AvgPoolLayerSpec } from './layers/pool.js';
+import { type ConvTransposeLayerSpec, convTransposeOutSide } from './layers/conv-transpose.js';
+import type { AvgPoolLayerSpec, MaxPoolLayerSpec } from './layers/pool.js';
 import { MAX_DEPTH } from './parameterisation.js';
 import type { ConvDef, LayerDef, ModelDefinition } from './layer-defs.js';
 import { type Model, checkRuntime, uploadModel } from './model.js';
@@ -40,7 +41,10 @@ const KEYS: Record<LayerDef['type'], readonly string[]> = {
   conv: ['type', 'channels', 'kernel', 'stride', 'padding', 'useBias', 'act'],
   residual: ['type', 'kernel', 'useBias', 'act'],
   avgPool: ['type', 'kernel', 'stride', 'act'],
+  maxPool: ['type', 'kernel', 'stride', 'act'],
+  convTranspose: ['type', 'channels', 'kernel', 'stride', 'padding', 'outputPadding', 'useBias', 'act'],
   flatten: ['type'],
+  reshape: ['type', 'shape'],
 };
 
 type Shape = readonly number[];
@@ -143,11 +147,30 @@ function resolveLayers(
   defs.forEach((def: unknown, i) => {
     const arg = `${subject}.layers[${i}]`;
     if (typeof def !== 'object' || def === null || !('type' in def) || !((def.type as string) in KEYS))
-      argError(fn, arg, `a layer (dense, conv, residual, avgPool or flatten: use the builders)`, def);
+      argError(
+        fn,
+        arg,
+        `a layer (dense, conv, convTranspose, residual, avgPool, maxPool, flatten or reshape: use the builders)`,
+        def,
+      );
     const d = def as LayerDef;
     checkKnownKeys(fn, arg, d, KEYS[d.type]);
     if (d.type === 'flatten') {
       shape = [image(fn, arg, shape, 'flatten').reduce((a, b) => a * b, 1)];
+      return;
+    }
+    if (d.type === 'reshape') {
+      const to = d.shape as unknown;
+      if (!Array.isArray(to) || (to.length !== 1 && to.length !== 3))
+        argError(fn, `${arg}.shape`, '[C, H, W] or [N]', to);
+      to.forEach((v, j) => checkPositiveInt(fn, `${arg}.shape[${j}]`, v, MAX_SIDE));
+      const size = shape.reduce((a, b) => a * b, 1);
+      const next = (to as number[]).reduce((a, b) => a * b, 1);
+      if (next !== size)
+        throw new WpcArgumentError(
+          `${fn}: ${arg}.shape [${to.join(', ')}] has ${next} elements, but the activity before it has ${size} ([${shape.join(', ')}])`,
+        );
+      shape = [...(to as number[])];
       return;
     }
     const first = layers.length === 0;
@@ -212,8 +235,46 @@ function resolveLayers(
         ...common,
       } satisfies ConvLayerSpec;
       shape = [channels, oh, ow];
+    } else if (d.type === 'convTranspose') {
+      const [c, h, w] = image(fn, arg, shape, d.type);
+      const kernel = kernelOf(fn, `${arg}.kernel`, d.kernel);
+      const channels = checkPositiveInt(fn, `${arg}.channels`, d.channels);
+      const stride = checkPositiveInt(fn, `${arg}.stride`, d.stride ?? 1, MAX_KERNEL);
+      const padding = d.padding ?? 0;
+      if (!Number.isSafeInteger(padding) || padding < 0 || padding > MAX_KERNEL)
+        argError(fn, `${arg}.padding`, `an integer in [0, ${MAX_KERNEL}]`, padding);
+      const extra = d.outputPadding ?? 0;
+      if (!Number.isSafeInteger(extra) || extra < 0 || extra >= stride)
+        argError(fn, `${arg}.outputPadding`, `an integer in [0, stride ${stride})`, extra);
+      const oh = convTransposeOutSide(h, kernel[0], stride, padding, extra);
+      const ow = convTransposeOutSide(w, kernel[1], stride, padding, extra);
+      if (oh < 1 || ow < 1 || oh > MAX_SIDE || ow > MAX_SIDE)
+        throw new WpcArgumentError(
+          `${fn}: ${arg}: a ${h}×${w} input gives a ${oh}×${ow} output (kernel ${kernel[0]}×${kernel[1]}, stride ${stride}, padding ${padding})`,
+        );
+      if (padding >= Math.min(...kernel))
+        argError(fn, `${arg}.padding`, `less than the kernel side ${Math.min(...kernel)}`, padding);
+      const withBias = bias(d.useBias);
+      const weights = channels * c * kernel[0] * kernel[1];
+      spec = {
+        kind: 'convTranspose',
+        inDim,
+        outDim: channels * oh * ow,
+        inShape: [c, h, w],
+        outShape: [channels, oh, ow],
+        kernel,
+        stride,
+        padding,
+        outputPadding: extra,
+        useBias: withBias,
+        weightOffset: at,
+        biasOffset: withBias ? at + weights : -1,
+        skip: false,
+        ...common,
+      } satisfies ConvTransposeLayerSpec;
+      shape = [channels, oh, ow];
     } else {
-      const [c, h, w] = image(fn, arg, shape, 'avgPool');
+      const [c, h, w] = image(fn, arg, shape, d.type);
       const kernel = kernelOf(fn, `${arg}.kernel`, d.kernel);
       const stride = checkPositiveInt(fn, `${arg}.stride`, d.stride ?? kernel[0], MAX_KERNEL);
       const oh = Math.floor((h - kernel[0]) / stride) + 1;
@@ -221,7 +282,7 @@ function resolveLayers(
       if (kernel[0] > h || kernel[1] > w)
         throw new WpcArgumentError(`${fn}: ${arg}: a ${kernel[0]}×${kernel[1]} window does not fit a ${h}×${w} input`);
       spec = {
-        kind: 'avgPool',
+        kind: d.type,
         inDim,
         outDim: c * oh * ow,
         inShape: [c, h, w],
@@ -230,7 +291,7 @@ function resolveLayers(
         stride,
         skip: false,
         ...common,
-      } satisfies AvgPoolLayerSpec;
+      } satisfies AvgPoolLayerSpec | MaxPoolLayerSpec;
       shape = [c, oh, ow];
     }
     layers.push(spec);

@@ -44,12 +44,47 @@ export interface AvgPoolDef extends LayerCommon {
   stride?: number;
 }
 
+/** Equinox's MaxPool2d as a PC layer: windows of `kernel` (side or [kh, kw]), stride default the kernel. */
+export interface MaxPoolDef extends LayerCommon {
+  type: 'maxPool';
+  kernel: number | readonly [number, number];
+  stride?: number;
+}
+
+/**
+ * Equinox's ConvTranspose2d (for decoders): `channels` outputs, output side (in − 1)·stride − 2·padding + kernel +
+ * outputPadding (outputPadding < stride).
+ */
+export interface ConvTransposeDef extends LayerCommon {
+  type: 'convTranspose';
+  channels: number;
+  kernel: number | readonly [number, number];
+  stride?: number;
+  padding?: number;
+  outputPadding?: number;
+  useBias?: boolean;
+}
+
 /** [C, H, W] → [C·H·W]: a reshape, not a layer. */
 export interface FlattenDef {
   type: 'flatten';
 }
 
-export type LayerDef = DenseDef | ConvDef | ResidualDef | AvgPoolDef | FlattenDef;
+/** The activity seen as `shape` ([C, H, W] or [N], the same size; NCHW order): a reshape, not a layer. */
+export interface ReshapeDef {
+  type: 'reshape';
+  shape: readonly number[];
+}
+
+export type LayerDef =
+  | DenseDef
+  | ConvDef
+  | ConvTransposeDef
+  | ResidualDef
+  | AvgPoolDef
+  | MaxPoolDef
+  | FlattenDef
+  | ReshapeDef;
 
 type Options<D> = Omit<D, 'type' | 'units' | 'channels' | 'kernel'>;
 
@@ -71,6 +106,25 @@ export function residual(kernel: number, options: Options<ResidualDef> = {}): Re
 /** Average pooling over `kernel`×`kernel` windows (stride default `kernel`). */
 export function avgPool(kernel: number | [number, number], options: Options<AvgPoolDef> = {}): AvgPoolDef {
   return { type: 'avgPool', kernel, ...options };
+}
+
+/** Max pooling over `kernel`×`kernel` windows (stride default `kernel`). */
+export function maxPool(kernel: number | [number, number], options: Options<MaxPoolDef> = {}): MaxPoolDef {
+  return { type: 'maxPool', kernel, ...options };
+}
+
+/** A transposed convolution of `channels` outputs and kernel side `kernel` (or [kh, kw]). */
+export function convTranspose(
+  channels: number,
+  kernel: number | [number, number],
+  options: Options<ConvTransposeDef> = {},
+): ConvTransposeDef {
+  return { type: 'convTranspose', channels, kernel, ...options };
+}
+
+/** Sees the activity as `shape` ([C, H, W] or [N]). */
+export function reshape(shape: readonly number[]): ReshapeDef {
+  return { type: 'reshape', shape };
 }
 
 /** Ravels [C, H, W] into [C·H·W]. */

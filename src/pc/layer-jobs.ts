@@ -127,6 +127,8 @@ export interface CarryTerm {
    */
   geometry?: { geo0: number; geo1: number; geo2: number; geo3: number };
   errorStride?: number;
+  /** bOff is per-example data laid out like the error (a max pooling's stored maxima), not parameters. */
+  shiftB?: boolean;
 }
 
 /**
@@ -174,6 +176,7 @@ export function gradJobs(s: GradJobSpec): Job[] {
       ...first,
       ...carry.geometry,
       aOff: carry.aOff + b * carry.errorStride!,
+      bOff: carry.shiftB ? carry.bOff + b * carry.errorStride! : carry.bOff,
       cOff: first.cOff + shift,
       dOff: (first.dOff ?? 0) + (s.own !== undefined ? shift : 0),
       eOff: (first.eOff ?? 0) + shift,

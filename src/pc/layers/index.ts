@@ -18,16 +18,23 @@ import type {
   ParamGradIo,
   ParamTensor,
 } from './kind.js';
-import { type AvgPoolLayerSpec, avgPoolKind } from './pool.js';
+import { type ConvTransposeLayerSpec, convTransposeKind } from './conv-transpose.js';
+import { type AvgPoolLayerSpec, type MaxPoolLayerSpec, avgPoolKind, maxPoolKind } from './pool.js';
 
 export { type DenseLayerSpec, denseLayers } from './dense.js';
 
 /** A layer of a model: one of the kinds below, told apart by `kind`. */
-export type LayerSpec = DenseLayerSpec | ConvLayerSpec | AvgPoolLayerSpec;
+export type LayerSpec = DenseLayerSpec | ConvLayerSpec | ConvTransposeLayerSpec | AvgPoolLayerSpec | MaxPoolLayerSpec;
 
 type Kinds = { readonly [K in LayerSpec['kind']]: LayerKind<Extract<LayerSpec, { kind: K }>> };
 
-const KINDS: Kinds = { dense: denseKind, conv: convKind, avgPool: avgPoolKind };
+const KINDS: Kinds = {
+  dense: denseKind,
+  conv: convKind,
+  convTranspose: convTransposeKind,
+  avgPool: avgPoolKind,
+  maxPool: maxPoolKind,
+};
 
 function kindOf<S extends LayerSpec>(layer: S): LayerKind<S> {
   return KINDS[layer.kind] as unknown as LayerKind<S>;
@@ -61,6 +68,11 @@ export function outputPlanes(layer: LayerSpec): Planes | undefined {
 /** How the activity-gradient jobs of `layer`'s input split per example, if its carry is convolution-shaped. */
 export function inputPlanes(layer: LayerSpec): Planes | undefined {
   return kindOf(layer).inputPlanes?.(layer);
+}
+
+/** Floats per example of workspace scratch `layer` needs (a max pooling's argmax); 0 for most kinds. */
+export function scratchPerExample(layer: LayerSpec): number {
+  return kindOf(layer).scratchPerExample?.(layer) ?? 0;
 }
 
 /** Whether `layer`'s jobs are convolution-shaped (the layer kernels must be compiled with CONV). */

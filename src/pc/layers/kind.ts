@@ -61,12 +61,16 @@ export interface ErrorIo {
   /** Leave the logits (a cross-entropy output kind turns them into the error). */
   logits?: boolean;
   residualFrom?: number;
+  /** The layer's scratch at this evaluation point (kinds with `scratchPerExample`). */
+  scratch?: number;
 }
 
 /** The error a layer carries down to its input, and the layer's energy weight w (λ for an output layer, else 1). */
 export interface CarryIo {
   error: number;
   weight: number;
+  /** The layer's scratch, as its errors pass left it. */
+  scratch?: number;
 }
 
 /** Where a layer's parameter gradient reads: its error and its input; `coef` = −s·w·factor/B. */
@@ -124,6 +128,8 @@ export interface LayerKind<S extends LayerBase<string>> {
   outputPlanes?(layer: S): Planes;
   /** How the activity-gradient jobs of its input split per example, when its carry is convolution-shaped. */
   inputPlanes?(layer: S): Planes;
+  /** Floats per example of workspace scratch its errors pass writes and its carry reads (a max pooling's argmax). */
+  scratchPerExample?(layer: S): number;
   /** Floats of parameters. */
   paramCount(layer: S): number;
   tensors(layer: S): readonly ParamTensor[];

@@ -5,7 +5,7 @@
  */
 import type { Job } from '../../kernels/structs.js';
 
-type OffsetKey = 'aOff' | 'cOff' | 'dOff' | 'eOff' | 'fOff' | 'partOff';
+type OffsetKey = 'aOff' | 'cOff' | 'dOff' | 'eOff' | 'fOff' | 'partOff' | 'biasOff';
 
 /**
  * `rows` copies of `first` (example 0's job): example b's offsets named in `inputs` move by b·inSize, those in

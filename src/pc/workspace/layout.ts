@@ -23,7 +23,7 @@ import { type TileConfig, defaultTiles } from '../../kernels/tiles.js';
 import { checkFits, storageLimit } from '../../runtime/limits.js';
 import type { Runtime } from '../../runtime/runtime.js';
 import { jobTiles } from '../layer-jobs.js';
-import { type LayerSpec, inputPlanes, outputPlanes } from '../layers/index.js';
+import { type LayerSpec, inputPlanes, outputPlanes, scratchPerExample } from '../layers/index.js';
 import { formatDims } from '../model.js';
 
 export type EvalPoint = 'y' | 't';
@@ -103,6 +103,8 @@ export interface WorkspaceLayout {
   partB: Partials;
   partD0: Partials;
   partRows: number;
+  /** Each layer's scratch (index l − 1; −1 for none): a max pooling's argmax, written by its errors pass. */
+  scratch: number[];
   extra: { off: number; size: number };
   /** Floats of the whole buffer. */
   floats: number;
@@ -173,6 +175,10 @@ export function workspaceLayout(
     count: Math.ceil(n / SCALED_SQUARE_CHUNK),
   };
   const partRows = take(4 * B * (L + 1));
+  const scratch = Array.from({ length: L }, (_, i) => {
+    const size = layers ? scratchPerExample(layers[i]!) * B : 0;
+    return size > 0 && train ? take(size) : -1;
+  });
   const extraSize = train ? (needs.extra ?? 0) : 0;
   const extra = { off: take(extraSize, extraSize > 0), size: extraSize };
   return {
@@ -196,6 +202,7 @@ export function workspaceLayout(
     partB,
     partD0,
     partRows,
+    scratch,
     extra,
     floats: at,
   };

@@ -25,6 +25,7 @@ export class NetworkTables {
   readonly partB: Partials;
   readonly errorTiles: readonly number[];
   readonly gradPart: readonly number[];
+  readonly scratch: readonly number[];
 
   constructor(
     readonly model: Model,
@@ -46,6 +47,13 @@ export class NetworkTables {
     this.partB = layout.partB;
     this.errorTiles = layout.errorTiles;
     this.gradPart = layout.gradPart;
+    this.scratch = layout.scratch;
+  }
+
+  /** Layer l's scratch, if its kind has one. */
+  private scratchOf(l: number): { scratch?: number } {
+    const at = this.scratch[l - 1]!;
+    return at >= 0 ? { scratch: at } : {};
   }
 
   private zFam(point: EvalPoint): number {
@@ -118,6 +126,7 @@ export class NetworkTables {
         output,
         logits: output && logits,
         ...(residual !== undefined ? { residualFrom: residual } : {}),
+        ...this.scratchOf(l),
       });
       jobs.push(...assignParts(layerJobs, part, this.tiles));
       part += 4 * this.errorTiles[l - 1]!;
@@ -148,6 +157,7 @@ export class NetworkTables {
               carry: carryTerm(model.layers[l]!, {
                 error: fam.e + this.layer[l + 1]!,
                 weight: this.layerWeight(l + 1, lambda),
+                ...this.scratchOf(l + 1),
               }),
             }
           : {}),
