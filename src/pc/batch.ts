@@ -36,8 +36,15 @@ export function checkModel(fn: string, model: unknown): Model {
   return model;
 }
 
-export function checkLoss(fn: string, loss: unknown): Loss {
-  return checkOneOf(fn, 'options.loss', loss ?? 'mse', LOSSES);
+export function checkLoss(fn: string, loss: unknown, model?: Model): Loss {
+  const checked = checkOneOf(fn, 'options.loss', loss ?? 'mse', LOSSES);
+  const out = model?.shapes.at(-1);
+  // JPC's cross-entropy takes the softmax along the last axis; WPC's along the whole output, the same for a vector.
+  if (checked === 'ce' && out && out.length !== 1)
+    throw new WpcArgumentError(
+      `${fn}: options.loss 'ce' needs a vector output (a dense last layer), got an output of shape [${out.join(', ')}]; use 'mse'`,
+    );
+  return checked;
 }
 
 /** Batch size implied by `data` having `width` columns. */
@@ -142,7 +149,7 @@ export function beginCall<O extends { input?: BatchData | undefined; loss?: Loss
 ): CallStart<O, R> {
   checkModel(fn, model);
   const opts = checkOptions(fn, options, keys);
-  const loss = checkLoss(fn, opts.loss);
+  const loss = checkLoss(fn, opts.loss, model);
   const { B, mode } = checkBatch(fn, model, output, opts.input, activities, 'options.input', unsupervised);
   const terms = resolveEnergyTerms(fn, opts);
   const resolved = resolve ? resolve(opts, mode, B) : (undefined as R);

@@ -58,7 +58,7 @@ export async function testDiscriminativePc(
   const fn = 'testDiscriminativePc';
   checkModel(fn, model);
   const opts = checkOptions(fn, options, ['loss']);
-  const loss = checkLoss(fn, opts.loss);
+  const loss = checkLoss(fn, opts.loss, model);
   const { B } = checkBatch(fn, model, output, input, undefined, 'input');
   checkWorkspaceFits(`${fn}: output (${B} rows)`, model.runtime, model, B, 'eval', 'supervised', {
     stages: 0,
@@ -129,7 +129,7 @@ export async function testGenerativePc(
   refuseRecording(fn, opts);
   if (!Number.isSafeInteger(opts.seed)) argError(fn, 'options.seed', 'a safe integer', opts.seed);
   const sigma = checkFinite(fn, 'options.sigma', opts.sigma ?? 0.05, { min: 0 });
-  const loss = checkLoss(fn, opts.loss);
+  const loss = checkLoss(fn, opts.loss, model);
   const { B } = checkBatch(fn, model, output, input, undefined, 'input');
   const terms = resolveEnergyTerms(fn, opts);
   const cfg = resolveSolverOptions(fn, opts, 500);

@@ -1,3 +1,8 @@
+/**
+ * The GPU's gradients of a small CNN (a non-square kernel, stride 2, padding, overlapping average pooling, biases,
+ * a dense readout) against central finite differences of an energy written out here in float64, independently
+ * of the reference in test/reference/conv64.ts (which takes square kernels only).
+ */
 import { describe, expect, it } from 'vitest';
 import { makeModel } from '../../src/pc/architecture.js';
 import { avgPool, conv, dense, flatten } from '../../src/pc/layer-defs.js';
@@ -7,14 +12,25 @@ import { useRuntime } from '../support/helpers.js';
 
 const rt = useRuntime();
 
-type L = { kind: string; [k: string]: any };
+/** The fields of the layer specs (src/pc/layers) this energy reads. */
+interface L {
+  kind: string;
+  inDim: number;
+  outDim: number;
+  inShape: [number, number, number];
+  outShape: [number, number, number];
+  kernel: [number, number];
+  stride: number;
+  padding: number;
+  skip: boolean;
+  linearInput?: boolean;
+}
 function refForward(
   layers: L[],
   ws: Float64Array[],
   bs: (Float64Array | null)[],
   acts: boolean[],
   input: Float64Array,
-  shapeIn: number[],
   l: number,
 ): Float64Array {
   const layer = layers[l]!;
@@ -54,7 +70,7 @@ function refForward(
   return out;
 }
 
-describe('conv smoke', () => {
+describe('convolutional PC against finite differences', () => {
   it('energy, activity and param grads match a float64 finite-difference reference', async () => {
     const B = 2;
     const model = makeModel(rt(), {
@@ -91,7 +107,7 @@ describe('conv smoke', () => {
       for (let b = 0; b < B; b++) {
         let prev = Float64Array.from(x.subarray(b * model.dims[0]!, (b + 1) * model.dims[0]!));
         for (let l = 0; l < Lc; l++) {
-          const mu = refForward(layers, wws, bbs, acts, prev, [], l);
+          const mu = refForward(layers, wws, bbs, acts, prev, l);
           const target =
             l === Lc - 1
               ? y.subarray(b * model.outputDim, (b + 1) * model.outputDim)
