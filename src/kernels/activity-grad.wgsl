@@ -85,7 +85,7 @@ fn load_b(job: Job, kk: u32, col: u32) -> f32 {
 fn conv_weight(job: Job, row: u32, kk: u32) -> f32 {
   let g = geometry(job);
   let taps = g.kh * g.kw;
-  let co = kk / taps;
+  let co = div_u(kk, taps);
   return params[job.b_off + (co * job.m + row) * taps + tap(g, kk - co * taps, g.flip)];
 }
 #endif

@@ -49,6 +49,16 @@ fn tap(g: Geometry, r: u32, flip: bool) -> u32 {
   return select(r, g.kh * g.kw - 1u - r, flip);
 }
 
+// a / d and a % d for a < 2^24 without an integer division: lavapipe turns a lane-varying u32 division into one
+// scalar division per lane, which made the gathers' index arithmetic cost more than their loads and multiplies. The
+// f32 quotient is within one of the true one; one multiply and compare correct it.
+fn div_u(a: u32, d: u32) -> u32 {
+  var q = u32(f32(a) / f32(d));
+  let r = i32(a) - i32(q * d);
+  if (r < 0) { q -= 1u; } else if (u32(r) >= d) { q += 1u; }
+  return q;
+}
+
 fn gather_of(job: Job) -> u32 {
   return job.geo0 & 255u;
 }
@@ -58,11 +68,11 @@ fn gather_of(job: Job) -> u32 {
 // leaves the source.
 fn conv_gather(g: Geometry, base: u32, kk: u32, col: u32, flip_taps: bool) -> f32 {
   let taps = g.kh * g.kw;
-  let c = kk / taps;
+  let c = div_u(kk, taps);
   let r = tap(g, kk - c * taps, flip_taps);
-  let ky = r / g.kw;
+  let ky = div_u(r, g.kw);
   let kx = r - ky * g.kw;
-  let y = col / g.dst_w;
+  let y = div_u(col, g.dst_w);
   let x = col - y * g.dst_w;
   var sy: i32;
   var sx: i32;
@@ -72,9 +82,12 @@ fn conv_gather(g: Geometry, base: u32, kk: u32, col: u32, flip_taps: bool) -> f3
   } else {
     let ny = i32(y + g.pad) - i32(ky);
     let nx = i32(x + g.pad) - i32(kx);
-    if (ny < 0 || nx < 0 || (u32(ny) % g.stride) != 0u || (u32(nx) % g.stride) != 0u) { return 0.0; }
-    sy = ny / i32(g.stride);
-    sx = nx / i32(g.stride);
+    if (ny < 0 || nx < 0) { return 0.0; }
+    let qy = div_u(u32(ny), g.stride);
+    let qx = div_u(u32(nx), g.stride);
+    if (qy * g.stride != u32(ny) || qx * g.stride != u32(nx)) { return 0.0; }
+    sy = i32(qy);
+    sx = i32(qx);
   }
   if (sy < 0 || sx < 0 || u32(sy) >= g.src_h || u32(sx) >= g.src_w) { return 0.0; }
   return ld(base + (c * g.src_h + u32(sy)) * g.src_w + u32(sx));
@@ -83,7 +96,7 @@ fn conv_gather(g: Geometry, base: u32, kk: u32, col: u32, flip_taps: bool) -> f3
 // A pooling's value at (row = channel, col = output position): the window mean (AVG_POOL), or the adjoints' sum
 // over the windows holding the position (AVG_POOL_T; MAX_POOL_T with the stored maxima at `maxima`).
 fn pool_gather(g: Geometry, base: u32, maxima: u32, row: u32, col: u32) -> f32 {
-  let y = col / g.dst_w;
+  let y = div_u(col, g.dst_w);
   let x = col - y * g.dst_w;
   let plane = base + row * g.src_h * g.src_w;
   var sum = 0.0;
@@ -91,10 +104,10 @@ fn pool_gather(g: Geometry, base: u32, maxima: u32, row: u32, col: u32) -> f32 {
     for (var kx = 0u; kx < g.kw; kx++) {
       if (g.gather == GATHER_AVG_POOL) {
         sum += ld(plane + (y * g.stride + ky) * g.src_w + x * g.stride + kx);
-      } else if (y >= ky && x >= kx && (y - ky) % g.stride == 0u && (x - kx) % g.stride == 0u) {
-        let sy = (y - ky) / g.stride;
-        let sx = (x - kx) / g.stride;
-        if (sy < g.src_h && sx < g.src_w) {
+      } else if (y >= ky && x >= kx) {
+        let sy = div_u(y - ky, g.stride);
+        let sx = div_u(x - kx, g.stride);
+        if (sy * g.stride == y - ky && sx * g.stride == x - kx && sy < g.src_h && sx < g.src_w) {
           let at = row * g.src_h * g.src_w + sy * g.src_w + sx;
           if (g.gather == GATHER_AVG_POOL_T) {
             sum += ld(base + at);
@@ -111,7 +124,7 @@ fn pool_gather(g: Geometry, base: u32, maxima: u32, row: u32, col: u32) -> f32 {
 // The maximum of the window at output position `col` of plane `row`, and where it is in the input plane (the
 // first maximal element in row-major order).
 fn max_pool(g: Geometry, base: u32, row: u32, col: u32) -> vec2<f32> {
-  let y = col / g.dst_w;
+  let y = div_u(col, g.dst_w);
   let x = col - y * g.dst_w;
   let plane = base + row * g.src_h * g.src_w;
   var best = ld(plane + y * g.stride * g.src_w + x * g.stride);

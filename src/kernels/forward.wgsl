@@ -36,7 +36,7 @@ fn load_b(job: Job, kk: u32, col: u32) -> f32 {
 fn conv_weight(job: Job, row: u32, kk: u32) -> f32 {
   let g = geometry(job);
   let taps = g.kh * g.kw;
-  let c = kk / taps;
+  let c = div_u(kk, taps);
   return params[job.b_off + row * job.k + c * taps + tap(g, kk - c * taps, g.flip)];
 }
 #endif

@@ -34,7 +34,7 @@ fn load_a(job: Job, row: u32, kk: u32) -> f32 {
 #if CONV
   if (gather_of(job) != GATHER_NONE) {
     let p = positions(job);
-    let b = kk / p;
+    let b = div_u(kk, p);
     return work[job.a_off + (b * job.m + row) * p + (kk - b * p)];
   }
 #endif
@@ -46,7 +46,7 @@ fn load_b(job: Job, kk: u32, col: u32) -> f32 {
   if (gather_of(job) != GATHER_NONE) {
     let g = geometry(job);
     let p = positions(job);
-    let b = kk / p;
+    let b = div_u(kk, p);
     let per_example = (job.n / (g.kh * g.kw)) * g.src_h * g.src_w;
     return conv_gather(g, job.b_off + b * per_example, col, kk - b * p, g.flip);
   }
