@@ -143,7 +143,16 @@ export {
   oneHot,
   subset,
 } from './data/dataset.js';
-export type { Batch, BatchOptions, Dataset, NormalizeOptions } from './data/dataset.js';
+export type {
+  Batch,
+  BatchOptions,
+  BatchSource,
+  ChannelNormalization,
+  Dataset,
+  NormalizeOptions,
+} from './data/dataset.js';
+export { CIFAR10_NORMALIZATION, makeCifarDataset } from './data/cifar.js';
+export type { ChannelNormalizeOptions, CifarFile } from './data/cifar.js';
 export { imageGridPng } from './io/image-grid.js';
 export type { ImageGridOptions } from './io/image-grid.js';
 export { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, modelFromCheckpoint, modelToCheckpoint } from './io/checkpoint.js';

@@ -1,6 +1,6 @@
 /**
- * `wpc data download NAME` and `wpc data path NAME`: fetching MNIST / Fashion-MNIST from their public mirrors
- * (checksums verified), and showing where the lookup order finds a dataset.
+ * `wpc data download NAME` and `wpc data path NAME`: fetching MNIST / Fashion-MNIST / CIFAR-10 from their public
+ * mirrors (checksums verified), and showing where the lookup order finds a dataset.
  */
 import { DEFAULT_MIRRORS, MAX_RETRIES, downloadDataset, type DownloadProgress } from '../data/download.js';
 import { DATASET_NAMES, type DatasetName } from '../data/files.js';
@@ -18,10 +18,11 @@ const LOOKUP_ORDER = `Where data is looked for (wpc train, wpc reproduce, wpc da
      ~/.cache/wpc/datasets on Linux, ~/Library/Caches/wpc/datasets on macOS, %LOCALAPPDATA%\\wpc\\datasets on
      Windows, then
   4. ../shared/datasets relative to the current directory;
-     these two count only when their NAME/ folder holds all four files.
-A data directory holds NAME/ folders (mnist/, fashion-mnist/); one given explicitly may also hold one dataset's
-four files directly. Each file may be gzip-compressed (as distributed) or not. Loading checks the files'
-structure, not their checksums; 'wpc data download' verifies those.`;
+     these two count only when their NAME/ folder holds all the dataset's files.
+A data directory holds NAME/ folders (mnist/, fashion-mnist/, cifar10/); one given explicitly may also hold one
+dataset's files directly. MNIST's and Fashion-MNIST's four IDX files may be gzip-compressed (as distributed) or
+not; CIFAR-10's are data_batch_1.bin ... data_batch_5.bin and test_batch.bin (the binary version). Loading
+checks the files' structure, not their checksums; 'wpc data download' verifies those.`;
 
 const mirrorList = (name: DatasetName) => DEFAULT_MIRRORS[name].map((m) => `      ${m}`).join('\n');
 
@@ -32,7 +33,7 @@ const DOWNLOAD_FLAGS = {
   ]),
   mirror: texts(
     '--mirror URL',
-    'a base URL holding the four files; repeat for more, tried in order (replaces the defaults)',
+    "a base URL holding the dataset's files; repeat for more, tried in order (replaces the defaults)",
   ),
   retries: valued(
     '--retries N',
@@ -51,11 +52,14 @@ const DOWNLOAD_FLAGS = {
   ...STANDARD_FLAGS,
 };
 
-const DATA_DOWNLOAD_HELP = `Usage: wpc data download mnist|fashion-mnist [options]
+const DATA_DOWNLOAD_HELP = `Usage: wpc data download mnist|fashion-mnist|cifar10 [options]
 
 Fetches the dataset's four IDX files (train/t10k images and labels, .gz) into DIR/NAME/, verifying each file's
 size and SHA-256 against the genuine file's (known to WPC). Each file is written to a temporary file next to its
 final name and renamed into place only once verified; files already there with the right checksum are kept.
+For cifar10 it fetches cifar-10-binary.tar.gz (170 MB; size, MD5 and SHA-256 verified), extracts its six binary
+files the same way, records their SHA-256s in DIR/cifar10/SHA256SUMS and removes the archive; an archive already
+in DIR/cifar10/ is verified and used instead of fetching it.
 Progress goes to stderr; the last line on stdout is a JSON summary {"dataset", "dir", "files": [{"file",
 "bytes", "sha256", "alreadyPresent", "url", "failedAttempts"}]}.
 
@@ -66,6 +70,8 @@ A transfer that receives nothing for 30 s is abandoned as stalled. Default mirro
 ${mirrorList('mnist')}
   fashion-mnist
 ${mirrorList('fashion-mnist')}
+  cifar10
+${mirrorList('cifar10')}
 `;
 
 const PATH_FLAGS = {
@@ -73,9 +79,9 @@ const PATH_FLAGS = {
   ...STANDARD_FLAGS,
 };
 
-const DATA_PATH_HELP = `Usage: wpc data path mnist|fashion-mnist [--data-dir DIR]
+const DATA_PATH_HELP = `Usage: wpc data path mnist|fashion-mnist|cifar10 [--data-dir DIR]
 
-Prints the folder holding the dataset's four files, found in the lookup order below; exits with 1 and a message
+Prints the folder holding the dataset's files, found in the lookup order below; exits with 1 and a message
 listing every place searched when there is none (then 'wpc data download NAME' fetches it), e.g.
   wpc data path mnist || wpc data download mnist
 
@@ -84,8 +90,8 @@ ${flagLines(PATH_FLAGS, 21)}
 ${LOOKUP_ORDER}
 `;
 
-const DATA_HELP = `Usage: wpc data download mnist|fashion-mnist [--dir DIR] [--mirror URL ...] [--retries N]
-       wpc data path mnist|fashion-mnist [--data-dir DIR]
+const DATA_HELP = `Usage: wpc data download mnist|fashion-mnist|cifar10 [--dir DIR] [--mirror URL ...] [--retries N]
+       wpc data path mnist|fashion-mnist|cifar10 [--data-dir DIR]
 
   download   fetch the dataset from its public mirrors, checksums verified (wpc data download --help)
   path       print the folder the lookup order finds the dataset in (wpc data path --help)
@@ -94,7 +100,9 @@ const DATA_HELP = `Usage: wpc data download mnist|fashion-mnist [--dir DIR] [--m
 function datasetArg(command: string, positionals: readonly string[]): DatasetName {
   const [name, extra] = positionals;
   if (name === undefined)
-    throw new UsageError(`wpc data ${command} needs a dataset name: ${DATASET_NAMES.join(' or ')}`);
+    throw new UsageError(
+      `wpc data ${command} needs a dataset name: ${DATASET_NAMES.slice(0, -1).join(', ')} or ${DATASET_NAMES.at(-1)}`,
+    );
   if (extra !== undefined) throw new UsageError(`unexpected argument ${JSON.stringify(extra)}`);
   if (!(DATASET_NAMES as readonly string[]).includes(name))
     throw new UsageError(`the dataset must be one of ${DATASET_NAMES.join(', ')}, got ${JSON.stringify(name)}`);
@@ -114,6 +122,7 @@ function progressPrinter(quiet: boolean): { update: (p: DownloadProgress) => voi
       if (p.state === 'present') line(`${where}: already present, sha256 verified`);
       else if (p.state === 'done') line(`${where}: ${p.size} bytes from ${printable(p.url ?? '')}, sha256 verified`);
       else if (p.state === 'failed') line(`${where}: ${printable(p.url ?? '')} failed: ${p.reason ?? ''}`);
+      else if (p.state === 'extracted') line(`${where}: ${p.size} bytes extracted from the verified archive`);
       else if (tty) {
         const now = performance.now();
         if (now - lastDraw < 100 && p.received < p.size) return;

@@ -17,13 +17,17 @@ export function adapterLabel(rt: Runtime): string {
   return `${rt.adapter.description || rt.adapter.device || rt.adapter.vendor || 'unknown'} (${rt.adapter.architecture || 'unknown architecture'})`;
 }
 
-/** The datasets' shapes, known before they are loaded (loadDataset refuses files of any other shape). */
+/**
+ * The datasets' shapes, known before they are loaded (loadDataset refuses files of any other shape; CIFAR-10's
+ * files may hold fewer than the official records, so its trainCount is an upper bound).
+ */
 export const DATASET_SHAPES: Record<
   DatasetName | 'cifar10-synthetic',
   { inputDim: number; numClasses: number; trainCount: number }
 > = {
   mnist: { inputDim: 784, numClasses: 10, trainCount: 60_000 },
   'fashion-mnist': { inputDim: 784, numClasses: 10, trainCount: 60_000 },
+  cifar10: { inputDim: 3072, numClasses: 10, trainCount: 50_000 },
   'cifar10-synthetic': { inputDim: 3072, numClasses: 10, trainCount: 60_000 },
 };
 

@@ -3,12 +3,13 @@
  * `wpc train --samples`.
  */
 import { init } from '../node.js';
+import { CIFAR10_NORMALIZATION } from '../data/cifar.js';
 import { groupDigits } from '../runtime/limits.js';
 import type { Model } from '../pc/model.js';
 import { initActivitiesWithFfwd } from '../pc/energy.js';
 import { loadModel, writeImageGrid } from '../io/node-files.js';
 import { checkWorkspaceFits } from '../pc/workspace.js';
-import { MAX_GRID_PIXELS, imageGridShape } from '../io/image-grid.js';
+import { MAX_GRID_PIXELS, imageGridShape, type ImageGridOptions } from '../io/image-grid.js';
 import { UsageError, checkOutputFile } from './checks.js';
 import {
   POSITIVE_INTEGER,
@@ -31,9 +32,12 @@ const SAMPLE_FLAGS = {
   scale: number('--scale S', 'each pixel becomes S x S                               (default 3)', 3, upTo(16)),
   range: choice(
     '--range NAME',
-    'mnist: undo the MNIST normalisation (default); per-image: stretch each image',
-    ['mnist', 'per-image'] as const,
-    'mnist',
+    [
+      'mnist: undo the MNIST normalisation (default for greyscale); cifar10: undo',
+      "CIFAR-10's, 0.5 per channel (default for colour); per-image: stretch each image",
+    ],
+    ['mnist', 'cifar10', 'per-image'] as const,
+    undefined,
   ),
   ...STANDARD_FLAGS,
 };
@@ -41,7 +45,8 @@ const SAMPLE_FLAGS = {
 export const SAMPLE_HELP = `Usage: wpc sample --model FILE --out FILE [options]
 
 Draws images from a generative model saved by 'wpc train --task generative --save FILE' (or saveModel): the
-feedforward prediction from each one-hot label, as a PNG grid (JPC's output_preds).
+feedforward prediction from each one-hot label, as a PNG grid (JPC's output_preds). A model that predicts
+3 x S x S values (CIFAR-10's 3072) draws colour images, channel planes red, green, blue.
 
 ${flagLines(SAMPLE_FLAGS, 23)}
 `;
@@ -53,18 +58,19 @@ function labelRows(labels: readonly number[], classes: number, rows = 1): Float3
   return out;
 }
 
-/** The generator's feedforward image for each label, as a PNG grid. */
+/** The generator's feedforward image for each label, as a PNG grid (in colour for 3 channels). */
 export async function writeSamples(
   model: Model,
   path: string,
   labels: readonly number[],
   rows: number,
   scale: number,
-  range: 'mnist' | 'per-image',
+  range: NonNullable<ImageGridOptions['range']>,
+  channels: 1 | 3 = 1,
 ): Promise<void> {
   const x = labelRows(labels, model.inputDim, rows);
   const acts = await initActivitiesWithFfwd(model, x);
-  await writeImageGrid(path, acts.at(-1)!, { columns: labels.length, scale, range });
+  await writeImageGrid(path, acts.at(-1)!, { columns: labels.length, scale, range, channels });
   for (const a of acts) a.dispose();
 }
 
@@ -83,12 +89,15 @@ export async function sample(argv: string[]): Promise<undefined | 'help'> {
   const rt = await init();
   try {
     const model = await loadModel(rt, modelFile);
-    const pixels = model.outputDim;
-    if (Math.round(Math.sqrt(pixels)) ** 2 !== pixels) {
+    const values = model.outputDim;
+    const isSquare = (n: number) => Number.isInteger(n) && Math.round(Math.sqrt(n)) ** 2 === n;
+    const channels = isSquare(values) ? 1 : isSquare(values / 3) ? 3 : 0;
+    if (channels === 0) {
       throw new UsageError(
-        `${modelFile} predicts ${pixels} values, not a square image: sample needs a generator (label -> image), e.g. from 'wpc train --task generative'`,
+        `${modelFile} predicts ${values} values, not a square image (nor three square colour planes): sample needs a generator (label -> image), e.g. from 'wpc train --task generative'`,
       );
     }
+    const pixels = values / channels;
     const rawLabels = a.value('labels');
     const labels =
       rawLabels === undefined
@@ -112,7 +121,11 @@ export async function sample(argv: string[]): Promise<undefined | 'help'> {
       stages: 2,
       gridSteps: 1,
     });
-    await writeSamples(model, out, labels, rows, scale, range);
+    const chosen = range ?? (channels === 3 ? 'cifar10' : 'mnist');
+    // CIFAR-10's normalisation is the same for every channel, so a greyscale grid takes the first.
+    const { mean, std } = CIFAR10_NORMALIZATION;
+    const cifar = channels === 3 ? CIFAR10_NORMALIZATION : { mean: mean.slice(0, 1), std: std.slice(0, 1) };
+    await writeSamples(model, out, labels, rows, scale, chosen === 'cifar10' ? cifar : chosen, channels);
     process.stdout.write(`${JSON.stringify({ out, images: labels.length * rows, labels })}\n`);
     model.dispose();
   } finally {

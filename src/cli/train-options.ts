@@ -66,7 +66,7 @@ const TASK_FLAGS = {
 const DATA_FLAGS = {
   dataset: choice(
     '--dataset NAME',
-    'mnist | fashion-mnist                                   (default mnist)',
+    'mnist | fashion-mnist | cifar10                         (default mnist)',
     DATASET_NAMES,
     'mnist',
   ),

@@ -1,7 +1,7 @@
 /**
- * `wpc train`: trains a discriminative (image → label) or generative (label → image) PC network on MNIST or
- * Fashion-MNIST (the flags: train-options.ts; the step loop: train-loop.ts), then tests it and writes the outputs
- * (--save, --samples, --out) and the JSON summary line.
+ * `wpc train`: trains a discriminative (image → label) or generative (label → image) PC network on MNIST,
+ * Fashion-MNIST or CIFAR-10 (the flags: train-options.ts; the step loop: train-loop.ts), then tests it and writes
+ * the outputs (--save, --samples, --out) and the JSON summary line.
  */
 import { access, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -222,6 +222,7 @@ export async function train(config: TrainConfig): Promise<void> {
       adapter,
       testCount: testSet.count,
       classes: trainSet.numClasses,
+      images: trainSet,
       settings,
       progress,
     });
@@ -239,6 +240,8 @@ interface Finished {
   /** Test images and classes in the dataset. */
   testCount: number;
   classes: number;
+  /** The dataset's images: how --samples draws them. */
+  images: Pick<Dataset, 'shape' | 'channelNormalization'>;
   settings: Record<string, unknown>;
   progress: Progress;
 }
@@ -274,8 +277,9 @@ async function finish(config: TrainConfig, run: TrainingRun, f: Finished): Promi
   }
   if (config.samples) {
     const labels = Array.from({ length: f.classes }, (_, i) => i);
-    await writeSamples(run.model, config.samples, labels, 1, 3, 'mnist');
-    progress.log(`wrote generated digits to ${config.samples}`);
+    const [channels] = f.images.shape;
+    await writeSamples(run.model, config.samples, labels, 1, 3, f.images.channelNormalization, channels === 3 ? 3 : 1);
+    progress.log(`wrote generated ${channels === 3 ? 'images' : 'digits'} to ${config.samples}`);
   }
   if (config.out) {
     const settings = { ...f.settings, dataDir: config.dataDir, divergenceFactor: config.divergenceFactor };

@@ -16,7 +16,7 @@ import {
 } from '../runtime/errors.js';
 import { IdxError, idxMagic, printable, type IdxArray } from './idx.js';
 
-/** Number of classes in MNIST and Fashion-MNIST. */
+/** Number of classes in MNIST, Fashion-MNIST and CIFAR-10. */
 export const NUM_CLASSES = 10;
 
 /** Most examples `epochOrder` orders (its index array takes 4 bytes each: 256 MiB). */
@@ -29,24 +29,48 @@ const MAX_ONE_HOT_VALUES = 2 ** 28;
 export const MNIST_MEAN = 0.1307;
 export const MNIST_STD = 0.3081;
 
+/** A per-channel normalisation: channel c's pixels p become x = (p/255 − mean[c])/std[c]. */
+export interface ChannelNormalization {
+  /** One mean per channel. */
+  readonly mean: readonly number[];
+  /** One standard deviation per channel, each finite and > 0. */
+  readonly std: readonly number[];
+}
+
 /** A labelled image dataset held in memory; treat every field as read-only. */
 export interface Dataset {
   /** A label for messages and logs, e.g. `"mnist-train"`. */
   readonly name: string;
-  /** `count × inputDim` normalised pixels, row-major, one flattened image after another. */
+  /**
+   * `count × inputDim` normalised pixels, one example after another; each example is `shape` in NCHW order: its
+   * channels one after another, each a row-major height × width plane.
+   */
   readonly images: Float32Array;
   /** `count` class labels in `[0, numClasses)`. */
   readonly labels: Uint8Array;
   /** Number of examples. */
   readonly count: number;
-  /** Values per example (`rows × cols`, 784 for 28×28). */
+  /** Values per example, channels × height × width (784 for MNIST, 3072 for CIFAR-10). */
   readonly inputDim: number;
-  /** `[rows, cols]` of each image, for displaying them. */
+  /** `[rows, cols]` (height, width) of each image, for displaying them. */
   readonly imageShape: readonly [rows: number, cols: number];
+  /** `[channels, height, width]` of each example: MNIST and Fashion-MNIST `[1, 28, 28]`, CIFAR-10 `[3, 32, 32]`. */
+  readonly shape: readonly [channels: number, height: number, width: number];
   readonly numClasses: typeof NUM_CLASSES;
-  /** The normalisation applied: x = (p/255 − mean)/std. */
+  /**
+   * The normalisation applied to every channel: x = (p/255 − mean)/std. When the channels were normalised
+   * differently, both are NaN: see `channelNormalization`.
+   */
   readonly normalization: { readonly mean: number; readonly std: number };
+  /** The normalisation applied to each channel (one mean and one std per channel of `shape`). */
+  readonly channelNormalization: ChannelNormalization;
 }
+
+/**
+ * What `batches` reads of a dataset. Every `Dataset` is one; so is a dataset built by hand before datasets stated
+ * their `shape` and `channelNormalization`.
+ */
+export type BatchSource = Pick<Dataset, 'images' | 'labels' | 'count' | 'inputDim' | 'numClasses'> & Partial<Dataset>;
 
 /** Options of `makeDataset`. */
 export interface NormalizeOptions {
@@ -149,8 +173,10 @@ export function makeDataset(
     count,
     inputDim,
     imageShape: [rows, cols],
+    shape: [1, rows, cols],
     numClasses: NUM_CLASSES,
     normalization: { mean, std },
+    channelNormalization: { mean: [mean], std: [std] },
   };
 }
 
@@ -171,7 +197,7 @@ export function resolveNormalization(fn: string, options: NormalizeOptions): { m
  * The normalised value of each byte value 0..255, rounded to float32 after every operation as PyTorch does
  * (float64 then `Math.fround` gives the correctly rounded float32 result for a single +, −, ×, ÷).
  */
-function normalizationTable(mean: number, std: number): Float32Array {
+export function normalizationTable(mean: number, std: number): Float32Array {
   const m = Math.fround(mean);
   const s = Math.fround(std);
   const lut = new Float32Array(256);
@@ -276,7 +302,7 @@ export function epochOrder(count: number, shuffle: boolean, seed?: number): Uint
  * @param dataset the examples.
  * @param options `batchSize`; `shuffle`; `seed` (required when shuffling); `dropLast` (default true).
  */
-export function batches(dataset: Dataset, options: BatchOptions): Generator<Batch, void, undefined> {
+export function batches(dataset: BatchSource, options: BatchOptions): Generator<Batch, void, undefined> {
   const fn = 'batches';
   checkDataset(fn, dataset);
   if (typeof options !== 'object' || options === null) argError(fn, 'options', 'an object', options);
@@ -292,7 +318,7 @@ export function batches(dataset: Dataset, options: BatchOptions): Generator<Batc
 }
 
 function* generateBatches(
-  dataset: Dataset,
+  dataset: BatchSource,
   order: Uint32Array,
   batchSize: number,
   numBatches: number,
@@ -358,7 +384,7 @@ function checkIdxArray(fn: string, arg: string, value: unknown): asserts value i
 }
 
 /** Cheap structural check, so a wrong argument fails here rather than as an out-of-range read later. */
-function checkDataset(fn: string, value: unknown): asserts value is Dataset {
+function checkDataset(fn: string, value: unknown): asserts value is BatchSource {
   const d = value as Partial<Dataset> | null;
   if (
     typeof d !== 'object' ||

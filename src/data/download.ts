@@ -1,27 +1,32 @@
 /**
- * Downloading MNIST and Fashion-MNIST from their public mirrors (Node only; the browser entry never imports it).
+ * Downloading MNIST, Fashion-MNIST and CIFAR-10 from their public mirrors (Node only; the browser entry never
+ * imports it).
  *
- * Each of the four `.gz` files is fetched over HTTP(S) from the mirrors in order, with retries and backoff on
- * transient failures, streamed into a temporary file next to its final name while its SHA-256 is computed, and
- * renamed into place only when its size and SHA-256 are those of the genuine file (`./files.ts`). A body longer
- * than the genuine file is cut off at the first byte too many, so a hostile or broken server costs at most the
- * file's size in disk and one chunk in memory. Files already in place with the right checksum are not fetched.
+ * Each of the four `.gz` files (CIFAR-10: its one archive) is fetched over HTTP(S) from the mirrors in order, with
+ * retries and backoff on transient failures, streamed into a temporary file next to its final name while its
+ * checksums are computed, and renamed into place only when its size and SHA-256 (and MD5, where the publisher
+ * lists one) are those of the genuine file (`./files.ts`). A body longer than the genuine file is cut off at the
+ * first byte too many, so a hostile or broken server costs at most the file's size in disk and one chunk in
+ * memory. Files already in place with the right checksum are not fetched. CIFAR-10's six binary files are then
+ * extracted from the verified archive (`./cifar-archive.ts`), which is removed once they are in place.
  * This file chooses what to fetch, from where and how often; one attempt at one URL is ./transfer.ts.
  */
 import { createHash } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WpcError, argError, checkKnownKeys, checkOneOf, printable } from '../runtime/errors.js';
 import { writeAtomicallyWith } from '../util/atomic-write.js';
 import { FileAccessError, openRegularFile } from '../util/regular-file.js';
-import { DATASET_NAMES, KNOWN_FILES, type DatasetName, type KnownFile } from './files.js';
+import { DATASET_NAMES, KNOWN_FILES, expectedFileNames, type DatasetName, type KnownFile } from './files.js';
+import { cifar10InPlace, extractCifar10, type ExtractedFile } from './cifar-archive.js';
+import { IdxError } from './idx.js';
 import { dataCacheDirectory } from './locate.js';
 import { AttemptFailure, LocalFailure, systemReason, transfer, type TransferSettings } from './transfer.js';
 
 /**
  * The public mirrors, tried in this order: for MNIST torchvision's, TensorFlow's, then Yann LeCun's original
- * page; for Fashion-MNIST torchvision's, then Zalando's repository.
+ * page; for Fashion-MNIST torchvision's, then Zalando's repository; for CIFAR-10 its authors' page.
  */
 export const DEFAULT_MIRRORS: Readonly<Record<DatasetName, readonly string[]>> = {
   mnist: [
@@ -33,8 +38,11 @@ export const DEFAULT_MIRRORS: Readonly<Record<DatasetName, readonly string[]>> =
     'http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/',
     'https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/',
   ],
+  cifar10: ['https://www.cs.toronto.edu/~kriz/'],
 };
 
+/** The files extracted from CIFAR-10's archive. */
+const CIFAR10_MEMBERS = expectedFileNames('cifar10').length;
 /** Most retries per mirror (`options.retries`). */
 export const MAX_RETRIES = 100;
 /** Longest wait before a retry, however many came before. */
@@ -44,18 +52,22 @@ const CHUNK_BYTES = 1 << 20;
 /** setTimeout's largest delay. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-/** What `onProgress` is told: a file was found in place, a transfer started or moved on, failed, or completed. */
+/**
+ * What `onProgress` is told: a file was found in place, a transfer started or moved on, failed, or completed; a
+ * file was extracted from CIFAR-10's archive.
+ */
 export interface DownloadProgress {
   /** The file's name, e.g. `train-images-idx3-ubyte.gz`. */
   file: string;
-  /** 0-based position of the file among the `count` files of the dataset. */
+  /** 0-based position of the file among the `count` files fetched (or extracted) for the dataset. */
   index: number;
   count: number;
   /**
    * `present`: already in place and verified; `downloading`: bytes arrived (`received`); `failed`: this attempt
-   * failed (`reason`), another may follow; `done`: verified and in place.
+   * failed (`reason`), another may follow; `done`: verified and in place; `extracted`: taken out of the verified
+   * archive and in place (`url` is the archive's).
    */
-  state: 'present' | 'downloading' | 'failed' | 'done';
+  state: 'present' | 'downloading' | 'failed' | 'done' | 'extracted';
   /** The URL of this attempt; null for `present`. */
   url: string | null;
   received: number;
@@ -117,10 +129,14 @@ export interface DownloadedFile {
 /** What `downloadDataset` did. */
 export interface DownloadResult {
   dataset: DatasetName;
-  /** The folder holding the four files (`DIR/<name>`), which `loadDataset` reads with `dataDir: DIR`. */
+  /** The folder holding the dataset's files (`DIR/<name>`), which `loadDataset` reads with `dataDir: DIR`. */
   dir: string;
   /** The data directory DIR. */
   root: string;
+  /**
+   * The dataset's files: the four IDX files, or CIFAR-10's six binary files (their `url` and `failedAttempts` are
+   * the archive's; `alreadyPresent` when they were in place with the SHA-256s recorded when they were extracted).
+   */
   files: DownloadedFile[];
 }
 
@@ -235,24 +251,41 @@ function checkOptions(
 }
 
 /**
- * Downloads MNIST or Fashion-MNIST (the four IDX `.gz` files) into `DIR/<name>/`, verifying each file's size
- * and SHA-256 against the genuine file's, and skipping files already there with the right checksum.
+ * Downloads MNIST or Fashion-MNIST (the four IDX `.gz` files), or CIFAR-10 (its archive, from which the six
+ * binary files are extracted), into `DIR/<name>/`, verifying each fetched file's size and SHA-256 (and MD5,
+ * where its publisher lists one) against the genuine file's, and skipping files already there with the right
+ * checksum.
  *
  * Each file is tried at each mirror in order, with up to `retries` retries per mirror on a transient failure;
  * it is written to a temporary file next to its final name (flushed to disk) and renamed into place only once
  * verified, so the final name never holds a partial or unverified file, and a failure leaves no temporary.
  * A body longer than the genuine file is refused as it streams. Files are fetched one after another; the first
- * that cannot be obtained stops the download (the files verified before it stay).
- * @param name `'mnist'` or `'fashion-mnist'`.
+ * that cannot be obtained stops the download (the files verified before it stay). CIFAR-10's binary files are
+ * extracted the same way (each checked, then renamed into place), their SHA-256s recorded in `SHA256SUMS` beside
+ * them, and the archive removed; a failed extraction removes the files it placed. When all six are in place with
+ * the recorded SHA-256s, nothing is fetched.
+ * @param name `'mnist'`, `'fashion-mnist'` or `'cifar10'`.
  * @param options `dir` (default `$WPC_DATA_DIR`, else the per-user cache directory), `mirrors` (default
  *   `DEFAULT_MIRRORS[name]`), `retries` (2), `retryDelayMs` (1000), `stallTimeoutMs` (30000), `signal`, `onProgress`.
  * @returns per file where it is, where it came from (or that it was already present) and what failed first.
  * @throws WpcDownloadError naming the file and each attempt's URL and failure (HTTP status, size, checksum
- *   expected and got, truncated at N of M bytes, stalled), or a local write failure; the signal's reason when
- *   aborted; WpcArgumentError for bad options.
+ *   expected and got, truncated at N of M bytes, stalled), an archive whose contents are refused, or a local
+ *   write failure; the signal's reason when aborted; WpcArgumentError for bad options.
  */
-export async function downloadDataset(name: DatasetName, options: DownloadOptions = {}): Promise<DownloadResult> {
-  const fn = 'downloadDataset';
+export function downloadDataset(name: DatasetName, options: DownloadOptions = {}): Promise<DownloadResult> {
+  return downloadVerifiedBy('downloadDataset', name, options, KNOWN_FILES);
+}
+
+/**
+ * `downloadDataset` checking the files against `known` instead of the genuine files' sizes and checksums: for
+ * tests, which serve files they generate. Not part of the API.
+ */
+export async function downloadVerifiedBy(
+  fn: string,
+  name: DatasetName,
+  options: DownloadOptions,
+  known: Readonly<Record<DatasetName, readonly KnownFile[]>>,
+): Promise<DownloadResult> {
   const { name: dataset, root, settings } = checkOptions(fn, name, options);
   settings.signal?.throwIfAborted();
   const dir = join(root, dataset);
@@ -261,12 +294,53 @@ export async function downloadDataset(name: DatasetName, options: DownloadOption
   } catch (e) {
     throw new WpcDownloadError(`${fn}: cannot create the folder ${printable(dir)}: ${systemReason(e)}`, dir);
   }
-  const known = KNOWN_FILES[dataset];
   const files: DownloadedFile[] = [];
-  for (const [index, file] of known.entries()) {
-    files.push(await obtainFile(fn, dataset, dir, file, index, known.length, settings));
+  if (dataset === 'cifar10') {
+    files.push(...(await obtainCifar10(fn, dir, known.cifar10[0]!, settings)));
+  } else {
+    for (const [index, file] of known[dataset].entries()) {
+      files.push(await obtainFile(fn, dataset, dir, file, index, known[dataset].length, settings));
+    }
   }
   return { dataset, dir, root, files };
+}
+
+/**
+ * CIFAR-10's six binary files in place: found there with the SHA-256s recorded when they were extracted, or
+ * extracted from its archive (found in place verified, or fetched), which is removed afterwards.
+ */
+async function obtainCifar10(fn: string, dir: string, archive: KnownFile, s: Settings): Promise<DownloadedFile[]> {
+  const report = (f: ExtractedFile, index: number, state: 'present' | 'extracted', url: string | null) =>
+    s.onProgress?.({ file: f.file, index, count: CIFAR10_MEMBERS, state, url, received: f.bytes, size: f.bytes });
+  const entry = (f: ExtractedFile, fetched: DownloadedFile | null): DownloadedFile => ({
+    ...f,
+    alreadyPresent: fetched === null,
+    url: fetched?.url ?? null,
+    failedAttempts: fetched?.failedAttempts ?? [],
+  });
+  const inPlace = await cifar10InPlace(dir, s.signal);
+  if (inPlace !== null) {
+    inPlace.forEach((f, index) => report(f, index, 'present', null));
+    return inPlace.map((f) => entry(f, null));
+  }
+  const fetched = await obtainFile(fn, 'cifar10', dir, archive, 0, 1, s);
+  let index = 0;
+  let extracted: ExtractedFile[];
+  try {
+    extracted = await extractCifar10(fetched.path, dir, s.signal, (f) => report(f, index++, 'extracted', fetched.url));
+  } catch (e) {
+    if (s.signal?.aborted) throw s.signal.reason;
+    if (e instanceof IdxError) {
+      await unlink(fetched.path).catch(() => undefined); // verified, yet unusable: fetch it again next time
+      throw new WpcDownloadError(`${fn}: the archive is refused: ${e.message}`, fetched.path);
+    }
+    if (e instanceof Error && 'code' in e) {
+      throw new WpcDownloadError(`${fn}: cannot extract into ${printable(dir)}: ${systemReason(e)}`, dir);
+    }
+    throw e; // from onProgress, or a bug: as it is
+  }
+  await unlink(fetched.path).catch(() => undefined);
+  return extracted.map((f) => entry(f, fetched));
 }
 
 /** Whether the genuine file is in place already (false when it is missing or differs: it will be replaced). */
@@ -291,14 +365,16 @@ async function verifiedInPlace(
   try {
     if (size !== known.bytes) return false;
     const hash = createHash('sha256');
+    const md5 = known.md5 === undefined ? null : createHash('md5');
     const buffer = new Uint8Array(CHUNK_BYTES);
     for (;;) {
       signal?.throwIfAborted();
       const { bytesRead } = await handle.read(buffer, 0, CHUNK_BYTES, null);
       if (bytesRead === 0) break;
       hash.update(buffer.subarray(0, bytesRead));
+      md5?.update(buffer.subarray(0, bytesRead));
     }
-    return hash.digest('hex') === known.sha256;
+    return hash.digest('hex') === known.sha256 && md5?.digest('hex') === known.md5;
   } catch (e) {
     if (signal?.aborted) throw e;
     throw new WpcDownloadError(`${fn}: ${printable(path)} cannot be read (${systemReason(e)})`, path);

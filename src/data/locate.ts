@@ -7,9 +7,10 @@
  *    either is the user's explicit choice: a folder there that lacks the data is an error, never skipped;
  * 3. the per-user cache directory (where `wpc data download` puts the files by default), then
  * 4. `../shared/datasets` relative to the current directory (the project's shared copy next to a checkout);
- *    these two are searched in order, and each counts only when `<place>/<name>/` holds all four files.
+ *    these two are searched in order, and each counts only when `<place>/<name>/` holds all the dataset's files
+ *    (MNIST's and Fashion-MNIST's four IDX files, CIFAR-10's six binary files).
  *
- * Only the files' presence is checked here (gzip-compressed or not); `loadDataset` checks their structure and
+ * Only the files' presence is checked here (IDX files gzip-compressed or not); `loadDataset` checks their structure and
  * `downloadDataset` their checksums.
  */
 import { stat } from 'node:fs/promises';
@@ -37,7 +38,7 @@ export interface SearchedPlace {
 
 /** Where a dataset was found. */
 export interface DatasetLocation {
-  /** The folder holding the dataset's four files. */
+  /** The folder holding the dataset's files. */
   dir: string;
   /** The data directory it was found through (`dir` is `root/<name>`, or `root` itself when given explicitly). */
   root: string;
@@ -135,25 +136,31 @@ function downloadHint(name: DatasetName, root?: string): string {
   return `run 'wpc data download ${name}${dir}' (or downloadDataset in the API) to fetch it`;
 }
 
+/** The files of dataset `name` in words, for messages. */
+function filesInWords(name: DatasetName): string {
+  return name === 'cifar10' ? 'the six CIFAR-10 binary files' : 'the four IDX files';
+}
+
 /**
  * The dataset's folder in an explicitly chosen data directory: `DIR/<name>` when it exists, else `DIR` itself
- * (a folder holding one dataset's files). DIR must be a folder, and not the other dataset's.
+ * (a folder holding one dataset's files). DIR must be a folder, and not another dataset's.
  */
 export async function datasetDirectory(fn: string, name: DatasetName, { root, from }: DataPlace): Promise<string> {
   const info = await stat(root).catch(() => undefined);
   if (!info?.isDirectory()) {
     throw new IdxError(
       `${fn}: data directory ${printable(root)} (from ${from}) ${info ? 'is not a directory' : 'does not exist'}; ` +
-        `it must hold a ${name}/ folder with the four IDX files; ${downloadHint(name, root)} there`,
+        `it must hold a ${name}/ folder with ${filesInWords(name)}; ${downloadHint(name, root)} there`,
       root,
     );
   }
   const nested = join(root, name);
   if ((await stat(nested).catch(() => undefined))?.isDirectory()) return nested;
-  // DIR may be one dataset's own folder. Refuse the other dataset's folder: both have identical file names.
-  const other = DATASET_NAMES.find((n) => n !== name)!;
+  // DIR may be one dataset's own folder. Refuse another dataset's folder (MNIST's and Fashion-MNIST's files even
+  // have identical names).
   const base = basename(root).toLowerCase().replace(/[-_ ]/g, '');
-  if (base === other.replace('-', '')) {
+  const other = DATASET_NAMES.find((n) => n !== name && base === n.replace('-', ''));
+  if (other !== undefined) {
     throw new IdxError(
       `${fn}: asked for ${DISPLAY_NAMES[name]} but the data directory ${printable(root)} (from ${from}) looks like the ` +
         `${DISPLAY_NAMES[other]} folder and has no ${name}/ subfolder; point it at the parent folder instead`,
@@ -167,18 +174,18 @@ async function isRegularFile(path: string): Promise<boolean> {
   return (await stat(path).catch(() => undefined))?.isFile() === true;
 }
 
-/** The expected files that `dir` holds neither compressed nor uncompressed (as regular files). */
-async function missingFiles(dir: string): Promise<string[]> {
+/** The expected files that `dir` lacks as regular files (an IDX file neither compressed nor uncompressed). */
+async function missingFiles(dir: string, name: DatasetName): Promise<string[]> {
   const missing: string[] = [];
-  for (const file of expectedFileNames()) {
-    if (!(await isRegularFile(join(dir, file))) && !(await isRegularFile(join(dir, file.slice(0, -3)))))
-      missing.push(file);
+  for (const file of expectedFileNames(name)) {
+    const plain = file.endsWith('.gz') ? file.slice(0, -3) : file;
+    if (!(await isRegularFile(join(dir, file))) && !(await isRegularFile(join(dir, plain)))) missing.push(file);
   }
   return missing;
 }
 
-/** 'found' when `dir` holds the four files, else why not. */
-async function folderStatus(dir: string): Promise<string> {
+/** 'found' when `dir` holds the dataset's files, else why not. */
+async function folderStatus(dir: string, name: DatasetName): Promise<string> {
   let info: Awaited<ReturnType<typeof stat>>;
   try {
     info = await stat(dir);
@@ -187,12 +194,12 @@ async function folderStatus(dir: string): Promise<string> {
     return code === 'ENOENT' || code === 'ENOTDIR' ? 'does not exist' : `cannot be examined (${code ?? 'error'})`;
   }
   if (!info.isDirectory()) return 'is not a folder';
-  const missing = await missingFiles(dir);
+  const missing = await missingFiles(dir, name);
   return missing.length === 0 ? 'found' : `lacks ${missing.join(', ')}`;
 }
 
 /**
- * The first implicit place whose `<name>/` folder holds the dataset's four files.
+ * The first implicit place whose `<name>/` folder holds the dataset's files.
  * @throws IdxError listing every place searched, and how to fetch the data, when none does.
  */
 export async function findImplicit(fn: string, name: DatasetName): Promise<DatasetLocation> {
@@ -204,7 +211,7 @@ export async function findImplicit(fn: string, name: DatasetName): Promise<Datas
       continue;
     }
     const dir = join(place.root, name);
-    const status = await folderStatus(dir);
+    const status = await folderStatus(dir, name);
     searched.push({ source: place.source, dir, status });
     if (status === 'found') return { dir, root: place.root, source: place.source, searched };
     words.push(`${place.from}, ${printable(dir)} (${status})`);
@@ -219,12 +226,12 @@ export async function findImplicit(fn: string, name: DatasetName): Promise<Datas
 
 /**
  * Where `loadDataset` would read dataset `name` from, following the lookup order (see the module comment).
- * @param name `'mnist'` or `'fashion-mnist'`.
+ * @param name `'mnist'`, `'fashion-mnist'` or `'cifar10'`.
  * @param options `dataDir` (default: the lookup order).
- * @returns the folder holding the four files, the data directory and which place it came from, and the places
- *   searched.
- * @throws IdxError when an explicitly given folder (option or `WPC_DATA_DIR`) lacks any of the four files, or
- *   when no implicit place holds them all (the message lists every place searched and says how to download).
+ * @returns the folder holding the dataset's files, the data directory and which place it came from, and the
+ *   places searched.
+ * @throws IdxError when an explicitly given folder (option or `WPC_DATA_DIR`) lacks any of the files, or when no
+ *   implicit place holds them all (the message lists every place searched and says how to download).
  */
 export async function locateDataset(name: DatasetName, options: LocateOptions = {}): Promise<DatasetLocation> {
   const fn = 'locateDataset';
@@ -234,7 +241,7 @@ export async function locateDataset(name: DatasetName, options: LocateOptions = 
   const explicit = explicitDataDir(fn, options.dataDir);
   if (explicit === null) return findImplicit(fn, name);
   const dir = await datasetDirectory(fn, name, explicit);
-  const missing = await missingFiles(dir);
+  const missing = await missingFiles(dir, name);
   if (missing.length > 0) {
     throw new IdxError(
       `${fn}: the data directory ${printable(explicit.root)} (from ${explicit.from}) has no complete ${DISPLAY_NAMES[name]}: ` +

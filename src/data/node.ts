@@ -1,16 +1,19 @@
 /**
- * Loading MNIST and Fashion-MNIST from the original IDX `.gz` files (Node only).
+ * Loading MNIST and Fashion-MNIST from the original IDX `.gz` files, and CIFAR-10 from its binary files
+ * (`./cifar-node.ts`) (Node only).
  *
  * The folder is found in the lookup order of `./locate.ts`: the `dataDir` option (the CLI's `--data-dir`), else
- * `WPC_DATA_DIR`, else the per-user cache directory, else `../shared/datasets`. A data directory holds `mnist/`
- * and `fashion-mnist/` folders; one given explicitly may also directly hold one dataset's four files. Loading
- * checks the files' structure, not their checksums (`downloadDataset` verifies those when it fetches them).
+ * `WPC_DATA_DIR`, else the per-user cache directory, else `../shared/datasets`. A data directory holds `mnist/`,
+ * `fashion-mnist/` and `cifar10/` folders; one given explicitly may also directly hold one dataset's files.
+ * Loading checks the files' structure, not their checksums (`downloadDataset` verifies those when it fetches them).
  */
 
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { argError, checkKnownKeys, checkOneOf } from '../runtime/errors.js';
 import { makeDataset, NUM_CLASSES, resolveNormalization, type Dataset, type NormalizeOptions } from './dataset.js';
+import { CIFAR10_NORMALIZATION, resolveChannelNormalization } from './cifar.js';
+import { loadCifar10 } from './cifar-node.js';
 import { IdxError, idxError, printable, type IdxArray } from './idx.js';
 import { readIdxStream } from './idx-reader.js';
 import { FileAccessError, openRegularFile } from '../util/regular-file.js';
@@ -35,25 +38,35 @@ const ROWS = 28;
 const COLS = 28;
 
 /** Options of `loadDataset`. */
-export interface LoadOptions extends NormalizeOptions {
+export interface LoadOptions {
   /**
-   * Directory holding `mnist/` and `fashion-mnist/` (or one dataset's files); default: `$WPC_DATA_DIR`, else the
-   * per-user cache directory, else `../shared/datasets` (see `locateDataset`).
+   * Directory holding `mnist/`, `fashion-mnist/` and `cifar10/` (or one dataset's files); default: `$WPC_DATA_DIR`,
+   * else the per-user cache directory, else `../shared/datasets` (see `locateDataset`).
    */
   dataDir?: string | undefined;
+  /**
+   * Subtracted from p/255: MNIST and Fashion-MNIST a number (default 0.1307); CIFAR-10 a number for every channel or
+   * one per channel (default 0.5 each, JPC's).
+   */
+  mean?: number | readonly number[] | undefined;
+  /** Divides after subtracting the mean, finite and > 0: as `mean`, defaults 0.3081 and 0.5 each. */
+  std?: number | readonly number[] | undefined;
 }
 
 /**
- * Reads, checks and normalises one split of MNIST or Fashion-MNIST from its IDX files.
+ * Reads, checks and normalises one split of MNIST or Fashion-MNIST from its IDX files, or of CIFAR-10 from its
+ * binary files.
  *
  * Looks in `DIR/<name>/`, else in `DIR` itself, where DIR is the `dataDir` option, else `WPC_DATA_DIR`; without
  * either, in the first of the per-user cache directory and `../shared/datasets` whose `<name>/` folder holds all
- * four files (see `locateDataset`). Each file may be gzip-compressed (`*.gz`, the distributed form) or already
- * decompressed (same name without `.gz`).
- * @param name `'mnist'` or `'fashion-mnist'`.
- * @param split `'train'` (60000 examples) or `'test'` (10000).
- * @param options `dataDir` (default: the lookup order above); `mean`/`std` of the
- *   normalisation (defaults 0.1307/0.3081, see `makeDataset`).
+ * the dataset's files (see `locateDataset`). Each IDX file may be gzip-compressed (`*.gz`, the distributed form)
+ * or already decompressed (same name without `.gz`). CIFAR-10's are `data_batch_1.bin` … `data_batch_5.bin` and
+ * `test_batch.bin`, each at most the official 10000 records (see `makeCifarDataset`); its images are
+ * `[3, 32, 32]`, channel planes as in the files.
+ * @param name `'mnist'`, `'fashion-mnist'` or `'cifar10'`.
+ * @param split `'train'` (60000 examples; CIFAR-10 50000) or `'test'` (10000).
+ * @param options `dataDir` (default: the lookup order above); `mean`/`std` of the normalisation (defaults
+ *   0.1307/0.3081, see `makeDataset`; CIFAR-10 0.5/0.5 for every channel, see `makeCifarDataset`).
  * @returns a dataset named e.g. `"mnist-train"`.
  */
 export async function loadDataset(name: DatasetName, split: Split, options: LoadOptions = {}): Promise<Dataset> {
@@ -63,10 +76,14 @@ export async function loadDataset(name: DatasetName, split: Split, options: Load
   if (typeof options !== 'object' || options === null) argError(fn, 'options', 'an object', options);
   checkKnownKeys(fn, 'options', options, ['dataDir', 'mean', 'std']);
   const { dataDir, ...normalizeOptions } = options;
-  const normalize = resolveNormalization(fn, normalizeOptions); // before any I/O, so bad options fail fast
-
-  const explicit = explicitDataDir(fn, dataDir);
-  const dir = explicit === null ? (await findImplicit(fn, name)).dir : await datasetDirectory(fn, name, explicit);
+  // The options are checked before any I/O, so that bad ones fail fast.
+  if (name === 'cifar10') {
+    const normalization = resolveChannelNormalization(fn, normalizeOptions, CIFAR10_NORMALIZATION);
+    return loadCifar10(fn, await datasetFolder(fn, name, dataDir), split, normalization);
+  }
+  // An array (CIFAR-10's per-channel form) is refused here.
+  const normalize = resolveNormalization(fn, normalizeOptions as NormalizeOptions);
+  const dir = await datasetFolder(fn, name, dataDir);
   // Both files at once; the first failure stops the other, and nothing is returned (or left open) until both
   // have settled, so a refused dataset leaves no reader running behind it.
   const stop = new AbortController();
@@ -96,6 +113,12 @@ export async function loadDataset(name: DatasetName, split: Split, options: Load
 }
 
 type Role = 'images' | 'labels';
+
+/** The folder holding dataset `name`: in the explicit data directory, else the first implicit place holding it. */
+async function datasetFolder(fn: string, name: DatasetName, dataDir: unknown): Promise<string> {
+  const explicit = explicitDataDir(fn, dataDir);
+  return explicit === null ? (await findImplicit(fn, name)).dir : datasetDirectory(fn, name, explicit);
+}
 
 /**
  * Reads `DIR/<file>.gz` (or an uncompressed `DIR/<file>`) and parses it, reading no more than the largest

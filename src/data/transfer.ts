@@ -1,6 +1,7 @@
 /**
  * One attempt at one dataset file over HTTP(S), for `downloadDataset` (./download.ts): a GET that follows
- * redirects, a stall timer, the body streamed into a file handle while its SHA-256 is computed, cut off at the
+ * redirects, a stall timer, the body streamed into a file handle while its SHA-256 (and MD5, where the genuine
+ * file's is known) is computed, cut off at the
  * first byte past the genuine file's size, and the result checked. What went wrong is sorted for the caller: the
  * mirror's fault (AttemptFailure, with whether a retry may help), the local disk's (LocalFailure), or the
  * caller's progress callback (its exception, passed through as it was).
@@ -159,6 +160,7 @@ export async function transfer(
       );
     }
     const hash = createHash('sha256');
+    const md5 = known.md5 === undefined ? null : createHash('md5');
     for await (const chunk of response as AsyncIterable<Buffer>) {
       if (received + chunk.length > known.bytes) {
         response.destroy();
@@ -168,6 +170,7 @@ export async function transfer(
         );
       }
       hash.update(chunk);
+      md5?.update(chunk);
       try {
         await handle.write(chunk);
       } catch (e) {
@@ -185,6 +188,9 @@ export async function transfer(
     }
     if (received < known.bytes)
       throw new AttemptFailure(`truncated at ${received} of ${known.bytes} bytes (the connection ended early)`, true);
+    const gotMd5 = md5?.digest('hex');
+    if (gotMd5 !== known.md5)
+      throw new AttemptFailure(`checksum mismatch: expected md5 ${known.md5}, got ${gotMd5}`, false);
     const got = hash.digest('hex');
     if (got !== known.sha256)
       throw new AttemptFailure(`checksum mismatch: expected sha256 ${known.sha256}, got ${got}`, false);

@@ -82,7 +82,7 @@ describe('wpc train', () => {
       ],
       [['--steps', '5'], /--steps and --activity-lr are for discrete inference/],
       [['--steady-state', '0'], /--steady-state must be a positive tolerance/],
-      [['--dataset', 'cifar10'], /--dataset must be one of mnist, fashion-mnist/],
+      [['--dataset', 'cifar100'], /--dataset must be one of mnist, fashion-mnist, cifar10, got "cifar100"/],
       [['extra'], /unexpected argument "extra"/],
       [['--task', 'generative', '--loss', 'ce'], /--loss ce needs --task discriminative/],
       [['--samples', 'x.png'], /--samples needs --task generative/],

@@ -397,8 +397,8 @@ describe('loadDataset on corrupt files', () => {
   });
 
   it('bad arguments', async () => {
-    await expect(loadDataset('cifar10' as DatasetName, 'train', { dataDir: tmp })).rejects.toThrow(
-      /loadDataset: name must be one of "mnist", "fashion-mnist", got "cifar10"/,
+    await expect(loadDataset('cifar100' as DatasetName, 'train', { dataDir: tmp })).rejects.toThrow(
+      /loadDataset: name must be one of "mnist", "fashion-mnist", "cifar10", got "cifar100"/,
     );
     await expect(loadDataset('mnist', 'validation' as Split, { dataDir: tmp })).rejects.toThrow(/split must be one of/);
     await expect(loadDataset('mnist', 'test', { dataDir: tmp, std: 0 })).rejects.toThrow(

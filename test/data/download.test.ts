@@ -345,7 +345,7 @@ describe('downloadDataset', () => {
 
   it('bad arguments are WpcArgumentErrors, before anything is requested or created', async () => {
     const cases: [unknown, unknown, RegExp][] = [
-      ['cifar10', {}, /^downloadDataset: name must be one of "mnist", "fashion-mnist", got "cifar10"/],
+      ['cifar100', {}, /^downloadDataset: name must be one of "mnist", "fashion-mnist", "cifar10", got "cifar100"/],
       ['mnist', null, /^downloadDataset: options must be an object, got null/],
       ['mnist', [], /^downloadDataset: options must be an object, got an array/],
       ['mnist', { mirror: [] }, /^downloadDataset: unknown option "mirror" in options/],

@@ -259,8 +259,8 @@ describe('the lookup order (locateDataset and loadDataset)', () => {
   });
 
   it('bad arguments', async () => {
-    await expect(locateDataset('cifar10' as 'mnist')).rejects.toThrow(
-      /^locateDataset: name must be one of "mnist", "fashion-mnist", got "cifar10"/,
+    await expect(locateDataset('cifar100' as 'mnist')).rejects.toThrow(
+      /^locateDataset: name must be one of "mnist", "fashion-mnist", "cifar10", got "cifar100"/,
     );
     await expect(locateDataset('mnist', null as never)).rejects.toThrow(
       /^locateDataset: options must be an object, got null/,
@@ -410,8 +410,8 @@ describe('wpc data', () => {
     );
     // Usage errors: each checked in this process (the parse), a few run as a user would (exit 2, one line).
     const usage: [string[], RegExp][] = [
-      [['download'], /^wpc data download needs a dataset name: mnist or fashion-mnist$/],
-      [['download', 'cifar10'], /^the dataset must be one of mnist, fashion-mnist, got "cifar10"$/],
+      [['download'], /^wpc data download needs a dataset name: mnist, fashion-mnist or cifar10$/],
+      [['download', 'cifar100'], /^the dataset must be one of mnist, fashion-mnist, cifar10, got "cifar100"$/],
       [['download', 'mnist', 'extra'], /^unexpected argument "extra"$/],
       [['download', 'mnist', '--retries', 'x'], /^--retries must be an integer in 0\.\.100, got "x"$/],
       [['download', 'mnist', '--retries', '101'], /^--retries must be an integer in 0\.\.100, got "101"$/],
@@ -435,8 +435,8 @@ describe('wpc data', () => {
     }
     const spawned: [string[], RegExp][] = [
       [
-        ['data', 'download', 'cifar10'],
-        /^wpc: the dataset must be one of mnist, fashion-mnist, got "cifar10" \(see 'wpc data download --help'\)$/,
+        ['data', 'download', 'cifar100'],
+        /^wpc: the dataset must be one of mnist, fashion-mnist, cifar10, got "cifar100" \(see 'wpc data download --help'\)$/,
       ],
       [
         ['data', 'download', 'mnist', '--mirror', 'ftp://example.org/'],
@@ -445,7 +445,7 @@ describe('wpc data', () => {
       [['data', 'download', 'mnist', '--out', 'x'], /Unknown option '--out'.* \(see 'wpc data download --help'\)$/],
       [
         ['data', 'path'],
-        /^wpc: wpc data path needs a dataset name: mnist or fashion-mnist \(see 'wpc data path --help'\)$/,
+        /^wpc: wpc data path needs a dataset name: mnist, fashion-mnist or cifar10 \(see 'wpc data path --help'\)$/,
       ],
       [
         ['data', 'fetch'],
@@ -508,7 +508,7 @@ describe('wpc data', () => {
       expect(download!.stdout).toContain(url);
     }
     expect(path!.code).toBe(0);
-    expect(path!.stdout).toMatch(/^Usage: wpc data path mnist\|fashion-mnist \[--data-dir DIR\]/);
+    expect(path!.stdout).toMatch(/^Usage: wpc data path mnist\|fashion-mnist\|cifar10 \[--data-dir DIR\]/);
     expect(path!.stdout).toContain('1. --data-dir DIR');
     expect(path!.stdout).toContain('4. ../shared/datasets relative to the current directory');
     expect([data!.code, data!.stdout]).toEqual([2, expect.stringMatching(/^Usage: wpc data download/)]);

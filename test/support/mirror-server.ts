@@ -1,7 +1,7 @@
 /**
  * A local stand-in for the datasets' public mirrors (node:http on 127.0.0.1, a free port): serves the genuine
- * files from ../shared/datasets under /<mirror>/<file>, each mirror misbehaving as a test asks, and counts the
- * requests. Every misbehaviour is unconditional (a stall never ends), so no test depends on timing.
+ * files from ../shared/datasets (or files a test generates) under /<mirror>/<file>, each mirror misbehaving as a
+ * test asks, and counts the requests. Every misbehaviour is unconditional (a stall never ends), so no test depends on timing.
  */
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -47,8 +47,14 @@ export interface Mirrors {
   close(): Promise<void>;
 }
 
-/** Starts the server; `dataset` is the folder of ../shared/datasets whose files it serves. */
-export async function startMirrors(dataset = 'mnist'): Promise<Mirrors> {
+/**
+ * Starts the server; `dataset` is the folder of ../shared/datasets whose files it serves, unless `files` gives
+ * each file's bytes (undefined: 404).
+ */
+export async function startMirrors(
+  dataset = 'mnist',
+  files?: (file: string) => Uint8Array | undefined,
+): Promise<Mirrors> {
   const behaviours = new Map<string, (file: string) => Behaviour>();
   const requests: string[] = [];
   const server: Server = createServer((req, res) => {
@@ -61,7 +67,9 @@ export async function startMirrors(dataset = 'mnist'): Promise<Mirrors> {
     requests.push(`${mirror}/${file}`);
     let body: Buffer;
     try {
-      body = genuine(dataset, file);
+      const given = files?.(file);
+      if (files !== undefined && given === undefined) throw new Error('no such file');
+      body = given === undefined ? genuine(dataset, file) : Buffer.from(given);
     } catch {
       res.writeHead(404, 'Not Found').end();
       return;

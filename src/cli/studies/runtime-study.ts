@@ -127,9 +127,11 @@ function syntheticCifar(count: number, seed: number): Dataset {
     labels,
     count,
     inputDim,
-    imageShape: [32, 96],
+    imageShape: [32, 32],
+    shape: [3, 32, 32],
     numClasses: 10,
     normalization: { mean: 0, std: 1 },
+    channelNormalization: { mean: [0, 0, 0], std: [1, 1, 1] },
   };
 }
 
