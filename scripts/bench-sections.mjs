@@ -11,6 +11,7 @@ export const BENCHES = {
   scaling: 'Scaling with width, depth and batch (Euler, 10 steps), with GPU memory',
   profile: "Where a training step's GPU time goes (per kernel, timestamp queries; 20 Euler steps + Adam)",
   tiles: 'Register tiles of the grouped matmul: gemm GFLOP/s and Euler µs per step for each candidate',
+  conv: 'Convolutional PC networks vs an MLP: dispatches, time per step, GFLOP/s of the layer kernels',
 };
 
 /**

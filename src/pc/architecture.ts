@@ -20,8 +20,8 @@ import { type ConvLayerSpec, convOutSide } from './layers/conv.js';
 import { type DenseLayerSpec, type LayerSpec, initLayer, layerParamCount } from './layers/index.js';
 import { type ConvTransposeLayerSpec, convTransposeOutSide } from './layers/conv-transpose.js';
 import type { AvgPoolLayerSpec, MaxPoolLayerSpec } from './layers/pool.js';
-import { MAX_DEPTH } from './parameterisation.js';
-import type { ConvDef, LayerDef, ModelDefinition } from './layer-defs.js';
+import { MAX_DEPTH, PARAM_TYPES, type ParamType } from './parameterisation.js';
+import type { ConvDef, LayerAct, LayerDef, ModelDefinition } from './layer-defs.js';
 import { type Model, checkRuntime, uploadModel } from './model.js';
 
 export interface MakeModelOptions {
@@ -34,6 +34,11 @@ export interface MakeModelOptions {
   actFn: Activation;
   /** Default bias for layers that do not say; default `false`, as in JPC. */
   useBias?: boolean;
+  /**
+   * `'sp'` (default), `'mupc'` or `'ntp'`: the scalings s_l of JPC's ScaledConv2d and Readout (μPC also draws the
+   * weights from N(0, 1)); see `layerScales`.
+   */
+  paramType?: ParamType;
 }
 
 const KEYS: Record<LayerDef['type'], readonly string[]> = {
@@ -77,21 +82,66 @@ export function makeModel(runtime: Runtime, options: MakeModelOptions): Model {
   const fn = 'makeModel';
   checkRuntime(fn, runtime);
   if (typeof options !== 'object' || options === null) argError(fn, 'options', 'an object', options);
-  checkKnownKeys(fn, 'options', options, ['seed', 'inputShape', 'layers', 'actFn', 'useBias']);
+  checkKnownKeys(fn, 'options', options, ['seed', ...DEFINITION_KEYS]);
   if (!Number.isSafeInteger(options.seed)) argError(fn, 'options.seed', 'a safe integer', options.seed);
   const { layers, definition, count } = resolveLayers(fn, options, runtime);
   const data = new Float32Array(count);
   const root = new Random(options.seed);
-  layers.forEach((l, i) => initLayer(l, data, root.fork(i), 'default'));
-  return uploadModel(runtime, fn, definition.actFn, layers, data, PLAIN(layers), definition);
+  const scheme = definition.paramType === 'mupc' ? 'mupc' : 'default';
+  layers.forEach((l, i) => initLayer(l, data, root.fork(i), scheme));
+  return uploadModel(runtime, fn, definition.actFn, layers, data, parameterisation(definition, layers), definition);
 }
 
-/** The parameterisation of a layer list (standard; residual blocks carry their skips). */
-const PLAIN = (layers: readonly LayerSpec[]) => ({
-  paramType: 'sp' as const,
-  skips: layers.map((l) => l.skip),
-  gamma: null,
-});
+const DEFINITION_KEYS = ['inputShape', 'layers', 'actFn', 'useBias', 'paramType'] as const;
+
+/** The model's parameterisation record (residual blocks carry their skips). */
+function parameterisation(definition: ModelDefinition, layers: readonly LayerSpec[]) {
+  return { paramType: definition.paramType ?? 'sp', skips: layers.map((l) => l.skip), gamma: null };
+}
+
+/**
+ * torch.nn.init.calculate_gain, as JPC's ScaledConv2d takes it for the activation its input goes through (1 for
+ * none); torch has none for JPC's gelu, silu and hard_tanh, and neither has μPC here.
+ */
+const TORCH_GAIN: Partial<Record<LayerAct, number>> = {
+  linear: 1,
+  tanh: 5 / 3,
+  relu: Math.SQRT2,
+  leaky_relu: Math.sqrt(2 / (1 + 0.01 ** 2)),
+  selu: 3 / 4,
+};
+
+/**
+ * JPC's scalings s_l of a layer list (experiments/limits_paper/cnn/model.py): μPC gives a convolution
+ * gain(act)/√(C_in·kh·kw), residual blocks besides 1/√(number of residual blocks), the last dense layer (the
+ * readout) 1/in and other dense layers 1/√in; NTP (WPC's analogue of JPC's MLP NTP, which ScaledConv2d lacks) the
+ * fan-in scalings 1/√fan_in without gain; SP 1 everywhere. Poolings have none.
+ */
+function layerScales(
+  fn: string,
+  subject: string,
+  paramType: ParamType,
+  layers: readonly LayerSpec[],
+  actFn: Activation,
+) {
+  const blocks = layers.filter((l) => l.skip).length;
+  return layers.map((l, i) => {
+    if (paramType === 'sp' || l.kind === 'avgPool' || l.kind === 'maxPool') return 1;
+    if (l.kind === 'dense') {
+      if (i === layers.length - 1) return paramType === 'mupc' ? 1 / l.inDim : 1 / Math.sqrt(l.inDim);
+      return 1 / Math.sqrt(l.inDim);
+    }
+    const fanIn = l.inShape[0] * l.kernel[0] * l.kernel[1];
+    if (paramType === 'ntp') return 1 / Math.sqrt(fanIn);
+    const act: LayerAct = i === 0 || l.linearInput ? 'linear' : actFn;
+    const gain = TORCH_GAIN[act];
+    if (gain === undefined)
+      throw new WpcArgumentError(
+        `${fn}: ${subject}.paramType 'mupc' scales a convolution by torch's gain of its activation, which '${act}' (layer ${i}) does not have; use relu, tanh, leaky_relu, selu or 'linear'`,
+      );
+    return (gain / Math.sqrt(fanIn)) * (l.skip ? 1 / Math.sqrt(blocks) : 1);
+  });
+}
 
 /**
  * A model of `definition` holding `params` (`Model.params`' layout, e.g. from a checkpoint): `fn` and `subject`
@@ -106,8 +156,8 @@ export function modelFromDefinition(
 ): Model {
   checkRuntime(fn, runtime);
   if (typeof definition !== 'object' || definition === null)
-    argError(fn, subject, 'a model definition { inputShape, layers, actFn, useBias }', definition);
-  checkKnownKeys(fn, subject, definition, ['inputShape', 'layers', 'actFn', 'useBias']);
+    argError(fn, subject, 'a model definition { inputShape, layers, actFn, useBias, paramType }', definition);
+  checkKnownKeys(fn, subject, definition, DEFINITION_KEYS);
   const resolved = resolveLayers(fn, definition, runtime, subject);
   if (params.length !== resolved.count)
     throw new WpcArgumentError(
@@ -119,7 +169,7 @@ export function modelFromDefinition(
     resolved.definition.actFn,
     resolved.layers,
     params,
-    PLAIN(resolved.layers),
+    parameterisation(resolved.definition, resolved.layers),
     resolved.definition,
   );
 }
@@ -132,6 +182,7 @@ function resolveLayers(
   subject = 'options',
 ): { layers: LayerSpec[]; definition: ModelDefinition; count: number } {
   const actFn = checkOneOf(fn, `${subject}.actFn`, options.actFn, ACTIVATIONS);
+  const paramType = checkOneOf(fn, `${subject}.paramType`, options.paramType ?? 'sp', PARAM_TYPES);
   const useBias = options.useBias ?? false;
   if (typeof useBias !== 'boolean') argError(fn, `${subject}.useBias`, 'a boolean', useBias);
   const input = options.inputShape;
@@ -312,6 +363,8 @@ function resolveLayers(
     layers: Object.freeze(defs.map((d) => Object.freeze({ ...d }))),
     actFn,
     useBias,
+    paramType,
   };
-  return { layers, definition, count: at };
+  const scales = layerScales(fn, subject, paramType, layers, actFn);
+  return { layers: layers.map((l, i) => ({ ...l, scale: scales[i]! })), definition, count: at };
 }

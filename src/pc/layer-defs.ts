@@ -4,6 +4,7 @@
  * reshapes. architecture.ts turns a list into a model.
  */
 import type { Activation } from '../kernels/activations.js';
+import type { ParamType } from './parameterisation.js';
 
 /** A layer's input activation: none, or the model's `actFn` (the default past the first layer). */
 export type LayerAct = 'linear' | Activation;
@@ -138,4 +139,6 @@ export interface ModelDefinition {
   layers: readonly LayerDef[];
   actFn: Activation;
   useBias: boolean;
+  /** The parameterisation of its scalings (`makeModel`'s `paramType`); 'sp' when absent. */
+  paramType?: ParamType;
 }

@@ -15,7 +15,12 @@ import {
   pcVectorField,
 } from '../reference/conv64.js';
 import { type Act, type Loss, type Mat, integrateHeunPid, mat } from '../reference/jpc64.js';
+import { makeCifarDataset } from '../../src/data/cifar.js';
+import { batches } from '../../src/data/dataset.js';
 import { makeModel } from '../../src/pc/architecture.js';
+import { adam } from '../../src/pc/optim.js';
+import { makePcStep } from '../../src/pc/train.js';
+import { cifarBytes, labelsFor } from '../support/cifar-fixtures.js';
 import { computePcActivityGrad, computePcParamGrads, pcEnergy } from '../../src/pc/energy.js';
 import { solveInference } from '../../src/pc/infer.js';
 import {
@@ -200,6 +205,44 @@ describe('convolutional PC against the float64 reference', () => {
       model.dispose();
     });
   }
+
+  it('a CNN trains on CIFAR-10-shaped data read from files in its binary format', async () => {
+    const data = makeCifarDataset('cifar10-test', [{ file: 'test_batch.bin', bytes: cifarBytes(5, labelsFor(5, 8)) }]);
+    expect(data.shape).toEqual([3, 32, 32]);
+    const model = makeModel(rt(), {
+      seed: 0,
+      inputShape: data.shape,
+      actFn: 'relu',
+      useBias: true,
+      layers: [
+        conv(4, 3, { padding: 1, stride: 2 }),
+        avgPool(2),
+        conv(8, 3, { padding: 1, stride: 2 }),
+        flatten(),
+        dense(10),
+      ],
+    });
+    const optim = adam({ lr: 1e-2 });
+    const state = optim.init(model);
+    const [batch] = [...batches(data, { batchSize: 8, shuffle: false })];
+    const losses: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      const step = await makePcStep(model, optim, state, batch!.y, {
+        input: batch!.x,
+        solver: 'euler',
+        stepsizeController: 'constant',
+        dt: 0.1,
+        maxT1: 1,
+      });
+      losses.push(await step.loss.item());
+      step.loss.dispose();
+      step.energies.dispose();
+    }
+    expect(losses.every(Number.isFinite)).toBe(true);
+    expect(losses.at(-1)!).toBeLessThan(0.8 * losses[0]!);
+    state.dispose();
+    model.dispose();
+  });
 
   it('a Heun + PID solve on a small CNN follows the reference trajectory (steps, decisions, final state)', async () => {
     const model = makeModel(rt(), {
