@@ -54,7 +54,7 @@ function batch(tf: Tf, net: Network, size: number): { x: Tensor; y: Tensor } {
 /**
  * One engine doing the step: `round()` runs one training step and waits for it, returning its ms; `energy()` is
  * the energy after the last step (the engines see the same batch and the same number of steps, so they should
- * agree to float32 rounding). WPC's engine for the same network joins the list below (issue 24).
+ * nearly agree: Adam's normalised steps carry rounding differences forward). WPC's engine joins the list below.
  */
 interface Engine {
   readonly name: string;
@@ -101,6 +101,7 @@ async function interleaved(engines: readonly Engine[]) {
     if (r % 2 === 1) order.reverse();
     for (const i of order) times[i]!.push(await engines[i]!.round());
   }
+  engines.forEach((e, i) => console.error(`${e.name}: ms per step ${times[i]!.map((t) => t.toFixed(0)).join(' ')}`));
   return times.map((t) => ({ ms: median(t), min: Math.min(...t) }));
 }
 
