@@ -12,15 +12,36 @@ export const BENCHES = {
   profile: "Where a training step's GPU time goes (per kernel, timestamp queries; 20 Euler steps + Adam)",
   tiles: 'Register tiles of the grouped matmul: gemm GFLOP/s and Euler µs per step for each candidate',
   conv: 'Convolutional PC networks vs an MLP: dispatches, time per step, GFLOP/s of the layer kernels',
+  'tfjs/backprop-cnn': 'Backprop baseline: a CNN trained by TensorFlow.js (test accuracy per epoch)',
+  'tfjs/pc-step': 'One conv PC training step in TensorFlow.js ops (WebGPU; wasm and CPU for reference)',
+};
+
+/**
+ * The TF.js benchmarks (bench/tfjs/) bundle TF.js itself, from its ES modules: tfjs-core's gradients exist only
+ * as ES modules, and one copy of tfjs-core must serve every backend. Its CommonJS parts (seedrandom, the wasm
+ * backend's loader) then need `require`, `__filename` and `__dirname`, which an ES module lacks.
+ */
+const TFJS_BUNDLE = {
+  mainFields: ['module', 'main'],
+  banner: {
+    js: [
+      "import { createRequire as __wpcRequire } from 'node:module';",
+      "import { fileURLToPath as __wpcPath } from 'node:url';",
+      'const require = __wpcRequire(import.meta.url);',
+      'const __filename = __wpcPath(import.meta.url);',
+      "const __dirname = __wpcPath(new URL('.', import.meta.url));",
+    ].join(' '),
+  },
 };
 
 /**
  * Bundles bench/NAME.ts into .bench-build/NAME.mjs; `external` packages stay imports (esbuild is loaded here
- * only, so that the report runs where it is not installed).
+ * only, so that the report runs where it is not installed), except TF.js in the TF.js benchmarks (TFJS_BUNDLE).
  */
 export async function bundleBench(name, external) {
   const { build } = await import('esbuild');
   const { packageDefines } = await import('./package-defines.mjs');
+  const tfjs = name.startsWith('tfjs/');
   await build({
     entryPoints: [`bench/${name}.ts`],
     bundle: true,
@@ -29,7 +50,8 @@ export async function bundleBench(name, external) {
     outfile: `.bench-build/${name}.mjs`,
     loader: { '.wgsl': 'text' },
     define: packageDefines(),
-    external,
+    external: tfjs ? external.filter((e) => !e.startsWith('@tensorflow/')) : external,
+    ...(tfjs ? TFJS_BUNDLE : {}),
     logLevel: 'warning',
   });
 }

@@ -2,6 +2,7 @@
 // corresponding section of BENCHMARKS.md (machine, adapter, date and command included).
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { cpus, totalmem, platform, release } from 'node:os';
 import { BENCHES, bundleBench, writeSection } from './bench-sections.mjs';
 
@@ -20,6 +21,7 @@ for (const [name, title] of Object.entries(BENCHES)) {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const result = JSON.parse(out.trim().split('\n').pop());
+  mkdirSync(dirname(`bench/results/${name}.json`), { recursive: true });
   writeFileSync(`bench/results/${name}.json`, `${JSON.stringify({ machine, date, ...result }, null, 1)}\n`);
   // Re-read BENCHMARKS.md now: it may have been edited while the benchmark ran (only this section is ours).
   const table = writeSection('BENCHMARKS.md', name, {
@@ -29,6 +31,7 @@ for (const [name, title] of Object.entries(BENCHES)) {
     date,
     command: `npm run bench -- ${name}`,
     rows: result.rows,
+    note: result.note,
   });
   console.error(table);
 }
