@@ -15,10 +15,14 @@
  *   WPC_TFJS_LR        learning rate (default 1e-3)              WPC_TFJS_SEED  seed (default 0)
  *   WPC_TFJS_BACKENDS  which, in order (default webgpu,wasm; cpu: TF.js's plain-JS kernels, far slower)
  *   WPC_TFJS_WARMUP    untimed steps first (default 2)           WPC_TFJS_REPEATS timed steps (default 5)
+ *   WPC_TFJS_WPC=0     leave WPC's engine out (by default WPC's makePcStep on the same network takes its turn too;
+ *                      the parameters differ, drawn from WPC's own streams, so the energies agree only roughly)
  *   WPC_TFJS_CHECK=1   instead of timing: the hand-written gradients checked on each backend (bench/tfjs/pc-check.ts:
  *                      against tf.grads and a central difference, every layer kind); exits 1 when one fails
  */
 import type { Tensor } from '@tensorflow/tfjs-core';
+import * as wpc from '../../src/node.js';
+import type { LayerDef } from '../../src/node.js';
 import { adapterLabel, benchInit, median } from '../common.js';
 import { ACTIVATIONS, archFromEnv, describeNetwork, type Network, resolveNetwork, SMALL_CNN } from './arch.js';
 import { BACKENDS, checkWasmMaxPool, settle, type Tf, type TfBackend, useBackend } from './backend.js';
@@ -105,6 +109,69 @@ async function interleaved(engines: readonly Engine[]) {
   return times.map((t) => ({ ms: median(t), min: Math.min(...t) }));
 }
 
+/** WPC's makePcStep on the same network (NCHW, the batch transposed from TF.js's NHWC), Euler, the same settings. */
+async function wpcEngine(net: Network): Promise<Engine> {
+  const rt = await benchInit();
+  const image = net.inShape.length === 3;
+  const chw = (s: readonly number[]) => (s.length === 3 ? [s[2]!, s[0]!, s[1]!] : [...s]);
+  const layers: LayerDef[] = [];
+  net.layers.forEach((l, i) => {
+    const act = i === 0 ? {} : { act: l.act === 'linear' ? ('linear' as const) : actFn };
+    if (l.kind === 'conv')
+      layers.push(wpc.conv(l.outShape[2]!, l.size, { stride: l.stride, padding: l.padding, useBias: l.bias, ...act }));
+    else if (l.kind === 'avgPool') layers.push(wpc.avgPool(l.size, { stride: l.stride, ...act }));
+    else if (l.kind === 'maxPool') layers.push(wpc.maxPool(l.size, { stride: l.stride, ...act }));
+    else {
+      if (l.inShape.length === 3) layers.push(wpc.flatten());
+      layers.push(wpc.dense(l.outShape[0]!, { useBias: l.bias, ...act }));
+    }
+  });
+  const model = wpc.makeModel(rt, { seed, inputShape: chw(net.inShape), layers, actFn: actFn as wpc.Activation });
+  // The same batch as TF.js's: x = sin(0.37·i) in NHWC order, transposed to NCHW.
+  const n = model.dims[0]!;
+  const x = new Float32Array(B * n);
+  const [h, w, c] = image ? net.inShape : [1, 1, n];
+  for (let b = 0; b < B; b++)
+    for (let y = 0; y < h!; y++)
+      for (let xx = 0; xx < w!; xx++)
+        for (let ch = 0; ch < c!; ch++)
+          x[b * n + (ch * h! + y) * w! + xx] = Math.sin((b * n + (y * w! + xx) * c! + ch) * 0.37);
+  const classes = model.outputDim;
+  const y = new Float32Array(B * classes);
+  for (let b = 0; b < B; b++) y[b * classes + (b % classes)] = 1;
+  const input = rt.tensor(x, [B, n]);
+  const output = rt.tensor(y, [B, classes]);
+  const optim = settings.optimizer === 'adam' ? wpc.adam({ lr: settings.lr }) : wpc.sgd({ lr: settings.lr });
+  const state = optim.init(model);
+  const solve = {
+    solver: 'euler',
+    stepsizeController: 'constant',
+    dt: settings.dt,
+    maxT1: settings.steps * settings.dt,
+  } as const;
+  let last = Number.NaN;
+  return {
+    name: 'WPC',
+    async round() {
+      const t0 = performance.now();
+      const r = await wpc.makePcStep(model, optim, state, output, { input, ...solve });
+      const energies = await r.energies.toArray();
+      const ms = performance.now() - t0;
+      last = energies.reduce((a, b) => a + b, 0);
+      r.loss.dispose();
+      r.energies.dispose();
+      return ms;
+    },
+    energy: () => last,
+    dispose() {
+      for (const t of [input, output]) t.dispose();
+      state.dispose();
+      model.dispose();
+      rt.dispose();
+    },
+  };
+}
+
 if (process.env.WPC_TFJS_CHECK === '1') {
   let ok = true;
   for (const backend of backends) ok = (await checkGradients(backend, settings, seed)) && ok;
@@ -131,6 +198,7 @@ const note =
 console.error(`pc-step: ${note}`);
 const engines: Engine[] = [];
 for (const backend of backends) engines.push(await tfjsEngine(backend, net, polling));
+if (process.env.WPC_TFJS_WPC !== '0') engines.push(await wpcEngine(net));
 const rows = (await interleaved(engines)).map((r, i) => ({
   engine: engines[i]!.name,
   msPerStep: +r.ms.toFixed(1),
