@@ -29,14 +29,14 @@ describe('makeModel', () => {
         convTranspose(2, 3, { stride: 2, outputPadding: 1 }),
       ],
     });
-    expect(model.shapes).toEqual([[3, 9, 7], [4, 5, 4], [4, 4, 3], [4, 4, 3], [4, 3, 3], [6], [2, 6, 8]]);
+    expect(model.shapes).toEqual([[3, 9, 7], [4, 5, 4], [4, 4, 3], [4, 4, 3], [4, 3, 2], [6], [2, 6, 8]]);
     expect(model.dims).toEqual([189, 80, 48, 48, 24, 6, 96]);
     expect(model.weights.map((w) => w.shape)).toEqual([
       [4, 3, 3, 3],
       [0, 0],
       [4, 4, 3, 3],
       [0, 0],
-      [6, 36],
+      [6, 24],
       [2, 1, 3, 3],
     ]);
     expect(model.biases.map((b) => b?.shape ?? null)).toEqual([[4], null, [4], null, null, [2]]);
@@ -105,7 +105,7 @@ describe('makeModel', () => {
       [{ ...base, layers: [avgPool(7)] }, /a 7×7 window does not fit a 6×6 input/],
       [
         { ...base, layers: [conv(2, 3, { dilation: 2 } as never)] },
-        /options\.layers\[0\] has an unknown key 'dilation'/,
+        /unknown option "dilation" in options\.layers\[0\]; known options are "type", "channels"/,
       ],
       [{ ...base, layers: [avgPool(2)] }, /layers with at least one parameter/],
       [{ ...base, layers: [conv(2, 3)], paramType: 'mup' }, /options\.paramType must be one of/],
