@@ -53,6 +53,17 @@ function labelRows(labels: readonly number[], classes: number, rows = 1): Float3
   return out;
 }
 
+/**
+ * The grey image a generator's last layer predicts: [1, H, W], or a square flattened into [H·W]; null for anything
+ * else (a classifier's scores, colour images).
+ */
+function generatedImage(model: Model): { height: number; width: number } | null {
+  const out = model.shapes.at(-1)!;
+  if (out.length === 3) return out[0] === 1 ? { height: out[1]!, width: out[2]! } : null;
+  const side = Math.round(Math.sqrt(model.outputDim));
+  return side * side === model.outputDim ? { height: side, width: side } : null;
+}
+
 /** The generator's feedforward image for each label, as a PNG grid. */
 export async function writeSamples(
   model: Model,
@@ -62,10 +73,16 @@ export async function writeSamples(
   scale: number,
   range: 'mnist' | 'per-image',
 ): Promise<void> {
+  const image = generatedImage(model);
+  if (image === null)
+    throw new UsageError(`the model predicts [${model.shapes.at(-1)!.join(', ')}]: only grey images can be drawn`);
   const x = labelRows(labels, model.inputDim, rows);
   const acts = await initActivitiesWithFfwd(model, x);
-  await writeImageGrid(path, acts.at(-1)!, { columns: labels.length, scale, range });
-  for (const a of acts) a.dispose();
+  try {
+    await writeImageGrid(path, acts.at(-1)!, { columns: labels.length, scale, range, ...image });
+  } finally {
+    for (const a of acts) a.dispose();
+  }
 }
 
 /** `wpc sample ARGS`: writes the PNG, or returns 'help'. */
@@ -83,10 +100,16 @@ export async function sample(argv: string[]): Promise<undefined | 'help'> {
   const rt = await init();
   try {
     const model = await loadModel(rt, modelFile);
-    const pixels = model.outputDim;
-    if (Math.round(Math.sqrt(pixels)) ** 2 !== pixels) {
+    const image = generatedImage(model);
+    const predicted = model.shapes.at(-1)!;
+    if (image === null) {
       throw new UsageError(
-        `${modelFile} predicts ${pixels} values, not a square image: sample needs a generator (label -> image), e.g. from 'wpc train --task generative'`,
+        `${modelFile} predicts ${predicted.length === 3 ? `[${predicted.join(', ')}] (colour images are not drawn)` : `${model.outputDim} values, not a square image`}: sample needs a generator (label -> image), e.g. from 'wpc train --task generative'`,
+      );
+    }
+    if (model.shapes[0]!.length !== 1) {
+      throw new UsageError(
+        `${modelFile} takes [${model.shapes[0]!.join(', ')}] images, not labels: sample needs a generator (label -> image), e.g. from 'wpc train --task generative'`,
       );
     }
     const rawLabels = a.value('labels');
@@ -101,8 +124,7 @@ export async function sample(argv: string[]): Promise<undefined | 'help'> {
           );
     // The grid (a host image) and the batch of labels × rows (a workspace on the device), before either is made.
     const images = labels.length * rows;
-    const side = Math.round(Math.sqrt(pixels));
-    const grid = imageGridShape(images, side, side, { columns: labels.length, scale, padding: 2 });
+    const grid = imageGridShape(images, image.height, image.width, { columns: labels.length, scale, padding: 2 });
     if (grid.width * grid.height > MAX_GRID_PIXELS) {
       throw new UsageError(
         `--rows ${rows} and --scale ${scale} make a ${grid.width} × ${grid.height} image, more than ${groupDigits(MAX_GRID_PIXELS)} pixels; lower --rows or --scale`,

@@ -14,7 +14,7 @@ import type { Runtime } from '../runtime/runtime.js';
 import { asStoredJson, checkJsonObject } from './json-values.js';
 
 /** One stored parameter tensor of a model: its name, shape and place in the flat parameter array. */
-export interface StoredTensor {
+interface StoredTensor {
   name: string;
   shape: readonly number[];
   offset: number;
