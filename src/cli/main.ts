@@ -53,7 +53,7 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     if (command === 'train') {
-      const config = parseTrain(rest);
+      const config = await parseTrain(rest);
       if (config === 'help') {
         process.stdout.write(TRAIN_HELP);
         return 0;

@@ -58,6 +58,21 @@ function labelRows(labels: readonly number[], classes: number, rows = 1): Float3
   return out;
 }
 
+/**
+ * The image a generator's last layer predicts: [1 or 3, H, W], or a square (or three square colour planes)
+ * flattened into a vector; null for anything else (a classifier's scores).
+ */
+function generatedImage(model: Model): { height: number; width: number; channels: 1 | 3 } | null {
+  const out = model.shapes.at(-1)!;
+  if (out.length === 3)
+    return out[0] === 1 || out[0] === 3 ? { channels: out[0], height: out[1]!, width: out[2]! } : null;
+  const isSquare = (n: number) => Number.isInteger(n) && Math.round(Math.sqrt(n)) ** 2 === n;
+  const channels = isSquare(model.outputDim) ? 1 : isSquare(model.outputDim / 3) ? 3 : 0;
+  if (channels === 0) return null;
+  const side = Math.round(Math.sqrt(model.outputDim / channels));
+  return { channels, height: side, width: side };
+}
+
 /** The generator's feedforward image for each label, as a PNG grid (in colour for 3 channels). */
 export async function writeSamples(
   model: Model,
@@ -66,12 +81,17 @@ export async function writeSamples(
   rows: number,
   scale: number,
   range: NonNullable<ImageGridOptions['range']>,
-  channels: 1 | 3 = 1,
 ): Promise<void> {
+  const image = generatedImage(model);
+  if (image === null)
+    throw new UsageError(`the model predicts [${model.shapes.at(-1)!.join(', ')}]: not an image of 1 or 3 channels`);
   const x = labelRows(labels, model.inputDim, rows);
   const acts = await initActivitiesWithFfwd(model, x);
-  await writeImageGrid(path, acts.at(-1)!, { columns: labels.length, scale, range, channels });
-  for (const a of acts) a.dispose();
+  try {
+    await writeImageGrid(path, acts.at(-1)!, { columns: labels.length, scale, range, ...image });
+  } finally {
+    for (const a of acts) a.dispose();
+  }
 }
 
 /** `wpc sample ARGS`: writes the PNG, or returns 'help'. */
@@ -89,15 +109,19 @@ export async function sample(argv: string[]): Promise<undefined | 'help'> {
   const rt = await init();
   try {
     const model = await loadModel(rt, modelFile);
-    const values = model.outputDim;
-    const isSquare = (n: number) => Number.isInteger(n) && Math.round(Math.sqrt(n)) ** 2 === n;
-    const channels = isSquare(values) ? 1 : isSquare(values / 3) ? 3 : 0;
-    if (channels === 0) {
+    const image = generatedImage(model);
+    const predicted = model.shapes.at(-1)!;
+    if (image === null) {
       throw new UsageError(
-        `${modelFile} predicts ${values} values, not a square image (nor three square colour planes): sample needs a generator (label -> image), e.g. from 'wpc train --task generative'`,
+        `${modelFile} predicts ${predicted.length === 3 ? `[${predicted.join(', ')}]` : `${model.outputDim} values`}, not an image of 1 or 3 channels: sample needs a generator (label -> image), e.g. from 'wpc train --task generative'`,
       );
     }
-    const pixels = values / channels;
+    if (model.shapes[0]!.length !== 1) {
+      throw new UsageError(
+        `${modelFile} takes [${model.shapes[0]!.join(', ')}] images, not labels: sample needs a generator (label -> image), e.g. from 'wpc train --task generative'`,
+      );
+    }
+    const channels = image.channels;
     const rawLabels = a.value('labels');
     const labels =
       rawLabels === undefined
@@ -110,8 +134,7 @@ export async function sample(argv: string[]): Promise<undefined | 'help'> {
           );
     // The grid (a host image) and the batch of labels × rows (a workspace on the device), before either is made.
     const images = labels.length * rows;
-    const side = Math.round(Math.sqrt(pixels));
-    const grid = imageGridShape(images, side, side, { columns: labels.length, scale, padding: 2 });
+    const grid = imageGridShape(images, image.height, image.width, { columns: labels.length, scale, padding: 2 });
     if (grid.width * grid.height > MAX_GRID_PIXELS) {
       throw new UsageError(
         `--rows ${rows} and --scale ${scale} make a ${grid.width} × ${grid.height} image, more than ${groupDigits(MAX_GRID_PIXELS)} pixels; lower --rows or --scale`,
@@ -125,7 +148,7 @@ export async function sample(argv: string[]): Promise<undefined | 'help'> {
     // CIFAR-10's normalisation is the same for every channel, so a greyscale grid takes the first.
     const { mean, std } = CIFAR10_NORMALIZATION;
     const cifar = channels === 3 ? CIFAR10_NORMALIZATION : { mean: mean.slice(0, 1), std: std.slice(0, 1) };
-    await writeSamples(model, out, labels, rows, scale, chosen === 'cifar10' ? cifar : chosen, channels);
+    await writeSamples(model, out, labels, rows, scale, chosen === 'cifar10' ? cifar : chosen);
     process.stdout.write(`${JSON.stringify({ out, images: labels.length * rows, labels })}\n`);
     model.dispose();
   } finally {

@@ -32,6 +32,7 @@ import {
   valued,
 } from './args.js';
 import { DATASET_SHAPES, type KernelTiles } from './device.js';
+import { ARCH_HELP, type ArchSpec, archDepth, parseArch, readArchFile } from './arch.js';
 
 /** Most training steps (epochs × batches per epoch) one run may take: the loss curve keeps one entry per step. */
 const MAX_TRAIN_STEPS = 10_000_000;
@@ -77,6 +78,10 @@ const DATA_FLAGS = {
 };
 
 const MODEL_FLAGS = {
+  arch: text('--arch SPEC', [
+    'the network as a list of layers instead of --hidden/--width: a string such as',
+    '"conv(8,3,pad=1) avgpool(2) dense(10)", or a FILE.json (see Architectures below)',
+  ]),
   hidden: number('--hidden H', 'hidden layers (depth = H + 1)                            (default 3)', 3, [
     (v) => Number.isSafeInteger(v) && v >= 0 && v < MAX_DEPTH,
     `an integer in 0..${MAX_DEPTH - 1}`,
@@ -273,8 +278,9 @@ const COLUMN = 23;
 
 export const TRAIN_HELP = `Usage: wpc train [options]
 
-Trains a predictive-coding MLP (JPC's make_mlp + make_pc_step) on MNIST or Fashion-MNIST and reports the
-test accuracy. Progress goes to stderr; the last line on stdout is a JSON summary
+Trains a predictive-coding MLP (JPC's make_mlp + make_pc_step), or the list of layers of --arch (convolutions,
+pooling, residual blocks, dense layers), on MNIST or Fashion-MNIST and reports the test accuracy. Progress goes
+to stderr; the last line on stdout is a JSON summary
 {"testAccuracy": <percent>, "steps": <training steps>, "seconds": <wall time>, ...}.
 
 Task
@@ -283,6 +289,7 @@ Data
 ${flagLines(DATA_FLAGS, COLUMN)}
 Model
 ${flagLines(MODEL_FLAGS, COLUMN)}
+${ARCH_HELP}
 Inference (the ODE dz/dt = -dF/dz, or discrete optimiser steps)
 ${flagLines(INFERENCE_FLAGS, COLUMN)}
 Training
@@ -301,6 +308,9 @@ maxStorageBufferBindingSize. A size beyond them is refused before anything is al
 Example (JPC's paper network, one epoch):
   wpc train --dataset mnist --data-dir ../shared/datasets --hidden 3 --width 300 --act tanh \\
             --solver heun --max-t1 20 --dt 0.05 --batch 64 --lr 1e-3 --epochs 1 --test-every 100 --seed 0 --out run.json
+Example (a small PC CNN: 8 and 16 channels, two poolings, a dense readout):
+  wpc train --data-dir ../shared/datasets --arch "conv(8,3,pad=1) avgpool(2) conv(16,3,pad=1) avgpool(2) dense(10)" \\
+            --act relu --max-batches 200 --test-every 100
 Example (JPC's supervised generative notebook: 10 -> 300 -> 300 -> 784, 200 steps, then sample digits):
   wpc train --task generative --data-dir ../shared/datasets --hidden 2 --width 300 --act relu --bias \\
             --max-t1 100 --max-batches 200 --test-every 50 --save gen.json --samples digits.png
@@ -319,8 +329,11 @@ export interface TrainConfig {
   divergenceFactor: number | null;
   dataset: DatasetName;
   dataDir: string | undefined;
-  hidden: number;
-  width: number;
+  /** --hidden and --width of an MLP; undefined with --arch. */
+  hidden: number | undefined;
+  width: number | undefined;
+  /** --arch's layers (the settings keep only `arch.layers`). */
+  arch: ArchSpec | undefined;
   act: Activation;
   bias: boolean;
   loss: Loss;
@@ -350,9 +363,19 @@ export interface TrainConfig {
  * `wpc train ARGS` as a TrainConfig, or 'help'. The flags are checked in a fixed order (each combination as soon
  * as the flags it involves are known), so that the first mistake is the one reported.
  */
-export function parseTrain(argv: string[]): TrainConfig | 'help' {
+export async function parseTrain(argv: string[]): Promise<TrainConfig | 'help'> {
   const a = parseFlags(argv, TRAIN_FLAGS);
   if (a === 'help') return 'help';
+  const arch = await parseArchFlag(a.value('arch'));
+  if (arch && (a.given('hidden') || a.given('width')))
+    throw new UsageError(
+      `--arch and --${a.given('hidden') ? 'hidden' : 'width'} do not go together: --arch gives every layer`,
+    );
+  const act = a.value('act');
+  if (arch?.actFn !== undefined && a.given('act') && act !== arch.actFn)
+    throw new UsageError(`--act ${act} disagrees with the actFn "${arch.actFn}" of ${arch.source}; give one of them`);
+  if (arch?.useBias === false && a.value('bias'))
+    throw new UsageError(`--bias disagrees with the useBias false of ${arch.source}; give one of them`);
   const task = a.value('task');
   if (task === 'generative' && a.raw('loss') === 'ce')
     throw new UsageError('--loss ce needs --task discriminative (a generator predicts images, scored by mse)');
@@ -393,10 +416,11 @@ export function parseTrain(argv: string[]): TrainConfig | 'help' {
     samples: a.value('samples'),
     dataset: a.value('dataset'),
     dataDir: a.value('data-dir'),
-    hidden: a.value('hidden'),
-    width: a.value('width'),
-    act: a.value('act'),
-    bias: a.value('bias'),
+    hidden: arch ? undefined : a.value('hidden'),
+    width: arch ? undefined : a.value('width'),
+    arch,
+    act: (arch?.actFn as Activation | undefined) ?? act,
+    bias: arch?.useBias ?? a.value('bias'),
     loss: a.value('loss'),
     solver,
     controller,
@@ -435,7 +459,7 @@ export function trainSolver(config: TrainConfig): SolverOptions {
   return config.solver === 'sgd' || config.solver === 'adam'
     ? {
         solver: (config.solver === 'sgd' ? sgd : adam)({ lr: config.activityLr }),
-        steps: config.steps ?? config.hidden + 1,
+        steps: config.steps ?? trainDepth(config),
       }
     : {
         solver: config.solver,
@@ -449,6 +473,17 @@ export function trainSolver(config: TrainConfig): SolverOptions {
           ? {}
           : { steadyState: { rtol: config.steadyState, atol: config.steadyState } }),
       };
+}
+
+/** The trained network's number of layers: --hidden + 1, or --arch's PC layers. */
+export function trainDepth(config: TrainConfig): number {
+  return config.arch ? archDepth(config.arch.layers) : config.hidden! + 1;
+}
+
+/** --arch: the string form, or a path ending in .json. */
+function parseArchFlag(raw: string | undefined): Promise<ArchSpec | undefined> | ArchSpec | undefined {
+  if (raw === undefined) return undefined;
+  return /\.json$/i.test(raw.trim()) ? readArchFile(raw.trim()) : parseArch(raw);
 }
 
 /** Refuses a run of more than MAX_TRAIN_STEPS steps (`count` training examples). */

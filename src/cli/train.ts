@@ -19,7 +19,9 @@ import { UsageError, checkOutputFile, checkOutputFolder } from './checks.js';
 import { testSetMetrics } from './studies/test-set.js';
 import { adapterLabel, DATASET_SHAPES, checkNetworkFits, openRuntime } from './device.js';
 import { Progress } from './progress.js';
-import { type TrainConfig, trainSolver } from './train-options.js';
+import { type TrainConfig, trainDepth, trainSolver } from './train-options.js';
+import { checkArchFits, makeArchModel } from './train-model.js';
+import { formatArch } from './arch.js';
 import { type CurvePoint, type TestPoint, TrainingLoop, type TrainingRun } from './train-loop.js';
 import { writeSamples } from './sample.js';
 
@@ -32,7 +34,7 @@ function checkTrainSizes(rt: Runtime, config: TrainConfig, shape: { inputDim: nu
   const generative = config.task === 'generative';
   const dims = [
     generative ? shape.numClasses : shape.inputDim,
-    ...Array<number>(config.hidden).fill(config.width),
+    ...Array<number>(config.hidden!).fill(config.width!),
     generative ? shape.inputDim : shape.numClasses,
   ];
   checkNetworkFits(
@@ -113,21 +115,24 @@ function runSettings(config: TrainConfig): Record<string, unknown> {
     divergenceFactor: _factor,
     ...settings
   } = config;
-  return settings;
+  // --arch keeps its layers (not how they were written), so a resumed run may spell them differently.
+  return { ...settings, arch: config.arch?.layers };
 }
 
-/** A new run: the network of `config` (seeded) and a fresh Adam state. */
+/** A new run: the network of `config` (seeded: --hidden/--width or --arch) and a fresh Adam state. */
 function newRun(rt: Runtime, config: TrainConfig, trainSet: Dataset): TrainingRun {
   const generative = config.task === 'generative';
-  const model = makeMlp(rt, {
-    seed: config.seed,
-    inputDim: generative ? trainSet.numClasses : trainSet.inputDim,
-    width: config.width,
-    depth: config.hidden + 1,
-    outputDim: generative ? trainSet.inputDim : trainSet.numClasses,
-    actFn: config.act,
-    useBias: config.bias,
-  });
+  const model = config.arch
+    ? makeArchModel(rt, config, config.arch, trainSet)
+    : makeMlp(rt, {
+        seed: config.seed,
+        inputDim: generative ? trainSet.numClasses : trainSet.inputDim,
+        width: config.width!,
+        depth: config.hidden! + 1,
+        outputDim: generative ? trainSet.inputDim : trainSet.numClasses,
+        actFn: config.act,
+        useBias: config.bias,
+      });
   const optim = adam({ lr: config.lr });
   return { model, optim, optState: optim.init(model), startStep: 0, curve: [], tests: [] };
 }
@@ -166,9 +171,9 @@ async function resumeRun(rt: Runtime, file: string, settings: Record<string, unk
 /** The first progress line: the run's network, solver, length and adapter. */
 function runBanner(config: TrainConfig, total: number, adapter: string, startStep: number, file?: string): string {
   return (
-    `wpc train: ${config.dataset}${config.task === 'generative' ? ' (generative: label -> image)' : ''}, ${config.hidden} hidden x ${config.width} ${config.act}, ` +
+    `wpc train: ${config.dataset}${config.task === 'generative' ? ' (generative: label -> image)' : ''}, ${config.arch ? `--arch "${formatArch(config.arch.layers)}" ${config.act}` : `${config.hidden} hidden x ${config.width} ${config.act}`}, ` +
     (config.solver === 'sgd' || config.solver === 'adam'
-      ? `${config.solver} inference (${config.steps ?? config.hidden + 1} steps, lr ${config.activityLr})`
+      ? `${config.solver} inference (${config.steps ?? trainDepth(config)} steps, lr ${config.activityLr})`
       : `${config.solver}/${config.controller}, T=${config.maxT1}, dt=${config.dt ?? 'auto'}${config.steadyState ? `, steady state ${config.steadyState}` : ''}`) +
     `, batch ${config.batch}, ${total} steps, on ${adapter}` +
     (startStep > 0 ? ` (resumed at step ${startStep} from ${file})` : '')
@@ -182,7 +187,7 @@ export async function train(config: TrainConfig): Promise<void> {
   let rt: Runtime | undefined;
   try {
     rt = await openRuntime(config.tiles);
-    checkTrainSizes(rt, config, DATASET_SHAPES[config.dataset]);
+    if (!config.arch) checkTrainSizes(rt, config, DATASET_SHAPES[config.dataset]);
     const data = config.dataDir === undefined ? {} : { dataDir: config.dataDir };
     const [trainSet, testSet] = await Promise.all([
       loadDataset(config.dataset, 'train', data),
@@ -195,6 +200,15 @@ export async function train(config: TrainConfig): Promise<void> {
       config.checkpoint === undefined ? undefined : join(config.checkpoint, 'checkpoint.safetensors');
     const settings = runSettings(config);
     const run = config.resume ? await resumeRun(rt, checkpointFile!, settings) : newRun(rt, config, trainSet);
+    if (config.arch && config.resume) {
+      try {
+        checkArchFits(rt, config, run.model, trainSet.numClasses);
+      } catch (e) {
+        run.model.dispose();
+        run.optState.dispose();
+        throw e;
+      }
+    }
     if (config.checkpoint !== undefined) await mkdir(config.checkpoint, { recursive: true });
     const test = () => testModel(run.model, testSet, config);
     const perEpoch = Math.min(epochBatchCount(trainSet.count, config.batch), config.maxBatches ?? Infinity);
@@ -278,7 +292,7 @@ async function finish(config: TrainConfig, run: TrainingRun, f: Finished): Promi
   if (config.samples) {
     const labels = Array.from({ length: f.classes }, (_, i) => i);
     const [channels] = f.images.shape;
-    await writeSamples(run.model, config.samples, labels, 1, 3, f.images.channelNormalization, channels === 3 ? 3 : 1);
+    await writeSamples(run.model, config.samples, labels, 1, 3, f.images.channelNormalization);
     progress.log(`wrote generated ${channels === 3 ? 'images' : 'digits'} to ${config.samples}`);
   }
   if (config.out) {

@@ -3,8 +3,14 @@
  * parameter as little-endian float32 in base64, free-form `meta`, and `crc32c`, a CRC-32C of the content (every
  * other field, as canonical JSON: keys sorted, no whitespace). `modelToCheckpoint` reads the parameters back
  * from the GPU; `modelFromCheckpoint` verifies the checksum and validates every field before allocating anything.
+ *
+ * An MLP is stored by its architecture fields (dims, actFn, useBias, paramType, skipModel, gamma); a model made
+ * from a list of layers (`makeModel`) by `definition` instead (stored-model.ts), its parameters in the model's
+ * buffer order. Both are version 2: a definition is a field that only newer readers know, and an older WPC
+ * refuses it by name ("checkpoint.definition is not a field of checkpoint").
  */
 import { mlpLayers } from '../pc/layers/index.js';
+import { isStoredDefinition, modelFromStoredDefinition, readParams, storedDefinition } from './stored-model.js';
 import { WpcArgumentError, argError, describe, firstNonFinite } from '../runtime/errors.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { ACTIVATIONS } from '../kernels/activations.js';
@@ -28,7 +34,7 @@ export const CHECKPOINT_VERSION = 2;
 /** Most parameters a stored model may have: 4 GiB of float32, more than any WebGPU adapter binds at once. */
 const MAX_STORED_PARAMS = 2 ** 30;
 
-export interface ModelCheckpoint extends Architecture {
+export interface ModelCheckpoint extends Partial<Architecture> {
   format: typeof CHECKPOINT_FORMAT;
   version: number;
   /** CRC-32C (eight lowercase hex digits) of every other field as canonical JSON. */
@@ -37,6 +43,8 @@ export interface ModelCheckpoint extends Architecture {
   params: string;
   /** Free-form information (what it was trained on, metrics): plain JSON data. */
   meta?: Record<string, unknown>;
+  /** A layer list's `model.definition` (then the architecture fields are absent). */
+  definition?: Record<string, unknown>;
 }
 
 export interface CheckpointLoadOptions {
@@ -203,6 +211,7 @@ export function buildModel(
 }
 
 const CHECKPOINT_KEYS = ['format', 'version', 'crc32c', 'params', 'meta', ...ARCHITECTURE_FIELDS];
+const DEFINITION_CHECKPOINT_KEYS = ['format', 'version', 'crc32c', 'params', 'meta', 'definition'];
 
 /** The checksum of a checkpoint's content: every field but `crc32c`, as canonical JSON. */
 function contentChecksum(c: Record<string, unknown>): string {
@@ -215,12 +224,8 @@ export async function modelToCheckpoint(model: Model, meta?: Record<string, unkn
   const fn = 'modelToCheckpoint';
   checkModel(fn, model);
   const storedMeta = meta === undefined ? undefined : checkJsonObject(fn, 'meta', asStoredJson(fn, 'meta', meta));
-  const { weights, biases } = await model.toArrays();
-  const all = new Float32Array(model.paramCount);
-  mlpLayers(fn, model.layers).forEach((l, i) => {
-    all.set(weights[i]!, l.weightOffset);
-    if (l.useBias) all.set(biases[i]!, l.biasOffset);
-  });
+  const described = model.definition ? { definition: storedDefinition(fn, model) } : architectureOf(model);
+  const all = await readParams(model);
   // A checkpoint that would not load is not written (e.g. a diverged model over the last good one).
   const bad = all.findIndex((v) => !Number.isFinite(v));
   if (bad >= 0)
@@ -232,7 +237,7 @@ export async function modelToCheckpoint(model: Model, meta?: Record<string, unkn
   const content = {
     format: CHECKPOINT_FORMAT as typeof CHECKPOINT_FORMAT,
     version: CHECKPOINT_VERSION,
-    ...architectureOf(model),
+    ...described,
     params: toBase64(bytes),
     ...(storedMeta === undefined ? {} : { meta: storedMeta }),
   };
@@ -240,11 +245,29 @@ export async function modelToCheckpoint(model: Model, meta?: Record<string, unkn
   return { format, version, crc32c: contentChecksum(content), ...rest };
 }
 
-interface CheckedCheckpoint {
-  arch: Architecture;
-  weights: Float32Array[];
-  biases: Float32Array[] | null;
-  version: number;
+type CheckedCheckpoint = (
+  | { arch: Architecture; weights: Float32Array[]; biases: Float32Array[] | null }
+  | { definition: unknown; params: Float32Array }
+) & { version: number };
+
+/** The model a checked checkpoint describes; nothing is left allocated when it fails. */
+function buildChecked(what: string, runtime: Runtime, c: CheckedCheckpoint): Model {
+  if ('definition' in c)
+    return modelFromStoredDefinition(what, runtime, 'checkpoint.definition', c.definition, c.params);
+  return buildModel(what, runtime, c.arch, c.weights, c.biases);
+}
+
+/** The parameters of a layer list's checkpoint: base64 of whole float32 values (their count is the layers'). */
+function definitionParams(what: string, params: unknown): Float32Array {
+  if (typeof params !== 'string')
+    throw new WpcArgumentError(`${what}: checkpoint.params must be base64 text, got ${describe(params)}`);
+  const bytes = fromBase64(what, params);
+  if (bytes.length % 4 !== 0)
+    throw new WpcArgumentError(
+      `${what}: checkpoint.params must be the base64 of float32 values (a multiple of 4 bytes), got ${bytes.length} bytes`,
+    );
+  if (BIG_ENDIAN) for (let i = 0; i < bytes.length; i += 4) bytes.subarray(i, i + 4).reverse();
+  return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4);
 }
 
 /** Verifies and validates a checkpoint object; allocates nothing on the GPU. */
@@ -265,11 +288,16 @@ function checkCheckpoint(what: string, checkpoint: unknown, options: CheckpointL
       `${what}: checkpoint.version ${describe(c.version)} is not supported (this WPC reads version ${CHECKPOINT_VERSION}, and 1 with allowUnverified)`,
     );
   }
+  const layerList = c.version === CHECKPOINT_VERSION && isStoredDefinition(c);
   checkStoredKeys(
     what,
     'checkpoint',
     c,
-    c.version === 1 ? CHECKPOINT_KEYS.filter((k) => k !== 'crc32c') : CHECKPOINT_KEYS,
+    c.version === 1
+      ? CHECKPOINT_KEYS.filter((k) => k !== 'crc32c')
+      : layerList
+        ? DEFINITION_CHECKPOINT_KEYS
+        : CHECKPOINT_KEYS,
   );
   checkJsonValue(what, 'checkpoint', c);
   if (c.version === CHECKPOINT_VERSION) {
@@ -281,6 +309,11 @@ function checkCheckpoint(what: string, checkpoint: unknown, options: CheckpointL
         `${what}: corrupt: checkpoint.crc32c is ${c.crc32c} but its content gives ${computed}: a field was damaged or changed after it was written`,
       );
     }
+  }
+  if (layerList) {
+    checkJsonObject(what, 'checkpoint.definition', c.definition);
+    if (c.meta !== undefined) checkJsonObject(what, 'checkpoint.meta', c.meta);
+    return { definition: c.definition, params: definitionParams(what, c.params), version: c.version as number };
   }
   const arch = checkArchitecture(what, 'checkpoint', c);
   if (c.meta !== undefined) checkJsonObject(what, 'checkpoint.meta', c.meta);
@@ -331,8 +364,7 @@ export function modelFromCheckpoint(runtime: Runtime, checkpoint: unknown, optio
   const fn = 'modelFromCheckpoint';
   checkRuntime(fn, runtime);
   checkLoadOptions(fn, options);
-  const c = checkCheckpoint(fn, checkpoint, options);
-  return buildModel(fn, runtime, c.arch, c.weights, c.biases);
+  return buildChecked(fn, runtime, checkCheckpoint(fn, checkpoint, options));
 }
 
 /** The text `saveModel` writes for a checkpoint. */
@@ -375,5 +407,5 @@ export function modelFromCheckpointFile(
       `${what}: corrupt: the file is not the text saveModel writes for its content (changed after it was written)`,
     );
   }
-  return buildModel(what, runtime, c.arch, c.weights, c.biases);
+  return buildChecked(what, runtime, c);
 }

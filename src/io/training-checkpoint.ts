@@ -4,21 +4,24 @@
  * exactly where it was. Python reads one with `safetensors.numpy.load_file(path)` and `safe_open(...).metadata()`.
  *
  * Tensors (float32, little-endian):
- *   layers.<l>.weight   [d_{l+1}, d_l]   W_l, JPC's layout (out × in)
- *   layers.<l>.bias     [d_{l+1}]        b_l, when the model has biases
+ *   layers.<l>.weight   [d_{l+1}, d_l]   W_l, JPC's layout (out × in); a convolution's [C_out, C_in, kh, kw]
+ *   layers.<l>.bias     [d_{l+1}]        b_l, when the layer has a bias ([C_out] for a convolution)
  *   optimizer.state     [w, P]           w = 1 (momentum trace) or 2 (Adam's m, then v) planes over the P
  *                                        parameters in the model's flat order (per layer: weight, then bias)
+ * A layer without parameters (a pooling) has no tensors; <l> counts every layer of the model.
  * Metadata (strings): wpc.crc32c (the file's checksum, see safetensors.ts), format "wpc-training-checkpoint",
- * version "2", model (JSON: dims, actFn, useBias, paramType, skipModel, gamma), optimizer (JSON of its config,
- * absent without one), optimizerCount (optax's count), step, and extra (JSON, the caller's own, e.g. a training
- * loop's position and settings; `settings`, `curve` and `tests` hold `wpc train`'s log, see training-fields.ts).
+ * version "2", model (JSON: an MLP's dims, actFn, useBias, paramType, skipModel, gamma, or { definition } for a
+ * model made from a list of layers, see stored-model.ts), optimizer (JSON of its config, absent without one),
+ * optimizerCount (optax's count), step, and extra (JSON, the caller's own, e.g. a training loop's position and
+ * settings; `settings`, `curve` and `tests` hold `wpc train`'s log, see training-fields.ts).
  *
  * Saving refuses what loading would refuse (non-finite values, an optimiser configuration out of range, a
  * malformed log), so every file written loads. Loading verifies the checksum, then validates the whole file and
- * every field before it allocates anything, so a bad file never leaves a half-made model behind. Save → load is
- * bit-exact (the raw float32 words round-trip).
+ * every field before it allocates anything, so a bad file never leaves a half-made model behind. For a layer
+ * list, makeModel's checks of the definition and of the parameter count run before the parameters are uploaded;
+ * the shape of each layer's tensor is compared with the rebuilt model's (whose layout only makeModel knows), and
+ * a mismatch disposes it again. Save → load is bit-exact (the raw float32 words round-trip).
  */
-import { mlpLayers } from '../pc/layers/index.js';
 import { WpcArgumentError, argError, checkKnownKeys, describe } from '../runtime/errors.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { type Model, checkRuntime } from '../pc/model.js';
@@ -37,6 +40,13 @@ import { type OptState, type Optimizer, checkOptState } from '../pc/optim.js';
 import { type SafeTensorIn, decodeSafetensors, encodeSafetensors } from './safetensors.js';
 import { asStoredJson, checkJsonObject, jsonSyntaxProblem } from './json-values.js';
 import { checkTrainingLog, optimizerFromConfig, parseCount } from './training-fields.js';
+import {
+  isStoredDefinition,
+  modelFromStoredDefinition,
+  readParams,
+  storedDefinition,
+  storedTensors,
+} from './stored-model.js';
 
 export const TRAINING_CHECKPOINT_FORMAT = 'wpc-training-checkpoint';
 /** Version 2 carries the checksum; version 1 (without) loads only with `allowUnverified`. */
@@ -101,20 +111,18 @@ export async function trainingCheckpoint(model: Model, options: TrainingCheckpoi
     extra = checkJsonObject(fn, 'options.extra', asStoredJson(fn, 'options.extra', options.extra));
     checkTrainingLog(fn, 'options.extra', extra, step);
   }
-  const { weights, biases } = await model.toArrays();
+  const described = model.definition ? { definition: storedDefinition(fn, model) } : architectureOf(model);
+  const params = await readParams(model);
   const tensors: Record<string, SafeTensorIn> = {};
-  mlpLayers(fn, model.layers).forEach((l, i) => {
-    checkValues(fn, `the model's layers.${i}.weight`, weights[i]!);
-    tensors[`layers.${i}.weight`] = { dtype: 'F32', shape: [l.outDim, l.inDim], data: weights[i]! };
-    if (l.useBias) {
-      checkValues(fn, `the model's layers.${i}.bias`, biases[i]!);
-      tensors[`layers.${i}.bias`] = { dtype: 'F32', shape: [l.outDim], data: biases[i]! };
-    }
-  });
+  for (const t of storedTensors(model)) {
+    const data = params.subarray(t.offset, t.offset + t.length);
+    checkValues(fn, `the model's ${t.name}`, data);
+    tensors[t.name] = { dtype: 'F32', shape: [...t.shape], data };
+  }
   const metadata: Record<string, string> = {
     format: TRAINING_CHECKPOINT_FORMAT,
     version: String(TRAINING_CHECKPOINT_VERSION),
-    model: JSON.stringify(architectureOf(model)),
+    model: JSON.stringify(described),
     step: String(step),
     extra: JSON.stringify(extra),
   };
@@ -128,6 +136,83 @@ export async function trainingCheckpoint(model: Model, options: TrainingCheckpoi
     }
   }
   return encodeSafetensors(tensors, metadata);
+}
+
+/** A stored tensor's data, checked: F32 of `shape`, finite (and ≥ 0 from `nonNegativeFrom` on). */
+type Take = (name: string, shape: readonly number[], nonNegativeFrom?: number) => Float32Array;
+
+/** What a file's model tensors give: the parameter count, and the model they make (nothing left on failure). */
+interface ModelPart {
+  paramCount: number;
+  build(what: string, runtime: Runtime): Model;
+}
+
+/** An MLP's tensors: layers.<l>.weight [d_{l+1}, d_l] and, with biases, layers.<l>.bias, for every layer. */
+function mlpTensors(arch: ReturnType<typeof checkArchitecture>, take: Take): ModelPart {
+  const { dims } = arch;
+  const L = dims.length - 1;
+  const weights = Array.from({ length: L }, (_, l) => take(`layers.${l}.weight`, [dims[l + 1]!, dims[l]!]));
+  const biases = arch.useBias ? Array.from({ length: L }, (_, l) => take(`layers.${l}.bias`, [dims[l + 1]!])) : null;
+  return {
+    paramCount: storedParamCount(dims, arch.useBias),
+    build: (what, runtime) => buildModel(what, runtime, arch, weights, biases),
+  };
+}
+
+/** A layer tensor's name: layers.<l>.weight or layers.<l>.bias, <l> in canonical decimal. */
+const LAYER_TENSOR = /^layers\.(0|[1-9]\d{0,5})\.(weight|bias)$/;
+
+/**
+ * A layer list's tensors: every layers.<l>.<role> of the file, in the model's buffer order (by layer, weight
+ * first). Their total must be the definition's parameter count (makeModel checks it before allocating); each
+ * tensor's name and shape are then compared with the rebuilt model's.
+ */
+function layerListTensors(
+  what: string,
+  definition: unknown,
+  tensors: Readonly<Record<string, { shape: number[] }>>,
+  take: Take,
+): ModelPart {
+  const parts = Object.keys(tensors)
+    .flatMap((name) => {
+      const m = LAYER_TENSOR.exec(name);
+      return m ? [{ name, layer: Number(m[1]), bias: m[2] === 'bias' }] : [];
+    })
+    .sort((a, b) => a.layer - b.layer || Number(a.bias) - Number(b.bias))
+    .map((p) => ({ name: p.name, shape: tensors[p.name]!.shape, data: take(p.name, tensors[p.name]!.shape) }));
+  const params = new Float32Array(parts.reduce((n, p) => n + p.data.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    params.set(p.data, at);
+    at += p.data.length;
+  }
+  return {
+    paramCount: params.length,
+    build: (whatFile, runtime) => {
+      const model = modelFromStoredDefinition(whatFile, runtime, 'metadata.model.definition', definition, params);
+      const problem = tensorMismatch(model, parts);
+      if (problem !== null) {
+        model.dispose();
+        throw new WpcArgumentError(`${what}: ${problem}`);
+      }
+      return model;
+    },
+  };
+}
+
+/** How a file's layer tensors differ from `model`'s (names and shapes), or null when they are its tensors. */
+function tensorMismatch(model: Model, stored: readonly { name: string; shape: readonly number[] }[]): string | null {
+  const byName = new Map(stored.map((t) => [t.name, t.shape]));
+  const shape = (s: readonly number[]) => `[${s.join(', ')}]`;
+  for (const t of storedTensors(model)) {
+    const got = byName.get(t.name);
+    if (got === undefined) return `tensor ${t.name} is missing (the model's definition needs it)`;
+    if (shape(got) !== shape(t.shape))
+      return `tensor ${t.name} must be F32 ${shape(t.shape)} for the model's definition, got F32 ${shape(got)}`;
+    byName.delete(t.name);
+  }
+  const extra = byName.keys().next();
+  return extra.done ? null : `unexpected tensor ${extra.value} (not part of this model: its layer has no such tensor)`;
 }
 
 function parseJson(what: string, key: string, text: string | undefined): unknown {
@@ -179,10 +264,13 @@ export function restoreTrainingCheckpoint(
   }
   checkStoredKeys(what, 'metadata', metadata, METADATA_KEYS);
   const stored = parseJson(what, 'model', metadata.model);
-  if (typeof stored === 'object' && stored !== null && !Array.isArray(stored))
+  const layerList = isStoredDefinition(stored);
+  if (layerList) {
+    checkStoredKeys(what, 'metadata.model', stored, ['definition']);
+    checkJsonObject(what, 'metadata.model.definition', stored.definition);
+  } else if (typeof stored === 'object' && stored !== null && !Array.isArray(stored))
     checkStoredKeys(what, 'metadata.model', stored, ARCHITECTURE_FIELDS);
-  const m = checkArchitecture(what, 'metadata.model', stored);
-  const dims = m.dims;
+  const arch = layerList ? null : checkArchitecture(what, 'metadata.model', stored);
   const step = parseCount(what, 'metadata.step', metadata.step);
   if (metadata.version !== '1' && metadata.extra === undefined)
     throw new WpcArgumentError(`${what}: metadata.extra is missing`);
@@ -199,9 +287,8 @@ export function restoreTrainingCheckpoint(
     optim = optimizerFromConfig(what, 'metadata.optimizer', parseJson(what, 'optimizer', metadata.optimizer));
     count = parseCount(what, 'metadata.optimizerCount', metadata.optimizerCount);
   }
-  const L = dims.length - 1;
   const expected = new Set<string>();
-  const take = (name: string, shape: number[], nonNegativeFrom?: number) => {
+  const take: Take = (name, shape, nonNegativeFrom) => {
     const t = tensors[name];
     if (!t) throw new WpcArgumentError(`${what}: tensor ${name} is missing (the model's metadata needs it)`);
     if (t.dtype !== 'F32' || t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
@@ -213,9 +300,10 @@ export function restoreTrainingCheckpoint(
     checkValues(what, `tensor ${name}`, t.data as Float32Array, nonNegativeFrom);
     return t.data as Float32Array;
   };
-  const weights = Array.from({ length: L }, (_, l) => take(`layers.${l}.weight`, [dims[l + 1]!, dims[l]!]));
-  const biases = m.useBias ? Array.from({ length: L }, (_, l) => take(`layers.${l}.bias`, [dims[l + 1]!])) : null;
-  const paramCount = storedParamCount(dims, m.useBias);
+  const part = arch
+    ? mlpTensors(arch, take)
+    : layerListTensors(what, (stored as { definition: unknown }).definition, tensors, take);
+  const paramCount = part.paramCount;
   const state =
     optim && optim.stateWidth > 0
       ? take('optimizer.state', [optim.stateWidth, paramCount], optim.config.kind === 'adam' ? paramCount : undefined)
@@ -225,7 +313,7 @@ export function restoreTrainingCheckpoint(
     throw new WpcArgumentError(
       `${what}: unexpected tensor ${unknown[0]} (not part of this model${optim ? ' or its optimiser' : ''})`,
     );
-  const model = buildModel(what, runtime, m, weights, biases);
+  const model = part.build(what, runtime);
   let optState: OptState | null = null;
   try {
     if (optim) {

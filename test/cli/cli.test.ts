@@ -1,11 +1,12 @@
 // The `wpc` command line, run as a user would: `node dist/cli.js ...` (npm test builds dist/ first).
 import { describe, expect, it } from 'vitest';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DATA_DIR, ROOT, wpc } from '../support/cli-run.js';
 
 const FLAGS = [
+  'arch',
   'dataset',
   'data-dir',
   'hidden',
@@ -206,6 +207,76 @@ describe('wpc train', () => {
     const r = await wpc(['train', '--data-dir', '/nonexistent/wpc-data', '--max-batches', '1']);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('/nonexistent/wpc-data');
+  });
+});
+
+describe('wpc train --arch', () => {
+  it('trains a PC CNN, checkpoints and saves it; resumes from the checkpoint; sample refuses the classifier', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'wpc-arch-'));
+    try {
+      const [out, save, ck] = [join(dir, 'run.json'), join(dir, 'cnn.json'), join(dir, 'ck')];
+      const spec = 'conv(4,3,stride=2) dense(10)';
+      const args = ['train', '--data-dir', DATA_DIR, '--act', 'relu', '--batch', '32', '--max-batches', '20'];
+      const more = ['--test-every', '10', '--seed', '3', '--checkpoint', ck, '--checkpoint-every', '10'];
+      const r = await wpc([...args, '--arch', spec, ...more, '--save', save, '--out', out]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toContain('wpc train: mnist, --arch "conv(4,3,stride=2) dense(10)" relu, heun/pid');
+      const summary = JSON.parse(r.stdout.trim());
+      expect(summary.steps).toBe(20);
+      expect(summary.testAccuracy).toBeGreaterThan(25); // chance is 10%
+      const run = JSON.parse(await readFile(out, 'utf8'));
+      expect(run.settings.arch).toEqual([
+        { type: 'conv', channels: 4, kernel: 3, stride: 2 },
+        { type: 'dense', units: 10 },
+      ]);
+      expect(run.settings).not.toHaveProperty('hidden');
+      expect(run.curve.loss).toHaveLength(20);
+      expect(JSON.parse(await readFile(save, 'utf8'))).toMatchObject({
+        format: 'wpc-model',
+        definition: { inputShape: [1, 28, 28], actFn: 'relu', useBias: false, layers: run.settings.arch },
+      });
+      // The same layers from a JSON file: the settings agree, so the finished run resumes (no step left) and
+      // tests the restored model exactly as it was.
+      const file = join(dir, 'arch.json');
+      await writeFile(file, JSON.stringify({ layers: run.settings.arch, actFn: 'relu' }));
+      const resumed = await wpc([...args, '--arch', file, ...more, '--resume']);
+      expect(resumed.code, resumed.stderr).toBe(0);
+      expect(resumed.stderr).toContain('resumed at step 20');
+      expect(JSON.parse(resumed.stdout.trim()).testAccuracy).toBe(summary.testAccuracy);
+      const other = await wpc([...args, '--arch', 'conv(4,3,stride=2,bias=true) dense(10)', ...more, '--resume']);
+      expect(other.code).toBe(2);
+      expect(other.stderr).toMatch(/--resume: .* was written with arch = .*, this run has .*"useBias":true/);
+      const sample = await wpc(['sample', '--model', save, '--out', join(dir, 'x.png')]);
+      expect(sample.code).toBe(2);
+      expect(sample.stderr).toMatch(/predicts 10 values, not a square image/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a bad architecture before training, naming the layer (exit 2)', async () => {
+    const cases: [string[], RegExp][] = [
+      [['--arch', 'conv(8,3) dense(10)', '--hidden', '2'], /--arch and --hidden do not go together/],
+      [['--arch', 'conv(8,3) dens(10)'], /--arch: layer 2 "dens\(10\)" \(character 11\): unknown layer "dens"/],
+      [
+        ['--arch', 'conv(8,3) dense(12)'],
+        /--arch: the last layer \(layer 2 "dense\(12\)" \(character 11\)\) gives \[12\], 12 values; a classifier of mnist must end with 10/,
+      ],
+      [
+        ['--arch', 'conv(8,30) dense(10)'],
+        /--arch: layer 1 "conv\(8,30\)" \(character 1\): a 30×30 kernel with padding 0 does not fit a 28×28 input/,
+      ],
+      [
+        ['--task', 'generative', '--arch', 'dense(32) dense(10)'],
+        /a generator of mnist images must end with the image, \[1, 28, 28\] or 784 values/,
+      ],
+    ];
+    for (const [args, message] of cases) {
+      const r = await wpc(['train', '--data-dir', DATA_DIR, '--max-batches', '1', ...args]);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr, args.join(' ')).toMatch(message);
+      expect(r.stdout).toBe('');
+    }
   });
 });
 
