@@ -113,7 +113,7 @@ export async function sample(argv: string[]): Promise<undefined | 'help'> {
     const predicted = model.shapes.at(-1)!;
     if (image === null) {
       throw new UsageError(
-        `${modelFile} predicts ${predicted.length === 3 ? `[${predicted.join(', ')}]` : `${model.outputDim} values`}, not an image of 1 or 3 channels: sample needs a generator (label -> image), e.g. from 'wpc train --task generative'`,
+        `${modelFile} predicts ${predicted.length === 3 ? `[${predicted.join(', ')}]` : `${model.outputDim} values`}, not a square image (nor three square colour planes): sample needs a generator (label -> image), e.g. from 'wpc train --task generative'`,
       );
     }
     if (model.shapes[0]!.length !== 1) {
