@@ -32,14 +32,17 @@ const NON_NEGATIVE: ValueKind = {
   read: (t) => (new RegExp(`^(0|${NATURAL})$`).test(t) ? Number(t) : undefined),
 };
 
-/** Sizes joined by 'x' (3, 3x5, 8x7x7), of one of the `counts` lengths: one size reads as a number. */
-function sizes(what: string, counts: readonly number[]): ValueKind {
+/**
+ * Sizes joined by 'x' (3, 3x5, 8x7x7), of one of the `counts` lengths; one size reads as a number unless `list`
+ * (a shape such as reshape's, always a list).
+ */
+function sizes(what: string, counts: readonly number[], list = false): ValueKind {
   return {
     what,
     read: (t) => {
       const parts = t.split('x');
       if (!counts.includes(parts.length) || !parts.every((p) => new RegExp(`^${NATURAL}$`).test(p))) return undefined;
-      return parts.length === 1 ? Number(parts[0]) : parts.map(Number);
+      return parts.length === 1 && !list ? Number(parts[0]) : parts.map(Number);
     },
   };
 }
@@ -104,6 +107,34 @@ const LAYERS: readonly LayerSyntax[] = [
     help: 'average pooling (a PC layer); stride default kernel',
   },
   {
+    name: 'convt',
+    type: 'convTranspose',
+    args: [param('channels', POSITIVE), param('kernel', KERNEL)],
+    options: [
+      param('stride', POSITIVE),
+      param('pad', NON_NEGATIVE, 'padding'),
+      param('outpad', NON_NEGATIVE, 'outputPadding'),
+      BIAS,
+      ACT_OPTION,
+    ],
+    help: 'transposed convolution (Equinox ConvTranspose2d), for decoders',
+  },
+  {
+    name: 'maxpool',
+    type: 'maxPool',
+    args: [param('kernel', KERNEL)],
+    options: [param('stride', POSITIVE), ACT_OPTION],
+    help: 'max pooling (a PC layer); stride default kernel',
+  },
+  {
+    name: 'reshape',
+    type: 'reshape',
+    args: [param('shape', sizes('CxHxW or N', [1, 3], true))],
+    options: [],
+    reshape: true,
+    help: 'the activity seen as [C, H, W] or [N] (e.g. dense -> convt)',
+  },
+  {
     name: 'flatten',
     type: 'flatten',
     args: [],
@@ -142,7 +173,7 @@ export interface ArchSpec {
 function helpLine(l: LayerSyntax): string {
   const args = [...l.args.map((p) => p.key), ...l.options.map((p) => `${p.key}=`)];
   const call = args.length > 0 ? `${l.name}(${args.join(', ')})` : l.name;
-  return `    ${call.padEnd(52)}${l.help}`;
+  return `    ${call.padEnd(52)} ${l.help}`;
 }
 
 /** The --arch section of `wpc train --help`. */

@@ -61,12 +61,28 @@ describe('the --arch string', () => {
     ]);
   });
 
+  it('reads a decoder: reshape, transposed convolutions and max pooling', () => {
+    const arch = parseArch(
+      'dense(98) reshape(2x7x7) convt(4,4,stride=2,pad=1,outpad=0) maxpool(2,stride=1) convt(1,3,pad=1)',
+    );
+    expect(arch.layers).toEqual([
+      { type: 'dense', units: 98 },
+      { type: 'reshape', shape: [2, 7, 7] },
+      { type: 'convTranspose', channels: 4, kernel: 4, stride: 2, padding: 1, outputPadding: 0 },
+      { type: 'maxPool', kernel: 2, stride: 1 },
+      { type: 'convTranspose', channels: 1, kernel: 3, padding: 1 },
+    ]);
+    expect(archDepth(arch.layers)).toBe(4);
+    expect(parseArch('dense(10) reshape(10)').layers[1]).toEqual({ type: 'reshape', shape: [10] });
+    expect(parseArch(formatArch(arch.layers)).layers).toEqual(arch.layers);
+  });
+
   it('names the token, its position and what is wrong', async () => {
     const cases: [string, string][] = [
       ['', '--arch: no layers given (e.g. --arch "conv(8,3,pad=1) avgpool(2) dense(10)")'],
       [
         'dense(10) pool(3)',
-        '--arch: layer 2 "pool(3)" (character 11): unknown layer "pool"; the layers are conv, residual, avgpool, flatten, dense',
+        '--arch: layer 2 "pool(3)" (character 11): unknown layer "pool"; the layers are conv, residual, avgpool, convt, maxpool, reshape, flatten, dense',
       ],
       [
         'conv(8,3)dense(10)',
@@ -179,7 +195,7 @@ describe('the --arch JSON file', () => {
       [
         'type.json',
         '[{"type": "dense", "units": 10}, {"type": "maxout"}]',
-        'layers[1] must be a layer object whose type is one of conv, residual, avgPool, flatten, dense',
+        'layers[1] must be a layer object whose type is one of conv, residual, avgPool, convTranspose, maxPool, reshape, flatten, dense',
       ],
       [
         'act.json',

@@ -33,6 +33,8 @@ const CASES: [string, string[], string[]][] = [
   ['bidirectional', ['--forward-weight', '1'], ['amortiserTestAccuracy', 'png']],
   ['epc', [], ['testAccuracy']],
   ['mupc', [], ['testAccuracy']],
+  ['cnn-mnist', [], ['testAccuracy', 'params']],
+  ['conv-generative', [], ['trainLoss', 'png']],
 ];
 
 describe.each(CASES)('examples/%s.mjs', (name, extra, keys) => {
