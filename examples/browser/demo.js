@@ -179,6 +179,15 @@ async function loadData() {
 }
 
 // ---- the run ----
+/** The whole number in the field `id` (set from the page or the query string), refused outside [min, max]. */
+function whole(id, min, max) {
+  const text = $(id).value;
+  const v = Number(text);
+  if (text.trim() === '' || !Number.isInteger(v) || v < min || v > max)
+    throw new Error(`${id} must be a whole number in [${min}, ${max}], got ${JSON.stringify(text)}`);
+  return v;
+}
+
 let runtime = null;
 let stopRequested = false;
 
@@ -213,17 +222,17 @@ async function run() {
     const { train, test } = await loadData();
     runtime ??= await wpc.init();
     demo.adapter = runtime.adapter;
-    const config = { model: $('model').value, solver: $('solver').value, seed: Number($('seed').value) };
-    const steps = Number($('steps').value);
-    const testEvery = Number($('test-every').value);
-    const testImages = Number($('test-images').value);
+    const config = { model: $('model').value, solver: $('solver').value, seed: whole('seed', 0, 2 ** 31 - 1) };
+    const steps = whole('steps', 1, 100000);
+    const testEvery = whole('test-every', 1, 100000);
+    const testImages = whole('test-images', 64, 10000);
     session = await createSession(wpc, runtime, config, train, test);
     $('energy-title').textContent =
       config.model === 'bidirectional'
         ? 'bPC energy after inference, per training step'
         : 'Energy during inference (latest step), per layer';
     $('digits-title').textContent =
-      config.model === 'discriminative'
+      config.model !== 'generative' && config.model !== 'bidirectional'
         ? 'Generated digits (generative and bidirectional models only)'
         : 'Generated digits (label → image)';
     const test0 = await session.evaluate(testImages);

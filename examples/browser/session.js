@@ -1,7 +1,7 @@
 // One training session of the demo, written against WPC's public API only and parameterised by the `wpc`
 // module, so the page (dist/browser.js) and the Node test (dist/node.js) run exactly the same procedure.
 //
-//   const config = { model: 'discriminative', solver: 'heun', seed: 0 };
+//   const config = { model: 'discriminative', solver: 'heun', seed: 0 };   // or model: 'cnn', 'generative', …
 //   const session = await createSession(wpc, runtime, config, train, test);
 //   const r = await session.step();   // { step, energy, layerEnergies, inference }
 //   const acc = await session.evaluate(1000);
@@ -11,7 +11,20 @@ export const MODELS = {
   discriminative: 'Discriminative PC: 784 → 300 → 300 → 10 (relu), Adam 1e-3',
   generative: 'Supervised generative PC: label → image, 10 → 300 → 300 → 784 (relu), Adam 1e-3',
   bidirectional: 'Bidirectional PC: 10 → 256 → 784 top-down, 784 → 256 → 10 bottom-up (relu), α_f = 1e-3',
+  cnn: 'Discriminative PC CNN: conv 8×3×3 → avg pool 2 → conv 16×3×3 → avg pool 2 → dense 10 (relu), Adam 1e-3',
 };
+
+/** The CNN choice's layers (makeModel's list; the builders come from the `wpc` module the session is given). */
+function cnnLayers(wpc) {
+  return [
+    wpc.conv(8, 3, { padding: 1 }),
+    wpc.avgPool(2),
+    wpc.conv(16, 3, { padding: 1 }),
+    wpc.avgPool(2),
+    wpc.flatten(),
+    wpc.dense(10),
+  ];
+}
 
 export const SOLVERS = {
   heun: { label: 'Heun + PID (rtol = atol = 1e-3), T = 20', options: { solver: 'heun', maxT1: 20 } },
@@ -43,8 +56,14 @@ export async function createSession(wpc, runtime, config, train, test) {
   const solver = config.solver ?? 'heun';
   const seed = config.seed ?? 0;
   const batchSize = config.batchSize ?? 64;
-  if (!(model in MODELS)) throw new Error(`unknown model ${model}; pick one of ${Object.keys(MODELS).join(', ')}`);
-  if (!(solver in SOLVERS)) throw new Error(`unknown solver ${solver}; pick one of ${Object.keys(SOLVERS).join(', ')}`);
+  // Own keys only: a query string's "constructor" or "__proto__" is no model.
+  if (typeof model !== 'string' || !Object.hasOwn(MODELS, model))
+    throw new Error(`unknown model ${String(model)}; pick one of ${Object.keys(MODELS).join(', ')}`);
+  if (typeof solver !== 'string' || !Object.hasOwn(SOLVERS, solver))
+    throw new Error(`unknown solver ${String(solver)}; pick one of ${Object.keys(SOLVERS).join(', ')}`);
+  if (!Number.isSafeInteger(seed)) throw new Error(`seed must be an integer, got ${String(seed)}`);
+  if (!Number.isSafeInteger(batchSize) || batchSize < 1 || batchSize > 1024)
+    throw new Error(`batchSize must be an integer in [1, 1024], got ${String(batchSize)}`);
   const data = endlessBatches(wpc, train, batchSize, seed);
   const owned = [];
   const keep = (x) => {
@@ -106,17 +125,27 @@ export async function createSession(wpc, runtime, config, train, test) {
 
   const generative = model === 'generative';
   const net = keep(
-    generative
-      ? wpc.makeMlp(runtime, { seed, inputDim: 10, width: 300, depth: 3, outputDim: 784, actFn: 'relu', useBias: true })
-      : wpc.makeMlp(runtime, {
-          seed,
-          inputDim: 784,
-          width: 300,
-          depth: 3,
-          outputDim: 10,
-          actFn: 'relu',
-          useBias: true,
-        }),
+    model === 'cnn'
+      ? wpc.makeModel(runtime, { seed, inputShape: [1, 28, 28], layers: cnnLayers(wpc), actFn: 'relu', useBias: true })
+      : generative
+        ? wpc.makeMlp(runtime, {
+            seed,
+            inputDim: 10,
+            width: 300,
+            depth: 3,
+            outputDim: 784,
+            actFn: 'relu',
+            useBias: true,
+          })
+        : wpc.makeMlp(runtime, {
+            seed,
+            inputDim: 784,
+            width: 300,
+            depth: 3,
+            outputDim: 10,
+            actFn: 'relu',
+            useBias: true,
+          }),
   );
   const optim = wpc.adam({ lr: 1e-3 });
   const optState = keep(optim.init(net));
@@ -161,7 +190,8 @@ export async function createSession(wpc, runtime, config, train, test) {
       return { step, energy: layerEnergies.reduce((s, v) => s + v, 0), layerEnergies, inference };
     },
     async evaluate(limit) {
-      if (!generative) return classifierAccuracy(wpc, net, test, limit);
+      // A CNN's activities are wider than the MLP's: its test batches are smaller, so that they fit any adapter.
+      if (!generative) return classifierAccuracy(wpc, net, test, limit, model === 'cnn' ? 250 : 1000);
       // Labels inferred from the images (the output clamped), as testGenerativePc: costly, so a smaller set.
       let correct = 0;
       let n = 0;
@@ -186,11 +216,11 @@ export async function createSession(wpc, runtime, config, train, test) {
   };
 }
 
-async function classifierAccuracy(wpc, net, test, limit) {
+async function classifierAccuracy(wpc, net, test, limit, chunk = 1000) {
   const count = Math.min(limit, test.count);
   let correct = 0;
-  for (let start = 0; start < count; start += 1000) {
-    const m = Math.min(1000, count - start);
+  for (let start = 0; start < count; start += chunk) {
+    const m = Math.min(chunk, count - start);
     const y = wpc.oneHot(test.labels.subarray(start, start + m));
     const r = await wpc.testDiscriminativePc(
       net,

@@ -143,6 +143,39 @@ describe('the demo page in headless Chromium', () => {
     await page.close();
   });
 
+  it('the small PC CNN: accuracy rises and the energy after every step matches Node’s within 1e-3', {
+    timeout: 600_000,
+  }, async () => {
+    const page = await browser.newPage();
+    const demo = await runDemo(page, 'model=cnn&solver=heun&steps=8&testEvery=8&testImages=250&seed=0');
+    expect(demo.error).toBeNull();
+    expect(demo.steps).toHaveLength(8);
+    expect(demo.accuracy.at(-1)!.accuracy).toBeGreaterThan(demo.accuracy[0]!.accuracy + 5);
+    expect(demo.digits).toBe(false);
+    expectRelClose(
+      demo.steps.map((s) => s.energy),
+      await nodeEnergies('cnn', 'heun', 8),
+      1e-3,
+      'PC CNN energy per step, browser vs Node',
+    );
+    await page.close();
+  });
+
+  it('refuses a model or a number the page does not offer, with a message and no run', {
+    timeout: 120_000,
+  }, async () => {
+    const page = await browser.newPage();
+    for (const query of ['model=constructor&steps=1', 'model=cnn&steps=1e9', 'model=cnn&steps=2&testImages=-5']) {
+      const demo = await runDemo(page, query);
+      expect(demo.state, query).toBe('error');
+      expect(demo.steps, query).toEqual([]);
+      expect(demo.error, query).toMatch(/unknown model|must be a whole number in/);
+    }
+    await expect(createSession(wpc, rt(), { model: '__proto__' }, null, null)).rejects.toThrow(/unknown model/);
+    await expect(createSession(wpc, rt(), { model: 'cnn', seed: 0.5 }, null, null)).rejects.toThrow(/seed must be/);
+    await page.close();
+  });
+
   it('says clearly when the browser has no WebGPU', { timeout: 120_000 }, async () => {
     const plain = await launch(['--no-sandbox', '--disable-dev-shm-usage']); // no --enable-unsafe-webgpu: no adapter
     try {

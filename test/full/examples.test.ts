@@ -33,6 +33,7 @@ const CASES: [string, string[], string[]][] = [
   ['bidirectional', ['--forward-weight', '1'], ['amortiserTestAccuracy', 'png']],
   ['epc', [], ['testAccuracy']],
   ['mupc', [], ['testAccuracy']],
+  ['cnn-mnist', [], ['testAccuracy', 'params']],
 ];
 
 describe.each(CASES)('examples/%s.mjs', (name, extra, keys) => {
