@@ -32,14 +32,17 @@ const NON_NEGATIVE: ValueKind = {
   read: (t) => (new RegExp(`^(0|${NATURAL})$`).test(t) ? Number(t) : undefined),
 };
 
-/** Sizes joined by 'x' (3, 3x5, 8x7x7), of one of the `counts` lengths: one size reads as a number. */
-function sizes(what: string, counts: readonly number[]): ValueKind {
+/**
+ * Sizes joined by 'x' (3, 3x5, 8x7x7), of one of the `counts` lengths; one size reads as a number unless `list`
+ * (a shape such as reshape's, always a list).
+ */
+function sizes(what: string, counts: readonly number[], list = false): ValueKind {
   return {
     what,
     read: (t) => {
       const parts = t.split('x');
       if (!counts.includes(parts.length) || !parts.every((p) => new RegExp(`^${NATURAL}$`).test(p))) return undefined;
-      return parts.length === 1 ? Number(parts[0]) : parts.map(Number);
+      return parts.length === 1 && !list ? Number(parts[0]) : parts.map(Number);
     },
   };
 }
