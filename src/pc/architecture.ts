@@ -66,6 +66,12 @@ function kernelOf(fn: string, arg: string, kernel: unknown): [number, number] {
   return [k, k];
 }
 
+function paddingOf(fn: string, arg: string, padding: unknown): number {
+  if (!Number.isSafeInteger(padding) || (padding as number) < 0 || (padding as number) > MAX_KERNEL)
+    argError(fn, arg, `an integer in [0, ${MAX_KERNEL}]`, padding);
+  return padding as number;
+}
+
 function image(fn: string, arg: string, shape: Shape, what: string): readonly [number, number, number] {
   if (shape.length !== 3)
     throw new WpcArgumentError(
@@ -235,6 +241,26 @@ function resolveLayers(
       if (v !== undefined && typeof v !== 'boolean') argError(fn, `${arg}.useBias`, 'a boolean', v);
       return (v as boolean | undefined) ?? useBias;
     };
+    // What a convolution's spec (either kind) takes from its shapes: sizes, and its parameters' place from `at`.
+    const convolution = (
+      inShape: readonly [number, number, number],
+      outShape: readonly [number, number, number],
+      kernel: readonly [number, number],
+      useBias: boolean,
+    ) => {
+      const weights = outShape[0] * inShape[0] * kernel[0] * kernel[1];
+      return {
+        inDim,
+        outDim: outShape[0] * outShape[1] * outShape[2],
+        inShape,
+        outShape,
+        kernel,
+        useBias,
+        weightOffset: at,
+        biasOffset: useBias ? at + weights : -1,
+        ...common,
+      };
+    };
     let spec: LayerSpec;
     if (d.type === 'dense') {
       const units = checkPositiveInt(fn, `${arg}.units`, d.units);
@@ -258,9 +284,7 @@ function resolveLayers(
         argError(fn, `${arg}.kernel`, 'an odd side (a residual block keeps its shape)', d.kernel);
       const channels = res ? c : checkPositiveInt(fn, `${arg}.channels`, (d as ConvDef).channels);
       const stride = res ? 1 : checkPositiveInt(fn, `${arg}.stride`, (d as ConvDef).stride ?? 1, MAX_KERNEL);
-      const padding = res ? (kernel[0] - 1) / 2 : ((d as ConvDef).padding ?? 0);
-      if (!Number.isSafeInteger(padding) || padding < 0 || padding > MAX_KERNEL)
-        argError(fn, `${arg}.padding`, `an integer in [0, ${MAX_KERNEL}]`, padding);
+      const padding = paddingOf(fn, `${arg}.padding`, res ? (kernel[0] - 1) / 2 : ((d as ConvDef).padding ?? 0));
       const oh = convOutSide(h, kernel[0], stride, padding);
       const ow = convOutSide(w, kernel[1], stride, padding);
       if (oh < 1 || ow < 1)
@@ -268,22 +292,12 @@ function resolveLayers(
           `${fn}: ${arg}: a ${kernel[0]}×${kernel[1]} kernel with padding ${padding} does not fit a ${h}×${w} input`,
         );
       if (res && first) throw new WpcArgumentError(`${fn}: ${arg}: a residual block cannot be the first layer`);
-      const withBias = bias(d.useBias);
-      const weights = channels * c * kernel[0] * kernel[1];
       spec = {
+        ...convolution([c, h, w], [channels, oh, ow], kernel, bias(d.useBias)),
         kind: 'conv',
-        inDim,
-        outDim: channels * oh * ow,
-        inShape: [c, h, w],
-        outShape: [channels, oh, ow],
-        kernel,
         stride,
         padding,
-        useBias: withBias,
-        weightOffset: at,
-        biasOffset: withBias ? at + weights : -1,
         skip: res,
-        ...common,
       } satisfies ConvLayerSpec;
       shape = [channels, oh, ow];
     } else if (d.type === 'convTranspose') {
@@ -291,9 +305,7 @@ function resolveLayers(
       const kernel = kernelOf(fn, `${arg}.kernel`, d.kernel);
       const channels = checkPositiveInt(fn, `${arg}.channels`, d.channels);
       const stride = checkPositiveInt(fn, `${arg}.stride`, d.stride ?? 1, MAX_KERNEL);
-      const padding = d.padding ?? 0;
-      if (!Number.isSafeInteger(padding) || padding < 0 || padding > MAX_KERNEL)
-        argError(fn, `${arg}.padding`, `an integer in [0, ${MAX_KERNEL}]`, padding);
+      const padding = paddingOf(fn, `${arg}.padding`, d.padding ?? 0);
       const extra = d.outputPadding ?? 0;
       if (!Number.isSafeInteger(extra) || extra < 0 || extra >= stride)
         argError(fn, `${arg}.outputPadding`, `an integer in [0, stride ${stride})`, extra);
@@ -305,31 +317,21 @@ function resolveLayers(
         );
       if (padding >= Math.min(...kernel))
         argError(fn, `${arg}.padding`, `less than the kernel side ${Math.min(...kernel)}`, padding);
-      const withBias = bias(d.useBias);
-      const weights = channels * c * kernel[0] * kernel[1];
       spec = {
+        ...convolution([c, h, w], [channels, oh, ow], kernel, bias(d.useBias)),
         kind: 'convTranspose',
-        inDim,
-        outDim: channels * oh * ow,
-        inShape: [c, h, w],
-        outShape: [channels, oh, ow],
-        kernel,
         stride,
         padding,
         outputPadding: extra,
-        useBias: withBias,
-        weightOffset: at,
-        biasOffset: withBias ? at + weights : -1,
         skip: false,
-        ...common,
       } satisfies ConvTransposeLayerSpec;
       shape = [channels, oh, ow];
     } else {
       const [c, h, w] = image(fn, arg, shape, d.type);
       const kernel = kernelOf(fn, `${arg}.kernel`, d.kernel);
       const stride = checkPositiveInt(fn, `${arg}.stride`, d.stride ?? kernel[0], MAX_KERNEL);
-      const oh = Math.floor((h - kernel[0]) / stride) + 1;
-      const ow = Math.floor((w - kernel[1]) / stride) + 1;
+      const oh = convOutSide(h, kernel[0], stride, 0);
+      const ow = convOutSide(w, kernel[1], stride, 0);
       if (kernel[0] > h || kernel[1] > w)
         throw new WpcArgumentError(`${fn}: ${arg}: a ${kernel[0]}×${kernel[1]} window does not fit a ${h}×${w} input`);
       spec = {
