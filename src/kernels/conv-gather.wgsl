@@ -49,12 +49,15 @@ fn tap(g: Geometry, r: u32, flip: bool) -> u32 {
   return select(r, g.kh * g.kw - 1u - r, flip);
 }
 
-// a / d and a % d for a < 2^24 without an integer division: lavapipe turns a lane-varying u32 division into one
-// scalar division per lane, which made the gathers' index arithmetic cost more than their loads and multiplies. The
-// f32 quotient is within one of the true one; one multiply and compare correct it.
+// a / d without an integer division: lavapipe turns a lane-varying u32 division into one scalar division per lane,
+// which made the gathers' index arithmetic cost more than their loads and multiplies. The f32 quotient is within
+// a / 2^23 + 1 of the true one (a weight gradient's k = B·positions may pass 2^24); the remainder's own f32
+// quotient brings it within one, and a compare corrects that.
 fn div_u(a: u32, d: u32) -> u32 {
   var q = u32(f32(a) / f32(d));
-  let r = i32(a) - i32(q * d);
+  var r = bitcast<i32>(a - q * d);
+  q = bitcast<u32>(bitcast<i32>(q) + i32(floor(f32(r) / f32(d))));
+  r = bitcast<i32>(a - q * d);
   if (r < 0) { q -= 1u; } else if (u32(r) >= d) { q += 1u; }
   return q;
 }
